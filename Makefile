@@ -1,0 +1,101 @@
+# pm: plain GNU make. `make`, `make run`, `make test`, `make install`, `make bench`.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+LUAJIT  ?= luajit
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1
+LDLIBS  := -lluajit-5.1 -lev -lm -ldl
+Q       := $(if $(V),,@)
+
+# Debian packages the build, the tests and the demo need.
+DEPS := gcc make libluajit-5.1-dev luajit libev-dev lua-cjson lua-argparse \
+        lua-busted lua-check socat procps
+
+CORE_SRC := $(wildcard core/*.c)
+LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
+LUA_SRC  := $(wildcard lua/pm/*.lua)
+LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
+
+.PHONY: all deps build test unit integration lint asan run install uninstall bench soak clean
+
+all: deps build
+
+build: bin/pm lib/pm/core.so
+
+# Installs only what is missing; does nothing when everything is there.
+deps:
+	$(Q)missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+obj/core/%.o: core/%.c core/core.h
+	@mkdir -p $(@D)
+	@echo "CC $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+obj/pic/%.o: core/%.c core/core.h
+	@mkdir -p $(@D)
+	@echo "CC -fPIC $<"
+	$(Q)$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+
+# Each module as bytecode with debug info; init.lua is the module "pm".
+obj/lua/%.o: lua/pm/%.lua
+	@mkdir -p $(@D)
+	@echo "LUAJIT $<"
+	$(Q)name=pm.$*; [ "$*" = init ] && name=pm; $(LUAJIT) -b -g -n $$name $< $@
+
+bin/pm: $(patsubst core/%.c,obj/core/%.o,$(CORE_SRC)) $(LUA_OBJ)
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
+
+# pm.core for scripts run by plain luajit (`require "pm"` after make install)
+lib/pm/core.so: $(patsubst core/%.c,obj/pic/%.o,$(LIB_SRC))
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev
+
+lint: deps
+	$(Q)luacheck -q lua tests ecosystem bench
+
+unit: all
+	$(Q)tests/run unit
+
+integration: all
+	$(Q)tests/run integration
+
+test: all lint
+	$(Q)tests/run all
+
+# The core built with ASan/UBSan, the integration suite run against it.
+asan: deps
+	$(Q)$(MAKE) --no-print-directory clean-asan
+	$(Q)$(MAKE) --no-print-directory bin/pm CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" V=$(V)
+
+run: all
+	$(Q)bin/pm start ecosystem/ecosystem.lua
+	$(Q)bin/pm list
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.1/pm $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm
+	install -m 0755 bin/pm $(DESTDIR)$(PREFIX)/bin/pm
+	install -m 0644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.1/pm/
+	install -m 0755 lib/pm/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm/core.so
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/pm
+	rm -rf $(DESTDIR)$(PREFIX)/share/lua/5.1/pm $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm
+
+bench: all
+	$(Q)bench/run
+
+clean:
+	rm -rf obj bin lib
+
+clean-asan:
+	rm -rf obj/core bin/pm

@@ -1,0 +1,38 @@
+/*
+ * pm core: operating-system glue exposed to Lua as `pm.core`.
+ * No decision lives here; see core/README.md.
+ */
+#ifndef PM_CORE_H
+#define PM_CORE_H
+
+#include <ev.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+/* The main Lua state every callback runs on. */
+extern lua_State *pm_L;
+
+/* Calls the function below nargs arguments on the stack under a traceback
+ * handler. A Lua error is logged to stderr (the daemon's pm.log) and 0 results
+ * are left; returns the lua_pcall status. Out of memory is fatal. */
+int pm_pcall(lua_State *L, int nargs, int nresults);
+
+/* Registry references kept with a handle: the callback and the handle itself
+ * (the self reference keeps an active handle alive when Lua drops it). */
+void pm_unref(lua_State *L, int *ref);
+
+/* Pushes nil, "<what>: <strerror(errno)>" and returns 2. */
+int pm_fail(lua_State *L, const char *what);
+
+/* Registration of each concern's functions into the module table on top. */
+void pm_open_loop(lua_State *L);
+void pm_open_proc(lua_State *L);
+void pm_open_io(lua_State *L);
+void pm_open_sys(lua_State *L);
+
+int luaopen_pm_core(lua_State *L);
+
+/* Original RLIMIT_NOFILE soft limit, restored in every child. */
+extern long pm_nofile_soft;
+
+#endif

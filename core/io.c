@@ -1,0 +1,644 @@
+/*
+ * io.c: bytes. Line-framed streams over sockets (the control protocol),
+ * log pipes that copy an app's output to its file without passing through
+ * Lua, and the unix-socket listen/accept/connect with peer credentials.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "core.h"
+
+#define STREAM_MT "pm.stream"
+#define LOGPIPE_MT "pm.logpipe"
+#define READ_CHUNK 65536
+
+/* ---- line-framed streams ---- */
+
+typedef struct {
+	ev_io r, w;
+	int fd;
+	char *in;
+	size_t inlen, incap;
+	char *out;
+	size_t outlen, outoff, outcap;
+	size_t max_line;
+	int discarding;  /* inside a line that was too long */
+	int flush_close; /* close once the output is written */
+	int closed;
+	int on_line, on_close, self;
+} stream_t;
+
+static void stream_close(lua_State *L, stream_t *s)
+{
+	if (s->closed)
+		return;
+	s->closed = 1;
+	ev_io_stop(EV_DEFAULT, &s->r);
+	ev_io_stop(EV_DEFAULT, &s->w);
+	close(s->fd);
+	s->fd = -1;
+	pm_unref(L, &s->on_line);
+	pm_unref(L, &s->on_close);
+	pm_unref(L, &s->self);
+}
+
+static void stream_lost(stream_t *s, const char *why)
+{
+	lua_State *L = pm_L;
+	if (s->closed)
+		return;
+	int fn = s->on_close;
+	s->on_close = LUA_NOREF;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive */
+	stream_close(L, s);
+	if (fn != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+		luaL_unref(L, LUA_REGISTRYINDEX, fn);
+		lua_pushstring(L, why);
+		pm_pcall(L, 1, 0);
+	}
+	lua_pop(L, 1);
+}
+
+static int grow(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 4096;
+	while (c < need)
+		c *= 2;
+	char *p = realloc(*buf, c);
+	if (!p)
+		return -1;
+	*buf = p;
+	*cap = c;
+	return 0;
+}
+
+/* Calls on_line(line) or on_line(nil, "line too long"). Returns 0 when the
+ * stream was closed by the callback. */
+static int deliver(stream_t *s, const char *line, size_t len)
+{
+	lua_State *L = pm_L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_line);
+	if (line) {
+		lua_pushlstring(L, line, len);
+		pm_pcall(L, 1, 0);
+	} else {
+		lua_pushnil(L);
+		lua_pushstring(L, "line too long");
+		pm_pcall(L, 2, 0);
+	}
+	return !s->closed;
+}
+
+static void stream_read(EV_P_ ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	stream_t *s = (stream_t *)w;
+	lua_State *L = pm_L;
+	if (grow(&s->in, &s->incap, s->inlen + READ_CHUNK) < 0) {
+		stream_lost(s, "out of memory");
+		return;
+	}
+	ssize_t n = read(s->fd, s->in + s->inlen, READ_CHUNK);
+	if (n == 0) {
+		stream_lost(s, "eof");
+		return;
+	}
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			stream_lost(s, strerror(errno));
+		return;
+	}
+	size_t scan = s->inlen;
+	s->inlen += (size_t)n;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive meanwhile */
+	size_t start = 0;
+	for (;;) {
+		char *nl = memchr(s->in + scan, '\n', s->inlen - scan);
+		if (!nl)
+			break;
+		size_t end = (size_t)(nl - s->in);
+		if (s->discarding)
+			s->discarding = 0;
+		else if (!deliver(s, s->in + start, end - start))
+			goto out;
+		start = scan = end + 1;
+	}
+	if (start > 0) {
+		memmove(s->in, s->in + start, s->inlen - start);
+		s->inlen -= start;
+	}
+	if (s->inlen > s->max_line) {
+		s->inlen = 0;
+		if (!s->discarding) {
+			s->discarding = 1;
+			deliver(s, NULL, 0);
+		}
+	}
+out:
+	lua_pop(L, 1);
+}
+
+static void stream_flush(stream_t *s)
+{
+	while (s->outoff < s->outlen) {
+		ssize_t n = write(s->fd, s->out + s->outoff, s->outlen - s->outoff);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			stream_lost(s, strerror(errno));
+			return;
+		}
+		s->outoff += (size_t)n;
+	}
+	if (s->outoff == s->outlen) {
+		s->outoff = s->outlen = 0;
+		ev_io_stop(EV_DEFAULT, &s->w);
+		if (s->flush_close)
+			stream_lost(s, "closed");
+	} else if (!ev_is_active(&s->w)) {
+		ev_io_start(EV_DEFAULT, &s->w);
+	}
+}
+
+static void stream_writable(EV_P_ ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	stream_flush((stream_t *)((char *)w - offsetof(stream_t, w)));
+}
+
+/* core.stream(fd, on_line(line | nil, err), on_close(reason) [, max_line])
+ * -> stream. Takes ownership of fd (made non-blocking). */
+static int l_stream(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	size_t max_line = (size_t)luaL_optnumber(L, 4, 1 << 20);
+	stream_t *s = lua_newuserdata(L, sizeof *s);
+	memset(s, 0, sizeof *s);
+	s->fd = fd;
+	s->max_line = max_line;
+	s->on_line = s->on_close = s->self = LUA_NOREF;
+	luaL_getmetatable(L, STREAM_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, 2);
+	s->on_line = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushvalue(L, 3);
+	s->on_close = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushvalue(L, -1);
+	s->self = luaL_ref(L, LUA_REGISTRYINDEX);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	ev_io_init(&s->r, stream_read, fd, EV_READ);
+	ev_io_init(&s->w, stream_writable, fd, EV_WRITE);
+	ev_io_start(EV_DEFAULT, &s->r);
+	return 1;
+}
+
+/* stream:write(data) -> true | nil, err. Queues what the fd does not take. */
+static int l_stream_write(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	if (s->closed) {
+		lua_pushnil(L);
+		lua_pushstring(L, "closed");
+		return 2;
+	}
+	if (grow(&s->out, &s->outcap, s->outlen + len) < 0)
+		return luaL_error(L, "out of memory");
+	memcpy(s->out + s->outlen, data, len);
+	s->outlen += len;
+	if (!ev_is_active(&s->w))
+		stream_flush(s);
+	lua_pushboolean(L, !s->closed);
+	return 1;
+}
+
+/* stream:pending() -> bytes queued and not yet written */
+static int l_stream_pending(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	lua_pushnumber(L, (double)(s->outlen - s->outoff));
+	return 1;
+}
+
+/* stream:close([after_flush]) */
+static int l_stream_close(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	if (lua_toboolean(L, 2) && !s->closed && s->outlen > s->outoff) {
+		s->flush_close = 1;
+		ev_io_stop(EV_DEFAULT, &s->r);
+		return 0;
+	}
+	stream_close(L, s);
+	return 0;
+}
+
+/* stream:pause() / stream:resume(): stop and restart reading */
+static int l_stream_pause(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	if (!s->closed)
+		ev_io_stop(EV_DEFAULT, &s->r);
+	return 0;
+}
+
+static int l_stream_resume(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	if (!s->closed && !s->flush_close)
+		ev_io_start(EV_DEFAULT, &s->r);
+	return 0;
+}
+
+static int l_stream_closed(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	lua_pushboolean(L, s->closed);
+	return 1;
+}
+
+static int l_stream_gc(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	stream_close(L, s);
+	free(s->in);
+	free(s->out);
+	s->in = s->out = NULL;
+	return 0;
+}
+
+/* ---- log pipes ---- */
+
+typedef struct {
+	ev_io r;
+	int fd;  /* read end of the app's pipe */
+	int out; /* log file, -1: discard */
+	int closed;
+	int on_eof, tap, self;
+	char *part; /* partial line held for the tap */
+	size_t partlen, partcap;
+} logpipe_t;
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return; /* the disk refused: the bytes are dropped, the app goes on */
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void tap_call(logpipe_t *lp, const char *p, size_t n)
+{
+	lua_State *L = pm_L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->tap);
+	lua_pushlstring(L, p, n);
+	pm_pcall(L, 1, 0);
+}
+
+/* Hands whole lines to the tap, holding a partial one (up to 64 KiB). */
+static void tap_feed(logpipe_t *lp, const char *p, size_t n)
+{
+	const char *nl = NULL;
+	for (size_t i = n; i > 0; i--)
+		if (p[i - 1] == '\n') {
+			nl = p + i - 1;
+			break;
+		}
+	if (!nl) {
+		if (grow(&lp->part, &lp->partcap, lp->partlen + n) == 0) {
+			memcpy(lp->part + lp->partlen, p, n);
+			lp->partlen += n;
+		}
+		if (lp->partlen >= READ_CHUNK) {
+			tap_call(lp, lp->part, lp->partlen);
+			lp->partlen = 0;
+		}
+		return;
+	}
+	size_t head = (size_t)(nl - p) + 1;
+	if (lp->partlen) {
+		if (grow(&lp->part, &lp->partcap, lp->partlen + head) == 0) {
+			memcpy(lp->part + lp->partlen, p, head);
+			tap_call(lp, lp->part, lp->partlen + head);
+		}
+		lp->partlen = 0;
+	} else {
+		tap_call(lp, p, head);
+	}
+	if (n > head && grow(&lp->part, &lp->partcap, n - head) == 0) {
+		memcpy(lp->part, p + head, n - head);
+		lp->partlen = n - head;
+	}
+}
+
+static void logpipe_close(lua_State *L, logpipe_t *lp)
+{
+	if (lp->closed)
+		return;
+	lp->closed = 1;
+	ev_io_stop(EV_DEFAULT, &lp->r);
+	close(lp->fd);
+	if (lp->out >= 0)
+		close(lp->out);
+	lp->fd = lp->out = -1;
+	pm_unref(L, &lp->on_eof);
+	pm_unref(L, &lp->tap);
+	pm_unref(L, &lp->self);
+}
+
+static void logpipe_read(EV_P_ ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	logpipe_t *lp = (logpipe_t *)w;
+	lua_State *L = pm_L;
+	static char buf[READ_CHUNK * 4];
+	ssize_t n = read(lp->fd, buf, sizeof buf);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0) {
+		if (lp->out >= 0)
+			write_all(lp->out, buf, (size_t)n);
+		if (lp->tap != LUA_NOREF)
+			tap_feed(lp, buf, (size_t)n);
+		return;
+	}
+	/* end of output: the app and everything it started closed the pipe */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive */
+	if (lp->tap != LUA_NOREF && lp->partlen) {
+		tap_call(lp, lp->part, lp->partlen);
+		lp->partlen = 0;
+	}
+	int fn = lp->on_eof;
+	lp->on_eof = LUA_NOREF;
+	logpipe_close(L, lp);
+	if (fn != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+		luaL_unref(L, LUA_REGISTRYINDEX, fn);
+		pm_pcall(L, 0, 0);
+	}
+	lua_pop(L, 1);
+}
+
+/* core.logpipe(fd, out_fd, on_eof) -> logpipe. Copies what arrives on fd to
+ * out_fd (-1: nowhere) until end of file, then closes both and calls on_eof.
+ * Takes ownership of both fds. */
+static int l_logpipe(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	int out = (int)luaL_checkinteger(L, 2);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	logpipe_t *lp = lua_newuserdata(L, sizeof *lp);
+	memset(lp, 0, sizeof *lp);
+	lp->fd = fd;
+	lp->out = out;
+	lp->tap = LUA_NOREF;
+	luaL_getmetatable(L, LOGPIPE_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, 3);
+	lp->on_eof = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushvalue(L, -1);
+	lp->self = luaL_ref(L, LUA_REGISTRYINDEX);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	ev_io_init(&lp->r, logpipe_read, fd, EV_READ);
+	ev_io_start(EV_DEFAULT, &lp->r);
+	return 1;
+}
+
+/* logpipe:set_output(fd): writes go to fd from now on (the old one closes) */
+static int l_logpipe_set_output(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	int out = (int)luaL_checkinteger(L, 2);
+	if (lp->closed) {
+		if (out >= 0)
+			close(out);
+		return 0;
+	}
+	if (lp->out >= 0)
+		close(lp->out);
+	lp->out = out;
+	return 0;
+}
+
+/* logpipe:set_tap(fn | nil): fn(lines) gets whole lines as they arrive */
+static int l_logpipe_set_tap(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	pm_unref(L, &lp->tap);
+	lp->partlen = 0;
+	if (!lp->closed && lua_isfunction(L, 2)) {
+		lua_pushvalue(L, 2);
+		lp->tap = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	return 0;
+}
+
+static int l_logpipe_closed(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	lua_pushboolean(L, lp->closed);
+	return 1;
+}
+
+static int l_logpipe_close(lua_State *L)
+{
+	logpipe_close(L, luaL_checkudata(L, 1, LOGPIPE_MT));
+	return 0;
+}
+
+static int l_logpipe_gc(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	logpipe_close(L, lp);
+	free(lp->part);
+	lp->part = NULL;
+	return 0;
+}
+
+/* ---- unix sockets ---- */
+
+static int reserve_fd = -1; /* given up to accept-and-drop under EMFILE */
+
+static int unix_addr(lua_State *L, const char *path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof *sa);
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sa->sun_path)
+		return luaL_error(L, "socket path too long: %s", path);
+	strcpy(sa->sun_path, path);
+	return 0;
+}
+
+/* core.listen_unix(path) -> fd | nil, err. The socket is made mode 0600. */
+static int l_listen_unix(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct sockaddr_un sa;
+	unix_addr(L, path, &sa);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return pm_fail(L, "socket");
+	mode_t old = umask(077);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	umask(old);
+	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 511) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return pm_fail(L, path);
+	}
+	if (reserve_fd < 0)
+		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/* core.accept(fd) -> cfd, uid, pid | nil, err ("again" when none waits).
+ * Under EMFILE the pending peer is accepted and dropped so the loop does not
+ * spin on a listening socket that stays readable. */
+static int l_accept(lua_State *L)
+{
+	int lfd = (int)luaL_checkinteger(L, 1);
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) {
+			lua_pushnil(L);
+			lua_pushliteral(L, "again");
+			return 2;
+		}
+		if ((errno == EMFILE || errno == ENFILE) && reserve_fd >= 0) {
+			close(reserve_fd);
+			int t = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (t >= 0)
+				close(t);
+			reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			errno = EMFILE;
+		}
+		return pm_fail(L, "accept");
+	}
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		close(fd);
+		return pm_fail(L, "SO_PEERCRED");
+	}
+	lua_pushinteger(L, fd);
+	lua_pushinteger(L, cred.uid);
+	lua_pushinteger(L, cred.pid);
+	return 3;
+}
+
+/* core.connect_unix(path) -> fd | nil, err */
+static int l_connect_unix(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct sockaddr_un sa;
+	unix_addr(L, path, &sa);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return pm_fail(L, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return pm_fail(L, path);
+	}
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/* core.socketpair() -> fd1, fd2 (both CLOEXEC, stream) */
+static int l_socketpair(lua_State *L)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return pm_fail(L, "socketpair");
+	lua_pushinteger(L, sv[0]);
+	lua_pushinteger(L, sv[1]);
+	return 2;
+}
+
+/* core.pipe([size]) -> rfd, wfd (CLOEXEC; size: F_SETPIPE_SZ, best effort) */
+static int l_pipe(lua_State *L)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return pm_fail(L, "pipe");
+	if (lua_isnumber(L, 1))
+		fcntl(p[1], F_SETPIPE_SZ, (int)lua_tointeger(L, 1));
+	lua_pushinteger(L, p[0]);
+	lua_pushinteger(L, p[1]);
+	return 2;
+}
+
+void pm_open_io(lua_State *L)
+{
+	static const luaL_Reg stream_m[] = {
+		{"write", l_stream_write},
+		{"pending", l_stream_pending},
+		{"close", l_stream_close},
+		{"pause", l_stream_pause},
+		{"resume", l_stream_resume},
+		{"closed", l_stream_closed},
+		{NULL, NULL},
+	};
+	static const luaL_Reg logpipe_m[] = {
+		{"set_output", l_logpipe_set_output},
+		{"set_tap", l_logpipe_set_tap},
+		{"closed", l_logpipe_closed},
+		{"close", l_logpipe_close},
+		{NULL, NULL},
+	};
+	luaL_newmetatable(L, STREAM_MT);
+	lua_newtable(L);
+	luaL_register(L, NULL, stream_m);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, l_stream_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, LOGPIPE_MT);
+	lua_newtable(L);
+	luaL_register(L, NULL, logpipe_m);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, l_logpipe_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+
+	static const luaL_Reg fns[] = {
+		{"stream", l_stream},
+		{"logpipe", l_logpipe},
+		{"listen_unix", l_listen_unix},
+		{"accept", l_accept},
+		{"connect_unix", l_connect_unix},
+		{"socketpair", l_socketpair},
+		{"pipe", l_pipe},
+		{NULL, NULL},
+	};
+	luaL_register(L, NULL, fns);
+}

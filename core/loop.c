@@ -1,0 +1,325 @@
+/*
+ * loop.c: the libev default loop and its watchers as Lua handles.
+ * Timers, signals, readable fds and the one child watcher that reaps every
+ * child. Each handle keeps its callback and itself in the registry while
+ * active, and both die with it (close or garbage collection).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <time.h>
+#include <sys/wait.h>
+
+#include "core.h"
+
+lua_State *pm_L;
+
+static int traceback(lua_State *L)
+{
+	const char *msg = lua_tostring(L, 1);
+	if (!msg)
+		msg = "(error object is not a string)";
+	luaL_traceback(L, L, msg, 1);
+	return 1;
+}
+
+int pm_pcall(lua_State *L, int nargs, int nresults)
+{
+	int base = lua_gettop(L) - nargs; /* function index */
+	lua_pushcfunction(L, traceback);
+	lua_insert(L, base);
+	int rc = lua_pcall(L, nargs, nresults, base);
+	if (rc == LUA_ERRMEM) {
+		fprintf(stderr, "pm: out of memory in Lua\n");
+		abort();
+	}
+	if (rc != 0) {
+		char when[32];
+		time_t t = time(NULL);
+		struct tm tm;
+		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
+		fprintf(stderr, "%s pm: lua error: %s\n", when, lua_tostring(L, -1));
+		fflush(stderr);
+		lua_pop(L, 1);
+	}
+	lua_remove(L, base);
+	return rc;
+}
+
+void pm_unref(lua_State *L, int *ref)
+{
+	if (*ref != LUA_NOREF) {
+		luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+		*ref = LUA_NOREF;
+	}
+}
+
+int pm_fail(lua_State *L, const char *what)
+{
+	int e = errno;
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: %s", what, strerror(e));
+	return 2;
+}
+
+/* A watcher of any kind with its Lua references. */
+typedef struct {
+	union {
+		ev_timer timer;
+		ev_signal sig;
+		ev_io io;
+	} w;
+	int kind; /* 't', 's', 'i' */
+	int fn;   /* callback */
+	int self; /* the userdata, while active */
+} handle_t;
+
+#define HANDLE_MT "pm.handle"
+
+static void handle_call(handle_t *h)
+{
+	lua_State *L = pm_L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn); /* fn */
+	pm_pcall(L, 0, 0);
+}
+
+static void on_timer(EV_P_ ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	handle_t *h = (handle_t *)w;
+	lua_rawgeti(pm_L, LUA_REGISTRYINDEX, h->fn); /* fn */
+	if (!ev_is_active(w))
+		pm_unref(pm_L, &h->self); /* fired one-shot: collectable once unused */
+	pm_pcall(pm_L, 0, 0);
+}
+
+static void on_signal(EV_P_ ev_signal *w, int revents)
+{
+	(void)revents;
+	(void)loop;
+	handle_call((handle_t *)w);
+}
+
+static void on_io(EV_P_ ev_io *w, int revents)
+{
+	(void)revents;
+	(void)loop;
+	handle_call((handle_t *)w);
+}
+
+static handle_t *handle_new(lua_State *L, int kind, int fnidx)
+{
+	luaL_checktype(L, fnidx, LUA_TFUNCTION);
+	handle_t *h = lua_newuserdata(L, sizeof *h);
+	memset(h, 0, sizeof *h);
+	h->kind = kind;
+	luaL_getmetatable(L, HANDLE_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, fnidx);
+	h->fn = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushvalue(L, -1);
+	h->self = luaL_ref(L, LUA_REGISTRYINDEX);
+	return h;
+}
+
+static void handle_stop(handle_t *h)
+{
+	switch (h->kind) {
+	case 't': ev_timer_stop(EV_DEFAULT, &h->w.timer); break;
+	case 's': ev_signal_stop(EV_DEFAULT, &h->w.sig); break;
+	case 'i': ev_io_stop(EV_DEFAULT, &h->w.io); break;
+	}
+}
+
+/* core.timer(after_ms, repeat_ms, fn) -> handle. Params: delays in ms
+ * (repeat 0: one-shot). The handle stays alive while it is pending. */
+static int l_timer(lua_State *L)
+{
+	double after = luaL_checknumber(L, 1) / 1000.0;
+	double rep = luaL_optnumber(L, 2, 0) / 1000.0;
+	handle_t *h = handle_new(L, 't', 3);
+	ev_timer_init(&h->w.timer, on_timer, after < 0 ? 0 : after, rep < 0 ? 0 : rep);
+	ev_timer_start(EV_DEFAULT, &h->w.timer);
+	return 1;
+}
+
+/* core.signal(signum, fn) -> handle */
+static int l_signal(lua_State *L)
+{
+	int sig = (int)luaL_checkinteger(L, 1);
+	handle_t *h = handle_new(L, 's', 2);
+	ev_signal_init(&h->w.sig, on_signal, sig);
+	ev_signal_start(EV_DEFAULT, &h->w.sig);
+	return 1;
+}
+
+/* core.watch_read(fd, fn) -> handle: fn() whenever fd is readable */
+static int l_watch_read(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	handle_t *h = handle_new(L, 'i', 2);
+	ev_io_init(&h->w.io, on_io, fd, EV_READ);
+	ev_io_start(EV_DEFAULT, &h->w.io);
+	return 1;
+}
+
+/* handle:close(): stops the watcher and releases its references. */
+static int l_handle_close(lua_State *L)
+{
+	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
+	handle_stop(h);
+	pm_unref(L, &h->fn);
+	pm_unref(L, &h->self);
+	return 0;
+}
+
+/* handle:again(after_ms): restarts a timer with a new delay. */
+static int l_handle_again(lua_State *L)
+{
+	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
+	luaL_argcheck(L, h->kind == 't' && h->fn != LUA_NOREF, 1, "open timer expected");
+	double after = luaL_checknumber(L, 2) / 1000.0;
+	ev_timer_stop(EV_DEFAULT, &h->w.timer);
+	ev_timer_set(&h->w.timer, after < 0 ? 0 : after, h->w.timer.repeat);
+	ev_timer_start(EV_DEFAULT, &h->w.timer);
+	if (h->self == LUA_NOREF) {
+		lua_pushvalue(L, 1);
+		h->self = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	return 0;
+}
+
+static int l_handle_active(lua_State *L)
+{
+	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
+	int active = 0;
+	switch (h->kind) {
+	case 't': active = ev_is_active(&h->w.timer); break;
+	case 's': active = ev_is_active(&h->w.sig); break;
+	case 'i': active = ev_is_active(&h->w.io); break;
+	}
+	lua_pushboolean(L, active);
+	return 1;
+}
+
+static int l_handle_gc(lua_State *L)
+{
+	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
+	handle_stop(h);
+	pm_unref(L, &h->fn);
+	return 0;
+}
+
+/* The one child watcher: every child the daemon has is reaped here. */
+static ev_child child_w;
+static int child_fn = LUA_NOREF;
+
+static void on_child(EV_P_ ev_child *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	lua_State *L = pm_L;
+	if (child_fn == LUA_NOREF)
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, child_fn);
+	lua_pushinteger(L, w->rpid);
+	if (WIFEXITED(w->rstatus)) {
+		lua_pushinteger(L, WEXITSTATUS(w->rstatus));
+		lua_pushnil(L);
+	} else if (WIFSIGNALED(w->rstatus)) {
+		lua_pushnil(L);
+		lua_pushinteger(L, WTERMSIG(w->rstatus));
+	} else {
+		lua_pop(L, 2);
+		return; /* stopped/continued: not an exit */
+	}
+	pm_pcall(L, 3, 0);
+}
+
+/* core.on_child(fn(pid, code|nil, signum|nil)): reaps every child. */
+static int l_on_child(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	pm_unref(L, &child_fn);
+	lua_pushvalue(L, 1);
+	child_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+	if (!ev_is_active(&child_w)) {
+		ev_child_init(&child_w, on_child, 0, 0);
+		ev_child_start(EV_DEFAULT, &child_w);
+	}
+	return 0;
+}
+
+/* core.run([mode]): mode "once" blocks for one iteration, "nowait" polls,
+ * default runs until break or no active watcher. Returns ev_run's result. */
+static int l_run(lua_State *L)
+{
+	const char *mode = luaL_optstring(L, 1, "default");
+	int flags = 0;
+	if (strcmp(mode, "once") == 0)
+		flags = EVRUN_ONCE;
+	else if (strcmp(mode, "nowait") == 0)
+		flags = EVRUN_NOWAIT;
+	lua_pushboolean(L, ev_run(EV_DEFAULT, flags));
+	return 1;
+}
+
+static int l_break(lua_State *L)
+{
+	(void)L;
+	ev_break(EV_DEFAULT, EVBREAK_ALL);
+	return 0;
+}
+
+/* core.now(): wall-clock ms; core.mono(): monotonic ms. */
+static int l_now(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lua_pushnumber(L, (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000));
+	return 1;
+}
+
+static int l_mono(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6);
+	return 1;
+}
+
+void pm_open_loop(lua_State *L)
+{
+	static const luaL_Reg handle_m[] = {
+		{"close", l_handle_close},
+		{"stop", l_handle_close},
+		{"again", l_handle_again},
+		{"active", l_handle_active},
+		{NULL, NULL},
+	};
+	if (luaL_newmetatable(L, HANDLE_MT)) {
+		lua_newtable(L);
+		luaL_register(L, NULL, handle_m);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, l_handle_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_pop(L, 1);
+
+	static const luaL_Reg fns[] = {
+		{"timer", l_timer},
+		{"signal", l_signal},
+		{"watch_read", l_watch_read},
+		{"on_child", l_on_child},
+		{"run", l_run},
+		{"stop_loop", l_break},
+		{"now", l_now},
+		{"mono", l_mono},
+		{NULL, NULL},
+	};
+	luaL_register(L, NULL, fns);
+}

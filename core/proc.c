@@ -1,0 +1,365 @@
+/*
+ * proc.c: processes. spawn (fork/exec with the fd layout, session, cwd, env,
+ * rlimits and ids Lua asks for), signals to a pid or a process group, and
+ * /proc sampling of a process and of its whole tree.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "core.h"
+
+long pm_nofile_soft = -1;
+
+/* What failed in the child, sent back over the CLOEXEC pipe. */
+struct spawn_err {
+	int stage; /* 1 fds, 2 chdir, 3 ids, 4 exec */
+	int err;
+};
+
+static void child_fail(int efd, int stage)
+{
+	struct spawn_err e = {stage, errno};
+	ssize_t n = write(efd, &e, sizeof e);
+	(void)n;
+	_exit(127);
+}
+
+static char *fmt_uint(char *end, unsigned long v)
+{
+	*--end = '\0';
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return end;
+}
+
+static const char **string_array(lua_State *L, int idx, const char *field, int extra, int *count)
+{
+	lua_getfield(L, idx, field);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		*count = -1;
+		return NULL;
+	}
+	luaL_checktype(L, -1, LUA_TTABLE);
+	int n = (int)lua_objlen(L, -1);
+	const char **a = lua_newuserdata(L, sizeof(char *) * (size_t)(n + extra + 1));
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, -2, i);
+		a[i - 1] = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		if (!a[i - 1])
+			luaL_error(L, "spawn: %s[%d] is not a string", field, i);
+		lua_pop(L, 1); /* the string stays referenced by the table */
+	}
+	a[n] = NULL;
+	*count = n;
+	lua_replace(L, -2); /* keep the userdata, drop the table ref (still in opts) */
+	return a;
+}
+
+/*
+ * core.spawn(opts) -> pid | nil, err
+ * opts: file (path), args (argv list), env (list of "K=V", nil: inherit),
+ * cwd, fds (list: fds[i] becomes fd i-1 in the child; -1 is /dev/null),
+ * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>).
+ * The child gets default signal dispositions, an empty mask and the
+ * original soft fd limit. A failed chdir/exec comes back as the error.
+ */
+static int l_spawn(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	int top = lua_gettop(L);
+	lua_getfield(L, 1, "file");
+	const char *file = luaL_checkstring(L, -1);
+	lua_getfield(L, 1, "cwd");
+	const char *cwd = lua_tostring(L, -1);
+	lua_getfield(L, 1, "setsid");
+	int do_setsid = lua_toboolean(L, -1);
+	lua_getfield(L, 1, "listen_pid");
+	int listen_pid = lua_toboolean(L, -1);
+	lua_getfield(L, 1, "uid");
+	int uid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	lua_getfield(L, 1, "gid");
+	int gid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+
+	int argc, envc;
+	const char **argv = string_array(L, 1, "args", 0, &argc);
+	if (!argv)
+		return luaL_error(L, "spawn: args expected");
+	const char **envp = string_array(L, 1, "env", 1, &envc);
+
+	int fds[64], nfds = 0;
+	lua_getfield(L, 1, "fds");
+	if (lua_istable(L, -1)) {
+		nfds = (int)lua_objlen(L, -1);
+		if (nfds > 64)
+			return luaL_error(L, "spawn: too many fds");
+		for (int i = 1; i <= nfds; i++) {
+			lua_rawgeti(L, -1, i);
+			fds[i - 1] = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+			lua_pop(L, 1);
+		}
+	}
+
+	int ep[2];
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		return pm_fail(L, "spawn: pipe");
+
+	char pidbuf[40];
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(ep[0]);
+		close(ep[1]);
+		return pm_fail(L, "spawn: fork");
+	}
+	if (pid == 0) {
+		sigset_t set;
+		sigemptyset(&set);
+		sigprocmask(SIG_SETMASK, &set, NULL);
+		for (int s = 1; s < NSIG; s++)
+			signal(s, SIG_DFL);
+		if (do_setsid)
+			setsid();
+		/* Lift every source fd above the target range, then dup2 into place
+		 * (dup2 clears CLOEXEC on the target). */
+		int base = nfds > 3 ? nfds : 3;
+		int lifted[64];
+		for (int i = 0; i < nfds; i++) {
+			int src = fds[i];
+			if (src < 0)
+				src = open("/dev/null", O_RDWR | O_CLOEXEC);
+			if (src < 0 || (lifted[i] = fcntl(src, F_DUPFD_CLOEXEC, base + 1)) < 0)
+				child_fail(ep[1], 1);
+		}
+		for (int i = 0; i < nfds; i++)
+			if (dup2(lifted[i], i) < 0)
+				child_fail(ep[1], 1);
+		if (cwd && chdir(cwd) < 0)
+			child_fail(ep[1], 2);
+		if (pm_nofile_soft >= 0) {
+			struct rlimit rl;
+			if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+				rl.rlim_cur = (rlim_t)pm_nofile_soft;
+				setrlimit(RLIMIT_NOFILE, &rl);
+			}
+		}
+		if (gid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0))
+			child_fail(ep[1], 3);
+		if (uid >= 0 && setuid((uid_t)uid) < 0)
+			child_fail(ep[1], 3);
+		if (envp && listen_pid) {
+			char *p = fmt_uint(pidbuf + sizeof pidbuf, (unsigned long)getpid());
+			p -= 11;
+			memcpy(p, "LISTEN_PID=", 11);
+			envp[envc] = p;
+			envp[envc + 1] = NULL;
+		}
+		if (envp)
+			execvpe(file, (char *const *)argv, (char *const *)envp);
+		else
+			execvp(file, (char *const *)argv);
+		child_fail(ep[1], 4);
+	}
+	close(ep[1]);
+	struct spawn_err e;
+	ssize_t n;
+	do
+		n = read(ep[0], &e, sizeof e);
+	while (n < 0 && errno == EINTR);
+	close(ep[0]);
+	lua_settop(L, top);
+	if (n == (ssize_t)sizeof e) {
+		/* the child is reaped by the child watcher like any other */
+		static const char *stages[] = {"", "set up fds", "chdir", "set uid/gid", "exec"};
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s %s: %s", stages[e.stage],
+				e.stage == 2 ? cwd : file, strerror(e.err));
+		lua_pushinteger(L, pid);
+		return 3;
+	}
+	lua_pushinteger(L, pid);
+	return 1;
+}
+
+/* core.kill(pid, signum) / core.killpg(pgid, signum) -> true | nil, err */
+static int l_kill(lua_State *L)
+{
+	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+	int sig = (int)luaL_checkinteger(L, 2);
+	if (pid <= 0)
+		return luaL_argerror(L, 1, "positive pid expected");
+	if (kill(pid, sig) < 0)
+		return pm_fail(L, "kill");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int l_killpg(lua_State *L)
+{
+	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+	int sig = (int)luaL_checkinteger(L, 2);
+	if (pid <= 1)
+		return luaL_argerror(L, 1, "process group > 1 expected");
+	if (killpg(pid, sig) < 0)
+		return pm_fail(L, "killpg");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+struct pstat {
+	char state;
+	long ppid, pgrp;
+	unsigned long long ticks, start;
+	long rss_pages;
+};
+
+static int read_stat(long pid, struct pstat *ps)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if (read_small(path, buf, sizeof buf) <= 0)
+		return -1;
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long long ut, st;
+	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+	 * utime stime cutime cstime priority nice threads itrealvalue starttime
+	 * vsize rss */
+	if (sscanf(p + 2, "%c %ld %ld %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %*u %ld",
+		   &ps->state, &ps->ppid, &ps->pgrp, &ut, &st, &ps->start, &ps->rss_pages) != 7)
+		return -1;
+	ps->ticks = ut + st;
+	return 0;
+}
+
+/* core.proc_stat(pid) -> {state, ppid, pgrp, ticks, start, rss} | nil
+ * ticks: utime+stime in clock ticks; start: ticks after boot; rss: bytes. */
+static int l_proc_stat(lua_State *L)
+{
+	struct pstat ps;
+	if (read_stat((long)luaL_checkinteger(L, 1), &ps) < 0) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_createtable(L, 0, 6);
+	lua_pushlstring(L, &ps.state, 1);
+	lua_setfield(L, -2, "state");
+	lua_pushinteger(L, ps.ppid);
+	lua_setfield(L, -2, "ppid");
+	lua_pushinteger(L, ps.pgrp);
+	lua_setfield(L, -2, "pgrp");
+	lua_pushnumber(L, (double)ps.ticks);
+	lua_setfield(L, -2, "ticks");
+	lua_pushnumber(L, (double)ps.start);
+	lua_setfield(L, -2, "start");
+	lua_pushnumber(L, (double)ps.rss_pages * (double)sysconf(_SC_PAGESIZE));
+	lua_setfield(L, -2, "rss");
+	return 1;
+}
+
+/* Walks the tree below pid through /proc/<pid>/task/<pid>/children. */
+static void walk_tree(lua_State *L, long pid, int depth, double *rss, double *ticks, int *n)
+{
+	struct pstat ps;
+	if (depth > 64 || read_stat(pid, &ps) < 0 || ps.state == 'Z')
+		return;
+	*rss += (double)ps.rss_pages * (double)sysconf(_SC_PAGESIZE);
+	*ticks += (double)ps.ticks;
+	lua_pushinteger(L, pid);
+	lua_rawseti(L, -2, ++*n);
+	char path[96], buf[4096];
+	snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", pid, pid);
+	if (read_small(path, buf, sizeof buf) <= 0)
+		return;
+	char *s = buf, *end;
+	for (;;) {
+		long c = strtol(s, &end, 10);
+		if (end == s)
+			break;
+		walk_tree(L, c, depth + 1, rss, ticks, n);
+		s = end;
+	}
+}
+
+/* core.proc_tree(pid) -> {pid, descendant pids..., rss=bytes, ticks=n}
+ * (an empty list when pid is gone) */
+static int l_proc_tree(lua_State *L)
+{
+	long pid = (long)luaL_checkinteger(L, 1);
+	double rss = 0, ticks = 0;
+	int n = 0;
+	lua_newtable(L);
+	if (pid > 0)
+		walk_tree(L, pid, 0, &rss, &ticks, &n);
+	lua_pushnumber(L, rss);
+	lua_setfield(L, -2, "rss");
+	lua_pushnumber(L, ticks);
+	lua_setfield(L, -2, "ticks");
+	return 1;
+}
+
+/* core.proc_environ(pid) -> string with NUL-separated entries | nil */
+static int l_proc_environ(lua_State *L)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld/environ", (long)luaL_checkinteger(L, 1));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pm_fail(L, path);
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (;;) {
+		char *p = luaL_prepbuffer(&b);
+		ssize_t n = read(fd, p, LUAL_BUFFERSIZE);
+		if (n <= 0)
+			break;
+		luaL_addsize(&b, (size_t)n);
+	}
+	close(fd);
+	luaL_pushresult(&b);
+	return 1;
+}
+
+static int l_clk_tck(lua_State *L)
+{
+	lua_pushinteger(L, sysconf(_SC_CLK_TCK));
+	return 1;
+}
+
+void pm_open_proc(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{"spawn", l_spawn},
+		{"kill", l_kill},
+		{"killpg", l_killpg},
+		{"proc_stat", l_proc_stat},
+		{"proc_tree", l_proc_tree},
+		{"proc_environ", l_proc_environ},
+		{"clk_tck", l_clk_tck},
+		{NULL, NULL},
+	};
+	luaL_register(L, NULL, fns);
+}

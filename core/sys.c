@@ -1,0 +1,325 @@
+/*
+ * sys.c: the rest of the operating system: files and fds, locks, identity,
+ * terminal, environment, and the daemon's process-wide set-up.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include "core.h"
+
+extern char **environ;
+
+/* core.open(path, how [, mode]) -> fd | nil, err
+ * how: "r" read, "a" append (created), "w" truncate (created). CLOEXEC. */
+static int l_open(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	const char *how = luaL_checkstring(L, 2);
+	int mode = (int)luaL_optinteger(L, 3, 0644);
+	int flags = O_CLOEXEC;
+	switch (how[0]) {
+	case 'r': flags |= O_RDONLY; break;
+	case 'a': flags |= O_WRONLY | O_APPEND | O_CREAT; break;
+	case 'w': flags |= O_WRONLY | O_TRUNC | O_CREAT; break;
+	default: return luaL_argerror(L, 2, "\"r\", \"a\" or \"w\" expected");
+	}
+	int fd = open(path, flags, mode);
+	if (fd < 0)
+		return pm_fail(L, path);
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+static int l_close(lua_State *L)
+{
+	close((int)luaL_checkinteger(L, 1));
+	return 0;
+}
+
+/* core.write(fd, data) -> true | nil, err (blocking, whole buffer) */
+static int l_write(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	size_t len;
+	const char *p = luaL_checklstring(L, 2, &len);
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return pm_fail(L, "write");
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.truncate(path) -> true | nil, err */
+static int l_truncate(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	if (truncate(path, 0) < 0)
+		return pm_fail(L, path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.mkdir(path [, mode]) -> true | nil, err (an existing dir is fine) */
+static int l_mkdir(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	if (mkdir(path, (mode_t)luaL_optinteger(L, 2, 0755)) < 0 && errno != EEXIST)
+		return pm_fail(L, path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int l_chmod(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	if (chmod(path, (mode_t)luaL_checkinteger(L, 2)) < 0)
+		return pm_fail(L, path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.stat(path) -> {type="file"|"dir"|"socket"|"other", mode, uid, size,
+ * mtime} | nil, err */
+static int l_stat(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return pm_fail(L, path);
+	lua_createtable(L, 0, 5);
+	lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
+				: S_ISSOCK(st.st_mode) ? "socket" : "other");
+	lua_setfield(L, -2, "type");
+	lua_pushinteger(L, st.st_mode & 07777);
+	lua_setfield(L, -2, "mode");
+	lua_pushinteger(L, st.st_uid);
+	lua_setfield(L, -2, "uid");
+	lua_pushnumber(L, (double)st.st_size);
+	lua_setfield(L, -2, "size");
+	lua_pushnumber(L, (double)st.st_mtime);
+	lua_setfield(L, -2, "mtime");
+	return 1;
+}
+
+/* core.access(path, "x"|"r"|"w") -> bool */
+static int l_access(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	const char *m = luaL_optstring(L, 2, "r");
+	int mode = m[0] == 'x' ? X_OK : m[0] == 'w' ? W_OK : R_OK;
+	struct stat st;
+	lua_pushboolean(L, access(path, mode) == 0 && stat(path, &st) == 0 &&
+			       (mode != X_OK || S_ISREG(st.st_mode)));
+	return 1;
+}
+
+static int l_realpath(lua_State *L)
+{
+	char buf[PATH_MAX];
+	const char *path = luaL_checkstring(L, 1);
+	if (!realpath(path, buf))
+		return pm_fail(L, path);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
+static int l_getcwd(lua_State *L)
+{
+	char buf[PATH_MAX];
+	if (!getcwd(buf, sizeof buf))
+		return pm_fail(L, "getcwd");
+	lua_pushstring(L, buf);
+	return 1;
+}
+
+/* core.lock(path) -> fd | nil, err: an exclusive lock held while fd is
+ * open; err is "locked" when another process holds it. */
+static int l_lock(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return pm_fail(L, path);
+	if (flock(fd, LOCK_EX | (lua_toboolean(L, 2) ? 0 : LOCK_NB)) < 0) {
+		int e = errno;
+		close(fd);
+		lua_pushnil(L);
+		lua_pushstring(L, e == EWOULDBLOCK ? "locked" : strerror(e));
+		return 2;
+	}
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/* core.environ() -> {K = V, ...} */
+static int l_environ(lua_State *L)
+{
+	lua_newtable(L);
+	for (char **e = environ; *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq)
+			continue;
+		lua_pushlstring(L, *e, (size_t)(eq - *e));
+		lua_pushstring(L, eq + 1);
+		lua_rawset(L, -3);
+	}
+	return 1;
+}
+
+static int l_getpid(lua_State *L)
+{
+	lua_pushinteger(L, getpid());
+	return 1;
+}
+
+static int l_getppid(lua_State *L)
+{
+	lua_pushinteger(L, getppid());
+	return 1;
+}
+
+static int l_getuid(lua_State *L)
+{
+	lua_pushinteger(L, getuid());
+	return 1;
+}
+
+static int l_isatty(lua_State *L)
+{
+	lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+	return 1;
+}
+
+/* core.sleep(ms): blocks; only for the client while it waits for a daemon */
+static int l_sleep(lua_State *L)
+{
+	double ms = luaL_checknumber(L, 1);
+	struct timespec ts = {(time_t)(ms / 1000), (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+/* core.daemon_init(log_path) -> true | nil, err: the daemon's process-wide
+ * set-up. New session, stdin from /dev/null, stdout/stderr to the log,
+ * subreaper, soft fd limit raised to the hard one (the original is restored
+ * in children). log_path nil: keep stdio (foreground). */
+static int l_daemon_init(lua_State *L)
+{
+	const char *log = luaL_optstring(L, 1, NULL);
+	if (log) {
+		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		int out = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		if (in < 0 || out < 0)
+			return pm_fail(L, log);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(out, 2);
+		close(in);
+		close(out);
+		setsid();
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		pm_nofile_soft = (long)rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.uname() -> sysname, release, machine */
+static int l_uname(lua_State *L)
+{
+	struct utsname u;
+	uname(&u);
+	lua_pushstring(L, u.sysname);
+	lua_pushstring(L, u.release);
+	lua_pushstring(L, u.machine);
+	return 3;
+}
+
+/* core.exec(argv): replaces this process; returns nil, err on failure */
+static int l_exec(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	int n = (int)lua_objlen(L, 1);
+	const char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 1));
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, 1, i);
+		argv[i - 1] = luaL_checkstring(L, -1);
+		lua_pop(L, 1);
+	}
+	argv[n] = NULL;
+	execvp(argv[0], (char *const *)argv);
+	return pm_fail(L, argv[0]);
+}
+
+void pm_open_sys(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{"open", l_open},
+		{"close", l_close},
+		{"write", l_write},
+		{"truncate", l_truncate},
+		{"mkdir", l_mkdir},
+		{"chmod", l_chmod},
+		{"stat", l_stat},
+		{"access", l_access},
+		{"realpath", l_realpath},
+		{"getcwd", l_getcwd},
+		{"lock", l_lock},
+		{"environ", l_environ},
+		{"getpid", l_getpid},
+		{"getppid", l_getppid},
+		{"getuid", l_getuid},
+		{"isatty", l_isatty},
+		{"sleep", l_sleep},
+		{"daemon_init", l_daemon_init},
+		{"uname", l_uname},
+		{"exec", l_exec},
+		{NULL, NULL},
+	};
+	luaL_register(L, NULL, fns);
+
+	/* signal numbers by name: data for Lua, which owns their meaning */
+	static const struct { const char *name; int num; } sigs[] = {
+		{"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT},
+		{"SIGILL", SIGILL}, {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+		{"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE}, {"SIGKILL", SIGKILL},
+		{"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+		{"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+		{"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+		{"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+		{"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+		{"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
+		{"SIGIO", SIGIO}, {"SIGPWR", SIGPWR}, {"SIGSYS", SIGSYS},
+	};
+	lua_newtable(L);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+		lua_pushinteger(L, sigs[i].num);
+		lua_setfield(L, -2, sigs[i].name);
+	}
+	lua_setfield(L, -2, "signals");
+}

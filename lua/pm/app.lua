@@ -1,0 +1,286 @@
+-- An app declaration: PM2's attribute names, defaults and meaning, checked
+-- and normalized before anything runs. Input may come from the CLI, the Lua
+-- API or an ecosystem file (camelCase accepted as in PM2).
+local core = require "pm.core"
+local util = require "pm.util"
+
+local M = {}
+
+-- attribute -> kind, default. Kinds: string, number, boolean, table, list
+-- (a string or a list), duration, size, func, any.
+local schema = {
+  name = { "string" }, script = { "string" }, args = { "list" }, cwd = { "string" },
+  interpreter = { "string" }, interpreter_args = { "list" },
+  instances = { "any", 1 }, exec_mode = { "string", "fork_mode" },
+  namespace = { "string", "default" }, env = { "table" },
+  autorestart = { "boolean", true }, min_uptime = { "duration", 1000 },
+  max_restarts = { "number", 16 }, restart_delay = { "duration", 0 },
+  exp_backoff_restart_delay = { "duration", 0 }, stop_exit_codes = { "list" },
+  kill_timeout = { "duration", 1600 }, kill_signal = { "string", "SIGINT" },
+  max_memory_restart = { "size" }, cron_restart = { "string" },
+  watch = { "any", false }, ignore_watch = { "list" }, watch_delay = { "duration" },
+  wait_ready = { "boolean", false }, listen_timeout = { "duration", 3000 },
+  out_file = { "string" }, error_file = { "string" }, log_file = { "string" },
+  merge_logs = { "boolean", false }, time = { "boolean", false },
+  log_date_format = { "string" }, log_type = { "string" }, pid_file = { "string" },
+  autostart = { "boolean", true }, filter_env = { "any" }, port = { "any" },
+  increment_var = { "string" }, instance_var = { "string", "NODE_APP_INSTANCE" },
+  uid = { "any" }, gid = { "any" }, user = { "string" },
+  shutdown_with_message = { "boolean", false }, ipc = { "boolean", true },
+  listen = { "list" }, health = { "table" }, depends_on = { "list" },
+  max_log_size = { "size" }, retain = { "number" }, treekill = { "boolean", true },
+  on_exit = { "func" }, on_start = { "func" }, on_stop = { "func" },
+  force = { "boolean", false }, watchdog = { "duration" },
+  -- PM2 attributes pm accepts and has no use for
+  vizion = { "any" }, automation = { "any" }, pmx = { "any" },
+  source_map_support = { "any" }, disable_source_map_support = { "any" },
+  disable_trace = { "any" }, trace = { "any" }, post_update = { "any" },
+  append_env_to_name = { "any" }, max = { "any" }, node_version = { "any" },
+  version = { "any" }, description = { "any" }, deep_monitoring = { "any" },
+}
+M.schema = schema
+
+-- PM2's other spellings of the same attribute
+local aliases = {
+  output = "out_file", out = "out_file", error = "error_file", err_file = "error_file",
+  log = "log_file", combine_logs = "merge_logs", exec_interpreter = "interpreter",
+  node_args = "interpreter_args", ["interpreter-args"] = "interpreter_args",
+  instance = "instances",
+}
+
+local function snake(k)
+  return (k:gsub("(%l)(%u)", "%1_%2"):gsub("%u", string.lower))
+end
+
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The closest of names to word, when it is close enough to be a typo.
+function M.closest(word, names)
+  local best, bestd
+  for _, n in ipairs(names) do
+    local d = distance(word, n)
+    if not bestd or d < bestd then best, bestd = n, d end
+  end
+  if bestd and bestd <= math.max(2, math.floor(#word / 3)) then return best end
+end
+
+local known_names
+local function suggest(word)
+  if not known_names then
+    known_names = {}
+    for k in pairs(schema) do known_names[#known_names + 1] = k end
+    table.sort(known_names)
+  end
+  return M.closest(word, known_names)
+end
+
+-- "a b 'c d'" -> { "a", "b", "c d" }
+function M.split_args(s)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:sub(i, i)
+    if c:match("%s") then
+      i = i + 1
+    else
+      local buf = {}
+      while i <= n and not s:sub(i, i):match("%s") do
+        local ch = s:sub(i, i)
+        if ch == '"' or ch == "'" then
+          local j = s:find(ch, i + 1, true) or n + 1
+          buf[#buf + 1] = s:sub(i + 1, j - 1)
+          i = j + 1
+        else
+          buf[#buf + 1] = ch
+          i = i + 1
+        end
+      end
+      out[#out + 1] = table.concat(buf)
+    end
+  end
+  return out
+end
+
+local function cpu_count()
+  local s = util.read_file("/sys/devices/system/cpu/online")
+  local n = 0
+  if s then
+    for range in s:gmatch("[^,%s]+") do
+      local a, b = range:match("^(%d+)-(%d+)$")
+      n = n + (a and (tonumber(b) - tonumber(a) + 1) or 1)
+    end
+  end
+  return n > 0 and n or 1
+end
+M.cpu_count = cpu_count
+
+local function check(app, k, v, kind)
+  local label = ("app '%s': attribute '%s'"):format(app, k)
+  if kind == "any" then return v end
+  if kind == "list" then
+    if type(v) == "string" then return v end
+    if type(v) == "number" then return { v } end
+    if type(v) ~= "table" then return nil, label .. " must be a string or a list" end
+    return v
+  end
+  if kind == "duration" then
+    local ms, err = util.duration(v, label)
+    return ms, err
+  end
+  if kind == "size" then return util.size(v, label) end
+  if kind == "func" then
+    if type(v) ~= "function" then return nil, label .. " must be a function" end
+    return v
+  end
+  if kind == "number" and type(v) == "string" and tonumber(v) then return tonumber(v) end
+  if kind == "boolean" and (v == "true" or v == "false") then return v == "true" end
+  if type(v) ~= kind then
+    return nil, ("%s must be a %s, got %s"):format(label, kind, type(v))
+  end
+  return v
+end
+
+local interpreters = { js = "node", cjs = "node", mjs = "node", py = "python3",
+  sh = "bash", rb = "ruby", php = "php", pl = "perl", ts = "ts-node" }
+
+local function find_in_path(cmd, path)
+  for dir in (path or "/usr/local/bin:/usr/bin:/bin"):gmatch("[^:]+") do
+    local p = dir .. "/" .. cmd
+    if core.access(p, "x") then return p end
+  end
+end
+M.find_in_path = find_in_path
+
+--[[
+Normalizes a raw declaration. ctx: base (directory relative paths resolve
+against), env_name (--env NAME), environ (the caller's environment).
+Returns the declaration or nil, "one-line error".
+]]
+function M.normalize(raw, ctx)
+  ctx = ctx or {}
+  if type(raw) ~= "table" then return nil, "an app must be a table" end
+  local label = raw.name or raw.script or "?"
+  local d = {}
+  for k, v in pairs(raw) do
+    if type(k) ~= "string" then
+      return nil, ("app '%s': attribute names must be strings"):format(label)
+    end
+    local key = aliases[k] or snake(k)
+    key = aliases[key] or key
+    if v == util.null then v = nil end
+    if key:match("^env_.") then
+      if type(v) ~= "table" then
+        return nil, ("app '%s': attribute '%s' must be a table"):format(label, k)
+      end
+      d[key] = v
+    elseif v ~= nil then
+      local spec = schema[key]
+      if not spec then
+        local near = suggest(key)
+        return nil, ("app '%s': unknown attribute '%s'%s"):format(label, k,
+          near and (" - did you mean '" .. near .. "'?") or "")
+      end
+      local val, err = check(label, k, v, spec[1])
+      if val == nil then return nil, err end
+      d[key] = val
+    end
+  end
+  for k, spec in pairs(schema) do
+    if d[k] == nil and spec[2] ~= nil then d[k] = spec[2] end
+  end
+  if type(d.script) ~= "string" or d.script == "" then
+    return nil, ("app '%s': attribute 'script' is required"):format(label)
+  end
+
+  local base = ctx.base or core.getcwd()
+  if d.cwd then d.cwd = util.absolute(d.cwd, base) end
+  local script = d.script
+  local rel = d.cwd or base
+  local path = util.absolute(script, rel)
+  local environ = ctx.environ or {}
+  if core.stat(path) then
+    d.script = path
+  elseif not script:find("/") then
+    local found = find_in_path(script, environ.PATH or os.getenv("PATH"))
+    if not found then return nil, ("app '%s': script not found: %s"):format(label, script) end
+    d.script = found
+    if d.interpreter == nil then d.interpreter = "none" end
+  else
+    return nil, ("app '%s': script not found: %s"):format(label, path)
+  end
+  d.cwd = d.cwd or util.dirname(d.script)
+  d.name = d.name or util.strip_ext(util.basename(script))
+  if d.name == "" or d.name:match("^%d+$") or d.name == "all" then
+    return nil, ("app '%s': a name cannot be empty, a number or 'all'"):format(d.name)
+  end
+
+  if type(d.args) == "string" then d.args = M.split_args(d.args) end
+  d.args = d.args or {}
+  for i, a in ipairs(d.args) do d.args[i] = tostring(a) end
+  if type(d.interpreter_args) == "string" then d.interpreter_args = M.split_args(d.interpreter_args) end
+  d.interpreter_args = d.interpreter_args or {}
+  if type(d.stop_exit_codes) ~= "table" then d.stop_exit_codes = { d.stop_exit_codes } end
+  for i, c in ipairs(d.stop_exit_codes) do
+    local n = tonumber(c)
+    if not n then return nil, ("app '%s': stop_exit_codes must be numbers"):format(d.name) end
+    d.stop_exit_codes[i] = n
+  end
+  d.exec_mode = d.exec_mode:gsub("_mode$", "") .. "_mode"
+
+  local inst = d.instances
+  if inst == "max" or inst == 0 or inst == "0" then
+    inst = cpu_count()
+  elseif tonumber(inst) then
+    inst = tonumber(inst)
+    if inst < 0 then inst = math.max(1, cpu_count() + inst) end
+  else
+    return nil, ("app '%s': instances must be a number or \"max\""):format(d.name)
+  end
+  d.instances = math.floor(inst)
+
+  if d.interpreter == nil then
+    local ext = d.script:match("%.([%w]+)$")
+    if ext == "lua" then
+      d.interpreter = "pm"
+    else
+      d.interpreter = interpreters[ext or ""] or "none"
+    end
+  end
+  if d.interpreter ~= "none" and d.interpreter ~= "pm" and not d.interpreter:find("/") then
+    local found = find_in_path(d.interpreter, environ.PATH or os.getenv("PATH"))
+    if not found then
+      return nil, ("app '%s': interpreter not found: %s"):format(d.name, d.interpreter)
+    end
+    d.interpreter = found
+  end
+
+  if not util.signum(d.kill_signal) then
+    return nil, ("app '%s': unknown kill_signal %s"):format(d.name, d.kill_signal)
+  end
+
+  -- env, then env_<name> over it (PM2's precedence)
+  local env = util.shallow_copy(d.env or {})
+  if ctx.env_name then
+    local over = d["env_" .. ctx.env_name]
+    for k, v in pairs(over or {}) do env[k] = v end
+  end
+  for k, v in pairs(env) do
+    if v == util.null or v == false then env[k] = nil else env[k] = tostring(v) end
+  end
+  if d.port then env.PORT = tostring(d.port) end
+  d.env = env
+  return d
+end
+
+return M

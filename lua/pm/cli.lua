@@ -1,0 +1,491 @@
+-- The `pm` command line: verbs of DESIGN §3 over the client API. Each verb
+-- builds only its own argument parser, so a call loads no more than it uses.
+local core = require "pm.core"
+local util = require "pm.util"
+
+local M = {}
+
+local function die(msg, code)
+  io.stderr:write("pm: ", (tostring(msg):gsub("\n.*", "")), "\n")
+  return code or 1
+end
+
+local tty = core.isatty(1)
+
+-- ---- output ----
+
+local function human_bytes(n)
+  n = tonumber(n) or 0
+  if n >= 1073741824 then return ("%.1fgb"):format(n / 1073741824) end
+  if n >= 1048576 then return ("%.1fmb"):format(n / 1048576) end
+  if n >= 1024 then return ("%.1fkb"):format(n / 1024) end
+  return ("%db"):format(n)
+end
+
+local function human_uptime(ms)
+  local s = math.floor(math.max(0, ms) / 1000)
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return math.floor(s / 60) .. "m" end
+  if s < 86400 then return math.floor(s / 3600) .. "h" end
+  return math.floor(s / 86400) .. "D"
+end
+
+local colors = { online = "32", stopped = "90", errored = "31", stopping = "33",
+  launching = "36", ["waiting restart"] = "33" }
+
+local function width(s)
+  local _, n = tostring(s):gsub("[^\128-\191]", "")
+  return n
+end
+
+local function pad(s, w)
+  s = tostring(s)
+  return s .. string.rep(" ", w - width(s))
+end
+
+function M.table(list)
+  local head = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem" }
+  local rows = {}
+  local now = core.now()
+  for _, p in ipairs(list) do
+    local e = p.pm2_env or {}
+    local online = e.status == "online"
+    rows[#rows + 1] = {
+      tostring(p.pm_id), p.name, e.namespace or "default",
+      (e.instances or 1) > 1 and ("cluster x" .. e.instances) or "fork",
+      tostring(p.pid or 0), online and human_uptime(now - (e.pm_uptime or now)) or "0",
+      tostring(e.restart_time or 0), e.status or "?",
+      ("%s%%"):format(p.monit and p.monit.cpu or 0), human_bytes(p.monit and p.monit.memory),
+    }
+  end
+  local w = {}
+  for i, h in ipairs(head) do w[i] = width(h) end
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do w[i] = math.max(w[i], width(c)) end
+  end
+  local out = {}
+  local function line(r, color_status)
+    local cells = {}
+    for i, c in ipairs(r) do
+      local s = pad(c, w[i])
+      if i == 8 and color_status and tty and colors[c] then
+        s = "\27[" .. colors[c] .. "m" .. s .. "\27[0m"
+      end
+      cells[i] = s
+    end
+    out[#out + 1] = "│ " .. table.concat(cells, " │ ") .. " │"
+  end
+  local function rule(l, m, r)
+    local segs = {}
+    for i = 1, #w do segs[i] = string.rep("─", w[i] + 2) end
+    out[#out + 1] = l .. table.concat(segs, m) .. r
+  end
+  rule("┌", "┬", "┐")
+  line(head)
+  rule("├", "┼", "┤")
+  for _, r in ipairs(rows) do line(r, true) end
+  rule("└", "┴", "┘")
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function card(p)
+  local e = p.pm2_env or {}
+  local out = {}
+  local function row(k, v)
+    if v ~= nil and v ~= util.null then out[#out + 1] = ("%-20s %s"):format(k, tostring(v)) end
+  end
+  out[#out + 1] = ("── %s (id %d) ──"):format(p.name, p.pm_id)
+  row("status", e.status)
+  row("pid", p.pid)
+  row("namespace", e.namespace)
+  row("script", e.pm_exec_path)
+  row("args", type(e.args) == "table" and table.concat(e.args, " ") or nil)
+  row("interpreter", e.exec_interpreter)
+  row("cwd", e.pm_cwd)
+  row("instances", e.instances)
+  row("restarts", e.restart_time)
+  row("unstable restarts", e.unstable_restarts)
+  row("last exit code", e.exit_code)
+  row("last exit signal", e.exit_signal)
+  row("uptime", e.status == "online" and human_uptime(core.now() - (e.pm_uptime or 0)) or nil)
+  row("created at", e.created_at and os.date("%Y-%m-%d %H:%M:%S", math.floor(e.created_at / 1000)))
+  row("cpu", p.monit and (p.monit.cpu .. "%"))
+  row("memory", p.monit and human_bytes(p.monit.memory))
+  row("out log", e.pm_out_log_path)
+  row("error log", e.pm_err_log_path)
+  row("pid file", e.pm_pid_path)
+  row("autorestart", e.autorestart)
+  row("min uptime", e.min_uptime and (e.min_uptime .. " ms"))
+  row("max restarts", e.max_restarts)
+  row("restart delay", e.restart_delay and (e.restart_delay .. " ms"))
+  row("kill timeout", e.kill_timeout and (e.kill_timeout .. " ms"))
+  row("error", e.error)
+  if type(e.env) == "table" then
+    local keys = {}
+    for k in pairs(e.env) do keys[#keys + 1] = k end
+    table.sort(keys)
+    out[#out + 1] = "env:"
+    for _, k in ipairs(keys) do out[#out + 1] = ("  %s=%s"):format(k, tostring(e.env[k])) end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- ---- connection ----
+
+local pm -- the client API, loaded by verbs that talk to the daemon
+
+local function api()
+  if pm then return pm end
+  pm = require "pm"
+  local ok, err = pm.connect()
+  if not ok then error({ msg = err }, 0) end
+  return pm
+end
+
+local function check(res, err)
+  if res == nil and err then error({ msg = err }, 0) end
+  return res
+end
+
+local function show_list(silent)
+  if silent then return end
+  io.stdout:write(M.table(check(api().list())))
+end
+
+local function target_of(t)
+  if t and core.stat(t) and util.is_ecosystem(t) then return util.absolute(t) end
+  return t
+end
+
+-- ---- verbs ----
+
+local verbs = {}
+local verb_help = {}
+
+local function new_parser(name, desc)
+  local argparse = require "argparse"
+  local p = argparse("pm " .. name, desc):add_help("-h --help")
+  -- usage errors come back as one line instead of ending the process
+  local pparse = p.pparse
+  function p.parse(self, args)
+    local ok, res = pparse(self, args)
+    if not ok then error({ msg = res .. " (pm help " .. name .. ")", code = 2 }, 0) end
+    return res
+  end
+  return p
+end
+
+local function simple_target(name, desc, method, extra)
+  verb_help[name] = desc
+  verbs[name] = function(args)
+    local p = new_parser(name, desc)
+    p:argument("target", "name, id, 'all', a namespace or an ecosystem file")
+    p:flag("-s --silent", "print nothing on success")
+    if extra then extra(p) end
+    local a = p:parse(args)
+    local opts = {}
+    if a.update_env then opts.updateEnv = true end
+    if a.only then opts.only = util.array({}) ; for n in a.only:gmatch("[^,]+") do opts.only[#opts.only + 1] = n end end
+    check(api()[method](target_of(a.target), opts))
+    show_list(a.silent)
+    return 0
+  end
+end
+
+simple_target("stop", "stop processes", "stop", function(p) p:option("--only", "apps of the file") end)
+simple_target("restart", "restart processes", "restart", function(p)
+  p:flag("--update-env", "take the current environment")
+  p:option("--only", "apps of the file")
+end)
+simple_target("reload", "reload processes", "reload", function(p)
+  p:flag("--update-env", "take the current environment")
+  p:option("--only", "apps of the file")
+end)
+simple_target("delete", "stop and forget processes", "delete", function(p) p:option("--only", "apps of the file") end)
+simple_target("reset", "zero the restart counters", "reset")
+verbs.del = verbs.delete
+
+local start_options = {
+  -- flag, key, kind ("s" string, "n" number, "b" flag)
+  { "-n --name", "name", "s", "app name" },
+  { "-i --instances", "instances", "s", "number of instances (or max)" },
+  { "--interpreter", "interpreter", "s", "interpreter (none: execute directly)" },
+  { "--interpreter-args", "interpreter_args", "s", "arguments for the interpreter" },
+  { "--cwd", "cwd", "s", "working directory" },
+  { "--namespace", "namespace", "s", "namespace" },
+  { "--watch", "watch", "b", "restart on file change" },
+  { "--max-memory-restart", "max_memory_restart", "s", "restart above this memory (200M)" },
+  { "--restart-delay", "restart_delay", "n", "ms before a restart" },
+  { "--exp-backoff-restart-delay", "exp_backoff_restart_delay", "n", "exponential backoff base (ms)" },
+  { "--max-restarts", "max_restarts", "n", "fast restarts before errored" },
+  { "--min-uptime", "min_uptime", "s", "uptime under which an exit is unstable (ms)" },
+  { "--kill-timeout", "kill_timeout", "n", "ms from the stop signal to SIGKILL" },
+  { "--kill-signal", "kill_signal", "s", "the stop signal (SIGINT)" },
+  { "--stop-exit-codes", "stop_exit_codes", "s", "exit codes that are not restarted (0,42)" },
+  { "--no-autorestart", "no_autorestart", "b", "do not restart on exit" },
+  { "--cron-restart", "cron_restart", "s", "restart on a cron schedule" },
+  { "--wait-ready", "wait_ready", "b", "wait for the app's ready signal" },
+  { "--listen-timeout", "listen_timeout", "n", "ms to wait for ready" },
+  { "--time", "time", "b", "prefix log lines with the time" },
+  { "--merge-logs", "merge_logs", "b", "one log file for all instances" },
+  { "-o --output", "out_file", "s", "stdout log file" },
+  { "-e --error", "error_file", "s", "stderr log file" },
+  { "-l --log", "log_file", "s", "combined log file" },
+}
+
+verb_help.start = "start a script, an ecosystem file, or a known app"
+function verbs.start(args)
+  local p = new_parser("start", verb_help.start)
+  p:argument("what", "script, ecosystem file, name or id")
+  p:argument("args", "arguments for the script (after --)"):args("*")
+  for _, o in ipairs(start_options) do
+    local key = o[1]:match("%-%-([%w-]+)"):gsub("-", "_")
+    if o[3] == "b" then p:flag(o[1], o[4]) else p:option(o[1], o[4]) end
+    o.argkey = key
+  end
+  p:option("--env", "environment of the file (env_<name>)")
+  p:option("--only", "start only these apps of the file (a,b)")
+  p:flag("-f --force", "start a script that already runs")
+  p:flag("-s --silent", "print nothing on success")
+  local a = p:parse(args)
+  local what = a.what
+  local cwd = core.getcwd()
+  local only
+  if a.only then
+    only = {}
+    for n in a.only:gmatch("[^,]+") do only[#only + 1] = n end
+  end
+  local client = api()
+  local st = core.stat(what)
+  if st and st.type == "file" and util.is_ecosystem(what) then
+    check(client.start(util.absolute(what, cwd), { env = a.env, only = only }))
+    return show_list(a.silent) or 0
+  end
+  local app = { script = what, args = #a.args > 0 and a.args or nil }
+  local given = false
+  for _, o in ipairs(start_options) do
+    local v = a[o.argkey]
+    if v ~= nil and v ~= false then
+      given = true
+      if o[2] == "no_autorestart" then app.autorestart = false
+      elseif o[2] == "stop_exit_codes" then
+        app.stop_exit_codes = {}
+        for c in v:gmatch("[^,%s]+") do app.stop_exit_codes[#app.stop_exit_codes + 1] = tonumber(c) end
+      elseif o[3] == "n" then
+        app[o[2]] = tonumber(v) or error({ msg = o[1] .. ": a number expected" }, 0)
+      else app[o[2]] = v end
+    end
+  end
+  if not st and not given and #a.args == 0 then
+    check(client.start(what)) -- a known name or id is (re)started
+  else
+    check(client.start(app, { force = a.force or nil, env = a.env }))
+  end
+  show_list(a.silent)
+  return 0
+end
+
+local function list_verb(args)
+  local p = new_parser("list", "the process table")
+  p:parse(args)
+  show_list(false)
+  return 0
+end
+verb_help.list = "the process table (also ls, status, l)"
+verbs.list, verbs.ls, verbs.status, verbs.l = list_verb, list_verb, list_verb, list_verb
+
+verb_help.jlist = "the process descriptions as a JSON array"
+function verbs.jlist(args)
+  new_parser("jlist", verb_help.jlist):parse(args)
+  local conn = check(api()._conn())
+  local _, err, raw = conn:call("list")
+  check(raw, err)
+  io.stdout:write(raw, "\n")
+  return 0
+end
+
+verb_help.describe = "everything about a process"
+function verbs.describe(args)
+  local p = new_parser("describe", verb_help.describe)
+  p:argument("target", "name, id, 'all' or namespace")
+  p:flag("--json", "print JSON")
+  local a = p:parse(args)
+  local list = check(api().describe(target_of(a.target)))
+  if #list == 0 then error({ msg = "process or namespace not found: " .. a.target }, 0) end
+  if a.json then
+    io.stdout:write(util.encode(list), "\n")
+  else
+    for i, d in ipairs(list) do
+      if i > 1 then io.stdout:write("\n") end
+      io.stdout:write(card(d))
+    end
+  end
+  return 0
+end
+verbs.desc, verbs.show, verbs.info = verbs.describe, verbs.describe, verbs.describe
+
+verb_help.pid = "pids of an app (or of every app)"
+function verbs.pid(args)
+  local p = new_parser("pid", verb_help.pid)
+  p:argument("name"):args("?")
+  local a = p:parse(args)
+  local list
+  if a.name then
+    list = check(api().describe(a.name))
+    if #list == 0 then error({ msg = "process or namespace not found: " .. a.name }, 0) end
+  else
+    list = check(api().list())
+  end
+  for _, d in ipairs(list) do io.stdout:write(tostring(d.pid), "\n") end
+  return 0
+end
+
+verb_help.ping = "is the daemon up? (starts it when not)"
+function verbs.ping(args)
+  new_parser("ping", verb_help.ping):parse(args)
+  local res = check(api().ping())
+  io.stdout:write(util.encode(res), "\n")
+  return 0
+end
+
+verb_help.kill = "stop every app and the daemon"
+function verbs.kill(args)
+  new_parser("kill", verb_help.kill):parse(args)
+  pm = require "pm"
+  check(pm.killDaemon())
+  io.stdout:write("pm daemon stopped\n")
+  return 0
+end
+
+verb_help.flush = "empty log files"
+function verbs.flush(args)
+  local p = new_parser("flush", verb_help.flush)
+  p:argument("target"):args("?")
+  local a = p:parse(args)
+  check(api().flush(a.target))
+  io.stdout:write("logs flushed\n")
+  return 0
+end
+
+verb_help.reloadLogs = "reopen log files"
+function verbs.reloadLogs(args)
+  new_parser("reloadLogs", verb_help.reloadLogs):parse(args)
+  check(api().reloadLogs())
+  io.stdout:write("logs reopened\n")
+  return 0
+end
+
+verb_help.sendSignal = "send a signal to processes"
+function verbs.sendSignal(args)
+  local p = new_parser("sendSignal", verb_help.sendSignal)
+  p:argument("signal")
+  p:argument("target", "name or id")
+  local a = p:parse(args)
+  local ok, err = util.signum(a.signal)
+  if not ok then error({ msg = err }, 0) end
+  if tonumber(a.target) then
+    check(api().sendSignalToProcessId(a.signal, tonumber(a.target)))
+  else
+    check(api().sendSignalToProcessName(a.signal, a.target))
+  end
+  io.stdout:write(("%s sent to %s\n"):format(a.signal, a.target))
+  return 0
+end
+
+verb_help.daemon = "run the daemon in the foreground"
+function verbs.daemon(args)
+  local p = new_parser("daemon", verb_help.daemon)
+  p:option("--private-fd", "end with the owner of this fd"):convert(tonumber)
+  p:flag("--stdio", "log to stderr instead of pm.log")
+  local a = p:parse(args)
+  return require("pm.daemon").run({ private_fd = a.private_fd, foreground = a.stdio })
+end
+
+verb_help.run = "run a Lua script with require \"pm\" available"
+function verbs.run(args)
+  local file = args[1]
+  if not file then return die("usage: pm run <script.lua> [args...]", 2) end
+  return M.run_file(file, { unpack(args, 2) })
+end
+
+function M.run_file(file, args)
+  local chunk, err = loadfile(file)
+  if not chunk then return die(err) end
+  _G.arg = { [0] = file }
+  for i, v in ipairs(args) do _G.arg[i] = v end
+  local ok, res = xpcall(function() return chunk(unpack(args)) end, debug.traceback)
+  if not ok then
+    io.stderr:write("pm: ", tostring(res), "\n")
+    return 1
+  end
+  return type(res) == "number" and res or 0
+end
+
+verb_help.help = "usage, or a verb's usage"
+local order = { "start", "stop", "restart", "reload", "delete", "list", "jlist", "describe",
+  "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "run", "daemon", "help" }
+
+local function usage()
+  local out = { ("pm %s: a process manager, policy in Lua"):format(util.VERSION), "",
+    "usage: pm <verb> [options]    pm help <verb>    pm -e '<lua>'    pm --version", "" }
+  for _, v in ipairs(order) do out[#out + 1] = ("  %-12s %s"):format(v, verb_help[v] or "") end
+  out[#out + 1] = ""
+  out[#out + 1] = "examples:"
+  out[#out + 1] = "  pm start app.js --name api -i 4 -- --port 3000"
+  out[#out + 1] = "  pm start ecosystem.lua --env production"
+  out[#out + 1] = "  pm restart api --update-env"
+  out[#out + 1] = "  pm -e 'for _, p in ipairs(pm.list()) do print(p.name, p.pid) end'"
+  return table.concat(out, "\n") .. "\n"
+end
+
+function verbs.help(args)
+  local v = args[1]
+  if v and verbs[v] and v ~= "help" and v ~= "run" then
+    return verbs[v]({ "--help" })
+  end
+  io.stdout:write(usage())
+  return 0
+end
+
+-- ---- entry ----
+
+function M.main(argv)
+  local verb = argv[1]
+  local args = {}
+  for i = 2, #argv do args[#args + 1] = argv[i] end
+  if verb == nil then
+    io.stdout:write(usage())
+    return 0
+  end
+  if verb == "--version" or verb == "-v" or verb == "version" then
+    io.stdout:write(util.VERSION, "\n")
+    return 0
+  end
+  if verb == "--help" or verb == "-h" then verb = "help" end
+  if verb == "-e" then
+    if not args[1] then return die("usage: pm -e '<lua>'", 2) end
+    local chunk, err = loadstring(args[1], "=(command line)")
+    if not chunk then return die(err, 2) end
+    _G.pm = require "pm"
+    local ok, res = xpcall(chunk, debug.traceback)
+    if not ok then io.stderr:write("pm: ", tostring(res), "\n"); return 1 end
+    return 0
+  end
+  local fn = verbs[verb]
+  if not fn then
+    local names = {}
+    for n in pairs(verbs) do names[#names + 1] = n end
+    table.sort(names)
+    local near = require("pm.app").closest(verb, names)
+    return die(("unknown command '%s'%s (pm help lists them)"):format(verb,
+      near and (" - did you mean '" .. near .. "'?") or ""), 2)
+  end
+  local ok, res = pcall(fn, args)
+  if not ok then
+    if type(res) == "table" and res.msg then return die(res.msg, res.code) end
+    return die(res)
+  end
+  return res or 0
+end
+
+return M

@@ -1,0 +1,122 @@
+-- A connection to the daemon: JSON-RPC calls that wait for their reply
+-- (running the event loop meanwhile), events for subscribers, and the
+-- start of a daemon when none answers.
+local core = require "pm.core"
+local util = require "pm.util"
+
+local M = {}
+
+local Conn = {}
+Conn.__index = Conn
+
+local function open(path)
+  local fd, err = core.connect_unix(path)
+  if not fd then return nil, err end
+  local c = setmetatable({ replies = {}, next_id = 0, closed = false }, Conn)
+  c.stream = core.stream(fd, function(line)
+    if not line then return end
+    local msg = util.decode(line)
+    if type(msg) ~= "table" then return end
+    if msg.id ~= nil and msg.id ~= util.null then
+      msg.raw = line
+      c.replies[msg.id] = msg
+    elseif msg.method == "event" and type(msg.params) == "table" and c.on_event then
+      c.on_event(msg.params.event, msg.params.data)
+    end
+  end, function()
+    c.closed = true
+  end, 256 * 1024 * 1024)
+  return c
+end
+
+-- Sends a request and runs the loop until its reply -> result | nil, err
+function Conn:call(method, params)
+  if self.closed then return nil, "not connected to the pm daemon" end
+  self.next_id = self.next_id + 1
+  local id = self.next_id
+  local ok, line = pcall(util.encode, { jsonrpc = "2.0", id = id, method = method, params = params or {} })
+  if not ok then return nil, "cannot encode the request: " .. tostring(line) end
+  self.stream:write(line .. "\n")
+  while not self.replies[id] do
+    if self.closed then return nil, "the pm daemon closed the connection" end
+    core.run("once")
+  end
+  local msg = self.replies[id]
+  self.replies[id] = nil
+  if msg.error then
+    return nil, type(msg.error) == "table" and tostring(msg.error.message) or "error"
+  end
+  if msg.result == util.null then return nil end
+  return msg.result, nil, msg.raw:match('^{"jsonrpc":"2%.0","id":%d+,"result":(.*)}$')
+end
+
+function Conn:close()
+  if not self.closed then
+    self.closed = true
+    self.stream:close()
+  end
+end
+
+local function spawn_daemon(home, private)
+  local bin = util.pm_binary()
+  local args = { bin, "daemon" }
+  local fds = { -1, -1, 2 }
+  local keep
+  if private then
+    local r, w = core.pipe()
+    if not r then return nil, w end
+    fds[4] = r
+    args[3] = "--private-fd=3"
+    keep = w
+    M.private_fd = w -- held until this process ends: then the daemon stops
+  end
+  local env = {}
+  for k, v in pairs(core.environ()) do env[#env + 1] = k .. "=" .. v end
+  env[#env + 1] = "PM_HOME=" .. home
+  local pid, err = core.spawn({ file = bin, args = args, fds = fds, setsid = true, env = env })
+  if fds[4] then core.close(fds[4]) end
+  if not pid then
+    if keep then core.close(keep); M.private_fd = nil end
+    return nil, "cannot start the pm daemon: " .. tostring(err)
+  end
+  return pid
+end
+
+--[[
+Connects to the daemon of PM_HOME. opts.spawn (default true): start one
+when none answers; opts.private: such a daemon ends with this process.
+Returns conn, started (true when this call started the daemon), or nil, err.
+]]
+function M.connect(opts)
+  opts = opts or {}
+  local home = util.home()
+  local path = home .. "/rpc.sock"
+  local c = open(path)
+  if c then return c, false end
+  if opts.spawn == false then return nil, "the pm daemon is not running" end
+  local ok, err = core.mkdir(home, 448) -- 0700
+  if not ok then return nil, err end
+  ok, err = spawn_daemon(home, opts.private)
+  if not ok then return nil, err end
+  local deadline = core.mono() + (opts.timeout or 10000)
+  local wait = 0.2
+  while core.mono() < deadline do
+    c = open(path)
+    if c then return c, true end
+    core.sleep(wait)
+    wait = math.min(wait * 2, 20)
+  end
+  return nil, "the pm daemon did not answer on " .. path .. " (see " .. home .. "/pm.log)"
+end
+
+-- Runs the loop until done() is true or ms pass (nil: until done()).
+function M.run_until(done, ms)
+  local timed_out = false
+  local t
+  if ms then t = core.timer(ms, 0, function() timed_out = true end) end
+  while not timed_out and not done() do core.run("once") end
+  if t then t:close() end
+  return not timed_out
+end
+
+return M

@@ -1,0 +1,313 @@
+-- The daemon: PM_HOME, the one-daemon lock, the control socket, signals,
+-- and the methods of the wire protocol (DESIGN §6) over the supervisor.
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+local rpc = require "pm.rpc"
+local bus = require "pm.bus"
+local sup = require "pm.supervisor"
+local ecosystem = require "pm.ecosystem"
+local appdecl = require "pm.app"
+
+local M = {}
+
+local home
+local my_uid = core.getuid()
+local conns = {}
+local shutting_down = false
+
+local function descriptions(list) return sup.describe_list(list) end
+
+-- Runs op(p, cb) on each proc of list; done(err, descriptions) at the end.
+local function each(list, op, done)
+  local left, first_err = #list, nil
+  if left == 0 then return done(nil, descriptions(list)) end
+  for _, p in ipairs(list) do
+    op(p, function(err)
+      if err and not first_err then first_err = err end
+      left = left - 1
+      if left == 0 then
+        if first_err then return done(first_err) end
+        done(nil, descriptions(list))
+      end
+    end)
+  end
+end
+
+-- A target of the wire: pm_id, name, "all", namespace or an ecosystem file.
+local function resolve(params)
+  local target = params.target
+  if target == nil or target == util.null then target = params.name or params.id end
+  if type(target) == "string" and util.is_ecosystem(target) and core.stat(target) then
+    local decls, err = ecosystem.load(target, { only = params.only, environ = params.environ })
+    if not decls then return nil, err end
+    local list = {}
+    for _, d in ipairs(decls) do
+      for _, p in ipairs(sup.by_name(d.name)) do list[#list + 1] = p end
+    end
+    return list, nil, decls
+  end
+  if target == nil then return nil, { code = rpc.INVALID_PARAMS, message = "params.target is required" } end
+  return sup.resolve(target)
+end
+
+local function environ_of(params)
+  if type(params.environ) == "table" then return params.environ end
+  return core.environ()
+end
+
+local methods = {}
+
+function methods.ping(_, _, done)
+  done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid() })
+end
+
+function methods.list(_, _, done) done(nil, descriptions(sup.all())) end
+
+function methods.describe(params, _, done)
+  local list = resolve(params)
+  done(nil, descriptions(list or {}))
+end
+
+local function start_decls(decls, params, origin, done)
+  local environ = environ_of(params)
+  local started = {}
+  local ops = {}
+  for _, d in ipairs(decls) do
+    local existing = sup.by_name(d.name)
+    if origin and #existing > 0 then
+      -- a file's app that already runs: apply the file's settings, restart
+      for _, p in ipairs(existing) do
+        ops[#ops + 1] = { p = p, decl = d }
+        started[#started + 1] = p
+      end
+    else
+      if not origin and not params.force and not d.force then
+        for _, p in ipairs(sup.by_path(d.script)) do
+          if p.status ~= "stopped" and p.status ~= "errored" then
+            return done(("script already launched: %s (as '%s'; add -f to run another)")
+              :format(d.script, p.name))
+          end
+        end
+      end
+      for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p end
+    end
+  end
+  each(ops, function(op, cb)
+    sup.restart(op.p, { decl = op.decl, environ = environ }, cb)
+  end, function(err)
+    if err then return done(err) end
+    local errs = {}
+    for _, p in ipairs(started) do
+      if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
+    end
+    if #errs > 0 then return done(table.concat(errs, "; ")) end
+    done(nil, descriptions(started))
+  end)
+end
+
+function methods.start(params, _, done)
+  local cwd = type(params.cwd) == "string" and params.cwd or core.getcwd()
+  if type(params.path) == "string" then
+    local path = util.absolute(params.path, cwd)
+    if not core.stat(path) then return done("file not found: " .. path) end
+    local only = type(params.only) == "table" and params.only or nil
+    local decls, err = ecosystem.load(path, { env_name = params.env, only = only,
+      environ = environ_of(params) })
+    if not decls then return done(err) end
+    return start_decls(decls, params, { path = path, env = params.env }, done)
+  end
+  if type(params.app) == "table" then
+    local d, err = appdecl.normalize(params.app, { base = cwd, environ = environ_of(params),
+      env_name = params.env })
+    if not d then return done(err) end
+    return start_decls({ d }, params, nil, done)
+  end
+  if params.target ~= nil then
+    local list, err = sup.resolve(params.target)
+    if not list then return done(err) end
+    return each(list, sup.start, done)
+  end
+  done({ code = rpc.INVALID_PARAMS, message = "start needs params.app, params.path or params.target" })
+end
+
+local function target_op(op)
+  return function(params, _, done)
+    local list, err = resolve(params)
+    if not list then return done(err) end
+    each(list, function(p, cb) op(p, params, cb) end, done)
+  end
+end
+
+methods.stop = target_op(function(p, _, cb) sup.stop(p, cb) end)
+methods.delete = target_op(function(p, _, cb) sup.delete(p, cb) end)
+
+local function restart(p, params, cb)
+  local opts = {}
+  if params.updateEnv or params.update_env then opts.environ = environ_of(params) end
+  sup.restart(p, opts, cb)
+end
+methods.restart = target_op(restart)
+-- fork-mode reload is a restart until rolling reloads land (issue 7)
+methods.reload = target_op(function(p, params, cb)
+  restart(p, params, function(err)
+    if not err then sup.event(p, "reload", nil, true) end
+    cb(err)
+  end)
+end)
+methods.reset = target_op(function(p, _, cb) sup.reset(p); cb() end)
+
+local function signal_op(params, done, list)
+  local sig, err = util.signum(params.signal)
+  if not sig then return done(err) end
+  for _, p in ipairs(list) do
+    if p.pid and p.pid > 0 then core.kill(p.pid, sig) end
+  end
+  done(nil, descriptions(list))
+end
+
+function methods.sendSignalToProcessName(params, _, done)
+  if params.target == nil and params.name == nil then
+    return done({ code = rpc.INVALID_PARAMS, message = "params.target is required" })
+  end
+  local list = sup.by_name(tostring(params.target or params.name))
+  if #list == 0 then return done("process not found: " .. tostring(params.target or params.name)) end
+  signal_op(params, done, list)
+end
+
+function methods.sendSignalToProcessId(params, _, done)
+  local id = tonumber(params.target or params.id)
+  local p = id and sup.get(id)
+  if not p then return done("process not found: " .. tostring(params.target or params.id)) end
+  signal_op(params, done, { p })
+end
+
+function methods.flush(params, _, done)
+  local list = sup.all()
+  if params.target ~= nil and params.target ~= util.null then
+    local err
+    list, err = resolve(params)
+    if not list then return done(err) end
+  end
+  done(nil, sup.flush(list))
+end
+
+function methods.reloadLogs(_, _, done) done(nil, sup.reload_logs()) end
+
+local function events_of(params)
+  local ev = params.events
+  if type(ev) == "string" then ev = { ev } end
+  if type(ev) ~= "table" then ev = { "*" } end
+  for _, e in ipairs(ev) do
+    if type(e) ~= "string" then return nil end
+  end
+  return ev
+end
+
+function methods.subscribe(params, conn, done)
+  local ev = events_of(params)
+  if not ev then return done({ code = rpc.INVALID_PARAMS, message = "events must be strings" }) end
+  done(nil, true) -- the reply goes before the first event
+  bus.subscribe(conn, ev)
+end
+
+function methods.unsubscribe(params, conn, done)
+  bus.unsubscribe(conn, params.events and events_of(params) or nil)
+  done(nil, true)
+end
+
+local function shutdown(code, before_exit)
+  if shutting_down then return end
+  shutting_down = true
+  log.info("stopping every app, then the daemon")
+  sup.stop_all(function()
+    if before_exit then before_exit() end
+    os.remove(home .. "/rpc.sock")
+    os.remove(home .. "/pm.pid")
+    log.info("daemon %d exits", core.getpid())
+    M.exit_code = code
+    core.stop_loop()
+  end)
+end
+
+function methods.killDaemon(_, _, done)
+  local list = descriptions(sup.all())
+  shutdown(0, function() done(nil, list) end)
+end
+methods.kill = methods.killDaemon
+
+-- ---- set-up ----
+
+local function on_accept(lfd)
+  while true do
+    local fd, uid = core.accept(lfd)
+    if not fd then
+      if uid ~= "again" then log.warn("%s", uid) end
+      return
+    end
+    if uid ~= my_uid and uid ~= 0 then
+      log.warn("refused a client with uid %d", uid)
+      core.close(fd)
+    else
+      local conn = rpc.serve(fd, uid, methods, function(c)
+        conns[c] = nil
+        bus.unsubscribe(c)
+      end)
+      conns[conn] = true
+    end
+  end
+end
+
+--[[
+Runs the daemon until it is told to stop. opts: foreground (keep stdio),
+private_fd (an fd whose end of file means the owner is gone: stop
+everything and exit). Returns the exit status.
+]]
+function M.run(opts)
+  opts = opts or {}
+  home = util.home()
+  local ok, err = core.mkdir(home, 448) -- 0700
+  if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
+  core.chmod(home, 448)
+  local lock, lerr = core.lock(home .. "/pm.lock")
+  if not lock then
+    if lerr == "locked" then
+      io.stderr:write("pm: a daemon already runs for ", home, "\n")
+      return 0
+    end
+    io.stderr:write("pm: ", lerr, "\n")
+    return 1
+  end
+  ok, err = core.daemon_init(not opts.foreground and (home .. "/pm.log") or nil)
+  if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
+  core.mkdir(home .. "/logs", 493) -- 0755
+  core.mkdir(home .. "/pids", 493) -- 0755
+  os.remove(home .. "/rpc.sock")
+  local lfd, serr = core.listen_unix(home .. "/rpc.sock")
+  if not lfd then log.error("cannot listen: %s", serr); return 1 end
+  util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
+
+  sup.init({ home = home, pm_bin = util.pm_binary() })
+  core.on_child(sup.on_child)
+  M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
+  local S = core.signals
+  M.signals = {
+    core.signal(S.SIGTERM, function() shutdown(0) end),
+    core.signal(S.SIGINT, function() shutdown(0) end),
+    core.signal(S.SIGHUP, function() sup.reload_logs() end),
+    core.signal(S.SIGUSR2, function() sup.reload_logs() end),
+  }
+  if opts.private_fd then
+    M.owner = core.stream(opts.private_fd, function() end, function()
+      log.info("the script that owns this private daemon ended")
+      shutdown(0)
+    end)
+  end
+  log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
+  M.exit_code = 0
+  core.run()
+  return M.exit_code
+end
+
+M.methods = methods
+return M

@@ -1,0 +1,100 @@
+-- Ecosystem files: ecosystem.lua (run in a sandbox by the daemon) and PM2's
+-- JSON files, turned into checked app declarations. A bad file gives
+-- "file:line: message" and nothing is started.
+local util = require "pm.util"
+local app = require "pm.app"
+
+local M = {}
+
+local function sandbox()
+  local env = {
+    string = string, table = table, math = math,
+    os = { time = os.time, date = os.date, getenv = os.getenv, clock = os.clock },
+    pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
+    tostring = tostring, tonumber = tonumber, unpack = unpack, error = error,
+    assert = assert, pcall = pcall, setmetatable = setmetatable,
+    getmetatable = getmetatable, rawget = rawget, rawset = rawset,
+    rawequal = rawequal,
+  }
+  env._G = env
+  return env
+end
+
+local function load_lua(path)
+  local chunk, err = loadfile(path, "t", sandbox())
+  if not chunk then return nil, err end
+  local ok, res = pcall(chunk)
+  if not ok then return nil, tostring(res) end
+  if type(res) ~= "table" then
+    return nil, path .. ": the file must return { apps = {...} } or a list of apps"
+  end
+  return res
+end
+
+local function load_json(path)
+  local s, err = util.read_file(path)
+  if not s then return nil, err end
+  local v, derr = util.decode(s)
+  if v == nil then return nil, path .. ": invalid JSON: " .. derr end
+  if type(v) ~= "table" then return nil, path .. ": an object with \"apps\" or a list expected" end
+  return v
+end
+
+-- Reads a file -> { apps = raw list, hooks = table|nil } or nil, err
+function M.read(path)
+  local res, err
+  if path:match("%.lua$") then
+    res, err = load_lua(path)
+  elseif path:match("%.json$") then
+    res, err = load_json(path)
+  elseif path:match("%.c?js$") then
+    return nil, path .. ": .config.js files are not supported yet; use ecosystem.lua or JSON"
+  else
+    return nil, path .. ": not an ecosystem file"
+  end
+  if not res then return nil, err end
+  local apps = res.apps
+  if apps == nil and res[1] ~= nil then apps = res end
+  if type(apps) ~= "table" then return nil, path .. ": no apps declared" end
+  for i, a in ipairs(apps) do
+    if type(a) ~= "table" then return nil, ("%s: app #%d is not a table"):format(path, i) end
+  end
+  return { apps = apps, hooks = res.hooks }
+end
+
+--[[
+Loads and checks every app of a file. opts: env_name, only (list of names),
+environ. Returns a list of declarations or nil, err (nothing is half-loaded).
+]]
+function M.load(path, opts)
+  opts = opts or {}
+  local res, err = M.read(path)
+  if not res then return nil, err end
+  local only
+  if opts.only and #opts.only > 0 then
+    only = {}
+    for _, n in ipairs(opts.only) do only[n] = true end
+  end
+  local decls, seen = {}, {}
+  for i, raw in ipairs(res.apps) do
+    if type(res.hooks) == "table" then
+      for k, fn in pairs(res.hooks) do
+        if raw[k] == nil then raw[k] = fn end
+      end
+    end
+    local d, derr = app.normalize(raw, { base = util.dirname(path), env_name = opts.env_name,
+      environ = opts.environ })
+    if not d then return nil, ("%s: app #%d: %s"):format(path, i, derr) end
+    if seen[d.name] then
+      return nil, ("%s: two apps are named '%s'"):format(path, d.name)
+    end
+    seen[d.name] = true
+    if not only or only[d.name] then decls[#decls + 1] = d end
+  end
+  if only and #decls == 0 then
+    return nil, path .. ": no app matches --only " .. table.concat(opts.only, ",")
+  end
+  return decls
+end
+
+return M

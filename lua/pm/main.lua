@@ -1,0 +1,15 @@
+-- Entry of the pm binary: argv -> the CLI (the daemon is the verb "daemon").
+local M = {}
+
+function M.main(argv)
+  local cli = require "pm.cli"
+  local ok, code = xpcall(cli.main, debug.traceback, argv)
+  if not ok then
+    io.stderr:write("pm: internal error: ", tostring(code), "\n")
+    return 70
+  end
+  io.stdout:flush()
+  return code
+end
+
+return M

@@ -1,0 +1,103 @@
+-- JSON-RPC 2.0 over the control socket, one object per line (DESIGN §6).
+-- Each connection is served in the order requests arrive; replies may come
+-- later (a stop waits for the process). Nothing a peer sends can take the
+-- daemon down: every failure is a JSON-RPC error.
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+
+local M = {}
+
+M.MAX_LINE = 1024 * 1024
+
+M.PARSE_ERROR = -32700
+M.INVALID_REQUEST = -32600
+M.METHOD_NOT_FOUND = -32601
+M.INVALID_PARAMS = -32602
+M.INTERNAL_ERROR = -32603
+M.SERVER_ERROR = -32000
+
+-- Replies are written with the result last, so that a client can take the
+-- result's JSON text as it is (`pm jlist` prints it without re-encoding).
+local function reply(conn, id, err, result)
+  if id == nil or conn.stream:closed() then return end -- a notification: no reply
+  local head = '{"jsonrpc":"2.0","id":' .. util.encode(id)
+  local line
+  if err then
+    if type(err) ~= "table" then err = { code = M.SERVER_ERROR, message = tostring(err) } end
+    line = head .. ',"error":' .. util.encode({ code = err.code or M.SERVER_ERROR,
+      message = tostring(err.message) }) .. "}"
+  else
+    if result == nil then result = true end
+    local ok, body = pcall(util.encode, result)
+    if ok then
+      line = head .. ',"result":' .. body .. "}"
+    else
+      line = head .. ',"error":' .. util.encode({ code = M.INTERNAL_ERROR,
+        message = "cannot encode the result: " .. tostring(body) }) .. "}"
+    end
+  end
+  conn.stream:write(line .. "\n")
+end
+
+local function valid_id(id)
+  local t = type(id)
+  return id == nil or t == "string" or t == "number" or id == util.null
+end
+
+local function dispatch(conn, methods, line)
+  if line:match("^%s*$") then return end
+  local req, derr = util.decode(line)
+  if req == nil then
+    return reply(conn, util.null, { code = M.PARSE_ERROR, message = "parse error: " .. tostring(derr) })
+  end
+  if type(req) ~= "table" or req[1] ~= nil then
+    return reply(conn, util.null, { code = M.INVALID_REQUEST, message = "invalid request: an object expected" })
+  end
+  local id = req.id
+  if not valid_id(id) then
+    return reply(conn, util.null, { code = M.INVALID_REQUEST, message = "invalid request: bad id" })
+  end
+  if type(req.method) ~= "string" then
+    return reply(conn, id == nil and util.null or id,
+      { code = M.INVALID_REQUEST, message = "invalid request: method must be a string" })
+  end
+  local params = req.params
+  if params == nil or params == util.null then params = {} end
+  if type(params) ~= "table" then
+    return reply(conn, id, { code = M.INVALID_PARAMS, message = "params must be an object" })
+  end
+  local handler = methods[req.method]
+  if not handler then
+    return reply(conn, id, { code = M.METHOD_NOT_FOUND, message = "unknown method: " .. req.method })
+  end
+  local answered = false
+  local function done(err, result)
+    if answered then return end
+    answered = true
+    reply(conn, id, err, result)
+  end
+  local ok, err = xpcall(function() return handler(params, conn, done) end, debug.traceback)
+  if not ok then
+    log.error("request %s failed: %s", req.method, err)
+    done({ code = M.INTERNAL_ERROR, message = "internal error: " .. tostring(err):match("^[^\n]*") })
+  end
+end
+
+-- Serves one accepted connection. on_close(conn) is called when it ends.
+function M.serve(fd, uid, methods, on_close)
+  local conn = { uid = uid }
+  conn.stream = core.stream(fd, function(line, err)
+    if line == nil then
+      reply(conn, util.null, { code = M.INVALID_REQUEST,
+        message = ("request too large (over %d bytes)"):format(M.MAX_LINE) })
+      return
+    end
+    dispatch(conn, methods, line)
+  end, function()
+    if on_close then on_close(conn) end
+  end, M.MAX_LINE)
+  return conn
+end
+
+return M

@@ -1,0 +1,557 @@
+-- The supervisor: the process table keyed by pm_id and the life of each
+-- process through the statuses launching, online, stopping, stopped,
+-- errored and waiting restart. Exits go to the policy; the policy decides.
+local core = require "pm.core"
+local util = require "pm.util"
+local policy = require "pm.policy"
+local bus = require "pm.bus"
+local log = require "pm.log"
+
+local M = {}
+
+local procs = {}      -- pm_id -> proc
+local by_pid = {}     -- pid -> proc (live main processes)
+local next_id = 0
+local home, pm_bin
+local hooks = {}      -- set by the daemon: changed() after every change
+
+local SIGKILL = core.signals.SIGKILL
+
+function M.init(opts)
+  home = opts.home
+  pm_bin = opts.pm_bin
+  hooks.changed = opts.changed or function() end
+  bus.on_change(function() M.update_taps() end)
+end
+
+local function now() return core.now() end
+
+-- ---- events ----
+
+local function flat_env(p)
+  return {
+    name = p.name, pm_id = p.pm_id, namespace = p.decl.namespace, status = p.status,
+    restart_time = p.restart_time, unstable_restarts = p.unstable_restarts,
+    pm_uptime = p.pm_uptime, exit_code = p.exit_code,
+  }
+end
+
+local function event(p, what, extra, manually)
+  if not bus.wants("process:event") then return end
+  local data = { event = what, process = flat_env(p), at = now(), manually = manually or false }
+  for k, v in pairs(extra or {}) do data[k] = v end
+  bus.publish("process:event", data)
+end
+M.event = event
+
+-- ---- log files ----
+
+local function with_id(path, p)
+  if p.decl.instances > 1 and not p.decl.merge_logs then
+    local stem, ext = path:match("^(.*)(%.[^./]*)$")
+    if stem then return stem .. "-" .. p.pm_id .. ext end
+    return path .. "-" .. p.pm_id
+  end
+  return path
+end
+
+local function log_path(p, which)
+  local d = p.decl
+  local given = which == "out" and d.out_file or d.error_file
+  if given == "NULL" or given == "/dev/null" then return "/dev/null" end
+  if given then return with_id(util.absolute(given, d.cwd), p) end
+  local file = ("%s/logs/%s-%s.log"):format(home, d.name:gsub("/", "_"),
+    which == "out" and "out" or "error")
+  return with_id(file, p)
+end
+
+local function open_log(path)
+  if path == "/dev/null" then return -1 end
+  core.mkdir(util.dirname(path), 493) -- 0755
+  local fd, err = core.open(path, "a", 420) -- 0644
+  if not fd then
+    log.warn("cannot open log %s: %s", path, err)
+    return -1
+  end
+  return fd
+end
+
+local function tap_for(p, which)
+  local event_name = which == "out" and "log:out" or "log:err"
+  return function(data)
+    bus.publish(event_name, {
+      process = { pm_id = p.pm_id, name = p.name, namespace = p.decl.namespace },
+      at = now(), data = data,
+    })
+  end
+end
+
+local function set_taps(p)
+  for _, which in ipairs({ "out", "err" }) do
+    local lp = p.pipes and p.pipes[which]
+    if lp and not lp:closed() then
+      local name = which == "out" and "log:out" or "log:err"
+      lp:set_tap(bus.wants(name) and tap_for(p, which) or nil)
+    end
+  end
+end
+
+function M.update_taps()
+  for _, p in pairs(procs) do set_taps(p) end
+end
+
+function M.reload_logs()
+  for _, p in pairs(procs) do
+    if p.pipes then
+      if p.pipes.out then p.pipes.out:set_output(open_log(p.out_path)) end
+      if p.pipes.err then p.pipes.err:set_output(open_log(p.err_path)) end
+    end
+  end
+  return true
+end
+
+function M.flush(list)
+  local n = 0
+  for _, p in ipairs(list) do
+    for _, path in ipairs({ p.out_path, p.err_path }) do
+      if path ~= "/dev/null" and core.truncate(path) then n = n + 1 end
+    end
+  end
+  return n
+end
+
+-- ---- spawning ----
+
+local function build_env(p)
+  local env = {}
+  for k, v in pairs(p.environ or {}) do env[k] = v end
+  for k, v in pairs(p.decl.env) do env[k] = v end
+  env.pm_id = tostring(p.pm_id)
+  env.name = p.name
+  env[p.decl.instance_var or "NODE_APP_INSTANCE"] = tostring(p.instance)
+  env.NODE_APP_INSTANCE = tostring(p.instance)
+  env.PM_HOME = home
+  env.PM_APP_UID = p.uid_marker -- lets a new daemon recognise this app's processes
+  local list = {}
+  for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  return list, env
+end
+
+local function command(d)
+  local argv = {}
+  local file
+  if d.interpreter == "none" then
+    file = d.script
+    argv[1] = d.script
+  elseif d.interpreter == "pm" then
+    file = pm_bin
+    argv[1] = pm_bin
+    argv[2] = "run"
+  else
+    file = d.interpreter
+    argv[1] = d.interpreter
+    for _, a in ipairs(d.interpreter_args) do argv[#argv + 1] = a end
+  end
+  if d.interpreter ~= "none" then argv[#argv + 1] = d.script end
+  for _, a in ipairs(d.args) do argv[#argv + 1] = a end
+  return file, argv
+end
+
+local function write_pidfile(p)
+  if p.pid_path then
+    local f = io.open(p.pid_path, "w")
+    if f then f:write(tostring(p.pid), "\n"); f:close() end
+  end
+end
+
+local launch -- forward
+
+local function cancel_timer(p)
+  if p.timer then p.timer:close(); p.timer = nil end
+end
+
+local function finish_waiters(p, err)
+  local w = p.waiters
+  p.waiters = nil
+  for _, fn in ipairs(w or {}) do fn(err) end
+end
+
+-- Starts the process of p. Returns true, or nil, err (p is then errored).
+launch = function(p)
+  local d = p.decl
+  cancel_timer(p)
+  p.status = "launching"
+  p.out_path = log_path(p, "out")
+  p.err_path = log_path(p, "err")
+  local out_r, out_w = core.pipe(1048576)
+  local err_r, err_w = core.pipe(1048576)
+  if not out_r or not err_r then
+    if out_r then core.close(out_r); core.close(out_w) end
+    p.status = "errored"
+    p.error = "pipe: " .. tostring(out_w or err_w)
+    return nil, p.error
+  end
+  local file, argv = command(d)
+  local envlist, env = build_env(p)
+  p.env = env
+  local pid, err = core.spawn({ file = file, args = argv, env = envlist, cwd = d.cwd,
+    fds = { -1, out_w, err_w }, setsid = true })
+  core.close(out_w)
+  core.close(err_w)
+  if not pid then
+    core.close(out_r)
+    core.close(err_r)
+    p.status = "errored"
+    p.error = err
+    p.pid = 0
+    log.error("app %s (%d) failed to start: %s", p.name, p.pm_id, err)
+    event(p, "exit", { code = 127, signal = util.null, reason = "exit" })
+    return nil, err
+  end
+  p.pid = pid
+  p.pgid = pid
+  p.error = nil
+  p.started = core.mono()
+  p.pm_uptime = now()
+  p.cpu_sample = nil
+  by_pid[pid] = p
+  p.pipes = {
+    out = core.logpipe(out_r, open_log(p.out_path), function() end),
+    err = core.logpipe(err_r, open_log(p.err_path), function() end),
+  }
+  set_taps(p)
+  write_pidfile(p)
+  event(p, "start")
+  p.status = "online"
+  event(p, "online")
+  hooks.changed()
+  return true
+end
+
+-- Signals the process group and every descendant that left it.
+local function signal_tree(p, sig)
+  if not p.pid or p.pid == 0 then return end
+  local tree = core.proc_tree(p.pid)
+  core.killpg(p.pgid, sig)
+  for _, pid in ipairs(tree) do core.kill(pid, sig) end
+end
+
+-- ---- exits ----
+
+local function apply_decision(p, decision, exit)
+  p.unstable_restarts = decision.unstable_restarts
+  p.prev_restart_delay = decision.prev_restart_delay
+  if decision.action == "stop" then
+    p.status = "stopped"
+    event(p, "stop", nil, false)
+  elseif decision.action == "errored" then
+    p.status = "errored"
+    log.warn("app %s (%d) exited too fast %d times in a row: errored", p.name, p.pm_id,
+      p.unstable_restarts)
+    event(p, "restart overlimit", { code = exit.code, signal = exit.signal })
+  else
+    local delay = decision.delay or 0
+    local function go()
+      p.timer = nil
+      p.restart_time = p.restart_time + 1
+      event(p, "restart", nil, false)
+      launch(p)
+    end
+    if delay > 0 then
+      p.status = "waiting restart"
+      p.timer = core.timer(delay, 0, go)
+    else
+      go()
+    end
+  end
+  hooks.changed()
+end
+
+function M.on_child(pid, code, signum)
+  local p = by_pid[pid]
+  if not p then return end -- an orphan adopted as subreaper, or a failed spawn
+  by_pid[pid] = nil
+  local uptime = core.mono() - (p.started or core.mono())
+  -- what is left of the group goes with its leader: no duplicates on restart
+  core.killpg(p.pgid, SIGKILL)
+  p.pid = 0
+  p.exit_code = code ~= nil and code or (128 + (signum or 0))
+  p.exit_signal = util.signame(signum)
+  if p.pid_path then os.remove(p.pid_path) end
+  local stopping = p.stopping
+  local exit = { code = code, signal = p.exit_signal, uptime = uptime,
+    reason = stopping and "stop" or (p.exit_reason or "exit") }
+  p.exit_reason = nil
+  event(p, "exit", { code = code == nil and util.null or code,
+    signal = exit.signal or util.null, reason = exit.reason })
+  if stopping then
+    if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end
+    p.stopping = nil
+    p.status = "stopped"
+    event(p, "stop", nil, true)
+    hooks.changed()
+    finish_waiters(p)
+    return
+  end
+  local decision = policy.decide(p.decl, p, exit)
+  apply_decision(p, decision, exit)
+end
+
+-- ---- operations ----
+
+-- Stops p; done(err) once its process is gone.
+function M.stop(p, done)
+  done = done or function() end
+  cancel_timer(p)
+  if p.status == "stopping" then
+    p.waiters[#p.waiters + 1] = done
+    return
+  end
+  if not p.pid or p.pid == 0 then
+    if p.status ~= "stopped" then
+      p.status = "stopped"
+      event(p, "stop", nil, true)
+      hooks.changed()
+    end
+    return done()
+  end
+  p.status = "stopping"
+  p.stopping = true
+  p.waiters = { done }
+  signal_tree(p, util.signum(p.decl.kill_signal))
+  p.kill_timer = core.timer(p.decl.kill_timeout, 0, function()
+    p.kill_timer = nil
+    if p.status ~= "stopping" then return end
+    log.warn("app %s (%d) still running %d ms after %s: SIGKILL", p.name, p.pm_id,
+      p.decl.kill_timeout, p.decl.kill_signal)
+    signal_tree(p, SIGKILL)
+    p.kill_timer = core.timer(5000, 0, function()
+      p.kill_timer = nil
+      if p.status == "stopping" then
+        log.error("app %s (%d) pid %d survived SIGKILL", p.name, p.pm_id, p.pid)
+        finish_waiters(p, ("process %d of %s survived SIGKILL"):format(p.pid, p.name))
+      end
+    end)
+  end)
+  hooks.changed()
+end
+
+local function start_stopped(p)
+  p.unstable_restarts = 0
+  p.prev_restart_delay = 0
+  return launch(p)
+end
+
+-- Restarts p (stop, then start); opts.environ replaces its environment.
+function M.restart(p, opts, done)
+  opts = opts or {}
+  M.stop(p, function(err)
+    if err then return done(err) end
+    if p.deleted then return done("deleted meanwhile: " .. p.name) end
+    if p.status ~= "stopped" and p.status ~= "errored" then return done() end -- another call started it
+    if opts.environ then p.environ = opts.environ end
+    if opts.decl then M.redeclare(p, opts.decl) end
+    p.restart_time = p.restart_time + 1
+    event(p, "restart", nil, true)
+    local ok, serr = start_stopped(p)
+    done(not ok and serr or nil)
+  end)
+end
+
+-- Starts p if it does not run (start of a known name or id).
+function M.start(p, done)
+  if p.status == "online" or p.status == "launching" then return M.restart(p, {}, done) end
+  cancel_timer(p)
+  local ok, err = start_stopped(p)
+  done(not ok and err or nil)
+end
+
+function M.delete(p, done)
+  M.stop(p, function(err)
+    if err then return done(err) end
+    if p.deleted then return done() end
+    p.deleted = true
+    procs[p.pm_id] = nil
+    event(p, "delete", nil, true)
+    hooks.changed()
+    done()
+  end)
+end
+
+function M.reset(p)
+  p.restart_time = 0
+  p.unstable_restarts = 0
+  p.prev_restart_delay = 0
+  hooks.changed()
+end
+
+function M.redeclare(p, decl)
+  p.decl = decl
+  p.name = decl.name
+  p.pid_path = ("%s/pids/%s-%d.pid"):format(home, decl.name:gsub("/", "_"), p.pm_id)
+end
+
+-- Creates the processes of a declaration (one per instance) and starts
+-- those that autostart. Returns the list of procs.
+function M.add(decl, environ, origin)
+  local list = {}
+  for i = 0, decl.instances - 1 do
+    local p = {
+      pm_id = next_id, instance = i, created_at = now(), restart_time = 0,
+      unstable_restarts = 0, prev_restart_delay = 0, pid = 0, status = "stopped",
+      environ = environ, origin = origin,
+    }
+    p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(p.created_at))
+    next_id = next_id + 1
+    M.redeclare(p, decl)
+    procs[p.pm_id] = p
+    list[#list + 1] = p
+  end
+  for _, p in ipairs(list) do
+    if decl.autostart ~= false then launch(p) end
+  end
+  hooks.changed()
+  return list
+end
+
+-- ---- queries ----
+
+function M.all()
+  local list = {}
+  for _, p in pairs(procs) do list[#list + 1] = p end
+  table.sort(list, function(a, b) return a.pm_id < b.pm_id end)
+  return list
+end
+
+function M.get(id) return procs[id] end
+
+function M.by_path(path)
+  local list = {}
+  for _, p in ipairs(M.all()) do
+    if p.decl.script == path then list[#list + 1] = p end
+  end
+  return list
+end
+
+function M.by_name(name)
+  local list = {}
+  for _, p in ipairs(M.all()) do
+    if p.name == name then list[#list + 1] = p end
+  end
+  return list
+end
+
+-- A target: pm_id, name, "all" or a namespace -> list of procs, or nil, err
+function M.resolve(target)
+  if target == nil then return nil, "a target is required" end
+  local list = {}
+  local id = tonumber(target)
+  if id then
+    if procs[id] then list[1] = procs[id] end
+  elseif target == "all" then
+    list = M.all()
+  else
+    target = tostring(target)
+    list = M.by_name(target)
+    if #list == 0 then
+      for _, p in ipairs(M.all()) do
+        if p.decl.namespace == target then list[#list + 1] = p end
+      end
+    end
+  end
+  if #list == 0 and target ~= "all" then
+    return nil, "process or namespace not found: " .. tostring(target)
+  end
+  return list
+end
+
+-- ---- descriptions (DESIGN §5) ----
+
+local clk_tck = core.clk_tck()
+
+local function sample(p)
+  if not p.pid or p.pid == 0 then return 0, 0 end
+  local tree = core.proc_tree(p.pid)
+  local t = core.mono()
+  local cpu
+  local prev = p.cpu_sample
+  if prev and t - prev.t >= 50 then
+    cpu = (tree.ticks - prev.ticks) / clk_tck / ((t - prev.t) / 1000) * 100
+  elseif prev then
+    cpu = prev.cpu
+  else
+    local up = (t - (p.started or t)) / 1000
+    cpu = up > 0 and (tree.ticks / clk_tck) / up * 100 or 0
+  end
+  if cpu ~= cpu or cpu < 0 then cpu = 0 end
+  cpu = math.floor(cpu * 10 + 0.5) / 10
+  if not prev or t - prev.t >= 50 then
+    p.cpu_sample = { t = t, ticks = tree.ticks, cpu = cpu }
+  end
+  return tree.rss, cpu
+end
+
+local hidden = { on_exit = true, on_start = true, on_stop = true, force = true }
+
+function M.describe(p)
+  local d = p.decl
+  local env = {}
+  for k, v in pairs(d) do
+    if not hidden[k] and type(v) ~= "function" then env[k] = v end
+  end
+  env.args = util.array(d.args)
+  env.interpreter_args = util.array(d.interpreter_args)
+  env.stop_exit_codes = util.array(d.stop_exit_codes)
+  env.env = p.env or d.env
+  env.name = p.name
+  env.pm_id = p.pm_id
+  env.namespace = d.namespace
+  env.status = p.status
+  env.pm_cwd = d.cwd
+  env.pm_exec_path = d.script
+  env.exec_interpreter = d.interpreter == "pm" and "pm" or
+    (d.interpreter == "none" and "none" or util.basename(d.interpreter))
+  env.instances = d.instances
+  env.pm_out_log_path = p.out_path or log_path(p, "out")
+  env.pm_err_log_path = p.err_path or log_path(p, "err")
+  env.pm_pid_path = p.pid_path
+  env.pm_uptime = p.pm_uptime or p.created_at
+  env.created_at = p.created_at
+  env.restart_time = p.restart_time
+  env.unstable_restarts = p.unstable_restarts
+  env.exit_code = p.exit_code
+  env.exit_signal = p.exit_signal
+  env.prev_restart_delay = p.prev_restart_delay
+  env.autorestart = d.autorestart
+  env.NODE_APP_INSTANCE = p.instance
+  env.unique_id = p.uid_marker
+  env.error = p.error
+  env.origin = p.origin and p.origin.path or nil
+  local mem, cpu = sample(p)
+  return { name = p.name, pid = p.pid or 0, pm_id = p.pm_id,
+    monit = { memory = mem, cpu = cpu }, pm2_env = env }
+end
+
+function M.describe_list(list)
+  local out = {}
+  for i, p in ipairs(list) do out[i] = M.describe(p) end
+  return util.array(out)
+end
+
+-- Stops everything (daemon shutdown); done() when all are down.
+function M.stop_all(done)
+  local list = M.all()
+  local left = #list
+  if left == 0 then return done() end
+  for _, p in ipairs(list) do
+    M.stop(p, function()
+      left = left - 1
+      if left == 0 then done() end
+    end)
+  end
+end
+
+function M.count() local n = 0; for _ in pairs(procs) do n = n + 1 end; return n end
+
+return M

@@ -1,0 +1,194 @@
+-- Small pieces shared by the client and the daemon: JSON as the wire wants
+-- it, PM_HOME, paths, durations, sizes and signal names.
+local cjson = require "cjson"
+local core = require "pm.core"
+
+local M = {}
+
+M.VERSION = "0.1.0"
+
+cjson.encode_sparse_array(true)
+cjson.encode_invalid_numbers("null") -- a NaN never reaches the wire
+cjson.decode_max_depth(64)
+cjson.encode_max_depth(64)
+
+-- cjson 2.1.0 encodes every empty table as {}; a list that may be empty is
+-- marked with M.array() and written as [].
+local EMPTY = "\0pm:[]\0"
+local EMPTY_JSON = '"\\u0000pm:[]\\u0000"'
+
+function M.array(t)
+  if t == nil or next(t) == nil then return EMPTY end
+  return t
+end
+
+function M.encode(v)
+  local s = cjson.encode(v)
+  if s:find(EMPTY_JSON, 1, true) then
+    s = s:gsub('"\\u0000pm:%[%]\\u0000"', "[]")
+  end
+  return s
+end
+
+function M.decode(s)
+  local ok, v = pcall(cjson.decode, s)
+  if ok then return v end
+  return nil, (tostring(v):gsub("^.-:%d+: ", ""))
+end
+
+M.null = cjson.null
+
+function M.home()
+  local h = os.getenv("PM_HOME")
+  if h and h ~= "" then return h end
+  return (os.getenv("HOME") or "/tmp") .. "/.pm"
+end
+
+function M.is_abs(p) return p:sub(1, 1) == "/" end
+
+function M.join(dir, p)
+  if M.is_abs(p) then return p end
+  if dir:sub(-1) == "/" then return dir .. p end
+  return dir .. "/" .. p
+end
+
+-- Removes "." and "x/.." segments without touching the file system.
+function M.normalize(p)
+  local abs = M.is_abs(p)
+  local out = {}
+  for seg in p:gmatch("[^/]+") do
+    if seg == ".." then
+      if #out > 0 and out[#out] ~= ".." then out[#out] = nil
+      elseif not abs then out[#out + 1] = seg end
+    elseif seg ~= "." then
+      out[#out + 1] = seg
+    end
+  end
+  local s = table.concat(out, "/")
+  if abs then return "/" .. s end
+  return s == "" and "." or s
+end
+
+function M.absolute(p, cwd)
+  return M.normalize(M.join(cwd or core.getcwd() or "/", p))
+end
+
+function M.dirname(p)
+  local d = p:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  return d == "" and "/" or d
+end
+
+function M.basename(p) return (p:match("([^/]*)/*$")) end
+
+function M.strip_ext(name) return (name:gsub("(.)%.[^.]*$", "%1")) end
+
+-- Which files are ecosystem files (DESIGN §3).
+function M.is_ecosystem(p)
+  local b = M.basename(p)
+  return b:match("%.json$") ~= nil or b:match("%.config%.c?js$") ~= nil
+      or b:match("^ecosystem.*%.lua$") ~= nil or b:match("%.config%.lua$") ~= nil
+end
+
+-- "1500", 1500, "2s", "5m", "1h", "250ms" -> milliseconds, or nil, err.
+function M.duration(v, what)
+  if type(v) == "number" then return v end
+  if type(v) == "string" then
+    local n, unit = v:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+    n = tonumber(n)
+    local mult = ({ [""] = 1, ms = 1, s = 1000, m = 60000, h = 3600000, d = 86400000 })[unit]
+    if n and mult then return n * mult end
+  end
+  return nil, ("%s: a duration (ms, or like \"5s\", \"2m\", \"1h\") expected, got %s")
+    :format(what or "value", tostring(v))
+end
+
+-- "200M", "1G", "512K", 1048576 -> bytes, or nil, err.
+function M.size(v, what)
+  if type(v) == "number" then return v end
+  if type(v) == "string" then
+    local n, unit = v:match("^%s*(%d+%.?%d*)%s*(%a?)[bB]?%s*$")
+    n = tonumber(n)
+    local mult = ({ [""] = 1, K = 1024, k = 1024, M = 1048576, m = 1048576,
+      G = 1073741824, g = 1073741824 })[unit]
+    if n and mult then return math.floor(n * mult) end
+  end
+  return nil, ("%s: a size (bytes, or like \"200M\", \"1G\") expected, got %s")
+    :format(what or "value", tostring(v))
+end
+
+local signums = core.signals
+local signames = {}
+for name, num in pairs(signums) do signames[num] = name end
+
+-- "SIGTERM", "TERM", "15", 15 -> 15, or nil, err.
+function M.signum(s)
+  if type(s) == "number" or (type(s) == "string" and s:match("^%d+$")) then
+    local n = tonumber(s)
+    if n >= 0 and n < 65 then return n end
+  elseif type(s) == "string" then
+    local up = s:upper()
+    local n = signums[up] or signums["SIG" .. up]
+    if n then return n end
+  end
+  return nil, "unknown signal: " .. tostring(s)
+end
+
+function M.signame(n)
+  if n == nil then return nil end
+  return signames[n] or ("SIG" .. tostring(n))
+end
+
+function M.shallow_copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+function M.deep_copy(t, seen)
+  if type(t) ~= "table" then return t end
+  seen = seen or {}
+  if seen[t] then return seen[t] end
+  local c = {}
+  seen[t] = c
+  for k, v in pairs(t) do c[M.deep_copy(k, seen)] = M.deep_copy(v, seen) end
+  return c
+end
+
+-- Writes a file atomically: a .new file renamed over the old one.
+function M.write_atomic(path, data)
+  local tmp = path .. ".new"
+  local f, err = io.open(tmp, "w")
+  if not f then return nil, err end
+  local ok, werr = f:write(data)
+  f:close()
+  if not ok then os.remove(tmp); return nil, werr end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then os.remove(tmp); return nil, rerr end
+  return true
+end
+
+function M.read_file(path)
+  local f, err = io.open(path, "r")
+  if not f then return nil, err end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- The pm binary (daemons and .lua apps run under it).
+function M.pm_binary()
+  local env = os.getenv("PM_BIN")
+  if env and env ~= "" then return env end
+  local exe = core.realpath("/proc/self/exe")
+  if exe and not M.basename(exe):match("^luajit") and not M.basename(exe):match("^lua") then
+    return exe
+  end
+  for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+    local p = dir .. "/pm"
+    if core.access(p, "x") then return p end
+  end
+  return "pm"
+end
+
+return M
