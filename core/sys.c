@@ -185,6 +185,17 @@ static int l_environ(lua_State *L)
 	return 1;
 }
 
+/* core.setenv(name, value | nil): for this process and what it spawns */
+static int l_setenv(lua_State *L)
+{
+	const char *k = luaL_checkstring(L, 1);
+	int rc = lua_isnoneornil(L, 2) ? unsetenv(k) : setenv(k, luaL_checkstring(L, 2), 1);
+	if (rc < 0)
+		return pm_fail(L, "setenv");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int l_getpid(lua_State *L)
 {
 	lua_pushinteger(L, getpid());
@@ -291,6 +302,7 @@ void pm_open_sys(lua_State *L)
 		{"getcwd", l_getcwd},
 		{"lock", l_lock},
 		{"environ", l_environ},
+		{"setenv", l_setenv},
 		{"getpid", l_getpid},
 		{"getppid", l_getppid},
 		{"getuid", l_getuid},

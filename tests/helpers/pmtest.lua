@@ -1,0 +1,145 @@
+-- Integration-test harness: a real daemon in a temporary PM_HOME, the real
+-- `pm` binary, polling against deadlines, and clean-up by pid only.
+local core = require "pm.core"
+local util = require "pm.util"
+
+local H = {}
+
+H.bin = os.getenv("PM_BIN") or ((os.getenv("PM_SRC") or ".") .. "/bin/pm")
+H.src = os.getenv("PM_SRC") or core.getcwd()
+H.fixtures = H.src .. "/tests/fixtures"
+
+local function shquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+H.shquote = shquote
+
+-- A fresh PM_HOME; also set in this process, so `require "pm"` uses it.
+function H.new_home()
+  local base = H.src .. "/tests/tmp"
+  core.mkdir(base, 493)
+  local p = io.popen("mktemp -d " .. shquote(base .. "/home.XXXXXX"))
+  local home = p:read("*l")
+  p:close()
+  H.home = home
+  core.setenv("PM_HOME", home)
+  return home
+end
+
+local function slurp(path)
+  local s = util.read_file(path) or ""
+  return s
+end
+
+--[[ Runs `pm args...` (or a shell string with opts.shell) in H.home.
+Returns { code, out, err }. opts.env: extra environment, opts.stdin: text. ]]
+function H.pm(...)
+  local args = { ... }
+  local opts = {}
+  if type(args[#args]) == "table" then opts = table.remove(args) end
+  local words = { shquote(H.bin) }
+  for _, a in ipairs(args) do words[#words + 1] = shquote(a) end
+  return H.sh(table.concat(words, " "), opts)
+end
+
+function H.sh(cmd, opts)
+  opts = opts or {}
+  local tmp = H.home .. "/.cmd"
+  local env = "PM_HOME=" .. shquote(H.home) .. " "
+  for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. shquote(v) .. " " end
+  local input = "/dev/null"
+  if opts.stdin then
+    local f = io.open(tmp .. ".in", "w")
+    f:write(opts.stdin)
+    f:close()
+    input = tmp .. ".in"
+  end
+  local full = ("cd %s && %s %s <%s >%s 2>%s; echo $? >%s"):format(shquote(opts.cwd or H.src),
+    env, cmd, shquote(input), shquote(tmp .. ".out"), shquote(tmp .. ".err"), shquote(tmp .. ".rc"))
+  os.execute("/bin/sh -c " .. shquote(full))
+  return { code = tonumber(slurp(tmp .. ".rc")), out = slurp(tmp .. ".out"), err = slurp(tmp .. ".err") }
+end
+
+-- Polls fn() until it returns a truthy value or ms pass; returns its value.
+function H.wait_for(fn, ms, what)
+  local deadline = core.mono() + (ms or 5000)
+  local delay = 5
+  repeat
+    local v = fn()
+    if v then return v end
+    core.sleep(delay)
+    delay = math.min(delay * 2, 50)
+  until core.mono() > deadline
+  error("timed out waiting for " .. (what or "a condition"), 2)
+end
+
+function H.jlist()
+  local r = H.pm("jlist")
+  assert(r.code == 0, "jlist failed: " .. r.err)
+  return assert(util.decode(r.out))
+end
+
+function H.proc(name)
+  for _, p in ipairs(H.jlist()) do
+    if p.name == name or p.pm_id == name then return p end
+  end
+end
+
+function H.status(name)
+  local p = H.proc(name)
+  return p and p.pm2_env.status
+end
+
+function H.alive(pid)
+  if not pid or pid <= 0 then return false end
+  local st = core.proc_stat(pid)
+  return st ~= nil and st.state ~= "Z"
+end
+
+function H.daemon_pid(home)
+  local s = util.read_file((home or H.home) .. "/pm.pid")
+  return s and tonumber(s:match("%d+"))
+end
+
+-- Stops the daemon of the home and everything it ran: `pm kill`, then, for
+-- what is still alive, SIGKILL by the pids recorded in that PM_HOME.
+function H.cleanup(home)
+  home = home or H.home
+  if not home then return end
+  local dpid = H.daemon_pid(home)
+  local app_pids = {}
+  local p = io.popen("cat " .. shquote(home) .. "/pids/*.pid 2>/dev/null")
+  for l in p:lines() do app_pids[#app_pids + 1] = tonumber(l) end
+  p:close()
+  if dpid and H.alive(dpid) then
+    H.sh(shquote(H.bin) .. " kill")
+    pcall(H.wait_for, function() return not H.alive(dpid) end, 5000)
+    if H.alive(dpid) then core.kill(dpid, 9) end
+  end
+  for _, pid in ipairs(app_pids) do
+    if H.alive(pid) then core.kill(pid, 9) end
+  end
+  os.execute("rm -rf " .. shquote(home))
+  if H.home == home then H.home = nil end
+end
+
+-- Writes a fixture script into the home and returns its path.
+function H.script(name, body, mode)
+  local path = H.home .. "/" .. name
+  local f = assert(io.open(path, "w"))
+  f:write(body)
+  f:close()
+  os.execute("chmod " .. (mode or "755") .. " " .. shquote(path))
+  return path
+end
+
+function H.count_lines(path)
+  local n = 0
+  local f = io.open(path)
+  if not f then return 0 end
+  for _ in f:lines() do n = n + 1 end
+  f:close()
+  return n
+end
+
+return H

@@ -1,0 +1,26 @@
+local H = require "pmtest"
+local util = require "pm.util"
+
+describe("the Lua API", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("runs the seed's quickstart: start, list online, restart, disconnect and exit", function()
+    local r = H.pm("run", H.fixtures .. "/quickstart.lua")
+    assert.equal(0, r.code, r.err)
+    local seen = util.decode(r.out)
+    assert.equal(1, seen.started)
+    assert.equal("api", seen.name)
+    assert.equal("online", seen.status)
+    assert.is_true(seen.pid > 0)
+    assert.is_true(H.alive(seen.pid) or seen.new_pid ~= seen.pid)
+    assert.is_true(seen.new_pid > 0)
+    assert.are_not.equal(seen.pid, seen.new_pid)
+    assert.equal(1, seen.restart_time)
+    local p = H.proc("api")
+    assert.equal("online", p.pm2_env.status)
+    assert.equal(seen.new_pid, p.pid)
+    assert.is_true(H.alive(p.pid))
+    assert.is_false(H.alive(seen.pid))
+  end)
+end)

@@ -1,0 +1,78 @@
+local policy = require "pm.policy"
+
+local defaults = { autorestart = true, min_uptime = 1000, max_restarts = 16,
+  restart_delay = 0, exp_backoff_restart_delay = 0, stop_exit_codes = {} }
+
+local function decl(over)
+  local d = {}
+  for k, v in pairs(defaults) do d[k] = v end
+  for k, v in pairs(over or {}) do d[k] = v end
+  return d
+end
+
+describe("the built-in restart policy", function()
+  it("restarts a crash at once by default", function()
+    local d = policy.decide(decl(), {}, { code = 1, uptime = 5000, reason = "exit" })
+    assert.equal("restart", d.action)
+    assert.equal(0, d.delay)
+    assert.equal(0, d.unstable_restarts)
+  end)
+
+  it("does not restart when autorestart is off", function()
+    local d = policy.decide(decl({ autorestart = false }), {}, { code = 1, uptime = 5000, reason = "exit" })
+    assert.equal("stop", d.action)
+  end)
+
+  it("does not restart on a stop exit code", function()
+    local d = policy.decide(decl({ stop_exit_codes = { 0, 42 } }), {}, { code = 42, uptime = 10, reason = "exit" })
+    assert.equal("stop", d.action)
+  end)
+
+  it("makes the 16th fast exit in a row errored", function()
+    local state = { unstable_restarts = 0 }
+    local d
+    for i = 1, 16 do
+      d = policy.decide(decl(), state, { code = 1, uptime = 10, reason = "exit" })
+      state.unstable_restarts = d.unstable_restarts
+      if i < 16 then assert.equal("restart", d.action) end
+    end
+    assert.equal("errored", d.action)
+    assert.equal(16, d.unstable_restarts)
+  end)
+
+  it("resets the count after one run that lasted min_uptime", function()
+    local d = policy.decide(decl(), { unstable_restarts = 15 }, { code = 1, uptime = 1000, reason = "exit" })
+    assert.equal("restart", d.action)
+    assert.equal(0, d.unstable_restarts)
+  end)
+
+  it("waits restart_delay", function()
+    local d = policy.decide(decl({ restart_delay = 250 }), {}, { code = 1, uptime = 10, reason = "exit" })
+    assert.equal(250, d.delay)
+  end)
+
+  it("grows exp_backoff_restart_delay by 1.5 up to 15 s and resets after 30 s", function()
+    local dd = decl({ exp_backoff_restart_delay = 100, max_restarts = 1000 })
+    local state = {}
+    local delays = {}
+    for _ = 1, 12 do
+      local d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" })
+      state.prev_restart_delay = d.prev_restart_delay
+      state.unstable_restarts = d.unstable_restarts
+      delays[#delays + 1] = d.delay
+    end
+    assert.same({ 100, 150, 225, 337, 505, 757, 1135, 1702, 2553, 3829, 5743, 8614 }, delays)
+    for _ = 1, 5 do
+      local d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" })
+      state.prev_restart_delay = d.prev_restart_delay
+    end
+    assert.equal(15000, state.prev_restart_delay)
+    local d = policy.decide(dd, state, { code = 1, uptime = 30000, reason = "exit" })
+    assert.equal(100, d.delay)
+  end)
+
+  it("stops on a manual stop whatever the rules", function()
+    local d = policy.decide(decl(), {}, { code = 0, uptime = 10, reason = "stop" })
+    assert.equal("stop", d.action)
+  end)
+end)
