@@ -10,7 +10,7 @@ LDLIBS  := -lluajit-5.1 -lev -lm -ldl
 Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
-DEPS := gcc make libluajit-5.1-dev luajit libev-dev lua-cjson lua-argparse \
+DEPS := gcc make libluajit-5.1-dev luajit libev-dev lua-cjson lua-argparse python3 \
         lua-busted lua-check socat procps
 
 CORE_SRC := $(wildcard core/*.c)
@@ -49,7 +49,14 @@ obj/lua/%.o: lua/pm/%.lua
 	@echo "LUAJIT $<"
 	$(Q)name=pm.$*; [ "$*" = init ] && name=pm; $(LUAJIT) -b -g -n $$name $< $@
 
-bin/pm: $(patsubst core/%.c,obj/core/%.o,$(CORE_SRC)) $(LUA_OBJ)
+# lua-argparse (Debian's) compiled in too: bytecode loads faster than source.
+ARGPARSE := /usr/share/lua/5.1/argparse.lua
+obj/lua/argparse.o: $(ARGPARSE)
+	@mkdir -p $(@D)
+	@echo "LUAJIT $<"
+	$(Q)$(LUAJIT) -b -g -n argparse $< $@
+
+bin/pm: $(patsubst core/%.c,obj/core/%.o,$(CORE_SRC)) $(LUA_OBJ) obj/lua/argparse.o
 	@mkdir -p $(@D)
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
@@ -61,7 +68,7 @@ lib/pm/core.so: $(patsubst core/%.c,obj/pic/%.o,$(LIB_SRC))
 	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev
 
 lint: deps
-	$(Q)luacheck -q lua tests ecosystem bench
+	$(Q)luacheck -q --no-color lua tests ecosystem bench
 
 unit: all
 	$(Q)tests/run unit
@@ -78,7 +85,7 @@ asan: deps
 	$(Q)$(MAKE) --no-print-directory bin/pm CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" V=$(V)
 
 run: all
-	$(Q)bin/pm start ecosystem/ecosystem.lua
+	$(Q)bin/pm start ecosystem/ecosystem.lua -s
 	$(Q)bin/pm list
 
 install: build

@@ -13,7 +13,6 @@ local M = {}
 
 local home
 local my_uid = core.getuid()
-local conns = {}
 local shutting_down = false
 
 local function descriptions(list) return sup.describe_list(list) end
@@ -75,8 +74,9 @@ local function start_decls(decls, params, origin, done)
   local ops = {}
   for _, d in ipairs(decls) do
     local existing = sup.by_name(d.name)
-    if origin and #existing > 0 then
-      -- a file's app that already runs: apply the file's settings, restart
+    if (origin or params.app and params.app.name ~= nil) and #existing > 0 then
+      -- an app of a file, or one started by name, that is known already:
+      -- apply the new settings and restart it (PM2's smart start)
       for _, p in ipairs(existing) do
         ops[#ops + 1] = { p = p, decl = d }
         started[#started + 1] = p
@@ -249,11 +249,7 @@ local function on_accept(lfd)
       log.warn("refused a client with uid %d", uid)
       core.close(fd)
     else
-      local conn = rpc.serve(fd, uid, methods, function(c)
-        conns[c] = nil
-        bus.unsubscribe(c)
-      end)
-      conns[conn] = true
+      rpc.serve(fd, uid, methods, function(c) bus.unsubscribe(c) end)
     end
   end
 end

@@ -87,7 +87,7 @@ end
 -- Serves one accepted connection. on_close(conn) is called when it ends.
 function M.serve(fd, uid, methods, on_close)
   local conn = { uid = uid }
-  conn.stream = core.stream(fd, function(line, err)
+  conn.stream = core.stream(fd, function(line)
     if line == nil then
       reply(conn, util.null, { code = M.INVALID_REQUEST,
         message = ("request too large (over %d bytes)"):format(M.MAX_LINE) })
