@@ -16,5 +16,6 @@ int luaopen_pm_core(lua_State *L)
 	pm_open_proc(L);
 	pm_open_io(L);
 	pm_open_sys(L);
+	pm_open_watch(L);
 	return 1;
 }

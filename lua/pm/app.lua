@@ -265,6 +265,14 @@ function M.normalize(raw, ctx)
     d.interpreter = found
   end
 
+  if d.cron_restart then
+    local ok, err = require("pm.cron").parse(d.cron_restart)
+    if not ok then return nil, ("app '%s': %s"):format(d.name, err) end
+  end
+  if d.watch ~= nil and type(d.watch) ~= "boolean" and type(d.watch) ~= "string" and type(d.watch) ~= "table" then
+    return nil, ("app '%s': watch must be a boolean, a path or a list of paths"):format(d.name)
+  end
+  if type(d.watch) == "string" and (d.watch == "true" or d.watch == "false") then d.watch = d.watch == "true" end
   if not util.signum(d.kill_signal) then
     return nil, ("app '%s': unknown kill_signal %s"):format(d.name, d.kill_signal)
   end

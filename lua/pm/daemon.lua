@@ -236,6 +236,50 @@ function methods.killDaemon(_, _, done)
 end
 methods.kill = methods.killDaemon
 
+-- ---- the API hooks see as `pm` (actions run after the hook returns) ----
+
+local function hook_api()
+  local api = require("pm.hooks").api
+  local function later(fn)
+    core.timer(0, 0, function()
+      local ok, err = pcall(fn)
+      if not ok then log.error("hook action failed: %s", err) end
+    end)
+  end
+  local function act(op)
+    return function(target)
+      local list, err = sup.resolve(target)
+      if not list then return nil, err end
+      later(function()
+        for _, p in ipairs(list) do
+          op(p, function(e) if e then log.warn("hook action on %s: %s", p.name, e) end end)
+        end
+      end)
+      return true
+    end
+  end
+  api.restart = act(function(p, cb) sup.restart(p, {}, cb) end)
+  api.stop = act(sup.stop)
+  api.start = act(sup.start)
+  api.list = function() return util.deep_copy(descriptions(sup.all())) end
+  api.describe = function(target)
+    local list = sup.resolve(target)
+    return util.deep_copy(descriptions(list or {}))
+  end
+  api.publish = function(event, data)
+    if type(event) ~= "string" then return nil, "publish: an event name expected" end
+    local copy = util.deep_copy(data)
+    later(function() bus.publish(event, copy) end)
+    return true
+  end
+  api.log = function(...)
+    local t = {}
+    for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
+    log.info("hook: %s", table.concat(t, " "))
+    return true
+  end
+end
+
 -- ---- set-up ----
 
 local function on_accept(lfd)
@@ -284,6 +328,7 @@ function M.run(opts)
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
 
   sup.init({ home = home, pm_bin = util.pm_binary() })
+  hook_api()
   core.on_child(sup.on_child)
   M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
   local S = core.signals

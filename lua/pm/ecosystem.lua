@@ -3,28 +3,16 @@
 -- "file:line: message" and nothing is started.
 local util = require "pm.util"
 local app = require "pm.app"
+local hooks = require "pm.hooks"
 
 local M = {}
 
-local function sandbox()
-  local env = {
-    string = string, table = table, math = math,
-    os = { time = os.time, date = os.date, getenv = os.getenv, clock = os.clock },
-    pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
-    tostring = tostring, tonumber = tonumber, unpack = unpack, error = error,
-    assert = assert, pcall = pcall, setmetatable = setmetatable,
-    getmetatable = getmetatable, rawget = rawget, rawset = rawset,
-    rawequal = rawequal,
-  }
-  env._G = env
-  return env
-end
-
 local function load_lua(path)
-  local chunk, err = loadfile(path, "t", sandbox())
+  local chunk, err = hooks.loadfile(path)
   if not chunk then return nil, err end
-  local ok, res = pcall(chunk)
-  if not ok then return nil, tostring(res) end
+  -- the file's top level runs under a hook's limits: a loop cannot hang the daemon
+  local ok, res = hooks.run(chunk)
+  if not ok then return nil, (tostring(res):match("^[^\n]*")) end
   if type(res) ~= "table" then
     return nil, path .. ": the file must return { apps = {...} } or a list of apps"
   end

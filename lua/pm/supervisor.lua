@@ -6,6 +6,9 @@ local util = require "pm.util"
 local policy = require "pm.policy"
 local bus = require "pm.bus"
 local log = require "pm.log"
+local hooks = require "pm.hooks"
+local cron = require "pm.cron"
+local watch = require "pm.watch"
 
 local M = {}
 
@@ -13,14 +16,14 @@ local procs = {}      -- pm_id -> proc
 local by_pid = {}     -- pid -> proc (live main processes)
 local next_id = 0
 local home, pm_bin
-local hooks = {}      -- set by the daemon: changed() after every change
+local notify = {}     -- set by the daemon: changed() after every change
 
 local SIGKILL = core.signals.SIGKILL
 
 function M.init(opts)
   home = opts.home
   pm_bin = opts.pm_bin
-  hooks.changed = opts.changed or function() end
+  notify.changed = opts.changed or function() end
   bus.on_change(function() M.update_taps() end)
 end
 
@@ -167,6 +170,100 @@ end
 
 local launch -- forward
 
+-- Calls an app's hook with a copy of its description.
+local function run_hook(p, name, ...)
+  local fn = p.decl[name]
+  if type(fn) ~= "function" then return nil end
+  return hooks.call(("%s of %s"):format(name, p.name), fn, util.deep_copy(M.describe(p)), ...)
+end
+
+-- ---- rules that restart a running app: memory, cron, watch ----
+
+local memory_timer
+
+local function rule_restart(p, reason)
+  if p.status ~= "online" and p.status ~= "launching" then
+    if reason == "cron" and not p.manual_stop and (p.status == "stopped" or p.status == "errored") then
+      log.info("app %s (%d): cron start", p.name, p.pm_id)
+      p.restart_time = p.restart_time + 1
+      event(p, "restart", { reason = reason }, false)
+      launch(p)
+    end
+    return
+  end
+  log.info("app %s (%d): restart (%s)", p.name, p.pm_id, reason)
+  M.restart(p, { reason = reason }, function(err)
+    if err then log.warn("app %s (%d): %s restart failed: %s", p.name, p.pm_id, reason, err) end
+  end)
+end
+M.rule_restart = rule_restart
+
+local function check_memory()
+  local any = false
+  for _, p in pairs(procs) do
+    local limit = p.decl.max_memory_restart
+    if limit and p.status == "online" and p.pid > 0 then
+      any = true
+      local tree = core.proc_tree(p.pid)
+      if tree.rss > limit then
+        log.warn("app %s (%d) uses %d bytes, over max_memory_restart %d", p.name, p.pm_id, tree.rss, limit)
+        rule_restart(p, "memory")
+      end
+    end
+  end
+  if not any and memory_timer then
+    memory_timer:close()
+    memory_timer = nil
+  end
+end
+
+local function arm_memory()
+  if not memory_timer then memory_timer = core.timer(1000, 1000, check_memory) end
+end
+
+local function arm_cron(p)
+  if p.cron_timer then p.cron_timer:close(); p.cron_timer = nil end
+  local expr = p.decl.cron_restart
+  if not expr or p.deleted then return end
+  local spec = cron.parse(expr)
+  if not spec then return end
+  local now_s = core.now() / 1000
+  local at = cron.next(spec, now_s)
+  if not at then return end
+  p.cron_timer = core.timer((at - now_s) * 1000, 0, function()
+    p.cron_timer = nil
+    rule_restart(p, "cron")
+    arm_cron(p)
+  end)
+end
+
+local function arm_watch(p)
+  local d = p.decl
+  if not d.watch or d.watch == false or p.deleted then
+    watch.unwatch(p.pm_id)
+    return
+  end
+  local roots = {}
+  if type(d.watch) == "table" then
+    for _, w in ipairs(d.watch) do roots[#roots + 1] = util.absolute(tostring(w), d.cwd) end
+  elseif type(d.watch) == "string" then
+    roots[1] = util.absolute(d.watch, d.cwd)
+  else
+    roots[1] = d.cwd
+  end
+  local exact = { [log_path(p, "out")] = true, [log_path(p, "err")] = true }
+  local ignore = watch.ignorer(d.cwd, d.ignore_watch, exact)
+  local ok, err = watch.watch(p.pm_id, roots, ignore, function(path)
+    if p.watch_timer or p.manual_stop then return end
+    p.watch_timer = core.timer(d.watch_delay or 1000, 0, function()
+      p.watch_timer = nil
+      log.info("app %s (%d): change in %s", p.name, p.pm_id, path)
+      rule_restart(p, "watch")
+    end)
+  end)
+  if not ok then log.warn("app %s: watch: %s", p.name, err) end
+end
+
 local function cancel_timer(p)
   if p.timer then p.timer:close(); p.timer = nil end
 end
@@ -224,8 +321,11 @@ launch = function(p)
   write_pidfile(p)
   event(p, "start")
   p.status = "online"
+  p.manual_stop = nil
   event(p, "online")
-  hooks.changed()
+  if p.decl.max_memory_restart then arm_memory() end
+  run_hook(p, "on_start")
+  notify.changed()
   return true
 end
 
@@ -265,7 +365,7 @@ local function apply_decision(p, decision, exit)
       go()
     end
   end
-  hooks.changed()
+  notify.changed()
 end
 
 function M.on_child(pid, code, signum)
@@ -281,28 +381,40 @@ function M.on_child(pid, code, signum)
   if p.pid_path then os.remove(p.pid_path) end
   local stopping = p.stopping
   local exit = { code = code, signal = p.exit_signal, uptime = uptime,
-    reason = stopping and "stop" or (p.exit_reason or "exit") }
-  p.exit_reason = nil
+    reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
   event(p, "exit", { code = code == nil and util.null or code,
     signal = exit.signal or util.null, reason = exit.reason })
   if stopping then
     if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end
     p.stopping = nil
     p.status = "stopped"
-    event(p, "stop", nil, true)
-    hooks.changed()
+    event(p, "stop", nil, exit.reason == "stop")
+    if p.stop_reason == "stop" then run_hook(p, "on_stop") end
+    notify.changed()
     finish_waiters(p)
     return
   end
   local decision = policy.decide(p.decl, p, exit)
+  if p.decl.on_exit then
+    local v = run_hook(p, "on_exit", util.shallow_copy(exit))
+    local hd, herr = hooks.decision(v)
+    if herr then
+      log.error("hook on_exit of %s: %s; the built-in policy decides", p.name, herr)
+    elseif hd then
+      decision.action, decision.delay = hd.action, hd.delay
+    end
+  end
   apply_decision(p, decision, exit)
 end
 
 -- ---- operations ----
 
--- Stops p; done(err) once its process is gone.
-function M.stop(p, done)
+-- Stops p; done(err) once its process is gone. reason: "stop" (a stop
+-- asked for: it stays down) or the rule restarting it ("memory", ...).
+function M.stop(p, done, reason)
   done = done or function() end
+  reason = reason or "stop"
+  if reason == "stop" then p.manual_stop = true end
   cancel_timer(p)
   if p.status == "stopping" then
     p.waiters[#p.waiters + 1] = done
@@ -312,12 +424,13 @@ function M.stop(p, done)
     if p.status ~= "stopped" then
       p.status = "stopped"
       event(p, "stop", nil, true)
-      hooks.changed()
+      notify.changed()
     end
     return done()
   end
   p.status = "stopping"
   p.stopping = true
+  p.stop_reason = reason
   p.waiters = { done }
   signal_tree(p, util.signum(p.decl.kill_signal))
   p.kill_timer = core.timer(p.decl.kill_timeout, 0, function()
@@ -334,7 +447,7 @@ function M.stop(p, done)
       end
     end)
   end)
-  hooks.changed()
+  notify.changed()
 end
 
 local function start_stopped(p)
@@ -353,10 +466,15 @@ function M.restart(p, opts, done)
     if opts.environ then p.environ = opts.environ end
     if opts.decl then M.redeclare(p, opts.decl) end
     p.restart_time = p.restart_time + 1
-    event(p, "restart", nil, true)
+    event(p, "restart", opts.reason and { reason = opts.reason } or nil, opts.reason == nil)
+    if opts.reason then
+      -- a rule's restart is not a crash: the crash counters stay as they are
+      local ok, serr = launch(p)
+      return done(not ok and serr or nil)
+    end
     local ok, serr = start_stopped(p)
     done(not ok and serr or nil)
-  end)
+  end, opts.reason or "restart")
 end
 
 -- Starts p if it does not run (start of a known name or id).
@@ -373,8 +491,11 @@ function M.delete(p, done)
     if p.deleted then return done() end
     p.deleted = true
     procs[p.pm_id] = nil
+    if p.cron_timer then p.cron_timer:close(); p.cron_timer = nil end
+    if p.watch_timer then p.watch_timer:close(); p.watch_timer = nil end
+    watch.unwatch(p.pm_id)
     event(p, "delete", nil, true)
-    hooks.changed()
+    notify.changed()
     done()
   end)
 end
@@ -383,13 +504,15 @@ function M.reset(p)
   p.restart_time = 0
   p.unstable_restarts = 0
   p.prev_restart_delay = 0
-  hooks.changed()
+  notify.changed()
 end
 
 function M.redeclare(p, decl)
   p.decl = decl
   p.name = decl.name
   p.pid_path = ("%s/pids/%s-%d.pid"):format(home, decl.name:gsub("/", "_"), p.pm_id)
+  arm_cron(p)
+  arm_watch(p)
 end
 
 -- Creates the processes of a declaration (one per instance) and starts
@@ -411,7 +534,7 @@ function M.add(decl, environ, origin)
   for _, p in ipairs(list) do
     if decl.autostart ~= false then launch(p) end
   end
-  hooks.changed()
+  notify.changed()
   return list
 end
 

@@ -1,0 +1,152 @@
+-- watch: restart on file change. One inotify fd for the daemon, a watch per
+-- directory (several apps may share one), new directories picked up, an
+-- overflow handled by a rescan. Running out of watches is a warning.
+local core = require "pm.core"
+local log = require "pm.log"
+
+local M = {}
+
+local dirs = {}     -- wd -> { path, owners = { key = true } }
+local by_path = {}  -- path -> wd
+local watchers = {} -- key -> { roots, ignore, on_change, wds = { wd = true } }
+local started = false
+
+local add_tree -- forward
+
+local function on_event(wd, name, isdir, kind)
+  if kind == "overflow" then
+    for _, w in pairs(watchers) do
+      for _, root in ipairs(w.roots) do add_tree(w, root) end
+      w.on_change("(events lost: rescanned)")
+    end
+    return
+  end
+  local d = dirs[wd]
+  if not d then return end
+  if kind == "ignored" then
+    by_path[d.path] = nil
+    dirs[wd] = nil
+    for key in pairs(d.owners) do
+      if watchers[key] then watchers[key].wds[wd] = nil end
+    end
+    return
+  end
+  local full = name and (d.path .. "/" .. name) or d.path
+  for key in pairs(d.owners) do
+    local w = watchers[key]
+    if w and not w.ignore(full) then
+      if isdir and (kind == "create" or kind == "move") then add_tree(w, full) end
+      w.on_change(full)
+    end
+  end
+end
+
+local function add_dir(w, path)
+  local wd = by_path[path]
+  if not wd then
+    local err
+    wd, err = core.inotify_add(path)
+    if not wd then
+      if not w.warned then
+        log.warn("watch %s: %s", w.key, err)
+        w.warned = true
+      end
+      return false
+    end
+    by_path[path] = wd
+    dirs[wd] = dirs[wd] or { path = path, owners = {} }
+  end
+  dirs[wd].owners[w.key] = true
+  w.wds[wd] = true
+  return true
+end
+
+add_tree = function(w, path, depth)
+  depth = depth or 0
+  if depth > 64 or w.ignore(path) then return end
+  local st = core.stat(path)
+  if not st then return end
+  if st.type ~= "dir" then
+    -- a file to watch: its directory is watched, changes elsewhere there ignored
+    return add_dir(w, path:match("^(.*)/[^/]*$") or ".")
+  end
+  if not add_dir(w, path) then return end
+  local list = core.listdir(path)
+  for name, kind in pairs(list or {}) do
+    if kind == "dir" or kind == "unknown" then
+      local sub = path .. "/" .. name
+      if kind == "dir" or (core.stat(sub) or {}).type == "dir" then add_tree(w, sub, depth + 1) end
+    end
+  end
+end
+
+--[[ Watches roots (absolute paths) for key. ignore(path) -> true skips a
+path; on_change(path) is called for every change that is not ignored. ]]
+function M.watch(key, roots, ignore, on_change)
+  if not started then
+    local ok, err = core.inotify(on_event)
+    if not ok then return nil, err end
+    started = true
+  end
+  M.unwatch(key)
+  local w = { key = key, roots = roots, ignore = ignore, on_change = on_change, wds = {} }
+  watchers[key] = w
+  for _, root in ipairs(roots) do add_tree(w, root) end
+  return true
+end
+
+function M.unwatch(key)
+  local w = watchers[key]
+  if not w then return end
+  watchers[key] = nil
+  for wd in pairs(w.wds) do
+    local d = dirs[wd]
+    if d then
+      d.owners[key] = nil
+      if next(d.owners) == nil then
+        core.inotify_rm(wd)
+        by_path[d.path] = nil
+        dirs[wd] = nil
+      end
+    end
+  end
+end
+
+-- "*.log", "tmp/**" -> a Lua pattern anchored on both ends
+local function glob(g)
+  local p = g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*%*", "\1"):gsub("%*", "[^/]*")
+    :gsub("\1", ".*"):gsub("%?", "[^/]")
+  return "^" .. p .. "$"
+end
+
+--[[ An ignore function for an app: dot-directories and node_modules by
+default (or the app's ignore_watch: names, relative paths or globs), and
+exact paths (the app's own logs). ]]
+function M.ignorer(cwd, ignore_watch, exact)
+  local names, pats = {}, {}
+  local list = ignore_watch
+  if type(list) == "string" then list = { list } end
+  if not list then list = { "node_modules", ".*" } end
+  for _, g in ipairs(list) do
+    if g:find("[%*%?]") then pats[#pats + 1] = glob(g) else names[g] = true end
+  end
+  return function(path)
+    if exact[path] then return true end
+    local rel = path
+    if path:sub(1, #cwd + 1) == cwd .. "/" then rel = path:sub(#cwd + 2) end
+    if names[rel] then return true end
+    for seg in rel:gmatch("[^/]+") do
+      if names[seg] then return true end
+      for _, p in ipairs(pats) do
+        if seg:match(p) then return true end
+      end
+    end
+    for _, p in ipairs(pats) do
+      if rel:match(p) then return true end
+    end
+    return false
+  end
+end
+
+M.glob = glob
+return M
