@@ -214,6 +214,8 @@ local start_options = {
   { "--cwd", "cwd", "s", "working directory" },
   { "--namespace", "namespace", "s", "namespace" },
   { "--watch", "watch", "b", "restart on file change" },
+  { "--ignore-watch", "ignore_watch", "s", "paths or globs the watch ignores (a,b)" },
+  { "--watch-delay", "watch_delay", "n", "ms to gather changes before a restart" },
   { "--max-memory-restart", "max_memory_restart", "s", "restart above this memory (200M)" },
   { "--restart-delay", "restart_delay", "n", "ms before a restart" },
   { "--exp-backoff-restart-delay", "exp_backoff_restart_delay", "n", "exponential backoff base (ms)" },
@@ -268,6 +270,9 @@ function verbs.start(args)
     if v ~= nil and v ~= false then
       given = true
       if o[2] == "no_autorestart" then app.autorestart = false
+      elseif o[2] == "ignore_watch" then
+        app.ignore_watch = {}
+        for g in v:gmatch("[^,]+") do app.ignore_watch[#app.ignore_watch + 1] = g end
       elseif o[2] == "stop_exit_codes" then
         app.stop_exit_codes = {}
         for c in v:gmatch("[^,%s]+") do app.stop_exit_codes[#app.stop_exit_codes + 1] = tonumber(c) end
