@@ -18,7 +18,7 @@ LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
 LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
-.PHONY: all deps build test unit integration lint asan run install uninstall bench soak clean
+.PHONY: all deps build test unit integration lint asan run install uninstall bench clean
 
 all: deps build
 
@@ -76,13 +76,31 @@ unit: all
 integration: all
 	$(Q)tests/run integration
 
+# The sanitizer pass first, the whole suite last (its closing line is the run's).
 test: all lint
+	$(Q)$(MAKE) --no-print-directory asan
 	$(Q)tests/run all
 
-# The core built with ASan/UBSan, the integration suite run against it.
-asan: deps
-	$(Q)$(MAKE) --no-print-directory clean-asan
-	$(Q)$(MAKE) --no-print-directory bin/pm CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" V=$(V)
+# The core built with ASan/UBSan (bin/pm-asan); the integration suite runs
+# against it too, and any sanitizer report fails the run.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+obj/asan/%.o: core/%.c core/core.h
+	@mkdir -p $(@D)
+	@echo "CC asan $<"
+	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
+
+bin/pm-asan: $(patsubst core/%.c,obj/asan/%.o,$(CORE_SRC)) $(LUA_OBJ) obj/lua/argparse.o
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
+
+SAN_DIR := $(CURDIR)/tests/tmp/sanitizer
+asan: all bin/pm-asan
+	$(Q)rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
+	$(Q)PM_BIN=$(CURDIR)/bin/pm-asan ASAN_OPTIONS=log_path=$(SAN_DIR)/asan \
+	  UBSAN_OPTIONS=log_path=$(SAN_DIR)/ubsan:print_stacktrace=1 tests/run integration; \
+	rc=$$?; if ls $(SAN_DIR)/* >/dev/null 2>&1; then \
+	  echo "sanitizer reports:"; cat $(SAN_DIR)/*; exit 1; fi; \
+	echo "sanitizers: no report"; exit $$rc
 
 run: all
 	$(Q)bin/pm start ecosystem/ecosystem.lua -s
@@ -104,5 +122,3 @@ bench: all
 clean:
 	rm -rf obj bin lib
 
-clean-asan:
-	rm -rf obj/core bin/pm

@@ -61,6 +61,6 @@ int main(int argc, char **argv)
 	if (pm_pcall(L, 1, 1) == 0)
 		status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
 	fflush(stdout);
-	/* no lua_close: the process ends here, and handles need no orderly GC */
+	lua_close(L); /* closes every handle and frees its buffers */
 	return status;
 }
