@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +26,26 @@ struct spawn_err {
 	int err;
 };
 
-static void child_fail(int efd, int stage)
+/* Everything the child needs, prepared by the parent: the child shares the
+ * parent's memory (CLONE_VM) until it execs, so it only makes system calls
+ * and writes nothing the parent reads, but for its own stack. */
+struct spawn_args {
+	const char *file, *cwd;
+	const char **argv, **envp;
+	int envc, listen_pid, setsid, uid, gid, nfds, efd;
+	int fds[64];
+	char pidbuf[40];
+};
+
+static const char *stages[] = {"", "set up fds", "chdir", "set uid/gid", "exec"};
+
+static int child_fail(int efd, int stage)
 {
 	struct spawn_err e = {stage, errno};
 	ssize_t n = write(efd, &e, sizeof e);
 	(void)n;
 	_exit(127);
+	return 127;
 }
 
 static char *fmt_uint(char *end, unsigned long v)
@@ -41,6 +56,60 @@ static char *fmt_uint(char *end, unsigned long v)
 		v /= 10;
 	} while (v);
 	return end;
+}
+
+static int child_main(void *arg)
+{
+	struct spawn_args *a = arg;
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	for (int s = 1; s < NSIG; s++)
+		sigaction(s, &dfl, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+	if (a->setsid)
+		setsid();
+	/* Lift every source fd above the target range, then dup2 into place
+	 * (dup2 clears CLOEXEC on the target). */
+	int base = a->nfds > 3 ? a->nfds : 3;
+	int lifted[64];
+	for (int i = 0; i < a->nfds; i++) {
+		int src = a->fds[i];
+		if (src < 0)
+			src = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (src < 0 || (lifted[i] = fcntl(src, F_DUPFD_CLOEXEC, base + 1)) < 0)
+			return child_fail(a->efd, 1);
+	}
+	for (int i = 0; i < a->nfds; i++)
+		if (dup2(lifted[i], i) < 0)
+			return child_fail(a->efd, 1);
+	if (a->cwd && chdir(a->cwd) < 0)
+		return child_fail(a->efd, 2);
+	if (pm_nofile_soft >= 0) {
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			rl.rlim_cur = (rlim_t)pm_nofile_soft;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	if (a->gid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)a->gid) < 0))
+		return child_fail(a->efd, 3);
+	if (a->uid >= 0 && setuid((uid_t)a->uid) < 0)
+		return child_fail(a->efd, 3);
+	if (a->envp && a->listen_pid) {
+		char *p = fmt_uint(a->pidbuf + sizeof a->pidbuf, (unsigned long)getpid());
+		p -= 11;
+		memcpy(p, "LISTEN_PID=", 11);
+		a->envp[a->envc] = p;
+		a->envp[a->envc + 1] = NULL;
+	}
+	if (a->envp)
+		execvpe(a->file, (char *const *)a->argv, (char *const *)a->envp);
+	else
+		execvp(a->file, (char *const *)a->argv);
+	return child_fail(a->efd, 4);
 }
 
 static const char **string_array(lua_State *L, int idx, const char *field, int extra, int *count)
@@ -67,6 +136,8 @@ static const char **string_array(lua_State *L, int idx, const char *field, int e
 	return a;
 }
 
+#define CHILD_STACK (64 * 1024)
+
 /*
  * core.spawn(opts) -> pid | nil, err
  * opts: file (path), args (argv list), env (list of "K=V", nil: inherit),
@@ -74,39 +145,43 @@ static const char **string_array(lua_State *L, int idx, const char *field, int e
  * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>).
  * The child gets default signal dispositions, an empty mask and the
  * original soft fd limit. A failed chdir/exec comes back as the error.
+ * The child is made with CLONE_VM|CLONE_VFORK, as posix_spawn does: no copy
+ * of the daemon's memory, and the parent resumes once the exec is done, so
+ * the answer is known at once.
  */
 static int l_spawn(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	int top = lua_gettop(L);
+	struct spawn_args a;
+	memset(&a, 0, sizeof a);
 	lua_getfield(L, 1, "file");
-	const char *file = luaL_checkstring(L, -1);
+	a.file = luaL_checkstring(L, -1);
 	lua_getfield(L, 1, "cwd");
-	const char *cwd = lua_tostring(L, -1);
+	a.cwd = lua_tostring(L, -1);
 	lua_getfield(L, 1, "setsid");
-	int do_setsid = lua_toboolean(L, -1);
+	a.setsid = lua_toboolean(L, -1);
 	lua_getfield(L, 1, "listen_pid");
-	int listen_pid = lua_toboolean(L, -1);
+	a.listen_pid = lua_toboolean(L, -1);
 	lua_getfield(L, 1, "uid");
-	int uid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	a.uid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
 	lua_getfield(L, 1, "gid");
-	int gid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	a.gid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
 
-	int argc, envc;
-	const char **argv = string_array(L, 1, "args", 0, &argc);
-	if (!argv)
+	int argc;
+	a.argv = string_array(L, 1, "args", 0, &argc);
+	if (!a.argv)
 		return luaL_error(L, "spawn: args expected");
-	const char **envp = string_array(L, 1, "env", 1, &envc);
+	a.envp = string_array(L, 1, "env", 1, &a.envc);
 
-	int fds[64], nfds = 0;
 	lua_getfield(L, 1, "fds");
 	if (lua_istable(L, -1)) {
-		nfds = (int)lua_objlen(L, -1);
-		if (nfds > 64)
+		a.nfds = (int)lua_objlen(L, -1);
+		if (a.nfds > 64)
 			return luaL_error(L, "spawn: too many fds");
-		for (int i = 1; i <= nfds; i++) {
+		for (int i = 1; i <= a.nfds; i++) {
 			lua_rawgeti(L, -1, i);
-			fds[i - 1] = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+			a.fds[i - 1] = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
 			lua_pop(L, 1);
 		}
 	}
@@ -114,63 +189,27 @@ static int l_spawn(lua_State *L)
 	int ep[2];
 	if (pipe2(ep, O_CLOEXEC) < 0)
 		return pm_fail(L, "spawn: pipe");
-
-	char pidbuf[40];
-	pid_t pid = fork();
-	if (pid < 0) {
+	a.efd = ep[1];
+	char *stack = malloc(CHILD_STACK);
+	if (!stack) {
 		close(ep[0]);
 		close(ep[1]);
-		return pm_fail(L, "spawn: fork");
+		return luaL_error(L, "spawn: out of memory");
 	}
-	if (pid == 0) {
-		sigset_t set;
-		sigemptyset(&set);
-		sigprocmask(SIG_SETMASK, &set, NULL);
-		for (int s = 1; s < NSIG; s++)
-			signal(s, SIG_DFL);
-		if (do_setsid)
-			setsid();
-		/* Lift every source fd above the target range, then dup2 into place
-		 * (dup2 clears CLOEXEC on the target). */
-		int base = nfds > 3 ? nfds : 3;
-		int lifted[64];
-		for (int i = 0; i < nfds; i++) {
-			int src = fds[i];
-			if (src < 0)
-				src = open("/dev/null", O_RDWR | O_CLOEXEC);
-			if (src < 0 || (lifted[i] = fcntl(src, F_DUPFD_CLOEXEC, base + 1)) < 0)
-				child_fail(ep[1], 1);
-		}
-		for (int i = 0; i < nfds; i++)
-			if (dup2(lifted[i], i) < 0)
-				child_fail(ep[1], 1);
-		if (cwd && chdir(cwd) < 0)
-			child_fail(ep[1], 2);
-		if (pm_nofile_soft >= 0) {
-			struct rlimit rl;
-			if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-				rl.rlim_cur = (rlim_t)pm_nofile_soft;
-				setrlimit(RLIMIT_NOFILE, &rl);
-			}
-		}
-		if (gid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0))
-			child_fail(ep[1], 3);
-		if (uid >= 0 && setuid((uid_t)uid) < 0)
-			child_fail(ep[1], 3);
-		if (envp && listen_pid) {
-			char *p = fmt_uint(pidbuf + sizeof pidbuf, (unsigned long)getpid());
-			p -= 11;
-			memcpy(p, "LISTEN_PID=", 11);
-			envp[envc] = p;
-			envp[envc + 1] = NULL;
-		}
-		if (envp)
-			execvpe(file, (char *const *)argv, (char *const *)envp);
-		else
-			execvp(file, (char *const *)argv);
-		child_fail(ep[1], 4);
-	}
+	/* no handler of ours may run in the child before it resets them */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid_t pid = clone(child_main, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+	int clone_errno = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	free(stack);
 	close(ep[1]);
+	if (pid < 0) {
+		close(ep[0]);
+		errno = clone_errno;
+		return pm_fail(L, "spawn: clone");
+	}
 	struct spawn_err e;
 	ssize_t n;
 	do
@@ -178,12 +217,11 @@ static int l_spawn(lua_State *L)
 	while (n < 0 && errno == EINTR);
 	close(ep[0]);
 	lua_settop(L, top);
-	if (n == (ssize_t)sizeof e) {
+	if (n == (ssize_t)sizeof e && e.stage > 0 && e.stage < 5) {
 		/* the child is reaped by the child watcher like any other */
-		static const char *stages[] = {"", "set up fds", "chdir", "set uid/gid", "exec"};
 		lua_pushnil(L);
 		lua_pushfstring(L, "%s %s: %s", stages[e.stage],
-				e.stage == 2 ? cwd : file, strerror(e.err));
+				e.stage == 2 ? a.cwd : a.file, strerror(e.err));
 		lua_pushinteger(L, pid);
 		return 3;
 	}
