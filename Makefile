@@ -6,7 +6,7 @@ CC      ?= cc
 LUAJIT  ?= luajit
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1
-LDLIBS  := -lluajit-5.1 -lev -lm -ldl
+LDLIBS  := -lluajit-5.1 -lev -lm -ldl -pthread
 Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
@@ -65,7 +65,7 @@ bin/pm: $(patsubst core/%.c,obj/core/%.o,$(CORE_SRC)) $(LUA_OBJ) obj/lua/argpars
 lib/pm/core.so: $(patsubst core/%.c,obj/pic/%.o,$(LIB_SRC))
 	@mkdir -p $(@D)
 	@echo "LD $@"
-	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev
+	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev -pthread
 
 lint: deps
 	$(Q)luacheck -q --no-color lua tests ecosystem bench

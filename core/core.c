@@ -17,5 +17,6 @@ int luaopen_pm_core(lua_State *L)
 	pm_open_io(L);
 	pm_open_sys(L);
 	pm_open_watch(L);
+	pm_open_logs(L);
 	return 1;
 }

@@ -30,6 +30,7 @@ void pm_open_proc(lua_State *L);
 void pm_open_io(lua_State *L);
 void pm_open_sys(lua_State *L);
 void pm_open_watch(lua_State *L);
+void pm_open_logs(lua_State *L);
 
 int luaopen_pm_core(lua_State *L);
 

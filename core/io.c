@@ -1,7 +1,6 @@
 /*
- * io.c: bytes. Line-framed streams over sockets (the control protocol),
- * log pipes that copy an app's output to its file without passing through
- * Lua, and the unix-socket listen/accept/connect with peer credentials.
+ * io.c: bytes. Line-framed streams over sockets (the control protocol) and
+ * the unix-socket listen/accept/connect with peer credentials.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +15,6 @@
 #include "core.h"
 
 #define STREAM_MT "pm.stream"
-#define LOGPIPE_MT "pm.logpipe"
 #define READ_CHUNK 65536
 
 /* ---- line-framed streams ---- */
@@ -285,202 +283,6 @@ static int l_stream_gc(lua_State *L)
 	return 0;
 }
 
-/* ---- log pipes ---- */
-
-typedef struct {
-	ev_io r;
-	int fd;  /* read end of the app's pipe */
-	int out; /* log file, -1: discard */
-	int closed;
-	int on_eof, tap, self;
-	char *part; /* partial line held for the tap */
-	size_t partlen, partcap;
-} logpipe_t;
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return; /* the disk refused: the bytes are dropped, the app goes on */
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-static void tap_call(logpipe_t *lp, const char *p, size_t n)
-{
-	lua_State *L = pm_L;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->tap);
-	lua_pushlstring(L, p, n);
-	pm_pcall(L, 1, 0);
-}
-
-/* Hands whole lines to the tap, holding a partial one (up to 64 KiB). */
-static void tap_feed(logpipe_t *lp, const char *p, size_t n)
-{
-	const char *nl = NULL;
-	for (size_t i = n; i > 0; i--)
-		if (p[i - 1] == '\n') {
-			nl = p + i - 1;
-			break;
-		}
-	if (!nl) {
-		if (grow(&lp->part, &lp->partcap, lp->partlen + n) == 0) {
-			memcpy(lp->part + lp->partlen, p, n);
-			lp->partlen += n;
-		}
-		if (lp->partlen >= READ_CHUNK) {
-			tap_call(lp, lp->part, lp->partlen);
-			lp->partlen = 0;
-		}
-		return;
-	}
-	size_t head = (size_t)(nl - p) + 1;
-	if (lp->partlen) {
-		if (grow(&lp->part, &lp->partcap, lp->partlen + head) == 0) {
-			memcpy(lp->part + lp->partlen, p, head);
-			tap_call(lp, lp->part, lp->partlen + head);
-		}
-		lp->partlen = 0;
-	} else {
-		tap_call(lp, p, head);
-	}
-	if (n > head && grow(&lp->part, &lp->partcap, n - head) == 0) {
-		memcpy(lp->part, p + head, n - head);
-		lp->partlen = n - head;
-	}
-}
-
-static void logpipe_close(lua_State *L, logpipe_t *lp)
-{
-	if (lp->closed)
-		return;
-	lp->closed = 1;
-	ev_io_stop(EV_DEFAULT, &lp->r);
-	close(lp->fd);
-	if (lp->out >= 0)
-		close(lp->out);
-	lp->fd = lp->out = -1;
-	pm_unref(L, &lp->on_eof);
-	pm_unref(L, &lp->tap);
-	pm_unref(L, &lp->self);
-}
-
-static void logpipe_read(EV_P_ ev_io *w, int revents)
-{
-	(void)loop;
-	(void)revents;
-	logpipe_t *lp = (logpipe_t *)w;
-	lua_State *L = pm_L;
-	static char buf[READ_CHUNK * 4];
-	ssize_t n = read(lp->fd, buf, sizeof buf);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n > 0) {
-		if (lp->out >= 0)
-			write_all(lp->out, buf, (size_t)n);
-		if (lp->tap != LUA_NOREF)
-			tap_feed(lp, buf, (size_t)n);
-		return;
-	}
-	/* end of output: the app and everything it started closed the pipe */
-	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive */
-	if (lp->tap != LUA_NOREF && lp->partlen) {
-		tap_call(lp, lp->part, lp->partlen);
-		lp->partlen = 0;
-	}
-	int fn = lp->on_eof;
-	lp->on_eof = LUA_NOREF;
-	logpipe_close(L, lp);
-	if (fn != LUA_NOREF) {
-		lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
-		luaL_unref(L, LUA_REGISTRYINDEX, fn);
-		pm_pcall(L, 0, 0);
-	}
-	lua_pop(L, 1);
-}
-
-/* core.logpipe(fd, out_fd, on_eof) -> logpipe. Copies what arrives on fd to
- * out_fd (-1: nowhere) until end of file, then closes both and calls on_eof.
- * Takes ownership of both fds. */
-static int l_logpipe(lua_State *L)
-{
-	int fd = (int)luaL_checkinteger(L, 1);
-	int out = (int)luaL_checkinteger(L, 2);
-	luaL_checktype(L, 3, LUA_TFUNCTION);
-	logpipe_t *lp = lua_newuserdata(L, sizeof *lp);
-	memset(lp, 0, sizeof *lp);
-	lp->fd = fd;
-	lp->out = out;
-	lp->tap = LUA_NOREF;
-	luaL_getmetatable(L, LOGPIPE_MT);
-	lua_setmetatable(L, -2);
-	lua_pushvalue(L, 3);
-	lp->on_eof = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_pushvalue(L, -1);
-	lp->self = luaL_ref(L, LUA_REGISTRYINDEX);
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
-	ev_io_init(&lp->r, logpipe_read, fd, EV_READ);
-	ev_io_start(EV_DEFAULT, &lp->r);
-	return 1;
-}
-
-/* logpipe:set_output(fd): writes go to fd from now on (the old one closes) */
-static int l_logpipe_set_output(lua_State *L)
-{
-	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
-	int out = (int)luaL_checkinteger(L, 2);
-	if (lp->closed) {
-		if (out >= 0)
-			close(out);
-		return 0;
-	}
-	if (lp->out >= 0)
-		close(lp->out);
-	lp->out = out;
-	return 0;
-}
-
-/* logpipe:set_tap(fn | nil): fn(lines) gets whole lines as they arrive */
-static int l_logpipe_set_tap(lua_State *L)
-{
-	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
-	pm_unref(L, &lp->tap);
-	lp->partlen = 0;
-	if (!lp->closed && lua_isfunction(L, 2)) {
-		lua_pushvalue(L, 2);
-		lp->tap = luaL_ref(L, LUA_REGISTRYINDEX);
-	}
-	return 0;
-}
-
-static int l_logpipe_closed(lua_State *L)
-{
-	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
-	lua_pushboolean(L, lp->closed);
-	return 1;
-}
-
-static int l_logpipe_close(lua_State *L)
-{
-	logpipe_close(L, luaL_checkudata(L, 1, LOGPIPE_MT));
-	return 0;
-}
-
-static int l_logpipe_gc(lua_State *L)
-{
-	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
-	logpipe_close(L, lp);
-	free(lp->part);
-	lp->part = NULL;
-	return 0;
-}
-
 /* ---- unix sockets ---- */
 
 static int reserve_fd = -1; /* given up to accept-and-drop under EMFILE */
@@ -608,13 +410,6 @@ void pm_open_io(lua_State *L)
 		{"closed", l_stream_closed},
 		{NULL, NULL},
 	};
-	static const luaL_Reg logpipe_m[] = {
-		{"set_output", l_logpipe_set_output},
-		{"set_tap", l_logpipe_set_tap},
-		{"closed", l_logpipe_closed},
-		{"close", l_logpipe_close},
-		{NULL, NULL},
-	};
 	luaL_newmetatable(L, STREAM_MT);
 	lua_newtable(L);
 	luaL_register(L, NULL, stream_m);
@@ -622,17 +417,8 @@ void pm_open_io(lua_State *L)
 	lua_pushcfunction(L, l_stream_gc);
 	lua_setfield(L, -2, "__gc");
 	lua_pop(L, 1);
-	luaL_newmetatable(L, LOGPIPE_MT);
-	lua_newtable(L);
-	luaL_register(L, NULL, logpipe_m);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, l_logpipe_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pop(L, 1);
-
 	static const luaL_Reg fns[] = {
 		{"stream", l_stream},
-		{"logpipe", l_logpipe},
 		{"listen_unix", l_listen_unix},
 		{"accept", l_accept},
 		{"connect_unix", l_connect_unix},

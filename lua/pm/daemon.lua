@@ -221,6 +221,7 @@ local function shutdown(code, before_exit)
   shutting_down = true
   log.info("stopping every app, then the daemon")
   sup.stop_all(function()
+    core.log_drain(5000) -- every line the apps wrote is on disk
     if before_exit then before_exit() end
     os.remove(home .. "/rpc.sock")
     os.remove(home .. "/pm.pid")

@@ -60,23 +60,95 @@ end
 
 local function log_path(p, which)
   local d = p.decl
-  local given = which == "out" and d.out_file or d.error_file
+  local given
+  if which == "out" then given = d.out_file
+  elseif which == "err" then given = d.error_file
+  else given = d.log_file end
   if given == "NULL" or given == "/dev/null" then return "/dev/null" end
   if given then return with_id(util.absolute(given, d.cwd), p) end
+  if which == "log" then return nil end
   local file = ("%s/logs/%s-%s.log"):format(home, d.name:gsub("/", "_"),
     which == "out" and "out" or "error")
   return with_id(file, p)
 end
 
-local function open_log(path)
-  if path == "/dev/null" then return -1 end
-  core.mkdir(util.dirname(path), 493) -- 0755
-  local fd, err = core.open(path, "a", 420) -- 0644
-  if not fd then
-    log.warn("cannot open log %s: %s", path, err)
-    return -1
+-- Log files are shared by every pipe that writes to the same path (merged
+-- instances, the combined log_file), so one writer rotates each file.
+local files = {} -- path -> { file = logfile, refs = n }
+
+local function acquire_file(path, d)
+  if not path or path == "/dev/null" then return nil end
+  local f = files[path]
+  if f then
+    f.refs = f.refs + 1
+    return f.file
   end
-  return fd
+  util.mkdir_p(util.dirname(path))
+  local file, err = core.logfile(path, { max_size = d.max_log_size, retain = d.retain })
+  if not file then
+    log.warn("cannot open log %s: %s", path, err)
+    return nil
+  end
+  files[path] = { file = file, refs = 1 }
+  return file
+end
+
+local function release_file(path)
+  local f = path and files[path]
+  if not f then return end
+  f.refs = f.refs - 1
+  if f.refs <= 0 then
+    f.file:close()
+    files[path] = nil
+  end
+end
+
+-- PM2's moment-style log_date_format -> strftime, %L for milliseconds
+local moment = { YYYY = "%Y", YY = "%y", MM = "%m", DD = "%d", HH = "%H", mm = "%M",
+  ss = "%S", SSS = "%L", Z = "%z", ZZ = "%z", A = "%p" }
+function M.time_format(fmt)
+  local out, i = {}, 1
+  while i <= #fmt do
+    local matched
+    for _, len in ipairs({ 4, 3, 2, 1 }) do
+      local tok = fmt:sub(i, i + len - 1)
+      if moment[tok] then
+        out[#out + 1] = moment[tok]
+        i = i + len
+        matched = true
+        break
+      end
+    end
+    if not matched then
+      local c = fmt:sub(i, i)
+      out[#out + 1] = c == "%" and "%%" or c
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+local function pipe_opts(p, which)
+  local d = p.decl
+  local opts = { files = {} }
+  local main = which == "out" and p.out_path or p.err_path
+  opts.files[#opts.files + 1] = acquire_file(main, d)
+  if p.log_path then opts.files[#opts.files + 1] = acquire_file(p.log_path, d) end
+  if d.log_date_format then
+    opts.time_format = M.time_format(d.log_date_format)
+  elseif d.time then
+    opts.time_format = "%Y-%m-%dT%H:%M:%S"
+  end
+  if d.log_type == "json" then
+    opts.json = { app_name = p.name, process_id = p.pm_id, type = which }
+  end
+  return opts
+end
+
+local function release_logs(p)
+  if not p.log_files then return end
+  for _, path in ipairs(p.log_files) do release_file(path) end
+  p.log_files = nil
 end
 
 local function tap_for(p, which)
@@ -103,21 +175,26 @@ function M.update_taps()
   for _, p in pairs(procs) do set_taps(p) end
 end
 
+-- Reopens every log file (a deleted one comes back).
 function M.reload_logs()
-  for _, p in pairs(procs) do
-    if p.pipes then
-      if p.pipes.out then p.pipes.out:set_output(open_log(p.out_path)) end
-      if p.pipes.err then p.pipes.err:set_output(open_log(p.err_path)) end
-    end
-  end
+  for _, f in pairs(files) do f.file:reopen() end
   return true
 end
 
+-- Empties the log files of the procs; returns how many.
 function M.flush(list)
   local n = 0
   for _, p in ipairs(list) do
-    for _, path in ipairs({ p.out_path, p.err_path }) do
-      if path ~= "/dev/null" and core.truncate(path) then n = n + 1 end
+    for _, path in ipairs({ p.out_path, p.err_path, p.log_path }) do
+      if path ~= "/dev/null" then
+        local f = files[path]
+        if f then
+          f.file:truncate()
+          n = n + 1
+        elseif core.truncate(path) then
+          n = n + 1
+        end
+      end
     end
   end
   return n
@@ -241,6 +318,7 @@ local function arm_watch(p)
   local d = p.decl
   if not d.watch or d.watch == false or p.deleted then
     watch.unwatch(p.pm_id)
+    release_logs(p)
     return
   end
   local roots = {}
@@ -281,6 +359,7 @@ launch = function(p)
   p.status = "launching"
   p.out_path = log_path(p, "out")
   p.err_path = log_path(p, "err")
+  p.log_path = log_path(p, "log")
   local out_r, out_w = core.pipe(1048576)
   local err_r, err_w = core.pipe(1048576)
   if not out_r or not err_r then
@@ -314,9 +393,12 @@ launch = function(p)
   p.cpu_sample = nil
   by_pid[pid] = p
   p.pipes = {
-    out = core.logpipe(out_r, open_log(p.out_path), function() end),
-    err = core.logpipe(err_r, open_log(p.err_path), function() end),
+    out = core.logpipe(out_r, pipe_opts(p, "out"), function() end),
+    err = core.logpipe(err_r, pipe_opts(p, "err"), function() end),
   }
+  -- the files stay open for the proc (its pipes may outlive the process)
+  release_logs(p)
+  p.log_files = { p.out_path, p.err_path, p.log_path, p.log_path }
   set_taps(p)
   write_pidfile(p)
   event(p, "start")

@@ -155,6 +155,14 @@ function M.deep_copy(t, seen)
   return c
 end
 
+-- mkdir -p
+function M.mkdir_p(dir, mode)
+  if core.stat(dir) then return true end
+  local parent = M.dirname(dir)
+  if parent ~= dir then M.mkdir_p(parent, mode) end
+  return core.mkdir(dir, mode or 493) -- 0755
+end
+
 -- Writes a file atomically: a .new file renamed over the old one.
 function M.write_atomic(path, data)
   local tmp = path .. ".new"

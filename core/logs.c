@@ -1,0 +1,763 @@
+/*
+ * logs.c: app output from pipe to file without passing through Lua.
+ * The loop thread reads each app's pipes and frames whole lines (timestamp
+ * prefix or JSON object, as Lua configured); one writer thread writes them
+ * to the log files, rotating a file at a line boundary when Lua gave it a
+ * size limit. A slow disk never blocks the loop: when too much is queued,
+ * the loop stops reading that pipe (the app blocks on its next write) and
+ * starts again once the writer caught up. Nothing read is ever dropped but
+ * for a write the disk refuses (counted).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "core.h"
+
+#define LOGFILE_MT "pm.logfile"
+#define LOGPIPE_MT "pm.logpipe"
+#define READ_SIZE 65536
+#define PART_MAX 65536               /* a longer line is written in pieces */
+#define SINK_HIGH (1u << 20)         /* queued for one file: stop reading */
+#define SINK_LOW (256u << 10)        /* ... and read again below this */
+#define TOTAL_HIGH (4u << 20)        /* queued for all files */
+#define TOTAL_LOW (1u << 20)
+#define MAX_SINKS 4
+
+typedef struct sink {
+	int fd;
+	char *path;
+	mode_t mode;
+	long long size, max_size;
+	int retain;
+	size_t queued;  /* under mu */
+	int refs;       /* under mu */
+	double dropped; /* bytes the disk refused (writer thread) */
+} sink_t;
+
+enum { OP_WRITE, OP_TRUNCATE, OP_REOPEN };
+
+typedef struct chunk {
+	struct chunk *next;
+	sink_t *sink;
+	int op;
+	size_t len;
+	char data[];
+} chunk_t;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+static chunk_t *qhead, *qtail;
+static size_t total_queued;
+static int busy;         /* the writer holds a chunk */
+static int paused_count; /* pipes waiting for the writer */
+static int started;
+static ev_async resume_w;
+
+typedef struct logpipe {
+	ev_io r;
+	int fd, closed, paused;
+	sink_t *sinks[MAX_SINKS];
+	int nsinks;
+	char *fmt; /* strftime format, "%L" for milliseconds; NULL: no prefix */
+	int json, process_id;
+	char *app_name, *type;
+	int on_eof, tap, self;
+	char *part;
+	size_t partlen;
+	time_t fmt_sec;
+	char fmt_cache[128];
+	struct logpipe *next, *prev; /* every open pipe, for resume */
+} logpipe_t;
+
+static logpipe_t *pipes;
+
+/* ---- the writer thread ---- */
+
+static void sink_unref_locked(sink_t *s)
+{
+	if (--s->refs > 0)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->path);
+	free(s);
+}
+
+static int sink_open(sink_t *s)
+{
+	s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, s->mode);
+	struct stat st;
+	s->size = (s->fd >= 0 && fstat(s->fd, &st) == 0) ? st.st_size : 0;
+	return s->fd;
+}
+
+static void rotate(sink_t *s)
+{
+	size_t n = strlen(s->path) + 24;
+	char *from = malloc(n), *to = malloc(n);
+	if (from && to) {
+		for (int i = s->retain - 1; i >= 1; i--) {
+			snprintf(from, n, "%s.%d", s->path, i);
+			snprintf(to, n, "%s.%d", s->path, i + 1);
+			rename(from, to);
+		}
+		snprintf(to, n, "%s.1", s->path);
+		rename(s->path, to);
+	}
+	free(from);
+	free(to);
+	if (s->fd >= 0)
+		close(s->fd);
+	sink_open(s);
+}
+
+static void write_chunk(chunk_t *c)
+{
+	sink_t *s = c->sink;
+	if (c->op == OP_TRUNCATE) {
+		if (s->fd >= 0 && ftruncate(s->fd, 0) == 0)
+			s->size = 0;
+		return;
+	}
+	if (c->op == OP_REOPEN) {
+		if (s->fd >= 0)
+			close(s->fd);
+		sink_open(s);
+		return;
+	}
+	if (s->max_size > 0 && s->size > 0 && s->size + (long long)c->len > s->max_size)
+		rotate(s);
+	const char *p = c->data;
+	size_t left = c->len;
+	while (left > 0) {
+		if (s->fd < 0) {
+			s->dropped += (double)left;
+			return;
+		}
+		ssize_t w = write(s->fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			s->dropped += (double)left;
+			return;
+		}
+		p += w;
+		left -= (size_t)w;
+		s->size += w;
+	}
+}
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the loop's */
+	pthread_mutex_lock(&mu);
+	for (;;) {
+		while (!qhead) {
+			busy = 0;
+			pthread_cond_broadcast(&idle_cv);
+			pthread_cond_wait(&work_cv, &mu);
+		}
+		chunk_t *c = qhead;
+		qhead = c->next;
+		if (!qhead)
+			qtail = NULL;
+		busy = 1;
+		pthread_mutex_unlock(&mu);
+		write_chunk(c);
+		pthread_mutex_lock(&mu);
+		c->sink->queued -= c->len;
+		total_queued -= c->len;
+		if (paused_count > 0 && (c->sink->queued < SINK_LOW || total_queued < TOTAL_LOW))
+			ev_async_send(EV_DEFAULT, &resume_w);
+		sink_unref_locked(c->sink);
+		free(c);
+	}
+	return NULL;
+}
+
+static void enqueue(sink_t *s, int op, const char *data, size_t len)
+{
+	chunk_t *c = malloc(sizeof *c + len);
+	if (!c) {
+		s->dropped += (double)len;
+		return;
+	}
+	c->next = NULL;
+	c->sink = s;
+	c->op = op;
+	c->len = len;
+	if (len)
+		memcpy(c->data, data, len);
+	pthread_mutex_lock(&mu);
+	s->refs++;
+	s->queued += len;
+	total_queued += len;
+	if (qtail)
+		qtail->next = c;
+	else
+		qhead = c;
+	qtail = c;
+	pthread_cond_signal(&work_cv);
+	pthread_mutex_unlock(&mu);
+}
+
+/* ---- log files (sinks) as Lua values ---- */
+
+typedef struct {
+	sink_t *s;
+} sink_ud;
+
+static void on_resume(EV_P_ ev_async *w, int revents);
+
+static void start_writer(void)
+{
+	if (started)
+		return;
+	started = 1;
+	ev_async_init(&resume_w, on_resume);
+	ev_async_start(EV_DEFAULT, &resume_w);
+	ev_unref(EV_DEFAULT); /* the async watcher alone keeps no loop running */
+	pthread_t t;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_create(&t, NULL, writer, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_detach(t);
+}
+
+/* core.logfile(path [, {max_size=bytes, retain=n, mode=n}]) -> logfile | nil, err
+ * A log file appended to by the writer thread; with max_size it is rotated
+ * to path.1 .. path.<retain> at a line boundary. */
+static int l_logfile(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	long long max_size = 0;
+	int retain = 30, mode = 0644;
+	if (lua_istable(L, 2)) {
+		lua_getfield(L, 2, "max_size");
+		max_size = (long long)luaL_optnumber(L, -1, 0);
+		lua_getfield(L, 2, "retain");
+		retain = (int)luaL_optinteger(L, -1, 30);
+		lua_getfield(L, 2, "mode");
+		mode = (int)luaL_optinteger(L, -1, 0644);
+		lua_pop(L, 3);
+	}
+	sink_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return luaL_error(L, "out of memory");
+	s->path = strdup(path);
+	s->mode = (mode_t)mode;
+	s->max_size = max_size;
+	s->retain = retain < 1 ? 1 : retain;
+	s->refs = 1;
+	if (!s->path || sink_open(s) < 0) {
+		int e = errno;
+		free(s->path);
+		free(s);
+		errno = e;
+		return pm_fail(L, path);
+	}
+	start_writer();
+	sink_ud *u = lua_newuserdata(L, sizeof *u);
+	u->s = s;
+	luaL_getmetatable(L, LOGFILE_MT);
+	lua_setmetatable(L, -2);
+	return 1;
+}
+
+static sink_t *check_sink(lua_State *L, int idx)
+{
+	sink_ud *u = luaL_checkudata(L, idx, LOGFILE_MT);
+	if (!u->s)
+		luaL_argerror(L, idx, "closed log file");
+	return u->s;
+}
+
+/* logfile:truncate() / logfile:reopen(): in order with what is queued */
+static int l_logfile_truncate(lua_State *L)
+{
+	enqueue(check_sink(L, 1), OP_TRUNCATE, NULL, 0);
+	return 0;
+}
+
+static int l_logfile_reopen(lua_State *L)
+{
+	enqueue(check_sink(L, 1), OP_REOPEN, NULL, 0);
+	return 0;
+}
+
+/* logfile:stats() -> queued bytes, bytes the disk refused */
+static int l_logfile_stats(lua_State *L)
+{
+	sink_t *s = check_sink(L, 1);
+	pthread_mutex_lock(&mu);
+	lua_pushnumber(L, (double)s->queued);
+	lua_pushnumber(L, s->dropped);
+	pthread_mutex_unlock(&mu);
+	return 2;
+}
+
+static int l_logfile_close(lua_State *L)
+{
+	sink_ud *u = luaL_checkudata(L, 1, LOGFILE_MT);
+	if (u->s) {
+		pthread_mutex_lock(&mu);
+		sink_unref_locked(u->s);
+		pthread_mutex_unlock(&mu);
+		u->s = NULL;
+	}
+	return 0;
+}
+
+/* ---- pipes ---- */
+
+static int grow(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 4096;
+	while (c < need)
+		c *= 2;
+	char *p = realloc(*buf, c);
+	if (!p)
+		return -1;
+	*buf = p;
+	*cap = c;
+	return 0;
+}
+
+typedef struct {
+	char *p;
+	size_t len, cap;
+	int oom;
+} buf_t;
+
+static void put(buf_t *b, const char *s, size_t n)
+{
+	if (b->oom || grow(&b->p, &b->cap, b->len + n) < 0) {
+		b->oom = 1;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* The time prefix of now, "%L" replaced by milliseconds. */
+static size_t stamp(logpipe_t *lp, char *out, size_t size)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != lp->fmt_sec) {
+		struct tm tm;
+		localtime_r(&ts.tv_sec, &tm);
+		if (strftime(lp->fmt_cache, sizeof lp->fmt_cache, lp->fmt, &tm) == 0)
+			lp->fmt_cache[0] = '\0';
+		lp->fmt_sec = ts.tv_sec;
+	}
+	size_t n = 0;
+	for (const char *c = lp->fmt_cache; *c && n + 4 < size; c++) {
+		if (c[0] == '%' && c[1] == 'L') {
+			n += (size_t)snprintf(out + n, size - n, "%03ld", ts.tv_nsec / 1000000);
+			c++;
+		} else {
+			out[n++] = *c;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+static void put_json_string(buf_t *b, const char *s, size_t n)
+{
+	put(b, "\"", 1);
+	size_t run = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		put(b, s + run, i - run);
+		char esc[8];
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			put(b, esc, 2);
+		} else if (c == '\n' || c == '\t' || c == '\r') {
+			esc[0] = '\\';
+			esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+			put(b, esc, 2);
+		} else {
+			snprintf(esc, sizeof esc, "\\u%04x", c);
+			put(b, esc, 6);
+		}
+		run = i + 1;
+	}
+	put(b, s + run, n - run);
+	put(b, "\"", 1);
+}
+
+/* Frames whole lines (each ending in '\n') into b. */
+static void frame(logpipe_t *lp, buf_t *b, const char *p, size_t n)
+{
+	char ts[160];
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t len = nl ? (size_t)(nl - p) : n;
+		size_t tl = lp->fmt ? stamp(lp, ts, sizeof ts) : 0;
+		if (lp->json) {
+			put(b, "{\"message\":", 11);
+			put_json_string(b, p, len);
+			put(b, ",\"timestamp\":", 13);
+			put_json_string(b, ts, tl);
+			put(b, ",\"type\":\"", 9);
+			put(b, lp->type, strlen(lp->type));
+			char id[48];
+			int il = snprintf(id, sizeof id, "\",\"process_id\":%d,\"app_name\":", lp->process_id);
+			put(b, id, (size_t)il);
+			put_json_string(b, lp->app_name, strlen(lp->app_name));
+			put(b, "}\n", 2);
+		} else {
+			put(b, ts, tl);
+			if (tl)
+				put(b, ": ", 2);
+			put(b, p, len);
+			put(b, "\n", 1);
+		}
+		len += nl ? 1 : 0;
+		p += len;
+		n -= len;
+	}
+}
+
+static void tap_call(logpipe_t *lp, const char *p, size_t n)
+{
+	lua_State *L = pm_L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->tap);
+	lua_pushlstring(L, p, n);
+	pm_pcall(L, 1, 0);
+}
+
+/* Writes whole lines to every file of the pipe (and to the tap). */
+static void emit(logpipe_t *lp, const char *p, size_t n, int add_newline)
+{
+	if (n == 0)
+		return;
+	if (lp->tap != LUA_NOREF)
+		tap_call(lp, p, n);
+	if (lp->nsinks == 0)
+		return;
+	if (!lp->fmt && !lp->json && !add_newline) {
+		for (int i = 0; i < lp->nsinks; i++)
+			enqueue(lp->sinks[i], OP_WRITE, p, n);
+		return;
+	}
+	buf_t b = {0};
+	frame(lp, &b, p, n);
+	for (int i = 0; i < lp->nsinks && !b.oom; i++)
+		enqueue(lp->sinks[i], OP_WRITE, b.p, b.len);
+	free(b.p);
+}
+
+static int over_high(logpipe_t *lp)
+{
+	int high = total_queued > TOTAL_HIGH;
+	for (int i = 0; i < lp->nsinks && !high; i++)
+		high = lp->sinks[i]->queued > SINK_HIGH;
+	return high;
+}
+
+static int under_low(logpipe_t *lp)
+{
+	if (total_queued >= TOTAL_LOW)
+		return 0;
+	for (int i = 0; i < lp->nsinks; i++)
+		if (lp->sinks[i]->queued >= SINK_LOW)
+			return 0;
+	return 1;
+}
+
+static void on_resume(EV_P_ ev_async *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	pthread_mutex_lock(&mu);
+	for (logpipe_t *lp = pipes; lp; lp = lp->next)
+		if (lp->paused && under_low(lp)) {
+			lp->paused = 0;
+			paused_count--;
+			ev_io_start(loop, &lp->r);
+		}
+	pthread_mutex_unlock(&mu);
+}
+
+static void logpipe_close(lua_State *L, logpipe_t *lp)
+{
+	if (lp->closed)
+		return;
+	lp->closed = 1;
+	ev_io_stop(EV_DEFAULT, &lp->r);
+	close(lp->fd);
+	lp->fd = -1;
+	pthread_mutex_lock(&mu);
+	if (lp->paused)
+		paused_count--;
+	lp->paused = 0;
+	for (int i = 0; i < lp->nsinks; i++)
+		sink_unref_locked(lp->sinks[i]);
+	lp->nsinks = 0;
+	if (lp->prev)
+		lp->prev->next = lp->next;
+	else if (pipes == lp)
+		pipes = lp->next;
+	if (lp->next)
+		lp->next->prev = lp->prev;
+	lp->next = lp->prev = NULL;
+	pthread_mutex_unlock(&mu);
+	pm_unref(L, &lp->on_eof);
+	pm_unref(L, &lp->tap);
+	pm_unref(L, &lp->self);
+}
+
+static void logpipe_read(EV_P_ ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	logpipe_t *lp = (logpipe_t *)w;
+	lua_State *L = pm_L;
+	static char buf[PART_MAX + READ_SIZE];
+	size_t have = lp->partlen;
+	if (have)
+		memcpy(buf, lp->part, have);
+	ssize_t n = read(lp->fd, buf + have, READ_SIZE);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive during callbacks */
+	if (n > 0) {
+		size_t total = have + (size_t)n;
+		char *last = memrchr(buf + have, '\n', (size_t)n);
+		size_t whole = last ? (size_t)(last - buf) + 1 : 0;
+		if (!last && total >= PART_MAX)
+			whole = total; /* a line too long to hold: written in pieces */
+		emit(lp, buf, whole, whole == total && !last);
+		lp->partlen = total - whole;
+		if (lp->partlen && !lp->closed) {
+			if (!lp->part)
+				lp->part = malloc(PART_MAX);
+			if (lp->part)
+				memcpy(lp->part, buf + whole, lp->partlen);
+			else
+				lp->partlen = 0;
+		}
+		if (!lp->closed) {
+			pthread_mutex_lock(&mu);
+			if (over_high(lp)) {
+				lp->paused = 1;
+				paused_count++;
+				ev_io_stop(EV_DEFAULT, &lp->r);
+			}
+			pthread_mutex_unlock(&mu);
+		}
+	} else {
+		/* end of output: the app and all it started closed the pipe */
+		if (have)
+			emit(lp, buf, have, 1);
+		lp->partlen = 0;
+		int fn = lp->on_eof;
+		lp->on_eof = LUA_NOREF;
+		logpipe_close(L, lp);
+		if (fn != LUA_NOREF) {
+			lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+			luaL_unref(L, LUA_REGISTRYINDEX, fn);
+			pm_pcall(L, 0, 0);
+		}
+	}
+	lua_pop(L, 1);
+}
+
+/*
+ * core.logpipe(fd, opts, on_eof) -> logpipe. Takes ownership of fd, the
+ * read end of an app's stdout or stderr, and writes what arrives, as whole
+ * lines, to opts.files (logfiles). opts.time_format: strftime format with
+ * %L for milliseconds, prefixed as "<time>: " to each line; opts.json =
+ * {app_name=, process_id=, type=}: one JSON object per line instead.
+ * on_eof() is called once everything was read and queued.
+ */
+static int l_logpipe(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	logpipe_t *lp = lua_newuserdata(L, sizeof *lp);
+	memset(lp, 0, sizeof *lp);
+	lp->fd = fd;
+	lp->tap = lp->on_eof = lp->self = LUA_NOREF;
+	lp->fmt_sec = -1;
+	luaL_getmetatable(L, LOGPIPE_MT);
+	lua_setmetatable(L, -2);
+	lua_getfield(L, 2, "files");
+	if (lua_istable(L, -1)) {
+		int n = (int)lua_objlen(L, -1);
+		for (int i = 1; i <= n && lp->nsinks < MAX_SINKS; i++) {
+			lua_rawgeti(L, -1, i);
+			sink_t *s = check_sink(L, lua_gettop(L));
+			pthread_mutex_lock(&mu);
+			s->refs++;
+			pthread_mutex_unlock(&mu);
+			lp->sinks[lp->nsinks++] = s;
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, 2, "time_format");
+	if (lua_isstring(L, -1))
+		lp->fmt = strdup(lua_tostring(L, -1));
+	lua_pop(L, 1);
+	lua_getfield(L, 2, "json");
+	if (lua_istable(L, -1)) {
+		lp->json = 1;
+		lua_getfield(L, -1, "app_name");
+		lp->app_name = strdup(luaL_optstring(L, -1, ""));
+		lua_getfield(L, -2, "type");
+		lp->type = strdup(luaL_optstring(L, -1, "out"));
+		lua_getfield(L, -3, "process_id");
+		lp->process_id = (int)luaL_optinteger(L, -1, 0);
+		lua_pop(L, 3);
+		if (!lp->fmt)
+			lp->fmt = strdup("%Y-%m-%dT%H:%M:%S.%L%z");
+	}
+	lua_pop(L, 1);
+	lua_pushvalue(L, 3);
+	lp->on_eof = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pushvalue(L, -1);
+	lp->self = luaL_ref(L, LUA_REGISTRYINDEX);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	pthread_mutex_lock(&mu);
+	lp->next = pipes;
+	if (pipes)
+		pipes->prev = lp;
+	pipes = lp;
+	pthread_mutex_unlock(&mu);
+	ev_io_init(&lp->r, logpipe_read, fd, EV_READ);
+	ev_io_start(EV_DEFAULT, &lp->r);
+	return 1;
+}
+
+/* logpipe:set_tap(fn | nil): fn(lines) gets whole lines as they arrive */
+static int l_logpipe_set_tap(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	pm_unref(L, &lp->tap);
+	if (!lp->closed && lua_isfunction(L, 2)) {
+		lua_pushvalue(L, 2);
+		lp->tap = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	return 0;
+}
+
+static int l_logpipe_closed(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	lua_pushboolean(L, lp->closed);
+	return 1;
+}
+
+static int l_logpipe_close(lua_State *L)
+{
+	logpipe_close(L, luaL_checkudata(L, 1, LOGPIPE_MT));
+	return 0;
+}
+
+static int l_logpipe_gc(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	logpipe_close(L, lp);
+	free(lp->part);
+	free(lp->fmt);
+	free(lp->app_name);
+	free(lp->type);
+	lp->part = lp->fmt = lp->app_name = lp->type = NULL;
+	return 0;
+}
+
+/* core.log_drain([timeout_ms]) -> true when everything queued is written */
+static int l_log_drain(lua_State *L)
+{
+	double ms = luaL_optnumber(L, 1, 5000);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(ms / 1000);
+	until.tv_nsec += (long)((ms - (double)(long)(ms / 1000) * 1000) * 1e6);
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&mu);
+	int rc = 0;
+	while ((qhead || busy) && rc == 0)
+		rc = pthread_cond_timedwait(&idle_cv, &mu, &until);
+	int done = !qhead && !busy;
+	pthread_mutex_unlock(&mu);
+	lua_pushboolean(L, done);
+	return 1;
+}
+
+/* core.log_queued() -> bytes read from pipes and not yet written */
+static int l_log_queued(lua_State *L)
+{
+	pthread_mutex_lock(&mu);
+	lua_pushnumber(L, (double)total_queued);
+	pthread_mutex_unlock(&mu);
+	return 1;
+}
+
+void pm_open_logs(lua_State *L)
+{
+	static const luaL_Reg file_m[] = {
+		{"truncate", l_logfile_truncate},
+		{"reopen", l_logfile_reopen},
+		{"stats", l_logfile_stats},
+		{"close", l_logfile_close},
+		{NULL, NULL},
+	};
+	static const luaL_Reg pipe_m[] = {
+		{"set_tap", l_logpipe_set_tap},
+		{"closed", l_logpipe_closed},
+		{"close", l_logpipe_close},
+		{NULL, NULL},
+	};
+	luaL_newmetatable(L, LOGFILE_MT);
+	lua_newtable(L);
+	luaL_register(L, NULL, file_m);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, l_logfile_close);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, LOGPIPE_MT);
+	lua_newtable(L);
+	luaL_register(L, NULL, pipe_m);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, l_logpipe_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+	static const luaL_Reg fns[] = {
+		{"logfile", l_logfile},
+		{"logpipe", l_logpipe},
+		{"log_drain", l_log_drain},
+		{"log_queued", l_log_queued},
+		{NULL, NULL},
+	};
+	luaL_register(L, NULL, fns);
+}
