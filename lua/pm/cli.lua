@@ -362,6 +362,118 @@ function verbs.kill(args)
   return 0
 end
 
+-- The last n lines of a file (a line cut by the start of the file is dropped).
+local function tail(path, n)
+  local f = io.open(path, "rb")
+  if not f then return {} end
+  local pos = f:seek("end")
+  local buf = ""
+  while pos > 0 do
+    local len = math.min(65536, pos)
+    pos = pos - len
+    f:seek("set", pos)
+    buf = f:read(len) .. buf
+    local _, count = buf:gsub("\n", "")
+    if count > n then break end
+  end
+  f:close()
+  local lines = {}
+  for line in buf:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+  local rest = buf:match("[^\n]+$")
+  if rest then lines[#lines + 1] = rest end
+  if pos > 0 and #lines > n then table.remove(lines, 1) end
+  local out = {}
+  for i = math.max(1, #lines - n + 1), #lines do out[#out + 1] = lines[i] end
+  return out
+end
+
+local function stamp_of(line)
+  return line:match("^(%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[%.%d]*)")
+      or line:match('"timestamp":"(%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[%.%d]*)')
+end
+
+verb_help.logs = "show the last lines of app logs, then follow them"
+function verbs.logs(args)
+  local p = new_parser("logs", verb_help.logs)
+  p:argument("target", "name, id, namespace or all"):args("?")
+  p:option("--lines", "how many lines in total", "15"):convert(tonumber)
+  p:flag("--err", "only the error logs")
+  p:flag("--out", "only the output logs")
+  p:flag("--nostream", "print and exit")
+  p:flag("--json", "one JSON object per line")
+  p:flag("--raw", "lines as they are, no prefix")
+  local a = p:parse(args)
+  local client = api()
+  local list
+  if a.target and a.target ~= "all" then
+    list = check(client.describe(target_of(a.target)))
+    if #list == 0 then error({ msg = "process or namespace not found: " .. a.target }, 0) end
+  else
+    list = check(client.list())
+  end
+  local n = a.lines or 15
+  local entries, seen, all_stamped = {}, {}, true
+  local files = {}
+  for _, d in ipairs(list) do
+    local e = d.pm2_env
+    for _, which in ipairs({ "out", "err" }) do
+      local path = which == "out" and e.pm_out_log_path or e.pm_err_log_path
+      if not ((which == "out" and a.err) or (which == "err" and a.out)) and path
+          and path ~= "/dev/null" and not seen[path] then
+        seen[path] = true
+        local st = core.stat(path)
+        files[#files + 1] = { path = path, d = d, which = which, mtime = st and st.mtime or 0 }
+      end
+    end
+  end
+  table.sort(files, function(x, y) return x.mtime < y.mtime end)
+  for _, f in ipairs(files) do
+    for _, line in ipairs(tail(f.path, n)) do
+      local ts = stamp_of(line)
+      if not ts then all_stamped = false end
+      entries[#entries + 1] = { d = f.d, which = f.which, line = line, ts = ts, order = #entries }
+    end
+  end
+  if all_stamped then
+    table.sort(entries, function(x, y)
+      if x.ts ~= y.ts then return x.ts < y.ts end
+      return x.order < y.order
+    end)
+  end
+  local function show(d, which, line)
+    if a.raw then
+      io.stdout:write(line, "\n")
+    elseif a.json then
+      io.stdout:write(util.encode({ pm_id = d.pm_id, name = d.name, type = which, message = line }), "\n")
+    else
+      io.stdout:write(("%d|%s|%s\n"):format(d.pm_id, d.name, line))
+    end
+  end
+  for i = math.max(1, #entries - n + 1), #entries do
+    local en = entries[i]
+    show(en.d, en.which, en.line)
+  end
+  io.stdout:flush()
+  if a.nostream then return 0 end
+  local ids = {}
+  for _, d in ipairs(list) do ids[d.pm_id] = d end
+  local bus = check(client.launchBus())
+  local function follow(which)
+    return function(packet)
+      local pr = packet.process or {}
+      if a.target and a.target ~= "all" and not ids[pr.pm_id] then return end
+      for line in tostring(packet.data):gmatch("([^\n]*)\n?") do
+        if line ~= "" then show({ pm_id = pr.pm_id, name = pr.name }, which, line) end
+      end
+      io.stdout:flush()
+    end
+  end
+  if not a.err then check(bus:on("log:out", follow("out"))) end
+  if not a.out then check(bus:on("log:err", follow("err"))) end
+  client.wait()
+  return 0
+end
+
 verb_help.flush = "empty log files"
 function verbs.flush(args)
   local p = new_parser("flush", verb_help.flush)
@@ -428,7 +540,7 @@ end
 
 verb_help.help = "usage, or a verb's usage"
 local order = { "start", "stop", "restart", "reload", "delete", "list", "jlist", "describe",
-  "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "run", "daemon", "help" }
+  "logs", "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "run", "daemon", "help" }
 
 local function usage()
   local out = { ("pm %s: a process manager, policy in Lua"):format(util.VERSION), "",

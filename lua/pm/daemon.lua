@@ -182,6 +182,26 @@ function methods.sendSignalToProcessId(params, _, done)
   signal_op(params, done, { p })
 end
 
+function methods.sendDataToProcessId(params, _, done)
+  local packet = params.packet
+  if type(packet) ~= "table" then
+    return done({ code = rpc.INVALID_PARAMS, message = "sendDataToProcessId: packet must be an object" })
+  end
+  local id = tonumber(params.id or packet.id)
+  if not id then return done({ code = rpc.INVALID_PARAMS, message = "sendDataToProcessId: packet.id is required" }) end
+  for _, field in ipairs({ "type", "data", "topic" }) do
+    if packet[field] == nil or packet[field] == util.null then
+      return done({ code = rpc.INVALID_PARAMS, message = "sendDataToProcessId: packet." .. field .. " is required" })
+    end
+  end
+  local p = sup.get(id)
+  if not p then return done("process not found: " .. tostring(id)) end
+  packet.id = id
+  local ok, err = sup.send(p, packet)
+  if not ok then return done(err) end
+  done(nil, true)
+end
+
 function methods.flush(params, _, done)
   local list = sup.all()
   if params.target ~= nil and params.target ~= util.null then

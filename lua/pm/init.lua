@@ -232,8 +232,8 @@ pm.wait = api(function(timeout_ms)
     end
     return true
   end
-  if not timeout_ms and idle() then return true end
-  client.run_until(function() return not timeout_ms and idle() end, timeout_ms)
+  if idle() then return true end
+  client.run_until(idle, timeout_ms)
   return true
 end)
 

@@ -211,6 +211,10 @@ local function build_env(p)
   env[p.decl.instance_var or "NODE_APP_INSTANCE"] = tostring(p.instance)
   env.NODE_APP_INSTANCE = tostring(p.instance)
   env.PM_HOME = home
+  if p.channel_fd then
+    env.NODE_CHANNEL_FD = tostring(p.channel_fd)
+    env.NODE_CHANNEL_SERIALIZATION_MODE = "json"
+  end
   env.PM_APP_UID = p.uid_marker -- lets a new daemon recognise this app's processes
   local list = {}
   for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
@@ -352,6 +356,59 @@ local function finish_waiters(p, err)
   for _, fn in ipairs(w or {}) do fn(err) end
 end
 
+-- ---- the IPC channel (Node's: one JSON value per line) ----
+
+local function proc_ref(p)
+  return { pm_id = p.pm_id, name = p.name, namespace = p.decl.namespace }
+end
+
+local function on_message(p, line)
+  local msg, err = util.decode(line)
+  if msg == nil then
+    p.bad_messages = (p.bad_messages or 0) + 1
+    if p.bad_messages <= 3 or p.bad_messages % 1000 == 0 then
+      log.warn("app %s (%d) sent a message that is not JSON (%d so far): %s", p.name, p.pm_id,
+        p.bad_messages, err)
+    end
+    return
+  end
+  if msg == "ready" then
+    p.ready = true
+    event(p, "ready")
+    return
+  end
+  if type(msg) == "table" and type(msg.cmd) == "string" and msg.cmd:match("^NODE_") then
+    return -- Node's own internal messages
+  end
+  local name = "process:msg"
+  if type(msg) == "table" and type(msg.type) == "string" and msg.type ~= "" then name = msg.type end
+  if not bus.wants(name) then return end
+  local data = msg
+  if type(msg) == "table" and msg.type ~= nil and msg.data ~= nil then data = msg.data end
+  bus.publish(name, { process = proc_ref(p), at = now(), data = data, raw = msg })
+end
+
+function M.open_channel(p, fd)
+  if p.channel then p.channel:close() end
+  local channel
+  channel = core.stream(fd, function(line)
+    if line then on_message(p, line) end
+  end, function()
+    if p.channel == channel then p.channel = nil end
+  end, 16 * 1024 * 1024)
+  p.channel = channel
+end
+
+-- Sends a value to the app over its channel -> true | nil, err
+function M.send(p, value)
+  if not p.channel or p.channel:closed() then
+    return nil, ("process %d (%s) has no IPC channel (not running, or ipc = false)"):format(p.pm_id, p.name)
+  end
+  local ok, line = pcall(util.encode, value)
+  if not ok then return nil, "cannot encode the message: " .. tostring(line) end
+  return p.channel:write(line .. "\n")
+end
+
 -- Starts the process of p. Returns true, or nil, err (p is then errored).
 launch = function(p)
   local d = p.decl
@@ -369,15 +426,28 @@ launch = function(p)
     return nil, p.error
   end
   local file, argv = command(d)
+  local fds = { -1, out_w, err_w }
+  local ipc_parent, ipc_child
+  if d.ipc ~= false then
+    ipc_parent, ipc_child = core.socketpair()
+    if ipc_parent then
+      fds[#fds + 1] = ipc_child
+      p.channel_fd = #fds - 1
+    end
+  else
+    p.channel_fd = nil
+  end
   local envlist, env = build_env(p)
   p.env = env
   local pid, err = core.spawn({ file = file, args = argv, env = envlist, cwd = d.cwd,
-    fds = { -1, out_w, err_w }, setsid = true })
+    fds = fds, setsid = true })
   core.close(out_w)
   core.close(err_w)
+  if ipc_child then core.close(ipc_child) end
   if not pid then
     core.close(out_r)
     core.close(err_r)
+    if ipc_parent then core.close(ipc_parent) end
     p.status = "errored"
     p.error = err
     p.pid = 0
@@ -400,6 +470,7 @@ launch = function(p)
   release_logs(p)
   p.log_files = { p.out_path, p.err_path, p.log_path, p.log_path }
   set_taps(p)
+  if ipc_parent then M.open_channel(p, ipc_parent) end
   write_pidfile(p)
   event(p, "start")
   p.status = "online"
@@ -458,6 +529,7 @@ function M.on_child(pid, code, signum)
   -- what is left of the group goes with its leader: no duplicates on restart
   core.killpg(p.pgid, SIGKILL)
   p.pid = 0
+  p.ready = nil
   p.exit_code = code ~= nil and code or (128 + (signum or 0))
   p.exit_signal = util.signame(signum)
   if p.pid_path then os.remove(p.pid_path) end
@@ -514,7 +586,11 @@ function M.stop(p, done, reason)
   p.stopping = true
   p.stop_reason = reason
   p.waiters = { done }
-  signal_tree(p, util.signum(p.decl.kill_signal))
+  if p.decl.shutdown_with_message and M.send(p, "shutdown") then
+    log.info("app %s (%d): sent \"shutdown\"", p.name, p.pm_id)
+  else
+    signal_tree(p, util.signum(p.decl.kill_signal))
+  end
   p.kill_timer = core.timer(p.decl.kill_timeout, 0, function()
     p.kill_timer = nil
     if p.status ~= "stopping" then return end
