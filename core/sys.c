@@ -97,6 +97,16 @@ static int l_chmod(lua_State *L)
 	return 1;
 }
 
+/* core.chown(path, uid, gid) -> true | nil, err (-1 keeps one) */
+static int l_chown(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	if (chown(path, (uid_t)luaL_optinteger(L, 2, -1), (gid_t)luaL_optinteger(L, 3, -1)) < 0)
+		return pm_fail(L, path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* core.stat(path) -> {type="file"|"dir"|"socket"|"other", mode, uid, size,
  * mtime} | nil, err */
 static int l_stat(lua_State *L)
@@ -296,6 +306,7 @@ void pm_open_sys(lua_State *L)
 		{"truncate", l_truncate},
 		{"mkdir", l_mkdir},
 		{"chmod", l_chmod},
+		{"chown", l_chown},
 		{"stat", l_stat},
 		{"access", l_access},
 		{"realpath", l_realpath},

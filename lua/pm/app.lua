@@ -162,6 +162,42 @@ local function find_in_path(cmd, path)
 end
 M.find_in_path = find_in_path
 
+local function passwd_entry(file, key)
+  local f = io.open(file)
+  if not f then return nil end
+  for line in f:lines() do
+    local fields = {}
+    for field in (line .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = field end
+    if fields[1] == tostring(key) or fields[3] == tostring(key) then
+      f:close()
+      return fields
+    end
+  end
+  f:close()
+end
+
+-- user / uid / gid (names or numbers) -> numeric uid and gid. Only a daemon
+-- running as root can run an app as another user.
+function M.resolve_ids(d)
+  if core.getuid() ~= 0 then
+    return nil, "uid/gid/user need a daemon running as root (this one runs as uid " .. core.getuid() .. ")"
+  end
+  local who = d.user or d.uid
+  if who ~= nil then
+    local pw = passwd_entry("/etc/passwd", who)
+    if not pw then return nil, "unknown user " .. tostring(who) end
+    d.uid = tonumber(pw[3])
+    if d.gid == nil then d.gid = tonumber(pw[4]) end
+  end
+  if d.gid ~= nil and not tonumber(d.gid) then
+    local gr = passwd_entry("/etc/group", d.gid)
+    if not gr then return nil, "unknown group " .. tostring(d.gid) end
+    d.gid = tonumber(gr[3])
+  end
+  d.gid = tonumber(d.gid)
+  return true
+end
+
 --[[
 Normalizes a raw declaration. ctx: base (directory relative paths resolve
 against), env_name (--env NAME), environ (the caller's environment).
@@ -273,6 +309,10 @@ function M.normalize(raw, ctx)
     return nil, ("app '%s': watch must be a boolean, a path or a list of paths"):format(d.name)
   end
   if type(d.watch) == "string" and (d.watch == "true" or d.watch == "false") then d.watch = d.watch == "true" end
+  if d.user or d.uid or d.gid then
+    local ok, err = M.resolve_ids(d)
+    if not ok then return nil, ("app '%s': %s"):format(d.name, err) end
+  end
   if not util.signum(d.kill_signal) then
     return nil, ("app '%s': unknown kill_signal %s"):format(d.name, d.kill_signal)
   end

@@ -474,6 +474,72 @@ function verbs.logs(args)
   return 0
 end
 
+verb_help.save = "save the app list for pm resurrect"
+function verbs.save(args)
+  local p = new_parser("save", verb_help.save)
+  p:flag("--force", "save even an empty list")
+  local a = p:parse(args)
+  local conn = check(api()._conn())
+  local n = check(conn:call("save", { force = a.force or nil }))
+  io.stdout:write(("saved %d process(es) to %s/dump.json\n"):format(n, util.home()))
+  return 0
+end
+verbs.dump = verbs.save
+
+verb_help.resurrect = "start the saved apps again"
+function verbs.resurrect(args)
+  new_parser("resurrect", verb_help.resurrect):parse(args)
+  local conn = check(api()._conn())
+  check(conn:call("resurrect"))
+  show_list(false)
+  return 0
+end
+
+verb_help.update = "save, replace the daemon with this pm's, resurrect"
+function verbs.update(args)
+  new_parser("update", verb_help.update):parse(args)
+  pm = require "pm"
+  local client = require "pm.client"
+  local conn = client.connect({ spawn = false })
+  if conn then
+    check(conn:call("save", { force = true }))
+    conn:call("killDaemon")
+    client.run_until(function() return conn.closed end, 10000)
+    conn:close()
+  end
+  conn = check(api()._conn())
+  check(conn:call("resurrect"))
+  io.stdout:write(("pm daemon updated to %s\n"):format(util.VERSION))
+  show_list(false)
+  return 0
+end
+
+verb_help.startup = "print (or --install) a systemd unit that runs pm at boot"
+function verbs.startup(args)
+  local p = new_parser("startup", verb_help.startup)
+  p:argument("platform", "init system", "systemd"):choices({ "systemd" })
+  p:flag("--install", "write and enable the unit (root: system unit; else a user unit)")
+  local a = p:parse(args)
+  local startup = require "pm.startup"
+  local unit, path = startup.unit()
+  if not a.install then
+    io.stdout:write("# ", path, "\n", unit)
+    io.stdout:write("# install it with: pm startup systemd --install\n")
+    return 0
+  end
+  local msg = check(startup.install(unit, path))
+  io.stdout:write(msg, "\n")
+  return 0
+end
+
+verb_help.unstartup = "remove the systemd unit of pm startup"
+function verbs.unstartup(args)
+  new_parser("unstartup", verb_help.unstartup):parse(args)
+  local msg = check(require("pm.startup").remove())
+  io.stdout:write(msg, "\n")
+  return 0
+end
+
 verb_help.flush = "empty log files"
 function verbs.flush(args)
   local p = new_parser("flush", verb_help.flush)
@@ -540,7 +606,8 @@ end
 
 verb_help.help = "usage, or a verb's usage"
 local order = { "start", "stop", "restart", "reload", "delete", "list", "jlist", "describe",
-  "logs", "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "run", "daemon", "help" }
+  "logs", "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "save", "resurrect",
+  "update", "startup", "unstartup", "run", "daemon", "help" }
 
 local function usage()
   local out = { ("pm %s: a process manager, policy in Lua"):format(util.VERSION), "",

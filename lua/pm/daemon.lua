@@ -8,6 +8,7 @@ local bus = require "pm.bus"
 local sup = require "pm.supervisor"
 local ecosystem = require "pm.ecosystem"
 local appdecl = require "pm.app"
+local persist = require "pm.persist"
 
 local M = {}
 
@@ -236,11 +237,109 @@ function methods.unsubscribe(params, conn, done)
   done(nil, true)
 end
 
+-- Brings saved entries back (resurrect, or the journal after a crash).
+-- Names that run already are left alone. Returns the procs it started.
+local function restore(entries)
+  local started = {}
+  for _, entry in ipairs(entries) do
+    local raw, meta = persist.split(entry)
+    local name = raw.name
+    if type(name) == "string" and #sup.by_name(name) == 0 then
+      local environ = type(meta.environ) == "table" and meta.environ or core.environ()
+      local decl, err
+      local origin
+      if type(meta.origin_file) == "string" and core.stat(meta.origin_file) then
+        -- from its file again, so that its hooks come back
+        local decls, lerr = ecosystem.load(meta.origin_file, { env_name = meta.origin_env,
+          only = { name }, environ = environ })
+        if decls then
+          decl = decls[1]
+          origin = { path = meta.origin_file, env = meta.origin_env }
+        else
+          log.warn("resurrect %s: %s; using the saved declaration", name, lerr)
+        end
+      end
+      if not decl then
+        raw.env_name = nil
+        decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ })
+      end
+      if decl then
+        if type(meta.procs) == "table" and #meta.procs > 0 then decl.instances = #meta.procs end
+        for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do started[#started + 1] = p end
+      else
+        log.error("cannot resurrect %s: %s", tostring(name), err)
+      end
+    end
+  end
+  return started
+end
+
+function methods.save(params, _, done)
+  local list = sup.all()
+  if #list == 0 and not params.force then
+    return done("no app to save: pm save --force writes an empty list")
+  end
+  local ok, err = persist.save(home, persist.snapshot(list))
+  if not ok then return done("cannot write dump.json: " .. tostring(err)) end
+  done(nil, #list)
+end
+
+function methods.resurrect(_, _, done)
+  local entries, warn = persist.load(home)
+  if not entries then return done(warn) end
+  if warn then log.warn("%s", warn) end
+  done(nil, descriptions(restore(entries)))
+end
+
+-- After a crash of the previous daemon: stop what is left of its apps
+-- (their pipes and parent are gone), then start them again, once each.
+local function recover(done)
+  local entries = persist.read_journal(home)
+  if not entries or #entries == 0 then return done() end
+  local left = {}
+  local grace = 0
+  for _, entry in ipairs(entries) do
+    local raw, meta = persist.split(entry)
+    for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
+      if persist.same_process(rec) then
+        local sig = util.signum(raw.kill_signal or "SIGINT") or core.signals.SIGINT
+        core.killpg(rec.pid, sig)
+        core.kill(rec.pid, sig)
+        left[#left + 1] = rec
+        grace = math.max(grace, tonumber(raw.kill_timeout) or 1600)
+      end
+    end
+  end
+  log.warn("the previous daemon ended without stopping its apps: %d app(s) to restore, "
+    .. "%d process(es) of theirs still running", #entries, #left)
+  local deadline = core.mono() + grace
+  local function finish()
+    for _, rec in ipairs(left) do
+      if persist.same_process(rec) then
+        core.killpg(rec.pid, core.signals.SIGKILL)
+        core.kill(rec.pid, core.signals.SIGKILL)
+      end
+    end
+    restore(entries)
+    done()
+  end
+  local function check()
+    local alive = false
+    for _, rec in ipairs(left) do
+      if persist.same_process(rec) then alive = true end
+    end
+    if not alive or core.mono() > deadline then return finish() end
+    core.timer(20, 0, check)
+  end
+  check()
+end
+
 local function shutdown(code, before_exit)
   if shutting_down then return end
   shutting_down = true
   log.info("stopping every app, then the daemon")
   sup.stop_all(function()
+    persist.drop_journal(home) -- a clean stop: nothing to recover
     core.log_drain(5000) -- every line the apps wrote is on disk
     if before_exit then before_exit() end
     os.remove(home .. "/rpc.sock")
@@ -343,15 +442,25 @@ function M.run(opts)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   core.mkdir(home .. "/logs", 493) -- 0755
   core.mkdir(home .. "/pids", 493) -- 0755
-  os.remove(home .. "/rpc.sock")
-  local lfd, serr = core.listen_unix(home .. "/rpc.sock")
-  if not lfd then log.error("cannot listen: %s", serr); return 1 end
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
 
-  sup.init({ home = home, pm_bin = util.pm_binary() })
+  sup.init({ home = home, pm_bin = util.pm_binary(), changed = function()
+    if not shutting_down then persist.journal(home, sup.all) end
+  end })
   hook_api()
   core.on_child(sup.on_child)
-  M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
+  -- requests are served once what the journal holds runs again
+  recover(function()
+    os.remove(home .. "/rpc.sock")
+    local lfd, serr = core.listen_unix(home .. "/rpc.sock")
+    if not lfd then
+      log.error("cannot listen: %s", serr)
+      M.exit_code = 1
+      return core.stop_loop()
+    end
+    M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
+    log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
+  end)
   local S = core.signals
   M.signals = {
     core.signal(S.SIGTERM, function() shutdown(0) end),
@@ -365,7 +474,7 @@ function M.run(opts)
       shutdown(0)
     end)
   end
-  log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
+  if M.exit_code then return M.exit_code end
   M.exit_code = 0
   core.run()
   return M.exit_code

@@ -89,6 +89,7 @@ local function acquire_file(path, d)
     log.warn("cannot open log %s: %s", path, err)
     return nil
   end
+  if d.uid or d.gid then core.chown(path, d.uid or -1, d.gid or -1) end
   files[path] = { file = file, refs = 1 }
   return file
 end
@@ -202,10 +203,30 @@ end
 
 -- ---- spawning ----
 
+-- filter_env: true drops the caller's whole environment, a list drops the
+-- variables that start with one of its entries (PM2's rule).
+local function filtered(filter, k)
+  if filter == true then return true end
+  if type(filter) == "string" then filter = { filter } end
+  if type(filter) ~= "table" then return false end
+  for _, prefix in ipairs(filter) do
+    if k:sub(1, #prefix) == prefix then return true end
+  end
+  return false
+end
+
 local function build_env(p)
   local env = {}
-  for k, v in pairs(p.environ or {}) do env[k] = v end
-  for k, v in pairs(p.decl.env) do env[k] = v end
+  local d = p.decl
+  for k, v in pairs(p.environ or {}) do
+    if not filtered(d.filter_env, k) then env[k] = v end
+  end
+  for k, v in pairs(d.env) do env[k] = v end
+  local inc = d.increment_var
+  if inc and p.instance > 0 then
+    local base = tonumber(env[inc])
+    if base then env[inc] = tostring(math.floor(base) + p.instance) end
+  end
   env.pm_id = tostring(p.pm_id)
   env.name = p.name
   env[p.decl.instance_var or "NODE_APP_INSTANCE"] = tostring(p.instance)
@@ -440,7 +461,7 @@ launch = function(p)
   local envlist, env = build_env(p)
   p.env = env
   local pid, err = core.spawn({ file = file, args = argv, env = envlist, cwd = d.cwd,
-    fds = fds, setsid = true })
+    fds = fds, setsid = true, uid = d.uid, gid = d.gid })
   core.close(out_w)
   core.close(err_w)
   if ipc_child then core.close(ipc_child) end
@@ -668,29 +689,42 @@ end
 function M.redeclare(p, decl)
   p.decl = decl
   p.name = decl.name
-  p.pid_path = ("%s/pids/%s-%d.pid"):format(home, decl.name:gsub("/", "_"), p.pm_id)
+  if decl.pid_file then
+    p.pid_path = with_id(util.absolute(decl.pid_file, decl.cwd), p)
+  else
+    p.pid_path = ("%s/pids/%s-%d.pid"):format(home, decl.name:gsub("/", "_"), p.pm_id)
+  end
   arm_cron(p)
   arm_watch(p)
 end
 
 -- Creates the processes of a declaration (one per instance) and starts
--- those that autostart. Returns the list of procs.
-function M.add(decl, environ, origin)
+-- those that autostart. saved (restore): per instance { pm_id, status,
+-- restart_time, created_at }; those saved as stopped stay stopped.
+-- Returns the list of procs.
+function M.add(decl, environ, origin, saved)
   local list = {}
   for i = 0, decl.instances - 1 do
+    local s = saved and saved[i + 1] or {}
+    local id = tonumber(s.pm_id)
+    if not id or procs[id] then id = next_id end
     local p = {
-      pm_id = next_id, instance = i, created_at = now(), restart_time = 0,
+      pm_id = id, instance = i, created_at = tonumber(s.created_at) or now(),
+      restart_time = tonumber(s.restart_time) or 0,
       unstable_restarts = 0, prev_restart_delay = 0, pid = 0, status = "stopped",
-      environ = environ, origin = origin,
+      environ = environ, origin = origin, manual_stop = s.status == "stopped" or nil,
     }
-    p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(p.created_at))
-    next_id = next_id + 1
+    p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(now()))
+    next_id = math.max(next_id, id + 1)
     M.redeclare(p, decl)
     procs[p.pm_id] = p
     list[#list + 1] = p
   end
-  for _, p in ipairs(list) do
-    if decl.autostart ~= false then launch(p) end
+  for i, p in ipairs(list) do
+    local s = saved and saved[i]
+    local start = decl.autostart ~= false
+    if s then start = s.status ~= "stopped" end
+    if start then launch(p) end
   end
   notify.changed()
   return list

@@ -1,0 +1,126 @@
+-- The declared app set on disk: dump.json (pm save / pm resurrect, with
+-- dump.json.bak) and journal.json, rewritten atomically on every change so
+-- that a daemon killed with SIGKILL is followed by one that restores every
+-- app exactly once, after stopping what is left of the old one's apps.
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+
+local M = {}
+
+-- The app declarations of the procs, one entry per declaration (its
+-- instances under pm_procs), with what is needed to bring them back.
+function M.snapshot(procs)
+  local entries, by_decl = {}, {}
+  for _, p in ipairs(procs) do
+    local e = by_decl[p.decl]
+    if not e then
+      e = {}
+      for k, v in pairs(p.decl) do
+        if type(v) ~= "function" then e[k] = v end
+      end
+      e.args = util.array(p.decl.args)
+      e.interpreter_args = util.array(p.decl.interpreter_args)
+      e.stop_exit_codes = util.array(p.decl.stop_exit_codes)
+      e.pm_origin_file = p.origin and p.origin.path or nil
+      e.pm_origin_env = p.origin and p.origin.env or nil
+      e.pm_environ = p.environ
+      e.pm_procs = {}
+      by_decl[p.decl] = e
+      entries[#entries + 1] = e
+    end
+    local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
+    e.pm_procs[#e.pm_procs + 1] = {
+      pm_id = p.pm_id, status = (p.status == "stopped" or p.manual_stop) and "stopped" or p.status,
+      restart_time = p.restart_time, created_at = p.created_at,
+      pid = p.pid, start = st and st.start or nil, marker = p.uid_marker,
+    }
+  end
+  return entries
+end
+
+function M.encode(entries) return util.encode(util.array(entries)) end
+
+-- Splits a saved entry into the raw declaration and what pm keeps beside it.
+function M.split(entry)
+  local raw, meta = {}, {}
+  for k, v in pairs(entry) do
+    if type(k) == "string" and k:match("^pm_") then meta[k:sub(4)] = v else raw[k] = v end
+  end
+  if type(raw.instances) == "number" and type(meta.procs) == "table" and #meta.procs > 0 then
+    raw.instances = #meta.procs
+  end
+  return raw, meta
+end
+
+local function read_list(path)
+  local s, err = util.read_file(path)
+  if not s then return nil, err end
+  local v, derr = util.decode(s)
+  if type(v) ~= "table" then return nil, path .. ": " .. tostring(derr or "not a JSON array") end
+  for i, e in ipairs(v) do
+    if type(e) ~= "table" then return nil, ("%s: entry %d is not an object"):format(path, i) end
+  end
+  return v
+end
+
+-- Writes dump.json atomically, keeping the previous one as dump.json.bak.
+function M.save(home, entries)
+  local path = home .. "/dump.json"
+  if core.stat(path) then os.rename(path, path .. ".bak") end
+  return util.write_atomic(path, M.encode(entries) .. "\n")
+end
+
+-- Reads dump.json, or dump.json.bak when it is missing or corrupt.
+-- Returns entries, warning | nil, err
+function M.load(home)
+  local path = home .. "/dump.json"
+  local list, err = read_list(path)
+  if list then return list end
+  local bak, berr = read_list(path .. ".bak")
+  if bak then
+    return bak, ("%s unreadable (%s): restored from dump.json.bak"):format(path, err)
+  end
+  return nil, ("nothing to resurrect: %s; %s"):format(err, berr)
+end
+
+-- ---- the journal ----
+
+local pending
+function M.journal(home, procs_fn)
+  if pending then return end
+  -- many changes in one turn of the loop make one write
+  pending = core.timer(0, 0, function()
+    pending = nil
+    local ok, err = util.write_atomic(home .. "/journal.json", M.encode(M.snapshot(procs_fn())) .. "\n")
+    if not ok then log.warn("cannot write the journal: %s", err) end
+  end)
+end
+
+function M.journal_now(home, procs)
+  if pending then pending:close(); pending = nil end
+  return util.write_atomic(home .. "/journal.json", M.encode(M.snapshot(procs)) .. "\n")
+end
+
+function M.read_journal(home) return read_list(home .. "/journal.json") end
+
+function M.drop_journal(home)
+  if pending then pending:close(); pending = nil end
+  os.remove(home .. "/journal.json")
+end
+
+-- Is pid still the process the journal recorded? The pid alone is not
+-- enough (pids are reused): its start time and the marker in its
+-- environment must match too.
+function M.same_process(rec)
+  local pid = tonumber(rec.pid)
+  if not pid or pid <= 0 then return false end
+  local st = core.proc_stat(pid)
+  if not st or st.state == "Z" or (rec.start and st.start ~= rec.start) then return false end
+  local env = core.proc_environ(pid)
+  if not env or not rec.marker then return false end
+  return env:find("\0PM_APP_UID=" .. rec.marker .. "\0", 1, true) ~= nil
+      or env:find("^PM_APP_UID=" .. rec.marker:gsub("%p", "%%%0") .. "%z") ~= nil
+end
+
+return M

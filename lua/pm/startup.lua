@@ -1,0 +1,94 @@
+-- pm startup: a systemd unit that runs the daemon at boot and resurrects the
+-- saved apps; a system unit for root, a user unit (with lingering) otherwise.
+local core = require "pm.core"
+local util = require "pm.util"
+
+local M = {}
+
+local function user_name()
+  local uid = core.getuid()
+  for line in io.lines("/etc/passwd") do
+    local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+    if tonumber(id) == uid then return name end
+  end
+  return os.getenv("USER") or tostring(uid)
+end
+
+local function unit_dir()
+  local dir = os.getenv("PM_SYSTEMD_DIR") -- for tests and unusual layouts
+  if dir and dir ~= "" then return dir end
+  if core.getuid() == 0 then return "/etc/systemd/system" end
+  local config = os.getenv("XDG_CONFIG_HOME") or ((os.getenv("HOME") or "") .. "/.config")
+  return config .. "/systemd/user"
+end
+
+-- -> unit text, path
+function M.unit()
+  local bin = util.pm_binary()
+  local home = util.home()
+  local user = user_name()
+  local root = core.getuid() == 0
+  local name = root and ("pm-" .. user .. ".service") or "pm.service"
+  local lines = {
+    "[Unit]",
+    "Description=pm process manager (" .. user .. ")",
+    "After=network.target",
+    "",
+    "[Service]",
+    "Type=simple",
+    "Environment=PM_HOME=" .. home,
+    "Environment=PATH=" .. (os.getenv("PATH") or "/usr/local/bin:/usr/bin:/bin"),
+    "LimitNOFILE=infinity",
+    "ExecStart=" .. bin .. " daemon --stdio",
+    "ExecStartPost=" .. bin .. " resurrect",
+    "ExecStop=" .. bin .. " kill",
+    "Restart=on-failure",
+    "",
+    "[Install]",
+    "WantedBy=" .. (root and "multi-user.target" or "default.target"),
+    "",
+  }
+  if root and user ~= "root" then table.insert(lines, 6, "User=" .. user) end
+  return table.concat(lines, "\n"), unit_dir() .. "/" .. name
+end
+
+local function systemctl(args)
+  if not core.access("/bin/systemctl", "x") and not core.access("/usr/bin/systemctl", "x") then
+    return false
+  end
+  local cmd = "systemctl " .. (core.getuid() == 0 and "" or "--user ") .. args .. " >/dev/null 2>&1"
+  local rc = os.execute(cmd)
+  return rc == 0 or rc == true
+end
+
+function M.install(unit, path)
+  local ok, err = util.mkdir_p(util.dirname(path))
+  if not ok then return nil, err end
+  ok, err = util.write_atomic(path, unit)
+  if not ok then return nil, "cannot write " .. path .. ": " .. tostring(err) end
+  local name = util.basename(path)
+  local msg = { "wrote " .. path }
+  if systemctl("daemon-reload") and systemctl("enable " .. name) then
+    msg[#msg + 1] = "enabled " .. name
+  else
+    msg[#msg + 1] = "now run: systemctl " .. (core.getuid() == 0 and "" or "--user ") ..
+      "daemon-reload && systemctl " .. (core.getuid() == 0 and "" or "--user ") .. "enable " .. name
+  end
+  if core.getuid() ~= 0 then
+    msg[#msg + 1] = "to start it at boot without a login: loginctl enable-linger " .. user_name()
+  end
+  msg[#msg + 1] = "save the apps to bring back at boot with: pm save"
+  return table.concat(msg, "\n")
+end
+
+function M.remove()
+  local _, path = M.unit()
+  if not core.stat(path) then return nil, "no unit at " .. path end
+  local name = util.basename(path)
+  systemctl("disable " .. name)
+  os.remove(path)
+  systemctl("daemon-reload")
+  return "removed " .. path
+end
+
+return M

@@ -1,0 +1,346 @@
+-- The wire protocol spoken directly on $PM_HOME/rpc.sock (DESIGN §6):
+-- JSON-RPC 2.0, one object per line; malformed, oversized and hostile input
+-- gets errors and never takes the daemon down; other uids are refused.
+local H = require "pmtest"
+local core = require "pm.core"
+local util = require "pm.util"
+
+-- Runs the loop until cond() is true or ms pass; returns cond().
+local function pump(cond, ms)
+  -- libev's timers count from the loop's cached time, which is stale when
+  -- the loop has not run for a while: one turn first updates it
+  core.run("nowait")
+  local fired = false
+  local t = core.timer(ms, 0, function() fired = true end)
+  while not cond() and not fired do core.run("once") end
+  t:close()
+  return cond()
+end
+
+-- A raw connection: every line received is decoded into c.msgs.
+local function connect()
+  local fd, err = core.connect_unix(H.home .. "/rpc.sock")
+  assert(fd, err)
+  local c = { msgs = {}, lines = {}, closed = false }
+  c.stream = core.stream(fd, function(line)
+    if not line then return end
+    c.lines[#c.lines + 1] = line
+    c.msgs[#c.msgs + 1] = util.decode(line) or { undecodable = line }
+  end, function() c.closed = true end, 64 * 1024 * 1024)
+  function c:send(s) assert(self.stream:write(s)) end
+  -- the next message (waits up to ms), or nil
+  function c:next(ms)
+    local n = self.taken or 0
+    if not pump(function() return #self.msgs > n or self.closed end, ms or 3000) then return nil end
+    if #self.msgs > n then
+      self.taken = n + 1
+      return self.msgs[n + 1]
+    end
+  end
+  function c:close() self.stream:close() end
+  return c
+end
+
+-- One request line -> the reply message.
+local function ask(c, line)
+  c:send(line .. "\n")
+  local m = c:next(3000)
+  assert(m, "no reply to " .. line:sub(1, 80))
+  return m
+end
+
+local function is_error(m, code, id)
+  assert.equal("2.0", m.jsonrpc)
+  assert.is_table(m.error, "an error expected, got " .. util.encode(m))
+  assert.equal(code, m.error.code)
+  assert.is_string(m.error.message)
+  assert.is_truthy(#m.error.message > 0)
+  assert.is_nil(m.error.message:find("\n"), "a one-line message expected")
+  assert.is_nil(m.result)
+  if id == nil then assert.equal(util.null, m.id) else assert.equal(id, m.id) end
+end
+
+local function fd_count(pid)
+  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
+  local n = tonumber(p:read("*a"))
+  p:close()
+  return n
+end
+
+local PING = '{"jsonrpc":"2.0","id":%s,"method":"ping"}'
+
+describe("the wire protocol", function()
+  local home, dpid
+
+  lazy_setup(function()
+    home = H.new_home()
+    local r = H.pm("ping")
+    assert.equal(0, r.code, r.err)
+    dpid = H.daemon_pid()
+    assert.is_truthy(dpid and H.alive(dpid))
+  end)
+
+  lazy_teardown(function()
+    H.home = home
+    H.cleanup(home)
+  end)
+
+  it("answers ping with msg pong and the version", function()
+    local c = connect()
+    local m = ask(c, PING:format(1))
+    assert.equal("2.0", m.jsonrpc)
+    assert.equal(1, m.id)
+    assert.is_nil(m.error)
+    assert.equal("pong", m.result.msg)
+    assert.equal(util.VERSION, m.result.version)
+    -- string ids come back as they were
+    m = ask(c, PING:format('"abc"'))
+    assert.equal("abc", m.id)
+    assert.equal("pong", m.result.msg)
+    -- params null or {} are fine
+    m = ask(c, '{"jsonrpc":"2.0","id":3,"method":"ping","params":null}')
+    assert.equal("pong", m.result.msg)
+    c:close()
+  end)
+
+  it("answers a list with no apps with [] on the wire", function()
+    local c = connect()
+    c:send('{"jsonrpc":"2.0","id":4,"method":"list","params":{}}\n')
+    assert.is_truthy(c:next())
+    assert.equal('{"jsonrpc":"2.0","id":4,"result":[]}', c.lines[1])
+    c:close()
+  end)
+
+  it("answers garbage and invalid JSON with -32700 and goes on", function()
+    local c = connect()
+    is_error(ask(c, "hello, daemon"), -32700)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":1,"method":'), -32700)
+    is_error(ask(c, "{'single': 'quotes'}"), -32700)
+    is_error(ask(c, "\1\2\3\255\254 junk"), -32700)
+    is_error(ask(c, '{"id": 1} trailing'), -32700)
+    local m = ask(c, PING:format(2))
+    assert.equal(2, m.id)
+    assert.equal("pong", m.result.msg)
+    c:close()
+  end)
+
+  it("answers an array or a non-object with -32600", function()
+    local c = connect()
+    is_error(ask(c, "[1,2,3]"), -32600)
+    is_error(ask(c, "[" .. PING:format(1) .. "]"), -32600)
+    is_error(ask(c, "42"), -32600)
+    is_error(ask(c, '"ping"'), -32600)
+    is_error(ask(c, "true"), -32600)
+    is_error(ask(c, "null"), -32600)
+    -- an id that is neither a string, a number nor null
+    is_error(ask(c, '{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}'), -32600)
+    assert.equal("pong", ask(c, PING:format(5)).result.msg)
+    c:close()
+  end)
+
+  it("answers a request without a method, or with a non-string one, with -32600", function()
+    local c = connect()
+    is_error(ask(c, '{"jsonrpc":"2.0","id":7}'), -32600, 7)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":8,"method":42}'), -32600, 8)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":9,"method":null}'), -32600, 9)
+    c:close()
+  end)
+
+  it("answers an unknown method with -32601", function()
+    local c = connect()
+    is_error(ask(c, '{"jsonrpc":"2.0","id":10,"method":"noSuchMethod"}'), -32601, 10)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":11,"method":"__index"}'), -32601, 11)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":12,"method":""}'), -32601, 12)
+    c:close()
+  end)
+
+  it("answers bad params with -32602", function()
+    local c = connect()
+    is_error(ask(c, '{"jsonrpc":"2.0","id":13,"method":"stop","params":"api"}'), -32602, 13)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":14,"method":"ping","params":7}'), -32602, 14)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":15,"method":"stop","params":{}}'), -32602, 15)
+    is_error(ask(c, '{"jsonrpc":"2.0","id":16,"method":"subscribe","params":{"events":[1,2]}}'), -32602, 16)
+    c:close()
+  end)
+
+  it("answers an unknown target with -32000 and a message", function()
+    local c = connect()
+    for i, method in ipairs({ "stop", "restart", "delete", "reset" }) do
+      local m = ask(c, ('{"jsonrpc":"2.0","id":%d,"method":"%s","params":{"target":"no-such-app"}}')
+        :format(20 + i, method))
+      is_error(m, -32000, 20 + i)
+      assert.is_truthy(m.error.message:find("no-such-app", 1, true), m.error.message)
+    end
+    is_error(ask(c, '{"jsonrpc":"2.0","id":30,"method":"sendSignalToProcessId",'
+      .. '"params":{"signal":"SIGUSR2","target":99}}'), -32000, 30)
+    c:close()
+  end)
+
+  it("does not answer notifications (requests without an id)", function()
+    local c = connect()
+    -- each notification is followed by a request: its reply must come first
+    local notes = {
+      '{"jsonrpc":"2.0","method":"ping"}',
+      '{"jsonrpc":"2.0","method":"noSuchMethod"}',
+      '{"jsonrpc":"2.0","method":"stop","params":{"target":"no-such-app"}}',
+      '{"jsonrpc":"2.0","method":"stop","params":"bad"}',
+    }
+    for i, n in ipairs(notes) do
+      c:send(n .. "\n" .. PING:format(100 + i) .. "\n")
+      local m = c:next(3000)
+      assert.is_truthy(m, "no reply after " .. n)
+      assert.equal(100 + i, m.id, "a reply to the notification " .. n .. ": " .. util.encode(m))
+    end
+    -- and nothing else arrives
+    assert.is_nil(c:next(200))
+    assert.equal(#notes, #c.msgs)
+    c:close()
+  end)
+
+  it("takes a request split over several writes", function()
+    local c = connect()
+    c:send('{"jsonrpc":"2.0","id":4')
+    assert.is_nil(c:next(150), "a reply to half a line")
+    c:send('2,"meth')
+    assert.is_nil(c:next(150), "a reply to half a line")
+    c:send('od":"ping"}\n' .. PING:format(43) .. "\n")
+    local m = c:next()
+    assert.equal(42, m.id)
+    assert.equal("pong", m.result.msg)
+    assert.equal(43, c:next().id)
+    c:close()
+  end)
+
+  it("answers a 10 MB line with an error, then goes on", function()
+    local c = connect()
+    local big = '{"jsonrpc":"2.0","id":50,"method":"ping","params":{"pad":"'
+      .. string.rep("x", 10 * 1024 * 1024) .. '"}}\n'
+    c:send(big .. PING:format(51) .. "\n")
+    local m = c:next(10000)
+    assert.is_truthy(m, "no reply to the 10 MB line")
+    assert.is_table(m.error)
+    assert.equal(-32600, m.error.code)
+    local m2 = c:next(10000)
+    assert.is_truthy(m2, "no reply after the 10 MB line")
+    assert.equal(51, m2.id)
+    assert.equal("pong", m2.result.msg)
+    assert.is_false(c.closed)
+    assert.is_nil(c:next(100))
+    c:close()
+    -- and another connection is served
+    local c2 = connect()
+    assert.equal("pong", ask(c2, PING:format(52)).result.msg)
+    c2:close()
+  end)
+
+  it("survives binary junk followed by a close, and an unterminated line", function()
+    math.randomseed(42)
+    for _ = 1, 5 do
+      local c = connect()
+      local t = {}
+      for i = 1, 65536 do t[i] = string.char(math.random(0, 255)) end
+      c:send(table.concat(t))
+      pump(function() return c.stream:pending() == 0 end, 2000)
+      c:close()
+    end
+    local c = connect()
+    c:send('{"jsonrpc":"2.0","id":60,"method":"ping"') -- no newline, then gone
+    pump(function() return c.stream:pending() == 0 end, 2000)
+    c:close()
+    local c2 = connect()
+    assert.equal("pong", ask(c2, PING:format(61)).result.msg)
+    c2:close()
+  end)
+
+  it("serves many connections opened and closed, and leaks no fd", function()
+    -- warm up, then the daemon's fd count as a baseline
+    local w = connect()
+    assert.equal("pong", ask(w, PING:format(1)).result.msg)
+    w:close()
+    local before
+    H.wait_for(function()
+      before = fd_count(dpid)
+      return before > 0
+    end, 2000)
+    local open = {}
+    for i = 1, 100 do
+      local c = connect()
+      open[#open + 1] = c
+      if i % 3 == 0 then c:send(PING:format(i) .. "\n") end
+    end
+    -- all at once, then all of them answer
+    for i = 3, 100, 3 do
+      local c = open[i]
+      local m = c:next(3000)
+      assert.is_truthy(m, "connection " .. i .. " got no reply")
+      assert.equal(i, m.id)
+    end
+    for _, c in ipairs(open) do c:close() end
+    -- opened and closed one after the other, some with a request unread
+    for i = 1, 200 do
+      local c = connect()
+      if i % 2 == 0 then c:send(PING:format(i) .. "\n") end
+      c:close()
+    end
+    local c = connect()
+    assert.equal("pong", ask(c, PING:format(999)).result.msg)
+    c:close()
+    local now = H.wait_for(function()
+      local n = fd_count(dpid)
+      return n <= before + 1 and n
+    end, 5000, "the daemon's fds to come back to " .. before)
+    assert.is_true(now <= before + 1)
+  end)
+
+  it("refuses a client with another uid", function()
+    if core.getuid() ~= 0 then
+      pending("needs root to run a client as another user")
+      return
+    end
+    local runas
+    if os.execute("command -v setpriv >/dev/null 2>&1") == 0 then
+      runas = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
+    elseif os.execute("command -v runuser >/dev/null 2>&1") == 0 then
+      runas = "runuser -u nobody --"
+    end
+    if not runas or os.execute("command -v socat >/dev/null 2>&1") ~= 0 then
+      pending("needs setpriv or runuser, and socat")
+      return
+    end
+    local sock = H.home .. "/rpc.sock"
+    local cmd = runas .. " socat -t 2 - UNIX-CONNECT:" .. H.shquote(sock)
+    -- PM_HOME is 0700: the other user does not even reach the socket
+    local r = H.sh(cmd, { stdin = PING:format(1) .. "\n" })
+    assert.are_not.equal(0, r.code)
+    assert.is_nil(r.out:find("pong"))
+    -- opened up, the socket is reached, and the daemon itself refuses
+    os.execute("chmod 0711 " .. H.shquote(H.home) .. " && chmod 0666 " .. H.shquote(sock))
+    local ok, err = pcall(function()
+      r = H.sh(cmd, { stdin = PING:format(2) .. "\n" })
+      assert.is_nil(r.out:find("pong"), "the daemon answered uid nobody: " .. r.out)
+      assert.equal("", r.out)
+      assert.is_truthy((util.read_file(H.home .. "/pm.log") or ""):find("refused a client with uid"),
+        "no refusal in pm.log")
+    end)
+    os.execute("chmod 0600 " .. H.shquote(sock))
+    core.chmod(H.home, 448) -- 0700
+    assert(ok, err)
+    -- root is still served
+    local c = connect()
+    assert.equal("pong", ask(c, PING:format(3)).result.msg)
+    c:close()
+  end)
+
+  it("still answers pm ping afterwards, with the same daemon", function()
+    local r = H.pm("ping")
+    assert.equal(0, r.code, r.err)
+    local pong = util.decode(r.out)
+    assert.equal("pong", pong.msg)
+    assert.equal(dpid, H.daemon_pid())
+    assert.equal(dpid, pong.pid)
+    assert.is_true(H.alive(dpid))
+    local log = util.read_file(H.home .. "/pm.log") or ""
+    assert.is_nil(log:find("internal error"), "internal errors in pm.log")
+    assert.is_nil(log:find("stack traceback"), "tracebacks in pm.log")
+  end)
+end)
