@@ -68,6 +68,32 @@ static int l_write(lua_State *L)
 	return 1;
 }
 
+/* core.read(fd, max) -> string ("" at end of file) | nil, err; non-blocking
+ * fds give nil, "again" when nothing is there */
+static int l_read(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	size_t max = (size_t)luaL_optinteger(L, 2, 65536);
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	char *p = luaL_prepbuffer(&b);
+	ssize_t n;
+	do
+		n = read(fd, p, max < LUAL_BUFFERSIZE ? max : LUAL_BUFFERSIZE);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN) {
+			lua_pushnil(L);
+			lua_pushliteral(L, "again");
+			return 2;
+		}
+		return pm_fail(L, "read");
+	}
+	luaL_addsize(&b, (size_t)n);
+	luaL_pushresult(&b);
+	return 1;
+}
+
 /* core.truncate(path) -> true | nil, err */
 static int l_truncate(lua_State *L)
 {
@@ -303,6 +329,7 @@ void pm_open_sys(lua_State *L)
 		{"open", l_open},
 		{"close", l_close},
 		{"write", l_write},
+		{"read", l_read},
 		{"truncate", l_truncate},
 		{"mkdir", l_mkdir},
 		{"chmod", l_chmod},

@@ -57,10 +57,14 @@ function Conn:close()
   end
 end
 
+-- Starts a daemon; its early complaints come back on a pipe (its stderr
+-- until it has its log). Returns pid, errfd | nil, err
 local function spawn_daemon(home, private)
   local bin = util.pm_binary()
   local args = { bin, "daemon" }
-  local fds = { -1, -1, 2 }
+  local err_r, err_w = core.pipe()
+  if not err_r then return nil, err_w end
+  local fds = { -1, -1, err_w }
   local keep
   if private then
     local r, w = core.pipe()
@@ -75,11 +79,25 @@ local function spawn_daemon(home, private)
   env[#env + 1] = "PM_HOME=" .. home
   local pid, err = core.spawn({ file = bin, args = args, fds = fds, setsid = true, env = env })
   if fds[4] then core.close(fds[4]) end
+  core.close(err_w)
   if not pid then
+    core.close(err_r)
     if keep then core.close(keep); M.private_fd = nil end
     return nil, "cannot start the pm daemon: " .. tostring(err)
   end
-  return pid
+  return pid, err_r
+end
+
+-- What a daemon that ended at once said (one line).
+local function early_error(fd)
+  local out = {}
+  while true do
+    local s = core.read(fd, 4096)
+    if not s or s == "" then break end
+    out[#out + 1] = s
+  end
+  local msg = table.concat(out):gsub("^pm: ", ""):match("^[^\n]*")
+  return msg ~= "" and msg or nil
 end
 
 --[[
@@ -94,18 +112,31 @@ function M.connect(opts)
   local c = open(path)
   if c then return c, false end
   if opts.spawn == false then return nil, "the pm daemon is not running" end
-  local ok, err = core.mkdir(home, 448) -- 0700
+  local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then return nil, err end
-  ok, err = spawn_daemon(home, opts.private)
-  if not ok then return nil, err end
+  local pid, errfd = spawn_daemon(home, opts.private)
+  if not pid then return nil, errfd end
   local deadline = core.mono() + (opts.timeout or 10000)
   local wait = 0.2
   while core.mono() < deadline do
     c = open(path)
-    if c then return c, true end
+    if c then
+      core.close(errfd)
+      return c, true
+    end
+    local st = core.proc_stat(pid)
+    if not st or st.state == "Z" then
+      -- it ended: another daemon won the race (then it answers soon), or it failed
+      local msg = early_error(errfd)
+      if msg and not msg:match("a daemon already runs") then
+        core.close(errfd)
+        return nil, "the pm daemon could not start: " .. msg
+      end
+    end
     core.sleep(wait)
     wait = math.min(wait * 2, 20)
   end
+  core.close(errfd)
   return nil, "the pm daemon did not answer on " .. path .. " (see " .. home .. "/pm.log)"
 end
 

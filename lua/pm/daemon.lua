@@ -75,23 +75,38 @@ local function start_decls(decls, params, origin, done)
   local ops = {}
   for _, d in ipairs(decls) do
     local existing = sup.by_name(d.name)
-    if (origin or params.app and params.app.name ~= nil) and #existing > 0 then
-      -- an app of a file, or one started by name, that is known already:
-      -- apply the new settings and restart it (PM2's smart start)
+    local force = params.force or d.force
+    if origin and #existing > 0 then
+      -- an app of a file that is known already: apply the file's settings
+      -- and restart it (PM2's behaviour)
       for _, p in ipairs(existing) do
         ops[#ops + 1] = { p = p, decl = d }
         started[#started + 1] = p
       end
     else
-      if not origin and not params.force and not d.force then
-        for _, p in ipairs(sup.by_path(d.script)) do
-          if p.status ~= "stopped" and p.status ~= "errored" then
-            return done(("script already launched: %s (as '%s'; add -f to run another)")
-              :format(d.script, p.name))
-          end
+      -- PM2's rule: the same script under the same name is restarted when
+      -- it is down, refused when it runs (unless forced)
+      local same = {}
+      if not origin and not force then
+        for _, p in ipairs(existing) do
+          if p.decl.script == d.script then same[#same + 1] = p end
         end
       end
-      for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p end
+      local running
+      for _, p in ipairs(same) do
+        if p.status ~= "stopped" and p.status ~= "errored" then running = p end
+      end
+      if running then
+        return done(("script already launched: %s (as '%s', id %d; add -f to run another)")
+          :format(d.script, running.name, running.pm_id))
+      elseif #same > 0 then
+        for _, p in ipairs(same) do
+          ops[#ops + 1] = { p = p, decl = d }
+          started[#started + 1] = p
+        end
+      else
+        for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p end
+      end
     end
   end
   each(ops, function(op, cb)
@@ -426,8 +441,13 @@ everything and exit). Returns the exit status.
 function M.run(opts)
   opts = opts or {}
   home = util.home()
-  local ok, err = core.mkdir(home, 448) -- 0700
+  local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
+  local st = core.stat(home)
+  if not st or st.type ~= "dir" then
+    io.stderr:write("pm: PM_HOME is not a directory: ", home, "\n")
+    return 1
+  end
   core.chmod(home, 448)
   local lock, lerr = core.lock(home .. "/pm.lock")
   if not lock then

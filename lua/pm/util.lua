@@ -155,11 +155,11 @@ function M.deep_copy(t, seen)
   return c
 end
 
--- mkdir -p
+-- mkdir -p: the parents 0755, dir itself with mode
 function M.mkdir_p(dir, mode)
   if core.stat(dir) then return true end
   local parent = M.dirname(dir)
-  if parent ~= dir then M.mkdir_p(parent, mode) end
+  if parent ~= dir then M.mkdir_p(parent) end
   return core.mkdir(dir, mode or 493) -- 0755
 end
 
