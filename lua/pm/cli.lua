@@ -260,7 +260,14 @@ function verbs.start(args)
   local client = api()
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
-    check(client.start(util.absolute(what, cwd), { env = a.env, only = only }))
+    local res = check(client.start(util.absolute(what, cwd), { env = a.env, only = only }))
+    for _, d in ipairs(res) do
+      local ch = d.pm2_env and d.pm2_env.changes
+      if type(ch) == "table" and not a.silent then
+        io.stdout:write(("%s (%d): %s\n"):format(d.name, d.pm_id,
+          #ch > 0 and ("applied " .. table.concat(ch, ", ")) or "restarted, nothing changed"))
+      end
+    end
     return show_list(a.silent) or 0
   end
   local app = { script = what, args = #a.args > 0 and a.args or nil }

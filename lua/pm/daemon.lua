@@ -34,21 +34,49 @@ local function each(list, op, done)
   end
 end
 
--- A target of the wire: pm_id, name, "all", namespace or an ecosystem file.
-local function resolve(params)
+-- Runs a helper (node reading a .config.js) -> done(code, stdout, stderr)
+local function capture(argv, done)
+  local out_r, out_w = core.pipe()
+  local err_r, err_w = core.pipe()
+  local pid, err = core.spawn({ file = argv[1], args = argv, fds = { -1, out_w, err_w } })
+  core.close(out_w)
+  core.close(err_w)
+  if not pid then
+    core.close(out_r)
+    core.close(err_r)
+    return done(nil, nil, err)
+  end
+  local out, errs, pending, code = {}, {}, 3, nil
+  local function step()
+    pending = pending - 1
+    if pending == 0 then done(code, table.concat(out, "\n"), table.concat(errs, "\n")) end
+  end
+  core.stream(out_r, function(line) if line then out[#out + 1] = line end end, step, 64 * 1024 * 1024)
+  core.stream(err_r, function(line) if line then errs[#errs + 1] = line end end, step)
+  sup.watch_child(pid, function(c, signum)
+    code = c or (128 + (signum or 0))
+    step()
+  end)
+end
+ecosystem.capture = capture
+
+-- A target of the wire: pm_id, name, "all", namespace or an ecosystem file
+-- -> done(list | nil, err)
+local function resolve(params, done)
   local target = params.target
   if target == nil or target == util.null then target = params.name or params.id end
   if type(target) == "string" and util.is_ecosystem(target) and core.stat(target) then
-    local decls, err = ecosystem.load(target, { only = params.only, environ = params.environ })
-    if not decls then return nil, err end
-    local list = {}
-    for _, d in ipairs(decls) do
-      for _, p in ipairs(sup.by_name(d.name)) do list[#list + 1] = p end
-    end
-    return list, nil, decls
+    return ecosystem.load(target, { only = params.only, environ = params.environ }, function(decls, err)
+      if not decls then return done(nil, err) end
+      local list = {}
+      for _, d in ipairs(decls) do
+        for _, p in ipairs(sup.by_name(d.name)) do list[#list + 1] = p end
+      end
+      done(list)
+    end)
   end
-  if target == nil then return nil, { code = rpc.INVALID_PARAMS, message = "params.target is required" } end
-  return sup.resolve(target)
+  if target == nil then return done(nil, { code = rpc.INVALID_PARAMS, message = "params.target is required" }) end
+  done(sup.resolve(target))
 end
 
 local function environ_of(params)
@@ -65,8 +93,32 @@ end
 function methods.list(_, _, done) done(nil, descriptions(sup.all())) end
 
 function methods.describe(params, _, done)
-  local list = resolve(params)
-  done(nil, descriptions(list or {}))
+  resolve(params, function(list) done(nil, descriptions(list or {})) end)
+end
+
+-- What differs between two declarations: { "max_restarts", "env.PORT", ... }
+local function changes(old, new)
+  local out = {}
+  local keys = {}
+  for k in pairs(old) do keys[k] = true end
+  for k in pairs(new) do keys[k] = true end
+  for k in pairs(keys) do
+    local a, b = old[k], new[k]
+    if k == "env" and type(a) == "table" and type(b) == "table" then
+      local ek = {}
+      for e in pairs(a) do ek[e] = true end
+      for e in pairs(b) do ek[e] = true end
+      for e in pairs(ek) do
+        if a[e] ~= b[e] then out[#out + 1] = "env." .. e end
+      end
+    elseif type(a) == "table" and type(b) == "table" then
+      if util.encode(a) ~= util.encode(b) then out[#out + 1] = k end
+    elseif type(a) ~= "function" and type(b) ~= "function" and a ~= b then
+      out[#out + 1] = k
+    end
+  end
+  table.sort(out)
+  return out
 end
 
 local function start_decls(decls, params, origin, done)
@@ -80,6 +132,7 @@ local function start_decls(decls, params, origin, done)
       -- an app of a file that is known already: apply the file's settings
       -- and restart it (PM2's behaviour)
       for _, p in ipairs(existing) do
+        p.changes = changes(p.decl, d)
         ops[#ops + 1] = { p = p, decl = d }
         started[#started + 1] = p
       end
@@ -118,7 +171,9 @@ local function start_decls(decls, params, origin, done)
       if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
     end
     if #errs > 0 then return done(table.concat(errs, "; ")) end
-    done(nil, descriptions(started))
+    local result = descriptions(started)
+    for _, p in ipairs(started) do p.changes = nil end
+    done(nil, result)
   end)
 end
 
@@ -128,10 +183,11 @@ function methods.start(params, _, done)
     local path = util.absolute(params.path, cwd)
     if not core.stat(path) then return done("file not found: " .. path) end
     local only = type(params.only) == "table" and params.only or nil
-    local decls, err = ecosystem.load(path, { env_name = params.env, only = only,
-      environ = environ_of(params) })
-    if not decls then return done(err) end
-    return start_decls(decls, params, { path = path, env = params.env }, done)
+    return ecosystem.load(path, { env_name = params.env, only = only, environ = environ_of(params) },
+      function(decls, err)
+        if not decls then return done(err) end
+        start_decls(decls, params, { path = path, env = params.env }, done)
+      end)
   end
   if type(params.app) == "table" then
     local d, err = appdecl.normalize(params.app, { base = cwd, environ = environ_of(params),
@@ -149,9 +205,10 @@ end
 
 local function target_op(op)
   return function(params, _, done)
-    local list, err = resolve(params)
-    if not list then return done(err) end
-    each(list, function(p, cb) op(p, params, cb) end, done)
+    resolve(params, function(list, err)
+      if not list then return done(err) end
+      each(list, function(p, cb) op(p, params, cb) end, done)
+    end)
   end
 end
 
@@ -219,13 +276,11 @@ function methods.sendDataToProcessId(params, _, done)
 end
 
 function methods.flush(params, _, done)
-  local list = sup.all()
-  if params.target ~= nil and params.target ~= util.null then
-    local err
-    list, err = resolve(params)
+  if params.target == nil or params.target == util.null then return done(nil, sup.flush(sup.all())) end
+  resolve(params, function(list, err)
     if not list then return done(err) end
-  end
-  done(nil, sup.flush(list))
+    done(nil, sup.flush(list))
+  end)
 end
 
 function methods.reloadLogs(_, _, done) done(nil, sup.reload_logs()) end
@@ -253,40 +308,40 @@ function methods.unsubscribe(params, conn, done)
 end
 
 -- Brings saved entries back (resurrect, or the journal after a crash).
--- Names that run already are left alone. Returns the procs it started.
-local function restore(entries)
+-- Names that run already are left alone. done(procs it started).
+local function restore(entries, done)
   local started = {}
-  for _, entry in ipairs(entries) do
+  local i = 0
+  local function add(decl, environ, origin, meta)
+    if type(meta.procs) == "table" and #meta.procs > 0 then decl.instances = #meta.procs end
+    for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do started[#started + 1] = p end
+  end
+  local function next_entry()
+    i = i + 1
+    local entry = entries[i]
+    if not entry then return done(started) end
     local raw, meta = persist.split(entry)
     local name = raw.name
-    if type(name) == "string" and #sup.by_name(name) == 0 then
-      local environ = type(meta.environ) == "table" and meta.environ or core.environ()
-      local decl, err
-      local origin
-      if type(meta.origin_file) == "string" and core.stat(meta.origin_file) then
-        -- from its file again, so that its hooks come back
-        local decls, lerr = ecosystem.load(meta.origin_file, { env_name = meta.origin_env,
-          only = { name }, environ = environ })
-        if decls then
-          decl = decls[1]
-          origin = { path = meta.origin_file, env = meta.origin_env }
-        else
-          log.warn("resurrect %s: %s; using the saved declaration", name, lerr)
-        end
-      end
-      if not decl then
-        raw.env_name = nil
-        decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ })
-      end
-      if decl then
-        if type(meta.procs) == "table" and #meta.procs > 0 then decl.instances = #meta.procs end
-        for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do started[#started + 1] = p end
-      else
-        log.error("cannot resurrect %s: %s", tostring(name), err)
-      end
+    if type(name) ~= "string" or #sup.by_name(name) > 0 then return next_entry() end
+    local environ = type(meta.environ) == "table" and meta.environ or core.environ()
+    local function from_saved()
+      local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ })
+      if decl then add(decl, environ, nil, meta) else log.error("cannot resurrect %s: %s", name, err) end
+      next_entry()
     end
+    if type(meta.origin_file) ~= "string" or not core.stat(meta.origin_file) then return from_saved() end
+    -- from its file again, so that its hooks come back
+    ecosystem.load(meta.origin_file, { env_name = meta.origin_env, only = { name }, environ = environ },
+      function(decls, lerr)
+        if not decls then
+          log.warn("resurrect %s: %s; using the saved declaration", name, lerr)
+          return from_saved()
+        end
+        add(decls[1], environ, { path = meta.origin_file, env = meta.origin_env }, meta)
+        next_entry()
+      end)
   end
-  return started
+  next_entry()
 end
 
 function methods.save(params, _, done)
@@ -303,7 +358,7 @@ function methods.resurrect(_, _, done)
   local entries, warn = persist.load(home)
   if not entries then return done(warn) end
   if warn then log.warn("%s", warn) end
-  done(nil, descriptions(restore(entries)))
+  restore(entries, function(started) done(nil, descriptions(started)) end)
 end
 
 -- After a crash of the previous daemon: stop what is left of its apps
@@ -335,8 +390,7 @@ local function recover(done)
         core.kill(rec.pid, core.signals.SIGKILL)
       end
     end
-    restore(entries)
-    done()
+    restore(entries, function() done() end)
   end
   local function check()
     local alive = false

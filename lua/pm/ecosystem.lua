@@ -36,11 +36,17 @@ function M.read(path)
   elseif path:match("%.json$") then
     res, err = load_json(path)
   elseif path:match("%.c?js$") then
-    return nil, path .. ": .config.js files are not supported yet; use ecosystem.lua or JSON"
+    return nil, path .. ": a .config.js file is read by node: use ecosystem.load with a callback"
   else
     return nil, path .. ": not an ecosystem file"
   end
   if not res then return nil, err end
+  return M.shape(path, res)
+end
+
+-- { apps = {...} } or a bare list -> { apps, hooks } | nil, err
+function M.shape(path, res)
+  if type(res) ~= "table" then return nil, path .. ": an object with \"apps\" or a list expected" end
   local apps = res.apps
   if apps == nil and res[1] ~= nil then apps = res end
   if type(apps) ~= "table" then return nil, path .. ": no apps declared" end
@@ -50,14 +56,60 @@ function M.read(path)
   return { apps = apps, hooks = res.hooks }
 end
 
+-- Set by the daemon: capture(argv, done(code, stdout, stderr)) runs a
+-- helper process through the core's spawn (the loop reaps every child).
+M.capture = nil
+
+local NODE_READER = [[
+let c = require(require('path').resolve(process.argv[1]));
+if (c && c.__esModule && c.default) c = c.default;
+Promise.resolve(typeof c === 'function' ? c() : c).then(
+  (v) => process.stdout.write(JSON.stringify(v) + '\n'),
+  (e) => { process.stderr.write(String(e && e.stack || e) + '\n'); process.exit(1); });
+]]
+
+-- Reads a .config.js / .config.cjs file with node -> done(res | nil, err)
+function M.read_js(path, environ, done)
+  local node = app.find_in_path("node", environ and environ.PATH or os.getenv("PATH"))
+  if not node then
+    return done(nil, path .. ": node is needed to read a .config.js file (install nodejs), "
+      .. "or use ecosystem.lua or a JSON file")
+  end
+  if not M.capture then return done(nil, path .. ": cannot run node here") end
+  M.capture({ node, "-e", NODE_READER, path }, function(code, out, err)
+    if code ~= 0 then
+      local first = tostring(err or ""):match("[^\n]*[Ee]rror[^\n]*") or tostring(err):match("^[^\n]*")
+      return done(nil, ("%s: node could not load it: %s"):format(path, first or ("exit " .. tostring(code))))
+    end
+    local v, derr = util.decode(out or "")
+    if v == nil then return done(nil, path .. ": node gave no JSON: " .. tostring(derr)) end
+    done(M.shape(path, v))
+  end)
+end
+
 --[[
 Loads and checks every app of a file. opts: env_name, only (list of names),
 environ. Returns a list of declarations or nil, err (nothing is half-loaded).
+With done, the answer goes to done(decls | nil, err) (the only way for
+.config.js files, which node reads).
 ]]
-function M.load(path, opts)
+function M.load(path, opts, done)
   opts = opts or {}
+  if done then
+    if path:match("%.c?js$") then
+      return M.read_js(path, opts.environ, function(res, err)
+        if not res then return done(nil, err) end
+        done(M.check(path, res, opts))
+      end)
+    end
+    return done(M.load(path, opts))
+  end
   local res, err = M.read(path)
   if not res then return nil, err end
+  return M.check(path, res, opts)
+end
+
+function M.check(path, res, opts)
   local only
   if opts.only and #opts.only > 0 then
     only = {}

@@ -542,7 +542,16 @@ local function apply_decision(p, decision, exit)
   notify.changed()
 end
 
+-- Exits of helper processes (not apps) the daemon runs: pid -> fn(code, signum)
+local helpers = {}
+function M.watch_child(pid, fn) helpers[pid] = fn end
+
 function M.on_child(pid, code, signum)
+  local helper = helpers[pid]
+  if helper then
+    helpers[pid] = nil
+    return helper(code, signum)
+  end
   local p = by_pid[pid]
   if not p then return end -- an orphan adopted as subreaper, or a failed spawn
   by_pid[pid] = nil
@@ -843,6 +852,7 @@ function M.describe(p)
   env.unique_id = p.uid_marker
   env.error = p.error
   env.origin = p.origin and p.origin.path or nil
+  if p.changes then env.changes = util.array(p.changes) end
   local mem, cpu = sample(p)
   return { name = p.name, pid = p.pid or 0, pm_id = p.pm_id,
     monit = { memory = mem, cpu = cpu }, pm2_env = env }
