@@ -17,4 +17,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 port = int(os.environ.get("PORT", "8000"))
 print(f"listening on 127.0.0.1:{port}", flush=True)
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+try:
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+except KeyboardInterrupt:  # pm stops apps with SIGINT
+    print("stopping", flush=True)

@@ -591,6 +591,23 @@ function verbs.daemon(args)
   return require("pm.daemon").run({ private_fd = a.private_fd, foreground = a.stdio })
 end
 
+verb_help.runtime = "run an ecosystem file in the foreground (containers, PID 1)"
+function verbs.runtime(args)
+  local p = new_parser("runtime", verb_help.runtime)
+  p:argument("file", "ecosystem file")
+  p:option("--env", "environment of the file (env_<name>)")
+  p:option("--only", "only these apps (a,b)")
+  local a = p:parse(args)
+  if not core.stat(a.file) then error({ msg = "file not found: " .. a.file }, 0) end
+  local only
+  if a.only then
+    only = {}
+    for n in a.only:gmatch("[^,]+") do only[#only + 1] = n end
+  end
+  return require("pm.daemon").run({ foreground = true, runtime = util.absolute(a.file), env = a.env,
+    only = only })
+end
+
 verb_help.run = "run a Lua script with require \"pm\" available"
 function verbs.run(args)
   local file = args[1]
@@ -614,7 +631,7 @@ end
 verb_help.help = "usage, or a verb's usage"
 local order = { "start", "stop", "restart", "reload", "delete", "list", "jlist", "describe",
   "logs", "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "save", "resurrect",
-  "update", "startup", "unstartup", "run", "daemon", "help" }
+  "update", "startup", "unstartup", "runtime", "run", "daemon", "help" }
 
 local function usage()
   local out = { ("pm %s: a process manager, policy in Lua"):format(util.VERSION), "",

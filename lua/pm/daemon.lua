@@ -490,7 +490,9 @@ end
 --[[
 Runs the daemon until it is told to stop. opts: foreground (keep stdio),
 private_fd (an fd whose end of file means the owner is gone: stop
-everything and exit). Returns the exit status.
+everything and exit), runtime (an ecosystem file: the container mode, in
+the foreground, apps' output on stdout/stderr, exit 1 when an app ends
+errored). Returns the exit status.
 ]]
 function M.run(opts)
   opts = opts or {}
@@ -519,8 +521,12 @@ function M.run(opts)
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
 
   sup.init({ home = home, pm_bin = util.pm_binary(), changed = function()
-    if not shutting_down then persist.journal(home, sup.all) end
+    if not shutting_down and not opts.runtime then persist.journal(home, sup.all) end
+  end, errored = opts.runtime and function(p)
+    log.error("app %s is errored: pm runtime stops", p.name)
+    shutdown(1)
   end })
+  sup.set_echo(opts.runtime ~= nil)
   hook_api()
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again
@@ -534,6 +540,14 @@ function M.run(opts)
     end
     M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
     log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
+    if opts.runtime then
+      methods.start({ path = opts.runtime, env = opts.env, only = opts.only }, nil, function(serr)
+        if serr then
+          log.error("pm runtime: %s", type(serr) == "table" and serr.message or serr)
+          shutdown(1)
+        end
+      end)
+    end
   end)
   local S = core.signals
   M.signals = {

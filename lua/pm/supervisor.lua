@@ -24,6 +24,7 @@ function M.init(opts)
   home = opts.home
   pm_bin = opts.pm_bin
   notify.changed = opts.changed or function() end
+  notify.errored = opts.errored
   bus.on_change(function() M.update_taps() end)
 end
 
@@ -162,12 +163,29 @@ local function tap_for(p, which)
   end
 end
 
+-- pm runtime: every line also goes to the daemon's own stdout/stderr,
+-- prefixed with the app's name.
+local echo = false
+function M.set_echo(on) echo = on end
+
+local function echo_for(p, which, publish)
+  local out = which == "out" and io.stdout or io.stderr
+  return function(data)
+    local prefix = p.name .. "| "
+    out:write(prefix, (data:gsub("\n(.)", "\n" .. prefix:gsub("%%", "%%%%") .. "%1")))
+    if data:sub(-1) ~= "\n" then out:write("\n") end
+    out:flush()
+    if publish then publish(data) end
+  end
+end
+
 local function set_taps(p)
   for _, which in ipairs({ "out", "err" }) do
     local lp = p.pipes and p.pipes[which]
     if lp and not lp:closed() then
       local name = which == "out" and "log:out" or "log:err"
-      lp:set_tap(bus.wants(name) and tap_for(p, which) or nil)
+      local publish = bus.wants(name) and tap_for(p, which) or nil
+      if echo then lp:set_tap(echo_for(p, which, publish)) else lp:set_tap(publish) end
     end
   end
 end
@@ -524,6 +542,7 @@ local function apply_decision(p, decision, exit)
     log.warn("app %s (%d) exited too fast %d times in a row: errored", p.name, p.pm_id,
       p.unstable_restarts)
     event(p, "restart overlimit", { code = exit.code, signal = exit.signal })
+    if notify.errored then notify.errored(p) end
   else
     local delay = decision.delay or 0
     local function go()
