@@ -541,9 +541,9 @@ function M.run(opts)
     M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
     log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
     if opts.runtime then
-      methods.start({ path = opts.runtime, env = opts.env, only = opts.only }, nil, function(serr)
-        if serr then
-          log.error("pm runtime: %s", type(serr) == "table" and serr.message or serr)
+      methods.start({ path = opts.runtime, env = opts.env, only = opts.only }, nil, function(rerr)
+        if rerr then
+          log.error("pm runtime: %s", type(rerr) == "table" and rerr.message or rerr)
           shutdown(1)
         end
       end)
