@@ -52,7 +52,7 @@ function M.table(list)
     local online = e.status == "online"
     rows[#rows + 1] = {
       tostring(p.pm_id), p.name, e.namespace or "default",
-      (e.instances or 1) > 1 and ("cluster x" .. e.instances) or "fork",
+      tostring(e.exec_mode or "fork"):gsub("_mode$", "") .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
       tostring(p.pid or 0), online and human_uptime(now - (e.pm_uptime or now)) or "0",
       tostring(e.restart_time or 0), e.status or "?",
       ("%s%%"):format(p.monit and p.monit.cpu or 0), human_bytes(p.monit and p.monit.memory),
