@@ -11,6 +11,7 @@ M.TIME_LIMIT = 10              -- ms of work per hook call
 M.MEMORY_LIMIT = 32 * 1024     -- KB a hook call may add
 M.STRING_LIMIT = 1024 * 1024   -- bytes string.rep may make in a hook
 M.PATTERN_LIMIT = 64 * 1024    -- bytes of subject a pattern may scan in a hook
+M.PATTERN_WORK = 1e7           -- (subject length)^(quantifiers) a pattern may cost
 
 local CUTOFF = setmetatable({}, { __tostring = function() return "hook cut off" end })
 local running = false
@@ -18,29 +19,84 @@ local reason
 
 -- Bounds on the C functions that can run long or allocate without an
 -- instruction being counted; they only bite while a hook runs.
+local tripped = false -- the running hook is being cut off
+local function cut(why)
+  reason = why
+  tripped = true
+  error(CUTOFF, 0)
+end
+
 local real = {}
-for _, k in ipairs({ "rep", "find", "match", "gmatch", "gsub" }) do real[k] = string[k] end
+for _, k in ipairs({ "rep", "find", "match", "gmatch", "gsub", "format" }) do real[k] = string[k] end
+real.concat = table.concat
+
 string.rep = function(s, n, sep) -- luacheck: ignore 122
-  if running and (#s + #(sep or "")) * (tonumber(n) or 0) > M.STRING_LIMIT then
-    reason = "string.rep over the hook limit"
-    error(CUTOFF, 0)
+  if running and (#tostring(s) + #tostring(sep or "")) * (tonumber(n) or 0) > M.STRING_LIMIT then
+    cut("string.rep over the hook limit")
   end
   return real.rep(s, n, sep)
 end
+
+-- A pattern's work grows like (subject length)^(quantifiers): bound both.
+local function pattern_cost(s, pat)
+  local q = 0
+  if type(pat) == "string" then
+    local i = 1
+    while i <= #pat do
+      local c = pat:byte(i)
+      if c == 37 then i = i + 1 -- %x: escaped
+      elseif c == 42 or c == 43 or c == 45 or c == 63 then q = q + 1 end -- * + - ?
+      i = i + 1
+    end
+  end
+  return math.max(1, #s) ^ math.max(1, q)
+end
+
 for _, k in ipairs({ "find", "match", "gmatch", "gsub" }) do
   local fn = real[k]
-  string[k] = function(s, ...) -- luacheck: ignore 122
-    if running and type(s) == "string" and #s > M.PATTERN_LIMIT then
-      reason = "string." .. k .. " over the hook limit"
-      error(CUTOFF, 0)
+  string[k] = function(s, pat, ...) -- luacheck: ignore 122
+    if running and type(s) == "string" then
+      if #s > M.PATTERN_LIMIT or pattern_cost(s, pat) > M.PATTERN_WORK then
+        cut("string." .. k .. " over the hook limit")
+      end
+      if k == "gsub" then
+        local repl = ...
+        if type(repl) == "string" and #repl * (#s + 1) + #s > M.STRING_LIMIT * 4 then
+          cut("string.gsub result over the hook limit")
+        end
+      end
     end
-    return fn(s, ...)
+    return fn(s, pat, ...)
   end
+end
+
+string.format = function(fmt, ...) -- luacheck: ignore 122
+  if running then
+    local size = #tostring(fmt)
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      size = size + (type(v) == "string" and #v or 32)
+    end
+    if size > M.STRING_LIMIT * 4 then cut("string.format over the hook limit") end
+  end
+  return real.format(fmt, ...)
+end
+
+table.concat = function(t, sep, i, j) -- luacheck: ignore 122
+  if running and type(t) == "table" then
+    local size, seplen = 0, type(sep) == "string" and #sep or 0
+    for k = i or 1, j or #t do
+      local v = rawget(t, k)
+      size = size + (type(v) == "string" and #v or 24) + seplen
+      if size > M.STRING_LIMIT * 4 then cut("table.concat over the hook limit") end
+    end
+  end
+  return real.concat(t, sep, i, j)
 end
 
 -- pcall/xpcall for sandboxed code: they never swallow the cut-off
 local function rethrow(ok, ...)
-  if not ok and (...) == CUTOFF then error(CUTOFF, 0) end
+  if tripped or (not ok and (...) == CUTOFF) then error(CUTOFF, 0) end
   return ok, ...
 end
 local function safe_pcall(f, ...) return rethrow(pcall(f, ...)) end
@@ -53,6 +109,12 @@ end
 
 M.api = {} -- the daemon-side API, filled by the daemon (pm.* in hooks)
 
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
 function M.sandbox()
   local env = {
     string = { byte = string.byte, char = string.char, find = string.find, format = string.format,
@@ -61,13 +123,16 @@ function M.sandbox()
       upper = string.upper },
     table = { concat = table.concat, insert = table.insert, remove = table.remove,
       sort = table.sort, maxn = table.maxn },
-    math = math,
+    math = copy(math),
     os = { time = os.time, date = os.date, getenv = os.getenv, clock = os.clock,
       difftime = os.difftime },
     pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
     tostring = tostring, tonumber = tonumber, unpack = unpack, error = error,
     assert = assert, pcall = safe_pcall, xpcall = safe_xpcall, setmetatable = setmetatable,
-    getmetatable = getmetatable, rawget = rawget, rawset = rawset, rawequal = rawequal,
+    getmetatable = function(v)
+      if type(v) == "string" then return nil end -- the string library stays the daemon's
+      return getmetatable(v)
+    end, rawget = rawget, rawset = rawset, rawequal = rawequal,
     print = function(...)
       local t = {}
       for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
@@ -94,23 +159,38 @@ function M.run(fn, ...)
   local deadline = os.clock() + M.TIME_LIMIT / 1000 -- CPU time: preemption does not count
   local mem0 = collectgarbage("count")
   reason = nil
+  tripped = false
   running = true
+  local ticks = 0
+  local live = true -- off as soon as the hook's code is done
+  -- every instruction: a string can double in one; the clock every 256
   debug.sethook(function()
-    if os.clock() > deadline then
-      reason = ("ran over %d ms"):format(M.TIME_LIMIT)
-      error(CUTOFF, 0)
-    end
+    if not live then return end
+    if tripped then error(CUTOFF, 0) end
     if collectgarbage("count") - mem0 > M.MEMORY_LIMIT then
-      reason = ("allocated over %d KB"):format(M.MEMORY_LIMIT)
-      error(CUTOFF, 0)
+      cut(("allocated over %d KB"):format(M.MEMORY_LIMIT))
     end
-  end, "", 1000)
-  local res = { xpcall(fn, function(e)
-    if e == CUTOFF then return CUTOFF end
-    return debug.traceback(tostring(e), 2)
-  end, ...) }
-  debug.sethook()
-  running = false
+    ticks = ticks + 1
+    if ticks % 256 == 0 and os.clock() > deadline then
+      cut(("ran over %d ms"):format(M.TIME_LIMIT))
+    end
+  end, "", 1)
+  local function finish(...)
+    live = false
+    debug.sethook()
+    running = false
+    local res = { ... }
+    if tripped then res = { false, CUTOFF } end
+    tripped = false
+    return res
+  end
+  local res = finish(xpcall(fn, function(e)
+    live = false
+    if e == CUTOFF or tripped then return CUTOFF end
+    -- no tostring of a table: its __tostring is the hook's code
+    local msg = type(e) == "string" and e or ("error value of type " .. type(e))
+    return debug.traceback(msg, 2)
+  end, ...))
   if not res[1] then
     if res[2] == CUTOFF then
       collectgarbage()
@@ -136,13 +216,19 @@ end
 function M.decision(v)
   if v == nil then return nil end
   if v == "restart" or v == "stop" then return { action = v, delay = 0 } end
-  if type(v) == "number" and v >= 0 and v == v then return { action = "restart", delay = v } end
-  if type(v) == "table" and (v.action == "restart" or v.action == "stop") then
-    local delay = tonumber(v.delay) or 0
-    if delay < 0 or delay ~= delay then return nil, "bad delay " .. tostring(v.delay) end
-    return { action = v.action, delay = delay }
+  if type(v) == "number" and v >= 0 and v < math.huge then return { action = "restart", delay = v } end
+  -- read with rawget: a metamethod of the hook's would run outside its limits
+  if type(v) == "table" then
+    local action, delay = rawget(v, "action"), rawget(v, "delay")
+    if action == "restart" or action == "stop" then
+      if delay ~= nil and (type(delay) ~= "number" or delay < 0 or delay ~= delay or delay == math.huge) then
+        return nil, "bad delay in the on_exit decision"
+      end
+      return { action = action, delay = delay or 0 }
+    end
   end
-  return nil, "on_exit returned " .. tostring(v) ..
+  local shown = (type(v) == "string" or type(v) == "number") and tostring(v) or ("a " .. type(v))
+  return nil, "on_exit returned " .. shown ..
     ' (expected "restart", "stop", a delay in ms or {action=, delay=})'
 end
 

@@ -373,7 +373,7 @@ local function arm_watch(p)
     roots[1] = d.cwd
   end
   local exact = { [log_path(p, "out")] = true, [log_path(p, "err")] = true }
-  local ignore = watch.ignorer(d.cwd, d.ignore_watch, exact)
+  local ignore = watch.ignorer(d.cwd, d.ignore_watch, exact, roots)
   local ok, err = watch.watch(p.pm_id, roots, ignore, function(path)
     if p.watch_timer or p.manual_stop then return end
     p.watch_timer = core.timer(d.watch_delay or 1000, 0, function()

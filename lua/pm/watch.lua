@@ -121,19 +121,37 @@ end
 
 --[[ An ignore function for an app: dot-directories and node_modules by
 default (or the app's ignore_watch: names, relative paths or globs), and
-exact paths (the app's own logs). ]]
-function M.ignorer(cwd, ignore_watch, exact)
+exact paths (the app's own logs). Only the part of a path below the app's
+cwd (or below the watched root it is in) counts: a cwd inside a
+dot-directory is watched all the same. ]]
+function M.ignorer(cwd, ignore_watch, exact, roots)
   local names, pats = {}, {}
   local list = ignore_watch
   if type(list) == "string" then list = { list } end
   if not list then list = { "node_modules", ".*" } end
   for _, g in ipairs(list) do
-    if g:find("[%*%?]") then pats[#pats + 1] = glob(g) else names[g] = true end
+    if g:find("[%*%?]") then
+      pats[#pats + 1] = glob(g)
+      -- "**/" also stands for no directory at all
+      local short = g:gsub("%*%*/", "")
+      if short ~= g and short ~= "" then pats[#pats + 1] = glob(short) end
+    else
+      names[g] = true
+    end
   end
+  local bases = { cwd }
+  for _, r in ipairs(roots or {}) do bases[#bases + 1] = r end
   return function(path)
     if exact[path] then return true end
-    local rel = path
-    if path:sub(1, #cwd + 1) == cwd .. "/" then rel = path:sub(#cwd + 2) end
+    local rel
+    for _, base in ipairs(bases) do
+      if path == base then return false end
+      if path:sub(1, #base + 1) == base .. "/" then
+        rel = path:sub(#base + 2)
+        break
+      end
+    end
+    rel = rel or path
     if names[rel] then return true end
     for seg in rel:gmatch("[^/]+") do
       if names[seg] then return true end

@@ -33,8 +33,11 @@ describe("watch.glob", function()
     assert.is_true(matches("**/*.log", "a/b/c.log"))
   end)
 
-  it("lets **/ match zero directories too, as globstar does", function()
-    assert.is_true(matches("**/*.log", "c.log"))
+  it("lets **/ match zero directories too, as globstar does (through the ignorer)", function()
+    local ignore = watch.ignorer("/srv/app", { "**/*.log" }, {})
+    assert.is_true(ignore("/srv/app/c.log"))
+    assert.is_true(ignore("/srv/app/a/b/c.log"))
+    assert.is_false(ignore("/srv/app/c.txt"))
   end)
 
   it("makes ? match one character, not a slash", function()
