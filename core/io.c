@@ -11,6 +11,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "core.h"
 
@@ -297,19 +300,22 @@ static int unix_addr(lua_State *L, const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-/* core.listen_unix(path) -> fd | nil, err. The socket is made mode 0600. */
+/* core.listen_unix(path [, mode [, blocking]]) -> fd | nil, err. The socket
+ * is made mode 0600 unless told; blocking: for apps that accept on it. */
 static int l_listen_unix(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
+	mode_t mode = (mode_t)luaL_optinteger(L, 2, 0600);
+	int blocking = lua_toboolean(L, 3);
 	struct sockaddr_un sa;
 	unix_addr(L, path, &sa);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | (blocking ? 0 : SOCK_NONBLOCK) | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return pm_fail(L, "socket");
 	mode_t old = umask(077);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
 	umask(old);
-	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 511) < 0) {
+	if (rc < 0 || chmod(path, mode) < 0 || listen(fd, 511) < 0) {
 		int e = errno;
 		close(fd);
 		errno = e;
@@ -319,6 +325,155 @@ static int l_listen_unix(lua_State *L)
 		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	lua_pushinteger(L, fd);
 	return 1;
+}
+
+static int tcp_addr(const char *host, const char *port, int passive, struct addrinfo **res)
+{
+	struct addrinfo hints;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+	return getaddrinfo(host && *host ? host : NULL, port, &hints, res);
+}
+
+/* core.listen_tcp(host, port [, backlog]) -> fd | nil, err: a blocking
+ * listening socket (host numeric: "127.0.0.1", "::1", "" for any) that the
+ * daemon holds for apps; the daemon itself never accepts on it. */
+static int l_listen_tcp(lua_State *L)
+{
+	const char *host = luaL_checkstring(L, 1);
+	const char *port = luaL_checkstring(L, 2);
+	int backlog = (int)luaL_optinteger(L, 3, 511);
+	struct addrinfo *ai;
+	int rc = tcp_addr(host, port, 1, &ai);
+	if (rc != 0) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s:%s: %s", host, port, gai_strerror(rc));
+		return 2;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return pm_fail(L, "socket");
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+		int e = errno;
+		close(fd);
+		freeaddrinfo(ai);
+		errno = e;
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s port %s: %s", host, port, strerror(e));
+		return 2;
+	}
+	freeaddrinfo(ai);
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/* core.connect_tcp(host, port) -> fd | nil, err: non-blocking; the
+ * connection completes when the fd is writable (see core.sock_error). */
+static int l_connect_tcp(lua_State *L)
+{
+	const char *host = luaL_checkstring(L, 1);
+	const char *port = luaL_checkstring(L, 2);
+	struct addrinfo *ai;
+	int rc = tcp_addr(host, port, 0, &ai);
+	if (rc != 0) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s:%s: %s", host, port, gai_strerror(rc));
+		return 2;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return pm_fail(L, "socket");
+	}
+	rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (rc < 0 && errno != EINPROGRESS) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return pm_fail(L, "connect");
+	}
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/* core.sock_error(fd) -> nil (connected) | message */
+static int l_sock_error(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1), e = 0;
+	socklen_t len = sizeof e;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		e = errno;
+	if (e == 0)
+		lua_pushnil(L);
+	else
+		lua_pushstring(L, strerror(e));
+	return 1;
+}
+
+/* core.dgram_unix(path) -> fd | nil, err: a datagram socket that learns
+ * each sender's pid (SO_PASSCRED), for sd_notify's NOTIFY_SOCKET. */
+static int l_dgram_unix(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct sockaddr_un sa;
+	unix_addr(L, path, &sa);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return pm_fail(L, "socket");
+	int one = 1;
+	unlink(path);
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return pm_fail(L, path);
+	}
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/* core.recv_cred(fd) -> data, pid | nil, "again" */
+static int l_recv_cred(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	char buf[4096];
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred))];
+	} ctl;
+	struct iovec iov = {buf, sizeof buf};
+	struct msghdr msg;
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = ctl.b;
+	msg.msg_controllen = sizeof ctl.b;
+	ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, errno == EAGAIN ? "again" : strerror(errno));
+		return 2;
+	}
+	long pid = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred cr;
+			memcpy(&cr, CMSG_DATA(c), sizeof cr);
+			pid = cr.pid;
+		}
+	lua_pushlstring(L, buf, (size_t)n);
+	lua_pushinteger(L, pid);
+	return 2;
 }
 
 /* core.accept(fd) -> cfd, uid, pid | nil, err ("again" when none waits).
@@ -420,6 +575,11 @@ void pm_open_io(lua_State *L)
 	static const luaL_Reg fns[] = {
 		{"stream", l_stream},
 		{"listen_unix", l_listen_unix},
+		{"listen_tcp", l_listen_tcp},
+		{"connect_tcp", l_connect_tcp},
+		{"sock_error", l_sock_error},
+		{"dgram_unix", l_dgram_unix},
+		{"recv_cred", l_recv_cred},
 		{"accept", l_accept},
 		{"connect_unix", l_connect_unix},
 		{"socketpair", l_socketpair},

@@ -142,6 +142,7 @@ static int l_timer(lua_State *L)
 	double after = luaL_checknumber(L, 1) / 1000.0;
 	double rep = luaL_optnumber(L, 2, 0) / 1000.0;
 	handle_t *h = handle_new(L, 't', 3);
+	ev_now_update(EV_DEFAULT); /* the loop's clock may be stale after idle time */
 	ev_timer_init(&h->w.timer, on_timer, after < 0 ? 0 : after, rep < 0 ? 0 : rep);
 	ev_timer_start(EV_DEFAULT, &h->w.timer);
 	return 1;
@@ -167,6 +168,16 @@ static int l_watch_read(lua_State *L)
 	return 1;
 }
 
+/* core.watch_write(fd, fn) -> handle: fn() whenever fd is writable */
+static int l_watch_write(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	handle_t *h = handle_new(L, 'i', 2);
+	ev_io_init(&h->w.io, on_io, fd, EV_WRITE);
+	ev_io_start(EV_DEFAULT, &h->w.io);
+	return 1;
+}
+
 /* handle:close(): stops the watcher and releases its references. */
 static int l_handle_close(lua_State *L)
 {
@@ -183,6 +194,7 @@ static int l_handle_again(lua_State *L)
 	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
 	luaL_argcheck(L, h->kind == 't' && h->fn != LUA_NOREF, 1, "open timer expected");
 	double after = luaL_checknumber(L, 2) / 1000.0;
+	ev_now_update(EV_DEFAULT);
 	ev_timer_stop(EV_DEFAULT, &h->w.timer);
 	ev_timer_set(&h->w.timer, after < 0 ? 0 : after, h->w.timer.repeat);
 	ev_timer_start(EV_DEFAULT, &h->w.timer);
@@ -314,6 +326,7 @@ void pm_open_loop(lua_State *L)
 		{"timer", l_timer},
 		{"signal", l_signal},
 		{"watch_read", l_watch_read},
+		{"watch_write", l_watch_write},
 		{"on_child", l_on_child},
 		{"run", l_run},
 		{"stop_loop", l_break},

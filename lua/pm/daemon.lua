@@ -93,7 +93,10 @@ end
 function methods.list(_, _, done) done(nil, descriptions(sup.all())) end
 
 function methods.describe(params, _, done)
-  resolve(params, function(list) done(nil, descriptions(list or {})) end)
+  resolve(params, function(list, err)
+    if not list and type(err) == "table" then return done(err) end -- a bad target, not an unknown one
+    done(nil, descriptions(list or {}))
+  end)
 end
 
 -- What differs between two declarations: { "max_restarts", "env.PORT", ... }
@@ -438,7 +441,7 @@ local function hook_api()
   local function act(op)
     return function(target)
       local list, err = sup.resolve(target)
-      if not list then return nil, err end
+      if not list then return nil, type(err) == "table" and err.message or err end
       later(function()
         for _, p in ipairs(list) do
           op(p, function(e) if e then log.warn("hook action on %s: %s", p.name, e) end end)

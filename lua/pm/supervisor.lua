@@ -522,11 +522,27 @@ launch = function(p)
 end
 
 -- Signals the process group and every descendant that left it.
+-- (The tree is remembered: what outlives the main process is killed when
+-- it exits.)
 local function signal_tree(p, sig)
   if not p.pid or p.pid == 0 then return end
   local tree = core.proc_tree(p.pid)
+  p.tree = p.tree or {}
+  for _, pid in ipairs(tree) do
+    if pid ~= p.pid then p.tree[pid] = (core.proc_stat(pid) or {}).start end
+  end
   core.killpg(p.pgid, sig)
   for _, pid in ipairs(tree) do core.kill(pid, sig) end
+end
+
+-- Kills what is left of a stopped app's tree (descendants that left its
+-- process group and ignored the stop signal).
+local function kill_leftovers(p)
+  for pid, start in pairs(p.tree or {}) do
+    local st = core.proc_stat(pid)
+    if st and st.state ~= "Z" and st.start == start then core.kill(pid, SIGKILL) end
+  end
+  p.tree = nil
 end
 
 -- ---- exits ----
@@ -577,6 +593,7 @@ function M.on_child(pid, code, signum)
   local uptime = core.mono() - (p.started or core.mono())
   -- what is left of the group goes with its leader: no duplicates on restart
   core.killpg(p.pgid, SIGKILL)
+  kill_leftovers(p)
   p.pid = 0
   p.ready = nil
   p.exit_code = code ~= nil and code or (128 + (signum or 0))
@@ -788,6 +805,9 @@ end
 -- A target: pm_id, name, "all" or a namespace -> list of procs, or nil, err
 function M.resolve(target)
   if target == nil then return nil, "a target is required" end
+  if type(target) ~= "string" and type(target) ~= "number" then
+    return nil, { code = -32602, message = "a target is a name, an id, \"all\" or a namespace" }
+  end
   local list = {}
   local id = tonumber(target)
   if id then

@@ -163,6 +163,33 @@ describe("the wire protocol", function()
     c:close()
   end)
 
+  it("answers a target of the wrong type with -32602, not with Lua internals", function()
+    local c = connect()
+    for i, t in ipairs({ "{}", "[1]", "true" }) do
+      local m = ask(c, ('{"jsonrpc":"2.0","id":%d,"method":"stop","params":{"target":%s}}'):format(i, t))
+      assert.is_table(m.error, "an error expected for target " .. t)
+      assert.is_nil(m.error.message:find("table: 0x", 1, true), "message: " .. m.error.message)
+      is_error(m, -32602, i)
+    end
+    c:close()
+  end)
+
+  it("knows every method of DESIGN §6", function()
+    local c = connect()
+    local methods = { "ping", "start", "stop", "restart", "reload", "delete", "reset", "list",
+      "describe", "scale", "save", "resurrect", "flush", "reloadLogs", "sendSignalToProcessName",
+      "sendSignalToProcessId", "sendDataToProcessId", "unsubscribe" }
+    -- (killDaemon and kill would end the daemon this file shares)
+    local unknown = {}
+    for i, m in ipairs(methods) do
+      local reply = ask(c, ('{"jsonrpc":"2.0","id":%d,"method":"%s","params":{}}'):format(i, m))
+      assert.equal(i, reply.id)
+      if type(reply.error) == "table" and reply.error.code == -32601 then unknown[#unknown + 1] = m end
+    end
+    c:close()
+    assert.same({}, unknown)
+  end)
+
   it("answers an unknown target with -32000 and a message", function()
     local c = connect()
     for i, method in ipairs({ "stop", "restart", "delete", "reset" }) do
