@@ -309,6 +309,23 @@ function M.normalize(raw, ctx)
     return nil, ("app '%s': watch must be a boolean, a path or a list of paths"):format(d.name)
   end
   if type(d.watch) == "string" and (d.watch == "true" or d.watch == "false") then d.watch = d.watch == "true" end
+  if d.listen ~= nil then
+    if type(d.listen) == "string" then d.listen = { d.listen } end
+    for _, spec in ipairs(d.listen) do
+      local ok, err = require("pm.sockets").parse(spec)
+      if not ok then return nil, ("app '%s': %s"):format(d.name, err) end
+    end
+  end
+  if d.health ~= nil then
+    local ok, err = require("pm.health").check_spec(d.health)
+    if not ok then return nil, ("app '%s': %s"):format(d.name, err) end
+  end
+  if d.depends_on ~= nil then
+    if type(d.depends_on) == "string" then d.depends_on = { d.depends_on } end
+    for _, n in ipairs(d.depends_on) do
+      if type(n) ~= "string" then return nil, ("app '%s': depends_on must list app names"):format(d.name) end
+    end
+  end
   if d.user or d.uid or d.gid then
     local ok, err = M.resolve_ids(d)
     if not ok then return nil, ("app '%s': %s"):format(d.name, err) end

@@ -481,6 +481,19 @@ function verbs.logs(args)
   return 0
 end
 
+verb_help.scale = "set the number of instances of an app (N, +N, -N)"
+function verbs.scale(args)
+  local p = new_parser("scale", verb_help.scale)
+  p:argument("name", "app name")
+  p:argument("instances", "N, +N or -N")
+  p:flag("-s --silent", "print nothing on success")
+  local a = p:parse(args)
+  local conn = check(api()._conn())
+  check(conn:call("scale", { name = a.name, instances = a.instances }))
+  show_list(a.silent)
+  return 0
+end
+
 verb_help.save = "save the app list for pm resurrect"
 function verbs.save(args)
   local p = new_parser("save", verb_help.save)
@@ -630,7 +643,7 @@ end
 
 verb_help.help = "usage, or a verb's usage"
 local order = { "start", "stop", "restart", "reload", "delete", "list", "jlist", "describe",
-  "logs", "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "save", "resurrect",
+  "logs", "scale", "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "save", "resurrect",
   "update", "startup", "unstartup", "runtime", "run", "daemon", "help" }
 
 local function usage()

@@ -124,60 +124,132 @@ local function changes(old, new)
   return out
 end
 
+-- Waits until every proc of the named apps is ready -> done(err)
+local function wait_for_apps(names, done)
+  local list = {}
+  for _, n in ipairs(names or {}) do
+    for _, p in ipairs(sup.by_name(n)) do list[#list + 1] = p end
+  end
+  local left, failed = #list, nil
+  if left == 0 then return done() end
+  for _, p in ipairs(list) do
+    sup.when_ready(p, function(ok, why)
+      if not ok and not failed then failed = ("%s is not ready: %s"):format(p.name, tostring(why)) end
+      left = left - 1
+      if left == 0 then done(failed) end
+    end)
+  end
+end
+
+-- Starts declarations in order (dependencies first, each waiting for the
+-- apps it depends on to be ready); replies once every app is launched
+-- (ready, for wait_ready apps).
 local function start_decls(decls, params, origin, done)
   local environ = environ_of(params)
   local started = {}
-  local ops = {}
-  for _, d in ipairs(decls) do
-    local existing = sup.by_name(d.name)
-    local force = params.force or d.force
-    if origin and #existing > 0 then
-      -- an app of a file that is known already: apply the file's settings
-      -- and restart it (PM2's behaviour)
-      for _, p in ipairs(existing) do
-        p.changes = changes(p.decl, d)
-        ops[#ops + 1] = { p = p, decl = d }
-        started[#started + 1] = p
-      end
-    else
-      -- PM2's rule: the same script under the same name is restarted when
-      -- it is down, refused when it runs (unless forced)
-      local same = {}
-      if not origin and not force then
+  local i = 0
+  local finish
+  local function next_decl()
+    i = i + 1
+    local d = decls[i]
+    if not d then return finish() end
+    wait_for_apps(d.depends_on, function(derr)
+      if derr then return done(("cannot start %s: %s"):format(d.name, derr)) end
+      local existing = sup.by_name(d.name)
+      local force = params.force or d.force
+      local ops = {}
+      if origin and #existing > 0 then
+        -- an app of a file that is known already: apply the file's settings
+        -- and restart it (PM2's behaviour)
         for _, p in ipairs(existing) do
-          if p.decl.script == d.script then same[#same + 1] = p end
-        end
-      end
-      local running
-      for _, p in ipairs(same) do
-        if p.status ~= "stopped" and p.status ~= "errored" then running = p end
-      end
-      if running then
-        return done(("script already launched: %s (as '%s', id %d; add -f to run another)")
-          :format(d.script, running.name, running.pm_id))
-      elseif #same > 0 then
-        for _, p in ipairs(same) do
-          ops[#ops + 1] = { p = p, decl = d }
-          started[#started + 1] = p
+          p.changes = changes(p.decl, d)
+          ops[#ops + 1] = p
         end
       else
-        for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p end
+        -- PM2's rule: the same script under the same name is restarted when
+        -- it is down, refused when it runs (unless forced)
+        local same = {}
+        if not origin and not force then
+          for _, p in ipairs(existing) do
+            if p.decl.script == d.script then same[#same + 1] = p end
+          end
+        end
+        for _, p in ipairs(same) do
+          if p.status ~= "stopped" and p.status ~= "errored" then
+            return done(("script already launched: %s (as '%s', id %d; add -f to run another)")
+              :format(d.script, p.name, p.pm_id))
+          end
+        end
+        if #same > 0 then
+          ops = same
+        else
+          for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p end
+          return next_decl()
+        end
       end
+      each(ops, function(p, cb)
+        started[#started + 1] = p
+        sup.restart(p, { decl = d, environ = environ }, cb)
+      end, function(err)
+        if err then return done(err) end
+        next_decl()
+      end)
+    end)
+  end
+  finish = function()
+    local left = #started
+    local function reply()
+      local errs = {}
+      for _, p in ipairs(started) do
+        if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
+      end
+      if #errs > 0 then return done(table.concat(errs, "; ")) end
+      local result = descriptions(started)
+      for _, p in ipairs(started) do p.changes = nil end
+      done(nil, result)
+    end
+    if left == 0 then return reply() end
+    for _, p in ipairs(started) do
+      sup.when_ready(p, function()
+        left = left - 1
+        if left == 0 then reply() end
+      end)
     end
   end
-  each(ops, function(op, cb)
-    sup.restart(op.p, { decl = op.decl, environ = environ }, cb)
-  end, function(err)
-    if err then return done(err) end
-    local errs = {}
-    for _, p in ipairs(started) do
-      if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
+  next_decl()
+end
+
+-- Runs op on procs so that an app stops before the apps it depends on:
+-- rounds of the procs no remaining proc depends on.
+local function each_dependents_first(list, op, done)
+  local remaining = {}
+  for _, p in ipairs(list) do remaining[#remaining + 1] = p end
+  local first_err
+  local function round()
+    if #remaining == 0 then
+      if first_err then return done(first_err) end
+      return done(nil, descriptions(list))
     end
-    if #errs > 0 then return done(table.concat(errs, "; ")) end
-    local result = descriptions(started)
-    for _, p in ipairs(started) do p.changes = nil end
-    done(nil, result)
-  end)
+    local needed = {}
+    for _, p in ipairs(remaining) do
+      for _, dep in ipairs(p.decl.depends_on or {}) do needed[dep] = true end
+    end
+    local batch, rest = {}, {}
+    for _, p in ipairs(remaining) do
+      if needed[p.name] then rest[#rest + 1] = p else batch[#batch + 1] = p end
+    end
+    if #batch == 0 then batch, rest = rest, {} end -- a cycle: all at once
+    remaining = rest
+    local left = #batch
+    for _, p in ipairs(batch) do
+      op(p, function(err)
+        if err and not first_err then first_err = err end
+        left = left - 1
+        if left == 0 then round() end
+      end)
+    end
+  end
+  round()
 end
 
 function methods.start(params, _, done)
@@ -215,8 +287,17 @@ local function target_op(op)
   end
 end
 
-methods.stop = target_op(function(p, _, cb) sup.stop(p, cb) end)
-methods.delete = target_op(function(p, _, cb) sup.delete(p, cb) end)
+local function ordered_op(op)
+  return function(params, _, done)
+    resolve(params, function(list, err)
+      if not list then return done(err) end
+      each_dependents_first(list, function(p, cb) op(p, params, cb) end, done)
+    end)
+  end
+end
+
+methods.stop = ordered_op(function(p, _, cb) sup.stop(p, cb) end)
+methods.delete = ordered_op(function(p, _, cb) sup.delete(p, cb) end)
 
 local function restart(p, params, cb)
   local opts = {}
@@ -224,13 +305,58 @@ local function restart(p, params, cb)
   sup.restart(p, opts, cb)
 end
 methods.restart = target_op(restart)
--- fork-mode reload is a restart until rolling reloads land (issue 7)
-methods.reload = target_op(function(p, params, cb)
-  restart(p, params, function(err)
-    if not err then sup.event(p, "reload", nil, true) end
-    cb(err)
+-- pm reload: one process at a time (see supervisor.reload); a second
+-- reload of an app while one rolls is refused.
+local reloading = {}
+function methods.reload(params, _, done)
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    for _, p in ipairs(list) do
+      if reloading[p.name] then
+        return done(("a reload of %s is under way: wait for it to finish"):format(p.name))
+      end
+    end
+    local names = {}
+    for _, p in ipairs(list) do
+      reloading[p.name] = true
+      names[#names + 1] = p.name
+    end
+    local opts = {}
+    if params.updateEnv or params.update_env then opts.environ = environ_of(params) end
+    local i = 0
+    local function finish(rerr)
+      for _, n in ipairs(names) do reloading[n] = nil end
+      if rerr then return done(rerr) end
+      done(nil, descriptions(list))
+    end
+    local function step()
+      i = i + 1
+      local p = list[i]
+      if not p then return finish() end
+      if p.deleted then return step() end
+      sup.reload(p, opts, function(rerr)
+        if rerr then return finish(rerr) end
+        step()
+      end)
+    end
+    step()
   end)
-end)
+end
+
+function methods.scale(params, _, done)
+  local name = params.name or params.target
+  if type(name) ~= "string" then
+    return done({ code = rpc.INVALID_PARAMS, message = "scale: params.name is required" })
+  end
+  if params.instances == nil then
+    return done({ code = rpc.INVALID_PARAMS, message = "scale: params.instances is required (N, +N or -N)" })
+  end
+  sup.scale(name, params.instances, function(err, list)
+    if err then return done(err) end
+    done(nil, descriptions(list))
+  end)
+end
+
 methods.reset = target_op(function(p, _, cb) sup.reset(p); cb() end)
 
 local function signal_op(params, done, list)
@@ -410,12 +536,13 @@ local function shutdown(code, before_exit)
   if shutting_down then return end
   shutting_down = true
   log.info("stopping every app, then the daemon")
-  sup.stop_all(function()
+  each_dependents_first(sup.all(), function(p, cb) sup.stop(p, cb) end, function()
     persist.drop_journal(home) -- a clean stop: nothing to recover
     core.log_drain(5000) -- every line the apps wrote is on disk
     if before_exit then before_exit() end
     os.remove(home .. "/rpc.sock")
     os.remove(home .. "/pm.pid")
+    os.remove(home .. "/notify.sock")
     log.info("daemon %d exits", core.getpid())
     M.exit_code = code
     core.stop_loop()
@@ -530,6 +657,21 @@ function M.run(opts)
     shutdown(1)
   end })
   sup.set_echo(opts.runtime ~= nil)
+  -- sd_notify: one datagram socket for every app, NOTIFY_SOCKET
+  local nfd = core.dgram_unix(home .. "/notify.sock")
+  if nfd then
+    sup.notify_path = home .. "/notify.sock"
+    M.notify_watch = core.watch_read(nfd, function()
+      while true do
+        local data, pid = core.recv_cred(nfd)
+        if not data then break end
+        sup.on_notify(pid, data)
+      end
+    end)
+  end
+  -- the preload that lets Node apps in cluster mode listen on held sockets
+  local preload = home .. "/cluster-preload.js"
+  if util.write_atomic(preload, require("pm.preload").CLUSTER) then sup.cluster_preload = preload end
   hook_api()
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again

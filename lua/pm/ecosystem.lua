@@ -131,10 +131,64 @@ function M.check(path, res, opts)
     seen[d.name] = true
     if not only or only[d.name] then decls[#decls + 1] = d end
   end
+  local ok, err = M.check_depends(path, decls, seen)
+  if not ok then return nil, err end
   if only and #decls == 0 then
     return nil, path .. ": no app matches --only " .. table.concat(opts.only, ",")
   end
-  return decls
+  return M.order(decls)
+end
+
+-- depends_on names apps of the same file, without a cycle.
+function M.check_depends(path, decls, names)
+  local by = {}
+  for _, d in ipairs(decls) do by[d.name] = d end
+  for _, d in ipairs(decls) do
+    for _, dep in ipairs(d.depends_on or {}) do
+      if not names[dep] then
+        return nil, ("%s: app '%s' depends on '%s', which the file does not declare"):format(path, d.name, dep)
+      end
+    end
+  end
+  local state = {}
+  local function visit(d, trail)
+    if state[d.name] == "done" then return true end
+    if state[d.name] == "open" then
+      return nil, ("%s: depends_on has a cycle: %s"):format(path, table.concat(trail, " -> ") .. " -> " .. d.name)
+    end
+    state[d.name] = "open"
+    trail[#trail + 1] = d.name
+    for _, dep in ipairs(d.depends_on or {}) do
+      if by[dep] then
+        local ok, err = visit(by[dep], trail)
+        if not ok then return nil, err end
+      end
+    end
+    trail[#trail] = nil
+    state[d.name] = "done"
+    return true
+  end
+  for _, d in ipairs(decls) do
+    local ok, err = visit(d, {})
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- Dependencies first (the file's order otherwise).
+function M.order(decls)
+  local by, out, seen = {}, {}, {}
+  for _, d in ipairs(decls) do by[d.name] = d end
+  local function add(d)
+    if seen[d.name] then return end
+    seen[d.name] = true
+    for _, dep in ipairs(d.depends_on or {}) do
+      if by[dep] then add(by[dep]) end
+    end
+    out[#out + 1] = d
+  end
+  for _, d in ipairs(decls) do add(d) end
+  return out
 end
 
 return M

@@ -9,6 +9,8 @@ local log = require "pm.log"
 local hooks = require "pm.hooks"
 local cron = require "pm.cron"
 local watch = require "pm.watch"
+local sockets = require "pm.sockets"
+local health = require "pm.health"
 
 local M = {}
 
@@ -255,6 +257,15 @@ local function build_env(p)
     env.NODE_CHANNEL_SERIALIZATION_MODE = "json"
   end
   env.PM_APP_UID = p.uid_marker -- lets a new daemon recognise this app's processes
+  if M.notify_path then env.NOTIFY_SOCKET = M.notify_path end
+  if p.decl.watchdog then env.WATCHDOG_USEC = tostring(math.floor(p.decl.watchdog * 1000)) end
+  if p.listen then
+    env.LISTEN_FDS = tostring(#p.listen.names)
+    env.LISTEN_FDNAMES = table.concat(p.listen.names, ":")
+    if p.listen.map then env.PM_LISTEN_MAP = p.listen.map end
+  else
+    env.LISTEN_FDS, env.LISTEN_FDNAMES, env.PM_LISTEN_MAP = nil, nil, nil
+  end
   local list = {}
   for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
   table.sort(list)
@@ -274,6 +285,11 @@ local function command(d)
   else
     file = d.interpreter
     argv[1] = d.interpreter
+    if d.exec_mode == "cluster_mode" and M.cluster_preload and util.basename(d.interpreter):match("^node") then
+      -- server.listen(port) becomes listen on the socket the daemon holds
+      argv[#argv + 1] = "-r"
+      argv[#argv + 1] = M.cluster_preload
+    end
     for _, a in ipairs(d.interpreter_args) do argv[#argv + 1] = a end
   end
   if d.interpreter ~= "none" then argv[#argv + 1] = d.script end
@@ -362,6 +378,7 @@ local function arm_watch(p)
   if not d.watch or d.watch == false or p.deleted then
     watch.unwatch(p.pm_id)
     release_logs(p)
+    if #M.by_name(p.name) == 0 then sockets.release(p.name) end
     return
   end
   local roots = {}
@@ -412,8 +429,7 @@ local function on_message(p, line)
     return
   end
   if msg == "ready" then
-    p.ready = true
-    event(p, "ready")
+    M.mark_ready(p, "ipc")
     return
   end
   if type(msg) == "table" and type(msg.cmd) == "string" and msg.cmd:match("^NODE_") then
@@ -466,6 +482,25 @@ launch = function(p)
   end
   local file, argv = command(d)
   local fds = { -1, out_w, err_w }
+  p.listen = nil
+  local specs = M.listen_specs(d)
+  if specs then
+    local socks, serr = sockets.acquire(p.name, specs, d.cwd)
+    if not socks then
+      core.close(out_r); core.close(out_w); core.close(err_r); core.close(err_w)
+      p.status = "errored"
+      p.error = serr
+      log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, serr)
+      return nil, serr
+    end
+    local names, map = {}, {}
+    for i, sk in ipairs(socks) do
+      fds[#fds + 1] = sk.fd
+      names[i] = sk.name
+      if sk.port then map[#map + 1] = ('"%d":%d'):format(sk.port, i + 2) end
+    end
+    p.listen = { names = names, map = "{" .. table.concat(map, ",") .. "}" }
+  end
   local ipc_parent, ipc_child
   if d.ipc ~= false then
     ipc_parent, ipc_child = core.socketpair()
@@ -479,7 +514,7 @@ launch = function(p)
   local envlist, env = build_env(p)
   p.env = env
   local pid, err = core.spawn({ file = file, args = argv, env = envlist, cwd = d.cwd,
-    fds = fds, setsid = true, uid = d.uid, gid = d.gid })
+    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil })
   core.close(out_w)
   core.close(err_w)
   if ipc_child then core.close(ipc_child) end
@@ -512,13 +547,167 @@ launch = function(p)
   if ipc_parent then M.open_channel(p, ipc_parent) end
   write_pidfile(p)
   event(p, "start")
-  p.status = "online"
   p.manual_stop = nil
-  event(p, "online")
+  p.ready = nil
+  p.notify = nil
+  p.health_failures = 0
   if p.decl.max_memory_restart then arm_memory() end
+  M.arm_health(p)
+  if d.wait_ready or d.health then
+    -- launching until the app says it is ready (IPC, sd_notify, health)
+    p.ready_timer = core.timer(d.listen_timeout or 3000, 0, function()
+      p.ready_timer = nil
+      if p.status == "launching" then
+        log.warn("app %s (%d) did not say it is ready within listen_timeout %d ms: counted as ready",
+          p.name, p.pm_id, d.listen_timeout or 3000)
+        M.mark_ready(p, "listen_timeout")
+      end
+    end)
+    notify.changed()
+  else
+    M.mark_ready(p, "start")
+  end
+  return true
+end
+
+-- ---- readiness ----
+
+-- The listen addresses of an app: `listen`, or for a Node app in cluster
+-- mode its port (PM2 files run unchanged: the preload maps listen(port)).
+function M.listen_specs(d)
+  if d.listen and #d.listen > 0 then return d.listen end
+  if d.exec_mode == "cluster_mode" and util.basename(d.interpreter or ""):match("^node") then
+    local port = d.port or (d.env and d.env.PORT)
+    if port then return { "tcp://:" .. tostring(port) } end
+  end
+end
+
+function M.mark_ready(p, how)
+  p.ready = how
+  if p.status ~= "launching" then return end
+  if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
+  p.status = "online"
+  event(p, "online", { ready = how })
   run_hook(p, "on_start")
   notify.changed()
-  return true
+  local w = p.ready_waiters
+  p.ready_waiters = nil
+  for _, fn in ipairs(w or {}) do fn(true) end
+end
+
+local function fail_ready(p, why)
+  if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
+  local w = p.ready_waiters
+  p.ready_waiters = nil
+  for _, fn in ipairs(w or {}) do fn(false, why) end
+end
+
+-- done(ok, err) once p is online, or failed to get there.
+function M.when_ready(p, done)
+  if p.status == "online" then return done(true) end
+  if p.status ~= "launching" then
+    return done(false, p.error or ("%s is %s"):format(p.name, p.status))
+  end
+  p.ready_waiters = p.ready_waiters or {}
+  p.ready_waiters[#p.ready_waiters + 1] = done
+end
+
+-- sd_notify datagrams on NOTIFY_SOCKET, from an app's process or one of
+-- its descendants.
+function M.on_notify(pid, data)
+  local p
+  for _ = 1, 16 do
+    if not pid or pid <= 1 then break end
+    p = by_pid[pid]
+    if p then break end
+    local st = core.proc_stat(pid)
+    pid = st and st.ppid
+  end
+  if not p or p.retired then return end
+  p.notify = p.notify or {}
+  for line in data:gmatch("[^\n]+") do
+    local k, v = line:match("^([%w_]+)=(.*)$")
+    if k == "READY" and v == "1" then
+      M.mark_ready(p, "notify")
+    elseif k == "STATUS" then
+      p.notify.status = v
+    elseif k == "RELOADING" then
+      p.notify.reloading = v == "1"
+    elseif k == "STOPPING" then
+      p.notify.stopping = v == "1"
+    elseif k == "WATCHDOG" and v == "1" then
+      p.watchdog_last = core.mono()
+    elseif k == "MAINPID" then
+      p.notify.mainpid = tonumber(v)
+    end
+  end
+end
+
+-- ---- health checks and the watchdog ----
+
+local function run_check(argv, timeout, done)
+  local pid = core.spawn({ file = argv[1], args = argv, fds = { -1, -1, -1 }, setsid = true })
+  if not pid then return done(nil) end
+  local finished = false
+  local t = core.timer(timeout, 0, function()
+    if finished then return end
+    finished = true
+    core.killpg(pid, SIGKILL)
+    done(nil)
+  end)
+  M.watch_child(pid, function(code)
+    if finished then return end
+    finished = true
+    t:close()
+    done(code)
+  end)
+end
+
+function M.arm_health(p)
+  if p.health_timer then p.health_timer:close(); p.health_timer = nil end
+  if p.watchdog_timer then p.watchdog_timer:close(); p.watchdog_timer = nil end
+  local d = p.decl
+  if d.health then
+    local h = d.health
+    local interval = h.interval or health.DEFAULTS.interval
+    local retries = h.retries or health.DEFAULTS.retries
+    local busy = false
+    local function tick()
+      if busy or p.pid == 0 or p.status == "stopping" then return end
+      busy = true
+      health.probe(h, run_check, function(ok, err)
+        busy = false
+        if p.pid == 0 or p.status == "stopping" then return end
+        if ok then
+          p.health_failures = 0
+          if p.status == "launching" then M.mark_ready(p, "health") end
+          return
+        end
+        if p.status ~= "online" then return end
+        p.health_failures = (p.health_failures or 0) + 1
+        log.warn("app %s (%d): health check failed (%d/%d): %s", p.name, p.pm_id,
+          p.health_failures, retries, tostring(err))
+        if p.health_failures >= retries then
+          event(p, "health", { failures = p.health_failures, error = tostring(err) })
+          p.health_failures = 0
+          M.rule_restart(p, "health")
+        end
+      end)
+    end
+    -- probe soon after start (readiness), then every interval
+    p.health_timer = core.timer(math.min(interval, 200), interval, tick)
+  end
+  if d.watchdog then
+    p.watchdog_last = nil
+    p.watchdog_timer = core.timer(d.watchdog, math.max(50, d.watchdog / 4), function()
+      if p.status ~= "online" or not p.watchdog_last then return end
+      if core.mono() - p.watchdog_last > d.watchdog then
+        log.warn("app %s (%d): no WATCHDOG=1 for %d ms", p.name, p.pm_id, d.watchdog)
+        p.watchdog_last = nil
+        M.rule_restart(p, "health")
+      end
+    end)
+  end
 end
 
 -- Signals the process group and every descendant that left it.
@@ -590,6 +779,17 @@ function M.on_child(pid, code, signum)
   local p = by_pid[pid]
   if not p then return end -- an orphan adopted as subreaper, or a failed spawn
   by_pid[pid] = nil
+  if p.retired then return p.on_exit(code, signum) end -- replaced by a reload
+  if p.health_timer then p.health_timer:close(); p.health_timer = nil end
+  if p.watchdog_timer then p.watchdog_timer:close(); p.watchdog_timer = nil end
+  if p.replacing then
+    -- a reload's replacement died before it was ready: the old one stays
+    local r = p.replacing
+    p.replacing = nil
+    core.killpg(p.pgid, SIGKILL)
+    return r.failed(("exited with %s before it was ready"):format(
+      code ~= nil and ("code " .. code) or util.signame(signum)))
+  end
   local uptime = core.mono() - (p.started or core.mono())
   -- what is left of the group goes with its leader: no duplicates on restart
   core.killpg(p.pgid, SIGKILL)
@@ -604,6 +804,7 @@ function M.on_child(pid, code, signum)
     reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
   event(p, "exit", { code = code == nil and util.null or code,
     signal = exit.signal or util.null, reason = exit.reason })
+  fail_ready(p, ("%s exited before it was ready"):format(p.name))
   if stopping then
     if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end
     p.stopping = nil
@@ -747,32 +948,170 @@ end
 -- those that autostart. saved (restore): per instance { pm_id, status,
 -- restart_time, created_at }; those saved as stopped stay stopped.
 -- Returns the list of procs.
+local function new_proc(decl, environ, origin, instance, saved)
+  saved = saved or {}
+  local id = tonumber(saved.pm_id)
+  if not id or procs[id] then id = next_id end
+  local p = {
+    pm_id = id, instance = instance, created_at = tonumber(saved.created_at) or now(),
+    restart_time = tonumber(saved.restart_time) or 0,
+    unstable_restarts = 0, prev_restart_delay = 0, pid = 0, status = "stopped",
+    environ = environ, origin = origin, manual_stop = saved.status == "stopped" or nil,
+  }
+  p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(now()))
+  next_id = math.max(next_id, id + 1)
+  M.redeclare(p, decl)
+  procs[p.pm_id] = p
+  return p
+end
+
 function M.add(decl, environ, origin, saved)
   local list = {}
   for i = 0, decl.instances - 1 do
-    local s = saved and saved[i + 1] or {}
-    local id = tonumber(s.pm_id)
-    if not id or procs[id] then id = next_id end
-    local p = {
-      pm_id = id, instance = i, created_at = tonumber(s.created_at) or now(),
-      restart_time = tonumber(s.restart_time) or 0,
-      unstable_restarts = 0, prev_restart_delay = 0, pid = 0, status = "stopped",
-      environ = environ, origin = origin, manual_stop = s.status == "stopped" or nil,
-    }
-    p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(now()))
-    next_id = math.max(next_id, id + 1)
-    M.redeclare(p, decl)
-    procs[p.pm_id] = p
-    list[#list + 1] = p
+    list[#list + 1] = new_proc(decl, environ, origin, i, saved and saved[i + 1])
   end
   for i, p in ipairs(list) do
-    local s = saved and saved[i]
+    local sv = saved and saved[i]
     local start = decl.autostart ~= false
-    if s then start = s.status ~= "stopped" end
+    if sv then start = sv.status ~= "stopped" end
     if start then launch(p) end
   end
   notify.changed()
   return list
+end
+
+-- ---- reload and scale ----
+
+local function restart_ready(p, opts, done)
+  M.restart(p, opts, function(err)
+    if err then return done(err) end
+    M.when_ready(p, function(ok, why) done(not ok and why or nil) end)
+  end)
+end
+
+-- Stops a process a reload replaced: gracefully, SIGKILL after kill_timeout.
+local function retire(old, d, done)
+  if old.gone then return done() end
+  local timer
+  old.waiter = function()
+    if timer then timer:close() end
+    done()
+  end
+  if d.shutdown_with_message and old.channel and not old.channel:closed() then
+    old.channel:write('"shutdown"\n')
+  else
+    signal_tree(old, util.signum(d.kill_signal))
+  end
+  timer = core.timer(d.kill_timeout, 0, function()
+    timer = nil
+    if not old.gone then signal_tree(old, SIGKILL) end
+  end)
+end
+
+--[[ Replaces p's process. With daemon-held sockets (listen, or a Node app
+in cluster mode) the new process starts first and the old one is stopped
+once the new one is ready: no moment without a process on the sockets.
+Otherwise the old one stops first. If the replacement dies before it is
+ready, the old process keeps serving and done(err) says why. ]]
+function M.reload(p, opts, done)
+  opts = opts or {}
+  if p.status ~= "online" or not M.listen_specs(p.decl) then
+    return restart_ready(p, opts, done)
+  end
+  if opts.environ then p.environ = opts.environ end
+  local old = { retired = true, pid = p.pid, pgid = p.pgid, channel = p.channel, name = p.name }
+  old.on_exit = function()
+    old.gone = true
+    core.killpg(old.pgid, SIGKILL)
+    kill_leftovers(old)
+    if old.channel then old.channel:close() end
+    if old.waiter then old.waiter() end
+  end
+  local saved = { pid = p.pid, pgid = p.pgid, pipes = p.pipes, started = p.started,
+    pm_uptime = p.pm_uptime, listen = p.listen, env = p.env, tree = p.tree }
+  by_pid[p.pid] = old
+  p.channel = nil
+  p.tree = nil
+  p.pid = 0
+  local function back(why)
+    -- the replacement failed: the old process is p's again
+    if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
+    p.ready_waiters = nil
+    p.replacing = nil
+    for k, v in pairs(saved) do p[k] = v end
+    p.channel = old.channel
+    by_pid[p.pid] = p
+    p.status = "online"
+    p.ready = "reload aborted"
+    M.arm_health(p)
+    log.warn("app %s (%d): reload aborted, the old process %d keeps serving: %s", p.name, p.pm_id,
+      p.pid, why)
+    notify.changed()
+    done(("reload of %s (%d) aborted: the new process %s; the old one keeps serving")
+      :format(p.name, p.pm_id, why))
+  end
+  local ok, err = launch(p)
+  if not ok then return back("could not start: " .. tostring(err)) end
+  p.replacing = { failed = back }
+  M.when_ready(p, function(ready)
+    if not ready or not p.replacing then return end
+    p.replacing = nil
+    p.restart_time = p.restart_time + 1
+    event(p, "reload", nil, true)
+    notify.changed()
+    retire(old, p.decl, function() done() end)
+  end)
+end
+
+-- pm scale: N, "+N" or "-N" instances of an app. New instances take the
+-- lowest free instance numbers. done(err, procs)
+function M.scale(name, spec, done)
+  local list = M.by_name(name)
+  if #list == 0 then return done("process not found: " .. tostring(name)) end
+  table.sort(list, function(a, b) return a.instance < b.instance end)
+  local n = #list
+  local target
+  spec = tostring(spec)
+  if spec:match("^[+-]%d+$") then target = n + tonumber(spec) else target = tonumber(spec) end
+  if not target or target ~= math.floor(target) or target < 1 then
+    return done({ code = -32602, message = "scale: instances must be N, +N or -N, and leave at least one" })
+  end
+  local decl = list[1].decl
+  decl.instances = target
+  if target == n then return done(nil, list) end
+  if target < n then
+    local victims = {}
+    for i = n, target + 1, -1 do victims[#victims + 1] = list[i] end
+    local left = #victims
+    for _, p in ipairs(victims) do
+      M.delete(p, function()
+        left = left - 1
+        if left == 0 then done(nil, M.by_name(name)) end
+      end)
+    end
+    return
+  end
+  local used = {}
+  for _, p in ipairs(list) do used[p.instance] = true end
+  local added, k = {}, 0
+  while #added < target - n do
+    if not used[k] then
+      local p = new_proc(decl, list[1].environ, list[1].origin, k)
+      added[#added + 1] = p
+    end
+    k = k + 1
+  end
+  local left = #added
+  for _, p in ipairs(added) do
+    launch(p)
+    M.when_ready(p, function()
+      left = left - 1
+      if left == 0 then
+        notify.changed()
+        done(nil, M.by_name(name))
+      end
+    end)
+  end
 end
 
 -- ---- queries ----
@@ -891,6 +1230,8 @@ function M.describe(p)
   env.unique_id = p.uid_marker
   env.error = p.error
   env.origin = p.origin and p.origin.path or nil
+  env.notify = p.notify
+  env.ready = p.ready
   if p.changes then env.changes = util.array(p.changes) end
   local mem, cpu = sample(p)
   return { name = p.name, pid = p.pid or 0, pm_id = p.pm_id,
@@ -901,19 +1242,6 @@ function M.describe_list(list)
   local out = {}
   for i, p in ipairs(list) do out[i] = M.describe(p) end
   return util.array(out)
-end
-
--- Stops everything (daemon shutdown); done() when all are down.
-function M.stop_all(done)
-  local list = M.all()
-  local left = #list
-  if left == 0 then return done() end
-  for _, p in ipairs(list) do
-    M.stop(p, function()
-      left = left - 1
-      if left == 0 then done() end
-    end)
-  end
 end
 
 function M.count() local n = 0; for _ in pairs(procs) do n = n + 1 end; return n end
