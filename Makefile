@@ -6,11 +6,11 @@ CC      ?= cc
 LUAJIT  ?= luajit
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1
-LDLIBS  := -lluajit-5.1 -lev -lm -ldl -pthread
+LDLIBS  := -lluajit-5.1 -lev -ledit -lncursesw -lm -ldl -pthread
 Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
-DEPS := gcc make libluajit-5.1-dev luajit libev-dev lua-cjson lua-argparse python3 \
+DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-argparse python3 \
         lua-busted lua-check socat procps
 
 CORE_SRC := $(wildcard core/*.c)
@@ -65,7 +65,7 @@ bin/pm: $(patsubst core/%.c,obj/core/%.o,$(CORE_SRC)) $(LUA_OBJ) obj/lua/argpars
 lib/pm/core.so: $(patsubst core/%.c,obj/pic/%.o,$(LIB_SRC))
 	@mkdir -p $(@D)
 	@echo "LD $@"
-	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev -pthread
+	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev -ledit -lncursesw -pthread
 
 lint: deps
 	$(Q)luacheck -q --no-color lua tests ecosystem bench

@@ -18,5 +18,7 @@ int luaopen_pm_core(lua_State *L)
 	pm_open_sys(L);
 	pm_open_watch(L);
 	pm_open_logs(L);
+	pm_open_console(L);
+	pm_open_screen(L);
 	return 1;
 }

@@ -31,6 +31,8 @@ void pm_open_io(lua_State *L);
 void pm_open_sys(lua_State *L);
 void pm_open_watch(lua_State *L);
 void pm_open_logs(lua_State *L);
+void pm_open_console(lua_State *L);
+void pm_open_screen(lua_State *L);
 
 int luaopen_pm_core(lua_State *L);
 

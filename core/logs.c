@@ -74,6 +74,7 @@ typedef struct logpipe {
 	char *part;
 	size_t partlen;
 	time_t fmt_sec;
+	long fmt_gmtoff;
 	char fmt_cache[128];
 	struct logpipe *next, *prev; /* every open pipe, for resume */
 } logpipe_t;
@@ -366,11 +367,19 @@ static size_t stamp(logpipe_t *lp, char *out, size_t size)
 		if (strftime(lp->fmt_cache, sizeof lp->fmt_cache, lp->fmt, &tm) == 0)
 			lp->fmt_cache[0] = '\0';
 		lp->fmt_sec = ts.tv_sec;
+		lp->fmt_gmtoff = tm.tm_gmtoff;
 	}
 	size_t n = 0;
-	for (const char *c = lp->fmt_cache; *c && n + 4 < size; c++) {
+	for (const char *c = lp->fmt_cache; *c && n + 8 < size; c++) {
 		if (c[0] == '%' && c[1] == 'L') {
 			n += (size_t)snprintf(out + n, size - n, "%03ld", ts.tv_nsec / 1000000);
+			c++;
+		} else if (c[0] == '%' && c[1] == 'Q') { /* +HH:MM, as moment's Z */
+			long off = lp->fmt_gmtoff;
+			char sign = off < 0 ? '-' : '+';
+			if (off < 0)
+				off = -off;
+			n += (size_t)snprintf(out + n, size - n, "%c%02ld:%02ld", sign, off / 3600, off % 3600 / 60);
 			c++;
 		} else {
 			out[n++] = *c;
@@ -380,12 +389,43 @@ static size_t stamp(logpipe_t *lp, char *out, size_t size)
 	return n;
 }
 
+/* Length of the valid UTF-8 sequence at p (0: invalid) */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len;
+	unsigned int min;
+	if (p[0] < 0x80) return 1;
+	else if ((p[0] & 0xe0) == 0xc0) { len = 2; min = 0x80; }
+	else if ((p[0] & 0xf0) == 0xe0) { len = 3; min = 0x800; }
+	else if ((p[0] & 0xf8) == 0xf0) { len = 4; min = 0x10000; }
+	else return 0;
+	if (len > n) return 0;
+	unsigned int cp = p[0] & (0x7f >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80) return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+	return len;
+}
+
 static void put_json_string(buf_t *b, const char *s, size_t n)
 {
 	put(b, "\"", 1);
 	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x80) {
+			size_t l = utf8_len((const unsigned char *)s + i, n - i);
+			if (l > 0) {
+				i += l - 1;
+				continue;
+			}
+			put(b, s + run, i - run); /* an invalid byte: U+FFFD */
+			put(b, "\xef\xbf\xbd", 3);
+			run = i + 1;
+			continue;
+		}
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		put(b, s + run, i - run);

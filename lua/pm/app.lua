@@ -340,9 +340,18 @@ function M.normalize(raw, ctx)
     local over = d["env_" .. ctx.env_name]
     for k, v in pairs(over or {}) do env[k] = v end
   end
+  -- a key set to false (null in JSON) removes the variable, the caller's too
+  local remove = {}
   for k, v in pairs(env) do
-    if v == util.null or v == false then env[k] = nil else env[k] = tostring(v) end
+    if v == util.null or v == false then
+      env[k] = nil
+      remove[#remove + 1] = k
+    else
+      env[k] = tostring(v)
+    end
   end
+  table.sort(remove)
+  d.env_remove = #remove > 0 and remove or nil
   if d.port then env.PORT = tostring(d.port) end
   d.env = env
   return d

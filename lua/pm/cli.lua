@@ -185,7 +185,11 @@ local function simple_target(name, desc, method, extra)
     local a = p:parse(args)
     local opts = {}
     if a.update_env then opts.updateEnv = true end
-    if a.only then opts.only = util.array({}) ; for n in a.only:gmatch("[^,]+") do opts.only[#opts.only + 1] = n end end
+    if a.only then
+      local only = {}
+      for n in a.only:gmatch("[^,]+") do only[#only + 1] = n end
+      opts.only = only
+    end
     check(api()[method](target_of(a.target), opts))
     show_list(a.silent)
     return 0
@@ -395,8 +399,9 @@ local function tail(path, n)
 end
 
 local function stamp_of(line)
-  return line:match("^(%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[%.%d]*)")
-      or line:match('"timestamp":"(%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[%.%d]*)')
+  local d, t = line:match("^(%d%d%d%d%-%d%d%-%d%d)[T ](%d%d:%d%d:%d%d[%.%d]*)")
+  if not d then d, t = line:match('"timestamp":"(%d%d%d%d%-%d%d%-%d%d)[T ](%d%d:%d%d:%d%d[%.%d]*)') end
+  return d and (d .. "T" .. t) or nil
 end
 
 verb_help.logs = "show the last lines of app logs, then follow them"
@@ -604,6 +609,12 @@ function verbs.daemon(args)
   return require("pm.daemon").run({ private_fd = a.private_fd, foreground = a.stdio })
 end
 
+verb_help.console = "a Lua REPL connected to the daemon"
+function verbs.console(args)
+  new_parser("console", verb_help.console):parse(args)
+  return require("pm.console").main()
+end
+
 verb_help.runtime = "run an ecosystem file in the foreground (containers, PID 1)"
 function verbs.runtime(args)
   local p = new_parser("runtime", verb_help.runtime)
@@ -631,6 +642,7 @@ end
 function M.run_file(file, args)
   local chunk, err = loadfile(file)
   if not chunk then return die(err) end
+  setfenv(chunk, require("pm.console").env(function(s) io.stdout:write(s) end))
   _G.arg = { [0] = file }
   for i, v in ipairs(args) do _G.arg[i] = v end
   local ok, res = xpcall(function() return chunk(unpack(args)) end, debug.traceback)
@@ -644,7 +656,7 @@ end
 verb_help.help = "usage, or a verb's usage"
 local order = { "start", "stop", "restart", "reload", "delete", "list", "jlist", "describe",
   "logs", "scale", "pid", "ping", "kill", "reset", "flush", "reloadLogs", "sendSignal", "save", "resurrect",
-  "update", "startup", "unstartup", "runtime", "run", "daemon", "help" }
+  "update", "startup", "unstartup", "console", "monit", "runtime", "run", "daemon", "help" }
 
 local function usage()
   local out = { ("pm %s: a process manager, policy in Lua"):format(util.VERSION), "",
@@ -687,7 +699,7 @@ function M.main(argv)
     if not args[1] then return die("usage: pm -e '<lua>'", 2) end
     local chunk, err = loadstring(args[1], "=(command line)")
     if not chunk then return die(err, 2) end
-    _G.pm = require "pm"
+    setfenv(chunk, require("pm.console").env(function(s) io.stdout:write(s) end))
     local ok, res = xpcall(chunk, debug.traceback)
     if not ok then io.stderr:write("pm: ", tostring(res), "\n"); return 1 end
     return 0

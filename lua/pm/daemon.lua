@@ -639,7 +639,7 @@ function M.run(opts)
   if not lock then
     if lerr == "locked" then
       io.stderr:write("pm: a daemon already runs for ", home, "\n")
-      return 0
+      return opts.runtime and 1 or 0 -- a lost race is fine; a runtime that runs nothing is not
     end
     io.stderr:write("pm: ", lerr, "\n")
     return 1

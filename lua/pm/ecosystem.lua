@@ -12,7 +12,11 @@ local function load_lua(path)
   if not chunk then return nil, err end
   -- the file's top level runs under a hook's limits: a loop cannot hang the daemon
   local ok, res = hooks.run(chunk)
-  if not ok then return nil, (tostring(res):match("^[^\n]*")) end
+  if not ok then
+    local msg = tostring(res):match("^[^\n]*")
+    if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
+    return nil, msg
+  end
   if type(res) ~= "table" then
     return nil, path .. ": the file must return { apps = {...} } or a list of apps"
   end

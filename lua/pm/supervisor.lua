@@ -109,7 +109,7 @@ end
 
 -- PM2's moment-style log_date_format -> strftime, %L for milliseconds
 local moment = { YYYY = "%Y", YY = "%y", MM = "%m", DD = "%d", HH = "%H", mm = "%M",
-  ss = "%S", SSS = "%L", Z = "%z", ZZ = "%z", A = "%p" }
+  ss = "%S", SSS = "%L", Z = "%%Q", ZZ = "%z", A = "%p" }
 function M.time_format(fmt)
   local out, i = {}, 1
   while i <= #fmt do
@@ -125,7 +125,7 @@ function M.time_format(fmt)
     end
     if not matched then
       local c = fmt:sub(i, i)
-      out[#out + 1] = c == "%" and "%%" or c
+      out[#out + 1] = c == "%" and "%%%%" or c
       i = i + 1
     end
   end
@@ -196,9 +196,12 @@ function M.update_taps()
   for _, p in pairs(procs) do set_taps(p) end
 end
 
--- Reopens every log file (a deleted one comes back).
+-- Reopens every log file (a deleted one, or its directory, comes back).
 function M.reload_logs()
-  for _, f in pairs(files) do f.file:reopen() end
+  for path, f in pairs(files) do
+    util.mkdir_p(util.dirname(path))
+    f.file:reopen()
+  end
   return true
 end
 
@@ -241,6 +244,7 @@ local function build_env(p)
   for k, v in pairs(p.environ or {}) do
     if not filtered(d.filter_env, k) then env[k] = v end
   end
+  for _, k in ipairs(d.env_remove or {}) do env[k] = nil end
   for k, v in pairs(d.env) do env[k] = v end
   local inc = d.increment_var
   if inc and p.instance > 0 then
@@ -455,8 +459,9 @@ function M.open_channel(p, fd)
 end
 
 -- Sends a value to the app over its channel -> true | nil, err
-function M.send(p, value)
-  if not p.channel or p.channel:closed() then
+function M.send(p, value, internal)
+  if not p.channel or p.channel:closed() or not p.pid or p.pid == 0
+      or (p.status == "stopping" and not internal) then
     return nil, ("process %d (%s) has no IPC channel (not running, or ipc = false)"):format(p.pm_id, p.name)
   end
   local ok, line = pcall(util.encode, value)
@@ -780,6 +785,8 @@ function M.on_child(pid, code, signum)
   if not p then return end -- an orphan adopted as subreaper, or a failed spawn
   by_pid[pid] = nil
   if p.retired then return p.on_exit(code, signum) end -- replaced by a reload
+  -- the channel ends with the process (descendants may still hold it)
+  if p.channel then p.channel:close(); p.channel = nil end
   if p.health_timer then p.health_timer:close(); p.health_timer = nil end
   if p.watchdog_timer then p.watchdog_timer:close(); p.watchdog_timer = nil end
   if p.replacing then
@@ -853,7 +860,7 @@ function M.stop(p, done, reason)
   p.stopping = true
   p.stop_reason = reason
   p.waiters = { done }
-  if p.decl.shutdown_with_message and M.send(p, "shutdown") then
+  if p.decl.shutdown_with_message and M.send(p, "shutdown", true) then
     log.info("app %s (%d): sent \"shutdown\"", p.name, p.pm_id)
   else
     signal_tree(p, util.signum(p.decl.kill_signal))
@@ -1016,7 +1023,10 @@ ready, the old process keeps serving and done(err) says why. ]]
 function M.reload(p, opts, done)
   opts = opts or {}
   if p.status ~= "online" or not M.listen_specs(p.decl) then
-    return restart_ready(p, opts, done)
+    return restart_ready(p, opts, function(err)
+      if not err then event(p, "reload", nil, true) end
+      done(err)
+    end)
   end
   if opts.environ then p.environ = opts.environ end
   local old = { retired = true, pid = p.pid, pgid = p.pgid, channel = p.channel, name = p.name }

@@ -1,0 +1,303 @@
+-- pm console: a Lua REPL connected to the daemon, the whole client API in
+-- scope (bare and as pm.*), line editing, history and completion through
+-- libedit, bus events printed without garbling the line being typed. Fed a
+-- script on stdin (not a terminal), it runs the chunks with no prompts.
+local core = require "pm.core"
+local util = require "pm.util"
+
+local M = {}
+
+local API = { "connect", "disconnect", "start", "stop", "restart", "reload", "delete", "reset",
+  "describe", "list", "killDaemon", "sendDataToProcessId", "sendSignalToProcessName",
+  "sendSignalToProcessId", "launchBus", "wait", "flush", "reloadLogs", "ping", "scale" }
+
+local out = function(s) io.stdout:write(s) io.stdout:flush() end
+
+-- ---- pretty printing ----
+
+local function is_ident(k) return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil end
+
+local function is_proc_list(v)
+  if type(v) ~= "table" or #v == 0 then return false end
+  for _, p in ipairs(v) do
+    if type(p) ~= "table" or p.pm_id == nil or type(p.pm2_env) ~= "table" then return false end
+  end
+  return true
+end
+
+function M.pretty(v, indent, seen)
+  indent = indent or ""
+  seen = seen or {}
+  if type(v) == "string" then return ("%q"):format(v):gsub("\\\n", "\\n") end
+  if type(v) ~= "table" then return tostring(v) end
+  if v == util.null then return "null" end
+  if seen[v] then return "<cycle: " .. tostring(v) .. ">" end
+  if next(v) == nil then return "{}" end
+  seen[v] = true
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  local n = #v
+  table.sort(keys, function(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then return ta < tb end
+    if ta == "number" or ta == "string" then return a < b end
+    return tostring(a) < tostring(b)
+  end)
+  local inner = indent .. "  "
+  local lines = {}
+  for _, k in ipairs(keys) do
+    local key
+    if type(k) == "number" and k >= 1 and k <= n and k == math.floor(k) then
+      key = ""
+    elseif is_ident(k) then
+      key = k .. " = "
+    else
+      key = "[" .. M.pretty(k, inner, seen) .. "] = "
+    end
+    lines[#lines + 1] = inner .. key .. M.pretty(v[k], inner, seen)
+  end
+  seen[v] = nil
+  return "{\n" .. table.concat(lines, ",\n") .. "\n" .. indent .. "}"
+end
+
+function M.show(...)
+  local n = select("#", ...)
+  for i = 1, n do
+    local v = select(i, ...)
+    if is_proc_list(v) then
+      out(require("pm.cli").table(v))
+    else
+      out(M.pretty(v) .. "\n")
+    end
+  end
+end
+
+-- ---- the environment ----
+
+-- The console's globals: Lua's, pm, and every API call bare.
+function M.env(print_fn)
+  local pm = require "pm"
+  local env = setmetatable({}, { __index = _G })
+  env.pm = pm
+  for _, name in ipairs(API) do
+    if pm[name] then env[name] = pm[name] end
+  end
+  local bus
+  -- on(event, fn): a bus subscription in one call
+  env.on = function(event, fn)
+    if not bus then
+      local err
+      bus, err = pm.launchBus()
+      if not bus then return nil, err end
+    end
+    return bus:on(event, function(...)
+      local ok, err = pcall(fn, ...)
+      if not ok then print_fn("error in the handler of " .. event .. ": " .. tostring(err) .. "\n") end
+    end)
+  end
+  env.off = function(event, fn) if bus then return bus:off(event, fn) end end
+  -- print, with tables as one-line JSON (bus packets read well that way)
+  env.print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      if type(v) == "table" then
+        local ok, s = pcall(util.encode, v)
+        parts[i] = ok and s or tostring(v)
+      else
+        parts[i] = tostring(v)
+      end
+    end
+    print_fn(table.concat(parts, "\t") .. "\n")
+  end
+  env.show = M.show
+  return env
+end
+
+-- ---- evaluation ----
+
+-- Compiles a chunk: "return <chunk>" first. -> fn | nil, err, incomplete
+local function compile(chunk, env)
+  local fn = loadstring("return " .. chunk, "=console")
+  if not fn then
+    local err
+    fn, err = loadstring(chunk, "=console")
+    if not fn then
+      if err:match("<eof>$") or err:match("<eof>'?$") then return nil, err, true end
+      return nil, err
+    end
+  end
+  setfenv(fn, env)
+  return fn
+end
+
+local function run(fn, show)
+  local res = { xpcall(fn, debug.traceback) }
+  if not res[1] then return false, tostring(res[2]) end
+  if select("#", unpack(res)) > 1 and show then
+    local n = table.maxn(res)
+    show(unpack(res, 2, n))
+  end
+  return true
+end
+
+-- ---- completion ----
+
+local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
+  "if", "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
+
+-- calls that only read, so a completion may evaluate them
+local READ_ONLY = { list = true, describe = true, ["pm.list"] = true, ["pm.describe"] = true }
+
+-- The value of the expression before a "." or ":" (variables, fields,
+-- indexes, and calls to list/describe only) -> value | nil
+local function value_of(env, expr)
+  for call in expr:gmatch("([%w_%.]+)%s*%(") do
+    if not READ_ONLY[call] then return nil end
+  end
+  local fn = loadstring("return " .. expr)
+  if not fn then return nil end
+  setfenv(fn, env)
+  local ok, v = pcall(fn)
+  return ok and v or nil
+end
+
+-- Candidates for word (libedit splits words at ".", quotes, brackets...);
+-- before: the line up to the cursor. names(): the process names.
+local function completions(env, word, before, names)
+  local list, seen = {}, {}
+  local function add(s)
+    if not seen[s] and s:sub(1, #word) == word then seen[s] = true; list[#list + 1] = s end
+  end
+  local head = before:sub(1, #before - #word)
+  local _, dq = head:gsub('"', "")
+  local _, sq = head:gsub("'", "")
+  if dq % 2 == 1 or sq % 2 == 1 then
+    for _, n in ipairs(names()) do add(n) end
+  elseif head:match("[%.:]$") then
+    local expr = head:sub(1, -2):match("([%w_%.%[%]%(%)\"'%s,]+)$")
+    expr = expr and expr:match("^%s*(.-)$")
+    local v = expr and expr ~= "" and value_of(env, expr)
+    if type(v) == "table" then
+      for k in pairs(v) do if is_ident(k) then add(k) end end
+    elseif type(v) == "string" then
+      for k in pairs(string) do add(k) end
+    end
+  else
+    for k in pairs(env) do if is_ident(k) then add(k) end end
+    for k in pairs(_G) do if is_ident(k) then add(k) end end
+    for _, kw in ipairs(KEYWORDS) do add(kw) end
+  end
+  table.sort(list)
+  return list
+end
+
+-- ---- the two modes ----
+
+local function interactive()
+  local history = util.home() .. "/console_history"
+  local env = M.env(core.rl_print)
+  local function print_show(...)
+    local parts = {}
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      parts[#parts + 1] = is_proc_list(v) and require("pm.cli").table(v) or (M.pretty(v) .. "\n")
+    end
+    core.rl_print(table.concat(parts))
+  end
+  env.show = print_show
+  -- process names for completion, refreshed after every line (completion
+  -- never talks to the daemon)
+  local names = {}
+  local function refresh_names()
+    names = {}
+    for _, p in ipairs(env.pm.list() or {}) do names[#names + 1] = p.name end
+  end
+  refresh_names()
+  core.rl_init(function(word, before)
+    local ok, list = pcall(completions, env, word, before, function() return names end)
+    return ok and list or {}
+  end)
+  core.rl_history_load(history)
+  local sigint = core.signal(core.signals.SIGINT, function() core.rl_interrupt() end)
+  local version = (env.pm.ping() or {}).version or "?"
+  out(("pm %s console, daemon %s. The API is in scope: list(), restart \"api\", "
+    .. "on(\"process:event\", print). Ctrl-D leaves.\n"):format(util.VERSION, version))
+  local buffer
+  while true do
+    local line, interrupted = core.rl_readline(buffer and ">> " or "pm> ")
+    if interrupted then
+      out("^C\n")
+      buffer = nil
+    elseif line == nil then
+      out("\n")
+      break
+    elseif buffer or not line:match("^%s*$") then
+      buffer = buffer and (buffer .. "\n" .. line) or line
+      local fn, err, incomplete = compile(buffer, env)
+      if not incomplete then
+        core.rl_history_add((buffer:gsub("\n", " ")))
+        buffer = nil
+        if not fn then
+          out("error: " .. tostring(err) .. "\n")
+        else
+          local ok, rerr = run(fn, print_show)
+          if not ok then out("error: " .. rerr:gsub("\nstack traceback:.*", "") .. "\n") end
+        end
+        refresh_names()
+      end
+    end
+  end
+  sigint:close()
+  core.rl_history_save(history)
+  env.pm.disconnect()
+  return 0
+end
+
+-- Not a terminal: chunks from stdin, no prompts; exit 1 if one failed.
+local function batch()
+  local env = M.env(out)
+  local buffer
+  local status = 0
+  for line in io.stdin:lines() do
+    buffer = buffer and (buffer .. "\n" .. line) or line
+    if not buffer:match("^%s*$") then
+      local fn, err, incomplete = compile(buffer, env)
+      if not incomplete then
+        buffer = nil
+        if not fn then
+          out("error: " .. tostring(err) .. "\n")
+          status = 1
+        else
+          local ok, rerr = run(fn, M.show)
+          if not ok then
+            out("error: " .. rerr:gsub("\nstack traceback:.*", "") .. "\n")
+            status = 1
+          end
+        end
+      end
+    else
+      buffer = nil
+    end
+  end
+  if buffer then
+    local _, err = compile(buffer, env)
+    out("error: " .. tostring(err) .. "\n")
+    status = 1
+  end
+  env.pm.disconnect()
+  return status
+end
+
+function M.main()
+  local pm = require "pm"
+  local ok, err = pm.connect()
+  if not ok then
+    io.stderr:write("pm: ", tostring(err), "\n")
+    return 1
+  end
+  if core.isatty(0) and core.isatty(1) then return interactive() end
+  return batch()
+end
+
+return M

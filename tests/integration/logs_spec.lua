@@ -1,0 +1,613 @@
+-- App log files against a real daemon (issue 5, DESIGN §2): default and
+-- given paths, the combined log_file, per-instance names, merge_logs,
+-- /dev/null, missing directories, time prefixes, JSON lines, partial lines,
+-- no loss on a fast burst (with and without rotation, retain) and in a
+-- crash loop, flush, reloadLogs / SIGUSR2 / SIGHUP (a deleted file or
+-- directory comes back), and `pm logs` (last N lines in total, --err/--out,
+-- merged by time, then live lines).
+local H = require "pmtest"
+local core = require "pm.core"
+local util = require "pm.util"
+local pm = require "pm"
+
+local F = H.fixtures
+
+local function start(script, name, ...)
+  local r = H.pm("start", script, "--name", name, ...)
+  assert.equal(0, r.code, "pm start failed: " .. r.err)
+  return assert(H.proc(name), "no process " .. name)
+end
+
+-- Starts one app through the Lua API (for attributes the CLI has no flag for).
+local function api_start(app)
+  local list, err = pm.start(app)
+  assert(list, "pm.start failed: " .. tostring(err))
+  return list[1]
+end
+
+local function read(path) return util.read_file(path) end
+
+local function lines_of(s)
+  local t = {}
+  for l in (s or ""):gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  return t
+end
+
+local function exists(path) return core.stat(path) ~= nil end
+
+local function size(path)
+  local st = core.stat(path)
+  return st and st.size or 0
+end
+
+-- Waits (bounded) until the file holds exactly `expected`, then asserts it.
+local function wait_equal(path, expected, ms)
+  pcall(H.wait_for, function() return read(path) == expected end, ms or 3000)
+  assert.equal(expected, read(path), path)
+end
+
+local function wait_contains(path, text, ms)
+  return H.wait_for(function()
+    local s = read(path)
+    return s and s:find(text, 1, true) and s
+  end, ms or 3000, ("%q in %s"):format(text, path))
+end
+
+-- The line i of lb_burst.py with the given width.
+local function burst_pad(width) return string.rep("x", width - 10) end
+
+--[[ Checks that s is exactly lines first..last of lb_burst.py (width bytes
+each). Returns nil, or a message naming the first difference. ]]
+local function check_burst(s, first, last, width)
+  local pad = burst_pad(width)
+  local i, pos = first, 1
+  while pos <= #s do
+    local nl = s:find("\n", pos, true)
+    if not nl then return ("line %d is not terminated: %q"):format(i, s:sub(pos, pos + 80)) end
+    local line = s:sub(pos, nl - 1)
+    local want = ("%08d %s"):format(i, pad)
+    if line ~= want then
+      return ("line %d: expected %q, got %q"):format(i - first + 1, want:sub(1, 30), line:sub(1, 120))
+    end
+    i, pos = i + 1, nl + 1
+  end
+  if i ~= last + 1 then
+    return ("%d lines, expected %d (last seen %d)"):format(i - first, last - first + 1, i - 1)
+  end
+end
+
+-- A long-lived shell app that writes a line to stdout and one to stderr.
+local TWO_LINES = 'echo "out line"\necho "err line" >&2\nexec sleep 1000\n'
+
+describe("log files", function()
+  before_each(function() H.new_home() end)
+  after_each(function()
+    pm.disconnect()
+    H.cleanup()
+  end)
+
+  it("defaults to $PM_HOME/logs/<name>-out.log and <name>-error.log", function()
+    local s = H.script("lb_two.sh", TWO_LINES)
+    local p = start(s, "lp")
+    local out, err = H.home .. "/logs/lp-out.log", H.home .. "/logs/lp-error.log"
+    assert.equal(out, p.pm2_env.pm_out_log_path)
+    assert.equal(err, p.pm2_env.pm_err_log_path)
+    wait_equal(out, "out line\n")
+    wait_equal(err, "err line\n")
+  end)
+
+  it("writes out_file, error_file and log_file (both streams, lines never merged), creating directories", function()
+    local dir = H.home .. "/custom/a/b"
+    local comb = H.home .. "/comb/x/all.log"
+    -- a partial stdout line, a whole stderr line while it is pending, then
+    -- the rest of the stdout line, then 200 interleaved pairs
+    local s = H.script("lb_streams.sh", [[
+printf 'out-partial-'
+sleep 0.2
+echo 'err-whole' >&2
+sleep 0.2
+printf 'rest\n'
+i=1
+while [ $i -le 200 ]; do
+  echo "out-$i"
+  echo "err-$i" >&2
+  i=$((i + 1))
+done
+echo done-writing
+exec sleep 1000
+]])
+    assert.is_nil(core.stat(H.home .. "/custom"))
+    local p = start(s, "streams", "-o", dir .. "/o.log", "-e", dir .. "/e.log", "-l", comb)
+    assert.equal(dir .. "/o.log", p.pm2_env.pm_out_log_path)
+    assert.equal(dir .. "/e.log", p.pm2_env.pm_err_log_path)
+    local want_out = { "out-partial-rest" }
+    local want_err = { "err-whole" }
+    for i = 1, 200 do
+      want_out[#want_out + 1] = "out-" .. i
+      want_err[#want_err + 1] = "err-" .. i
+    end
+    want_out[#want_out + 1] = "done-writing"
+    wait_equal(dir .. "/o.log", table.concat(want_out, "\n") .. "\n")
+    wait_equal(dir .. "/e.log", table.concat(want_err, "\n") .. "\n")
+    assert.is_false(exists(H.home .. "/logs/streams-out.log"))
+    -- the combined file: every line of both streams, whole, each stream in order
+    H.wait_for(function() return #lines_of(read(comb)) >= #want_out + #want_err end, 3000,
+      "the combined file")
+    local got = lines_of(read(comb))
+    assert.equal(#want_out + #want_err, #got)
+    local io_, ie = 1, 1
+    for n, l in ipairs(got) do
+      if l == want_out[io_] then
+        io_ = io_ + 1
+      elseif l == want_err[ie] then
+        ie = ie + 1
+      else
+        error(("combined line %d is %q: not the next line of either stream (out %q, err %q)")
+          :format(n, l, tostring(want_out[io_]), tostring(want_err[ie])))
+      end
+    end
+    -- the stderr line came while the stdout line was incomplete
+    local pos_err, pos_out
+    for n, l in ipairs(got) do
+      if l == "err-whole" then pos_err = n end
+      if l == "out-partial-rest" then pos_out = n end
+    end
+    assert.is_true(pos_err < pos_out, "err-whole should precede the completed partial line")
+  end)
+
+  it("adds -<pm_id> for several instances, also to out_file, and not with merge_logs", function()
+    local s = H.script("lb_inst.sh", 'echo "inst $NODE_APP_INSTANCE id $pm_id"\nexec sleep 1000\n')
+    start(s, "multi", "-i", "2")
+    local ids = {}
+    for _, p in ipairs(H.jlist()) do
+      if p.name == "multi" then ids[#ids + 1] = p end
+    end
+    assert.equal(2, #ids)
+    for _, p in ipairs(ids) do
+      local path = ("%s/logs/multi-out-%d.log"):format(H.home, p.pm_id)
+      assert.equal(path, p.pm2_env.pm_out_log_path)
+      assert.equal(("%s/logs/multi-error-%d.log"):format(H.home, p.pm_id), p.pm2_env.pm_err_log_path)
+      wait_equal(path, ("inst %d id %d\n"):format(p.pm2_env.NODE_APP_INSTANCE, p.pm_id))
+    end
+    assert.is_false(exists(H.home .. "/logs/multi-out.log"))
+
+    start(s, "given", "-i", "2", "-o", H.home .. "/given/o.log", "-f")
+    for _, p in ipairs(H.jlist()) do
+      if p.name == "given" then
+        local path = ("%s/given/o-%d.log"):format(H.home, p.pm_id)
+        assert.equal(path, p.pm2_env.pm_out_log_path)
+        wait_equal(path, ("inst %d id %d\n"):format(p.pm2_env.NODE_APP_INSTANCE, p.pm_id))
+      end
+    end
+    assert.is_false(exists(H.home .. "/given/o.log"))
+
+    start(s, "merged", "-i", "2", "--merge-logs", "-f")
+    local path = H.home .. "/logs/merged-out.log"
+    local want = {}
+    for _, p in ipairs(H.jlist()) do
+      if p.name == "merged" then
+        assert.equal(path, p.pm2_env.pm_out_log_path)
+        want[#want + 1] = ("inst %d id %d"):format(p.pm2_env.NODE_APP_INSTANCE, p.pm_id)
+        assert.is_false(exists(("%s/logs/merged-out-%d.log"):format(H.home, p.pm_id)))
+      end
+    end
+    assert.equal(2, #want)
+    H.wait_for(function() return #lines_of(read(path)) >= 2 end, 3000, "both instances' lines")
+    local got = lines_of(read(path))
+    table.sort(got)
+    table.sort(want)
+    assert.same(want, got)
+  end)
+
+  it("writes nothing for out_file /dev/null and error_file NULL", function()
+    local s = H.script("lb_nul.sh", TWO_LINES)
+    local witness = H.home .. "/witness.log"
+    local p = start(s, "nul", "-o", "/dev/null", "-e", "NULL", "-l", witness)
+    assert.equal("/dev/null", p.pm2_env.pm_out_log_path)
+    assert.equal("/dev/null", p.pm2_env.pm_err_log_path)
+    -- the combined file shows the app wrote both lines
+    H.wait_for(function() return #lines_of(read(witness)) >= 2 end, 3000, "the witness log")
+    local got = lines_of(read(witness))
+    table.sort(got)
+    assert.same({ "err line", "out line" }, got)
+    assert.is_false(exists(H.home .. "/logs/nul-out.log"))
+    assert.is_false(exists(H.home .. "/logs/nul-error.log"))
+    assert.is_false(exists(H.home .. "/NULL"))
+    assert.is_false(exists(H.src .. "/NULL"))
+    assert.are_not.equal("file", core.stat("/dev/null").type)
+  end)
+
+  it("time = true prefixes each line with YYYY-MM-DDTHH:mm:ss: ", function()
+    local s = H.script("lb_time.sh", TWO_LINES)
+    start(s, "timed", "--time")
+    for _, pair in ipairs({ { "out", "out line" }, { "error", "err line" } }) do
+      local path = ("%s/logs/timed-%s.log"):format(H.home, pair[1])
+      local text = wait_contains(path, "\n")
+      local y, mo, d, h, mi, se, rest = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d): (.*)\n$")
+      assert(y, "not a time-prefixed line: " .. text)
+      assert.equal(pair[2], rest)
+      local t = os.time({ year = tonumber(y), month = tonumber(mo), day = tonumber(d),
+        hour = tonumber(h), min = tonumber(mi), sec = tonumber(se) })
+      assert.is_true(math.abs(os.time() - t) < 30, "the stamp is local time now: " .. text)
+    end
+  end)
+
+  it("log_date_format 'YYYY-MM-DD HH:mm:ss.SSS' prefixes that shape", function()
+    api_start({ script = H.script("lb_datefmt.sh", TWO_LINES), name = "datefmt",
+      log_date_format = "YYYY-MM-DD HH:mm:ss.SSS" })
+    local text = wait_contains(H.home .. "/logs/datefmt-out.log", "\n")
+    assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d%.%d%d%d: out line\n$"), text)
+    text = wait_contains(H.home .. "/logs/datefmt-error.log", "\n")
+    assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d%.%d%d%d: err line\n$"), text)
+    assert.equal(os.date("%Y-%m-%d"):sub(1, 4), text:sub(1, 4))
+  end)
+
+  it("log_date_format 'YYYY-MM-DD HH:mm Z' (PM2's example) writes Z as moment does: +HH:mm", function()
+    api_start({ script = H.script("lb_datez.sh", TWO_LINES), name = "datez",
+      log_date_format = "YYYY-MM-DD HH:mm Z" })
+    local text = wait_contains(H.home .. "/logs/datez-out.log", "\n")
+    assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d [%+%-]%d%d:%d%d: out line\n$"), text)
+  end)
+
+  it("log_type = 'json' writes one JSON object per line", function()
+    local s = H.script("lb_json.sh", [[
+echo 'plain'
+printf 'say "hi"\tback\\slash\n'
+echo 'oops' >&2
+exec sleep 1000
+]])
+    local p = api_start({ script = s, name = "jsonapp", log_type = "json" })
+    local out = H.home .. "/logs/jsonapp-out.log"
+    H.wait_for(function() return #lines_of(read(out)) >= 2 end, 3000, "two JSON lines")
+    local got = lines_of(read(out))
+    assert.equal(2, #got)
+    local msgs = {}
+    for i, l in ipairs(got) do
+      local o = util.decode(l)
+      assert(type(o) == "table", "not a JSON object: " .. l)
+      msgs[i] = o.message
+      assert.equal("out", o.type)
+      assert.equal(p.pm_id, o.process_id)
+      assert.equal("jsonapp", o.app_name)
+      assert.equal("string", type(o.timestamp))
+      assert.truthy(o.timestamp:match("^%d%d%d%d%-%d%d%-%d%d"), o.timestamp)
+    end
+    assert.same({ "plain", 'say "hi"\tback\\slash' }, msgs)
+    local errl = lines_of(wait_contains(H.home .. "/logs/jsonapp-error.log", "\n"))
+    assert.equal(1, #errl)
+    local o = util.decode(errl[1])
+    assert.equal("oops", o.message)
+    assert.equal("err", o.type)
+    assert.equal(p.pm_id, o.process_id)
+    assert.equal("jsonapp", o.app_name)
+  end)
+
+  it("log_type = 'json' lines stay valid UTF-8 JSON when the app writes bytes that are not UTF-8", function()
+    local s = H.script("lb_json_bytes.sh", [[
+printf 'bad \377\376 bytes\n'
+printf 'ok \303\251\n'
+exec sleep 1000
+]])
+    api_start({ script = s, name = "jsonbytes", log_type = "json" })
+    local out = H.home .. "/logs/jsonbytes-out.log"
+    H.wait_for(function() return #lines_of(read(out)) >= 2 end, 3000, "two JSON lines")
+    -- a strict reader: python3's json on the line decoded as UTF-8
+    local r = H.sh("python3 -c " .. H.shquote([[
+import json, sys
+for raw in open(sys.argv[1], "rb"):
+    print(json.loads(raw.decode("utf-8"))["message"].encode("unicode_escape").decode())
+]]) .. " " .. H.shquote(out))
+    assert.equal(0, r.code, "not valid UTF-8 JSON: " .. r.err)
+    local got = lines_of(r.out)
+    assert.equal(2, #got)
+    assert.truthy(got[1]:match("^bad .* bytes$"), got[1])
+    assert.equal("ok \\xe9", got[2])
+  end)
+
+  it("ends a last line without newline at exit, never merged with the next run's output", function()
+    local s = H.script("lb_tail.sh", [[
+n=$(cat "$0.count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo $n > "$0.count"
+printf "tail-$n"
+exit 1
+]])
+    start(s, "tails", "--max-restarts", "3")
+    H.wait_for(function() return H.status("tails") == "errored" end, 5000, "errored")
+    wait_equal(H.home .. "/logs/tails-out.log", "tail-1\ntail-2\ntail-3\n")
+  end)
+
+  it("holds a partial line until its newline: one line, one time prefix", function()
+    local s = H.script("lb_partial.sh", "printf 'part-A'\nsleep 0.4\nprintf 'part-B\\n'\nexec sleep 1000\n")
+    start(s, "partial", "--time")
+    local path = H.home .. "/logs/partial-out.log"
+    local text = wait_contains(path, "part-B")
+    assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d: part%-Apart%-B\n$"), text)
+  end)
+
+  it("writes every line of a 20 MB burst exactly once, in order, from an app that exits at once", function()
+    local n, width = 200000, 100
+    start(F .. "/lb_burst.py", "burst", "--no-autorestart", "--", tostring(n), tostring(width))
+    H.wait_for(function() return H.status("burst") == "stopped" end, 15000, "the burst to end")
+    local path = H.home .. "/logs/burst-out.log"
+    pcall(H.wait_for, function() return size(path) >= n * width end, 10000)
+    assert.equal(n * width, size(path))
+    local problem = check_burst(read(path), 1, n, width)
+    assert.is_nil(problem)
+    assert.equal(0, size(H.home .. "/logs/burst-error.log"))
+  end)
+
+  it("rotates at max_log_size '1M' (retain 50): every line in exactly one file, none split", function()
+    local n, width = 200000, 100
+    api_start({ script = F .. "/lb_burst.py", name = "rot", autorestart = false,
+      args = { tostring(n), tostring(width) }, max_log_size = "1M", retain = 50 })
+    local path = H.home .. "/logs/rot-out.log"
+    local function files()
+      local list = { path }
+      local i = 1
+      while exists(path .. "." .. i) do
+        list[#list + 1] = path .. "." .. i
+        i = i + 1
+      end
+      return list
+    end
+    local function total()
+      local t = 0
+      for _, f in ipairs(files()) do t = t + size(f) end
+      return t
+    end
+    H.wait_for(function() return H.status("rot") == "stopped" end, 15000, "the burst to end")
+    pcall(H.wait_for, function() return total() >= n * width end, 10000)
+    assert.equal(n * width, total())
+    local list = files()
+    assert.is_true(#list >= 19, "files: " .. #list)
+    assert.is_false(exists(path .. "." .. (#list + 1)))
+    local parts = {}
+    for i = #list, 1, -1 do -- oldest first
+      local s = read(list[i])
+      assert.is_true(#s <= 1048576, list[i] .. " is " .. #s .. " bytes")
+      assert.is_true(#s == 0 or s:sub(-1) == "\n", list[i] .. " ends inside a line")
+      assert.truthy(#s == 0 or s:match("^%d%d%d%d%d%d%d%d x"), list[i] .. " starts inside a line")
+      parts[#parts + 1] = s
+    end
+    assert.is_nil(check_burst(table.concat(parts), 1, n, width))
+  end)
+
+  it("keeps at most `retain` rotated files, the newest lines", function()
+    local n, width = 20000, 100
+    api_start({ script = F .. "/lb_burst.py", name = "ret", autorestart = false,
+      args = { tostring(n), tostring(width) }, max_log_size = "256K", retain = 3 })
+    local path = H.home .. "/logs/ret-out.log"
+    H.wait_for(function() return H.status("ret") == "stopped" end, 10000, "the burst to end")
+    local last = ("%08d %s\n"):format(n, burst_pad(width))
+    H.wait_for(function()
+      local s = read(path)
+      return s and s:sub(-#last) == last
+    end, 10000, "the last line")
+    assert.is_true(exists(path .. ".3"))
+    assert.is_false(exists(path .. ".4"))
+    local s = read(path .. ".3") .. read(path .. ".2") .. read(path .. ".1") .. read(path)
+    assert.is_true(#s % width == 0)
+    local k = #s / width
+    assert.is_true(k < n, "older lines are gone")
+    assert.is_nil(check_burst(s, n - k + 1, n, width))
+  end)
+
+  it("writes every line of every run of a crash-restart loop", function()
+    local per = 2000
+    local s = H.script("lb_crashloop.sh", ([[
+n=$(cat "$0.count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo $n > "$0.count"
+seq -f "run-$n-%%g" 1 %d
+exit 1
+]]):format(per))
+    start(s, "loop", "--max-restarts", "5")
+    H.wait_for(function() return H.status("loop") == "errored" end, 10000, "errored")
+    local runs = tonumber(read(s .. ".count"))
+    assert.equal(5, runs)
+    local path = H.home .. "/logs/loop-out.log"
+    pcall(H.wait_for, function() return H.count_lines(path) >= runs * per end, 5000)
+    local got = lines_of(read(path))
+    assert.equal(runs * per, #got)
+    -- run after run, each complete and in order
+    for i, l in ipairs(got) do
+      local want = ("run-%d-%d"):format(math.floor((i - 1) / per) + 1, (i - 1) % per + 1)
+      if l ~= want then error(("line %d is %q, expected %q"):format(i, l, want)) end
+    end
+  end)
+
+  it("pm flush empties the files; later lines start the file again", function()
+    local p = start(F .. "/lb_trap.sh", "fl")
+    local out, err = H.home .. "/logs/fl-out.log", H.home .. "/logs/fl-error.log"
+    wait_contains(out, "ready")
+    local f = io.open(err, "a") -- something in the error log too
+    f:write("old error\n")
+    f:close()
+    local r = H.pm("flush")
+    assert.equal(0, r.code, r.err)
+    H.wait_for(function() return size(out) == 0 and size(err) == 0 end, 3000, "empty files")
+    core.kill(p.pid, core.signals.SIGUSR1)
+    wait_equal(out, ("got USR1 %d\n"):format(p.pid))
+    r = H.pm("flush", "fl")
+    assert.equal(0, r.code, r.err)
+    H.wait_for(function() return size(out) == 0 end, 3000, "empty again")
+    r = H.pm("flush", "nosuchapp")
+    assert.are_not.equal(0, r.code)
+    assert.truthy(r.err:find("nosuchapp", 1, true), r.err)
+  end)
+
+  it("pm reloadLogs, SIGUSR2 and SIGHUP to the daemon bring back a deleted log file", function()
+    local p = start(F .. "/lb_trap.sh", "rl")
+    local out = H.home .. "/logs/rl-out.log"
+    wait_contains(out, "ready")
+    local line = ("got USR1 %d\n"):format(p.pid)
+    local dpid = H.daemon_pid()
+    local ways = {
+      { "pm reloadLogs", function()
+        local r = H.pm("reloadLogs")
+        assert.equal(0, r.code, r.err)
+      end },
+      { "SIGUSR2", function() core.kill(dpid, core.signals.SIGUSR2) end },
+      { "SIGHUP", function() core.kill(dpid, core.signals.SIGHUP) end },
+    }
+    for _, way in ipairs(ways) do
+      assert(os.remove(out))
+      way[2]()
+      H.wait_for(function() return exists(out) end, 3000, way[1] .. " to recreate the file")
+      core.kill(p.pid, core.signals.SIGUSR1)
+      wait_equal(out, line)
+    end
+    assert.is_true(H.alive(dpid))
+  end)
+
+  it("pm reloadLogs recreates a deleted log directory", function()
+    local dir = H.home .. "/gone/sub"
+    local p = start(F .. "/lb_trap.sh", "rd", "-o", dir .. "/o.log")
+    wait_contains(dir .. "/o.log", "ready")
+    os.execute("rm -rf " .. H.shquote(H.home .. "/gone"))
+    local r = H.pm("reloadLogs")
+    assert.equal(0, r.code, r.err)
+    core.kill(p.pid, core.signals.SIGUSR1)
+    wait_equal(dir .. "/o.log", ("got USR1 %d\n"):format(p.pid))
+  end)
+end)
+
+describe("pm logs", function()
+  before_each(function() H.new_home() end)
+  after_each(function()
+    pm.disconnect()
+    H.cleanup()
+  end)
+
+  local TEN = [[
+i=1; while [ $i -le 10 ]; do echo "out-$i"; i=$((i + 1)); done
+i=1; while [ $i -le 10 ]; do echo "err-$i" >&2; i=$((i + 1)); done
+exec sleep 1000
+]]
+
+  it("--lines 5 --nostream prints the last 5 lines in total, prefixed <pm_id>|<name>|; --err/--out select", function()
+    local s = H.script("lb_ten.sh", TEN)
+    start(H.script("lb_other.sh", 'echo "other app"\nexec sleep 1000\n'), "other")
+    local p = start(s, "lg")
+    wait_contains(H.home .. "/logs/lg-out.log", "out-10\n")
+    wait_contains(H.home .. "/logs/lg-error.log", "err-10\n")
+    local prefix = p.pm_id .. "|lg|"
+    local function payloads(r)
+      assert.equal(0, r.code, r.err)
+      local t = {}
+      for _, l in ipairs(lines_of(r.out)) do
+        assert.equal(prefix, l:sub(1, #prefix), "line without the prefix: " .. l)
+        t[#t + 1] = l:sub(#prefix + 1)
+      end
+      return t
+    end
+    local got = payloads(H.pm("logs", "lg", "--lines", "5", "--nostream"))
+    assert.equal(5, #got, "lines: " .. table.concat(got, ","))
+    -- each stream's share is the end of that stream, in order
+    local last = { out = 11, err = 11 }
+    local seen = { out = {}, err = {} }
+    for _, l in ipairs(got) do
+      local which, k = l:match("^(%a+)%-(%d+)$")
+      assert(which and seen[which], "not a line of lg: " .. l)
+      seen[which][#seen[which] + 1] = tonumber(k)
+    end
+    for which, ks in pairs(seen) do
+      for i, k in ipairs(ks) do
+        assert.equal(last[which] - #ks + i - 1, k, which .. " lines are not the last ones")
+      end
+    end
+    assert.same({ "err-6", "err-7", "err-8", "err-9", "err-10" },
+      payloads(H.pm("logs", "lg", "--lines", "5", "--nostream", "--err")))
+    assert.same({ "out-6", "out-7", "out-8", "out-9", "out-10" },
+      payloads(H.pm("logs", "lg", "--lines", "5", "--nostream", "--out")))
+    assert.equal(15, #payloads(H.pm("logs", "lg", "--lines", "15", "--nostream")))
+    local r = H.pm("logs", "nosuchapp", "--nostream")
+    assert.are_not.equal(0, r.code)
+  end)
+
+  it("follows live lines of the target after the last ones (without --nostream)", function()
+    local s = H.script("lb_ticker.sh", 'i=0\nwhile true; do i=$((i + 1)); echo "tick $i"; sleep 0.1; done\n')
+    local p = start(s, "ticker")
+    start(H.script("lb_quiet.sh", 'while true; do echo "other"; sleep 0.1; done\n'), "chatty")
+    wait_contains(H.home .. "/logs/ticker-out.log", "tick 2")
+    local r = H.sh("timeout -s INT 1.5 " .. H.shquote(H.bin) .. " logs ticker --lines 1")
+    local got = lines_of(r.out)
+    assert.is_true(#got >= 4, r.out .. r.err)
+    for _, l in ipairs(got) do
+      assert.truthy(l:match("^" .. p.pm_id .. "|ticker|tick %d+$"), l)
+    end
+    -- the last line, then live lines: in order, none missing among the live ones
+    local first = tonumber(got[2]:match("(%d+)$"))
+    assert.is_true(first > tonumber(got[1]:match("(%d+)$")), r.out)
+    for i = 2, #got do
+      assert.equal(first + i - 2, tonumber(got[i]:match("(%d+)$")), "live lines in order, none missing")
+    end
+  end)
+
+  it("merges by time lines stamped with log_date_format 'YYYY-MM-DD HH:mm:ss.SSS'", function()
+    local fmt = "YYYY-MM-DD HH:mm:ss.SSS"
+    -- C1, then D1, then C2, 150 ms apart (flag files pace them)
+    local c = H.script("lb_tc.sh", [[
+echo "C1"
+touch "$0.c1"
+while [ ! -e "$0.d1" ]; do sleep 0.02; done
+sleep 0.15
+echo "C2"
+exec sleep 1000
+]])
+    local d = H.script("lb_td.sh", ([[
+while [ ! -e "%s.c1" ]; do sleep 0.02; done
+sleep 0.15
+echo "D1"
+touch "%s.d1"
+exec sleep 1000
+]]):format(c, c))
+    local pc = api_start({ script = c, name = "tc", log_date_format = fmt })
+    local pd = api_start({ script = d, name = "td", log_date_format = fmt })
+    wait_contains(H.home .. "/logs/tc-out.log", "C2", 5000)
+    wait_contains(H.home .. "/logs/td-out.log", "D1", 5000)
+    local r = H.pm("logs", "--lines", "10", "--nostream")
+    assert.equal(0, r.code, r.err)
+    local got = lines_of(r.out)
+    assert.equal(3, #got, r.out)
+    local stamp = "%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d%.%d%d%d: "
+    assert.truthy(got[1]:match("^" .. pc.pm_id .. "|tc|" .. stamp .. "C1$"), r.out)
+    assert.truthy(got[2]:match("^" .. pd.pm_id .. "|td|" .. stamp .. "D1$"), r.out)
+    assert.truthy(got[3]:match("^" .. pc.pm_id .. "|tc|" .. stamp .. "C2$"), r.out)
+  end)
+
+  it("merges the lines of two apps by time when they carry timestamps", function()
+    -- A1, then B1 1.2 s later, then A2 1.2 s after that (flag files pace them)
+    local a = H.script("lb_ta.sh", [[
+echo "A1"
+touch "$0.a1"
+while [ ! -e "$0.b1" ]; do sleep 0.02; done
+sleep 1.2
+echo "A2"
+exec sleep 1000
+]])
+    local b = H.script("lb_tb.sh", ([[
+while [ ! -e "%s.a1" ]; do sleep 0.02; done
+sleep 1.2
+echo "B1"
+touch "%s.b1"
+exec sleep 1000
+]]):format(a, a))
+    local pa = start(a, "ta", "--time")
+    local pb = start(b, "tb", "--time")
+    wait_contains(H.home .. "/logs/ta-out.log", "A2", 6000)
+    wait_contains(H.home .. "/logs/tb-out.log", "B1", 6000)
+    local r = H.pm("logs", "--lines", "10", "--nostream")
+    assert.equal(0, r.code, r.err)
+    local got = lines_of(r.out)
+    assert.equal(3, #got, r.out)
+    local function is(l, p, name, text)
+      local pat = "^" .. p.pm_id .. "|" .. name .. "|%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d: " .. text .. "$"
+      return l:match(pat) ~= nil
+    end
+    assert.is_true(is(got[1], pa, "ta", "A1"), got[1])
+    assert.is_true(is(got[2], pb, "tb", "B1"), got[2])
+    assert.is_true(is(got[3], pa, "ta", "A2"), got[3])
+  end)
+end)
