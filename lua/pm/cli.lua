@@ -615,6 +615,12 @@ function verbs.console(args)
   return require("pm.console").main()
 end
 
+verb_help.monit = "a live dashboard of the apps"
+function verbs.monit(args)
+  new_parser("monit", verb_help.monit):parse(args)
+  return require("pm.monit").main()
+end
+
 verb_help.runtime = "run an ecosystem file in the foreground (containers, PID 1)"
 function verbs.runtime(args)
   local p = new_parser("runtime", verb_help.runtime)

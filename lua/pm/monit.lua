@@ -1,0 +1,215 @@
+-- pm monit: a live dashboard in the terminal (ncurses). Every app with its
+-- status, CPU and memory bars, restarts and uptime; the selected app's
+-- details and the tail of its logs. Keys: up/down (or j/k) select, r
+-- restart, s stop, S start, l reload, q (or Ctrl-C) quit.
+local core = require "pm.core"
+
+local M = {}
+
+local function human_bytes(n)
+  n = tonumber(n) or 0
+  if n >= 1073741824 then return ("%.1fG"):format(n / 1073741824) end
+  if n >= 1048576 then return ("%.1fM"):format(n / 1048576) end
+  if n >= 1024 then return ("%.0fK"):format(n / 1024) end
+  return ("%dB"):format(n)
+end
+
+local function human_uptime(ms)
+  local s = math.floor(math.max(0, ms) / 1000)
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return math.floor(s / 60) .. "m" end
+  if s < 86400 then return math.floor(s / 3600) .. "h" end
+  return math.floor(s / 86400) .. "d"
+end
+
+local function bar(frac, width)
+  frac = math.max(0, math.min(1, frac or 0))
+  local full = math.floor(frac * width + 0.5)
+  return string.rep("|", full) .. string.rep(" ", width - full)
+end
+
+local status_style = { online = "green", errored = "red", stopped = "dim", stopping = "yellow",
+  launching = "cyan", ["waiting restart"] = "yellow" }
+
+function M.main()
+  local pm = require "pm"
+  local ok, err = pm.connect()
+  if not ok then
+    io.stderr:write("pm: ", tostring(err), "\n")
+    return 1
+  end
+  if not (core.isatty(0) and core.isatty(1)) then
+    io.stderr:write("pm: monit needs a terminal\n")
+    return 1
+  end
+  local list = {}
+  local selected = 1
+  local logs = {}      -- pm_id -> recent lines
+  local message = ""
+  local quit = false
+  local dirty = true
+  local total_mem = tonumber(((io.open("/proc/meminfo") or { read = function() return "" end }):read("*a") or "")
+    :match("MemTotal:%s*(%d+)")) or 0
+  total_mem = total_mem * 1024
+
+  local function add_log(id, line, which)
+    local l = logs[id] or {}
+    logs[id] = l
+    l[#l + 1] = { line = line, err = which == "err" }
+    while #l > 200 do table.remove(l, 1) end
+    dirty = true
+  end
+
+  local function refresh()
+    local res = pm.list()
+    if res then list = res end
+    if selected > #list then selected = math.max(1, #list) end
+    dirty = true
+  end
+
+  local bus = pm.launchBus()
+  if bus then
+    bus:on("log:out", function(p)
+      for line in tostring(p.data):gmatch("([^\n]*)\n?") do
+        if line ~= "" then add_log(p.process.pm_id, line, "out") end
+      end
+    end)
+    bus:on("log:err", function(p)
+      for line in tostring(p.data):gmatch("([^\n]*)\n?") do
+        if line ~= "" then add_log(p.process.pm_id, line, "err") end
+      end
+    end)
+    bus:on("process:event", function(p)
+      if p.event == "exit" or p.event == "online" or p.event == "restart overlimit" then
+        add_log(p.process.pm_id, ("[pm] %s%s"):format(p.event,
+          p.code and p.code ~= require("pm.util").null and (" code " .. tostring(p.code)) or ""), "out")
+      end
+      refresh()
+    end)
+  end
+
+  local function draw()
+    dirty = false
+    local rows, cols = core.scr_size()
+    core.scr_clear()
+    core.scr_put(0, 0, (" pm monit  %d app(s)   ↑↓ select  r restart  s stop  S start  l reload  q quit")
+      :format(#list) .. string.rep(" ", cols), "reverse")
+    local barw = math.max(5, math.min(20, math.floor((cols - 60) / 2)))
+    local head = ("%-4s %-18s %-15s %6s %-" .. (barw + 2) .. "s %7s %-" .. (barw + 2) .. "s %4s %7s")
+      :format("id", "name", "status", "cpu", "", "mem", "", "rst", "uptime")
+    core.scr_put(1, 0, head, "bold")
+    local list_rows = math.max(3, math.min(#list, math.floor((rows - 2) / 2)))
+    local first = math.max(1, math.min(selected - list_rows + 1, #list - list_rows + 1))
+    local now = core.now()
+    for i = first, math.min(#list, first + list_rows - 1) do
+      local p = list[i]
+      local e = p.pm2_env or {}
+      local y = 2 + i - first
+      local cpu = (p.monit and p.monit.cpu) or 0
+      local mem = (p.monit and p.monit.memory) or 0
+      local row = ("%-4d %-18s %-15s %5.1f%% [%s] %7s [%s] %4d %7s"):format(p.pm_id, p.name:sub(1, 18),
+        e.status or "?", cpu, bar(cpu / 100, barw), human_bytes(mem),
+        bar(total_mem > 0 and mem / total_mem * 8 or 0, barw), e.restart_time or 0,
+        e.status == "online" and human_uptime(now - (e.pm_uptime or now)) or "-")
+      if i == selected then
+        core.scr_put(y, 0, row .. string.rep(" ", math.max(0, cols - #row)), "select")
+      else
+        core.scr_put(y, 0, row)
+        core.scr_put(y, 24, ("%-15s"):format(e.status or "?"), status_style[e.status])
+      end
+    end
+    local y = 3 + list_rows
+    local p = list[selected]
+    if p then
+      local e = p.pm2_env or {}
+      core.scr_put(y, 0, ("── %s (id %d) "):format(p.name, p.pm_id) .. string.rep("─", cols), "cyan")
+      core.scr_put(y + 1, 1, ("pid %s   script %s   interpreter %s"):format(tostring(p.pid), tostring(e.pm_exec_path),
+        tostring(e.exec_interpreter)))
+      core.scr_put(y + 2, 1, ("cwd %s   restarts %d   unstable %d   last exit %s%s"):format(tostring(e.pm_cwd),
+        e.restart_time or 0, e.unstable_restarts or 0, tostring(e.exit_code or "-"),
+        e.notify and e.notify.status and ("   status: " .. e.notify.status) or ""))
+      local l = logs[p.pm_id] or {}
+      local space = rows - (y + 4)
+      core.scr_put(y + 3, 0, ("── logs " .. string.rep("─", cols)), "cyan")
+      local start = math.max(1, #l - space + 1)
+      for i = start, #l do
+        core.scr_put(y + 4 + i - start, 1, l[i].line, l[i].err and "red" or nil)
+      end
+    else
+      core.scr_put(y, 1, "no app: start one with pm start")
+    end
+    if message ~= "" then core.scr_put(rows - 1, 0, message .. string.rep(" ", cols), "reverse") end
+    core.scr_refresh()
+  end
+
+  local function act(what)
+    local p = list[selected]
+    if not p then return end
+    message = ("%s %s..."):format(what, p.name)
+    draw()
+    local fn = ({ restart = pm.restart, stop = pm.stop, start = pm.start, reload = pm.reload })[what]
+    local _, aerr = fn(p.pm_id)
+    message = aerr and ("%s %s: %s"):format(what, p.name, aerr) or ("%s %s: done"):format(what, p.name)
+    refresh()
+  end
+
+  local function on_key()
+    while true do
+      local k = core.scr_key()
+      if not k then break end
+      if k == "q" or k == "Q" or k == "\3" then quit = true
+      elseif k == "up" or k == "k" then selected = math.max(1, selected - 1); dirty = true
+      elseif k == "down" or k == "j" then selected = math.min(#list, selected + 1); dirty = true
+      elseif k == "r" then act("restart")
+      elseif k == "s" then act("stop")
+      elseif k == "S" then act("start")
+      elseif k == "l" then act("reload")
+      elseif k == "resize" then dirty = true
+      end
+    end
+  end
+
+  local tail_loaded = {}
+  local function load_tail()
+    local p = list[selected]
+    if not p or tail_loaded[p.pm_id] then return end
+    tail_loaded[p.pm_id] = true
+    local path = p.pm2_env and p.pm2_env.pm_out_log_path
+    local f = path and io.open(path)
+    if not f then return end
+    local size = f:seek("end")
+    f:seek("set", math.max(0, size - 8192))
+    local lines = {}
+    for line in f:read("*a"):gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+    f:close()
+    local l = {}
+    for i = math.max(1, #lines - 50), #lines do l[#l + 1] = { line = lines[i] } end
+    -- (what the bus brought meanwhile is in the file too)
+    logs[p.pm_id] = l
+  end
+
+  local ran, rerr = pcall(function()
+    core.scr_start()
+    refresh()
+    local keys = core.watch_read(0, on_key)
+    local tick = core.timer(1000, 1000, refresh)
+    local sig = core.signal(core.signals.SIGINT, function() quit = true end)
+    local term = core.signal(core.signals.SIGTERM, function() quit = true end)
+    while not quit do
+      load_tail()
+      if dirty then draw() end
+      core.run("once")
+    end
+    keys:close(); tick:close(); sig:close(); term:close()
+  end)
+  core.scr_stop()
+  if bus then bus:close() end
+  pm.disconnect()
+  if not ran then
+    io.stderr:write("pm: monit: ", tostring(rerr), "\n")
+    return 1
+  end
+  return 0
+end
+
+return M
