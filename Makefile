@@ -111,10 +111,13 @@ install: build
 	install -m 0755 bin/pm $(DESTDIR)$(PREFIX)/bin/pm
 	install -m 0644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.1/pm/
 	install -m 0755 lib/pm/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm/core.so
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0644 completion/pm.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/pm
 	rm -rf $(DESTDIR)$(PREFIX)/share/lua/5.1/pm $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm
+	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
 
 bench: all
 	$(Q)bench/run

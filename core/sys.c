@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -250,6 +251,17 @@ static int l_getuid(lua_State *L)
 	return 1;
 }
 
+/* core.winsize(fd) -> rows, cols | nil */
+static int l_winsize(lua_State *L)
+{
+	struct winsize ws;
+	if (ioctl((int)luaL_optinteger(L, 1, 1), TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0)
+		return 0;
+	lua_pushinteger(L, ws.ws_row);
+	lua_pushinteger(L, ws.ws_col);
+	return 2;
+}
+
 static int l_isatty(lua_State *L)
 {
 	lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -345,6 +357,7 @@ void pm_open_sys(lua_State *L)
 		{"getppid", l_getppid},
 		{"getuid", l_getuid},
 		{"isatty", l_isatty},
+		{"winsize", l_winsize},
 		{"sleep", l_sleep},
 		{"daemon_init", l_daemon_init},
 		{"uname", l_uname},

@@ -6,7 +6,8 @@ local util = require "pm.util"
 local M = {}
 
 local function die(msg, code)
-  io.stderr:write("pm: ", (tostring(msg):gsub("\n.*", "")), "\n")
+  msg = tostring(msg):gsub("\nDid you mean", " - did you mean"):gsub("\n.*", "")
+  io.stderr:write("pm: ", msg, "\n")
   return code or 1
 end
 
@@ -43,33 +44,66 @@ local function pad(s, w)
   return s .. string.rep(" ", w - width(s))
 end
 
-function M.table(list)
-  local head = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem" }
+local user_names
+local function user_of(e)
+  local uid = e.uid or core.getuid()
+  if not user_names then
+    user_names = {}
+    for line in io.lines("/etc/passwd") do
+      local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+      if id then user_names[tonumber(id)] = name end
+    end
+  end
+  return user_names[tonumber(uid)] or tostring(uid)
+end
+
+-- The process table; columns are dropped, least useful first, until it
+-- fits the terminal.
+function M.table(list, term_width)
+  local cols = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user",
+    "watching" }
+  local drop_order = { "watching", "user", "namespace", "mode", "uptime" }
   local rows = {}
   local now = core.now()
   for _, p in ipairs(list) do
     local e = p.pm2_env or {}
     local online = e.status == "online"
     rows[#rows + 1] = {
-      tostring(p.pm_id), p.name, e.namespace or "default",
-      tostring(e.exec_mode or "fork"):gsub("_mode$", "") .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
-      tostring(p.pid or 0), online and human_uptime(now - (e.pm_uptime or now)) or "0",
-      tostring(e.restart_time or 0), e.status or "?",
-      ("%s%%"):format(p.monit and p.monit.cpu or 0), human_bytes(p.monit and p.monit.memory),
+      id = tostring(p.pm_id), name = p.name, namespace = e.namespace or "default",
+      mode = tostring(e.exec_mode or "fork"):gsub("_mode$", "")
+        .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
+      pid = tostring(p.pid or 0), uptime = online and human_uptime(now - (e.pm_uptime or now)) or "0",
+      ["↺"] = tostring(e.restart_time or 0), status = e.status or "?",
+      cpu = ("%s%%"):format(p.monit and p.monit.cpu or 0), mem = human_bytes(p.monit and p.monit.memory),
+      user = user_of(e), watching = (e.watch and e.watch ~= false) and "enabled" or "disabled",
     }
   end
-  local w = {}
-  for i, h in ipairs(head) do w[i] = width(h) end
-  for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do w[i] = math.max(w[i], width(c)) end
+  local function widths(c)
+    local w, total = {}, 1
+    for i, h in ipairs(c) do
+      w[i] = width(h)
+      for _, r in ipairs(rows) do w[i] = math.max(w[i], width(r[h])) end
+      total = total + w[i] + 3
+    end
+    return w, total
+  end
+  local w, total = widths(cols)
+  term_width = term_width or (tty and select(2, core.winsize(1))) or nil
+  for _, victim in ipairs(drop_order) do
+    if not term_width or total <= term_width then break end
+    for i, c in ipairs(cols) do
+      if c == victim then table.remove(cols, i) break end
+    end
+    w, total = widths(cols)
   end
   local out = {}
   local function line(r, color_status)
     local cells = {}
-    for i, c in ipairs(r) do
-      local s = pad(c, w[i])
-      if i == 8 and color_status and tty and colors[c] then
-        s = "\27[" .. colors[c] .. "m" .. s .. "\27[0m"
+    for i, c in ipairs(cols) do
+      local v = r[c] or c
+      local s = pad(v, w[i])
+      if c == "status" and color_status and tty and colors[v] then
+        s = "\27[" .. colors[v] .. "m" .. s .. "\27[0m"
       end
       cells[i] = s
     end
@@ -81,6 +115,8 @@ function M.table(list)
     out[#out + 1] = l .. table.concat(segs, m) .. r
   end
   rule("┌", "┬", "┐")
+  local head = {}
+  for _, c in ipairs(cols) do head[c] = c end
   line(head)
   rule("├", "┼", "┤")
   for _, r in ipairs(rows) do line(r, true) end
@@ -120,6 +156,21 @@ local function card(p)
   row("restart delay", e.restart_delay and (e.restart_delay .. " ms"))
   row("kill timeout", e.kill_timeout and (e.kill_timeout .. " ms"))
   row("error", e.error)
+  row("watch", e.watch and e.watch ~= false and tostring(e.watch) or nil)
+  row("cron restart", e.cron_restart)
+  row("max memory", e.max_memory_restart and human_bytes(e.max_memory_restart))
+  row("notify status", type(e.notify) == "table" and e.notify.status or nil)
+  if type(e.events) == "table" and #e.events > 0 then
+    out[#out + 1] = "recent events:"
+    for _, ev in ipairs(e.events) do
+      local extra = {}
+      for _, k in ipairs({ "code", "signal", "reason" }) do
+        if ev[k] ~= nil and ev[k] ~= util.null then extra[#extra + 1] = k .. " " .. tostring(ev[k]) end
+      end
+      out[#out + 1] = ("  %s.%03d  %s%s"):format(os.date("%Y-%m-%d %H:%M:%S", math.floor(ev.at / 1000)),
+        math.floor(ev.at % 1000), ev.event, #extra > 0 and (" (" .. table.concat(extra, ", ") .. ")") or "")
+    end
+  end
   if type(e.env) == "table" then
     local keys = {}
     for k in pairs(e.env) do keys[#keys + 1] = k end
@@ -140,6 +191,33 @@ local function api()
   local ok, err = pm.connect()
   if not ok then error({ msg = err }, 0) end
   return pm
+end
+
+-- Long operations show what happens on a terminal (stderr), and stay
+-- quiet when piped: runs fn() while process events update one line.
+local function with_progress(label, fn)
+  if not core.isatty(2) then return fn() end
+  local client = api()
+  local bus = client.launchBus()
+  local count = 0
+  if bus then
+    bus:on("process:event", function(e)
+      if e.event == "online" or e.event == "reload" or e.event == "stop" or e.event == "exit" then
+        count = count + 1
+        io.stderr:write(("\r\27[K%s: %s %s (%s) [%d]"):format(label, e.event,
+          tostring(e.process and e.process.name), tostring(e.process and e.process.pm_id), count))
+        io.stderr:flush()
+      end
+    end)
+  end
+  io.stderr:write(label, "...")
+  io.stderr:flush()
+  local res = { pcall(fn) }
+  io.stderr:write("\r\27[K")
+  io.stderr:flush()
+  if bus then bus:close() end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
 end
 
 local function check(res, err)
@@ -190,7 +268,7 @@ local function simple_target(name, desc, method, extra)
       for n in a.only:gmatch("[^,]+") do only[#only + 1] = n end
       opts.only = only
     end
-    check(api()[method](target_of(a.target), opts))
+    with_progress(name .. " " .. a.target, function() check(api()[method](target_of(a.target), opts)) end)
     show_list(a.silent)
     return 0
   end
@@ -264,7 +342,9 @@ function verbs.start(args)
   local client = api()
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
-    local res = check(client.start(util.absolute(what, cwd), { env = a.env, only = only }))
+    local res = with_progress("start " .. what, function()
+      return check(client.start(util.absolute(what, cwd), { env = a.env, only = only }))
+    end)
     for _, d in ipairs(res) do
       local ch = d.pm2_env and d.pm2_env.changes
       if type(ch) == "table" and not a.silent then
@@ -302,8 +382,27 @@ function verbs.start(args)
 end
 
 local function list_verb(args)
-  local p = new_parser("list", "the process table")
-  p:parse(args)
+  if #args > 0 then
+    local p = new_parser("list", "the process table")
+    p:flag("--watch", "refresh every second (Ctrl-C leaves)")
+    local a = p:parse(args)
+    if a.watch then
+      local client = api()
+      local stop = false
+      local sig = core.signal(core.signals.SIGINT, function() stop = true end)
+      while not stop do
+        local list = check(client.list())
+        io.stdout:write(tty and "\27[H\27[2J" or "", os.date("%H:%M:%S"), "\n", M.table(list))
+        io.stdout:flush()
+        client.wait(1000)
+        local t = core.timer(1000, 0, function() end)
+        while t:active() and not stop do core.run("once") end
+        t:close()
+      end
+      sig:close()
+      return 0
+    end
+  end
   show_list(false)
   return 0
 end

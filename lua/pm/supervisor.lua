@@ -43,6 +43,17 @@ local function flat_env(p)
 end
 
 local function event(p, what, extra, manually)
+  -- the last events of each process, for pm describe
+  local h = p.history or {}
+  p.history = h
+  local rec = { at = now(), event = what }
+  if extra then
+    for _, k in ipairs({ "code", "signal", "reason" }) do
+      if extra[k] ~= nil and extra[k] ~= util.null then rec[k] = extra[k] end
+    end
+  end
+  h[#h + 1] = rec
+  if #h > 10 then table.remove(h, 1) end
   if not bus.wants("process:event") then return end
   local data = { event = what, process = flat_env(p), at = now(), manually = manually or false }
   for k, v in pairs(extra or {}) do data[k] = v end
@@ -1241,6 +1252,7 @@ function M.describe(p)
   env.error = p.error
   env.origin = p.origin and p.origin.path or nil
   env.notify = p.notify
+  env.events = p.history and util.array(p.history) or nil
   env.ready = p.ready
   if p.changes then env.changes = util.array(p.changes) end
   local mem, cpu = sample(p)
