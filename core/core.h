@@ -21,6 +21,9 @@ int pm_pcall(lua_State *L, int nargs, int nresults);
  * (the self reference keeps an active handle alive when Lua drops it). */
 void pm_unref(lua_State *L, int *ref);
 
+/* Makes *buf hold at least need bytes (doubling); -1 when out of memory. */
+int pm_grow(char **buf, size_t *cap, size_t need);
+
 /* Pushes nil, "<what>: <strerror(errno)>" and returns 2. */
 int pm_fail(lua_State *L, const char *what);
 

@@ -68,21 +68,6 @@ static void stream_lost(stream_t *s, const char *why)
 	lua_pop(L, 1);
 }
 
-static int grow(char **buf, size_t *cap, size_t need)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 4096;
-	while (c < need)
-		c *= 2;
-	char *p = realloc(*buf, c);
-	if (!p)
-		return -1;
-	*buf = p;
-	*cap = c;
-	return 0;
-}
-
 /* Calls on_line(line) or on_line(nil, "line too long"). Returns 0 when the
  * stream was closed by the callback. */
 static int deliver(stream_t *s, const char *line, size_t len)
@@ -106,7 +91,7 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 	(void)revents;
 	stream_t *s = (stream_t *)w;
 	lua_State *L = pm_L;
-	if (grow(&s->in, &s->incap, s->inlen + READ_CHUNK) < 0) {
+	if (pm_grow(&s->in, &s->incap, s->inlen + READ_CHUNK) < 0) {
 		stream_lost(s, "out of memory");
 		return;
 	}
@@ -221,7 +206,7 @@ static int l_stream_write(lua_State *L)
 		lua_pushstring(L, "closed");
 		return 2;
 	}
-	if (grow(&s->out, &s->outcap, s->outlen + len) < 0)
+	if (pm_grow(&s->out, &s->outcap, s->outlen + len) < 0)
 		return luaL_error(L, "out of memory");
 	memcpy(s->out + s->outlen, data, len);
 	s->outlen += len;

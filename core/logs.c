@@ -325,21 +325,6 @@ static int l_logfile_close(lua_State *L)
 
 /* ---- pipes ---- */
 
-static int grow(char **buf, size_t *cap, size_t need)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 4096;
-	while (c < need)
-		c *= 2;
-	char *p = realloc(*buf, c);
-	if (!p)
-		return -1;
-	*buf = p;
-	*cap = c;
-	return 0;
-}
-
 typedef struct {
 	char *p;
 	size_t len, cap;
@@ -348,7 +333,7 @@ typedef struct {
 
 static void put(buf_t *b, const char *s, size_t n)
 {
-	if (b->oom || grow(&b->p, &b->cap, b->len + n) < 0) {
+	if (b->oom || pm_grow(&b->p, &b->cap, b->len + n) < 0) {
 		b->oom = 1;
 		return;
 	}

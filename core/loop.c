@@ -57,6 +57,21 @@ void pm_unref(lua_State *L, int *ref)
 	}
 }
 
+int pm_grow(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 4096;
+	while (c < need)
+		c *= 2;
+	char *p = realloc(*buf, c);
+	if (!p)
+		return -1;
+	*buf = p;
+	*cap = c;
+	return 0;
+}
+
 int pm_fail(lua_State *L, const char *what)
 {
 	int e = errno;

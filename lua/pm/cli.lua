@@ -15,21 +15,7 @@ local tty = core.isatty(1)
 
 -- ---- output ----
 
-local function human_bytes(n)
-  n = tonumber(n) or 0
-  if n >= 1073741824 then return ("%.1fgb"):format(n / 1073741824) end
-  if n >= 1048576 then return ("%.1fmb"):format(n / 1048576) end
-  if n >= 1024 then return ("%.1fkb"):format(n / 1024) end
-  return ("%db"):format(n)
-end
-
-local function human_uptime(ms)
-  local s = math.floor(math.max(0, ms) / 1000)
-  if s < 60 then return s .. "s" end
-  if s < 3600 then return math.floor(s / 60) .. "m" end
-  if s < 86400 then return math.floor(s / 3600) .. "h" end
-  return math.floor(s / 86400) .. "D"
-end
+local human_bytes, human_uptime = util.human_bytes, util.human_uptime
 
 local colors = { online = "32", stopped = "90", errored = "31", stopping = "33",
   launching = "36", ["waiting restart"] = "33" }

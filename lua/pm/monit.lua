@@ -6,21 +6,10 @@ local core = require "pm.core"
 
 local M = {}
 
-local function human_bytes(n)
-  n = tonumber(n) or 0
-  if n >= 1073741824 then return ("%.1fG"):format(n / 1073741824) end
-  if n >= 1048576 then return ("%.1fM"):format(n / 1048576) end
-  if n >= 1024 then return ("%.0fK"):format(n / 1024) end
-  return ("%dB"):format(n)
-end
+local util = require "pm.util"
 
-local function human_uptime(ms)
-  local s = math.floor(math.max(0, ms) / 1000)
-  if s < 60 then return s .. "s" end
-  if s < 3600 then return math.floor(s / 60) .. "m" end
-  if s < 86400 then return math.floor(s / 3600) .. "h" end
-  return math.floor(s / 86400) .. "d"
-end
+local function human_bytes(n) return util.human_bytes(n, true) end
+local human_uptime = util.human_uptime
 
 local function bar(frac, width)
   frac = math.max(0, math.min(1, frac or 0))
