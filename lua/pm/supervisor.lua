@@ -392,8 +392,6 @@ local function arm_watch(p)
   local d = p.decl
   if not d.watch or d.watch == false or p.deleted then
     watch.unwatch(p.pm_id)
-    release_logs(p)
-    if #M.by_name(p.name) == 0 then sockets.release(p.name) end
     return
   end
   local roots = {}
@@ -937,6 +935,8 @@ function M.delete(p, done)
     if p.cron_timer then p.cron_timer:close(); p.cron_timer = nil end
     if p.watch_timer then p.watch_timer:close(); p.watch_timer = nil end
     watch.unwatch(p.pm_id)
+    release_logs(p)
+    if #M.by_name(p.name) == 0 then sockets.release(p.name) end
     event(p, "delete", nil, true)
     notify.changed()
     done()

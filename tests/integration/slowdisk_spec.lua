@@ -1,0 +1,65 @@
+-- A log file on a disk that lags (a FIFO read slowly) must not stall the
+-- daemon: the flooding app waits on its pipe, the others are supervised as
+-- usual, the daemon answers at once, its memory stays bounded, and once the
+-- disk catches up every line arrives.
+local H = require "pmtest"
+local core = require "pm.core"
+local util = require "pm.util"
+
+describe("a slow disk", function()
+  local reader
+  before_each(function() H.new_home() end)
+  after_each(function()
+    if reader and H.alive(reader) then core.kill(reader, 9) end
+    H.cleanup()
+  end)
+
+  it("blocks only the app that writes to it", function()
+    local fifo = H.home .. "/slow.fifo"
+    local copy = H.home .. "/slow.copy"
+    local flag = H.home .. "/fast"
+    assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
+    reader = core.spawn({ file = "python3", args = { "python3", H.fixtures .. "/sd_slow_reader.py", fifo, copy, flag },
+      fds = { -1, -1, 2 } })
+    assert.truthy(reader)
+    local lines = 200000
+    local r = H.pm("start", H.fixtures .. "/sd_flood.py", "--name", "flood", "-o", fifo, "--no-autorestart",
+      "-s", "--", tostring(lines))
+    assert.equal(0, r.code, r.err)
+    r = H.pm("start", "/bin/sh", "--name", "crashy", "--min-uptime", "0", "--max-restarts", "100000", "-s",
+      "--", "-c", "exit 1")
+    assert.equal(0, r.code, r.err)
+    -- the flood is held back by the slow disk: meanwhile the daemon answers
+    -- at once and keeps restarting the other app
+    local first = H.proc("crashy").pm2_env.restart_time
+    local worst = 0
+    for _ = 1, 20 do
+      local t0 = core.mono()
+      assert.equal(0, H.pm("ping").code)
+      worst = math.max(worst, core.mono() - t0)
+    end
+    assert.is_true(worst < 500, "ping took " .. worst .. " ms")
+    H.wait_for(function() return H.proc("crashy").pm2_env.restart_time > first + 20 end, 10000,
+      "the other app restarting")
+    local flood = H.proc("flood")
+    assert.equal("online", flood.pm2_env.status) -- blocked on its pipe, not done
+    local dpid = H.daemon_pid()
+    local status = util.read_file("/proc/" .. dpid .. "/status")
+    local hwm = tonumber(status:match("VmHWM:%s*(%d+)"))
+    assert.is_true(hwm < 64 * 1024, "daemon peak RSS " .. hwm .. " KB")
+    -- the disk catches up: every line arrives, once, in order
+    H.sh("touch " .. H.shquote(flag))
+    H.wait_for(function() return H.status("flood") == "stopped" end, 30000, "the flood to end")
+    H.pm("stop", "crashy", "-s")
+    H.pm("delete", "flood", "-s") -- closes the FIFO: the reader ends
+    H.wait_for(function() return not H.alive(reader) end, 10000, "the reader to end")
+    local n, prev = 0, -1
+    for line in io.lines(copy) do
+      local i = tonumber(line:match("^(%d+) "))
+      assert.equal(prev + 1, i)
+      prev = i
+      n = n + 1
+    end
+    assert.equal(lines, n)
+  end)
+end)
