@@ -59,7 +59,11 @@ function M.table(list, term_width)
       mode = tostring(e.exec_mode or "fork"):gsub("_mode$", "")
         .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
       pid = tostring(p.pid or 0), uptime = online and human_uptime(now - (e.pm_uptime or now)) or "0",
-      ["↺"] = tostring(e.restart_time or 0), status = e.status or "?",
+      ["↺"] = tostring(e.restart_time or 0),
+      -- sd_notify's STATUS= text rides along with the status
+      status = (e.status or "?") .. ((type(e.notify) == "table" and type(e.notify.status) == "string"
+        and e.notify.status ~= "") and (" (" .. e.notify.status:sub(1, 24) .. ")") or ""),
+      status_key = e.status,
       cpu = ("%s%%"):format(p.monit and p.monit.cpu or 0), mem = human_bytes(p.monit and p.monit.memory),
       user = user_of(e), watching = (e.watch and e.watch ~= false) and "enabled" or "disabled",
     }
@@ -88,8 +92,8 @@ function M.table(list, term_width)
     for i, c in ipairs(cols) do
       local v = r[c] or c
       local s = pad(v, w[i])
-      if c == "status" and color_status and tty and colors[v] then
-        s = "\27[" .. colors[v] .. "m" .. s .. "\27[0m"
+      if c == "status" and color_status and tty and colors[r.status_key] then
+        s = "\27[" .. colors[r.status_key] .. "m" .. s .. "\27[0m"
       end
       cells[i] = s
     end
