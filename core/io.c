@@ -32,6 +32,7 @@ typedef struct {
 	size_t max_line;
 	int discarding;  /* inside a line that was too long */
 	int flush_close; /* close once the output is written */
+	int paused;      /* reading stopped by Lua */
 	int closed;
 	int on_line, on_close, self;
 } stream_t;
@@ -108,6 +109,9 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 	size_t scan = s->inlen;
 	s->inlen += (size_t)n;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive meanwhile */
+	/* A callback may run the loop (a client call inside a bus handler):
+	 * this stream is not read again until its lines are delivered. */
+	ev_io_stop(EV_DEFAULT, &s->r);
 	size_t start = 0;
 	for (;;) {
 		char *nl = memchr(s->in + scan, '\n', s->inlen - scan);
@@ -128,9 +132,12 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 		s->inlen = 0;
 		if (!s->discarding) {
 			s->discarding = 1;
-			deliver(s, NULL, 0);
+			if (!deliver(s, NULL, 0))
+				goto out;
 		}
 	}
+	if (!s->closed && !s->paused && !s->flush_close)
+		ev_io_start(EV_DEFAULT, &s->r);
 out:
 	lua_pop(L, 1);
 }
@@ -241,6 +248,7 @@ static int l_stream_close(lua_State *L)
 static int l_stream_pause(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	s->paused = 1;
 	if (!s->closed)
 		ev_io_stop(EV_DEFAULT, &s->r);
 	return 0;
@@ -249,6 +257,7 @@ static int l_stream_pause(lua_State *L)
 static int l_stream_resume(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	s->paused = 0;
 	if (!s->closed && !s->flush_close)
 		ev_io_start(EV_DEFAULT, &s->r);
 	return 0;

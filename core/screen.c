@@ -72,8 +72,16 @@ static int l_scr_put(lua_State *L)
 	else if (strcmp(style, "yellow") == 0) a = COLOR_PAIR(3);
 	else if (strcmp(style, "cyan") == 0) a = COLOR_PAIR(4);
 	else if (strcmp(style, "select") == 0) a = COLOR_PAIR(5) | A_BOLD;
+	/* clip to the columns left, counting characters, not bytes */
+	int room = COLS - x, bytes = 0;
+	for (const unsigned char *p = (const unsigned char *)text; *p && room > 0; room--) {
+		int len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : 4;
+		for (int i = 0; i < len && p[i]; i++)
+			bytes++;
+		p = (const unsigned char *)text + bytes;
+	}
 	attron(a);
-	mvaddnstr(y, x, text, COLS - x);
+	mvaddnstr(y, x, text, bytes);
 	attroff(a);
 	return 0;
 }

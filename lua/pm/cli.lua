@@ -771,6 +771,13 @@ function verbs.help(args)
   if v and verbs[v] and v ~= "help" and v ~= "run" then
     return verbs[v]({ "--help" })
   end
+  if v and not verbs[v] then
+    local names = {}
+    for n in pairs(verbs) do names[#names + 1] = n end
+    local near = require("pm.app").closest(v, names)
+    return die(("no verb '%s'%s (pm help lists them)"):format(v,
+      near and (" - did you mean '" .. near .. "'?") or ""), 2)
+  end
   io.stdout:write(usage())
   return 0
 end
