@@ -33,6 +33,8 @@ typedef struct {
 	int discarding;  /* inside a line that was too long */
 	int flush_close; /* close once the output is written */
 	int paused;      /* reading stopped by Lua */
+	int throttled;   /* reading stopped: the peer does not read our output */
+	size_t max_pending;
 	int closed;
 	int on_line, on_close, self;
 } stream_t;
@@ -136,7 +138,7 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 				goto out;
 		}
 	}
-	if (!s->closed && !s->paused && !s->flush_close)
+	if (!s->closed && !s->paused && !s->throttled && !s->flush_close)
 		ev_io_start(EV_DEFAULT, &s->r);
 out:
 	lua_pop(L, 1);
@@ -156,6 +158,12 @@ static void stream_flush(stream_t *s)
 		}
 		s->outoff += (size_t)n;
 	}
+	if (s->throttled && s->outlen - s->outoff <= s->max_pending / 4) {
+		/* the peer caught up: read its requests again */
+		s->throttled = 0;
+		if (!s->closed && !s->paused && !s->flush_close)
+			ev_io_start(EV_DEFAULT, &s->r);
+	}
 	if (s->outoff == s->outlen) {
 		s->outoff = s->outlen = 0;
 		ev_io_stop(EV_DEFAULT, &s->w);
@@ -173,18 +181,22 @@ static void stream_writable(EV_P_ ev_io *w, int revents)
 	stream_flush((stream_t *)((char *)w - offsetof(stream_t, w)));
 }
 
-/* core.stream(fd, on_line(line | nil, err), on_close(reason) [, max_line])
- * -> stream. Takes ownership of fd (made non-blocking). */
+/* core.stream(fd, on_line(line | nil, err), on_close(reason) [, max_line
+ * [, max_pending]]) -> stream. Takes ownership of fd (made non-blocking).
+ * max_pending: when that much output waits for a peer that does not read,
+ * the stream stops reading from it until a quarter of it is left. */
 static int l_stream(lua_State *L)
 {
 	int fd = (int)luaL_checkinteger(L, 1);
 	luaL_checktype(L, 2, LUA_TFUNCTION);
 	luaL_checktype(L, 3, LUA_TFUNCTION);
 	size_t max_line = (size_t)luaL_optnumber(L, 4, 1 << 20);
+	size_t max_pending = (size_t)luaL_optnumber(L, 5, 0);
 	stream_t *s = lua_newuserdata(L, sizeof *s);
 	memset(s, 0, sizeof *s);
 	s->fd = fd;
 	s->max_line = max_line;
+	s->max_pending = max_pending;
 	s->on_line = s->on_close = s->self = LUA_NOREF;
 	luaL_getmetatable(L, STREAM_MT);
 	lua_setmetatable(L, -2);
@@ -219,6 +231,10 @@ static int l_stream_write(lua_State *L)
 	s->outlen += len;
 	if (!ev_is_active(&s->w))
 		stream_flush(s);
+	if (!s->closed && s->max_pending && !s->throttled && s->outlen - s->outoff > s->max_pending) {
+		s->throttled = 1;
+		ev_io_stop(EV_DEFAULT, &s->r);
+	}
 	lua_pushboolean(L, !s->closed);
 	return 1;
 }
@@ -258,7 +274,7 @@ static int l_stream_resume(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
 	s->paused = 0;
-	if (!s->closed && !s->flush_close)
+	if (!s->closed && !s->flush_close && !s->throttled)
 		ev_io_start(EV_DEFAULT, &s->r);
 	return 0;
 }

@@ -9,6 +9,9 @@ local log = require "pm.log"
 local M = {}
 
 M.MAX_LINE = 1024 * 1024
+-- replies a client has not read yet: past this, its requests wait (the
+-- bus's own bound, bus.MAX_PENDING, drops events before it is reached)
+M.MAX_PENDING = 16 * 1024 * 1024
 
 M.PARSE_ERROR = -32700
 M.INVALID_REQUEST = -32600
@@ -96,7 +99,7 @@ function M.serve(fd, uid, methods, on_close)
     dispatch(conn, methods, line)
   end, function()
     if on_close then on_close(conn) end
-  end, M.MAX_LINE)
+  end, M.MAX_LINE, M.MAX_PENDING)
   return conn
 end
 
