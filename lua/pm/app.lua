@@ -354,6 +354,13 @@ function M.normalize(raw, ctx)
   d.env_remove = #remove > 0 and remove or nil
   if d.port then env.PORT = tostring(d.port) end
   d.env = env
+  -- a Node app in cluster mode shares its port through a held socket: pm
+  -- must know the port, or the instances would fight over it
+  if d.exec_mode == "cluster_mode" and d.instances > 1 and not d.listen
+      and util.basename(d.interpreter or ""):match("^node") and not d.port and not d.env.PORT then
+    return nil, ("app '%s': cluster mode with %d instances: pm shares the app's port between them, "
+      .. "so it needs it: set port, env.PORT or listen"):format(d.name, d.instances)
+  end
   return d
 end
 

@@ -581,7 +581,16 @@ function verbs.scale(args)
   p:argument("name", "app name")
   p:argument("instances", "N, +N or -N")
   p:flag("-s --silent", "print nothing on success")
-  local a = p:parse(args)
+  -- "-2" is a count, not a flag
+  local fixed, count = {}, nil
+  for _, x in ipairs(args) do
+    if x:match("^%-%d+$") then count = x else fixed[#fixed + 1] = x end
+  end
+  if count then
+    fixed[#fixed + 1] = "--"
+    fixed[#fixed + 1] = count
+  end
+  local a = p:parse(fixed)
   local conn = check(api()._conn())
   check(conn:call("scale", { name = a.name, instances = a.instances }))
   show_list(a.silent)

@@ -1093,7 +1093,11 @@ function M.scale(name, spec, done)
   local n = #list
   local target
   spec = tostring(spec)
-  if spec:match("^[+-]%d+$") then target = n + tonumber(spec) else target = tonumber(spec) end
+  if spec:match("^[+-]%d+$") then
+    target = n + tonumber(spec)
+  elseif spec:match("^%d+$") then
+    target = tonumber(spec)
+  end
   if not target or target ~= math.floor(target) or target < 1 then
     return done({ code = -32602, message = "scale: instances must be N, +N or -N, and leave at least one" })
   end
