@@ -25,10 +25,10 @@
 #define LOGPIPE_MT "pm.logpipe"
 #define READ_SIZE 65536
 #define PART_MAX 65536               /* a longer line is written in pieces */
-#define SINK_HIGH (1u << 20)         /* queued for one file: stop reading */
+#define SINK_HIGH (768u << 10)       /* queued for one file: stop reading */
 #define SINK_LOW (256u << 10)        /* ... and read again below this */
-#define TOTAL_HIGH (4u << 20)        /* queued for all files */
-#define TOTAL_LOW (1u << 20)
+#define TOTAL_HIGH (2u << 20)        /* queued for all files */
+#define TOTAL_LOW (768u << 10)
 #define MAX_SINKS 4
 
 typedef struct sink {

@@ -217,7 +217,8 @@ end
 
 local function show_list(silent)
   if silent then return end
-  io.stdout:write(M.table(check(api().list())))
+  local conn = check(api()._conn())
+  io.stdout:write(M.table(check(conn:call("list", { brief = true }))))
 end
 
 local function target_of(t)

@@ -90,7 +90,8 @@ function methods.ping(_, _, done)
   done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid() })
 end
 
-function methods.list(_, _, done) done(nil, descriptions(sup.all())) end
+-- {"brief": true}: without each app's environment (pm list's table)
+function methods.list(params, _, done) done(nil, sup.describe_list(sup.all(), params.brief == true)) end
 
 function methods.describe(params, _, done)
   resolve(params, function(list, err)
@@ -539,19 +540,30 @@ local function shutdown(code, before_exit)
   each_dependents_first(sup.all(), function(p, cb) sup.stop(p, cb) end, function()
     persist.drop_journal(home) -- a clean stop: nothing to recover
     core.log_drain(5000) -- every line the apps wrote is on disk
-    if before_exit then before_exit() end
-    os.remove(home .. "/rpc.sock")
-    os.remove(home .. "/pm.pid")
-    os.remove(home .. "/notify.sock")
-    log.info("daemon %d exits", core.getpid())
-    M.exit_code = code
-    core.stop_loop()
+    local function finish()
+      os.remove(home .. "/rpc.sock")
+      os.remove(home .. "/pm.pid")
+      os.remove(home .. "/notify.sock")
+      log.info("daemon %d exits", core.getpid())
+      M.exit_code = code
+      core.stop_loop()
+    end
+    if before_exit then before_exit(finish) else finish() end
   end)
 end
 
-function methods.killDaemon(_, _, done)
+function methods.killDaemon(_, conn, done)
   local list = descriptions(sup.all())
-  shutdown(0, function() done(nil, list) end)
+  shutdown(0, function(finish)
+    done(nil, list)
+    -- the reply reaches the caller before the daemon ends (at most 2 s)
+    local deadline = core.mono() + 2000
+    local function wait()
+      if conn.stream:closed() or conn.stream:pending() == 0 or core.mono() > deadline then return finish() end
+      core.timer(5, 0, wait)
+    end
+    wait()
+  end)
 end
 methods.kill = methods.killDaemon
 
@@ -626,6 +638,9 @@ errored). Returns the exit status.
 ]]
 function M.run(opts)
   opts = opts or {}
+  -- collect garbage sooner than Lua's default (heap x2): a small daemon
+  collectgarbage("setpause", 110)
+  collectgarbage("setstepmul", 400)
   home = util.home()
   local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end

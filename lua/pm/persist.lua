@@ -10,8 +10,12 @@ local M = {}
 
 -- The app declarations of the procs, one entry per declaration (its
 -- instances under pm_procs), with what is needed to bring them back.
-function M.snapshot(procs)
+-- shared: the callers' environments are written once each, in a first
+-- entry { pm_environs = {...} }, and apps name theirs by pm_environ_ref
+-- (the journal, rewritten often); otherwise each app carries its own.
+function M.snapshot(procs, shared)
   local entries, by_decl = {}, {}
+  local environs, env_index = {}, {}
   for _, p in ipairs(procs) do
     local e = by_decl[p.decl]
     if not e then
@@ -24,7 +28,17 @@ function M.snapshot(procs)
       e.stop_exit_codes = util.array(p.decl.stop_exit_codes)
       e.pm_origin_file = p.origin and p.origin.path or nil
       e.pm_origin_env = p.origin and p.origin.env or nil
-      e.pm_environ = p.environ
+      if shared and p.environ then
+        local ref = env_index[p.environ]
+        if not ref then
+          environs[#environs + 1] = p.environ
+          ref = #environs
+          env_index[p.environ] = ref
+        end
+        e.pm_environ_ref = ref
+      else
+        e.pm_environ = p.environ
+      end
       e.pm_procs = {}
       by_decl[p.decl] = e
       entries[#entries + 1] = e
@@ -36,6 +50,7 @@ function M.snapshot(procs)
       pid = p.pid, start = st and st.start or nil, marker = p.uid_marker,
     }
   end
+  if shared then table.insert(entries, 1, { pm_environs = util.array(environs) }) end
   return entries
 end
 
@@ -87,22 +102,36 @@ end
 -- ---- the journal ----
 
 local pending
+M.JOURNAL_DELAY = 20 -- ms: the changes of a burst (a crash loop, 100 starts) make one write
 function M.journal(home, procs_fn)
   if pending then return end
-  -- many changes in one turn of the loop make one write
-  pending = core.timer(0, 0, function()
+  pending = core.timer(M.JOURNAL_DELAY, 0, function()
     pending = nil
-    local ok, err = util.write_atomic(home .. "/journal.json", M.encode(M.snapshot(procs_fn())) .. "\n")
+    local ok, err = util.write_atomic(home .. "/journal.json", M.encode(M.snapshot(procs_fn(), true)) .. "\n")
     if not ok then log.warn("cannot write the journal: %s", err) end
   end)
 end
 
 function M.journal_now(home, procs)
   if pending then pending:close(); pending = nil end
-  return util.write_atomic(home .. "/journal.json", M.encode(M.snapshot(procs)) .. "\n")
+  return util.write_atomic(home .. "/journal.json", M.encode(M.snapshot(procs, true)) .. "\n")
 end
 
-function M.read_journal(home) return read_list(home .. "/journal.json") end
+function M.read_journal(home)
+  local list, err = read_list(home .. "/journal.json")
+  if not list then return nil, err end
+  local head = list[1]
+  if type(head) == "table" and head.pm_environs ~= nil then
+    table.remove(list, 1)
+    local envs = type(head.pm_environs) == "table" and head.pm_environs or {}
+    for _, e in ipairs(list) do
+      local ref = tonumber(e.pm_environ_ref)
+      e.pm_environ_ref = nil
+      if ref then e.pm_environ = envs[ref] end
+    end
+  end
+  return list
+end
 
 function M.drop_journal(home)
   if pending then pending:close(); pending = nil end

@@ -1221,7 +1221,8 @@ end
 
 local hidden = { on_exit = true, on_start = true, on_stop = true, force = true }
 
-function M.describe(p)
+-- brief: without the environment (what the process table needs)
+function M.describe(p, brief)
   local d = p.decl
   local env = {}
   for k, v in pairs(d) do
@@ -1230,7 +1231,12 @@ function M.describe(p)
   env.args = util.array(d.args)
   env.interpreter_args = util.array(d.interpreter_args)
   env.stop_exit_codes = util.array(d.stop_exit_codes)
-  env.env = p.env or d.env
+  if brief then
+    env.env = nil
+    env.env_remove = nil
+  else
+    env.env = p.env or d.env
+  end
   env.name = p.name
   env.pm_id = p.pm_id
   env.namespace = d.namespace
@@ -1264,9 +1270,9 @@ function M.describe(p)
     monit = { memory = mem, cpu = cpu }, pm2_env = env }
 end
 
-function M.describe_list(list)
+function M.describe_list(list, brief)
   local out = {}
-  for i, p in ipairs(list) do out[i] = M.describe(p) end
+  for i, p in ipairs(list) do out[i] = M.describe(p, brief) end
   return util.array(out)
 end
 
