@@ -18,7 +18,7 @@ LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
 LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
-.PHONY: all deps build test unit integration lint asan run install uninstall bench clean
+.PHONY: all deps build test unit integration lint asan run install uninstall bench soak fuzz clean
 
 all: deps build
 
@@ -121,6 +121,18 @@ uninstall:
 
 bench: all
 	$(Q)bench/run
+
+# The long reliability checks (about 6-7 min on 2 cores): 10,000 crash
+# restarts, 1,000,000 fuzzed frames on rpc.sock, a valgrind leak check of
+# the daemon, 120 s of libFuzzer over the stream framing.
+SOAK_DEPS := valgrind clang libclang-rt-14-dev
+soak: all
+	$(Q)$(MAKE) --no-print-directory deps DEPS="$(SOAK_DEPS)"
+	$(Q)tests/soak/run
+
+fuzz: all
+	$(Q)$(MAKE) --no-print-directory deps DEPS="clang libclang-rt-14-dev"
+	$(Q)tests/fuzz/run $(or $(FUZZ_SECONDS),120)
 
 clean:
 	rm -rf obj bin lib

@@ -680,6 +680,32 @@ static int l_logpipe(lua_State *L)
 	return 1;
 }
 
+/* logpipe:set_files({logfile, ...}): where the lines go from now on */
+static int l_logpipe_set_files(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	sink_t *next[MAX_SINKS];
+	int n = 0;
+	for (int i = 1; i <= (int)lua_objlen(L, 2) && n < MAX_SINKS; i++) {
+		lua_rawgeti(L, 2, i);
+		next[n++] = check_sink(L, lua_gettop(L));
+		lua_pop(L, 1);
+	}
+	if (lp->closed)
+		return 0;
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < n; i++)
+		next[i]->refs++;
+	for (int i = 0; i < lp->nsinks; i++)
+		sink_unref_locked(lp->sinks[i]);
+	for (int i = 0; i < n; i++)
+		lp->sinks[i] = next[i];
+	lp->nsinks = n;
+	pthread_mutex_unlock(&mu);
+	return 0;
+}
+
 /* logpipe:set_tap(fn | nil): fn(lines) gets whole lines as they arrive */
 static int l_logpipe_set_tap(lua_State *L)
 {
@@ -759,6 +785,7 @@ void pm_open_logs(lua_State *L)
 	};
 	static const luaL_Reg pipe_m[] = {
 		{"set_tap", l_logpipe_set_tap},
+		{"set_files", l_logpipe_set_files},
 		{"closed", l_logpipe_closed},
 		{"close", l_logpipe_close},
 		{NULL, NULL},

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +87,14 @@ static int child_main(void *arg)
 	for (int i = 0; i < a->nfds; i++)
 		if (dup2(lifted[i], i) < 0)
 			return child_fail(a->efd, 1);
+	/* nothing else crosses the exec: not the daemon's fds, not the ones
+	 * its own caller left open (the error pipe lives until the exec) */
+	int first = a->nfds > 3 ? a->nfds : 3;
+	if (syscall(SYS_close_range, (unsigned)first, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
+		for (int fd = first; fd < 1024; fd++)
+			if (fd != a->efd)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
 	if (a->cwd && chdir(a->cwd) < 0)
 		return child_fail(a->efd, 2);
 	if (pm_nofile_soft >= 0) {

@@ -134,17 +134,17 @@ static int l_chown(lua_State *L)
 	return 1;
 }
 
-/* core.stat(path) -> {type="file"|"dir"|"socket"|"other", mode, uid, size,
- * mtime} | nil, err */
+/* core.stat(path [, nofollow]) -> {type="file"|"dir"|"socket"|"link"|"other",
+ * mode, uid, size, mtime} | nil, err (nofollow: lstat) */
 static int l_stat(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	struct stat st;
-	if (stat(path, &st) < 0)
+	if ((lua_toboolean(L, 2) ? lstat(path, &st) : stat(path, &st)) < 0)
 		return pm_fail(L, path);
 	lua_createtable(L, 0, 5);
 	lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
-				: S_ISSOCK(st.st_mode) ? "socket" : "other");
+				: S_ISSOCK(st.st_mode) ? "socket" : S_ISLNK(st.st_mode) ? "link" : "other");
 	lua_setfield(L, -2, "type");
 	lua_pushinteger(L, st.st_mode & 07777);
 	lua_setfield(L, -2, "mode");

@@ -284,6 +284,9 @@ function M.normalize(raw, ctx)
     return nil, ("app '%s': instances must be a number or \"max\""):format(d.name)
   end
   d.instances = math.floor(inst)
+  if d.instances > 4096 then
+    return nil, ("app '%s': instances: at most 4096"):format(d.name)
+  end
 
   if d.interpreter == nil then
     local ext = d.script:match("%.([%w]+)$")

@@ -79,9 +79,20 @@ local function resolve(params, done)
   done(sup.resolve(target))
 end
 
+-- The caller's environment: names and values as strings, nothing else.
 local function environ_of(params)
-  if type(params.environ) == "table" then return params.environ end
-  return core.environ()
+  if type(params.environ) ~= "table" then return core.environ() end
+  local env = {}
+  for k, v in pairs(params.environ) do
+    if type(k) == "string" and k ~= "" and not k:find("[=%z]") then
+      if type(v) == "string" then
+        if not v:find("%z") then env[k] = v end
+      elseif type(v) == "number" or type(v) == "boolean" then
+        env[k] = tostring(v)
+      end
+    end
+  end
+  return env
 end
 
 local methods = {}
@@ -493,11 +504,21 @@ end
 
 -- After a crash of the previous daemon: stop what is left of its apps
 -- (their pipes and parent are gone), then start them again, once each.
-local function recover(done)
-  local entries = persist.read_journal(home)
-  if not entries or #entries == 0 then return done() end
+local function recover(old_pid, done)
+  local entries = persist.read_journal(home) or {}
   local left = {}
   local grace = 0
+  -- processes of the old daemon's apps that the journal may not hold yet
+  -- (it died between a spawn and the next write): found by the marker
+  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>"
+  local strays = old_pid and persist.strays(home, old_pid) or {}
+  if #entries == 0 and #strays == 0 then return done() end
+  for _, rec in ipairs(strays) do
+    core.killpg(rec.pid, core.signals.SIGINT)
+    core.kill(rec.pid, core.signals.SIGINT)
+    left[#left + 1] = rec
+    grace = math.max(grace, 1600)
+  end
   for _, entry in ipairs(entries) do
     local raw, meta = persist.split(entry)
     for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
@@ -663,10 +684,14 @@ function M.run(opts)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   core.mkdir(home .. "/logs", 493) -- 0755
   core.mkdir(home .. "/pids", 493) -- 0755
+  local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
 
   sup.init({ home = home, pm_bin = util.pm_binary(), changed = function()
     if not shutting_down and not opts.runtime then persist.journal(home, sup.all) end
+  end, declared = function()
+    -- new apps are in the journal before their processes start
+    if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all()) end
   end, errored = opts.runtime and function(p)
     log.error("app %s is errored: pm runtime stops", p.name)
     shutdown(1)
@@ -690,7 +715,7 @@ function M.run(opts)
   hook_api()
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again
-  recover(function()
+  recover(old_pid, function()
     os.remove(home .. "/rpc.sock")
     local lfd, serr = core.listen_unix(home .. "/rpc.sock")
     if not lfd then

@@ -152,4 +152,32 @@ function M.same_process(rec)
       or env:find("^PM_APP_UID=" .. rec.marker:gsub("%p", "%%%0") .. "%z") ~= nil
 end
 
+-- Processes whose environment says they were started by the daemon whose
+-- pid was old_pid for this PM_HOME: { {pid, start, marker}, ... }
+function M.strays(home, old_pid)
+  local out = {}
+  local me = core.getpid()
+  local prefix = "PM_APP_UID=" .. tostring(old_pid) .. "-"
+  local home_var = "PM_HOME=" .. home
+  for name in pairs(core.listdir("/proc") or {}) do
+    local pid = tonumber(name)
+    if pid and pid ~= me then
+      local env = core.proc_environ(pid)
+      if env and env:find(prefix, 1, true) then
+        local marker
+        local ok_home = false
+        for entry in env:gmatch("[^%z]+") do
+          if entry == home_var then ok_home = true end
+          if entry:sub(1, #prefix) == prefix then marker = entry:sub(#"PM_APP_UID=" + 1) end
+        end
+        local st = core.proc_stat(pid)
+        if ok_home and marker and st and st.state ~= "Z" then
+          out[#out + 1] = { pid = pid, start = st.start, marker = marker }
+        end
+      end
+    end
+  end
+  return out
+end
+
 return M

@@ -24,7 +24,14 @@ M.SERVER_ERROR = -32000
 -- result's JSON text as it is (`pm jlist` prints it without re-encoding).
 local function reply(conn, id, err, result)
   if id == nil or conn.stream:closed() then return end -- a notification: no reply
-  local head = '{"jsonrpc":"2.0","id":' .. util.encode(id)
+  -- an integer id comes back digit for digit (cjson keeps 14 digits)
+  local idtext
+  if type(id) == "number" and id == math.floor(id) and math.abs(id) <= 2 ^ 53 then
+    idtext = ("%.0f"):format(id)
+  else
+    idtext = util.encode(id)
+  end
+  local head = '{"jsonrpc":"2.0","id":' .. idtext
   local line
   if err then
     if type(err) ~= "table" then err = { code = M.SERVER_ERROR, message = tostring(err) } end

@@ -22,11 +22,14 @@ local notify = {}     -- set by the daemon: changed() after every change
 
 local SIGKILL = core.signals.SIGKILL
 
+M.MAX_INSTANCES = 4096
+
 function M.init(opts)
   home = opts.home
   pm_bin = opts.pm_bin
   notify.changed = opts.changed or function() end
   notify.errored = opts.errored
+  notify.declared = opts.declared or function() end
   bus.on_change(function() M.update_taps() end)
 end
 
@@ -98,6 +101,16 @@ local function acquire_file(path, d)
     return f.file
   end
   util.mkdir_p(util.dirname(path))
+  if d.uid then
+    -- the daemon runs as root here: a file the app's user planted (a
+    -- symlink, or a file of someone else's) is not written or handed over
+    local st = core.stat(path, true)
+    if st and (st.type == "link" or st.uid ~= d.uid) then
+      log.warn("log %s of %s: refused, it is %s", path, d.name,
+        st.type == "link" and "a symbolic link" or ("owned by uid " .. st.uid))
+      return nil
+    end
+  end
   local file, err = core.logfile(path, { max_size = d.max_log_size, retain = d.retain })
   if not file then
     log.warn("cannot open log %s: %s", path, err)
@@ -147,8 +160,17 @@ local function pipe_opts(p, which)
   local d = p.decl
   local opts = { files = {} }
   local main = which == "out" and p.out_path or p.err_path
-  opts.files[#opts.files + 1] = acquire_file(main, d)
-  if p.log_path then opts.files[#opts.files + 1] = acquire_file(p.log_path, d) end
+  for _, path in ipairs({ main, p.log_path }) do
+    if path and path ~= "/dev/null" then
+      local f = acquire_file(path, d)
+      if f then
+        opts.files[#opts.files + 1] = f
+        p.acquired[#p.acquired + 1] = path -- released with exactly these
+      else
+        p.logs_missing = true
+      end
+    end
+  end
   if d.log_date_format then
     opts.time_format = M.time_format(d.log_date_format)
   elseif d.time then
@@ -207,11 +229,26 @@ function M.update_taps()
   for _, p in pairs(procs) do set_taps(p) end
 end
 
--- Reopens every log file (a deleted one, or its directory, comes back).
+-- Reopens every log file (a deleted one, or its directory, comes back);
+-- a file that could not be opened when its app started is tried again.
 function M.reload_logs()
   for path, f in pairs(files) do
     util.mkdir_p(util.dirname(path))
     f.file:reopen()
+  end
+  for _, p in pairs(procs) do
+    if p.logs_missing and p.pipes then
+      p.logs_missing = nil
+      local old = p.log_files
+      p.acquired = {}
+      for _, which in ipairs({ "out", "err" }) do
+        local lp = p.pipes[which]
+        if lp and not lp:closed() then lp:set_files(pipe_opts(p, which).files) end
+      end
+      p.log_files = old
+      release_logs(p)
+      p.log_files = p.acquired
+    end
   end
   return true
 end
@@ -550,13 +587,15 @@ launch = function(p)
   p.pm_uptime = now()
   p.cpu_sample = nil
   by_pid[pid] = p
+  p.acquired = {}
+  p.logs_missing = nil
   p.pipes = {
     out = core.logpipe(out_r, pipe_opts(p, "out"), function() end),
     err = core.logpipe(err_r, pipe_opts(p, "err"), function() end),
   }
   -- the files stay open for the proc (its pipes may outlive the process)
   release_logs(p)
-  p.log_files = { p.out_path, p.err_path, p.log_path, p.log_path }
+  p.log_files = p.acquired
   set_taps(p)
   if ipc_parent then M.open_channel(p, ipc_parent) end
   write_pidfile(p)
@@ -920,6 +959,14 @@ end
 
 -- Starts p if it does not run (start of a known name or id).
 function M.start(p, done)
+  if p.status == "stopping" then
+    -- start once the stop it follows is done: never two processes
+    p.waiters[#p.waiters + 1] = function(err)
+      if err then return done(err) end
+      M.start(p, done)
+    end
+    return
+  end
   if p.status == "online" or p.status == "launching" then return M.restart(p, {}, done) end
   cancel_timer(p)
   local ok, err = start_stopped(p)
@@ -988,6 +1035,7 @@ function M.add(decl, environ, origin, saved)
   for i = 0, decl.instances - 1 do
     list[#list + 1] = new_proc(decl, environ, origin, i, saved and saved[i + 1])
   end
+  notify.declared()
   for i, p in ipairs(list) do
     local sv = saved and saved[i]
     local start = decl.autostart ~= false
@@ -1100,6 +1148,9 @@ function M.scale(name, spec, done)
   end
   if not target or target ~= math.floor(target) or target < 1 then
     return done({ code = -32602, message = "scale: instances must be N, +N or -N, and leave at least one" })
+  end
+  if target > M.MAX_INSTANCES then
+    return done({ code = -32602, message = ("scale: at most %d instances"):format(M.MAX_INSTANCES) })
   end
   local decl = list[1].decl
   decl.instances = target

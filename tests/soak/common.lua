@@ -1,0 +1,85 @@
+-- Shared by the soak scripts (run by plain luajit from tests/soak/run):
+-- module paths, the integration harness (tests/helpers/pmtest.lua) and a
+-- few measures of the daemon.
+local src = os.getenv("PM_SRC") or "."
+package.path = src .. "/lua/?.lua;" .. src .. "/lua/?/init.lua;" .. src .. "/tests/helpers/?.lua;"
+  .. package.path
+package.cpath = src .. "/lib/?.so;" .. package.cpath
+
+local core = require "pm.core"
+local util = require "pm.util"
+local H = require "pmtest"
+
+local S = { H = H, core = core, util = util }
+
+S.failures = 0
+
+function S.say(fmt, ...)
+  io.stdout:write((select("#", ...) > 0 and fmt:format(...) or fmt), "\n")
+  io.stdout:flush()
+end
+
+-- A check: prints ok/FAIL with the message; failures make the script exit 1.
+function S.check(cond, fmt, ...)
+  local msg = select("#", ...) > 0 and fmt:format(...) or fmt
+  if cond then
+    S.say("  ok    %s", msg)
+  else
+    S.failures = S.failures + 1
+    S.say("  FAIL  %s", msg)
+  end
+  return cond
+end
+
+function S.fd_count(pid)
+  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
+  local n = tonumber(p:read("*a"))
+  p:close()
+  return n
+end
+
+-- VmRSS and RssAnon of pid in kB
+function S.rss(pid)
+  local s = util.read_file("/proc/" .. pid .. "/status") or ""
+  return tonumber(s:match("VmRSS:%s*(%d+)")), tonumber(s:match("RssAnon:%s*(%d+)"))
+end
+
+-- Children of pid that are zombies
+function S.zombies_of(pid)
+  local list = {}
+  local p = io.popen("ls /proc")
+  for name in p:lines() do
+    local cpid = tonumber(name)
+    if cpid then
+      local st = core.proc_stat(cpid)
+      if st and st.ppid == pid and st.state == "Z" then list[#list + 1] = cpid end
+    end
+  end
+  p:close()
+  return list
+end
+
+-- Live processes whose environment has PM_HOME=home (a daemon's apps)
+function S.processes_of_home(home)
+  local list = {}
+  local p = io.popen("ls /proc")
+  for name in p:lines() do
+    local pid = tonumber(name)
+    if pid and H.alive(pid) then
+      local env = core.proc_environ(pid)
+      if env and ("\0" .. env):find("\0PM_HOME=" .. home .. "\0", 1, true) then list[#list + 1] = pid end
+    end
+  end
+  p:close()
+  return list
+end
+
+function S.finish()
+  if S.failures > 0 then
+    S.say("%d check(s) failed", S.failures)
+    os.exit(1)
+  end
+  os.exit(0)
+end
+
+return S
