@@ -33,6 +33,11 @@ end
 local user_names
 local function user_of(e)
   local uid = e.uid or core.getuid()
+  if uid == core.getuid() and not user_names then
+    -- the common case, without reading /etc/passwd
+    local me = os.getenv("USER") or os.getenv("LOGNAME")
+    if me and me ~= "" then return me end
+  end
   if not user_names then
     user_names = {}
     for line in io.lines("/etc/passwd") do
