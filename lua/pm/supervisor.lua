@@ -649,11 +649,14 @@ function M.mark_ready(p, how)
 end
 
 local function fail_ready(p, why)
+  if p.status == "launching" then p.status = "errored" end
   if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
   local w = p.ready_waiters
   p.ready_waiters = nil
   for _, fn in ipairs(w or {}) do fn(false, why) end
 end
+
+M.fail_ready = fail_ready
 
 -- done(ok, err) once p is online, or failed to get there.
 function M.when_ready(p, done)
@@ -1030,18 +1033,38 @@ local function new_proc(decl, environ, origin, instance, saved)
   return p
 end
 
+-- New processes start on the next turn of the loop, together: the apps a
+-- request declares are written to the journal once, before any of them
+-- runs (write-ahead: a daemon killed meanwhile leaves nothing unknown).
+local queued, queue_timer = {}, nil
+local function launch_queued()
+  queue_timer = nil
+  local list = queued
+  queued = {}
+  notify.declared()
+  for _, p in ipairs(list) do
+    if not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
+      local ok, err = launch(p)
+      if not ok then M.fail_ready(p, err) end -- whoever waits for it hears why
+    end
+  end
+end
+
 function M.add(decl, environ, origin, saved)
   local list = {}
   for i = 0, decl.instances - 1 do
     list[#list + 1] = new_proc(decl, environ, origin, i, saved and saved[i + 1])
   end
-  notify.declared()
   for i, p in ipairs(list) do
     local sv = saved and saved[i]
     local start = decl.autostart ~= false
     if sv then start = sv.status ~= "stopped" end
-    if start then launch(p) end
+    if start then
+      p.status = "launching"
+      queued[#queued + 1] = p
+    end
   end
+  if #queued > 0 and not queue_timer then queue_timer = core.timer(0, 0, launch_queued) end
   notify.changed()
   return list
 end
@@ -1178,6 +1201,7 @@ function M.scale(name, spec, done)
     k = k + 1
   end
   local left = #added
+  notify.declared()
   for _, p in ipairs(added) do
     launch(p)
     M.when_ready(p, function()
@@ -1211,9 +1235,10 @@ end
 
 function M.by_name(name)
   local list = {}
-  for _, p in ipairs(M.all()) do
+  for _, p in pairs(procs) do
     if p.name == name then list[#list + 1] = p end
   end
+  if #list > 1 then table.sort(list, function(a, b) return a.pm_id < b.pm_id end) end
   return list
 end
 
