@@ -142,4 +142,32 @@ function H.count_lines(path)
   return n
 end
 
+-- Asserts that a command succeeded, saying what it printed otherwise.
+function H.ok(r, what)
+  assert(r.code == 0, ("%s: exit %s, stdout: %s, stderr: %s"):format(what or "pm", tostring(r.code), r.out, r.err))
+  return r
+end
+
+-- Open fds of pid
+function H.fd_count(pid)
+  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
+  local n = tonumber(p:read("*a"))
+  p:close()
+  return n
+end
+
+-- Children of pid that are zombies (state Z in /proc/*/stat)
+function H.zombies_of(pid)
+  local list = {}
+  for name in pairs(core.listdir("/proc") or {}) do
+    local cpid = tonumber(name)
+    if cpid then
+      local st = core.proc_stat(cpid)
+      if st and st.ppid == pid and st.state == "Z" then list[#list + 1] = cpid end
+    end
+  end
+  table.sort(list)
+  return list
+end
+
 return H

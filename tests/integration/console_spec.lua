@@ -13,10 +13,7 @@ local sq = H.shquote
 
 -- ---- helpers ----
 
-local function ok(r, what)
-  assert(r.code == 0, ("%s: exit %s, stdout: %s, stderr: %s"):format(what or "pm", tostring(r.code), r.out, r.err))
-  return r
-end
+local ok = H.ok
 
 local function start_app(name)
   ok(H.pm("start", APP, "--name", name, "-f", "-s"), "start " .. name)

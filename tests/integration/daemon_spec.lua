@@ -7,27 +7,9 @@ local util = require "pm.util"
 
 local function exists(path) return core.stat(path) ~= nil end
 
-local function fd_count(pid)
-  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*a"))
-  p:close()
-  return n
-end
+local fd_count = H.fd_count
 
--- Children of pid that are zombies (state Z in /proc/*/stat).
-local function zombies_of(pid)
-  local list = {}
-  local p = io.popen("ls /proc")
-  for name in p:lines() do
-    local cpid = tonumber(name)
-    if cpid then
-      local st = core.proc_stat(cpid)
-      if st and st.ppid == pid and st.state == "Z" then list[#list + 1] = cpid end
-    end
-  end
-  p:close()
-  return list
-end
+local zombies_of = H.zombies_of
 
 -- Live `pm daemon` processes whose PM_HOME is home.
 local function daemons_of(home)

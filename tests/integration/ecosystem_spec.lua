@@ -25,10 +25,7 @@ local function eco(name, text)
   return write(H.home .. "/" .. name, (text:gsub("APP", ("%q"):format(APP))))
 end
 
-local function ok(r, what)
-  assert(r.code == 0, ("%s: exit %s, stdout: %s, stderr: %s"):format(what or "pm", tostring(r.code), r.out, r.err))
-  return r
-end
+local ok = H.ok
 
 -- A failure: non-zero exit, one line on stderr that holds every pattern.
 local function fails(r, ...)

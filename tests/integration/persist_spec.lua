@@ -18,10 +18,7 @@ local function write(path, text)
   return path
 end
 
-local function ok(r, what)
-  assert(r.code == 0, ("%s: exit %s, stdout: %s, stderr: %s"):format(what or "pm", tostring(r.code), r.out, r.err))
-  return r
-end
+local ok = H.ok
 
 local function fails(r, ...)
   assert(r.code ~= 0, "expected a failure, got exit 0, stdout: " .. r.out)

@@ -17,36 +17,16 @@ local RUNAS = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
 
 -- ---- helpers ----
 
-local function ok(r, what)
-  assert(r.code == 0, ("%s: exit %s, stdout: %s, stderr: %s"):format(what or "pm", tostring(r.code), r.out, r.err))
-  return r
-end
+local ok = H.ok
 
-local function fd_count(pid)
-  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*a"))
-  p:close()
-  return n
-end
+local fd_count = H.fd_count
 
 local function rss_kb(pid)
   local s = util.read_file("/proc/" .. pid .. "/status") or ""
   return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
 end
 
-local function zombies_of(pid)
-  local list = {}
-  local p = io.popen("ls /proc")
-  for name in p:lines() do
-    local cpid = tonumber(name)
-    if cpid then
-      local st = core.proc_stat(cpid)
-      if st and st.ppid == pid and st.state == "Z" then list[#list + 1] = cpid end
-    end
-  end
-  p:close()
-  return list
-end
+local zombies_of = H.zombies_of
 
 -- Live processes of this PM_HOME's apps: { [name] = { pid, ... } }
 local function app_processes(home)

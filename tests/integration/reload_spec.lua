@@ -34,10 +34,7 @@ local function free_port()
   error("no free port")
 end
 
-local function ok(r, what)
-  assert(r.code == 0, ("%s: exit %s, stdout: %s, stderr: %s"):format(what or "pm", tostring(r.code), r.out, r.err))
-  return r
-end
+local ok = H.ok
 
 local function fails(r, ...)
   assert.are_not.equal(0, r.code, "expected a failure, stdout: " .. r.out)

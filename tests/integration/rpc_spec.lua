@@ -60,12 +60,7 @@ local function is_error(m, code, id)
   if id == nil then assert.equal(util.null, m.id) else assert.equal(id, m.id) end
 end
 
-local function fd_count(pid)
-  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*a"))
-  p:close()
-  return n
-end
+local fd_count = H.fd_count
 
 local PING = '{"jsonrpc":"2.0","id":%s,"method":"ping"}'
 

@@ -31,12 +31,7 @@ function S.check(cond, fmt, ...)
   return cond
 end
 
-function S.fd_count(pid)
-  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*a"))
-  p:close()
-  return n
-end
+S.fd_count = H.fd_count
 
 -- VmRSS and RssAnon of pid in kB
 function S.rss(pid)
@@ -44,20 +39,7 @@ function S.rss(pid)
   return tonumber(s:match("VmRSS:%s*(%d+)")), tonumber(s:match("RssAnon:%s*(%d+)"))
 end
 
--- Children of pid that are zombies
-function S.zombies_of(pid)
-  local list = {}
-  local p = io.popen("ls /proc")
-  for name in p:lines() do
-    local cpid = tonumber(name)
-    if cpid then
-      local st = core.proc_stat(cpid)
-      if st and st.ppid == pid and st.state == "Z" then list[#list + 1] = cpid end
-    end
-  end
-  p:close()
-  return list
-end
+S.zombies_of = H.zombies_of
 
 -- Live processes whose environment has PM_HOME=home (a daemon's apps)
 function S.processes_of_home(home)
