@@ -476,8 +476,11 @@ describe("pm runtime", function()
 ( timeout -k 5 25 %s runtime %s >%s/rt.out 2>%s/rt.err; echo $? >%s/rt.rc ) </dev/null >/dev/null 2>&1 &
 ]]):format(H.shquote(H.bin), H.shquote(file), H.shquote(dir), H.shquote(dir), H.shquote(dir)))
     ok(H.sh(H.shquote(wrapper)))
-    local pid = H.wait_for(function() return H.daemon_pid() end, 5000, "the runtime's pm.pid")
-    return pid
+    -- its pid, or nil when it already ended (a crash loop can be that quick)
+    local pid = H.wait_for(function()
+      return H.daemon_pid() or (util.read_file(dir .. "/rt.rc") and -1)
+    end, 5000, "the runtime's pm.pid")
+    return pid > 0 and pid or nil
   end
 
   local function rc()
@@ -505,6 +508,7 @@ return { apps = {
     assert.equal("rt2,rtapp", names(list))
     for _, p in ipairs(list) do online(p) end
 
+    assert.truthy(pid, "pm runtime still runs")
     core.kill(pid, core.signals.SIGTERM)
     assert.equal(0, rc(), "exit 0 after SIGTERM; stderr: " .. tostring(util.read_file(dir .. "/rt.err")))
     assert.is_false(H.alive(pid))
