@@ -19,6 +19,9 @@
 
 #define STREAM_MT "pm.stream"
 #define READ_CHUNK 65536
+/* an idle stream keeps no buffer larger than this (2,000 apps' channels
+ * would otherwise hold 64 KB each once they have said anything) */
+#define KEEP_BUF 4096
 
 /* ---- line-framed streams ---- */
 
@@ -48,6 +51,10 @@ static void stream_close(lua_State *L, stream_t *s)
 	ev_io_stop(EV_DEFAULT, &s->w);
 	close(s->fd);
 	s->fd = -1;
+	free(s->in); /* nothing reads or writes a closed stream */
+	free(s->out);
+	s->in = s->out = NULL;
+	s->inlen = s->incap = s->outlen = s->outoff = s->outcap = 0;
 	pm_unref(L, &s->on_line);
 	pm_unref(L, &s->on_close);
 	pm_unref(L, &s->self);
@@ -138,6 +145,11 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 				goto out;
 		}
 	}
+	if (s->inlen == 0 && s->incap > KEEP_BUF) {
+		free(s->in);
+		s->in = NULL;
+		s->incap = 0;
+	}
 	if (!s->closed && !s->paused && !s->throttled && !s->flush_close)
 		ev_io_start(EV_DEFAULT, &s->r);
 out:
@@ -166,6 +178,11 @@ static void stream_flush(stream_t *s)
 	}
 	if (s->outoff == s->outlen) {
 		s->outoff = s->outlen = 0;
+		if (s->outcap > KEEP_BUF) { /* a big reply is not kept for life */
+			free(s->out);
+			s->out = NULL;
+			s->outcap = 0;
+		}
 		ev_io_stop(EV_DEFAULT, &s->w);
 		if (s->flush_close)
 			stream_lost(s, "closed");

@@ -163,6 +163,8 @@ static int l_timer(lua_State *L)
 	return 1;
 }
 
+void pm_signal_touched(int sig); /* proc.c */
+
 /* core.signal(signum, fn) -> handle */
 static int l_signal(lua_State *L)
 {
@@ -170,6 +172,7 @@ static int l_signal(lua_State *L)
 	handle_t *h = handle_new(L, 's', 2);
 	ev_signal_init(&h->w.sig, on_signal, sig);
 	ev_signal_start(EV_DEFAULT, &h->w.sig);
+	pm_signal_touched(sig); /* a child resets it before its exec */
 	return 1;
 }
 

@@ -22,32 +22,53 @@
 
 long pm_nofile_soft = -1;
 
-/* What failed in the child, sent back over the CLOEXEC pipe. */
-struct spawn_err {
-	int stage; /* 1 fds, 2 chdir, 3 ids, 4 exec */
-	int err;
-};
-
-/* Everything the child needs, prepared by the parent: the child shares the
- * parent's memory (CLONE_VM) until it execs, so it only makes system calls
- * and writes nothing the parent reads, but for its own stack. */
+/* Everything the child needs, prepared by the parent. The child shares the
+ * parent's memory (CLONE_VM) and the parent sleeps until it has exec'd or
+ * exited (CLONE_VFORK): it makes only system calls, and writes nothing but
+ * its own stack, the LISTEN_PID entry and, when something fails, stage and
+ * err below, which the parent reads once it resumes (as posix_spawn does). */
 struct spawn_args {
 	const char *file, *cwd;
 	const char **argv, **envp;
-	int envc, listen_pid, setsid, uid, gid, nfds, efd;
+	int envc, listen_pid, setsid, uid, gid, nfds;
+	volatile int stage, err; /* 1 fds, 2 chdir, 3 ids, 4 exec */
 	int fds[64];
 	char pidbuf[40];
 };
 
 static const char *stages[] = {"", "set up fds", "chdir", "set uid/gid", "exec"};
 
-static int child_fail(int efd, int stage)
+static int child_fail(struct spawn_args *a, int stage)
 {
-	struct spawn_err e = {stage, errno};
-	ssize_t n = write(efd, &e, sizeof e);
-	(void)n;
+	a->err = errno;
+	a->stage = stage;
 	_exit(127);
 	return 127;
+}
+
+/* The signals the child sets back to SIG_DFL: those whose disposition the
+ * daemon changed (handlers, SIG_IGN), found once, plus any the loop starts
+ * handling later (pm_signal_touched). The rest already are default. */
+static sigset_t touched;
+static int touched_ready;
+
+void pm_signal_touched(int sig)
+{
+	if (touched_ready)
+		sigaddset(&touched, sig);
+}
+
+static void find_touched(void)
+{
+	sigemptyset(&touched);
+	for (int s = 1; s < NSIG; s++) {
+		struct sigaction sa;
+		if (s == SIGKILL || s == SIGSTOP || sigaction(s, NULL, &sa) < 0)
+			continue;
+		if ((sa.sa_flags & SA_SIGINFO) || sa.sa_handler != SIG_DFL)
+			sigaddset(&touched, s);
+	}
+	touched_ready = 1;
 }
 
 static char *fmt_uint(char *end, unsigned long v)
@@ -67,7 +88,8 @@ static int child_main(void *arg)
 	memset(&dfl, 0, sizeof dfl);
 	dfl.sa_handler = SIG_DFL;
 	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &dfl, NULL);
+		if (sigismember(&touched, s) == 1)
+			sigaction(s, &dfl, NULL);
 	sigset_t set;
 	sigemptyset(&set);
 	sigprocmask(SIG_SETMASK, &set, NULL);
@@ -82,21 +104,23 @@ static int child_main(void *arg)
 		if (src < 0)
 			src = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (src < 0 || (lifted[i] = fcntl(src, F_DUPFD_CLOEXEC, base + 1)) < 0)
-			return child_fail(a->efd, 1);
+			return child_fail(a, 1);
 	}
 	for (int i = 0; i < a->nfds; i++)
 		if (dup2(lifted[i], i) < 0)
-			return child_fail(a->efd, 1);
+			return child_fail(a, 1);
 	/* nothing else crosses the exec: not the daemon's fds, not the ones
-	 * its own caller left open (the error pipe lives until the exec) */
+	 * its own caller left open. Closed now rather than marked CLOEXEC:
+	 * the parent resumes before the exec closes CLOEXEC fds, and a copy
+	 * still open here would keep a pipe it has just closed registered in
+	 * its epoll set (libev then rebuilds the whole set). */
 	int first = a->nfds > 3 ? a->nfds : 3;
-	if (syscall(SYS_close_range, (unsigned)first, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
+	if (syscall(SYS_close_range, (unsigned)first, ~0u, 0) < 0) {
 		for (int fd = first; fd < 1024; fd++)
-			if (fd != a->efd)
-				fcntl(fd, F_SETFD, FD_CLOEXEC);
+			close(fd);
 	}
 	if (a->cwd && chdir(a->cwd) < 0)
-		return child_fail(a->efd, 2);
+		return child_fail(a, 2);
 	if (pm_nofile_soft >= 0) {
 		struct rlimit rl;
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -105,9 +129,9 @@ static int child_main(void *arg)
 		}
 	}
 	if (a->gid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)a->gid) < 0))
-		return child_fail(a->efd, 3);
+		return child_fail(a, 3);
 	if (a->uid >= 0 && setuid((uid_t)a->uid) < 0)
-		return child_fail(a->efd, 3);
+		return child_fail(a, 3);
 	if (a->envp && a->listen_pid) {
 		char *p = fmt_uint(a->pidbuf + sizeof a->pidbuf, (unsigned long)getpid());
 		p -= 11;
@@ -119,7 +143,7 @@ static int child_main(void *arg)
 		execvpe(a->file, (char *const *)a->argv, (char *const *)a->envp);
 	else
 		execvp(a->file, (char *const *)a->argv);
-	return child_fail(a->efd, 4);
+	return child_fail(a, 4);
 }
 
 static const char **string_array(lua_State *L, int idx, const char *field, int extra, int *count)
@@ -196,16 +220,11 @@ static int l_spawn(lua_State *L)
 		}
 	}
 
-	int ep[2];
-	if (pipe2(ep, O_CLOEXEC) < 0)
-		return pm_fail(L, "spawn: pipe");
-	a.efd = ep[1];
 	char *stack = malloc(CHILD_STACK);
-	if (!stack) {
-		close(ep[0]);
-		close(ep[1]);
+	if (!stack)
 		return luaL_error(L, "spawn: out of memory");
-	}
+	if (!touched_ready)
+		find_touched();
 	/* no handler of ours may run in the child before it resets them */
 	sigset_t all, old;
 	sigfillset(&all);
@@ -214,24 +233,16 @@ static int l_spawn(lua_State *L)
 	int clone_errno = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	free(stack);
-	close(ep[1]);
 	if (pid < 0) {
-		close(ep[0]);
 		errno = clone_errno;
 		return pm_fail(L, "spawn: clone");
 	}
-	struct spawn_err e;
-	ssize_t n;
-	do
-		n = read(ep[0], &e, sizeof e);
-	while (n < 0 && errno == EINTR);
-	close(ep[0]);
 	lua_settop(L, top);
-	if (n == (ssize_t)sizeof e && e.stage > 0 && e.stage < 5) {
+	if (a.stage > 0 && a.stage < 5) {
 		/* the child is reaped by the child watcher like any other */
 		lua_pushnil(L);
-		lua_pushfstring(L, "%s %s: %s", stages[e.stage],
-				e.stage == 2 ? a.cwd : a.file, strerror(e.err));
+		lua_pushfstring(L, "%s %s: %s", stages[a.stage],
+				a.stage == 2 ? a.cwd : a.file, strerror(a.err));
 		lua_pushinteger(L, pid);
 		return 3;
 	}

@@ -105,6 +105,35 @@ static int l_truncate(lua_State *L)
 	return 1;
 }
 
+/*
+ * core.put_file(path, data [, mode]) -> true | nil, err: the file holds
+ * exactly data afterwards. An existing file is overwritten in place (no
+ * new inode, no truncation unless it was longer): rewriting a pid file
+ * costs a few microseconds where unlink + create costs hundreds on ext4.
+ */
+static int l_put_file(lua_State *L)
+{
+	size_t len;
+	const char *path = luaL_checkstring(L, 1);
+	const char *data = luaL_checklstring(L, 2, &len);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, (mode_t)luaL_optinteger(L, 3, 0644));
+	if (fd < 0)
+		return pm_fail(L, path);
+	ssize_t n = pwrite(fd, data, len, 0);
+	struct stat st;
+	int bad = n != (ssize_t)len;
+	if (!bad && fstat(fd, &st) == 0 && st.st_size != (off_t)len && ftruncate(fd, (off_t)len) < 0)
+		bad = 1;
+	int err = errno;
+	close(fd);
+	if (bad) {
+		errno = n >= 0 && n != (ssize_t)len ? EIO : err;
+		return pm_fail(L, path);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* core.mkdir(path [, mode]) -> true | nil, err (an existing dir is fine) */
 static int l_mkdir(lua_State *L)
 {
@@ -343,6 +372,7 @@ void pm_open_sys(lua_State *L)
 		{"write", l_write},
 		{"read", l_read},
 		{"truncate", l_truncate},
+		{"put_file", l_put_file},
 		{"mkdir", l_mkdir},
 		{"chmod", l_chmod},
 		{"chown", l_chown},

@@ -257,7 +257,7 @@ local function simple_target(name, desc, method, extra)
     p:flag("-s --silent", "print nothing on success")
     if extra then extra(p) end
     local a = p:parse(args)
-    local opts = {}
+    local opts = { brief = true } -- the reply's environments are not shown
     if a.update_env then opts.updateEnv = true end
     if a.only then
       local only = {}
@@ -339,7 +339,7 @@ function verbs.start(args)
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
     local res = with_progress("start " .. what, function()
-      return check(client.start(util.absolute(what, cwd), { env = a.env, only = only }))
+      return check(client.start(util.absolute(what, cwd), { env = a.env, only = only, brief = true }))
     end)
     for _, d in ipairs(res) do
       local ch = d.pm2_env and d.pm2_env.changes
@@ -369,9 +369,9 @@ function verbs.start(args)
     end
   end
   if not st and not given and #a.args == 0 then
-    check(client.start(what)) -- a known name or id is (re)started
+    check(client.start(what, { brief = true })) -- a known name or id is (re)started
   else
-    check(client.start(app, { force = a.force or nil, env = a.env }))
+    check(client.start(app, { force = a.force or nil, env = a.env, brief = true }))
   end
   show_list(a.silent)
   return 0
@@ -409,7 +409,7 @@ verb_help.jlist = "the process descriptions as a JSON array"
 function verbs.jlist(args)
   new_parser("jlist", verb_help.jlist):parse(args)
   local conn = check(api()._conn())
-  local _, err, raw = conn:call("list")
+  local _, err, raw = conn:call("list", nil, true)
   check(raw, err)
   io.stdout:write(raw, "\n")
   return 0

@@ -15,6 +15,12 @@ local function open(path)
   local c = setmetatable({ replies = {}, next_id = 0, closed = false }, Conn)
   c.stream = core.stream(fd, function(line)
     if not line then return end
+    -- a result is decoded only when its caller wants it as a value
+    local head, id = line:match('^({"jsonrpc":"2%.0","id":(%d+),"result":)')
+    if head then
+      c.replies[tonumber(id)] = { raw = line, head = #head }
+      return
+    end
     local msg = util.decode(line)
     if type(msg) ~= "table" then return end
     if msg.id ~= nil and msg.id ~= util.null then
@@ -29,8 +35,10 @@ local function open(path)
   return c
 end
 
--- Sends a request and runs the loop until its reply -> result | nil, err
-function Conn:call(method, params)
+-- Sends a request and runs the loop until its reply -> result | nil, err.
+-- The result's JSON text comes third; raw_only: only that text, the
+-- result not decoded (pm jlist prints megabytes as they came).
+function Conn:call(method, params, raw_only)
   if self.closed then return nil, "not connected to the pm daemon" end
   self.next_id = self.next_id + 1
   local id = self.next_id
@@ -43,11 +51,19 @@ function Conn:call(method, params)
   end
   local msg = self.replies[id]
   self.replies[id] = nil
+  if msg.head then
+    local text = msg.raw:sub(msg.head + 1, -2)
+    if raw_only then return nil, nil, text end
+    local full, derr = util.decode(msg.raw)
+    if type(full) ~= "table" then return nil, "bad reply from the daemon: " .. tostring(derr) end
+    if full.result == util.null then return nil, nil, text end
+    return full.result, nil, text
+  end
   if msg.error then
     return nil, type(msg.error) == "table" and tostring(msg.error.message) or "error"
   end
   if msg.result == util.null then return nil end
-  return msg.result, nil, msg.raw:match('^{"jsonrpc":"2%.0","id":%d+,"result":(.*)}$')
+  return msg.result
 end
 
 function Conn:close()

@@ -16,19 +16,23 @@ local home
 local my_uid = core.getuid()
 local shutting_down = false
 
-local function descriptions(list) return sup.describe_list(list) end
+-- The descriptions of list as the reply's JSON; params.brief: without
+-- each app's environment (the CLI's tables need no more).
+local function descriptions(list, params)
+  return sup.describe_list(list, type(params) == "table" and params.brief == true)
+end
 
 -- Runs op(p, cb) on each proc of list; done(err, descriptions) at the end.
-local function each(list, op, done)
+local function each(list, op, done, params)
   local left, first_err = #list, nil
-  if left == 0 then return done(nil, descriptions(list)) end
+  if left == 0 then return done(nil, descriptions(list, params)) end
   for _, p in ipairs(list) do
     op(p, function(err)
       if err and not first_err then first_err = err end
       left = left - 1
       if left == 0 then
         if first_err then return done(first_err) end
-        done(nil, descriptions(list))
+        done(nil, descriptions(list, params))
       end
     end)
   end
@@ -98,16 +102,18 @@ end
 local methods = {}
 
 function methods.ping(_, _, done)
-  done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid() })
+  -- heap_kb: the daemon's Lua heap (bench/ reports it beside RSS)
+  done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid(),
+    heap_kb = math.floor(collectgarbage("count")) })
 end
 
 -- {"brief": true}: without each app's environment (pm list's table)
-function methods.list(params, _, done) done(nil, sup.describe_list(sup.all(), params.brief == true)) end
+function methods.list(params, _, done) done(nil, descriptions(sup.all(), params)) end
 
 function methods.describe(params, _, done)
   resolve(params, function(list, err)
     if not list and type(err) == "table" then return done(err) end -- a bad target, not an unknown one
-    done(nil, descriptions(list or {}))
+    done(nil, descriptions(list or {}, params))
   end)
 end
 
@@ -216,7 +222,7 @@ local function start_decls(decls, params, origin, done)
         if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
       end
       if #errs > 0 then return done(table.concat(errs, "; ")) end
-      local result = descriptions(started)
+      local result = descriptions(started, params)
       for _, p in ipairs(started) do p.changes = nil end
       done(nil, result)
     end
@@ -233,14 +239,14 @@ end
 
 -- Runs op on procs so that an app stops before the apps it depends on:
 -- rounds of the procs no remaining proc depends on.
-local function each_dependents_first(list, op, done)
+local function each_dependents_first(list, op, done, params)
   local remaining = {}
   for _, p in ipairs(list) do remaining[#remaining + 1] = p end
   local first_err
   local function round()
     if #remaining == 0 then
       if first_err then return done(first_err) end
-      return done(nil, descriptions(list))
+      return done(nil, descriptions(list, params))
     end
     local needed = {}
     for _, p in ipairs(remaining) do
@@ -285,7 +291,7 @@ function methods.start(params, _, done)
   if params.target ~= nil then
     local list, err = sup.resolve(params.target)
     if not list then return done(err) end
-    return each(list, sup.start, done)
+    return each(list, sup.start, done, params)
   end
   done({ code = rpc.INVALID_PARAMS, message = "start needs params.app, params.path or params.target" })
 end
@@ -294,7 +300,7 @@ local function target_op(op)
   return function(params, _, done)
     resolve(params, function(list, err)
       if not list then return done(err) end
-      each(list, function(p, cb) op(p, params, cb) end, done)
+      each(list, function(p, cb) op(p, params, cb) end, done, params)
     end)
   end
 end
@@ -303,7 +309,7 @@ local function ordered_op(op)
   return function(params, _, done)
     resolve(params, function(list, err)
       if not list then return done(err) end
-      each_dependents_first(list, function(p, cb) op(p, params, cb) end, done)
+      each_dependents_first(list, function(p, cb) op(p, params, cb) end, done, params)
     end)
   end
 end
@@ -339,7 +345,7 @@ function methods.reload(params, _, done)
     local function finish(rerr)
       for _, n in ipairs(names) do reloading[n] = nil end
       if rerr then return done(rerr) end
-      done(nil, descriptions(list))
+      done(nil, descriptions(list, params))
     end
     local function step()
       i = i + 1
@@ -365,7 +371,7 @@ function methods.scale(params, _, done)
   end
   sup.scale(name, params.instances, function(err, list)
     if err then return done(err) end
-    done(nil, descriptions(list))
+    done(nil, descriptions(list, params))
   end)
 end
 
@@ -377,7 +383,7 @@ local function signal_op(params, done, list)
   for _, p in ipairs(list) do
     if p.pid and p.pid > 0 then core.kill(p.pid, sig) end
   end
-  done(nil, descriptions(list))
+  done(nil, descriptions(list, params))
 end
 
 function methods.sendSignalToProcessName(params, _, done)
@@ -613,10 +619,10 @@ local function hook_api()
   api.restart = act(function(p, cb) sup.restart(p, {}, cb) end)
   api.stop = act(sup.stop)
   api.start = act(sup.start)
-  api.list = function() return util.deep_copy(descriptions(sup.all())) end
+  api.list = function() return sup.describe_tables(sup.all()) end
   api.describe = function(target)
     local list = sup.resolve(target)
-    return util.deep_copy(descriptions(list or {}))
+    return sup.describe_tables(list or {})
   end
   api.publish = function(event, data)
     if type(event) ~= "string" then return nil, "publish: an event name expected" end
@@ -749,7 +755,12 @@ function M.run(opts)
   end
   if M.exit_code then return M.exit_code end
   M.exit_code = 0
+  -- PM_PROFILE=<file> [PM_PROFILE_MODE=Fli1]: LuaJIT's sampling profiler
+  -- over the daemon's life (with LUA_PATH reaching LuaJIT's jit/p.lua)
+  local prof = os.getenv("PM_PROFILE")
+  if prof then require("jit.p").start(os.getenv("PM_PROFILE_MODE") or "Fl", prof) end
   core.run()
+  if prof then require("jit.p").stop() end
   return M.exit_code
 end
 

@@ -37,6 +37,22 @@ local function reply(conn, id, err, result)
     if type(err) ~= "table" then err = { code = M.SERVER_ERROR, message = tostring(err) } end
     line = head .. ',"error":' .. util.encode({ code = err.code or M.SERVER_ERROR,
       message = tostring(err.message) }) .. "}"
+  elseif util.is_raw(result) then
+    -- pieces of JSON text (a long list): written as they are, no copy
+    local st, buf, n, size = conn.stream, { head .. ',"result":' }, 1, 0
+    for _, piece in ipairs(result) do
+      n = n + 1
+      buf[n] = piece
+      size = size + #piece
+      if size >= 65536 then
+        st:write(table.concat(buf, "", 1, n))
+        n, size = 0, 0
+      end
+    end
+    n = n + 1
+    buf[n] = "}\n"
+    st:write(table.concat(buf, "", 1, n))
+    return
   else
     if result == nil then result = true end
     local ok, body = pcall(util.encode, result)

@@ -324,6 +324,24 @@ local function build_env(p)
   return list, env
 end
 
+-- The environment of p's next process, as the "K=V" list spawn takes and
+-- as the JSON its description shows. Built again only when something it
+-- depends on changed: a crash loop reuses it restart after restart.
+local function env_of(p)
+  local l = p.listen
+  local key = l and (table.concat(l.names, ":") .. (l.map or "")) or ""
+  local c = p.env_cache
+  if c and c.environ == p.environ and c.decl == p.decl and c.key == key
+    and c.channel_fd == p.channel_fd and c.notify == M.notify_path then
+    return c.list
+  end
+  local list, env = build_env(p)
+  p.env_cache = { environ = p.environ, decl = p.decl, key = key, channel_fd = p.channel_fd,
+    notify = M.notify_path, list = list }
+  p.env_json = util.encode(env)
+  return list
+end
+
 local function command(d)
   local argv = {}
   local file
@@ -349,11 +367,15 @@ local function command(d)
   return file, argv
 end
 
+-- Rewritten in place on each start (a crash loop costs no inode churn);
+-- removed when the app stops running, not between an exit and its
+-- immediate restart.
 local function write_pidfile(p)
-  if p.pid_path then
-    local f = io.open(p.pid_path, "w")
-    if f then f:write(tostring(p.pid), "\n"); f:close() end
-  end
+  if p.pid_path then core.put_file(p.pid_path, p.pid .. "\n") end
+end
+
+local function drop_pidfile(p)
+  if p.pid_path then os.remove(p.pid_path) end
 end
 
 local launch -- forward
@@ -562,8 +584,7 @@ launch = function(p)
   else
     p.channel_fd = nil
   end
-  local envlist, env = build_env(p)
-  p.env = env
+  local envlist = env_of(p)
   local pid, err = core.spawn({ file = file, args = argv, env = envlist, cwd = d.cwd,
     fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil })
   core.close(out_w)
@@ -796,9 +817,11 @@ local function apply_decision(p, decision, exit)
   p.unstable_restarts = decision.unstable_restarts
   p.prev_restart_delay = decision.prev_restart_delay
   if decision.action == "stop" then
+    drop_pidfile(p)
     p.status = "stopped"
     event(p, "stop", nil, false)
   elseif decision.action == "errored" then
+    drop_pidfile(p)
     p.status = "errored"
     log.warn("app %s (%d) exited too fast %d times in a row: errored", p.name, p.pm_id,
       p.unstable_restarts)
@@ -810,9 +833,10 @@ local function apply_decision(p, decision, exit)
       p.timer = nil
       p.restart_time = p.restart_time + 1
       event(p, "restart", nil, false)
-      launch(p)
+      if not launch(p) then drop_pidfile(p) end
     end
     if delay > 0 then
+      drop_pidfile(p)
       p.status = "waiting restart"
       p.timer = core.timer(delay, 0, go)
     else
@@ -856,7 +880,6 @@ function M.on_child(pid, code, signum)
   p.ready = nil
   p.exit_code = code ~= nil and code or (128 + (signum or 0))
   p.exit_signal = util.signame(signum)
-  if p.pid_path then os.remove(p.pid_path) end
   local stopping = p.stopping
   local exit = { code = code, signal = p.exit_signal, uptime = uptime,
     reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
@@ -864,6 +887,7 @@ function M.on_child(pid, code, signum)
     signal = exit.signal or util.null, reason = exit.reason })
   fail_ready(p, ("%s exited before it was ready"):format(p.name))
   if stopping then
+    drop_pidfile(p)
     if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end
     p.stopping = nil
     p.status = "stopped"
@@ -1120,7 +1144,8 @@ function M.reload(p, opts, done)
     if old.waiter then old.waiter() end
   end
   local saved = { pid = p.pid, pgid = p.pgid, pipes = p.pipes, started = p.started,
-    pm_uptime = p.pm_uptime, listen = p.listen, env = p.env, tree = p.tree }
+    pm_uptime = p.pm_uptime, listen = p.listen, env_json = p.env_json, env_cache = p.env_cache,
+    tree = p.tree }
   by_pid[p.pid] = old
   p.channel = nil
   p.tree = nil
@@ -1177,6 +1202,7 @@ function M.scale(name, spec, done)
   end
   local decl = list[1].decl
   decl.instances = target
+  for _, q in ipairs(list) do q.json_static = nil end -- its description changed
   if target == n then return done(nil, list) end
   if target < n then
     local victims = {}
@@ -1273,32 +1299,39 @@ end
 
 local clk_tck = core.clk_tck()
 
+-- Memory and CPU of an app's process tree. A sample is reused for up to
+-- SAMPLE_MS: /proc is read at most once a second per app however often
+-- clients list (2,000 apps listed back to back read /proc once), and the
+-- CPU share is measured over the whole window since the last sample.
+M.SAMPLE_MS = 1000
 local function sample(p)
   if not p.pid or p.pid == 0 then return 0, 0 end
-  local tree = core.proc_tree(p.pid)
   local t = core.mono()
-  local cpu
   local prev = p.cpu_sample
-  if prev and t - prev.t >= 50 then
+  if prev and prev.pid == p.pid and t - prev.t < M.SAMPLE_MS then return prev.rss, prev.cpu end
+  local tree = core.proc_tree(p.pid)
+  local cpu
+  if prev and prev.pid == p.pid then
     cpu = (tree.ticks - prev.ticks) / clk_tck / ((t - prev.t) / 1000) * 100
-  elseif prev then
-    cpu = prev.cpu
   else
     local up = (t - (p.started or t)) / 1000
     cpu = up > 0 and (tree.ticks / clk_tck) / up * 100 or 0
   end
   if cpu ~= cpu or cpu < 0 then cpu = 0 end
   cpu = math.floor(cpu * 10 + 0.5) / 10
-  if not prev or t - prev.t >= 50 then
-    p.cpu_sample = { t = t, ticks = tree.ticks, cpu = cpu }
-  end
+  p.cpu_sample = { t = t, pid = p.pid, ticks = tree.ticks, cpu = cpu, rss = tree.rss }
   return tree.rss, cpu
 end
 
-local hidden = { on_exit = true, on_start = true, on_stop = true, force = true }
+local hidden = { on_exit = true, on_start = true, on_stop = true, force = true,
+  env = true, env_remove = true }
 
--- brief: without the environment (what the process table needs)
-function M.describe(p, brief)
+-- The part of pm2_env that changes only with the declaration, encoded
+-- once per declaration (a list of 2,000 apps is then mostly concatenation):
+-- a JSON object's members without the braces.
+local function static_json(p)
+  local s = p.json_static
+  if s and p.json_decl == p.decl then return s end
   local d = p.decl
   local env = {}
   for k, v in pairs(d) do
@@ -1307,49 +1340,83 @@ function M.describe(p, brief)
   env.args = util.array(d.args)
   env.interpreter_args = util.array(d.interpreter_args)
   env.stop_exit_codes = util.array(d.stop_exit_codes)
-  if brief then
-    env.env = nil
-    env.env_remove = nil
-  else
-    env.env = p.env or d.env
-  end
   env.name = p.name
   env.pm_id = p.pm_id
   env.namespace = d.namespace
-  env.status = p.status
   env.pm_cwd = d.cwd
   env.pm_exec_path = d.script
   env.exec_interpreter = d.interpreter == "pm" and "pm" or
     (d.interpreter == "none" and "none" or util.basename(d.interpreter))
   env.instances = d.instances
-  env.pm_out_log_path = p.out_path or log_path(p, "out")
-  env.pm_err_log_path = p.err_path or log_path(p, "err")
   env.pm_pid_path = p.pid_path
-  env.pm_uptime = p.pm_uptime or p.created_at
   env.created_at = p.created_at
-  env.restart_time = p.restart_time
-  env.unstable_restarts = p.unstable_restarts
-  env.exit_code = p.exit_code
-  env.exit_signal = p.exit_signal
-  env.prev_restart_delay = p.prev_restart_delay
   env.autorestart = d.autorestart
   env.NODE_APP_INSTANCE = p.instance
   env.unique_id = p.uid_marker
-  env.error = p.error
   env.origin = p.origin and p.origin.path or nil
-  env.notify = p.notify
-  env.events = p.history and util.array(p.history) or nil
-  env.ready = p.ready
-  if p.changes then env.changes = util.array(p.changes) end
-  local mem, cpu = sample(p)
-  return { name = p.name, pid = p.pid or 0, pm_id = p.pm_id,
-    monit = { memory = mem, cpu = cpu }, pm2_env = env }
+  s = util.encode(env):sub(2, -2)
+  p.json_static, p.json_decl = s, d
+  return s
 end
 
+-- One description as JSON text (DESIGN section 5). brief: without the
+-- environment (what the process table needs).
+local function describe_json(p, brief)
+  local d = p.decl
+  local mem, cpu = sample(p)
+  local dyn = {
+    status = p.status,
+    pm_out_log_path = p.out_path or log_path(p, "out"),
+    pm_err_log_path = p.err_path or log_path(p, "err"),
+    pm_uptime = p.pm_uptime or p.created_at,
+    restart_time = p.restart_time,
+    unstable_restarts = p.unstable_restarts,
+    exit_code = p.exit_code,
+    exit_signal = p.exit_signal,
+    prev_restart_delay = p.prev_restart_delay,
+    error = p.error,
+    notify = p.notify,
+    events = p.history and util.array(p.history) or nil,
+    ready = p.ready,
+    changes = p.changes and util.array(p.changes) or nil,
+  }
+  if not brief then
+    dyn.env_remove = d.env_remove and util.array(d.env_remove) or nil
+  end
+  local st = static_json(p)
+  local parts = { '{"name":', util.encode(p.name), ',"pid":', tostring(p.pid or 0),
+    ',"pm_id":', tostring(p.pm_id), ',"monit":{"memory":', ("%.0f"):format(mem or 0),
+    ',"cpu":', tostring(cpu or 0), '},"pm2_env":{', st, st ~= "" and "," or "",
+    util.encode(dyn):sub(2, -2) }
+  if not brief then
+    parts[#parts + 1] = ',"env":'
+    parts[#parts + 1] = p.env_json or util.encode(d.env or {})
+  end
+  parts[#parts + 1] = "}}"
+  return table.concat(parts)
+end
+M.describe_json = describe_json
+
+-- A description as a Lua table (hooks, the hook API).
+function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
+
+-- The descriptions of list as one JSON array, handed to the RPC layer
+-- as text pieces (util.raw): no table per app, no re-encoding.
 function M.describe_list(list, brief)
+  local parts = { "[" }
+  for i, p in ipairs(list) do
+    if i > 1 then parts[#parts + 1] = "," end
+    parts[#parts + 1] = describe_json(p, brief)
+  end
+  parts[#parts + 1] = "]"
+  return util.raw(parts)
+end
+
+-- The same as Lua tables.
+function M.describe_tables(list)
   local out = {}
-  for i, p in ipairs(list) do out[i] = M.describe(p, brief) end
-  return util.array(out)
+  for i, p in ipairs(list) do out[i] = M.describe(p) end
+  return out
 end
 
 function M.count() local n = 0; for _ in pairs(procs) do n = n + 1 end; return n end

@@ -30,6 +30,13 @@ function M.encode(v)
   return s
 end
 
+-- JSON text ready to send: util.raw(pieces) is written as the pieces
+-- one after the other (the RPC layer sends them without re-encoding).
+M.RAW = {}
+function M.raw(pieces) return setmetatable(pieces, M.RAW) end
+function M.is_raw(v) return type(v) == "table" and getmetatable(v) == M.RAW end
+function M.raw_text(v) return table.concat(v) end
+
 function M.decode(s)
   local ok, v = pcall(cjson.decode, s)
   if ok then return v end
