@@ -34,6 +34,7 @@ typedef struct {
 	size_t outlen, outoff, outcap;
 	size_t max_line;
 	int discarding;  /* inside a line that was too long */
+	int chunked;     /* deliver what arrives as it is, no lines */
 	int flush_close; /* close once the output is written */
 	int paused;      /* reading stopped by Lua */
 	int throttled;   /* reading stopped: the peer does not read our output */
@@ -117,6 +118,17 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 	}
 	size_t scan = s->inlen;
 	s->inlen += (size_t)n;
+	if (s->chunked) {
+		/* a long reply passed on piece by piece (pm jlist) */
+		size_t len = s->inlen;
+		s->inlen = 0;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, s->self);
+		ev_io_stop(EV_DEFAULT, &s->r);
+		if (deliver(s, s->in, len) && !s->paused && !s->throttled && !s->flush_close)
+			ev_io_start(EV_DEFAULT, &s->r);
+		lua_pop(L, 1);
+		return;
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive meanwhile */
 	/* A callback may run the loop (a client call inside a bus handler):
 	 * this stream is not read again until its lines are delivered. */
@@ -254,6 +266,51 @@ static int l_stream_write(lua_State *L)
 	}
 	lua_pushboolean(L, !s->closed);
 	return 1;
+}
+
+/* stream:write_pieces(list) -> true | nil, "closed": the strings of list
+ * appended in order, then one flush (a reply of 2,000 descriptions is
+ * written without a Lua string holding all of it) */
+static int l_stream_write_pieces(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	if (s->closed) {
+		lua_pushnil(L);
+		lua_pushstring(L, "closed");
+		return 2;
+	}
+	int n = (int)lua_objlen(L, 2);
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, 2, i);
+		size_t len;
+		const char *data = lua_tolstring(L, -1, &len);
+		if (!data)
+			return luaL_error(L, "write_pieces: piece %d is not a string", i);
+		if (pm_grow(&s->out, &s->outcap, s->outlen + len) < 0)
+			return luaL_error(L, "out of memory");
+		memcpy(s->out + s->outlen, data, len);
+		s->outlen += len;
+		lua_pop(L, 1);
+	}
+	if (!ev_is_active(&s->w))
+		stream_flush(s);
+	if (!s->closed && s->max_pending && !s->throttled && s->outlen - s->outoff > s->max_pending) {
+		s->throttled = 1;
+		ev_io_stop(EV_DEFAULT, &s->r);
+	}
+	lua_pushboolean(L, !s->closed);
+	return 1;
+}
+
+/* stream:chunked() -> from now on on_line gets the bytes as they arrive
+ * (whatever a partial line held first), not lines */
+static int l_stream_chunked(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	s->chunked = 1;
+	s->discarding = 0;
+	return 0;
 }
 
 /* stream:pending() -> bytes queued and not yet written */
@@ -585,6 +642,8 @@ void pm_open_io(lua_State *L)
 {
 	static const luaL_Reg stream_m[] = {
 		{"write", l_stream_write},
+		{"write_pieces", l_stream_write_pieces},
+		{"chunked", l_stream_chunked},
 		{"pending", l_stream_pending},
 		{"close", l_stream_close},
 		{"pause", l_stream_pause},

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -327,6 +328,11 @@ static int l_daemon_init(lua_State *L)
 		setsid();
 	}
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	/* a long-lived process: buffers of 128 KB and more (a long reply)
+	 * are mapped and unmapped, never left in the heap once freed (glibc
+	 * would otherwise raise its threshold after the first such free) */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		pm_nofile_soft = (long)rl.rlim_cur;

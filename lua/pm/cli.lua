@@ -409,9 +409,8 @@ verb_help.jlist = "the process descriptions as a JSON array"
 function verbs.jlist(args)
   new_parser("jlist", verb_help.jlist):parse(args)
   local conn = check(api()._conn())
-  local _, err, raw = conn:call("list", nil, true)
-  check(raw, err)
-  io.stdout:write(raw, "\n")
+  check(conn:call_streamed("list", nil, function(piece) io.stdout:write(piece) end))
+  io.stdout:write("\n")
   return 0
 end
 
@@ -631,10 +630,16 @@ function verbs.update(args)
   local client = require "pm.client"
   local conn = client.connect({ spawn = false })
   if conn then
+    local pong = conn:call("ping")
     check(conn:call("save", { force = true }))
     conn:call("killDaemon")
     client.run_until(function() return conn.closed end, 10000)
     conn:close()
+    -- the old daemon holds its lock until it has exited: a new one started
+    -- sooner would lose the race to it and leave nobody answering
+    local old = type(pong) == "table" and tonumber(pong.pid)
+    local deadline = core.mono() + 10000
+    while old and core.proc_stat(old) and core.mono() < deadline do core.sleep(5) end
   end
   conn = check(api()._conn())
   check(conn:call("resurrect"))

@@ -14,6 +14,7 @@ local function open(path)
   if not fd then return nil, err end
   local c = setmetatable({ replies = {}, next_id = 0, closed = false }, Conn)
   c.stream = core.stream(fd, function(line)
+    if c.on_chunk then return c.on_chunk(line) end
     if not line then return end
     -- a result is decoded only when its caller wants it as a value
     local head, id = line:match('^({"jsonrpc":"2%.0","id":(%d+),"result":)')
@@ -64,6 +65,60 @@ function Conn:call(method, params, raw_only)
   end
   if msg.result == util.null then return nil end
   return msg.result
+end
+
+-- Sends a request whose result may be megabytes and passes the result's
+-- JSON text to sink(piece) as it arrives, never holding all of it (pm
+-- jlist). The connection serves nothing else afterwards.
+-- -> true | nil, err
+function Conn:call_streamed(method, params, sink)
+  if self.closed then return nil, "not connected to the pm daemon" end
+  self.next_id = self.next_id + 1
+  local id = self.next_id
+  local head = '{"jsonrpc":"2.0","id":' .. id .. ',"result":'
+  local got, state, err_text, hold = {}, "head", nil, ""
+  local done = false
+  self.stream:chunked()
+  self.on_chunk = function(data)
+    if done or not data then return end
+    if state == "head" then
+      got[#got + 1] = data
+      local text = table.concat(got)
+      if #text < #head then return end
+      got = {}
+      if text:sub(1, #head) == head then
+        state, data = "body", text:sub(#head + 1)
+      else
+        state, err_text = "error", { text }
+        if text:find("\n", 1, true) then done = true end
+        return
+      end
+    elseif state == "error" then
+      err_text[#err_text + 1] = data
+      if data:find("\n", 1, true) then done = true end
+      return
+    end
+    -- the reply ends with "}\n": hold the last two bytes back
+    data = hold .. data
+    if data:sub(-1) == "\n" then
+      sink(data:sub(1, -3))
+      hold, done = "", true
+    else
+      local cut = math.max(0, #data - 2)
+      if cut > 0 then sink(data:sub(1, cut)) end
+      hold = data:sub(cut + 1)
+    end
+  end
+  self.stream:write(util.encode({ jsonrpc = "2.0", id = id, method = method, params = params or {} }) .. "\n")
+  while not done and not self.closed do core.run("once") end
+  self.on_chunk = nil
+  if err_text then
+    local msg = util.decode((table.concat(err_text):gsub("\n.*", "")))
+    local e = type(msg) == "table" and msg.error
+    return nil, type(e) == "table" and tostring(e.message) or "bad reply from the daemon"
+  end
+  if not done then return nil, "the pm daemon closed the connection" end
+  return true
 end
 
 function Conn:close()

@@ -668,6 +668,22 @@ function M.run(opts)
   -- collect garbage sooner than Lua's default (heap x2): a small daemon
   collectgarbage("setpause", 110)
   collectgarbage("setstepmul", 400)
+  -- The incremental collector only advances while the daemon allocates:
+  -- the garbage of a burst (2,000 apps started, a long list sent) would
+  -- stay until the next one. Half a second after the last reply, when the
+  -- heap has grown by a quarter since the last full collection, one full
+  -- collection gives it back. Nothing happens while nothing is asked.
+  local settled, gc_timer = collectgarbage("count"), nil
+  rpc.on_reply = function()
+    if gc_timer then return end
+    gc_timer = core.timer(500, 0, function()
+      gc_timer = nil
+      if collectgarbage("count") > settled * 1.25 then
+        collectgarbage()
+        settled = collectgarbage("count")
+      end
+    end)
+  end
   home = util.home()
   local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end

@@ -39,19 +39,10 @@ local function reply(conn, id, err, result)
       message = tostring(err.message) }) .. "}"
   elseif util.is_raw(result) then
     -- pieces of JSON text (a long list): written as they are, no copy
-    local st, buf, n, size = conn.stream, { head .. ',"result":' }, 1, 0
-    for _, piece in ipairs(result) do
-      n = n + 1
-      buf[n] = piece
-      size = size + #piece
-      if size >= 65536 then
-        st:write(table.concat(buf, "", 1, n))
-        n, size = 0, 0
-      end
-    end
-    n = n + 1
-    buf[n] = "}\n"
-    st:write(table.concat(buf, "", 1, n))
+    local st = conn.stream
+    st:write(head .. ',"result":')
+    st:write_pieces(result)
+    st:write("}\n")
     return
   else
     if result == nil then result = true end
@@ -102,6 +93,7 @@ local function dispatch(conn, methods, line)
     if answered then return end
     answered = true
     reply(conn, id, err, result)
+    if M.on_reply then M.on_reply() end
   end
   local ok, err = xpcall(function() return handler(params, conn, done) end, debug.traceback)
   if not ok then

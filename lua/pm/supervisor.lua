@@ -3,6 +3,7 @@
 -- errored and waiting restart. Exits go to the policy; the policy decides.
 local core = require "pm.core"
 local util = require "pm.util"
+local cjson = require "cjson"
 local policy = require "pm.policy"
 local bus = require "pm.bus"
 local log = require "pm.log"
@@ -47,6 +48,7 @@ end
 
 local function event(p, what, extra, manually)
   -- the last events of each process, for pm describe
+  -- (kept as JSON text: a record costs one string, and lists reuse it)
   local h = p.history or {}
   p.history = h
   local rec = { at = now(), event = what }
@@ -55,8 +57,9 @@ local function event(p, what, extra, manually)
       if extra[k] ~= nil and extra[k] ~= util.null then rec[k] = extra[k] end
     end
   end
-  h[#h + 1] = rec
+  h[#h + 1] = util.encode(rec)
   if #h > 10 then table.remove(h, 1) end
+  p.history_json = nil
   if not bus.wants("process:event") then return end
   local data = { event = what, process = flat_env(p), at = now(), manually = manually or false }
   for k, v in pairs(extra or {}) do data[k] = v end
@@ -324,6 +327,39 @@ local function build_env(p)
   return list, env
 end
 
+-- The JSON of an app's environment in two parts: the members it shares
+-- with the environment it was started from (one string for every app of
+-- the same start that overrides the same names) and its own. 2,000 apps
+-- keep 2,000 small strings and one large one instead of 2,000 large ones.
+local shared_json = setmetatable({}, { __mode = "k" }) -- environ -> names -> text
+local function inner(t)
+  if next(t) == nil then return "" end
+  return util.encode(t):sub(2, -2)
+end
+local function env_json(environ, env)
+  environ = environ or {}
+  local own, shared, changed = {}, {}, {}
+  for k, v in pairs(env) do
+    if environ[k] == v then shared[k] = v else own[k] = v end
+  end
+  for k in pairs(environ) do
+    if env[k] ~= environ[k] then changed[#changed + 1] = k end
+  end
+  table.sort(changed)
+  local by_names = shared_json[environ]
+  if not by_names then
+    by_names = {}
+    shared_json[environ] = by_names
+  end
+  local names = table.concat(changed, "\0")
+  local text = by_names[names]
+  if not text then
+    text = inner(shared)
+    by_names[names] = text
+  end
+  return { text, inner(own) }
+end
+
 -- The environment of p's next process, as the "K=V" list spawn takes and
 -- as the JSON its description shows. Built again only when something it
 -- depends on changed: a crash loop reuses it restart after restart.
@@ -338,7 +374,7 @@ local function env_of(p)
   local list, env = build_env(p)
   p.env_cache = { environ = p.environ, decl = p.decl, key = key, channel_fd = p.channel_fd,
     notify = M.notify_path, list = list }
-  p.env_json = util.encode(env)
+  p.env_json = env_json(p.environ, env)
   return list
 end
 
@@ -1319,7 +1355,10 @@ local function sample(p)
   end
   if cpu ~= cpu or cpu < 0 then cpu = 0 end
   cpu = math.floor(cpu * 10 + 0.5) / 10
-  p.cpu_sample = { t = t, pid = p.pid, ticks = tree.ticks, cpu = cpu, rss = tree.rss }
+  -- a process caught between fork and exec shows nothing yet: ask again
+  if (tree.rss or 0) > 0 then
+    p.cpu_sample = { t = t, pid = p.pid, ticks = tree.ticks, cpu = cpu, rss = tree.rss }
+  end
   return tree.rss, cpu
 end
 
@@ -1359,41 +1398,91 @@ local function static_json(p)
   return s
 end
 
--- One description as JSON text (DESIGN section 5). brief: without the
+-- JSON members written by hand, as pieces of text (a list of 2,000 apps
+-- makes 30,000 of them; most pieces are strings that exist already, so a
+-- list makes little garbage): nil leaves the member out, as cjson does.
+local jstr = cjson.encode
+local function member(parts, n, key, v)
+  if v == nil then return n end
+  local t = type(v)
+  local text
+  if t == "string" then text = jstr(v)
+  elseif t == "number" then
+    text = (v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53) and ("%d"):format(v) or util.encode(v)
+  elseif t == "boolean" then text = v and "true" or "false"
+  elseif v == util.null then text = "null"
+  else text = util.encode(v) end
+  parts[n + 1] = key
+  parts[n + 2] = text
+  return n + 2
+end
+
+-- One description as pieces of JSON text appended to parts after index n
+-- (DESIGN section 5) -> the new last index. brief: without the
 -- environment (what the process table needs).
-local function describe_json(p, brief)
+local function describe_into(parts, n, p, brief)
   local d = p.decl
   local mem, cpu = sample(p)
-  local dyn = {
-    status = p.status,
-    pm_out_log_path = p.out_path or log_path(p, "out"),
-    pm_err_log_path = p.err_path or log_path(p, "err"),
-    pm_uptime = p.pm_uptime or p.created_at,
-    restart_time = p.restart_time,
-    unstable_restarts = p.unstable_restarts,
-    exit_code = p.exit_code,
-    exit_signal = p.exit_signal,
-    prev_restart_delay = p.prev_restart_delay,
-    error = p.error,
-    notify = p.notify,
-    events = p.history and util.array(p.history) or nil,
-    ready = p.ready,
-    changes = p.changes and util.array(p.changes) or nil,
-  }
-  if not brief then
-    dyn.env_remove = d.env_remove and util.array(d.env_remove) or nil
+  parts[n + 1] = '{"name":'
+  parts[n + 2] = jstr(p.name)
+  parts[n + 3] = ',"pid":'
+  parts[n + 4] = ("%d"):format(p.pid or 0)
+  parts[n + 5] = ',"pm_id":'
+  parts[n + 6] = ("%d"):format(p.pm_id)
+  parts[n + 7] = ',"monit":{"memory":'
+  parts[n + 8] = ("%.0f"):format(mem or 0)
+  parts[n + 9] = ',"cpu":'
+  parts[n + 10] = tostring(cpu or 0)
+  parts[n + 11] = '},"pm2_env":{'
+  parts[n + 12] = static_json(p)
+  n = n + 12
+  n = member(parts, n, ',"status":', p.status)
+  n = member(parts, n, ',"pm_out_log_path":', p.out_path or log_path(p, "out"))
+  n = member(parts, n, ',"pm_err_log_path":', p.err_path or log_path(p, "err"))
+  n = member(parts, n, ',"pm_uptime":', p.pm_uptime or p.created_at)
+  n = member(parts, n, ',"restart_time":', p.restart_time)
+  n = member(parts, n, ',"unstable_restarts":', p.unstable_restarts)
+  n = member(parts, n, ',"exit_code":', p.exit_code)
+  n = member(parts, n, ',"exit_signal":', p.exit_signal)
+  n = member(parts, n, ',"prev_restart_delay":', p.prev_restart_delay)
+  n = member(parts, n, ',"error":', p.error)
+  n = member(parts, n, ',"notify":', p.notify)
+  n = member(parts, n, ',"ready":', p.ready)
+  if p.history then
+    local hj = p.history_json
+    if not hj then
+      hj = "[" .. table.concat(p.history, ",") .. "]"
+      p.history_json = hj
+    end
+    parts[n + 1] = ',"events":'
+    parts[n + 2] = hj
+    n = n + 2
   end
-  local st = static_json(p)
-  local parts = { '{"name":', util.encode(p.name), ',"pid":', tostring(p.pid or 0),
-    ',"pm_id":', tostring(p.pm_id), ',"monit":{"memory":', ("%.0f"):format(mem or 0),
-    ',"cpu":', tostring(cpu or 0), '},"pm2_env":{', st, st ~= "" and "," or "",
-    util.encode(dyn):sub(2, -2) }
+  if p.changes then n = member(parts, n, ',"changes":', util.array(p.changes)) end
   if not brief then
-    parts[#parts + 1] = ',"env":'
-    parts[#parts + 1] = p.env_json or util.encode(d.env or {})
+    if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
+    local e = p.env_json
+    if e then
+      parts[n + 1] = ',"env":{'
+      parts[n + 2] = e[1]
+      parts[n + 3] = (e[1] ~= "" and e[2] ~= "") and "," or ""
+      parts[n + 4] = e[2]
+      parts[n + 5] = "}"
+      n = n + 5
+    else
+      parts[n + 1] = ',"env":'
+      parts[n + 2] = util.encode(d.env or {})
+      n = n + 2
+    end
   end
-  parts[#parts + 1] = "}}"
-  return table.concat(parts)
+  parts[n + 1] = "}}"
+  return n + 1
+end
+
+local function describe_json(p, brief)
+  local parts = {}
+  local n = describe_into(parts, 0, p, brief)
+  return table.concat(parts, "", 1, n)
 end
 M.describe_json = describe_json
 
@@ -1402,13 +1491,15 @@ function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
 
 -- The descriptions of list as one JSON array, handed to the RPC layer
 -- as text pieces (util.raw): no table per app, no re-encoding.
+local new_table = require "table.new"
 function M.describe_list(list, brief)
-  local parts = { "[" }
+  local parts, n = new_table(#list * 36 + 2, 0), 1
+  parts[1] = "["
   for i, p in ipairs(list) do
-    if i > 1 then parts[#parts + 1] = "," end
-    parts[#parts + 1] = describe_json(p, brief)
+    if i > 1 then n = n + 1; parts[n] = "," end
+    n = describe_into(parts, n, p, brief)
   end
-  parts[#parts + 1] = "]"
+  parts[n + 1] = "]"
   return util.raw(parts)
 end
 
