@@ -183,7 +183,7 @@ local pm -- the client API, loaded by verbs that talk to the daemon
 local function api()
   if pm then return pm end
   pm = require "pm"
-  local ok, err = pm.connect()
+  local ok, err = pm._connect_quick()
   if not ok then error({ msg = err }, 0) end
   return pm
 end

@@ -12,19 +12,32 @@ Conn.__index = Conn
 local function open(path)
   local fd, err = core.connect_unix(path)
   if not fd then return nil, err end
-  local c = setmetatable({ replies = {}, next_id = 0, closed = false }, Conn)
+  local c = setmetatable({ replies = {}, handlers = {}, next_id = 0, closed = false }, Conn)
   c.stream = core.stream(fd, function(line)
     if c.on_chunk then return c.on_chunk(line) end
     if not line then return end
     -- a result is decoded only when its caller wants it as a value
     local head, id = line:match('^({"jsonrpc":"2%.0","id":(%d+),"result":)')
     if head then
-      c.replies[tonumber(id)] = { raw = line, head = #head }
+      id = tonumber(id)
+      local h = c.handlers[id]
+      if h then
+        -- a reply nobody waits for (Conn:send with on_result)
+        c.handlers[id] = nil
+        local full = util.decode(line)
+        return h(type(full) == "table" and full.result or nil)
+      end
+      c.replies[id] = { raw = line, head = #head }
       return
     end
     local msg = util.decode(line)
     if type(msg) ~= "table" then return end
     if msg.id ~= nil and msg.id ~= util.null then
+      local h = c.handlers[msg.id]
+      if h then
+        c.handlers[msg.id] = nil
+        return h(nil)
+      end
       msg.raw = line
       c.replies[msg.id] = msg
     elseif msg.method == "event" and type(msg.params) == "table" and c.on_event then
@@ -36,16 +49,25 @@ local function open(path)
   return c
 end
 
--- Sends a request and runs the loop until its reply -> result | nil, err.
--- The result's JSON text comes third; raw_only: only that text, the
--- result not decoded (pm jlist prints megabytes as they came).
-function Conn:call(method, params, raw_only)
+-- Sends a request without waiting for its reply -> id. on_result(result):
+-- called with its result when it comes (nil on an error), if given.
+function Conn:send(method, params, on_result)
   if self.closed then return nil, "not connected to the pm daemon" end
   self.next_id = self.next_id + 1
   local id = self.next_id
   local ok, line = pcall(util.encode, { jsonrpc = "2.0", id = id, method = method, params = params or {} })
   if not ok then return nil, "cannot encode the request: " .. tostring(line) end
+  if on_result then self.handlers[id] = on_result end
   self.stream:write(line .. "\n")
+  return id
+end
+
+-- Sends a request and runs the loop until its reply -> result | nil, err.
+-- The result's JSON text comes third; raw_only: only that text, the
+-- result not decoded (pm jlist prints megabytes as they came).
+function Conn:call(method, params, raw_only)
+  local id, err = self:send(method, params)
+  if not id then return nil, err end
   while not self.replies[id] do
     if self.closed then return nil, "the pm daemon closed the connection" end
     core.run("once")
@@ -78,6 +100,8 @@ function Conn:call_streamed(method, params, sink)
   local head = '{"jsonrpc":"2.0","id":' .. id .. ',"result":'
   local got, state, err_text, hold = {}, "head", nil, ""
   local done = false
+  -- earlier requests' replies come first, still as lines
+  while next(self.handlers) ~= nil and not self.closed do core.run("once") end
   self.stream:chunked()
   self.on_chunk = function(data)
     if done or not data then return end

@@ -718,6 +718,7 @@ function M.run(opts)
     log.error("app %s is errored: pm runtime stops", p.name)
     shutdown(1)
   end })
+  sup.init_spares()
   sup.set_echo(opts.runtime ~= nil)
   -- sd_notify: one datagram socket for every app, NOTIFY_SOCKET
   local nfd = core.dgram_unix(home .. "/notify.sock")
