@@ -504,12 +504,21 @@ function figures.crash()
     -- the limit: the same app respawned by a bare fork/exec/wait loop (this script)
     local lpath = OUT .. "/stamps-limit.txt"
     crash_round("limit", function()
-      local deadline = core.mono() + CRASH_MS
+      -- this loop's own CPU is the floor of the CPU rows: what spawning
+      -- and reaping alone cost at its pace, with nothing else done
+      local me = core.getpid()
+      local c0, w0, n = cpu_sample(me), core.mono(), 0
+      local deadline = w0 + CRASH_MS
       for _ = 1, CRASH_N + 1 do
         local pid = assert(core.spawn({ file = STAMP, args = { STAMP, lpath }, fds = { -1, -1, errfd } }))
         wait_pid(pid, 5000)
+        n = n + 1
         if core.mono() > deadline then break end
       end
+      local c1, w1 = cpu_sample(me), core.mono()
+      local pct = cpu_pct(c0, c1, w1 - w0)
+      add("crash_cpu", "limit", pct)
+      add("crash_cpu_each", "limit", pct / 100 * (w1 - w0) / n)
     end, lpath)
     for _, m in ipairs(MANAGERS) do
       local path = OUT .. "/stamps-" .. m.key .. ".txt"
@@ -695,8 +704,9 @@ local ROWS = {
   { "delete100", "delete 100 apps until all gone (ms)", met = t_max(100), target = "≤ 100 ms" },
   { "crash", "crash → respawn, restart delay 0 (ms, median per round)", limit = "crash", dist = "ms",
     met = t_max(3), target = "≤ 3 ms" },
-  { "crash_cpu", "daemon CPU during the crash loop (% of a core)", met = t_max(10), target = "≤ 10 %" },
-  { "crash_cpu_each", "daemon CPU per restart in the crash loop (ms)" },
+  { "crash_cpu", "daemon CPU during the crash loop (% of a core)", limit = "crash_cpu", dist = "pts",
+    met = t_max(10), target = "≤ 10 %" },
+  { "crash_cpu_each", "daemon CPU per restart in the crash loop (ms)", limit = "crash_cpu_each", dist = "ms" },
   { "burst_mbs", "200 MB stdout burst, first to last byte (MB/s)", limit = "burst_mbs", dist = "pct",
     met = function(pm, lim) return lim and pm >= 0.9 * lim end, target = "≥ 90 % of writer \\| cat" },
   { "burst_lost", "200 MB burst: bytes lost", met = function(...) return select(3, ...).hi == 0 end, target = "0",
@@ -759,6 +769,8 @@ local function table_lines()
       local dist = "—"
       if pm and lim then
         if row.dist == "ms" then dist = ("%s%s ms"):format(pm.med >= lim.med and "+" or "", num(pm.med - lim.med))
+        elseif row.dist == "pts" then
+          dist = ("%s%s points"):format(pm.med >= lim.med and "+" or "", num(pm.med - lim.med))
         else dist = ("%s %% of it"):format(num(pm.med / lim.med * 100)) end
       end
       local met = "—"
@@ -766,7 +778,7 @@ local function table_lines()
       local lim_cell = "—"
       if lim then
         lim_cell = (row.limit == "floor" and "exec floor " or row.limit == "crash" and "bare respawn "
-          or "writer \\| cat ") .. num(lim.med)
+          or row.limit:match("^crash_cpu") and "bare respawn loop " or "writer \\| cat ") .. num(lim.med)
       end
       lines[#lines + 1] = ("| %s | %s | %s | %s | %s | %s | %s | %s |"):format(what, lim_cell, pm_cell, pm2_cell,
         ratio, dist, row.target or "—", met)

@@ -709,8 +709,8 @@ function M.run(opts)
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
 
-  sup.init({ home = home, pm_bin = util.pm_binary(), changed = function()
-    if not shutting_down and not opts.runtime then persist.journal(home, sup.all) end
+  sup.init({ home = home, pm_bin = util.pm_binary(), changed = function(kind)
+    if not shutting_down and not opts.runtime then persist.journal(home, sup.all, kind) end
   end, declared = function()
     -- new apps are in the journal before their processes start
     if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all()) end

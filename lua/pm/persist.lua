@@ -101,11 +101,21 @@ end
 
 -- ---- the journal ----
 
-local pending
-M.JOURNAL_DELAY = 20 -- ms: the changes of a burst (a crash loop, 100 starts) make one write
-function M.journal(home, procs_fn)
-  if pending then return end
-  pending = core.timer(M.JOURNAL_DELAY, 0, function()
+local pending, pending_due
+M.JOURNAL_DELAY = 20 -- ms: the changes of a burst (100 starts) make one write
+-- Changes of counters and pids only (an app restarting, one crash loop at
+-- a thousand restarts a second): at most one write a second. A daemon
+-- killed meanwhile finds the newer process by its PM_APP_UID marker.
+M.RUNTIME_DELAY = 1000
+function M.journal(home, procs_fn, kind)
+  local delay = kind == "runtime" and M.RUNTIME_DELAY or M.JOURNAL_DELAY
+  local due = core.mono() + delay
+  if pending then
+    if pending_due <= due then return end
+    pending:close() -- a declaration change does not wait for the slower write
+  end
+  pending_due = due
+  pending = core.timer(delay, 0, function()
     pending = nil
     local ok, err = util.write_atomic(home .. "/journal.json", M.encode(M.snapshot(procs_fn(), true)) .. "\n")
     if not ok then log.warn("cannot write the journal: %s", err) end

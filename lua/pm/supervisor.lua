@@ -51,13 +51,14 @@ local function event(p, what, extra, manually)
   -- (kept as JSON text: a record costs one string, and lists reuse it)
   local h = p.history or {}
   p.history = h
-  local rec = { at = now(), event = what }
+  local rec = ('{"at":%d,"event":%s'):format(now(), cjson.encode(what))
   if extra then
     for _, k in ipairs({ "code", "signal", "reason" }) do
-      if extra[k] ~= nil and extra[k] ~= util.null then rec[k] = extra[k] end
+      local v = extra[k]
+      if v ~= nil and v ~= util.null then rec = rec .. ',"' .. k .. '":' .. util.encode(v) end
     end
   end
-  h[#h + 1] = util.encode(rec)
+  h[#h + 1] = rec .. "}"
   if #h > 10 then table.remove(h, 1) end
   p.history_json = nil
   if not bus.wants("process:event") then return end
@@ -621,9 +622,12 @@ launch = function(p)
   local d = p.decl
   cancel_timer(p)
   p.status = "launching"
-  p.out_path = log_path(p, "out")
-  p.err_path = log_path(p, "err")
-  p.log_path = log_path(p, "log")
+  if p.paths_of ~= d then -- the same on every restart of a declaration
+    p.out_path = log_path(p, "out")
+    p.err_path = log_path(p, "err")
+    p.log_path = log_path(p, "log")
+    p.paths_of = d
+  end
   local out_r, out_w = core.pipe(1048576)
   local err_r, err_w = core.pipe(1048576)
   if not out_r or not err_r then
@@ -742,7 +746,7 @@ function M.mark_ready(p, how)
   p.status = "online"
   event(p, "online", { ready = how })
   run_hook(p, "on_start")
-  notify.changed()
+  notify.changed("runtime")
   local w = p.ready_waiters
   p.ready_waiters = nil
   for _, fn in ipairs(w or {}) do fn(true) end
@@ -922,7 +926,8 @@ local function apply_decision(p, decision, exit)
       go()
     end
   end
-  notify.changed()
+  -- an immediate restart changes only the counters and the pid
+  notify.changed(decision.action == "restart" and "runtime" or nil)
 end
 
 -- Exits of helper processes (not apps) the daemon runs: pid -> fn(code, signum)
@@ -1281,7 +1286,7 @@ function M.scale(name, spec, done)
   end
   local decl = list[1].decl
   decl.instances = target
-  for _, q in ipairs(list) do q.json_static = nil end -- its description changed
+  for _, q in ipairs(list) do q.json_static, q.paths_of = nil, nil end -- its description changed
   if target == n then return done(nil, list) end
   if target < n then
     local victims = {}
