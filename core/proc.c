@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <linux/close_range.h>
@@ -172,81 +173,188 @@ static const char **string_array(lua_State *L, int idx, const char *field, int e
 
 #define CHILD_STACK (64 * 1024)
 
-/*
- * core.spawn(opts) -> pid | nil, err
- * opts: file (path), args (argv list), env (list of "K=V", nil: inherit),
- * cwd, fds (list: fds[i] becomes fd i-1 in the child; -1 is /dev/null),
- * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>).
- * The child gets default signal dispositions, an empty mask and the
- * original soft fd limit. A failed chdir/exec comes back as the error.
- * The child is made with CLONE_VM|CLONE_VFORK, as posix_spawn does: no copy
- * of the daemon's memory, and the parent resumes once the exec is done, so
- * the answer is known at once.
- */
-static int l_spawn(lua_State *L)
+/* Reads spawn options (the table at idx) into *a. The arrays it builds
+ * are userdata left on the stack: the caller keeps them until the spawn is
+ * done (the strings stay referenced by the table). */
+static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
-	int top = lua_gettop(L);
-	struct spawn_args a;
-	memset(&a, 0, sizeof a);
-	lua_getfield(L, 1, "file");
-	a.file = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "cwd");
-	a.cwd = lua_tostring(L, -1);
-	lua_getfield(L, 1, "setsid");
-	a.setsid = lua_toboolean(L, -1);
-	lua_getfield(L, 1, "listen_pid");
-	a.listen_pid = lua_toboolean(L, -1);
-	lua_getfield(L, 1, "uid");
-	a.uid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
-	lua_getfield(L, 1, "gid");
-	a.gid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	memset(a, 0, sizeof *a);
+	lua_getfield(L, idx, "file");
+	a->file = luaL_checkstring(L, -1);
+	lua_getfield(L, idx, "cwd");
+	a->cwd = lua_tostring(L, -1);
+	lua_getfield(L, idx, "setsid");
+	a->setsid = lua_toboolean(L, -1);
+	lua_getfield(L, idx, "listen_pid");
+	a->listen_pid = lua_toboolean(L, -1);
+	lua_getfield(L, idx, "uid");
+	a->uid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	lua_getfield(L, idx, "gid");
+	a->gid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	lua_pop(L, 6);
 
 	int argc;
-	a.argv = string_array(L, 1, "args", 0, &argc);
-	if (!a.argv)
-		return luaL_error(L, "spawn: args expected");
-	a.envp = string_array(L, 1, "env", 1, &a.envc);
+	a->argv = string_array(L, idx, "args", 0, &argc);
+	if (!a->argv)
+		luaL_error(L, "spawn: args expected");
+	a->envp = string_array(L, idx, "env", 1, &a->envc);
+	if (!a->envp)
+		lua_pushnil(L); /* one slot per array either way */
 
-	lua_getfield(L, 1, "fds");
+	lua_getfield(L, idx, "fds");
 	if (lua_istable(L, -1)) {
-		a.nfds = (int)lua_objlen(L, -1);
-		if (a.nfds > 64)
-			return luaL_error(L, "spawn: too many fds");
-		for (int i = 1; i <= a.nfds; i++) {
+		a->nfds = (int)lua_objlen(L, -1);
+		if (a->nfds > 64)
+			luaL_error(L, "spawn: too many fds");
+		for (int i = 1; i <= a->nfds; i++) {
 			lua_rawgeti(L, -1, i);
-			a.fds[i - 1] = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+			a->fds[i - 1] = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
 			lua_pop(L, 1);
 		}
 	}
+	lua_pop(L, 1);
+}
 
+#define CHILD_STACK (64 * 1024)
+
+/* One child: CLONE_VM|CLONE_VFORK, as posix_spawn does (no copy of the
+ * daemon's memory; the calling thread resumes once the exec is done, so
+ * the answer is known at once). Thread-safe. -> pid | -1 with *err */
+static pid_t do_spawn(struct spawn_args *a, int *err)
+{
 	char *stack = malloc(CHILD_STACK);
-	if (!stack)
-		return luaL_error(L, "spawn: out of memory");
-	if (!touched_ready)
-		find_touched();
+	if (!stack) {
+		*err = ENOMEM;
+		return -1;
+	}
 	/* no handler of ours may run in the child before it resets them */
 	sigset_t all, old;
 	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &old);
-	pid_t pid = clone(child_main, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-	int clone_errno = errno;
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid_t pid = clone(child_main, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+	*err = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	free(stack);
+	return pid;
+}
+
+/* Pushes the outcome of a spawn: pid | nil, err [, pid] -> count */
+static int push_outcome(lua_State *L, struct spawn_args *a, pid_t pid, int err)
+{
 	if (pid < 0) {
-		errno = clone_errno;
-		return pm_fail(L, "spawn: clone");
+		lua_pushnil(L);
+		lua_pushfstring(L, "spawn: clone: %s", strerror(err));
+		return 2;
 	}
-	lua_settop(L, top);
-	if (a.stage > 0 && a.stage < 5) {
+	if (a->stage > 0 && a->stage < 5) {
 		/* the child is reaped by the child watcher like any other */
 		lua_pushnil(L);
-		lua_pushfstring(L, "%s %s: %s", stages[a.stage],
-				a.stage == 2 ? a.cwd : a.file, strerror(a.err));
+		lua_pushfstring(L, "%s %s: %s", stages[a->stage],
+				a->stage == 2 ? a->cwd : a->file, strerror(a->err));
 		lua_pushinteger(L, pid);
 		return 3;
 	}
 	lua_pushinteger(L, pid);
+	return 1;
+}
+
+/*
+ * core.spawn(opts) -> pid | nil, err [, pid]
+ * opts: file (path), args (argv list), env (list of "K=V", nil: inherit),
+ * cwd, fds (list: fds[i] becomes fd i-1 in the child; -1 is /dev/null),
+ * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>).
+ * The child gets default signal dispositions, an empty mask and the
+ * original soft fd limit. A failed chdir/exec comes back as the error
+ * (with the pid of the child, which has exited).
+ */
+static int l_spawn(lua_State *L)
+{
+	struct spawn_args a;
+	read_spawn_args(L, 1, &a);
+	if (!touched_ready)
+		find_touched();
+	int err;
+	pid_t pid = do_spawn(&a, &err);
+	return push_outcome(L, &a, pid, err); /* the arrays below go with the call */
+}
+
+/* core.spawn_many: the children of a list of spawn options, made by a few
+ * threads at once. Each waits for its child's exec (~0.6 ms on a small
+ * VM): 100 apps started one after the other wait 60 ms; in parallel, a
+ * fraction of that. */
+struct spawn_job {
+	struct spawn_args *args;
+	pid_t *pids;
+	int *errs;
+	int n;
+	int next; /* atomic */
+};
+
+static void run_jobs(struct spawn_job *j)
+{
+	for (;;) {
+		int i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		if (i >= j->n)
+			return;
+		j->pids[i] = do_spawn(&j->args[i], &j->errs[i]);
+	}
+}
+
+static void *spawn_worker(void *arg)
+{
+	run_jobs(arg);
+	return NULL;
+}
+
+#define SPAWN_THREADS 4
+
+/* core.spawn_many(list of opts) -> { outcome, ... }: each outcome is
+ * { pid } or { nil, err [, pid] } as core.spawn returns it */
+static int l_spawn_many(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	int n = (int)lua_objlen(L, 1);
+	lua_settop(L, 1);
+	if (n > 1024)
+		return luaL_error(L, "spawn_many: at most 1024 at once");
+	luaL_checkstack(L, n * 2 + 8, "spawn_many");
+	struct spawn_job j = {0};
+	j.n = n;
+	j.args = lua_newuserdata(L, sizeof(struct spawn_args) * (size_t)(n ? n : 1));
+	j.pids = lua_newuserdata(L, sizeof(pid_t) * (size_t)(n ? n : 1));
+	j.errs = lua_newuserdata(L, sizeof(int) * (size_t)(n ? n : 1));
+	for (int i = 0; i < n; i++) {
+		lua_rawgeti(L, 1, i + 1);
+		read_spawn_args(L, lua_gettop(L), &j.args[i]); /* its arrays stay on the stack */
+	}
+	if (!touched_ready)
+		find_touched();
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int nthreads = (int)(cpus < 1 ? 1 : cpus > SPAWN_THREADS ? SPAWN_THREADS : cpus);
+	if (nthreads > n)
+		nthreads = n;
+	pthread_t t[SPAWN_THREADS];
+	int started = 0;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* the workers take no signal */
+	for (int i = 1; i < nthreads; i++)
+		if (pthread_create(&t[started], NULL, spawn_worker, &j) == 0)
+			started++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	run_jobs(&j);
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	lua_createtable(L, n, 0);
+	int results = lua_gettop(L);
+	for (int i = 0; i < n; i++) {
+		lua_createtable(L, 3, 0);
+		int c = push_outcome(L, &j.args[i], j.pids[i], j.errs[i]);
+		for (int k = c; k >= 1; k--)
+			lua_rawseti(L, -1 - k, k);
+		lua_rawseti(L, results, i + 1);
+	}
 	return 1;
 }
 
@@ -412,6 +520,7 @@ void pm_open_proc(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
 		{"spawn", l_spawn},
+		{"spawn_many", l_spawn_many},
 		{"kill", l_kill},
 		{"killpg", l_killpg},
 		{"proc_stat", l_proc_stat},

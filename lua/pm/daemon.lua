@@ -18,8 +18,8 @@ local shutting_down = false
 
 -- The descriptions of list as the reply's JSON; params.brief: without
 -- each app's environment (the CLI's tables need no more).
-local function descriptions(list, params)
-  return sup.describe_list(list, type(params) == "table" and params.brief == true)
+local function descriptions(list, params, sampled)
+  return sup.describe_list(list, type(params) == "table" and params.brief == true, not sampled)
 end
 
 -- Runs op(p, cb) on each proc of list; done(err, descriptions) at the end.
@@ -108,12 +108,12 @@ function methods.ping(_, _, done)
 end
 
 -- {"brief": true}: without each app's environment (pm list's table)
-function methods.list(params, _, done) done(nil, descriptions(sup.all(), params)) end
+function methods.list(params, _, done) done(nil, descriptions(sup.all(), params, true)) end
 
 function methods.describe(params, _, done)
   resolve(params, function(list, err)
     if not list and type(err) == "table" then return done(err) end -- a bad target, not an unknown one
-    done(nil, descriptions(list or {}, params))
+    done(nil, descriptions(list or {}, params, true))
   end)
 end
 

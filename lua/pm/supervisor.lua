@@ -617,8 +617,9 @@ function M.send(p, value, internal)
   return p.channel:write(line .. "\n")
 end
 
--- Starts the process of p. Returns true, or nil, err (p is then errored).
-launch = function(p)
+-- What a process of p needs before its spawn -> spec | nil, err (p is
+-- then errored): its pipes, sockets, channel and the spawn's options.
+local function launch_prepare(p)
   local d = p.decl
   cancel_timer(p)
   p.status = "launching"
@@ -668,11 +669,20 @@ launch = function(p)
     p.channel_fd = nil
   end
   local envlist = env_of(p)
-  local pid, err = core.spawn({ file = file, args = argv, env = envlist, cwd = d.cwd,
-    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil })
-  core.close(out_w)
-  core.close(err_w)
-  if ipc_child then core.close(ipc_child) end
+  return { opts = { file = file, args = argv, env = envlist, cwd = d.cwd,
+    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil },
+    out_r = out_r, out_w = out_w, err_r = err_r, err_w = err_w,
+    ipc_parent = ipc_parent, ipc_child = ipc_child }
+end
+
+-- The process of p once spawned (pid), or its failure (nil, err).
+-- Returns true, or nil, err (p is then errored).
+local function launch_finish(p, spec, pid, err)
+  local d = p.decl
+  local out_r, err_r, ipc_parent = spec.out_r, spec.err_r, spec.ipc_parent
+  core.close(spec.out_w)
+  core.close(spec.err_w)
+  if spec.ipc_child then core.close(spec.ipc_child) end
   if not pid then
     core.close(out_r)
     core.close(err_r)
@@ -725,6 +735,13 @@ launch = function(p)
     M.mark_ready(p, "start")
   end
   return true
+end
+
+-- Starts the process of p. Returns true, or nil, err (p is then errored).
+launch = function(p)
+  local spec, err = launch_prepare(p)
+  if not spec then return nil, err end
+  return launch_finish(p, spec, core.spawn(spec.opts))
 end
 
 -- ---- readiness ----
@@ -1150,12 +1167,34 @@ local function launch_queued()
   local list = queued
   queued = {}
   notify.declared()
-  for _, p in ipairs(list) do
-    if not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
-      local ok, err = launch(p)
+  -- spawned by a few threads at once, in batches (each waits ~0.6 ms for
+  -- its child's exec; a batch bounds the fds open before the spawns)
+  local batch, specs = {}, {}
+  local function flush()
+    if #batch == 0 then return end
+    local opts = {}
+    for i, spec in ipairs(specs) do opts[i] = spec.opts end
+    local outcomes = core.spawn_many(opts)
+    for i, p in ipairs(batch) do
+      local o = outcomes[i]
+      local ok, err = launch_finish(p, specs[i], o[1], o[2])
       if not ok then M.fail_ready(p, err) end -- whoever waits for it hears why
     end
+    batch, specs = {}, {}
   end
+  for _, p in ipairs(list) do
+    if not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
+      local spec, err = launch_prepare(p)
+      if spec then
+        batch[#batch + 1] = p
+        specs[#specs + 1] = spec
+        if #batch >= 64 then flush() end
+      else
+        M.fail_ready(p, err)
+      end
+    end
+  end
+  flush()
 end
 
 function M.add(decl, environ, origin, saved)
@@ -1388,11 +1427,12 @@ local clk_tck = core.clk_tck()
 -- clients list (2,000 apps listed back to back read /proc once), and the
 -- CPU share is measured over the whole window since the last sample.
 M.SAMPLE_MS = 1000
-local function sample(p)
+local function sample(p, cached)
   if not p.pid or p.pid == 0 then return 0, 0 end
   local t = core.mono()
   local prev = p.cpu_sample
   if prev and prev.pid == p.pid and t - prev.t < M.SAMPLE_MS then return prev.rss, prev.cpu end
+  if cached then return 0, 0 end
   local tree = core.proc_tree(p.pid)
   local cpu
   if prev and prev.pid == p.pid then
@@ -1468,9 +1508,9 @@ end
 -- One description as pieces of JSON text appended to parts after index n
 -- (DESIGN section 5) -> the new last index. brief: without the
 -- environment (what the process table needs).
-local function describe_into(parts, n, p, brief)
+local function describe_into(parts, n, p, brief, cached)
   local d = p.decl
-  local mem, cpu = sample(p)
+  local mem, cpu = sample(p, cached)
   parts[n + 1] = '{"name":'
   parts[n + 2] = jstr(p.name)
   parts[n + 3] = ',"pid":'
@@ -1540,12 +1580,14 @@ function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
 -- The descriptions of list as one JSON array, handed to the RPC layer
 -- as text pieces (util.raw): no table per app, no re-encoding.
 local new_table = require "table.new"
-function M.describe_list(list, brief)
+-- cached: monit from the last sample only, /proc is not read (the replies
+-- of start, stop, restart and delete, as PM2's carry no fresh monit).
+function M.describe_list(list, brief, cached)
   local parts, n = new_table(#list * 36 + 2, 0), 1
   parts[1] = "["
   for i, p in ipairs(list) do
     if i > 1 then n = n + 1; parts[n] = "," end
-    n = describe_into(parts, n, p, brief)
+    n = describe_into(parts, n, p, brief, cached)
   end
   parts[n + 1] = "]"
   return util.raw(parts)
