@@ -308,54 +308,138 @@ static void *spawn_worker(void *arg)
 }
 
 #define SPAWN_THREADS 4
+#define SPAWN_MT "pm.spawning"
 
-/* core.spawn_many(list of opts) -> { outcome, ... }: each outcome is
- * { pid } or { nil, err [, pid] } as core.spawn returns it */
-static int l_spawn_many(lua_State *L)
+/* A batch of spawns under way: the threads run while Lua goes on with
+ * straight-line work (never the loop: nothing closes what a child still
+ * has to dup). */
+struct spawning {
+	struct spawn_job j;
+	pthread_t t[SPAWN_THREADS];
+	int nthreads, waited;
+};
+
+static void spawning_join(struct spawning *sp)
+{
+	if (sp->waited)
+		return;
+	for (int i = 0; i < sp->nthreads; i++)
+		pthread_join(sp->t[i], NULL);
+	sp->waited = 1;
+}
+
+/* Reads the options of list (index 1) into a new spawning userdata whose
+ * uservalue table keeps every array alive; starts nothing. */
+static struct spawning *spawning_new(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	int n = (int)lua_objlen(L, 1);
 	lua_settop(L, 1);
 	if (n > 1024)
-		return luaL_error(L, "spawn_many: at most 1024 at once");
-	luaL_checkstack(L, n * 2 + 8, "spawn_many");
-	struct spawn_job j = {0};
-	j.n = n;
-	j.args = lua_newuserdata(L, sizeof(struct spawn_args) * (size_t)(n ? n : 1));
-	j.pids = lua_newuserdata(L, sizeof(pid_t) * (size_t)(n ? n : 1));
-	j.errs = lua_newuserdata(L, sizeof(int) * (size_t)(n ? n : 1));
+		luaL_error(L, "spawn_many: at most 1024 at once");
+	struct spawning *sp = lua_newuserdata(L, sizeof *sp);
+	memset(sp, 0, sizeof *sp);
+	sp->waited = 1; /* nothing to join until threads start */
+	luaL_getmetatable(L, SPAWN_MT);
+	lua_setmetatable(L, -2);
+	lua_createtable(L, 3 * n + 4, 0); /* anchor */
+	int anchor = lua_gettop(L), na = 0;
+	size_t m = (size_t)(n ? n : 1);
+	sp->j.n = n;
+	sp->j.args = lua_newuserdata(L, sizeof(struct spawn_args) * m);
+	lua_rawseti(L, anchor, ++na);
+	sp->j.pids = lua_newuserdata(L, sizeof(pid_t) * m);
+	lua_rawseti(L, anchor, ++na);
+	sp->j.errs = lua_newuserdata(L, sizeof(int) * m);
+	lua_rawseti(L, anchor, ++na);
+	lua_pushvalue(L, 1);
+	lua_rawseti(L, anchor, ++na); /* the options, whose strings the arrays point to */
 	for (int i = 0; i < n; i++) {
 		lua_rawgeti(L, 1, i + 1);
-		read_spawn_args(L, lua_gettop(L), &j.args[i]); /* its arrays stay on the stack */
+		int o = lua_gettop(L);
+		read_spawn_args(L, o, &sp->j.args[i]); /* pushes argv, envp (or nil) */
+		lua_rawseti(L, anchor, ++na);
+		lua_rawseti(L, anchor, ++na);
+		lua_pop(L, 1);
 	}
+	lua_setfenv(L, -2); /* the anchor becomes the userdata's environment */
 	if (!touched_ready)
 		find_touched();
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int nthreads = (int)(cpus < 1 ? 1 : cpus > SPAWN_THREADS ? SPAWN_THREADS : cpus);
-	if (nthreads > n)
-		nthreads = n;
-	pthread_t t[SPAWN_THREADS];
-	int started = 0;
+	return sp;
+}
+
+static int start_threads(struct spawning *sp, int nthreads)
+{
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old); /* the workers take no signal */
-	for (int i = 1; i < nthreads; i++)
-		if (pthread_create(&t[started], NULL, spawn_worker, &j) == 0)
-			started++;
+	sp->nthreads = 0;
+	for (int i = 0; i < nthreads; i++)
+		if (pthread_create(&sp->t[sp->nthreads], NULL, spawn_worker, &sp->j) == 0)
+			sp->nthreads++;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	run_jobs(&j);
-	for (int i = 0; i < started; i++)
-		pthread_join(t[i], NULL);
-	lua_createtable(L, n, 0);
+	sp->waited = 0;
+	return sp->nthreads;
+}
+
+static int thread_count(int n)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int t = (int)(cpus < 1 ? 1 : cpus > SPAWN_THREADS ? SPAWN_THREADS : cpus);
+	return t > n ? n : t;
+}
+
+/* Pushes { outcome, ... } of a finished batch */
+static void push_outcomes(lua_State *L, struct spawn_job *j)
+{
+	lua_createtable(L, j->n, 0);
 	int results = lua_gettop(L);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < j->n; i++) {
 		lua_createtable(L, 3, 0);
-		int c = push_outcome(L, &j.args[i], j.pids[i], j.errs[i]);
+		int c = push_outcome(L, &j->args[i], j->pids[i], j->errs[i]);
 		for (int k = c; k >= 1; k--)
 			lua_rawseti(L, -1 - k, k);
 		lua_rawseti(L, results, i + 1);
 	}
+}
+
+/* core.spawn_many(list of opts) -> { outcome, ... }: each outcome is
+ * { pid } or { nil, err [, pid] } as core.spawn returns it. The calling
+ * thread spawns too. */
+static int l_spawn_many(lua_State *L)
+{
+	struct spawning *sp = spawning_new(L);
+	start_threads(sp, thread_count(sp->j.n) - 1);
+	run_jobs(&sp->j);
+	spawning_join(sp);
+	push_outcomes(L, &sp->j);
 	return 1;
+}
+
+/* core.spawn_start(list of opts) -> spawning: the same, done by threads
+ * while the caller goes on; spawning:wait() -> { outcome, ... }. Until
+ * then the caller must not run the loop. */
+static int l_spawn_start(lua_State *L)
+{
+	struct spawning *sp = spawning_new(L);
+	if (sp->j.n > 0 && start_threads(sp, thread_count(sp->j.n)) == 0)
+		run_jobs(&sp->j); /* no thread: done here and now */
+	return 1;
+}
+
+static int l_spawning_wait(lua_State *L)
+{
+	struct spawning *sp = luaL_checkudata(L, 1, SPAWN_MT);
+	spawning_join(sp);
+	run_jobs(&sp->j); /* whatever no thread took (none started) */
+	push_outcomes(L, &sp->j);
+	return 1;
+}
+
+static int l_spawning_gc(lua_State *L)
+{
+	spawning_join(luaL_checkudata(L, 1, SPAWN_MT));
+	return 0;
 }
 
 /* core.kill(pid, signum) / core.killpg(pgid, signum) -> true | nil, err */
@@ -521,6 +605,7 @@ void pm_open_proc(lua_State *L)
 	static const luaL_Reg fns[] = {
 		{"spawn", l_spawn},
 		{"spawn_many", l_spawn_many},
+		{"spawn_start", l_spawn_start},
 		{"kill", l_kill},
 		{"killpg", l_killpg},
 		{"proc_stat", l_proc_stat},
@@ -530,4 +615,12 @@ void pm_open_proc(lua_State *L)
 		{NULL, NULL},
 	};
 	luaL_register(L, NULL, fns);
+	luaL_newmetatable(L, SPAWN_MT);
+	lua_pushcfunction(L, l_spawning_wait);
+	lua_setfield(L, -2, "wait");
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, l_spawning_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
 }

@@ -1167,35 +1167,43 @@ local function launch_queued()
   local list = queued
   queued = {}
   notify.declared()
-  -- spawned by a few threads at once, in batches (each waits ~0.6 ms for
-  -- its child's exec; a batch bounds the fds open before the spawns)
-  local batch, specs = {}, {}
-  local function flush()
-    if #batch == 0 then return end
-    local opts = {}
-    for i, spec in ipairs(specs) do opts[i] = spec.opts end
-    local outcomes = core.spawn_many(opts)
-    for i, p in ipairs(batch) do
+  -- Spawned by threads, a batch at a time, while this thread prepares the
+  -- next batch and finishes the previous one (each spawn waits ~0.6 ms
+  -- for its child's exec; a batch bounds the fds open at once). The loop
+  -- does not run meanwhile.
+  local prev, batch = nil, { procs = {}, specs = {} }
+  local function finish(b, outcomes)
+    for i, p in ipairs(b.procs) do
       local o = outcomes[i]
-      local ok, err = launch_finish(p, specs[i], o[1], o[2])
+      local ok, err = launch_finish(p, b.specs[i], o[1], o[2])
       if not ok then M.fail_ready(p, err) end -- whoever waits for it hears why
     end
-    batch, specs = {}, {}
+  end
+  local function submit()
+    if #batch.procs == 0 then return end
+    local opts = {}
+    for i, spec in ipairs(batch.specs) do opts[i] = spec.opts end
+    local done = prev and prev.spawning:wait()
+    batch.spawning = core.spawn_start(opts)
+    if prev then finish(prev, done) end
+    prev, batch = batch, { procs = {}, specs = {} }
   end
   for _, p in ipairs(list) do
     if not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
       local spec, err = launch_prepare(p)
       if spec then
-        batch[#batch + 1] = p
-        specs[#specs + 1] = spec
-        if #batch >= 64 then flush() end
+        batch.procs[#batch.procs + 1] = p
+        batch.specs[#batch.specs + 1] = spec
+        if #batch.procs >= M.SPAWN_BATCH then submit() end
       else
         M.fail_ready(p, err)
       end
     end
   end
-  flush()
+  submit()
+  if prev then finish(prev, prev.spawning:wait()) end
 end
+M.SPAWN_BATCH = 16
 
 function M.add(decl, environ, origin, saved)
   local list = {}
