@@ -322,9 +322,8 @@ local function build_env(p)
   else
     env.LISTEN_FDS, env.LISTEN_FDNAMES, env.PM_LISTEN_MAP = nil, nil, nil
   end
-  local list = {}
-  for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
-  table.sort(list)
+  local list, n = {}, 0
+  for k, v in pairs(env) do n = n + 1; list[n] = k .. "=" .. v end
   return list, env
 end
 
@@ -414,10 +413,15 @@ end
 local SPARE_MAX = 4096
 local spare_dir, spares, spare_seq = nil, {}, 0
 
-local function pool_of(path)
+local function pool_of(p)
   if not spare_dir then return false end
-  local dir = home .. "/pids/"
-  return path:sub(1, #dir) == dir and not path:find("/", #dir + 1, true)
+  local v = p.pid_pooled -- reset when the declaration changes
+  if v == nil then
+    local dir, path = home .. "/pids/", p.pid_path
+    v = path:sub(1, #dir) == dir and not path:find("/", #dir + 1, true)
+    p.pid_pooled = v
+  end
+  return v
 end
 
 function M.init_spares()
@@ -435,7 +439,7 @@ end
 local function write_pidfile(p)
   local path = p.pid_path
   if not path then return end
-  if not p.pidfile_live and #spares > 0 and pool_of(path) then
+  if not p.pidfile_live and #spares > 0 and pool_of(p) then
     local spare = table.remove(spares)
     if not os.rename(spare, path) then os.remove(spare) end
   end
@@ -447,7 +451,7 @@ local function drop_pidfile(p)
   local path = p.pid_path
   if not path then return end
   p.pidfile_live = nil
-  if #spares < SPARE_MAX and pool_of(path) and core.stat(path) then
+  if #spares < SPARE_MAX and pool_of(p) and core.stat(path) then
     spare_seq = spare_seq + 1
     local spare = ("%s/%d"):format(spare_dir, spare_seq)
     if os.rename(path, spare) then
@@ -1128,6 +1132,7 @@ end
 function M.redeclare(p, decl)
   p.decl = decl
   p.name = decl.name
+  p.pid_pooled = nil
   if decl.pid_file then
     p.pid_path = with_id(util.absolute(decl.pid_file, decl.cwd), p)
   else
