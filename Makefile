@@ -6,7 +6,10 @@ CC      ?= cc
 LUAJIT  ?= luajit
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1
-LDLIBS  := -lluajit-5.1 -lev -ledit -lncursesw -lm -ldl -pthread
+LDLIBS  := -lluajit-5.1 -lev -lm -ldl -pthread
+# Only the terminal (console.c, screen.c) needs these: bin/pm does not link
+# them (a few hundred microseconds off every exec); lib/pm/term.so does.
+TERM_LIBS := -ledit -lncursesw
 Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
@@ -14,6 +17,8 @@ DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev l
         lua-busted lua-check socat procps
 
 CORE_SRC := $(wildcard core/*.c)
+TERM_SRC := core/console.c core/screen.c
+BIN_SRC  := $(filter-out $(TERM_SRC),$(CORE_SRC))
 LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
 LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
@@ -22,7 +27,7 @@ LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
 all: deps build
 
-build: bin/pm lib/pm/core.so
+build: bin/pm lib/pm/core.so lib/pm/term.so
 
 # Installs only what is missing; does nothing when everything is there.
 deps:
@@ -41,7 +46,7 @@ obj/core/%.o: core/%.c core/core.h
 obj/pic/%.o: core/%.c core/core.h
 	@mkdir -p $(@D)
 	@echo "CC -fPIC $<"
-	$(Q)$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) -fPIC -DPM_CORE_TERM -c -o $@ $<
 
 # Each module as bytecode with debug info; init.lua is the module "pm".
 obj/lua/%.o: lua/pm/%.lua
@@ -56,16 +61,28 @@ obj/lua/argparse.o: $(ARGPARSE)
 	@echo "LUAJIT $<"
 	$(Q)$(LUAJIT) -b -g -n argparse $< $@
 
-bin/pm: $(patsubst core/%.c,obj/core/%.o,$(CORE_SRC)) $(LUA_OBJ) obj/lua/argparse.o
+bin/pm: $(patsubst core/%.c,obj/core/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse.o
 	@mkdir -p $(@D)
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
 
-# pm.core for scripts run by plain luajit (`require "pm"` after make install)
+# pm.core for scripts run by plain luajit (`require "pm"` after make install),
+# the terminal included (core.c built with -DPM_CORE_TERM)
 lib/pm/core.so: $(patsubst core/%.c,obj/pic/%.o,$(LIB_SRC))
 	@mkdir -p $(@D)
 	@echo "LD $@"
-	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev -ledit -lncursesw -pthread
+	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev $(TERM_LIBS) -pthread
+
+# pm.term: the terminal for bin/pm, loaded by lua/pm/term.lua only for `pm
+# console` and `pm monit`. Its pm_L, pm_pcall, pm_unref are the binary's
+# (exported by -Wl,-E), so it is loaded by bin/pm, never by plain luajit.
+# -z nodelete: lua_close does not unload it (nor libedit and ncurses, whose
+# globals then still hold what they allocated: no leak for LeakSanitizer).
+TERM_LDFLAGS := -shared -Wl,-z,nodelete
+lib/pm/term.so: $(patsubst core/%.c,obj/pic/%.o,$(TERM_SRC))
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) $(TERM_LDFLAGS) -o $@ $^ -lev $(TERM_LIBS)
 
 lint: deps
 	$(Q)luacheck -q --no-color lua tests ecosystem bench
@@ -89,12 +106,24 @@ obj/asan/%.o: core/%.c core/core.h
 	@echo "CC asan $<"
 	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
 
-bin/pm-asan: $(patsubst core/%.c,obj/asan/%.o,$(CORE_SRC)) $(LUA_OBJ) obj/lua/argparse.o
+bin/pm-asan: $(patsubst core/%.c,obj/asan/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse.o
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
 
+# The terminal built with the sanitizers too, for bin/pm-asan (core.sanitized:
+# lua/pm/term.lua looks for term-asan.so before term.so). Not installed.
+obj/asan-pic/%.o: core/%.c core/core.h
+	@mkdir -p $(@D)
+	@echo "CC asan -fPIC $<"
+	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -fPIC -c -o $@ $<
+
+lib/pm/term-asan.so: $(patsubst core/%.c,obj/asan-pic/%.o,$(TERM_SRC))
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) $(TERM_LDFLAGS) -o $@ $^ -lev $(TERM_LIBS)
+
 SAN_DIR := $(CURDIR)/tests/tmp/sanitizer
-asan: all bin/pm-asan
+asan: all bin/pm-asan lib/pm/term-asan.so
 	$(Q)rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
 	$(Q)PM_BIN=$(CURDIR)/bin/pm-asan ASAN_OPTIONS=log_path=$(SAN_DIR)/asan \
 	  UBSAN_OPTIONS=log_path=$(SAN_DIR)/ubsan:print_stacktrace=1 tests/run integration; \
@@ -111,6 +140,7 @@ install: build
 	install -m 0755 bin/pm $(DESTDIR)$(PREFIX)/bin/pm
 	install -m 0644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.1/pm/
 	install -m 0755 lib/pm/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm/core.so
+	install -m 0755 lib/pm/term.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm/term.so
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 completion/pm.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
 

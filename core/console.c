@@ -207,3 +207,13 @@ void pm_open_console(lua_State *L)
 	};
 	luaL_register(L, NULL, fns);
 }
+
+/* pm.term (lib/pm/term.so): the console and the screen as a module of their
+ * own, for bin/pm, which does not link libedit and ncurses. */
+int luaopen_pm_term(lua_State *L)
+{
+	lua_newtable(L);
+	pm_open_console(L);
+	pm_open_screen(L);
+	return 1;
+}

@@ -1,9 +1,19 @@
 /*
- * core.c: builds the `pm.core` module from each concern's functions.
+ * core.c: builds the `pm.core` module from each concern's functions
+ * (compiled with -DPM_CORE_TERM for lib/pm/core.so, which has the terminal).
  */
 #include <signal.h>
 
 #include "core.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PM_ASAN 1 /* clang */
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define PM_ASAN 1
+#endif
 
 int luaopen_pm_core(lua_State *L)
 {
@@ -18,7 +28,15 @@ int luaopen_pm_core(lua_State *L)
 	pm_open_sys(L);
 	pm_open_watch(L);
 	pm_open_logs(L);
+#ifdef PM_CORE_TERM
+	/* lib/pm/core.so, for plain luajit: the terminal too (bin/pm loads it
+	 * from lib/pm/term.so when the console or monit needs it) */
 	pm_open_console(L);
 	pm_open_screen(L);
+#endif
+#ifdef PM_ASAN
+	lua_pushboolean(L, 1); /* bin/pm-asan: Lua looks for term-asan.so first */
+	lua_setfield(L, -2, "sanitized");
+#endif
 	return 1;
 }

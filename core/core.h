@@ -34,10 +34,16 @@ void pm_open_io(lua_State *L);
 void pm_open_sys(lua_State *L);
 void pm_open_watch(lua_State *L);
 void pm_open_logs(lua_State *L);
+
+/* The terminal (console.c: libedit, screen.c: ncurses). lib/pm/core.so has
+ * them in pm.core; bin/pm does not link those libraries and loads them, only
+ * for `pm console` and `pm monit`, as the module pm.term (lib/pm/term.so, which
+ * uses pm_L, pm_pcall and pm_unref of the binary: it is linked with -Wl,-E). */
 void pm_open_console(lua_State *L);
 void pm_open_screen(lua_State *L);
 
 int luaopen_pm_core(lua_State *L);
+int luaopen_pm_term(lua_State *L);
 
 /* Original RLIMIT_NOFILE soft limit, restored in every child. */
 extern long pm_nofile_soft;

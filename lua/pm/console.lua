@@ -2,6 +2,7 @@
 -- scope (bare and as pm.*), line editing, history and completion through
 -- libedit, bus events printed without garbling the line being typed. Fed a
 -- script on stdin (not a terminal), it runs the chunks with no prompts.
+-- The line editor (rl_*) comes from pm.term (lib/pm/term.so for bin/pm).
 local core = require "pm.core"
 local util = require "pm.util"
 
@@ -194,16 +195,16 @@ end
 
 -- ---- the two modes ----
 
-local function interactive()
+local function interactive(tty)
   local history = util.home() .. "/console_history"
-  local env = M.env(core.rl_print)
+  local env = M.env(tty.rl_print)
   local function print_show(...)
     local parts = {}
     for i = 1, select("#", ...) do
       local v = select(i, ...)
       parts[#parts + 1] = is_proc_list(v) and require("pm.cli").table(v) or (M.pretty(v) .. "\n")
     end
-    core.rl_print(table.concat(parts))
+    tty.rl_print(table.concat(parts))
   end
   env.show = print_show
   -- process names for completion, refreshed after every line (completion
@@ -214,18 +215,18 @@ local function interactive()
     for _, p in ipairs(env.pm.list() or {}) do names[#names + 1] = p.name end
   end
   refresh_names()
-  core.rl_init(function(word, before)
+  tty.rl_init(function(word, before)
     local ok, list = pcall(completions, env, word, before, function() return names end)
     return ok and list or {}
   end)
-  core.rl_history_load(history)
-  local sigint = core.signal(core.signals.SIGINT, function() core.rl_interrupt() end)
+  tty.rl_history_load(history)
+  local sigint = core.signal(core.signals.SIGINT, function() tty.rl_interrupt() end)
   local version = (env.pm.ping() or {}).version or "?"
   out(("pm %s console, daemon %s. The API is in scope: list(), restart \"api\", "
     .. "on(\"process:event\", print). Ctrl-D leaves.\n"):format(util.VERSION, version))
   local buffer
   while true do
-    local line, interrupted = core.rl_readline(buffer and ">> " or "pm> ")
+    local line, interrupted = tty.rl_readline(buffer and ">> " or "pm> ")
     if interrupted then
       out("^C\n")
       buffer = nil
@@ -236,7 +237,7 @@ local function interactive()
       buffer = buffer and (buffer .. "\n" .. line) or line
       local fn, err, incomplete = compile(buffer, env)
       if not incomplete then
-        core.rl_history_add((buffer:gsub("\n", " ")))
+        tty.rl_history_add((buffer:gsub("\n", " ")))
         buffer = nil
         if not fn then
           out("error: " .. tostring(err) .. "\n")
@@ -249,7 +250,7 @@ local function interactive()
     end
   end
   sigint:close()
-  core.rl_history_save(history)
+  tty.rl_history_save(history)
   env.pm.disconnect()
   return 0
 end
@@ -296,7 +297,15 @@ function M.main()
     io.stderr:write("pm: ", tostring(err), "\n")
     return 1
   end
-  if core.isatty(0) and core.isatty(1) then return interactive() end
+  if core.isatty(0) and core.isatty(1) then
+    local tty, rerr = require("pm.term").load("the console")
+    if not tty then
+      pm.disconnect()
+      io.stderr:write(rerr, "\n")
+      return 1
+    end
+    return interactive(tty)
+  end
   return batch()
 end
 

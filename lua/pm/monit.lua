@@ -1,7 +1,8 @@
 -- pm monit: a live dashboard in the terminal (ncurses). Every app with its
 -- status, CPU and memory bars, restarts and uptime; the selected app's
 -- details and the tail of its logs. Keys: up/down (or j/k) select, r
--- restart, s stop, S start, l reload, q (or Ctrl-C) quit.
+-- restart, s stop, S start, l reload, q (or Ctrl-C) quit. The screen
+-- (scr_*) comes from pm.term (lib/pm/term.so for bin/pm).
 local core = require "pm.core"
 
 local M = {}
@@ -29,6 +30,12 @@ function M.main()
   end
   if not (core.isatty(0) and core.isatty(1)) then
     io.stderr:write("pm: monit needs a terminal\n")
+    return 1
+  end
+  local tty, terr = require("pm.term").load("monit")
+  if not tty then
+    pm.disconnect()
+    io.stderr:write(terr, "\n")
     return 1
   end
   local list = {}
@@ -79,14 +86,14 @@ function M.main()
 
   local function draw()
     dirty = false
-    local rows, cols = core.scr_size()
-    core.scr_clear()
-    core.scr_put(0, 0, (" pm monit  %d app(s)   ↑↓ select  r restart  s stop  S start  l reload  q quit")
+    local rows, cols = tty.scr_size()
+    tty.scr_clear()
+    tty.scr_put(0, 0, (" pm monit  %d app(s)   ↑↓ select  r restart  s stop  S start  l reload  q quit")
       :format(#list) .. string.rep(" ", cols), "reverse")
     local barw = math.max(5, math.min(20, math.floor((cols - 60) / 2)))
     local head = ("%-4s %-18s %-15s %6s %-" .. (barw + 2) .. "s %7s %-" .. (barw + 2) .. "s %4s %7s")
       :format("id", "name", "status", "cpu", "", "mem", "", "rst", "uptime")
-    core.scr_put(1, 0, head, "bold")
+    tty.scr_put(1, 0, head, "bold")
     local list_rows = math.max(3, math.min(#list, math.floor((rows - 2) / 2)))
     local first = math.max(1, math.min(selected - list_rows + 1, #list - list_rows + 1))
     local now = core.now()
@@ -101,34 +108,34 @@ function M.main()
         bar(total_mem > 0 and mem / total_mem * 8 or 0, barw), e.restart_time or 0,
         e.status == "online" and human_uptime(now - (e.pm_uptime or now)) or "-")
       if i == selected then
-        core.scr_put(y, 0, row .. string.rep(" ", math.max(0, cols - #row)), "select")
+        tty.scr_put(y, 0, row .. string.rep(" ", math.max(0, cols - #row)), "select")
       else
-        core.scr_put(y, 0, row)
-        core.scr_put(y, 24, ("%-15s"):format(e.status or "?"), status_style[e.status])
+        tty.scr_put(y, 0, row)
+        tty.scr_put(y, 24, ("%-15s"):format(e.status or "?"), status_style[e.status])
       end
     end
     local y = 3 + list_rows
     local p = list[selected]
     if p then
       local e = p.pm2_env or {}
-      core.scr_put(y, 0, ("── %s (id %d) "):format(p.name, p.pm_id) .. string.rep("─", cols), "cyan")
-      core.scr_put(y + 1, 1, ("pid %s   script %s   interpreter %s"):format(tostring(p.pid), tostring(e.pm_exec_path),
+      tty.scr_put(y, 0, ("── %s (id %d) "):format(p.name, p.pm_id) .. string.rep("─", cols), "cyan")
+      tty.scr_put(y + 1, 1, ("pid %s   script %s   interpreter %s"):format(tostring(p.pid), tostring(e.pm_exec_path),
         tostring(e.exec_interpreter)))
-      core.scr_put(y + 2, 1, ("cwd %s   restarts %d   unstable %d   last exit %s%s"):format(tostring(e.pm_cwd),
+      tty.scr_put(y + 2, 1, ("cwd %s   restarts %d   unstable %d   last exit %s%s"):format(tostring(e.pm_cwd),
         e.restart_time or 0, e.unstable_restarts or 0, tostring(e.exit_code or "-"),
         e.notify and e.notify.status and ("   status: " .. e.notify.status) or ""))
       local l = logs[p.pm_id] or {}
       local space = rows - (y + 4)
-      core.scr_put(y + 3, 0, ("── logs " .. string.rep("─", cols)), "cyan")
+      tty.scr_put(y + 3, 0, ("── logs " .. string.rep("─", cols)), "cyan")
       local start = math.max(1, #l - space + 1)
       for i = start, #l do
-        core.scr_put(y + 4 + i - start, 1, l[i].line, l[i].err and "red" or nil)
+        tty.scr_put(y + 4 + i - start, 1, l[i].line, l[i].err and "red" or nil)
       end
     else
-      core.scr_put(y, 1, "no app: start one with pm start")
+      tty.scr_put(y, 1, "no app: start one with pm start")
     end
-    if message ~= "" then core.scr_put(rows - 1, 0, message .. string.rep(" ", cols), "reverse") end
-    core.scr_refresh()
+    if message ~= "" then tty.scr_put(rows - 1, 0, message .. string.rep(" ", cols), "reverse") end
+    tty.scr_refresh()
   end
 
   local function act(what)
@@ -144,7 +151,7 @@ function M.main()
 
   local function on_key()
     while true do
-      local k = core.scr_key()
+      local k = tty.scr_key()
       if not k then break end
       if k == "q" or k == "Q" or k == "\3" then quit = true
       elseif k == "up" or k == "k" then selected = math.max(1, selected - 1); dirty = true
@@ -178,7 +185,7 @@ function M.main()
   end
 
   local ran, rerr = pcall(function()
-    core.scr_start()
+    tty.scr_start()
     refresh()
     local keys = core.watch_read(0, on_key)
     local tick = core.timer(1000, 1000, refresh)
@@ -191,7 +198,7 @@ function M.main()
     end
     keys:close(); tick:close(); sig:close(); term:close()
   end)
-  core.scr_stop()
+  tty.scr_stop()
   if bus then bus:close() end
   pm.disconnect()
   if not ran then

@@ -549,7 +549,7 @@ describe("make install and the bash completion", function()
   before_each(function() H.new_home() end)
   after_each(function() H.cleanup() end)
 
-  it("installs bin/pm, the modules, core.so and the completion; plain luajit can require \"pm\"", function()
+  it("installs bin/pm, the modules, core.so, term.so and the completion; plain luajit can require \"pm\"", function()
     local dest = H.home .. "/dest"
     local r = H.sh(("make install PREFIX=/usr/local DESTDIR=%s"):format(sq(dest)))
     ok(r, "make install")
@@ -565,6 +565,7 @@ describe("make install and the bash completion", function()
     end
     p:close()
     assert.is_truthy(core.stat(pre .. "/lib/lua/5.1/pm/core.so"), "core.so installed")
+    assert.is_truthy(core.stat(pre .. "/lib/lua/5.1/pm/term.so"), "term.so (console, monit) installed")
     local comp = pre .. "/share/bash-completion/completions/pm"
     assert.equal(util.read_file(H.src .. "/completion/pm.bash"), util.read_file(comp), "the completion installed")
 
