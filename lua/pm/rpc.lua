@@ -28,6 +28,8 @@ local function reply(conn, id, err, result)
   local idtext
   if type(id) == "number" and id == math.floor(id) and math.abs(id) <= 2 ^ 53 then
     idtext = ("%.0f"):format(id)
+  elseif type(id) == "number" and id == id and math.abs(id) < math.huge then
+    idtext = ("%.17g"):format(id) -- 17 digits read back as the same number
   else
     idtext = util.encode(id)
   end

@@ -95,6 +95,11 @@ describe("the wire protocol", function()
     -- params null or {} are fine
     m = ask(c, '{"jsonrpc":"2.0","id":3,"method":"ping","params":null}')
     assert.equal("pong", m.result.msg)
+    -- numbers come back as the same number, however large or fractional
+    for _, id in ipairs({ "9007199254740993", "9223372036854775807", "1.5e300", "-0.1", "12345678901234567890" }) do
+      m = ask(c, PING:format(id))
+      assert.equal(util.decode(id), m.id, "id " .. id)
+    end
     c:close()
   end)
 

@@ -1,0 +1,182 @@
+-- The paths made fast for the benchmarks, checked for what they must still
+-- do: threaded spawning (core.spawn_many, core.spawn_start), pid files
+-- rewritten in place and pooled in pids/.spare, descriptions assembled
+-- from cached JSON (an app's environment split in an inherited and an own
+-- part; the declaration's part refreshed by scale), and pm jlist streaming
+-- a reply larger than a read.
+local H = require "pmtest"
+local core = require "pm.core"
+local util = require "pm.util"
+
+local function pids_of(outcomes)
+  local pids = {}
+  for _, o in ipairs(outcomes) do if o[1] then pids[#pids + 1] = o[1] end end
+  return pids
+end
+
+local function reap(pids)
+  for _, pid in ipairs(pids) do
+    core.kill(pid, 9)
+    H.wait_for(function() return not H.alive(pid) end, 3000, "pid " .. pid .. " gone")
+  end
+end
+
+describe("threaded spawning", function()
+  -- this process reaps its own children while run_loop turns
+  setup(function() core.on_child(function() end) end)
+  local function run_loop(ms)
+    local t = core.timer(ms, 0, function() end)
+    while t:active() do core.run("once") end
+    t:close()
+  end
+
+  it("spawn_many gives one outcome per entry, in order, with exec errors as messages", function()
+    local list = {}
+    for i = 1, 20 do
+      list[i] = { file = "/bin/sleep", args = { "sleep", "30" }, env = { "N=" .. i } }
+    end
+    list[7] = { file = "/nonexistent/prog", args = { "prog" } }
+    list[12] = { file = "/bin/true", args = { "true" }, cwd = "/nonexistent-dir" }
+    local out = core.spawn_many(list)
+    assert.equal(20, #out)
+    assert.is_nil(out[7][1])
+    assert.matches("^exec /nonexistent/prog: ", out[7][2])
+    assert.is_nil(out[12][1])
+    assert.matches("^chdir /nonexistent%-dir: ", out[12][2])
+    local pids = pids_of(out)
+    assert.equal(18, #pids)
+    for i, o in ipairs(out) do
+      if o[1] then
+        local env = core.proc_environ(o[1]) or ""
+        assert.truthy(env:find("N=" .. i .. "\0", 1, true), "entry " .. i .. " has its own environment")
+      end
+    end
+    reap(pids)
+    run_loop(50)
+  end)
+
+  it("spawn_start runs while the caller goes on, and wait gives the outcomes", function()
+    local r, w = core.pipe()
+    local list = {}
+    for i = 1, 8 do
+      list[i] = { file = "/bin/sh", args = { "sh", "-c", "echo started " .. i }, fds = { -1, w, 2 } }
+    end
+    local sp = core.spawn_start(list)
+    list = nil -- luacheck: ignore (dropped: the handle keeps what the children need)
+    collectgarbage()
+    collectgarbage()
+    local out = sp:wait()
+    core.close(w)
+    assert.equal(8, #out)
+    for _, o in ipairs(out) do assert.is_number(o[1]) end
+    local text = {}
+    while true do
+      local s = core.read(r, 4096)
+      if not s or s == "" then break end
+      text[#text + 1] = s
+    end
+    core.close(r)
+    text = table.concat(text)
+    for i = 1, 8 do assert.truthy(text:find("started " .. i .. "\n", 1, true), text) end
+    assert.equal(0, #core.spawn_start({}):wait())
+    run_loop(50)
+  end)
+
+  it("refuses bad options with an error, before spawning anything", function()
+    assert.has_error(function() core.spawn_many({ { file = "/bin/true" } }) end)
+    assert.has_error(function() core.spawn_many({ 5 }) end)
+  end)
+end)
+
+describe("pid files", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  local function pidfile(name) return H.home .. "/pids/" .. name .. "-0.pid" end
+  local function spares()
+    local n = 0
+    for _ in pairs(core.listdir(H.home .. "/pids/.spare") or {}) do n = n + 1 end
+    return n
+  end
+
+  it("hold the pid while the app runs, the new one after a crash, and go with a stop", function()
+    local app = H.script("crashy.sh", "sleep 0.3; exit 3\n")
+    H.ok(H.pm("start", app, "--name", "crashy", "-s"))
+    local first = H.proc("crashy").pid
+    assert.equal(first, tonumber((util.read_file(pidfile("crashy")) or ""):match("%d+")))
+    local second = H.wait_for(function()
+      local p = H.proc("crashy")
+      return p and p.pid ~= 0 and p.pid ~= first and p.pid
+    end, 5000, "a restart with a new pid")
+    H.wait_for(function()
+      return tonumber((util.read_file(pidfile("crashy")) or ""):match("%d+")) == H.proc("crashy").pid
+    end, 3000, "the pid file follows the restarts")
+    assert.is_true(second ~= first)
+    H.ok(H.pm("stop", "crashy", "-s"))
+    assert.is_nil(core.stat(pidfile("crashy")))
+  end)
+
+  it("of deleted apps are kept aside and reused by the next start", function()
+    local app = H.script("sleeper.sh", "exec sleep 100\n")
+    for i = 1, 3 do H.ok(H.pm("start", app, "--name", "s" .. i, "-s")) end
+    for i = 1, 3 do assert.is_table(core.stat(H.home .. "/pids/s" .. i .. "-" .. (i - 1) .. ".pid")) end
+    H.ok(H.pm("delete", "all", "-s"))
+    assert.equal(3, spares())
+    for i = 1, 3 do assert.is_nil(core.stat(H.home .. "/pids/s" .. i .. "-" .. (i - 1) .. ".pid")) end
+    H.ok(H.pm("start", app, "--name", "again", "-s"))
+    local p = H.proc("again")
+    local text = util.read_file(H.home .. "/pids/again-" .. p.pm_id .. ".pid")
+    assert.equal(p.pid .. "\n", text)
+    assert.equal(2, spares())
+  end)
+end)
+
+describe("descriptions from cached JSON", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("show an app's own variables over the inherited ones, each name once", function()
+    local app = H.script("sleeper.sh", "exec sleep 100\n")
+    local eco = H.script("eco.json", util.encode({ apps = {
+      { name = "one", script = app, env = { PM_TEST_SHARED = "own value", PM_TEST_OWN = "x" } },
+      { name = "two", script = app },
+    } }), "644")
+    H.ok(H.pm("start", eco, "-s", { env = { PM_TEST_SHARED = "inherited", PM_TEST_OTHER = "kept" } }))
+    local r = H.ok(H.pm("jlist"))
+    local list = assert(util.decode(r.out))
+    local by = {}
+    for _, p in ipairs(list) do by[p.name] = p.pm2_env.env end
+    assert.equal("own value", by.one.PM_TEST_SHARED)
+    assert.equal("x", by.one.PM_TEST_OWN)
+    assert.equal("kept", by.one.PM_TEST_OTHER)
+    assert.equal("inherited", by.two.PM_TEST_SHARED)
+    assert.is_nil(by.two.PM_TEST_OWN)
+    for _, n in ipairs({ "one", "two" }) do
+      assert.equal(n, by[n].name)
+      assert.is_string(by[n].PM_APP_UID)
+    end
+    local _, count = r.out:gsub('"PM_TEST_SHARED":', "")
+    assert.equal(2, count, "one PM_TEST_SHARED per app")
+  end)
+
+  it("follow scale: every instance describes the new instance count", function()
+    local app = H.script("sleeper.sh", "exec sleep 100\n")
+    H.ok(H.pm("start", app, "--name", "web", "-s"))
+    assert.equal(1, H.proc("web").pm2_env.instances)
+    H.ok(H.pm("scale", "web", "3"))
+    H.wait_for(function() return #H.jlist() == 3 end, 5000, "3 instances")
+    for _, p in ipairs(H.jlist()) do assert.equal(3, p.pm2_env.instances, p.name .. " " .. p.pm_id) end
+  end)
+
+  it("stream through pm jlist whole when the list spans many reads", function()
+    local app = H.script("sleeper.sh", "exec sleep 100\n")
+    local apps = {}
+    for i = 1, 60 do apps[i] = { name = "a" .. i, script = app, env = { BLOB = string.rep("z", 2000) } } end
+    H.ok(H.pm("start", H.script("many.json", util.encode({ apps = apps }), "644"), "-s"))
+    local r = H.ok(H.pm("jlist"))
+    assert.is_true(#r.out > 200000, "a reply of " .. #r.out .. " bytes")
+    local list = assert(util.decode(r.out))
+    assert.equal(60, #list)
+    assert.equal(string.rep("z", 2000), list[60].pm2_env.env.BLOB)
+  end)
+end)
