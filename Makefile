@@ -125,7 +125,8 @@ lib/pm/term-asan.so: $(patsubst core/%.c,obj/asan-pic/%.o,$(TERM_SRC))
 SAN_DIR := $(CURDIR)/tests/tmp/sanitizer
 asan: all bin/pm-asan lib/pm/term-asan.so
 	$(Q)rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
-	$(Q)PM_BIN=$(CURDIR)/bin/pm-asan ASAN_OPTIONS=log_path=$(SAN_DIR)/asan \
+	$(Q)PM_BIN=$(CURDIR)/bin/pm-asan PM_SANITIZED=1 PM_SAN_DIR=$(SAN_DIR) ASAN_OPTIONS=log_path=$(SAN_DIR)/asan \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=log_path=$(SAN_DIR)/ubsan:print_stacktrace=1 tests/run integration; \
 	rc=$$?; if ls $(SAN_DIR)/* >/dev/null 2>&1; then \
 	  echo "sanitizer reports:"; cat $(SAN_DIR)/*; exit 1; fi; \

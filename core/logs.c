@@ -333,6 +333,8 @@ typedef struct {
 
 static void put(buf_t *b, const char *s, size_t n)
 {
+	if (n == 0)
+		return; /* (b->p may still be NULL: no memcpy to it) */
 	if (b->oom || pm_grow(&b->p, &b->cap, b->len + n) < 0) {
 		b->oom = 1;
 		return;

@@ -565,6 +565,7 @@ local function shutdown(code, before_exit)
   shutting_down = true
   log.info("stopping every app, then the daemon")
   each_dependents_first(sup.all(), function(p, cb) sup.stop(p, cb) end, function()
+    sup.kill_leftovers()
     persist.drop_journal(home) -- a clean stop: nothing to recover
     core.log_drain(5000) -- every line the apps wrote is on disk
     local function finish()

@@ -665,10 +665,15 @@ local function launch_prepare(p)
   local ipc_parent, ipc_child
   if d.ipc ~= false then
     ipc_parent, ipc_child = core.socketpair()
-    if ipc_parent then
-      fds[#fds + 1] = ipc_child
-      p.channel_fd = #fds - 1
+    if not ipc_parent then -- out of fds: the start fails, with why
+      core.close(out_r); core.close(out_w); core.close(err_r); core.close(err_w)
+      p.status = "errored"
+      p.error = "socketpair: " .. tostring(ipc_child)
+      log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, p.error)
+      return nil, p.error
     end
+    fds[#fds + 1] = ipc_child
+    p.channel_fd = #fds - 1
   else
     p.channel_fd = nil
   end
@@ -1103,6 +1108,23 @@ function M.start(p, done)
   cancel_timer(p)
   local ok, err = start_stopped(p)
   done(not ok and err or nil)
+end
+
+-- The daemon's last act: SIGKILL to whatever it still tracks once every
+-- app was stopped (a process a reload was replacing when the stop came,
+-- or one put back when its replacement died) -> how many.
+function M.kill_leftovers()
+  local n = 0
+  for pid, q in pairs(by_pid) do
+    local st = core.proc_stat(pid)
+    if st and st.state ~= "Z" then
+      n = n + 1
+      log.warn("app %s: pid %d still runs at the daemon's exit: SIGKILL", tostring(q.name), pid)
+      if q.pgid and q.pgid > 1 then core.killpg(q.pgid, SIGKILL) end
+      core.kill(pid, SIGKILL)
+    end
+  end
+  return n
 end
 
 function M.delete(p, done)

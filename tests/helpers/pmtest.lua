@@ -42,6 +42,26 @@ function H.pm(...)
   return H.sh(table.concat(words, " "), opts)
 end
 
+-- Under the sanitizer pass (make asan sets PM_SAN_DIR) every report is
+-- kept there: ASan writes its own files, but GCC's UBSan prints "runtime
+-- error" on stderr whatever log_path says, so the CLI's stderr and each
+-- daemon's pm.log are searched too.
+local SAN_DIR = os.getenv("PM_SAN_DIR")
+local san_seq = 0
+local function san_keep(text, where)
+  if not SAN_DIR or not text then return end
+  if text:find("runtime error: ", 1, true) or text:find("ERROR: AddressSanitizer", 1, true)
+    or text:find("ERROR: LeakSanitizer", 1, true) then
+    san_seq = san_seq + 1
+    local f = io.open(("%s/found.%d.%d"):format(SAN_DIR, core.getpid(), san_seq), "w")
+    if f then
+      f:write(where, ":\n", text, "\n")
+      f:close()
+    end
+  end
+end
+H.san_keep = san_keep
+
 function H.sh(cmd, opts)
   opts = opts or {}
   local tmp = H.home .. "/.cmd"
@@ -57,7 +77,9 @@ function H.sh(cmd, opts)
   local full = ("cd %s && %s %s <%s >%s 2>%s; echo $? >%s"):format(shquote(opts.cwd or H.src),
     env, cmd, shquote(input), shquote(tmp .. ".out"), shquote(tmp .. ".err"), shquote(tmp .. ".rc"))
   os.execute("/bin/sh -c " .. shquote(full))
-  return { code = tonumber(slurp(tmp .. ".rc")), out = slurp(tmp .. ".out"), err = slurp(tmp .. ".err") }
+  local r = { code = tonumber(slurp(tmp .. ".rc")), out = slurp(tmp .. ".out"), err = slurp(tmp .. ".err") }
+  san_keep(r.err, "stderr of " .. cmd)
+  return r
 end
 
 -- Polls fn() until it returns a truthy value or ms pass; returns its value.
@@ -119,6 +141,7 @@ function H.cleanup(home)
   for _, pid in ipairs(app_pids) do
     if H.alive(pid) then core.kill(pid, 9) end
   end
+  san_keep(util.read_file(home .. "/pm.log"), home .. "/pm.log")
   os.execute("rm -rf " .. shquote(home))
   if H.home == home then H.home = nil end
 end

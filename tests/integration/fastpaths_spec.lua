@@ -47,8 +47,10 @@ describe("threaded spawning", function()
     assert.equal(18, #pids)
     for i, o in ipairs(out) do
       if o[1] then
-        local env = core.proc_environ(o[1]) or ""
-        assert.truthy(env:find("N=" .. i .. "\0", 1, true), "entry " .. i .. " has its own environment")
+        -- (the kernel may still be setting up a just-exec'd process's environ)
+        H.wait_for(function()
+          return (core.proc_environ(o[1]) or ""):find("N=" .. i .. "\0", 1, true)
+        end, 3000, "entry " .. i .. " has its own environment")
       end
     end
     reap(pids)

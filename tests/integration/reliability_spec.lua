@@ -151,7 +151,10 @@ describe("a crash storm", function()
       :format(p.pm2_env.restart_time - base, fd0, fd1, rss0, rss1, max_zombies))
     assert.is_true(max_zombies <= 1, ("%d zombies at once"):format(max_zombies))
     assert.equal(fd0, fd1)
-    assert.is_true(rss1 <= rss0 + 2048, ("VmRSS grew from %d kB to %d kB"):format(rss0, rss1))
+    -- (a sanitizer build keeps freed memory in quarantine: its RSS grows by design)
+    if not os.getenv("PM_SANITIZED") then
+      assert.is_true(rss1 <= rss0 + 2048, ("VmRSS grew from %d kB to %d kB"):format(rss0, rss1))
+    end
     -- every run wrote its line (a run killed by a stop may not have)
     local launches = p.pm2_env.restart_time + 2
     local lines = H.count_lines(H.home .. "/logs/storm-out.log")
