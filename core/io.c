@@ -243,21 +243,20 @@ static int l_stream(lua_State *L)
 	return 1;
 }
 
-/* stream:write(data) -> true | nil, err. Queues what the fd does not take. */
-static int l_stream_write(lua_State *L)
+/* Appends to the output; -1 when out of memory */
+static int stream_append(stream_t *s, const char *data, size_t len)
 {
-	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
-	size_t len;
-	const char *data = luaL_checklstring(L, 2, &len);
-	if (s->closed) {
-		lua_pushnil(L);
-		lua_pushstring(L, "closed");
-		return 2;
-	}
 	if (pm_grow(&s->out, &s->outcap, s->outlen + len) < 0)
-		return luaL_error(L, "out of memory");
+		return -1;
 	memcpy(s->out + s->outlen, data, len);
 	s->outlen += len;
+	return 0;
+}
+
+/* After appending: write what the socket takes now, stop reading a peer
+ * that does not read us; pushes true, or false once the stream closed */
+static int stream_written(lua_State *L, stream_t *s)
+{
 	if (!ev_is_active(&s->w))
 		stream_flush(s);
 	if (!s->closed && s->max_pending && !s->throttled && s->outlen - s->outoff > s->max_pending) {
@@ -268,6 +267,26 @@ static int l_stream_write(lua_State *L)
 	return 1;
 }
 
+static int stream_refused(lua_State *L)
+{
+	lua_pushnil(L);
+	lua_pushstring(L, "closed");
+	return 2;
+}
+
+/* stream:write(data) -> true | nil, err. Queues what the fd does not take. */
+static int l_stream_write(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	if (s->closed)
+		return stream_refused(L);
+	if (stream_append(s, data, len) < 0)
+		return luaL_error(L, "out of memory");
+	return stream_written(L, s);
+}
+
 /* stream:write_pieces(list) -> true | nil, "closed": the strings of list
  * appended in order, then one flush (a reply of 2,000 descriptions is
  * written without a Lua string holding all of it) */
@@ -275,11 +294,8 @@ static int l_stream_write_pieces(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
 	luaL_checktype(L, 2, LUA_TTABLE);
-	if (s->closed) {
-		lua_pushnil(L);
-		lua_pushstring(L, "closed");
-		return 2;
-	}
+	if (s->closed)
+		return stream_refused(L);
 	int n = (int)lua_objlen(L, 2);
 	for (int i = 1; i <= n; i++) {
 		lua_rawgeti(L, 2, i);
@@ -287,20 +303,11 @@ static int l_stream_write_pieces(lua_State *L)
 		const char *data = lua_tolstring(L, -1, &len);
 		if (!data)
 			return luaL_error(L, "write_pieces: piece %d is not a string", i);
-		if (pm_grow(&s->out, &s->outcap, s->outlen + len) < 0)
+		if (stream_append(s, data, len) < 0)
 			return luaL_error(L, "out of memory");
-		memcpy(s->out + s->outlen, data, len);
-		s->outlen += len;
 		lua_pop(L, 1);
 	}
-	if (!ev_is_active(&s->w))
-		stream_flush(s);
-	if (!s->closed && s->max_pending && !s->throttled && s->outlen - s->outoff > s->max_pending) {
-		s->throttled = 1;
-		ev_io_stop(EV_DEFAULT, &s->r);
-	}
-	lua_pushboolean(L, !s->closed);
-	return 1;
+	return stream_written(L, s);
 }
 
 /* stream:chunked() -> from now on on_line gets the bytes as they arrive
