@@ -1457,17 +1457,16 @@ end
 
 local clk_tck = core.clk_tck()
 
--- Memory and CPU of an app's process tree. A sample is reused for up to
--- SAMPLE_MS: /proc is read at most once a second per app however often
--- clients list (2,000 apps listed back to back read /proc once), and the
--- CPU share is measured over the whole window since the last sample.
-M.SAMPLE_MS = 1000
-local function sample(p, cached)
-  if not p.pid or p.pid == 0 then return 0, 0 end
-  local t = core.mono()
-  local prev = p.cpu_sample
-  if prev and prev.pid == p.pid and t - prev.t < M.SAMPLE_MS then return prev.rss, prev.cpu end
-  if cached then return 0, 0 end
+-- Memory and CPU of an app's process tree, from /proc. A sample is reused
+-- for SAMPLE_MS; one up to STALE_MS old is still answered at once, and a
+-- new one is taken after the reply, a chunk of apps per turn of the loop:
+-- a client listing 2,000 apps every second never waits for /proc (about
+-- 40 ms of reads), and a list asked for after a quiet minute is fresh.
+-- The CPU share is measured over the whole time between two samples.
+M.SAMPLE_MS, M.STALE_MS, M.REFRESH_CHUNK = 1000, 5000, 100
+local stale, stale_set, refresher = {}, {}, nil
+
+local function measure(p, t, prev)
   local tree = core.proc_tree(p.pid)
   local cpu
   if prev and prev.pid == p.pid then
@@ -1483,6 +1482,41 @@ local function sample(p, cached)
     p.cpu_sample = { t = t, pid = p.pid, ticks = tree.ticks, cpu = cpu, rss = tree.rss }
   end
   return tree.rss, cpu
+end
+
+local function refresh_some()
+  refresher = nil
+  local n = 0
+  while #stale > 0 and n < M.REFRESH_CHUNK do
+    local p = table.remove(stale)
+    stale_set[p] = nil
+    local prev = p.cpu_sample
+    if not p.deleted and p.pid and p.pid ~= 0 and prev and prev.pid == p.pid then
+      measure(p, core.mono(), prev)
+      n = n + 1
+    end
+  end
+  if #stale > 0 then refresher = core.timer(0, 0, refresh_some) end
+end
+
+local function sample(p, cached)
+  if not p.pid or p.pid == 0 then return 0, 0 end
+  local t = core.mono()
+  local prev = p.cpu_sample
+  if prev and prev.pid == p.pid then
+    local age = t - prev.t
+    if age < M.SAMPLE_MS then return prev.rss, prev.cpu end
+    if age < M.STALE_MS or cached then
+      if not stale_set[p] then
+        stale_set[p] = true
+        stale[#stale + 1] = p
+        if not refresher then refresher = core.timer(0, 0, refresh_some) end
+      end
+      return prev.rss, prev.cpu
+    end
+  end
+  if cached then return 0, 0 end
+  return measure(p, t, prev)
 end
 
 local hidden = { on_exit = true, on_start = true, on_stop = true, force = true,
