@@ -307,6 +307,14 @@ local function add(fig, who, v) -- who: "limit", "pm", "pm2"
   res[fig][who] = res[fig][who] or {}
   table.insert(res[fig][who], v)
 end
+-- the daemon's RssAnon and VmRSS as two figures
+local function memory(m, anon_fig, rss_fig)
+  local st = pstatus(daemon_pid(m))
+  if st then
+    add(anon_fig, m.key, st.anon)
+    add(rss_fig, m.key, st.rss)
+  end
+end
 local function note(s)
   notes[#notes + 1] = s
   io.stdout:write("  note: ", s, "\n")
@@ -409,11 +417,7 @@ function figures.first()
       local ms, r = cli(m, { "list" }, { timeout = 30000 })
       if r.code == 0 then add("first", m.key, ms) end
       pause(1500)
-      local st = pstatus(daemon_pid(m))
-      if st then
-        add("idle_anon", m.key, st.anon)
-        add("idle_rss", m.key, st.rss)
-      end
+      memory(m, "idle_anon", "idle_rss")
     end
   end
   progress("first", "first call, no daemon (ms)")
@@ -476,11 +480,7 @@ function figures.hundred()
         note(m.label .. ": 100 apps not all online within 60 s")
       end
       pause(1000)
-      local st = pstatus(daemon_pid(m))
-      if st then
-        add("anon100", m.key, st.anon)
-        add("rss100", m.key, st.rss)
-      end
+      memory(m, "anon100", "rss100")
       t0 = core.mono()
       if delete_all(m) then
         add("delete100", m.key, core.mono() - t0)
@@ -686,11 +686,7 @@ function figures.big()
         if r.code == 0 then add("jlist2000", m.key, ms) end
       end
       pause(2000)
-      local st = pstatus(daemon_pid(m))
-      if st then
-        add("rss2000", m.key, st.rss)
-        add("anon2000", m.key, st.anon)
-      end
+      memory(m, "anon2000", "rss2000")
     else
       note(m.label .. ": 2,000 apps not all online within 300 s: not measured")
       if m == PM2 then big_skipped = "not measured: 2,000 apps not online within 300 s" end
