@@ -339,7 +339,7 @@ function verbs.start(args)
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
     local res = with_progress("start " .. what, function()
-      return check(client.start(util.absolute(what, cwd), { env = a.env, only = only, brief = true }))
+      return check(client.start(util.absolute(what, cwd), { env = a.env, only = only, reply = "changes" }))
     end)
     for _, d in ipairs(res) do
       local ch = d.pm2_env and d.pm2_env.changes

@@ -222,7 +222,18 @@ local function start_decls(decls, params, origin, done)
         if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
       end
       if #errs > 0 then return done(table.concat(errs, "; ")) end
-      local result = descriptions(started, params)
+      local result
+      if params.reply == "changes" then
+        -- what the CLI prints of a start: the changes an ecosystem file made
+        result = {}
+        for i, p in ipairs(started) do
+          result[i] = { name = p.name, pm_id = p.pm_id,
+            pm2_env = { changes = p.changes and util.array(p.changes) or nil } }
+        end
+        result = util.array(result)
+      else
+        result = descriptions(started, params)
+      end
       for _, p in ipairs(started) do p.changes = nil end
       done(nil, result)
     end
