@@ -226,8 +226,8 @@ local function start_decls(decls, params, origin, done)
       if params.reply == "changes" then
         -- what the CLI prints of a start: the changes an ecosystem file made
         result = {}
-        for i, p in ipairs(started) do
-          result[i] = { name = p.name, pm_id = p.pm_id,
+        for k, p in ipairs(started) do
+          result[k] = { name = p.name, pm_id = p.pm_id,
             pm2_env = { changes = p.changes and util.array(p.changes) or nil } }
         end
         result = util.array(result)

@@ -170,6 +170,22 @@ describe("descriptions from cached JSON", function()
     for _, p in ipairs(H.jlist()) do assert.equal(3, p.pm2_env.instances, p.name .. " " .. p.pm_id) end
   end)
 
+  it("are left out of pm start's reply, which says what an ecosystem file changed", function()
+    local eco = H.home .. "/eco.json"
+    local function write(arg)
+      util.write_atomic(eco, util.encode({ apps = { { name = "e1", script = "/bin/sleep", args = { arg },
+        interpreter = "none" } } }))
+    end
+    write("100")
+    H.ok(H.pm("start", eco, "-s"))
+    local r = H.ok(H.pm("start", eco))
+    assert.truthy(r.out:find("e1 (0): restarted, nothing changed", 1, true), r.out)
+    write("200")
+    r = H.ok(H.pm("start", eco))
+    assert.truthy(r.out:find("e1 (0): applied args", 1, true), r.out)
+    assert.equal("200", H.proc("e1").pm2_env.args[1])
+  end)
+
   it("stream through pm jlist whole when the list spans many reads", function()
     local app = H.script("sleeper.sh", "exec sleep 100\n")
     local apps = {}
