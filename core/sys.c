@@ -332,7 +332,7 @@ static int l_daemon_init(lua_State *L)
 	 * are mapped and unmapped, never left in the heap once freed (glibc
 	 * would otherwise raise its threshold after the first such free) */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-	mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 4 << 20); /* the log queue (2 MB at most) churns below it */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		pm_nofile_soft = (long)rl.rlim_cur;
