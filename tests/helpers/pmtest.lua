@@ -146,6 +146,14 @@ function H.cleanup(home)
   if H.home == home then H.home = nil end
 end
 
+-- Writes text to path (created or replaced) and returns the path.
+function H.write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 -- Writes a fixture script into the home and returns its path.
 function H.script(name, body, mode)
   local path = H.home .. "/" .. name

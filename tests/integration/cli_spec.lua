@@ -76,12 +76,7 @@ local function start_app(name, ...)
   return p
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local write = H.write
 
 local function cmdline(pid)
   local s = util.read_file("/proc/" .. pid .. "/cmdline") or ""

@@ -13,12 +13,7 @@ local EXAMPLES = H.src .. "/ecosystem"
 
 -- ---- helpers ----
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local write = H.write
 
 -- Writes an ecosystem file into the home: APP in the text is the fixture.
 local function eco(name, text)

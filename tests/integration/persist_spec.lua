@@ -11,12 +11,7 @@ local EXIT = H.fixtures .. "/ep_exit.sh" -- exits with EP_CODE on SIGUSR1
 
 -- ---- helpers ----
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local write = H.write
 
 local ok = H.ok
 

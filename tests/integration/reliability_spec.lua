@@ -105,12 +105,7 @@ local function cleanup(home)
   for _, pid in ipairs(strays(home)) do core.kill(pid, 9) end
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local write = H.write
 
 -- ---- crash storm ----
 
