@@ -557,11 +557,10 @@ static void logpipe_close(lua_State *L, logpipe_t *lp)
 	pm_unref(L, &lp->self);
 }
 
-static void logpipe_read(EV_P_ ev_io *w, int revents)
+/* Reads once from the pipe: 1 when something came, 0 when nothing waits,
+ * -1 at its end (the pipe is then closed and on_eof called). */
+static int logpipe_pull(logpipe_t *lp)
 {
-	(void)loop;
-	(void)revents;
-	logpipe_t *lp = (logpipe_t *)w;
 	lua_State *L = pm_L;
 	static char buf[PART_MAX + READ_SIZE];
 	size_t have = lp->partlen;
@@ -569,7 +568,8 @@ static void logpipe_read(EV_P_ ev_io *w, int revents)
 		memcpy(buf, lp->part, have);
 	ssize_t n = read(lp->fd, buf + have, READ_SIZE);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return 0;
+	int rc = n > 0 ? 1 : -1;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive during callbacks */
 	if (n > 0) {
 		size_t total = have + (size_t)n;
@@ -611,6 +611,37 @@ static void logpipe_read(EV_P_ ev_io *w, int revents)
 		}
 	}
 	lua_pop(L, 1);
+	return rc;
+}
+
+static void logpipe_read(EV_P_ ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	logpipe_pull((logpipe_t *)w);
+}
+
+/*
+ * logpipe:cut() -> true | false: the process that wrote to the pipe is
+ * gone and another one will write to it (a crash loop, where the daemon
+ * keeps the pipe): reads what is left now and ends a last line that has no
+ * newline, so that it is never merged with the next process's output.
+ * false when that cannot be done now (the writer thread is behind, or the
+ * pipe is closed): the caller gives the next process a pipe of its own.
+ */
+static int l_logpipe_cut(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	while (!lp->closed && !lp->paused && logpipe_pull(lp) > 0)
+		;
+	int ok = !lp->closed && !lp->paused;
+	if (ok && lp->partlen) {
+		size_t n = lp->partlen;
+		lp->partlen = 0;
+		emit(lp, lp->part, n, 1);
+	}
+	lua_pushboolean(L, ok);
+	return 1;
 }
 
 /*
@@ -790,6 +821,7 @@ void pm_open_logs(lua_State *L)
 		{"set_files", l_logpipe_set_files},
 		{"closed", l_logpipe_closed},
 		{"close", l_logpipe_close},
+		{"cut", l_logpipe_cut},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, LOGFILE_MT);

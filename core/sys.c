@@ -35,7 +35,8 @@ static int l_open(lua_State *L)
 	case 'r': flags |= O_RDONLY; break;
 	case 'a': flags |= O_WRONLY | O_APPEND | O_CREAT; break;
 	case 'w': flags |= O_WRONLY | O_TRUNC | O_CREAT; break;
-	default: return luaL_argerror(L, 2, "\"r\", \"a\" or \"w\" expected");
+	case 'u': flags |= O_WRONLY | O_CREAT; break;
+	default: return luaL_argerror(L, 2, "\"r\", \"a\", \"w\" or \"u\" expected");
 	}
 	int fd = open(path, flags, mode);
 	if (fd < 0)
@@ -111,22 +112,33 @@ static int l_truncate(lua_State *L)
  * exactly data afterwards. An existing file is overwritten in place (no
  * new inode, no truncation unless it was longer): rewriting a pid file
  * costs a few microseconds where unlink + create costs hundreds on ext4.
+ * core.put_file(fd, data [, last_len]): the same through a file held open
+ * (core.open(path, "u")); with last_len, the length written there last,
+ * it is truncated only when that was longer, without asking the kernel.
  */
 static int l_put_file(lua_State *L)
 {
 	size_t len;
-	const char *path = luaL_checkstring(L, 1);
+	int held = lua_type(L, 1) == LUA_TNUMBER;
+	const char *path = held ? "file" : luaL_checkstring(L, 1);
 	const char *data = luaL_checklstring(L, 2, &len);
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, (mode_t)luaL_optinteger(L, 3, 0644));
+	int fd = held ? (int)lua_tointeger(L, 1)
+		      : open(path, O_WRONLY | O_CREAT | O_CLOEXEC, (mode_t)luaL_optinteger(L, 3, 0644));
 	if (fd < 0)
 		return pm_fail(L, path);
 	ssize_t n = pwrite(fd, data, len, 0);
 	struct stat st;
 	int bad = n != (ssize_t)len;
-	if (!bad && fstat(fd, &st) == 0 && st.st_size != (off_t)len && ftruncate(fd, (off_t)len) < 0)
+	if (!bad && held && !lua_isnoneornil(L, 3)) {
+		/* the caller knows the length it wrote last */
+		if ((size_t)lua_tointeger(L, 3) > len && ftruncate(fd, (off_t)len) < 0)
+			bad = 1;
+	} else if (!bad && fstat(fd, &st) == 0 && st.st_size != (off_t)len && ftruncate(fd, (off_t)len) < 0) {
 		bad = 1;
+	}
 	int err = errno;
-	close(fd);
+	if (!held)
+		close(fd);
 	if (bad) {
 		errno = n >= 0 && n != (ssize_t)len ? EIO : err;
 		return pm_fail(L, path);

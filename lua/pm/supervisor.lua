@@ -46,12 +46,16 @@ local function flat_env(p)
   }
 end
 
+local EVENT_JSON = {} -- event name -> its JSON text
+
 local function event(p, what, extra, manually)
   -- the last events of each process, for pm describe
   -- (kept as JSON text: a record costs one string, and lists reuse it)
   local h = p.history or {}
   p.history = h
-  local rec = ('{"at":%d,"event":%s'):format(now(), cjson.encode(what))
+  local name = EVENT_JSON[what]
+  if not name then name = cjson.encode(what); EVENT_JSON[what] = name end
+  local rec = ('{"at":%d,"event":%s'):format(now(), name)
   if extra then
     for _, k in ipairs({ "code", "signal", "reason" }) do
       local v = extra[k]
@@ -443,7 +447,21 @@ local function write_pidfile(p)
     local spare = table.remove(spares)
     if not os.rename(spare, path) then os.remove(spare) end
   end
-  core.put_file(path, p.pid .. "\n")
+  local text, k = p.pid .. "\n", p.kept
+  if k and k.pid_fd then -- a crash loop: the pid is written in place
+    core.put_file(k.pid_fd, text, k.pid_len)
+    k.pid_len = #text
+  elseif k then
+    k.pid_fd = core.open(path, "u")
+    if k.pid_fd then
+      core.put_file(k.pid_fd, text)
+      k.pid_len = #text
+    else
+      core.put_file(path, text)
+    end
+  else
+    core.put_file(path, text)
+  end
   p.pidfile_live = true
 end
 
@@ -451,6 +469,8 @@ local function drop_pidfile(p)
   local path = p.pid_path
   if not path then return end
   p.pidfile_live = nil
+  local k = p.kept
+  if k and k.pid_fd then core.close(k.pid_fd); k.pid_fd = nil end
   if #spares < SPARE_MAX and pool_of(p) and core.stat(path) then
     spare_seq = spare_seq + 1
     local spare = ("%s/%d"):format(spare_dir, spare_seq)
@@ -621,34 +641,74 @@ function M.send(p, value, internal)
   return p.channel:write(line .. "\n")
 end
 
+-- In a crash loop (an immediate restart after a fast exit) the daemon
+-- keeps the write ends of an app's output pipes, and its pid file, open:
+-- the next process of the loop gets the same pipes (its logpipes, files
+-- and watchers stay as they are) and the pid is written in place. What a
+-- process of the loop wrote is read in order, before what the next one
+-- writes. Released when the loop ends (a stable run, a stop, a delay, a
+-- new declaration).
+local function unkeep(p)
+  local k = p.kept
+  if not k then return end
+  p.kept = nil
+  core.close(k.out_w)
+  core.close(k.err_w)
+  if k.pid_fd then core.close(k.pid_fd) end
+end
+
+-- Whether p's next process can have the pipes of its last one: what that
+-- one wrote is then read, its last line ended (logpipe:cut).
+local function reusable(p)
+  local k, pipes = p.kept, p.pipes
+  return k and k.of == p.decl and pipes and pipes.out:cut() and pipes.err:cut()
+end
+
+-- Closes what a spec opened for nothing (a failed start).
+local function drop_spec(spec)
+  if spec.reused then return end
+  core.close(spec.out_r); core.close(spec.out_w)
+  core.close(spec.err_r); core.close(spec.err_w)
+end
+
 -- What a process of p needs before its spawn -> spec | nil, err (p is
 -- then errored): its pipes, sockets, channel and the spawn's options.
 local function launch_prepare(p)
   local d = p.decl
   cancel_timer(p)
   p.status = "launching"
+  local looping = p.looping
+  p.looping = nil
   if p.paths_of ~= d then -- the same on every restart of a declaration
     p.out_path = log_path(p, "out")
     p.err_path = log_path(p, "err")
     p.log_path = log_path(p, "log")
     p.paths_of = d
   end
-  local out_r, out_w = core.pipe(1048576)
-  local err_r, err_w = core.pipe(1048576)
-  if not out_r or not err_r then
-    if out_r then core.close(out_r); core.close(out_w) end
-    p.status = "errored"
-    p.error = "pipe: " .. tostring(out_w or err_w)
-    return nil, p.error
+  local spec = { looping = looping }
+  if looping and reusable(p) then
+    spec.reused = true
+    spec.out_w, spec.err_w = p.kept.out_w, p.kept.err_w
+  else
+    unkeep(p)
+    local out_r, out_w = core.pipe(1048576)
+    local err_r, err_w = core.pipe(1048576)
+    if not out_r or not err_r then
+      if out_r then core.close(out_r); core.close(out_w) end
+      p.status = "errored"
+      p.error = "pipe: " .. tostring(out_w or err_w)
+      return nil, p.error
+    end
+    spec.out_r, spec.out_w, spec.err_r, spec.err_w = out_r, out_w, err_r, err_w
   end
   local file, argv = command(d)
-  local fds = { -1, out_w, err_w }
+  local fds = { -1, spec.out_w, spec.err_w }
   p.listen = nil
   local specs = M.listen_specs(d)
   if specs then
     local socks, serr = sockets.acquire(p.name, specs, d.cwd)
     if not socks then
-      core.close(out_r); core.close(out_w); core.close(err_r); core.close(err_w)
+      drop_spec(spec)
       p.status = "errored"
       p.error = serr
       log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, serr)
@@ -662,11 +722,10 @@ local function launch_prepare(p)
     end
     p.listen = { names = names, map = "{" .. table.concat(map, ",") .. "}" }
   end
-  local ipc_parent, ipc_child
   if d.ipc ~= false then
-    ipc_parent, ipc_child = core.socketpair()
+    local ipc_parent, ipc_child = core.socketpair()
     if not ipc_parent then -- out of fds: the start fails, with why
-      core.close(out_r); core.close(out_w); core.close(err_r); core.close(err_w)
+      drop_spec(spec)
       p.status = "errored"
       p.error = "socketpair: " .. tostring(ipc_child)
       log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, p.error)
@@ -674,27 +733,32 @@ local function launch_prepare(p)
     end
     fds[#fds + 1] = ipc_child
     p.channel_fd = #fds - 1
+    spec.ipc_parent, spec.ipc_child = ipc_parent, ipc_child
   else
     p.channel_fd = nil
   end
-  local envlist = env_of(p)
-  return { opts = { file = file, args = argv, env = envlist, cwd = d.cwd,
-    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil },
-    out_r = out_r, out_w = out_w, err_r = err_r, err_w = err_w,
-    ipc_parent = ipc_parent, ipc_child = ipc_child }
+  spec.opts = { file = file, args = argv, env = env_of(p), cwd = d.cwd,
+    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil }
+  return spec
 end
 
 -- The process of p once spawned (pid), or its failure (nil, err).
 -- Returns true, or nil, err (p is then errored).
 local function launch_finish(p, spec, pid, err)
   local d = p.decl
-  local out_r, err_r, ipc_parent = spec.out_r, spec.err_r, spec.ipc_parent
-  core.close(spec.out_w)
-  core.close(spec.err_w)
+  local ipc_parent = spec.ipc_parent
   if spec.ipc_child then core.close(spec.ipc_child) end
+  if not spec.reused then
+    if pid and spec.looping then
+      p.kept = { out_w = spec.out_w, err_w = spec.err_w, of = d }
+    else
+      core.close(spec.out_w)
+      core.close(spec.err_w)
+    end
+  end
   if not pid then
-    core.close(out_r)
-    core.close(err_r)
+    if not spec.reused then core.close(spec.out_r); core.close(spec.err_r) end
+    unkeep(p)
     if ipc_parent then core.close(ipc_parent) end
     p.status = "errored"
     p.error = err
@@ -710,16 +774,18 @@ local function launch_finish(p, spec, pid, err)
   p.pm_uptime = now()
   p.cpu_sample = nil
   by_pid[pid] = p
-  p.acquired = {}
-  p.logs_missing = nil
-  p.pipes = {
-    out = core.logpipe(out_r, pipe_opts(p, "out"), function() end),
-    err = core.logpipe(err_r, pipe_opts(p, "err"), function() end),
-  }
-  -- the files stay open for the proc (its pipes may outlive the process)
-  release_logs(p)
-  p.log_files = p.acquired
-  set_taps(p)
+  if not spec.reused then
+    p.acquired = {}
+    p.logs_missing = nil
+    p.pipes = {
+      out = core.logpipe(spec.out_r, pipe_opts(p, "out"), function() end),
+      err = core.logpipe(spec.err_r, pipe_opts(p, "err"), function() end),
+    }
+    -- the files stay open for the proc (its pipes may outlive the process)
+    release_logs(p)
+    p.log_files = p.acquired
+    set_taps(p)
+  end
   if ipc_parent then M.open_channel(p, ipc_parent) end
   write_pidfile(p)
   event(p, "start")
@@ -778,15 +844,19 @@ function M.mark_ready(p, how)
   for _, fn in ipairs(w or {}) do fn(true) end
 end
 
+-- why: a text, or a function of p giving it (made only when someone waits)
 local function fail_ready(p, why)
   if p.status == "launching" then p.status = "errored" end
   if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
   local w = p.ready_waiters
   p.ready_waiters = nil
+  if w and type(why) == "function" then why = why(p) end
   for _, fn in ipairs(w or {}) do fn(false, why) end
 end
 
 M.fail_ready = fail_ready
+
+local function exited_early(p) return ("%s exited before it was ready"):format(p.name) end
 
 -- done(ok, err) once p is online, or failed to get there.
 function M.when_ready(p, done)
@@ -945,13 +1015,17 @@ local function apply_decision(p, decision, exit)
       if not launch(p) then drop_pidfile(p) end
     end
     if delay > 0 then
+      unkeep(p)
       drop_pidfile(p)
       p.status = "waiting restart"
       p.timer = core.timer(delay, 0, go)
     else
+      -- after a fast exit: a crash loop (see unkeep)
+      if (decision.unstable_restarts or 0) > 0 then p.looping = true else unkeep(p) end
       go()
     end
   end
+  if decision.action ~= "restart" then unkeep(p) end
   -- an immediate restart changes only the counters and the pid
   notify.changed(decision.action == "restart" and "runtime" or nil)
 end
@@ -978,6 +1052,7 @@ function M.on_child(pid, code, signum)
     -- a reload's replacement died before it was ready: the old one stays
     local r = p.replacing
     p.replacing = nil
+    unkeep(p)
     core.killpg(p.pgid, SIGKILL)
     return r.failed(("exited with %s before it was ready"):format(
       code ~= nil and ("code " .. code) or util.signame(signum)))
@@ -995,8 +1070,9 @@ function M.on_child(pid, code, signum)
     reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
   event(p, "exit", { code = code == nil and util.null or code,
     signal = exit.signal or util.null, reason = exit.reason })
-  fail_ready(p, ("%s exited before it was ready"):format(p.name))
+  fail_ready(p, exited_early)
   if stopping then
+    unkeep(p)
     drop_pidfile(p)
     if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end
     p.stopping = nil
@@ -1132,6 +1208,7 @@ function M.delete(p, done)
     if err then return done(err) end
     if p.deleted then return done() end
     p.deleted = true
+    unkeep(p)
     procs[p.pm_id] = nil
     if p.cron_timer then p.cron_timer:close(); p.cron_timer = nil end
     if p.watch_timer then p.watch_timer:close(); p.watch_timer = nil end

@@ -133,6 +133,83 @@ describe("pid files", function()
   end)
 end)
 
+describe("crash loops", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  -- "pipe:[inode]" of a process's stdout, or nil once it is gone
+  local function stdout_of(pid)
+    local f = io.popen("readlink /proc/" .. pid .. "/fd/1 2>/dev/null")
+    local s = f:read("*l")
+    f:close()
+    return s
+  end
+  local function next_pid(name, after)
+    return H.wait_for(function()
+      local p = H.proc(name)
+      return p and p.pid ~= 0 and p.pid ~= after and p.pm2_env.status == "online" and p.pid
+    end, 5000, "a process of " .. name .. " after " .. tostring(after))
+  end
+
+  it("keep one pair of output pipes for the whole loop, with every run's lines whole", function()
+    -- fast exits (min_uptime 5 s): each restart is part of the loop
+    local app = H.script("loop.sh", "printf 'run %s' $$\nsleep 0.3\nexit 1\n")
+    H.ok(H.pm("start", app, "--name", "loop", "--min-uptime", "5000", "-s"))
+    local dpid = H.daemon_pid()
+    local first = H.proc("loop").pid
+    -- the loop starts at the first fast exit: the second run's pipes are kept
+    local second = next_pid("loop", first)
+    local pipe2 = stdout_of(second)
+    assert.matches("^pipe:", pipe2)
+    local third = next_pid("loop", second)
+    local pipe3 = stdout_of(third)
+    if pipe3 then assert.equal(pipe2, pipe3, "the third run writes into the second one's pipe") end
+    H.ok(H.pm("stop", "loop", "-s"))
+    local log = H.home .. "/logs/loop-out.log"
+    H.wait_for(function()
+      return (util.read_file(log) or ""):find("run " .. third .. "\n", 1, true)
+    end, 3000, "the third run's line")
+    local text = util.read_file(log)
+    -- each run's last line (no newline of its own) is ended at its exit
+    for _, pid in ipairs({ first, second, third }) do
+      assert.truthy(text:find("run " .. pid .. "\n", 1, true), text)
+    end
+    for line in text:gmatch("[^\n]+") do assert.matches("^run %d+$", line) end
+    -- stopped: the daemon holds nothing of the loop any more
+    local base = H.fd_count(dpid)
+    H.ok(H.pm("delete", "loop", "-s"))
+    H.wait_for(function() return H.fd_count(dpid) <= base end, 3000, "the daemon's fds back")
+  end)
+
+  it("end when a run lasts: the next process gets pipes of its own, and the kept ones close", function()
+    -- the first run exits at once (a loop), the second one lasts until killed
+    local mark = H.home .. "/ran-once"
+    local app = H.script("once.sh", ("if [ -e %s ]; then exec sleep 100; fi\ntouch %s\nexit 1\n")
+      :format(mark, mark))
+    H.ok(H.pm("ping"))
+    local dpid = H.daemon_pid()
+    local idle = H.fd_count(dpid)
+    H.ok(H.pm("start", app, "--name", "once", "--min-uptime", "300", "-s"))
+    local lasting = H.wait_for(function()
+      local p = H.proc("once")
+      return p and p.pm2_env.restart_time >= 1 and p.pm2_env.status == "online" and p.pid ~= 0
+        and stdout_of(p.pid) and p.pid
+    end, 5000, "the lasting run")
+    local pipe = stdout_of(lasting)
+    -- past min_uptime its exit is not part of a loop any more
+    local t = core.mono() + 500
+    H.wait_for(function() return core.mono() > t end, 2000)
+    core.kill(lasting, 9)
+    local after = next_pid("once", lasting)
+    local pipe2 = H.wait_for(function() return stdout_of(after) end, 3000, "the next run's stdout")
+    assert.are_not.equal(pipe, pipe2)
+    -- one process, its own pipes: the daemon holds what any app does (not the loop's extra ends)
+    H.ok(H.pm("stop", "once", "-s"))
+    H.wait_for(function() return H.fd_count(dpid) <= idle + 2 end, 3000,
+      "the daemon's fds back near " .. idle)
+  end)
+end)
+
 describe("descriptions from cached JSON", function()
   before_each(function() H.new_home() end)
   after_each(function() H.cleanup() end)
