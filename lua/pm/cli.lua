@@ -720,6 +720,7 @@ end
 
 verb_help.console = "a Lua REPL connected to the daemon"
 function verbs.console(args)
+  jit.on() -- user code: may loop long (off for the short verbs, main.c)
   new_parser("console", verb_help.console):parse(args)
   return require("pm.console").main()
 end
@@ -749,6 +750,7 @@ end
 
 verb_help.run = "run a Lua script with require \"pm\" available"
 function verbs.run(args)
+  jit.on() -- user code: may loop long (off for the short verbs, main.c)
   local file = args[1]
   if not file then return die("usage: pm run <script.lua> [args...]", 2) end
   return M.run_file(file, { unpack(args, 2) })
@@ -819,6 +821,7 @@ function M.main(argv)
   if verb == "--help" or verb == "-h" then verb = "help" end
   if verb == "-e" then
     if not args[1] then return die("usage: pm -e '<lua>'", 2) end
+    jit.on() -- user code: may loop long
     local chunk, err = loadstring(args[1], "=(command line)")
     if not chunk then return die(err, 2) end
     setfenv(chunk, require("pm.console").env(function(s) io.stdout:write(s) end))

@@ -677,6 +677,7 @@ errored). Returns the exit status.
 ]]
 function M.run(opts)
   opts = opts or {}
+  jit.on() -- off for the short CLI calls (main.c); the daemon lives long
   -- collect garbage sooner than Lua's default (heap x2): a small daemon
   collectgarbage("setpause", 110)
   collectgarbage("setstepmul", 400)
