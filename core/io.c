@@ -96,25 +96,26 @@ static int deliver(stream_t *s, const char *line, size_t len)
 	return !s->closed;
 }
 
-static void stream_read(EV_P_ ev_io *w, int revents)
+/* Reads once and delivers the lines: 1 when something came, 0 when
+ * nothing waits, -1 when the stream closed. */
+static int stream_pull(stream_t *s)
 {
-	(void)loop;
-	(void)revents;
-	stream_t *s = (stream_t *)w;
 	lua_State *L = pm_L;
 	if (pm_grow(&s->in, &s->incap, s->inlen + READ_CHUNK) < 0) {
 		stream_lost(s, "out of memory");
-		return;
+		return -1;
 	}
 	ssize_t n = read(s->fd, s->in + s->inlen, READ_CHUNK);
 	if (n == 0) {
 		stream_lost(s, "eof");
-		return;
+		return -1;
 	}
 	if (n < 0) {
-		if (errno != EAGAIN && errno != EINTR)
+		if (errno != EAGAIN && errno != EINTR) {
 			stream_lost(s, strerror(errno));
-		return;
+			return -1;
+		}
+		return 0;
 	}
 	size_t scan = s->inlen;
 	s->inlen += (size_t)n;
@@ -127,7 +128,7 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 		if (deliver(s, s->in, len) && !s->paused && !s->throttled && !s->flush_close)
 			ev_io_start(EV_DEFAULT, &s->r);
 		lua_pop(L, 1);
-		return;
+		return s->closed ? -1 : 1;
 	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive meanwhile */
 	/* A callback may run the loop (a client call inside a bus handler):
@@ -166,6 +167,14 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 		ev_io_start(EV_DEFAULT, &s->r);
 out:
 	lua_pop(L, 1);
+	return s->closed ? -1 : 1;
+}
+
+static void stream_read(EV_P_ ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	stream_pull((stream_t *)w);
 }
 
 static void stream_flush(stream_t *s)
@@ -364,6 +373,38 @@ static int l_stream_closed(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
 	lua_pushboolean(L, s->closed);
+	return 1;
+}
+
+/*
+ * stream:cut() -> true | false: the peer process is gone and another one
+ * takes its end (a crash loop, where the daemon keeps the channel): what it
+ * sent is read and delivered now, a last line without newline is dropped,
+ * and what it was sent but never read is forgotten. false when the stream
+ * is closed or paused (the caller then opens a new channel).
+ */
+static int l_stream_cut(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	if (s->closed || s->paused || s->chunked)
+		goto no;
+	while (stream_pull(s) > 0)
+		;
+	if (s->closed || s->paused)
+		goto no;
+	s->inlen = 0;
+	s->discarding = 0;
+	s->outlen = s->outoff = 0;
+	ev_io_stop(EV_DEFAULT, &s->w);
+	if (s->throttled) {
+		s->throttled = 0;
+		if (!s->flush_close)
+			ev_io_start(EV_DEFAULT, &s->r);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+no:
+	lua_pushboolean(L, 0);
 	return 1;
 }
 
@@ -633,6 +674,20 @@ static int l_socketpair(lua_State *L)
 }
 
 /* core.pipe([size]) -> rfd, wfd (CLOEXEC; size: F_SETPIPE_SZ, best effort) */
+/* core.discard(fd) -> bytes: reads and drops what waits on a socket (the
+ * messages a dead process never read, from the end the daemon kept) */
+static int l_discard(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	char buf[16384];
+	double total = 0;
+	ssize_t n;
+	while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+		total += (double)n;
+	lua_pushnumber(L, total);
+	return 1;
+}
+
 static int l_pipe(lua_State *L)
 {
 	int p[2];
@@ -656,6 +711,7 @@ void pm_open_io(lua_State *L)
 		{"pause", l_stream_pause},
 		{"resume", l_stream_resume},
 		{"closed", l_stream_closed},
+		{"cut", l_stream_cut},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, STREAM_MT);
@@ -677,6 +733,7 @@ void pm_open_io(lua_State *L)
 		{"connect_unix", l_connect_unix},
 		{"socketpair", l_socketpair},
 		{"pipe", l_pipe},
+		{"discard", l_discard},
 		{NULL, NULL},
 	};
 	luaL_register(L, NULL, fns);

@@ -655,6 +655,11 @@ local function unkeep(p)
   core.close(k.out_w)
   core.close(k.err_w)
   if k.pid_fd then core.close(k.pid_fd) end
+  if k.ipc_child then core.close(k.ipc_child) end
+end
+
+local function end_channel(p)
+  if p.channel then p.channel:close(); p.channel = nil end
 end
 
 -- Whether p's next process can have the pipes of its last one: what that
@@ -723,17 +728,26 @@ local function launch_prepare(p)
     p.listen = { names = names, map = "{" .. table.concat(map, ",") .. "}" }
   end
   if d.ipc ~= false then
-    local ipc_parent, ipc_child = core.socketpair()
-    if not ipc_parent then -- out of fds: the start fails, with why
-      drop_spec(spec)
-      p.status = "errored"
-      p.error = "socketpair: " .. tostring(ipc_child)
-      log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, p.error)
-      return nil, p.error
+    local k = p.kept
+    if spec.reused and k.ipc_child and p.channel and p.channel:cut() then
+      -- the loop's channel: what the last process was sent and never read goes
+      core.discard(k.ipc_child)
+      fds[#fds + 1] = k.ipc_child
+      spec.channel_reused = true
+    else
+      if k and k.ipc_child then core.close(k.ipc_child); k.ipc_child = nil end
+      local ipc_parent, ipc_child = core.socketpair()
+      if not ipc_parent then -- out of fds: the start fails, with why
+        drop_spec(spec)
+        p.status = "errored"
+        p.error = "socketpair: " .. tostring(ipc_child)
+        log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, p.error)
+        return nil, p.error
+      end
+      fds[#fds + 1] = ipc_child
+      spec.ipc_parent, spec.ipc_child = ipc_parent, ipc_child
     end
-    fds[#fds + 1] = ipc_child
     p.channel_fd = #fds - 1
-    spec.ipc_parent, spec.ipc_child = ipc_parent, ipc_child
   else
     p.channel_fd = nil
   end
@@ -747,7 +761,6 @@ end
 local function launch_finish(p, spec, pid, err)
   local d = p.decl
   local ipc_parent = spec.ipc_parent
-  if spec.ipc_child then core.close(spec.ipc_child) end
   if not spec.reused then
     if pid and spec.looping then
       p.kept = { out_w = spec.out_w, err_w = spec.err_w, of = d }
@@ -755,6 +768,9 @@ local function launch_finish(p, spec, pid, err)
       core.close(spec.out_w)
       core.close(spec.err_w)
     end
+  end
+  if spec.ipc_child then
+    if pid and p.kept then p.kept.ipc_child = spec.ipc_child else core.close(spec.ipc_child) end
   end
   if not pid then
     if not spec.reused then core.close(spec.out_r); core.close(spec.err_r) end
@@ -1015,17 +1031,24 @@ local function apply_decision(p, decision, exit)
       if not launch(p) then drop_pidfile(p) end
     end
     if delay > 0 then
+      end_channel(p)
       unkeep(p)
       drop_pidfile(p)
       p.status = "waiting restart"
       p.timer = core.timer(delay, 0, go)
     else
-      -- after a fast exit: a crash loop (see unkeep)
-      if (decision.unstable_restarts or 0) > 0 then p.looping = true else unkeep(p) end
+      -- after a fast exit: a crash loop (see unkeep), where the channel
+      -- too goes to the next process once the loop keeps its pipes
+      local fast = (decision.unstable_restarts or 0) > 0
+      if not (fast and p.kept) then end_channel(p) end
+      if fast then p.looping = true else unkeep(p) end
       go()
     end
   end
-  if decision.action ~= "restart" then unkeep(p) end
+  if decision.action ~= "restart" then
+    end_channel(p)
+    unkeep(p)
+  end
   -- an immediate restart changes only the counters and the pid
   notify.changed(decision.action == "restart" and "runtime" or nil)
 end
@@ -1044,14 +1067,15 @@ function M.on_child(pid, code, signum)
   if not p then return end -- an orphan adopted as subreaper, or a failed spawn
   by_pid[pid] = nil
   if p.retired then return p.on_exit(code, signum) end -- replaced by a reload
-  -- the channel ends with the process (descendants may still hold it)
-  if p.channel then p.channel:close(); p.channel = nil end
+  -- the channel ends with the process (descendants may still hold it),
+  -- unless the next process of a crash loop takes it (apply_decision)
   if p.health_timer then p.health_timer:close(); p.health_timer = nil end
   if p.watchdog_timer then p.watchdog_timer:close(); p.watchdog_timer = nil end
   if p.replacing then
     -- a reload's replacement died before it was ready: the old one stays
     local r = p.replacing
     p.replacing = nil
+    end_channel(p)
     unkeep(p)
     core.killpg(p.pgid, SIGKILL)
     return r.failed(("exited with %s before it was ready"):format(
@@ -1072,6 +1096,7 @@ function M.on_child(pid, code, signum)
     signal = exit.signal or util.null, reason = exit.reason })
   fail_ready(p, exited_early)
   if stopping then
+    end_channel(p)
     unkeep(p)
     drop_pidfile(p)
     if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end

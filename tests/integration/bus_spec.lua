@@ -266,6 +266,54 @@ exec sleep 1000
     assert.equal(2, #got)
   end)
 
+  it("hands a crash loop's channel to the next process without what the last one was sent or cut off", function()
+    -- each run says hello (with its channel's socket), reads what came
+    -- within 150 ms, reports it, leaves half a message and exits fast
+    local app = H.script("looper.py", [[
+import json, os, socket, time
+fd = int(os.environ["NODE_CHANNEL_FD"])
+s = socket.socket(fileno=fd)
+def say(kind, data):
+    s.sendall((json.dumps({"type": kind, "data": data}) + "\n").encode())
+say("hello", {"pid": os.getpid(), "sock": os.readlink("/proc/self/fd/%d" % fd)})
+time.sleep(0.15)
+s.setblocking(False)
+try:
+    got = s.recv(65536).decode()
+except BlockingIOError:
+    got = ""
+say("got", {"pid": os.getpid(), "got": got})
+time.sleep(0.3)
+s.sendall(b'{"type": "cut-off", "data": ')
+os._exit(1)
+]])
+    local hellos, gots, cut = {}, {}, 0
+    local bus = assert(pm.launchBus())
+    bus:on("hello", function(packet) hellos[#hellos + 1] = packet.data end)
+    bus:on("got", function(packet) gots[#gots + 1] = packet.data end)
+    bus:on("cut-off", function() cut = cut + 1 end)
+    local p = api_start({ script = app, name = "looper", interpreter = "python3", min_uptime = 5000 })
+    local sent = 0
+    for n = 1, 4 do
+      pump(function() return #hellos >= n end, 5000, "hello number " .. n)
+      -- sent once this run has read: it never reads it, the next run must not get it
+      pump(function() return #gots >= n end, 5000, "got number " .. n)
+      local res, err = pm.sendDataToProcessId(p.pm_id, msg_packet({ late_for = hellos[n].pid }))
+      if res then sent = sent + 1 end
+      assert.truthy(res or tostring(err):find("no IPC channel", 1, true), err)
+    end
+    pm.stop("looper")
+    bus:close()
+    assert.is_true(sent >= 3, "late messages sent: " .. sent)
+    for i, g in ipairs(gots) do
+      assert.equal("", g.got, ("run %d (pid %d) read what was sent to an earlier run"):format(i, g.pid))
+    end
+    -- from the second run on, the loop keeps one channel
+    assert.equal(hellos[2].sock, hellos[3].sock)
+    assert.equal(hellos[3].sock, hellos[4].sock)
+    assert.equal(0, cut)
+  end)
+
   it("shutdown_with_message: pm stop sends \"shutdown\" over the channel instead of a signal", function()
     local p = api_start({ script = F .. "/lb_child.lua", name = "polite", shutdown_with_message = true,
       kill_timeout = 8000 })
