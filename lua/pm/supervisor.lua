@@ -828,8 +828,17 @@ local function launch_finish(p, spec, pid, err)
   return true
 end
 
+-- Set by M.kill_leftovers: the daemon is exiting, no process starts any more.
+local closing = false
+
 -- Starts the process of p. Returns true, or nil, err (p is then errored).
 launch = function(p)
+  if closing or p.deleting or p.deleted then
+    -- a start that a delete (or the daemon's exit) overtook: no process
+    -- that nothing would ever stop
+    p.status = "stopped"
+    return nil, closing and "the daemon is exiting" or ("%s is being deleted"):format(p.name)
+  end
   local spec, err = launch_prepare(p)
   if not spec then return nil, err end
   return launch_finish(p, spec, core.spawn(spec.opts))
@@ -1179,7 +1188,7 @@ function M.restart(p, opts, done)
   opts = opts or {}
   M.stop(p, function(err)
     if err then return done(err) end
-    if p.deleted then return done("deleted meanwhile: " .. p.name) end
+    if p.deleted or p.deleting then return done("deleted meanwhile: " .. p.name) end
     if p.status ~= "stopped" and p.status ~= "errored" then return done() end -- another call started it
     if opts.environ then p.environ = opts.environ end
     if opts.decl then M.redeclare(p, opts.decl) end
@@ -1215,6 +1224,7 @@ end
 -- app was stopped (a process a reload was replacing when the stop came,
 -- or one put back when its replacement died) -> how many.
 function M.kill_leftovers()
+  closing = true -- what it kills is not restarted by on_child while the daemon finishes
   local n = 0
   for pid, q in pairs(by_pid) do
     local st = core.proc_stat(pid)
@@ -1229,8 +1239,14 @@ function M.kill_leftovers()
 end
 
 function M.delete(p, done)
+  -- from now on nothing starts p again: a restart or start whose stop
+  -- callback runs before this one would launch a process of a deleted app
+  p.deleting = true
   M.stop(p, function(err)
-    if err then return done(err) end
+    if err then
+      p.deleting = nil
+      return done(err)
+    end
     if p.deleted then return done() end
     p.deleted = true
     unkeep(p)
@@ -1318,7 +1334,7 @@ local function launch_queued()
     prev, batch = batch, { procs = {}, specs = {} }
   end
   for _, p in ipairs(list) do
-    if not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
+    if not closing and not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
       local spec, err = launch_prepare(p)
       if spec then
         batch.procs[#batch.procs + 1] = p

@@ -187,6 +187,23 @@ function H.fd_count(pid)
   return n
 end
 
+-- Live processes whose environment has PM_HOME=home (a daemon, its apps).
+-- /proc is read in process: this script has PM_HOME=home in its own
+-- environment (H.new_home sets it), so the `sh -c ls` and `ls` of a popen
+-- would be found too while they run.
+function H.processes_of_home(home)
+  local list = {}
+  for name in pairs(core.listdir("/proc") or {}) do
+    local pid = tonumber(name)
+    if pid and H.alive(pid) then
+      local env = core.proc_environ(pid)
+      if env and ("\0" .. env):find("\0PM_HOME=" .. home .. "\0", 1, true) then list[#list + 1] = pid end
+    end
+  end
+  table.sort(list)
+  return list
+end
+
 -- Children of pid that are zombies (state Z in /proc/*/stat)
 function H.zombies_of(pid)
   local list = {}

@@ -31,8 +31,7 @@ local zombies_of = H.zombies_of
 -- Live processes of this PM_HOME's apps: { [name] = { pid, ... } }
 local function app_processes(home)
   local found = {}
-  local p = io.popen("ls /proc")
-  for dir in p:lines() do
+  for dir in pairs(core.listdir("/proc") or {}) do
     local pid = tonumber(dir)
     if pid and H.alive(pid) then
       local env = core.proc_environ(pid)
@@ -47,7 +46,6 @@ local function app_processes(home)
       end
     end
   end
-  p:close()
   return found
 end
 
@@ -80,20 +78,7 @@ local function connect(sock)
   return c
 end
 
--- Live processes with PM_HOME=home in their environment (a daemon, apps)
-local function strays(home)
-  local list = {}
-  local p = io.popen("ls /proc")
-  for dir in p:lines() do
-    local pid = tonumber(dir)
-    if pid and H.alive(pid) then
-      local env = core.proc_environ(pid)
-      if env and ("\0" .. env .. "\0"):find("\0PM_HOME=" .. home .. "\0", 1, true) then list[#list + 1] = pid end
-    end
-  end
-  p:close()
-  return list
-end
+local strays = H.processes_of_home
 
 -- pm kill and the recorded pids (H.cleanup), then, by pid, any process
 -- still carrying this PM_HOME (one the daemon lost track of)
@@ -241,6 +226,37 @@ describe("the control socket under fuzzing", function()
     assert.is_truthy(r3, "no reply to the second stop")
     assert.is_truthy(r1, "no reply to the first stop (its request is lost)")
     assert.is_true(#procs <= 1, ("%d processes of the app at once: %s"):format(#procs, table.concat(procs, " ")))
+  end)
+end)
+
+describe("a restart and a delete of one app sent together", function()
+  before_each(function() H.new_home() end)
+  after_each(function() cleanup(H.home) end)
+
+  it("leave no process of the deleted app, and pm kill leaves nothing of this PM_HOME", function()
+    ok(H.pm("start", SLEEP, "--name", "a", "--kill-timeout", "500", "-s"))
+    -- a big app table keeps the kill's reply pending while the loop turns
+    local big = string.rep("x", 100000)
+    ok(H.pm("start", H.script("big.json", util.encode({ apps = { { name = "big", script = SLEEP,
+      env = { BIG1 = big, BIG2 = big, BIG3 = big } } } }), "644"), "-s"))
+    local dpid = H.daemon_pid()
+    local c = connect()
+    c:send('{"jsonrpc":"2.0","id":1,"method":"restart","params":{"target":"a"}}\n'
+      .. '{"jsonrpc":"2.0","id":2,"method":"delete","params":{"target":"a"}}\n')
+    local r1, r2 = c:reply(1, 5000), c:reply(2, 5000)
+    c:close()
+    assert.is_truthy(r1, "no reply to the restart")
+    assert.is_truthy(r2, "no reply to the delete")
+    assert.is_nil(r2.error, r2.error and r2.error.message)
+    assert.same({ "big" }, (function()
+      local names = {}
+      for _, p in ipairs(H.jlist()) do names[#names + 1] = p.name end
+      return names
+    end)())
+    H.wait_for(function() return not app_processes(H.home).a end, 3000, "no process of the deleted app")
+    ok(H.pm("kill"))
+    H.wait_for(function() return not H.alive(dpid) end, 5000, "the daemon gone")
+    assert.same({}, strays(H.home))
   end)
 end)
 

@@ -41,20 +41,7 @@ end
 
 S.zombies_of = H.zombies_of
 
--- Live processes whose environment has PM_HOME=home (a daemon's apps)
-function S.processes_of_home(home)
-  local list = {}
-  local p = io.popen("ls /proc")
-  for name in p:lines() do
-    local pid = tonumber(name)
-    if pid and H.alive(pid) then
-      local env = core.proc_environ(pid)
-      if env and ("\0" .. env):find("\0PM_HOME=" .. home .. "\0", 1, true) then list[#list + 1] = pid end
-    end
-  end
-  p:close()
-  return list
-end
+S.processes_of_home = H.processes_of_home
 
 function S.finish()
   if S.failures > 0 then
