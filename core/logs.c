@@ -629,12 +629,17 @@ static void logpipe_read(EV_P_ ev_io *w, int revents)
  * false when that cannot be done now (the writer thread is behind, or the
  * pipe is closed): the caller gives the next process a pipe of its own.
  */
+#define CUT_READS 64
+
 static int l_logpipe_cut(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
-	while (!lp->closed && !lp->paused && logpipe_pull(lp) > 0)
-		;
-	int ok = !lp->closed && !lp->paused;
+	/* bounded (64 reads, 4 MB: an app's 1 MB pipe is empty long before): a
+	 * descendant that keeps the pipe full must not hold the daemon here */
+	int rc = 1;
+	for (int i = 0; i < CUT_READS && rc > 0 && !lp->closed && !lp->paused; i++)
+		rc = logpipe_pull(lp);
+	int ok = rc == 0 && !lp->closed && !lp->paused;
 	if (ok && lp->partlen) {
 		size_t n = lp->partlen;
 		lp->partlen = 0;

@@ -181,6 +181,28 @@ describe("crash loops", function()
     H.wait_for(function() return H.fd_count(dpid) <= base end, 3000, "the daemon's fds back")
   end)
 
+  it("go on, the daemon answering, while a descendant that left the group floods the kept pipe", function()
+    local flooder = H.home .. "/flooder.pid"
+    -- the first run leaves a writer behind in a session of its own
+    local app = H.script("flood.sh", ("if [ ! -e %s ]; then setsid sh -c 'echo $$ > %s; exec yes flood' &\n"
+      .. "sleep 0.2; fi\nsleep 0.05\nexit 1\n"):format(flooder, flooder))
+    local eco = H.script("flood.json", util.encode({ apps = { { name = "flood", script = app,
+      min_uptime = 5000, max_restarts = 1000000, out_file = "/dev/null", error_file = "/dev/null" } } }), "644")
+    H.ok(H.pm("start", eco, "-s"))
+    local fpid = H.wait_for(function() return tonumber((util.read_file(flooder) or ""):match("%d+")) end,
+      3000, "the flooder's pid")
+    local ok, err = pcall(function()
+      H.wait_for(function() return (H.proc("flood") or { pm2_env = {} }).pm2_env.restart_time >= 5 end,
+        10000, "5 restarts while the flooder writes")
+      local t0 = core.mono()
+      H.ok(H.pm("ping"))
+      assert.is_true(core.mono() - t0 < 2000, "ping took " .. (core.mono() - t0) .. " ms")
+    end)
+    core.kill(fpid, 9)
+    H.ok(H.pm("delete", "flood", "-s"))
+    assert(ok, err)
+  end)
+
   it("end when a run lasts: the next process gets pipes of its own, and the kept ones close", function()
     -- the first run exits at once (a loop), the second one lasts until killed
     local mark = H.home .. "/ran-once"
