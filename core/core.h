@@ -48,4 +48,8 @@ int luaopen_pm_term(lua_State *L);
 /* Original RLIMIT_NOFILE soft limit, restored in every child. */
 extern long pm_nofile_soft;
 
+/* proc.c: reserves the few low fds narrow spawns go through (the daemon
+ * at its start; any other process at its first spawn). */
+void pm_spawn_slots(void);
+
 #endif

@@ -351,6 +351,7 @@ static int l_daemon_init(lua_State *L)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	pm_spawn_slots(); /* low fds, while there are few */
 	lua_pushboolean(L, 1);
 	return 1;
 }

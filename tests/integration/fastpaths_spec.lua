@@ -84,6 +84,41 @@ describe("threaded spawning", function()
     run_loop(50)
   end)
 
+  -- the fds of a child: what `ls` says of its sh's (sh forks ls: "; true")
+  local function child_fds(extra_fds)
+    local held = {}
+    for i = 1, extra_fds do held[i] = assert(core.open("/dev/null", "r")) end
+    local r, w = core.pipe()
+    local out = core.spawn_many({ { file = "/bin/sh", args = { "sh", "-c", "ls /proc/$$/fd; true" },
+      fds = { -1, w, -1 } } })
+    core.close(w)
+    for _, fd in ipairs(held) do core.close(fd) end
+    assert.is_number(out[1][1], out[1][2])
+    local text = {}
+    while true do
+      local piece = core.read(r, 4096)
+      if not piece or piece == "" then break end
+      text[#text + 1] = piece
+    end
+    core.close(r)
+    run_loop(20)
+    return table.concat(text), w
+  end
+
+  it("gives a child only its own fds, from a small fd table or a big one (narrow spawns)", function()
+    -- few fds: the child's copy of the table is closed down to 0-2
+    local n0 = core.narrow_spawns()
+    local small, w1 = child_fds(0)
+    assert.equal("0\n1\n2\n", small)
+    assert.is_true(w1 < 64, "the first pipe's write end is fd " .. w1)
+    assert.equal(n0, core.narrow_spawns(), "a small table: the usual way")
+    -- 300 more: the sources sit above 64 and go through the slots
+    local big, w2 = child_fds(300)
+    assert.is_true(w2 > 64, "the pipe's write end is fd " .. w2)
+    assert.equal("0\n1\n2\n", big)
+    assert.equal(n0 + 1, core.narrow_spawns(), "a big table: the narrow way")
+  end)
+
   it("refuses bad options with an error, before spawning anything", function()
     assert.has_error(function() core.spawn_many({ { file = "/bin/true" } }) end)
     assert.has_error(function() core.spawn_many({ 5 }) end)
