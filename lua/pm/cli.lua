@@ -20,8 +20,21 @@ local human_bytes, human_uptime = util.human_bytes, util.human_uptime
 local colors = { online = "32", stopped = "90", errored = "31", stopping = "33",
   launching = "36", ["waiting restart"] = "33" }
 
+-- display width: characters, not bytes (UTF-8); a table repeats its
+-- cells' texts, so each text is measured once
+local widths_of = setmetatable({}, { __mode = "k" })
 local function width(s)
-  local _, n = tostring(s):gsub("[^\128-\191]", "")
+  s = tostring(s)
+  local n = widths_of[s]
+  if not n then
+    if s:find("[\128-\255]") then
+      local _, c = s:gsub("[^\128-\191]", "")
+      n = c
+    else
+      n = #s
+    end
+    widths_of[s] = n
+  end
   return n
 end
 
@@ -223,7 +236,7 @@ end
 local function show_list(silent)
   if silent then return end
   local conn = check(api()._conn())
-  io.stdout:write(M.table(check(conn:call("list", { brief = true }))))
+  io.stdout:write(M.table(check(conn:call("list", { brief = "table" }))))
 end
 
 local function target_of(t)
@@ -383,6 +396,8 @@ local function list_verb(args)
     p:flag("--watch", "refresh every second (Ctrl-C leaves)")
     local a = p:parse(args)
     if a.watch then
+      collectgarbage("restart") -- it runs until Ctrl-C: collect as usual
+      M.quick_exit = false
       local client = api()
       local stop = false
       local sig = core.signal(core.signals.SIGINT, function() stop = true end)
@@ -806,8 +821,17 @@ end
 
 -- ---- entry ----
 
+local QUICK = {}
+for _, v in ipairs({ "--version", "-v", "version", "list", "ls", "status", "l", "jlist", "describe", "desc",
+  "show", "info", "pid", "ping", "start", "stop", "restart", "reload", "delete", "del", "scale", "reset", "flush",
+  "reloadLogs", "sendSignal", "save", "resurrect", "kill" }) do QUICK[v] = true end
+
 function M.main(argv)
   local verb = argv[1]
+  -- main.c starts with the collector stopped: a short verb is over before
+  -- a collection pays (it would mark and sweep the code just loaded);
+  -- anything that may run long or run user code collects as usual
+  if not QUICK[verb] then collectgarbage("restart") end
   local args = {}
   for i = 2, #argv do args[#args + 1] = argv[i] end
   if verb == nil then
@@ -816,6 +840,7 @@ function M.main(argv)
   end
   if verb == "--version" or verb == "-v" or verb == "version" then
     io.stdout:write(util.VERSION, "\n")
+    M.quick_exit = true
     return 0
   end
   if verb == "--help" or verb == "-h" then verb = "help" end
@@ -838,6 +863,9 @@ function M.main(argv)
     return die(("unknown command '%s'%s (pm help lists them)"):format(verb,
       near and (" - did you mean '" .. near .. "'?") or ""), 2)
   end
+  -- verbs that write no file, hold no terminal and run no user code: the
+  -- process may end without closing the Lua state (main.c)
+  M.quick_exit = QUICK[verb] or false
   local ok, res = pcall(fn, args)
   if not ok then
     if type(res) == "table" and res.msg then return die(res.msg, res.code) end

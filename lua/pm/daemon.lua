@@ -16,10 +16,12 @@ local home
 local my_uid = core.getuid()
 local shutting_down = false
 
--- The descriptions of list as the reply's JSON; params.brief: without
--- each app's environment (the CLI's tables need no more).
+-- The descriptions of list as the reply's JSON; params.brief: true,
+-- without each app's environment; "table", only what the CLI's process
+-- table shows.
 local function descriptions(list, params, sampled)
-  return sup.describe_list(list, type(params) == "table" and params.brief == true, not sampled)
+  local brief = type(params) == "table" and (params.brief == true or params.brief == "table") and params.brief
+  return sup.describe_list(list, brief or false, not sampled)
 end
 
 -- Runs op(p, cb) on each proc of list; done(err, descriptions) at the end.
@@ -107,7 +109,8 @@ function methods.ping(_, _, done)
     heap_kb = math.floor(collectgarbage("count")) })
 end
 
--- {"brief": true}: without each app's environment (pm list's table)
+-- {"brief": true}: without each app's environment; {"brief": "table"}:
+-- what pm list's table shows
 function methods.list(params, _, done) done(nil, descriptions(sup.all(), params, true)) end
 
 function methods.describe(params, _, done)
@@ -678,6 +681,7 @@ errored). Returns the exit status.
 function M.run(opts)
   opts = opts or {}
   jit.on() -- off for the short CLI calls (main.c); the daemon lives long
+  collectgarbage("restart") -- (stopped by main.c for short verbs)
   -- collect garbage sooner than Lua's default (heap x2): a small daemon
   collectgarbage("setpause", 110)
   collectgarbage("setstepmul", 400)

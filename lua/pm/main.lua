@@ -9,7 +9,8 @@ function M.main(argv)
     return 70
   end
   io.stdout:flush()
-  return code
+  io.stderr:flush()
+  return code, cli.quick_exit == true
 end
 
 return M
