@@ -295,6 +295,41 @@ describe("descriptions from cached JSON", function()
     assert.equal(2, count, "one PM_TEST_SHARED per app")
   end)
 
+  it("come brief: without the environment (brief true), or only the table's fields (brief \"table\")", function()
+    local app = H.script("sleeper.sh", "exec sleep 100\n")
+    H.ok(H.pm("start", app, "--name", "web", "-i", "2", "--watch", "-s"))
+    local pm = require "pm"
+    local conn = assert(pm._conn())
+    local full = assert(conn:call("list", {}))
+    local brief = assert(conn:call("list", { brief = true }))
+    local rows = assert(conn:call("list", { brief = "table" }))
+    pm.disconnect()
+    assert.equal(2, #full)
+    assert.equal(2, #brief)
+    assert.equal(2, #rows)
+    assert.is_table(full[1].pm2_env.env)
+    assert.is_nil(brief[1].pm2_env.env)
+    assert.equal(full[1].pm2_env.pm_exec_path, brief[1].pm2_env.pm_exec_path)
+    local shown = { namespace = true, exec_mode = true, instances = true, status = true, pm_uptime = true,
+      restart_time = true, uid = true, watch = true, notify = true }
+    for i, row in ipairs(rows) do
+      assert.equal(full[i].name, row.name)
+      assert.equal(full[i].pid, row.pid)
+      assert.equal(full[i].pm_id, row.pm_id)
+      assert.is_number(row.monit.memory)
+      for k, v in pairs(row.pm2_env) do
+        assert.is_true(shown[k] or false, "an extra field: " .. k)
+        assert.same(full[i].pm2_env[k], v, k)
+      end
+      assert.equal(2, row.pm2_env.instances)
+      assert.equal("online", row.pm2_env.status)
+      assert.truthy(row.pm2_env.watch)
+    end
+    -- the CLI's table from it, as before
+    local out = H.ok(H.pm("list")).out
+    assert.truthy(out:find("web", 1, true) and out:find("enabled", 1, true), out)
+  end)
+
   it("follow scale: every instance describes the new instance count", function()
     local app = H.script("sleeper.sh", "exec sleep 100\n")
     H.ok(H.pm("start", app, "--name", "web", "-s"))
