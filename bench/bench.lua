@@ -151,6 +151,32 @@ local function cpu_sample(pid)
   return { a or 0, b or 0 }
 end
 
+-- Waits (at most 3 s) until the cores are nearly idle: at most 5 % busy
+-- over 200 ms (a manager's own aftermath, e.g. PM2 still busy after a
+-- delete, would otherwise land in the next timed run of the other).
+local function busy_ticks()
+  local f = io.open("/proc/stat")
+  local line = f and f:read("*l") or ""
+  if f then f:close() end
+  local v = {}
+  for n in line:gmatch("%d+") do v[#v + 1] = tonumber(n) end
+  -- user nice system idle iowait irq softirq steal
+  return (v[1] or 0) + (v[2] or 0) + (v[3] or 0) + (v[6] or 0) + (v[7] or 0), (v[4] or 0) + (v[5] or 0)
+end
+local settles, settle_waits = 0, 0
+local function settle()
+  local deadline = core.mono() + 3000
+  local t0 = core.mono()
+  repeat
+    local b0, i0 = busy_ticks()
+    pause(200)
+    local b1, i1 = busy_ticks()
+    local total = (b1 - b0) + (i1 - i0)
+    if total > 0 and (b1 - b0) <= 0.05 * total then break end
+  until core.mono() > deadline
+  settles, settle_waits = settles + 1, settle_waits + (core.mono() - t0)
+end
+
 local function file_size(path)
   local st = core.stat(path)
   return st and st.size or 0
@@ -470,8 +496,10 @@ end
 function figures.hundred()
   for _, m in ipairs(MANAGERS) do ensure_daemon(m) end
   for _ = 1, R do
+    settle()
     spawn_floor()
     for _, m in ipairs(MANAGERS) do
+      settle()
       local t0 = core.mono()
       cli(m, { "start", ECO[100] })
       if wait_list(m, all_online(100), 60000) then
@@ -481,6 +509,7 @@ function figures.hundred()
       end
       pause(1000)
       memory(m, "anon100", "rss100")
+      settle()
       t0 = core.mono()
       if delete_all(m) then
         add("delete100", m.key, core.mono() - t0)
@@ -880,7 +909,10 @@ local function main()
     "*pm vs limit*: pm's median minus the limit's, or its share of the limit's throughput.",
     "",
     "How: apps are `/bin/sleep 3600` (interpreter none) from one JSON ecosystem file read by both;",
-    "\"online\" and \"gone\" are what `jlist` shows; memory from /proc/<daemon>/status; CPU from the",
+    "\"online\" and \"gone\" are what `jlist` shows (each start and delete of 100 waits, 3 s at most, until",
+    "the cores are under 5 % busy over 200 ms, so that neither manager's aftermath lands in the other's",
+    "timed run" .. (settles > 0 and (": %d waits, %.0f ms on average"):format(settles, settle_waits / settles)
+      or "") .. "); memory from /proc/<daemon>/status; CPU from the",
     "daemon's per-thread schedstat (utime+stime when larger), as % of one core. Crash loop: `bench/stamp.c`",
     "appends its monotonic start and exit times and exits 1 (max_restarts 1,000,000); interval = next",
     "start − previous exit. Burst: `bench/writer.py` builds 200 MB of numbered lines, then writes them",
