@@ -835,8 +835,11 @@ local closing = false
 launch = function(p)
   if closing or p.deleting or p.deleted then
     -- a start that a delete (or the daemon's exit) overtook: no process
-    -- that nothing would ever stop
+    -- that nothing would ever stop (nor a crash loop's plumbing kept)
     p.status = "stopped"
+    p.looping = nil
+    end_channel(p)
+    unkeep(p)
     return nil, closing and "the daemon is exiting" or ("%s is being deleted"):format(p.name)
   end
   local spec, err = launch_prepare(p)
