@@ -115,6 +115,11 @@ static int stream_pull(stream_t *s)
 			stream_lost(s, strerror(errno));
 			return -1;
 		}
+		if (s->inlen == 0 && s->incap > KEEP_BUF) { /* nothing came: no idle 64 KB */
+			free(s->in);
+			s->in = NULL;
+			s->incap = 0;
+		}
 		return 0;
 	}
 	size_t scan = s->inlen;
@@ -396,7 +401,17 @@ static int l_stream_cut(lua_State *L)
 		goto no;
 	s->inlen = 0;
 	s->discarding = 0;
+	if (s->incap > KEEP_BUF) {
+		free(s->in);
+		s->in = NULL;
+		s->incap = 0;
+	}
 	s->outlen = s->outoff = 0;
+	if (s->outcap > KEEP_BUF) {
+		free(s->out);
+		s->out = NULL;
+		s->outcap = 0;
+	}
 	ev_io_stop(EV_DEFAULT, &s->w);
 	if (s->throttled) {
 		s->throttled = 0;

@@ -21,8 +21,8 @@ local colors = { online = "32", stopped = "90", errored = "31", stopping = "33",
   launching = "36", ["waiting restart"] = "33" }
 
 -- display width: characters, not bytes (UTF-8); a table repeats its
--- cells' texts, so each text is measured once
-local widths_of = setmetatable({}, { __mode = "k" })
+-- cells' texts, so each text is measured once (per table)
+local widths_of = {}
 local function width(s)
   s = tostring(s)
   local n = widths_of[s]
@@ -64,6 +64,7 @@ end
 -- The process table; columns are dropped, least useful first, until it
 -- fits the terminal.
 function M.table(list, term_width)
+  widths_of = {}
   local cols = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user",
     "watching" }
   local drop_order = { "watching", "user", "namespace", "mode", "uptime" }

@@ -93,12 +93,13 @@ local jstr = require("cjson").encode
 local function proc_text(p)
   local status = (p.status == "stopped" or p.manual_stop) and "stopped" or p.status
   local c = p.journal_text
-  if c and p.journal_pid == p.pid and c.status == status and c.restart_time == p.restart_time then
+  local same = p.journal_pid == p.pid and p.journal_started == p.started -- (a pid may come back)
+  if c and same and c.status == status and c.restart_time == p.restart_time then
     return c.text
   end
-  if p.journal_pid ~= p.pid then -- a process's start time, read once
+  if not same then -- a process's start time, read once
     local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
-    p.journal_pid, p.journal_start = p.pid, st and st.start or nil
+    p.journal_pid, p.journal_started, p.journal_start = p.pid, p.started, st and st.start or nil
   end
   local start = p.journal_start
   local text = ('{"pm_id":%s,"status":%s,"restart_time":%s,"created_at":%s,"pid":%s%s%s}'):format(

@@ -605,7 +605,9 @@ local function on_message(p, line)
     return
   end
   if msg == "ready" then
-    M.mark_ready(p, "ipc")
+    -- (a crash loop's channel may still hold the dead process's "ready"
+    -- when the next one is being launched: only a live process is ready)
+    if p.pid and p.pid > 0 then M.mark_ready(p, "ipc") end
     return
   end
   if type(msg) == "table" and type(msg.cmd) == "string" and msg.cmd:match("^NODE_") then
@@ -656,6 +658,7 @@ local function unkeep(p)
   core.close(k.err_w)
   if k.pid_fd then core.close(k.pid_fd) end
   if k.ipc_child then core.close(k.ipc_child) end
+  if k.timer then k.timer:close() end
 end
 
 local function end_channel(p)
@@ -669,9 +672,14 @@ local function reusable(p)
   return k and k.of == p.decl and pipes and pipes.out:cut() and pipes.err:cut()
 end
 
--- Closes what a spec opened for nothing (a failed start).
-local function drop_spec(spec)
-  if spec.reused then return end
+-- Closes what a spec opened for nothing (a failed start); a crash loop's
+-- kept pipes and channel go too.
+local function drop_spec(p, spec)
+  if spec.reused then
+    end_channel(p)
+    unkeep(p)
+    return
+  end
   core.close(spec.out_r); core.close(spec.out_w)
   core.close(spec.err_r); core.close(spec.err_w)
 end
@@ -713,7 +721,7 @@ local function launch_prepare(p)
   if specs then
     local socks, serr = sockets.acquire(p.name, specs, d.cwd)
     if not socks then
-      drop_spec(spec)
+      drop_spec(p, spec)
       p.status = "errored"
       p.error = serr
       log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, serr)
@@ -738,7 +746,7 @@ local function launch_prepare(p)
       if k and k.ipc_child then core.close(k.ipc_child); k.ipc_child = nil end
       local ipc_parent, ipc_child = core.socketpair()
       if not ipc_parent then -- out of fds: the start fails, with why
-        drop_spec(spec)
+        drop_spec(p, spec)
         p.status = "errored"
         p.error = "socketpair: " .. tostring(ipc_child)
         log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, p.error)
@@ -764,6 +772,12 @@ local function launch_finish(p, spec, pid, err)
   if not spec.reused then
     if pid and spec.looping then
       p.kept = { out_w = spec.out_w, err_w = spec.err_w, of = d }
+      -- a run that lasts min_uptime ends the loop: the daemon's copies go
+      -- (the process has its own), not kept for as long as it runs
+      local min = math.max(d.min_uptime or 1000, 10)
+      p.kept.timer = core.timer(min, min, function()
+        if p.pid and p.pid > 0 and p.started and core.mono() - p.started >= min then unkeep(p) end
+      end)
     else
       core.close(spec.out_w)
       core.close(spec.err_w)

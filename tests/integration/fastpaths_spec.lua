@@ -253,7 +253,12 @@ describe("crash loops", function()
         and stdout_of(p.pid) and p.pid
     end, 5000, "the lasting run")
     local pipe = stdout_of(lasting)
-    -- past min_uptime its exit is not part of a loop any more
+    -- past min_uptime the loop is over: the daemon lets go of its copies
+    -- (two pipe ends, the channel's other end, the pid file) while the
+    -- process runs on; it keeps what any running app has (its two read
+    -- ends, its channel and two log files)
+    H.wait_for(function() return H.fd_count(dpid) <= idle + 5 end, 3000,
+      "the loop's extra fds let go of while the process runs (" .. idle .. " idle)")
     local t = core.mono() + 500
     H.wait_for(function() return core.mono() > t end, 2000)
     core.kill(lasting, 9)
