@@ -14,6 +14,18 @@ local function pids_of(outcomes)
   return pids
 end
 
+-- Everything a pipe gives until its end; closes it.
+local function read_all(r)
+  local text = {}
+  while true do
+    local piece = core.read(r, 4096)
+    if not piece or piece == "" then break end
+    text[#text + 1] = piece
+  end
+  core.close(r)
+  return table.concat(text)
+end
+
 local function reap(pids)
   for _, pid in ipairs(pids) do
     core.kill(pid, 9)
@@ -71,14 +83,7 @@ describe("threaded spawning", function()
     core.close(w)
     assert.equal(8, #out)
     for _, o in ipairs(out) do assert.is_number(o[1]) end
-    local text = {}
-    while true do
-      local s = core.read(r, 4096)
-      if not s or s == "" then break end
-      text[#text + 1] = s
-    end
-    core.close(r)
-    text = table.concat(text)
+    local text = read_all(r)
     for i = 1, 8 do assert.truthy(text:find("started " .. i .. "\n", 1, true), text) end
     assert.equal(0, #core.spawn_start({}):wait())
     run_loop(50)
@@ -94,15 +99,9 @@ describe("threaded spawning", function()
     core.close(w)
     for _, fd in ipairs(held) do core.close(fd) end
     assert.is_number(out[1][1], out[1][2])
-    local text = {}
-    while true do
-      local piece = core.read(r, 4096)
-      if not piece or piece == "" then break end
-      text[#text + 1] = piece
-    end
-    core.close(r)
+    local text = read_all(r)
     run_loop(20)
-    return table.concat(text), w
+    return text, w
   end
 
   it("gives a child only its own fds, from a small fd table or a big one (narrow spawns)", function()
