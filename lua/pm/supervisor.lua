@@ -741,7 +741,6 @@ local function launch_prepare(p)
       -- the loop's channel: what the last process was sent and never read goes
       core.discard(k.ipc_child)
       fds[#fds + 1] = k.ipc_child
-      spec.channel_reused = true
     else
       if k and k.ipc_child then core.close(k.ipc_child); k.ipc_child = nil end
       local ipc_parent, ipc_child = core.socketpair()
