@@ -43,6 +43,25 @@ typedef struct {
 	int on_line, on_close, self;
 } stream_t;
 
+/* An idle stream keeps no buffer over KEEP_BUF (call when empty). */
+static void drop_in(stream_t *s)
+{
+	if (s->incap > KEEP_BUF) {
+		free(s->in);
+		s->in = NULL;
+		s->incap = 0;
+	}
+}
+
+static void drop_out(stream_t *s)
+{
+	if (s->outcap > KEEP_BUF) {
+		free(s->out);
+		s->out = NULL;
+		s->outcap = 0;
+	}
+}
+
 static void stream_close(lua_State *L, stream_t *s)
 {
 	if (s->closed)
@@ -115,11 +134,8 @@ static int stream_pull(stream_t *s)
 			stream_lost(s, strerror(errno));
 			return -1;
 		}
-		if (s->inlen == 0 && s->incap > KEEP_BUF) { /* nothing came: no idle 64 KB */
-			free(s->in);
-			s->in = NULL;
-			s->incap = 0;
-		}
+		if (s->inlen == 0) /* nothing came: no idle 64 KB */
+			drop_in(s);
 		return 0;
 	}
 	size_t scan = s->inlen;
@@ -163,11 +179,8 @@ static int stream_pull(stream_t *s)
 				goto out;
 		}
 	}
-	if (s->inlen == 0 && s->incap > KEEP_BUF) {
-		free(s->in);
-		s->in = NULL;
-		s->incap = 0;
-	}
+	if (s->inlen == 0)
+		drop_in(s);
 	if (!s->closed && !s->paused && !s->throttled && !s->flush_close)
 		ev_io_start(EV_DEFAULT, &s->r);
 out:
@@ -204,11 +217,7 @@ static void stream_flush(stream_t *s)
 	}
 	if (s->outoff == s->outlen) {
 		s->outoff = s->outlen = 0;
-		if (s->outcap > KEEP_BUF) { /* a big reply is not kept for life */
-			free(s->out);
-			s->out = NULL;
-			s->outcap = 0;
-		}
+		drop_out(s); /* a big reply is not kept for life */
 		ev_io_stop(EV_DEFAULT, &s->w);
 		if (s->flush_close)
 			stream_lost(s, "closed");
@@ -401,17 +410,9 @@ static int l_stream_cut(lua_State *L)
 		goto no;
 	s->inlen = 0;
 	s->discarding = 0;
-	if (s->incap > KEEP_BUF) {
-		free(s->in);
-		s->in = NULL;
-		s->incap = 0;
-	}
+	drop_in(s);
 	s->outlen = s->outoff = 0;
-	if (s->outcap > KEEP_BUF) {
-		free(s->out);
-		s->out = NULL;
-		s->outcap = 0;
-	}
+	drop_out(s);
 	ev_io_stop(EV_DEFAULT, &s->w);
 	if (s->throttled) {
 		s->throttled = 0;
