@@ -185,13 +185,7 @@ end
 
 -- What a daemon that ended at once said (one line).
 local function early_error(fd)
-  local out = {}
-  while true do
-    local s = core.read(fd, 4096)
-    if not s or s == "" then break end
-    out[#out + 1] = s
-  end
-  local msg = table.concat(out):gsub("^pm: ", ""):match("^[^\n]*")
+  local msg = util.read_fd(fd):gsub("^pm: ", ""):match("^[^\n]*")
   return msg ~= "" and msg or nil
 end
 

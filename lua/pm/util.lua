@@ -208,6 +208,17 @@ function M.read_file(path)
   return s
 end
 
+-- Everything an fd gives until its end (a pipe whose writers are gone).
+function M.read_fd(fd)
+  local out = {}
+  while true do
+    local s = core.read(fd, 4096)
+    if not s or s == "" then break end
+    out[#out + 1] = s
+  end
+  return table.concat(out)
+end
+
 -- The pm binary (daemons and .lua apps run under it).
 function M.pm_binary()
   local env = os.getenv("PM_BIN")

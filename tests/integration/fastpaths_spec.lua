@@ -16,14 +16,9 @@ end
 
 -- Everything a pipe gives until its end; closes it.
 local function read_all(r)
-  local text = {}
-  while true do
-    local piece = core.read(r, 4096)
-    if not piece or piece == "" then break end
-    text[#text + 1] = piece
-  end
+  local text = util.read_fd(r)
   core.close(r)
-  return table.concat(text)
+  return text
 end
 
 local function reap(pids)
