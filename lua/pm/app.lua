@@ -367,4 +367,28 @@ function M.normalize(raw, ctx)
   return d
 end
 
+-- ---- a declaration as JSON ----
+-- Its members that descriptions show: all but the hooks, the app's own
+-- environment and force. Encoded once per declaration (until scale
+-- changes its instances), for the journal and for every description.
+M.PRIVATE = { on_exit = true, on_start = true, on_stop = true, force = true,
+  env = true, env_remove = true }
+local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances }
+
+-- -> the JSON members of d (an object's text without its braces)
+function M.members_json(d)
+  local c = members_cache[d]
+  if c and c.instances == d.instances then return c.text end
+  local e = {}
+  for k, v in pairs(d) do
+    if not M.PRIVATE[k] and type(v) ~= "function" then e[k] = v end
+  end
+  e.args = util.array(d.args)
+  e.interpreter_args = util.array(d.interpreter_args)
+  e.stop_exit_codes = util.array(d.stop_exit_codes)
+  local text = util.encode(e):sub(2, -2)
+  members_cache[d] = { text = text, instances = d.instances }
+  return text
+end
+
 return M

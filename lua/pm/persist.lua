@@ -5,6 +5,7 @@
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
+local appdecl = require "pm.app"
 
 local M = {}
 
@@ -68,17 +69,16 @@ local function decl_text(p)
   local d = p.decl
   local c = decl_cache[d]
   if c and c.instances == d.instances and c.origin == p.origin then return c.text end
+  -- the members descriptions show (encoded once for both), and the rest
   local e = {}
-  for k, v in pairs(d) do
-    if type(v) ~= "function" then e[k] = v end
+  for k in pairs(appdecl.PRIVATE) do
+    if d[k] ~= nil and type(d[k]) ~= "function" then e[k] = d[k] end
   end
-  e.args = util.array(d.args)
-  e.interpreter_args = util.array(d.interpreter_args)
-  e.stop_exit_codes = util.array(d.stop_exit_codes)
+  if e.env_remove then e.env_remove = util.array(e.env_remove) end
   e.pm_origin_file = p.origin and p.origin.path or nil
   e.pm_origin_env = p.origin and p.origin.env or nil
-  local text = util.encode(e):sub(1, -2) -- without its closing brace
-  if text ~= "{" then text = text .. "," end
+  local rest = next(e) ~= nil and util.encode(e):sub(2, -2) or nil
+  local text = "{" .. appdecl.members_json(d) .. (rest and ("," .. rest) or "") .. ","
   decl_cache[d] = { text = text, instances = d.instances, origin = p.origin }
   return text
 end

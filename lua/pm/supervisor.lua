@@ -12,6 +12,7 @@ local cron = require "pm.cron"
 local watch = require "pm.watch"
 local sockets = require "pm.sockets"
 local health = require "pm.health"
+local appdecl = require "pm.app"
 
 local M = {}
 
@@ -1653,38 +1654,27 @@ local function sample(p, cached)
   return measure(p, t, prev)
 end
 
-local hidden = { on_exit = true, on_start = true, on_stop = true, force = true,
-  env = true, env_remove = true }
-
 -- The part of pm2_env that changes only with the declaration, encoded
 -- once per declaration (a list of 2,000 apps is then mostly concatenation):
--- a JSON object's members without the braces.
+-- a JSON object's members without the braces. The declaration's own
+-- members are the journal's encoding of them (app.members_json).
 local function static_json(p)
   local s = p.json_static
   if s and p.json_decl == p.decl then return s end
   local d = p.decl
-  local env = {}
-  for k, v in pairs(d) do
-    if not hidden[k] and type(v) ~= "function" then env[k] = v end
-  end
-  env.args = util.array(d.args)
-  env.interpreter_args = util.array(d.interpreter_args)
-  env.stop_exit_codes = util.array(d.stop_exit_codes)
-  env.name = p.name
-  env.pm_id = p.pm_id
-  env.namespace = d.namespace
-  env.pm_cwd = d.cwd
-  env.pm_exec_path = d.script
-  env.exec_interpreter = d.interpreter == "pm" and "pm" or
-    (d.interpreter == "none" and "none" or util.basename(d.interpreter))
-  env.instances = d.instances
-  env.pm_pid_path = p.pid_path
-  env.created_at = p.created_at
-  env.autorestart = d.autorestart
-  env.NODE_APP_INSTANCE = p.instance
-  env.unique_id = p.uid_marker
-  env.origin = p.origin and p.origin.path or nil
-  s = util.encode(env):sub(2, -2)
+  local own = {
+    pm_id = p.pm_id,
+    pm_cwd = d.cwd,
+    pm_exec_path = d.script,
+    exec_interpreter = d.interpreter == "pm" and "pm" or
+      (d.interpreter == "none" and "none" or util.basename(d.interpreter)),
+    pm_pid_path = p.pid_path,
+    created_at = p.created_at,
+    NODE_APP_INSTANCE = p.instance,
+    unique_id = p.uid_marker,
+    origin = p.origin and p.origin.path or nil,
+  }
+  s = appdecl.members_json(d) .. "," .. util.encode(own):sub(2, -2)
   p.json_static, p.json_decl = s, d
   return s
 end
