@@ -397,6 +397,7 @@ local function sleepers(n)
 end
 
 local STAMP = OUT .. "/stamp"
+local RESPAWN = OUT .. "/respawn"
 local ECO = {}
 
 local function setup()
@@ -406,6 +407,8 @@ local function setup()
   local _, r = run({ "/bin/sh", "-c", ("cc -O2 -static -o %s %s 2>/dev/null || cc -O2 -o %s %s"):format(
     sh_quote(STAMP), sh_quote(SRC .. "/bench/stamp.c"), sh_quote(STAMP), sh_quote(SRC .. "/bench/stamp.c")) })
   assert(r.code == 0, "cannot build bench/stamp.c")
+  _, r = run({ "cc", "-O2", "-o", RESPAWN, SRC .. "/bench/respawn.c" })
+  assert(r.code == 0, "cannot build bench/respawn.c")
   for _, n in ipairs({ 10, 100, 2000 }) do ECO[n] = sleepers(n) end
   for _, m in ipairs({ PM, PM2 }) do
     ECO["crash-" .. m.key] = eco("crash-" .. m.key, { { name = "crash", script = STAMP,
@@ -557,21 +560,15 @@ function figures.crash()
     -- the limit: the same app respawned by a bare fork/exec/wait loop (this script)
     local lpath = OUT .. "/stamps-limit.txt"
     crash_round("limit", function()
-      -- this loop's own CPU is the floor of the CPU rows: what spawning
-      -- and reaping alone cost at its pace, with nothing else done
-      local me = core.getpid()
-      local c0, w0, n = cpu_sample(me), core.mono(), 0
-      local deadline = w0 + CRASH_MS
-      for _ = 1, CRASH_N + 1 do
-        local pid = assert(core.spawn({ file = STAMP, args = { STAMP, lpath }, fds = { -1, -1, errfd } }))
-        wait_pid(pid, 5000)
-        n = n + 1
-        if core.mono() > deadline then break end
-      end
-      local c1, w1 = cpu_sample(me), core.mono()
-      local pct = cpu_pct(c0, c1, w1 - w0)
-      add("crash_cpu", "limit", pct)
-      add("crash_cpu_each", "limit", pct / 100 * (w1 - w0) / n)
+      -- bench/respawn.c: posix_spawn + waitpid and nothing else; its own
+      -- CPU is the floor of the CPU rows at its pace
+      local out = OUT .. "/respawn.out"
+      run({ RESPAWN, tostring(CRASH_N + 1), tostring(CRASH_MS), STAMP, lpath }, { out = out })
+      local n, wall, cpu = (util.read_file(out) or ""):match("^(%d+) (%d+) (%-?%d+)")
+      n, wall, cpu = tonumber(n), tonumber(wall), tonumber(cpu)
+      if not n or n == 0 or cpu < 0 then return note("bench/respawn gave no figures") end
+      add("crash_cpu", "limit", cpu / wall * 100)
+      add("crash_cpu_each", "limit", cpu / 1e6 / n)
     end, lpath)
     for _, m in ipairs(MANAGERS) do
       local path = OUT .. "/stamps-" .. m.key .. ".txt"
@@ -903,8 +900,8 @@ local function main()
     "",
     "Medians with min–max over the rounds (CLI round trips: over every call). *limit*: the physical",
     "floor — `/bin/true` spawned and reaped the same way as the CLIs (exec floor); the crash app",
-    "respawned by a bare fork/exec/wait loop (bare respawn), whose own CPU is the floor of the",
-    "crash-loop CPU rows (bare respawn loop); the 100 `/bin/sleep` spawned by the bench script in",
+    "respawned by `bench/respawn.c`, posix_spawn then waitpid and nothing else (bare respawn), whose",
+    "own CPU is the floor of the crash-loop CPU rows (bare respawn loop); the 100 `/bin/sleep` spawned by the bench script in",
     "parallel threads until all sleep (bare spawn of 100); the writer piped into `cat > file`.",
     "*pm vs limit*: pm's median minus the limit's, or its share of the limit's throughput.",
     "",
