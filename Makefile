@@ -6,18 +6,19 @@ CC      ?= cc
 LUAJIT  ?= luajit
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1
-# bin/pm carries LuaJIT and libev in itself (Debian's static archives, from
-# the same -dev packages): two shared objects fewer to map and relocate on
-# every exec, a few hundred microseconds of each `pm list`. -Wl,-E exports
-# their API for the C modules it loads (cjson.so, term.so).
-LDLIBS  := -Wl,-Bstatic -lluajit-5.1 -lev -Wl,-Bdynamic -static-libgcc -lm -ldl -pthread
+# bin/pm carries LuaJIT, libev and lua-cjson in itself (Debian's static
+# archives, from the same -dev packages): three shared objects fewer to map
+# and relocate (cjson.so was loaded by every call), a few hundred
+# microseconds of each `pm list`. -Wl,-E exports their API for the C
+# modules it loads (term.so).
+LDLIBS  := -Wl,-Bstatic -llua5.1-cjson -lluajit-5.1 -lev -Wl,-Bdynamic -static-libgcc -lm -ldl -pthread
 # Only the terminal (console.c, screen.c) needs these: bin/pm does not link
 # them (a few hundred microseconds off every exec); lib/pm/term.so does.
 TERM_LIBS := -ledit -lncursesw
 Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
-DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-argparse python3 \
+DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 \
         lua-busted lua-check socat procps
 
 CORE_SRC := $(wildcard core/*.c)

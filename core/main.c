@@ -1,7 +1,8 @@
 /*
  * main.c: the `pm` binary. One LuaJIT state with the Lua modules compiled in
  * as bytecode (found by require through their luaJIT_BC_* symbols, hence
- * -Wl,-E), `pm.core` preloaded, then pm.main decides everything.
+ * -Wl,-E), `pm.core` and `cjson` (Debian's lua-cjson, linked in) preloaded,
+ * then pm.main decides everything.
  * PM_LUA_DIR=<dir> loads the modules from <dir> first (development).
  */
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include <luajit.h>
 
 #include "core.h"
+
+int luaopen_cjson(lua_State *L); /* lua-cjson-dev's liblua5.1-cjson.a */
 
 /* Runs with the Lua modules directory (or nil) as ...: drops relative
  * entries from the search paths and, for development, puts the source tree
@@ -43,6 +46,8 @@ int main(int argc, char **argv)
 	lua_getfield(L, -1, "preload");
 	lua_pushcfunction(L, luaopen_pm_core);
 	lua_setfield(L, -2, "pm.core");
+	lua_pushcfunction(L, luaopen_cjson);
+	lua_setfield(L, -2, "cjson");
 	lua_pop(L, 2);
 
 	if (luaL_loadbuffer(L, boot, strlen(boot), "=boot") != 0)
