@@ -263,6 +263,13 @@ local function new_parser(name, desc)
   return p
 end
 
+-- A verb that takes no argument: argparse only when some are given
+-- (--help, or a mistake); loading it costs a bare `pm jlist` a third of
+-- its instructions.
+local function no_args(name, args)
+  if #args > 0 then new_parser(name, verb_help[name]):parse(args) end
+end
+
 local function simple_target(name, desc, method, extra)
   verb_help[name] = desc
   verbs[name] = function(args)
@@ -423,7 +430,7 @@ verbs.list, verbs.ls, verbs.status, verbs.l = list_verb, list_verb, list_verb, l
 
 verb_help.jlist = "the process descriptions as a JSON array"
 function verbs.jlist(args)
-  new_parser("jlist", verb_help.jlist):parse(args)
+  no_args("jlist", args)
   local conn = check(api()._conn())
   check(conn:call_streamed("list", nil, function(piece) io.stdout:write(piece) end))
   io.stdout:write("\n")
@@ -468,7 +475,7 @@ end
 
 verb_help.ping = "is the daemon up? (starts it when not)"
 function verbs.ping(args)
-  new_parser("ping", verb_help.ping):parse(args)
+  no_args("ping", args)
   local res = check(api().ping())
   io.stdout:write(util.encode(res), "\n")
   return 0
@@ -476,7 +483,7 @@ end
 
 verb_help.kill = "stop every app and the daemon"
 function verbs.kill(args)
-  new_parser("kill", verb_help.kill):parse(args)
+  no_args("kill", args)
   pm = require "pm"
   check(pm.killDaemon())
   io.stdout:write("pm daemon stopped\n")
@@ -632,7 +639,7 @@ verbs.dump = verbs.save
 
 verb_help.resurrect = "start the saved apps again"
 function verbs.resurrect(args)
-  new_parser("resurrect", verb_help.resurrect):parse(args)
+  no_args("resurrect", args)
   local conn = check(api()._conn())
   check(conn:call("resurrect"))
   show_list(false)
@@ -641,7 +648,7 @@ end
 
 verb_help.update = "save, replace the daemon with this pm's, resurrect"
 function verbs.update(args)
-  new_parser("update", verb_help.update):parse(args)
+  no_args("update", args)
   pm = require "pm"
   local client = require "pm.client"
   local conn = client.connect({ spawn = false })
@@ -684,7 +691,7 @@ end
 
 verb_help.unstartup = "remove the systemd unit of pm startup"
 function verbs.unstartup(args)
-  new_parser("unstartup", verb_help.unstartup):parse(args)
+  no_args("unstartup", args)
   local msg = check(require("pm.startup").remove())
   io.stdout:write(msg, "\n")
   return 0
@@ -702,7 +709,7 @@ end
 
 verb_help.reloadLogs = "reopen log files"
 function verbs.reloadLogs(args)
-  new_parser("reloadLogs", verb_help.reloadLogs):parse(args)
+  no_args("reloadLogs", args)
   check(api().reloadLogs())
   io.stdout:write("logs reopened\n")
   return 0
@@ -737,13 +744,13 @@ end
 verb_help.console = "a Lua REPL connected to the daemon"
 function verbs.console(args)
   jit.on() -- user code: may loop long (off for the short verbs, main.c)
-  new_parser("console", verb_help.console):parse(args)
+  no_args("console", args)
   return require("pm.console").main()
 end
 
 verb_help.monit = "a live dashboard of the apps"
 function verbs.monit(args)
-  new_parser("monit", verb_help.monit):parse(args)
+  no_args("monit", args)
   return require("pm.monit").main()
 end
 
