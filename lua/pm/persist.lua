@@ -110,8 +110,9 @@ local function proc_text(p)
   return text
 end
 
--- The journal's JSON text for procs (read back by read_journal).
-function M.journal_text(procs)
+-- The journal's JSON text for procs (read back by read_journal), tail
+-- (e.g. "\n") after it.
+function M.journal_text(procs, tail)
   local groups, order = {}, {}
   local environs, env_index = {}, {}
   for _, p in ipairs(procs) do
@@ -143,10 +144,13 @@ function M.journal_text(procs)
     parts[#parts + 1] = decl_text(g.p) -- "{...," (open)
     parts[#parts + 1] = g.ref and ('"pm_environ_ref":' .. g.ref .. ",") or ""
     parts[#parts + 1] = '"pm_procs":['
-    parts[#parts + 1] = table.concat(g.procs, ",")
+    for i, text in ipairs(g.procs) do
+      if i > 1 then parts[#parts + 1] = "," end
+      parts[#parts + 1] = text
+    end
     parts[#parts + 1] = "]}"
   end
-  parts[#parts + 1] = "]"
+  parts[#parts + 1] = tail and ("]" .. tail) or "]"
   return table.concat(parts)
 end
 
@@ -211,14 +215,14 @@ function M.journal(home, procs_fn, kind)
   pending_due = due
   pending = core.timer(delay, 0, function()
     pending = nil
-    local ok, err = util.write_atomic(home .. "/journal.json", M.journal_text(procs_fn()) .. "\n")
+    local ok, err = util.write_atomic(home .. "/journal.json", M.journal_text(procs_fn(), "\n"))
     if not ok then log.warn("cannot write the journal: %s", err) end
   end)
 end
 
 function M.journal_now(home, procs)
   if pending then pending:close(); pending = nil end
-  return util.write_atomic(home .. "/journal.json", M.journal_text(procs) .. "\n")
+  return util.write_atomic(home .. "/journal.json", M.journal_text(procs, "\n"))
 end
 
 function M.read_journal(home)

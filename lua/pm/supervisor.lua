@@ -343,9 +343,9 @@ local function inner(t)
 end
 local function env_json(environ, env)
   environ = environ or {}
-  local own, shared, changed = {}, {}, {}
+  local own, changed = {}, {}
   for k, v in pairs(env) do
-    if environ[k] == v then shared[k] = v else own[k] = v end
+    if environ[k] ~= v then own[k] = v end
   end
   for k in pairs(environ) do
     if env[k] ~= environ[k] then changed[#changed + 1] = k end
@@ -358,7 +358,11 @@ local function env_json(environ, env)
   end
   local names = table.concat(changed, "\0")
   local text = by_names[names]
-  if not text then
+  if not text then -- (the shared members: environ's, but for the changed names)
+    local shared = {}
+    for k, v in pairs(env) do
+      if environ[k] == v then shared[k] = v end
+    end
     text = inner(shared)
     by_names[names] = text
   end
