@@ -109,7 +109,6 @@ local function acquire_file(path, d)
     f.refs = f.refs + 1
     return f.file
   end
-  util.mkdir_p(util.dirname(path))
   if d.uid then
     -- the daemon runs as root here: a file the app's user planted (a
     -- symlink, or a file of someone else's) is not written or handed over
@@ -120,7 +119,13 @@ local function acquire_file(path, d)
       return nil
     end
   end
-  local file, err = core.logfile(path, { max_size = d.max_log_size, retain = d.retain })
+  local lopts = { max_size = d.max_log_size, retain = d.retain }
+  local file, err = core.logfile(path, lopts)
+  if not file and not core.stat(util.dirname(path)) then
+    -- a directory that is not there yet (opened first: it nearly always is)
+    util.mkdir_p(util.dirname(path))
+    file, err = core.logfile(path, lopts)
+  end
   if not file then
     log.warn("cannot open log %s: %s", path, err)
     return nil
