@@ -248,7 +248,7 @@ static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
 #define NARROW_FROM 64 /* a source fd at least this high: the table is big */
 static int slot_fd[SLOTS], slot_busy[SLOTS], slot_count, slot_limit, slot_null = -1;
 static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT, probe_once = PTHREAD_ONCE_INIT;
 static long narrow_count; /* under slot_mu: how many spawns went narrow */
 
 /* Under valgrind (its preload is mapped), which does not emulate clone()
@@ -309,8 +309,6 @@ static int narrow_works(void)
 
 static void slots_init(void)
 {
-	if (under_valgrind() || !narrow_works())
-		return;
 	slot_null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (slot_null < 0)
 		return;
@@ -324,6 +322,18 @@ static void slots_init(void)
 	}
 	if (slot_limit > 4 * NARROW_FROM) /* reserved too late to be low */
 		slot_count = 0;
+}
+
+/* Whether the slots can be used here at all, asked at the first narrow
+ * spawn (not at the daemon's start: a clone and a read of /proc/self/maps
+ * that a daemon with few apps never needs). */
+static void probe_init(void)
+{
+	if (under_valgrind() || !narrow_works()) {
+		pthread_mutex_lock(&slot_mu);
+		slot_count = 0;
+		pthread_mutex_unlock(&slot_mu);
+	}
 }
 
 /* The daemon reserves its slots at its start (its fd count stays flat);
@@ -345,6 +355,7 @@ static int narrow_begin(struct spawn_args *a, int *slots)
 			high = a->fds[i];
 	if (high < NARROW_FROM || a->nfds == 0)
 		return 0;
+	pthread_once(&probe_once, probe_init);
 	int n = 0;
 	pthread_mutex_lock(&slot_mu);
 	for (int k = 0; k < slot_count && n < a->nfds; k++)

@@ -51,6 +51,16 @@ static int l_close(lua_State *L)
 	return 0;
 }
 
+/* core.dup(fd) -> a new fd (close-on-exec) for the same file | nil, err */
+static int l_dup(lua_State *L)
+{
+	int fd = fcntl((int)luaL_checkinteger(L, 1), F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return pm_fail(L, "dup");
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
 /* core.write(fd, data) -> true | nil, err (blocking, whole buffer) */
 static int l_write(lua_State *L)
 {
@@ -392,6 +402,7 @@ void pm_open_sys(lua_State *L)
 		{"read", l_read},
 		{"truncate", l_truncate},
 		{"put_file", l_put_file},
+		{"dup", l_dup},
 		{"mkdir", l_mkdir},
 		{"chmod", l_chmod},
 		{"chown", l_chown},

@@ -206,6 +206,12 @@ function M.connect(opts)
   local pid, errfd = spawn_daemon(home, opts.private)
   if not pid then return nil, errfd end
   local deadline = core.mono() + (opts.timeout or 10000)
+  -- the daemon closes its copy of errfd's other end once it serves
+  -- requests (or it writes why it cannot, or ends): wait for that first
+  local said = false
+  local w = core.watch_read(errfd, function() said = true end)
+  M.run_until(function() return said end, opts.timeout or 10000)
+  w:close()
   local wait = 0.2
   while core.mono() < deadline do
     c = open(path)

@@ -719,6 +719,10 @@ function M.run(opts)
     io.stderr:write("pm: ", lerr, "\n")
     return 1
   end
+  -- The client that started this daemon waits for the end of the pipe it
+  -- gave as stderr: a copy of it is closed once requests are served
+  -- (daemon_init puts pm.log in its place), instead of polling the socket.
+  local announce = core.dup(2)
   ok, err = core.daemon_init(not opts.foreground and (home .. "/pm.log") or nil)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   core.mkdir(home .. "/logs", 493) -- 0755
@@ -764,6 +768,7 @@ function M.run(opts)
       return core.stop_loop()
     end
     M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
+    if announce then core.close(announce); announce = nil end
     log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
     if opts.runtime then
       methods.start({ path = opts.runtime, env = opts.env, only = opts.only }, nil, function(rerr)

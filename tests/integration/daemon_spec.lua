@@ -71,6 +71,32 @@ describe("the daemon", function()
     assert.equal(dpid, H.daemon_pid())
   end)
 
+  it("closes the stderr it was started with once it serves requests (what a first call waits for)", function()
+    -- spawned as the client does: stderr is a pipe whose end of file
+    -- means "listening" (or "ended"): then the socket answers at once
+    local r, w = assert(core.pipe())
+    local env = {}
+    for k, v in pairs(core.environ()) do env[#env + 1] = k .. "=" .. v end
+    local pid = assert(core.spawn({ file = H.bin, args = { H.bin, "daemon" }, fds = { -1, -1, w },
+      setsid = true, env = env }))
+    core.close(w)
+    local said = false
+    local watch = core.watch_read(r, function() said = true end)
+    local t = core.timer(10000, 0, function() end)
+    local deadline = core.mono() + 10000
+    while not said and core.mono() < deadline do core.run("once") end
+    watch:close()
+    t:close()
+    assert.is_true(said, "the daemon never closed its stderr")
+    local fd, err = core.connect_unix(H.home .. "/rpc.sock")
+    assert.is_number(fd, "connect right after the end of file: " .. tostring(err))
+    core.close(fd)
+    assert.equal("", util.read_fd(r), "the daemon wrote to the pipe")
+    core.close(r)
+    assert.equal(pid, H.daemon_pid())
+    assert.equal(0, H.pm("ping").code)
+  end)
+
   it("is started once for first calls made at once", function()
     local function round(n)
       local home = H.home
