@@ -79,6 +79,11 @@ describe("the daemon", function()
     for k, v in pairs(core.environ()) do env[#env + 1] = k .. "=" .. v end
     local pid = assert(core.spawn({ file = H.bin, args = { H.bin, "daemon" }, fds = { -1, -1, w },
       setsid = true, env = env }))
+    finally(function() -- (a daemon that failed early may have written no pm.pid for cleanup)
+      if H.alive(pid) then core.kill(pid, core.signals.SIGTERM) end
+      pcall(H.wait_for, function() return not H.alive(pid) end, 5000)
+      if H.alive(pid) then core.kill(pid, core.signals.SIGKILL) end
+    end)
     core.close(w)
     local said = false
     local watch = core.watch_read(r, function() said = true end)
