@@ -6,6 +6,10 @@ local util = require "pm.util"
 
 local M = {}
 
+-- A process gets at most 64 fds from pm.core's spawn: stdio, its listen
+-- sockets (fds 3...) and its IPC channel after them.
+M.MAX_LISTEN = 60
+
 -- attribute -> kind, default. Kinds: string, number, boolean, table, list
 -- (a string or a list), duration, size, func, any.
 local schema = {
@@ -317,6 +321,9 @@ function M.normalize(raw, ctx)
     for _, spec in ipairs(d.listen) do
       local ok, err = require("pm.sockets").parse(spec)
       if not ok then return nil, ("app '%s': %s"):format(d.name, err) end
+    end
+    if #d.listen > M.MAX_LISTEN then
+      return nil, ("app '%s': at most %d listen sockets, not %d"):format(d.name, M.MAX_LISTEN, #d.listen)
     end
   end
   if d.health ~= nil then

@@ -621,6 +621,16 @@ return { apps = { { name = "keep", script = APP, env = { EP_V = "one" } } } }
     untouched(before)
   end)
 
+  it("more listen sockets than a process can be given: refused, nothing started", function()
+    local path, before = setup()
+    local specs = {}
+    for i = 1, 61 do specs[i] = ("%q"):format("tcp://127.0.0.1:" .. (47000 + i)) end
+    eco("ecosystem.err.lua", HEAD .. ("  { name = \"many\", script = APP, listen = { %s } },\n} }\n")
+      :format(table.concat(specs, ", ")))
+    fails(H.pm("start", path), "'many'", "at most 60 listen sockets, not 61")
+    untouched(before)
+  end)
+
   it("a wrong type names the app, the attribute and the expected type", function()
     local path, before = setup()
     eco("ecosystem.err.lua", HEAD .. [[
