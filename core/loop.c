@@ -5,6 +5,7 @@
  * active, and both die with it (close or garbage collection).
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,11 @@ static int l_timer(lua_State *L)
 {
 	double after = luaL_checknumber(L, 1) / 1000.0;
 	double rep = luaL_optnumber(L, 2, 0) / 1000.0;
+	/* libev aborts on a NaN: an error for Lua instead (negative: at once) */
+	if (!isfinite(after))
+		return luaL_argerror(L, 1, "a finite number of ms expected");
+	if (!isfinite(rep))
+		return luaL_argerror(L, 2, "a finite number of ms expected");
 	handle_t *h = handle_new(L, 't', 3);
 	ev_now_update(EV_DEFAULT); /* the loop's clock may be stale after idle time */
 	ev_timer_init(&h->w.timer, on_timer, after < 0 ? 0 : after, rep < 0 ? 0 : rep);

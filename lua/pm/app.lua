@@ -129,30 +129,59 @@ local function cpu_count()
 end
 M.cpu_count = cpu_count
 
+local function finite(n) return n == n and n ~= math.huge and n ~= -math.huge end
+
 local function check(app, k, v, kind)
   local label = ("app '%s': attribute '%s'"):format(app, k)
   if kind == "any" then return v end
   if kind == "list" then
     if type(v) == "string" then return v end
-    if type(v) == "number" then return { v } end
+    if type(v) == "number" then v = { v } end
     if type(v) ~= "table" then return nil, label .. " must be a string or a list" end
+    for _, e in ipairs(v) do
+      if type(e) ~= "string" and not (type(e) == "number" and finite(e)) then
+        return nil, ("%s must list strings, got a %s"):format(label, type(e))
+      end
+    end
     return v
   end
-  if kind == "duration" then
-    local ms, err = util.duration(v, label)
-    return ms, err
+  if kind == "duration" or kind == "size" then
+    local n, err = (kind == "duration" and util.duration or util.size)(v, label)
+    if n and (not finite(n) or n < 0) then
+      return nil, ("%s must be a finite, non-negative %s"):format(label, kind)
+    end
+    return n, err
   end
-  if kind == "size" then return util.size(v, label) end
   if kind == "func" then
     if type(v) ~= "function" then return nil, label .. " must be a function" end
     return v
   end
-  if kind == "number" and type(v) == "string" and tonumber(v) then return tonumber(v) end
+  if kind == "number" and type(v) == "string" and tonumber(v) then v = tonumber(v) end
   if kind == "boolean" and (v == "true" or v == "false") then return v == "true" end
   if type(v) ~= kind then
     return nil, ("%s must be a %s, got %s"):format(label, kind, type(v))
   end
+  if kind == "number" and not finite(v) then return nil, label .. " must be a finite number" end
   return v
+end
+
+-- An environment table (env, env_<name>): names without "=" or NUL, values
+-- strings (numbers and booleans become strings; false or null remove it)
+-- -> env | nil, err
+local function check_env(app, k, env)
+  for name, v in pairs(env) do
+    if type(name) ~= "string" or name == "" or name:find("[=%z]") then
+      return nil, ("app '%s': attribute '%s': %s is not a variable name"):format(app, k, util.encode(tostring(name)))
+    end
+    local t = type(v)
+    if t == "number" or v == true then
+      env[name] = tostring(v)
+    elseif t ~= "string" and v ~= false and v ~= util.null then
+      return nil, ("app '%s': attribute '%s': %s must be a string, a number or a boolean, got a %s")
+        :format(app, k, name, t)
+    end
+  end
+  return env
 end
 
 local interpreters = { js = "node", cjs = "node", mjs = "node", py = "python3",
@@ -223,6 +252,8 @@ function M.normalize(raw, ctx)
       if type(v) ~= "table" then
         return nil, ("app '%s': attribute '%s' must be a table"):format(label, k)
       end
+      local ok, err = check_env(label, k, v)
+      if not ok then return nil, err end
       d[key] = v
     elseif v ~= nil then
       local spec = schema[key]
@@ -233,6 +264,10 @@ function M.normalize(raw, ctx)
       end
       local val, err = check(label, k, v, spec[1])
       if val == nil then return nil, err end
+      if key == "env" then
+        val, err = check_env(label, k, val)
+        if not val then return nil, err end
+      end
       d[key] = val
     end
   end
@@ -264,12 +299,24 @@ function M.normalize(raw, ctx)
   if d.name == "" or d.name:match("^%d+$") or d.name == "all" then
     return nil, ("app '%s': a name cannot be empty, a number or 'all'"):format(d.name)
   end
+  if #d.name > 200 or d.name:find("%c") then
+    return nil, ("app %s: a name has at most 200 bytes and no control character"):format(util.encode(d.name:sub(1, 60)))
+  end
 
+  local fe = d.filter_env
+  if fe ~= nil and type(fe) ~= "boolean" and type(fe) ~= "string" then
+    local ok = type(fe) == "table"
+    for _, e in ipairs(ok and fe or {}) do ok = ok and type(e) == "string" end
+    if not ok then
+      return nil, ("app '%s': filter_env must be true, a prefix or a list of prefixes"):format(d.name)
+    end
+  end
   if type(d.args) == "string" then d.args = M.split_args(d.args) end
   d.args = d.args or {}
   for i, a in ipairs(d.args) do d.args[i] = tostring(a) end
   if type(d.interpreter_args) == "string" then d.interpreter_args = M.split_args(d.interpreter_args) end
   d.interpreter_args = d.interpreter_args or {}
+  for i, a in ipairs(d.interpreter_args) do d.interpreter_args[i] = tostring(a) end
   if type(d.stop_exit_codes) ~= "table" then d.stop_exit_codes = { d.stop_exit_codes } end
   for i, c in ipairs(d.stop_exit_codes) do
     local n = tonumber(c)
@@ -281,11 +328,11 @@ function M.normalize(raw, ctx)
   local inst = d.instances
   if inst == "max" or inst == 0 or inst == "0" then
     inst = cpu_count()
-  elseif tonumber(inst) then
+  elseif tonumber(inst) and finite(tonumber(inst)) and tonumber(inst) % 1 == 0 then
     inst = tonumber(inst)
     if inst < 0 then inst = math.max(1, cpu_count() + inst) end
   else
-    return nil, ("app '%s': instances must be a number or \"max\""):format(d.name)
+    return nil, ("app '%s': instances must be a whole number or \"max\""):format(d.name)
   end
   d.instances = math.floor(inst)
   if d.instances > 4096 then

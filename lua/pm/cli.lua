@@ -383,7 +383,10 @@ function verbs.start(args)
         for g in v:gmatch("[^,]+") do app.ignore_watch[#app.ignore_watch + 1] = g end
       elseif o[2] == "stop_exit_codes" then
         app.stop_exit_codes = {}
-        for c in v:gmatch("[^,%s]+") do app.stop_exit_codes[#app.stop_exit_codes + 1] = tonumber(c) end
+        for c in v:gmatch("[^,%s]+") do
+          app.stop_exit_codes[#app.stop_exit_codes + 1] = tonumber(c)
+            or error({ msg = "--stop-exit-codes: numbers expected, got " .. c, code = 2 }, 0)
+        end
       elseif o[3] == "n" then
         app[o[2]] = tonumber(v) or error({ msg = o[1] .. ": a number expected" }, 0)
       else app[o[2]] = v end

@@ -7,6 +7,24 @@ local hooks = require "pm.hooks"
 
 local M = {}
 
+-- The file's value as plain data: tables copied by raw access, without
+-- their metatables (an __index or __tostring of the file's would run later,
+-- outside the limits its top level ran under); shared and cyclic tables
+-- stay shared.
+local function plain(v, seen, depth)
+  if type(v) ~= "table" then return v end
+  if seen[v] then return seen[v] end
+  if depth > 64 then error("the returned value is nested too deeply", 0) end
+  local t = {}
+  seen[v] = t
+  local k, val = next(v)
+  while k ~= nil do
+    t[plain(k, seen, depth + 1)] = plain(val, seen, depth + 1)
+    k, val = next(v, k)
+  end
+  return t
+end
+
 local function load_lua(path)
   local chunk, err = hooks.loadfile(path)
   if not chunk then return nil, err end
@@ -20,7 +38,9 @@ local function load_lua(path)
   if type(res) ~= "table" then
     return nil, path .. ": the file must return { apps = {...} } or a list of apps"
   end
-  return res
+  local pok, copy = pcall(plain, res, {}, 0)
+  if not pok then return nil, path .. ": " .. tostring(copy) end
+  return copy
 end
 
 local function load_json(path)
@@ -54,6 +74,9 @@ function M.shape(path, res)
   local apps = res.apps
   if apps == nil and res[1] ~= nil then apps = res end
   if type(apps) ~= "table" then return nil, path .. ": no apps declared" end
+  if next(apps) ~= nil and apps[1] == nil then
+    return nil, path .. ": apps must be a list of apps, not an object"
+  end
   for i, a in ipairs(apps) do
     if type(a) ~= "table" then return nil, ("%s: app #%d is not a table"):format(path, i) end
   end

@@ -7,6 +7,8 @@ local M = {}
 
 M.DEFAULTS = { interval = 5000, timeout = 2000, retries = 3 }
 
+M.MIN_INTERVAL = 100 -- ms: checks more often would keep the daemon busy
+
 function M.check_spec(h)
   if type(h) ~= "table" then return nil, "health must be a table" end
   local n = (h.http and 1 or 0) + (h.tcp and 1 or 0) + (h.exec and 1 or 0)
@@ -18,9 +20,13 @@ function M.check_spec(h)
     return nil, "health.tcp must be HOST:PORT"
   end
   for _, k in ipairs({ "interval", "timeout", "retries" }) do
-    if h[k] ~= nil and (type(h[k]) ~= "number" or h[k] <= 0) then
+    local v = h[k]
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge) then
       return nil, "health." .. k .. " must be a positive number"
     end
+  end
+  if h.interval and h.interval < M.MIN_INTERVAL then
+    return nil, ("health.interval: at least %d ms"):format(M.MIN_INTERVAL)
   end
   return true
 end

@@ -489,7 +489,8 @@ local function drop_pidfile(p)
       return
     end
   end
-  os.remove(path)
+  local st = core.stat(path)
+  if st and st.type == "file" then os.remove(path) end -- (never a directory pid_file names)
 end
 
 local launch -- forward

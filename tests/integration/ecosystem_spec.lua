@@ -621,6 +621,37 @@ return { apps = { { name = "keep", script = APP, env = { EP_V = "one" } } } }
     untouched(before)
   end)
 
+  it("values that once hung or crashed the daemon are refused with one line each", function()
+    local path, before = setup()
+    local cases = {
+      { 'watchdog = 0/0', "'watchdog' must be a finite, non-negative duration" },
+      { 'health = { exec = "true", interval = 0/0 }', "health.interval must be a positive number" },
+      { 'health = { exec = "true", interval = 1e-9 }', "health.interval: at least 100 ms" },
+      { 'max_restarts = 1/0', "'max_restarts' must be a finite number" },
+      { 'filter_env = { 1 }', "filter_env must be true, a prefix or a list of prefixes" },
+      { 'interpreter_args = { {} }', "'interpreter_args' must list strings, got a table" },
+      { 'args = { { 1 } }', "'args' must list strings, got a table" },
+      { 'instances = 0.5', "instances must be a whole number" },
+      { 'env = { A = {} }', "A must be a string, a number or a boolean, got a table" },
+      { 'env = { ["X=Y"] = "z" }', '"X=Y" is not a variable name' },
+      { 'env = { A = setmetatable({}, { __tostring = function() while true do end end }) }',
+        "A must be a string, a number or a boolean, got a table" },
+    }
+    for _, c in ipairs(cases) do
+      eco("ecosystem.err.lua", HEAD .. ("  { name = \"bad\", script = APP, %s },\n} }\n"):format(c[1]))
+      fails(H.pm("start", path), "'bad'", c[2])
+    end
+    eco("ecosystem.err.lua", HEAD .. '  { name = "bad\\1x", script = APP },\n} }\n')
+    fails(H.pm("start", path), "no control character")
+    -- a returned value whose metatable would loop: read as plain data
+    eco("ecosystem.err.lua", "return setmetatable({}, { __index = function() while true do end end })\n")
+    fails(H.pm("start", path), "no apps declared")
+    local json = write(H.home .. "/bad.json", '{"apps": {"name": "bad", "script": "x"}}')
+    fails(H.pm("start", json), "apps must be a list of apps")
+    untouched(before)
+    assert.equal(0, select(2, (util.read_file(H.home .. "/pm.log") or ""):gsub("lua error", "")))
+  end)
+
   it("more listen sockets than a process can be given: refused, nothing started", function()
     local path, before = setup()
     local specs = {}

@@ -130,6 +130,19 @@ describe("pid files", function()
     return n
   end
 
+  it("never remove a directory that pid_file names", function()
+    local dir = H.home .. "/piddir"
+    assert(core.mkdir(dir))
+    local app = H.script("piddir.sh", "exec sleep 1000\n")
+    local eco = H.write(H.home .. "/piddir.config.lua",
+      ("return { apps = { { name = 'piddir', script = %q, pid_file = %q } } }\n"):format(app, dir))
+    H.ok(H.pm("start", eco, "-s"))
+    H.ok(H.pm("stop", "piddir", "-s"))
+    local st = core.stat(dir)
+    assert.is_table(st, "the directory is gone")
+    assert.equal("dir", st.type)
+  end)
+
   it("hold the pid while the app runs, the new one after a crash, and go with a stop", function()
     local app = H.script("crashy.sh", "sleep 0.3; exit 3\n")
     H.ok(H.pm("start", app, "--name", "crashy", "-s"))
