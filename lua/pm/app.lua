@@ -356,8 +356,13 @@ function M.normalize(raw, ctx)
   end
 
   if d.cron_restart then
-    local ok, err = require("pm.cron").parse(d.cron_restart)
-    if not ok then return nil, ("app '%s': %s"):format(d.name, err) end
+    local cron = require("pm.cron")
+    local spec, err = cron.parse(d.cron_restart)
+    if not spec then return nil, ("app '%s': %s"):format(d.name, err) end
+    if not cron.fires(spec) then
+      return nil, ("app '%s': cron_restart '%s' never fires (none of its months has that day)")
+        :format(d.name, d.cron_restart)
+    end
   end
   if d.watch ~= nil and type(d.watch) ~= "boolean" and type(d.watch) ~= "string" and type(d.watch) ~= "table" then
     return nil, ("app '%s': watch must be a boolean, a path or a list of paths"):format(d.name)

@@ -75,6 +75,22 @@ function M.parse(expr)
   return spec
 end
 
+-- Whether spec can ever fire: only days of month that none of its months
+-- has (30 February, 31 April) make it never (a weekday always comes back;
+-- with both restricted either one matches).
+local MAX_DAYS = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+function M.fires(spec)
+  if spec.dom_any or not spec.dow_any then return true end
+  for m = 1, 12 do
+    if spec[5][m] then
+      for d = 1, MAX_DAYS[m] do
+        if spec[4][d] then return true end
+      end
+    end
+  end
+  return false
+end
+
 -- days since 1970-01-01 of a civil date (UTC arithmetic)
 local function days_from_civil(y, m, d)
   y = m <= 2 and y - 1 or y

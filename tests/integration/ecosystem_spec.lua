@@ -632,6 +632,7 @@ return { apps = { { name = "keep", script = APP, env = { EP_V = "one" } } } }
       { 'interpreter_args = { {} }', "'interpreter_args' must list strings, got a table" },
       { 'args = { { 1 } }', "'args' must list strings, got a table" },
       { 'instances = 0.5', "instances must be a whole number" },
+      { 'cron_restart = "0 0 30 2 *"', "cron_restart '0 0 30 2 *' never fires" },
       { 'env = { A = {} }', "A must be a string, a number or a boolean, got a table" },
       { 'env = { ["X=Y"] = "z" }', '"X=Y" is not a variable name' },
       { 'env = { A = setmetatable({}, { __tostring = function() while true do end end }) }',

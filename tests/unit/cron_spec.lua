@@ -230,6 +230,15 @@ describe("cron.next in UTC", function()
     assert.is_nil(cron.next(spec, utc(2024, 1, 1), true))
   end)
 
+  it("says without searching whether an expression can fire at all", function()
+    assert.is_false(cron.fires(assert(cron.parse("0 0 30 2 *"))))
+    assert.is_false(cron.fires(assert(cron.parse("0 0 31 4,6,9,11 *"))))
+    assert.is_true(cron.fires(assert(cron.parse("0 0 29 2 *")))) -- leap years
+    assert.is_true(cron.fires(assert(cron.parse("0 0 31 2,3 *"))))
+    assert.is_true(cron.fires(assert(cron.parse("0 0 30 2 1")))) -- or any Monday
+    assert.is_true(cron.fires(assert(cron.parse("*/5 * * * *"))))
+  end)
+
   it("keeps to the weekdays when only the day of week is restricted", function()
     -- 2024-09-02 is a Monday
     assert.same({ "2024-09-02 00:00:00", "2024-09-09 00:00:00", "2024-09-16 00:00:00" },
