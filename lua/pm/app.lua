@@ -233,7 +233,8 @@ end
 
 --[[
 Normalizes a raw declaration. ctx: base (directory relative paths resolve
-against), env_name (--env NAME), environ (the caller's environment).
+against), env_name (--env NAME), environ (the caller's environment),
+keep_cwd (a saved app whose cwd went is restored all the same: errored).
 Returns the declaration or nil, "one-line error".
 ]]
 function M.normalize(raw, ctx)
@@ -284,7 +285,10 @@ function M.normalize(raw, ctx)
   local rel = d.cwd or base
   local path = util.absolute(script, rel)
   local environ = ctx.environ or {}
-  if core.stat(path) then
+  local st = core.stat(path)
+  if st and st.type == "dir" then
+    return nil, ("app '%s': script is a directory: %s"):format(label, path)
+  elseif st then
     d.script = path
   elseif not script:find("/") then
     local found = find_in_path(script, environ.PATH or os.getenv("PATH"))
@@ -295,6 +299,10 @@ function M.normalize(raw, ctx)
     return nil, ("app '%s': script not found: %s"):format(label, path)
   end
   d.cwd = d.cwd or util.dirname(d.script)
+  local cst = ctx.keep_cwd or core.stat(d.cwd)
+  if not cst or (cst ~= true and cst.type ~= "dir") then -- (found at its start, it would stop what runs first)
+    return nil, ("app '%s': cwd is not a directory: %s"):format(label, d.cwd)
+  end
   d.name = d.name or util.strip_ext(util.basename(script))
   if d.name == "" or d.name:match("^%d+$") or d.name == "all" then
     return nil, ("app '%s': a name cannot be empty, a number or 'all'"):format(d.name)

@@ -486,7 +486,7 @@ local function restore(entries, done)
     if type(name) ~= "string" or #sup.by_name(name) > 0 then return next_entry() end
     local environ = type(meta.environ) == "table" and meta.environ or core.environ()
     local function from_saved()
-      local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ })
+      local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ, keep_cwd = true })
       if decl then add(decl, environ, nil, meta) else log.error("cannot resurrect %s: %s", name, err) end
       next_entry()
     end

@@ -633,6 +633,7 @@ return { apps = { { name = "keep", script = APP, env = { EP_V = "one" } } } }
       { 'args = { { 1 } }', "'args' must list strings, got a table" },
       { 'instances = 0.5', "instances must be a whole number" },
       { 'cron_restart = "0 0 30 2 *"', "cron_restart '0 0 30 2 *' never fires" },
+      { 'cwd = "/nonexistent-pm-dir"', "cwd is not a directory: /nonexistent-pm-dir" },
       { 'env = { A = {} }', "A must be a string, a number or a boolean, got a table" },
       { 'env = { ["X=Y"] = "z" }', '"X=Y" is not a variable name' },
       { 'env = { A = setmetatable({}, { __tostring = function() while true do end end }) }',
@@ -644,6 +645,8 @@ return { apps = { { name = "keep", script = APP, env = { EP_V = "one" } } } }
     end
     eco("ecosystem.err.lua", HEAD .. '  { name = "bad\\1x", script = APP },\n} }\n')
     fails(H.pm("start", path), "no control character")
+    eco("ecosystem.err.lua", HEAD .. ('  { name = "bad", script = %q },\n} }\n'):format(H.home))
+    fails(H.pm("start", path), "'bad'", "script is a directory")
     -- a returned value whose metatable would loop: read as plain data
     eco("ecosystem.err.lua", "return setmetatable({}, { __index = function() while true do end end })\n")
     fails(H.pm("start", path), "no apps declared")
