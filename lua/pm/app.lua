@@ -299,9 +299,11 @@ function M.normalize(raw, ctx)
     return nil, ("app '%s': script not found: %s"):format(label, path)
   end
   d.cwd = d.cwd or util.dirname(d.script)
-  local cst = ctx.keep_cwd or core.stat(d.cwd)
-  if not cst or (cst ~= true and cst.type ~= "dir") then -- (found at its start, it would stop what runs first)
-    return nil, ("app '%s': cwd is not a directory: %s"):format(label, d.cwd)
+  if not ctx.keep_cwd then -- (found at its start, it would stop what runs first)
+    local cst = core.stat(d.cwd)
+    if not cst or cst.type ~= "dir" then
+      return nil, ("app '%s': cwd is not a directory: %s"):format(label, d.cwd)
+    end
   end
   d.name = d.name or util.strip_ext(util.basename(script))
   if d.name == "" or d.name:match("^%d+$") or d.name == "all" then
