@@ -7,24 +7,6 @@ local hooks = require "pm.hooks"
 
 local M = {}
 
--- The file's value as plain data: tables copied by raw access, without
--- their metatables (an __index or __tostring of the file's would run later,
--- outside the limits its top level ran under); shared and cyclic tables
--- stay shared.
-local function plain(v, seen, depth)
-  if type(v) ~= "table" then return v end
-  if seen[v] then return seen[v] end
-  if depth > 64 then error("the returned value is nested too deeply", 0) end
-  local t = {}
-  seen[v] = t
-  local k, val = next(v)
-  while k ~= nil do
-    t[plain(k, seen, depth + 1)] = plain(val, seen, depth + 1)
-    k, val = next(v, k)
-  end
-  return t
-end
-
 local function load_lua(path)
   local chunk, err = hooks.loadfile(path)
   if not chunk then return nil, err end
@@ -38,7 +20,9 @@ local function load_lua(path)
   if type(res) ~= "table" then
     return nil, path .. ": the file must return { apps = {...} } or a list of apps"
   end
-  local pok, copy = pcall(plain, res, {}, 0)
+  -- as plain data: a metatable of the file's (an __index, a __tostring)
+  -- would run later, outside the limits its top level ran under
+  local pok, copy = pcall(util.deep_copy, res)
   if not pok then return nil, path .. ": " .. tostring(copy) end
   return copy
 end

@@ -152,13 +152,19 @@ function M.shallow_copy(t)
   return c
 end
 
+-- A copy by raw access (next: no metamethod runs) and without metatables;
+-- shared and cyclic tables stay shared.
 function M.deep_copy(t, seen)
   if type(t) ~= "table" then return t end
   seen = seen or {}
   if seen[t] then return seen[t] end
   local c = {}
   seen[t] = c
-  for k, v in pairs(t) do c[M.deep_copy(k, seen)] = M.deep_copy(v, seen) end
+  local k, v = next(t)
+  while k ~= nil do
+    c[M.deep_copy(k, seen)] = M.deep_copy(v, seen)
+    k, v = next(t, k)
+  end
   return c
 end
 
