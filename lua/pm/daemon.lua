@@ -9,6 +9,7 @@ local sup = require "pm.supervisor"
 local ecosystem = require "pm.ecosystem"
 local appdecl = require "pm.app"
 local persist = require "pm.persist"
+local children = require "pm.children"
 
 local M = {}
 
@@ -19,9 +20,9 @@ local shutting_down = false
 -- The descriptions of list as the reply's JSON; params.brief: true,
 -- without each app's environment; "table", only what the CLI's process
 -- table shows.
-local function descriptions(list, params, sampled)
+local function descriptions(list, params, sampled, changes)
   local brief = type(params) == "table" and (params.brief == true or params.brief == "table") and params.brief
-  return sup.describe_list(list, brief or false, not sampled)
+  return sup.describe_list(list, brief or false, not sampled, changes)
 end
 
 -- Runs op(p, cb) on each proc of list; done(err, descriptions) at the end.
@@ -41,30 +42,18 @@ local function each(list, op, done, params)
 end
 
 -- Runs a helper (node reading a .config.js) -> done(code, stdout, stderr)
-local function capture(argv, done)
-  local out_r, out_w = core.pipe()
-  local err_r, err_w = core.pipe()
-  local pid, err = core.spawn({ file = argv[1], args = argv, fds = { -1, out_w, err_w } })
-  core.close(out_w)
-  core.close(err_w)
-  if not pid then
-    core.close(out_r)
-    core.close(err_r)
-    return done(nil, nil, err)
-  end
-  local out, errs, pending, code = {}, {}, 3, nil
-  local function step()
-    pending = pending - 1
-    if pending == 0 then done(code, table.concat(out, "\n"), table.concat(errs, "\n")) end
-  end
-  core.stream(out_r, function(line) if line then out[#out + 1] = line end end, step, 64 * 1024 * 1024)
-  core.stream(err_r, function(line) if line then errs[#errs + 1] = line end end, step)
-  sup.watch_child(pid, function(c, signum)
-    code = c or (128 + (signum or 0))
-    step()
+ecosystem.capture = function(argv, done)
+  children.run(argv, { capture = true }, function(code, signum, out, err)
+    if not out then return done(nil, nil, err) end -- (not spawned)
+    done(code or (128 + (signum or 0)), out, err)
   end)
 end
-ecosystem.capture = capture
+
+-- A supervisor's refusal (nil, message, kind) as the wire's error
+local function wire_error(message, kind)
+  if kind == "params" then return { code = rpc.INVALID_PARAMS, message = message } end
+  return message
+end
 
 -- A target of the wire: pm_id, name, "all", namespace or an ecosystem file
 -- -> done(list | nil, err)
@@ -82,7 +71,8 @@ local function resolve(params, done)
     end)
   end
   if target == nil then return done(nil, { code = rpc.INVALID_PARAMS, message = "params.target is required" }) end
-  done(sup.resolve(target))
+  local list, err, kind = sup.resolve(target)
+  done(list, err and wire_error(err, kind))
 end
 
 -- The caller's environment: names and values as strings, nothing else.
@@ -168,6 +158,7 @@ end
 local function start_decls(decls, params, origin, done)
   local environ = environ_of(params)
   local started = {}
+  local changed = {} -- record -> what the file changed of its declaration
   local i = 0
   local finish
   local function next_decl()
@@ -183,7 +174,7 @@ local function start_decls(decls, params, origin, done)
         -- an app of a file that is known already: apply the file's settings
         -- and restart it (PM2's behaviour)
         for _, p in ipairs(existing) do
-          p.changes = changes(p.decl, d)
+          changed[p] = changes(p.decl, d)
           ops[#ops + 1] = p
         end
       else
@@ -231,13 +222,12 @@ local function start_decls(decls, params, origin, done)
         result = {}
         for k, p in ipairs(started) do
           result[k] = { name = p.name, pm_id = p.pm_id,
-            pm2_env = { changes = p.changes and util.array(p.changes) or nil } }
+            pm2_env = { changes = changed[p] and util.array(changed[p]) or nil } }
         end
         result = util.array(result)
       else
-        result = descriptions(started, params)
+        result = descriptions(started, params, false, changed)
       end
-      for _, p in ipairs(started) do p.changes = nil end
       done(nil, result)
     end
     if left == 0 then return reply() end
@@ -303,8 +293,8 @@ function methods.start(params, _, done)
     return start_decls({ d }, params, nil, done)
   end
   if params.target ~= nil then
-    local list, err = sup.resolve(params.target)
-    if not list then return done(err) end
+    local list, err, kind = sup.resolve(params.target)
+    if not list then return done(wire_error(err, kind)) end
     return each(list, sup.start, done, params)
   end
   done({ code = rpc.INVALID_PARAMS, message = "start needs params.app, params.path or params.target" })
@@ -383,8 +373,8 @@ function methods.scale(params, _, done)
   if params.instances == nil then
     return done({ code = rpc.INVALID_PARAMS, message = "scale: params.instances is required (N, +N or -N)" })
   end
-  sup.scale(name, params.instances, function(err, list)
-    if err then return done(err) end
+  sup.scale(name, params.instances, function(err, list, kind)
+    if err then return done(wire_error(err, kind)) end
     done(nil, descriptions(list, params))
   end)
 end
@@ -622,7 +612,7 @@ local function hook_api()
   local function act(op)
     return function(target)
       local list, err = sup.resolve(target)
-      if not list then return nil, type(err) == "table" and err.message or err end
+      if not list then return nil, err end
       later(function()
         for _, p in ipairs(list) do
           op(p, function(e) if e then log.warn("hook action on %s: %s", p.name, e) end end)
@@ -739,12 +729,11 @@ function M.run(opts)
     log.error("app %s is errored: pm runtime stops", p.name)
     shutdown(1)
   end })
-  sup.init_spares()
   sup.set_echo(opts.runtime ~= nil)
   -- sd_notify: one datagram socket for every app, NOTIFY_SOCKET
   local nfd = core.dgram_unix(home .. "/notify.sock")
   if nfd then
-    sup.notify_path = home .. "/notify.sock"
+    sup.set_notify_path(home .. "/notify.sock")
     M.notify_watch = core.watch_read(nfd, function()
       while true do
         local data, pid = core.recv_cred(nfd)
@@ -755,7 +744,7 @@ function M.run(opts)
   end
   -- the preload that lets Node apps in cluster mode listen on held sockets
   local preload = home .. "/cluster-preload.js"
-  if util.write_atomic(preload, require("pm.preload").CLUSTER) then sup.cluster_preload = preload end
+  if util.write_atomic(preload, require("pm.preload").CLUSTER) then sup.set_cluster_preload(preload) end
   hook_api()
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again

@@ -6,6 +6,7 @@ local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
 local appdecl = require "pm.app"
+local lifecycle = require "pm.lifecycle"
 
 local M = {}
 
@@ -46,7 +47,7 @@ function M.snapshot(procs, shared)
     end
     local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
     e.pm_procs[#e.pm_procs + 1] = {
-      pm_id = p.pm_id, status = (p.status == "stopped" or p.manual_stop) and "stopped" or p.status,
+      pm_id = p.pm_id, status = lifecycle.saved_status(p),
       restart_time = p.restart_time, created_at = p.created_at,
       pid = p.pid, start = st and st.start or nil, marker = p.uid_marker,
     }
@@ -83,30 +84,35 @@ local function decl_text(p)
   return text
 end
 
-local function num(v)
-  if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then return ("%d"):format(v) end
-  return ("%.17g"):format(v)
-end
+local num = util.json_number
 
 local jstr = require("cjson").encode
 
+-- record -> { text, status, restart_time, pid, started, start }: its last
+-- line and what it was made from
+local proc_cache = setmetatable({}, { __mode = "k" })
+
 local function proc_text(p)
-  local status = (p.status == "stopped" or p.manual_stop) and "stopped" or p.status
-  local c = p.journal_text
-  local same = p.journal_pid == p.pid and p.journal_started == p.started -- (a pid may come back)
-  if c and same and c.status == status and c.restart_time == p.restart_time then
+  local status = lifecycle.saved_status(p)
+  local c = proc_cache[p]
+  if not c then
+    c = {}
+    proc_cache[p] = c
+  end
+  local same = c.pid == p.pid and c.started == p.started -- (a pid may come back)
+  if c.text and same and c.status == status and c.restart_time == p.restart_time then
     return c.text
   end
   if not same then -- a process's start time, read once
     local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
-    p.journal_pid, p.journal_started, p.journal_start = p.pid, p.started, st and st.start or nil
+    c.pid, c.started, c.start = p.pid, p.started, st and st.start or nil
   end
-  local start = p.journal_start
+  local start = c.start
   local text = ('{"pm_id":%s,"status":%s,"restart_time":%s,"created_at":%s,"pid":%s%s%s}'):format(
     num(p.pm_id), jstr(status), num(p.restart_time or 0), num(p.created_at or 0),
     num(p.pid or 0), start and (',"start":' .. num(start)) or "",
     p.uid_marker and (',"marker":' .. jstr(p.uid_marker)) or "")
-  p.journal_text = { text = text, status = status, restart_time = p.restart_time }
+  c.text, c.status, c.restart_time = text, status, p.restart_time
   return text
 end
 

@@ -24,15 +24,8 @@ M.SERVER_ERROR = -32000
 -- result's JSON text as it is (`pm jlist` prints it without re-encoding).
 local function reply(conn, id, err, result)
   if id == nil or conn.stream:closed() then return end -- a notification: no reply
-  -- an integer id comes back digit for digit (cjson keeps 14 digits)
-  local idtext
-  if type(id) == "number" and id == math.floor(id) and math.abs(id) <= 2 ^ 53 then
-    idtext = ("%.0f"):format(id)
-  elseif type(id) == "number" and id == id and math.abs(id) < math.huge then
-    idtext = ("%.17g"):format(id) -- 17 digits read back as the same number
-  else
-    idtext = util.encode(id)
-  end
+  -- a number id comes back digit for digit (cjson keeps 14 digits)
+  local idtext = type(id) == "number" and util.json_number(id) or util.encode(id)
   local head = '{"jsonrpc":"2.0","id":' .. idtext
   local line
   if err then

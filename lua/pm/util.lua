@@ -30,6 +30,20 @@ function M.encode(v)
   return s
 end
 
+-- A number as JSON text (the one formatter of replies, descriptions and
+-- the journal): an integer digit for digit (cjson keeps 14 digits), any
+-- other the shortest of 14 or 17 digits that reads back as
+-- the same number, NaN and infinities null.
+function M.json_number(v)
+  if v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
+    return ("%.0f"):format(v) -- (-0 stays -0: a request's id comes back as sent)
+  end
+  if v ~= v or v == math.huge or v == -math.huge then return "null" end
+  local s = ("%.14g"):format(v)
+  if tonumber(s) ~= v then s = ("%.17g"):format(v) end
+  return s
+end
+
 -- JSON text ready to send: util.raw(pieces) is written as the pieces
 -- one after the other (the RPC layer sends them without re-encoding).
 M.RAW = {}

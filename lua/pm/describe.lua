@@ -1,0 +1,250 @@
+-- Descriptions of processes (DESIGN §5), as the wire sends them: JSON
+-- written from pieces (a list of 2,000 apps is mostly concatenation), with
+-- memory and CPU sampled from /proc off the reply's path. Also the copy of
+-- a description a hook is called with. Decides nothing, and knows no
+-- screen: what a CLI shows of it is view.lua's.
+local core = require "pm.core"
+local util = require "pm.util"
+local cjson = require "cjson"
+local hooks = require "pm.hooks"
+local appdecl = require "pm.app"
+local applogs = require "pm.applogs"
+
+local M = {}
+local clk_tck = core.clk_tck()
+
+-- Memory and CPU of an app's process tree, from /proc. A sample is reused
+-- for SAMPLE_MS; one up to STALE_MS old is still answered at once, and a
+-- new one is taken after the reply, a chunk of apps per turn of the loop:
+-- a client listing 2,000 apps every second never waits for /proc (about
+-- 40 ms of reads), and a list asked for after a quiet minute is fresh.
+-- The CPU share is measured over the whole time between two samples.
+M.SAMPLE_MS, M.STALE_MS, M.REFRESH_CHUNK = 1000, 5000, 100
+local stale, stale_set, refresher = {}, {}, nil
+
+local function measure(p, t, prev)
+  local tree = core.proc_tree(p.pid)
+  local cpu
+  if prev and prev.pid == p.pid then
+    cpu = (tree.ticks - prev.ticks) / clk_tck / ((t - prev.t) / 1000) * 100
+  else
+    local up = (t - (p.started or t)) / 1000
+    cpu = up > 0 and (tree.ticks / clk_tck) / up * 100 or 0
+  end
+  if cpu ~= cpu or cpu < 0 then cpu = 0 end
+  cpu = math.floor(cpu * 10 + 0.5) / 10
+  -- a process caught between fork and exec shows nothing yet: ask again
+  if (tree.rss or 0) > 0 then
+    p.cpu_sample = { t = t, pid = p.pid, ticks = tree.ticks, cpu = cpu, rss = tree.rss }
+  end
+  return tree.rss, cpu
+end
+
+local function refresh_some()
+  refresher = nil
+  local n = 0
+  while #stale > 0 and n < M.REFRESH_CHUNK do
+    local p = table.remove(stale)
+    stale_set[p] = nil
+    local prev = p.cpu_sample
+    if not p.deleted and p.pid and p.pid ~= 0 and prev and prev.pid == p.pid then
+      measure(p, core.mono(), prev)
+      n = n + 1
+    end
+  end
+  if #stale > 0 then refresher = core.timer(0, 0, refresh_some) end
+end
+
+local function sample(p, cached)
+  if not p.pid or p.pid == 0 then return 0, 0 end
+  local t = core.mono()
+  local prev = p.cpu_sample
+  if prev and prev.pid == p.pid then
+    local age = t - prev.t
+    if age < M.SAMPLE_MS then return prev.rss, prev.cpu end
+    if age < M.STALE_MS or cached then
+      if not stale_set[p] then
+        stale_set[p] = true
+        stale[#stale + 1] = p
+        if not refresher then refresher = core.timer(0, 0, refresh_some) end
+      end
+      return prev.rss, prev.cpu
+    end
+  end
+  if cached then return 0, 0 end
+  return measure(p, t, prev)
+end
+
+-- The part of pm2_env that changes only with the declaration, encoded
+-- once per declaration (a list of 2,000 apps is then mostly concatenation):
+-- a JSON object's members without the braces. The declaration's own
+-- members are the journal's encoding of them (app.members_json).
+local function static_json(p)
+  local s = p.json_static
+  if s and p.json_decl == p.decl then return s end
+  local d = p.decl
+  local own = {
+    pm_id = p.pm_id,
+    pm_cwd = d.cwd,
+    pm_exec_path = d.script,
+    exec_interpreter = d.interpreter == "pm" and "pm" or
+      (d.interpreter == "none" and "none" or util.basename(d.interpreter)),
+    pm_pid_path = p.pid_path,
+    created_at = p.created_at,
+    NODE_APP_INSTANCE = p.instance,
+    unique_id = p.uid_marker,
+    origin = p.origin and p.origin.path or nil,
+  }
+  s = appdecl.members_json(d) .. "," .. util.encode(own):sub(2, -2)
+  p.json_static, p.json_decl = s, d
+  return s
+end
+
+-- JSON members written by hand, as pieces of text (a list of 2,000 apps
+-- makes 30,000 of them; most pieces are strings that exist already, so a
+-- list makes little garbage): nil leaves the member out, as cjson does.
+local jstr = cjson.encode
+local function member(parts, n, key, v)
+  if v == nil then return n end
+  local t = type(v)
+  local text
+  if t == "string" then text = jstr(v)
+  elseif t == "number" then text = util.json_number(v)
+  elseif t == "boolean" then text = v and "true" or "false"
+  elseif v == util.null then text = "null"
+  else text = util.encode(v) end
+  parts[n + 1] = key
+  parts[n + 2] = text
+  return n + 2
+end
+
+-- brief "table": only what the process table shows (pm list, pm start):
+-- a tenth of a description, for the CLI to decode.
+local function table_row_into(parts, n, p, mem, cpu)
+  local d = p.decl
+  parts[n + 1] = '{"name":'
+  parts[n + 2] = jstr(p.name)
+  parts[n + 3] = (',"pid":%d,"pm_id":%d,"monit":{"memory":%.0f,"cpu":%s},"pm2_env":{"namespace":')
+    :format(p.pid or 0, p.pm_id, mem or 0, tostring(cpu or 0))
+  parts[n + 4] = jstr(d.namespace or "default")
+  n = n + 4
+  n = member(parts, n, ',"exec_mode":', d.exec_mode)
+  n = member(parts, n, ',"instances":', d.instances)
+  n = member(parts, n, ',"status":', p.status)
+  n = member(parts, n, ',"pm_uptime":', p.pm_uptime or p.created_at)
+  n = member(parts, n, ',"restart_time":', p.restart_time)
+  n = member(parts, n, ',"uid":', d.uid)
+  n = member(parts, n, ',"watch":', d.watch)
+  if type(p.notify) == "table" and p.notify.status then
+    n = member(parts, n, ',"notify":', { status = p.notify.status })
+  end
+  parts[n + 1] = "}}"
+  return n + 1
+end
+
+-- One description as pieces of JSON text appended to parts after index n
+-- (DESIGN section 5) -> the new last index. brief: without the
+-- environment (what the process table needs).
+local function describe_into(parts, n, p, brief, cached, changes)
+  local d = p.decl
+  local mem, cpu = sample(p, cached)
+  if brief == "table" then return table_row_into(parts, n, p, mem, cpu) end
+  parts[n + 1] = '{"name":'
+  parts[n + 2] = jstr(p.name)
+  parts[n + 3] = ',"pid":'
+  parts[n + 4] = ("%d"):format(p.pid or 0)
+  parts[n + 5] = ',"pm_id":'
+  parts[n + 6] = ("%d"):format(p.pm_id)
+  parts[n + 7] = ',"monit":{"memory":'
+  parts[n + 8] = ("%.0f"):format(mem or 0)
+  parts[n + 9] = ',"cpu":'
+  parts[n + 10] = tostring(cpu or 0)
+  parts[n + 11] = '},"pm2_env":{'
+  parts[n + 12] = static_json(p)
+  n = n + 12
+  n = member(parts, n, ',"status":', p.status)
+  n = member(parts, n, ',"pm_out_log_path":', p.out_path or applogs.path(p, "out"))
+  n = member(parts, n, ',"pm_err_log_path":', p.err_path or applogs.path(p, "err"))
+  n = member(parts, n, ',"pm_uptime":', p.pm_uptime or p.created_at)
+  n = member(parts, n, ',"restart_time":', p.restart_time)
+  n = member(parts, n, ',"unstable_restarts":', p.unstable_restarts)
+  n = member(parts, n, ',"exit_code":', p.exit_code)
+  n = member(parts, n, ',"exit_signal":', p.exit_signal)
+  n = member(parts, n, ',"prev_restart_delay":', p.prev_restart_delay)
+  n = member(parts, n, ',"error":', p.error)
+  n = member(parts, n, ',"notify":', p.notify)
+  n = member(parts, n, ',"ready":', p.ready)
+  if p.history then
+    local hj = p.history_json
+    if not hj then
+      hj = "[" .. table.concat(p.history, ",") .. "]"
+      p.history_json = hj
+    end
+    parts[n + 1] = ',"events":'
+    parts[n + 2] = hj
+    n = n + 2
+  end
+  local ch = changes and changes[p]
+  if ch then n = member(parts, n, ',"changes":', util.array(ch)) end
+  if not brief then
+    if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
+    local e = p.env_json
+    if e then
+      parts[n + 1] = ',"env":{'
+      parts[n + 2] = e[1]
+      parts[n + 3] = (e[1] ~= "" and e[2] ~= "") and "," or ""
+      parts[n + 4] = e[2]
+      parts[n + 5] = "}"
+      n = n + 5
+    else
+      parts[n + 1] = ',"env":'
+      parts[n + 2] = util.encode(d.env or {})
+      n = n + 2
+    end
+  end
+  parts[n + 1] = "}}"
+  return n + 1
+end
+
+local function describe_json(p, brief)
+  local parts = {}
+  local n = describe_into(parts, 0, p, brief)
+  return table.concat(parts, "", 1, n)
+end
+M.describe_json = describe_json
+
+-- A description as a Lua table (hooks, the hook API).
+function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
+
+-- The descriptions of list as one JSON array, handed to the RPC layer
+-- as text pieces (util.raw): no table per app, no re-encoding.
+local new_table = require "table.new"
+-- cached: monit from the last sample only, /proc is not read (the replies
+-- of start, stop, restart and delete, as PM2's carry no fresh monit).
+-- changes: record -> what an ecosystem file changed of its declaration.
+function M.describe_list(list, brief, cached, changes)
+  local parts, n = new_table(#list * 36 + 2, 0), 1
+  parts[1] = "["
+  for i, p in ipairs(list) do
+    if i > 1 then n = n + 1; parts[n] = "," end
+    n = describe_into(parts, n, p, brief, cached, changes)
+  end
+  parts[n + 1] = "]"
+  return util.raw(parts)
+end
+
+-- The same as Lua tables.
+function M.describe_tables(list)
+  local out = {}
+  for i, p in ipairs(list) do out[i] = M.describe(p) end
+  return out
+end
+
+-- Calls an app's hook with a copy of its description.
+function M.hook(p, name, ...)
+  local fn = p.decl[name]
+  if type(fn) ~= "function" then return nil end
+  return hooks.call(("%s of %s"):format(name, p.name), fn, util.deep_copy(M.describe(p)), ...)
+end
+
+return M

@@ -1,0 +1,405 @@
+-- Starting an app's process: what it needs before its spawn (output
+-- pipes, held listen sockets, the IPC channel's fd), its command line and
+-- environment, the spawn (one, or a batch spawned by threads), and a
+-- crash loop's plumbing kept from one process to the next. Decides
+-- nothing about when a process starts (the supervisor, exits.lua and
+-- rules.lua do) nor what its exit means.
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+local sockets = require "pm.sockets"
+local proc = require "pm.proc"
+local lifecycle = require "pm.lifecycle"
+local applogs = require "pm.applogs"
+local pidfile = require "pm.pidfile"
+local channel = require "pm.channel"
+local readiness = require "pm.readiness"
+local rules = require "pm.rules"
+
+local M = {}
+
+local ctx, by_pid, event = proc.ctx, proc.by_pid, proc.event
+
+-- filter_env: true drops the caller's whole environment, a list drops the
+-- variables that start with one of its entries (PM2's rule).
+local function filtered(filter, k)
+  if filter == true then return true end
+  if type(filter) == "string" then filter = { filter } end
+  if type(filter) ~= "table" then return false end
+  for _, prefix in ipairs(filter) do
+    if k:sub(1, #prefix) == prefix then return true end
+  end
+  return false
+end
+
+local function build_env(p)
+  local home = ctx.home
+  local env = {}
+  local d = p.decl
+  for k, v in pairs(p.environ or {}) do
+    if not filtered(d.filter_env, k) then env[k] = v end
+  end
+  for _, k in ipairs(d.env_remove or {}) do env[k] = nil end
+  for k, v in pairs(d.env) do env[k] = v end
+  local inc = d.increment_var
+  if inc and p.instance > 0 then
+    local base = tonumber(env[inc])
+    if base then env[inc] = tostring(math.floor(base) + p.instance) end
+  end
+  env.pm_id = tostring(p.pm_id)
+  env.name = p.name
+  env[p.decl.instance_var or "NODE_APP_INSTANCE"] = tostring(p.instance)
+  env.NODE_APP_INSTANCE = tostring(p.instance)
+  env.PM_HOME = home
+  if p.channel_fd then
+    env.NODE_CHANNEL_FD = tostring(p.channel_fd)
+    env.NODE_CHANNEL_SERIALIZATION_MODE = "json"
+  end
+  env.PM_APP_UID = p.uid_marker -- lets a new daemon recognise this app's processes
+  if ctx.notify_path then env.NOTIFY_SOCKET = ctx.notify_path end
+  if p.decl.watchdog then env.WATCHDOG_USEC = tostring(math.floor(p.decl.watchdog * 1000)) end
+  if p.listen then
+    env.LISTEN_FDS = tostring(#p.listen.names)
+    env.LISTEN_FDNAMES = table.concat(p.listen.names, ":")
+    if p.listen.map then env.PM_LISTEN_MAP = p.listen.map end
+  else
+    env.LISTEN_FDS, env.LISTEN_FDNAMES, env.PM_LISTEN_MAP = nil, nil, nil
+  end
+  local list, n = {}, 0
+  for k, v in pairs(env) do n = n + 1; list[n] = k .. "=" .. v end
+  return list, env
+end
+
+-- The JSON of an app's environment in two parts: the members it shares
+-- with the environment it was started from (one string for every app of
+-- the same start that overrides the same names) and its own. 2,000 apps
+-- keep 2,000 small strings and one large one instead of 2,000 large ones.
+local shared_json = setmetatable({}, { __mode = "k" }) -- environ -> names -> text
+local function inner(t)
+  if next(t) == nil then return "" end
+  return util.encode(t):sub(2, -2)
+end
+local function env_json(environ, env)
+  environ = environ or {}
+  local own, changed = {}, {}
+  for k, v in pairs(env) do
+    if environ[k] ~= v then own[k] = v end
+  end
+  for k in pairs(environ) do
+    if env[k] ~= environ[k] then changed[#changed + 1] = k end
+  end
+  table.sort(changed)
+  local by_names = shared_json[environ]
+  if not by_names then
+    by_names = {}
+    shared_json[environ] = by_names
+  end
+  local names = table.concat(changed, "\0")
+  local text = by_names[names]
+  if not text then -- (the shared members: environ's, but for the changed names)
+    local shared = {}
+    for k, v in pairs(env) do
+      if environ[k] == v then shared[k] = v end
+    end
+    text = inner(shared)
+    by_names[names] = text
+  end
+  return { text, inner(own) }
+end
+
+-- The environment of p's next process, as the "K=V" list spawn takes and
+-- as the JSON its description shows. Built again only when something it
+-- depends on changed: a crash loop reuses it restart after restart.
+function M.env_of(p)
+  local l = p.listen
+  local key = l and (table.concat(l.names, ":") .. (l.map or "")) or ""
+  local c = p.env_cache
+  if c and c.environ == p.environ and c.decl == p.decl and c.key == key
+    and c.channel_fd == p.channel_fd and c.notify == ctx.notify_path then
+    return c.list
+  end
+  local list, env = build_env(p)
+  p.env_cache = { environ = p.environ, decl = p.decl, key = key, channel_fd = p.channel_fd,
+    notify = ctx.notify_path, list = list }
+  p.env_json = env_json(p.environ, env)
+  return list
+end
+
+-- The program and argv of d's process -> file, argv
+function M.command(d)
+  local pm_bin = ctx.pm_bin
+  local argv = {}
+  local file
+  if d.interpreter == "none" then
+    file = d.script
+    argv[1] = d.script
+  elseif d.interpreter == "pm" then
+    file = pm_bin
+    argv[1] = pm_bin
+    argv[2] = "run"
+  else
+    file = d.interpreter
+    argv[1] = d.interpreter
+    if d.exec_mode == "cluster_mode" and ctx.cluster_preload and util.basename(d.interpreter):match("^node") then
+      -- server.listen(port) becomes listen on the socket the daemon holds
+      argv[#argv + 1] = "-r"
+      argv[#argv + 1] = ctx.cluster_preload
+    end
+    for _, a in ipairs(d.interpreter_args) do argv[#argv + 1] = a end
+  end
+  if d.interpreter ~= "none" then argv[#argv + 1] = d.script end
+  for _, a in ipairs(d.args) do argv[#argv + 1] = a end
+  return file, argv
+end
+
+-- In a crash loop (an immediate restart after a fast exit) the daemon
+-- keeps the write ends of an app's output pipes, and its pid file, open:
+-- the next process of the loop gets the same pipes (its logpipes, files
+-- and watchers stay as they are) and the pid is written in place. What a
+-- process of the loop wrote is read in order, before what the next one
+-- writes. Released when the loop ends (a stable run, a stop, a delay, a
+-- new declaration).
+local function unkeep(p)
+  local k = p.kept
+  if not k then return end
+  p.kept = nil
+  core.close(k.out_w)
+  core.close(k.err_w)
+  if k.pid_fd then core.close(k.pid_fd) end
+  if k.ipc_child then core.close(k.ipc_child) end
+  if k.timer then k.timer:close() end
+end
+
+local end_channel = channel.close
+
+-- lifecycle's "release": p's channel and kept plumbing go
+local function release(p)
+  end_channel(p)
+  unkeep(p)
+end
+M.release = release
+M.unkeep = unkeep
+M.end_channel = end_channel
+proc.ACTIONS.release = release
+
+-- Whether p's next process can have the pipes of its last one: what that
+-- one wrote is then read, its last line ended (logpipe:cut).
+local function reusable(p)
+  local k, pipes = p.kept, p.pipes
+  return k and k.of == p.decl and pipes and pipes.out:cut() and pipes.err:cut()
+end
+
+-- Closes what a spec opened for nothing (a failed start); a crash loop's
+-- kept pipes and channel go too.
+local function drop_spec(p, spec)
+  if spec.reused then
+    end_channel(p)
+    unkeep(p)
+    return
+  end
+  core.close(spec.out_r); core.close(spec.out_w)
+  core.close(spec.err_r); core.close(spec.err_w)
+end
+
+-- p cannot start: errored, with why
+local function failed(p, err)
+  lifecycle.fire(p, "failed")
+  p.error = err
+  return nil, err
+end
+
+-- What a process of p needs before its spawn -> spec | nil, err (p is
+-- then errored): its pipes, sockets, channel and the spawn's options.
+-- looping: in a crash loop (the last process's pipes may be taken over).
+local function prepare(p, looping)
+  local d = p.decl
+  if p.timer then p.timer:close(); p.timer = nil end
+  applogs.paths(p) -- (the same on every restart of a declaration)
+  local spec = { looping = looping }
+  if looping and reusable(p) then
+    spec.reused = true
+    spec.out_w, spec.err_w = p.kept.out_w, p.kept.err_w
+  else
+    unkeep(p)
+    local out_r, out_w = core.pipe(1048576)
+    local err_r, err_w = core.pipe(1048576)
+    if not out_r or not err_r then
+      if out_r then core.close(out_r); core.close(out_w) end
+      return failed(p, "pipe: " .. tostring(out_w or err_w))
+    end
+    spec.out_r, spec.out_w, spec.err_r, spec.err_w = out_r, out_w, err_r, err_w
+  end
+  local file, argv = M.command(d)
+  local fds = { -1, spec.out_w, spec.err_w }
+  p.listen = nil
+  local specs = readiness.listen_specs(d)
+  if specs then
+    local socks, serr = sockets.acquire(p.name, specs, d.cwd)
+    if not socks then
+      drop_spec(p, spec)
+      log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, serr)
+      return failed(p, serr)
+    end
+    local names, map = {}, {}
+    for i, sk in ipairs(socks) do
+      fds[#fds + 1] = sk.fd
+      names[i] = sk.name
+      if sk.port then map[#map + 1] = ('"%d":%d'):format(sk.port, i + 2) end
+    end
+    p.listen = { names = names, map = "{" .. table.concat(map, ",") .. "}" }
+  end
+  if d.ipc ~= false then
+    local k = p.kept
+    if spec.reused and k.ipc_child and p.channel and p.channel:cut() then
+      -- the loop's channel: what the last process was sent and never read goes
+      core.discard(k.ipc_child)
+      fds[#fds + 1] = k.ipc_child
+    else
+      if k and k.ipc_child then core.close(k.ipc_child); k.ipc_child = nil end
+      local ipc_parent, ipc_child = core.socketpair()
+      if not ipc_parent then -- out of fds: the start fails, with why
+        drop_spec(p, spec)
+        log.error("app %s (%d) cannot start: socketpair: %s", p.name, p.pm_id, tostring(ipc_child))
+        return failed(p, "socketpair: " .. tostring(ipc_child))
+      end
+      fds[#fds + 1] = ipc_child
+      spec.ipc_parent, spec.ipc_child = ipc_parent, ipc_child
+    end
+    p.channel_fd = #fds - 1
+  else
+    p.channel_fd = nil
+  end
+  spec.opts = { file = file, args = argv, env = M.env_of(p), cwd = d.cwd,
+    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil }
+  return spec
+end
+
+-- The process of p once spawned (pid), or its failure (nil, err).
+-- Returns true, or nil, err (p is then errored).
+local function finish(p, spec, pid, err)
+  local d = p.decl
+  local ipc_parent = spec.ipc_parent
+  if not spec.reused then
+    if pid and spec.looping then
+      p.kept = { out_w = spec.out_w, err_w = spec.err_w, of = d }
+      -- a run that lasts min_uptime ends the loop: the daemon's copies go
+      -- (the process has its own), not kept for as long as it runs
+      local min = math.max(d.min_uptime or 1000, 10)
+      p.kept.timer = core.timer(min, min, function()
+        if p.pid and p.pid > 0 and p.started and core.mono() - p.started >= min then unkeep(p) end
+      end)
+    else
+      core.close(spec.out_w)
+      core.close(spec.err_w)
+    end
+  end
+  if spec.ipc_child then
+    if pid and p.kept then p.kept.ipc_child = spec.ipc_child else core.close(spec.ipc_child) end
+  end
+  if not pid then
+    if not spec.reused then core.close(spec.out_r); core.close(spec.err_r) end
+    unkeep(p)
+    if ipc_parent then core.close(ipc_parent) end
+    lifecycle.fire(p, "failed")
+    p.error = err
+    p.pid = 0
+    log.error("app %s (%d) failed to start: %s", p.name, p.pm_id, err)
+    event(p, "exit", { code = 127, signal = util.null, reason = "exit" })
+    return nil, err
+  end
+  p.pid = pid
+  p.pgid = pid
+  p.error = nil
+  p.started = core.mono()
+  p.pm_uptime = core.now()
+  p.cpu_sample = nil
+  by_pid[pid] = p
+  if not spec.reused then applogs.open_pipes(p, spec.out_r, spec.err_r) end
+  if ipc_parent then channel.open(p, ipc_parent) end
+  pidfile.write(p)
+  event(p, "start")
+  lifecycle.fire(p, "spawned")
+  if d.max_memory_restart then rules.arm_memory(p) end
+  readiness.await(p)
+  return true
+end
+
+-- Whether p may have a process now: not when a delete or the daemon's
+-- exit overtook the start (no process that nothing would ever stop, nor
+-- a crash loop's plumbing kept) -> true | nil, err (p is then stopped)
+local function may_launch(p)
+  if not ctx.closing and lifecycle.launchable(p) then
+    local ok, err = lifecycle.fire(p, "launch")
+    if ok then return true end
+    return nil, err
+  end
+  proc.act(p, lifecycle.fire(p, "cancel"))
+  return nil, ctx.closing and "the daemon is exiting" or ("%s is being deleted"):format(p.name)
+end
+
+-- Starts the process of p. Returns true, or nil, err (p is then errored).
+-- looping: an immediate restart after a fast exit (a crash loop).
+function M.launch(p, looping)
+  local ok, err = may_launch(p)
+  if not ok then return nil, err end
+  local spec
+  spec, err = prepare(p, looping)
+  if not spec then return nil, err end
+  return finish(p, spec, core.spawn(spec.opts))
+end
+
+-- New processes start on the next turn of the loop, together: the apps a
+-- request declares are written to the journal once, before any of them
+-- runs (write-ahead: a daemon killed meanwhile leaves nothing unknown).
+local queued, queue_timer = {}, nil
+local function launch_queued()
+  queue_timer = nil
+  local list = queued
+  queued = {}
+  ctx.declared()
+  -- Spawned by threads, a batch at a time, while this thread prepares the
+  -- next batch and finishes the previous one (each spawn waits ~0.6 ms
+  -- for its child's exec; a batch bounds the fds open at once). The loop
+  -- does not run meanwhile.
+  local prev, batch = nil, { procs = {}, specs = {} }
+  local function finish_batch(b, outcomes)
+    for i, p in ipairs(b.procs) do
+      local o = outcomes[i]
+      local ok, err = finish(p, b.specs[i], o[1], o[2])
+      if not ok then readiness.fail_ready(p, err) end -- whoever waits for it hears why
+    end
+  end
+  local function submit()
+    if #batch.procs == 0 then return end
+    local opts = {}
+    for i, spec in ipairs(batch.specs) do opts[i] = spec.opts end
+    local done = prev and prev.spawning:wait()
+    batch.spawning = core.spawn_start(opts)
+    if prev then finish_batch(prev, done) end
+    prev, batch = batch, { procs = {}, specs = {} }
+  end
+  for _, p in ipairs(list) do
+    if not ctx.closing and not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
+      local spec, err = prepare(p)
+      if spec then
+        batch.procs[#batch.procs + 1] = p
+        batch.specs[#batch.specs + 1] = spec
+        if #batch.procs >= M.SPAWN_BATCH then submit() end
+      else
+        readiness.fail_ready(p, err)
+      end
+    end
+  end
+  submit()
+  if prev then finish_batch(prev, prev.spawning:wait()) end
+end
+M.SPAWN_BATCH = 16
+
+-- p (a new record, launching) starts with the next batch.
+function M.queue(p)
+  lifecycle.fire(p, "queue")
+  queued[#queued + 1] = p
+  if not queue_timer then queue_timer = core.timer(0, 0, launch_queued) end
+end
+
+return M

@@ -1,0 +1,181 @@
+-- When a launched process counts as online: at once, or when it says so
+-- (wait_ready's "ready" over IPC, sd_notify's READY=1, a health check
+-- that passes), or when listen_timeout runs out; and while it runs, its
+-- health checks and its sd_notify watchdog. Decides nothing about what a
+-- failed check leads to beyond asking rules.lua for a restart.
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+local health = require "pm.health"
+local proc = require "pm.proc"
+local lifecycle = require "pm.lifecycle"
+local describe = require "pm.describe"
+local children = require "pm.children"
+
+local M = {}
+
+local event = proc.event
+
+-- (required when first used: rules.lua needs this module)
+local function restart_rule(p, reason) require("pm.rules").restart(p, reason) end
+
+-- The listen addresses of an app: `listen`, or for a Node app in cluster
+-- mode its port (PM2 files run unchanged: the preload maps listen(port)).
+function M.listen_specs(d)
+  if d.listen and #d.listen > 0 then return d.listen end
+  if d.exec_mode == "cluster_mode" and util.basename(d.interpreter or ""):match("^node") then
+    local port = d.port or (d.env and d.env.PORT)
+    if port then return { "tcp://:" .. tostring(port) } end
+  end
+end
+
+-- p's process is ready (how: "start", "ipc", "notify", "health", ...)
+function M.mark_ready(p, how)
+  p.ready = how
+  local cell = lifecycle.fire(p, "ready")
+  if cell == lifecycle.IGNORE then return end
+  if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
+  proc.act(p, cell, { ready = how })
+  describe.hook(p, "on_start")
+  proc.ctx.changed("runtime")
+  local w = p.ready_waiters
+  p.ready_waiters = nil
+  for _, fn in ipairs(w or {}) do fn(true) end
+end
+
+-- p's process will not be ready: it exited, or could not start. why: a
+-- text, or a function of p giving it (made only when someone waits)
+function M.fail_ready(p, why)
+  lifecycle.fire(p, "unready")
+  if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
+  local w = p.ready_waiters
+  p.ready_waiters = nil
+  if w and type(why) == "function" then why = why(p) end
+  for _, fn in ipairs(w or {}) do fn(false, why) end
+end
+
+function M.exited_early(p) return ("%s exited before it was ready"):format(p.name) end
+
+-- done(ok, err) once p is online, or failed to get there.
+function M.when_ready(p, done)
+  if p.status == "online" then return done(true) end
+  if p.status ~= "launching" then
+    return done(false, p.error or ("%s is %s"):format(p.name, p.status))
+  end
+  p.ready_waiters = p.ready_waiters or {}
+  p.ready_waiters[#p.ready_waiters + 1] = done
+end
+
+-- After a spawn: online at once, or when the app says so (at the latest
+-- after listen_timeout).
+function M.await(p)
+  local d = p.decl
+  p.ready = nil
+  p.notify = nil
+  p.health_failures = 0
+  M.arm_health(p)
+  if d.wait_ready or d.health then
+    -- launching until the app says it is ready (IPC, sd_notify, health)
+    p.ready_timer = core.timer(d.listen_timeout or 3000, 0, function()
+      p.ready_timer = nil
+      if p.status == "launching" then
+        log.warn("app %s (%d) did not say it is ready within listen_timeout %d ms: counted as ready",
+          p.name, p.pm_id, d.listen_timeout or 3000)
+        M.mark_ready(p, "listen_timeout")
+      end
+    end)
+    proc.ctx.changed()
+  else
+    M.mark_ready(p, "start")
+  end
+end
+
+-- sd_notify datagrams on NOTIFY_SOCKET, from an app's process or one of
+-- its descendants.
+function M.on_notify(pid, data)
+  local p
+  for _ = 1, 16 do
+    if not pid or pid <= 1 then break end
+    p = proc.by_pid[pid]
+    if p then break end
+    local st = core.proc_stat(pid)
+    pid = st and st.ppid
+  end
+  if not p then return end
+  p.notify = p.notify or {}
+  for line in data:gmatch("[^\n]+") do
+    local k, v = line:match("^([%w_]+)=(.*)$")
+    if k == "READY" and v == "1" then
+      M.mark_ready(p, "notify")
+    elseif k == "STATUS" then
+      p.notify.status = v
+    elseif k == "RELOADING" then
+      p.notify.reloading = v == "1"
+    elseif k == "STOPPING" then
+      p.notify.stopping = v == "1"
+    elseif k == "WATCHDOG" and v == "1" then
+      p.watchdog_last = core.mono()
+    elseif k == "MAINPID" then
+      p.notify.mainpid = tonumber(v)
+    end
+  end
+end
+
+-- ---- health checks and the watchdog ----
+
+local function run_check(argv, timeout, done)
+  children.run(argv, { setsid = true, timeout = timeout }, function(code) done(code) end)
+end
+
+function M.disarm(p)
+  if p.health_timer then p.health_timer:close(); p.health_timer = nil end
+  if p.watchdog_timer then p.watchdog_timer:close(); p.watchdog_timer = nil end
+end
+
+function M.arm_health(p)
+  M.disarm(p)
+  local d = p.decl
+  if d.health then
+    local h = d.health
+    local interval = h.interval or health.DEFAULTS.interval
+    local retries = h.retries or health.DEFAULTS.retries
+    local busy = false
+    local function tick()
+      if busy or p.pid == 0 or p.status == "stopping" then return end
+      busy = true
+      health.probe(h, run_check, function(ok, err)
+        busy = false
+        if p.pid == 0 or p.status == "stopping" then return end
+        if ok then
+          p.health_failures = 0
+          if p.status == "launching" then M.mark_ready(p, "health") end
+          return
+        end
+        if p.status ~= "online" then return end
+        p.health_failures = (p.health_failures or 0) + 1
+        log.warn("app %s (%d): health check failed (%d/%d): %s", p.name, p.pm_id,
+          p.health_failures, retries, tostring(err))
+        if p.health_failures >= retries then
+          event(p, "health", { failures = p.health_failures, error = tostring(err) })
+          p.health_failures = 0
+          restart_rule(p, "health")
+        end
+      end)
+    end
+    -- probe soon after start (readiness), then every interval
+    p.health_timer = core.timer(math.min(interval, 200), interval, tick)
+  end
+  if d.watchdog then
+    p.watchdog_last = nil
+    p.watchdog_timer = core.timer(d.watchdog, math.max(50, d.watchdog / 4), function()
+      if p.status ~= "online" or not p.watchdog_last then return end
+      if core.mono() - p.watchdog_last > d.watchdog then
+        log.warn("app %s (%d): no WATCHDOG=1 for %d ms", p.name, p.pm_id, d.watchdog)
+        p.watchdog_last = nil
+        restart_rule(p, "health")
+      end
+    end)
+  end
+end
+
+return M
