@@ -5,26 +5,29 @@ local lifecycle = require "pm.lifecycle"
 -- what each status does on each event: "->next actions...", "=" (ignored:
 -- nothing changes), "." (stays, no action), or "x" (refused)
 local S, L, O, P, W, E = "stopped", "launching", "online", "stopping", "waiting restart", "errored"
-local DOWN = "unpid say:stop release"
-local GIVE_UP = "unpid say:restart overlimit release"
-local DELAY = "release unpid"
+local function to(status, actions) return { status, actions or "" } end
+local DOWN = to(S, "unpid say:stop release")
+local GIVE_UP = to(E, "unpid say:restart overlimit release")
+local DELAY = to(W, "release unpid")
+local HALT = to(S, "say:stop")
+local CANCEL = to(S, "release")
 local EXPECT = {
-  --            stopped        launching          online            stopping                        waiting             errored
-  queue   = { { L, "" },      "x",               "x",              "x",                            "x",                "x" },
-  launch  = { { L, "" },      { L, "" },         { L, "" },        "x",                            { L, "" },          { L, "" } },
-  spawned = { "x",            { L, "" },         "x",              "x",                            "x",                "x" },
-  failed  = { "x",            { E, "" },         "x",              "x",                            "x",                "x" },
-  ready   = { "=",            { O, "say:online" }, "=",            "=",                            "=",                "=" },
-  unready = { "=",            { E, "" },         "=",              "=",                            "=",                "=" },
-  stop    = { "x",            { P, "" },         { P, "" },        "=",                            "x",                "x" },
-  halt    = { "=",            { S, "say:stop" }, { S, "say:stop" }, "x",                           { S, "say:stop" },  { S, "say:stop" } },
-  stopped = { "x",            "x",               "x",              { S, "release unpid say:stop" }, "x",                "x" },
-  rest    = { "x",            { S, DOWN },       { S, DOWN },      "x",                            "x",                { S, DOWN } },
-  give_up = { "x",            { E, GIVE_UP },    { E, GIVE_UP },   "x",                            "x",                { E, GIVE_UP } },
-  delay   = { "x",            { W, DELAY },      { W, DELAY },     "x",                            "x",                { W, DELAY } },
-  restart = { "x",            ".",               ".",              "x",                            "x",                "." },
-  abort   = { "x",            { O, "" },         "x",              "x",                            "x",                { O, "" } },
-  cancel  = { { S, "release" }, { S, "release" }, { S, "release" }, { S, "release" },              { S, "release" },   { S, "release" } },
+  --          stopped  launching   online   stopping                         waiting  errored
+  queue   = { to(L),   "x",        "x",     "x",                             "x",     "x" },
+  launch  = { to(L),   to(L),      to(L),   "x",                             to(L),   to(L) },
+  spawned = { "x",     to(L),      "x",     "x",                             "x",     "x" },
+  failed  = { "x",     to(E),      "x",     "x",                             "x",     "x" },
+  ready   = { "=",     to(O, "say:online"), "=", "=",                        "=",     "=" },
+  unready = { "=",     to(E),      "=",     "=",                             "=",     "=" },
+  stop    = { "x",     to(P),      to(P),   "=",                             "x",     "x" },
+  halt    = { "=",     HALT,       HALT,    "x",                             HALT,    HALT },
+  stopped = { "x",     "x",        "x",     to(S, "release unpid say:stop"), "x",     "x" },
+  rest    = { "x",     DOWN,       DOWN,    "x",                             "x",     DOWN },
+  give_up = { "x",     GIVE_UP,    GIVE_UP, "x",                             "x",     GIVE_UP },
+  delay   = { "x",     DELAY,      DELAY,   "x",                             "x",     DELAY },
+  restart = { "x",     ".",        ".",     "x",                             "x",     "." },
+  abort   = { "x",     to(O),      "x",     "x",                             "x",     to(O) },
+  cancel  = { CANCEL,  CANCEL,     CANCEL,  CANCEL,                          CANCEL,  CANCEL },
 }
 local COLUMNS = { S, L, O, P, W, E }
 
