@@ -44,8 +44,7 @@ end
 -- process group and ignored the stop signal).
 function M.kill_leftovers(p)
   for pid, start in pairs(p.tree or {}) do
-    local st = core.proc_stat(pid)
-    if st and st.state ~= "Z" and st.start == start then core.kill(pid, SIGKILL) end
+    if util.same_process(pid, start) then core.kill(pid, SIGKILL) end
   end
   p.tree = nil
 end

@@ -252,18 +252,10 @@ function M.drop_journal(home)
   os.remove(home .. "/journal.json")
 end
 
--- Is pid still the process the journal recorded? The pid alone is not
--- enough (pids are reused): its start time and the marker in its
--- environment must match too.
+-- Is pid still the process the journal recorded (its pid, start time and
+-- marker)?
 function M.same_process(rec)
-  local pid = tonumber(rec.pid)
-  if not pid or pid <= 0 then return false end
-  local st = core.proc_stat(pid)
-  if not st or st.state == "Z" or (rec.start and st.start ~= rec.start) then return false end
-  local env = core.proc_environ(pid)
-  if not env or not rec.marker then return false end
-  return env:find("\0PM_APP_UID=" .. rec.marker .. "\0", 1, true) ~= nil
-      or env:find("^PM_APP_UID=" .. rec.marker:gsub("%p", "%%%0") .. "%z") ~= nil
+  return type(rec.marker) == "string" and util.same_process(rec.pid, rec.start, rec.marker)
 end
 
 -- Processes whose environment says they were started by the daemon whose

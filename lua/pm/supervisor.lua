@@ -159,8 +159,7 @@ function M.kill_leftovers()
   ctx.closing = true -- what it kills is not restarted by on_child while the daemon finishes
   local n = 0
   local function kill(pid, q)
-    local st = core.proc_stat(pid)
-    if st and st.state ~= "Z" then
+    if util.same_process(pid) then
       n = n + 1
       log.warn("app %s: pid %d still runs at the daemon's exit: SIGKILL", tostring(q.name), pid)
       if q.pgid and q.pgid > 1 then core.killpg(q.pgid, SIGKILL) end

@@ -30,6 +30,22 @@ function M.encode(v)
   return s
 end
 
+--[[ Is pid still the process we knew? The pid alone is not enough (pids
+are reused): it must not be a zombie, and its start time (clock ticks
+after boot, /proc/PID/stat) and the marker pm put in its environment
+(PM_APP_UID) must match when given. ]]
+function M.same_process(pid, start, marker)
+  pid = tonumber(pid)
+  if not pid or pid <= 0 then return false end
+  local st = core.proc_stat(pid)
+  if not st or st.state == "Z" or (start and st.start ~= start) then return false end
+  if not marker then return true end
+  local env = core.proc_environ(pid)
+  if not env then return false end
+  return env:find("\0PM_APP_UID=" .. marker .. "\0", 1, true) ~= nil
+      or env:find("^PM_APP_UID=" .. marker:gsub("%p", "%%%0") .. "%z") ~= nil
+end
+
 -- A number as JSON text (the one formatter of replies, descriptions and
 -- the journal): an integer digit for digit (cjson keeps 14 digits), any
 -- other the shortest of 14 or 17 digits that reads back as
