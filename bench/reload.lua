@@ -13,6 +13,9 @@ local util = require "pm.util"
 local app = require "pm.app"
 
 local src = core.getcwd()
+-- the tests' harness: one H.free_port for the specs and this benchmark
+package.path = src .. "/tests/helpers/?.lua;" .. package.path
+local H = require "pmtest"
 local bin = src .. "/bin/pm"
 local home = src .. "/bench/out/reload-home"
 local seconds = tonumber(arg and arg[1]) or 5 -- each steady-load window
@@ -32,7 +35,7 @@ assert(python, "python3 is needed (the Python server, and the load without wrk)"
 local exits, started = {}, {}
 core.on_child(function(pid, code, signum) exits[pid] = { code = code, signal = signum } end)
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = H.shquote
 
 local function spawn(argv, env)
   local list = { "PATH=" .. PATH, "PM_HOME=" .. home, "HOME=" .. (os.getenv("HOME") or "/") }
@@ -94,17 +97,7 @@ end
 
 -- ---- ports and load ----
 
-local function free_port()
-  for _ = 1, 500 do
-    local port = 20000 + math.random(0, 29999)
-    local fd = core.listen_tcp("127.0.0.1", tostring(port))
-    if fd then
-      core.close(fd)
-      return port
-    end
-  end
-  error("no free port")
-end
+local free_port = H.free_port
 
 local function tcp_ok(port)
   local fd = core.connect_tcp("127.0.0.1", tostring(port))

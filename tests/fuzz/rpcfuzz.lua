@@ -21,11 +21,13 @@
 -- The parse is the daemon's own decoder (pm.util.decode: cjson with its
 -- depth limit), so "parseable" means the same on both sides.
 --
--- Usage: local F = dofile(".../tests/fuzz/rpcfuzz.lua")
+-- Usage: local F = dofile(".../tests/fuzz/rpcfuzz.lua") (tests/helpers on
+--        package.path, as the specs and the soak scripts have it)
 --        local stats = F.run({ sock = path, frames = 20000, seed = 1, daemon_pid = pid, ... })
 local core = require "pm.core"
 local util = require "pm.util"
 local bit = require "bit"
+local H = require "pmtest" -- (H.run_until)
 
 local F = {}
 
@@ -472,17 +474,6 @@ end
 
 -- ---- the driver ----
 
--- Runs the loop until cond() or ms pass; returns cond().
-local function pump(cond, ms)
-  core.run("nowait")
-  local fired = false
-  local t = core.timer(ms, 0, function() fired = true end)
-  while not cond() and not fired do core.run("once") end
-  t:close()
-  return cond()
-end
-F.pump = pump
-
 local function check_reply(stats, msg, line)
   if type(msg) ~= "table" or msg.jsonrpc ~= "2.0" then
     stats.malformed_replies = stats.malformed_replies + 1
@@ -753,7 +744,7 @@ function F.ping(sock, ms)
     if type(m) == "table" and m.id == "liveness" then got = m end
   end, function() end)
   st:write('{"jsonrpc":"2.0","id":"liveness","method":"ping"}\n')
-  pump(function() return got ~= nil end, ms)
+  H.run_until(function() return got ~= nil end, ms)
   st:close()
   if not got then return false, ("no pong in %d ms"):format(ms) end
   return type(got.result) == "table" and got.result.msg == "pong", "answered " .. util.encode(got)

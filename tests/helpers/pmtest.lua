@@ -1,5 +1,10 @@
 -- Integration-test harness: a real daemon in a temporary PM_HOME, the real
--- `pm` binary, polling against deadlines, and clean-up by pid only.
+-- `pm` binary, polling against deadlines, and clean-up by pid only. The
+-- helpers specs share live here, not in copies: the CLI (H.pm, H.start,
+-- H.ok, H.fails), the Lua API and its loop (H.api_start, H.pump, H.holds),
+-- raw connections to rpc.sock (H.connect), what runs (H.jlist, H.online,
+-- H.environ) and files (H.write, H.script, H.contains).
+-- bench/reload.lua loads it too (H.free_port): nothing here needs busted.
 local core = require "pm.core"
 local util = require "pm.util"
 
@@ -37,9 +42,14 @@ function H.pm(...)
   local args = { ... }
   local opts = {}
   if type(args[#args]) == "table" then opts = table.remove(args) end
+  return H.sh(H.command(unpack(args)), opts)
+end
+
+-- The shell words of `pm args...`, each quoted.
+function H.command(...)
   local words = { shquote(H.bin) }
-  for _, a in ipairs(args) do words[#words + 1] = shquote(a) end
-  return H.sh(table.concat(words, " "), opts)
+  for _, a in ipairs({ ... }) do words[#words + 1] = shquote(a) end
+  return table.concat(words, " ")
 end
 
 -- Under the sanitizer pass (make asan sets PM_SAN_DIR) every report is
@@ -112,10 +122,59 @@ function H.status(name)
   return p and p.pm2_env.status
 end
 
+-- `pm start script --name name ...`, which must succeed; returns the app's
+-- description (its first instance's).
+function H.start(script, name, ...)
+  H.ok(H.pm("start", script, "--name", name, ...), "pm start " .. name)
+  return assert(H.proc(name), "no process " .. name)
+end
+
+-- Starts one app through the Lua API (for attributes the CLI has no flag
+-- for); returns its first instance's description.
+function H.api_start(app)
+  local list, err = require("pm").start(app)
+  assert(list, "pm.start failed: " .. tostring(err))
+  return list[1]
+end
+
+-- Asserts that p (a description) is online with a live pid; returns it.
+function H.online(p, what)
+  assert(p, (what or "the app") .. " is not in jlist")
+  local status = p.pm2_env.status
+  assert(status == "online", ("%s should be online, is %s"):format(what or p.name, tostring(status)))
+  assert(H.alive(p.pid), (what or p.name) .. ": its pid " .. tostring(p.pid) .. " should be alive")
+  return p
+end
+
+-- The names of the apps of list (jlist by default), sorted, comma-separated.
+function H.names(list)
+  local t = {}
+  for _, p in ipairs(list or H.jlist()) do t[#t + 1] = p.name end
+  table.sort(t)
+  return table.concat(t, ",")
+end
+
+-- The apps of list (jlist by default) by name (the last instance of each).
+function H.by_name(list)
+  local t = {}
+  for _, p in ipairs(list or H.jlist()) do t[p.name] = p end
+  return t
+end
+
 function H.alive(pid)
   if not pid or pid <= 0 then return false end
   local st = core.proc_stat(pid)
   return st ~= nil and st.state ~= "Z"
+end
+
+-- The environment of a running process (/proc/PID/environ) as a table, or
+-- nil when it is gone.
+function H.environ(pid)
+  local raw = core.proc_environ(pid)
+  if not raw then return nil end
+  local t = {}
+  for k, v in raw:gmatch("([^%z=]+)=([^%z]*)") do t[k] = v end
+  return t
 end
 
 function H.daemon_pid(home)
@@ -123,21 +182,28 @@ function H.daemon_pid(home)
   return s and tonumber(s:match("%d+"))
 end
 
+-- Stops the daemon of home (H.home by default), if one runs: `pm kill`,
+-- then SIGKILL by its pid if it is still alive 5 s later.
+function H.stop_daemon(home)
+  home = home or H.home
+  local dpid = H.daemon_pid(home)
+  if dpid and H.alive(dpid) then
+    H.sh(shquote(H.bin) .. " kill", { env = { PM_HOME = home } })
+    pcall(H.wait_for, function() return not H.alive(dpid) end, 5000)
+    if H.alive(dpid) then core.kill(dpid, 9) end
+  end
+end
+
 -- Stops the daemon of the home and everything it ran: `pm kill`, then, for
 -- what is still alive, SIGKILL by the pids recorded in that PM_HOME.
 function H.cleanup(home)
   home = home or H.home
   if not home then return end
-  local dpid = H.daemon_pid(home)
   local app_pids = {}
   local p = io.popen("cat " .. shquote(home) .. "/pids/*.pid 2>/dev/null")
   for l in p:lines() do app_pids[#app_pids + 1] = tonumber(l) end
   p:close()
-  if dpid and H.alive(dpid) then
-    H.sh(shquote(H.bin) .. " kill")
-    pcall(H.wait_for, function() return not H.alive(dpid) end, 5000)
-    if H.alive(dpid) then core.kill(dpid, 9) end
-  end
+  H.stop_daemon(home)
   for _, pid in ipairs(app_pids) do
     if H.alive(pid) then core.kill(pid, 9) end
   end
@@ -173,10 +239,142 @@ function H.count_lines(path)
   return n
 end
 
+function H.exists(path) return core.stat(path) ~= nil end
+
+-- Whether the file at path holds the plain text.
+function H.contains(path, text)
+  local s = util.read_file(path)
+  return s ~= nil and s:find(text, 1, true) ~= nil
+end
+
+-- How many times the plain text occurs in s.
+function H.count(s, plain)
+  local n, pos = 0, 1
+  while true do
+    local a, b = s:find(plain, pos, true)
+    if not a then return n end
+    n, pos = n + 1, b + 1
+  end
+end
+
+-- path with its links resolved (as the app sees its cwd), or path itself.
+function H.real(path) return core.realpath(path) or path end
+
+-- The default out log of a one-instance app.
+function H.out_log(name) return H.home .. "/logs/" .. name .. "-out.log" end
+
+-- The daemon's own log, "" before it has one.
+function H.pm_log() return util.read_file(H.home .. "/pm.log") or "" end
+
 -- Asserts that a command succeeded, saying what it printed otherwise.
 function H.ok(r, what)
   assert(r.code == 0, ("%s: exit %s, stdout: %s, stderr: %s"):format(what or "pm", tostring(r.code), r.out, r.err))
   return r
+end
+
+-- Asserts that a command was refused: a non-zero exit and exactly one line
+-- on stderr, which holds every plain string given.
+function H.fails(r, ...)
+  assert(r.code ~= 0, "expected a failure, got exit 0, stdout: " .. r.out)
+  assert(r.err:match("^[^\n]+\n$"), "expected one line on stderr, got: [" .. r.err .. "]")
+  for _, plain in ipairs({ ... }) do
+    assert(r.err:find(plain, 1, true), ("stderr [%s] should mention [%s]"):format(r.err, plain))
+  end
+  return r
+end
+
+-- ---- the event loop: bus callbacks, raw connections, timers ----
+
+--[[ Runs the loop until cond() is truthy or ms pass; returns cond()'s last
+value. cond() is looked at after every event and at least every 20 ms. ]]
+function H.run_until(cond, ms)
+  -- libev's timers count from the loop's cached time, which is stale when
+  -- the loop has not run for a while: one turn first updates it
+  core.run("nowait")
+  local v = cond()
+  if v then return v end
+  local over = false
+  local deadline = core.timer(ms, 0, function() over = true end)
+  local tick = core.timer(20, 20, function() end)
+  local ok, res = pcall(function()
+    repeat
+      core.run("once")
+      v = cond()
+    until v or over
+    return v
+  end)
+  deadline:close()
+  tick:close()
+  if not ok then error(res, 0) end -- (cond's own error, as it was)
+  return res
+end
+
+-- H.run_until, failing the test when ms (5000) pass first.
+function H.pump(cond, ms, what)
+  local v = H.run_until(cond, ms or 5000)
+  if v then return v end
+  error("timed out waiting for " .. (what or "a condition"), 2)
+end
+
+-- Something that must NOT happen can only be watched for a while: runs the
+-- loop for ms and fails at the first time cond() is false.
+function H.holds(cond, ms, what)
+  local deadline = core.mono() + ms
+  repeat
+    if not cond() then error("no longer true: " .. (what or "a condition"), 2) end
+    H.run_until(function() return false end, 20)
+  until core.mono() > deadline
+  if not cond() then error("no longer true: " .. (what or "a condition"), 2) end
+end
+
+--[[ A raw connection to rpc.sock (sock, or the home's). Every line that
+comes is kept in c.lines and, decoded, in c.msgs ({ undecodable = line } if
+it is not JSON); c.closed once the daemon has closed it. c:send(text);
+c:next(ms): the next message not yet taken (waits up to ms, 3000), or nil;
+c:reply(id, ms): the message with that id (waits), or nil; c:close(). ]]
+function H.connect(sock)
+  local fd, err = core.connect_unix(sock or (H.home .. "/rpc.sock"))
+  assert(fd, err)
+  local c = { msgs = {}, lines = {}, closed = false }
+  c.stream = core.stream(fd, function(line)
+    if not line then return end
+    c.lines[#c.lines + 1] = line
+    c.msgs[#c.msgs + 1] = util.decode(line) or { undecodable = line }
+  end, function() c.closed = true end, 64 * 1024 * 1024)
+  function c:send(s) assert(self.stream:write(s)) end
+  function c:next(ms)
+    local n = self.taken or 0
+    if not H.run_until(function() return #self.msgs > n or self.closed end, ms or 3000) then return nil end
+    if #self.msgs > n then
+      self.taken = n + 1
+      return self.msgs[n + 1]
+    end
+  end
+  function c:reply(id, ms)
+    local found
+    H.run_until(function()
+      for _, m in ipairs(self.msgs) do
+        if m.id == id then found = m; return true end
+      end
+      return self.closed
+    end, ms or 3000)
+    return found
+  end
+  function c:close() self.stream:close() end
+  return c
+end
+
+-- A TCP port of 127.0.0.1 nobody listens on (20000 + a random offset).
+function H.free_port()
+  for _ = 1, 500 do
+    local port = 20000 + math.random(0, 29999)
+    local fd = core.listen_tcp("127.0.0.1", tostring(port))
+    if fd then
+      core.close(fd)
+      return port
+    end
+  end
+  error("no free port")
 end
 
 -- Open fds of pid

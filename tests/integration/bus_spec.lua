@@ -13,45 +13,11 @@ local pm = require "pm"
 
 local F = H.fixtures
 
--- Runs the client's loop (bus callbacks) until cond() is truthy; bounded.
-local function pump(cond, ms, what)
-  local deadline = core.mono() + (ms or 5000)
-  repeat
-    local v = cond()
-    if v then return v end
-    pm.wait(20)
-  until core.mono() > deadline
-  local v = cond()
-  if v then return v end
-  error("timed out waiting for " .. (what or "a condition"), 2)
-end
-
--- Runs the loop for ms, asserting cond() stays true.
-local function holds(cond, ms, what)
-  local deadline = core.mono() + ms
-  repeat
-    assert(cond(), "no longer true: " .. (what or "a condition"))
-    pm.wait(20)
-  until core.mono() > deadline
-  assert(cond(), "no longer true: " .. (what or "a condition"))
-end
-
-local function api_start(app)
-  local list, err = pm.start(app)
-  assert(list, "pm.start failed: " .. tostring(err))
-  return list[1]
-end
+local pump, holds, api_start = H.pump, H.holds, H.api_start
 
 local function read(path) return util.read_file(path) or "" end
 
-local function count(s, text)
-  local n, i = 0, 1
-  while true do
-    local a, b = s:find(text, i, true)
-    if not a then return n end
-    n, i = n + 1, b + 1
-  end
-end
+local count = H.count
 
 local function wait_log(path, text, n, ms)
   return H.wait_for(function() return count(read(path), text) >= (n or 1) end, ms or 3000,
@@ -60,14 +26,7 @@ end
 
 local function is_null(v) return v == nil or v == util.null end
 
--- The environment of a running process as a table.
-local function environ(pid)
-  local raw = core.proc_environ(pid)
-  if not raw then return nil end
-  local t = {}
-  for k, v in raw:gmatch("([^%z=]+)=([^%z]*)") do t[k] = v end
-  return t
-end
+local environ = H.environ
 
 local function msg_packet(data) return { type = "process:msg", data = data, topic = true } end
 

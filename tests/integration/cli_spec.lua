@@ -10,9 +10,7 @@ local APP_LUA = H.fixtures .. "/cli_app.lua"
 
 -- ---- helpers ----
 
-local function real(path) return core.realpath(path) or path end
-
-local function out_log(name) return H.home .. "/logs/" .. name .. "-out.log" end
+local real, out_log = H.real, H.out_log
 
 --[[ Waits until the app's out log holds a whole report of cli_app.sh or
 cli_app.lua (it ends with "ready") and parses the last one:
@@ -38,42 +36,11 @@ local function facts(name)
   return f
 end
 
-local function ok(r, what)
-  assert(r.code == 0, ("%s: exit %s, stderr: %s"):format(what or "pm", tostring(r.code), r.err))
-  return r
-end
-
--- A failure: non-zero exit and exactly one line on stderr.
-local function fails(r, pattern)
-  assert.are_not.equal(0, r.code, "expected a failure, stdout: " .. r.out)
-  assert.is_truthy(r.err:match("^[^\n]+\n$"), "expected one line on stderr, got: [" .. r.err .. "]")
-  if pattern then
-    assert.is_truthy(r.err:find(pattern, 1, true), ("stderr [%s] should mention [%s]"):format(r.err, pattern))
-  end
-  return r
-end
-
-local function names(list)
-  local t = {}
-  for _, p in ipairs(list) do t[#t + 1] = p.name end
-  table.sort(t)
-  return table.concat(t, ",")
-end
-
-local function by_name(list)
-  local t = {}
-  for _, p in ipairs(list) do t[p.name] = p end
-  return t
-end
+local ok, fails, names, by_name = H.ok, H.fails, H.names, H.by_name
 
 -- Starts cli_app.sh as `name` (a new app each time: -f) and returns its description.
 local function start_app(name, ...)
-  ok(H.pm("start", APP_SH, "--name", name, "-f", "-s", ...), "start " .. name)
-  local p = H.proc(name)
-  assert.is_not_nil(p, name .. " is not in jlist")
-  assert.equal("online", p.pm2_env.status)
-  assert.is_true(H.alive(p.pid))
-  return p
+  return H.online(H.start(APP_SH, name, "-f", "-s", ...))
 end
 
 local write = H.write
@@ -670,14 +637,7 @@ describe("the first call", function()
   it("creates a PM_HOME that does not exist, 0700", function()
     local nested = H.home .. "/fresh"
     local env = { env = { PM_HOME = nested } }
-    finally(function()
-      local dpid = H.daemon_pid(nested)
-      if dpid and H.alive(dpid) then
-        H.pm("kill", env)
-        pcall(H.wait_for, function() return not H.alive(dpid) end, 5000)
-        if H.alive(dpid) then core.kill(dpid, 9) end
-      end
-    end)
+    finally(function() H.stop_daemon(nested) end)
     local r = ok(H.pm("start", APP_SH, "--name", "n", "-s", env))
     assert.equal("", r.err)
     assert.equal(448, core.stat(nested).mode)
@@ -694,14 +654,7 @@ describe("the first call", function()
   it("creates a PM_HOME whose parent does not exist either (as PM2 does)", function()
     local nested = H.home .. "/a/b/home"
     local env = { env = { PM_HOME = nested } }
-    finally(function()
-      local dpid = H.daemon_pid(nested)
-      if dpid and H.alive(dpid) then
-        H.pm("kill", env)
-        pcall(H.wait_for, function() return not H.alive(dpid) end, 5000)
-        if H.alive(dpid) then core.kill(dpid, 9) end
-      end
-    end)
+    finally(function() H.stop_daemon(nested) end)
     ok(H.pm("ping", env))
     assert.equal(448, core.stat(nested).mode)
     assert.is_true(H.alive(H.daemon_pid(nested)))

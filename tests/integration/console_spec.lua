@@ -16,10 +16,7 @@ local sq = H.shquote
 local ok = H.ok
 
 local function start_app(name)
-  ok(H.pm("start", APP, "--name", name, "-f", "-s"), "start " .. name)
-  local p = H.proc(name)
-  assert(p and p.pm2_env.status == "online", name .. " should be online")
-  return p
+  return H.online(H.start(APP, name, "-f", "-s"))
 end
 
 local function restarts(name)
@@ -64,14 +61,7 @@ local function cells(row)
   return c
 end
 
-local function count(s, plain)
-  local n, pos = 0, 1
-  while true do
-    local a, b = s:find(plain, pos, true)
-    if not a then return n end
-    n, pos = n + 1, b + 1
-  end
-end
+local count = H.count
 
 -- ---- a terminal: a tmux server of our own (its own socket) ----
 

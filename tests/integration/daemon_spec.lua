@@ -5,7 +5,7 @@ local H = require "pmtest"
 local core = require "pm.core"
 local util = require "pm.util"
 
-local function exists(path) return core.stat(path) ~= nil end
+local exists = H.exists
 
 local fd_count = H.fd_count
 
@@ -14,18 +14,10 @@ local zombies_of = H.zombies_of
 -- Live `pm daemon` processes whose PM_HOME is home.
 local function daemons_of(home)
   local found = {}
-  local p = io.popen("ls /proc")
-  for name in p:lines() do
-    local pid = tonumber(name)
-    local cmd = pid and util.read_file("/proc/" .. name .. "/cmdline")
-    if cmd and cmd:find("\0daemon\0", 1, true) and H.alive(pid) then
-      local env = core.proc_environ(pid)
-      if env and ("\0" .. env):find("\0PM_HOME=" .. home .. "\0", 1, true) then
-        found[#found + 1] = pid
-      end
-    end
+  for _, pid in ipairs(H.processes_of_home(home)) do
+    local cmd = util.read_file("/proc/" .. pid .. "/cmdline")
+    if cmd and cmd:find("\0daemon\0", 1, true) then found[#found + 1] = pid end
   end
-  p:close()
   return found
 end
 

@@ -13,31 +13,12 @@ local EXAMPLES = H.src .. "/ecosystem"
 
 -- ---- helpers ----
 
-local write = H.write
+local write, ok, fails, real, out_log, contains = H.write, H.ok, H.fails, H.real, H.out_log, H.contains
+local names, by_name, online = H.names, H.by_name, H.online
 
 -- Writes an ecosystem file into the home: APP in the text is the fixture.
 local function eco(name, text)
   return write(H.home .. "/" .. name, (text:gsub("APP", ("%q"):format(APP))))
-end
-
-local ok = H.ok
-
--- A failure: non-zero exit, one line on stderr that holds every pattern.
-local function fails(r, ...)
-  assert(r.code ~= 0, "expected a failure, got exit 0, stdout: " .. r.out)
-  assert(r.err:match("^[^\n]+\n$"), "expected one line on stderr, got: [" .. r.err .. "]")
-  for _, pat in ipairs({ ... }) do
-    assert(r.err:find(pat, 1, true), ("stderr [%s] should mention [%s]"):format(r.err, pat))
-  end
-  return r
-end
-
-local function real(path) return core.realpath(path) or path end
-
-local function by_name(list)
-  local t = {}
-  for _, p in ipairs(list or H.jlist()) do t[p.name] = p end
-  return t
 end
 
 local function named(name, list)
@@ -49,13 +30,6 @@ local function named(name, list)
   return out
 end
 
-local function names(list)
-  local t = {}
-  for _, p in ipairs(list or H.jlist()) do t[#t + 1] = p.name end
-  table.sort(t)
-  return table.concat(t, ",")
-end
-
 -- "name:pid:status" of every app, sorted: what runs, to compare before/after.
 local function snapshot()
   local t = {}
@@ -64,29 +38,14 @@ local function snapshot()
   return table.concat(t, " ")
 end
 
-local function online(p, what)
-  assert(p, (what or "the app") .. " is not in jlist")
-  assert.equal("online", p.pm2_env.status, (what or p.name) .. " should be online")
-  assert.is_true(H.alive(p.pid), (what or p.name) .. ": its pid " .. tostring(p.pid) .. " should be alive")
-  return p
-end
-
 -- The environment of a live app process, as it sees it (/proc/<pid>/environ).
 -- Waits until it is the app's own (it holds pm's PM_APP_UID, not the daemon's).
 local function environ(pid)
   return H.wait_for(function()
-    local s = util.read_file("/proc/" .. pid .. "/environ")
-    if not s then return nil end
-    local env = {}
-    for kv in s:gmatch("([^%z]+)") do
-      local k, v = kv:match("^([^=]*)=(.*)$")
-      if k then env[k] = v end
-    end
-    return env.PM_APP_UID and env
+    local env = H.environ(pid)
+    return env and env.PM_APP_UID and env
   end, 5000, "the environment of pid " .. tostring(pid))
 end
-
-local function out_log(name) return H.home .. "/logs/" .. name .. "-out.log" end
 
 -- The last report of ep_app.sh in a log: { args = {...}, cwd, EP_V }.
 local function facts(path, what)
@@ -109,11 +68,6 @@ local function cpus()
   local n = tonumber(p:read("*l"))
   p:close()
   return n
-end
-
-local function contains(path, text)
-  local s = util.read_file(path)
-  return s ~= nil and s:find(text, 1, true) ~= nil
 end
 
 -- ---- the worked examples ----

@@ -12,18 +12,7 @@ local pm = require "pm"
 
 local F = H.fixtures
 
-local function start(script, name, ...)
-  local r = H.pm("start", script, "--name", name, ...)
-  assert.equal(0, r.code, "pm start failed: " .. r.err)
-  return assert(H.proc(name), "no process " .. name)
-end
-
--- Starts one app through the Lua API (for attributes the CLI has no flag for).
-local function api_start(app)
-  local list, err = pm.start(app)
-  assert(list, "pm.start failed: " .. tostring(err))
-  return list[1]
-end
+local start, api_start = H.start, H.api_start
 
 local function read(path) return util.read_file(path) end
 
@@ -33,7 +22,7 @@ local function lines_of(s)
   return t
 end
 
-local function exists(path) return core.stat(path) ~= nil end
+local exists = H.exists
 
 local function size(path)
   local st = core.stat(path)
@@ -77,7 +66,7 @@ local function check_burst(s, first, last, width)
 end
 
 -- A long-lived shell app that writes a line to stdout and one to stderr.
-local TWO_LINES = 'echo "out line"\necho "err line" >&2\nexec sleep 1000\n'
+local TWO_LINES = F .. "/lb_two_lines.sh"
 
 describe("log files", function()
   before_each(function() H.new_home() end)
@@ -87,8 +76,7 @@ describe("log files", function()
   end)
 
   it("defaults to $PM_HOME/logs/<name>-out.log and <name>-error.log", function()
-    local s = H.script("lb_two.sh", TWO_LINES)
-    local p = start(s, "lp")
+    local p = start(TWO_LINES, "lp")
     local out, err = H.home .. "/logs/lp-out.log", H.home .. "/logs/lp-error.log"
     assert.equal(out, p.pm2_env.pm_out_log_path)
     assert.equal(err, p.pm2_env.pm_err_log_path)
@@ -101,23 +89,8 @@ describe("log files", function()
     local comb = H.home .. "/comb/x/all.log"
     -- a partial stdout line, a whole stderr line while it is pending, then
     -- the rest of the stdout line, then 200 interleaved pairs
-    local s = H.script("lb_streams.sh", [[
-printf 'out-partial-'
-sleep 0.2
-echo 'err-whole' >&2
-sleep 0.2
-printf 'rest\n'
-i=1
-while [ $i -le 200 ]; do
-  echo "out-$i"
-  echo "err-$i" >&2
-  i=$((i + 1))
-done
-echo done-writing
-exec sleep 1000
-]])
     assert.is_nil(core.stat(H.home .. "/custom"))
-    local p = start(s, "streams", "-o", dir .. "/o.log", "-e", dir .. "/e.log", "-l", comb)
+    local p = start(F .. "/lb_streams.sh", "streams", "-o", dir .. "/o.log", "-e", dir .. "/e.log", "-l", comb)
     assert.equal(dir .. "/o.log", p.pm2_env.pm_out_log_path)
     assert.equal(dir .. "/e.log", p.pm2_env.pm_err_log_path)
     local want_out = { "out-partial-rest" }
@@ -156,7 +129,7 @@ exec sleep 1000
   end)
 
   it("adds -<pm_id> for several instances, also to out_file, and not with merge_logs", function()
-    local s = H.script("lb_inst.sh", 'echo "inst $NODE_APP_INSTANCE id $pm_id"\nexec sleep 1000\n')
+    local s = F .. "/lb_instance.sh"
     start(s, "multi", "-i", "2")
     local ids = {}
     for _, p in ipairs(H.jlist()) do
@@ -200,9 +173,8 @@ exec sleep 1000
   end)
 
   it("writes nothing for out_file /dev/null and error_file NULL", function()
-    local s = H.script("lb_nul.sh", TWO_LINES)
     local witness = H.home .. "/witness.log"
-    local p = start(s, "nul", "-o", "/dev/null", "-e", "NULL", "-l", witness)
+    local p = start(TWO_LINES, "nul", "-o", "/dev/null", "-e", "NULL", "-l", witness)
     assert.equal("/dev/null", p.pm2_env.pm_out_log_path)
     assert.equal("/dev/null", p.pm2_env.pm_err_log_path)
     -- the combined file shows the app wrote both lines
@@ -218,8 +190,7 @@ exec sleep 1000
   end)
 
   it("time = true prefixes each line with YYYY-MM-DDTHH:mm:ss: ", function()
-    local s = H.script("lb_time.sh", TWO_LINES)
-    start(s, "timed", "--time")
+    start(TWO_LINES, "timed", "--time")
     for _, pair in ipairs({ { "out", "out line" }, { "error", "err line" } }) do
       local path = ("%s/logs/timed-%s.log"):format(H.home, pair[1])
       local text = wait_contains(path, "\n")
@@ -233,7 +204,7 @@ exec sleep 1000
   end)
 
   it("log_date_format 'YYYY-MM-DD HH:mm:ss.SSS' prefixes that shape", function()
-    api_start({ script = H.script("lb_datefmt.sh", TWO_LINES), name = "datefmt",
+    api_start({ script = TWO_LINES, name = "datefmt",
       log_date_format = "YYYY-MM-DD HH:mm:ss.SSS" })
     local text = wait_contains(H.home .. "/logs/datefmt-out.log", "\n")
     assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d%.%d%d%d: out line\n$"), text)
@@ -243,20 +214,14 @@ exec sleep 1000
   end)
 
   it("log_date_format 'YYYY-MM-DD HH:mm Z' (PM2's example) writes Z as moment does: +HH:mm", function()
-    api_start({ script = H.script("lb_datez.sh", TWO_LINES), name = "datez",
+    api_start({ script = TWO_LINES, name = "datez",
       log_date_format = "YYYY-MM-DD HH:mm Z" })
     local text = wait_contains(H.home .. "/logs/datez-out.log", "\n")
     assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d [%+%-]%d%d:%d%d: out line\n$"), text)
   end)
 
   it("log_type = 'json' writes one JSON object per line", function()
-    local s = H.script("lb_json.sh", [[
-echo 'plain'
-printf 'say "hi"\tback\\slash\n'
-echo 'oops' >&2
-exec sleep 1000
-]])
-    local p = api_start({ script = s, name = "jsonapp", log_type = "json" })
+    local p = api_start({ script = F .. "/lb_json.sh", name = "jsonapp", log_type = "json" })
     local out = H.home .. "/logs/jsonapp-out.log"
     H.wait_for(function() return #lines_of(read(out)) >= 2 end, 3000, "two JSON lines")
     local got = lines_of(read(out))
@@ -283,12 +248,7 @@ exec sleep 1000
   end)
 
   it("log_type = 'json' lines stay valid UTF-8 JSON when the app writes bytes that are not UTF-8", function()
-    local s = H.script("lb_json_bytes.sh", [[
-printf 'bad \377\376 bytes\n'
-printf 'ok \303\251\n'
-exec sleep 1000
-]])
-    api_start({ script = s, name = "jsonbytes", log_type = "json" })
+    api_start({ script = F .. "/lb_json_bytes.sh", name = "jsonbytes", log_type = "json" })
     local out = H.home .. "/logs/jsonbytes-out.log"
     H.wait_for(function() return #lines_of(read(out)) >= 2 end, 3000, "two JSON lines")
     -- a strict reader: python3's json on the line decoded as UTF-8
@@ -305,21 +265,13 @@ for raw in open(sys.argv[1], "rb"):
   end)
 
   it("ends a last line without newline at exit, never merged with the next run's output", function()
-    local s = H.script("lb_tail.sh", [[
-n=$(cat "$0.count" 2>/dev/null || echo 0)
-n=$((n + 1))
-echo $n > "$0.count"
-printf "tail-$n"
-exit 1
-]])
-    start(s, "tails", "--max-restarts", "3")
+    start(F .. "/lb_tail.sh", "tails", "--max-restarts", "3", "--", H.home .. "/tails.count")
     H.wait_for(function() return H.status("tails") == "errored" end, 5000, "errored")
     wait_equal(H.home .. "/logs/tails-out.log", "tail-1\ntail-2\ntail-3\n")
   end)
 
   it("holds a partial line until its newline: one line, one time prefix", function()
-    local s = H.script("lb_partial.sh", "printf 'part-A'\nsleep 0.4\nprintf 'part-B\\n'\nexec sleep 1000\n")
-    start(s, "partial", "--time")
+    start(F .. "/lb_partial.sh", "partial", "--time")
     local path = H.home .. "/logs/partial-out.log"
     local text = wait_contains(path, "part-B")
     assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d: part%-Apart%-B\n$"), text)
@@ -395,16 +347,10 @@ exit 1
 
   it("writes every line of every run of a crash-restart loop", function()
     local per = 2000
-    local s = H.script("lb_crashloop.sh", ([[
-n=$(cat "$0.count" 2>/dev/null || echo 0)
-n=$((n + 1))
-echo $n > "$0.count"
-seq -f "run-$n-%%g" 1 %d
-exit 1
-]]):format(per))
-    start(s, "loop", "--max-restarts", "5")
+    local count = H.home .. "/loop.count"
+    start(F .. "/lb_crashloop.sh", "loop", "--max-restarts", "5", "--", count, tostring(per))
     H.wait_for(function() return H.status("loop") == "errored" end, 10000, "errored")
-    local runs = tonumber(read(s .. ".count"))
+    local runs = tonumber(read(count))
     assert.equal(5, runs)
     local path = H.home .. "/logs/loop-out.log"
     pcall(H.wait_for, function() return H.count_lines(path) >= runs * per end, 5000)
@@ -480,16 +426,9 @@ describe("pm logs", function()
     H.cleanup()
   end)
 
-  local TEN = [[
-i=1; while [ $i -le 10 ]; do echo "out-$i"; i=$((i + 1)); done
-i=1; while [ $i -le 10 ]; do echo "err-$i" >&2; i=$((i + 1)); done
-exec sleep 1000
-]]
-
   it("--lines 5 --nostream prints the last 5 lines in total, prefixed <pm_id>|<name>|; --err/--out select", function()
-    local s = H.script("lb_ten.sh", TEN)
-    start(H.script("lb_other.sh", 'echo "other app"\nexec sleep 1000\n'), "other")
-    local p = start(s, "lg")
+    start(F .. "/lb_other.sh", "other")
+    local p = start(F .. "/lb_ten.sh", "lg")
     wait_contains(H.home .. "/logs/lg-out.log", "out-10\n")
     wait_contains(H.home .. "/logs/lg-error.log", "err-10\n")
     local prefix = p.pm_id .. "|lg|"
@@ -527,9 +466,8 @@ exec sleep 1000
   end)
 
   it("follows live lines of the target after the last ones (without --nostream)", function()
-    local s = H.script("lb_ticker.sh", 'i=0\nwhile true; do i=$((i + 1)); echo "tick $i"; sleep 0.1; done\n')
-    local p = start(s, "ticker")
-    start(H.script("lb_quiet.sh", 'while true; do echo "other"; sleep 0.1; done\n'), "chatty")
+    local p = start(F .. "/lb_ticker.sh", "ticker")
+    start(F .. "/lb_chatty.sh", "chatty")
     wait_contains(H.home .. "/logs/ticker-out.log", "tick 2")
     local r = H.sh("timeout -s INT 1.5 " .. H.shquote(H.bin) .. " logs ticker --lines 1")
     local got = lines_of(r.out)
@@ -548,23 +486,11 @@ exec sleep 1000
   it("merges by time lines stamped with log_date_format 'YYYY-MM-DD HH:mm:ss.SSS'", function()
     local fmt = "YYYY-MM-DD HH:mm:ss.SSS"
     -- C1, then D1, then C2, 150 ms apart (flag files pace them)
-    local c = H.script("lb_tc.sh", [[
-echo "C1"
-touch "$0.c1"
-while [ ! -e "$0.d1" ]; do sleep 0.02; done
-sleep 0.15
-echo "C2"
-exec sleep 1000
-]])
-    local d = H.script("lb_td.sh", ([[
-while [ ! -e "%s.c1" ]; do sleep 0.02; done
-sleep 0.15
-echo "D1"
-touch "%s.d1"
-exec sleep 1000
-]]):format(c, c))
-    local pc = api_start({ script = c, name = "tc", log_date_format = fmt })
-    local pd = api_start({ script = d, name = "td", log_date_format = fmt })
+    local flags = H.home .. "/tcd"
+    local pc = api_start({ script = F .. "/lb_paced_first.sh", args = { flags, "0.15", "C1", "C2" }, name = "tc",
+      log_date_format = fmt })
+    local pd = api_start({ script = F .. "/lb_paced_second.sh", args = { flags, "0.15", "D1" }, name = "td",
+      log_date_format = fmt })
     wait_contains(H.home .. "/logs/tc-out.log", "C2", 5000)
     wait_contains(H.home .. "/logs/td-out.log", "D1", 5000)
     local r = H.pm("logs", "--lines", "10", "--nostream")
@@ -579,23 +505,9 @@ exec sleep 1000
 
   it("merges the lines of two apps by time when they carry timestamps", function()
     -- A1, then B1 1.2 s later, then A2 1.2 s after that (flag files pace them)
-    local a = H.script("lb_ta.sh", [[
-echo "A1"
-touch "$0.a1"
-while [ ! -e "$0.b1" ]; do sleep 0.02; done
-sleep 1.2
-echo "A2"
-exec sleep 1000
-]])
-    local b = H.script("lb_tb.sh", ([[
-while [ ! -e "%s.a1" ]; do sleep 0.02; done
-sleep 1.2
-echo "B1"
-touch "%s.b1"
-exec sleep 1000
-]]):format(a, a))
-    local pa = start(a, "ta", "--time")
-    local pb = start(b, "tb", "--time")
+    local flags = H.home .. "/tab"
+    local pa = start(F .. "/lb_paced_first.sh", "ta", "--time", "--", flags, "1.2", "A1", "A2")
+    local pb = start(F .. "/lb_paced_second.sh", "tb", "--time", "--", flags, "1.2", "B1")
     wait_contains(H.home .. "/logs/ta-out.log", "A2", 6000)
     wait_contains(H.home .. "/logs/tb-out.log", "B1", 6000)
     local r = H.pm("logs", "--lines", "10", "--nostream")

@@ -13,45 +13,10 @@ local EXIT = H.fixtures .. "/ep_exit.sh" -- exits with EP_CODE on SIGUSR1
 
 local write = H.write
 
-local ok = H.ok
-
-local function fails(r, ...)
-  assert(r.code ~= 0, "expected a failure, got exit 0, stdout: " .. r.out)
-  assert(r.err:match("^[^\n]+\n$"), "expected one line on stderr, got: [" .. r.err .. "]")
-  for _, pat in ipairs({ ... }) do
-    assert(r.err:find(pat, 1, true), ("stderr [%s] should mention [%s]"):format(r.err, pat))
-  end
-  return r
-end
-
-local function contains(path, text)
-  local s = util.read_file(path)
-  return s ~= nil and s:find(text, 1, true) ~= nil
-end
-
-local function names(list)
-  local t = {}
-  for _, p in ipairs(list or H.jlist()) do t[#t + 1] = p.name end
-  table.sort(t)
-  return table.concat(t, ",")
-end
-
-local function by_name(list)
-  local t = {}
-  for _, p in ipairs(list or H.jlist()) do t[p.name] = p end
-  return t
-end
-
-local function online(p, what)
-  assert(p, (what or "the app") .. " is not in jlist")
-  assert.equal("online", p.pm2_env.status, (what or p.name) .. " should be online")
-  assert.is_true(H.alive(p.pid), (what or p.name) .. ": its pid " .. tostring(p.pid) .. " should be alive")
-  return p
-end
+local ok, fails, contains, names, by_name, online = H.ok, H.fails, H.contains, H.names, H.by_name, H.online
 
 local function start(name, ...)
-  ok(H.pm("start", APP, "--name", name, "-f", "-s", ...), "start " .. name)
-  return online(H.proc(name))
+  return online(H.start(APP, name, "-f", "-s", ...))
 end
 
 local function decode_file(path)
@@ -70,18 +35,9 @@ end
 -- `name` of this PM_HOME.
 local function processes_of(name)
   local found = {}
-  local p = io.popen("ls /proc")
-  for d in p:lines() do
-    local pid = tonumber(d)
-    if pid and H.alive(pid) then
-      local env = util.read_file("/proc/" .. pid .. "/environ")
-      if env and ("\0" .. env):find("\0PM_HOME=" .. H.home .. "\0", 1, true)
-          and ("\0" .. env):find("\0name=" .. name .. "\0", 1, true) then
-        found[#found + 1] = pid
-      end
-    end
+  for _, pid in ipairs(H.processes_of_home(H.home)) do
+    if (H.environ(pid) or {}).name == name then found[#found + 1] = pid end
   end
-  p:close()
   return found
 end
 

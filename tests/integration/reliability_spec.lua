@@ -53,30 +53,10 @@ local function is_root() return core.getuid() == 0 end
 
 local function have(cmd) return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == 0 end
 
-local function pm_log() return util.read_file(H.home .. "/pm.log") or "" end
+local pm_log = H.pm_log
 
 -- A raw connection to rpc.sock: lines in c.msgs (decoded)
-local function connect(sock)
-  local fd, err = core.connect_unix(sock or (H.home .. "/rpc.sock"))
-  assert(fd, err)
-  local c = { msgs = {}, closed = false }
-  c.stream = core.stream(fd, function(line)
-    if line then c.msgs[#c.msgs + 1] = util.decode(line) or { undecodable = line } end
-  end, function() c.closed = true end, 64 * 1024 * 1024)
-  function c:send(s) assert(self.stream:write(s)) end
-  function c:reply(id, ms)
-    local found
-    F.pump(function()
-      for _, m in ipairs(self.msgs) do
-        if m.id == id then found = m; return true end
-      end
-      return self.closed
-    end, ms or 3000)
-    return found
-  end
-  function c:close() self.stream:close() end
-  return c
-end
+local connect = H.connect
 
 local strays = H.processes_of_home
 
@@ -193,7 +173,7 @@ describe("the control socket under fuzzing", function()
     for i, id in ipairs(ids) do
       c:send(('{"jsonrpc":"2.0","id":%s,"method":"ping","params":{"n":%d}}\n'):format(id, i))
     end
-    F.pump(function() return #c.msgs >= #ids end, 3000)
+    H.run_until(function() return #c.msgs >= #ids end, 3000)
     c:close()
     assert.equal(#ids, #c.msgs)
     local bad = {}

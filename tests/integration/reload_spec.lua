@@ -21,34 +21,7 @@ math.randomseed(core.getpid() * 1000 + core.now() % 1000)
 
 -- ---- helpers ----
 
--- A TCP port of 127.0.0.1 nobody listens on (20000 + a random offset).
-local function free_port()
-  for _ = 1, 500 do
-    local port = 20000 + math.random(0, 29999)
-    local fd = core.listen_tcp("127.0.0.1", tostring(port))
-    if fd then
-      core.close(fd)
-      return port
-    end
-  end
-  error("no free port")
-end
-
-local ok = H.ok
-
-local function fails(r, ...)
-  assert.are_not.equal(0, r.code, "expected a failure, stdout: " .. r.out)
-  for _, pattern in ipairs({ ... }) do
-    assert.is_truthy(r.err:find(pattern, 1, true), ("stderr [%s] should mention [%s]"):format(r.err, pattern))
-  end
-  return r
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local free_port, ok, fails, write = H.free_port, H.ok, H.fails, H.write
 
 -- A PM2-style JSON ecosystem file in the home.
 local function eco(name, apps)
@@ -57,11 +30,7 @@ local function eco(name, apps)
   return path
 end
 
-local function pmcmd(...)
-  local words = { q(H.bin) }
-  for _, a in ipairs({ ... }) do words[#words + 1] = q(a) end
-  return table.concat(words, " ")
-end
+local pmcmd = H.command
 
 -- The processes of an app, by pm_id.
 local function procs(name)
@@ -86,14 +55,7 @@ local function describe_json(name)
   return assert(util.decode(r.out))[1]
 end
 
--- The environment a process was started with (/proc/PID/environ).
-local function environ(pid)
-  local raw = core.proc_environ(pid)
-  if not raw then return nil end
-  local t = {}
-  for k, v in raw:gmatch("([^%z=]+)=([^%z]*)") do t[k] = v end
-  return t
-end
+local environ = H.environ
 
 -- What /proc/PID/fd/N points to ("socket:[123]").
 local function fd_link(pid, fd)
@@ -156,15 +118,7 @@ local function kill_jobs()
   jobs = {}
 end
 
--- Asserts cond() stays true for ms (polling): "nothing happens meanwhile".
-local function holds(cond, ms, what)
-  local deadline = core.mono() + ms
-  repeat
-    assert(cond(), "no longer true: " .. what)
-    core.sleep(20)
-  until core.mono() > deadline
-  assert(cond(), "no longer true: " .. what)
-end
+local holds, pump = H.holds, H.pump
 
 -- process:event packets on a bus, pumped by the client's loop.
 local function event_log()
@@ -172,18 +126,6 @@ local function event_log()
   local got = {}
   assert(bus:on("process:event", function(packet) got[#got + 1] = packet end))
   return got
-end
-
-local function pump(cond, ms, what)
-  local deadline = core.mono() + (ms or 5000)
-  repeat
-    local v = cond()
-    if v then return v end
-    pm.wait(20)
-  until core.mono() > deadline
-  local v = cond()
-  if v then return v end
-  error("timed out waiting for " .. (what or "a condition"), 2)
 end
 
 local function events_of(got, what, pm_id)

@@ -6,12 +6,7 @@ local H = require "pmtest"
 local core = require "pm.core"
 local util = require "pm.util"
 
--- Starts script as name with extra CLI options; returns the description.
-local function start(script, name, ...)
-  local r = H.pm("start", script, "--name", name, ...)
-  assert.equal(0, r.code, "pm start failed: " .. r.err)
-  return H.proc(name)
-end
+local start, holds = H.start, H.holds
 
 -- Polls until the app's description satisfies pred; returns it.
 local function wait_proc(name, pred, ms, what)
@@ -19,16 +14,6 @@ local function wait_proc(name, pred, ms, what)
     local p = H.proc(name)
     if p and pred(p, p.pm2_env) then return p end
   end, ms or 5000, what or name)
-end
-
--- Something that must NOT happen can only be watched for a while: polls
--- pred for ms and fails at the first time it is false.
-local function holds(pred, ms, what)
-  local deadline = core.mono() + ms
-  repeat
-    assert(pred(), "no longer true: " .. (what or "a condition"))
-    core.sleep(20)
-  until core.mono() > deadline
 end
 
 -- Pids that fixtures reported: killed after each test, whatever happened

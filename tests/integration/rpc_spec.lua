@@ -5,41 +5,7 @@ local H = require "pmtest"
 local core = require "pm.core"
 local util = require "pm.util"
 
--- Runs the loop until cond() is true or ms pass; returns cond().
-local function pump(cond, ms)
-  -- libev's timers count from the loop's cached time, which is stale when
-  -- the loop has not run for a while: one turn first updates it
-  core.run("nowait")
-  local fired = false
-  local t = core.timer(ms, 0, function() fired = true end)
-  while not cond() and not fired do core.run("once") end
-  t:close()
-  return cond()
-end
-
--- A raw connection: every line received is decoded into c.msgs.
-local function connect()
-  local fd, err = core.connect_unix(H.home .. "/rpc.sock")
-  assert(fd, err)
-  local c = { msgs = {}, lines = {}, closed = false }
-  c.stream = core.stream(fd, function(line)
-    if not line then return end
-    c.lines[#c.lines + 1] = line
-    c.msgs[#c.msgs + 1] = util.decode(line) or { undecodable = line }
-  end, function() c.closed = true end, 64 * 1024 * 1024)
-  function c:send(s) assert(self.stream:write(s)) end
-  -- the next message (waits up to ms), or nil
-  function c:next(ms)
-    local n = self.taken or 0
-    if not pump(function() return #self.msgs > n or self.closed end, ms or 3000) then return nil end
-    if #self.msgs > n then
-      self.taken = n + 1
-      return self.msgs[n + 1]
-    end
-  end
-  function c:close() self.stream:close() end
-  return c
-end
+local pump, connect = H.run_until, H.connect
 
 -- One request line -> the reply message.
 local function ask(c, line)

@@ -21,9 +21,7 @@ local function env(name)
   return p and p.pm2_env, p
 end
 
-local function pm_log()
-  return util.read_file(H.home .. "/pm.log") or ""
-end
+local pm_log = H.pm_log
 
 local function log_has(text)
   return pm_log():find(text, 1, true) ~= nil
