@@ -17,12 +17,20 @@ local home
 local my_uid = core.getuid()
 local shutting_down = false
 
--- The descriptions of list as the reply's JSON; params.brief: true,
--- without each app's environment; "table", only what the CLI's process
--- table shows.
+-- The descriptions of list as the reply's JSON; params.fields: only
+-- those (a client names what it shows); params.brief: true, without each
+-- app's environment; "table", the fields pm list showed before it named
+-- them.
 local function descriptions(list, params, sampled, changes)
-  local brief = type(params) == "table" and (params.brief == true or params.brief == "table") and params.brief
-  return sup.describe_list(list, brief or false, not sampled, changes)
+  local brief = false
+  if type(params) == "table" then
+    if params.fields ~= nil then
+      brief = sup.selection(params.fields) or false -- (checked by the method)
+    elseif params.brief == true or params.brief == "table" then
+      brief = params.brief
+    end
+  end
+  return sup.describe_list(list, brief, not sampled, changes)
 end
 
 -- Runs op(p, cb) on each proc of list; done(err, descriptions) at the end.
@@ -100,8 +108,14 @@ function methods.ping(_, _, done)
 end
 
 -- {"brief": true}: without each app's environment; {"brief": "table"}:
--- what pm list's table shows
-function methods.list(params, _, done) done(nil, descriptions(sup.all(), params, true)) end
+-- what pm list's table showed; {"fields": [...]}: those fields only
+function methods.list(params, _, done)
+  if params.fields ~= nil then
+    local ok, err = sup.selection(params.fields)
+    if not ok then return done({ code = rpc.INVALID_PARAMS, message = err }) end
+  end
+  done(nil, descriptions(sup.all(), params, true))
+end
 
 function methods.describe(params, _, done)
   resolve(params, function(list, err)

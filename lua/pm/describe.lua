@@ -75,6 +75,11 @@ local function sample(p, cached)
   return measure(p, t, prev)
 end
 
+local function exec_interpreter(d)
+  return d.interpreter == "pm" and "pm" or
+    (d.interpreter == "none" and "none" or util.basename(d.interpreter))
+end
+
 -- The part of pm2_env that changes only with the declaration, encoded
 -- once per declaration (a list of 2,000 apps is then mostly concatenation):
 -- a JSON object's members without the braces. The declaration's own
@@ -87,8 +92,7 @@ local function static_json(p)
     pm_id = p.pm_id,
     pm_cwd = d.cwd,
     pm_exec_path = d.script,
-    exec_interpreter = d.interpreter == "pm" and "pm" or
-      (d.interpreter == "none" and "none" or util.basename(d.interpreter)),
+    exec_interpreter = exec_interpreter(d),
     pm_pid_path = p.pid_path,
     created_at = p.created_at,
     NODE_APP_INSTANCE = p.instance,
@@ -118,27 +122,106 @@ local function member(parts, n, key, v)
   return n + 2
 end
 
--- brief "table": only what the process table shows (pm list, pm start):
--- a tenth of a description, for the CLI to decode.
-local function table_row_into(parts, n, p, mem, cpu)
-  local d = p.decl
-  parts[n + 1] = '{"name":'
-  parts[n + 2] = jstr(p.name)
-  parts[n + 3] = (',"pid":%d,"pm_id":%d,"monit":{"memory":%.0f,"cpu":%s},"pm2_env":{"namespace":')
-    :format(p.pid or 0, p.pm_id, mem or 0, tostring(cpu or 0))
-  parts[n + 4] = jstr(d.namespace or "default")
-  n = n + 4
-  n = member(parts, n, ',"exec_mode":', d.exec_mode)
-  n = member(parts, n, ',"instances":', d.instances)
-  n = member(parts, n, ',"status":', p.status)
-  n = member(parts, n, ',"pm_uptime":', p.pm_uptime or p.created_at)
-  n = member(parts, n, ',"restart_time":', p.restart_time)
-  n = member(parts, n, ',"uid":', d.uid)
-  n = member(parts, n, ',"watch":', d.watch)
-  if type(p.notify) == "table" and p.notify.status then
-    n = member(parts, n, ',"notify":', { status = p.notify.status })
+-- ---- a selection of fields (a client asks for what it shows) ----
+
+-- pm2_env's members that are not the declaration's own, by name
+local ENV = {
+  status = function(p) return p.status end,
+  pm_uptime = function(p) return p.pm_uptime or p.created_at end,
+  restart_time = function(p) return p.restart_time end,
+  unstable_restarts = function(p) return p.unstable_restarts end,
+  exit_code = function(p) return p.exit_code end,
+  exit_signal = function(p) return p.exit_signal end,
+  prev_restart_delay = function(p) return p.prev_restart_delay end,
+  error = function(p) return p.error end,
+  notify = function(p) return p.notify end,
+  ready = function(p) return p.ready end,
+  pm_out_log_path = function(p) return p.out_path or applogs.path(p, "out") end,
+  pm_err_log_path = function(p) return p.err_path or applogs.path(p, "err") end,
+  pm_id = function(p) return p.pm_id end,
+  pm_cwd = function(p) return p.decl.cwd end,
+  pm_exec_path = function(p) return p.decl.script end,
+  exec_interpreter = function(p) return exec_interpreter(p.decl) end,
+  pm_pid_path = function(p) return p.pid_path end,
+  created_at = function(p) return p.created_at end,
+  NODE_APP_INSTANCE = function(p) return p.instance end,
+  unique_id = function(p) return p.uid_marker end,
+  origin = function(p) return p.origin and p.origin.path or nil end,
+  namespace = function(p) return p.decl.namespace or "default" end,
+}
+
+local selections = setmetatable({}, { __mode = "v" }) -- fields' text -> compiled
+
+--[[ fields: a list of "name", "pid", "pm_id", "monit" (or "monit.memory",
+"monit.cpu") and "pm2_env.KEY" (any member of pm2_env but its env and
+events) -> a compiled selection | nil, err ]]
+function M.selection(fields)
+  if type(fields) ~= "table" or #fields == 0 or #fields > 256 then
+    return nil, "fields must be a list of 1 to 256 names"
   end
-  parts[n + 1] = "}}"
+  for _, f in ipairs(fields) do
+    if type(f) ~= "string" then return nil, "fields must be strings" end
+  end
+  local key = table.concat(fields, ",")
+  local sel = selections[key]
+  if sel then return sel end
+  sel = { top = {}, env = {} }
+  for _, f in ipairs(fields) do
+    local head, rest = f:match("^([%w_]+)%.?(.*)$")
+    if (head == "name" or head == "pid" or head == "pm_id") and rest == "" then
+      sel.top[#sel.top + 1] = head
+    elseif head == "monit" and (rest == "" or rest == "memory" or rest == "cpu") then
+      sel.monit = true
+    elseif head == "pm2_env" and rest:match("^[%w_]+$") and rest ~= "env" and rest ~= "events" then
+      sel.env[#sel.env + 1] = { name = rest, key = ',"' .. rest .. '":', get = ENV[rest] }
+    else
+      return nil, "no such field: " .. f
+    end
+  end
+  selections[key] = sel
+  return sel
+end
+
+-- brief "table" (the wire's, README): what `pm list` showed before a client
+-- named its own fields
+M.TABLE_FIELDS = { "name", "pid", "pm_id", "monit", "pm2_env.namespace", "pm2_env.exec_mode",
+  "pm2_env.instances", "pm2_env.status", "pm2_env.pm_uptime", "pm2_env.restart_time",
+  "pm2_env.uid", "pm2_env.watch", "pm2_env.notify" }
+
+local function selected_into(parts, n, p, sel, mem, cpu)
+  local d = p.decl
+  local sep = "{"
+  for _, k in ipairs(sel.top) do
+    parts[n + 1] = sep .. '"' .. k .. '":'
+    parts[n + 2] = k == "name" and jstr(p.name) or ("%d"):format(k == "pid" and (p.pid or 0) or p.pm_id)
+    n = n + 2
+    sep = ","
+  end
+  if sel.monit then
+    parts[n + 1] = ('%s"monit":{"memory":%.0f,"cpu":%s}'):format(sep, mem or 0, tostring(cpu or 0))
+    n = n + 1
+    sep = ","
+  end
+  if #sel.env > 0 then
+    parts[n + 1] = sep .. '"pm2_env":{'
+    n = n + 1
+    local first = n
+    for _, f in ipairs(sel.env) do
+      local v
+      if f.get then
+        v = f.get(p)
+      elseif not appdecl.PRIVATE[f.name] then
+        v = d[f.name]
+        if type(v) == "function" then v = nil end
+      end
+      n = member(parts, n, f.key, v)
+    end
+    if n > first then parts[first + 1] = parts[first + 1]:sub(2) end -- (no comma first)
+    parts[n + 1] = "}"
+    n = n + 1
+    sep = ","
+  end
+  parts[n + 1] = sep == "{" and "{}" or "}"
   return n + 1
 end
 
@@ -147,8 +230,12 @@ end
 -- environment (what the process table needs).
 local function describe_into(parts, n, p, brief, cached, changes)
   local d = p.decl
+  if type(brief) == "table" then -- a selection
+    local mem, cpu
+    if brief.monit then mem, cpu = sample(p, cached) end
+    return selected_into(parts, n, p, brief, mem, cpu)
+  end
   local mem, cpu = sample(p, cached)
-  if brief == "table" then return table_row_into(parts, n, p, mem, cpu) end
   parts[n + 1] = '{"name":'
   parts[n + 2] = jstr(p.name)
   parts[n + 3] = ',"pid":'
@@ -223,6 +310,7 @@ local new_table = require "table.new"
 -- of start, stop, restart and delete, as PM2's carry no fresh monit).
 -- changes: record -> what an ecosystem file changed of its declaration.
 function M.describe_list(list, brief, cached, changes)
+  if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
   local parts, n = new_table(#list * 36 + 2, 0), 1
   parts[1] = "["
   for i, p in ipairs(list) do

@@ -264,6 +264,7 @@ M.when_ready = readiness.when_ready
 M.send = channel.send
 M.describe_list = describe.describe_list
 M.describe_tables = describe.describe_tables
+M.selection = describe.selection
 
 function M.flush(list) return applogs.flush(list) end
 function M.reload_logs() return applogs.reload(M.all()) end

@@ -154,6 +154,31 @@ describe("a description", function()
     assert.equal("default", q.pm2_env.namespace)
   end)
 
+  it("is cut to the fields a client names, in its order; a name that is no field is refused", function()
+    local p = record({ name = "sel", script = "/bin/sh", instances = 1, env = { K = "v" } })
+    local sel = assert(descr.selection({ "pm_id", "name", "pm2_env.status", "pm2_env.instances",
+      "pm2_env.pm_exec_path", "pm2_env.on_exit", "pm2_env.nothing_such" }))
+    local text = util.raw_text(descr.describe_list({ p }, sel, true))
+    assert.equal('[{"pm_id":7,"name":"sel","pm2_env":{"status":"stopped","instances":1,'
+      .. '"pm_exec_path":"\\/bin\\/sh"}}]', text)
+    assert.equal('[{"monit":{"memory":0,"cpu":0}}]',
+      util.raw_text(descr.describe_list({ p }, assert(descr.selection({ "monit" })), true)))
+    assert.equal('[{"pid":0,"pm2_env":{}}]', util.raw_text(descr.describe_list({ p },
+      assert(descr.selection({ "pid", "pm2_env.unknown" })), true)))
+    for _, bad in ipairs({ {}, { "pm2_env.env" }, { "pm2_env.events" }, { "pm2_env" }, { "envs" },
+      { 1 }, "name", { "pm2_env.a.b" } }) do
+      local sel2, err = descr.selection(bad)
+      assert.is_nil(sel2)
+      assert.is_string(err)
+    end
+  end)
+
+  it("\"table\" is the same selection as its fields named", function()
+    local p = record({ name = "t", script = "/bin/sh", watch = true })
+    assert.equal(util.raw_text(descr.describe_list({ p }, "table", true)),
+      util.raw_text(descr.describe_list({ p }, assert(descr.selection(descr.TABLE_FIELDS)), true)))
+  end)
+
   it("carries the changes an ecosystem file made, when the caller gives them", function()
     local p = record({ name = "ch", script = "/bin/sh" })
     local q = util.decode(util.raw_text(descr.describe_list({ p }, true, true, { [p] = { "env.PORT" } })))[1]
