@@ -24,34 +24,96 @@ M.ctx = {
 -- exits.lua keep it; reload.lua moves a replaced process to retirees)
 M.by_pid = {}
 
---[[ Every field of a record, by owner. A test build (PM_STRICT=1 in the
+--[[ Every field of a record, by the module that owns (writes) it, with
+what it holds. Others only read them. A test build (PM_STRICT=1 in the
 daemon's environment, as tests/run sets) seals records: writing a field
 not listed here raises, so a misspelt field fails a test. ]]
 M.FIELDS = {
-  -- who it is, what it runs, its counters; a stop under way; a restart delay
-  supervisor = { "pm_id", "instance", "name", "decl", "environ", "origin", "created_at",
-    "restart_time", "unstable_restarts", "prev_restart_delay", "uid_marker", "timer",
-    "waiters", "kill_timer", "stop_reason" },
-  rules = { "cron_timer", "watch_timer" },
-  lifecycle = { "status", "manual_stop", "deleting", "deleted" },
-  launch = { "pid", "pgid", "started", "pm_uptime", "error", "listen", "channel_fd",
-    "env_cache", "env_json", "kept", "exit_code", "exit_signal", "tree" },
-  channel = { "channel", "bad_messages" },
-  readiness = { "ready", "ready_timer", "ready_waiters", "notify", "health_timer",
-    "watchdog_timer", "watchdog_last", "health_failures" },
-  applogs = { "out_path", "err_path", "log_path", "paths_of", "pipes", "acquired",
-    "log_files", "logs_missing" },
-  pidfile = { "pid_path", "pid_pooled", "pidfile_live" },
-  describe = { "history", "history_json", "cpu_sample", "json_static", "json_decl" },
+  supervisor = {
+    pm_id = "its id, unique in the daemon (kept by save/resurrect)",
+    instance = "its instance number among its app's (0..instances-1)",
+    name = "its app's name (decl.name)",
+    decl = "its app's declaration (app.normalize's; shared by the instances)",
+    environ = "the environment it was declared with (the caller's)",
+    origin = "{ path, env } of the ecosystem file it came from, or nil",
+    created_at = "ms since the epoch when it was declared",
+    uid_marker = "PM_APP_UID of its processes: daemon pid-pm_id-created",
+    restart_time = "restarts since declared or reset (pm2_env.restart_time)",
+    unstable_restarts = "fast exits in a row (policy.lua)",
+    prev_restart_delay = "the last restart delay (exp_backoff_restart_delay)",
+    timer = "a restart delay's timer (status waiting restart)",
+    waiters = "callbacks of a stop under way: fn(err) once it is over",
+    kill_timer = "SIGKILL after kill_timeout, while stopping",
+    stop_reason = "why the stop under way: stop, restart, memory, cron, watch, health",
+  },
+  lifecycle = {
+    status = "pm2_env.status: stopped, launching, online, stopping, waiting restart, errored",
+    manual_stop = "a user stopped it: no rule starts it again (saved as stopped)",
+    deleting = "a delete waits for its stop: nothing starts it",
+    deleted = "gone from the table",
+  },
+  launch = {
+    pid = "its process's pid, 0 when none runs",
+    pgid = "its process group (= pid: every process leads its own session)",
+    started = "core.mono() at its process's spawn",
+    pm_uptime = "ms since the epoch at its process's spawn",
+    error = "why its last start failed",
+    listen = "{ names, map } of the held sockets its process got",
+    channel_fd = "the fd number of the IPC channel in its process, or nil",
+    env_cache = "what its process's environment list was built from",
+    env_json = "that environment as JSON pieces (describe.lua)",
+    kept = "a crash loop's plumbing kept for its next process",
+    exit_code = "its last process's exit code (128 + signal when killed)",
+    exit_signal = "the signal that ended its last process, or nil",
+    tree = "pid -> start time of descendants signalled in a stop (exits.lua)",
+  },
+  channel = {
+    channel = "the IPC stream to its process",
+    bad_messages = "messages that were not JSON",
+  },
+  readiness = {
+    ready = "how its process became ready: start, ipc, notify, health, listen_timeout",
+    ready_timer = "listen_timeout while launching",
+    ready_waiters = "callbacks fn(ok, why) waiting for online",
+    notify = "sd_notify's last STATUS=, RELOADING=, STOPPING=, MAINPID=",
+    health_timer = "the health check's interval",
+    watchdog_timer = "the sd_notify watchdog's check",
+    watchdog_last = "core.mono() of the last WATCHDOG=1",
+    health_failures = "failed health checks in a row",
+  },
+  rules = {
+    cron_timer = "the next cron_restart",
+    watch_timer = "watch_delay after a change",
+  },
+  applogs = {
+    out_path = "its out log's path", err_path = "its error log's path",
+    log_path = "its combined log_file's path, or nil",
+    paths_of = "the declaration those paths are of",
+    pipes = "{ out, err } log pipes reading its process's output",
+    acquired = "paths of the shared files its pipes were given (being built)",
+    log_files = "paths of the shared files its pipes hold",
+    logs_missing = "a log file could not be opened (reloadLogs tries again)",
+  },
+  pidfile = {
+    pid_path = "its pid file's path",
+    pid_pooled = "whether that file comes from pids/.spare",
+    pidfile_live = "its pid file holds a running process's pid",
+  },
+  describe = {
+    history = "its last 10 events, as JSON texts",
+    history_json = "those as one JSON array (until the next event)",
+    cpu_sample = "the last /proc sample: { t, pid, ticks, cpu, rss }",
+    json_static = "the part of its description that changes with decl only",
+    json_decl = "the declaration json_static was made from",
+  },
 }
 local known = {}
-for _, list in pairs(M.FIELDS) do
-  for _, k in ipairs(list) do known[k] = true end
+for _, fields in pairs(M.FIELDS) do
+  for k in pairs(fields) do known[k] = true end
 end
 
-local strict = os.getenv("PM_STRICT") == "1"
-M.strict = strict
-lifecycle.strict = strict
+M.strict = os.getenv("PM_STRICT") == "1"
+lifecycle.strict = M.strict
 -- (a field that exists is written without the metatable: only a new one
 -- is checked)
 local seal = { __newindex = function(t, k, v)
@@ -61,7 +123,7 @@ end }
 
 -- A new record from its first fields.
 function M.new(fields)
-  if not strict then return fields end
+  if not M.strict then return fields end
   for k in pairs(fields) do
     if not known[k] then error(("process record: no field %q (see proc.FIELDS)"):format(k), 2) end
   end
