@@ -80,6 +80,9 @@ local T = {
     stop = IGNORE, -- the stop under way is joined
     ready = IGNORE, unready = IGNORE,
     stopped = { "stopped", "release", "unpid", "say:stop" },
+    -- a stop killed a reload's replacement: the old process is the app's
+    -- again, and the stop under way stops it
+    abort = IGNORE,
     cancel = { "stopped", "release" },
   },
   ["waiting restart"] = {

@@ -593,6 +593,34 @@ describe("zero-downtime reload", function()
     end)
   end)
 
+  describe("pm reload, and a stop meanwhile", function()
+    it("a stop while the replacement launches stops the app: the reload is aborted, no process left", function()
+      local port = free_port()
+      local flag = H.home .. "/ready.flag"
+      write(flag, "")
+      local file = eco("rs", { { name = "rs", script = SERVER_PY, interpreter = PY, wait_ready = true,
+        listen_timeout = 30000, kill_timeout = 500, listen = { "tcp://127.0.0.1:" .. port },
+        env = { RL_READY_FLAG = flag } } })
+      ok(H.pm("start", file, "-s"))
+      local old = H.proc("rs")
+      assert.equal("online", old.pm2_env.status)
+      os.remove(flag) -- the replacement never says it is ready
+      local job = bg(pmcmd("reload", "rs", "-s"), "reload")
+      local new_pid = H.wait_for(function()
+        local p = H.proc("rs")
+        return p and p.pm2_env.status == "launching" and p.pid ~= old.pid and p.pid > 0 and p.pid
+      end, 10000, "the replacement launching")
+      ok(H.pm("stop", "rs", "-s"))
+      local r = result(job, 10000, "the reload's reply")
+      assert.are_not.equal(0, r.code)
+      assert.matches("aborted", r.err)
+      H.wait_for(function() return H.proc("rs").pm2_env.status == "stopped" end, 5000, "rs stopped")
+      H.wait_for(function() return not H.alive(old.pid) and not H.alive(new_pid) end, 5000,
+        "neither process left")
+      assert.equal(0, H.proc("rs").pid)
+    end)
+  end)
+
   describe("health checks", function()
     it("a passing http check marks a wait_ready app ready", function()
       local port = free_port()

@@ -26,7 +26,7 @@ local EXPECT = {
   give_up = { "x",     GIVE_UP,    GIVE_UP, "x",                             "x",     GIVE_UP },
   delay   = { "x",     DELAY,      DELAY,   "x",                             "x",     DELAY },
   restart = { "x",     ".",        ".",     "x",                             "x",     "." },
-  abort   = { "x",     to(O),      "x",     "x",                             "x",     to(O) },
+  abort   = { "x",     to(O),      "x",     "=",                             "x",     to(O) },
   cancel  = { CANCEL,  CANCEL,     CANCEL,  CANCEL,                          CANCEL,  CANCEL },
 }
 local COLUMNS = { S, L, O, P, W, E }
