@@ -332,10 +332,10 @@ static void put(buf_t *b, const char *s, size_t n)
 	b->len += n;
 }
 
-/* The time prefix of now: lp->fmt through strftime (once a second), then
- * "%L" in what it gave replaced by the milliseconds and "%Q" by the UTC
- * offset as +HH:MM (moment's Z). Nothing else is special: a "%" before
- * any other character stays as it is. */
+/* The time prefix of now: lp->fmt through strftime (once a second), then,
+ * in what it gave, "%L" replaced by the milliseconds, "%Q" by the UTC
+ * offset as +HH:MM (moment's Z) and "%%" by "%" (a "%" meant literally
+ * reaches here as "%%"). A "%" before any other character stays. */
 static size_t stamp(logpipe_t *lp, char *out, size_t size)
 {
 	struct timespec ts;
@@ -359,6 +359,9 @@ static size_t stamp(logpipe_t *lp, char *out, size_t size)
 			if (off < 0)
 				off = -off;
 			n += (size_t)snprintf(out + n, size - n, "%c%02ld:%02ld", sign, off / 3600, off % 3600 / 60);
+			c++;
+		} else if (c[0] == '%' && c[1] == '%') {
+			out[n++] = '%';
 			c++;
 		} else {
 			out[n++] = *c;

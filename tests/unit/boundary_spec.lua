@@ -119,3 +119,32 @@ describe("the core takes the log rotation's retain from Lua", function()
     assert.equal(3, assert(app.normalize({ script = "/bin/sh", retain = 3 })).retain)
   end)
 end)
+
+describe("the time prefix of a log line (core.logpipe's time_format)", function()
+  -- one line through a pipe into a file, prefixed by fmt -> the prefix
+  local function prefix(fmt)
+    local path = os.tmpname()
+    local file = assert(core.logfile(path))
+    local r, w = core.pipe()
+    local ended = false
+    core.logpipe(r, { files = { file }, time_format = fmt }, function() ended = true end)
+    core.write(w, "line\n")
+    core.close(w)
+    run_until(function() return ended end, 2000)
+    assert.is_true(core.log_drain(2000))
+    file:close()
+    local f = assert(io.open(path))
+    local text = f:read("*a")
+    f:close()
+    os.remove(path)
+    return assert(text:match("^(.*): line\n$"), text)
+  end
+
+  it("expands %L (ms) and %Q (+HH:MM) after strftime, and %% (strftime's own %%%%) to %", function()
+    assert.matches("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d%.%d%d%d [+-]%d%d:%d%d$",
+      prefix("%Y-%m-%d %H:%M:%S.%L %%Q"))
+    assert.matches("^%d%d%d %d%d%d$", prefix("%%L %L"))
+    -- a literal % (the emitter writes %%%%): once, and a literal %L stays text
+    assert.equal("[100%] %L", prefix("[100%%%%] %%%%L"))
+  end)
+end)
