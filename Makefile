@@ -89,8 +89,12 @@ lib/pm/term.so: $(patsubst core/%.c,obj/pic/%.o,$(TERM_SRC))
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) $(TERM_LDFLAGS) -o $@ $^ $(TERM_LIBS)
 
-lint: deps
+# luacheck, then the C/Lua boundary (tests/boundary.lua, over the core as
+# lib/pm/core.so loads it): every core.X the Lua uses exists, every export is
+# used, every export has its `core.x(...) -> ...` comment in core/*.c.
+lint: deps lib/pm/core.so
 	$(Q)luacheck -q --no-color lua tests ecosystem bench
+	$(Q)$(LUAJIT) tests/boundary.lua
 
 unit: all
 	$(Q)tests/run unit
@@ -104,8 +108,9 @@ test: all lint
 	$(Q)tests/run all
 
 # The core built with ASan/UBSan (bin/pm-asan); the integration suite runs
-# against it too, and any sanitizer report fails the run.
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# against it too, and any sanitizer report fails the run. It is a debug
+# build (PM_DEBUG): every dispatch from C to Lua asserts a balanced stack.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -DPM_DEBUG
 obj/asan/%.o: core/%.c core/core.h
 	@mkdir -p $(@D)
 	@echo "CC asan $<"

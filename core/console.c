@@ -83,11 +83,14 @@ static char **complete(const char *text, int start, int end)
 	rl_completion_append_character = '\0';
 	if (complete_fn == LUA_NOREF)
 		return NULL;
+	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, complete_fn);
 	lua_pushstring(L, text);
 	lua_pushlstring(L, rl_line_buffer, (size_t)rl_point);
-	if (pm_pcall(L, 2, 1) != 0)
+	if (pm_pcall(L, 2, 1) != 0) {
+		PM_STACK_CHECK(L);
 		return NULL;
+	}
 	if (lua_istable(L, -1)) {
 		size_t n = lua_objlen(L, -1);
 		candidates = calloc(n + 1, sizeof(char *));
@@ -100,12 +103,15 @@ static char **complete(const char *text, int start, int end)
 		}
 	}
 	lua_pop(L, 1);
+	PM_STACK_CHECK(L);
 	if (ncandidates == 0)
 		return NULL;
 	return rl_completion_matches(text, generator);
 }
 
-/* core.rl_init(complete(word, before) -> list): the editor's set-up */
+/* core.rl_init(complete(word, before) -> list) -> nothing: the editor's
+ * set-up; complete gives the candidates for word, before being the line up
+ * to the cursor */
 static int l_rl_init(lua_State *L)
 {
 	pm_unref(L, &complete_fn);
@@ -146,7 +152,7 @@ static int l_rl_readline(lua_State *L)
 	return 2;
 }
 
-/* core.rl_interrupt(): Ctrl-C: the line being typed is dropped */
+/* core.rl_interrupt() -> nothing: Ctrl-C: the line being typed is dropped */
 static int l_rl_interrupt(lua_State *L)
 {
 	(void)L;
@@ -155,7 +161,7 @@ static int l_rl_interrupt(lua_State *L)
 	return 0;
 }
 
-/* core.rl_print(text): prints above the line being edited, then redraws
+/* core.rl_print(text) -> nothing: prints above the line being edited, then redraws
  * the prompt and what was typed so far. */
 static int l_rl_print(lua_State *L)
 {
@@ -175,18 +181,21 @@ static int l_rl_print(lua_State *L)
 	return 0;
 }
 
+/* core.rl_history_add(line) -> nothing */
 static int l_rl_history_add(lua_State *L)
 {
 	add_history(luaL_checkstring(L, 1));
 	return 0;
 }
 
+/* core.rl_history_load(path) -> nothing (a missing file is no history) */
 static int l_rl_history_load(lua_State *L)
 {
 	read_history(luaL_checkstring(L, 1));
 	return 0;
 }
 
+/* core.rl_history_save(path) -> bool */
 static int l_rl_history_save(lua_State *L)
 {
 	lua_pushboolean(L, write_history(luaL_checkstring(L, 1)) == 0);

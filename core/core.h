@@ -13,9 +13,26 @@
 extern lua_State *pm_L;
 
 /* Calls the function below nargs arguments on the stack under a traceback
- * handler. A Lua error is logged to stderr (the daemon's pm.log) and 0 results
- * are left; returns the lua_pcall status. Out of memory is fatal. */
+ * handler; returns the lua_pcall status. A Lua error, with its traceback,
+ * goes to the function given to core.on_error (itself called protected; an
+ * error of its own, or any error while it runs, is not given to it again),
+ * or to stderr when there is none; 0 results are then left. Out of memory
+ * is fatal. */
 int pm_pcall(lua_State *L, int nargs, int nresults);
+
+/* Debug builds (-DPM_DEBUG: make asan) check that every dispatch from C to
+ * Lua leaves the Lua stack as it found it: PM_STACK_SAVE(L) where a
+ * callback starts, PM_STACK_CHECK(L) before each of its returns (the
+ * height saved plus the values it leaves on purpose, normally 0). An
+ * unbalanced stack is reported with the function's name and aborts. */
+#ifdef PM_DEBUG
+void pm_stack_check(lua_State *L, int expected, const char *where);
+#define PM_STACK_SAVE(L) const int pm_stack_top_ = lua_gettop(L)
+#define PM_STACK_CHECK(L) pm_stack_check((L), pm_stack_top_, __func__)
+#else
+#define PM_STACK_SAVE(L) ((void)0)
+#define PM_STACK_CHECK(L) ((void)0)
+#endif
 
 /* Registry references kept with a handle: the callback and the handle itself
  * (the self reference keeps an active handle alive when Lua drops it). */

@@ -36,7 +36,6 @@ typedef struct {
 	int discarding;  /* inside a line that was too long */
 	int chunked;     /* deliver what arrives as it is, no lines */
 	int flush_close; /* close once the output is written */
-	int paused;      /* reading stopped by Lua */
 	int throttled;   /* reading stopped: the peer does not read our output */
 	size_t max_pending;
 	int closed;
@@ -85,6 +84,7 @@ static void stream_lost(stream_t *s, const char *why)
 	lua_State *L = pm_L;
 	if (s->closed)
 		return;
+	PM_STACK_SAVE(L);
 	int fn = s->on_close;
 	s->on_close = LUA_NOREF;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive */
@@ -96,6 +96,7 @@ static void stream_lost(stream_t *s, const char *why)
 		pm_pcall(L, 1, 0);
 	}
 	lua_pop(L, 1);
+	PM_STACK_CHECK(L);
 }
 
 /* Calls on_line(line) or on_line(nil, "line too long"). Returns 0 when the
@@ -103,6 +104,7 @@ static void stream_lost(stream_t *s, const char *why)
 static int deliver(stream_t *s, const char *line, size_t len)
 {
 	lua_State *L = pm_L;
+	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_line);
 	if (line) {
 		lua_pushlstring(L, line, len);
@@ -112,6 +114,7 @@ static int deliver(stream_t *s, const char *line, size_t len)
 		lua_pushstring(L, "line too long");
 		pm_pcall(L, 2, 0);
 	}
+	PM_STACK_CHECK(L);
 	return !s->closed;
 }
 
@@ -140,15 +143,17 @@ static int stream_pull(stream_t *s)
 	}
 	size_t scan = s->inlen;
 	s->inlen += (size_t)n;
+	PM_STACK_SAVE(L);
 	if (s->chunked) {
 		/* a long reply passed on piece by piece (pm jlist) */
 		size_t len = s->inlen;
 		s->inlen = 0;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, s->self);
 		ev_io_stop(EV_DEFAULT, &s->r);
-		if (deliver(s, s->in, len) && !s->paused && !s->throttled && !s->flush_close)
+		if (deliver(s, s->in, len) && !s->throttled && !s->flush_close)
 			ev_io_start(EV_DEFAULT, &s->r);
 		lua_pop(L, 1);
+		PM_STACK_CHECK(L);
 		return s->closed ? -1 : 1;
 	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive meanwhile */
@@ -181,10 +186,11 @@ static int stream_pull(stream_t *s)
 	}
 	if (s->inlen == 0)
 		drop_in(s);
-	if (!s->closed && !s->paused && !s->throttled && !s->flush_close)
+	if (!s->closed && !s->throttled && !s->flush_close)
 		ev_io_start(EV_DEFAULT, &s->r);
 out:
 	lua_pop(L, 1);
+	PM_STACK_CHECK(L);
 	return s->closed ? -1 : 1;
 }
 
@@ -212,7 +218,7 @@ static void stream_flush(stream_t *s)
 	if (s->throttled && s->outlen - s->outoff <= s->max_pending / 4) {
 		/* the peer caught up: read its requests again */
 		s->throttled = 0;
-		if (!s->closed && !s->paused && !s->flush_close)
+		if (!s->closed && !s->flush_close)
 			ev_io_start(EV_DEFAULT, &s->r);
 	}
 	if (s->outoff == s->outlen) {
@@ -333,8 +339,8 @@ static int l_stream_write_pieces(lua_State *L)
 	return stream_written(L, s);
 }
 
-/* stream:chunked() -> from now on on_line gets the bytes as they arrive
- * (whatever a partial line held first), not lines */
+/* stream:chunked() -> nothing: from now on on_line gets the bytes as they
+ * arrive (whatever a partial line held first), not lines */
 static int l_stream_chunked(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
@@ -351,7 +357,8 @@ static int l_stream_pending(lua_State *L)
 	return 1;
 }
 
-/* stream:close([after_flush]) */
+/* stream:close([after_flush]) -> nothing: closes the fd now, or, with
+ * after_flush, once the output queued is written (reading stops at once) */
 static int l_stream_close(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
@@ -364,25 +371,7 @@ static int l_stream_close(lua_State *L)
 	return 0;
 }
 
-/* stream:pause() / stream:resume(): stop and restart reading */
-static int l_stream_pause(lua_State *L)
-{
-	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
-	s->paused = 1;
-	if (!s->closed)
-		ev_io_stop(EV_DEFAULT, &s->r);
-	return 0;
-}
-
-static int l_stream_resume(lua_State *L)
-{
-	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
-	s->paused = 0;
-	if (!s->closed && !s->flush_close && !s->throttled)
-		ev_io_start(EV_DEFAULT, &s->r);
-	return 0;
-}
-
+/* stream:closed() -> bool: closed by Lua, by its peer or by an error */
 static int l_stream_closed(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
@@ -395,18 +384,18 @@ static int l_stream_closed(lua_State *L)
  * takes its end (a crash loop, where the daemon keeps the channel): what it
  * sent is read and delivered now, a last line without newline is dropped,
  * and what it was sent but never read is forgotten. false when the stream
- * is closed or paused (the caller then opens a new channel).
+ * is closed or chunked (the caller then opens a new channel).
  */
 static int l_stream_cut(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
-	if (s->closed || s->paused || s->chunked)
+	if (s->closed || s->chunked)
 		goto no;
 	/* bounded: a descendant flooding the channel must not hold the daemon */
 	int rc = 1;
 	for (int i = 0; i < 64 && rc > 0; i++)
 		rc = stream_pull(s);
-	if (rc != 0 || s->closed || s->paused)
+	if (rc != 0 || s->closed)
 		goto no;
 	s->inlen = 0;
 	s->discarding = 0;
@@ -592,7 +581,8 @@ static int l_dgram_unix(lua_State *L)
 	return 1;
 }
 
-/* core.recv_cred(fd) -> data, pid | nil, "again" */
+/* core.recv_cred(fd) -> data, pid | nil, err ("again" when none waits): one
+ * datagram and its sender's pid (0 when it came without credentials) */
 static int l_recv_cred(lua_State *L)
 {
 	int fd = (int)luaL_checkinteger(L, 1);
@@ -680,7 +670,7 @@ static int l_connect_unix(lua_State *L)
 	return 1;
 }
 
-/* core.socketpair() -> fd1, fd2 (both CLOEXEC, stream) */
+/* core.socketpair() -> fd1, fd2 | nil, err (a stream pair, both CLOEXEC) */
 static int l_socketpair(lua_State *L)
 {
 	int sv[2];
@@ -691,7 +681,6 @@ static int l_socketpair(lua_State *L)
 	return 2;
 }
 
-/* core.pipe([size]) -> rfd, wfd (CLOEXEC; size: F_SETPIPE_SZ, best effort) */
 /* core.discard(fd) -> bytes: reads and drops what waits on a socket (the
  * messages a dead process never read, from the end the daemon kept) */
 static int l_discard(lua_State *L)
@@ -706,6 +695,8 @@ static int l_discard(lua_State *L)
 	return 1;
 }
 
+/* core.pipe([size]) -> rfd, wfd | nil, err (CLOEXEC; size: F_SETPIPE_SZ,
+ * best effort) */
 static int l_pipe(lua_State *L)
 {
 	int p[2];
@@ -726,8 +717,6 @@ void pm_open_io(lua_State *L)
 		{"chunked", l_stream_chunked},
 		{"pending", l_stream_pending},
 		{"close", l_stream_close},
-		{"pause", l_stream_pause},
-		{"resume", l_stream_resume},
 		{"closed", l_stream_closed},
 		{"cut", l_stream_cut},
 		{NULL, NULL},

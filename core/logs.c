@@ -6,7 +6,7 @@
  * size limit. A slow disk never blocks the loop: when too much is queued,
  * the loop stops reading that pipe (the app blocks on its next write) and
  * starts again once the writer caught up. Nothing read is ever dropped but
- * for a write the disk refuses (counted).
+ * for a write the disk refuses.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,9 +37,8 @@ typedef struct sink {
 	mode_t mode;
 	long long size, max_size;
 	int retain;
-	size_t queued;  /* under mu */
-	int refs;       /* under mu */
-	double dropped; /* bytes the disk refused (writer thread) */
+	size_t queued; /* under mu */
+	int refs;      /* under mu */
 } sink_t;
 
 enum { OP_WRITE, OP_TRUNCATE, OP_REOPEN };
@@ -139,17 +138,12 @@ static void write_chunk(chunk_t *c)
 		rotate(s);
 	const char *p = c->data;
 	size_t left = c->len;
-	while (left > 0) {
-		if (s->fd < 0) {
-			s->dropped += (double)left;
-			return;
-		}
+	while (left > 0 && s->fd >= 0) {
 		ssize_t w = write(s->fd, p, left);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			s->dropped += (double)left;
-			return;
+			return; /* the disk refused it */
 		}
 		p += w;
 		left -= (size_t)w;
@@ -191,10 +185,8 @@ static void *writer(void *arg)
 static void enqueue(sink_t *s, int op, const char *data, size_t len)
 {
 	chunk_t *c = malloc(sizeof *c + len);
-	if (!c) {
-		s->dropped += (double)len;
+	if (!c)
 		return;
-	}
 	c->next = NULL;
 	c->sink = s;
 	c->op = op;
@@ -240,18 +232,21 @@ static void start_writer(void)
 }
 
 /* core.logfile(path [, {max_size=bytes, retain=n, mode=n}]) -> logfile | nil, err
- * A log file appended to by the writer thread; with max_size it is rotated
- * to path.1 .. path.<retain> at a line boundary. */
+ * A log file appended to by the writer thread; with max_size (bytes, 0 or
+ * none: never) it is rotated to path.1 .. path.<retain> at a line boundary
+ * (retain is then required; below 1, path.1 alone). */
 static int l_logfile(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	long long max_size = 0;
-	int retain = 30, mode = 0644;
+	int retain = 0, mode = 0644;
 	if (lua_istable(L, 2)) {
 		lua_getfield(L, 2, "max_size");
 		max_size = (long long)luaL_optnumber(L, -1, 0);
 		lua_getfield(L, 2, "retain");
-		retain = (int)luaL_optinteger(L, -1, 30);
+		if (max_size > 0 && !lua_isnumber(L, -1))
+			return luaL_argerror(L, 2, "retain (a number of files) expected with max_size");
+		retain = (int)luaL_optinteger(L, -1, 0);
 		lua_getfield(L, 2, "mode");
 		mode = (int)luaL_optinteger(L, -1, 0644);
 		lua_pop(L, 3);
@@ -262,7 +257,7 @@ static int l_logfile(lua_State *L)
 	s->path = strdup(path);
 	s->mode = (mode_t)mode;
 	s->max_size = max_size;
-	s->retain = retain < 1 ? 1 : retain;
+	s->retain = retain;
 	s->refs = 1;
 	if (!s->path || sink_open(s) < 0) {
 		int e = errno;
@@ -287,30 +282,24 @@ static sink_t *check_sink(lua_State *L, int idx)
 	return u->s;
 }
 
-/* logfile:truncate() / logfile:reopen(): in order with what is queued */
+/* logfile:truncate() -> nothing: empties the file, in order with the lines
+ * queued before */
 static int l_logfile_truncate(lua_State *L)
 {
 	enqueue(check_sink(L, 1), OP_TRUNCATE, NULL, 0);
 	return 0;
 }
 
+/* logfile:reopen() -> nothing: opens path again (after logrotate moved it,
+ * or when it was deleted), in order with the lines queued before */
 static int l_logfile_reopen(lua_State *L)
 {
 	enqueue(check_sink(L, 1), OP_REOPEN, NULL, 0);
 	return 0;
 }
 
-/* logfile:stats() -> queued bytes, bytes the disk refused */
-static int l_logfile_stats(lua_State *L)
-{
-	sink_t *s = check_sink(L, 1);
-	pthread_mutex_lock(&mu);
-	lua_pushnumber(L, (double)s->queued);
-	lua_pushnumber(L, s->dropped);
-	pthread_mutex_unlock(&mu);
-	return 2;
-}
-
+/* logfile:close() -> nothing: the file is closed once no pipe writes to it
+ * and what was queued for it is written */
 static int l_logfile_close(lua_State *L)
 {
 	sink_ud *u = luaL_checkudata(L, 1, LOGFILE_MT);
@@ -343,7 +332,10 @@ static void put(buf_t *b, const char *s, size_t n)
 	b->len += n;
 }
 
-/* The time prefix of now, "%L" replaced by milliseconds. */
+/* The time prefix of now: lp->fmt through strftime (once a second), then,
+ * in what it gave, "%L" replaced by the milliseconds, "%Q" by the UTC
+ * offset as +HH:MM (moment's Z) and "%%" by "%" (a "%" meant literally
+ * reaches here as "%%"). A "%" before any other character stays. */
 static size_t stamp(logpipe_t *lp, char *out, size_t size)
 {
 	struct timespec ts;
@@ -367,6 +359,9 @@ static size_t stamp(logpipe_t *lp, char *out, size_t size)
 			if (off < 0)
 				off = -off;
 			n += (size_t)snprintf(out + n, size - n, "%c%02ld:%02ld", sign, off / 3600, off % 3600 / 60);
+			c++;
+		} else if (c[0] == '%' && c[1] == '%') {
+			out[n++] = '%';
 			c++;
 		} else {
 			out[n++] = *c;
@@ -471,9 +466,11 @@ static void frame(logpipe_t *lp, buf_t *b, const char *p, size_t n)
 static void tap_call(logpipe_t *lp, const char *p, size_t n)
 {
 	lua_State *L = pm_L;
+	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->tap);
 	lua_pushlstring(L, p, n);
 	pm_pcall(L, 1, 0);
+	PM_STACK_CHECK(L);
 }
 
 /* Writes whole lines to every file of the pipe (and to the tap). */
@@ -570,6 +567,7 @@ static int logpipe_pull(logpipe_t *lp)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	int rc = n > 0 ? 1 : -1;
+	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive during callbacks */
 	if (n > 0) {
 		size_t total = have + (size_t)n;
@@ -611,6 +609,7 @@ static int logpipe_pull(logpipe_t *lp)
 		}
 	}
 	lua_pop(L, 1);
+	PM_STACK_CHECK(L);
 	return rc;
 }
 
@@ -621,6 +620,8 @@ static void logpipe_read(EV_P_ ev_io *w, int revents)
 	logpipe_pull((logpipe_t *)w);
 }
 
+#define CUT_READS 64
+
 /*
  * logpipe:cut() -> true | false: the process that wrote to the pipe is
  * gone and another one will write to it (a crash loop, where the daemon
@@ -629,8 +630,6 @@ static void logpipe_read(EV_P_ ev_io *w, int revents)
  * false when that cannot be done now (the writer thread is behind, or the
  * pipe is closed): the caller gives the next process a pipe of its own.
  */
-#define CUT_READS 64
-
 static int l_logpipe_cut(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
@@ -652,10 +651,11 @@ static int l_logpipe_cut(lua_State *L)
 /*
  * core.logpipe(fd, opts, on_eof) -> logpipe. Takes ownership of fd, the
  * read end of an app's stdout or stderr, and writes what arrives, as whole
- * lines, to opts.files (logfiles). opts.time_format: strftime format with
- * %L for milliseconds, prefixed as "<time>: " to each line; opts.json =
- * {app_name=, process_id=, type=}: one JSON object per line instead.
- * on_eof() is called once everything was read and queued.
+ * lines, to opts.files (logfiles). opts.time_format: a strftime format
+ * whose output then has %L (milliseconds) and %Q (UTC offset, +HH:MM)
+ * expanded (see stamp() and core/README.md), prefixed as "<time>: " to each
+ * line; opts.json = {app_name=, process_id=, type=}: one JSON object per
+ * line instead. on_eof() is called once everything was read and queued.
  */
 static int l_logpipe(lua_State *L)
 {
@@ -718,7 +718,8 @@ static int l_logpipe(lua_State *L)
 	return 1;
 }
 
-/* logpipe:set_files({logfile, ...}): where the lines go from now on */
+/* logpipe:set_files({logfile, ...}) -> nothing: where the lines go from now
+ * on (at most 4 files) */
 static int l_logpipe_set_files(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
@@ -744,7 +745,8 @@ static int l_logpipe_set_files(lua_State *L)
 	return 0;
 }
 
-/* logpipe:set_tap(fn | nil): fn(lines) gets whole lines as they arrive */
+/* logpipe:set_tap(fn | nil) -> nothing: fn(lines) gets whole lines as they
+ * arrive (unframed: no time prefix, no JSON) */
 static int l_logpipe_set_tap(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
@@ -756,6 +758,7 @@ static int l_logpipe_set_tap(lua_State *L)
 	return 0;
 }
 
+/* logpipe:closed() -> bool: the pipe ended or was closed */
 static int l_logpipe_closed(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
@@ -763,6 +766,7 @@ static int l_logpipe_closed(lua_State *L)
 	return 1;
 }
 
+/* logpipe:close() -> nothing: stops reading; what was read is still written */
 static int l_logpipe_close(lua_State *L)
 {
 	logpipe_close(L, luaL_checkudata(L, 1, LOGPIPE_MT));
@@ -781,7 +785,8 @@ static int l_logpipe_gc(lua_State *L)
 	return 0;
 }
 
-/* core.log_drain([timeout_ms]) -> true when everything queued is written */
+/* core.log_drain([timeout_ms]) -> bool: blocks until everything queued is
+ * written (true) or timeout_ms (default 5000) passed (false) */
 static int l_log_drain(lua_State *L)
 {
 	double ms = luaL_optnumber(L, 1, 5000);
@@ -803,21 +808,11 @@ static int l_log_drain(lua_State *L)
 	return 1;
 }
 
-/* core.log_queued() -> bytes read from pipes and not yet written */
-static int l_log_queued(lua_State *L)
-{
-	pthread_mutex_lock(&mu);
-	lua_pushnumber(L, (double)total_queued);
-	pthread_mutex_unlock(&mu);
-	return 1;
-}
-
 void pm_open_logs(lua_State *L)
 {
 	static const luaL_Reg file_m[] = {
 		{"truncate", l_logfile_truncate},
 		{"reopen", l_logfile_reopen},
-		{"stats", l_logfile_stats},
 		{"close", l_logfile_close},
 		{NULL, NULL},
 	};
@@ -847,7 +842,6 @@ void pm_open_logs(lua_State *L)
 		{"logfile", l_logfile},
 		{"logpipe", l_logpipe},
 		{"log_drain", l_log_drain},
-		{"log_queued", l_log_queued},
 		{NULL, NULL},
 	};
 	luaL_register(L, NULL, fns);

@@ -27,26 +27,75 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
-int pm_pcall(lua_State *L, int nargs, int nresults)
+static int error_fn = LUA_NOREF; /* core.on_error's function */
+static int in_error_fn;          /* it runs: errors go to stderr, not to it */
+
+/* The core's own line on stderr, for an error no Lua function took. */
+static void print_error(const char *what, const char *msg)
 {
-	int base = lua_gettop(L) - nargs; /* function index */
-	lua_pushcfunction(L, traceback);
-	lua_insert(L, base);
-	int rc = lua_pcall(L, nargs, nresults, base);
+	char when[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
+	fprintf(stderr, "%s pm: %s: %s\n", when, what, msg ? msg : "(no message)");
+	fflush(stderr);
+}
+
+/* The error message on top (popped): to core.on_error's fn, protected, or
+ * to stderr. */
+static void pass_error(lua_State *L)
+{
+	if (error_fn == LUA_NOREF || in_error_fn || !lua_checkstack(L, 4)) {
+		print_error("lua error", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return;
+	}
+	in_error_fn = 1;
+	lua_pushcfunction(L, traceback);               /* msg traceback */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, error_fn);   /* msg traceback fn */
+	lua_pushvalue(L, -3);                          /* msg traceback fn msg */
+	int rc = lua_pcall(L, 1, 0, -3);               /* msg traceback [err] */
+	in_error_fn = 0;
 	if (rc == LUA_ERRMEM) {
 		fprintf(stderr, "pm: out of memory in Lua\n");
 		abort();
 	}
 	if (rc != 0) {
-		char when[32];
-		time_t t = time(NULL);
-		struct tm tm;
-		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
-		fprintf(stderr, "%s pm: lua error: %s\n", when, lua_tostring(L, -1));
-		fflush(stderr);
+		print_error("lua error", lua_tostring(L, -3));
+		print_error("lua error in core.on_error's function", lua_tostring(L, -1));
 		lua_pop(L, 1);
 	}
-	lua_remove(L, base);
+	lua_pop(L, 2);
+}
+
+#ifdef PM_DEBUG
+void pm_stack_check(lua_State *L, int expected, const char *where)
+{
+	int top = lua_gettop(L);
+	if (top != expected) {
+		fprintf(stderr, "pm: Lua stack unbalanced in %s: %d value(s) expected, %d there\n",
+			where, expected, top);
+		abort();
+	}
+}
+#endif
+
+int pm_pcall(lua_State *L, int nargs, int nresults)
+{
+	int base = lua_gettop(L) - nargs; /* function index */
+	lua_pushcfunction(L, traceback);
+	lua_insert(L, base);               /* traceback fn args */
+	int rc = lua_pcall(L, nargs, nresults, base);
+	if (rc == LUA_ERRMEM) {
+		fprintf(stderr, "pm: out of memory in Lua\n");
+		abort();
+	}
+	if (rc != 0)
+		pass_error(L);
+	lua_remove(L, base);               /* results (none after an error) */
+#ifdef PM_DEBUG
+	pm_stack_check(L, base - 1 + (rc == 0 ? nresults : 0), __func__);
+#endif
 	return rc;
 }
 
@@ -98,19 +147,24 @@ typedef struct {
 static void handle_call(handle_t *h)
 {
 	lua_State *L = pm_L;
+	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn); /* fn */
 	pm_pcall(L, 0, 0);
+	PM_STACK_CHECK(L);
 }
 
 static void on_timer(EV_P_ ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)revents;
+	lua_State *L = pm_L;
+	PM_STACK_SAVE(L);
 	handle_t *h = (handle_t *)w;
-	lua_rawgeti(pm_L, LUA_REGISTRYINDEX, h->fn); /* fn */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn); /* fn */
 	if (!ev_is_active(w))
-		pm_unref(pm_L, &h->self); /* fired one-shot: collectable once unused */
-	pm_pcall(pm_L, 0, 0);
+		pm_unref(L, &h->self); /* fired one-shot: collectable once unused */
+	pm_pcall(L, 0, 0);
+	PM_STACK_CHECK(L);
 }
 
 static void on_signal(EV_P_ ev_signal *w, int revents)
@@ -151,8 +205,8 @@ static void handle_stop(handle_t *h)
 	}
 }
 
-/* core.timer(after_ms, repeat_ms, fn) -> handle. Params: delays in ms
- * (repeat 0: one-shot). The handle stays alive while it is pending. */
+/* core.timer(after_ms, repeat_ms, fn) -> handle: fn() after after_ms, then
+ * every repeat_ms (0: once). The handle stays alive while it is pending. */
 static int l_timer(lua_State *L)
 {
 	double after = luaL_checknumber(L, 1) / 1000.0;
@@ -171,7 +225,7 @@ static int l_timer(lua_State *L)
 
 void pm_signal_touched(int sig); /* proc.c */
 
-/* core.signal(signum, fn) -> handle */
+/* core.signal(signum, fn) -> handle: fn() each time signum arrives */
 static int l_signal(lua_State *L)
 {
 	int sig = (int)luaL_checkinteger(L, 1);
@@ -202,7 +256,7 @@ static int l_watch_write(lua_State *L)
 	return 1;
 }
 
-/* handle:close(): stops the watcher and releases its references. */
+/* handle:close() -> nothing: stops the watcher and releases its references */
 static int l_handle_close(lua_State *L)
 {
 	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
@@ -212,23 +266,7 @@ static int l_handle_close(lua_State *L)
 	return 0;
 }
 
-/* handle:again(after_ms): restarts a timer with a new delay. */
-static int l_handle_again(lua_State *L)
-{
-	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
-	luaL_argcheck(L, h->kind == 't' && h->fn != LUA_NOREF, 1, "open timer expected");
-	double after = luaL_checknumber(L, 2) / 1000.0;
-	ev_now_update(EV_DEFAULT);
-	ev_timer_stop(EV_DEFAULT, &h->w.timer);
-	ev_timer_set(&h->w.timer, after < 0 ? 0 : after, h->w.timer.repeat);
-	ev_timer_start(EV_DEFAULT, &h->w.timer);
-	if (h->self == LUA_NOREF) {
-		lua_pushvalue(L, 1);
-		h->self = luaL_ref(L, LUA_REGISTRYINDEX);
-	}
-	return 0;
-}
-
+/* handle:active() -> bool: the watcher is started (a timer: pending) */
 static int l_handle_active(lua_State *L)
 {
 	handle_t *h = luaL_checkudata(L, 1, HANDLE_MT);
@@ -261,6 +299,7 @@ static void on_child(EV_P_ ev_child *w, int revents)
 	lua_State *L = pm_L;
 	if (child_fn == LUA_NOREF)
 		return;
+	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, child_fn);
 	lua_pushinteger(L, w->rpid);
 	if (WIFEXITED(w->rstatus)) {
@@ -271,12 +310,15 @@ static void on_child(EV_P_ ev_child *w, int revents)
 		lua_pushinteger(L, WTERMSIG(w->rstatus));
 	} else {
 		lua_pop(L, 2);
+		PM_STACK_CHECK(L);
 		return; /* stopped/continued: not an exit */
 	}
 	pm_pcall(L, 3, 0);
+	PM_STACK_CHECK(L);
 }
 
-/* core.on_child(fn(pid, code|nil, signum|nil)): reaps every child. */
+/* core.on_child(fn(pid, code|nil, signum|nil)) -> nothing: fn is called for
+ * every child reaped (the one child watcher: every child is reaped here) */
 static int l_on_child(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -290,8 +332,24 @@ static int l_on_child(lua_State *L)
 	return 0;
 }
 
-/* core.run([mode]): mode "once" blocks for one iteration, "nowait" polls,
- * default runs until break or no active watcher. Returns ev_run's result. */
+/* core.on_error(fn | nil) -> nothing: fn(message) gets every Lua error a
+ * callback raised (message with its traceback), instead of stderr. fn runs
+ * protected: its own errors, and any raised while it runs, go to stderr. */
+static int l_on_error(lua_State *L)
+{
+	if (!lua_isnoneornil(L, 1))
+		luaL_checktype(L, 1, LUA_TFUNCTION);
+	pm_unref(L, &error_fn);
+	if (!lua_isnoneornil(L, 1)) {
+		lua_pushvalue(L, 1);
+		error_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	return 0;
+}
+
+/* core.run([mode]) -> bool: runs the loop; mode "once" blocks for one
+ * iteration, "nowait" polls, default runs until core.stop_loop() or no
+ * active watcher. The result is ev_run's: watchers are still active. */
 static int l_run(lua_State *L)
 {
 	const char *mode = luaL_optstring(L, 1, "default");
@@ -304,6 +362,8 @@ static int l_run(lua_State *L)
 	return 1;
 }
 
+/* core.stop_loop() -> nothing: every core.run under way returns once the
+ * callbacks being run are done */
 static int l_break(lua_State *L)
 {
 	(void)L;
@@ -311,7 +371,7 @@ static int l_break(lua_State *L)
 	return 0;
 }
 
-/* core.now(): wall-clock ms; core.mono(): monotonic ms. */
+/* core.now() -> ms: wall-clock time, ms since the epoch (whole ms) */
 static int l_now(lua_State *L)
 {
 	struct timespec ts;
@@ -320,6 +380,7 @@ static int l_now(lua_State *L)
 	return 1;
 }
 
+/* core.mono() -> ms: monotonic time in ms (fractional) */
 static int l_mono(lua_State *L)
 {
 	struct timespec ts;
@@ -332,8 +393,6 @@ void pm_open_loop(lua_State *L)
 {
 	static const luaL_Reg handle_m[] = {
 		{"close", l_handle_close},
-		{"stop", l_handle_close},
-		{"again", l_handle_again},
 		{"active", l_handle_active},
 		{NULL, NULL},
 	};
@@ -352,6 +411,7 @@ void pm_open_loop(lua_State *L)
 		{"watch_read", l_watch_read},
 		{"watch_write", l_watch_write},
 		{"on_child", l_on_child},
+		{"on_error", l_on_error},
 		{"run", l_run},
 		{"stop_loop", l_break},
 		{"now", l_now},

@@ -425,7 +425,7 @@ static pid_t do_spawn(struct spawn_args *a, int *err)
 	return pid;
 }
 
-/* core.narrow_spawns() -> how many spawns took the narrow way (tests) */
+/* core.narrow_spawns() -> n: how many spawns took the narrow way (tests) */
 static int l_narrow_spawns(lua_State *L)
 {
 	pthread_mutex_lock(&slot_mu);
@@ -474,8 +474,7 @@ static int l_spawn(lua_State *L)
 	return push_outcome(L, &a, pid, err); /* the arrays below go with the call */
 }
 
-/* core.spawn_many: the children of a list of spawn options, made by a few
- * threads at once. Each waits for its child's exec (~0.6 ms on a small
+/* The children of a list of spawn options, made by a few threads at once. Each waits for its child's exec (~0.6 ms on a small
  * VM): 100 apps started one after the other wait 60 ms; in parallel, a
  * fraction of that. */
 struct spawn_job {
@@ -612,8 +611,8 @@ static int l_spawn_many(lua_State *L)
 }
 
 /* core.spawn_start(list of opts) -> spawning: the same, done by threads
- * while the caller goes on; spawning:wait() -> { outcome, ... }. Until
- * then the caller must not run the loop. */
+ * while the caller goes on (see spawning:wait). Until then the caller must
+ * not run the loop. */
 static int l_spawn_start(lua_State *L)
 {
 	struct spawning *sp = spawning_new(L);
@@ -622,6 +621,8 @@ static int l_spawn_start(lua_State *L)
 	return 1;
 }
 
+/* spawning:wait() -> { outcome, ... }: waits for the batch's threads; each
+ * outcome as core.spawn_many gives it */
 static int l_spawning_wait(lua_State *L)
 {
 	struct spawning *sp = luaL_checkudata(L, 1, SPAWN_MT);
@@ -637,7 +638,7 @@ static int l_spawning_gc(lua_State *L)
 	return 0;
 }
 
-/* core.kill(pid, signum) / core.killpg(pgid, signum) -> true | nil, err */
+/* core.kill(pid, signum) -> true | nil, err (pid > 0) */
 static int l_kill(lua_State *L)
 {
 	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
@@ -650,6 +651,7 @@ static int l_kill(lua_State *L)
 	return 1;
 }
 
+/* core.killpg(pgid, signum) -> true | nil, err (pgid > 1) */
 static int l_killpg(lua_State *L)
 {
 	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
@@ -767,7 +769,7 @@ static int l_proc_tree(lua_State *L)
 	return 1;
 }
 
-/* core.proc_environ(pid) -> string with NUL-separated entries | nil */
+/* core.proc_environ(pid) -> string with NUL-separated entries | nil, err */
 static int l_proc_environ(lua_State *L)
 {
 	char path[64];
@@ -789,6 +791,7 @@ static int l_proc_environ(lua_State *L)
 	return 1;
 }
 
+/* core.clk_tck() -> clock ticks a second (the unit of proc_stat's ticks) */
 static int l_clk_tck(lua_State *L)
 {
 	lua_pushinteger(L, sysconf(_SC_CLK_TCK));

@@ -39,6 +39,7 @@ static int l_scr_start(lua_State *L)
 	return 2;
 }
 
+/* core.scr_size() -> rows, cols (0, 0 when the screen is not started) */
 static int l_scr_size(lua_State *L)
 {
 	lua_pushinteger(L, started ? LINES : 0);
@@ -46,6 +47,7 @@ static int l_scr_size(lua_State *L)
 	return 2;
 }
 
+/* core.scr_clear() -> nothing */
 static int l_scr_clear(lua_State *L)
 {
 	(void)L;
@@ -54,7 +56,7 @@ static int l_scr_clear(lua_State *L)
 	return 0;
 }
 
-/* core.scr_put(row, col, text [, style]): style is "bold", "reverse",
+/* core.scr_put(row, col, text [, style]) -> nothing: style is "bold", "reverse",
  * "green", "red", "yellow", "cyan", "dim" or "select"; clipped to the screen */
 static int l_scr_put(lua_State *L)
 {
@@ -86,6 +88,7 @@ static int l_scr_put(lua_State *L)
 	return 0;
 }
 
+/* core.scr_refresh() -> nothing: what was put is shown */
 static int l_scr_refresh(lua_State *L)
 {
 	(void)L;
@@ -124,6 +127,7 @@ static int l_scr_key(lua_State *L)
 	return 1;
 }
 
+/* core.scr_stop() -> nothing: the terminal as it was */
 static int l_scr_stop(lua_State *L)
 {
 	(void)L;

@@ -24,7 +24,8 @@
 extern char **environ;
 
 /* core.open(path, how [, mode]) -> fd | nil, err
- * how: "r" read, "a" append (created), "w" truncate (created). CLOEXEC. */
+ * how: "r" read, "a" append (created), "w" truncate (created), "u" write
+ * in place (created, not truncated). CLOEXEC; mode for a new file. */
 static int l_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -45,6 +46,7 @@ static int l_open(lua_State *L)
 	return 1;
 }
 
+/* core.close(fd) -> nothing */
 static int l_close(lua_State *L)
 {
 	close((int)luaL_checkinteger(L, 1));
@@ -81,7 +83,7 @@ static int l_write(lua_State *L)
 	return 1;
 }
 
-/* core.read(fd, max) -> string ("" at end of file) | nil, err; non-blocking
+/* core.read(fd [, max]) -> string ("" at end of file) | nil, err; non-blocking
  * fds give nil, "again" when nothing is there */
 static int l_read(lua_State *L)
 {
@@ -167,6 +169,7 @@ static int l_mkdir(lua_State *L)
 	return 1;
 }
 
+/* core.chmod(path, mode) -> true | nil, err */
 static int l_chmod(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -221,6 +224,7 @@ static int l_access(lua_State *L)
 	return 1;
 }
 
+/* core.realpath(path) -> absolute path without links | nil, err */
 static int l_realpath(lua_State *L)
 {
 	char buf[PATH_MAX];
@@ -231,6 +235,7 @@ static int l_realpath(lua_State *L)
 	return 1;
 }
 
+/* core.getcwd() -> path | nil, err */
 static int l_getcwd(lua_State *L)
 {
 	char buf[PATH_MAX];
@@ -240,8 +245,9 @@ static int l_getcwd(lua_State *L)
 	return 1;
 }
 
-/* core.lock(path) -> fd | nil, err: an exclusive lock held while fd is
- * open; err is "locked" when another process holds it. */
+/* core.lock(path [, wait]) -> fd | nil, err: an exclusive lock held while
+ * fd is open; err is "locked" when another process holds it (wait: block
+ * until it is free instead). */
 static int l_lock(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -274,7 +280,8 @@ static int l_environ(lua_State *L)
 	return 1;
 }
 
-/* core.setenv(name, value | nil): for this process and what it spawns */
+/* core.setenv(name, value | nil) -> true | nil, err: for this process and
+ * what it spawns (nil: unset) */
 static int l_setenv(lua_State *L)
 {
 	const char *k = luaL_checkstring(L, 1);
@@ -285,25 +292,21 @@ static int l_setenv(lua_State *L)
 	return 1;
 }
 
+/* core.getpid() -> pid */
 static int l_getpid(lua_State *L)
 {
 	lua_pushinteger(L, getpid());
 	return 1;
 }
 
-static int l_getppid(lua_State *L)
-{
-	lua_pushinteger(L, getppid());
-	return 1;
-}
-
+/* core.getuid() -> uid (the real one) */
 static int l_getuid(lua_State *L)
 {
 	lua_pushinteger(L, getuid());
 	return 1;
 }
 
-/* core.winsize(fd) -> rows, cols | nil */
+/* core.winsize([fd]) -> rows, cols | nothing (fd, default 1, is no terminal) */
 static int l_winsize(lua_State *L)
 {
 	struct winsize ws;
@@ -314,13 +317,15 @@ static int l_winsize(lua_State *L)
 	return 2;
 }
 
+/* core.isatty(fd) -> bool */
 static int l_isatty(lua_State *L)
 {
 	lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
 	return 1;
 }
 
-/* core.sleep(ms): blocks; only for the client while it waits for a daemon */
+/* core.sleep(ms) -> nothing: blocks; only for the client while it waits for
+ * a daemon */
 static int l_sleep(lua_State *L)
 {
 	double ms = luaL_checknumber(L, 1);
@@ -377,22 +382,6 @@ static int l_uname(lua_State *L)
 	return 3;
 }
 
-/* core.exec(argv): replaces this process; returns nil, err on failure */
-static int l_exec(lua_State *L)
-{
-	luaL_checktype(L, 1, LUA_TTABLE);
-	int n = (int)lua_objlen(L, 1);
-	const char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 1));
-	for (int i = 1; i <= n; i++) {
-		lua_rawgeti(L, 1, i);
-		argv[i - 1] = luaL_checkstring(L, -1);
-		lua_pop(L, 1);
-	}
-	argv[n] = NULL;
-	execvp(argv[0], (char *const *)argv);
-	return pm_fail(L, argv[0]);
-}
-
 void pm_open_sys(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -414,14 +403,12 @@ void pm_open_sys(lua_State *L)
 		{"environ", l_environ},
 		{"setenv", l_setenv},
 		{"getpid", l_getpid},
-		{"getppid", l_getppid},
 		{"getuid", l_getuid},
 		{"isatty", l_isatty},
 		{"winsize", l_winsize},
 		{"sleep", l_sleep},
 		{"daemon_init", l_daemon_init},
 		{"uname", l_uname},
-		{"exec", l_exec},
 		{NULL, NULL},
 	};
 	luaL_register(L, NULL, fns);

@@ -46,6 +46,7 @@ static void on_inotify(EV_P_ ev_io *w, int revents)
 			p += sizeof *ev + ev->len;
 			if (ino_fn == LUA_NOREF)
 				continue;
+			PM_STACK_SAVE(L);
 			lua_rawgeti(L, LUA_REGISTRYINDEX, ino_fn);
 			lua_pushinteger(L, ev->wd);
 			if (ev->len)
@@ -55,6 +56,7 @@ static void on_inotify(EV_P_ ev_io *w, int revents)
 			lua_pushboolean(L, (ev->mask & IN_ISDIR) != 0);
 			lua_pushstring(L, kind_of(ev->mask));
 			pm_pcall(L, 4, 0);
+			PM_STACK_CHECK(L);
 		}
 	}
 }
@@ -98,6 +100,7 @@ static int l_inotify_add(lua_State *L)
 	return 1;
 }
 
+/* core.inotify_rm(wd) -> nothing */
 static int l_inotify_rm(lua_State *L)
 {
 	if (ino_fd >= 0)
@@ -105,7 +108,7 @@ static int l_inotify_rm(lua_State *L)
 	return 0;
 }
 
-/* core.listdir(path) -> { name = "dir"|"file"|"other", ... } | nil, err */
+/* core.listdir(path) -> { name = "dir"|"file"|"unknown"|"other", ... } | nil, err */
 static int l_listdir(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);

@@ -32,7 +32,7 @@ local schema = {
   uid = { "any" }, gid = { "any" }, user = { "string" },
   shutdown_with_message = { "boolean", false }, ipc = { "boolean", true },
   listen = { "list" }, health = { "table" }, depends_on = { "list" },
-  max_log_size = { "size" }, retain = { "number" }, treekill = { "boolean", true },
+  max_log_size = { "size" }, retain = { "number", 30 }, treekill = { "boolean", true },
   on_exit = { "func" }, on_start = { "func" }, on_stop = { "func" },
   force = { "boolean", false }, watchdog = { "duration" },
   -- PM2 attributes pm accepts and has no use for

@@ -104,7 +104,7 @@ local methods = {}
 function methods.ping(_, _, done)
   -- heap_kb: the daemon's Lua heap (bench/ reports it beside RSS)
   done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid(),
-    heap_kb = math.floor(collectgarbage("count")) })
+    heap_kb = math.floor(collectgarbage("count")), errors = M.errors })
 end
 
 -- {"brief": true}: without each app's environment; {"brief": "table"}:
@@ -759,6 +759,14 @@ function M.run(opts)
   -- the preload that lets Node apps in cluster mode listen on held sockets
   local preload = home .. "/cluster-preload.js"
   if util.write_atomic(preload, require("pm.preload").CLUSTER) then sup.set_cluster_preload(preload) end
+  -- a Lua error the core caught in a callback (the daemon goes on): counted
+  -- (ping's errors), written to pm.log and published as daemon:error
+  M.errors = 0
+  core.on_error(function(msg)
+    M.errors = M.errors + 1
+    log.error("lua error: %s", msg)
+    bus.publish("daemon:error", { at = core.now(), data = msg, count = M.errors })
+  end)
   hook_api()
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again
