@@ -168,23 +168,6 @@ function M.deep_copy(t, seen)
   return c
 end
 
-function M.human_bytes(n, short)
-  n = tonumber(n) or 0
-  local units = short and { "G", "M", "K", "B" } or { "gb", "mb", "kb", "b" }
-  if n >= 1073741824 then return ("%.1f%s"):format(n / 1073741824, units[1]) end
-  if n >= 1048576 then return ("%.1f%s"):format(n / 1048576, units[2]) end
-  if n >= 1024 then return ("%.1f%s"):format(n / 1024, units[3]) end
-  return ("%d%s"):format(n, units[4])
-end
-
-function M.human_uptime(ms)
-  local s = math.floor(math.max(0, ms) / 1000)
-  if s < 60 then return s .. "s" end
-  if s < 3600 then return math.floor(s / 60) .. "m" end
-  if s < 86400 then return math.floor(s / 3600) .. "h" end
-  return math.floor(s / 86400) .. "D"
-end
-
 -- The first line of a colon-separated database (passwd, group) whose name
 -- (field 1) or number (field 3) is key, as getpwnam/getpwuid would find it,
 -- its fields named by fields. Read at each call: a user added while the
