@@ -195,20 +195,6 @@ local function find_in_path(cmd, path)
 end
 M.find_in_path = find_in_path
 
-local function passwd_entry(file, key)
-  local f = io.open(file)
-  if not f then return nil end
-  for line in f:lines() do
-    local fields = {}
-    for field in (line .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = field end
-    if fields[1] == tostring(key) or fields[3] == tostring(key) then
-      f:close()
-      return fields
-    end
-  end
-  f:close()
-end
-
 -- user / uid / gid (names or numbers) -> numeric uid and gid. Only a daemon
 -- running as root can run an app as another user.
 function M.resolve_ids(d)
@@ -217,15 +203,15 @@ function M.resolve_ids(d)
   end
   local who = d.user or d.uid
   if who ~= nil then
-    local pw = passwd_entry("/etc/passwd", who)
+    local pw = util.passwd(who)
     if not pw then return nil, "unknown user " .. tostring(who) end
-    d.uid = tonumber(pw[3])
-    if d.gid == nil then d.gid = tonumber(pw[4]) end
+    d.uid = pw.uid
+    if d.gid == nil then d.gid = pw.gid end
   end
   if d.gid ~= nil and not tonumber(d.gid) then
-    local gr = passwd_entry("/etc/group", d.gid)
+    local gr = util.group(d.gid)
     if not gr then return nil, "unknown group " .. tostring(d.gid) end
-    d.gid = tonumber(gr[3])
+    d.gid = gr.gid
   end
   d.gid = tonumber(d.gid)
   return true

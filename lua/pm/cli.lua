@@ -1,5 +1,7 @@
 -- The `pm` command line: verbs of DESIGN §3 over the client API. Each verb
 -- builds only its own argument parser, so a call loads no more than it uses.
+-- How its answers look (tables, cards, log lines) is view.lua's; the Lua it
+-- runs for pm run and pm -e, console.lua's.
 local core = require "pm.core"
 local util = require "pm.util"
 
@@ -9,185 +11,6 @@ local function die(msg, code)
   msg = tostring(msg):gsub("\nDid you mean", " - did you mean"):gsub("\n.*", "")
   io.stderr:write("pm: ", msg, "\n")
   return code or 1
-end
-
-local tty = core.isatty(1)
-
--- ---- output ----
-
-local human_bytes, human_uptime = util.human_bytes, util.human_uptime
-
-local colors = { online = "32", stopped = "90", errored = "31", stopping = "33",
-  launching = "36", ["waiting restart"] = "33" }
-
--- display width: characters, not bytes (UTF-8); a table repeats its
--- cells' texts, so each text is measured once (per table)
-local widths_of = {}
-local function width(s)
-  s = tostring(s)
-  local n = widths_of[s]
-  if not n then
-    if s:find("[\128-\255]") then
-      local _, c = s:gsub("[^\128-\191]", "")
-      n = c
-    else
-      n = #s
-    end
-    widths_of[s] = n
-  end
-  return n
-end
-
-local function pad(s, w)
-  s = tostring(s)
-  return s .. string.rep(" ", w - width(s))
-end
-
-local user_names
-local function user_of(e)
-  local uid = e.uid or core.getuid()
-  if uid == core.getuid() and not user_names then
-    -- the common case, without reading /etc/passwd
-    local me = os.getenv("USER") or os.getenv("LOGNAME")
-    if me and me ~= "" then return me end
-  end
-  if not user_names then
-    user_names = {}
-    for line in io.lines("/etc/passwd") do
-      local name, id = line:match("^([^:]*):[^:]*:(%d+):")
-      if id then user_names[tonumber(id)] = name end
-    end
-  end
-  return user_names[tonumber(uid)] or tostring(uid)
-end
-
--- The process table; columns are dropped, least useful first, until it
--- fits the terminal.
-function M.table(list, term_width)
-  widths_of = {}
-  local cols = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user",
-    "watching" }
-  local drop_order = { "watching", "user", "namespace", "mode", "uptime" }
-  local rows = {}
-  local now = core.now()
-  for _, p in ipairs(list) do
-    local e = p.pm2_env or {}
-    local online = e.status == "online"
-    rows[#rows + 1] = {
-      id = tostring(p.pm_id), name = p.name, namespace = e.namespace or "default",
-      mode = tostring(e.exec_mode or "fork"):gsub("_mode$", "")
-        .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
-      pid = tostring(p.pid or 0), uptime = online and human_uptime(now - (e.pm_uptime or now)) or "0",
-      ["↺"] = tostring(e.restart_time or 0),
-      -- sd_notify's STATUS= text rides along with the status
-      status = (e.status or "?") .. ((type(e.notify) == "table" and type(e.notify.status) == "string"
-        and e.notify.status ~= "") and (" (" .. e.notify.status:sub(1, 24) .. ")") or ""),
-      status_key = e.status,
-      cpu = ("%s%%"):format(p.monit and p.monit.cpu or 0), mem = human_bytes(p.monit and p.monit.memory),
-      user = user_of(e), watching = (e.watch and e.watch ~= false) and "enabled" or "disabled",
-    }
-  end
-  local function widths(c)
-    local w, total = {}, 1
-    for i, h in ipairs(c) do
-      w[i] = width(h)
-      for _, r in ipairs(rows) do w[i] = math.max(w[i], width(r[h])) end
-      total = total + w[i] + 3
-    end
-    return w, total
-  end
-  local w, total = widths(cols)
-  term_width = term_width or (tty and select(2, core.winsize(1))) or nil
-  for _, victim in ipairs(drop_order) do
-    if not term_width or total <= term_width then break end
-    for i, c in ipairs(cols) do
-      if c == victim then table.remove(cols, i) break end
-    end
-    w, total = widths(cols)
-  end
-  local out = {}
-  local function line(r, color_status)
-    local cells = {}
-    for i, c in ipairs(cols) do
-      local v = r[c] or c
-      local s = pad(v, w[i])
-      if c == "status" and color_status and tty and colors[r.status_key] then
-        s = "\27[" .. colors[r.status_key] .. "m" .. s .. "\27[0m"
-      end
-      cells[i] = s
-    end
-    out[#out + 1] = "│ " .. table.concat(cells, " │ ") .. " │"
-  end
-  local function rule(l, m, r)
-    local segs = {}
-    for i = 1, #w do segs[i] = string.rep("─", w[i] + 2) end
-    out[#out + 1] = l .. table.concat(segs, m) .. r
-  end
-  rule("┌", "┬", "┐")
-  local head = {}
-  for _, c in ipairs(cols) do head[c] = c end
-  line(head)
-  rule("├", "┼", "┤")
-  for _, r in ipairs(rows) do line(r, true) end
-  rule("└", "┴", "┘")
-  return table.concat(out, "\n") .. "\n"
-end
-
-local function card(p)
-  local e = p.pm2_env or {}
-  local out = {}
-  local function row(k, v)
-    if v ~= nil and v ~= util.null then out[#out + 1] = ("%-20s %s"):format(k, tostring(v)) end
-  end
-  out[#out + 1] = ("── %s (id %d) ──"):format(p.name, p.pm_id)
-  row("status", e.status)
-  row("pid", p.pid)
-  row("namespace", e.namespace)
-  row("script", e.pm_exec_path)
-  row("args", type(e.args) == "table" and table.concat(e.args, " ") or nil)
-  row("interpreter", e.exec_interpreter)
-  row("cwd", e.pm_cwd)
-  row("instances", e.instances)
-  row("restarts", e.restart_time)
-  row("unstable restarts", e.unstable_restarts)
-  row("last exit code", e.exit_code)
-  row("last exit signal", e.exit_signal)
-  row("uptime", e.status == "online" and human_uptime(core.now() - (e.pm_uptime or 0)) or nil)
-  row("created at", e.created_at and os.date("%Y-%m-%d %H:%M:%S", math.floor(e.created_at / 1000)))
-  row("cpu", p.monit and (p.monit.cpu .. "%"))
-  row("memory", p.monit and human_bytes(p.monit.memory))
-  row("out log", e.pm_out_log_path)
-  row("error log", e.pm_err_log_path)
-  row("pid file", e.pm_pid_path)
-  row("autorestart", e.autorestart)
-  row("min uptime", e.min_uptime and (e.min_uptime .. " ms"))
-  row("max restarts", e.max_restarts)
-  row("restart delay", e.restart_delay and (e.restart_delay .. " ms"))
-  row("kill timeout", e.kill_timeout and (e.kill_timeout .. " ms"))
-  row("error", e.error)
-  row("watch", e.watch and e.watch ~= false and tostring(e.watch) or nil)
-  row("cron restart", e.cron_restart)
-  row("max memory", e.max_memory_restart and human_bytes(e.max_memory_restart))
-  row("notify status", type(e.notify) == "table" and e.notify.status or nil)
-  if type(e.events) == "table" and #e.events > 0 then
-    out[#out + 1] = "recent events:"
-    for _, ev in ipairs(e.events) do
-      local extra = {}
-      for _, k in ipairs({ "code", "signal", "reason" }) do
-        if ev[k] ~= nil and ev[k] ~= util.null then extra[#extra + 1] = k .. " " .. tostring(ev[k]) end
-      end
-      out[#out + 1] = ("  %s.%03d  %s%s"):format(os.date("%Y-%m-%d %H:%M:%S", math.floor(ev.at / 1000)),
-        math.floor(ev.at % 1000), ev.event, #extra > 0 and (" (" .. table.concat(extra, ", ") .. ")") or "")
-    end
-  end
-  if type(e.env) == "table" then
-    local keys = {}
-    for k in pairs(e.env) do keys[#keys + 1] = k end
-    table.sort(keys)
-    out[#out + 1] = "env:"
-    for _, k in ipairs(keys) do out[#out + 1] = ("  %s=%s"):format(k, tostring(e.env[k])) end
-  end
-  return table.concat(out, "\n") .. "\n"
 end
 
 -- ---- connection ----
@@ -213,8 +36,7 @@ local function with_progress(label, fn)
     bus:on("process:event", function(e)
       if e.event == "online" or e.event == "reload" or e.event == "stop" or e.event == "exit" then
         count = count + 1
-        io.stderr:write(("\r\27[K%s: %s %s (%s) [%d]"):format(label, e.event,
-          tostring(e.process and e.process.name), tostring(e.process and e.process.pm_id), count))
+        io.stderr:write("\r\27[K", require("pm.view").progress(label, e, count))
         io.stderr:flush()
       end
     end)
@@ -237,12 +59,27 @@ end
 local function show_list(silent)
   if silent then return end
   local conn = check(api()._conn())
-  io.stdout:write(M.table(check(conn:call("list", { brief = "table" }))))
+  io.stdout:write(require("pm.view").table(check(conn:call("list", { brief = "table" }))))
+end
+
+-- "a,b" -> { "a", "b" } (nil stays nil)
+local function names_of(s)
+  if not s then return nil end
+  local list = {}
+  for n in s:gmatch("[^,]+") do list[#list + 1] = n end
+  return list
 end
 
 local function target_of(t)
   if t and core.stat(t) and util.is_ecosystem(t) then return util.absolute(t) end
   return t
+end
+
+-- The descriptions a target names; naming none is an error.
+local function described(target, shown)
+  local list = check(api().describe(target))
+  if #list == 0 then error({ msg = "process or namespace not found: " .. (shown or target) }, 0) end
+  return list
 end
 
 -- ---- verbs ----
@@ -280,11 +117,7 @@ local function simple_target(name, desc, method, extra)
     local a = p:parse(args)
     local opts = { brief = true } -- the reply's environments are not shown
     if a.update_env then opts.updateEnv = true end
-    if a.only then
-      local only = {}
-      for n in a.only:gmatch("[^,]+") do only[#only + 1] = n end
-      opts.only = only
-    end
+    opts.only = names_of(a.only)
     with_progress(name .. " " .. a.target, function() check(api()[method](target_of(a.target), opts)) end)
     show_list(a.silent)
     return 0
@@ -351,11 +184,7 @@ function verbs.start(args)
   local a = p:parse(args)
   local what = a.what
   local cwd = core.getcwd()
-  local only
-  if a.only then
-    only = {}
-    for n in a.only:gmatch("[^,]+") do only[#only + 1] = n end
-  end
+  local only = names_of(a.only)
   local client = api()
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
@@ -363,11 +192,8 @@ function verbs.start(args)
       return check(client.start(util.absolute(what, cwd), { env = a.env, only = only, reply = "changes" }))
     end)
     for _, d in ipairs(res) do
-      local ch = d.pm2_env and d.pm2_env.changes
-      if type(ch) == "table" and not a.silent then
-        io.stdout:write(("%s (%d): %s\n"):format(d.name, d.pm_id,
-          #ch > 0 and ("applied " .. table.concat(ch, ", ")) or "restarted, nothing changed"))
-      end
+      local line = not a.silent and require("pm.view").changes(d)
+      if line then io.stdout:write(line) end
     end
     return show_list(a.silent) or 0
   end
@@ -378,9 +204,7 @@ function verbs.start(args)
     if v ~= nil and v ~= false then
       given = true
       if o[2] == "no_autorestart" then app.autorestart = false
-      elseif o[2] == "ignore_watch" then
-        app.ignore_watch = {}
-        for g in v:gmatch("[^,]+") do app.ignore_watch[#app.ignore_watch + 1] = g end
+      elseif o[2] == "ignore_watch" then app.ignore_watch = names_of(v)
       elseif o[2] == "stop_exit_codes" then
         app.stop_exit_codes = {}
         for c in v:gmatch("[^,%s]+") do
@@ -407,6 +231,7 @@ local function list_verb(args)
     p:flag("--watch", "refresh every second (Ctrl-C leaves)")
     local a = p:parse(args)
     if a.watch then
+      local view = require "pm.view"
       collectgarbage("restart") -- it runs until Ctrl-C: collect as usual
       M.quick_exit = false
       local client = api()
@@ -414,7 +239,8 @@ local function list_verb(args)
       local sig = core.signal(core.signals.SIGINT, function() stop = true end)
       while not stop do
         local list = check(client.list())
-        io.stdout:write(tty and "\27[H\27[2J" or "", os.date("%H:%M:%S"), "\n", M.table(list))
+        local out = view.stdout()
+        io.stdout:write(out.color and "\27[H\27[2J" or "", os.date("%H:%M:%S"), "\n", view.table(list, out))
         io.stdout:flush()
         client.wait(1000)
         local t = core.timer(1000, 0, function() end)
@@ -446,14 +272,14 @@ function verbs.describe(args)
   p:argument("target", "name, id, 'all' or namespace")
   p:flag("--json", "print JSON")
   local a = p:parse(args)
-  local list = check(api().describe(target_of(a.target)))
-  if #list == 0 then error({ msg = "process or namespace not found: " .. a.target }, 0) end
+  local list = described(target_of(a.target), a.target)
   if a.json then
     io.stdout:write(util.encode(list), "\n")
   else
+    local view = require "pm.view"
     for i, d in ipairs(list) do
       if i > 1 then io.stdout:write("\n") end
-      io.stdout:write(card(d))
+      io.stdout:write(view.card(d))
     end
   end
   return 0
@@ -465,13 +291,7 @@ function verbs.pid(args)
   local p = new_parser("pid", verb_help.pid)
   p:argument("name"):args("?")
   local a = p:parse(args)
-  local list
-  if a.name then
-    list = check(api().describe(a.name))
-    if #list == 0 then error({ msg = "process or namespace not found: " .. a.name }, 0) end
-  else
-    list = check(api().list())
-  end
+  local list = a.name and described(a.name) or check(api().list())
   for _, d in ipairs(list) do io.stdout:write(tostring(d.pid), "\n") end
   return 0
 end
@@ -493,37 +313,6 @@ function verbs.kill(args)
   return 0
 end
 
--- The last n lines of a file (a line cut by the start of the file is dropped).
-local function tail(path, n)
-  local f = io.open(path, "rb")
-  if not f then return {} end
-  local pos = f:seek("end")
-  local buf = ""
-  while pos > 0 do
-    local len = math.min(65536, pos)
-    pos = pos - len
-    f:seek("set", pos)
-    buf = f:read(len) .. buf
-    local _, count = buf:gsub("\n", "")
-    if count > n then break end
-  end
-  f:close()
-  local lines = {}
-  for line in buf:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-  local rest = buf:match("[^\n]+$")
-  if rest then lines[#lines + 1] = rest end
-  if pos > 0 and #lines > n then table.remove(lines, 1) end
-  local out = {}
-  for i = math.max(1, #lines - n + 1), #lines do out[#out + 1] = lines[i] end
-  return out
-end
-
-local function stamp_of(line)
-  local d, t = line:match("^(%d%d%d%d%-%d%d%-%d%d)[T ](%d%d:%d%d:%d%d[%.%d]*)")
-  if not d then d, t = line:match('"timestamp":"(%d%d%d%d%-%d%d%-%d%d)[T ](%d%d:%d%d:%d%d[%.%d]*)') end
-  return d and (d .. "T" .. t) or nil
-end
-
 verb_help.logs = "show the last lines of app logs, then follow them"
 function verbs.logs(args)
   local p = new_parser("logs", verb_help.logs)
@@ -536,53 +325,13 @@ function verbs.logs(args)
   p:flag("--raw", "lines as they are, no prefix")
   local a = p:parse(args)
   local client = api()
-  local list
-  if a.target and a.target ~= "all" then
-    list = check(client.describe(target_of(a.target)))
-    if #list == 0 then error({ msg = "process or namespace not found: " .. a.target }, 0) end
-  else
-    list = check(client.list())
-  end
-  local n = a.lines or 15
-  local entries, seen, all_stamped = {}, {}, true
-  local files = {}
-  for _, d in ipairs(list) do
-    local e = d.pm2_env
-    for _, which in ipairs({ "out", "err" }) do
-      local path = which == "out" and e.pm_out_log_path or e.pm_err_log_path
-      if not ((which == "out" and a.err) or (which == "err" and a.out)) and path
-          and path ~= "/dev/null" and not seen[path] then
-        seen[path] = true
-        local st = core.stat(path)
-        files[#files + 1] = { path = path, d = d, which = which, mtime = st and st.mtime or 0 }
-      end
-    end
-  end
-  table.sort(files, function(x, y) return x.mtime < y.mtime end)
-  for _, f in ipairs(files) do
-    for _, line in ipairs(tail(f.path, n)) do
-      local ts = stamp_of(line)
-      if not ts then all_stamped = false end
-      entries[#entries + 1] = { d = f.d, which = f.which, line = line, ts = ts, order = #entries }
-    end
-  end
-  if all_stamped then
-    table.sort(entries, function(x, y)
-      if x.ts ~= y.ts then return x.ts < y.ts end
-      return x.order < y.order
-    end)
-  end
+  local all = not a.target or a.target == "all"
+  local list = all and check(client.list()) or described(target_of(a.target), a.target)
+  local view = require "pm.view"
   local function show(d, which, line)
-    if a.raw then
-      io.stdout:write(line, "\n")
-    elseif a.json then
-      io.stdout:write(util.encode({ pm_id = d.pm_id, name = d.name, type = which, message = line }), "\n")
-    else
-      io.stdout:write(("%d|%s|%s\n"):format(d.pm_id, d.name, line))
-    end
+    io.stdout:write(view.log_line(d, which, line, a.raw and "raw" or a.json and "json" or nil))
   end
-  for i = math.max(1, #entries - n + 1), #entries do
-    local en = entries[i]
+  for _, en in ipairs(require("pm.logtail").last(list, a.lines or 15, { out = a.err, err = a.out })) do
     show(en.d, en.which, en.line)
   end
   io.stdout:flush()
@@ -593,7 +342,7 @@ function verbs.logs(args)
   local function follow(which)
     return function(packet)
       local pr = packet.process or {}
-      if a.target and a.target ~= "all" and not ids[pr.pm_id] then return end
+      if not all and not ids[pr.pm_id] then return end
       for line in tostring(packet.data):gmatch("([^\n]*)\n?") do
         if line ~= "" then show({ pm_id = pr.pm_id, name = pr.name }, which, line) end
       end
@@ -765,13 +514,8 @@ function verbs.runtime(args)
   p:option("--only", "only these apps (a,b)")
   local a = p:parse(args)
   if not core.stat(a.file) then error({ msg = "file not found: " .. a.file }, 0) end
-  local only
-  if a.only then
-    only = {}
-    for n in a.only:gmatch("[^,]+") do only[#only + 1] = n end
-  end
   return require("pm.daemon").run({ foreground = true, runtime = util.absolute(a.file), env = a.env,
-    only = only })
+    only = names_of(a.only) })
 end
 
 verb_help.run = "run a Lua script with require \"pm\" available"
@@ -779,21 +523,8 @@ function verbs.run(args)
   jit.on() -- user code: may loop long (off for the short verbs, main.c)
   local file = args[1]
   if not file then return die("usage: pm run <script.lua> [args...]", 2) end
-  return M.run_file(file, { unpack(args, 2) })
-end
-
-function M.run_file(file, args)
-  local chunk, err = loadfile(file)
-  if not chunk then return die(err) end
-  setfenv(chunk, require("pm.console").env(function(s) io.stdout:write(s) end))
-  _G.arg = { [0] = file }
-  for i, v in ipairs(args) do _G.arg[i] = v end
-  local ok, res = xpcall(function() return chunk(unpack(args)) end, debug.traceback)
-  if not ok then
-    io.stderr:write("pm: ", tostring(res), "\n")
-    return 1
-  end
-  return type(res) == "number" and res or 0
+  local status, err = require("pm.console").run_file(file, { unpack(args, 2) })
+  return status or die(err)
 end
 
 verb_help.help = "usage, or a verb's usage"
@@ -814,18 +545,21 @@ local function usage()
   return table.concat(out, "\n") .. "\n"
 end
 
+-- " - did you mean 'x'?" for a verb that is not one, or ""
+local function near_verb(v)
+  local names = {}
+  for n in pairs(verbs) do names[#names + 1] = n end
+  table.sort(names)
+  local near = require("pm.app").closest(v, names)
+  return near and (" - did you mean '" .. near .. "'?") or ""
+end
+
 function verbs.help(args)
   local v = args[1]
   if v and verbs[v] and v ~= "help" and v ~= "run" then
     return verbs[v]({ "--help" })
   end
-  if v and not verbs[v] then
-    local names = {}
-    for n in pairs(verbs) do names[#names + 1] = n end
-    local near = require("pm.app").closest(v, names)
-    return die(("no verb '%s'%s (pm help lists them)"):format(v,
-      near and (" - did you mean '" .. near .. "'?") or ""), 2)
-  end
+  if v and not verbs[v] then return die(("no verb '%s'%s (pm help lists them)"):format(v, near_verb(v)), 2) end
   io.stdout:write(usage())
   return 0
 end
@@ -858,21 +592,12 @@ function M.main(argv)
   if verb == "-e" then
     if not args[1] then return die("usage: pm -e '<lua>'", 2) end
     jit.on() -- user code: may loop long
-    local chunk, err = loadstring(args[1], "=(command line)")
-    if not chunk then return die(err, 2) end
-    setfenv(chunk, require("pm.console").env(function(s) io.stdout:write(s) end))
-    local ok, res = xpcall(chunk, debug.traceback)
-    if not ok then io.stderr:write("pm: ", tostring(res), "\n"); return 1 end
-    return 0
+    local status, err = require("pm.console").run_string(args[1])
+    return status or die(err, 2)
   end
   local fn = verbs[verb]
   if not fn then
-    local names = {}
-    for n in pairs(verbs) do names[#names + 1] = n end
-    table.sort(names)
-    local near = require("pm.app").closest(verb, names)
-    return die(("unknown command '%s'%s (pm help lists them)"):format(verb,
-      near and (" - did you mean '" .. near .. "'?") or ""), 2)
+    return die(("unknown command '%s'%s (pm help lists them)"):format(verb, near_verb(verb)), 2)
   end
   -- verbs that write no file, hold no terminal and run no user code: the
   -- process may end without closing the Lua state (main.c)

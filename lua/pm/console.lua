@@ -2,9 +2,11 @@
 -- scope (bare and as pm.*), line editing, history and completion through
 -- libedit, bus events printed without garbling the line being typed. Fed a
 -- script on stdin (not a terminal), it runs the chunks with no prompts.
+-- `pm run file.lua` and `pm -e '<lua>'` run in the same environment.
 -- The line editor (rl_*) comes from pm.term (lib/pm/term.so for bin/pm).
 local core = require "pm.core"
 local util = require "pm.util"
+local view = require "pm.view"
 
 local M = {}
 
@@ -17,14 +19,6 @@ local out = function(s) io.stdout:write(s) io.stdout:flush() end
 -- ---- pretty printing ----
 
 local function is_ident(k) return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil end
-
-local function is_proc_list(v)
-  if type(v) ~= "table" or #v == 0 then return false end
-  for _, p in ipairs(v) do
-    if type(p) ~= "table" or p.pm_id == nil or type(p.pm2_env) ~= "table" then return false end
-  end
-  return true
-end
 
 function M.pretty(v, indent, seen)
   indent = indent or ""
@@ -65,8 +59,8 @@ function M.show(...)
   local n = select("#", ...)
   for i = 1, n do
     local v = select(i, ...)
-    if is_proc_list(v) then
-      out(require("pm.cli").table(v))
+    if view.is_list(v) then
+      out(view.table(v))
     else
       out(M.pretty(v) .. "\n")
     end
@@ -113,6 +107,40 @@ function M.env(print_fn)
   end
   env.show = M.show
   return env
+end
+
+-- ---- pm run, pm -e ----
+
+local function write(s) io.stdout:write(s) end
+
+-- A chunk run in the console's environment -> true, its first result |
+-- false (its traceback is on stderr).
+local function run_chunk(chunk, args)
+  setfenv(chunk, M.env(write))
+  local ok, res = xpcall(function() return chunk(unpack(args)) end, debug.traceback)
+  if not ok then io.stderr:write("pm: ", tostring(res), "\n") end
+  return ok, res
+end
+
+-- pm run: a script file, its arguments in arg and in ... -> the exit
+-- status (a number it returns, else 0; 1 when it fails) | nil, err (it
+-- does not load)
+function M.run_file(file, args)
+  local chunk, err = loadfile(file)
+  if not chunk then return nil, err end
+  _G.arg = { [0] = file }
+  for i, v in ipairs(args) do _G.arg[i] = v end
+  local ok, res = run_chunk(chunk, args)
+  if not ok then return 1 end
+  return type(res) == "number" and res or 0
+end
+
+-- pm -e: a chunk of Lua -> 0, or 1 when it fails | nil, err (it does not
+-- compile)
+function M.run_string(code)
+  local chunk, err = loadstring(code, "=(command line)")
+  if not chunk then return nil, err end
+  return run_chunk(chunk, {}) and 0 or 1
 end
 
 -- ---- evaluation ----
@@ -202,7 +230,7 @@ local function interactive(tty)
     local parts = {}
     for i = 1, select("#", ...) do
       local v = select(i, ...)
-      parts[#parts + 1] = is_proc_list(v) and require("pm.cli").table(v) or (M.pretty(v) .. "\n")
+      parts[#parts + 1] = view.is_list(v) and view.table(v) or (M.pretty(v) .. "\n")
     end
     tty.rl_print(table.concat(parts))
   end

@@ -3,23 +3,12 @@
 -- details and the tail of its logs. Keys: up/down (or j/k) select, r
 -- restart, s stop, S start, l reload, q (or Ctrl-C) quit. The screen
 -- (scr_*) comes from pm.term (lib/pm/term.so for bin/pm).
+-- What a row and the details say is view.lua's; here, where they go.
 local core = require "pm.core"
+local util = require "pm.util"
+local view = require "pm.view"
 
 local M = {}
-
-local util = require "pm.util"
-
-local function human_bytes(n) return util.human_bytes(n, true) end
-local human_uptime = util.human_uptime
-
-local function bar(frac, width)
-  frac = math.max(0, math.min(1, frac or 0))
-  local full = math.floor(frac * width + 0.5)
-  return string.rep("|", full) .. string.rep(" ", width - full)
-end
-
-local status_style = { online = "green", errored = "red", stopped = "dim", stopping = "yellow",
-  launching = "cyan", ["waiting restart"] = "yellow" }
 
 function M.main()
   local pm = require "pm"
@@ -78,7 +67,7 @@ function M.main()
     bus:on("process:event", function(p)
       if p.event == "exit" or p.event == "online" or p.event == "restart overlimit" then
         add_log(p.process.pm_id, ("[pm] %s%s"):format(p.event,
-          p.code and p.code ~= require("pm.util").null and (" code " .. tostring(p.code)) or ""), "out")
+          p.code and p.code ~= util.null and (" code " .. tostring(p.code)) or ""), "out")
       end
       refresh()
     end)
@@ -91,39 +80,28 @@ function M.main()
     tty.scr_put(0, 0, (" pm monit  %d app(s)   ↑↓ select  r restart  s stop  S start  l reload  q quit")
       :format(#list) .. string.rep(" ", cols), "reverse")
     local barw = math.max(5, math.min(20, math.floor((cols - 60) / 2)))
-    local head = ("%-4s %-18s %-15s %6s %-" .. (barw + 2) .. "s %7s %-" .. (barw + 2) .. "s %4s %7s")
-      :format("id", "name", "status", "cpu", "", "mem", "", "rst", "uptime")
-    tty.scr_put(1, 0, head, "bold")
+    tty.scr_put(1, 0, view.monit_head(barw), "bold")
     local list_rows = math.max(3, math.min(#list, math.floor((rows - 2) / 2)))
     local first = math.max(1, math.min(selected - list_rows + 1, #list - list_rows + 1))
     local now = core.now()
     for i = first, math.min(#list, first + list_rows - 1) do
       local p = list[i]
-      local e = p.pm2_env or {}
       local y = 2 + i - first
-      local cpu = (p.monit and p.monit.cpu) or 0
-      local mem = (p.monit and p.monit.memory) or 0
-      local row = ("%-4d %-18s %-15s %5.1f%% [%s] %7s [%s] %4d %7s"):format(p.pm_id, p.name:sub(1, 18),
-        e.status or "?", cpu, bar(cpu / 100, barw), human_bytes(mem),
-        bar(total_mem > 0 and mem / total_mem * 8 or 0, barw), e.restart_time or 0,
-        e.status == "online" and human_uptime(now - (e.pm_uptime or now)) or "-")
+      local row = view.monit_row(p, barw, total_mem, now)
       if i == selected then
         tty.scr_put(y, 0, row .. string.rep(" ", math.max(0, cols - #row)), "select")
       else
         tty.scr_put(y, 0, row)
-        tty.scr_put(y, 24, ("%-15s"):format(e.status or "?"), status_style[e.status])
+        tty.scr_put(y, view.MONIT_STATUS_COL, view.monit_status(p))
       end
     end
     local y = 3 + list_rows
     local p = list[selected]
     if p then
-      local e = p.pm2_env or {}
-      tty.scr_put(y, 0, ("── %s (id %d) "):format(p.name, p.pm_id) .. string.rep("─", cols), "cyan")
-      tty.scr_put(y + 1, 1, ("pid %s   script %s   interpreter %s"):format(tostring(p.pid), tostring(e.pm_exec_path),
-        tostring(e.exec_interpreter)))
-      tty.scr_put(y + 2, 1, ("cwd %s   restarts %d   unstable %d   last exit %s%s"):format(tostring(e.pm_cwd),
-        e.restart_time or 0, e.unstable_restarts or 0, tostring(e.exit_code or "-"),
-        e.notify and e.notify.status and ("   status: " .. e.notify.status) or ""))
+      local title, first_line, second_line = view.monit_details(p)
+      tty.scr_put(y, 0, title .. string.rep("─", cols), "cyan")
+      tty.scr_put(y + 1, 1, first_line)
+      tty.scr_put(y + 2, 1, second_line)
       local l = logs[p.pm_id] or {}
       local space = rows - (y + 4)
       tty.scr_put(y + 3, 0, ("── logs " .. string.rep("─", cols)), "cyan")

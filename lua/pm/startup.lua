@@ -7,11 +7,8 @@ local M = {}
 
 local function user_name()
   local uid = core.getuid()
-  for line in io.lines("/etc/passwd") do
-    local name, id = line:match("^([^:]*):[^:]*:(%d+):")
-    if tonumber(id) == uid then return name end
-  end
-  return os.getenv("USER") or tostring(uid)
+  local pw = util.passwd(uid)
+  return pw and pw.name or os.getenv("USER") or tostring(uid)
 end
 
 local function unit_dir()

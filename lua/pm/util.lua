@@ -1,5 +1,5 @@
 -- Small pieces shared by the client and the daemon: JSON as the wire wants
--- it, PM_HOME, paths, durations, sizes and signal names.
+-- it, PM_HOME, paths, durations, sizes, signal names, users and groups.
 local cjson = require "cjson"
 local core = require "pm.core"
 
@@ -198,21 +198,42 @@ function M.deep_copy(t, seen)
   return c
 end
 
-function M.human_bytes(n, short)
-  n = tonumber(n) or 0
-  local units = short and { "G", "M", "K", "B" } or { "gb", "mb", "kb", "b" }
-  if n >= 1073741824 then return ("%.1f%s"):format(n / 1073741824, units[1]) end
-  if n >= 1048576 then return ("%.1f%s"):format(n / 1048576, units[2]) end
-  if n >= 1024 then return ("%.1f%s"):format(n / 1024, units[3]) end
-  return ("%d%s"):format(n, units[4])
+-- The first line of a colon-separated database (passwd, group) whose name
+-- (field 1) or number (field 3) is key, as getpwnam/getpwuid would find it,
+-- its fields named by fields. Read at each call: a user added while the
+-- daemon runs is found.
+local function db_entry(file, key, fields)
+  local f = io.open(file)
+  if not f then return nil end
+  key = tostring(key)
+  for line in f:lines() do
+    local v = {}
+    for field in (line .. ":"):gmatch("([^:]*):") do v[#v + 1] = field end
+    if (v[1] == key or v[3] == key) and tonumber(v[3]) then
+      f:close()
+      local entry = {}
+      for i, name in ipairs(fields) do entry[name] = v[i] end
+      entry.uid = entry.uid and tonumber(entry.uid)
+      entry.gid = entry.gid and tonumber(entry.gid)
+      return entry
+    end
+  end
+  f:close()
 end
 
-function M.human_uptime(ms)
-  local s = math.floor(math.max(0, ms) / 1000)
-  if s < 60 then return s .. "s" end
-  if s < 3600 then return math.floor(s / 60) .. "m" end
-  if s < 86400 then return math.floor(s / 3600) .. "h" end
-  return math.floor(s / 86400) .. "D"
+local PASSWD = { "name", "passwd", "uid", "gid", "gecos", "dir", "shell" }
+local GROUP = { "name", "passwd", "gid", "members" }
+
+-- The entry of /etc/passwd (or file) for a user name or uid: { name, uid,
+-- gid, gecos, dir, shell } | nil.
+function M.passwd(name_or_uid, file)
+  return db_entry(file or "/etc/passwd", name_or_uid, PASSWD)
+end
+
+-- The entry of /etc/group (or file) for a group name or gid: { name, gid,
+-- members (the text, comma-separated) } | nil.
+function M.group(name_or_gid, file)
+  return db_entry(file or "/etc/group", name_or_gid, GROUP)
 end
 
 -- mkdir -p: the parents 0755, dir itself with mode

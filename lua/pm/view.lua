@@ -1,0 +1,342 @@
+-- How pm shows processes to a person: the columns of `pm list` (and which
+-- give way first on a narrow terminal), the card of `pm describe`, the rows
+-- of `pm monit`, the colour of each status, human units (bytes, uptime,
+-- milliseconds). cli.lua, console.lua and monit.lua print what it returns,
+-- so one change of look is made here once.
+-- It takes process descriptions (DESIGN §5) and returns text; it must not
+-- know the wire, the connection, the daemon or the verbs, and writes
+-- nothing: where text goes (stdout, a curses screen) is the caller's.
+local core = require "pm.core"
+local util = require "pm.util"
+
+local M = {}
+
+-- ---- units ----
+
+-- short: monit's narrow columns ("1.5M"); else PM2's units ("1.5mb")
+function M.bytes(n, short)
+  n = tonumber(n) or 0
+  local units = short and { "G", "M", "K", "B" } or { "gb", "mb", "kb", "b" }
+  if n >= 1073741824 then return ("%.1f%s"):format(n / 1073741824, units[1]) end
+  if n >= 1048576 then return ("%.1f%s"):format(n / 1048576, units[2]) end
+  if n >= 1024 then return ("%.1f%s"):format(n / 1024, units[3]) end
+  return ("%d%s"):format(n, units[4])
+end
+
+-- One unit, rounded down: a table cell stays narrow (PM2's "5m", "2D").
+function M.uptime(ms)
+  local s = math.floor(math.max(0, ms) / 1000)
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return math.floor(s / 60) .. "m" end
+  if s < 86400 then return math.floor(s / 3600) .. "h" end
+  return math.floor(s / 86400) .. "D"
+end
+
+-- A setting in milliseconds, as declared (nil stays nil: no row).
+function M.ms(v)
+  return v and (v .. " ms")
+end
+
+-- Local time, to the second (ms since the epoch).
+function M.date(ms)
+  return os.date("%Y-%m-%d %H:%M:%S", math.floor(ms / 1000))
+end
+
+-- ---- status colours ----
+
+-- The one table: a status -> a style name of pm.term's screen (scr_put);
+-- a plain terminal gets the ANSI code of that name.
+M.STATUS_COLORS = { online = "green", stopped = "dim", errored = "red", stopping = "yellow",
+  launching = "cyan", ["waiting restart"] = "yellow" }
+
+-- "dim" is grey (90), not faint (2): faint is lost on some terminals
+local ANSI = { green = "32", red = "31", yellow = "33", cyan = "36", dim = "90" }
+
+function M.status_style(status)
+  return M.STATUS_COLORS[status]
+end
+
+-- text in the colour of status for a terminal (unchanged for an unknown status)
+function M.paint(text, status)
+  local code = ANSI[M.STATUS_COLORS[status]]
+  if not code then return text end
+  return "\27[" .. code .. "m" .. text .. "\27[0m"
+end
+
+-- ---- text width ----
+
+-- display width: characters, not bytes (UTF-8); a table repeats its
+-- cells' texts, so each text is measured once (per table)
+local widths_of = {}
+local function width(s)
+  s = tostring(s)
+  local n = widths_of[s]
+  if not n then
+    if s:find("[\128-\255]") then
+      local _, c = s:gsub("[^\128-\191]", "")
+      n = c
+    else
+      n = #s
+    end
+    widths_of[s] = n
+  end
+  return n
+end
+
+local function pad(s, w)
+  s = tostring(s)
+  return s .. string.rep(" ", w - width(s))
+end
+
+-- ---- users ----
+
+local user_names = {} -- uid -> name; /etc/passwd is read once per uid
+local function user_of(e)
+  local uid = e.uid or core.getuid()
+  if uid == core.getuid() and not next(user_names) then
+    -- the common case, without reading /etc/passwd
+    local me = os.getenv("USER") or os.getenv("LOGNAME")
+    if me and me ~= "" then return me end
+  end
+  local id = tonumber(uid)
+  if not id then return tostring(uid) end
+  local name = user_names[id]
+  if name == nil then
+    local pw = util.passwd(id)
+    name = pw and pw.name or false -- unknown: asked once too
+    user_names[id] = name
+  end
+  return name or tostring(uid)
+end
+
+-- ---- the process table (pm list, a list in the console) ----
+
+M.COLUMNS = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user",
+  "watching" }
+-- least useful first: dropped in this order until the table fits
+M.DROP_ORDER = { "watching", "user", "namespace", "mode", "uptime" }
+
+-- How stdout shows a table: its terminal's width and colours, or neither.
+function M.stdout()
+  if not core.isatty(1) then return { color = false } end
+  return { color = true, width = select(2, core.winsize(1)) or nil }
+end
+
+local function cells_of(p, now)
+  local e = p.pm2_env or {}
+  local online = e.status == "online"
+  return {
+    id = tostring(p.pm_id), name = p.name, namespace = e.namespace or "default",
+    mode = tostring(e.exec_mode or "fork"):gsub("_mode$", "")
+      .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
+    pid = tostring(p.pid or 0), uptime = online and M.uptime(now - (e.pm_uptime or now)) or "0",
+    ["↺"] = tostring(e.restart_time or 0),
+    -- sd_notify's STATUS= text rides along with the status
+    status = (e.status or "?") .. ((type(e.notify) == "table" and type(e.notify.status) == "string"
+      and e.notify.status ~= "") and (" (" .. e.notify.status:sub(1, 24) .. ")") or ""),
+    status_key = e.status,
+    cpu = ("%s%%"):format(p.monit and p.monit.cpu or 0), mem = M.bytes(p.monit and p.monit.memory),
+    user = user_of(e), watching = (e.watch and e.watch ~= false) and "enabled" or "disabled",
+  }
+end
+
+-- The table of a list of descriptions, lines ended. opts (default: what
+-- M.stdout() says): width (columns are dropped until it fits; nil: all),
+-- color (the status in its colour), now (ms since the epoch, for uptimes).
+function M.table(list, opts)
+  opts = opts or M.stdout()
+  widths_of = {}
+  local cols = {}
+  for i, c in ipairs(M.COLUMNS) do cols[i] = c end
+  local rows = {}
+  local now = opts.now or core.now()
+  for _, p in ipairs(list) do rows[#rows + 1] = cells_of(p, now) end
+  local function widths(c)
+    local w, total = {}, 1
+    for i, h in ipairs(c) do
+      w[i] = width(h)
+      for _, r in ipairs(rows) do w[i] = math.max(w[i], width(r[h])) end
+      total = total + w[i] + 3
+    end
+    return w, total
+  end
+  local w, total = widths(cols)
+  local term_width = opts.width
+  for _, victim in ipairs(M.DROP_ORDER) do
+    if not term_width or total <= term_width then break end
+    for i, c in ipairs(cols) do
+      if c == victim then table.remove(cols, i) break end
+    end
+    w, total = widths(cols)
+  end
+  local out = {}
+  local function line(r, color_status)
+    local cells = {}
+    for i, c in ipairs(cols) do
+      local s = pad(r[c] or c, w[i])
+      if c == "status" and color_status and opts.color then s = M.paint(s, r.status_key) end
+      cells[i] = s
+    end
+    out[#out + 1] = "│ " .. table.concat(cells, " │ ") .. " │"
+  end
+  local function rule(l, m, r)
+    local segs = {}
+    for i = 1, #w do segs[i] = string.rep("─", w[i] + 2) end
+    out[#out + 1] = l .. table.concat(segs, m) .. r
+  end
+  rule("┌", "┬", "┐")
+  local head = {}
+  for _, c in ipairs(cols) do head[c] = c end
+  line(head)
+  rule("├", "┼", "┤")
+  for _, r in ipairs(rows) do line(r, true) end
+  rule("└", "┴", "┘")
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- A value the console shows as the table: a non-empty list of descriptions.
+function M.is_list(v)
+  if type(v) ~= "table" or #v == 0 then return false end
+  for _, p in ipairs(v) do
+    if type(p) ~= "table" or p.pm_id == nil or type(p.pm2_env) ~= "table" then return false end
+  end
+  return true
+end
+
+-- ---- the card (pm describe) ----
+
+local function set(v) return v ~= nil and v ~= util.null end
+
+-- Everything about one process, lines ended; rows without a value are left out.
+function M.card(p, now)
+  local e = p.pm2_env or {}
+  local out = {}
+  local function row(k, v)
+    if set(v) then out[#out + 1] = ("%-20s %s"):format(k, tostring(v)) end
+  end
+  out[#out + 1] = ("── %s (id %d) ──"):format(p.name, p.pm_id)
+  row("status", e.status)
+  row("pid", p.pid)
+  row("namespace", e.namespace)
+  row("script", e.pm_exec_path)
+  row("args", type(e.args) == "table" and table.concat(e.args, " ") or nil)
+  row("interpreter", e.exec_interpreter)
+  row("cwd", e.pm_cwd)
+  row("instances", e.instances)
+  row("restarts", e.restart_time)
+  row("unstable restarts", e.unstable_restarts)
+  row("last exit code", e.exit_code)
+  row("last exit signal", e.exit_signal)
+  row("uptime", e.status == "online" and M.uptime((now or core.now()) - (e.pm_uptime or 0)) or nil)
+  row("created at", e.created_at and M.date(e.created_at))
+  row("cpu", p.monit and (p.monit.cpu .. "%"))
+  row("memory", p.monit and M.bytes(p.monit.memory))
+  row("out log", e.pm_out_log_path)
+  row("error log", e.pm_err_log_path)
+  row("pid file", e.pm_pid_path)
+  row("autorestart", e.autorestart)
+  row("min uptime", M.ms(e.min_uptime))
+  row("max restarts", e.max_restarts)
+  row("restart delay", M.ms(e.restart_delay))
+  row("kill timeout", M.ms(e.kill_timeout))
+  row("error", e.error)
+  row("watch", e.watch and e.watch ~= false and tostring(e.watch) or nil)
+  row("cron restart", e.cron_restart)
+  row("max memory", e.max_memory_restart and M.bytes(e.max_memory_restart))
+  row("notify status", type(e.notify) == "table" and e.notify.status or nil)
+  if type(e.events) == "table" and #e.events > 0 then
+    out[#out + 1] = "recent events:"
+    for _, ev in ipairs(e.events) do
+      local extra = {}
+      for _, k in ipairs({ "code", "signal", "reason" }) do
+        if set(ev[k]) then extra[#extra + 1] = k .. " " .. tostring(ev[k]) end
+      end
+      out[#out + 1] = ("  %s.%03d  %s%s"):format(M.date(ev.at), math.floor(ev.at % 1000), ev.event,
+        #extra > 0 and (" (" .. table.concat(extra, ", ") .. ")") or "")
+    end
+  end
+  if type(e.env) == "table" then
+    local keys = {}
+    for k in pairs(e.env) do keys[#keys + 1] = k end
+    table.sort(keys)
+    out[#out + 1] = "env:"
+    for _, k in ipairs(keys) do out[#out + 1] = ("  %s=%s"):format(k, tostring(e.env[k])) end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- ---- lines about events ----
+
+-- A log line of app d (pm_id, name) for pm logs, ended. how: "raw" (as it
+-- is), "json" (an object per line), nil ("id|name|line", PM2's).
+function M.log_line(d, which, line, how)
+  if how == "raw" then return line .. "\n" end
+  if how == "json" then
+    return util.encode({ pm_id = d.pm_id, name = d.name, type = which, message = line }) .. "\n"
+  end
+  return ("%d|%s|%s\n"):format(d.pm_id, d.name, line)
+end
+
+-- The progress of a long operation after count process events (e a
+-- process:event packet), not ended: the caller rewrites it in place.
+function M.progress(label, e, count)
+  return ("%s: %s %s (%s) [%d]"):format(label, e.event, tostring(e.process and e.process.name),
+    tostring(e.process and e.process.pm_id), count)
+end
+
+-- What re-applying an ecosystem file did to app d (pm2_env.changes), ended;
+-- nil when the reply says nothing of it.
+function M.changes(d)
+  local ch = d.pm2_env and d.pm2_env.changes
+  if type(ch) ~= "table" then return nil end
+  return ("%s (%d): %s\n"):format(d.name, d.pm_id,
+    #ch > 0 and ("applied " .. table.concat(ch, ", ")) or "restarted, nothing changed")
+end
+
+-- ---- the rows of pm monit ----
+
+-- frac of width filled with "|"
+function M.bar(frac, w)
+  frac = math.max(0, math.min(1, frac or 0))
+  local full = math.floor(frac * w + 0.5)
+  return string.rep("|", full) .. string.rep(" ", w - full)
+end
+
+-- where a row's status starts: monit paints it there in its colour
+M.MONIT_STATUS_COL = 24
+
+function M.monit_head(barw)
+  return ("%-4s %-18s %-15s %6s %-" .. (barw + 2) .. "s %7s %-" .. (barw + 2) .. "s %4s %7s")
+    :format("id", "name", "status", "cpu", "", "mem", "", "rst", "uptime")
+end
+
+-- total_mem: the machine's memory in bytes (0: unknown); a full memory bar
+-- is an eighth of it, so that one app's growth shows.
+function M.monit_row(p, barw, total_mem, now)
+  local e = p.pm2_env or {}
+  local cpu = (p.monit and p.monit.cpu) or 0
+  local mem = (p.monit and p.monit.memory) or 0
+  return ("%-4d %-18s %-15s %5.1f%% [%s] %7s [%s] %4d %7s"):format(p.pm_id, p.name:sub(1, 18),
+    e.status or "?", cpu, M.bar(cpu / 100, barw), M.bytes(mem, true),
+    M.bar(total_mem > 0 and mem / total_mem * 8 or 0, barw), e.restart_time or 0,
+    e.status == "online" and M.uptime(now - (e.pm_uptime or now)) or "-")
+end
+
+-- the status cell of a row: its text and its style
+function M.monit_status(p)
+  local status = (p.pm2_env or {}).status
+  return ("%-15s"):format(status or "?"), M.status_style(status)
+end
+
+-- The selected app under the rows: a title and two lines of details.
+function M.monit_details(p)
+  local e = p.pm2_env or {}
+  return ("── %s (id %d) "):format(p.name, p.pm_id),
+    ("pid %s   script %s   interpreter %s"):format(tostring(p.pid), tostring(e.pm_exec_path),
+      tostring(e.exec_interpreter)),
+    ("cwd %s   restarts %d   unstable %d   last exit %s%s"):format(tostring(e.pm_cwd),
+      e.restart_time or 0, e.unstable_restarts or 0, tostring(e.exit_code or "-"),
+      e.notify and e.notify.status and ("   status: " .. e.notify.status) or "")
+end
+
+return M
