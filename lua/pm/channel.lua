@@ -11,7 +11,7 @@ local readiness = require "pm.readiness"
 
 local M = {}
 
-local function on_message(p, line)
+local function on_message(p, line, channel)
   local msg, err = util.decode(line)
   if msg == nil then
     p.bad_messages = (p.bad_messages or 0) + 1
@@ -24,7 +24,8 @@ local function on_message(p, line)
   if msg == "ready" then
     -- (a crash loop's channel may still hold the dead process's "ready"
     -- when the next one is being launched: only a live process is ready)
-    if p.pid and p.pid > 0 then readiness.mark_ready(p, "ipc") end
+    -- (nor the process a reload replaced, whose channel this no longer is)
+    if p.pid and p.pid > 0 and p.channel == channel then readiness.mark_ready(p, "ipc") end
     return
   end
   if type(msg) == "table" and type(msg.cmd) == "string" and msg.cmd:match("^NODE_") then
@@ -42,7 +43,7 @@ function M.open(p, fd)
   if p.channel then p.channel:close() end
   local channel
   channel = core.stream(fd, function(line)
-    if line then on_message(p, line) end
+    if line then on_message(p, line, channel) end
   end, function()
     if p.channel == channel then p.channel = nil end
   end, 16 * 1024 * 1024)

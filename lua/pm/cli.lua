@@ -59,7 +59,8 @@ end
 local function show_list(silent)
   if silent then return end
   local conn = check(api()._conn())
-  io.stdout:write(require("pm.view").table(check(conn:call("list", { brief = "table" }))))
+  local view = require "pm.view"
+  io.stdout:write(view.table(check(conn:call("list", { fields = view.TABLE_FIELDS }))))
 end
 
 -- "a,b" -> { "a", "b" } (nil stays nil)

@@ -182,6 +182,13 @@ M.unkeep = unkeep
 M.end_channel = end_channel
 proc.ACTIONS.release = release
 
+-- p's declaration becomes decl, a copy with other instances (pm scale):
+-- a crash loop's kept pipes stay good for it
+function M.adopt(p, decl)
+  local k = p.kept
+  if k and k.of == p.decl then k.of = decl end
+end
+
 -- Whether p's next process can have the pipes of its last one: what that
 -- one wrote is then read, its last line ended (logpipe:cut).
 local function reusable(p)

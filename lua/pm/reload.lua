@@ -90,6 +90,12 @@ function M.reload(p, opts, done)
     exits.retirees[p.pid] = nil
     by_pid[p.pid] = p
     lifecycle.fire(p, "abort")
+    if p.status == "stopping" then
+      -- a stop killed the replacement: the stop under way ends the old one
+      exits.signal_tree(p, util.signum(p.decl.kill_signal))
+      log.warn("app %s (%d): reload aborted by a stop", p.name, p.pm_id)
+      return done(("reload of %s (%d) aborted: it is being stopped"):format(p.name, p.pm_id))
+    end
     p.ready = "reload aborted"
     readiness.arm_health(p)
     log.warn("app %s (%d): reload aborted, the old process %d keeps serving: %s", p.name, p.pm_id,
@@ -133,11 +139,15 @@ function M.scale(name, spec, done)
   if target > M.MAX_INSTANCES then
     return done(("scale: at most %d instances"):format(M.MAX_INSTANCES), nil, "params")
   end
-  -- a new declaration, shared by every instance (the old one stays as it
-  -- was for whoever holds it)
-  local decl = util.shallow_copy(list[1].decl)
+  -- a new declaration for the instances of the first one's (the old one
+  -- stays as it was for whoever holds it; another app of the same name
+  -- keeps its own)
+  local old = list[1].decl
+  local decl = util.shallow_copy(old)
   decl.instances = target
-  for _, q in ipairs(list) do sup.adopt(q, decl) end
+  for _, q in ipairs(list) do
+    if q.decl == old then sup.adopt(q, decl) end
+  end
   if target == n then return done(nil, list) end
   if target < n then
     local victims = {}

@@ -44,6 +44,8 @@ local function check_memory()
     local limit = p.decl.max_memory_restart
     if not limit or p.deleted then
       limited[p] = nil
+    elseif p.pid > 0 and p.status == "launching" then
+      any = true -- (checked once online: it may be slow to say it is ready)
     elseif p.status == "online" and p.pid > 0 then
       any = true
       local tree = core.proc_tree(p.pid)

@@ -72,6 +72,8 @@ function M.stop(p, done, reason)
   if reason == "stop" then lifecycle.hold(p) end
   cancel_timer(p)
   if p.status == "stopping" then
+    -- (none left after a process survived SIGKILL: the stop goes on)
+    p.waiters = p.waiters or {}
     p.waiters[#p.waiters + 1] = done
     return
   end
@@ -140,6 +142,7 @@ end
 function M.start(p, done)
   if p.status == "stopping" then
     -- start once the stop it follows is done: never two processes
+    p.waiters = p.waiters or {}
     p.waiters[#p.waiters + 1] = function(err)
       if err then return done(err) end
       M.start(p, done)
@@ -210,8 +213,11 @@ function M.redeclare(p, decl)
 end
 
 -- p takes decl, a copy of its own with other instances (pm scale): the
--- same rules and files
-function M.adopt(p, decl) p.decl = decl end
+-- same rules and files, and a crash loop keeps its pipes
+function M.adopt(p, decl)
+  launch.adopt(p, decl)
+  p.decl = decl
+end
 
 --[[ A new record of decl's instance `instance`. saved (restore): { pm_id,
 status, restart_time, created_at }; one saved as stopped stays stopped. ]]

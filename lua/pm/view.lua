@@ -122,6 +122,12 @@ function M.stdout()
   return { color = true, width = select(2, core.winsize(1)) or nil }
 end
 
+-- The fields of a description the table reads (what `pm list` asks the
+-- daemon for: the rest of a description is not sent)
+M.TABLE_FIELDS = { "name", "pid", "pm_id", "monit", "pm2_env.namespace", "pm2_env.exec_mode",
+  "pm2_env.instances", "pm2_env.status", "pm2_env.pm_uptime", "pm2_env.restart_time",
+  "pm2_env.uid", "pm2_env.watch", "pm2_env.notify" }
+
 local function cells_of(p, now)
   local e = p.pm2_env or {}
   local online = e.status == "online"

@@ -610,7 +610,8 @@ describe("zero-downtime reload", function()
         local p = H.proc("rs")
         return p and p.pm2_env.status == "launching" and p.pid ~= old.pid and p.pid > 0 and p.pid
       end, 10000, "the replacement launching")
-      ok(H.pm("stop", "rs", "-s"))
+      local stop = result(bg(pmcmd("stop", "rs", "-s"), "stop"), 10000, "pm stop's reply")
+      assert.equal(0, stop.code, stop.err)
       local r = result(job, 10000, "the reload's reply")
       assert.are_not.equal(0, r.code)
       assert.matches("aborted", r.err)
@@ -806,6 +807,28 @@ describe("zero-downtime reload", function()
       end
       return port, instances
     end
+
+    it("gives the new instance count to one app's declaration: another app of the same name keeps its own", function()
+      local a = H.script("sa.sh", "exec sleep 100\n")
+      local b = H.script("sb.sh", "exec sleep 100\n")
+      ok(H.pm("start", a, "--name", "x", "-s"))
+      ok(H.pm("start", b, "--name", "x", "-s"))
+      ok(H.pm("scale", "x", "3", "-s"))
+      local list = procs("x")
+      assert.equal(3, #list)
+      local by_script = {}
+      for _, p in ipairs(list) do
+        by_script[p.pm2_env.pm_exec_path] = (by_script[p.pm2_env.pm_exec_path] or 0) + 1
+      end
+      assert.equal(2, by_script[H.real(a)] or by_script[a])
+      assert.equal(1, by_script[H.real(b)] or by_script[b])
+      for _, p in ipairs(list) do
+        local is_b = p.pm2_env.pm_exec_path == b or p.pm2_env.pm_exec_path == H.real(b)
+        assert.equal(is_b and 1 or 3, p.pm2_env.instances, p.pm_id)
+      end
+      ok(H.pm("restart", tostring(list[2].pm_id), "-s"))
+      assert.equal(list[2].pm2_env.pm_exec_path, procs("x")[2].pm2_env.pm_exec_path)
+    end)
 
     it("4, then -2, then +1: counts, NODE_APP_INSTANCE numbers reused, new instances share the held socket", function()
       local port, instances = scale_app()

@@ -268,6 +268,21 @@ return { apps = {
     end)
   end)
 
+  describe("max_memory_restart, an app slow to be ready", function()
+    it("is checked once online, even when no other app with a limit runs (it was never checked)", function()
+      H.script("slowbig.sh", "#!/bin/sh\n" ..
+        "python3 -c 'import time; s = \"x\" * (60 * 1024 * 1024); time.sleep(600)'\n")
+      eco([[
+return { apps = {
+  { name = "slowbig", script = "slowbig.sh", max_memory_restart = "30M", kill_timeout = 500,
+    wait_ready = true, listen_timeout = 1500 },
+} }]])
+      start(H.home .. "/ecosystem.lua")
+      H.wait_for(function() return restart_time("slowbig") >= 1 end, 10000, "a memory restart of slowbig")
+      assert.truthy(pm_log():find("over max_memory_restart", 1, true), pm_log())
+    end)
+  end)
+
   describe("cron_restart", function()
     it("restarts a running app on a 6-field schedule, with reason cron, also after a manual restart", function()
       local script = H.script("cr.sh", SLEEPER)
