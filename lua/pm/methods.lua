@@ -1,0 +1,516 @@
+-- The methods of the wire protocol (DESIGN §6): a request's parameters
+-- checked and turned into operations of the supervisor (targets resolved,
+-- ecosystem files loaded, apps started in their dependency order, stops in
+-- the reverse one), and its reply. Decides what a request means; how a
+-- process lives is the supervisor's, the connection rpc.lua's.
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+local rpc = require "pm.rpc"
+local bus = require "pm.bus"
+local sup = require "pm.supervisor"
+local ecosystem = require "pm.ecosystem"
+local appdecl = require "pm.app"
+local persist = require "pm.persist"
+local children = require "pm.children"
+local recovery = require "pm.recovery"
+
+local M = {}
+
+-- Set by the daemon: home (PM_HOME), shutdown(code, before_exit), the
+-- daemon's errors count (ping)
+M.ctx = { home = nil, shutdown = nil, errors = function() return 0 end }
+local ctx = M.ctx
+
+-- The descriptions of list as the reply's JSON; params.fields: only
+-- those (a client names what it shows); params.brief: true, without each
+-- app's environment; "table", the fields pm list showed before it named
+-- them.
+local function descriptions(list, params, sampled, changes)
+  local brief = false
+  if type(params) == "table" then
+    if params.fields ~= nil then
+      brief = sup.selection(params.fields) or false -- (checked by the method)
+    elseif params.brief == true or params.brief == "table" then
+      brief = params.brief
+    end
+  end
+  return sup.describe_list(list, brief, not sampled, changes)
+end
+
+-- Runs op(p, cb) on each proc of list; done(err, descriptions) at the end.
+local function each(list, op, done, params)
+  local left, first_err = #list, nil
+  if left == 0 then return done(nil, descriptions(list, params)) end
+  for _, p in ipairs(list) do
+    op(p, function(err)
+      if err and not first_err then first_err = err end
+      left = left - 1
+      if left == 0 then
+        if first_err then return done(first_err) end
+        done(nil, descriptions(list, params))
+      end
+    end)
+  end
+end
+
+-- Runs a helper (node reading a .config.js) -> done(code, stdout, stderr)
+ecosystem.capture = function(argv, done)
+  children.run(argv, { capture = true }, function(code, signum, out, err)
+    if not out then return done(nil, nil, err) end -- (not spawned)
+    done(code or (128 + (signum or 0)), out, err)
+  end)
+end
+
+-- A supervisor's refusal (nil, message, kind) as the wire's error
+local function wire_error(message, kind)
+  if kind == "params" then return { code = rpc.INVALID_PARAMS, message = message } end
+  return message
+end
+
+-- A target of the wire: pm_id, name, "all", namespace or an ecosystem file
+-- -> done(list | nil, err)
+local function resolve(params, done)
+  local target = params.target
+  if target == nil or target == util.null then target = params.name or params.id end
+  if type(target) == "string" and util.is_ecosystem(target) and core.stat(target) then
+    return ecosystem.load(target, { only = params.only, environ = params.environ }, function(decls, err)
+      if not decls then return done(nil, err) end
+      local list = {}
+      for _, d in ipairs(decls) do
+        for _, p in ipairs(sup.by_name(d.name)) do list[#list + 1] = p end
+      end
+      done(list)
+    end)
+  end
+  if target == nil then return done(nil, { code = rpc.INVALID_PARAMS, message = "params.target is required" }) end
+  local list, err, kind = sup.resolve(target)
+  done(list, err and wire_error(err, kind))
+end
+
+-- The caller's environment: names and values as strings, nothing else.
+local function environ_of(params)
+  if type(params.environ) ~= "table" then return core.environ() end
+  local env = {}
+  for k, v in pairs(params.environ) do
+    if type(k) == "string" and k ~= "" and not k:find("[=%z]") then
+      if type(v) == "string" then
+        if not v:find("%z") then env[k] = v end
+      elseif type(v) == "number" or type(v) == "boolean" then
+        env[k] = tostring(v)
+      end
+    end
+  end
+  return env
+end
+
+local methods = {}
+
+function methods.ping(_, _, done)
+  -- heap_kb: the daemon's Lua heap (bench/ reports it beside RSS)
+  done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid(),
+    heap_kb = math.floor(collectgarbage("count")), errors = ctx.errors() })
+end
+
+-- {"brief": true}: without each app's environment; {"brief": "table"}:
+-- what pm list's table showed; {"fields": [...]}: those fields only
+function methods.list(params, _, done)
+  if params.fields ~= nil then
+    local ok, err = sup.selection(params.fields)
+    if not ok then return done({ code = rpc.INVALID_PARAMS, message = err }) end
+  end
+  done(nil, descriptions(sup.all(), params, true))
+end
+
+function methods.describe(params, _, done)
+  resolve(params, function(list, err)
+    if not list and type(err) == "table" then return done(err) end -- a bad target, not an unknown one
+    done(nil, descriptions(list or {}, params, true))
+  end)
+end
+
+-- What differs between two declarations: { "max_restarts", "env.PORT", ... }
+local function changes(old, new)
+  local out = {}
+  local keys = {}
+  for k in pairs(old) do keys[k] = true end
+  for k in pairs(new) do keys[k] = true end
+  for k in pairs(keys) do
+    local a, b = old[k], new[k]
+    if k == "env" and type(a) == "table" and type(b) == "table" then
+      local ek = {}
+      for e in pairs(a) do ek[e] = true end
+      for e in pairs(b) do ek[e] = true end
+      for e in pairs(ek) do
+        if a[e] ~= b[e] then out[#out + 1] = "env." .. e end
+      end
+    elseif type(a) == "table" and type(b) == "table" then
+      if util.encode(a) ~= util.encode(b) then out[#out + 1] = k end
+    elseif type(a) ~= "function" and type(b) ~= "function" and a ~= b then
+      out[#out + 1] = k
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+-- Waits until every proc of the named apps is ready -> done(err)
+local function wait_for_apps(names, done)
+  local list = {}
+  for _, n in ipairs(names or {}) do
+    for _, p in ipairs(sup.by_name(n)) do list[#list + 1] = p end
+  end
+  local left, failed = #list, nil
+  if left == 0 then return done() end
+  for _, p in ipairs(list) do
+    sup.when_ready(p, function(ok, why)
+      if not ok and not failed then failed = ("%s is not ready: %s"):format(p.name, tostring(why)) end
+      left = left - 1
+      if left == 0 then done(failed) end
+    end)
+  end
+end
+
+-- Starts declarations in order (dependencies first, each waiting for the
+-- apps it depends on to be ready); replies once every app is launched
+-- (ready, for wait_ready apps).
+local function start_decls(decls, params, origin, done)
+  local environ = environ_of(params)
+  local started = {}
+  local changed = {} -- record -> what the file changed of its declaration
+  local i = 0
+  local finish
+  local function next_decl()
+    i = i + 1
+    local d = decls[i]
+    if not d then return finish() end
+    wait_for_apps(d.depends_on, function(derr)
+      if derr then return done(("cannot start %s: %s"):format(d.name, derr)) end
+      local existing = sup.by_name(d.name)
+      local force = params.force or d.force
+      local ops = {}
+      if origin and #existing > 0 then
+        -- an app of a file that is known already: apply the file's settings
+        -- and restart it (PM2's behaviour)
+        for _, p in ipairs(existing) do
+          changed[p] = changes(p.decl, d)
+          ops[#ops + 1] = p
+        end
+      else
+        -- PM2's rule: the same script under the same name is restarted when
+        -- it is down, refused when it runs (unless forced)
+        local same = {}
+        if not origin and not force then
+          for _, p in ipairs(existing) do
+            if p.decl.script == d.script then same[#same + 1] = p end
+          end
+        end
+        for _, p in ipairs(same) do
+          if p.status ~= "stopped" and p.status ~= "errored" then
+            return done(("script already launched: %s (as '%s', id %d; add -f to run another)")
+              :format(d.script, p.name, p.pm_id))
+          end
+        end
+        if #same > 0 then
+          ops = same
+        else
+          for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p end
+          return next_decl()
+        end
+      end
+      each(ops, function(p, cb)
+        started[#started + 1] = p
+        sup.restart(p, { decl = d, environ = environ }, cb)
+      end, function(err)
+        if err then return done(err) end
+        next_decl()
+      end)
+    end)
+  end
+  finish = function()
+    local left = #started
+    local function reply()
+      local errs = {}
+      for _, p in ipairs(started) do
+        if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
+      end
+      if #errs > 0 then return done(table.concat(errs, "; ")) end
+      local result
+      if params.reply == "changes" then
+        -- what the CLI prints of a start: the changes an ecosystem file made
+        result = {}
+        for k, p in ipairs(started) do
+          result[k] = { name = p.name, pm_id = p.pm_id,
+            pm2_env = { changes = changed[p] and util.array(changed[p]) or nil } }
+        end
+        result = util.array(result)
+      else
+        result = descriptions(started, params, false, changed)
+      end
+      done(nil, result)
+    end
+    if left == 0 then return reply() end
+    for _, p in ipairs(started) do
+      sup.when_ready(p, function()
+        left = left - 1
+        if left == 0 then reply() end
+      end)
+    end
+  end
+  next_decl()
+end
+
+-- Runs op on procs so that an app stops before the apps it depends on:
+-- rounds of the procs no remaining proc depends on.
+local function each_dependents_first(list, op, done, params)
+  local remaining = {}
+  for _, p in ipairs(list) do remaining[#remaining + 1] = p end
+  local first_err
+  local function round()
+    if #remaining == 0 then
+      if first_err then return done(first_err) end
+      return done(nil, descriptions(list, params))
+    end
+    local needed = {}
+    for _, p in ipairs(remaining) do
+      for _, dep in ipairs(p.decl.depends_on or {}) do needed[dep] = true end
+    end
+    local batch, rest = {}, {}
+    for _, p in ipairs(remaining) do
+      if needed[p.name] then rest[#rest + 1] = p else batch[#batch + 1] = p end
+    end
+    if #batch == 0 then batch, rest = rest, {} end -- a cycle: all at once
+    remaining = rest
+    local left = #batch
+    for _, p in ipairs(batch) do
+      op(p, function(err)
+        if err and not first_err then first_err = err end
+        left = left - 1
+        if left == 0 then round() end
+      end)
+    end
+  end
+  round()
+end
+
+function methods.start(params, _, done)
+  local cwd = type(params.cwd) == "string" and params.cwd or core.getcwd()
+  if type(params.path) == "string" then
+    local path = util.absolute(params.path, cwd)
+    if not core.stat(path) then return done("file not found: " .. path) end
+    local only = type(params.only) == "table" and params.only or nil
+    return ecosystem.load(path, { env_name = params.env, only = only, environ = environ_of(params) },
+      function(decls, err)
+        if not decls then return done(err) end
+        start_decls(decls, params, { path = path, env = params.env }, done)
+      end)
+  end
+  if type(params.app) == "table" then
+    local d, err = appdecl.normalize(params.app, { base = cwd, environ = environ_of(params),
+      env_name = params.env })
+    if not d then return done(err) end
+    return start_decls({ d }, params, nil, done)
+  end
+  if params.target ~= nil then
+    local list, err, kind = sup.resolve(params.target)
+    if not list then return done(wire_error(err, kind)) end
+    return each(list, sup.start, done, params)
+  end
+  done({ code = rpc.INVALID_PARAMS, message = "start needs params.app, params.path or params.target" })
+end
+
+local function target_op(op)
+  return function(params, _, done)
+    resolve(params, function(list, err)
+      if not list then return done(err) end
+      each(list, function(p, cb) op(p, params, cb) end, done, params)
+    end)
+  end
+end
+
+local function ordered_op(op)
+  return function(params, _, done)
+    resolve(params, function(list, err)
+      if not list then return done(err) end
+      each_dependents_first(list, function(p, cb) op(p, params, cb) end, done, params)
+    end)
+  end
+end
+
+methods.stop = ordered_op(function(p, _, cb) sup.stop(p, cb) end)
+methods.delete = ordered_op(function(p, _, cb) sup.delete(p, cb) end)
+
+local function restart(p, params, cb)
+  local opts = {}
+  if params.updateEnv or params.update_env then opts.environ = environ_of(params) end
+  sup.restart(p, opts, cb)
+end
+methods.restart = target_op(restart)
+-- pm reload: one process at a time (see supervisor.reload); a second
+-- reload of an app while one rolls is refused.
+local reloading = {}
+function methods.reload(params, _, done)
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    for _, p in ipairs(list) do
+      if reloading[p.name] then
+        return done(("a reload of %s is under way: wait for it to finish"):format(p.name))
+      end
+    end
+    local names = {}
+    for _, p in ipairs(list) do
+      reloading[p.name] = true
+      names[#names + 1] = p.name
+    end
+    local opts = {}
+    if params.updateEnv or params.update_env then opts.environ = environ_of(params) end
+    local i = 0
+    local function finish(rerr)
+      for _, n in ipairs(names) do reloading[n] = nil end
+      if rerr then return done(rerr) end
+      done(nil, descriptions(list, params))
+    end
+    local function step()
+      i = i + 1
+      local p = list[i]
+      if not p then return finish() end
+      if p.deleted then return step() end
+      sup.reload(p, opts, function(rerr)
+        if rerr then return finish(rerr) end
+        step()
+      end)
+    end
+    step()
+  end)
+end
+
+function methods.scale(params, _, done)
+  local name = params.name or params.target
+  if type(name) ~= "string" then
+    return done({ code = rpc.INVALID_PARAMS, message = "scale: params.name is required" })
+  end
+  if params.instances == nil then
+    return done({ code = rpc.INVALID_PARAMS, message = "scale: params.instances is required (N, +N or -N)" })
+  end
+  sup.scale(name, params.instances, function(err, list, kind)
+    if err then return done(wire_error(err, kind)) end
+    done(nil, descriptions(list, params))
+  end)
+end
+
+methods.reset = target_op(function(p, _, cb) sup.reset(p); cb() end)
+
+local function signal_op(params, done, list)
+  local sig, err = util.signum(params.signal)
+  if not sig then return done(err) end
+  for _, p in ipairs(list) do
+    if p.pid and p.pid > 0 then core.kill(p.pid, sig) end
+  end
+  done(nil, descriptions(list, params))
+end
+
+function methods.sendSignalToProcessName(params, _, done)
+  if params.target == nil and params.name == nil then
+    return done({ code = rpc.INVALID_PARAMS, message = "params.target is required" })
+  end
+  local list = sup.by_name(tostring(params.target or params.name))
+  if #list == 0 then return done("process not found: " .. tostring(params.target or params.name)) end
+  signal_op(params, done, list)
+end
+
+function methods.sendSignalToProcessId(params, _, done)
+  local id = tonumber(params.target or params.id)
+  local p = id and sup.get(id)
+  if not p then return done("process not found: " .. tostring(params.target or params.id)) end
+  signal_op(params, done, { p })
+end
+
+function methods.sendDataToProcessId(params, _, done)
+  local packet = params.packet
+  if type(packet) ~= "table" then
+    return done({ code = rpc.INVALID_PARAMS, message = "sendDataToProcessId: packet must be an object" })
+  end
+  local id = tonumber(params.id or packet.id)
+  if not id then return done({ code = rpc.INVALID_PARAMS, message = "sendDataToProcessId: packet.id is required" }) end
+  for _, field in ipairs({ "type", "data", "topic" }) do
+    if packet[field] == nil or packet[field] == util.null then
+      return done({ code = rpc.INVALID_PARAMS, message = "sendDataToProcessId: packet." .. field .. " is required" })
+    end
+  end
+  local p = sup.get(id)
+  if not p then return done("process not found: " .. tostring(id)) end
+  packet.id = id
+  local ok, err = sup.send(p, packet)
+  if not ok then return done(err) end
+  done(nil, true)
+end
+
+function methods.flush(params, _, done)
+  if params.target == nil or params.target == util.null then return done(nil, sup.flush(sup.all())) end
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    done(nil, sup.flush(list))
+  end)
+end
+
+function methods.reloadLogs(_, _, done) done(nil, sup.reload_logs()) end
+
+local function events_of(params)
+  local ev = params.events
+  if type(ev) == "string" then ev = { ev } end
+  if type(ev) ~= "table" then ev = { "*" } end
+  for _, e in ipairs(ev) do
+    if type(e) ~= "string" then return nil end
+  end
+  return ev
+end
+
+function methods.subscribe(params, conn, done)
+  local ev = events_of(params)
+  if not ev then return done({ code = rpc.INVALID_PARAMS, message = "events must be strings" }) end
+  done(nil, true) -- the reply goes before the first event
+  bus.subscribe(conn, ev)
+end
+
+function methods.unsubscribe(params, conn, done)
+  bus.unsubscribe(conn, params.events and events_of(params) or nil)
+  done(nil, true)
+end
+
+function methods.save(params, _, done)
+  local list = sup.all()
+  if #list == 0 and not params.force then
+    return done("no app to save: pm save --force writes an empty list")
+  end
+  local ok, err = persist.save(ctx.home, persist.snapshot(list))
+  if not ok then return done("cannot write dump.json: " .. tostring(err)) end
+  done(nil, #list)
+end
+
+function methods.resurrect(_, _, done)
+  local entries, warn = persist.load(ctx.home)
+  if not entries then return done(warn) end
+  if warn then log.warn("%s", warn) end
+  recovery.restore(entries, function(started) done(nil, descriptions(started)) end)
+end
+
+function methods.killDaemon(_, conn, done)
+  local list = descriptions(sup.all())
+  ctx.shutdown(0, function(finish)
+    done(nil, list)
+    -- the reply reaches the caller before the daemon ends (at most 2 s)
+    local deadline = core.mono() + 2000
+    local function wait()
+      if conn.stream:closed() or conn.stream:pending() == 0 or core.mono() > deadline then return finish() end
+      core.timer(5, 0, wait)
+    end
+    wait()
+  end)
+end
+methods.kill = methods.killDaemon
+
+M.methods = methods
+M.descriptions = descriptions
+M.each_dependents_first = each_dependents_first
+M.environ_of = environ_of
+return M

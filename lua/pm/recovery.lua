@@ -1,0 +1,105 @@
+-- Bringing apps back: the entries of dump.json (pm resurrect) or of the
+-- journal after the previous daemon died without stopping its apps (what
+-- is left of them is stopped first, found by pid, start time and marker,
+-- then each app starts again, once). Decides which saved app comes back
+-- and from where (its file again, or its saved declaration).
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+local sup = require "pm.supervisor"
+local ecosystem = require "pm.ecosystem"
+local appdecl = require "pm.app"
+local persist = require "pm.persist"
+
+local M = {}
+
+-- Brings saved entries back (resurrect, or the journal after a crash).
+-- Names that run already are left alone. done(procs it started).
+function M.restore(entries, done)
+  local started = {}
+  local i = 0
+  local function add(decl, environ, origin, meta)
+    if type(meta.procs) == "table" and #meta.procs > 0 then decl.instances = #meta.procs end
+    for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do started[#started + 1] = p end
+  end
+  local function next_entry()
+    i = i + 1
+    local entry = entries[i]
+    if not entry then return done(started) end
+    local raw, meta = persist.split(entry)
+    local name = raw.name
+    if type(name) ~= "string" or #sup.by_name(name) > 0 then return next_entry() end
+    local environ = type(meta.environ) == "table" and meta.environ or core.environ()
+    local function from_saved()
+      local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ, keep_cwd = true })
+      if decl then add(decl, environ, nil, meta) else log.error("cannot resurrect %s: %s", name, err) end
+      next_entry()
+    end
+    if type(meta.origin_file) ~= "string" or not core.stat(meta.origin_file) then return from_saved() end
+    -- from its file again, so that its hooks come back
+    ecosystem.load(meta.origin_file, { env_name = meta.origin_env, only = { name }, environ = environ },
+      function(decls, lerr)
+        if not decls then
+          log.warn("resurrect %s: %s; using the saved declaration", name, lerr)
+          return from_saved()
+        end
+        add(decls[1], environ, { path = meta.origin_file, env = meta.origin_env }, meta)
+        next_entry()
+      end)
+  end
+  next_entry()
+end
+
+-- After a crash of the previous daemon: stop what is left of its apps
+-- (their pipes and parent are gone), then start them again, once each.
+function M.recover(home, old_pid, done)
+  local entries = persist.read_journal(home) or {}
+  local left = {}
+  local grace = 0
+  -- processes of the old daemon's apps that the journal may not hold yet
+  -- (it died between a spawn and the next write): found by the marker
+  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>"
+  local strays = old_pid and persist.strays(home, old_pid) or {}
+  if #entries == 0 and #strays == 0 then return done() end
+  for _, rec in ipairs(strays) do
+    core.killpg(rec.pid, core.signals.SIGINT)
+    core.kill(rec.pid, core.signals.SIGINT)
+    left[#left + 1] = rec
+    grace = math.max(grace, 1600)
+  end
+  for _, entry in ipairs(entries) do
+    local raw, meta = persist.split(entry)
+    for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
+      if persist.same_process(rec) then
+        local sig = util.signum(raw.kill_signal or "SIGINT") or core.signals.SIGINT
+        core.killpg(rec.pid, sig)
+        core.kill(rec.pid, sig)
+        left[#left + 1] = rec
+        grace = math.max(grace, tonumber(raw.kill_timeout) or 1600)
+      end
+    end
+  end
+  log.warn("the previous daemon ended without stopping its apps: %d app(s) to restore, "
+    .. "%d process(es) of theirs still running", #entries, #left)
+  local deadline = core.mono() + grace
+  local function finish()
+    for _, rec in ipairs(left) do
+      if persist.same_process(rec) then
+        core.killpg(rec.pid, core.signals.SIGKILL)
+        core.kill(rec.pid, core.signals.SIGKILL)
+      end
+    end
+    M.restore(entries, function() done() end)
+  end
+  local function check()
+    local alive = false
+    for _, rec in ipairs(left) do
+      if persist.same_process(rec) then alive = true end
+    end
+    if not alive or core.mono() > deadline then return finish() end
+    core.timer(20, 0, check)
+  end
+  check()
+end
+
+return M
