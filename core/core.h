@@ -5,6 +5,7 @@
 #ifndef PM_CORE_H
 #define PM_CORE_H
 
+#include <sys/types.h>
 #include <ev.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -45,6 +46,34 @@ int pm_grow(char **buf, size_t *cap, size_t need);
 int pm_fail(lua_State *L, const char *what);
 
 /* Registration of each concern's functions into the module table on top. */
+/* Files opened on an app's behalf (sys.c). owner.uid < 0: as the daemon,
+ * following links (an app running as the daemon's user); otherwise the
+ * file must be a regular file (no link, FIFO or device) owned by uid, a new
+ * one is given to uid:gid, and with as_user every path operation is done
+ * with the app's file system ids and no supplementary group (setfsuid on
+ * this thread only), so that whatever the app's user did to the path, the
+ * daemon reaches only what that user could. */
+typedef struct {
+	long uid, gid;
+	int as_user;
+} pm_owner_t;
+typedef struct {
+	int on;
+	long fsuid, fsgid;
+	int ngroups;
+	unsigned int groups[64];
+} pm_creds_t;
+/* owner from the table at idx ({uid=, gid=, as_user=}; none: uid -1) */
+void pm_owner_get(lua_State *L, int idx, pm_owner_t *o);
+int pm_as_begin(const pm_owner_t *o, pm_creds_t *c);
+void pm_as_end(pm_creds_t *c);
+/* open(2) for owner o; -1 and errno, with *why set (a static string) when
+ * the file was refused rather than failed. O_TRUNC is applied only after
+ * the checks. */
+int pm_open_owned(const char *path, int flags, mode_t mode, const pm_owner_t *o, const char **why);
+/* pm_fail, or "<what>: <why>" when why is not NULL */
+int pm_fail_why(lua_State *L, const char *what, const char *why);
+
 void pm_open_loop(lua_State *L);
 void pm_open_proc(lua_State *L);
 void pm_open_io(lua_State *L);

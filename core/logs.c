@@ -5,8 +5,14 @@
  * to the log files, rotating a file at a line boundary when Lua gave it a
  * size limit. A slow disk never blocks the loop: when too much is queued,
  * the loop stops reading that pipe (the app blocks on its next write) and
- * starts again once the writer caught up. Nothing read is ever dropped but
- * for a write the disk refuses.
+ * starts again once the writer caught up. A file holds whole lines only:
+ * what the disk refuses (full, or the file cannot be opened) is taken back
+ * to the last whole line, dropped and counted, and once a write succeeds
+ * again one line "[pm] N lines (B bytes) dropped: <reason>" goes first and
+ * Lua hears of it (core.on_log_dropped). A file that does not end in a
+ * newline when opened (a crash in the middle of a line) gets one first.
+ * A file opened for an app of another user is opened as core.h's
+ * pm_open_owned says (never through a link, with that user's ids).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,11 +41,27 @@ typedef struct sink {
 	int fd;
 	char *path;
 	mode_t mode;
+	pm_owner_t owner;
 	long long size, max_size;
 	int retain;
+	int need_nl;                   /* the file does not end in a newline */
+	long long drop_lines, drop_bytes; /* (the writer's) */
+	int drop_errno;
+	const char *drop_why;          /* a refusal (static), else drop_errno */
+	int open_errno;
+	const char *open_why;
+	time_t retry_at;               /* next try to open after a failure */
+	int open_said;                 /* that failure was told to Lua */
 	size_t queued; /* under mu */
 	int refs;      /* under mu */
 } sink_t;
+
+typedef struct report { /* a drop that was said in its file, for Lua */
+	struct report *next;
+	long long lines, bytes; /* lines -1: the file cannot be opened now */
+	char *path;
+	char reason[128];
+} report_t;
 
 enum { OP_WRITE, OP_TRUNCATE, OP_REOPEN };
 
@@ -60,6 +82,8 @@ static int busy;         /* the writer holds a chunk */
 static int paused_count; /* pipes waiting for the writer */
 static int started;
 static ev_async resume_w;
+static report_t *reports; /* under mu */
+static int dropped_fn = LUA_NOREF;
 
 typedef struct logpipe {
 	ev_io r;
@@ -94,17 +118,71 @@ static void sink_unref_locked(sink_t *s)
 
 static int sink_open(sink_t *s)
 {
-	s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, s->mode);
+	const char *why;
+	/* read and write: the last byte says whether a line was left open */
+	int fd = pm_open_owned(s->path, O_RDWR | O_APPEND | O_CREAT, s->mode, &s->owner, &why);
 	struct stat st;
-	s->size = (s->fd >= 0 && fstat(s->fd, &st) == 0) ? st.st_size : 0;
-	return s->fd;
+	if (s->owner.uid < 0 && (fd < 0 ? !why && errno == EACCES : fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))) {
+		/* (a FIFO or a terminal is written only, as always) */
+		if (fd >= 0)
+			close(fd);
+		fd = pm_open_owned(s->path, O_WRONLY | O_APPEND | O_CREAT, s->mode, &s->owner, &why);
+	}
+	s->fd = fd;
+	s->size = 0;
+	s->need_nl = 0;
+	if (fd < 0) {
+		s->open_errno = errno;
+		s->open_why = why;
+		s->retry_at = time(NULL) + 1;
+		return -1;
+	}
+	char last;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		s->size = st.st_size;
+		s->need_nl = st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n';
+	}
+	return fd;
+}
+
+static void queue_report(report_t *r)
+{
+	pthread_mutex_lock(&mu);
+	r->next = reports;
+	reports = r;
+	pthread_mutex_unlock(&mu);
+	ev_async_send(EV_DEFAULT, &resume_w);
+}
+
+/* sink_open in the writer: a failure is told to Lua once (lines -1) */
+static void sink_reopen(sink_t *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	if (sink_open(s) >= 0) {
+		s->open_said = 0;
+		return;
+	}
+	report_t *r = NULL;
+	if (s->open_said || !(r = calloc(1, sizeof *r)) || !(r->path = strdup(s->path))) {
+		if (!s->open_said)
+			free(r);
+		return;
+	}
+	char buf[128];
+	snprintf(r->reason, sizeof r->reason, "%s",
+		 s->open_why ? s->open_why : strerror_r(s->open_errno, buf, sizeof buf));
+	r->lines = r->bytes = -1;
+	s->open_said = 1;
+	queue_report(r);
 }
 
 static void rotate(sink_t *s)
 {
 	size_t n = strlen(s->path) + 24;
 	char *from = malloc(n), *to = malloc(n);
-	if (from && to) {
+	pm_creds_t c;
+	if (from && to && pm_as_begin(&s->owner, &c) == 0) {
 		for (int i = s->retain - 1; i >= 1; i--) {
 			snprintf(from, n, "%s.%d", s->path, i);
 			snprintf(to, n, "%s.%d", s->path, i + 1);
@@ -112,43 +190,124 @@ static void rotate(sink_t *s)
 		}
 		snprintf(to, n, "%s.1", s->path);
 		rename(s->path, to);
+		pm_as_end(&c);
 	}
 	free(from);
 	free(to);
-	if (s->fd >= 0)
-		close(s->fd);
-	sink_open(s);
+	sink_reopen(s);
+}
+
+static long long count_lines(const char *p, size_t n)
+{
+	long long k = 0;
+	for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+		k++;
+	return k;
+}
+
+static void drop(sink_t *s, const char *p, size_t n, int e, const char *why)
+{
+	s->drop_lines += count_lines(p, n);
+	s->drop_bytes += (long long)n;
+	s->drop_errno = e;
+	s->drop_why = why;
+}
+
+/* Appends p (whole lines) to s's file. When the disk refuses part of it,
+ * what was written after the last whole line is taken back (or, where it
+ * cannot be, the next write starts a new line): returns how many bytes are
+ * in the file, always the end of a line; *err is errno then. */
+static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
+{
+	size_t done = 0;
+	*err = 0;
+	while (done < n) {
+		ssize_t w = write(s->fd, p + done, n - done);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			*err = errno;
+			break;
+		}
+		done += (size_t)w;
+	}
+	if (done == n) {
+		s->size += (long long)n;
+		return n;
+	}
+	size_t keep = done;
+	while (keep > 0 && p[keep - 1] != '\n')
+		keep--;
+	struct stat st;
+	if (done > keep && !(fstat(s->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+			     ftruncate(s->fd, st.st_size - (off_t)(done - keep)) == 0))
+		s->need_nl = 1;
+	s->size += (long long)keep;
+	return keep;
+}
+
+/* Says the drop in the file first, and queues it for Lua: 0, or the errno
+ * that kept it from the file (then it is said with the next write) */
+static int say_dropped(sink_t *s)
+{
+	report_t *r = calloc(1, sizeof *r);
+	if (r && !(r->path = strdup(s->path))) {
+		free(r);
+		r = NULL;
+	}
+	if (!r)
+		return ENOMEM;
+	char buf[128];
+	snprintf(r->reason, sizeof r->reason, "%s",
+		 s->drop_why ? s->drop_why : strerror_r(s->drop_errno, buf, sizeof buf));
+	char line[256];
+	int n = snprintf(line, sizeof line, "[pm] %lld lines (%lld bytes) dropped: %s\n", s->drop_lines,
+			 s->drop_bytes, r->reason);
+	int err;
+	if (put_lines(s, line, (size_t)n, &err) < (size_t)n) {
+		free(r->path);
+		free(r);
+		return err ? err : EIO;
+	}
+	r->lines = s->drop_lines;
+	r->bytes = s->drop_bytes;
+	s->drop_lines = s->drop_bytes = 0;
+	queue_report(r);
+	return 0;
 }
 
 static void write_chunk(chunk_t *c)
 {
 	sink_t *s = c->sink;
 	if (c->op == OP_TRUNCATE) {
-		if (s->fd >= 0 && ftruncate(s->fd, 0) == 0)
+		if (s->fd >= 0 && ftruncate(s->fd, 0) == 0) {
 			s->size = 0;
+			s->need_nl = 0;
+		}
 		return;
 	}
 	if (c->op == OP_REOPEN) {
-		if (s->fd >= 0)
-			close(s->fd);
-		sink_open(s);
+		sink_reopen(s);
 		return;
 	}
-	if (s->max_size > 0 && s->size > 0 && s->size + (long long)c->len > s->max_size)
+	if (s->fd < 0 && time(NULL) >= s->retry_at)
+		sink_reopen(s); /* a file that could not be opened (after a rotation,
+			       * or the app's user put something in the way):
+			       * tried again once a second */
+	if (s->fd >= 0 && s->max_size > 0 && s->size > 0 && s->size + (long long)c->len > s->max_size)
 		rotate(s);
-	const char *p = c->data;
-	size_t left = c->len;
-	while (left > 0 && s->fd >= 0) {
-		ssize_t w = write(s->fd, p, left);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return; /* the disk refused it */
-		}
-		p += w;
-		left -= (size_t)w;
-		s->size += w;
+	if (s->fd < 0) {
+		drop(s, c->data, c->len, s->open_errno, s->open_why);
+		return;
 	}
+	int err = 0;
+	if (s->need_nl && put_lines(s, "\n", 1, &err) == 1)
+		s->need_nl = 0;
+	if (!err && s->drop_bytes > 0)
+		err = say_dropped(s);
+	size_t kept = err ? 0 : put_lines(s, c->data, c->len, &err);
+	if (kept < c->len)
+		drop(s, c->data + kept, c->len - kept, err, NULL);
 }
 
 static void *writer(void *arg)
@@ -231,16 +390,22 @@ static void start_writer(void)
 	pthread_detach(t);
 }
 
-/* core.logfile(path [, {max_size=bytes, retain=n, mode=n}]) -> logfile | nil, err
+/* core.logfile(path [, {max_size=bytes, retain=n, mode=n, owner=}]) -> logfile | nil, err
  * A log file appended to by the writer thread; with max_size (bytes, 0 or
  * none: never) it is rotated to path.1 .. path.<retain> at a line boundary
- * (retain is then required; below 1, path.1 alone). */
+ * (retain is then required; below 1, path.1 alone). owner ({uid=, gid=,
+ * as_user=}): the file is an app's of another user, opened, reopened and
+ * rotated as core.h's pm_open_owned says. */
 static int l_logfile(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	long long max_size = 0;
 	int retain = 0, mode = 0644;
+	pm_owner_t owner = {-1, -1, 0};
 	if (lua_istable(L, 2)) {
+		lua_getfield(L, 2, "owner");
+		pm_owner_get(L, lua_gettop(L), &owner);
+		lua_pop(L, 1);
 		lua_getfield(L, 2, "max_size");
 		max_size = (long long)luaL_optnumber(L, -1, 0);
 		lua_getfield(L, 2, "retain");
@@ -258,13 +423,15 @@ static int l_logfile(lua_State *L)
 	s->mode = (mode_t)mode;
 	s->max_size = max_size;
 	s->retain = retain;
+	s->owner = owner;
 	s->refs = 1;
 	if (!s->path || sink_open(s) < 0) {
 		int e = errno;
+		const char *why = s->path ? s->open_why : NULL;
 		free(s->path);
 		free(s);
 		errno = e;
-		return pm_fail(L, path);
+		return pm_fail_why(L, path, why);
 	}
 	start_writer();
 	sink_ud *u = lua_newuserdata(L, sizeof *u);
@@ -523,7 +690,51 @@ static void on_resume(EV_P_ ev_async *w, int revents)
 			paused_count--;
 			ev_io_start(loop, &lp->r);
 		}
+	report_t *r = reports, *in_order = NULL;
+	reports = NULL;
 	pthread_mutex_unlock(&mu);
+	while (r) { /* (queued newest first) */
+		report_t *next = r->next;
+		r->next = in_order;
+		in_order = r;
+		r = next;
+	}
+	lua_State *L = pm_L;
+	for (r = in_order; r; r = in_order) {
+		in_order = r->next;
+		if (dropped_fn != LUA_NOREF) {
+			PM_STACK_SAVE(L);
+			lua_rawgeti(L, LUA_REGISTRYINDEX, dropped_fn);
+			lua_pushstring(L, r->path);
+			if (r->lines < 0) {
+				lua_pushnil(L);
+				lua_pushnil(L);
+			} else {
+				lua_pushnumber(L, (lua_Number)r->lines);
+				lua_pushnumber(L, (lua_Number)r->bytes);
+			}
+			lua_pushstring(L, r->reason);
+			pm_pcall(L, 4, 0);
+			PM_STACK_CHECK(L);
+		}
+		free(r->path);
+		free(r);
+	}
+}
+
+/* core.on_log_dropped(fn | nil) -> nothing: fn(path, lines, bytes, reason)
+ * once a file could be written again after lines were dropped (the line
+ * saying so is in the file then); fn(path, nil, nil, reason) when a file
+ * could not be opened again (reopen, rotation): its lines are dropped, and
+ * counted, until it can */
+static int l_on_log_dropped(lua_State *L)
+{
+	pm_unref(L, &dropped_fn);
+	if (lua_isfunction(L, 1)) {
+		lua_pushvalue(L, 1);
+		dropped_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	return 0;
 }
 
 static void logpipe_close(lua_State *L, logpipe_t *lp)
@@ -842,6 +1053,7 @@ void pm_open_logs(lua_State *L)
 		{"logfile", l_logfile},
 		{"logpipe", l_logpipe},
 		{"log_drain", l_log_drain},
+		{"on_log_dropped", l_on_log_dropped},
 		{NULL, NULL},
 	};
 	luaL_register(L, NULL, fns);

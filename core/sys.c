@@ -17,15 +17,133 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 
 #include "core.h"
 
 extern char **environ;
 
-/* core.open(path, how [, mode]) -> fd | nil, err
+/* ---- files opened on an app's behalf (core.h: pm_owner_t) ---- */
+
+void pm_owner_get(lua_State *L, int idx, pm_owner_t *o)
+{
+	o->uid = o->gid = -1;
+	o->as_user = 0;
+	if (!lua_istable(L, idx))
+		return;
+	lua_getfield(L, idx, "uid");
+	o->uid = (long)luaL_optinteger(L, -1, -1);
+	lua_getfield(L, idx, "gid");
+	o->gid = (long)luaL_optinteger(L, -1, -1);
+	lua_getfield(L, idx, "as_user");
+	o->as_user = lua_toboolean(L, -1) && o->uid >= 0;
+	lua_pop(L, 3);
+}
+
+/* Raw syscalls: these credentials are this thread's alone (glibc's
+ * setgroups would set every thread's). Leaving fsuid 0 drops the file
+ * capabilities (CAP_DAC_OVERRIDE...) until it is 0 again. */
+int pm_as_begin(const pm_owner_t *o, pm_creds_t *c)
+{
+	c->on = 0;
+	if (!o->as_user)
+		return 0;
+	c->ngroups = (int)syscall(SYS_getgroups, 64, c->groups);
+	if (c->ngroups < 0)
+		return -1;
+	if (syscall(SYS_setgroups, 0, NULL) < 0)
+		return -1;
+	c->on = 1;
+	c->fsgid = o->gid >= 0 ? syscall(SYS_setfsgid, o->gid) : -1;
+	c->fsuid = syscall(SYS_setfsuid, o->uid);
+	if (syscall(SYS_setfsuid, -1) != o->uid || (o->gid >= 0 && syscall(SYS_setfsgid, -1) != o->gid)) {
+		pm_as_end(c);
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+void pm_as_end(pm_creds_t *c)
+{
+	if (!c->on)
+		return;
+	int e = errno;
+	syscall(SYS_setfsuid, c->fsuid);
+	if (c->fsgid >= 0)
+		syscall(SYS_setfsgid, c->fsgid);
+	syscall(SYS_setgroups, c->ngroups, c->groups);
+	c->on = 0;
+	errno = e;
+}
+
+int pm_open_owned(const char *path, int flags, mode_t mode, const pm_owner_t *o, const char **why)
+{
+	*why = NULL;
+	int trunc = flags & O_TRUNC;
+	flags = (flags & ~O_TRUNC) | O_CLOEXEC;
+	if (o->uid < 0) {
+		int fd = open(path, flags | trunc, mode);
+		if (fd >= 0 && o->gid >= 0 && fchown(fd, (uid_t)-1, (gid_t)o->gid) < 0) {
+			/* (as before: the group is given where it can be) */
+		}
+		return fd;
+	}
+	flags |= O_NOFOLLOW | O_NONBLOCK; /* a FIFO must not block the open */
+	pm_creds_t c;
+	if (pm_as_begin(o, &c) < 0)
+		return -1;
+	int fd, created = 0;
+	if (flags & O_CREAT) {
+		fd = open(path, flags | O_EXCL, mode);
+		created = fd >= 0;
+		if (fd < 0 && errno == EEXIST)
+			fd = open(path, flags & ~O_CREAT, mode);
+	} else {
+		fd = open(path, flags, mode);
+	}
+	pm_as_end(&c);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			*why = "a symbolic link, refused";
+		return -1;
+	}
+	struct stat st;
+	int e = 0;
+	if (fstat(fd, &st) < 0)
+		e = errno;
+	else if (!S_ISREG(st.st_mode))
+		*why = "not a regular file, refused";
+	else if (created && !o->as_user && fchown(fd, (uid_t)o->uid, (gid_t)o->gid) < 0)
+		e = errno;
+	else if (!created && st.st_uid != (uid_t)o->uid)
+		*why = "not owned by the app's user, refused";
+	else if (trunc && ftruncate(fd, 0) < 0)
+		e = errno;
+	if (e || *why) {
+		close(fd);
+		errno = e ? e : EPERM;
+		return -1;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+int pm_fail_why(lua_State *L, const char *what, const char *why)
+{
+	if (!why)
+		return pm_fail(L, what);
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: %s", what, why);
+	return 2;
+}
+
+
+/* core.open(path, how [, mode [, owner]]) -> fd | nil, err
  * how: "r" read, "a" append (created), "w" truncate (created), "u" write
- * in place (created, not truncated). CLOEXEC; mode for a new file. */
+ * in place (created, not truncated). CLOEXEC; mode for a new file. owner
+ * ({uid=, gid=, as_user=}): a file opened on an app's behalf (core.h). */
 static int l_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -39,9 +157,12 @@ static int l_open(lua_State *L)
 	case 'u': flags |= O_WRONLY | O_CREAT; break;
 	default: return luaL_argerror(L, 2, "\"r\", \"a\", \"w\" or \"u\" expected");
 	}
-	int fd = open(path, flags, mode);
+	pm_owner_t o;
+	pm_owner_get(L, 4, &o);
+	const char *why;
+	int fd = pm_open_owned(path, flags, (mode_t)mode, &o, &why);
 	if (fd < 0)
-		return pm_fail(L, path);
+		return pm_fail_why(L, path, why);
 	lua_pushinteger(L, fd);
 	return 1;
 }
@@ -109,21 +230,31 @@ static int l_read(lua_State *L)
 	return 1;
 }
 
-/* core.truncate(path) -> true | nil, err */
+/* core.truncate(path [, owner]) -> true | nil, err (owner: as core.open's) */
 static int l_truncate(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	if (truncate(path, 0) < 0)
+	pm_owner_t o;
+	pm_owner_get(L, 2, &o);
+	if (o.uid >= 0) {
+		const char *why;
+		int fd = pm_open_owned(path, O_WRONLY | O_TRUNC, 0, &o, &why);
+		if (fd < 0)
+			return pm_fail_why(L, path, why);
+		close(fd);
+	} else if (truncate(path, 0) < 0) {
 		return pm_fail(L, path);
+	}
 	lua_pushboolean(L, 1);
 	return 1;
 }
 
 /*
- * core.put_file(path, data [, mode]) -> true | nil, err: the file holds
+ * core.put_file(path, data [, mode [, owner]]) -> true | nil, err: the file holds
  * exactly data afterwards. An existing file is overwritten in place (no
  * new inode, no truncation unless it was longer): rewriting a pid file
  * costs a few microseconds where unlink + create costs hundreds on ext4.
+ * owner: as core.open's.
  * core.put_file(fd, data [, last_len]): the same through a file held open
  * (core.open(path, "u")); with last_len, the length written there last,
  * it is truncated only when that was longer, without asking the kernel.
@@ -134,10 +265,13 @@ static int l_put_file(lua_State *L)
 	int held = lua_type(L, 1) == LUA_TNUMBER;
 	const char *path = held ? "file" : luaL_checkstring(L, 1);
 	const char *data = luaL_checklstring(L, 2, &len);
+	const char *why = NULL;
+	pm_owner_t o;
+	pm_owner_get(L, 4, &o);
 	int fd = held ? (int)lua_tointeger(L, 1)
-		      : open(path, O_WRONLY | O_CREAT | O_CLOEXEC, (mode_t)luaL_optinteger(L, 3, 0644));
+		      : pm_open_owned(path, O_WRONLY | O_CREAT, (mode_t)luaL_optinteger(L, 3, 0644), &o, &why);
 	if (fd < 0)
-		return pm_fail(L, path);
+		return pm_fail_why(L, path, why);
 	ssize_t n = pwrite(fd, data, len, 0);
 	struct stat st;
 	int bad = n != (ssize_t)len;
@@ -159,11 +293,19 @@ static int l_put_file(lua_State *L)
 	return 1;
 }
 
-/* core.mkdir(path [, mode]) -> true | nil, err (an existing dir is fine) */
+/* core.mkdir(path [, mode [, owner]]) -> true | nil, err (an existing dir
+ * is fine; owner: as core.open's, made with the app's ids when as_user) */
 static int l_mkdir(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	if (mkdir(path, (mode_t)luaL_optinteger(L, 2, 0755)) < 0 && errno != EEXIST)
+	pm_owner_t o;
+	pm_owner_get(L, 3, &o);
+	pm_creds_t c;
+	if (pm_as_begin(&o, &c) < 0)
+		return pm_fail(L, path);
+	int rc = mkdir(path, (mode_t)luaL_optinteger(L, 2, 0755));
+	pm_as_end(&c);
+	if (rc < 0 && errno != EEXIST)
 		return pm_fail(L, path);
 	lua_pushboolean(L, 1);
 	return 1;
@@ -179,12 +321,27 @@ static int l_chmod(lua_State *L)
 	return 1;
 }
 
-/* core.chown(path, uid, gid) -> true | nil, err (-1 keeps one) */
-static int l_chown(lua_State *L)
+/* core.unlink(path [, owner]) -> true | nil, err: removes a file; with an
+ * owner (as core.open's) only a regular file of owner.uid, never a link or
+ * a directory, and with the app's ids when as_user */
+static int l_unlink(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	if (chown(path, (uid_t)luaL_optinteger(L, 2, -1), (gid_t)luaL_optinteger(L, 3, -1)) < 0)
+	pm_owner_t o;
+	pm_owner_get(L, 2, &o);
+	pm_creds_t c;
+	if (pm_as_begin(&o, &c) < 0)
 		return pm_fail(L, path);
+	struct stat st;
+	const char *why = NULL;
+	int rc = -1;
+	if (o.uid >= 0 && lstat(path, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_uid != (uid_t)o.uid))
+		why = S_ISREG(st.st_mode) ? "not owned by the app's user, left" : "not a regular file, left";
+	else
+		rc = unlink(path);
+	pm_as_end(&c);
+	if (rc < 0)
+		return pm_fail_why(L, path, why);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -394,7 +551,7 @@ void pm_open_sys(lua_State *L)
 		{"dup", l_dup},
 		{"mkdir", l_mkdir},
 		{"chmod", l_chmod},
-		{"chown", l_chown},
+		{"unlink", l_unlink},
 		{"stat", l_stat},
 		{"access", l_access},
 		{"realpath", l_realpath},

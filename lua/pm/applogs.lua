@@ -1,8 +1,10 @@
 -- An app's log files: where they are (PM_HOME/logs or what the app
 -- declares, -ID for instances), the files shared by every pipe that writes
 -- to the same path, what the daemon's log pipes add to each line (time
--- prefix, JSON), the bus taps of log:out/log:err, pm flush and pm
--- reloadLogs. Decides nothing about a process's life.
+-- prefix, JSON), the bus taps of log:out/log:err, log:dropped, pm flush
+-- and pm reloadLogs; whose rights open an app's files (M.owner). Decides
+-- nothing about a process's life.
+local bit = require "bit"
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
@@ -53,36 +55,79 @@ end
 -- instances, the combined log_file), so one writer rotates each file.
 local files = {} -- path -> { file = logfile, refs = n }
 
-local function acquire_file(path, d)
+-- Whether only root (or the daemon's user) can change what dir names:
+-- every folder on the way, as written and as resolved, is theirs and not
+-- writable by others (a sticky one, /tmp, may be passed through).
+local function trusted_dir(dir)
+  local me = core.getuid()
+  local function chain(path)
+    local parts = {}
+    for part in path:gmatch("[^/]+") do parts[#parts + 1] = part end
+    local cur = "/"
+    for i = 0, #parts do
+      if i > 0 then cur = (cur == "/" and "" or cur) .. "/" .. parts[i] end
+      local st = core.stat(cur)
+      if not st or st.type ~= "dir" or (st.uid ~= 0 and st.uid ~= me) then return false end
+      if bit.band(st.mode, 18) ~= 0 and (i == #parts or bit.band(st.mode, 512) == 0) then return false end -- 022, 01000
+    end
+    return true
+  end
+  local real = core.realpath(dir)
+  return real ~= nil and chain(dir) and chain(real)
+end
+
+-- How a file of an app that runs as another user is opened (core.h's
+-- pm_owner_t): never through a link, only a regular file of the app's
+-- user. In a folder only root can change (PM_HOME/logs, /var/log/app of
+-- root's) as the daemon, a new file then given to the user; anywhere else
+-- with the user's own rights, so that nothing the user does to their
+-- folders reaches another file. nil: an app of the daemon's user, whose
+-- files are opened as they always were.
+function M.owner(path, d)
+  if d.uid and d.uid ~= core.getuid() then
+    local dir, home = util.dirname(path), proc.ctx.home
+    local own = dir == home .. "/logs" or dir == home .. "/pids" or trusted_dir(dir)
+    return { uid = d.uid, gid = d.gid, as_user = not own }
+  elseif d.gid then
+    return { gid = d.gid }
+  end
+end
+
+-- Lines a full disk (or a file that could not be opened) kept out of a
+-- file: the file says so itself once it can; pm.log and the bus too.
+local function on_dropped(path, lines, bytes, reason)
+  if not lines then
+    log.warn("log %s cannot be written: %s (its lines are dropped, and counted, until it can)", path, reason)
+    return
+  end
+  log.warn("log %s: %d lines (%d bytes) dropped: %s", path, lines, bytes, reason)
+  local f = files[path]
+  bus.publish("log:dropped", { process = f and f.p and proc.ref(f.p) or nil, path = path, lines = lines,
+    bytes = bytes, reason = reason, at = core.now() })
+end
+local dropped_set
+
+local function acquire_file(path, d, p)
   if not path or path == "/dev/null" then return nil end
   local f = files[path]
   if f then
     f.refs = f.refs + 1
     return f.file
   end
-  if d.uid then
-    -- the daemon runs as root here: a file the app's user planted (a
-    -- symlink, or a file of someone else's) is not written or handed over
-    local st = core.stat(path, true)
-    if st and (st.type == "link" or st.uid ~= d.uid) then
-      log.warn("log %s of %s: refused, it is %s", path, d.name,
-        st.type == "link" and "a symbolic link" or ("owned by uid " .. st.uid))
-      return nil
-    end
-  end
-  local lopts = { max_size = d.max_log_size, retain = d.retain }
+  if not dropped_set then core.on_log_dropped(on_dropped); dropped_set = true end
+  local owner = M.owner(path, d)
+  local lopts = { max_size = d.max_log_size, retain = d.retain, owner = owner }
   local file, err = core.logfile(path, lopts)
   if not file and not core.stat(util.dirname(path)) then
     -- a directory that is not there yet (opened first: it nearly always is)
-    util.mkdir_p(util.dirname(path))
+    util.mkdir_p(util.dirname(path), nil, owner)
     file, err = core.logfile(path, lopts)
   end
   if not file then
-    log.warn("cannot open log %s: %s", path, err)
+    log.warn("cannot open log %s of %s: %s", path, d.name, err)
     return nil
   end
-  if d.uid or d.gid then core.chown(path, d.uid or -1, d.gid or -1) end
-  files[path] = { file = file, refs = 1 }
+  files[path] = { file = file, refs = 1, owner = owner, p = p }
   return file
 end
 
@@ -127,7 +172,7 @@ local function pipe_opts(p, which)
   local main = which == "out" and p.out_path or p.err_path
   for _, path in ipairs({ main, p.log_path }) do
     if path and path ~= "/dev/null" then
-      local f = acquire_file(path, d)
+      local f = acquire_file(path, d, p)
       if f then
         opts.files[#opts.files + 1] = f
         p.acquired[#p.acquired + 1] = path -- released with exactly these
@@ -212,7 +257,7 @@ end
 -- tried again.
 function M.reload(list)
   for path, f in pairs(files) do
-    util.mkdir_p(util.dirname(path))
+    util.mkdir_p(util.dirname(path), nil, f.owner)
     f.file:reopen()
   end
   for _, p in ipairs(list) do
@@ -242,7 +287,7 @@ function M.flush(list)
         if f then
           f.file:truncate()
           n = n + 1
-        elseif core.truncate(path) then
+        elseif core.truncate(path, M.owner(path, p.decl)) then
           n = n + 1
         end
       end

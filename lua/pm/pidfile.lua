@@ -1,18 +1,21 @@
 -- Pid files: where an app's is (pid_file, or PM_HOME/pids/NAME-ID.pid),
 -- when it is written and when it goes (the app is down; not between an
 -- exit and its immediate restart), and the spares that keep creating
--- them cheap. Decides nothing about a process's life.
+-- them cheap; a pid file of an app of another user in a folder that user
+-- can change is written and removed with their rights (applogs.owner). Decides
+-- nothing about a process's life.
 local core = require "pm.core"
 local util = require "pm.util"
 local proc = require "pm.proc"
 local applogs = require "pm.applogs"
+local log = require "pm.log"
 
 local M = {}
 
 -- p's pid file path, for its declaration
 function M.assign(p)
   local decl = p.decl
-  p.pid_pooled = nil
+  p.pid_pooled, p.pid_owner = nil, nil
   if decl.pid_file then
     p.pid_path = applogs.with_id(util.absolute(decl.pid_file, decl.cwd), p)
   else
@@ -53,6 +56,16 @@ function M.init_spares()
   end
 end
 
+local function owner_of(p)
+  local v = p.pid_owner -- reset when the declaration changes
+  if v == nil then
+    v = applogs.owner(p.pid_path, p.decl) or false -- (in a folder only root can change: root's, as before)
+    if v and not v.as_user then v = false end
+    p.pid_owner = v
+  end
+  return v or nil
+end
+
 local function write_pidfile(p)
   local path = p.pid_path
   if not path then return end
@@ -60,21 +73,23 @@ local function write_pidfile(p)
     local spare = table.remove(spares)
     if not os.rename(spare, path) then os.remove(spare) end
   end
-  local text, k = p.pid .. "\n", p.kept
+  local text, k, owner = p.pid .. "\n", p.kept, owner_of(p)
+  local ok, err = true, nil
   if k and k.pid_fd then -- a crash loop: the pid is written in place
     core.put_file(k.pid_fd, text, k.pid_len)
     k.pid_len = #text
   elseif k then
-    k.pid_fd = core.open(path, "u")
+    k.pid_fd = core.open(path, "u", nil, owner)
     if k.pid_fd then
       core.put_file(k.pid_fd, text)
       k.pid_len = #text
     else
-      core.put_file(path, text)
+      ok, err = core.put_file(path, text, nil, owner)
     end
   else
-    core.put_file(path, text)
+    ok, err = core.put_file(path, text, nil, owner)
   end
+  if not ok and owner then log.warn("pid file of %s not written: %s", p.name, err) end
   p.pidfile_live = true
 end
 
@@ -91,6 +106,11 @@ local function drop_pidfile(p)
       spares[#spares + 1] = spare
       return
     end
+  end
+  local owner = owner_of(p)
+  if owner then
+    core.unlink(path, owner) -- (only a regular file of the app's user)
+    return
   end
   local st = core.stat(path)
   if st and st.type == "file" then os.remove(path) end -- (never a directory pid_file names)

@@ -97,6 +97,7 @@ M.FIELDS = {
   pidfile = {
     pid_path = "its pid file's path",
     pid_pooled = "whether that file comes from pids/.spare",
+    pid_owner = "the user whose rights write and remove it (applogs.owner), false: the daemon's",
     pidfile_live = "its pid file holds a running process's pid",
   },
   describe = {

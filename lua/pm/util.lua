@@ -237,11 +237,11 @@ function M.group(name_or_gid, file)
 end
 
 -- mkdir -p: the parents 0755, dir itself with mode
-function M.mkdir_p(dir, mode)
+function M.mkdir_p(dir, mode, owner) -- (owner: core.mkdir's)
   if core.stat(dir) then return true end
   local parent = M.dirname(dir)
-  if parent ~= dir then M.mkdir_p(parent) end
-  return core.mkdir(dir, mode or 493) -- 0755
+  if parent ~= dir then M.mkdir_p(parent, nil, owner) end
+  return core.mkdir(dir, mode or 493, owner) -- 0755
 end
 
 -- Writes a file atomically: a .new file renamed over the old one.
