@@ -49,15 +49,19 @@ int pm_as_begin(const pm_owner_t *o, pm_creds_t *c)
 	c->on = 0;
 	if (!o->as_user)
 		return 0;
+	if (o->gid < 0) { /* (never with root's group) */
+		errno = EPERM;
+		return -1;
+	}
 	c->ngroups = (int)syscall(SYS_getgroups, 64, c->groups);
 	if (c->ngroups < 0)
 		return -1;
 	if (syscall(SYS_setgroups, 0, NULL) < 0)
 		return -1;
 	c->on = 1;
-	c->fsgid = o->gid >= 0 ? syscall(SYS_setfsgid, o->gid) : -1;
+	c->fsgid = syscall(SYS_setfsgid, o->gid);
 	c->fsuid = syscall(SYS_setfsuid, o->uid);
-	if (syscall(SYS_setfsuid, -1) != o->uid || (o->gid >= 0 && syscall(SYS_setfsgid, -1) != o->gid)) {
+	if (syscall(SYS_setfsuid, -1) != o->uid || syscall(SYS_setfsgid, -1) != o->gid) {
 		pm_as_end(c);
 		errno = EPERM;
 		return -1;
@@ -71,8 +75,7 @@ void pm_as_end(pm_creds_t *c)
 		return;
 	int e = errno;
 	syscall(SYS_setfsuid, c->fsuid);
-	if (c->fsgid >= 0)
-		syscall(SYS_setfsgid, c->fsgid);
+	syscall(SYS_setfsgid, c->fsgid);
 	syscall(SYS_setgroups, c->ngroups, c->groups);
 	c->on = 0;
 	errno = e;

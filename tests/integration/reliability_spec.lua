@@ -714,10 +714,11 @@ describe("security", function()
     local logdir = H.home .. "/applogs"
     os.execute(("mkdir -m 0755 %s && chown nobody:nogroup %s"):format(H.shquote(logdir), H.shquote(logdir)))
     ok(H.sh(RUNAS .. " ln -s " .. H.shquote(secret) .. " " .. H.shquote(logdir .. "/out.log")))
-    local app = H.script("rel_user_app.sh", "#!/bin/sh\necho written-by-the-app\nexec sleep 1000\n")
+    -- (the app's script is not in PM_HOME: the daemon makes it 0700)
     write(H.home .. "/ecosystem.config.lua", ([[
-return { apps = { { name = "asnobody", script = %q, user = "nobody", out_file = %q } } }
-]]):format(app, logdir .. "/out.log"))
+return { apps = { { name = "asnobody", script = "/bin/sh", args = { "-c", "echo written-by-the-app; exec sleep 1000" },
+  cwd = "/", user = "nobody", out_file = %q } } }
+]]):format(logdir .. "/out.log"))
     ok(H.pm("start", H.home .. "/ecosystem.config.lua", "-s"))
     assert.equal("online", H.status("asnobody"))
     -- its first line, if it went through the link, is there within a second
