@@ -168,7 +168,7 @@ function M.run(opts)
     if not shutting_down and not opts.runtime then persist.journal(home, sup.all, kind) end
   end, declared = function()
     -- new apps are in the journal before their processes start
-    if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all()) end
+    if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all) end
   end, errored = opts.runtime and function(p)
     log.error("app %s is errored: pm runtime stops", p.name)
     shutdown(1)

@@ -53,19 +53,40 @@ end
 -- After a crash of the previous daemon: stop what is left of its apps
 -- (their pipes and parent are gone), then start them again, once each.
 function M.recover(home, old_pid, done)
-  local entries = persist.read_journal(home) or {}
+  local entries, jerr, unreadable = persist.read_journal(home)
+  if entries and jerr then log.warn("%s", jerr) end
+  if not entries and unreadable then log.error("cannot read the journal: %s", jerr) end
+  entries = entries or {}
   local left = {}
   local grace = 0
-  -- processes of the old daemon's apps that the journal may not hold yet
-  -- (it died between a spawn and the next write): found by the marker
-  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>"
+  -- processes of the old daemon's apps whose newest pid the journal may
+  -- not hold yet (pids are written once a second): found by the marker
+  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>". Only
+  -- those of apps the journal holds are stopped (every app is in it
+  -- before its first process starts): what the daemon cannot account for
+  -- is left running, and said.
+  local known = {}
+  for _, entry in ipairs(entries) do
+    for _, rec in ipairs(type(entry.pm_procs) == "table" and entry.pm_procs or {}) do
+      if tonumber(rec.pm_id) then known[tonumber(rec.pm_id)] = true end
+    end
+  end
   local strays = old_pid and persist.strays(home, old_pid) or {}
   if #entries == 0 and #strays == 0 then return done() end
+  local unknown = {}
   for _, rec in ipairs(strays) do
-    core.killpg(rec.pid, core.signals.SIGINT)
-    core.kill(rec.pid, core.signals.SIGINT)
-    left[#left + 1] = rec
-    grace = math.max(grace, 1600)
+    if known[tonumber(rec.marker:match("^%d+%-(%d+)%-"))] then
+      core.killpg(rec.pid, core.signals.SIGINT)
+      core.kill(rec.pid, core.signals.SIGINT)
+      left[#left + 1] = rec
+      grace = math.max(grace, 1600)
+    else
+      unknown[#unknown + 1] = rec.pid
+    end
+  end
+  if #unknown > 0 then
+    log.error("%d process(es) of the previous daemon's apps are not in its journal: left running (pids %s)",
+      #unknown, table.concat(unknown, " "))
   end
   for _, entry in ipairs(entries) do
     local raw, meta = persist.split(entry)
