@@ -527,7 +527,7 @@ local function durable(method)
     end)
   end
 end
-for _, name in ipairs({ "start", "stop", "restart", "reload", "delete", "scale", "reset", "resurrect" }) do
+for _, name in ipairs({ "start", "stop", "restart", "reload", "delete", "scale", "resurrect" }) do
   methods[name] = durable(methods[name])
 end
 
