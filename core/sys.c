@@ -170,11 +170,42 @@ static int l_open(lua_State *L)
 	return 1;
 }
 
-/* core.close(fd) -> nothing */
+/* core.close(fd) -> true | nil, err (the fd is closed either way) */
 static int l_close(lua_State *L)
 {
-	close((int)luaL_checkinteger(L, 1));
-	return 0;
+	if (close((int)luaL_checkinteger(L, 1)) < 0 && errno != EINTR)
+		return pm_fail(L, "close");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.fsync(fd | path) -> true | nil, err: what the file (or folder) holds
+ * is on the disk (a path is opened read-only for it: a folder's entries) */
+static int l_fsync(lua_State *L)
+{
+	int fd, own = 0;
+	if (lua_type(L, 1) == LUA_TNUMBER) {
+		fd = (int)lua_tointeger(L, 1);
+	} else {
+		const char *path = luaL_checkstring(L, 1);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return pm_fail(L, path);
+		own = 1;
+	}
+	int rc;
+	do
+		rc = fsync(fd);
+	while (rc < 0 && errno == EINTR);
+	int saved = errno;
+	if (own)
+		close(fd);
+	if (rc < 0) {
+		errno = saved;
+		return pm_fail(L, "fsync");
+	}
+	lua_pushboolean(L, 1);
+	return 1;
 }
 
 /* core.dup(fd) -> a new fd (close-on-exec) for the same file | nil, err */
@@ -547,6 +578,7 @@ void pm_open_sys(lua_State *L)
 	static const luaL_Reg fns[] = {
 		{"open", l_open},
 		{"close", l_close},
+		{"fsync", l_fsync},
 		{"write", l_write},
 		{"read", l_read},
 		{"truncate", l_truncate},

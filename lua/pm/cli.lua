@@ -56,11 +56,19 @@ local function check(res, err)
   return res
 end
 
+-- A daemon that cannot write its journal says so on ping: warned on stderr.
+local function warn_unsaved(pong)
+  if type(pong) == "table" and type(pong.unsaved) == "string" then
+    io.stderr:write("pm: warning: the daemon's state is not saved: ", pong.unsaved, "\n")
+  end
+end
+
 local function show_list(silent)
   if silent then return end
   local conn = check(api()._conn())
   local view = require "pm.view"
   io.stdout:write(view.table(check(conn:call("list", { fields = view.TABLE_FIELDS }))))
+  warn_unsaved(conn:call("ping"))
 end
 
 -- "a,b" -> { "a", "b" } (nil stays nil)
@@ -302,6 +310,7 @@ function verbs.ping(args)
   no_args("ping", args)
   local res = check(api().ping())
   io.stdout:write(util.encode(res), "\n")
+  warn_unsaved(res)
   return 0
 end
 

@@ -86,6 +86,24 @@ end
 
 -- ---- set-up ----
 
+-- ssh's StrictModes for PM_HOME and its logs/ and pids/: a folder someone
+-- else owns, or may write, could hold links to files the daemon would then
+-- write as itself -> true | nil, one line saying why and how to fix it
+local function trusted_dir(path, what)
+  local st = core.stat(path)
+  if not st then return true end -- (made by the daemon, as it wants it)
+  if st.type ~= "dir" then return nil, ("%s is not a directory: %s"):format(what, path) end
+  if st.uid ~= my_uid then
+    return nil, ("%s %s is owned by uid %d, not by the daemon's uid %d: refused "
+      .. "(chown %d %s, or use a PM_HOME of your own)"):format(what, path, st.uid, my_uid, my_uid, path)
+  end
+  if bit.band(st.mode, 18) ~= 0 then -- 022
+    return nil, ("%s %s is writable by group or others (mode %o): refused (chmod go-w %s)")
+      :format(what, path, st.mode, path)
+  end
+  return true
+end
+
 local function on_accept(lfd)
   while true do
     local fd, uid = core.accept(lfd)
@@ -140,6 +158,14 @@ function M.run(opts)
     io.stderr:write("pm: PM_HOME is not a directory: ", home, "\n")
     return 1
   end
+  ok, err = trusted_dir(home, "PM_HOME")
+  if ok then
+    core.mkdir(home .. "/logs", 493) -- 0755
+    core.mkdir(home .. "/pids", 493) -- 0755
+    ok, err = trusted_dir(home .. "/logs", "PM_HOME's logs/")
+    if ok then ok, err = trusted_dir(home .. "/pids", "PM_HOME's pids/") end
+  end
+  if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   core.chmod(home, 448)
   local lock, lerr = core.lock(home .. "/pm.lock")
   if not lock then
@@ -156,8 +182,6 @@ function M.run(opts)
   local announce = core.dup(2)
   ok, err = core.daemon_init(not opts.foreground and (home .. "/pm.log") or nil)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
-  core.mkdir(home .. "/logs", 493) -- 0755
-  core.mkdir(home .. "/pids", 493) -- 0755
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
 
@@ -168,7 +192,7 @@ function M.run(opts)
     if not shutting_down and not opts.runtime then persist.journal(home, sup.all, kind) end
   end, declared = function()
     -- new apps are in the journal before their processes start
-    if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all()) end
+    if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all) end
   end, errored = opts.runtime and function(p)
     log.error("app %s is errored: pm runtime stops", p.name)
     shutdown(1)

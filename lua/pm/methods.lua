@@ -108,8 +108,9 @@ local methods = {}
 
 function methods.ping(_, _, done)
   -- heap_kb: the daemon's Lua heap (bench/ reports it beside RSS)
+  -- unsaved: why the daemon cannot write its journal (it keeps trying)
   done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid(),
-    heap_kb = math.floor(collectgarbage("count")), errors = ctx.errors() })
+    heap_kb = math.floor(collectgarbage("count")), errors = ctx.errors(), unsaved = persist.unsaved })
 end
 
 -- {"brief": true}: without each app's environment; {"brief": "table"}:
@@ -508,6 +509,27 @@ function methods.killDaemon(_, conn, done)
   end)
 end
 methods.kill = methods.killDaemon
+
+-- A reply that acknowledges a change of the declared set or of a desired
+-- state goes once the journal holding the change is on disk (one write
+-- per request, whatever the number of apps); when it cannot be written,
+-- the reply is an error saying so (the change is made, and the daemon
+-- keeps trying to write it).
+local function durable(method)
+  return function(params, conn, done)
+    method(params, conn, function(err, result)
+      local ok, serr = persist.sync(ctx.home, sup.all)
+      if not ok and not err then
+        err = ("%s: the change is made but not on disk (a crash of the daemon now would undo it; "
+          .. "it keeps trying)"):format(serr)
+      end
+      done(err, result)
+    end)
+  end
+end
+for _, name in ipairs({ "start", "stop", "restart", "reload", "delete", "scale", "resurrect" }) do
+  methods[name] = durable(methods[name])
+end
 
 M.methods = methods
 M.descriptions = descriptions

@@ -183,11 +183,11 @@ local function read_list(path)
   return v
 end
 
--- Writes dump.json atomically, keeping the previous one as dump.json.bak.
+-- Writes dump.json (0600) atomically and durably, keeping the previous one
+-- as dump.json.bak. On failure the old dump.json stays: nil, err.
 function M.save(home, entries)
   local path = home .. "/dump.json"
-  if core.stat(path) then os.rename(path, path .. ".bak") end
-  return util.write_atomic(path, M.encode(entries) .. "\n")
+  return util.write_atomic(path, M.encode(entries) .. "\n", { mode = 384, backup = path .. ".bak" })
 end
 
 -- Reads dump.json, or dump.json.bak when it is missing or corrupt.
@@ -204,15 +204,43 @@ function M.load(home)
 end
 
 -- ---- the journal ----
+-- journal.json (0600), written durably; the one before it is kept as
+-- journal.json.bak (read when journal.json cannot be). A change of the
+-- declared set or of a desired state is on disk before the reply that
+-- acknowledges it (M.sync); counters and pids are batched.
 
 local pending, pending_due
+local dirty = false -- a change that is not only counters and pids is not on disk yet
+M.unsaved = nil -- why the last write of the journal failed (nil: it is saved)
 M.JOURNAL_DELAY = 20 -- ms: the changes of a burst (100 starts) make one write
 -- Changes of counters and pids only (an app restarting, one crash loop at
 -- a thousand restarts a second): at most one write a second. A daemon
 -- killed meanwhile finds the newer process by its PM_APP_UID marker.
 M.RUNTIME_DELAY = 1000
-function M.journal(home, procs_fn, kind)
-  local delay = kind == "runtime" and M.RUNTIME_DELAY or M.JOURNAL_DELAY
+M.RETRY_DELAY = 1000 -- ms between the tries of a journal that cannot be written
+
+local function write_journal(home, procs_fn)
+  if pending then pending:close(); pending = nil end
+  local was_dirty = dirty
+  dirty = false
+  local path = home .. "/journal.json"
+  local ok, err = util.write_atomic(path, M.journal_text(procs_fn(), "\n"), { mode = 384, backup = path .. ".bak" })
+  if ok then
+    if M.unsaved then log.info("journal.json is written again") end
+    M.unsaved = nil
+    return true
+  end
+  dirty = dirty or was_dirty
+  if not M.unsaved then log.warn("cannot write the journal (retrying every second): %s", err) end
+  M.unsaved = "cannot write journal.json: " .. tostring(err)
+  -- keep trying: the state on disk is the last good one meanwhile
+  M.journal(home, procs_fn, "runtime", M.RETRY_DELAY)
+  return nil, M.unsaved
+end
+
+function M.journal(home, procs_fn, kind, delay)
+  if kind ~= "runtime" then dirty = true end
+  delay = delay or (kind == "runtime" and M.RUNTIME_DELAY or M.JOURNAL_DELAY)
   local due = core.mono() + delay
   if pending then
     if pending_due <= due then return end
@@ -221,18 +249,26 @@ function M.journal(home, procs_fn, kind)
   pending_due = due
   pending = core.timer(delay, 0, function()
     pending = nil
-    local ok, err = util.write_atomic(home .. "/journal.json", M.journal_text(procs_fn(), "\n"))
-    if not ok then log.warn("cannot write the journal: %s", err) end
+    write_journal(home, procs_fn)
   end)
 end
 
-function M.journal_now(home, procs)
-  if pending then pending:close(); pending = nil end
-  return util.write_atomic(home .. "/journal.json", M.journal_text(procs, "\n"))
+-- Writes the journal of procs_fn() now -> true | nil, err (then it is
+-- tried again).
+function M.journal_now(home, procs_fn)
+  return write_journal(home, procs_fn)
 end
 
-function M.read_journal(home)
-  local list, err = read_list(home .. "/journal.json")
+-- Before a reply that acknowledges a change: the journal holding it is on
+-- disk -> true | nil, err. Nothing is written when only counters and pids
+-- changed since the last write.
+function M.sync(home, procs_fn)
+  if not dirty and not M.unsaved then return true end
+  return write_journal(home, procs_fn)
+end
+
+local function read_journal_file(path)
+  local list, err = read_list(path)
   if not list then return nil, err end
   local head = list[1]
   if type(head) == "table" and head.pm_environs ~= nil then
@@ -247,9 +283,25 @@ function M.read_journal(home)
   return list
 end
 
+-- The journal's entries, or the previous journal's when it cannot be read
+-- -> list, warning | nil, err, unreadable (false: there is no journal)
+function M.read_journal(home)
+  local path = home .. "/journal.json"
+  local list, err = read_journal_file(path)
+  if list then return list end
+  local prev, perr = read_journal_file(path .. ".bak")
+  if prev then
+    return prev, ("%s unreadable (%s): the previous journal (journal.json.bak) is used"):format(path, err)
+  end
+  local unreadable = core.stat(path) ~= nil or core.stat(path .. ".bak") ~= nil
+  return nil, ("%s; %s"):format(err, perr), unreadable
+end
+
 function M.drop_journal(home)
   if pending then pending:close(); pending = nil end
+  dirty = false
   os.remove(home .. "/journal.json")
+  os.remove(home .. "/journal.json.bak")
 end
 
 -- Is pid still the process the journal recorded (its pid, start time and

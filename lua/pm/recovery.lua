@@ -13,8 +13,29 @@ local persist = require "pm.persist"
 
 local M = {}
 
--- Brings saved entries back (resurrect, or the journal after a crash).
--- Names that run already are left alone. done(procs it started).
+-- Would the daemon run what path says? Only a file no one but the daemon's
+-- user or root can change: owned by one of them and not writable by group
+-- or others, the same for its folder (links resolved first) -> true |
+-- false, why
+local function trusted_file(path)
+  local real = core.realpath(path)
+  if not real then return false, path .. " cannot be resolved" end
+  local me = core.getuid()
+  for _, f in ipairs({ real, util.dirname(real) }) do
+    local st = core.stat(f)
+    if not st then return false, f .. " is gone" end
+    if st.uid ~= 0 and st.uid ~= me then return false, ("%s is owned by uid %d"):format(f, st.uid) end
+    if bit.band(st.mode, 18) ~= 0 then return false, ("%s is writable by group or others"):format(f) end
+  end
+  return true
+end
+
+--[[ Brings saved entries back (resurrect, or the journal after a crash).
+Names that run already are left alone. done(procs it started). What
+comes back is the saved declaration (its user, script, args,
+interpreter...), never what its ecosystem file says now; the file is
+read again only for its hooks (functions are not saved), and only when
+the daemon trusts it. ]]
 function M.restore(entries, done)
   local started = {}
   local i = 0
@@ -30,20 +51,35 @@ function M.restore(entries, done)
     local name = raw.name
     if type(name) ~= "string" or #sup.by_name(name) > 0 then return next_entry() end
     local environ = type(meta.environ) == "table" and meta.environ or core.environ()
-    local function from_saved()
-      local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ, keep_cwd = true })
-      if decl then add(decl, environ, nil, meta) else log.error("cannot resurrect %s: %s", name, err) end
-      next_entry()
+    local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ, keep_cwd = true })
+    if not decl then
+      log.error("cannot resurrect %s: %s", name, err)
+      return next_entry()
     end
-    if type(meta.origin_file) ~= "string" or not core.stat(meta.origin_file) then return from_saved() end
-    -- from its file again, so that its hooks come back
-    ecosystem.load(meta.origin_file, { env_name = meta.origin_env, only = { name }, environ = environ },
+    local file = meta.origin_file
+    local origin = type(file) == "string" and { path = file, env = meta.origin_env } or nil
+    if not origin or not core.stat(file) then
+      add(decl, environ, origin, meta)
+      return next_entry()
+    end
+    local trusted, why = trusted_file(file)
+    if not trusted then
+      log.warn("resurrect %s: %s is not trusted (%s): the saved declaration comes back without its hooks",
+        name, file, why)
+      add(decl, environ, origin, meta)
+      return next_entry()
+    end
+    -- its hooks from its file again (functions are not saved)
+    ecosystem.load(file, { env_name = meta.origin_env, only = { name }, environ = environ },
       function(decls, lerr)
         if not decls then
-          log.warn("resurrect %s: %s; using the saved declaration", name, lerr)
-          return from_saved()
+          log.warn("resurrect %s: %s; the saved declaration comes back without its hooks", name, lerr)
+        else
+          for k, v in pairs(decls[1]) do
+            if type(v) == "function" then decl[k] = v end
+          end
         end
-        add(decls[1], environ, { path = meta.origin_file, env = meta.origin_env }, meta)
+        add(decl, environ, origin, meta)
         next_entry()
       end)
   end
@@ -53,19 +89,40 @@ end
 -- After a crash of the previous daemon: stop what is left of its apps
 -- (their pipes and parent are gone), then start them again, once each.
 function M.recover(home, old_pid, done)
-  local entries = persist.read_journal(home) or {}
+  local entries, jerr, unreadable = persist.read_journal(home)
+  if entries and jerr then log.warn("%s", jerr) end
+  if not entries and unreadable then log.error("cannot read the journal: %s", jerr) end
+  entries = entries or {}
   local left = {}
   local grace = 0
-  -- processes of the old daemon's apps that the journal may not hold yet
-  -- (it died between a spawn and the next write): found by the marker
-  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>"
+  -- processes of the old daemon's apps whose newest pid the journal may
+  -- not hold yet (pids are written once a second): found by the marker
+  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>". Only
+  -- those of apps the journal holds are stopped (every app is in it
+  -- before its first process starts): what the daemon cannot account for
+  -- is left running, and said.
+  local known = {}
+  for _, entry in ipairs(entries) do
+    for _, rec in ipairs(type(entry.pm_procs) == "table" and entry.pm_procs or {}) do
+      if tonumber(rec.pm_id) then known[tonumber(rec.pm_id)] = true end
+    end
+  end
   local strays = old_pid and persist.strays(home, old_pid) or {}
   if #entries == 0 and #strays == 0 then return done() end
+  local unknown = {}
   for _, rec in ipairs(strays) do
-    core.killpg(rec.pid, core.signals.SIGINT)
-    core.kill(rec.pid, core.signals.SIGINT)
-    left[#left + 1] = rec
-    grace = math.max(grace, 1600)
+    if known[tonumber(rec.marker:match("^%d+%-(%d+)%-"))] then
+      core.killpg(rec.pid, core.signals.SIGINT)
+      core.kill(rec.pid, core.signals.SIGINT)
+      left[#left + 1] = rec
+      grace = math.max(grace, 1600)
+    else
+      unknown[#unknown + 1] = rec.pid
+    end
+  end
+  if #unknown > 0 then
+    log.error("%d process(es) of the previous daemon's apps are not in its journal: left running (pids %s)",
+      #unknown, table.concat(unknown, " "))
   end
   for _, entry in ipairs(entries) do
     local raw, meta = persist.split(entry)

@@ -200,7 +200,7 @@ function M.reset(p)
   p.restart_time = 0
   p.unstable_restarts = 0
   p.prev_restart_delay = 0
-  ctx.changed()
+  ctx.changed("runtime") -- counters only: batched
 end
 
 -- p takes decl (its own rules and pid file follow)

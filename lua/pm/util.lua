@@ -244,16 +244,31 @@ function M.mkdir_p(dir, mode, owner) -- (owner: core.mkdir's)
   return core.mkdir(dir, mode or 493, owner) -- 0755
 end
 
--- Writes a file atomically: a .new file renamed over the old one.
-function M.write_atomic(path, data)
+--[[ Writes a file atomically and durably: data into "<path>.new" (mode,
+0644 by default), flushed to the disk, renamed over path, and the folder
+flushed too. On any failure (a full disk shows in write, fsync or close)
+the old file stays as it was and nil, err comes back. opts.backup: the
+old file is kept under that name (renamed just before the new one takes
+its place). ]]
+function M.write_atomic(path, data, opts)
   local tmp = path .. ".new"
-  local f, err = io.open(tmp, "w")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  f:close()
-  if not ok then os.remove(tmp); return nil, werr end
+  os.remove(tmp) -- (a stale one keeps its mode)
+  local fd, err = core.open(tmp, "w", opts and opts.mode or 420)
+  if not fd then return nil, err end
+  local ok, werr = core.write(fd, data)
+  if ok then ok, werr = core.fsync(fd) end
+  local cok, cerr = core.close(fd)
+  if ok and not cok then ok, werr = nil, cerr end
+  if not ok then os.remove(tmp); return nil, tmp .. ": " .. tostring(werr) end
+  local dir = M.dirname(path)
+  if opts and opts.backup and core.stat(path) then
+    local bok, berr = os.rename(path, opts.backup)
+    if not bok then os.remove(tmp); return nil, berr end
+  end
   local rok, rerr = os.rename(tmp, path)
   if not rok then os.remove(tmp); return nil, rerr end
+  local sok, serr = core.fsync(dir)
+  if not sok then return nil, dir .. ": " .. tostring(serr) end
   return true
 end
 

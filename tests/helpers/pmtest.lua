@@ -72,9 +72,11 @@ local function san_keep(text, where)
 end
 H.san_keep = san_keep
 
+-- H.cmd_dir: where a command's output is caught (H.home by default; a
+-- spec whose PM_HOME is a full disk puts it elsewhere)
 function H.sh(cmd, opts)
   opts = opts or {}
-  local tmp = H.home .. "/.cmd"
+  local tmp = (H.cmd_dir or H.home) .. "/.cmd"
   local env = "PM_HOME=" .. shquote(H.home) .. " "
   for k, v in pairs(opts.env or {}) do env = env .. k .. "=" .. shquote(v) .. " " end
   local input = "/dev/null"
