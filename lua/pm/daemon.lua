@@ -76,12 +76,6 @@ local function hook_api()
     later(function() bus.publish(event, copy) end)
     return true
   end
-  api.log = function(...)
-    local t = {}
-    for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
-    log.info("hook: %s", table.concat(t, " "))
-    return true
-  end
 end
 
 -- ---- set-up ----
@@ -156,6 +150,7 @@ function M.run(opts)
   local announce = core.dup(2)
   ok, err = core.daemon_init(not opts.foreground and (home .. "/pm.log") or nil)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
+  if not opts.foreground then log.rotate_at(home .. "/pm.log") end
   core.mkdir(home .. "/logs", 493) -- 0755
   core.mkdir(home .. "/pids", 493) -- 0755
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
