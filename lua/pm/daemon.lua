@@ -150,11 +150,11 @@ function M.run(opts)
   local announce = core.dup(2)
   ok, err = core.daemon_init(not opts.foreground and (home .. "/pm.log") or nil)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
-  if not opts.foreground then log.rotate_at(home .. "/pm.log") end
   core.mkdir(home .. "/logs", 493) -- 0755
   core.mkdir(home .. "/pids", 493) -- 0755
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
+  if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)
 
   wire.ctx.home = home
   wire.ctx.shutdown = shutdown
