@@ -208,9 +208,17 @@ static int l_fsync(lua_State *L)
 	return 1;
 }
 
-/* core.dup(fd) -> a new fd (close-on-exec) for the same file | nil, err */
+/* core.dup(fd [, to]) -> a new fd (close-on-exec) for the same file | nil,
+ * err. With to: dup2, fd `to` is made that file (pm.log rotated: 1, 2) */
 static int l_dup(lua_State *L)
 {
+	if (!lua_isnoneornil(L, 2)) {
+		int to = (int)luaL_checkinteger(L, 2);
+		if (dup2((int)luaL_checkinteger(L, 1), to) < 0)
+			return pm_fail(L, "dup2");
+		lua_pushinteger(L, to);
+		return 1;
+	}
 	int fd = fcntl((int)luaL_checkinteger(L, 1), F_DUPFD_CLOEXEC, 3);
 	if (fd < 0)
 		return pm_fail(L, "dup");

@@ -54,6 +54,11 @@ function M.close(p)
   if p.channel then p.channel:close(); p.channel = nil end
 end
 
+-- What may wait in the daemon for an app that does not read its channel:
+-- a message past it is refused (the daemon's memory is not the app's queue;
+-- one message alone is not: the request that brought it was bounded).
+M.MAX_PENDING = 4 * 1024 * 1024
+
 -- Sends a value to the app over its channel -> true | nil, err
 -- (internal: the daemon's own "shutdown", sent while it stops)
 function M.send(p, value, internal)
@@ -63,6 +68,11 @@ function M.send(p, value, internal)
   end
   local ok, line = pcall(util.encode, value)
   if not ok then return nil, "cannot encode the message: " .. tostring(line) end
+  local waiting = p.channel:pending()
+  if not internal and waiting > 0 and waiting + #line + 1 > M.MAX_PENDING then
+    return nil, ("process %d (%s) is not reading its IPC channel: %d KB of messages already wait for it"
+      .. " (at most %d KB)"):format(p.pm_id, p.name, math.ceil(waiting / 1024), M.MAX_PENDING / 1024)
+  end
   return p.channel:write(line .. "\n")
 end
 

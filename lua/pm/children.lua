@@ -22,9 +22,10 @@ end
 
 --[[ Runs argv[1] with argv -> done(code, signum, stdout, stderr) once.
 opts: setsid (its own session, killed as a group at the timeout), timeout
-(ms: SIGKILL then, and done(nil)), capture (stdout and stderr collected,
-as lines joined by "\n"; stdout up to 64 MB). A spawn that fails gives
-done(nil, nil, nil, err). ]]
+(ms: SIGKILL then), capture (stdout and stderr collected, as lines joined
+by "\n"), max_output (bytes of stdout and stderr together, 64 MB by
+default: past it, SIGKILL). A spawn that fails, a timeout or too much
+output gives done(nil, nil, nil, err). ]]
 function M.run(argv, opts, done)
   local out_r, out_w, err_r, err_w
   local fds = { -1, -1, -1 }
@@ -44,6 +45,7 @@ function M.run(argv, opts, done)
   end
   local finished, timer, code, signum = false, nil, nil, nil
   local out, errs, pending = {}, {}, opts.capture and 3 or 1
+  local streams = {}
   local function step()
     pending = pending - 1
     if pending > 0 or finished then return end
@@ -52,17 +54,36 @@ function M.run(argv, opts, done)
     done(code, signum, opts.capture and table.concat(out, "\n") or nil,
       opts.capture and table.concat(errs, "\n") or nil)
   end
+  -- ends it now: killed (its group with setsid), done(nil, nil, nil, why)
+  local function abort(why)
+    if finished then return end
+    finished = true
+    if timer then timer:close(); timer = nil end
+    if opts.setsid then core.killpg(pid, SIGKILL) else core.kill(pid, SIGKILL) end
+    for _, s in ipairs(streams) do s:close() end
+    out, errs = {}, {}
+    done(nil, nil, nil, why)
+  end
   if opts.capture then
-    core.stream(out_r, function(line) if line then out[#out + 1] = line end end, step, 64 * 1024 * 1024)
-    core.stream(err_r, function(line) if line then errs[#errs + 1] = line end end, step)
+    local max, size = opts.max_output or 64 * 1024 * 1024, 0
+    local function collect(into)
+      return function(line, lerr)
+        if finished or (not line and lerr ~= "line too long") then return end
+        size = size + (line and #line + 1 or max + 1)
+        if size > max then
+          return abort((max % 1048576 == 0 and ("wrote over %d MB"):format(max / 1048576)
+            or ("wrote over %d bytes"):format(max)) .. ": killed")
+        end
+        into[#into + 1] = line
+      end
+    end
+    streams[1] = core.stream(out_r, collect(out), step, max)
+    streams[2] = core.stream(err_r, collect(errs), step, max)
   end
   if opts.timeout then
     timer = core.timer(opts.timeout, 0, function()
       timer = nil
-      if finished then return end
-      finished = true
-      if opts.setsid then core.killpg(pid, SIGKILL) else core.kill(pid, SIGKILL) end
-      done(nil)
+      abort(("ran over %g s: killed"):format(opts.timeout / 1000))
     end)
   end
   waiting[pid] = function(c, s)

@@ -76,12 +76,6 @@ local function hook_api()
     later(function() bus.publish(event, copy) end)
     return true
   end
-  api.log = function(...)
-    local t = {}
-    for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
-    log.info("hook: %s", table.concat(t, " "))
-    return true
-  end
 end
 
 -- ---- set-up ----
@@ -184,6 +178,7 @@ function M.run(opts)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
+  if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)
 
   wire.ctx.home = home
   wire.ctx.shutdown = shutdown

@@ -67,9 +67,13 @@ function M.shape(path, res)
   return { apps = apps, hooks = res.hooks }
 end
 
--- Set by the daemon: capture(argv, done(code, stdout, stderr)) runs a
--- helper process through the core's spawn (the loop reaps every child).
+-- Set by the daemon: capture(argv, limits, done(code, stdout, stderr))
+-- runs a helper process through the core's spawn (the loop reaps every
+-- child); past a limit it is killed, with its process group, and code is nil.
 M.capture = nil
+
+-- What node may take to read a .config.js: time (ms), output (bytes)
+M.JS_LIMITS = { timeout = 10000, max_output = 16 * 1024 * 1024 }
 
 local NODE_READER = [[
 let c = require(require('path').resolve(process.argv[1]));
@@ -87,7 +91,8 @@ function M.read_js(path, environ, done)
       .. "or use ecosystem.lua or a JSON file")
   end
   if not M.capture then return done(nil, path .. ": cannot run node here") end
-  M.capture({ node, "-e", NODE_READER, path }, function(code, out, err)
+  M.capture({ node, "-e", NODE_READER, path }, M.JS_LIMITS, function(code, out, err)
+    if code == nil then return done(nil, ("%s: node %s"):format(path, tostring(err))) end
     if code ~= 0 then
       local first = tostring(err or ""):match("[^\n]*[Ee]rror[^\n]*") or tostring(err):match("^[^\n]*")
       return done(nil, ("%s: node could not load it: %s"):format(path, first or ("exit " .. tostring(code))))

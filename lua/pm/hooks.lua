@@ -108,6 +108,7 @@ local function safe_xpcall(f, h, ...)
 end
 
 M.api = {} -- the daemon-side API, filled by the daemon (pm.* in hooks)
+M.READS = { list = true, describe = true } -- M.api's calls that are not actions
 
 local function copy(t)
   local c = {}
@@ -115,12 +116,67 @@ local function copy(t)
   return c
 end
 
-function M.sandbox()
+-- The string functions a sandbox has. They are also all that a string's
+-- methods reach (`("").dump` would otherwise be string.dump): the string
+-- metatable is shared by the daemon and every sandbox.
+local STRING = {}
+for _, k in ipairs({ "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match",
+  "rep", "reverse", "sub", "upper" }) do STRING[k] = string[k] end
+getmetatable("").__index = STRING
+
+-- What one hook call (or a file's top level) may write to pm.log, print
+-- and pm.log together; the rest is counted and said in one line.
+M.LOG_LIMIT = 16 * 1024
+local logged, unlogged = 0, 0
+
+local function hook_log(sep, ...)
+  local t, size = {}, 0
+  for i = 1, select("#", ...) do
+    local s = tostring((select(i, ...)))
+    size = size + #s + (i > 1 and #sep or 0)
+    if size - #s <= M.LOG_LIMIT then -- (what the limit cuts off is never joined)
+      t[i] = #s > M.LOG_LIMIT and s:sub(1, M.LOG_LIMIT) or s
+    end
+  end
+  local room = M.LOG_LIMIT - logged
+  if size > room then
+    unlogged = unlogged + size - math.max(room, 0)
+    if room <= 0 then return true end
+    local line = real.concat(t, sep)
+    logged = M.LOG_LIMIT
+    log.info("hook: %s [cut]", line:sub(1, room))
+    return true
+  end
+  logged = logged + size
+  log.info("hook: %s", real.concat(t, sep))
+  return true
+end
+
+--[[ The pm table of one sandbox: its own copy of the daemon's API, so that
+what a file does to its pm changes no other file's; its actions refused
+while the file's top level runs (a declaration declares: a file refused
+afterwards must have changed nothing). state.loading: that phase. ]]
+local function pm_table(state)
+  local t = {}
+  for k, fn in pairs(M.api) do
+    if M.READS[k] then
+      t[k] = fn
+    else
+      t[k] = function(...)
+        if state.loading then
+          error(("pm.%s cannot be called while an ecosystem file loads (only from a hook)"):format(k), 2)
+        end
+        return fn(...)
+      end
+    end
+  end
+  t.log = function(...) return hook_log(" ", ...) end
+  return t
+end
+
+function M.sandbox(state)
   local env = {
-    string = { byte = string.byte, char = string.char, find = string.find, format = string.format,
-      gmatch = string.gmatch, gsub = string.gsub, len = string.len, lower = string.lower,
-      match = string.match, rep = string.rep, reverse = string.reverse, sub = string.sub,
-      upper = string.upper },
+    string = copy(STRING),
     table = { concat = table.concat, insert = table.insert, remove = table.remove,
       sort = table.sort, maxn = table.maxn },
     math = copy(math),
@@ -133,23 +189,26 @@ function M.sandbox()
       if type(v) == "string" then return nil end -- the string library stays the daemon's
       return getmetatable(v)
     end, rawget = rawget, rawset = rawset, rawequal = rawequal,
-    print = function(...)
-      local t = {}
-      for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
-      log.info("hook: %s", table.concat(t, "\t"))
-    end,
-    pm = M.api,
+    print = function(...) hook_log("\t", ...) end,
+    pm = pm_table(state or {}),
   }
   env._G = env
   return env
 end
 
--- Loads an ecosystem.lua file in a sandbox, JIT off for all it defines.
+-- Loads an ecosystem.lua file in a sandbox of its own, JIT off for all it
+-- defines. What it returns runs the file's top level (with hooks.run),
+-- where pm's actions are refused; the hooks it defines have them.
 function M.loadfile(path)
-  local chunk, err = loadfile(path, "t", M.sandbox())
+  local state = { loading = true }
+  local chunk, err = loadfile(path, "t", M.sandbox(state))
   if not chunk then return nil, err end
   jit.off(chunk, true)
-  return chunk
+  return function(...)
+    local res = { chunk(...) }
+    state.loading = false
+    return unpack(res, 1, table.maxn(res))
+  end
 end
 
 -- Runs chunk() under the same limits as a hook (the file's top level).
@@ -161,6 +220,7 @@ function M.run(fn, ...)
   reason = nil
   tripped = false
   running = true
+  logged, unlogged = 0, 0
   local ticks = 0
   local live = true -- off as soon as the hook's code is done
   -- every instruction: a string can double in one; the clock every 256
@@ -179,6 +239,10 @@ function M.run(fn, ...)
     live = false
     debug.sethook()
     running = false
+    if unlogged > 0 then
+      log.warn("hook: %d more bytes not logged (at most %d a hook call)", unlogged, M.LOG_LIMIT)
+      unlogged = 0
+    end
     local res = { ... }
     if tripped then res = { false, CUTOFF } end
     tripped = false
@@ -206,8 +270,10 @@ end
 function M.call(name, fn, ...)
   local res = { M.run(fn, ...) }
   if not res[1] then
-    log.error("hook %s failed, the built-in policy decides: %s", name, res[2])
-    return nil, res[2]
+    local msg = res[2] -- (an error of the hook's: as long as it made it)
+    if #msg > M.LOG_LIMIT then msg = msg:sub(1, M.LOG_LIMIT) .. " [cut]" end
+    log.error("hook %s failed, the built-in policy decides: %s", name, msg)
+    return nil, msg
   end
   return unpack(res, 2, table.maxn(res))
 end
@@ -227,7 +293,7 @@ function M.decision(v)
       return { action = action, delay = delay or 0 }
     end
   end
-  local shown = (type(v) == "string" or type(v) == "number") and tostring(v) or ("a " .. type(v))
+  local shown = (type(v) == "string" or type(v) == "number") and tostring(v):sub(1, 80) or ("a " .. type(v))
   return nil, "on_exit returned " .. shown ..
     ' (expected "restart", "stop", a delay in ms or {action=, delay=})'
 end

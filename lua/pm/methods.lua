@@ -54,10 +54,12 @@ local function each(list, op, done, params)
   end
 end
 
--- Runs a helper (node reading a .config.js) -> done(code, stdout, stderr)
-ecosystem.capture = function(argv, done)
-  children.run(argv, { capture = true }, function(code, signum, out, err)
-    if not out then return done(nil, nil, err) end -- (not spawned)
+-- Runs a helper (node reading a .config.js) in its own session, within
+-- limits {timeout, max_output} -> done(code, stdout, stderr)
+ecosystem.capture = function(argv, limits, done)
+  local opts = { capture = true, setsid = true, timeout = limits.timeout, max_output = limits.max_output }
+  children.run(argv, opts, function(code, signum, out, err)
+    if not out then return done(nil, nil, err) end -- (not spawned, or killed at a limit)
     done(code or (128 + (signum or 0)), out, err)
   end)
 end

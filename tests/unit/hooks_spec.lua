@@ -175,6 +175,46 @@ return {
     end
   end)
 
+  it("reaches no string function outside its list through a string's methods (no (\"\").dump)", function()
+    local fn = hook([[
+local names = ...
+local seen = {}
+for _, k in ipairs(names) do seen[k] = type(("")[k]) end
+return seen
+]])
+    local names = {}
+    for k in pairs(string) do names[#names + 1] = k end
+    local ok, seen = hooks.run(fn, names)
+    assert.is_true(ok, seen)
+    local listed = { byte = true, char = true, find = true, format = true, gmatch = true, gsub = true,
+      len = true, lower = true, match = true, rep = true, reverse = true, sub = true, upper = true }
+    for _, k in ipairs(names) do
+      if listed[k] then
+        assert.equal("function", seen[k], k)
+      else
+        assert.equal("nil", seen[k], ('("").%s is reachable from a hook'):format(k))
+      end
+    end
+    assert.is_not_nil(string.dump, "the daemon's own string table is whole")
+  end)
+
+  it("gives each file its own pm, whose actions wait for the file's top level to end", function()
+    local calls = {}
+    hooks.api.stop = function(target) calls[#calls + 1] = target; return true end
+    hooks.api.list = function() return {} end
+    local a = write("pm.stop = function() return 'replaced' end\nreturn function() return pm.stop('x') end\n")
+    local b = write("local early = pcall(pm.stop, 'early')\n"
+      .. "return function() return early, pm.stop('y'), #pm.list() end\n")
+    finally(function() hooks.api.stop, hooks.api.list = nil, nil end)
+    local ok_a, fa = hooks.run(assert(hooks.loadfile(a)))
+    local ok_b, fb = hooks.run(assert(hooks.loadfile(b)))
+    assert.is_true(ok_a, fa)
+    assert.is_true(ok_b, fb)
+    assert.same({ true, "replaced" }, { hooks.run(fa) })
+    assert.same({ true, false, true, 0 }, { hooks.run(fb) })
+    assert.same({ "y" }, calls)
+  end)
+
   it("has os.time, os.date, os.getenv, string, table and math, working", function()
     local fn = hook([[
 local t = {}
