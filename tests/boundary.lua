@@ -30,7 +30,6 @@ local KEPT = {
   spawn_many = { "tests/integration/fastpaths_spec.lua", "bench/bench.lua" },
   setenv = { "tests/helpers/pmtest.lua" }, -- PM_HOME for the specs' own pm calls
   uname = { "bench/bench.lua" }, -- the machine in the results
-  write = { "tests/integration/bus_spec.lua" }, -- a raw request, never read
 }
 
 -- The constructors of handles and the type (metatable pm.<type>) of what
