@@ -20,8 +20,9 @@ describe("requests pipelined on one connection", function()
     home = H.new_home()
     H.ok(H.pm("ping"))
     dpid = H.daemon_pid()
-    -- two apps whose descriptions are about 30 KB each: a list is ~60 KB
-    local pad = ("p"):rep(30000)
+    -- two apps whose descriptions are about 60 KB each: a list is ~120 KB
+    -- (the old code answered every request of a 64 KB read: ~170 MB)
+    local pad = ("p"):rep(60000)
     for i = 1, 2 do
       H.api_start({ name = "big" .. i, script = "/bin/sh", args = { "-c", "exec sleep 1000", pad } })
     end
@@ -64,7 +65,11 @@ describe("requests pipelined on one connection", function()
     core.killpg(writer, 9)
     assert(ok, err)
     local grown = (peak - before) / 1024
-    assert.is_true(grown < 40, ("the daemon grew by %.0f MB for one connection that does not read "
+    -- 16 MB of replies, and the garbage of making them (under the
+    -- sanitizers freed memory is held a while: more of it is counted)
+    local limit = os.getenv("PM_SANITIZED") and 100 or 40
+    print(("    one connection that does not read: the daemon grew by %.1f MB"):format(grown))
+    assert.is_true(grown < limit, ("the daemon grew by %.0f MB for one connection that does not read "
       .. "(%d KB -> %d KB)"):format(grown, before, peak))
     assert.equal(dpid, H.daemon_pid())
   end)
