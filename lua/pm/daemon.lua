@@ -211,9 +211,9 @@ function M.run(opts)
     end)
   end
   home = util.home()
-  if #home + #"/notify.sock" > 107 then -- (a unix socket's path: 107 bytes at most)
-    io.stderr:write(("pm: PM_HOME is too long (%d bytes; at most %d): %s\n")
-      :format(#home, 107 - #"/notify.sock", home))
+  if #home + #"/rpc.sock" > 107 then -- (a unix socket's path: 107 bytes at most)
+    io.stderr:write(("pm: PM_HOME is too long for its socket (%d bytes; at most %d): %s\n")
+      :format(#home, 107 - #"/rpc.sock", home))
     return 1
   end
   local ok, err = util.mkdir_p(home, 448) -- 0700
