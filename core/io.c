@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,31 @@ typedef struct {
 	int chunked;     /* deliver what arrives as it is, no lines */
 	int flush_close; /* close once the output is written */
 	int throttled;   /* reading stopped: the peer does not read our output */
+	int paused;      /* reading stopped by Lua (stream:pause) */
+	int held;        /* lines read but not delivered yet (paused or throttled) */
+	int pulling;     /* inside stream_pull: it starts reading again itself */
+	int eof;         /* the peer's input ended (with on_eof: still writable) */
 	size_t max_pending;
 	int closed;
-	int on_line, on_close, self;
+	int on_line, on_close, on_eof, self;
 } stream_t;
+
+/* Whether lines may be delivered and the fd read */
+static int stream_open(const stream_t *s)
+{
+	return !s->closed && !s->throttled && !s->paused && !s->flush_close && !s->eof;
+}
+
+/* Reading goes on after a pause or a throttle: the lines kept meanwhile
+ * are delivered from the loop (never from inside a write). */
+static void stream_go_on(stream_t *s)
+{
+	if (s->pulling || !stream_open(s))
+		return;
+	ev_io_start(EV_DEFAULT, &s->r);
+	if (s->held)
+		ev_feed_event(EV_DEFAULT, &s->r, EV_READ);
+}
 
 /* An idle stream keeps no buffer over KEEP_BUF (call when empty). */
 static void drop_in(stream_t *s)
@@ -76,6 +98,7 @@ static void stream_close(lua_State *L, stream_t *s)
 	s->inlen = s->incap = s->outlen = s->outoff = s->outcap = 0;
 	pm_unref(L, &s->on_line);
 	pm_unref(L, &s->on_close);
+	pm_unref(L, &s->on_eof);
 	pm_unref(L, &s->self);
 }
 
@@ -118,31 +141,71 @@ static int deliver(stream_t *s, const char *line, size_t len)
 	return !s->closed;
 }
 
-/* Reads once and delivers the lines: 1 when something came, 0 when
- * nothing waits, -1 when the stream closed. */
-static int stream_pull(stream_t *s)
+/* The end of the peer's input. A last line without newline is delivered
+ * first (the peer half-closed after it). With on_eof, the stream stays open
+ * for writing and on_eof() says what to do; without, it closes. Returns
+ * -1 when the stream closed, 1 otherwise. */
+static int stream_eof(stream_t *s)
 {
 	lua_State *L = pm_L;
-	if (pm_grow(&s->in, &s->incap, s->inlen + READ_CHUNK) < 0) {
-		stream_lost(s, "out of memory");
-		return -1;
+	if (!s->chunked && s->inlen > 0 && !s->discarding) {
+		size_t len = s->inlen;
+		s->inlen = 0;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, s->self);
+		int open = deliver(s, s->in, len);
+		lua_pop(L, 1);
+		if (!open)
+			return -1;
 	}
-	ssize_t n = read(s->fd, s->in + s->inlen, READ_CHUNK);
-	if (n == 0) {
+	s->inlen = 0;
+	drop_in(s);
+	if (s->on_eof == LUA_NOREF) {
 		stream_lost(s, "eof");
 		return -1;
 	}
-	if (n < 0) {
-		if (errno != EAGAIN && errno != EINTR) {
-			stream_lost(s, strerror(errno));
+	PM_STACK_SAVE(L);
+	ev_io_stop(EV_DEFAULT, &s->r);
+	s->eof = 1; /* never read again */
+	int fn = s->on_eof;
+	s->on_eof = LUA_NOREF;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+	luaL_unref(L, LUA_REGISTRYINDEX, fn);
+	pm_pcall(L, 0, 0);
+	lua_pop(L, 1);
+	PM_STACK_CHECK(L);
+	return s->closed ? -1 : 1;
+}
+
+/* Reads once and delivers the lines: 1 when something came, 0 when
+ * nothing waits, -1 when the stream closed. Lines kept while the stream
+ * was paused or throttled (held) are delivered first, without a read. */
+static int stream_pull(stream_t *s)
+{
+	lua_State *L = pm_L;
+	size_t scan = 0;
+	if (s->held) {
+		s->held = 0;
+	} else {
+		if (pm_grow(&s->in, &s->incap, s->inlen + READ_CHUNK) < 0) {
+			stream_lost(s, "out of memory");
 			return -1;
 		}
-		if (s->inlen == 0) /* nothing came: no idle 64 KB */
-			drop_in(s);
-		return 0;
+		ssize_t n = read(s->fd, s->in + s->inlen, READ_CHUNK);
+		if (n == 0)
+			return stream_eof(s);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR) {
+				stream_lost(s, strerror(errno));
+				return -1;
+			}
+			if (s->inlen == 0) /* nothing came: no idle 64 KB */
+				drop_in(s);
+			return 0;
+		}
+		scan = s->inlen;
+		s->inlen += (size_t)n;
 	}
-	size_t scan = s->inlen;
-	s->inlen += (size_t)n;
 	PM_STACK_SAVE(L);
 	if (s->chunked) {
 		/* a long reply passed on piece by piece (pm jlist) */
@@ -150,7 +213,10 @@ static int stream_pull(stream_t *s)
 		s->inlen = 0;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, s->self);
 		ev_io_stop(EV_DEFAULT, &s->r);
-		if (deliver(s, s->in, len) && !s->throttled && !s->flush_close)
+		s->pulling = 1;
+		int open = deliver(s, s->in, len);
+		s->pulling = 0;
+		if (open && stream_open(s))
 			ev_io_start(EV_DEFAULT, &s->r);
 		lua_pop(L, 1);
 		PM_STACK_CHECK(L);
@@ -160,8 +226,16 @@ static int stream_pull(stream_t *s)
 	/* A callback may run the loop (a client call inside a bus handler):
 	 * this stream is not read again until its lines are delivered. */
 	ev_io_stop(EV_DEFAULT, &s->r);
+	s->pulling = 1;
 	size_t start = 0;
 	for (;;) {
+		if (!stream_open(s)) {
+			/* paused, or the peer reads its replies too slowly: the
+			 * lines left wait here, and nothing more is read */
+			if (!s->closed)
+				s->held = 1;
+			break;
+		}
 		char *nl = memchr(s->in + scan, '\n', s->inlen - scan);
 		if (!nl)
 			break;
@@ -176,7 +250,7 @@ static int stream_pull(stream_t *s)
 		memmove(s->in, s->in + start, s->inlen - start);
 		s->inlen -= start;
 	}
-	if (s->inlen > s->max_line) {
+	if (!s->held && s->inlen > s->max_line) {
 		s->inlen = 0;
 		if (!s->discarding) {
 			s->discarding = 1;
@@ -184,11 +258,14 @@ static int stream_pull(stream_t *s)
 				goto out;
 		}
 	}
-	if (s->inlen == 0)
+	if (s->inlen == 0) {
+		s->held = 0;
 		drop_in(s);
-	if (!s->closed && !s->throttled && !s->flush_close)
+	}
+	if (stream_open(s))
 		ev_io_start(EV_DEFAULT, &s->r);
 out:
+	s->pulling = 0;
 	lua_pop(L, 1);
 	PM_STACK_CHECK(L);
 	return s->closed ? -1 : 1;
@@ -218,8 +295,7 @@ static void stream_flush(stream_t *s)
 	if (s->throttled && s->outlen - s->outoff <= s->max_pending / 4) {
 		/* the peer caught up: read its requests again */
 		s->throttled = 0;
-		if (!s->closed && !s->flush_close)
-			ev_io_start(EV_DEFAULT, &s->r);
+		stream_go_on(s);
 	}
 	if (s->outoff == s->outlen) {
 		s->outoff = s->outlen = 0;
@@ -240,9 +316,13 @@ static void stream_writable(EV_P_ ev_io *w, int revents)
 }
 
 /* core.stream(fd, on_line(line | nil, err), on_close(reason) [, max_line
- * [, max_pending]]) -> stream. Takes ownership of fd (made non-blocking).
- * max_pending: when that much output waits for a peer that does not read,
- * the stream stops reading from it until a quarter of it is left. */
+ * [, max_pending [, on_eof]]]) -> stream. Takes ownership of fd (made
+ * non-blocking). max_pending: when that much output waits for a peer that
+ * does not read, the stream stops reading from it, and delivering the
+ * lines it has read, until a quarter of it is left. At the end of the
+ * peer's input a last line without newline is delivered; then, with
+ * on_eof, on_eof() is called and the stream stays open for writing (Lua
+ * closes it: stream:close(true)); without, the stream closes. */
 static int l_stream(lua_State *L)
 {
 	int fd = (int)luaL_checkinteger(L, 1);
@@ -255,13 +335,17 @@ static int l_stream(lua_State *L)
 	s->fd = fd;
 	s->max_line = max_line;
 	s->max_pending = max_pending;
-	s->on_line = s->on_close = s->self = LUA_NOREF;
+	s->on_line = s->on_close = s->on_eof = s->self = LUA_NOREF;
 	luaL_getmetatable(L, STREAM_MT);
 	lua_setmetatable(L, -2);
 	lua_pushvalue(L, 2);
 	s->on_line = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_pushvalue(L, 3);
 	s->on_close = luaL_ref(L, LUA_REGISTRYINDEX);
+	if (lua_isfunction(L, 6)) {
+		lua_pushvalue(L, 6);
+		s->on_eof = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
 	lua_pushvalue(L, -1);
 	s->self = luaL_ref(L, LUA_REGISTRYINDEX);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -349,6 +433,29 @@ static int l_stream_chunked(lua_State *L)
 	return 0;
 }
 
+/* stream:pause() -> nothing: no more lines are delivered (those read
+ * already wait) and the fd is not read until stream:resume() */
+static int l_stream_pause(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	s->paused = 1;
+	if (!s->pulling)
+		ev_io_stop(EV_DEFAULT, &s->r);
+	return 0;
+}
+
+/* stream:resume() -> nothing: lines are delivered again (from the loop,
+ * not from this call), and the fd read */
+static int l_stream_resume(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	if (s->paused) {
+		s->paused = 0;
+		stream_go_on(s);
+	}
+	return 0;
+}
+
 /* stream:pending() -> bytes queued and not yet written */
 static int l_stream_pending(lua_State *L)
 {
@@ -391,6 +498,8 @@ static int l_stream_cut(lua_State *L)
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
 	if (s->closed || s->chunked)
 		goto no;
+	/* what it was sent is forgotten below: no throttle holds its lines */
+	s->throttled = 0;
 	/* bounded: a descendant flooding the channel must not hold the daemon */
 	int rc = 1;
 	for (int i = 0; i < 64 && rc > 0; i++)
@@ -398,16 +507,14 @@ static int l_stream_cut(lua_State *L)
 	if (rc != 0 || s->closed)
 		goto no;
 	s->inlen = 0;
+	s->held = 0;
 	s->discarding = 0;
 	drop_in(s);
 	s->outlen = s->outoff = 0;
 	drop_out(s);
 	ev_io_stop(EV_DEFAULT, &s->w);
-	if (s->throttled) {
-		s->throttled = 0;
-		if (!s->flush_close)
-			ev_io_start(EV_DEFAULT, &s->r);
-	}
+	s->throttled = 0;
+	stream_go_on(s);
 	lua_pushboolean(L, 1);
 	return 1;
 no:
@@ -429,25 +536,40 @@ static int l_stream_gc(lua_State *L)
 
 static int reserve_fd = -1; /* given up to accept-and-drop under EMFILE */
 
+/* 0, or -1 with nil, err pushed: a path too long for a unix socket */
 static int unix_addr(lua_State *L, const char *path, struct sockaddr_un *sa)
 {
 	memset(sa, 0, sizeof *sa);
 	sa->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sa->sun_path)
-		return luaL_error(L, "socket path too long: %s", path);
+	if (strlen(path) >= sizeof sa->sun_path) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "socket path too long (%d bytes, at most %d): %s",
+				(int)strlen(path), (int)sizeof sa->sun_path - 1, path);
+		return -1;
+	}
 	strcpy(sa->sun_path, path);
 	return 0;
 }
 
-/* core.listen_unix(path [, mode [, blocking]]) -> fd | nil, err. The socket
- * is made mode 0600 unless told; blocking: for apps that accept on it. */
+/* "dev:ino" of st: what tells one file from another at the same path */
+static void push_file_id(lua_State *L, const struct stat *st)
+{
+	char id[48];
+	snprintf(id, sizeof id, "%llu:%llu", (unsigned long long)st->st_dev, (unsigned long long)st->st_ino);
+	lua_pushstring(L, id);
+}
+
+/* core.listen_unix(path [, mode [, blocking]]) -> fd, id | nil, err. The
+ * socket is made mode 0600 unless told; blocking: for apps that accept on
+ * it. id: the socket file's identity (see core.file_id) once bound. */
 static int l_listen_unix(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	mode_t mode = (mode_t)luaL_optinteger(L, 2, 0600);
 	int blocking = lua_toboolean(L, 3);
 	struct sockaddr_un sa;
-	unix_addr(L, path, &sa);
+	if (unix_addr(L, path, &sa) < 0)
+		return 2;
 	int fd = socket(AF_UNIX, SOCK_STREAM | (blocking ? 0 : SOCK_NONBLOCK) | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return pm_fail(L, "socket");
@@ -463,6 +585,30 @@ static int l_listen_unix(lua_State *L)
 	if (reserve_fd < 0)
 		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	lua_pushinteger(L, fd);
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		lua_pushnil(L);
+	else
+		push_file_id(L, &st);
+	return 2;
+}
+
+/* core.file_id(path | fd) -> id | nil, err: the identity ("dev:ino") of the
+ * file at path (not followed: a link is itself) or open as fd. The same
+ * path with another id is another file (a socket deleted and made again,
+ * a lock file replaced). */
+static int l_file_id(lua_State *L)
+{
+	struct stat st;
+	if (lua_type(L, 1) == LUA_TNUMBER) {
+		if (fstat((int)lua_tointeger(L, 1), &st) < 0)
+			return pm_fail(L, "fstat");
+	} else {
+		const char *path = luaL_checkstring(L, 1);
+		if (lstat(path, &st) < 0)
+			return pm_fail(L, path);
+	}
+	push_file_id(L, &st);
 	return 1;
 }
 
@@ -564,7 +710,8 @@ static int l_dgram_unix(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	struct sockaddr_un sa;
-	unix_addr(L, path, &sa);
+	if (unix_addr(L, path, &sa) < 0)
+		return 2;
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return pm_fail(L, "socket");
@@ -656,7 +803,8 @@ static int l_connect_unix(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	struct sockaddr_un sa;
-	unix_addr(L, path, &sa);
+	if (unix_addr(L, path, &sa) < 0)
+		return 2;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return pm_fail(L, "socket");
@@ -716,6 +864,8 @@ void pm_open_io(lua_State *L)
 		{"write_pieces", l_stream_write_pieces},
 		{"chunked", l_stream_chunked},
 		{"pending", l_stream_pending},
+		{"pause", l_stream_pause},
+		{"resume", l_stream_resume},
 		{"close", l_stream_close},
 		{"closed", l_stream_closed},
 		{"cut", l_stream_cut},
@@ -731,6 +881,7 @@ void pm_open_io(lua_State *L)
 	static const luaL_Reg fns[] = {
 		{"stream", l_stream},
 		{"listen_unix", l_listen_unix},
+		{"file_id", l_file_id},
 		{"listen_tcp", l_listen_tcp},
 		{"connect_tcp", l_connect_tcp},
 		{"sock_error", l_sock_error},

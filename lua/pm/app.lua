@@ -90,7 +90,7 @@ local function suggest(word)
   return M.closest(word, known_names)
 end
 
--- "a b 'c d'" -> { "a", "b", "c d" }
+-- "a b 'c d'" -> { "a", "b", "c d" } | nil, err (a quote left open)
 function M.split_args(s)
   local out, i, n = {}, 1, #s
   while i <= n do
@@ -102,7 +102,8 @@ function M.split_args(s)
       while i <= n and not s:sub(i, i):match("%s") do
         local ch = s:sub(i, i)
         if ch == '"' or ch == "'" then
-          local j = s:find(ch, i + 1, true) or n + 1
+          local j = s:find(ch, i + 1, true)
+          if not j then return nil, ("unterminated %s quote at byte %d"):format(ch, i) end
           buf[#buf + 1] = s:sub(i + 1, j - 1)
           i = j + 1
         else
@@ -114,6 +115,24 @@ function M.split_args(s)
     end
   end
   return out
+end
+
+-- The most characters a moment-style log_date_format gives (its tokens as
+-- applogs.time_format knows them); core/logs.c has room for 127 of them.
+M.MAX_DATE_WIDTH = 100
+local date_tokens = { YYYY = 4, SSS = 3, YY = 2, MM = 2, DD = 2, HH = 2, mm = 2, ss = 2,
+  ZZ = 5, Z = 6, A = 2 }
+function M.date_width(fmt)
+  local width, i = 0, 1
+  while i <= #fmt do
+    local len = 1
+    for _, l in ipairs({ 4, 3, 2, 1 }) do
+      local w = date_tokens[fmt:sub(i, i + l - 1)]
+      if w then width, len = width + w - 1, l; break end
+    end
+    width, i = width + 1, i + len
+  end
+  return width
 end
 
 local function cpu_count()
@@ -307,10 +326,15 @@ function M.normalize(raw, ctx)
       return nil, ("app '%s': filter_env must be true, a prefix or a list of prefixes"):format(d.name)
     end
   end
-  if type(d.args) == "string" then d.args = M.split_args(d.args) end
+  for _, k in ipairs({ "args", "interpreter_args" }) do
+    if type(d[k]) == "string" then
+      local list, err = M.split_args(d[k])
+      if not list then return nil, ("app '%s': %s: %s"):format(d.name, k, err) end
+      d[k] = list
+    end
+  end
   d.args = d.args or {}
   for i, a in ipairs(d.args) do d.args[i] = tostring(a) end
-  if type(d.interpreter_args) == "string" then d.interpreter_args = M.split_args(d.interpreter_args) end
   d.interpreter_args = d.interpreter_args or {}
   for i, a in ipairs(d.interpreter_args) do d.interpreter_args[i] = tostring(a) end
   if type(d.stop_exit_codes) ~= "table" then d.stop_exit_codes = { d.stop_exit_codes } end
@@ -388,6 +412,22 @@ function M.normalize(raw, ctx)
     local ok, err = M.resolve_ids(d)
     if not ok then return nil, ("app '%s': %s"):format(d.name, err) end
   end
+  if d.port == false or d.port == util.null then d.port = nil end
+  if d.port ~= nil then
+    local n = (type(d.port) == "number" or type(d.port) == "string") and tonumber(d.port)
+    if not n or n % 1 ~= 0 or n < 1 or n > 65535 then
+      return nil, ("app '%s': port must be a whole number from 1 to 65535, not %s")
+        :format(d.name, type(d.port) == "table" and "a table" or tostring(d.port):sub(1, 40))
+    end
+    d.port = n
+  end
+  if d.log_date_format then
+    local width = M.date_width(d.log_date_format)
+    if width > M.MAX_DATE_WIDTH then
+      return nil, ("app '%s': log_date_format gives %d characters: at most %d")
+        :format(d.name, width, M.MAX_DATE_WIDTH)
+    end
+  end
   if not util.signum(d.kill_signal) then
     return nil, ("app '%s': unknown kill_signal %s"):format(d.name, d.kill_signal)
   end
@@ -410,7 +450,7 @@ function M.normalize(raw, ctx)
   end
   table.sort(remove)
   d.env_remove = #remove > 0 and remove or nil
-  if d.port then env.PORT = tostring(d.port) end
+  if d.port then env.PORT = ("%d"):format(d.port) end
   d.env = env
   -- a Node app in cluster mode shares its port through a held socket: pm
   -- must know the port, or the instances would fight over it

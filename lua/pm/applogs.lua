@@ -254,10 +254,16 @@ end
 
 -- Reopens every log file (a deleted one, or its directory, comes back);
 -- a file that could not be opened when its app started (of list) is
--- tried again.
+-- tried again. -> true | nil, err (the folders that could not be made)
 function M.reload(list)
+  local failed = {}
   for path, f in pairs(files) do
-    util.mkdir_p(util.dirname(path), nil, f.owner)
+    local dir = util.dirname(path)
+    local ok, err = util.mkdir_p(dir, nil, f.owner)
+    local st = core.stat(dir)
+    if not ok or not st or st.type ~= "dir" then
+      failed[#failed + 1] = ok and (dir .. ": not a directory") or tostring(err)
+    end
     f.file:reopen()
   end
   for _, p in ipairs(list) do
@@ -273,6 +279,10 @@ function M.reload(list)
       M.release(p)
       p.log_files = p.acquired
     end
+  end
+  if #failed > 0 then
+    table.sort(failed)
+    return nil, "cannot reopen the logs in " .. table.concat(failed, "; ")
   end
   return true
 end

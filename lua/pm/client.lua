@@ -32,6 +32,9 @@ local function open(path)
     end
     local msg = util.decode(line)
     if type(msg) ~= "table" then return end
+    if msg.id == util.null and type(msg.error) == "table" then
+      c.said = tostring(msg.error.message) -- (why it closes, when it does)
+    end
     if msg.id ~= nil and msg.id ~= util.null then
       local h = c.handlers[msg.id]
       if h then
@@ -69,7 +72,7 @@ function Conn:call(method, params, raw_only)
   local id, err = self:send(method, params)
   if not id then return nil, err end
   while not self.replies[id] do
-    if self.closed then return nil, "the pm daemon closed the connection" end
+    if self.closed then return nil, "the pm daemon closed the connection" .. (self.said and ": " .. self.said or "") end
     core.run("once")
   end
   local msg = self.replies[id]
@@ -189,18 +192,44 @@ local function early_error(fd)
   return msg ~= "" and msg or nil
 end
 
+-- The pid of the daemon that holds PM_HOME's lock ("?" when pm.pid does
+-- not say), or nil when none does.
+local function running(home)
+  local fd, err = core.lock(home .. "/pm.lock")
+  if fd then
+    core.close(fd)
+    return nil
+  end
+  if err ~= "locked" then return nil end
+  return tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+")) or "?"
+end
+
 --[[
 Connects to the daemon of PM_HOME. opts.spawn (default true): start one
 when none answers; opts.private: such a daemon ends with this process.
-Returns conn, started (true when this call started the daemon), or nil, err.
+Returns conn, started (true when this call started the daemon), or nil,
+err [, "down" when no daemon runs].
 ]]
 function M.connect(opts)
   opts = opts or {}
   local home = util.home()
   local path = home .. "/rpc.sock"
-  local c = open(path)
+  local c, oerr = open(path)
   if c then return c, false end
-  if opts.spawn == false then return nil, "the pm daemon is not running" end
+  if tostring(oerr):find("too long", 1, true) then return nil, "PM_HOME is too long: " .. oerr end
+  local holder = running(home)
+  if holder then
+    -- a daemon runs without its socket: it binds it again within a second
+    -- (or it is still starting: recovering what a crashed one left)
+    local deadline = core.mono() + (opts.timeout or 10000)
+    repeat
+      core.sleep(20)
+      c = open(path)
+      if c then return c, false end
+    until core.mono() > deadline
+    return nil, ("the pm daemon (pid %s) runs but does not answer on %s (see %s/pm.log)"):format(holder, path, home)
+  end
+  if opts.spawn == false then return nil, "the pm daemon is not running", "down" end
   local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then return nil, err end
   local pid, errfd = spawn_daemon(home, opts.private)

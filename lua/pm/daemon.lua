@@ -98,6 +98,31 @@ local function trusted_dir(path, what)
   return true
 end
 
+-- A peer of another uid gets one line that says why, then the close. What
+-- it sends meanwhile is read and dropped (a close with unread data would
+-- reset the connection before it read the line); the connection is held
+-- for a second at most, and at most 32 such at once.
+local refused = 0
+local function refuse(fd, line)
+  if refused >= 32 then
+    core.discard(fd)
+    core.write(fd, line)
+    return core.close(fd)
+  end
+  refused = refused + 1
+  local st, timer
+  local function gone()
+    if not st then return end
+    st:close()
+    st = nil
+    timer:close()
+    refused = refused - 1
+  end
+  st = core.stream(fd, function() end, gone, 4096)
+  timer = core.timer(1000, 0, gone)
+  st:write(line)
+end
+
 local function on_accept(lfd)
   while true do
     local fd, uid = core.accept(lfd)
@@ -107,9 +132,62 @@ local function on_accept(lfd)
     end
     if uid ~= my_uid and uid ~= 0 then
       log.warn("refused a client with uid %d", uid)
-      core.close(fd)
+      refuse(fd, ('{"jsonrpc":"2.0","id":null,"error":{"code":%d,"message":"refused: this pm daemon '
+        .. 'serves uid %d and root only, not uid %d"}}\n'):format(rpc.SERVER_ERROR, my_uid, uid))
     else
       rpc.serve(fd, uid, methods, function(c) bus.unsubscribe(c) end)
+    end
+  end
+end
+
+-- ---- the control socket and the lock, kept ----
+-- A tmp cleaner may delete rpc.sock (or pm.lock, or PM_HOME itself), or
+-- another file may take its path. Twice a second the daemon checks that
+-- the path is still the socket it bound and pm.lock the file it locked, and
+-- binds (locks) them again if not: clients never find a daemon that runs
+-- but cannot be reached, nor start a second one for the same PM_HOME.
+local sock = {} -- lfd, id (core.file_id), watch, lock, lock_id, failing
+
+local function bind_socket()
+  local path = home .. "/rpc.sock"
+  os.remove(path)
+  local lfd, id = core.listen_unix(path)
+  if not lfd then return nil, id end
+  if sock.watch then -- who queued on the old one is served, then it goes
+    on_accept(sock.lfd)
+    sock.watch:close()
+    core.close(sock.lfd)
+  end
+  sock.lfd, sock.id = lfd, id
+  sock.watch = core.watch_read(lfd, function() on_accept(lfd) end)
+  return true
+end
+
+local function keep_socket()
+  if shutting_down then return end
+  local lock_path, path = home .. "/pm.lock", home .. "/rpc.sock"
+  if core.file_id(lock_path) == sock.lock_id and core.file_id(path) == sock.id then return end
+  util.mkdir_p(home, 448) -- (0700: PM_HOME itself may be gone)
+  if core.file_id(lock_path) ~= sock.lock_id then
+    local fd, lerr = core.lock(lock_path)
+    if fd then
+      core.close(sock.lock)
+      sock.lock, sock.lock_id = fd, core.file_id(fd)
+      log.warn("%s was removed or replaced: locked again", lock_path)
+    elseif not sock.lock_failing then
+      sock.lock_failing = true
+      log.error("%s was removed or replaced and cannot be locked again: %s", lock_path, lerr)
+    end
+  end
+  if not core.stat(home .. "/pm.pid") then util.write_atomic(home .. "/pm.pid", core.getpid() .. "\n") end
+  if core.file_id(path) ~= sock.id then
+    local ok, err = bind_socket()
+    if ok then
+      sock.failing = nil
+      log.warn("%s was removed or replaced: listening on it again", path)
+    elseif not sock.failing then
+      sock.failing = true -- (said once, tried again and again)
+      log.error("%s was removed or replaced and cannot be bound again: %s", path, err)
     end
   end
 end
@@ -145,6 +223,11 @@ function M.run(opts)
     end)
   end
   home = util.home()
+  if #home + #"/rpc.sock" > 107 then -- (a unix socket's path: 107 bytes at most)
+    io.stderr:write(("pm: PM_HOME is too long for its socket (%d bytes; at most %d): %s\n")
+      :format(#home, 107 - #"/rpc.sock", home))
+    return 1
+  end
   local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   local st = core.stat(home)
@@ -162,6 +245,7 @@ function M.run(opts)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   core.chmod(home, 448)
   local lock, lerr = core.lock(home .. "/pm.lock")
+  sock.lock, sock.lock_id = lock, lock and core.file_id(lock)
   if not lock then
     if lerr == "locked" then
       io.stderr:write("pm: a daemon already runs for ", home, "\n")
@@ -220,14 +304,13 @@ function M.run(opts)
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again
   recovery.recover(home, old_pid, function()
-    os.remove(home .. "/rpc.sock")
-    local lfd, serr = core.listen_unix(home .. "/rpc.sock")
-    if not lfd then
+    local bound, serr = bind_socket()
+    if not bound then
       log.error("cannot listen: %s", serr)
       M.exit_code = 1
       return core.stop_loop()
     end
-    M.listener = core.watch_read(lfd, function() on_accept(lfd) end)
+    M.keeper = core.timer(500, 500, keep_socket)
     if announce then core.close(announce); announce = nil end
     log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
     if opts.runtime then
@@ -240,11 +323,15 @@ function M.run(opts)
     end
   end)
   local S = core.signals
+  local function reload_logs()
+    local reopened, rerr = sup.reload_logs()
+    if not reopened then log.error("%s", rerr) end
+  end
   M.signals = {
     core.signal(S.SIGTERM, function() shutdown(0) end),
     core.signal(S.SIGINT, function() shutdown(0) end),
-    core.signal(S.SIGHUP, function() sup.reload_logs() end),
-    core.signal(S.SIGUSR2, function() sup.reload_logs() end),
+    core.signal(S.SIGHUP, reload_logs),
+    core.signal(S.SIGUSR2, reload_logs),
   }
   if opts.private_fd then
     M.owner = core.stream(opts.private_fd, function() end, function()

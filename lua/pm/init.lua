@@ -140,9 +140,9 @@ pm.describe = target_call("describe")
 pm.list = api(function() return call("list") end)
 
 pm.killDaemon = api(function()
-  local c, err = client.connect({ spawn = false })
+  local c, err, down = client.connect({ spawn = false })
   if not c then
-    if conn then return nil, err end
+    if conn or not down then return nil, err end -- (one runs and does not answer)
     return {} -- nothing runs: nothing to kill
   end
   local res, cerr = c:call("killDaemon")

@@ -232,7 +232,7 @@ local function prepare(p, looping)
     local err_r, err_w = core.pipe(1048576)
     if not out_r or not err_r then
       if out_r then core.close(out_r); core.close(out_w) end
-      return failed(p, "pipe: " .. tostring(out_w or err_w))
+      return failed(p, tostring(out_w or err_w)) -- ("pipe: <why>")
     end
     spec.out_r, spec.out_w, spec.err_r, spec.err_w = out_r, out_w, err_r, err_w
   end
@@ -266,8 +266,8 @@ local function prepare(p, looping)
       local ipc_parent, ipc_child = core.socketpair()
       if not ipc_parent then -- out of fds: the start fails, with why
         drop_spec(p, spec)
-        log.error("app %s (%d) cannot start: socketpair: %s", p.name, p.pm_id, tostring(ipc_child))
-        return failed(p, "socketpair: " .. tostring(ipc_child))
+        log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, tostring(ipc_child))
+        return failed(p, tostring(ipc_child)) -- ("socketpair: <why>")
       end
       fds[#fds + 1] = ipc_child
       spec.ipc_parent, spec.ipc_child = ipc_parent, ipc_child

@@ -130,9 +130,10 @@ function M.fire(p, ev)
   return cell
 end
 
--- A new record: down, and held down when it was saved stopped by a user.
-function M.init(p, held)
-  p.status = "stopped"
+-- A new record: down, and held down when it was saved stopped by a user;
+-- errored: it comes back errored (crash recovery does not run its loop again).
+function M.init(p, held, errored)
+  p.status = errored and "errored" or "stopped"
   p.manual_stop = held or nil
 end
 

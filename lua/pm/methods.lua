@@ -456,7 +456,10 @@ function methods.flush(params, _, done)
   end)
 end
 
-function methods.reloadLogs(_, _, done) done(nil, sup.reload_logs()) end
+function methods.reloadLogs(_, _, done)
+  local ok, err = sup.reload_logs()
+  done(not ok and err or nil, ok)
+end
 
 local function events_of(params)
   local ev = params.events

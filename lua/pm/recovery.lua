@@ -136,6 +136,13 @@ function M.recover(home, old_pid, done)
       end
     end
   end
+  -- an app that was errored stays so: its crash loop is not run again
+  for _, entry in ipairs(entries) do
+    local _, meta = persist.split(entry)
+    for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
+      if type(rec) == "table" and rec.status == "errored" then rec.keep_errored = true end
+    end
+  end
   log.warn("the previous daemon ended without stopping its apps: %d app(s) to restore, "
     .. "%d process(es) of theirs still running", #entries, #left)
   local deadline = core.mono() + grace

@@ -1,7 +1,10 @@
 -- JSON-RPC 2.0 over the control socket, one object per line (DESIGN §6).
 -- Each connection is served in the order requests arrive; replies may come
 -- later (a stop waits for the process). Nothing a peer sends can take the
--- daemon down: every failure is a JSON-RPC error.
+-- daemon down: every failure is a JSON-RPC error. Decides how much one
+-- connection may hold: its requests are not read while its unread replies
+-- are over MAX_PENDING (core.stream's throttle) or while MAX_INFLIGHT of
+-- them wait for their reply; a peer that half-closes gets its replies.
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
@@ -12,6 +15,9 @@ M.MAX_LINE = 1024 * 1024
 -- replies a client has not read yet: past this, its requests wait (the
 -- bus's own bound, bus.MAX_PENDING, drops events before it is reached)
 M.MAX_PENDING = 16 * 1024 * 1024
+-- requests of one connection whose reply is not written yet: past this,
+-- its next requests wait (an answer of each may be as large as a list)
+M.MAX_INFLIGHT = 64
 
 M.PARSE_ERROR = -32700
 M.INVALID_REQUEST = -32600
@@ -20,18 +26,50 @@ M.INVALID_PARAMS = -32602
 M.INTERNAL_ERROR = -32603
 M.SERVER_ERROR = -32000
 
+-- s with every byte that is not part of valid UTF-8 replaced by U+FFFD
+-- (what a peer sent comes back in ids and messages: a reply is valid JSON)
+local function utf8_clean(s)
+  if not s:find("[\128-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len, min = 0, 0
+    if c < 0x80 then len = 1
+    elseif c >= 0xc2 and c <= 0xdf then len, min = 2, 0x80
+    elseif c >= 0xe0 and c <= 0xef then len, min = 3, 0x800
+    elseif c >= 0xf0 and c <= 0xf4 then len, min = 4, 0x10000 end
+    local cp = len > 1 and c % (2 ^ (7 - len)) or c
+    for k = 1, len - 1 do
+      local b = s:byte(i + k)
+      if not b or b < 0x80 or b > 0xbf then len = 0; break end
+      cp = cp * 64 + b % 64
+    end
+    if len > 1 and (cp < min or cp > 0x10ffff or (cp >= 0xd800 and cp <= 0xdfff)) then len = 0 end
+    if len == 0 then
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    else
+      out[#out + 1] = s:sub(i, i + len - 1)
+      i = i + len
+    end
+  end
+  return table.concat(out)
+end
+M.utf8_clean = utf8_clean
+
 -- Replies are written with the result last, so that a client can take the
 -- result's JSON text as it is (`pm jlist` prints it without re-encoding).
 local function reply(conn, id, err, result)
   if id == nil or conn.stream:closed() then return end -- a notification: no reply
   -- a number id comes back digit for digit (cjson keeps 14 digits)
-  local idtext = type(id) == "number" and util.json_number(id) or util.encode(id)
+  local idtext = type(id) == "number" and util.json_number(id)
+    or util.encode(type(id) == "string" and utf8_clean(id) or id)
   local head = '{"jsonrpc":"2.0","id":' .. idtext
   local line
   if err then
     if type(err) ~= "table" then err = { code = M.SERVER_ERROR, message = tostring(err) } end
     line = head .. ',"error":' .. util.encode({ code = err.code or M.SERVER_ERROR,
-      message = tostring(err.message) }) .. "}"
+      message = utf8_clean(tostring(err.message)) }) .. "}"
   elseif util.is_raw(result) then
     -- pieces of JSON text (a long list): written as they are, no copy
     local st = conn.stream
@@ -63,7 +101,11 @@ local function dispatch(conn, methods, line)
   if req == nil then
     return reply(conn, util.null, { code = M.PARSE_ERROR, message = "parse error: " .. tostring(derr) })
   end
-  if type(req) ~= "table" or req[1] ~= nil then
+  if type(req) == "table" and (req[1] ~= nil or line:match("^%s*%[")) then
+    return reply(conn, util.null, { code = M.INVALID_REQUEST,
+      message = "invalid request: batches (arrays of requests) are not supported: send one object per line" })
+  end
+  if type(req) ~= "table" then
     return reply(conn, util.null, { code = M.INVALID_REQUEST, message = "invalid request: an object expected" })
   end
   local id = req.id
@@ -84,10 +126,15 @@ local function dispatch(conn, methods, line)
     return reply(conn, id, { code = M.METHOD_NOT_FOUND, message = "unknown method: " .. req.method })
   end
   local answered = false
+  conn.inflight = conn.inflight + 1
+  if conn.inflight == M.MAX_INFLIGHT then conn.stream:pause() end
   local function done(err, result)
     if answered then return end
     answered = true
     reply(conn, id, err, result)
+    conn.inflight = conn.inflight - 1
+    if conn.inflight == M.MAX_INFLIGHT - 1 then conn.stream:resume() end
+    if conn.eof and conn.inflight == 0 then conn.finish() end
     if M.on_reply then M.on_reply() end
   end
   local ok, err = xpcall(function() return handler(params, conn, done) end, debug.traceback)
@@ -98,8 +145,20 @@ local function dispatch(conn, methods, line)
 end
 
 -- Serves one accepted connection. on_close(conn) is called when it ends.
+-- A peer that half-closes is answered every request it sent (a last one
+-- without newline too); the connection then closes.
 function M.serve(fd, uid, methods, on_close)
-  local conn = { uid = uid }
+  local conn = { uid = uid, inflight = 0 }
+  local ended = false
+  local function closed()
+    if ended then return end
+    ended = true
+    if on_close then on_close(conn) end
+  end
+  function conn.finish()
+    conn.stream:close(true) -- once the replies are written
+    if conn.stream:closed() then closed() end
+  end
   conn.stream = core.stream(fd, function(line)
     if line == nil then
       reply(conn, util.null, { code = M.INVALID_REQUEST,
@@ -107,9 +166,10 @@ function M.serve(fd, uid, methods, on_close)
       return
     end
     dispatch(conn, methods, line)
-  end, function()
-    if on_close then on_close(conn) end
-  end, M.MAX_LINE, M.MAX_PENDING)
+  end, closed, M.MAX_LINE, M.MAX_PENDING, function()
+    conn.eof = true
+    if conn.inflight == 0 then conn.finish() end
+  end)
   return conn
 end
 

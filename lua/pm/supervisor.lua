@@ -220,7 +220,8 @@ function M.adopt(p, decl)
 end
 
 --[[ A new record of decl's instance `instance`. saved (restore): { pm_id,
-status, restart_time, created_at }; one saved as stopped stays stopped. ]]
+status, restart_time, created_at, keep_errored }; one saved as stopped
+stays stopped; with keep_errored (crash recovery), one errored stays so. ]]
 function M.new_record(decl, environ, origin, instance, saved)
   saved = saved or {}
   local id = tonumber(saved.pm_id)
@@ -231,7 +232,7 @@ function M.new_record(decl, environ, origin, instance, saved)
     unstable_restarts = 0, prev_restart_delay = 0, pid = 0,
     environ = environ, origin = origin,
   })
-  lifecycle.init(p, saved.status == "stopped")
+  lifecycle.init(p, saved.status == "stopped", saved.keep_errored)
   p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(core.now()))
   next_id = math.max(next_id, id + 1)
   M.redeclare(p, decl)
@@ -252,7 +253,7 @@ function M.add(decl, environ, origin, saved)
   for i, p in ipairs(list) do
     local sv = saved and saved[i]
     local start = decl.autostart ~= false
-    if sv then start = sv.status ~= "stopped" end
+    if sv then start = sv.status ~= "stopped" and not sv.keep_errored end
     if start then launch.queue(p) end
   end
   ctx.changed()

@@ -281,9 +281,11 @@ end
 
 -- Replies are matched to requests on the id's value to 14 significant
 -- digits; an id that comes back other than it went is counted apart
--- (stats.inexact_ids), so that the counts stay exact either way.
+-- (stats.inexact_ids), so that the counts stay exact either way. A string
+-- id comes back with its invalid UTF-8 replaced (every reply is UTF-8).
 function F.id_key(id)
   if type(id) == "number" then return "n:" .. ("%.14g"):format(id) end
+  if type(id) == "string" then return "string:" .. require("pm.rpc").utf8_clean(id) end
   return type(id) .. ":" .. tostring(id)
 end
 
@@ -559,7 +561,7 @@ function F.run(opts)
       end
       local key = F.id_key(msg.id)
       if c.pending[key] ~= nil then
-        if c.pending[key] ~= msg.id then
+        if type(msg.id) == "number" and c.pending[key] ~= msg.id then
           stats.inexact_ids = stats.inexact_ids + 1
           if #stats.inexact < 5 then
             stats.inexact[#stats.inexact + 1] = ("%.17g came back as %.17g"):format(c.pending[key], msg.id)

@@ -104,6 +104,78 @@ describe("the wire protocol", function()
     c:close()
   end)
 
+  it("says batches are not supported, for a bare [] too", function()
+    local c = connect()
+    for _, line in ipairs({ "[]", " [ ] ", "[" .. PING:format(1) .. "]" }) do
+      local m = ask(c, line)
+      is_error(m, -32600)
+      assert.is_truthy(m.error.message:find("batches", 1, true), line .. ": " .. m.error.message)
+    end
+    assert.equal("pong", ask(c, PING:format(2)).result.msg)
+    c:close()
+  end)
+
+  it("replaces invalid UTF-8 in an id or a method, so that every reply is valid UTF-8 JSON", function()
+    local function valid_utf8(s)
+      local i = 1
+      while i <= #s do
+        local b = s:byte(i)
+        local len = b < 0x80 and 1 or (b >= 0xc2 and b <= 0xdf) and 2 or (b >= 0xe0 and b <= 0xef) and 3
+          or (b >= 0xf0 and b <= 0xf4) and 4 or nil
+        if not len then return false end
+        for k = 1, len - 1 do
+          local x = s:byte(i + k)
+          if not x or x < 0x80 or x > 0xbf then return false end
+        end
+        i = i + len
+      end
+      return true
+    end
+    local c = connect()
+    local lines = {
+      '{"jsonrpc":"2.0","id":"a\255b","method":"ping"}',
+      '{"jsonrpc":"2.0","id":"\192\175","method":"ping"}',
+      '{"jsonrpc":"2.0","id":"x\237\160\128","method":"noSuch\254"}',
+      '{"jsonrpc":"2.0","id":"\226\130","method":"stop","params":{"target":"\255"}}',
+    }
+    for _, line in ipairs(lines) do
+      c:send(line .. "\n")
+      assert.is_truthy(c:next(3000), "no reply to " .. line)
+      local raw = c.lines[#c.lines]
+      assert.is_true(valid_utf8(raw), "not UTF-8: " .. raw)
+      assert.is_table(util.decode(raw), raw)
+    end
+    assert.equal("a\239\191\189b", c.msgs[1].id)
+    assert.equal("pong", c.msgs[1].result.msg)
+    -- valid UTF-8 comes back as it was
+    assert.equal("é€😀", ask(c, '{"jsonrpc":"2.0","id":"é€😀","method":"ping"}').id)
+    c:close()
+  end)
+
+  it("answers every request of a peer that half-closes, a last one without newline too", function()
+    if os.execute("command -v socat >/dev/null 2>&1") ~= 0 then
+      pending("needs socat")
+      return
+    end
+    H.ok(H.pm("start", "/bin/sleep", "--name", "halfclose", "--", "1000"))
+    local cmd = "socat -t 10 - UNIX-CONNECT:" .. H.shquote(H.home .. "/rpc.sock")
+    -- a request whose reply comes later (a restart), then one without newline
+    local r = H.sh(cmd, { stdin = '{"jsonrpc":"2.0","id":1,"method":"restart","params":{"target":"halfclose"}}\n'
+      .. PING:format(2) })
+    local ids = {}
+    for line in r.out:gmatch("[^\n]+") do
+      local m = util.decode(line)
+      assert.is_table(m, line)
+      assert.is_nil(m.error, line)
+      ids[#ids + 1] = m.id
+    end
+    table.sort(ids)
+    assert.same({ 1, 2 }, ids)
+    -- the daemon closed the connection once it had answered: socat ended
+    -- long before its 10 s
+    H.ok(H.pm("delete", "halfclose"))
+  end)
+
   it("answers a request without a method, or with a non-string one, with -32600", function()
     local c = connect()
     is_error(ask(c, '{"jsonrpc":"2.0","id":7}'), -32600, 7)
@@ -306,12 +378,17 @@ describe("the wire protocol", function()
     local r = H.sh(cmd, { stdin = PING:format(1) .. "\n" })
     assert.are_not.equal(0, r.code)
     assert.is_nil(r.out:find("pong"))
-    -- opened up, the socket is reached, and the daemon itself refuses
+    -- opened up, the socket is reached, and the daemon itself refuses, with
+    -- one line that says why
     os.execute("chmod 0711 " .. H.shquote(H.home) .. " && chmod 0666 " .. H.shquote(sock))
     local ok, err = pcall(function()
       r = H.sh(cmd, { stdin = PING:format(2) .. "\n" })
       assert.is_nil(r.out:find("pong"), "the daemon answered uid nobody: " .. r.out)
-      assert.equal("", r.out)
+      assert.is_truthy(r.out:match("^[^\n]+\n$"), "one line expected, got [" .. r.out .. "]")
+      local m = util.decode(r.out)
+      is_error(m, -32000)
+      assert.is_truthy(m.error.message:find("refused", 1, true), m.error.message)
+      assert.is_truthy(m.error.message:find("uid 65534", 1, true), m.error.message)
       assert.is_truthy((util.read_file(H.home .. "/pm.log") or ""):find("refused a client with uid"),
         "no refusal in pm.log")
     end)

@@ -1,0 +1,108 @@
+-- Rough edges of issue 15, item 16, without a daemon: what an app
+-- declaration may say (port, args, log_date_format), what a request's id
+-- becomes in a reply (rpc.utf8_clean), and how a start that cannot get its
+-- pipes or channel says why (once).
+local core = require "pm.core"
+local util = require "pm.util"
+local appdecl = require "pm.app"
+local rpc = require "pm.rpc"
+local proc = require "pm.proc"
+local lifecycle = require "pm.lifecycle"
+local launch = require "pm.launch"
+
+local function decl(extra)
+  local raw = { name = "edge", script = "/bin/sh" }
+  for k, v in pairs(extra) do raw[k] = v end
+  return appdecl.normalize(raw, { base = "/tmp", environ = {} })
+end
+
+describe("an app's port", function()
+  it("is a whole number from 1 to 65535", function()
+    for _, bad in ipairs({ {}, 0 / 0, 1 / 0, 0, -1, 65536, 80.5, "http", true }) do
+      local d, err = decl({ port = bad })
+      assert.is_nil(d, "port " .. tostring(bad) .. " accepted")
+      assert.is_truthy(err:find("port must be a whole number from 1 to 65535", 1, true), err)
+      assert.is_nil(err:find("0x", 1, true), err)
+    end
+    for _, good in ipairs({ 1, 8080, "8080", 65535 }) do
+      local d = assert(decl({ port = good }))
+      assert.equal(tostring(tonumber(good)), d.env.PORT)
+    end
+    assert.is_nil(assert(decl({ port = util.null })).env.PORT)
+  end)
+end)
+
+describe("args given as one string", function()
+  it("are split like a shell's words, and an unterminated quote is refused", function()
+    assert.same({ "a", "b c", "d" }, appdecl.split_args([[a 'b c' "d"]]))
+    for _, bad in ipairs({ "a 'b c", 'x "', "'" }) do
+      local list, err = appdecl.split_args(bad)
+      assert.is_nil(list, bad)
+      assert.is_truthy(err:find("unterminated", 1, true))
+      local d, derr = decl({ args = bad })
+      assert.is_nil(d)
+      assert.is_truthy(derr:find("args: unterminated", 1, true), derr)
+      d, derr = decl({ interpreter_args = bad })
+      assert.is_nil(d)
+      assert.is_truthy(derr:find("interpreter_args: unterminated", 1, true), derr)
+    end
+  end)
+end)
+
+describe("log_date_format", function()
+  it("is refused when what it gives is too long for a log line's prefix", function()
+    assert(decl({ log_date_format = "YYYY-MM-DD HH:mm:ss.SSS Z" }))
+    assert.equal(30, appdecl.date_width("YYYY-MM-DD HH:mm:ss.SSS Z"))
+    local d, err = decl({ log_date_format = ("YYYY-MM-DD "):rep(12) })
+    assert.is_nil(d)
+    assert.is_truthy(err:find("log_date_format gives 132 characters: at most 100", 1, true), err)
+    assert.is_nil(decl({ log_date_format = ("Z "):rep(20) })) -- 20 x "+HH:MM "
+  end)
+end)
+
+describe("a reply's id and message", function()
+  it("keep valid UTF-8 and have every invalid byte replaced by U+FFFD", function()
+    local R = "\239\191\189"
+    assert.equal("plain", rpc.utf8_clean("plain"))
+    assert.equal("é€😀", rpc.utf8_clean("é€😀"))
+    assert.equal("a" .. R .. "b", rpc.utf8_clean("a\255b"))
+    assert.equal(R .. R, rpc.utf8_clean("\192\175")) -- overlong
+    assert.equal("x" .. R .. R .. R, rpc.utf8_clean("x\237\160\128")) -- a surrogate
+    assert.equal(R .. R, rpc.utf8_clean("\226\130")) -- cut short
+    assert.equal(R, rpc.utf8_clean("\244\144\128\128"):sub(1, 3)) -- over U+10FFFF
+  end)
+end)
+
+describe("a start without fds", function()
+  local saved_pipe, saved_pair = core.pipe, core.socketpair
+  after_each(function()
+    core.pipe, core.socketpair = saved_pipe, saved_pair
+  end)
+
+  local function record()
+    proc.ctx.home = "/pm-home"
+    local d = assert(decl({}))
+    local p = proc.new({ pm_id = 9, instance = 0, name = d.name, decl = d, environ = {},
+      created_at = 1000, restart_time = 0, unstable_restarts = 0, prev_restart_delay = 0, pid = 0,
+      uid_marker = "1-9-1000" })
+    lifecycle.init(p, false)
+    return p
+  end
+
+  it("says socketpair once", function()
+    core.socketpair = function() return nil, "socketpair: Too many open files" end
+    local p = record()
+    local ok, err = launch.launch(p)
+    assert.is_nil(ok)
+    assert.equal("socketpair: Too many open files", err)
+    assert.equal("errored", p.status)
+  end)
+
+  it("says pipe once", function()
+    core.pipe = function() return nil, "pipe: Too many open files" end
+    local p = record()
+    local ok, err = launch.launch(p)
+    assert.is_nil(ok)
+    assert.equal("pipe: Too many open files", err)
+  end)
+end)
