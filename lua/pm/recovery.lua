@@ -10,6 +10,7 @@ local sup = require "pm.supervisor"
 local ecosystem = require "pm.ecosystem"
 local appdecl = require "pm.app"
 local persist = require "pm.persist"
+local readiness = require "pm.readiness"
 
 local M = {}
 
@@ -56,10 +57,13 @@ function M.recover(home, old_pid, done)
   local entries = persist.read_journal(home) or {}
   local left = {}
   local grace = 0
-  -- processes of the old daemon's apps that the journal may not hold yet
-  -- (it died between a spawn and the next write): found by the marker
-  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>"
-  local strays = old_pid and persist.strays(home, old_pid) or {}
+  -- processes of earlier daemons' apps that the journal may not hold (it
+  -- died between a spawn and the next write; a descendant that left its
+  -- app's group; a daemon before the last one, killed while it recovered
+  -- them): found by the marker pm put in their environment, "<daemon
+  -- pid>-<pm_id>-<time>", whichever daemon's it is
+  local strays = old_pid and persist.strays(home) or {}
+  if old_pid then readiness.clean_notify() end
   if #entries == 0 and #strays == 0 then return done() end
   for _, rec in ipairs(strays) do
     core.killpg(rec.pid, core.signals.SIGINT)
