@@ -95,13 +95,12 @@ end
 -- An app of the daemon's user gets the daemon's socket (PM_HOME/notify.sock,
 -- proc.ctx.notify_path). One running as another user cannot reach it (PM_HOME
 -- is 0700): it gets a socket of its user's, made on first use and kept for
--- the daemon's life, <run>/pm-notify.<daemon pid>.<n>/<uid>/notify.sock,
--- where <run> is /run (or /tmp) and the folder is made fresh by the daemon
--- (0711), each user's folder in it 0700 and owned by that user, as is its
--- socket (0600): that user, and no other, can send to it. The socket is
--- bound and given away before its folder is, so the daemon never works in
--- a folder that user controls. Datagrams are read like the shared one's:
--- the sender is known by its pid (SO_PASSCRED), never by the socket.
+-- the daemon's life, <run>/pm-notify.<daemon pid>.<n>/<uid>.sock, where
+-- <run> is /run (or /tmp) and the folder is made fresh by the daemon, its
+-- (0711: no one else can list it or put anything in it). The socket is
+-- made 0600 and given to that user as it is bound (core.dgram_unix): that
+-- user, and no other, can send to it. Datagrams are read like the shared
+-- one's: the sender is known by its pid (SO_PASSCRED), never by the socket.
 local user_socks = {} -- uid -> { path, fd, watch } | false (could not be made)
 local user_dir -- the daemon's folder of them, once made
 
@@ -130,23 +129,13 @@ local function user_socket(uid)
   user_socks[uid] = false
   local base = make_user_dir()
   if not base then return false end
-  local dir = base .. "/" .. uid
-  local path = dir .. "/notify.sock"
-  local ok, err = core.mkdir(dir, 448)
-  local fd = ok and core.dgram_unix(path)
-  if fd then
-    ok, err = core.chmod(path, 384) -- 0600
-    if ok then ok, err = core.chown(path, uid) end
-    if ok then ok, err = core.chown(dir, uid) end -- (last: from now on it is that user's)
-    if not ok then core.close(fd); fd = nil end
-  else
-    err = err or select(2, core.dgram_unix(path))
-  end
+  local path = ("%s/%d.sock"):format(base, uid)
+  local fd, err = core.dgram_unix(path, uid, 384) -- 0600, uid's
   if not fd then
     log.error("sd_notify: no socket for the apps of uid %d: %s", uid, tostring(err))
     return false
   end
-  s = { path = path, fd = fd, dir = dir }
+  s = { path = path, fd = fd }
   s.watch = core.watch_read(fd, function()
     while true do
       local data, pid = core.recv_cred(fd)
@@ -168,15 +157,13 @@ function M.notify_path(d)
   return proc.ctx.notify_path
 end
 
--- At the daemon's exit: the sockets of other users' apps and their folders
--- go (a folder its user put something in stays).
+-- At the daemon's exit: the sockets of other users' apps and their folder go.
 function M.close_notify()
   for uid, s in pairs(user_socks) do
     if s then
       s.watch:close()
       core.close(s.fd)
       os.remove(s.path)
-      os.remove(s.dir)
     end
     user_socks[uid] = nil
   end
@@ -195,12 +182,8 @@ function M.clean_notify()
       local ps = pid and core.proc_stat(pid)
       local st = pid and (not ps or ps.state == "Z") and core.stat(base, true)
       if st and st.type == "dir" and st.uid == me then -- (so none but the daemon's user made what is in it)
-        for uid in pairs(core.listdir(base) or {}) do
-          local dir = base .. "/" .. uid
-          if (core.stat(dir, true) or {}).type == "dir" then
-            os.remove(dir .. "/notify.sock")
-            os.remove(dir)
-          end
+        for sock in pairs(core.listdir(base) or {}) do
+          if sock:match("^%d+%.sock$") then os.remove(base .. "/" .. sock) end
         end
         os.remove(base)
       end

@@ -110,7 +110,8 @@ describe("an app with user", function()
     assert.equal("notify", p.pm2_env.ready, "ready by " .. tostring(p.pm2_env.ready) .. " after " .. took .. " ms")
     assert.is_true(took < 6000, "ready after " .. took .. " ms")
     assert.equal("nobody serving", p.pm2_env.notify and p.pm2_env.notify.status)
-    -- the socket and its folder are nobody's, and no other user reaches them
+    -- the socket is nobody's, 0600, in a folder of root's no one else can
+    -- list or write to; no other user reaches it
     local sock = assert(H.environ(p.pid)).NOTIFY_SOCKET
     assert.is_nil(sock:find(H.home, 1, true), "NOTIFY_SOCKET is in the 0700 PM_HOME: " .. sock)
     local nobody = util.passwd("nobody").uid
@@ -118,17 +119,18 @@ describe("an app with user", function()
     assert.equal("socket", st.type)
     assert.equal(nobody, st.uid)
     assert.equal(384, st.mode, "the socket is 0600") -- 0600
-    assert.equal(nobody, dst.uid)
-    assert.equal(448, dst.mode, "its folder is 0700") -- 0700
+    assert.equal(0, dst.uid)
+    assert.equal(457, dst.mode, "its folder is 0711") -- 0711
     local r = H.sh("setpriv --reuid=daemon --regid=daemon --clear-groups socat - "
       .. H.shquote("UNIX-SENDTO:" .. sock), { stdin = "STATUS=forged" })
     assert.are_not.equal(0, r.code, "another user could send to it")
+    assert.equal("nobody serving", H.proc("shy").pm2_env.notify.status)
     -- a daemon killed leaves it: the next one removes it
     local d1 = H.daemon_pid()
     core.kill(d1, 9)
     H.wait_for(function() return not H.alive(d1) end, 3000, "the daemon's end")
     ok(H.pm("ping"))
-    assert.is_nil(core.stat(util.dirname(util.dirname(sock)), true), "a dead daemon's folder was left")
+    assert.is_nil(core.stat(util.dirname(sock), true), "a dead daemon's folder was left")
     -- gone with the daemon that stops
     p = H.wait_for(function()
       local q = H.proc("shy")
@@ -137,6 +139,6 @@ describe("an app with user", function()
     assert.equal("notify", p.pm2_env.ready)
     local sock2 = assert(H.environ(p.pid)).NOTIFY_SOCKET
     H.stop_daemon()
-    assert.is_nil(core.stat(util.dirname(util.dirname(sock2)), true), "its folder outlived the daemon")
+    assert.is_nil(core.stat(util.dirname(sock2), true), "its folder outlived the daemon")
   end)
 end)
