@@ -131,6 +131,8 @@ describe("descendants that left the group", function()
       .. "while :; do sleep 1; done\n"):format(a))
     ok(H.pm("start", eco(("{ { name = 'stubborn', script = %q } }"):format(app)), "-s"))
     H.wait_for(function() return #sleeps(a) == 1 end, 3000, "the escapee")
+    local escapee = sleeps(a)[1]
+    local started = core.proc_stat(escapee).start
     local d1 = H.daemon_pid()
     core.kill(d1, 9)
     H.wait_for(function() return not H.alive(d1) end, 3000, "D1's end")
@@ -148,9 +150,14 @@ describe("descendants that left the group", function()
     -- (the CLI that started D2 would wait for it 10 s: it goes too)
     local cli = tonumber((require("pm.util").read_file(pidfile) or ""):match("%d+"))
     if cli and H.alive(cli) then core.kill(cli, 9) end
-    assert.equal(1, #sleeps(a), "D1's escapee outlived D2's grace period")
-    -- D3 finds D1's leftovers, not only D2's
+    local function lives()
+      local st = core.proc_stat(escapee)
+      return st ~= nil and st.state ~= "Z" and st.start == started
+    end
+    assert.is_true(lives(), "D1's escapee outlived D2's grace period")
+    -- D3 finds D1's leftovers, not only D2's (and restores the app, whose
+    -- new run has an escapee of its own)
     ok(H.pm("ping"))
-    gone(a, "D1's escapee after D3's recovery")
+    H.wait_for(function() return not lives() end, 3000, "D1's escapee gone after D3's recovery")
   end)
 end)
