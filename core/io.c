@@ -704,22 +704,34 @@ static int l_sock_error(lua_State *L)
 	return 1;
 }
 
-/* core.dgram_unix(path) -> fd | nil, err: a datagram socket that learns
- * each sender's pid (SO_PASSCRED), for sd_notify's NOTIFY_SOCKET. */
+/* core.dgram_unix(path [, uid, mode]) -> fd | nil, err: a datagram socket
+ * that learns each sender's pid (SO_PASSCRED), for sd_notify's
+ * NOTIFY_SOCKET. With uid and mode, its file is made with that mode (the
+ * socket's own, set before bind) and given to uid (lchown: a link is never
+ * followed): only that user (and root) can send to it. */
 static int l_dgram_unix(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
+	lua_Integer uid = luaL_optinteger(L, 2, -1);
+	lua_Integer mode = luaL_optinteger(L, 3, -1);
 	struct sockaddr_un sa;
 	if (unix_addr(L, path, &sa) < 0)
 		return 2;
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return pm_fail(L, "socket");
-	int one = 1;
+	int one = 1, bound = 0;
 	unlink(path);
-	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+	int ok = setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) == 0 &&
+		 (mode < 0 || fchmod(fd, (mode_t)(mode & 0777)) == 0);
+	if (ok)
+		ok = bound = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+	if (ok && uid >= 0)
+		ok = lchown(path, (uid_t)uid, (gid_t)-1) == 0;
+	if (!ok) {
 		int e = errno;
+		if (bound)
+			unlink(path);
 		close(fd);
 		errno = e;
 		return pm_fail(L, path);

@@ -35,6 +35,9 @@ local schema = {
   max_log_size = { "size" }, retain = { "number", 30 }, treekill = { "boolean", true },
   on_exit = { "func" }, on_start = { "func" }, on_stop = { "func" },
   force = { "boolean", false }, watchdog = { "duration" },
+  -- what a stop and the main process's exit kill (exits.lua): "tree" (the
+  -- default), "group" or "process" (treekill = false)
+  kill_mode = { "string" },
   -- PM2 attributes pm accepts and has no use for
   vizion = { "any" }, automation = { "any" }, pmx = { "any" },
   source_map_support = { "any" }, disable_source_map_support = { "any" },
@@ -318,6 +321,12 @@ function M.normalize(raw, ctx)
     return nil, ("app %s: a name has at most 200 bytes and no control character"):format(util.encode(d.name:sub(1, 60)))
   end
 
+  -- filter_env (PM2's): true leaves the caller's environment out, a prefix
+  -- or a list of them the variables that start with one. An app with
+  -- user/uid (another user than the daemon's) starts from that user's login
+  -- environment (launch.lua) and gets the caller's only when it asks: with
+  -- filter_env = false (all of it) or a list (all but those); never its
+  -- HOME, USER, LOGNAME or SHELL.
   local fe = d.filter_env
   if fe ~= nil and type(fe) ~= "boolean" and type(fe) ~= "string" then
     local ok = type(fe) == "table"
@@ -427,6 +436,9 @@ function M.normalize(raw, ctx)
       return nil, ("app '%s': log_date_format gives %d characters: at most %d")
         :format(d.name, width, M.MAX_DATE_WIDTH)
     end
+  end
+  if d.kill_mode ~= nil and d.kill_mode ~= "tree" and d.kill_mode ~= "group" and d.kill_mode ~= "process" then
+    return nil, ("app '%s': kill_mode must be tree, group or process"):format(d.name)
   end
   if not util.signum(d.kill_signal) then
     return nil, ("app '%s': unknown kill_signal %s"):format(d.name, d.kill_signal)

@@ -32,6 +32,7 @@ local function shutdown(code, before_exit)
       os.remove(home .. "/rpc.sock")
       os.remove(home .. "/pm.pid")
       os.remove(home .. "/notify.sock")
+      require("pm.readiness").close_notify() -- (those of other users' apps)
       log.info("daemon %d exits", core.getpid())
       M.exit_code = code
       core.stop_loop()

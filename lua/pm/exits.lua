@@ -26,18 +26,103 @@ M.retirees = {}
 -- it dies before it is ready, fn puts the old process back
 M.replacing = setmetatable({}, { __mode = "k" })
 
--- Signals the process group and every descendant that left it.
--- (The tree is remembered: what outlives the main process is killed when
--- it exits.)
+--[[ What belongs to an app's process (kill_mode, systemd's KillMode):
+  "tree" (the default; systemd's control-group): its process group, every
+    descendant, and what left both: a descendant whose parent died is
+    adopted by the daemon (a child subreaper), and is the app's when its
+    environment carries the app's PM_APP_UID;
+  "group": its process group only (what left it lives on);
+  "process": the process only (PM2's treekill = false).
+The stop signal goes to all of it; SIGKILL after kill_timeout; and when
+the main process exits, what is left of it is killed before anything else
+happens (a restart, the end of a stop, delete or kill). ]]
+local function kill_mode(p)
+  local d = p.decl or {} -- (a process a reload replaced has none: "tree")
+  return d.kill_mode or (d.treekill == false and "process") or "tree"
+end
+
+-- The daemon's list of children. An orphan goes to the first live thread
+-- of its subreaper, the daemon's main thread: its list is the one read
+-- (8 µs at every exit; a file kept open would take 3, but an fd for the
+-- daemon's life).
+local children_path
+local function daemon_children()
+  if not children_path then
+    local me = core.getpid()
+    children_path = ("/proc/%d/task/%d/children"):format(me, me)
+  end
+  return util.read_file(children_path) or ""
+end
+
+-- The daemon's children it did not start (adopted orphans) that carry p's
+-- marker, and their descendants: pid -> start time, added to into. Costs
+-- a read of the daemon's list of children and one of /proc/PID/environ
+-- per child it does not know (none, but for the helpers running).
+local function adopted(p, into)
+  local needle = p.uid_marker and ("PM_APP_UID=" .. p.uid_marker .. "\0")
+  if not needle then return into end
+  for word in daemon_children():gmatch("%d+") do
+    local pid = tonumber(word)
+    if not by_pid[pid] and not M.retirees[pid] then
+      local env = core.proc_environ(pid)
+      if env and (env:find("\0" .. needle, 1, true) or env:sub(1, #needle) == needle) then
+        for _, q in ipairs(core.proc_tree(pid)) do into[q] = (core.proc_stat(q) or {}).start end
+      end
+    end
+  end
+  return into
+end
+
+-- Escapees of a process that exited by itself (pid -> start) get its stop
+-- signal, SIGKILL after kill_timeout. -> a function that says whether
+-- they are all gone. (escaping: the sets not yet killed, for the daemon's
+-- exit)
+M.escaping = {}
+local function stop_escapees(p, set)
+  local sig = util.signum(p.decl.kill_signal) or core.signals.SIGINT
+  for pid in pairs(set) do core.kill(pid, sig) end
+  local function alive()
+    for pid, start in pairs(set) do
+      if util.same_process(pid, start) then return true end
+    end
+    return false
+  end
+  M.escaping[set] = true
+  core.timer(p.decl.kill_timeout, 0, function()
+    if M.escaping[set] and alive() then
+      log.warn("app %s (%d): what its exited process left still runs %d ms after %s: SIGKILL",
+        p.name, p.pm_id, p.decl.kill_timeout, p.decl.kill_signal)
+    end
+    M.kill_escaping(set)
+  end)
+  return function() return not alive() end
+end
+
+-- SIGKILL to the escapees not yet gone (of set, or all of them).
+function M.kill_escaping(set)
+  for s in pairs(set and { [set] = true } or M.escaping) do
+    M.escaping[s] = nil
+    for pid, start in pairs(s) do
+      if util.same_process(pid, start) then core.kill(pid, SIGKILL) end
+    end
+  end
+end
+
+-- Signals what belongs to p's process (kill_mode above). What outlives
+-- the main process is remembered and killed when it exits.
 function M.signal_tree(p, sig)
   if not p.pid or p.pid == 0 then return end
-  local tree = core.proc_tree(p.pid)
+  local mode = kill_mode(p)
+  if mode == "process" then return core.kill(p.pid, sig) end
+  core.killpg(p.pgid, sig)
+  if mode == "group" then return end
   p.tree = p.tree or {}
-  for _, pid in ipairs(tree) do
+  for _, pid in ipairs(core.proc_tree(p.pid)) do
     if pid ~= p.pid then p.tree[pid] = (core.proc_stat(pid) or {}).start end
   end
-  core.killpg(p.pgid, sig)
-  for _, pid in ipairs(tree) do core.kill(pid, sig) end
+  adopted(p, p.tree)
+  core.kill(p.pid, sig)
+  for pid in pairs(p.tree) do core.kill(pid, sig) end
 end
 
 -- Kills what is left of a stopped app's tree (descendants that left its
@@ -49,7 +134,9 @@ function M.kill_leftovers(p)
   p.tree = nil
 end
 
-local function apply_decision(p, decision, exit)
+-- gone: nil, or a function that says whether the escapees of the exited
+-- process are gone (a restart waits for it, at most kill_timeout)
+local function apply_decision(p, decision, exit, gone)
   p.unstable_restarts = decision.unstable_restarts
   p.prev_restart_delay = decision.prev_restart_delay
   if decision.action == "stop" then
@@ -67,7 +154,18 @@ local function apply_decision(p, decision, exit)
       event(p, "restart", nil, false)
       if not launch.launch(p, looping) then proc.ACTIONS.unpid(p) end
     end
-    if delay > 0 then
+    if gone then
+      -- what the last process left (escapees) ends first (systemd's
+      -- control-group: a restart never runs beside them)
+      proc.act(p, lifecycle.fire(p, "delay"))
+      local t0, last = core.mono(), delay + p.decl.kill_timeout + 20
+      local function poll()
+        local waited = core.mono() - t0
+        if waited >= delay and (waited >= last or gone()) then return go() end
+        p.timer = core.timer(20, 0, poll)
+      end
+      poll()
+    elseif delay > 0 then
       proc.act(p, lifecycle.fire(p, "delay"))
       p.timer = core.timer(delay, 0, go)
     else
@@ -109,14 +207,29 @@ function M.on_child(pid, code, signum)
       code ~= nil and ("code " .. code) or util.signame(signum)))
   end
   local uptime = core.mono() - (p.started or core.mono())
-  -- what is left of the group goes with its leader: no duplicates on restart
-  core.killpg(p.pgid, SIGKILL)
+  -- what is left of its tree goes with it (kill_mode): no duplicates on
+  -- restart, nothing left running by a stop, delete or kill
+  local mode = kill_mode(p)
+  local stopping = p.status == "stopping"
+  local escaped
+  if mode ~= "process" then
+    -- (before the group dies: its members orphaned now are adopted already)
+    if mode == "tree" then
+      if stopping then
+        p.tree = adopted(p, p.tree or {}) -- they had the stop signal: SIGKILL now
+      else
+        escaped = adopted(p, {}) -- the stop signal first (below)
+        if next(escaped) == nil then escaped = nil end
+      end
+    end
+    core.killpg(p.pgid, SIGKILL)
+  end
   M.kill_leftovers(p)
+  local gone = escaped and stop_escapees(p, escaped)
   p.pid = 0
   p.ready = nil
   p.exit_code = code ~= nil and code or (128 + (signum or 0))
   p.exit_signal = util.signame(signum)
-  local stopping = p.status == "stopping"
   local exit = { code = code, signal = p.exit_signal, uptime = uptime,
     reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
   event(p, "exit", { code = code == nil and util.null or code,
@@ -142,7 +255,7 @@ function M.on_child(pid, code, signum)
       decision.action, decision.delay = hd.action, hd.delay
     end
   end
-  apply_decision(p, decision, exit)
+  apply_decision(p, decision, exit, gone)
 end
 
 return M

@@ -32,12 +32,33 @@ local function filtered(filter, k)
   return false
 end
 
+-- An app that runs as another user than the daemon's starts from that
+-- user's login environment (HOME, USER, LOGNAME, SHELL from passwd, a
+-- default PATH), as login(1) and systemd's User= give it, not from the
+-- caller's (root's secrets, HOME=/root): -> that environment | nil (an app
+-- of the daemon's own user).
+local LOGIN_PATH = "/usr/local/bin:/usr/bin:/bin"
+local function login_env(d)
+  local uid = tonumber(d.uid)
+  if not uid or uid == core.getuid() then return nil end
+  local pw = util.passwd(uid) or {}
+  local name = pw.name or tostring(uid)
+  return { HOME = pw.dir ~= "" and pw.dir or "/", USER = name, LOGNAME = name,
+    SHELL = pw.shell ~= "" and pw.shell or "/bin/sh", PATH = LOGIN_PATH }
+end
+
 local function build_env(p)
   local home = ctx.home
-  local env = {}
   local d = p.decl
-  for k, v in pairs(p.environ or {}) do
-    if not filtered(d.filter_env, k) then env[k] = v end
+  local env = login_env(d)
+  -- the caller's environment: always for an app of the daemon's user (PM2's
+  -- rule); for one of another user only when it asks (filter_env = false,
+  -- or PM2's prefixes to leave out), and never over who it is
+  local pass = not env or (d.filter_env ~= nil and d.filter_env ~= true)
+  local login = env or {}
+  env = env or {}
+  for k, v in pairs(pass and p.environ or {}) do
+    if not filtered(d.filter_env, k) and not (login[k] and k ~= "PATH") then env[k] = v end
   end
   for _, k in ipairs(d.env_remove or {}) do env[k] = nil end
   for k, v in pairs(d.env) do env[k] = v end
@@ -56,7 +77,8 @@ local function build_env(p)
     env.NODE_CHANNEL_SERIALIZATION_MODE = "json"
   end
   env.PM_APP_UID = p.uid_marker -- lets a new daemon recognise this app's processes
-  if ctx.notify_path then env.NOTIFY_SOCKET = ctx.notify_path end
+  local notify = readiness.notify_path(d)
+  if notify then env.NOTIFY_SOCKET = notify end
   if p.decl.watchdog then env.WATCHDOG_USEC = tostring(math.floor(p.decl.watchdog * 1000)) end
   if p.listen then
     env.LISTEN_FDS = tostring(#p.listen.names)
@@ -114,13 +136,14 @@ function M.env_of(p)
   local l = p.listen
   local key = l and (table.concat(l.names, ":") .. (l.map or "")) or ""
   local c = p.env_cache
+  local notify = readiness.notify_path(p.decl)
   if c and c.environ == p.environ and c.decl == p.decl and c.key == key
-    and c.channel_fd == p.channel_fd and c.notify == ctx.notify_path then
+    and c.channel_fd == p.channel_fd and c.notify == notify then
     return c.list
   end
   local list, env = build_env(p)
   p.env_cache = { environ = p.environ, decl = p.decl, key = key, channel_fd = p.channel_fd,
-    notify = ctx.notify_path, list = list }
+    notify = notify, list = list }
   p.env_json = env_json(p.environ, env)
   return list
 end

@@ -310,12 +310,14 @@ function M.same_process(rec)
   return type(rec.marker) == "string" and util.same_process(rec.pid, rec.start, rec.marker)
 end
 
--- Processes whose environment says they were started by the daemon whose
--- pid was old_pid for this PM_HOME: { {pid, start, marker}, ... }
-function M.strays(home, old_pid)
+-- Processes whose environment says they were started by an earlier daemon
+-- of this PM_HOME (any: one killed during the recovery of another's apps
+-- leaves both's), or descend from one: { {pid, start, marker}, ... }. Only
+-- before this daemon starts anything (every marker is then an earlier's).
+function M.strays(home)
   local out = {}
   local me = core.getpid()
-  local prefix = "PM_APP_UID=" .. tostring(old_pid) .. "-"
+  local prefix = "PM_APP_UID="
   local home_var = "PM_HOME=" .. home
   for name in pairs(core.listdir("/proc") or {}) do
     local pid = tonumber(name)

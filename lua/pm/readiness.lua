@@ -1,8 +1,9 @@
 -- When a launched process counts as online: at once, or when it says so
 -- (wait_ready's "ready" over IPC, sd_notify's READY=1, a health check
 -- that passes), or when listen_timeout runs out; and while it runs, its
--- health checks and its sd_notify watchdog. Decides nothing about what a
--- failed check leads to beyond asking rules.lua for a restart.
+-- health checks and its sd_notify watchdog; the NOTIFY_SOCKET of apps of
+-- other users than the daemon's. Decides nothing about what a failed
+-- check leads to beyond asking rules.lua for a restart.
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
@@ -87,6 +88,106 @@ function M.await(p)
     proc.ctx.changed()
   else
     M.mark_ready(p, "start")
+  end
+end
+
+-- ---- NOTIFY_SOCKET ----
+-- An app of the daemon's user gets the daemon's socket (PM_HOME/notify.sock,
+-- proc.ctx.notify_path). One running as another user cannot reach it (PM_HOME
+-- is 0700): it gets a socket of its user's, made on first use and kept for
+-- the daemon's life, <run>/pm-notify.<daemon pid>.<n>/<uid>.sock, where
+-- <run> is /run (or /tmp) and the folder is made fresh by the daemon, its
+-- (0711: no one else can list it or put anything in it). The socket is
+-- made 0600 and given to that user as it is bound (core.dgram_unix): that
+-- user, and no other, can send to it. Datagrams are read like the shared
+-- one's: the sender is known by its pid (SO_PASSCRED), never by the socket.
+local user_socks = {} -- uid -> { path, fd, watch } | false (could not be made)
+local user_dir -- the daemon's folder of them, once made
+
+local function make_user_dir()
+  if user_dir ~= nil then return user_dir end
+  user_dir = false
+  local run = (core.stat("/run") or {}).type == "dir" and "/run" or "/tmp"
+  local me = core.getuid()
+  for n = 0, 99 do -- a fresh folder, never one found (a stale one, or another user's)
+    local dir = ("%s/pm-notify.%d.%d"):format(run, core.getpid(), n)
+    if not core.stat(dir, true) and core.mkdir(dir, 448) then
+      local st = core.stat(dir, true)
+      if st and st.type == "dir" and st.uid == me and core.chmod(dir, 457) then -- 0711
+        user_dir = dir
+        break
+      end
+    end
+  end
+  if not user_dir then log.error("sd_notify: no folder for the sockets of apps of other users in %s", run) end
+  return user_dir
+end
+
+local function user_socket(uid)
+  local s = user_socks[uid]
+  if s ~= nil then return s end
+  user_socks[uid] = false
+  local base = make_user_dir()
+  if not base then return false end
+  local path = ("%s/%d.sock"):format(base, uid)
+  local fd, err = core.dgram_unix(path, uid, 384) -- 0600, uid's
+  if not fd then
+    log.error("sd_notify: no socket for the apps of uid %d: %s", uid, tostring(err))
+    return false
+  end
+  s = { path = path, fd = fd }
+  s.watch = core.watch_read(fd, function()
+    while true do
+      local data, pid = core.recv_cred(fd)
+      if not data then break end
+      M.on_notify(pid, data)
+    end
+  end)
+  user_socks[uid] = s
+  return s
+end
+
+-- The NOTIFY_SOCKET of d's processes, or nil (none).
+function M.notify_path(d)
+  local uid = tonumber(d.uid)
+  if uid and uid ~= core.getuid() and proc.ctx.notify_path then
+    local s = user_socket(uid)
+    return s and s.path or nil
+  end
+  return proc.ctx.notify_path
+end
+
+-- At the daemon's exit: the sockets of other users' apps and their folder go.
+function M.close_notify()
+  for uid, s in pairs(user_socks) do
+    if s then
+      s.watch:close()
+      core.close(s.fd)
+      os.remove(s.path)
+    end
+    user_socks[uid] = nil
+  end
+  if user_dir then os.remove(user_dir) end
+  user_dir = nil
+end
+
+-- What daemons that died (their pid runs no more) left of their folders of
+-- sockets, after a crash.
+function M.clean_notify()
+  local me = core.getuid()
+  for _, run in ipairs({ "/run", "/tmp" }) do
+    for name in pairs(core.listdir(run) or {}) do
+      local base = run .. "/" .. name
+      local pid = tonumber(name:match("^pm%-notify%.(%d+)%.%d+$"))
+      local ps = pid and core.proc_stat(pid)
+      local st = pid and (not ps or ps.state == "Z") and core.stat(base, true)
+      if st and st.type == "dir" and st.uid == me then -- (so none but the daemon's user made what is in it)
+        for sock in pairs(core.listdir(base) or {}) do
+          if sock:match("^%d+%.sock$") then os.remove(base .. "/" .. sock) end
+        end
+        os.remove(base)
+      end
+    end
   end
 end
 

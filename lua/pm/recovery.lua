@@ -10,6 +10,7 @@ local sup = require "pm.supervisor"
 local ecosystem = require "pm.ecosystem"
 local appdecl = require "pm.app"
 local persist = require "pm.persist"
+local readiness = require "pm.readiness"
 
 local M = {}
 
@@ -95,19 +96,22 @@ function M.recover(home, old_pid, done)
   entries = entries or {}
   local left = {}
   local grace = 0
-  -- processes of the old daemon's apps whose newest pid the journal may
-  -- not hold yet (pids are written once a second): found by the marker
-  -- pm put in their environment, "<old daemon pid>-<pm_id>-<time>". Only
-  -- those of apps the journal holds are stopped (every app is in it
-  -- before its first process starts): what the daemon cannot account for
-  -- is left running, and said.
+  -- processes of earlier daemons' apps whose newest pid the journal may
+  -- not hold (pids are written once a second; a descendant that left its
+  -- app's group; a daemon before the last one, killed while it recovered
+  -- them): found by the marker pm put in their environment, "<daemon
+  -- pid>-<pm_id>-<time>", whichever daemon's it is. Only those of apps the
+  -- journal holds are stopped (every app is in it before its first
+  -- process starts): what the daemon cannot account for is left running,
+  -- and said.
   local known = {}
   for _, entry in ipairs(entries) do
     for _, rec in ipairs(type(entry.pm_procs) == "table" and entry.pm_procs or {}) do
       if tonumber(rec.pm_id) then known[tonumber(rec.pm_id)] = true end
     end
   end
-  local strays = old_pid and persist.strays(home, old_pid) or {}
+  local strays = old_pid and persist.strays(home) or {}
+  if old_pid then readiness.clean_notify() end
   if #entries == 0 and #strays == 0 then return done() end
   local unknown = {}
   for _, rec in ipairs(strays) do
@@ -121,7 +125,7 @@ function M.recover(home, old_pid, done)
     end
   end
   if #unknown > 0 then
-    log.error("%d process(es) of the previous daemon's apps are not in its journal: left running (pids %s)",
+    log.error("%d process(es) of an earlier daemon's apps are not in its journal: left running (pids %s)",
       #unknown, table.concat(unknown, " "))
   end
   for _, entry in ipairs(entries) do

@@ -171,6 +171,7 @@ function M.kill_leftovers()
   end
   for pid, q in pairs(by_pid) do kill(pid, q) end
   for pid, q in pairs(exits.retirees) do kill(pid, q) end
+  exits.kill_escaping() -- (what exited processes left, still in its kill_timeout)
   return n
 end
 
