@@ -12,8 +12,9 @@
  *   - a longer one is either delivered whole (it came in one read) or
  *     replaced by exactly one "line too long" (on_line(nil));
  *   - after "QUIT" nothing more is delivered;
- *   - a last line without '\n' is never delivered; when it is longer than
- *     the maximum it may give one "line too long";
+ *   - a last line without '\n' (the peer half-closed after it) is
+ *     delivered at the end of input when it is no longer than the maximum;
+ *     a longer one may give one "line too long";
  *   - at the end of input on_close runs exactly once (unless QUIT closed it);
  *   - what comes back on the other end is a prefix of the delivered lines,
  *     each followed by '\n' (output queued at a close is dropped).
@@ -229,11 +230,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		lua_pop(L, 1);
 	}
+	size_t tail = stopped ? 0 : n - start;
+	if (tail > 0 && tail <= max_line) {
+		/* the last line without '\n': delivered at the end of input */
+		const uint8_t *line = in + start;
+		lineno++;
+		if (ei > nev)
+			fail("the last, unterminated line was not delivered", lineno, line, tail);
+		lua_rawgeti(L, events, (int)ei++);
+		size_t got_len;
+		const char *got = lua_isboolean(L, -1) ? NULL : lua_tolstring(L, -1, &got_len);
+		if (!got || got_len != tail || memcmp(got, line, tail) != 0)
+			fail("the last, unterminated line delivered other than it was sent", lineno, line, tail);
+		if (eo < echo_len) {
+			size_t m = echo_len - eo < tail + 1 ? echo_len - eo : tail + 1;
+			if (memcmp(echo + eo, got, m > tail ? tail : m) != 0 || (m > tail && echo[eo + tail] != '\n'))
+				fail("the echo differs", lineno, line, tail);
+			eo += m;
+		}
+		lua_pop(L, 1);
+		if (tail == 4 && memcmp(line, "QUIT", 4) == 0)
+			stopped = 1;
+		tail = 0;
+	}
 	if (stopped != quit)
 		fail(quit ? "closed by a QUIT never delivered" : "QUIT delivered, the stream not closed", lineno, in, 0);
 	if (!stopped) {
 		/* at most one "too long" for the last, unterminated line */
-		size_t tail = n - start;
 		if (ei <= nev) {
 			lua_rawgeti(L, events, (int)ei++);
 			if (!lua_isboolean(L, -1) || tail <= max_line)

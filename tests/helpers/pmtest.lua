@@ -222,6 +222,18 @@ function H.write(path, text)
   return path
 end
 
+-- The JSON a file holds, decoded (nil when it is missing or not JSON).
+function H.read_json(path)
+  local s = util.read_file(path)
+  return s and util.decode(s)
+end
+
+-- An ecosystem.config.lua in the home whose apps are the Lua text `apps`
+-- -> its path
+function H.lua_eco(apps)
+  return H.write(H.home .. "/ecosystem.config.lua", "return { apps = " .. apps .. " }\n")
+end
+
 -- Writes a fixture script into the home and returns its path.
 function H.script(name, body, mode)
   local path = H.home .. "/" .. name

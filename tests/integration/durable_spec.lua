@@ -25,10 +25,7 @@ local function start(name, ...)
   return online(H.start(APP, name, "-f", "-s", ...))
 end
 
-local function decode_file(path)
-  local s = util.read_file(path)
-  return s and util.decode(s)
-end
+local decode_file = H.read_json
 
 local function kill9_daemon()
   local dpid = H.daemon_pid()

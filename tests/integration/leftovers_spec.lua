@@ -37,11 +37,7 @@ local function escapees(n)
   return unpack(t)
 end
 
-local function eco(apps)
-  local path = H.home .. "/ecosystem.config.lua"
-  H.write(path, "return { apps = " .. apps .. " }\n")
-  return path
-end
+local eco = H.lua_eco
 
 local function gone(arg, what)
   H.wait_for(function() return #sleeps(arg) == 0 end, 3000, what or ("sleep " .. arg .. " gone"))

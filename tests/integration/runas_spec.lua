@@ -21,11 +21,7 @@ local function script(name, body)
   return path
 end
 
-local function eco(apps)
-  local path = H.home .. "/ecosystem.config.lua"
-  H.write(path, "return { apps = " .. apps .. " }\n")
-  return path
-end
+local eco = H.lua_eco
 
 describe("an app with user", function()
   before_each(function()
