@@ -11,6 +11,7 @@ local sup = require "pm.supervisor"
 local persist = require "pm.persist"
 local recovery = require "pm.recovery"
 local wire = require "pm.methods"
+local watch = require "pm.watch"
 
 local methods = wire.methods
 
@@ -164,6 +165,8 @@ local function bind_socket()
   return true
 end
 
+local watch_home -- forward
+
 local function keep_socket()
   if shutting_down then return end
   local lock_path, path = home .. "/pm.lock", home .. "/rpc.sock"
@@ -191,6 +194,25 @@ local function keep_socket()
       log.error("%s was removed or replaced and cannot be bound again: %s", path, err)
     end
   end
+  if M.home_watched == false then watch_home() end -- (PM_HOME itself was made again)
+end
+
+-- Watches PM_HOME for its socket, lock and pid file going or being
+-- replaced (and for PM_HOME itself going): keep_socket runs at once
+-- -> true | nil when inotify cannot watch it
+watch_home = function()
+  local names = { [home] = true, [home .. "/rpc.sock"] = true, [home .. "/pm.lock"] = true,
+    [home .. "/pm.pid"] = true }
+  local ok = watch.watch("pm:home", { home }, function(path) return not names[path] end, function(path)
+    if path == home and not core.stat(home) then M.home_watched = false end -- (watched again once made)
+    if M.repair then return end
+    M.repair = core.timer(10, 0, function()
+      M.repair = nil
+      keep_socket()
+    end)
+  end)
+  M.home_watched = ok and true or false
+  return ok
 end
 
 --[[
@@ -311,7 +333,12 @@ function M.run(opts)
       M.exit_code = 1
       return core.stop_loop()
     end
-    M.keeper = core.timer(500, 500, keep_socket)
+    -- PM_HOME, the socket and the lock are watched by inotify (nothing to
+    -- do, no wake-up, while nothing happens there); a slow timer catches
+    -- what inotify cannot see (a parent folder renamed), a fast one stands
+    -- in when inotify cannot be had
+    local every = watch_home() and 10000 or 500
+    M.keeper = core.timer(every, every, keep_socket)
     if announce then core.close(announce); announce = nil end
     log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
     if opts.runtime then
