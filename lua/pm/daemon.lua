@@ -183,7 +183,9 @@ local function keep_socket()
       log.error("%s was removed or replaced and cannot be locked again: %s", lock_path, lerr)
     end
   end
-  if not core.stat(home .. "/pm.pid") then util.write_atomic(home .. "/pm.pid", core.getpid() .. "\n") end
+  if not core.stat(home .. "/pm.pid") then
+    util.write_atomic(home .. "/pm.pid", core.getpid() .. "\n", { durable = false })
+  end
   if core.file_id(path) ~= sock.id then
     local ok, err = bind_socket()
     if ok then
@@ -284,7 +286,7 @@ function M.run(opts)
   ok, err = core.daemon_init(not opts.foreground and (home .. "/pm.log") or nil)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
-  util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n")
+  util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n", { durable = false })
   if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)
 
   wire.ctx.home = home
@@ -314,7 +316,9 @@ function M.run(opts)
   end
   -- the preload that lets Node apps in cluster mode listen on held sockets
   local preload = home .. "/cluster-preload.js"
-  if util.write_atomic(preload, require("pm.preload").CLUSTER) then sup.set_cluster_preload(preload) end
+  if util.write_atomic(preload, require("pm.preload").CLUSTER, { durable = false }) then
+    sup.set_cluster_preload(preload)
+  end
   -- a Lua error the core caught in a callback (the daemon goes on): counted
   -- (ping's errors), written to pm.log and published as daemon:error
   M.errors = 0
