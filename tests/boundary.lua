@@ -29,7 +29,6 @@ local KEPT = {
   narrow_spawns = { "tests/integration/fastpaths_spec.lua" }, -- the narrow way was taken
   spawn_many = { "tests/integration/fastpaths_spec.lua", "bench/bench.lua" },
   setenv = { "tests/helpers/pmtest.lua" }, -- PM_HOME for the specs' own pm calls
-  uname = { "bench/bench.lua" }, -- the machine in the results
 }
 
 -- The constructors of handles and the type (metatable pm.<type>) of what

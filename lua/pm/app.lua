@@ -25,7 +25,7 @@ local schema = {
   watch = { "any", false }, ignore_watch = { "list" }, watch_delay = { "duration" },
   wait_ready = { "boolean", false }, listen_timeout = { "duration", 3000 },
   out_file = { "string" }, error_file = { "string" }, log_file = { "string" },
-  merge_logs = { "boolean", false }, time = { "boolean", false },
+  merge_logs = { "boolean", false }, time = { "boolean", false }, disable_logs = { "boolean" },
   log_date_format = { "string" }, log_type = { "string" }, pid_file = { "string" },
   autostart = { "boolean", true }, filter_env = { "any" }, port = { "any" },
   increment_var = { "string" }, instance_var = { "string", "NODE_APP_INSTANCE" },

@@ -28,6 +28,7 @@ local with_id = M.with_id
 -- which: "out", "err" or "log" (the combined log_file, nil when none)
 function M.path(p, which)
   local d = p.decl
+  if d.disable_logs then return which ~= "log" and "/dev/null" or nil end -- (PM2's: no file at all)
   local given
   if which == "out" then given = d.out_file
   elseif which == "err" then given = d.error_file

@@ -86,6 +86,25 @@ function M.target_of(t)
   return t
 end
 
+-- Runs fn(target) for each target of a verb in turn (PM2 does them one
+-- after the other); a target that fails is said on stderr and the others
+-- still run -> how many failed, how many succeeded.
+function M.each_target(targets, fn)
+  local failed, done = 0, 0
+  for _, t in ipairs(targets) do
+    local ok, err = pcall(fn, t)
+    if ok then
+      done = done + 1
+    else
+      if #targets == 1 then error(err, 0) end -- (one target: its error, as before)
+      failed = failed + 1
+      local msg = type(err) == "table" and err.msg or tostring(err)
+      io.stderr:write("pm: ", (tostring(msg):gsub("\n.*", "")), "\n")
+    end
+  end
+  return failed, done
+end
+
 -- The descriptions a target names; naming none is an error.
 function M.described(target, shown)
   local list = M.check(M.api().describe(target))
@@ -105,10 +124,14 @@ for _, v in ipairs({
   { "list", "info", "the process table (also ls, status, l)" },
   { "jlist", "info", "the process descriptions as a JSON array" },
   { "describe", "info", "everything about a process" },
+  { "env", "info", "the environment variables of a process (by id)" },
+  { "id", "info", "the ids of an app's processes, as a JSON array" },
+  { "prettylist", "info", "the process descriptions as indented JSON" },
   { "logs", "logs", "show the last lines of app logs, then follow them" },
   { "scale", "procs", "set the number of instances of an app (N, +N, -N)" },
   { "pid", "info", "pids of an app (or of every app)" },
   { "ping", "info", "is the daemon up? (starts it when not)" },
+  { "report", "admin", "what a bug report needs: versions, PM_HOME, the daemon, the last log lines" },
   { "kill", "admin", "stop every app and the daemon" },
   { "reset", "procs", "zero the restart counters" },
   { "flush", "logs", "empty log files" },
@@ -116,6 +139,7 @@ for _, v in ipairs({
   { "sendSignal", "admin", "send a signal to processes" },
   { "save", "admin", "save the app list for pm resurrect" },
   { "resurrect", "admin", "start the saved apps again" },
+  { "cleardump", "admin", "empty the saved app list (dump.json)" },
   { "update", "admin", "save, replace the daemon with this pm's, resurrect" },
   { "startup", "admin", "print (or --install) a systemd unit that runs pm at boot" },
   { "unstartup", "admin", "remove the systemd unit of pm startup" },
@@ -136,10 +160,32 @@ local ALIASES = { del = "delete", ls = "list", status = "list", l = "list", desc
 
 M.VERBS, M.ALIASES = VERBS, ALIASES
 
+-- An option's names and argument on one help line, `-n, --name <name>`
+-- (argparse gives each name of an option that takes an argument a line of
+-- its own, and has no setting for it); long-only ones indented to line up.
+local function one_line_label(self)
+  local names = self._public_aliases
+  local label = table.concat(names, ", ")
+  if #names == 1 and label:sub(1, 2) == "--" then label = "    " .. label end
+  local args = self:_get_argument_list()
+  if #args > 0 then label = label .. " " .. table.concat(args, " ") end
+  return { label }
+end
+
 -- The parser of a verb, its help line from VERBS.
 function M.parser(name, desc)
   local argparse = require "argparse"
-  local p = argparse("pm " .. name, desc or (VERBS[name] and VERBS[name].help)):add_help("-h --help")
+  local p = argparse("pm " .. name, desc or (VERBS[name] and VERBS[name].help))
+  p:help_description_margin(34)
+  for _, kind in ipairs({ "option", "flag" }) do
+    local make = p[kind]
+    p[kind] = function(self, ...)
+      local o = make(self, ...)
+      o._get_label_lines = one_line_label
+      return o
+    end
+  end
+  p:add_help("-h --help")
   -- usage errors come back as one line instead of ending the process
   local pparse = p.pparse
   function p.parse(self, args)
@@ -203,7 +249,7 @@ end
 local QUICK = {}
 for _, v in ipairs({ "--version", "-v", "version", "list", "ls", "status", "l", "jlist", "describe", "desc",
   "show", "info", "pid", "ping", "start", "stop", "restart", "reload", "delete", "del", "scale", "reset", "flush",
-  "reloadLogs", "sendSignal", "save", "resurrect", "kill" }) do QUICK[v] = true end
+  "reloadLogs", "sendSignal", "save", "resurrect", "kill", "env", "id", "prettylist" }) do QUICK[v] = true end
 
 function M.main(argv)
   local verb = argv[1]

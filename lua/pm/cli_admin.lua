@@ -1,5 +1,6 @@
--- The CLI's verbs of the daemon and the session: kill, save, resurrect, update,
--- startup, unstartup, sendSignal, daemon, console, monit, runtime, run.
+-- The CLI's verbs of the daemon and the session: kill, save, resurrect,
+-- cleardump, update, report, startup, unstartup, sendSignal, daemon,
+-- console, monit, runtime, run.
 local core = require "pm.core"
 local util = require "pm.util"
 local cli = require "pm.cli"
@@ -11,6 +12,13 @@ local V = {}
 
 function V.kill(args)
   no_args("kill", args)
+  -- no daemon: none is started to be killed, and that is said
+  local c, _, down = require("pm.client").connect({ spawn = false })
+  if not c and down then
+    io.stdout:write("no daemon running\n")
+    return 0
+  end
+  if c then c:close() end
   check(require("pm").killDaemon())
   io.stdout:write("pm daemon stopped\n")
   return 0
@@ -31,6 +39,77 @@ function V.resurrect(args)
   local conn = check(api()._conn())
   check(conn:call("resurrect"))
   show_list(false)
+  return 0
+end
+
+-- PM2's cleardump: the saved list emptied (the one before kept as
+-- dump.json.bak); pm resurrect then starts nothing
+function V.cleardump(args)
+  no_args("cleardump", args)
+  local home = util.home()
+  check(util.mkdir_p(home, 448)) -- 0700
+  local path = home .. "/dump.json"
+  check(util.write_atomic(path, "[]\n", { mode = 384, backup = path .. ".bak" })) -- 0600
+  io.stdout:write(("%s emptied\n"):format(path))
+  return 0
+end
+
+-- What a bug report needs, never starting a daemon: versions, the system,
+-- PM_HOME, the daemon's state, the process table, the last lines of
+-- pm.log and of the logs of each errored app.
+local REPORT_LINES = 20
+
+function V.report(args)
+  no_args("report", args)
+  local out = {}
+  local function say(fmt, ...) out[#out + 1] = fmt:format(...) end
+  local function tail(title, path)
+    local lines = path and require("pm.logtail").last_lines(path, REPORT_LINES) or {}
+    local what = not path and "no file" or #lines == 0 and path .. " is empty or missing"
+      or ("the last %d lines of %s"):format(#lines, path)
+    say("--- %s: %s", title, what)
+    for _, l in ipairs(lines) do say("%s", l) end
+  end
+  local sysname, release, machine = core.uname()
+  local home = util.home()
+  local uid = core.getuid()
+  local pw = util.passwd(uid)
+  say("pm report (%s)", os.date("!%Y-%m-%dT%H:%M:%SZ"))
+  say("pm          %s (%s)", util.VERSION, util.pm_binary())
+  say("lua         %s", jit and jit.version or _VERSION)
+  say("system      %s %s %s", sysname, release, machine)
+  say("user        %s (uid %d)", pw and pw.name or "?", uid)
+  say("PM_HOME     %s", home)
+  local c, err, down = require("pm.client").connect({ spawn = false })
+  local list
+  if not c then
+    say("daemon      %s", down and "not running" or err)
+  else
+    local pong = c:call("ping")
+    if type(pong) == "table" then
+      say("daemon      running, pid %s, pm %s, Lua heap %s KB, Lua errors %s%s", tostring(pong.pid),
+        tostring(pong.version), tostring(pong.heap_kb), tostring(pong.errors),
+        pong.unsaved and (", its state is not saved: " .. tostring(pong.unsaved)) or "")
+    else
+      say("daemon      runs, does not answer ping")
+    end
+    list = c:call("list", { brief = true })
+    c:close()
+  end
+  if type(list) == "table" then
+    say("--- the process table (%d)", #list)
+    out[#out + 1] = require("pm.view").table(list, { color = false }):gsub("\n$", "")
+  end
+  tail("pm.log", home .. "/pm.log")
+  for _, d in ipairs(type(list) == "table" and list or {}) do
+    local e = d.pm2_env or {}
+    if e.status == "errored" then
+      local why = e.error and (" (" .. tostring(e.error) .. ")") or ""
+      tail(("errored app %s (id %s)%s, its stderr"):format(d.name, tostring(d.pm_id), why), e.pm_err_log_path)
+      tail(("errored app %s (id %s), its stdout"):format(d.name, tostring(d.pm_id)), e.pm_out_log_path)
+    end
+  end
+  io.stdout:write(table.concat(out, "\n"), "\n")
   return 0
 end
 

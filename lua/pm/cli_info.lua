@@ -1,4 +1,4 @@
--- The CLI's verbs that look: list, jlist, describe, pid, ping.
+-- The CLI's verbs that look: list, jlist, prettylist, describe, env, id, pid, ping.
 local core = require "pm.core"
 local util = require "pm.util"
 local cli = require "pm.cli"
@@ -62,6 +62,79 @@ function V.describe(args)
       io.stdout:write(view.card(d))
     end
   end
+  return 0
+end
+
+-- JSON text indented by two spaces, as it is otherwise (key order, [] and
+-- {}, numbers): compact JSON's structure re-laid, strings left alone.
+local function indent_json(text)
+  local out, depth, i, n = {}, 0, 1, #text
+  local function nl() out[#out + 1] = "\n" .. ("  "):rep(depth) end
+  while i <= n do
+    local c = text:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while true do
+        local q = text:find('["\\]', j)
+        if not q then j = n; break end
+        if text:sub(q, q) == "\\" then j = q + 2 else j = q; break end
+      end
+      out[#out + 1] = text:sub(i, j)
+      i = j + 1
+    else
+      local close = c == "{" and "}" or c == "[" and "]"
+      if close and text:sub(i + 1, i + 1) == close then
+        out[#out + 1], i = c .. close, i + 2
+      else
+        if c == "}" or c == "]" then depth = depth - 1; nl() end
+        out[#out + 1] = c == ":" and ": " or c
+        if close then depth = depth + 1; nl() elseif c == "," then nl() end
+        i = i + 1
+      end
+    end
+  end
+  return table.concat(out)
+end
+V.indent_json = indent_json
+
+-- PM2's prettylist: jlist's JSON, indented
+function V.prettylist(args)
+  no_args("prettylist", args)
+  local conn = check(api()._conn())
+  local pieces = {}
+  check(conn:call_streamed("list", nil, function(piece) pieces[#pieces + 1] = piece end))
+  io.stdout:write(indent_json(table.concat(pieces)), "\n")
+  return 0
+end
+
+-- PM2's `env <id>`: the environment variables a process got, one
+-- `NAME: value` a line, sorted
+function V.env(args)
+  local p = cli.parser("env")
+  p:argument("id", "pm_id (or a name: each of its processes)")
+  local a = p:parse(args)
+  for i, d in ipairs(described(a.id)) do
+    local env = type(d.pm2_env) == "table" and type(d.pm2_env.env) == "table" and d.pm2_env.env or {}
+    local names = {}
+    for k in pairs(env) do names[#names + 1] = k end
+    table.sort(names)
+    if i > 1 then io.stdout:write("\n") end
+    for _, k in ipairs(names) do io.stdout:write(k, ": ", tostring(env[k]), "\n") end
+  end
+  return 0
+end
+
+-- PM2's `id <name>`: the pm_ids of the app's processes, [] when none
+function V.id(args)
+  local p = cli.parser("id")
+  p:argument("name", "app name")
+  local a = p:parse(args)
+  local conn = check(api()._conn())
+  local ids = {}
+  for _, d in ipairs(check(conn:call("list", { fields = { "name", "pm_id" } }))) do
+    if d.name == a.name then ids[#ids + 1] = d.pm_id end
+  end
+  io.stdout:write(util.encode(util.array(ids)), "\n")
   return 0
 end
 

@@ -12,16 +12,20 @@ local V = {}
 local function simple_target(name, method, extra)
   V[name] = function(args)
     local p = cli.parser(name)
-    p:argument("target", "name, id, 'all', a namespace or an ecosystem file")
+    p:argument("target", "names, ids, 'all', namespaces, /regex/ or an ecosystem file"):args("+")
     p:flag("-s --silent", "print nothing on success")
     if extra then extra(p) end
     local a = p:parse(args)
     local opts = { brief = true } -- the reply's environments are not shown
     if a.update_env then opts.updateEnv = true end
     opts.only = names_of(a.only)
-    with_progress(name .. " " .. a.target, function() check(api()[method](target_of(a.target), opts)) end)
-    show_list(a.silent)
-    return 0
+    local failed, done
+    with_progress(name .. " " .. table.concat(a.target, " "), function()
+      failed, done = cli.each_target(a.target, function(t) check(api()[method](target_of(t), opts)) end)
+    end)
+    -- what was done is shown, even when a target was not found
+    if done > 0 then show_list(a.silent) end
+    return failed > 0 and 1 or 0
   end
 end
 
@@ -37,53 +41,167 @@ end)
 simple_target("delete", "delete", function(p) p:option("--only", "apps of the file") end)
 simple_target("reset", "reset")
 
+-- PM2's start flags: names, the app attribute, kind, help, argument.
+-- Kinds: s string, n number, b flag (true), off flag (false), list (a,b),
+-- codes (exit codes a,b), paths (--watch [path], repeatable: true or the
+-- paths), envs (--filter-env [prefix], repeatable: true or the prefixes).
 local start_options = {
-  -- flag, key, kind ("s" string, "n" number, "b" flag)
-  { "-n --name", "name", "s", "app name" },
-  { "-i --instances", "instances", "s", "number of instances (or max)" },
-  { "--interpreter", "interpreter", "s", "interpreter (none: execute directly)" },
-  { "--interpreter-args", "interpreter_args", "s", "arguments for the interpreter" },
-  { "--cwd", "cwd", "s", "working directory" },
-  { "--namespace", "namespace", "s", "namespace" },
-  { "--watch", "watch", "b", "restart on file change" },
-  { "--ignore-watch", "ignore_watch", "s", "paths or globs the watch ignores (a,b)" },
-  { "--watch-delay", "watch_delay", "n", "ms to gather changes before a restart" },
-  { "--max-memory-restart", "max_memory_restart", "s", "restart above this memory (200M)" },
-  { "--restart-delay", "restart_delay", "n", "ms before a restart" },
-  { "--exp-backoff-restart-delay", "exp_backoff_restart_delay", "n", "exponential backoff base (ms)" },
-  { "--max-restarts", "max_restarts", "n", "fast restarts before errored" },
-  { "--min-uptime", "min_uptime", "s", "uptime under which an exit is unstable (ms)" },
-  { "--kill-timeout", "kill_timeout", "n", "ms from the stop signal to SIGKILL" },
-  { "--kill-signal", "kill_signal", "s", "the stop signal (SIGINT)" },
-  { "--stop-exit-codes", "stop_exit_codes", "s", "exit codes that are not restarted (0,42)" },
-  { "--no-autorestart", "no_autorestart", "b", "do not restart on exit" },
-  { "--cron-restart", "cron_restart", "s", "restart on a cron schedule" },
+  { "-n --name", "name", "s", "app name", "<name>" },
+  { "-i --instances", "instances", "s", "N, max, 0 (one per CPU) or -N (the CPUs less N)", "<n>" },
+  { "-x --exec-mode", "exec_mode", "mode", "fork or cluster (-x alone: fork, as PM2's -x)", "<mode>" },
+  { "--interpreter", "interpreter", "s", "interpreter (none: execute directly)", "<path>" },
+  { "--interpreter-args", "interpreter_args", "s", "arguments for the interpreter", "<args>" },
+  { "--node-args", "interpreter_args", "s", "the same as --interpreter-args (PM2)", "<args>" },
+  { "--cwd", "cwd", "s", "working directory", "<dir>" },
+  { "--namespace", "namespace", "s", "namespace", "<ns>" },
+  { "--watch", "watch", "paths", "restart on file change (in these paths: repeat it)", "<path>" },
+  { "--ignore-watch", "ignore_watch", "list", "paths or globs the watch ignores (a,b)", "<paths>" },
+  { "--watch-delay", "watch_delay", "n", "ms to gather changes before a restart", "<ms>" },
+  { "--max-memory-restart", "max_memory_restart", "s", "restart above this memory (200M)", "<size>" },
+  { "--restart-delay", "restart_delay", "n", "ms before a restart", "<ms>" },
+  { "--exp-backoff-restart-delay", "exp_backoff_restart_delay", "n", "exponential backoff base (ms)", "<ms>" },
+  { "--max-restarts", "max_restarts", "n", "fast restarts before errored", "<n>" },
+  { "--min-uptime", "min_uptime", "s", "uptime under which an exit is unstable (ms)", "<ms>" },
+  { "-k --kill-timeout", "kill_timeout", "n", "ms from the stop signal to SIGKILL", "<ms>" },
+  { "--kill-signal", "kill_signal", "s", "the stop signal (SIGINT)", "<signal>" },
+  { "--shutdown-with-message", "shutdown_with_message", "b", "stop with the message 'shutdown' on the IPC channel" },
+  { "--stop-exit-codes", "stop_exit_codes", "codes", "exit codes that are not restarted (0,42)", "<codes>" },
+  { "--no-autorestart", "autorestart", "off", "do not restart on exit" },
+  { "--no-autostart", "autostart", "off", "add the app without starting it" },
+  { "--no-treekill", "treekill", "off", "stop the main process only, not its children" },
+  { "-c --cron --cron-restart", "cron_restart", "s", "restart on a cron schedule", "<cron>" },
   { "--wait-ready", "wait_ready", "b", "wait for the app's ready signal" },
-  { "--listen-timeout", "listen_timeout", "n", "ms to wait for ready" },
+  { "--listen-timeout", "listen_timeout", "n", "ms to wait for ready", "<ms>" },
+  { "-u --user", "user", "s", "run as this user (a root daemon)", "<user>" },
+  { "--uid", "uid", "s", "run with this user id (name or number)", "<uid>" },
+  { "--gid", "gid", "s", "run with this group id (name or number)", "<gid>" },
+  { "--filter-env", "filter_env", "envs", "leave out the caller's variables (with a prefix: those)", "<prefix>" },
+  { "--instance-var", "instance_var", "s", "the variable holding the instance number", "<name>" },
+  { "-p --pid", "pid_file", "s", "pid file", "<path>" },
   { "--time", "time", "b", "prefix log lines with the time" },
+  { "--log-date-format", "log_date_format", "s", "prefix log lines with the time in this format", "<format>" },
+  { "--log-type", "log_type", "s", "json: log lines as JSON objects", "<type>" },
   { "--merge-logs", "merge_logs", "b", "one log file for all instances" },
-  { "-o --output", "out_file", "s", "stdout log file" },
-  { "-e --error", "error_file", "s", "stderr log file" },
-  { "-l --log", "log_file", "s", "combined log file" },
+  { "--disable-logs", "disable_logs", "b", "keep no log file" },
+  { "-o --output", "out_file", "s", "stdout log file", "<path>" },
+  { "-e --error", "error_file", "s", "stderr log file", "<path>" },
+  { "-l --log", "log_file", "s", "combined log file", "<path>" },
+  { "--source-map-support", "source_map_support", "b", "accepted (Node's source maps; nothing else)" },
 }
+
+local MODES = { fork = true, cluster = true, fork_mode = true, cluster_mode = true }
+
+-- PM2's words argparse would read otherwise: `-i -1` (a count, not a
+-- flag) and `-x` (PM2: fork mode; here also `-x cluster`).
+local function pm2_words(args)
+  local out, i = {}, 1
+  while i <= #args do
+    local w, nxt = args[i], args[i + 1]
+    if w == "--" then
+      for j = i, #args do out[#out + 1] = args[j] end
+      break
+    end
+    if (w == "-i" or w == "--instances") and nxt and nxt:match("^%-%d+$") then
+      out[#out + 1], i = "--instances=" .. nxt, i + 2
+    elseif w == "-x" then
+      local mode = nxt and MODES[nxt] and nxt
+      out[#out + 1], i = "--exec-mode=" .. (mode or "fork"), i + (mode and 2 or 1)
+    else
+      out[#out + 1], i = w, i + 1
+    end
+  end
+  return out
+end
+
+-- The app declaration the flags of a start say -> app, whether any was given
+local function app_of(a)
+  local app, given = {}, false
+  for i, o in ipairs(start_options) do
+    local v, key, kind = a["o" .. i], o[2], o[3]
+    if kind == "paths" or kind == "envs" then
+      if #v > 0 then
+        local list = {}
+        for _, one in ipairs(v) do list[#list + 1] = one[1] end
+        app[key] = #list > 0 and list or true
+      else
+        v = nil
+      end
+    elseif v == nil or v == false then
+      v = nil
+    elseif kind == "off" then app[key] = false
+    elseif kind == "list" then app[key] = names_of(v)
+    elseif kind == "codes" then
+      app[key] = {}
+      for c in v:gmatch("[^,%s]+") do
+        app[key][#app[key] + 1] = tonumber(c)
+          or error({ msg = "--stop-exit-codes: numbers expected, got " .. c, code = 2 }, 0)
+      end
+    elseif kind == "n" then
+      app[key] = tonumber(v) or error({ msg = o[1]:match("%-%-[%w-]+") .. ": a number expected", code = 2 }, 0)
+    elseif kind == "mode" then
+      if not MODES[v] then error({ msg = "--exec-mode: fork or cluster, not " .. v, code = 2 }, 0) end
+      app[key] = v
+    else
+      app[key] = v
+    end
+    given = given or v ~= nil
+  end
+  return app, given
+end
+
+-- `pm start ... --no-daemon` when no daemon runs (PM2): this process holds
+-- a daemon of its own and stays in the foreground until SIGINT or SIGTERM
+-- (or the daemon ends); its apps end with it. -> whether it does
+local function foreground_daemon()
+  local c = require("pm.client").connect({ spawn = false })
+  if c then c:close(); return false end
+  check(require("pm").connect(true))
+  io.stderr:write("pm: no daemon ran: this one runs in the foreground, its apps with it (Ctrl-C ends them)\n")
+  return true
+end
+
+local function stay_in_foreground()
+  collectgarbage("restart") -- it runs until a signal: collect as usual
+  cli.quick_exit = false
+  local conn = check(api()._conn())
+  local stop = false
+  local sigs = {}
+  for _, s in ipairs({ "SIGINT", "SIGTERM" }) do
+    sigs[#sigs + 1] = core.signal(core.signals[s], function() stop = true end)
+  end
+  local tick = core.timer(500, 500, function() end) -- (to see the daemon go)
+  while not stop and not conn.closed do core.run("once") end
+  tick:close()
+  for _, s in ipairs(sigs) do s:close() end
+  return 0
+end
 
 function V.start(args)
   local p = cli.parser("start")
   p:argument("what", "script, ecosystem file, name or id")
   p:argument("args", "arguments for the script (after --)"):args("*")
-  for _, o in ipairs(start_options) do
-    local key = o[1]:match("%-%-([%w-]+)"):gsub("-", "_")
-    if o[3] == "b" then p:flag(o[1], o[4]) else p:option(o[1], o[4]) end
-    o.argkey = key
+  for i, o in ipairs(start_options) do
+    local kind = o[3]
+    local opt
+    if kind == "b" or kind == "off" then
+      opt = p:flag(o[1], o[4])
+    else
+      opt = p:option(o[1], o[4]):argname(o[5])
+      if kind == "paths" or kind == "envs" then opt:args("?"):count("*") end
+    end
+    opt:target("o" .. i)
   end
-  p:option("--env", "environment of the file (env_<name>)")
-  p:option("--only", "start only these apps of the file (a,b)")
+  p:option("--env", "environment of the file (env_<name>)"):argname("<name>")
+  p:option("--only", "start only these apps of the file (a,b)"):argname("<apps>")
+  p:flag("-a --update-env", "a known app: restart it with the current environment")
+  p:flag("--no-daemon", "no daemon runs: run one in the foreground, until Ctrl-C"):target("no_daemon")
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
-  local a = p:parse(args)
+  local a = p:parse(pm2_words(args))
   local what = a.what
   local cwd = core.getcwd()
   local only = names_of(a.only)
+  local foreground = a.no_daemon and foreground_daemon()
   local client = api()
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
@@ -94,34 +212,22 @@ function V.start(args)
       local line = not a.silent and require("pm.view").changes(d)
       if line then io.stdout:write(line) end
     end
-    return show_list(a.silent) or 0
+    show_list(a.silent)
+    return foreground and stay_in_foreground() or 0
   end
-  local app = { script = what, args = #a.args > 0 and a.args or nil }
-  local given = false
-  for _, o in ipairs(start_options) do
-    local v = a[o.argkey]
-    if v ~= nil and v ~= false then
-      given = true
-      if o[2] == "no_autorestart" then app.autorestart = false
-      elseif o[2] == "ignore_watch" then app.ignore_watch = names_of(v)
-      elseif o[2] == "stop_exit_codes" then
-        app.stop_exit_codes = {}
-        for c in v:gmatch("[^,%s]+") do
-          app.stop_exit_codes[#app.stop_exit_codes + 1] = tonumber(c)
-            or error({ msg = "--stop-exit-codes: numbers expected, got " .. c, code = 2 }, 0)
-        end
-      elseif o[3] == "n" then
-        app[o[2]] = tonumber(v) or error({ msg = o[1] .. ": a number expected" }, 0)
-      else app[o[2]] = v end
-    end
-  end
+  local app, given = app_of(a)
+  app.script, app.args = what, #a.args > 0 and a.args or nil
   if not st and not given and #a.args == 0 then
-    check(client.start(what, { brief = true })) -- a known name or id is (re)started
+    -- a known name or id is (re)started; PM2: with --update-env, restarted
+    -- with the current environment
+    if not (a.update_env and client.restart(what, { updateEnv = true, brief = true })) then
+      check(client.start(what, { brief = true }))
+    end
   else
     check(client.start(app, { force = a.force or nil, env = a.env, brief = true }))
   end
   show_list(a.silent)
-  return 0
+  return foreground and stay_in_foreground() or 0
 end
 
 function V.scale(args)

@@ -174,6 +174,24 @@ local function wait_for_apps(names, done)
   end
 end
 
+-- The records a start added that could not even be launched (a script
+-- not executable, a log that cannot be opened) are deleted: a failed
+-- `pm start` leaves no errored entry behind (PM2) -> done()
+local function forget_failed(list, added, done)
+  local gone = {}
+  for _, p in ipairs(list) do
+    if added[p] and p.status == "errored" and p.error then gone[#gone + 1] = p end
+  end
+  local left = #gone
+  if left == 0 then return done() end
+  for _, p in ipairs(gone) do
+    sup.delete(p, function()
+      left = left - 1
+      if left == 0 then done() end
+    end)
+  end
+end
+
 -- Starts declarations in order (dependencies first, each waiting for the
 -- apps it depends on to be ready); replies once every app is launched
 -- (ready, for wait_ready apps).
@@ -181,6 +199,7 @@ local function start_decls(decls, params, origin, done)
   local environ = environ_of(params)
   local started = {}
   local changed = {} -- record -> what the file changed of its declaration
+  local added = {} -- record -> true: new with this call
   local i = 0
   local finish
   local function next_decl()
@@ -217,7 +236,7 @@ local function start_decls(decls, params, origin, done)
         if #same > 0 then
           ops = same
         else
-          for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p end
+          for _, p in ipairs(sup.add(d, environ, origin)) do started[#started + 1] = p; added[p] = true end
           return next_decl()
         end
       end
@@ -237,7 +256,7 @@ local function start_decls(decls, params, origin, done)
       for _, p in ipairs(started) do
         if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
       end
-      if #errs > 0 then return done(table.concat(errs, "; ")) end
+      if #errs > 0 then return forget_failed(started, added, function() done(table.concat(errs, "; ")) end) end
       local result
       if params.reply == "changes" then
         -- what the CLI prints of a start: the changes an ecosystem file made
@@ -406,9 +425,12 @@ methods.reset = target_op(function(p, _, cb) sup.reset(p); cb() end)
 local function signal_op(params, done, list)
   local sig, err = util.signum(params.signal)
   if not sig then return done(err) end
+  local sent = 0
   for _, p in ipairs(list) do
-    if p.pid and p.pid > 0 then core.kill(p.pid, sig) end
+    if p.pid and p.pid > 0 and core.kill(p.pid, sig) then sent = sent + 1 end
   end
+  -- a stopped app has no process to signal: said, not "sent"
+  if sent == 0 then return done(("%s is %s: no process to signal"):format(list[1].name, list[1].status)) end
   done(nil, descriptions(list, params))
 end
 

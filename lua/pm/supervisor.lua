@@ -305,12 +305,60 @@ function M.by_name(name)
   return list
 end
 
--- A target: pm_id, name, "all" or a namespace -> list of records | nil,
+-- PM2's regex targets are JavaScript's: \d and \D, which POSIX extended
+-- expressions lack, become classes (outside brackets); the rest is ERE
+-- (glibc's also knows \w, \s, \b).
+local function ere(js)
+  local out, i, in_class = {}, 1, false
+  while i <= #js do
+    local c = js:sub(i, i)
+    if c == "\\" and i < #js then
+      local n = js:sub(i + 1, i + 1)
+      if not in_class and n == "d" then out[#out + 1] = "[0-9]"
+      elseif not in_class and n == "D" then out[#out + 1] = "[^0-9]"
+      else out[#out + 1] = c .. n end
+      i = i + 2
+    else
+      if c == "[" and not in_class then in_class = true
+      elseif c == "]" and in_class then in_class = false end
+      out[#out + 1] = c
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+-- "/re/" (PM2: a target between slashes) -> the records whose name the
+-- regex matches, by pm_id | nil, message, "params" (not a regex)
+function M.by_regex(target)
+  local all = M.all()
+  local names = {}
+  for i, p in ipairs(all) do names[i] = p.name end
+  local hits, err = core.regex_match(ere(target:sub(2, -2)), names)
+  if not hits then return nil, ("bad regex %s: %s"):format(target, err), "params" end
+  local list = {}
+  for i, k in ipairs(hits) do list[i] = all[k] end
+  return list
+end
+
+-- A target: pm_id, name, "all", a namespace, a /regex/ on names, or a
+-- list of those (the records of each, once) -> list of records | nil,
 -- message, kind ("params": not a target at all)
 function M.resolve(target)
   if target == nil then return nil, "a target is required" end
+  if type(target) == "table" and #target > 0 then
+    local list, seen = {}, {}
+    for _, t in ipairs(target) do
+      local some, err, kind = M.resolve(t)
+      if not some then return nil, err, kind end
+      for _, p in ipairs(some) do
+        if not seen[p] then seen[p] = true; list[#list + 1] = p end
+      end
+    end
+    return list
+  end
   if type(target) ~= "string" and type(target) ~= "number" then
-    return nil, "a target is a name, an id, \"all\" or a namespace", "params"
+    return nil, "a target is a name, an id, \"all\", a namespace, a /regex/ or a list of them", "params"
   end
   local list = {}
   local id = tonumber(target)
@@ -318,6 +366,11 @@ function M.resolve(target)
     if procs[id] then list[1] = procs[id] end
   elseif target == "all" then
     list = M.all()
+  elseif #target > 2 and target:match("^/.*/$") then
+    local err, kind
+    list, err, kind = M.by_regex(target)
+    if not list then return nil, err, kind end
+    if #list == 0 then return nil, "no process name matches " .. target end
   else
     target = tostring(target)
     list = M.by_name(target)
