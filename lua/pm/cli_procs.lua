@@ -91,8 +91,18 @@ local start_options = {
 
 local MODES = { fork = true, cluster = true, fork_mode = true, cluster_mode = true }
 
--- PM2's words argparse would read otherwise: `-i -1` (a count, not a
--- flag) and `-x` (PM2: fork mode; here also `-x cluster`).
+-- The names of the start options that take a value
+local VALUED = {}
+for _, o in ipairs(start_options) do
+  local k = o[3]
+  if k ~= "b" and k ~= "off" and k ~= "paths" and k ~= "envs" and k ~= "mode" then
+    for name in o[1]:gmatch("%S+") do VALUED[name] = true end
+  end
+end
+
+-- PM2's words argparse would read otherwise: a value that starts with a
+-- dash (`-i -1`, `--node-args "--harmony"`: commander takes the next word
+-- whatever it is) and `-x` (PM2: fork mode; here also `-x cluster`).
 local function pm2_words(args)
   local out, i = {}, 1
   while i <= #args do
@@ -101,8 +111,8 @@ local function pm2_words(args)
       for j = i, #args do out[#out + 1] = args[j] end
       break
     end
-    if (w == "-i" or w == "--instances") and nxt and nxt:match("^%-%d+$") then
-      out[#out + 1], i = "--instances=" .. nxt, i + 2
+    if VALUED[w] and nxt and nxt:sub(1, 1) == "-" and nxt ~= "--" then
+      out[#out + 1], i = (w:sub(2, 2) == "-" and w .. "=" or w) .. nxt, i + 2 -- (-i-1, --name=-x)
     elseif w == "-x" then
       local mode = nxt and MODES[nxt] and nxt
       out[#out + 1], i = "--exec-mode=" .. (mode or "fork"), i + (mode and 2 or 1)
