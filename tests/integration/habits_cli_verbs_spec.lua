@@ -1,0 +1,134 @@
+-- Issue 16, items 13, 14 and 15 (their CLI parts): mistakes said out loud
+-- (`pm sendSignal` to a stopped app, a start that cannot exec leaves no
+-- errored entry, `pm kill` with no daemon), help (`-n, --name <name>` on
+-- one line; no hidden alias suggested), and the verbs PM2 users reach for:
+-- `pm report`, `pm env <id>`, `pm id <name>`, `pm prettylist`,
+-- `pm cleardump`.
+local H = require "pmtest"
+local util = require "pm.util"
+
+local ok, fails, online = H.ok, H.fails, H.online
+
+local APP_SH = H.fixtures .. "/cli_app.sh"
+
+local function sleeper() return H.script("app.sh", "#!/bin/sh\necho hello\nexec sleep 1000\n") end
+
+describe("mistakes said out loud", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("pm sendSignal SIGUSR1 <a stopped app> is an error, not 'sent'", function()
+    ok(H.pm("start", sleeper(), "-s"))
+    ok(H.pm("stop", "app", "-s"))
+    local r = fails(H.pm("sendSignal", "SIGUSR1", "app"), "app", "stopped")
+    assert.equal("", r.out)
+    fails(H.pm("sendSignal", "SIGUSR1", "0"), "stopped")
+    -- running: sent
+    ok(H.pm("restart", "app", "-s"))
+    ok(H.pm("sendSignal", "SIGCONT", "app"))
+  end)
+
+  it("pm start of a script that cannot be executed leaves no errored entry behind", function()
+    local noexec = H.write(H.home .. "/noexec", "echo hi\n") -- no extension, mode 0644: exec fails
+    fails(H.pm("start", noexec), "noexec", "Permission denied")
+    assert.same({}, H.jlist())
+    fails(H.pm("start", H.home .. "/missing.sh"), "not found")
+    assert.same({}, H.jlist())
+    -- the same mistake among apps that do start: only the mistake goes
+    ok(H.pm("start", sleeper(), "-s"))
+    fails(H.pm("start", noexec))
+    assert.equal("app", H.names())
+  end)
+
+  it("pm kill with no daemon says so, exits 0, and starts none", function()
+    local r = ok(H.pm("kill"))
+    assert.equal("no daemon running\n", r.out)
+    assert.is_nil(H.daemon_pid())
+    assert.is_false(H.exists(H.home .. "/rpc.sock"))
+  end)
+end)
+
+describe("help", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("pm help start pairs -n, --name <name> on one aligned line", function()
+    local r = ok(H.pm("help", "start"))
+    assert.is_truthy(r.out:find("\n   %-n, %-%-name <name> +app name\n"), r.out)
+    assert.is_truthy(r.out:find("\n   %-i, %-%-instances <n> +"), r.out)
+    -- a long-only option lines up with the long names of the pairs
+    assert.is_truthy(r.out:find("\n       %-%-cwd <dir> +working directory\n"), r.out)
+  end)
+
+  it("a mistyped verb is never answered with a hidden alias", function()
+    for _, typo in ipairs({ "dumpp", "infoo", "shw", "descr", "dell" }) do
+      local r = H.pm(typo)
+      assert.equal(2, r.code)
+      for _, hidden in ipairs({ "'dump'", "'info'", "'show'", "'desc'", "'del'" }) do
+        assert.is_nil(r.err:find(hidden, 1, true), typo .. ": " .. r.err)
+      end
+    end
+    assert.is_truthy(H.pm("delet").err:find("'delete'", 1, true))
+  end)
+end)
+
+describe("the verbs PM2 users reach for", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("pm env <id> lists the environment variables of the process", function()
+    ok(H.pm("start", APP_SH, "--name", "api", "-s", { env = { GREETING = "hello there" } }))
+    local r = ok(H.pm("env", "0"))
+    assert.is_truthy(r.out:find("\nGREETING: hello there\n", 1, true), r.out)
+    assert.is_truthy(r.out:find("\npm_id: 0\n", 1, true), r.out)
+    fails(H.pm("env", "7"), "7")
+  end)
+
+  it("pm id <name> prints the ids of its processes as a JSON array", function()
+    local s = sleeper()
+    ok(H.pm("start", s, "--name", "other", "-s"))
+    ok(H.pm("start", s, "--name", "api", "-i", "2", "-f", "-s"))
+    assert.equal("[1,2]\n", ok(H.pm("id", "api")).out)
+    assert.equal("[]\n", ok(H.pm("id", "nosuch")).out)
+  end)
+
+  it("pm prettylist prints jlist's JSON indented", function()
+    ok(H.pm("start", sleeper(), "-s"))
+    local r = ok(H.pm("prettylist"))
+    assert.is_truthy(r.out:find('^%[\n  {\n    "name": "app",\n'), r.out:sub(1, 200))
+    local list = util.decode(r.out)
+    assert.equal(1, #list)
+    assert.equal("app", list[1].name)
+    assert.same({}, list[1].pm2_env.args)
+  end)
+
+  it("pm cleardump empties the saved list: pm resurrect then starts nothing", function()
+    ok(H.pm("start", sleeper(), "-s"))
+    ok(H.pm("save"))
+    assert.equal(1, #H.read_json(H.home .. "/dump.json"))
+    ok(H.pm("cleardump"))
+    assert.same({}, H.read_json(H.home .. "/dump.json"))
+    ok(H.pm("delete", "all", "-s"))
+    ok(H.pm("resurrect"))
+    assert.same({}, H.jlist())
+  end)
+
+  it("pm report: versions, PM_HOME, the daemon, pm.log's and each errored app's last lines", function()
+    local r = ok(H.pm("report"))
+    assert.is_truthy(r.out:find("PM_HOME +" .. H.home:gsub("%p", "%%%0")), r.out)
+    assert.is_truthy(r.out:find("daemon +not running"), r.out)
+    assert.is_nil(H.daemon_pid(), "pm report starts no daemon")
+    local crash = H.script("crash.sh", "#!/bin/sh\necho 'boom: no config' >&2\nexit 3\n")
+    ok(H.pm("start", crash, "--max-restarts", "1", "--min-uptime", "5000", "-s"))
+    ok(H.pm("start", sleeper(), "-s"))
+    H.wait_for(function() return H.status("crash") == "errored" end, 5000, "crash errored")
+    r = ok(H.pm("report"))
+    assert.is_truthy(r.out:find("pm +" .. util.VERSION, 1), r.out)
+    assert.is_truthy(r.out:find("daemon +running, pid " .. H.daemon_pid()), r.out)
+    assert.is_truthy(r.out:find("daemon " .. H.daemon_pid() .. " ready", 1, true), "pm.log's lines: " .. r.out)
+    assert.is_truthy(r.out:find("errored app crash", 1, true), r.out)
+    assert.is_truthy(r.out:find("\nboom: no config\n", 1, true), r.out)
+    assert.is_nil(r.out:find("errored app app", 1, true), "only errored apps' logs: " .. r.out)
+    online(H.proc("app"))
+  end)
+end)
