@@ -5,9 +5,9 @@ _pm() {
   cur=${COMP_WORDS[COMP_CWORD]}
   prev=${COMP_WORDS[COMP_CWORD-1]}
   verb=${COMP_WORDS[1]}
-  local verbs="start stop restart reload delete list ls status jlist describe logs scale pid ping kill
-    reset flush reloadLogs sendSignal save resurrect update startup unstartup console monit runtime run
-    daemon help"
+  local verbs="start stop restart reload delete list ls status jlist describe env id prettylist logs scale
+    pid ping report kill reset flush reloadLogs sendSignal save resurrect cleardump update startup unstartup
+    console monit runtime run daemon help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return
@@ -16,11 +16,13 @@ _pm() {
     -*)
       local flags="--help --silent"
       case "$verb" in
-        start) flags="--name --instances --interpreter --interpreter-args --cwd --namespace --watch
-          --ignore-watch --watch-delay --max-memory-restart --restart-delay --exp-backoff-restart-delay
-          --max-restarts --min-uptime --kill-timeout --kill-signal --stop-exit-codes --no-autorestart
-          --cron-restart --wait-ready --listen-timeout --time --merge-logs --output --error --log
-          --env --only --force --silent" ;;
+        start) flags="--name --instances --exec-mode --interpreter --interpreter-args --node-args --cwd
+          --namespace --watch --ignore-watch --watch-delay --max-memory-restart --restart-delay
+          --exp-backoff-restart-delay --max-restarts --min-uptime --kill-timeout --kill-signal
+          --shutdown-with-message --stop-exit-codes --no-autorestart --no-autostart --no-treekill --cron
+          --cron-restart --wait-ready --listen-timeout --user --uid --gid --filter-env --instance-var --pid
+          --time --log-date-format --log-type --merge-logs --disable-logs --output --error --log
+          --source-map-support --env --only --update-env --no-daemon --force --silent" ;;
         restart|reload) flags="--update-env --only --silent" ;;
         stop|delete) flags="--only --silent" ;;
         logs) flags="--lines --err --out --nostream --json --raw" ;;
@@ -32,7 +34,7 @@ _pm() {
       return ;;
   esac
   case "$verb" in
-    stop|restart|reload|delete|describe|logs|pid|reset|flush|scale|sendSignal)
+    stop|restart|reload|delete|describe|logs|pid|reset|flush|scale|sendSignal|env|id)
       local names
       names=$(pm jlist 2>/dev/null | grep -o '"name":"[^"]*"' | cut -d'"' -f4 | sort -u)
       COMPREPLY=($(compgen -W "all $names" -- "$cur"))
