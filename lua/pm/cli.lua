@@ -87,22 +87,22 @@ function M.target_of(t)
 end
 
 -- Runs fn(target) for each target of a verb in turn (PM2 does them one
--- after the other); a target that fails is said on stderr and the others
--- still run -> how many failed, how many succeeded.
+-- after the other); a target that fails does not stop the others -> the
+-- failures' one-line messages, how many succeeded. One target alone: its
+-- error is raised, as any verb's.
 function M.each_target(targets, fn)
-  local failed, done = 0, 0
+  local failures, done = {}, 0
   for _, t in ipairs(targets) do
     local ok, err = pcall(fn, t)
     if ok then
       done = done + 1
     else
-      if #targets == 1 then error(err, 0) end -- (one target: its error, as before)
-      failed = failed + 1
+      if #targets == 1 then error(err, 0) end
       local msg = type(err) == "table" and err.msg or tostring(err)
-      io.stderr:write("pm: ", (tostring(msg):gsub("\n.*", "")), "\n")
+      failures[#failures + 1] = (tostring(msg):gsub("\n.*", ""))
     end
   end
-  return failed, done
+  return failures, done
 end
 
 -- The descriptions a target names; naming none is an error.

@@ -19,23 +19,24 @@ local function simple_target(name, method, extra)
     local opts = { brief = true } -- the reply's environments are not shown
     if a.update_env then opts.updateEnv = true end
     opts.only = names_of(a.only)
-    local failed, done
+    local failures, done
     with_progress(name .. " " .. table.concat(a.target, " "), function()
-      failed, done = cli.each_target(a.target, function(t) check(api()[method](target_of(t), opts)) end)
+      failures, done = cli.each_target(a.target, function(t) check(api()[method](target_of(t), opts)) end)
     end)
+    for _, msg in ipairs(failures) do io.stderr:write("pm: ", msg, "\n") end
     -- what was done is shown, even when a target was not found
     if done > 0 then show_list(a.silent) end
-    return failed > 0 and 1 or 0
+    return #failures > 0 and 1 or 0
   end
 end
 
 simple_target("stop", "stop", function(p) p:option("--only", "apps of the file") end)
 simple_target("restart", "restart", function(p)
-  p:flag("--update-env", "take the current environment")
+  p:flag("-a --update-env", "take the current environment (PM2's -a)")
   p:option("--only", "apps of the file")
 end)
 simple_target("reload", "reload", function(p)
-  p:flag("--update-env", "take the current environment")
+  p:flag("-a --update-env", "take the current environment (PM2's -a)")
   p:option("--only", "apps of the file")
 end)
 simple_target("delete", "delete", function(p) p:option("--only", "apps of the file") end)
