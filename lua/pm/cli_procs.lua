@@ -189,7 +189,7 @@ end
 
 function V.start(args)
   local p = cli.parser("start")
-  p:argument("what", "script, ecosystem file, name or id")
+  p:argument("what", "script, ecosystem file, name or id"):args("?")
   p:argument("args", "arguments for the script (after --)"):args("*")
   for i, o in ipairs(start_options) do
     local kind = o[3]
@@ -209,6 +209,15 @@ function V.start(args)
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
   local a = p:parse(pm2_words(args))
+  if not a.what then
+    -- `pm start --watch app.sh`: the path --watch took is the script
+    for i, o in ipairs(start_options) do
+      local given = o[2] == "watch" and a["o" .. i]
+      local last = given and given[#given]
+      if last and last[1] then a.what, given[#given] = last[1], {} end
+    end
+    if not a.what then error({ msg = "missing argument 'what' (pm help start)", code = 2 }, 0) end
+  end
   local what = a.what
   local cwd = core.getcwd()
   local only = names_of(a.only)
