@@ -237,7 +237,10 @@ pm.start = api(function(opts, extra)
   return call("start", params)
 end)
 
-local function target_call(method)
+-- attrs: the options that are app attributes go as params.attrs
+-- (restart, reload: PM2 applies them to the app); name stays the target's,
+-- an env that is a string names an ecosystem file's env_<name>.
+local function target_call(method, attrs)
   return api(function(target, opts)
     if target == nil then return nil, method .. ": a target is required" end
     local params = { target = target }
@@ -245,7 +248,16 @@ local function target_call(method)
       params.target = util.absolute(target)
     end
     if type(opts) == "table" then
-      for k, v in pairs(opts) do params[k] = v end
+      local appdecl = attrs and require "pm.app"
+      for k, v in pairs(opts) do
+        local a = appdecl and appdecl.attribute(k)
+        if a and a ~= "name" and not (a == "env" and type(v) ~= "table") then
+          params.attrs = params.attrs or {}
+          params.attrs[k] = v
+        else
+          params[k] = v
+        end
+      end
       if opts.updateEnv or opts.update_env then params.environ = core.environ() end
     end
     return call(method, params)
@@ -253,8 +265,8 @@ local function target_call(method)
 end
 
 pm.stop = target_call("stop")
-pm.restart = target_call("restart")
-pm.reload = target_call("reload")
+pm.restart = target_call("restart", true)
+pm.reload = target_call("reload", true)
 pm.delete = target_call("delete")
 pm.reset = target_call("reset")
 pm.describe = target_call("describe")
