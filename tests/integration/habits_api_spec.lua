@@ -43,51 +43,61 @@ describe("pm.start with an id (item 4)", function()
   end)
 end)
 
--- ---- monit under a terminal (a tmux server of our own) ----
+-- ---- a terminal: a tmux server of our own (its own socket) ----
+
+local term
+
+local function tmux(args)
+  local p = io.popen(TMUX .. " -L " .. term .. " " .. args .. " 2>&1")
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+
+local function screen() return tmux("capture-pane -p") end
+
+local function wait_screen(plain, what)
+  local last = ""
+  local ok, err = pcall(H.wait_for, function()
+    last = screen()
+    if type(plain) == "function" then return plain(last) end
+    return last:find(plain, 1, true)
+  end, 8000, what or plain)
+  if not ok then error(tostring(err) .. "\n--- the screen:\n" .. last .. "\n---", 2) end
+end
+
+-- A bash in a 120x30 pane (PM_HOME of this test) running cmdline.
+local function term_run(cmdline)
+  term = ("pm-habits-api-%d"):format(core.getpid())
+  local shell = ("env PM_HOME=%s PS1='$ ' HISTFILE=/dev/null bash --norc --noprofile"):format(sq(H.home))
+  tmux(("-f /dev/null new-session -d -x 120 -y 30 -c %s %s"):format(sq(H.src), sq(shell)))
+  tmux("send-keys -l " .. sq(cmdline))
+  tmux("send-keys Enter")
+end
+
+local function term_stop()
+  if not term then return end
+  local pid = tonumber(tmux("display-message -p '#{pid}'"):match("%d+"))
+  tmux("kill-server")
+  if pid then
+    pcall(H.wait_for, function() return not H.alive(pid) end, 3000)
+    if H.alive(pid) then core.kill(pid, 9) end
+  end
+  os.remove(("/tmp/tmux-%d/%s"):format(core.getuid(), term))
+  term = nil
+end
 
 describe("pm monit's S (item 4)", function()
-  local term
-
-  local function tmux(args)
-    local p = io.popen(TMUX .. " -L " .. term .. " " .. args .. " 2>&1")
-    local s = p:read("*a")
-    p:close()
-    return s
-  end
-
-  local function screen() return tmux("capture-pane -p") end
-
-  local function wait_screen(plain, what)
-    local last = ""
-    local ok, err = pcall(H.wait_for, function()
-      last = screen()
-      return last:find(plain, 1, true)
-    end, 8000, what or plain)
-    if not ok then error(tostring(err) .. "\n--- the screen:\n" .. last .. "\n---", 2) end
-  end
-
-  before_each(function()
-    H.new_home()
-    term = ("pm-habits-api-%d"):format(core.getpid())
-  end)
+  before_each(function() H.new_home() end)
   after_each(function()
-    local pid = tonumber(tmux("display-message -p '#{pid}'"):match("%d+"))
-    tmux("kill-server")
-    if pid then
-      pcall(H.wait_for, function() return not H.alive(pid) end, 3000)
-      if H.alive(pid) then core.kill(pid, 9) end
-    end
-    os.remove(("/tmp/tmux-%d/%s"):format(core.getuid(), term))
+    term_stop()
     H.cleanup()
   end)
 
   it("S starts the selected stopped app", function()
     H.start(app_script(), "alpha")
     H.ok(H.pm("stop", "alpha"))
-    local shell = ("env PM_HOME=%s PS1='$ ' HISTFILE=/dev/null bash --norc --noprofile"):format(sq(H.home))
-    tmux(("-f /dev/null new-session -d -x 120 -y 30 -c %s %s"):format(sq(H.src), sq(shell)))
-    tmux("send-keys -l " .. sq(sq(H.bin) .. " monit"))
-    tmux("send-keys Enter")
+    term_run(sq(H.bin) .. " monit")
     wait_screen("── alpha (id 0)", "monit showing alpha")
     assert.equal("stopped", H.status("alpha"))
     tmux("send-keys -l S")
@@ -99,7 +109,10 @@ end)
 
 describe("the console shows failures (item 10)", function()
   before_each(function() H.new_home() end)
-  after_each(function() H.cleanup() end)
+  after_each(function()
+    term_stop()
+    H.cleanup()
+  end)
 
   it("prints stop(\"nosuch\")'s nil, err and a chunk's nil, err; values on one line, tables below", function()
     H.start(app_script(), "alpha")
@@ -119,6 +132,21 @@ describe("the console shows failures (item 10)", function()
       "{\n  a = 1\n}",
       '"still here"',
     }, "\n") .. "\n", r.out)
+  end)
+
+  it("under a terminal: stop(\"nosuch\") shows nil, err; a callback runs once the line is done", function()
+    term_run(sq(H.bin) .. " console")
+    wait_screen("pm>", "the prompt")
+    tmux("send-keys -l " .. sq('stop("nosuch")'))
+    tmux("send-keys Enter")
+    wait_screen('nil, "process or namespace not found: nosuch"', "the failure shown")
+    tmux("send-keys -l " .. sq('pm.ping(function(err, pong) print("CB", err, pong.msg) end) and "sent"'))
+    tmux("send-keys Enter")
+    wait_screen(function(t) return t:find("CB%s+nil%s+pong") end, "the callback's line")
+    local s = screen()
+    local cb = s:find("CB%s+nil%s+pong")
+    assert(cb and s:find('"sent"', 1, true) < cb, "the result, then the callback's line:\n" .. s)
+    tmux("send-keys C-d")
   end)
 end)
 
