@@ -163,7 +163,7 @@ function pm.connect(...)
     if not (conn and not conn.closed) then pm._no_daemon = args[1] == true end
     return ensure()
   end)
-  if not ok then c, err = nil, tostring(c) end
+  if not ok then c, err = nil, (tostring(c):gsub("^[^:]*:%d+: ", "")) end
   if not c then
     defer(cb, err)
     return nil, err
@@ -401,11 +401,12 @@ function pm.wait(...)
   end
   local saved = sync
   sync = 0
-  core.run("nowait") -- (the loop's clock is brought up to date)
   pm._dispatch()
   local function over() return failed ~= nil and pm._fatal end
   if ms then
-    client.run_until(over, math.max(0, ms))
+    -- (math.huge: for ever, a script that serves; a timer keeps the loop
+    -- blocking in the meantime)
+    client.run_until(over, math.min(math.max(0, ms), 1e12))
   else
     client.run_until(function() return over() or not pm._alive() end)
   end
