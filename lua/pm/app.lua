@@ -59,6 +59,14 @@ local function snake(k)
   return (k:gsub("(%l)(%u)", "%1_%2"):gsub("%u", string.lower))
 end
 
+-- The attribute a name (camelCase, an alias) stands for, or nil.
+function M.attribute(k)
+  if type(k) ~= "string" then return nil end
+  local key = aliases[k] or snake(k)
+  key = aliases[key] or key
+  return schema[key] and key or nil
+end
+
 local function distance(a, b)
   local prev = {}
   for j = 0, #b do prev[j] = j end

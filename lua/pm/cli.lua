@@ -33,6 +33,7 @@ function M.with_progress(label, fn)
   if not core.isatty(2) then return fn() end
   local client = M.api()
   local bus = client.launchBus()
+  if bus then bus.live = true end -- (its events show while the call runs)
   local count = 0
   if bus then
     bus:on("process:event", function(e)
@@ -252,6 +253,11 @@ for _, v in ipairs({ "--version", "-v", "version", "list", "ls", "status", "l", 
   "reloadLogs", "sendSignal", "save", "resurrect", "kill", "env", "id", "prettylist" }) do QUICK[v] = true end
 
 function M.main(argv)
+  -- pm --verbose <verb> ...: Lua errors of pm -e and pm run with their traceback
+  if argv[1] == "--verbose" then
+    argv = { unpack(argv, 2) }
+    require("pm.console").verbose = true
+  end
   local verb = argv[1]
   -- main.c starts with the collector stopped: a short verb is over before
   -- a collection pays (it would mark and sweep the code just loaded);
@@ -270,6 +276,10 @@ function M.main(argv)
   end
   if verb == "--help" or verb == "-h" then verb = "help" end
   if verb == "-e" then
+    if args[1] == "--verbose" then -- (pm -e --verbose '<lua>' too)
+      table.remove(args, 1)
+      require("pm.console").verbose = true
+    end
     if not args[1] then return M.die("usage: pm -e '<lua>'", 2) end
     jit.on() -- user code: may loop long
     local status, err = require("pm.console").run_string(args[1])

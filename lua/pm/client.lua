@@ -39,7 +39,8 @@ local function open(path)
       local h = c.handlers[msg.id]
       if h then
         c.handlers[msg.id] = nil
-        return h(nil)
+        local e = msg.error
+        return h(nil, type(e) == "table" and tostring(e.message) or "bad reply from the daemon")
       end
       msg.raw = line
       c.replies[msg.id] = msg
@@ -48,12 +49,26 @@ local function open(path)
     end
   end, function()
     c.closed = true
+    c:fail_handlers("the pm daemon closed the connection" .. (c.said and ": " .. c.said or ""))
   end, 256 * 1024 * 1024)
   return c
 end
 
--- Sends a request without waiting for its reply -> id. on_result(result):
--- called with its result when it comes (nil on an error), if given.
+-- The requests sent with on_result that will get no reply (the
+-- connection closed): each on_result(nil, why), once.
+function Conn:fail_handlers(why)
+  local hs = self.handlers
+  if next(hs) == nil then return end
+  self.handlers = {}
+  local ids = {}
+  for id in pairs(hs) do ids[#ids + 1] = id end
+  table.sort(ids)
+  for _, id in ipairs(ids) do hs[id](nil, why) end
+end
+
+-- Sends a request without waiting for its reply -> id. on_result(result
+-- | nil, err): called when its reply comes (or the connection closes
+-- first), if given.
 function Conn:send(method, params, on_result)
   if self.closed then return nil, "not connected to the pm daemon" end
   self.next_id = self.next_id + 1
@@ -152,6 +167,7 @@ function Conn:close()
   if not self.closed then
     self.closed = true
     self.stream:close()
+    self:fail_handlers("disconnected from the pm daemon")
   end
 end
 

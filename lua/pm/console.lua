@@ -55,17 +55,33 @@ function M.pretty(v, indent, seen)
   return "{\n" .. table.concat(lines, ",\n") .. "\n" .. indent .. "}"
 end
 
-function M.show(...)
+-- What a chunk returned, as text: several plain values on one line
+-- (`nil, "process or namespace not found"`), a table each on its own
+-- lines, a process list as the table pm list shows.
+function M.shown(...)
   local n = select("#", ...)
+  local parts, line = {}, {}
+  local function flush()
+    if #line > 0 then parts[#parts + 1] = table.concat(line, ", ") .. "\n" end
+    line = {}
+  end
   for i = 1, n do
     local v = select(i, ...)
     if view.is_list(v) then
-      out(view.table(v))
+      flush()
+      parts[#parts + 1] = view.table(v)
+    elseif type(v) == "table" and v ~= util.null then
+      flush()
+      parts[#parts + 1] = M.pretty(v) .. "\n"
     else
-      out(M.pretty(v) .. "\n")
+      line[#line + 1] = M.pretty(v)
     end
   end
+  flush()
+  return table.concat(parts)
 end
+
+function M.show(...) out(M.shown(...)) end
 
 -- ---- the environment ----
 
@@ -113,18 +129,43 @@ end
 
 local function write(s) io.stdout:write(s) end
 
--- A chunk run in the console's environment -> true, its first result |
--- false (its traceback is on stderr).
+-- Set by `pm --verbose`: errors come with their traceback.
+M.verbose = false
+
+-- An error as pm run and pm -e say it: its first line (the message), or
+-- the whole traceback when verbose.
+local function say_error(err)
+  err = tostring(err)
+  if not M.verbose then err = err:match("^[^\n]*") end
+  io.stderr:write("pm: ", err, "\n")
+end
+
+--[[ A chunk run in the console's environment, then the loop for as long as
+anything keeps it alive (callbacks, a bus with subscriptions), as Node runs
+its own -> true, the chunk's first result | false (the error is on stderr,
+one line; with M.verbose its traceback). A callback's error ends it the
+same way. ]]
 local function run_chunk(chunk, args)
+  local pm = require "pm"
+  pm._verbose = M.verbose
+  pm._fatal = true
+  pm._on_error = function(msg, tb) say_error(M.verbose and tb or ("error in a callback: " .. msg)) end
+  -- a line printed is out at once, as Node's console.log (a script that
+  -- runs until it is killed loses nothing)
+  io.stdout:setvbuf("line")
   setfenv(chunk, M.env(write))
   local ok, res = xpcall(function() return chunk(unpack(args)) end, debug.traceback)
-  if not ok then io.stderr:write("pm: ", tostring(res), "\n") end
+  if not ok then
+    say_error(res)
+    return false
+  end
+  if not pm._run() then return false end
   return ok, res
 end
 
 -- pm run: a script file, its arguments in arg and in ... -> the exit
--- status (a number it returns, else 0; 1 when it fails) | nil, err (it
--- does not load)
+-- status (a number it returns, else 0; 1 when it or a callback fails) |
+-- nil, err (it does not load)
 function M.run_file(file, args)
   local chunk, err = loadfile(file)
   if not chunk then return nil, err end
@@ -135,8 +176,8 @@ function M.run_file(file, args)
   return type(res) == "number" and res or 0
 end
 
--- pm -e: a chunk of Lua -> 0, or 1 when it fails | nil, err (it does not
--- compile)
+-- pm -e: a chunk of Lua -> 0, or 1 when it (or a callback) fails | nil,
+-- err (it does not compile)
 function M.run_string(code)
   local chunk, err = loadstring(code, "=(command line)")
   if not chunk then return nil, err end
@@ -160,13 +201,18 @@ local function compile(chunk, env)
   return fn
 end
 
+-- Runs a chunk and shows what it returned, every value (a failure's
+-- nil, err too).
 local function run(fn, show)
-  local res = { xpcall(fn, debug.traceback) }
-  if not res[1] then return false, tostring(res[2]) end
-  if select("#", unpack(res)) > 1 and show then
-    local n = table.maxn(res)
-    show(unpack(res, 2, n))
+  local res = { n = 0 }
+  local function keep(ok, ...)
+    res.n = select("#", ...)
+    for i = 1, res.n do res[i] = select(i, ...) end
+    return ok
   end
+  local ok = keep(xpcall(fn, debug.traceback))
+  if not ok then return false, tostring(res[1]) end
+  if res.n > 0 and show then show(unpack(res, 1, res.n)) end
   return true
 end
 
@@ -226,15 +272,10 @@ end
 local function interactive(tty)
   local history = util.home() .. "/console_history"
   local env = M.env(tty.rl_print)
-  local function print_show(...)
-    local parts = {}
-    for i = 1, select("#", ...) do
-      local v = select(i, ...)
-      parts[#parts + 1] = view.is_list(v) and view.table(v) or (M.pretty(v) .. "\n")
-    end
-    tty.rl_print(table.concat(parts))
-  end
+  local function print_show(...) tty.rl_print(M.shown(...)) end
   env.show = print_show
+  -- (callbacks run while a line is typed: readline runs the loop)
+  env.pm._on_error = function(msg) tty.rl_print("error in a callback: " .. msg .. "\n") end
   -- process names for completion, refreshed after every line (completion
   -- never talks to the daemon)
   local names = {}
@@ -288,6 +329,10 @@ local function batch()
   local env = M.env(out)
   local buffer
   local status = 0
+  env.pm._on_error = function(msg)
+    out("error: in a callback: " .. msg .. "\n")
+    status = 1
+  end
   for line in io.stdin:lines() do
     buffer = buffer and (buffer .. "\n" .. line) or line
     if not buffer:match("^%s*$") then
@@ -303,6 +348,7 @@ local function batch()
             out("error: " .. rerr:gsub("\nstack traceback:.*", "") .. "\n")
             status = 1
           end
+          env.pm._settle() -- (its callbacks run before the next chunk)
         end
       end
     else

@@ -1,6 +1,10 @@
 -- The Lua client API: PM2's programmatic API, Lua-style (DESIGN §4).
 -- Each call returns its result, or nil, err; each also takes an optional
--- trailing callback fn(err, result), called before the call returns.
+-- trailing callback fn(err, result). As in Node, a callback never runs
+-- inside the call given it: it is queued, and runs from the event loop
+-- once the calling chunk yields to it (the end of a `pm run` script's main
+-- chunk, pm.wait, a loop the caller runs); bus handlers too, when their
+-- event comes during a call. The return-value style stays synchronous.
 local core = require "pm.core"
 local util = require "pm.util"
 local client = require "pm.client"
@@ -10,20 +14,106 @@ local pm = { VERSION = util.VERSION }
 local conn      -- the connection of connect()
 local buses = {} -- open buses
 
+-- ---- callbacks: queued, run from the event loop ----
+
+local queue, head, tail = {}, 1, 0 -- callbacks ready to run, in order
+local pending = 0 -- requests under way whose callback is not queued yet
+local sync = 0    -- synchronous calls under way: the loops they run run no callback
+local kick        -- a timer of 0 ms while callbacks wait (a loop turn runs them)
+local failed      -- the first callback error (pm.run ends on it)
+
+-- pm._on_error(msg, traceback): how a callback's error is reported (the
+-- console prints it; by default one line on stderr, the traceback with
+-- pm._verbose). Either way pm._failed() gives it afterwards. With
+-- pm._fatal (pm run, pm -e: Node's uncaught exception) nothing runs after
+-- it and the loops return.
+local function report(msg, tb)
+  msg = tostring(msg)
+  failed = failed or msg
+  if pm._on_error then return pm._on_error(msg, tb) end
+  io.stderr:write("pm: error in a callback: ", pm._verbose and tostring(tb or msg) or msg, "\n")
+end
+
+local function arm()
+  if kick or head > tail then return end
+  kick = core.timer(0, 0, function()
+    kick = nil
+    pm._dispatch()
+  end)
+end
+
+local function defer(fn, ...)
+  tail = tail + 1
+  queue[tail] = { fn = fn, n = select("#", ...), ... }
+  arm()
+end
+
+-- Runs the queued callbacks (not while a synchronous call runs the loop:
+-- they wait for it to return).
+function pm._dispatch()
+  if sync > 0 then return end
+  while head <= tail and not (failed and pm._fatal) do
+    local item = queue[head]
+    queue[head] = nil
+    head = head + 1
+    local ok, err = xpcall(function() return item.fn(unpack(item, 1, item.n)) end, debug.traceback)
+    if not ok then
+      local msg = tostring(err):match("^[^\n]*")
+      report(msg, err)
+    end
+  end
+end
+
+-- Does anything keep a script's loop alive: a queued callback, a request
+-- whose callback waits for its reply, a bus with a subscription?
+function pm._alive()
+  if head <= tail or pending > 0 then return true end
+  for b in pairs(buses) do
+    if not b.conn.closed and next(b.handlers) then return true end
+  end
+  return false
+end
+
+-- The console after a chunk: the callbacks it queued run, and those of
+-- its requests once their replies come (a bus alone does not hold it).
+function pm._settle()
+  pm._dispatch()
+  client.run_until(function() return head > tail and pending == 0 end)
+end
+
+-- The first error a callback raised (nil when none did).
+function pm._failed() return failed end
+
+-- fn(...) as a synchronous call: callbacks wait until it is over.
+local function synchronous(fn, ...)
+  sync = sync + 1
+  local res = { pcall(fn, ...) }
+  sync = sync - 1
+  if sync == 0 then arm() end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+
+-- Splits a trailing function argument off: -> cb, n, args
+local function split_cb(...)
+  local n = select("#", ...)
+  local args = { ... }
+  local cb
+  if n > 0 and type(args[n]) == "function" then
+    cb = args[n]
+    args[n] = nil
+    n = n - 1
+  end
+  return cb, n, args
+end
+
 -- Wraps fn so that a trailing function argument is PM2's callback.
 local function api(fn)
   return function(...)
-    local n = select("#", ...)
-    local args = { ... }
-    local cb
-    if n > 0 and type(args[n]) == "function" then
-      cb = args[n]
-      args[n] = nil
-      n = n - 1
-    end
-    local ok, res, err = pcall(fn, unpack(args, 1, n))
+    local cb, n, args = split_cb(...)
+    local ok, res, err = pcall(synchronous, fn, unpack(args, 1, n))
     if not ok then res, err = nil, tostring(res):gsub("^[^:]*:%d+: ", "") end
-    if cb then cb(err, res) end
+    if cb then defer(cb, err, res) end
     return res, err
   end
 end
@@ -52,7 +142,7 @@ local function check_version(pong)
   end
 end
 
-pm.connect = api(function(no_daemon_mode)
+local function connect(no_daemon_mode)
   if conn and not conn.closed then return true end
   pm._no_daemon = no_daemon_mode == true
   local c, err = ensure()
@@ -61,7 +151,36 @@ pm.connect = api(function(no_daemon_mode)
   if not pong then return nil, perr end
   check_version(pong)
   return true
-end)
+end
+
+-- connect(cb): cb runs once the daemon has answered a ping (in Node, the
+-- callback of a connection comes after its round trips: a launchBus's
+-- callback, ready at once, runs before it)
+function pm.connect(...)
+  local cb, n, args = split_cb(...)
+  if not cb then return api(connect)(unpack(args, 1, n)) end
+  local ok, c, err = pcall(synchronous, function()
+    if not (conn and not conn.closed) then pm._no_daemon = args[1] == true end
+    return ensure()
+  end)
+  if not ok then c, err = nil, (tostring(c):gsub("^[^:]*:%d+: ", "")) end
+  if not c then
+    defer(cb, err)
+    return nil, err
+  end
+  pending = pending + 1
+  local id, serr = c:send("ping", nil, function(pong, perr)
+    pending = pending - 1
+    if pong then check_version(pong) end
+    defer(cb, perr, pong and true or nil)
+  end)
+  if not id then
+    pending = pending - 1
+    defer(cb, serr)
+    return nil, serr
+  end
+  return true
+end
 
 -- The CLI's connect: the version check rides along with the first real
 -- request (its ping is answered first) instead of costing a round trip.
@@ -104,18 +223,24 @@ pm.start = api(function(opts, extra)
     else
       params.app = { script = opts }
     end
+  elseif type(opts) == "number" then
+    -- an id: that app is started (PM2's start takes a name or an id)
+    params.target = opts
   elseif type(opts) == "table" then
     if opts.script == nil and (opts.apps or opts[1]) then
       return nil, "start: pass an ecosystem file's path, or one app"
     end
     params.app = opts
   else
-    return nil, "start: a script path or an options table expected"
+    return nil, "start: a script path, an options table, or an app's name or id expected"
   end
   return call("start", params)
 end)
 
-local function target_call(method)
+-- attrs: the options that are app attributes go as params.attrs
+-- (restart, reload: PM2 applies them to the app); name stays the target's,
+-- an env that is a string names an ecosystem file's env_<name>.
+local function target_call(method, attrs)
   return api(function(target, opts)
     if target == nil then return nil, method .. ": a target is required" end
     local params = { target = target }
@@ -123,7 +248,16 @@ local function target_call(method)
       params.target = util.absolute(target)
     end
     if type(opts) == "table" then
-      for k, v in pairs(opts) do params[k] = v end
+      local appdecl = attrs and require "pm.app"
+      for k, v in pairs(opts) do
+        local a = appdecl and appdecl.attribute(k)
+        if a and a ~= "name" and not (a == "env" and type(v) ~= "table") then
+          params.attrs = params.attrs or {}
+          params.attrs[k] = v
+        else
+          params[k] = v
+        end
+      end
       if opts.updateEnv or opts.update_env then params.environ = core.environ() end
     end
     return call(method, params)
@@ -131,8 +265,8 @@ local function target_call(method)
 end
 
 pm.stop = target_call("stop")
-pm.restart = target_call("restart")
-pm.reload = target_call("reload")
+pm.restart = target_call("restart", true)
+pm.reload = target_call("reload", true)
 pm.delete = target_call("delete")
 pm.reset = target_call("reset")
 pm.describe = target_call("describe")
@@ -182,10 +316,10 @@ function Bus:on(event, fn)
   end
   local list = self.handlers[event]
   if not list then
-    list = {}
-    self.handlers[event] = list
-    local ok, err = self.conn:call("subscribe", { events = { event } })
+    local ok, err = synchronous(self.conn.call, self.conn, "subscribe", { events = { event } })
     if not ok then return nil, err end
+    list = self.handlers[event] or {}
+    self.handlers[event] = list
   end
   list[#list + 1] = fn
   return true
@@ -201,7 +335,7 @@ function Bus:off(event, fn)
   end
   if not fn or #list == 0 then
     self.handlers[event] = nil
-    self.conn:call("unsubscribe", { events = { event } })
+    synchronous(self.conn.call, self.conn, "unsubscribe", { events = { event } })
   end
   return true
 end
@@ -213,18 +347,34 @@ function Bus:close()
   return true
 end
 
-function Bus:dispatch(event, data)
+-- An event's handlers, now. An error is a callback's (reported).
+function Bus:deliver(event, data)
   for pattern, list in pairs(self.handlers) do
     local star = pattern == "*"
     local prefix = pattern:match("^(.*)%*$")
     if star or pattern == event or (prefix and event:sub(1, #prefix) == prefix) then
       for _, fn in ipairs(list) do
+        if failed and pm._fatal then return end
         local ok, err
-        if star then ok, err = pcall(fn, event, data) else ok, err = pcall(fn, data) end
-        if not ok then io.stderr:write("pm: bus handler: ", tostring(err), "\n") end
+        if star then
+          ok, err = xpcall(function() return fn(event, data) end, debug.traceback)
+        else
+          ok, err = xpcall(function() return fn(data) end, debug.traceback)
+        end
+        if not ok then report("bus handler of " .. event .. ": " .. tostring(err):match("^[^\n]*"), err) end
       end
     end
   end
+end
+
+-- An event that comes while a synchronous call runs the loop waits for it
+-- to return, in order with the callbacks (bus.live: at once, the CLI's
+-- progress line).
+function Bus:dispatch(event, data)
+  if (sync > 0 or head <= tail) and not self.live then
+    return defer(function() if not self.conn.closed then self:deliver(event, data) end end)
+  end
+  self:deliver(event, data)
 end
 
 pm.launchBus = api(function()
@@ -238,18 +388,42 @@ pm.launchBus = api(function()
   return bus
 end)
 
--- Runs the client's loop (bus events, timers) for timeout_ms, or until
--- nothing is left to wait for.
-pm.wait = api(function(timeout_ms)
-  local function idle()
-    for b in pairs(buses) do
-      if not b.conn.closed and next(b.handlers) then return false end
-    end
-    return true
+-- Runs the client's loop (callbacks, bus events, timers): for timeout_ms
+-- when given (even with nothing to wait for), else until nothing keeps it
+-- alive (pm._alive). A place where callbacks run, called from one too.
+function pm.wait(...)
+  local cb, _, args = split_cb(...)
+  local ms = args[1]
+  if ms ~= nil and (type(ms) ~= "number" or ms ~= ms) then
+    local err = "wait: a number of ms expected"
+    if cb then defer(cb, err) end
+    return nil, err
   end
-  if idle() then return true end
-  client.run_until(idle, timeout_ms)
+  local saved = sync
+  sync = 0
+  pm._dispatch()
+  local function over() return failed ~= nil and pm._fatal end
+  if ms then
+    -- (math.huge: for ever, a script that serves; a timer keeps the loop
+    -- blocking in the meantime)
+    client.run_until(over, math.min(math.max(0, ms), 1e12))
+  else
+    client.run_until(function() return over() or not pm._alive() end)
+  end
+  sync = saved
+  if cb then defer(cb, nil, true) end
   return true
-end)
+end
+
+-- What `pm run` and `pm -e` do once the chunk is over: the loop runs
+-- while anything keeps it alive, and stops at a callback's error.
+-- -> true | nil, the error
+function pm._run()
+  sync = 0
+  pm._dispatch()
+  client.run_until(function() return failed ~= nil or not pm._alive() end)
+  if failed then return nil, failed end
+  return true
+end
 
 return pm

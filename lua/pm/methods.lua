@@ -362,12 +362,47 @@ end
 methods.stop = ordered_op(function(p, _, cb) sup.stop(p, cb) end)
 methods.delete = ordered_op(function(p, _, cb) sup.delete(p, cb) end)
 
-local function restart(p, params, cb)
+-- PM2's restart(target, options): options are app attributes
+-- (params.attrs), applied to the app's declaration; env merged into the
+-- app's own. What a restart cannot change is kept: name, script,
+-- exec_mode, instances (pm scale). -> the new declaration | nil, err
+-- (one per declaration: the instances of an app keep sharing theirs)
+local FIXED = { name = true, script = true, exec_mode = true, instances = true }
+local function redeclared(p, attrs, made)
+  if type(attrs) ~= "table" or next(attrs) == nil then return p.decl end
+  if made[p.decl] then return made[p.decl] end
+  local raw = {}
+  for k, v in pairs(p.decl) do raw[k] = v end
+  raw.env_remove = nil
+  local env = util.shallow_copy(p.decl.env or {})
+  for _, k in ipairs(p.decl.env_remove or {}) do env[k] = false end
+  for k, v in pairs(attrs) do
+    local key = appdecl.attribute(k) or k
+    if key == "env" and type(v) == "table" then
+      for ek, ev in pairs(v) do env[ek] = ev end
+    elseif not FIXED[key] then
+      raw[key] = v
+    end
+  end
+  raw.env = env
+  local d, err = appdecl.normalize(raw, { base = p.decl.cwd, environ = p.environ })
+  if not d then return nil, err end
+  made[p.decl] = d
+  return d
+end
+
+local function restart(p, params, cb, made)
   local opts = {}
   if params.updateEnv or params.update_env then opts.environ = environ_of(params) end
+  local d, err = redeclared(p, params.attrs, made)
+  if not d then return cb(err) end
+  if d ~= p.decl then opts.decl = d end
   sup.restart(p, opts, cb)
 end
-methods.restart = target_op(restart)
+function methods.restart(params, conn, done)
+  local made = {}
+  return target_op(function(p, prm, cb) restart(p, prm, cb, made) end)(params, conn, done)
+end
 -- pm reload: one process at a time (see supervisor.reload); a second
 -- reload of an app while one rolls is refused.
 local reloading = {}
@@ -386,6 +421,17 @@ function methods.reload(params, _, done)
     end
     local opts = {}
     if params.updateEnv or params.update_env then opts.environ = environ_of(params) end
+    -- the attributes given (as restart's) are the declaration the new
+    -- processes start from
+    local made, decls = {}, {}
+    for k, p in ipairs(list) do
+      local d, derr = redeclared(p, params.attrs, made)
+      if not d then
+        for _, n in ipairs(names) do reloading[n] = nil end
+        return done(derr)
+      end
+      decls[k] = d
+    end
     local i = 0
     local function finish(rerr)
       for _, n in ipairs(names) do reloading[n] = nil end
@@ -397,6 +443,7 @@ function methods.reload(params, _, done)
       local p = list[i]
       if not p then return finish() end
       if p.deleted then return step() end
+      if decls[i] ~= p.decl then sup.redeclare(p, decls[i]) end
       sup.reload(p, opts, function(rerr)
         if rerr then return finish(rerr) end
         step()
