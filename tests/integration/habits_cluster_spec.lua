@@ -266,7 +266,7 @@ describe("pm start <node script> -i N (PM2's cluster mode)", function()
     assert.truthy(pids[pid], "the port is not first's any more")
   end)
 
-  it("an app of another user shares its port too (its preload is outside PM_HOME); a privileged port is refused", function()
+  it("an app of another user shares its port (its preload is outside PM_HOME); a privileged port: refused", function()
     if core.getuid() ~= 0 then
       pending("needs root: only a daemon running as root runs apps as another user")
       return
