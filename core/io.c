@@ -23,6 +23,8 @@
 /* an idle stream keeps no buffer larger than this (2,000 apps' channels
  * would otherwise hold 64 KB each once they have said anything) */
 #define KEEP_BUF 4096
+/* fds waiting to be passed on one stream (stream:write_fd) */
+#define MAX_PASS 8
 
 /* ---- line-framed streams ---- */
 
@@ -45,7 +47,23 @@ typedef struct {
 	size_t max_pending;
 	int closed;
 	int on_line, on_close, on_eof, self;
+	/* fds to pass (stream:write_fd): each goes, SCM_RIGHTS, with the
+	 * byte of the output at offset at (the first of its message) */
+	struct {
+		size_t at;
+		int fd;
+	} pass[MAX_PASS];
+	int npass;
 } stream_t;
+
+/* The fds a stream holds to pass on, and drops (closed, or its output
+ * forgotten by stream:cut) */
+static void drop_passes(stream_t *s)
+{
+	for (int i = 0; i < s->npass; i++)
+		close(s->pass[i].fd);
+	s->npass = 0;
+}
 
 /* Whether lines may be delivered and the fd read */
 static int stream_open(const stream_t *s)
@@ -92,6 +110,7 @@ static void stream_close(lua_State *L, stream_t *s)
 	ev_io_stop(EV_DEFAULT, &s->w);
 	close(s->fd);
 	s->fd = -1;
+	drop_passes(s);
 	free(s->in); /* nothing reads or writes a closed stream */
 	free(s->out);
 	s->in = s->out = NULL;
@@ -278,10 +297,50 @@ static void stream_read(EV_P_ ev_io *w, int revents)
 	stream_pull((stream_t *)w);
 }
 
+/* Writes from the output's offset up to end, with fd (SCM_RIGHTS) on the
+ * first byte when fd >= 0 */
+static ssize_t send_out(stream_t *s, size_t end, int fd)
+{
+	if (fd < 0)
+		return write(s->fd, s->out + s->outoff, end - s->outoff);
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	memset(&ctl, 0, sizeof ctl);
+	struct iovec iov = {s->out + s->outoff, end - s->outoff};
+	struct msghdr msg;
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = ctl.b;
+	msg.msg_controllen = sizeof ctl.b;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	return sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+}
+
 static void stream_flush(stream_t *s)
 {
 	while (s->outoff < s->outlen) {
-		ssize_t n = write(s->fd, s->out + s->outoff, s->outlen - s->outoff);
+		/* an fd to pass goes with its message's first byte: what is
+		 * before it goes first, and it goes with the bytes up to the
+		 * next one */
+		size_t end = s->outlen;
+		int fd = -1;
+		if (s->npass > 0) {
+			if (s->pass[0].at == s->outoff) {
+				fd = s->pass[0].fd;
+				if (s->npass > 1)
+					end = s->pass[1].at;
+			} else {
+				end = s->pass[0].at;
+			}
+		}
+		ssize_t n = send_out(s, end, fd);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -291,6 +350,12 @@ static void stream_flush(stream_t *s)
 			return;
 		}
 		s->outoff += (size_t)n;
+		if (fd >= 0 && n > 0) {
+			/* passed: the peer has its own copy */
+			close(fd);
+			memmove(&s->pass[0], &s->pass[1], (size_t)(s->npass - 1) * sizeof s->pass[0]);
+			s->npass--;
+		}
 	}
 	if (s->throttled && s->outlen - s->outoff <= s->max_pending / 4) {
 		/* the peer caught up: read its requests again */
@@ -397,6 +462,39 @@ static int l_stream_write(lua_State *L)
 		return stream_refused(L);
 	if (stream_append(s, data, len) < 0)
 		return luaL_error(L, "out of memory");
+	return stream_written(L, s);
+}
+
+/* stream:write_fd(data, fd) -> true | nil, err: data (a message, not
+ * empty) is queued as write queues it, and a copy of fd goes with its
+ * first byte (SCM_RIGHTS; the stream's fd is a unix socket): the peer
+ * receives the fd with the read that holds that byte. fd stays the
+ * caller's. nil, "busy" while 8 fds already wait to be passed. */
+static int l_stream_write_fd(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	int fd = (int)luaL_checkinteger(L, 3);
+	luaL_argcheck(L, len > 0, 2, "an fd goes with a message, not an empty one");
+	if (s->closed)
+		return stream_refused(L);
+	if (s->npass == MAX_PASS) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "busy");
+		return 2;
+	}
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0)
+		return pm_fail(L, "write_fd");
+	size_t at = s->outlen;
+	if (stream_append(s, data, len) < 0) {
+		close(copy);
+		return luaL_error(L, "out of memory");
+	}
+	s->pass[s->npass].at = at;
+	s->pass[s->npass].fd = copy;
+	s->npass++;
 	return stream_written(L, s);
 }
 
@@ -511,6 +609,7 @@ static int l_stream_cut(lua_State *L)
 	s->discarding = 0;
 	drop_in(s);
 	s->outlen = s->outoff = 0;
+	drop_passes(s);
 	drop_out(s);
 	ev_io_stop(EV_DEFAULT, &s->w);
 	s->throttled = 0;
@@ -622,14 +721,18 @@ static int tcp_addr(const char *host, const char *port, int passive, struct addr
 	return getaddrinfo(host && *host ? host : NULL, port, &hints, res);
 }
 
-/* core.listen_tcp(host, port [, backlog]) -> fd | nil, err: a blocking
- * listening socket (host numeric: "127.0.0.1", "::1", "" for any) that the
- * daemon holds for apps; the daemon itself never accepts on it. */
+/* core.listen_tcp(host, port [, backlog [, dual]]) -> fd | nil, err: a
+ * blocking listening socket (host numeric: "127.0.0.1", "::1", "" for any
+ * IPv4 address) that the daemon holds for apps; the daemon itself never
+ * accepts on it. An IPv6 host listens for IPv6 only, or with dual for
+ * IPv4 too ("::" with dual: any address of either family, as Node's
+ * listen(port) does). */
 static int l_listen_tcp(lua_State *L)
 {
 	const char *host = luaL_checkstring(L, 1);
 	const char *port = luaL_checkstring(L, 2);
 	int backlog = (int)luaL_optinteger(L, 3, 511);
+	int dual = lua_toboolean(L, 4);
 	struct addrinfo *ai;
 	int rc = tcp_addr(host, port, 1, &ai);
 	if (rc != 0) {
@@ -644,8 +747,10 @@ static int l_listen_tcp(lua_State *L)
 	}
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (ai->ai_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (ai->ai_family == AF_INET6) {
+		int only = !dual;
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
+	}
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
 		int e = errno;
 		close(fd);
@@ -874,6 +979,7 @@ void pm_open_io(lua_State *L)
 	static const luaL_Reg stream_m[] = {
 		{"write", l_stream_write},
 		{"write_pieces", l_stream_write_pieces},
+		{"write_fd", l_stream_write_fd},
 		{"chunked", l_stream_chunked},
 		{"pending", l_stream_pending},
 		{"pause", l_stream_pause},

@@ -15,7 +15,9 @@ M.MAX_LISTEN = 60
 local schema = {
   name = { "string" }, script = { "string" }, args = { "list" }, cwd = { "string" },
   interpreter = { "string" }, interpreter_args = { "list" },
-  instances = { "any", 1 }, exec_mode = { "string", "fork_mode" },
+  -- exec_mode's default is PM2's: cluster for a Node app given instances
+  -- (M.normalize), fork otherwise
+  instances = { "any", 1 }, exec_mode = { "string" },
   namespace = { "string", "default" }, env = { "table" },
   autorestart = { "boolean", true }, min_uptime = { "duration", 1000 },
   max_restarts = { "number", 16 }, restart_delay = { "duration", 0 },
@@ -32,6 +34,9 @@ local schema = {
   uid = { "any" }, gid = { "any" }, user = { "string" },
   shutdown_with_message = { "boolean", false }, ipc = { "boolean", true },
   listen = { "list" }, health = { "table" }, depends_on = { "list" },
+  -- set by pm: the ports the app's instances listened on in cluster mode
+  -- (sockets.lua), bound again from the start after a resurrect
+  learned_listen = { "list" },
   max_log_size = { "size" }, retain = { "number", 30 }, treekill = { "boolean", true },
   on_exit = { "func" }, on_start = { "func" }, on_stop = { "func" },
   force = { "boolean", false }, watchdog = { "duration" },
@@ -217,6 +222,13 @@ end
 local interpreters = { js = "node", cjs = "node", mjs = "node", py = "python3",
   sh = "bash", rb = "ruby", php = "php", pl = "perl", ts = "ts-node" }
 
+-- Whether an interpreter is Node's (PM2's rule: its name starts or ends
+-- with "node": node, nodejs, ts-node)
+function M.is_node(interpreter)
+  local base = util.basename(interpreter or "")
+  return base:match("^node") ~= nil or base:match("node$") ~= nil
+end
+
 local function find_in_path(cmd, path)
   for dir in (path or "/usr/local/bin:/usr/bin:/bin"):gmatch("[^:]+") do
     local p = dir .. "/" .. cmd
@@ -288,6 +300,7 @@ function M.normalize(raw, ctx)
       d[key] = val
     end
   end
+  local instances_given = d.instances ~= nil
   for k, spec in pairs(schema) do
     if d[k] == nil and spec[2] ~= nil then d[k] = spec[2] end
   end
@@ -360,8 +373,6 @@ function M.normalize(raw, ctx)
     if not n then return nil, ("app '%s': stop_exit_codes must be numbers"):format(d.name) end
     d.stop_exit_codes[i] = n
   end
-  d.exec_mode = d.exec_mode:gsub("_mode$", "") .. "_mode"
-
   local inst = d.instances
   if inst == "max" or inst == 0 or inst == "0" then
     inst = cpu_count()
@@ -391,6 +402,12 @@ function M.normalize(raw, ctx)
     end
     d.interpreter = found
   end
+  -- PM2's rule: a Node app given a number of instances (any, "max" or 1
+  -- too) and no exec_mode runs in cluster mode
+  if d.exec_mode == nil then
+    d.exec_mode = (instances_given and M.is_node(d.interpreter)) and "cluster_mode" or "fork_mode"
+  end
+  d.exec_mode = d.exec_mode:gsub("_mode$", "") .. "_mode"
 
   if d.cron_restart then
     local cron = require("pm.cron")
@@ -414,6 +431,15 @@ function M.normalize(raw, ctx)
     if #d.listen > M.MAX_LISTEN then
       return nil, ("app '%s': at most %d listen sockets, not %d"):format(d.name, M.MAX_LISTEN, #d.listen)
     end
+  end
+  if d.learned_listen ~= nil then
+    if type(d.learned_listen) == "string" then d.learned_listen = { d.learned_listen } end
+    for _, spec in ipairs(d.learned_listen) do
+      local a, err = require("pm.sockets").parse(spec)
+      if a and a.kind ~= "tcp" then err = "learned_listen holds TCP addresses only, not " .. spec end
+      if not a or err then return nil, ("app '%s': %s"):format(d.name, err) end
+    end
+    if #d.learned_listen == 0 then d.learned_listen = nil end
   end
   if d.health ~= nil then
     local ok, err = require("pm.health").check_spec(d.health)
@@ -472,28 +498,24 @@ function M.normalize(raw, ctx)
   d.env_remove = #remove > 0 and remove or nil
   if d.port then env.PORT = ("%d"):format(d.port) end
   d.env = env
-  -- a Node app in cluster mode shares its port through a held socket: pm
-  -- must know the port, or the instances would fight over it
-  if d.exec_mode == "cluster_mode" and d.instances > 1 and not d.listen
-      and util.basename(d.interpreter or ""):match("^node") and not d.port and not d.env.PORT then
-    return nil, ("app '%s': cluster mode with %d instances: pm shares the app's port between them, "
-      .. "so it needs it: set port, env.PORT or listen"):format(d.name, d.instances)
-  end
+  -- (a Node app in cluster mode shares the ports it listens on through
+  -- sockets the daemon holds: declared, or learned at its first listen())
   return d
 end
 
 -- ---- a declaration as JSON ----
 -- Its members that descriptions show: all but the hooks, the app's own
 -- environment and force. Encoded once per declaration (until scale
--- changes its instances), for the journal and for every description.
+-- changes its instances, or its app learns a port), for the journal and
+-- for every description.
 M.PRIVATE = { on_exit = true, on_start = true, on_stop = true, force = true,
   env = true, env_remove = true }
-local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances }
+local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances, learned }
 
 -- -> the JSON members of d (an object's text without its braces)
 function M.members_json(d)
   local c = members_cache[d]
-  if c and c.instances == d.instances then return c.text end
+  if c and c.instances == d.instances and c.learned == d.learned_listen then return c.text end
   local e = {}
   for k, v in pairs(d) do
     if not M.PRIVATE[k] and type(v) ~= "function" then e[k] = v end
@@ -502,7 +524,7 @@ function M.members_json(d)
   e.interpreter_args = util.array(d.interpreter_args)
   e.stop_exit_codes = util.array(d.stop_exit_codes)
   local text = util.encode(e):sub(2, -2)
-  members_cache[d] = { text = text, instances = d.instances }
+  members_cache[d] = { text = text, instances = d.instances, learned = d.learned_listen }
   return text
 end
 

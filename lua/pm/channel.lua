@@ -1,15 +1,50 @@
 -- The IPC channel of an app's process (Node's: one JSON value per line,
 -- NODE_CHANNEL_FD): what a message from the app means ("ready", an event
--- for the bus, Node's own) and sending to it. Decides nothing about a
--- process's life beyond passing "ready" on to readiness.lua.
+-- for the bus, Node's own, the cluster preload's request for a socket)
+-- and sending to it. Decides nothing about a process's life beyond passing
+-- "ready" on to readiness.lua, nor which port an app may have (sockets.lua).
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
 local bus = require "pm.bus"
 local proc = require "pm.proc"
 local readiness = require "pm.readiness"
+local sockets = require "pm.sockets"
 
 local M = {}
+
+-- The cluster preload of an instance of p's app calls listen() on a port
+-- no socket it was given is for: the app's socket for that port (bound
+-- now, when the app may have it) goes back over the channel the request
+-- came on, with the fd, as Node passes handles; or why not.
+local function listen_request(p, msg, channel)
+  local seq = tonumber(msg.seq) or 0
+  local d = p.decl
+  local s, spec, code
+  if d.exec_mode ~= "cluster_mode" or not require("pm.app").is_node(d.interpreter) then
+    spec, code = ("app '%s' is not a Node app in cluster mode: pm holds no port for it"):format(p.name), "EINVAL"
+  else
+    s, spec, code = sockets.learn(p.name, d, msg.address, msg.port)
+  end
+  if not s then
+    log.warn("app %s (%d) listens on port %s: %s", p.name, p.pm_id, tostring(msg.port), spec)
+    return channel:write(util.encode({ cmd = "NODE_PM_LISTEN_ERR", seq = seq, port = tonumber(msg.port),
+      code = code, message = spec }) .. "\n")
+  end
+  if spec then
+    log.info("app %s (%d) listens on %s: pm holds it for the app from now on", p.name, p.pm_id, spec)
+  end
+  -- the port is the app's: its next processes get it from their start
+  -- (PM_LISTEN_MAP), after a restart, a reload or a resurrect too
+  if sockets.remember(d) then proc.ctx.changed() end
+  local ok, err = channel:write_fd(util.encode({ cmd = "NODE_HANDLE", type = "net.Native",
+    msg = { cmd = "NODE_PM_LISTEN_OK", seq = seq, port = s.port } }) .. "\n", s.fd)
+  if not ok then
+    log.warn("app %s (%d): the socket of port %d could not be passed: %s", p.name, p.pm_id, s.port, tostring(err))
+    channel:write(util.encode({ cmd = "NODE_PM_LISTEN_ERR", seq = seq, port = s.port, code = "EAGAIN",
+      message = "pm could not pass the socket: " .. tostring(err) }) .. "\n")
+  end
+end
 
 local function on_message(p, line, channel)
   local msg, err = util.decode(line)
@@ -29,6 +64,7 @@ local function on_message(p, line, channel)
     return
   end
   if type(msg) == "table" and type(msg.cmd) == "string" and msg.cmd:match("^NODE_") then
+    if msg.cmd == "NODE_PM_LISTEN" then return listen_request(p, msg, channel) end
     return -- Node's own internal messages
   end
   local name = "process:msg"

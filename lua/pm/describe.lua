@@ -86,8 +86,8 @@ end
 -- members are the journal's encoding of them (app.members_json).
 local function static_json(p)
   local s = p.json_static
-  if s and p.json_decl == p.decl then return s end
   local d = p.decl
+  if s and p.json_decl == d and p.json_learned == d.learned_listen then return s end
   local own = {
     pm_id = p.pm_id,
     pm_cwd = d.cwd,
@@ -100,7 +100,7 @@ local function static_json(p)
     origin = p.origin and p.origin.path or nil,
   }
   s = appdecl.members_json(d) .. "," .. util.encode(own):sub(2, -2)
-  p.json_static, p.json_decl = s, d
+  p.json_static, p.json_decl, p.json_learned = s, d, d.learned_listen
   return s
 end
 

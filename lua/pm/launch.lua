@@ -15,6 +15,7 @@ local pidfile = require "pm.pidfile"
 local channel = require "pm.channel"
 local readiness = require "pm.readiness"
 local rules = require "pm.rules"
+local appdecl = require "pm.app"
 
 local M = {}
 
@@ -163,10 +164,15 @@ function M.command(d)
   else
     file = d.interpreter
     argv[1] = d.interpreter
-    if d.exec_mode == "cluster_mode" and ctx.cluster_preload and util.basename(d.interpreter):match("^node") then
+    local preload = d.exec_mode == "cluster_mode" and appdecl.is_node(d.interpreter) and ctx.cluster_preload
+    if preload and d.uid and tonumber(d.uid) ~= core.getuid() then
+      -- (PM_HOME is not theirs to read)
+      preload = readiness.shared_preload(require("pm.preload").CLUSTER)
+    end
+    if preload then
       -- server.listen(port) becomes listen on the socket the daemon holds
       argv[#argv + 1] = "-r"
-      argv[#argv + 1] = ctx.cluster_preload
+      argv[#argv + 1] = preload
     end
     for _, a in ipairs(d.interpreter_args) do argv[#argv + 1] = a end
   end
@@ -277,6 +283,8 @@ local function prepare(p, looping)
       if sk.port then map[#map + 1] = ('"%d":%d'):format(sk.port, i + 2) end
     end
     p.listen = { names = names, map = "{" .. table.concat(map, ",") .. "}" }
+    -- (what the app learned since its declaration was made is saved with it)
+    sockets.remember(d)
   end
   if d.ipc ~= false then
     local k = p.kept

@@ -138,6 +138,7 @@ local function changes(old, new)
   local keys = {}
   for k in pairs(old) do keys[k] = true end
   for k in pairs(new) do keys[k] = true end
+  keys.learned_listen = nil -- (pm's, carried over: sockets.lua)
   for k in pairs(keys) do
     local a, b = old[k], new[k]
     if k == "env" and type(a) == "table" and type(b) == "table" then

@@ -69,7 +69,7 @@ local environ_cache = setmetatable({}, { __mode = "k" }) -- environ -> JSON
 local function decl_text(p)
   local d = p.decl
   local c = decl_cache[d]
-  if c and c.instances == d.instances and c.origin == p.origin then return c.text end
+  if c and c.instances == d.instances and c.origin == p.origin and c.learned == d.learned_listen then return c.text end
   -- the members descriptions show (encoded once for both), and the rest
   local e = {}
   for k in pairs(appdecl.PRIVATE) do
@@ -80,7 +80,7 @@ local function decl_text(p)
   e.pm_origin_env = p.origin and p.origin.env or nil
   local rest = next(e) ~= nil and util.encode(e):sub(2, -2) or nil
   local text = "{" .. appdecl.members_json(d) .. (rest and ("," .. rest) or "") .. ","
-  decl_cache[d] = { text = text, instances = d.instances, origin = p.origin }
+  decl_cache[d] = { text = text, instances = d.instances, origin = p.origin, learned = d.learned_listen }
   return text
 end
 

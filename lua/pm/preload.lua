@@ -1,26 +1,98 @@
 -- Files pm writes for apps. CLUSTER: preloaded (node -r) into a Node app
--- in cluster mode, so that server.listen(port) listens on the socket the
--- daemon holds for that port (PM_LISTEN_MAP: {"port": fd}) and instances
--- share it, with no relay, instead of dying with EADDRINUSE.
+-- in cluster mode, so that its instances share the ports they listen on,
+-- with no relay, instead of dying with EADDRINUSE. server.listen(port)
+-- listens on the socket the daemon holds for that port: one it was given
+-- at its start (PM_LISTEN_MAP: {"port": fd}, for a port declared or
+-- learned before), or else one it asks the daemon for over its IPC
+-- channel ({cmd: "NODE_PM_LISTEN", seq, port, address}); the daemon binds
+-- the port for the app (sockets.lua decides what it may) and passes the
+-- socket back the way Node passes handles ({cmd: "NODE_HANDLE", type:
+-- "net.Native", msg: {cmd: "NODE_PM_LISTEN_OK", seq}} with the fd), or says
+-- why not ({cmd: "NODE_PM_LISTEN_ERR", seq, code, message}: the server
+-- emits that error, as a listen() that fails does). Both are Node's
+-- internal messages: the app's own 'message' listeners never see them.
+-- A process the app forks with Node's own cluster module keeps Node's
+-- behaviour (its primary shares the port).
 local M = {}
 
 M.CLUSTER = [[
 'use strict';
-// Written by pm: see PM_LISTEN_MAP. Maps listen(port) to a held socket.
+// Written by pm: see PM_LISTEN_MAP and lua/pm/preload.lua. Maps listen(port)
+// to a socket the daemon holds, asking the daemon for one it does not hold yet.
 const net = require('net');
 let map = {};
 try { map = JSON.parse(process.env.PM_LISTEN_MAP || '{}'); } catch (e) { map = {}; }
 const listen = net.Server.prototype.listen;
-net.Server.prototype.listen = function (...args) {
-  let port;
-  const a = args[0];
-  if (typeof a === 'number' || (typeof a === 'string' && /^\d+$/.test(a))) port = String(a);
-  else if (a && typeof a === 'object' && a.fd === undefined && a.port !== undefined) port = String(a.port);
-  if (port !== undefined && map[port] !== undefined) {
-    const cb = args.find((x) => typeof x === 'function');
-    return cb ? listen.call(this, { fd: map[port] }, cb) : listen.call(this, { fd: map[port] });
+const pending = new Map();
+let seq = 0;
+let hooked = false;
+const WAIT_MS = 10000;
+// (a worker of the app's own Node cluster: its primary shares the port)
+const worker = process.env.NODE_UNIQUE_ID !== undefined;
+
+function onInternal(m, handle) {
+  if (!m || (m.cmd !== 'NODE_PM_LISTEN_OK' && m.cmd !== 'NODE_PM_LISTEN_ERR')) return;
+  const w = pending.get(m.seq);
+  if (!w) { if (handle && typeof handle.close === 'function') handle.close(); return; }
+  pending.delete(m.seq);
+  clearTimeout(w.timer);
+  if (m.cmd === 'NODE_PM_LISTEN_OK' && handle) {
+    if (w.cb) listen.call(w.server, handle, w.cb); else listen.call(w.server, handle);
+    return;
   }
-  return listen.apply(this, args);
+  const err = new Error(`listen ${m.code || 'EINVAL'}: ${m.message || 'pm could not give the app this port'}`);
+  err.code = m.code || 'EINVAL';
+  err.syscall = 'listen';
+  err.address = w.address;
+  err.port = Number(w.port);
+  w.server.emit('error', err);
+}
+
+// Asks the daemon for a socket on address:port; the listen goes on once it comes.
+function ask(server, port, address, cb, args) {
+  if (!hooked) { process.on('internalMessage', onInternal); hooked = true; }
+  const id = ++seq;
+  const w = { server, port, address, cb };
+  // (keeps the process alive meanwhile; no answer: a listen of its own)
+  w.timer = setTimeout(() => { pending.delete(id); listen.apply(server, args); }, WAIT_MS);
+  pending.set(id, w);
+  try {
+    process.send({ cmd: 'NODE_PM_LISTEN', seq: id, port: Number(port), address }, (err) => {
+      if (err && pending.delete(id)) { clearTimeout(w.timer); listen.apply(server, args); }
+    });
+  } catch (e) {
+    pending.delete(id);
+    clearTimeout(w.timer);
+    return listen.apply(server, args);
+  }
+  return server;
+}
+
+net.Server.prototype.listen = function (...args) {
+  let port, host;
+  const a = args[0];
+  if (typeof a === 'number' || (typeof a === 'string' && /^\d+$/.test(a))) {
+    port = String(a);
+    if (typeof args[1] === 'string') host = args[1];
+  } else if (a && typeof a === 'object' && a.fd === undefined && a.path === undefined && a.port !== undefined &&
+      (typeof a.port === 'number' || /^\d+$/.test(String(a.port)))) {
+    port = String(a.port);
+    if (typeof a.host === 'string') host = a.host;
+  }
+  if (worker || port === undefined || Number(port) === 0) return listen.apply(this, args);
+  const cb = args.find((x) => typeof x === 'function');
+  if (map[port] !== undefined) {
+    const fd = map[port];
+    delete map[port]; // (a second listen, after a close, asks for it again)
+    return cb ? listen.call(this, { fd }, cb) : listen.call(this, { fd });
+  }
+  if (typeof process.send !== 'function' || !process.connected) return listen.apply(this, args);
+  if (host === undefined || host === '' || net.isIP(host) !== 0) return ask(this, port, host || '', cb, args);
+  require('dns').lookup(host, (err, address) => {
+    if (err) { this.emit('error', err); return; }
+    ask(this, port, address, cb, args);
+  });
+  return this;
 };
 ]]
 

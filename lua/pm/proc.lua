@@ -106,6 +106,7 @@ M.FIELDS = {
     cpu_sample = "the last /proc sample: { t, pid, ticks, cpu, rss }",
     json_static = "the part of its description that changes with decl only",
     json_decl = "the declaration json_static was made from",
+    json_learned = "the decl's learned_listen when json_static was made (sockets.lua changes it in place)",
   },
 }
 local known = {}

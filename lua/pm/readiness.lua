@@ -21,13 +21,23 @@ local event = proc.event
 local function restart_rule(p, reason) require("pm.rules").restart(p, reason) end
 
 -- The listen addresses of an app: `listen`, or for a Node app in cluster
--- mode its port (PM2 files run unchanged: the preload maps listen(port)).
+-- mode its port (PM2 files run unchanged: the preload maps listen(port)),
+-- and the ports its instances listened on (sockets.learned_specs).
 function M.listen_specs(d)
-  if d.listen and #d.listen > 0 then return d.listen end
-  if d.exec_mode == "cluster_mode" and util.basename(d.interpreter or ""):match("^node") then
-    local port = d.port or (d.env and d.env.PORT)
-    if port then return { "tcp://:" .. tostring(port) } end
+  local specs
+  if d.listen and #d.listen > 0 then specs = d.listen end
+  if d.exec_mode ~= "cluster_mode" or not require("pm.app").is_node(d.interpreter) then return specs end
+  local port = d.port or (d.env and d.env.PORT)
+  if not specs and port then specs = { "tcp://:" .. tostring(port) } end
+  local learned = require("pm.sockets").learned_specs(d)
+  if not learned or #learned == 0 then return specs end
+  local out, seen = {}, {}
+  for _, list in ipairs({ specs or {}, learned }) do
+    for _, spec in ipairs(list) do
+      if not seen[spec] then seen[spec] = true; out[#out + 1] = spec end
+    end
   end
+  return out
 end
 
 -- p's process is ready (how: "start", "ipc", "notify", "health", ...)
@@ -101,6 +111,7 @@ end
 -- made 0600 and given to that user as it is bound (core.dgram_unix): that
 -- user, and no other, can send to it. Datagrams are read like the shared
 -- one's: the sender is known by its pid (SO_PASSCRED), never by the socket.
+-- The folder also holds the cluster preload those apps read.
 local user_socks = {} -- uid -> { path, fd, watch } | false (could not be made)
 local user_dir -- the daemon's folder of them, once made
 
@@ -121,6 +132,26 @@ local function make_user_dir()
   end
   if not user_dir then log.error("sd_notify: no folder for the sockets of apps of other users in %s", run) end
   return user_dir
+end
+
+-- The cluster preload, for the Node apps of other users (PM_HOME is 0700):
+-- a copy in that folder, 0644 (any app can read it, none change it)
+local PRELOAD = "cluster-preload.js"
+local preload_path -- once written, or false
+function M.shared_preload(text)
+  if preload_path ~= nil then return preload_path or nil end
+  preload_path = false
+  local base = make_user_dir()
+  if not base then return nil end
+  local path = base .. "/" .. PRELOAD
+  local ok, err = util.write_atomic(path, text, { durable = false, mode = 420 })
+  if ok then ok, err = core.chmod(path, 420) end
+  if not ok then
+    log.error("cluster mode: no preload for the apps of other users: %s", tostring(err))
+    return nil
+  end
+  preload_path = path
+  return path
 end
 
 local function user_socket(uid)
@@ -167,6 +198,8 @@ function M.close_notify()
     end
     user_socks[uid] = nil
   end
+  if preload_path then os.remove(preload_path) end
+  preload_path = nil
   if user_dir then os.remove(user_dir) end
   user_dir = nil
 end
@@ -183,7 +216,7 @@ function M.clean_notify()
       local st = pid and (not ps or ps.state == "Z") and core.stat(base, true)
       if st and st.type == "dir" and st.uid == me then -- (so none but the daemon's user made what is in it)
         for sock in pairs(core.listdir(base) or {}) do
-          if sock:match("^%d+%.sock$") then os.remove(base .. "/" .. sock) end
+          if sock:match("^%d+%.sock$") or sock == PRELOAD then os.remove(base .. "/" .. sock) end
         end
         os.remove(base)
       end

@@ -2,12 +2,23 @@
 -- passed to every instance at fd 3.. (systemd's LISTEN_FDS protocol). They
 -- live as long as the app is declared, so connections that arrive while no
 -- instance accepts wait in the backlog instead of being refused.
+--
+-- Declared sockets come from `listen` (or the port of a Node app in cluster
+-- mode). Learned ones are the ports an instance of a Node app in cluster
+-- mode asked for when it called listen() on a port pm did not know (the
+-- preload asks over the IPC channel): bound here for that app alone, TCP
+-- only, a privileged port only for an app that runs as root, never a port
+-- another app holds; remembered by app name until the app is deleted (a
+-- new declaration of the app keeps them), and in its declaration
+-- (`learned_listen`) for a resurrect.
 local core = require "pm.core"
 local util = require "pm.util"
 
 local M = {}
 
-local held = {} -- app name -> { key, socks = { { fd, name, port, path } } }
+-- app name -> { by = { [id] = sock }, learned = { spec, ... } };
+-- sock: { fd, id, name, port, path }
+local held = {}
 
 -- "tcp://127.0.0.1:8080", "tcp://[::1]:8080", "tcp://:8080", "unix:/path"
 function M.parse(spec)
@@ -24,53 +35,210 @@ function M.parse(spec)
   return nil, ("bad listen address '%s' (tcp://HOST:PORT, tcp://[IPv6]:PORT or unix:PATH)"):format(spec)
 end
 
-local function close_all(entry)
-  for _, s in ipairs(entry.socks) do
-    core.close(s.fd)
-    if s.path then os.remove(s.path) end
-  end
+-- What tells one socket from another: its address (a unix path resolved)
+local function sock_id(a, cwd)
+  if a.kind == "tcp" then return ("tcp %s %d"):format(a.host, a.port) end
+  return "unix " .. util.absolute(a.path, cwd)
 end
 
--- The sockets of an app, bound on first use -> socks | nil, err
+local function close_sock(s)
+  core.close(s.fd)
+  if s.path then os.remove(s.path) end
+end
+
+-- "" is any address: of both families where the machine has IPv6, as
+-- Node's listen(port) listens
+local has_ipv6
+local function listen_tcp(host, port)
+  if host == "" then
+    if has_ipv6 == nil then has_ipv6 = core.stat("/proc/net/if_inet6") ~= nil end
+    if has_ipv6 then return core.listen_tcp("::", tostring(port), nil, true) end
+  end
+  return core.listen_tcp(host, tostring(port))
+end
+
+local function bind(a, id, i)
+  local fd, err
+  if a.kind == "tcp" then
+    fd, err = listen_tcp(a.host, a.port)
+    if fd then return { fd = fd, id = id, port = a.port, name = ("tcp_%s_%d"):format(a.host, a.port) } end
+    return nil, err
+  end
+  local path = id:sub(6)
+  local st = core.stat(path)
+  if st and st.type == "socket" then os.remove(path) end
+  fd, err = core.listen_unix(path, 438, true) -- 0666
+  if fd then return { fd = fd, id = id, path = path, name = "unix_" .. i } end
+  return nil, err
+end
+
+--[[ The sockets of an app for these specs, in their order -> socks | nil,
+err. A socket already held for the same address is the same socket (a
+process a reload replaces keeps serving on it meanwhile); what the app no
+longer declares is closed first (the same port may be declared again with
+another address), but for what its instances learned. ]]
 function M.acquire(name, specs, cwd)
-  local key = table.concat(specs, "\n") .. "\n" .. tostring(cwd)
-  local entry = held[name]
-  if entry and entry.key == key then return entry.socks end
-  local socks = {}
+  local entry = held[name] or { by = {}, learned = {} }
+  held[name] = entry
+  local parsed, wanted = {}, {}
   for i, spec in ipairs(specs) do
     local a, err = M.parse(spec)
-    local fd
-    if a and a.kind == "tcp" then
-      -- the old sockets of this app go first when it is re-declared on the same port
-      if entry then close_all(entry); held[name] = nil; entry = nil end
-      fd, err = core.listen_tcp(a.host, tostring(a.port))
-      if fd then socks[#socks + 1] = { fd = fd, port = a.port, name = ("tcp_%s_%d"):format(a.host, a.port) } end
-    elseif a then
-      if entry then close_all(entry); held[name] = nil; entry = nil end
-      local path = util.absolute(a.path, cwd)
-      local st = core.stat(path)
-      if st and st.type == "socket" then os.remove(path) end
-      fd, err = core.listen_unix(path, 438, true) -- 0666
-      if fd then socks[#socks + 1] = { fd = fd, path = path, name = "unix_" .. i } end
-    end
-    if not fd then
-      close_all({ socks = socks })
-      return nil, ("listen %s: %s"):format(spec, tostring(err))
+    if not a then return nil, ("listen %s: %s"):format(tostring(spec), err) end
+    parsed[i] = { a = a, id = sock_id(a, cwd), spec = spec }
+    wanted[parsed[i].id] = true
+  end
+  for _, spec in ipairs(entry.learned) do
+    local a = M.parse(spec)
+    if a then wanted[sock_id(a)] = true end
+  end
+  for id, s in pairs(entry.by) do
+    if not wanted[id] then
+      close_sock(s)
+      entry.by[id] = nil
     end
   end
-  if entry then close_all(entry) end
-  held[name] = { key = key, socks = socks }
+  local socks, new = {}, {}
+  for i, x in ipairs(parsed) do
+    local s = entry.by[x.id]
+    if not s then
+      local err
+      s, err = bind(x.a, x.id, i)
+      if not s then
+        for _, n in ipairs(new) do close_sock(n); entry.by[n.id] = nil end
+        if next(entry.by) == nil and #entry.learned == 0 then held[name] = nil end
+        return nil, ("listen %s: %s"):format(x.spec, tostring(err))
+      end
+      entry.by[x.id] = s
+      new[#new + 1] = s
+    end
+    socks[i] = s
+  end
   return socks
 end
 
 function M.release(name)
   local entry = held[name]
   if entry then
-    close_all(entry)
+    for _, s in pairs(entry.by) do close_sock(s) end
     held[name] = nil
   end
 end
 
-function M.held(name) return held[name] and held[name].socks end
+-- ---- learned ports ----
+
+-- The first port a user other than root may bind
+local function unprivileged_start()
+  local s = util.read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+  return tonumber(s and s:match("%d+")) or 1024
+end
+
+-- Whether pm may bind port for d because one of its instances asked: a
+-- daemon running as root binds a privileged port only for an app that runs
+-- as root too -> true | nil, err
+local function may_bind(name, d, port)
+  local uid = tonumber(d.uid)
+  if core.getuid() == 0 and uid and uid ~= 0 and port < unprivileged_start() then
+    return nil, ("port %d is privileged and app '%s' runs as uid %d: pm binds it for the app only when"
+      .. " it is declared (listen = \"tcp://:%d\", or port = %d)"):format(port, name, uid, port, port)
+  end
+  return true
+end
+
+-- The specs the app of d's name learned, d's own (a saved declaration's)
+-- joined to them, that pm may bind for d -> list | nil (none)
+function M.learned_specs(d)
+  local own, entry = d.learned_listen, held[d.name]
+  if (not own or #own == 0) and (not entry or #entry.learned == 0) then return nil end
+  if not entry then
+    entry = { by = {}, learned = {} }
+    held[d.name] = entry
+  end
+  local seen = {}
+  for _, spec in ipairs(entry.learned) do seen[spec] = true end
+  for _, spec in ipairs(own or {}) do
+    local a = not seen[spec] and M.parse(spec)
+    if a and a.kind == "tcp" then
+      seen[spec] = true
+      entry.learned[#entry.learned + 1] = spec
+    end
+  end
+  local out = {}
+  for _, spec in ipairs(entry.learned) do
+    if may_bind(d.name, d, M.parse(spec).port) then out[#out + 1] = spec end
+  end
+  return out
+end
+
+-- d's declaration says what its app learned (what a journal, a dump and
+-- so a resurrect keep) -> true when that changed (a new list: a cached
+-- encoding of d sees it)
+function M.remember(d)
+  M.learned_specs(d)
+  local entry = held[d.name]
+  local live, own = entry and entry.learned or {}, d.learned_listen or {}
+  if #live == #own then
+    local same = true
+    for i = 1, #live do same = same and live[i] == own[i] end
+    if same then return false end
+  end
+  d.learned_listen = #live > 0 and util.shallow_copy(live) or nil
+  return true
+end
+
+-- (a process gets at most 64 fds: app.lua's MAX_LISTEN sockets in all)
+M.MAX_LEARNED, M.MAX_HELD = 16, 60
+
+--[[ An instance of the app `name` (declaration d) asked for a socket on
+host:port (host: a numeric address, "" or "::" for any). Returns the
+socket the app holds for that port (one it has, or a new one bound for
+it), and the spec of a new one | nil, err, code (the errno name the app's
+listen() fails with). ]]
+function M.learn(name, d, host, port)
+  port = tonumber(port)
+  if not port or port % 1 ~= 0 or port < 1 or port > 65535 then
+    return nil, "a port is a whole number from 1 to 65535", "EINVAL"
+  end
+  host = host == nil and "" or host
+  if type(host) ~= "string" or #host > 64 or not (host:match("^[%d.]*$") or host:match("^[%x:.]+$")) then
+    return nil, "a listen address for pm to bind is a numeric IPv4 or IPv6 address", "EINVAL"
+  end
+  if host == "::" then host = "" end
+  local entry = held[name]
+  for _, s in pairs(entry and entry.by or {}) do
+    if s.port == port then return s end -- the app's own: one socket per port
+  end
+  for other, e in pairs(held) do
+    if other ~= name then
+      for _, s in pairs(e.by) do
+        if s.port == port then
+          return nil, ("port %d is held by pm for app '%s'"):format(port, other), "EADDRINUSE"
+        end
+      end
+    end
+  end
+  local ok, why = may_bind(name, d, port)
+  if not ok then return nil, why, "EACCES" end
+  local count = 0
+  for _ in pairs(entry and entry.by or {}) do count = count + 1 end
+  if entry and (#entry.learned >= M.MAX_LEARNED or count >= M.MAX_HELD) then
+    return nil, ("app '%s' has %d ports pm learned already: at most %d (declare the others with listen)")
+      :format(name, #entry.learned, M.MAX_LEARNED), "EMFILE"
+  end
+  local spec = host:find(":", 1, true) and ("tcp://[%s]:%d"):format(host, port) or ("tcp://%s:%d"):format(host, port)
+  local a = assert(M.parse(spec))
+  local id = sock_id(a)
+  local s, err = bind(a, id)
+  if not s then
+    err = tostring(err)
+    local code = err:find("in use", 1, true) and "EADDRINUSE" or err:find("denied", 1, true) and "EACCES"
+      or err:find("assign", 1, true) and "EADDRNOTAVAIL" or "EINVAL"
+    return nil, ("listen %s: %s"):format(spec, err), code
+  end
+  entry = held[name] or { by = {}, learned = {} }
+  held[name] = entry
+  entry.by[id] = s
+  entry.learned[#entry.learned + 1] = spec
+  return s, spec
+end
 
 return M

@@ -947,15 +947,20 @@ describe("zero-downtime reload", function()
       end
     end)
 
-    it("where pm cannot map listen(port) (no port, env.PORT or listen), pm start says so", function()
+    it("with no port, env.PORT or listen, pm learns the port at the first listen(PORT): one port", function()
       local port = free_port()
       local file = eco("cluster", { { name = "web", script = F .. "/rl_cluster.js", interpreter = NODE,
-        exec_mode = "cluster", instances = 2, min_uptime = 200, max_restarts = 3,
+        exec_mode = "cluster", instances = 2, min_uptime = 200, max_restarts = 3, wait_ready = true,
         env = { RL_HTTP_PORT = tostring(port) } } })
-      local r = H.pm("start", file, "-s") -- -s: no table (its mode column says "cluster")
-      local said = (r.out .. r.err):lower()
-      assert(r.code ~= 0 or said:find("cluster", 1, true),
-        ("pm start said nothing about cluster mode without a known port (exit %d):\n%s%s"):format(r.code, r.out, r.err))
+      ok(H.pm("start", file, "-s"))
+      local list = procs("web")
+      assert.equal(2, count_status(list, "online"))
+      for _, p in ipairs(list) do
+        assert.equal("ipc", p.pm2_env.ready) -- listen's callback ran: no EADDRINUSE
+        assert.equal(0, p.pm2_env.restart_time)
+      end
+      local code, body = get("127.0.0.1:" .. port, "/")
+      assert.equal(0, code, body)
     end)
   end)
 end)
