@@ -69,7 +69,7 @@ end
 function M.parse(line)
   if line:sub(1, 1) == "{" then
     local o = util.decode(line)
-    if type(o) == "table" and o.message ~= nil then
+    if type(o) == "table" and o.message ~= nil and o.type ~= nil and o.app_name ~= nil then -- (log_type json)
       local at
       if type(o.timestamp) == "string" then
         local d, t, z = o.timestamp:match("^(%d%d%d%d%-%d%d%-%d%d)[T ](%d%d:%d%d:%d%d[%.%d]*)(.*)$")
