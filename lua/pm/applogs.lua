@@ -1,9 +1,12 @@
--- An app's log files: where they are (PM_HOME/logs or what the app
+-- An app's log files: where they are (PM_HOME/logs, PM_HOME/logs/<namespace>
+-- for an app of another namespace than the default, or what the app
 -- declares, -ID for instances), the files shared by every pipe that writes
--- to the same path, what the daemon's log pipes add to each line (time
--- prefix, JSON), the bus taps of log:out/log:err, log:dropped, pm flush
--- and pm reloadLogs; whose rights open an app's files (M.owner). Decides
--- nothing about a process's life.
+-- to the same path, when they are rotated by time (log_rotate's cron; the
+-- renaming, gzip and retain are core/logs.c's and core/logrotate.c's),
+-- what the daemon's log pipes add to each line (time prefix, with the
+-- writer's id when merged instances share the file; JSON), the bus taps
+-- of log:out/log:err, log:dropped, pm flush and pm reloadLogs; whose rights
+-- open an app's files (M.owner). Decides nothing about a process's life.
 local bit = require "bit"
 local core = require "pm.core"
 local util = require "pm.util"
