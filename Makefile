@@ -11,7 +11,7 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1
 # and relocate (cjson.so was loaded by every call), a few hundred
 # microseconds of each `pm list`. -Wl,-E exports their API for the C
 # modules it loads (term.so).
-LDLIBS  := -Wl,-Bstatic -llua5.1-cjson -lluajit-5.1 -lev -Wl,-Bdynamic -static-libgcc -lm -ldl -pthread
+LDLIBS  := -Wl,-Bstatic -llua5.1-cjson -lluajit-5.1 -lev -lz -Wl,-Bdynamic -static-libgcc -lm -ldl -pthread
 # Only the terminal (console.c, screen.c) needs these: bin/pm does not link
 # them (a few hundred microseconds off every exec); lib/pm/term.so does.
 TERM_LIBS := -ledit -lncursesw
@@ -19,7 +19,7 @@ Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
 DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 \
-        lua-busted lua-check socat procps
+        lua-busted lua-check socat procps zlib1g-dev
 
 CORE_SRC := $(wildcard core/*.c)
 TERM_SRC := core/console.c core/screen.c
@@ -76,7 +76,7 @@ bin/pm: $(patsubst core/%.c,obj/core/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse
 lib/pm/core.so: $(patsubst core/%.c,obj/pic/%.o,$(LIB_SRC))
 	@mkdir -p $(@D)
 	@echo "LD $@"
-	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev $(TERM_LIBS) -pthread
+	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev -lz $(TERM_LIBS) -pthread
 
 # pm.term: the terminal for bin/pm, loaded by lua/pm/term.lua only for `pm
 # console` and `pm monit`. Its pm_L, pm_pcall, pm_unref are the binary's

@@ -74,6 +74,12 @@ int pm_open_owned(const char *path, int flags, mode_t mode, const pm_owner_t *o,
 /* pm_fail, or "<what>: <why>" when why is not NULL */
 int pm_fail_why(lua_State *L, const char *what, const char *why);
 
+/* logrotate.c: path renamed to a dated name (as owner), then gzipped
+ * (compress) and the newest retain kept, by a thread of its own; 0 | -1 */
+int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int retain, int compress);
+/* input.c: core.input_pipe, core.input_write (an app's stdin) */
+void pm_open_input(lua_State *L);
+
 void pm_open_loop(lua_State *L);
 void pm_open_proc(lua_State *L);
 void pm_open_io(lua_State *L);

@@ -44,6 +44,7 @@ typedef struct sink {
 	pm_owner_t owner;
 	long long size, max_size;
 	int retain;
+	int dated, compress;           /* rotated by date (logrotate.c), gzipped */
 	int need_nl;                   /* the file does not end in a newline */
 	long long drop_lines, drop_bytes; /* (the writer's) */
 	int drop_errno;
@@ -63,7 +64,7 @@ typedef struct report { /* a drop that was said in its file, for Lua */
 	char reason[128];
 } report_t;
 
-enum { OP_WRITE, OP_TRUNCATE, OP_REOPEN };
+enum { OP_WRITE, OP_TRUNCATE, OP_REOPEN, OP_ROTATE };
 
 typedef struct chunk {
 	struct chunk *next;
@@ -179,6 +180,11 @@ static void sink_reopen(sink_t *s)
 
 static void rotate(sink_t *s)
 {
+	if (s->dated) {
+		pm_rotate_dated(s->path, &s->owner, s->mode, s->retain, s->compress);
+		sink_reopen(s);
+		return;
+	}
 	size_t n = strlen(s->path) + 24;
 	char *from = malloc(n), *to = malloc(n);
 	pm_creds_t c;
@@ -290,6 +296,11 @@ static void write_chunk(chunk_t *c)
 		sink_reopen(s);
 		return;
 	}
+	if (c->op == OP_ROTATE) { /* (an empty file is left as it is) */
+		if (s->fd >= 0 && s->size > 0)
+			rotate(s);
+		return;
+	}
 	if (s->fd < 0 && time(NULL) >= s->retry_at)
 		sink_reopen(s); /* a file that could not be opened (after a rotation,
 			       * or the app's user put something in the way):
@@ -390,17 +401,19 @@ static void start_writer(void)
 	pthread_detach(t);
 }
 
-/* core.logfile(path [, {max_size=bytes, retain=n, mode=n, owner=}]) -> logfile | nil, err
+/* core.logfile(path [, {max_size=bytes, retain=n, mode=n, owner=, dated=, compress=}]) -> logfile | nil, err
  * A log file appended to by the writer thread; with max_size (bytes, 0 or
  * none: never) it is rotated to path.1 .. path.<retain> at a line boundary
- * (retain is then required; below 1, path.1 alone). owner ({uid=, gid=,
- * as_user=}): the file is an app's of another user, opened, reopened and
- * rotated as core.h's pm_open_owned says. */
+ * (retain is then required; below 1, path.1 alone). dated (boolean): it is
+ * rotated instead to a dated name, the newest `retain` kept, each gzipped
+ * with compress (logrotate.c); logfile:rotate() rotates it then too.
+ * owner ({uid=, gid=, as_user=}): the file is an app's of another user,
+ * opened, reopened and rotated as core.h's pm_open_owned says. */
 static int l_logfile(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	long long max_size = 0;
-	int retain = 0, mode = 0644;
+	int retain = 0, mode = 0644, dated = 0, compress = 0;
 	pm_owner_t owner = {-1, -1, 0};
 	if (lua_istable(L, 2)) {
 		lua_getfield(L, 2, "owner");
@@ -414,7 +427,13 @@ static int l_logfile(lua_State *L)
 		retain = (int)luaL_optinteger(L, -1, 0);
 		lua_getfield(L, 2, "mode");
 		mode = (int)luaL_optinteger(L, -1, 0644);
-		lua_pop(L, 3);
+		lua_getfield(L, 2, "dated");
+		dated = lua_toboolean(L, -1);
+		lua_getfield(L, 2, "compress");
+		compress = lua_toboolean(L, -1);
+		if ((dated || compress) && retain < 1)
+			return luaL_argerror(L, 2, "retain (a number of files) expected with dated");
+		lua_pop(L, 5);
 	}
 	sink_t *s = calloc(1, sizeof *s);
 	if (!s)
@@ -423,6 +442,8 @@ static int l_logfile(lua_State *L)
 	s->mode = (mode_t)mode;
 	s->max_size = max_size;
 	s->retain = retain;
+	s->dated = dated || compress;
+	s->compress = compress;
 	s->owner = owner;
 	s->refs = 1;
 	if (!s->path || sink_open(s) < 0) {
@@ -462,6 +483,16 @@ static int l_logfile_truncate(lua_State *L)
 static int l_logfile_reopen(lua_State *L)
 {
 	enqueue(check_sink(L, 1), OP_REOPEN, NULL, 0);
+	return 0;
+}
+
+/* logfile:rotate() -> nothing: a file made with dated (and not empty) is
+ * rotated now, in order with the lines queued before; others are left */
+static int l_logfile_rotate(lua_State *L)
+{
+	sink_t *s = check_sink(L, 1);
+	if (s->dated)
+		enqueue(s, OP_ROTATE, NULL, 0);
 	return 0;
 }
 
@@ -1024,6 +1055,7 @@ void pm_open_logs(lua_State *L)
 	static const luaL_Reg file_m[] = {
 		{"truncate", l_logfile_truncate},
 		{"reopen", l_logfile_reopen},
+		{"rotate", l_logfile_rotate},
 		{"close", l_logfile_close},
 		{NULL, NULL},
 	};

@@ -389,7 +389,8 @@ static int l_unlink(lua_State *L)
 }
 
 /* core.stat(path [, nofollow]) -> {type="file"|"dir"|"socket"|"link"|"other",
- * mode, uid, size, mtime} | nil, err (nofollow: lstat) */
+ * mode, uid, size, mtime, mtime_ns} | nil, err (nofollow: lstat; mtime_ns: its
+ * nanoseconds, which order two files written in the same second) */
 static int l_stat(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -408,6 +409,8 @@ static int l_stat(lua_State *L)
 	lua_setfield(L, -2, "size");
 	lua_pushnumber(L, (double)st.st_mtime);
 	lua_setfield(L, -2, "mtime");
+	lua_pushnumber(L, (double)st.st_mtim.tv_nsec);
+	lua_setfield(L, -2, "mtime_ns");
 	return 1;
 }
 

@@ -38,6 +38,9 @@ local schema = {
   -- (sockets.lua), bound again from the start after a resurrect
   learned_listen = { "list" },
   max_log_size = { "size" }, retain = { "number", 30 }, treekill = { "boolean", true },
+  -- log files rotated by time ("daily", "hourly" or a cron expression),
+  -- rotated files gzipped; a stdin pipe for pm send / pm attach (applogs.lua)
+  log_rotate = { "string" }, compress = { "boolean", false }, input = { "boolean", false },
   on_exit = { "func" }, on_start = { "func" }, on_stop = { "func" },
   force = { "boolean", false }, watchdog = { "duration" },
   -- what a stop and the main process's exit kill (exits.lua): "tree" (the
@@ -104,6 +107,13 @@ local function suggest(word)
     table.sort(known_names)
   end
   return M.closest(word, known_names)
+end
+
+-- log_rotate -> its cron expression ("daily": at midnight, "hourly")
+local rotate_names = { daily = "0 0 * * *", hourly = "0 * * * *", weekly = "0 0 * * 0",
+  monthly = "0 0 1 * *" }
+function M.rotate_cron(v)
+  return rotate_names[v] or v
 end
 
 -- "a b 'c d'" -> { "a", "b", "c d" } | nil, err (a quote left open)
@@ -416,6 +426,17 @@ function M.normalize(raw, ctx)
     if not cron.fires(spec) then
       return nil, ("app '%s': cron_restart '%s' never fires (none of its months has that day)")
         :format(d.name, d.cron_restart)
+    end
+  end
+  if d.log_rotate then
+    local cron = require("pm.cron")
+    local expr = M.rotate_cron(d.log_rotate)
+    local spec, err = cron.parse(expr)
+    if not spec then
+      return nil, ("app '%s': log_rotate: %s (\"daily\", \"hourly\" or a cron expression)"):format(d.name, err)
+    end
+    if not cron.fires(spec) then
+      return nil, ("app '%s': log_rotate '%s' never fires"):format(d.name, d.log_rotate)
     end
   end
   if d.watch ~= nil and type(d.watch) ~= "boolean" and type(d.watch) ~= "string" and type(d.watch) ~= "table" then

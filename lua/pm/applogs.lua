@@ -1,9 +1,12 @@
--- An app's log files: where they are (PM_HOME/logs or what the app
+-- An app's log files: where they are (PM_HOME/logs, PM_HOME/logs/<namespace>
+-- for an app of another namespace than the default, or what the app
 -- declares, -ID for instances), the files shared by every pipe that writes
--- to the same path, what the daemon's log pipes add to each line (time
--- prefix, JSON), the bus taps of log:out/log:err, log:dropped, pm flush
--- and pm reloadLogs; whose rights open an app's files (M.owner). Decides
--- nothing about a process's life.
+-- to the same path, when they are rotated by time (log_rotate's cron; the
+-- renaming, gzip and retain are core/logs.c's and core/logrotate.c's),
+-- what the daemon's log pipes add to each line (time prefix, with the
+-- writer's id when merged instances share the file; JSON), the bus taps
+-- of log:out/log:err, log:dropped, pm flush and pm reloadLogs; whose rights
+-- open an app's files (M.owner). Decides nothing about a process's life.
 local bit = require "bit"
 local core = require "pm.core"
 local util = require "pm.util"
@@ -25,6 +28,16 @@ function M.with_id(path, p)
 end
 local with_id = M.with_id
 
+-- The folder under PM_HOME/logs of the default files of an app of a
+-- namespace: "" for the default one (PM2's names), else "<namespace>/",
+-- so that apps of the same name in two namespaces write apart.
+function M.ns_folder(ns)
+  if not ns or ns == "default" then return "" end
+  local safe = ns:gsub("[/%z]", "_")
+  if safe == "." or safe == ".." then safe = "_" .. safe end
+  return safe .. "/"
+end
+
 -- which: "out", "err" or "log" (the combined log_file, nil when none)
 function M.path(p, which)
   local d = p.decl
@@ -36,7 +49,7 @@ function M.path(p, which)
   if given == "NULL" or given == "/dev/null" then return "/dev/null" end
   if given then return with_id(util.absolute(given, d.cwd), p) end
   if which == "log" then return nil end
-  local file = ("%s/logs/%s-%s.log"):format(proc.ctx.home, d.name:gsub("/", "_"),
+  local file = ("%s/logs/%s%s-%s.log"):format(proc.ctx.home, M.ns_folder(d.namespace), d.name:gsub("/", "_"),
     which == "out" and "out" or "error")
   return with_id(file, p)
 end
@@ -54,7 +67,7 @@ function M.paths(p)
 end
 -- Log files are shared by every pipe that writes to the same path (merged
 -- instances, the combined log_file), so one writer rotates each file.
-local files = {} -- path -> { file = logfile, refs = n }
+local files = {} -- path -> { file = logfile, refs = n, rotate_timer = timer }
 
 -- Whether only root (or the daemon's user) can change what dir names:
 -- every folder on the way, as written and as resolved, is theirs and not
@@ -88,6 +101,7 @@ function M.owner(path, d)
   if d.uid and d.uid ~= core.getuid() then
     local dir, home = util.dirname(path), proc.ctx.home
     local own = dir == home .. "/logs" or dir == home .. "/pids" or trusted_dir(dir)
+      or util.dirname(dir) == home .. "/logs" -- (a namespace's folder, the daemon's)
     return { uid = d.uid, gid = d.gid, as_user = not own }
   elseif d.gid then
     return { gid = d.gid }
@@ -117,7 +131,8 @@ local function acquire_file(path, d, p)
   end
   if not dropped_set then core.on_log_dropped(on_dropped); dropped_set = true end
   local owner = M.owner(path, d)
-  local lopts = { max_size = d.max_log_size, retain = d.retain, owner = owner }
+  local lopts = { max_size = d.max_log_size, retain = d.retain, owner = owner,
+    dated = d.log_rotate ~= nil or d.compress, compress = d.compress }
   local file, err = core.logfile(path, lopts)
   if not file and not core.stat(util.dirname(path)) then
     -- a directory that is not there yet (opened first: it nearly always is)
@@ -129,7 +144,25 @@ local function acquire_file(path, d, p)
     return nil
   end
   files[path] = { file = file, refs = 1, owner = owner, p = p }
+  if d.log_rotate then M.arm_rotation(files[path], d.log_rotate) end
   return file
+end
+
+-- Time rotation: f (of files) rotated at each time of log_rotate's cron
+-- expression (the writer thread renames it, logrotate.c gzips and prunes)
+function M.arm_rotation(f, expr)
+  local cron = require "pm.cron"
+  local spec = cron.parse(require("pm.app").rotate_cron(expr))
+  if not spec then return end
+  local now_s = core.now() / 1000
+  local at = cron.next(spec, now_s)
+  if not at then return end
+  f.rotate_timer = core.timer(math.max(0, (at - now_s) * 1000), 0, function()
+    f.rotate_timer = nil
+    if f.refs <= 0 then return end
+    f.file:rotate()
+    M.arm_rotation(f, expr)
+  end)
 end
 
 local function release_file(path)
@@ -137,6 +170,7 @@ local function release_file(path)
   if not f then return end
   f.refs = f.refs - 1
   if f.refs <= 0 then
+    if f.rotate_timer then f.rotate_timer:close(); f.rotate_timer = nil end
     f.file:close()
     files[path] = nil
   end
@@ -186,6 +220,10 @@ local function pipe_opts(p, which)
     opts.time_format = M.time_format(d.log_date_format)
   elseif d.time then
     opts.time_format = "%Y-%m-%dT%H:%M:%S"
+  end
+  if opts.time_format and d.merge_logs and d.instances > 1 and d.log_type ~= "json" then
+    -- several instances write the file: each line says whose it is
+    opts.time_format = opts.time_format .. " [" .. p.pm_id .. "]"
   end
   if d.log_type == "json" then
     opts.json = { app_name = p.name, process_id = p.pm_id, type = which }

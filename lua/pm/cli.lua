@@ -137,6 +137,8 @@ for _, v in ipairs({
   { "reset", "procs", "zero the restart counters" },
   { "flush", "logs", "empty log files" },
   { "reloadLogs", "logs", "reopen log files" },
+  { "send", "logs", "write a line to the stdin of a process (input = true)" },
+  { "attach", "logs", "show a process's output and send it typed lines (input = true)" },
   { "sendSignal", "admin", "send a signal to processes" },
   { "save", "admin", "save the app list for pm resurrect" },
   { "resurrect", "admin", "start the saved apps again" },

@@ -300,6 +300,10 @@ pm.sendDataToProcessId = api(function(id, packet)
   return call("sendDataToProcessId", { id = id, packet = packet })
 end)
 
+pm.sendLineToStdin = api(function(id, line, separator)
+  return call("sendLineToStdin", { pm_id = id, line = tostring(line) .. (separator or "\n") })
+end)
+
 pm.flush = api(function(target) return call("flush", { target = target }) end)
 pm.scale = api(function(name, instances) return call("scale", { name = name, instances = tostring(instances) }) end)
 pm.reloadLogs = api(function() return call("reloadLogs") end)

@@ -201,9 +201,15 @@ end
 
 local end_channel = channel.close
 
--- lifecycle's "release": p's channel and kept plumbing go
+-- p's stdin pipe (input = true) goes
+local function close_stdin(p)
+  if p.stdin_w then core.close(p.stdin_w); p.stdin_w = nil end
+end
+
+-- lifecycle's "release": p's channel, stdin and kept plumbing go
 local function release(p)
   end_channel(p)
+  close_stdin(p)
   unkeep(p)
 end
 M.release = release
@@ -228,6 +234,7 @@ end
 -- Closes what a spec opened for nothing (a failed start); a crash loop's
 -- kept pipes and channel go too.
 local function drop_spec(p, spec)
+  if spec.in_r then core.close(spec.in_r); core.close(spec.in_w) end
   if spec.reused then
     end_channel(p)
     unkeep(p)
@@ -267,6 +274,14 @@ local function prepare(p, looping)
   end
   local file, argv = M.command(d)
   local fds = { -1, spec.out_w, spec.err_w }
+  if d.input then -- a stdin the daemon writes (pm send, pm attach)
+    local in_r, in_w = core.input_pipe()
+    if not in_r then
+      drop_spec(p, spec)
+      return failed(p, tostring(in_w))
+    end
+    spec.in_r, spec.in_w, fds[1] = in_r, in_w, in_r
+  end
   p.listen = nil
   local specs = readiness.listen_specs(d)
   if specs then
@@ -330,6 +345,11 @@ local function finish(p, spec, pid, err)
       core.close(spec.out_w)
       core.close(spec.err_w)
     end
+  end
+  if spec.in_r then
+    core.close(spec.in_r)
+    close_stdin(p)
+    if pid then p.stdin_w = spec.in_w else core.close(spec.in_w) end
   end
   if spec.ipc_child then
     if pid and p.kept then p.kept.ipc_child = spec.ipc_child else core.close(spec.ipc_child) end

@@ -518,6 +518,39 @@ function methods.sendDataToProcessId(params, _, done)
   done(nil, true)
 end
 
+-- ---- an app's stdin (input = true): pm send, pm attach ----
+
+-- PM2's sendLineToStdin: {pm_id | id | target, line} -> {pm_id, line}. The
+-- daemon never waits for the app: a line goes whole into the pipe, or the
+-- request fails (the pipe is full: the app does not read its stdin).
+function methods.sendLineToStdin(params, _, done)
+  local id = tonumber(params.pm_id or params.id or params.target)
+  local line = params.line
+  if not id or type(line) ~= "string" then
+    return done({ code = rpc.INVALID_PARAMS,
+      message = "sendLineToStdin: pm_id (a number) and line (a string) expected" })
+  end
+  local p = sup.get(id)
+  if not p then return done("process not found: " .. tostring(id)) end
+  if not p.decl.input then
+    return done(("%s (%d) has no stdin to write to: declare it with input = true")
+      :format(p.name, id))
+  end
+  if not p.stdin_w or (p.pid or 0) == 0 then return done(("%s (%d) is not running"):format(p.name, id)) end
+  local ok, err = core.input_write(p.stdin_w, line)
+  if not ok then
+    if err == "full" then
+      err = ("the stdin of %s (%d) is full (64 KB it has not read): the line was not sent"):format(p.name, id)
+    elseif err == "too long" then
+      err = "a line of more than 4096 bytes cannot be sent"
+    elseif err == "closed" then
+      err = ("%s (%d) closed its stdin"):format(p.name, id)
+    end
+    return done(err)
+  end
+  done(nil, { pm_id = id, line = line })
+end
+
 function methods.flush(params, _, done)
   if params.target == nil or params.target == util.null then return done(nil, sup.flush(sup.all())) end
   resolve(params, function(list, err)

@@ -63,6 +63,7 @@ M.FIELDS = {
     env_cache = "what its process's environment list was built from",
     env_json = "that environment as JSON pieces (describe.lua)",
     kept = "a crash loop's plumbing kept for its next process",
+    stdin_w = "the write end of its process's stdin (input = true: pm send), or nil",
     exit_code = "its last process's exit code (128 + signal when killed)",
     exit_signal = "the signal that ended its last process, or nil",
     tree = "pid -> start time of descendants signalled in a stop (exits.lua)",

@@ -271,17 +271,103 @@ function M.card(p, now)
   return table.concat(out, "\n") .. "\n"
 end
 
--- ---- lines about events ----
+-- ---- log lines (pm logs) ----
 
--- A log line of app d (pm_id, name) for pm logs, ended. how: "raw" (as it
--- is), "json" (an object per line), nil ("id|name|line", PM2's).
-function M.log_line(d, which, line, how)
-  if how == "raw" then return line .. "\n" end
-  if how == "json" then
-    return util.encode({ pm_id = d.pm_id, name = d.name, type = which, message = line }) .. "\n"
-  end
-  return ("%d|%s|%s\n"):format(d.pm_id, d.name, line)
+-- Each app's colour on a terminal (by name: the instances of an app share it)
+local APP_COLORS = { "36", "35", "33", "34", "96", "95", "93", "94", "32", "92" }
+function M.app_color(name)
+  local h = 0
+  for i = 1, #tostring(name) do h = (h * 31 + tostring(name):byte(i)) % 65536 end
+  return APP_COLORS[h % #APP_COLORS + 1]
 end
+
+-- ms since the epoch in a moment-style format (PM2's dayjs tokens:
+-- YYYY YY MM DD HH mm ss SSS Z ZZ A), local time
+local moment_tokens = { "YYYY", "SSS", "YY", "MM", "DD", "HH", "mm", "ss", "ZZ", "Z", "A" }
+function M.moment(fmt, ms)
+  local s = math.floor(ms / 1000)
+  local t = os.date("*t", s)
+  local z = os.date("%z", s) -- +HHMM
+  local val = { YYYY = ("%04d"):format(t.year), YY = ("%02d"):format(t.year % 100), MM = ("%02d"):format(t.month),
+    DD = ("%02d"):format(t.day), HH = ("%02d"):format(t.hour), mm = ("%02d"):format(t.min),
+    ss = ("%02d"):format(t.sec), SSS = ("%03d"):format(math.floor(ms % 1000)), ZZ = z,
+    Z = z:sub(1, 3) .. ":" .. z:sub(4), A = t.hour < 12 and "AM" or "PM" }
+  local out, i = {}, 1
+  while i <= #fmt do
+    local hit
+    for _, tok in ipairs(moment_tokens) do
+      if fmt:sub(i, i + #tok - 1) == tok then hit = tok; break end
+    end
+    if hit then
+      out[#out + 1] = val[hit]
+      i = i + #hit
+    else
+      out[#out + 1] = fmt:sub(i, i)
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+-- ms since the epoch as JSON's Date (UTC, "2026-12-06T08:00:00.000Z")
+function M.iso(ms)
+  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)) .. (".%03dZ"):format(math.floor(ms % 1000))
+end
+
+local function highlight(text, value)
+  if not value or value == "" then return text end
+  local out, pos = {}, 1
+  while true do
+    local a, b = text:find(value, pos, true)
+    if not a then break end
+    out[#out + 1] = text:sub(pos, a - 1) .. "\27[100m" .. value .. "\27[0m"
+    pos = b + 1
+  end
+  out[#out + 1] = text:sub(pos)
+  return table.concat(out)
+end
+
+--[[ A log line of app d (pm_id, name) for pm logs, ended. which: "out" or
+"err". how: "raw" (the line as it is), "json" (PM2's object: message,
+timestamp, type, process_id, app_name), "format" (PM2's key=value form),
+nil ("<id>|<name>|<line>"). o (optional): { at = ms of the line (nil:
+not known), message = the line without its time stamp, timestamp = a
+moment format to put before the line, highlight = a text to mark, color =
+a terminal's colours (each app its own, out and err after it green and
+red, as PM2) }. ]]
+function M.log_line(d, which, line, how, o)
+  o = o or {}
+  if how == "raw" then return line .. "\n" end
+  local message = o.message or line
+  if how == "json" then
+    return ('{"message":%s,"timestamp":%s,"type":%s,"process_id":%s,"app_name":%s}\n'):format(
+      util.encode(message), o.at and util.encode(M.iso(o.at)) or "null", util.encode(which),
+      tonumber(d.pm_id) and util.json_number(tonumber(d.pm_id)) or "null", util.encode(tostring(d.name)))
+  end
+  local color = o.color
+  if how == "format" then
+    local out = {}
+    if o.at then out[#out + 1] = "timestamp=" .. M.moment(o.timestamp or "YYYY-MM-DD-HH:mm:ssZZ", o.at) .. " " end
+    out[#out + 1] = ("app=%s id=%s type=%s message=%s\n"):format(d.name, tostring(d.pm_id),
+      which == "err" and "error" or "out", color and highlight(message, o.highlight) or message)
+    return table.concat(out)
+  end
+  local stamp = ""
+  if o.timestamp and o.at then
+    stamp = M.moment(o.timestamp, o.at) .. " "
+    if color then stamp = "\27[90m" .. stamp .. "\27[0m" end
+  end
+  if not color then return ("%s%s|%s|%s\n"):format(stamp, tostring(d.pm_id), d.name, line) end
+  return ("%s\27[%sm%s|%s\27[0m\27[%sm|\27[0m%s\n"):format(stamp, M.app_color(d.name), tostring(d.pm_id), d.name,
+    which == "err" and "31" or "32", highlight(line, o.highlight))
+end
+
+-- The line before a file's last lines on a terminal (PM2's)
+function M.log_file_header(path, n)
+  return ("\27[90m%s last %d lines:\27[0m\n"):format(path, n)
+end
+
+-- ---- lines about events ----
 
 -- The progress of a long operation after count process events (e a
 -- process:event packet), not ended: the caller rewrites it in place.

@@ -200,8 +200,13 @@ describe("lines about events", function()
   it("log lines as PM2 prints them, raw, or as JSON", function()
     assert.equal("3|api|hello\n", view.log_line(d, "out", "hello"))
     assert.equal("hello\n", view.log_line(d, "out", "hello", "raw"))
-    assert.same({ pm_id = 3, name = "api", type = "err", message = "oops" },
-      util.decode(view.log_line(d, "err", "oops", "json")))
+    assert.equal('{"message":"oops","timestamp":null,"type":"err","process_id":3,"app_name":"api"}\n',
+      view.log_line(d, "err", "oops", "json"))
+    assert.equal('{"message":"hi","timestamp":"1970-01-01T00:00:01.500Z","type":"out","process_id":3,'
+      .. '"app_name":"api"}\n', view.log_line(d, "out", "x: hi", "json", { at = 1500, message = "hi" }))
+    assert.equal("app=api id=3 type=error message=oops\n", view.log_line(d, "err", "oops", "format"))
+    assert.equal("\27[" .. view.app_color("api") .. "m3|api\27[0m\27[31m|\27[0ma \27[100mb\27[0m c\n",
+      view.log_line(d, "err", "a b c", nil, { color = true, highlight = "b" }))
   end)
 
   it("the progress of a long operation, and what re-reading a file changed", function()

@@ -1,0 +1,311 @@
+/*
+ * logrotate.c: the dated rotation of an app's log file (log_rotate, or
+ * compress) and what happens to the rotated files afterwards, off the
+ * writer thread of logs.c and off the loop.
+ *
+ * The writer thread renames the live file to <stem>__YYYY-MM-DD_HH-mm-ss<ext>
+ * (pm2-logrotate's names: "app-out__2026-12-06_00-00-00.log"; "_N" is
+ * added when that name is taken) at a line boundary, and opens a new one.
+ * One more thread, started on the first rotation, then gzips the rotated
+ * file when compress is set (zlib: <name>.gz written as <name>.gz.tmp and
+ * renamed, the plain file removed after) and keeps the newest `retain`
+ * rotated files of the stem, compressed or not (the others are removed).
+ * Its queue is bounded: when 64 files wait, a rotation's file is kept
+ * plain and pruned at once. A file of an app of another user is read,
+ * written, renamed and removed as core.h's pm_open_owned / pm_as_begin say.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "core.h"
+
+#define MAX_JOBS 64
+
+typedef struct job {
+	struct job *next;
+	char *rotated; /* the file to gzip (NULL: prune only) */
+	char *live;    /* the live file: its stem names the rotated ones */
+	pm_owner_t owner;
+	mode_t mode;
+	int retain;
+} job_t;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static job_t *head, *tail;
+static int njobs, started;
+
+/* path's folder, the base of its stem and its extension ("/d/a-out.log":
+ * "/d", "a-out", ".log"); each malloc'd */
+static int split_path(const char *path, char **dir, char **base, char **ext)
+{
+	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
+	const char *dot = strrchr(name, '.');
+	if (!dot || dot == name)
+		dot = name + strlen(name);
+	*dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
+	*base = strndup(name, (size_t)(dot - name));
+	*ext = strdup(dot);
+	if (!*dir || !*base || !*ext) {
+		free(*dir);
+		free(*base);
+		free(*ext);
+		return -1;
+	}
+	return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* Keeps the newest `retain` (at least 1) rotated files of live's stem:
+ * <base>__*<ext> and <base>__*<ext>.gz, a file and its .gz counted once. */
+static void prune(const char *live, int retain)
+{
+	char *dir, *base, *ext;
+	if (split_path(live, &dir, &base, &ext) < 0)
+		return;
+	size_t blen = strlen(base);
+	char gzext[PATH_MAX];
+	snprintf(gzext, sizeof gzext, "%s.gz", ext);
+	char **keys = NULL;
+	size_t n = 0, cap = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		const char *nm = e->d_name;
+		if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, "__", 2) != 0 || ends_with(nm, ".tmp"))
+			continue;
+		size_t len;
+		if (ends_with(nm, gzext))
+			len = strlen(nm) - 3;
+		else if (*ext == '\0' || ends_with(nm, ext))
+			len = strlen(nm);
+		else
+			continue;
+		int dup = 0;
+		for (size_t i = 0; i < n && !dup; i++)
+			dup = strlen(keys[i]) == len && strncmp(keys[i], nm, len) == 0;
+		if (dup)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 32;
+			char **nk = realloc(keys, nc * sizeof *nk);
+			if (!nk)
+				break;
+			keys = nk;
+			cap = nc;
+		}
+		if (!(keys[n] = strndup(nm, len)))
+			break;
+		n++;
+	}
+	if (d)
+		closedir(d);
+	if (retain < 1)
+		retain = 1;
+	qsort(keys, n, sizeof *keys, cmp_desc);
+	char p[PATH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		if (i >= (size_t)retain) {
+			snprintf(p, sizeof p, "%s/%s", dir, keys[i]);
+			unlink(p);
+			snprintf(p, sizeof p, "%s/%s.gz", dir, keys[i]);
+			unlink(p);
+		}
+		free(keys[i]);
+	}
+	free(keys);
+	free(dir);
+	free(base);
+	free(ext);
+}
+
+/* rotated -> rotated.gz (through rotated.gz.tmp), then rotated removed */
+static void gzip_file(job_t *j)
+{
+	char tmp[PATH_MAX], gz[PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s.gz.tmp", j->rotated) >= (int)sizeof tmp)
+		return;
+	snprintf(gz, sizeof gz, "%s.gz", j->rotated);
+	const char *why;
+	int in = pm_open_owned(j->rotated, O_RDONLY, 0, &j->owner, &why);
+	if (in < 0)
+		return; /* (pruned meanwhile) */
+	int out = pm_open_owned(tmp, O_WRONLY | O_CREAT | O_TRUNC, j->mode, &j->owner, &why);
+	gzFile g = out >= 0 ? gzdopen(out, "wb") : NULL;
+	if (!g) {
+		if (out >= 0)
+			close(out);
+		close(in);
+		return;
+	}
+	static char buf[65536]; /* (this thread's alone) */
+	ssize_t r;
+	int ok = 1;
+	while ((r = read(in, buf, sizeof buf)) != 0) {
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			ok = 0;
+			break;
+		}
+		if (gzwrite(g, buf, (unsigned)r) != (int)r) {
+			ok = 0;
+			break;
+		}
+	}
+	close(in);
+	ok = gzclose(g) == Z_OK && ok;
+	pm_creds_t c;
+	if (pm_as_begin(&j->owner, &c) < 0)
+		return;
+	if (ok && rename(tmp, gz) == 0)
+		unlink(j->rotated);
+	else
+		unlink(tmp);
+	pm_as_end(&c);
+}
+
+static void run_job(job_t *j)
+{
+	if (j->rotated)
+		gzip_file(j);
+	pm_creds_t c;
+	if (pm_as_begin(&j->owner, &c) == 0) {
+		prune(j->live, j->retain);
+		pm_as_end(&c);
+	}
+}
+
+static void free_job(job_t *j)
+{
+	free(j->rotated);
+	free(j->live);
+	free(j);
+}
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&mu);
+	for (;;) {
+		while (!head)
+			pthread_cond_wait(&cv, &mu);
+		job_t *j = head;
+		head = j->next;
+		if (!head)
+			tail = NULL;
+		pthread_mutex_unlock(&mu);
+		run_job(j);
+		free_job(j);
+		pthread_mutex_lock(&mu);
+		njobs--;
+	}
+	return NULL;
+}
+
+/* Queues j for the worker; 0, or -1 when the queue is full (j is the
+ * caller's then) */
+static int queue_job(job_t *j)
+{
+	pthread_mutex_lock(&mu);
+	if (njobs >= MAX_JOBS) {
+		pthread_mutex_unlock(&mu);
+		return -1;
+	}
+	if (!started) {
+		pthread_t t;
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		int e = pthread_create(&t, NULL, worker, NULL);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (e != 0) {
+			pthread_mutex_unlock(&mu);
+			return -1;
+		}
+		pthread_detach(t);
+		started = 1;
+	}
+	j->next = NULL;
+	if (tail)
+		tail->next = j;
+	else
+		head = j;
+	tail = j;
+	njobs++;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+	return 0;
+}
+
+int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int retain, int compress)
+{
+	char *dir, *base, *ext;
+	if (split_path(path, &dir, &base, &ext) < 0)
+		return -1;
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y-%m-%d_%H-%M-%S", &tm);
+	char to[PATH_MAX], gz[PATH_MAX + 4];
+	int rc = -1;
+	pm_creds_t c;
+	if (pm_as_begin(owner, &c) == 0) {
+		struct stat st;
+		for (int i = 0; i < 1000; i++) {
+			int n = i == 0 ? snprintf(to, sizeof to, "%s/%s__%s%s", dir, base, stamp, ext)
+				       : snprintf(to, sizeof to, "%s/%s__%s_%d%s", dir, base, stamp, i, ext);
+			if (n >= (int)sizeof to)
+				break;
+			snprintf(gz, sizeof gz, "%s.gz", to);
+			if (lstat(to, &st) < 0 && errno == ENOENT && lstat(gz, &st) < 0 && errno == ENOENT) {
+				rc = rename(path, to);
+				break;
+			}
+		}
+		pm_as_end(&c);
+	}
+	free(dir);
+	free(base);
+	free(ext);
+	if (rc < 0)
+		return -1;
+	job_t *j = calloc(1, sizeof *j);
+	if (j && (j->live = strdup(path)) && (!compress || (j->rotated = strdup(to)))) {
+		j->owner = *owner;
+		j->mode = mode;
+		j->retain = retain;
+		if (queue_job(j) == 0)
+			return 0;
+		free(j->rotated);
+		j->rotated = NULL;
+		run_job(j); /* (prunes only: the queue is full) */
+	}
+	if (j)
+		free_job(j);
+	return 0;
+}

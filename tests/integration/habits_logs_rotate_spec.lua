@@ -1,0 +1,149 @@
+-- Issue 16 item 15 (its log parts): time-based rotation (`log_rotate =
+-- "daily" | "hourly" | <cron expression>`, seconds allowed as cron_restart's
+-- six fields, which is how these tests rotate every second without waiting
+-- a minute), `compress = true` gzips the rotated files (zlib, off the
+-- daemon's loop and writer), `retain` bounds them compressed or not, no
+-- line is lost or cut, and `pm logs` keeps following across rotations.
+local H = require "pmtest"
+local core = require "pm.core"
+local util = require "pm.util"
+local pm = require "pm"
+
+local F = H.fixtures
+
+local function lines_of(s)
+  local t = {}
+  for l in (s or ""):gmatch("([^\n]*)\n") do t[#t + 1] = l end
+  return t
+end
+
+-- The rotated files of logs/<stem>: { name, ... } sorted (oldest first)
+local function rotated(stem)
+  local out = {}
+  for name in pairs(core.listdir(H.home .. "/logs") or {}) do
+    if name:sub(1, #stem + 2) == stem .. "__" then out[#out + 1] = name end
+  end
+  table.sort(out)
+  return out
+end
+
+local function gunzip(path)
+  local r = H.sh("gzip -dc " .. H.shquote(path))
+  assert.equal(0, r.code, path .. ": " .. r.err)
+  return r.out
+end
+
+-- Asserts that ticks are "tick N" lines, each following the one before
+local function consecutive(ticks, what)
+  local prev
+  for _, l in ipairs(ticks) do
+    local k = tonumber(l:match("^tick (%d+)$"))
+    assert.truthy(k, what .. ": not a whole line: " .. l)
+    if prev then assert.equal(prev + 1, k, what .. ": a line lost or repeated") end
+    prev = k
+  end
+end
+
+describe("time-based log rotation (issue 16 item 15)", function()
+  before_each(function() H.new_home() end)
+  after_each(function()
+    pm.disconnect()
+    H.cleanup()
+  end)
+
+  it("log_rotate (every second) + compress: dated .gz files, at most retain, every line once and whole", function()
+    H.lua_eco(('{ { name = "rot", script = %q, log_rotate = "* * * * * *", compress = true, retain = 3 } }')
+      :format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    local p = H.proc("rot")
+    assert.equal("* * * * * *", p.pm2_env.log_rotate)
+    assert.is_true(p.pm2_env.compress)
+    -- more rotations than retain: the oldest go
+    local seen = {}
+    H.wait_for(function()
+      for _, n in ipairs(rotated("rot-out")) do seen[n] = true end
+      local k = 0
+      for _ in pairs(seen) do k = k + 1 end
+      return k >= 5
+    end, 15000, "five rotations")
+    H.ok(H.pm("stop", "rot"))
+    -- once the compressor is done: only .gz, at most retain of them
+    local files
+    H.wait_for(function()
+      files = rotated("rot-out")
+      for _, n in ipairs(files) do
+        if not n:match("%.gz$") then return false end
+      end
+      return true
+    end, 5000, "every rotated file compressed")
+    assert.is_true(#files >= 1 and #files <= 3, table.concat(files, " "))
+    for _, n in ipairs(files) do
+      assert.truthy(n:match("^rot%-out__%d%d%d%d%-%d%d%-%d%d_%d%d%-%d%d%-%d%d[_%d]*%.log%.gz$"), n)
+    end
+    -- the kept files then the live one: one run of consecutive whole lines
+    local all = {}
+    for _, n in ipairs(files) do
+      for _, l in ipairs(lines_of(gunzip(H.home .. "/logs/" .. n))) do all[#all + 1] = l end
+    end
+    for _, l in ipairs(lines_of(util.read_file(H.home .. "/logs/rot-out.log"))) do all[#all + 1] = l end
+    assert.is_true(#all >= 10, #all .. " lines")
+    consecutive(all, "rotated and live files")
+    -- an empty file is not rotated
+    assert.same({}, rotated("rot-error"))
+  end)
+
+  it("log_rotate without compress keeps plain dated files, at most retain", function()
+    H.lua_eco(('{ { name = "plain", script = %q, log_rotate = "* * * * * *", retain = 2 } }')
+      :format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    local seen = {}
+    H.wait_for(function()
+      for _, n in ipairs(rotated("plain-out")) do seen[n] = true end
+      local k = 0
+      for _ in pairs(seen) do k = k + 1 end
+      return k >= 4
+    end, 15000, "four rotations")
+    H.ok(H.pm("stop", "plain"))
+    local files
+    H.wait_for(function()
+      files = rotated("plain-out")
+      return #files <= 2
+    end, 5000, "at most retain files")
+    for _, n in ipairs(files) do
+      assert.truthy(n:match("^plain%-out__[%d_%-]+%.log$"), n)
+      consecutive(lines_of(util.read_file(H.home .. "/logs/" .. n)), n)
+    end
+  end)
+
+  it("pm logs app (following) keeps following across rotations", function()
+    H.lua_eco(('{ { name = "fol", script = %q, log_rotate = "* * * * * *", compress = true, retain = 5 } }')
+      :format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    H.wait_for(function() return #rotated("fol-out") >= 1 end, 5000, "a first rotation")
+    local before = rotated("fol-out")
+    local r = H.sh("timeout -s INT 3.5 " .. H.command("logs", "fol", "--lines", "0"))
+    local after = rotated("fol-out")
+    local got = {}
+    for _, l in ipairs(lines_of(r.out)) do
+      got[#got + 1] = assert(l:match("^%d+|fol|(.*)$"), l)
+    end
+    assert.is_true(#got >= 20, r.out .. r.err)
+    consecutive(got, "followed lines")
+    local new = 0
+    local had = {}
+    for _, n in ipairs(before) do had[n:gsub("%.gz$", "")] = true end
+    for _, n in ipairs(after) do
+      if not had[n:gsub("%.gz$", "")] then new = new + 1 end
+    end
+    assert.is_true(new >= 2, "rotations while following: " .. new)
+  end)
+
+  it("log_rotate 'daily' is accepted; a bad one is refused with one line", function()
+    H.lua_eco(('{ { name = "dly", script = %q, log_rotate = "daily", compress = true } }'):format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    assert.equal("daily", H.proc("dly").pm2_env.log_rotate)
+    H.lua_eco(('{ { name = "bad", script = %q, log_rotate = "every day" } }'):format(F .. "/lb_ticker.sh"))
+    H.fails(H.pm("start", "ecosystem.config.lua", { cwd = H.home }), "log_rotate")
+    assert.is_nil(H.proc("bad"))
+  end)
+end)
