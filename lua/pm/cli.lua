@@ -102,6 +102,10 @@ for _, v in ipairs({
   { "restart", "procs", "restart processes" },
   { "reload", "procs", "reload processes" },
   { "delete", "procs", "stop and forget processes" },
+  { "startOrRestart", "procs", "start an ecosystem file's new apps, restart the others with its changes" },
+  { "startOrReload", "procs", "start an ecosystem file's new apps, reload the others with its changes" },
+  { "startOrGracefulReload", "procs", "the same as startOrReload (PM2's name)" },
+  { "init", "eco", "write a starter ecosystem.lua here (--json: PM2's JSON) (also ecosystem)" },
   { "list", "info", "the process table (also ls, status, l)" },
   { "jlist", "info", "the process descriptions as a JSON array" },
   { "describe", "info", "everything about a process" },
@@ -132,7 +136,7 @@ end
 
 -- Other names of verbs: they work, and are never suggested.
 local ALIASES = { del = "delete", ls = "list", status = "list", l = "list", desc = "describe", show = "describe",
-  info = "describe", dump = "save" }
+  info = "describe", dump = "save", ecosystem = "init" }
 
 M.VERBS, M.ALIASES = VERBS, ALIASES
 

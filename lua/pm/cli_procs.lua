@@ -1,5 +1,5 @@
 -- The CLI's verbs that change processes: start, stop, restart, reload, delete,
--- reset, scale.
+-- reset, scale, startOrRestart, startOrReload, startOrGracefulReload.
 local core = require "pm.core"
 local util = require "pm.util"
 local cli = require "pm.cli"
@@ -9,6 +9,29 @@ local show_list, names_of, target_of = cli.show_list, cli.names_of, cli.target_o
 
 local V = {}
 
+-- An ecosystem file the CLI names (it exists) -> its absolute path, or nil
+local function file_of(what)
+  local st = core.stat(what)
+  if st and st.type == "file" and util.is_ecosystem(what) then return util.absolute(what, core.getcwd()) end
+end
+
+-- Starts, restarts or reloads (method) the apps of an ecosystem file, read
+-- again: what it changed of each known app is printed, then the table.
+local function apply_file(label, method, path, a)
+  local res = with_progress(label, function()
+    return check(api()[method](path, { env = a.env, only = names_of(a.only), reply = "changes" }))
+  end)
+  if not a.silent then
+    local view = require "pm.view"
+    for _, d in ipairs(res) do
+      local line = view.changes(d)
+      if line then io.stdout:write(line) end
+    end
+  end
+  show_list(a.silent)
+  return 0
+end
+
 local function simple_target(name, method, extra)
   V[name] = function(args)
     local p = cli.parser(name)
@@ -16,24 +39,49 @@ local function simple_target(name, method, extra)
     p:flag("-s --silent", "print nothing on success")
     if extra then extra(p) end
     local a = p:parse(args)
+    local file = (name == "restart" or name == "reload") and file_of(a.target)
+    if file then return apply_file(name .. " " .. a.target, method, file, a) end
     local opts = { brief = true } -- the reply's environments are not shown
     if a.update_env then opts.updateEnv = true end
     opts.only = names_of(a.only)
+    opts.env = a.env -- (refused but for a file: PM2's rule)
     with_progress(name .. " " .. a.target, function() check(api()[method](target_of(a.target), opts)) end)
     show_list(a.silent)
     return 0
   end
 end
 
+-- restart and reload of an ecosystem file read it again: its new apps
+-- start, its known apps take what changed (--env NAME: env_NAME merged)
+local function file_flags(p)
+  p:flag("--update-env", "take the current environment (always, for a file)")
+  p:option("--only", "apps of the file")
+  p:option("--env", "environment of the file (env_<name>)")
+end
+
 simple_target("stop", "stop", function(p) p:option("--only", "apps of the file") end)
-simple_target("restart", "restart", function(p)
-  p:flag("--update-env", "take the current environment")
-  p:option("--only", "apps of the file")
-end)
-simple_target("reload", "reload", function(p)
-  p:flag("--update-env", "take the current environment")
-  p:option("--only", "apps of the file")
-end)
+simple_target("restart", "restart", file_flags)
+simple_target("reload", "reload", file_flags)
+
+-- PM2's startOrRestart / startOrReload / startOrGracefulReload <file>:
+-- what `restart` and `reload` of the file do
+local function start_or(name, method)
+  V[name] = function(args)
+    local p = cli.parser(name)
+    p:argument("file", "ecosystem file")
+    p:flag("-s --silent", "print nothing on success")
+    file_flags(p)
+    local a = p:parse(args)
+    local file = file_of(a.file)
+    if not file then
+      error({ msg = (core.stat(a.file) and "not an ecosystem file: " or "file not found: ") .. a.file }, 0)
+    end
+    return apply_file(name .. " " .. a.file, method, file, a)
+  end
+end
+start_or("startOrRestart", "restart")
+start_or("startOrReload", "reload")
+start_or("startOrGracefulReload", "reload")
 simple_target("delete", "delete", function(p) p:option("--only", "apps of the file") end)
 simple_target("reset", "reset")
 
@@ -83,18 +131,10 @@ function V.start(args)
   local a = p:parse(args)
   local what = a.what
   local cwd = core.getcwd()
-  local only = names_of(a.only)
   local client = api()
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
-    local res = with_progress("start " .. what, function()
-      return check(client.start(util.absolute(what, cwd), { env = a.env, only = only, reply = "changes" }))
-    end)
-    for _, d in ipairs(res) do
-      local line = not a.silent and require("pm.view").changes(d)
-      if line then io.stdout:write(line) end
-    end
-    return show_list(a.silent) or 0
+    return apply_file("start " .. what, "start", util.absolute(what, cwd), a)
   end
   local app = { script = what, args = #a.args > 0 and a.args or nil }
   local given = false
@@ -116,7 +156,7 @@ function V.start(args)
     end
   end
   if not st and not given and #a.args == 0 then
-    check(client.start(what, { brief = true })) -- a known name or id is (re)started
+    check(client.start(what, { brief = true, env = a.env })) -- a known name or id is (re)started
   else
     check(client.start(app, { force = a.force or nil, env = a.env, brief = true }))
   end
