@@ -102,10 +102,6 @@ for _, v in ipairs({
   { "restart", "procs", "restart processes" },
   { "reload", "procs", "reload processes" },
   { "delete", "procs", "stop and forget processes" },
-  { "startOrRestart", "procs", "start an ecosystem file's new apps, restart the others with its changes" },
-  { "startOrReload", "procs", "start an ecosystem file's new apps, reload the others with its changes" },
-  { "startOrGracefulReload", "procs", "the same as startOrReload (PM2's name)" },
-  { "init", "eco", "write a starter ecosystem.lua here (--json: PM2's JSON) (also ecosystem)" },
   { "list", "info", "the process table (also ls, status, l)" },
   { "jlist", "info", "the process descriptions as a JSON array" },
   { "describe", "info", "everything about a process" },
@@ -128,6 +124,10 @@ for _, v in ipairs({
   { "runtime", "admin", "run an ecosystem file in the foreground (containers, PID 1)" },
   { "run", "admin", "run a Lua script with require \"pm\" available" },
   { "daemon", "admin", "run the daemon in the foreground" },
+  { "startOrRestart", "procs", "start an ecosystem file's new apps, restart the others with its changes" },
+  { "startOrReload", "procs", "start an ecosystem file's new apps, reload the others with its changes" },
+  { "startOrGracefulReload", "procs", "the same as startOrReload (PM2's name)" },
+  { "init", "eco", "write a starter ecosystem.lua here (--json: PM2's JSON) (also ecosystem)" },
   { "help", nil, "usage, or a verb's usage" },
 }) do
   VERBS[v[1]] = { file = v[2], help = v[3] }
