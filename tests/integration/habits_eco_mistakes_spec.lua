@@ -73,7 +73,8 @@ module.exports = {
   end)
 
   it("a JSON error gives line:column", function()
-    write(H.home .. "/ecosystem.json", '{\n  "apps": [\n    { "name": "a", "script": "/bin/sleep", }\n  ]\n  "x": 1\n}\n')
+    write(H.home .. "/ecosystem.json",
+      '{\n  "apps": [\n    { "name": "a", "script": "/bin/sleep", }\n  ]\n  "x": 1\n}\n')
     ok(H.pm("ping"))
     -- without node, the JSON parser's own position
     fails(H.pm("start", "ecosystem.json", { cwd = H.home, env = { PATH = "/nonexistent-pm-path" } }),
