@@ -1,6 +1,9 @@
--- Ecosystem files: ecosystem.lua (run in a sandbox by the daemon) and PM2's
--- JSON files, turned into checked app declarations. A bad file gives
--- "file:line: message" and nothing is started.
+-- Ecosystem files: ecosystem.lua (run in a sandbox by the daemon), PM2's
+-- JSON files (JavaScript to PM2: through node when plain JSON does not
+-- parse), .config.js (node), YAML (lua-yaml), turned into checked app
+-- declarations. A bad file gives "file:line[:column]: message" and nothing
+-- is started or changed.
+local core = require "pm.core"
 local util = require "pm.util"
 local app = require "pm.app"
 local hooks = require "pm.hooks"
@@ -83,10 +86,15 @@ local function yaml_scalar(s)
 end
 
 -- How much of a YAML file's tree is walked (aliases repeat nodes: a few
--- lines can name billions of them) and how deep.
-M.YAML_MAX_NODES, M.YAML_MAX_DEPTH = 100000, 64
+-- lines can name billions of them), how deep, and how big a file is read
+-- (the daemon parses it).
+M.YAML_MAX_NODES, M.YAML_MAX_DEPTH, M.YAML_MAX_BYTES = 100000, 64, 16 * 1024 * 1024
 
 local function load_yaml(path)
+  local st = core.stat(path)
+  if st and st.size and st.size > M.YAML_MAX_BYTES then
+    return nil, ("%s: a YAML file of %d bytes: at most %d"):format(path, st.size, M.YAML_MAX_BYTES)
+  end
   local s, err = util.read_file(path)
   if not s then return nil, err end
   local ok, lyaml = pcall(require, "lyaml")
