@@ -127,7 +127,7 @@ for _, v in ipairs({
   { "startOrRestart", "procs", "start an ecosystem file's new apps, restart the others with its changes" },
   { "startOrReload", "procs", "start an ecosystem file's new apps, reload the others with its changes" },
   { "startOrGracefulReload", "procs", "the same as startOrReload (PM2's name)" },
-  { "init", "eco", "write a starter ecosystem.lua here (--json: PM2's JSON) (also ecosystem)" },
+  { "init", "eco", "write a starter ecosystem.lua here, --json PM2's JSON (also ecosystem)" },
   { "help", nil, "usage, or a verb's usage" },
 }) do
   VERBS[v[1]] = { file = v[2], help = v[3] }

@@ -54,7 +54,7 @@ end
 -- restart and reload of an ecosystem file read it again: its new apps
 -- start, its known apps take what changed (--env NAME: env_NAME merged)
 local function file_flags(p)
-  p:flag("--update-env", "take the current environment (always, for a file)")
+  p:flag("--update-env", "take the current environment (a file's apps always do)")
   p:option("--only", "apps of the file")
   p:option("--env", "environment of the file (env_<name>)")
 end
