@@ -362,11 +362,12 @@ function M.normalize(raw, ctx)
   for i, a in ipairs(d.args) do d.args[i] = tostring(a) end
   if command then
     -- the app's own arguments follow the command line's words ("$@")
+    local words = { "-c", command }
     if #d.args > 0 then
-      d.args = { "-c", command .. ' "$@"', d.name, unpack(d.args) }
-    else
-      d.args = { "-c", command }
+      words = { "-c", command .. ' "$@"', d.name }
+      for _, w in ipairs(d.args) do words[#words + 1] = w end
     end
+    d.args = words
   end
   d.interpreter_args = d.interpreter_args or {}
   for i, a in ipairs(d.interpreter_args) do d.interpreter_args[i] = tostring(a) end
