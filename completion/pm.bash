@@ -7,7 +7,7 @@ _pm() {
   verb=${COMP_WORDS[1]}
   local verbs="start stop restart reload delete list ls status jlist describe logs scale pid ping kill
     reset flush reloadLogs sendSignal save resurrect update startup unstartup console monit runtime run
-    daemon help"
+    daemon startOrRestart startOrReload startOrGracefulReload init ecosystem help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return
@@ -21,7 +21,8 @@ _pm() {
           --max-restarts --min-uptime --kill-timeout --kill-signal --stop-exit-codes --no-autorestart
           --cron-restart --wait-ready --listen-timeout --time --merge-logs --output --error --log
           --env --only --force --silent" ;;
-        restart|reload) flags="--update-env --only --silent" ;;
+        restart|reload|startOrRestart|startOrReload|startOrGracefulReload) flags="--update-env --only --env --silent" ;;
+        init|ecosystem) flags="--json" ;;
         stop|delete) flags="--only --silent" ;;
         logs) flags="--lines --err --out --nostream --json --raw" ;;
         save) flags="--force" ;;
@@ -37,7 +38,7 @@ _pm() {
       names=$(pm jlist 2>/dev/null | grep -o '"name":"[^"]*"' | cut -d'"' -f4 | sort -u)
       COMPREPLY=($(compgen -W "all $names" -- "$cur"))
       case "$verb" in stop|restart|reload|delete|describe) COMPREPLY+=($(compgen -f -- "$cur")) ;; esac ;;
-    start|run|runtime)
+    start|run|runtime|startOrRestart|startOrReload|startOrGracefulReload)
       COMPREPLY=($(compgen -f -- "$cur")) ;;
     help)
       COMPREPLY=($(compgen -W "$verbs" -- "$cur")) ;;
