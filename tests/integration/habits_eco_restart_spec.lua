@@ -36,6 +36,13 @@ local function env_of(pid)
   end, 5000, "the environment of " .. tostring(pid))
 end
 
+-- Without node an ecosystem.config.js cannot be read: the test is pending.
+local function no_node()
+  if NODE then return false end
+  pending("node is not installed (ecosystem.config.js)")
+  return true
+end
+
 local function pids()
   local t = {}
   for _, p in ipairs(H.jlist()) do t[p.name] = p.pid end
@@ -43,13 +50,11 @@ local function pids()
 end
 
 describe("an ecosystem file read again", function()
-  before_each(function()
-    if not NODE then pending("node is not installed (ecosystem.config.js)") end
-    H.new_home()
-  end)
+  before_each(function() H.new_home() end)
   after_each(function() H.cleanup() end)
 
   it("pm reload ecosystem.config.js --env production: env merged, new apps started, removed ones left", function()
+    if no_node() then return end
     config_js({ sleeper("api"), sleeper("gone") })
     ok(H.pm("start", "ecosystem.config.js", "-s", { cwd = H.home }))
     local before = pids()
@@ -71,6 +76,7 @@ describe("an ecosystem file read again", function()
   end)
 
   it("pm restart ecosystem.config.js --env production restarts with the section merged", function()
+    if no_node() then return end
     config_js({ sleeper("api") })
     ok(H.pm("start", "ecosystem.config.js", "-s", { cwd = H.home }))
     local before = H.proc("api")
@@ -82,6 +88,7 @@ describe("an ecosystem file read again", function()
   end)
 
   it("pm startOrReload ecosystem.config.js --env production starts, then reloads", function()
+    if no_node() then return end
     config_js({ sleeper("api"), sleeper("worker") })
     ok(H.pm("startOrReload", "ecosystem.config.js", "--env", "production", "-s", { cwd = H.home }))
     local first = H.by_name()
@@ -97,6 +104,7 @@ describe("an ecosystem file read again", function()
   end)
 
   it("pm startOrRestart and pm startOrGracefulReload take the file the same way", function()
+    if no_node() then return end
     config_js({ sleeper("api") })
     ok(H.pm("startOrRestart", "ecosystem.config.js", "-s", { cwd = H.home }))
     local p1 = H.online(H.proc("api"))
@@ -111,6 +119,7 @@ describe("an ecosystem file read again", function()
   end)
 
   it("a bad file changes nothing: one line, the apps run on untouched", function()
+    if no_node() then return end
     config_js({ sleeper("api") })
     ok(H.pm("start", "ecosystem.config.js", "-s", { cwd = H.home }))
     local before = H.proc("api")
@@ -133,6 +142,7 @@ describe("an ecosystem file read again", function()
   end)
 
   it("the Lua API: pm.startOrReload(file, { env = 'production' }), pm.reload(file, { env = ... })", function()
+    if no_node() then return end
     config_js({ sleeper("api") })
     local code = [[
 local list = assert(pm.startOrReload("ecosystem.config.js", { env = "production" }))
@@ -152,6 +162,7 @@ print(#pm.list())
   end)
 
   it("a reload of held sockets applies the file: the new process has the new env and serves the port", function()
+    if no_node() then return end
     local port = H.free_port()
     local function app(v)
       return { name = "web", script = SERVER_PY, interpreter = PY, wait_ready = true,
