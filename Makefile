@@ -19,7 +19,7 @@ Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
 DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 \
-        lua-busted lua-check socat procps zlib1g-dev
+        lua-busted lua-check socat procps zlib1g-dev lua-yaml
 
 CORE_SRC := $(wildcard core/*.c)
 TERM_SRC := core/console.c core/screen.c

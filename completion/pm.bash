@@ -7,7 +7,8 @@ _pm() {
   verb=${COMP_WORDS[1]}
   local verbs="start stop restart reload delete list ls status jlist describe env id prettylist logs scale
     pid ping report kill reset flush reloadLogs sendSignal save resurrect cleardump update startup unstartup
-    console monit runtime run daemon help"
+    console monit runtime run daemon startOrRestart startOrReload startOrGracefulReload init ecosystem
+    send attach help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return
@@ -23,9 +24,10 @@ _pm() {
           --cron-restart --wait-ready --listen-timeout --user --uid --gid --filter-env --instance-var --pid
           --time --log-date-format --log-type --merge-logs --disable-logs --output --error --log
           --source-map-support --env --only --update-env --no-daemon --force --silent" ;;
-        restart|reload) flags="--update-env --only --silent" ;;
+        restart|reload|startOrRestart|startOrReload|startOrGracefulReload) flags="--update-env --only --env --silent" ;;
+        init|ecosystem) flags="--json" ;;
         stop|delete) flags="--only --silent" ;;
-        logs) flags="--lines --err --out --nostream --json --raw" ;;
+        logs) flags="--lines --err --out --nostream --json --raw --format --timestamp --highlight" ;;
         save) flags="--force" ;;
         describe) flags="--json" ;;
         list|ls|status) flags="--watch" ;;
@@ -34,12 +36,12 @@ _pm() {
       return ;;
   esac
   case "$verb" in
-    stop|restart|reload|delete|describe|logs|pid|reset|flush|scale|sendSignal|env|id)
+    stop|restart|reload|delete|describe|logs|pid|reset|flush|scale|sendSignal|env|id|send|attach)
       local names
       names=$(pm jlist 2>/dev/null | grep -o '"name":"[^"]*"' | cut -d'"' -f4 | sort -u)
       COMPREPLY=($(compgen -W "all $names" -- "$cur"))
       case "$verb" in stop|restart|reload|delete|describe) COMPREPLY+=($(compgen -f -- "$cur")) ;; esac ;;
-    start|run|runtime)
+    start|run|runtime|startOrRestart|startOrReload|startOrGracefulReload)
       COMPREPLY=($(compgen -f -- "$cur")) ;;
     help)
       COMPREPLY=($(compgen -W "$verbs" -- "$cur")) ;;

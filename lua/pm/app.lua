@@ -271,9 +271,11 @@ end
 
 --[[
 Normalizes a raw declaration. ctx: base (directory relative paths resolve
-against), env_name (--env NAME), environ (the caller's environment),
-keep_cwd (a saved app whose cwd went is restored all the same: errored).
-Returns the declaration or nil, "one-line error".
+against: the caller's for the CLI and the API, the file's folder for an
+ecosystem file), cwd (the default working directory: the caller's, as in
+PM2; base when not given), env_name (--env NAME), environ (the caller's
+environment), keep_cwd (a saved app whose cwd went is restored all the
+same: errored). Returns the declaration or nil, "one-line error".
 ]]
 function M.normalize(raw, ctx)
   ctx = ctx or {}
@@ -321,14 +323,27 @@ function M.normalize(raw, ctx)
   local base = ctx.base or core.getcwd()
   if d.cwd then d.cwd = util.absolute(d.cwd, base) end
   local script = d.script
-  local rel = d.cwd or base
-  local path = util.absolute(script, rel)
+  -- a script path relative to the given cwd, else to base (the file's
+  -- folder: a file works from wherever pm is run)
+  local path = util.absolute(script, d.cwd or base)
   local environ = ctx.environ or {}
   local st = core.stat(path)
+  local command -- a command line run through the shell
   if st and st.type == "dir" then
     return nil, ("app '%s': script is a directory: %s"):format(label, path)
   elseif st then
     d.script = path
+  elseif script:find("%s") then
+    -- PM2's rule: a script with spaces ("npm run start") is a command line
+    -- for bash (sh without bash); its name, unless given, is the line
+    local PATH = environ.PATH or os.getenv("PATH")
+    local shell = find_in_path("bash", PATH) or find_in_path("sh", PATH)
+    if not shell then
+      return nil, ("app '%s': neither bash nor sh on PATH to run the command: %s"):format(label, script)
+    end
+    command = script
+    d.script = shell
+    d.interpreter = "none"
   elseif not script:find("/") then
     local found = find_in_path(script, environ.PATH or os.getenv("PATH"))
     if not found then return nil, ("app '%s': script not found: %s"):format(label, script) end
@@ -337,14 +352,15 @@ function M.normalize(raw, ctx)
   else
     return nil, ("app '%s': script not found: %s"):format(label, path)
   end
-  d.cwd = d.cwd or util.dirname(d.script)
+  -- the default working directory is the caller's (PM2), not the script's
+  d.cwd = d.cwd or ctx.cwd or base
   if not ctx.keep_cwd then -- (found at its start, it would stop what runs first)
     local cst = core.stat(d.cwd)
     if not cst or cst.type ~= "dir" then
       return nil, ("app '%s': cwd is not a directory: %s"):format(label, d.cwd)
     end
   end
-  d.name = d.name or util.strip_ext(util.basename(script))
+  d.name = d.name or (command and command:match("^%s*(.-)%s*$")) or util.strip_ext(util.basename(script))
   if d.name == "" or d.name:match("^%d+$") or d.name == "all" then
     return nil, ("app '%s': a name cannot be empty, a number or 'all'"):format(d.name)
   end
@@ -375,6 +391,15 @@ function M.normalize(raw, ctx)
   end
   d.args = d.args or {}
   for i, a in ipairs(d.args) do d.args[i] = tostring(a) end
+  if command then
+    -- the app's own arguments follow the command line's words ("$@")
+    local words = { "-c", command }
+    if #d.args > 0 then
+      words = { "-c", command .. ' "$@"', d.name }
+      for _, w in ipairs(d.args) do words[#words + 1] = w end
+    end
+    d.args = words
+  end
   d.interpreter_args = d.interpreter_args or {}
   for i, a in ipairs(d.interpreter_args) do d.interpreter_args[i] = tostring(a) end
   if type(d.stop_exit_codes) ~= "table" then d.stop_exit_codes = { d.stop_exit_codes } end

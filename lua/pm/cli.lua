@@ -151,6 +151,10 @@ for _, v in ipairs({
   { "runtime", "admin", "run an ecosystem file in the foreground (containers, PID 1)" },
   { "run", "admin", "run a Lua script with require \"pm\" available" },
   { "daemon", "admin", "run the daemon in the foreground" },
+  { "startOrRestart", "procs", "start an ecosystem file's new apps, restart the others with its changes" },
+  { "startOrReload", "procs", "start an ecosystem file's new apps, reload the others with its changes" },
+  { "startOrGracefulReload", "procs", "the same as startOrReload (PM2's name)" },
+  { "init", "eco", "write a starter ecosystem.lua here, --json PM2's JSON (also ecosystem)" },
   { "help", nil, "usage, or a verb's usage" },
 }) do
   VERBS[v[1]] = { file = v[2], help = v[3] }
@@ -159,7 +163,7 @@ end
 
 -- Other names of verbs: they work, and are never suggested.
 local ALIASES = { del = "delete", ls = "list", status = "list", l = "list", desc = "describe", show = "describe",
-  info = "describe", dump = "save" }
+  info = "describe", dump = "save", ecosystem = "init" }
 
 M.VERBS, M.ALIASES = VERBS, ALIASES
 

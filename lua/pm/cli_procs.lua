@@ -1,5 +1,5 @@
 -- The CLI's verbs that change processes: start, stop, restart, reload, delete,
--- reset, scale.
+-- reset, scale, startOrRestart, startOrReload, startOrGracefulReload.
 local core = require "pm.core"
 local util = require "pm.util"
 local cli = require "pm.cli"
@@ -9,6 +9,29 @@ local show_list, names_of, target_of = cli.show_list, cli.names_of, cli.target_o
 
 local V = {}
 
+-- An ecosystem file the CLI names (it exists) -> its absolute path, or nil
+local function file_of(what)
+  local st = core.stat(what)
+  if st and st.type == "file" and util.is_ecosystem(what) then return util.absolute(what, core.getcwd()) end
+end
+
+-- Starts, restarts or reloads (method) the apps of an ecosystem file, read
+-- again: what it changed of each known app is printed, then the table.
+local function apply_file(label, method, path, a)
+  local res = with_progress(label, function()
+    return check(api()[method](path, { env = a.env, only = names_of(a.only), reply = "changes" }))
+  end)
+  if not a.silent then
+    local view = require "pm.view"
+    for _, d in ipairs(res) do
+      local line = view.changes(d)
+      if line then io.stdout:write(line) end
+    end
+  end
+  show_list(a.silent)
+  return 0
+end
+
 local function simple_target(name, method, extra)
   V[name] = function(args)
     local p = cli.parser(name)
@@ -16,9 +39,12 @@ local function simple_target(name, method, extra)
     p:flag("-s --silent", "print nothing on success")
     if extra then extra(p) end
     local a = p:parse(args)
+    local file = (name == "restart" or name == "reload") and #a.target == 1 and file_of(a.target[1])
+    if file then return apply_file(name .. " " .. a.target[1], method, file, a) end
     local opts = { brief = true } -- the reply's environments are not shown
     if a.update_env then opts.updateEnv = true end
     opts.only = names_of(a.only)
+    opts.env = a.env -- (refused but for a file: PM2's rule)
     local failures, done
     with_progress(name .. " " .. table.concat(a.target, " "), function()
       failures, done = cli.each_target(a.target, function(t) check(api()[method](target_of(t), opts)) end)
@@ -30,15 +56,37 @@ local function simple_target(name, method, extra)
   end
 end
 
+-- restart and reload of an ecosystem file read it again: its new apps
+-- start, its known apps take what changed (--env NAME: env_NAME merged)
+local function file_flags(p)
+  p:flag("-a --update-env", "take the current environment (PM2's -a; a file's apps always do)")
+  p:option("--only", "apps of the file")
+  p:option("--env", "environment of the file (env_<name>)")
+end
+
 simple_target("stop", "stop", function(p) p:option("--only", "apps of the file") end)
-simple_target("restart", "restart", function(p)
-  p:flag("-a --update-env", "take the current environment (PM2's -a)")
-  p:option("--only", "apps of the file")
-end)
-simple_target("reload", "reload", function(p)
-  p:flag("-a --update-env", "take the current environment (PM2's -a)")
-  p:option("--only", "apps of the file")
-end)
+simple_target("restart", "restart", file_flags)
+simple_target("reload", "reload", file_flags)
+
+-- PM2's startOrRestart / startOrReload / startOrGracefulReload <file>:
+-- what `restart` and `reload` of the file do
+local function start_or(name, method)
+  V[name] = function(args)
+    local p = cli.parser(name)
+    p:argument("file", "ecosystem file")
+    p:flag("-s --silent", "print nothing on success")
+    file_flags(p)
+    local a = p:parse(args)
+    local file = file_of(a.file)
+    if not file then
+      error({ msg = (core.stat(a.file) and "not an ecosystem file: " or "file not found: ") .. a.file }, 0)
+    end
+    return apply_file(name .. " " .. a.file, method, file, a)
+  end
+end
+start_or("startOrRestart", "restart")
+start_or("startOrReload", "reload")
+start_or("startOrGracefulReload", "reload")
 simple_target("delete", "delete", function(p) p:option("--only", "apps of the file") end)
 simple_target("reset", "reset")
 
@@ -220,19 +268,11 @@ function V.start(args)
   end
   local what = a.what
   local cwd = core.getcwd()
-  local only = names_of(a.only)
   local foreground = a.no_daemon and foreground_daemon()
   local client = api()
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
-    local res = with_progress("start " .. what, function()
-      return check(client.start(util.absolute(what, cwd), { env = a.env, only = only, reply = "changes" }))
-    end)
-    for _, d in ipairs(res) do
-      local line = not a.silent and require("pm.view").changes(d)
-      if line then io.stdout:write(line) end
-    end
-    show_list(a.silent)
+    apply_file("start " .. what, "start", util.absolute(what, cwd), a)
     return foreground and stay_in_foreground() or 0
   end
   local app, given = app_of(a)
@@ -241,7 +281,7 @@ function V.start(args)
     -- a known name or id is (re)started; PM2: with --update-env, restarted
     -- with the current environment
     if not (a.update_env and client.restart(what, { updateEnv = true, brief = true })) then
-      check(client.start(what, { brief = true }))
+      check(client.start(what, { brief = true, env = a.env }))
     end
   else
     check(client.start(app, { force = a.force or nil, env = a.env, brief = true }))

@@ -245,7 +245,9 @@ local function target_call(method, attrs)
     if target == nil then return nil, method .. ": a target is required" end
     local params = { target = target }
     if type(target) == "string" and util.is_ecosystem(target) then
+      -- a file read again: its apps' default cwd and environment are the caller's
       params.target = util.absolute(target)
+      params.cwd, params.environ = caller()
     end
     if type(opts) == "table" then
       local appdecl = attrs and require "pm.app"
@@ -270,6 +272,30 @@ pm.reload = target_call("reload", true)
 pm.delete = target_call("delete")
 pm.reset = target_call("reset")
 pm.describe = target_call("describe")
+
+-- ---- PM2's startOr* verbs: an ecosystem file read again ----
+-- pm.startOrRestart(file [, { env = "production", only = {...} }]): its
+-- new apps start, its known apps take what changed and restart (reload,
+-- for startOrReload and startOrGracefulReload); what `pm restart <file>`
+-- and `pm reload <file>` do.
+local function start_or(method)
+  return api(function(file, opts)
+    if type(file) ~= "string" or not util.is_ecosystem(file) then
+      return nil, "an ecosystem file expected (ecosystem.lua, .json, .yml, .config.js)"
+    end
+    local cwd, environ = caller()
+    local path = util.absolute(file, cwd)
+    if not core.stat(path) then return nil, "file not found: " .. path end
+    local params = { target = path, cwd = cwd, environ = environ }
+    if type(opts) == "table" then
+      for k, v in pairs(opts) do params[k] = v end
+    end
+    return call(method, params)
+  end)
+end
+pm.startOrRestart = start_or("restart")
+pm.startOrReload = start_or("reload")
+pm.startOrGracefulReload = start_or("reload")
 
 pm.list = api(function() return call("list") end)
 

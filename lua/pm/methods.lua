@@ -193,10 +193,56 @@ local function forget_failed(list, added, done)
   end
 end
 
+-- The names of apps whose reload rolls (pm reload: a second one is refused)
+local reloading = {}
+
+-- Replaces the processes of ops (the records of a known app of a file)
+-- with d: restarted together, or reloaded one at a time (action "reload").
+local function apply_decl(ops, d, environ, action, done)
+  local opts = { decl = d, environ = environ }
+  if action ~= "reload" then
+    local left, first_err = #ops, nil
+    if left == 0 then return done() end
+    for _, p in ipairs(ops) do
+      sup.restart(p, opts, function(err)
+        first_err = first_err or err
+        left = left - 1
+        if left == 0 then done(first_err) end
+      end)
+    end
+    return
+  end
+  local i = 0
+  local function step(err)
+    if err then return done(err) end
+    i = i + 1
+    local p = ops[i]
+    if not p then return done() end
+    if p.deleted then return step() end
+    sup.reload(p, opts, step)
+  end
+  step()
+end
+
 -- Starts declarations in order (dependencies first, each waiting for the
 -- apps it depends on to be ready); replies once every app is launched
--- (ready, for wait_ready apps).
-local function start_decls(decls, params, origin, done)
+-- (ready, for wait_ready apps). An app of a file that is known already
+-- takes the file's declaration and is restarted (action "restart", PM2's
+-- start and restart of a file) or reloaded ("reload").
+local function start_decls(decls, params, origin, done, action)
+  if action == "reload" then
+    for _, d in ipairs(decls) do
+      if reloading[d.name] then
+        return done(("a reload of %s is under way: wait for it to finish"):format(d.name))
+      end
+    end
+    for _, d in ipairs(decls) do reloading[d.name] = true end
+    local reply = done
+    done = function(...)
+      for _, d in ipairs(decls) do reloading[d.name] = nil end
+      return reply(...)
+    end
+  end
   local environ = environ_of(params)
   local started = {}
   local changed = {} -- record -> what the file changed of its declaration
@@ -214,7 +260,9 @@ local function start_decls(decls, params, origin, done)
       local ops = {}
       if origin and #existing > 0 then
         -- an app of a file that is known already: apply the file's settings
-        -- and restart it (PM2's behaviour)
+        -- and restart it (PM2's behaviour); without a cwd in the file it
+        -- keeps its own, whoever reads the file from where
+        if ecosystem.implicit_cwd[d] then d.cwd = existing[1].decl.cwd end
         for _, p in ipairs(existing) do
           changed[p] = changes(p.decl, d)
           ops[#ops + 1] = p
@@ -241,10 +289,8 @@ local function start_decls(decls, params, origin, done)
           return next_decl()
         end
       end
-      each(ops, function(p, cb)
-        started[#started + 1] = p
-        sup.restart(p, { decl = d, environ = environ }, cb)
-      end, function(err)
+      for _, p in ipairs(ops) do started[#started + 1] = p end
+      apply_decl(ops, d, environ, origin and action, function(err)
         if err then return done(err) end
         next_decl()
       end)
@@ -316,30 +362,80 @@ local function each_dependents_first(list, op, done, params)
   round()
 end
 
+-- --env NAME (a string; a table is an app's own env) -> NAME | nil, err
+local function env_name_of(params)
+  local e = params.env
+  if e == nil or e == util.null or type(e) == "table" then return nil end
+  if type(e) ~= "string" or e == "" or e:find("[%c/]") then
+    return nil, { code = rpc.INVALID_PARAMS, message = "env: the name of an env_<name> section expected" }
+  end
+  return e
+end
+
+-- --env on what is not an ecosystem file: PM2 refuses it too
+local function env_needs_file(name, what)
+  return ("--env %s takes the env_%s sections of an ecosystem file's apps: '%s' is not an ecosystem file")
+    :format(name, name, what)
+end
+
+-- Reads an ecosystem file again and applies it: its known apps take
+-- their new declarations (the --env section merged) and are restarted or
+-- reloaded (action), the others are started; apps no longer in the file
+-- are left as they are (PM2). A file with an error changes nothing.
+local function apply_file(path, params, action, done)
+  local cwd = type(params.cwd) == "string" and params.cwd or core.getcwd()
+  path = util.absolute(path, cwd)
+  if not core.stat(path) then return done("file not found: " .. path) end
+  local env_name, eerr = env_name_of(params)
+  if eerr then return done(eerr) end
+  local only = type(params.only) == "table" and params.only or nil
+  ecosystem.load(path, { env_name = env_name, only = only, environ = environ_of(params), cwd = cwd },
+    function(decls, err)
+      if not decls then return done(err) end
+      start_decls(decls, params, { path = path, env = env_name }, done, action)
+    end)
+end
+
 function methods.start(params, _, done)
   local cwd = type(params.cwd) == "string" and params.cwd or core.getcwd()
-  if type(params.path) == "string" then
-    local path = util.absolute(params.path, cwd)
-    if not core.stat(path) then return done("file not found: " .. path) end
-    local only = type(params.only) == "table" and params.only or nil
-    return ecosystem.load(path, { env_name = params.env, only = only, environ = environ_of(params) },
-      function(decls, err)
-        if not decls then return done(err) end
-        start_decls(decls, params, { path = path, env = params.env }, done)
-      end)
-  end
+  if type(params.path) == "string" then return apply_file(params.path, params, "restart", done) end
+  local env_name, eerr = env_name_of(params)
+  if eerr then return done(eerr) end
   if type(params.app) == "table" then
-    local d, err = appdecl.normalize(params.app, { base = cwd, environ = environ_of(params),
-      env_name = params.env })
+    local d, err = appdecl.normalize(params.app, { base = cwd, cwd = cwd, environ = environ_of(params),
+      env_name = env_name })
     if not d then return done(err) end
+    if env_name and d["env_" .. env_name] == nil then
+      local have = ecosystem.env_sections({ d })
+      if not have then return done(env_needs_file(env_name, tostring(params.app.script))) end
+      return done(("--env %s: app '%s' has no env_%s (it has %s)"):format(env_name, d.name, env_name, have))
+    end
     return start_decls({ d }, params, nil, done)
   end
   if params.target ~= nil then
+    if env_name then return done(env_needs_file(env_name, tostring(params.target))) end
     local list, err, kind = sup.resolve(params.target)
     if not list then return done(wire_error(err, kind)) end
     return each(list, sup.start, done, params)
   end
   done({ code = rpc.INVALID_PARAMS, message = "start needs params.app, params.path or params.target" })
+end
+
+-- A restart or reload whose target is an ecosystem file reads it again
+-- (apply_file); --env on any other target is refused. -> true when it
+-- took the request
+local function of_file(params, action, done)
+  local target = params.target
+  if type(target) == "string" and util.is_ecosystem(target) and core.stat(target) then
+    apply_file(target, params, action, done)
+    return true
+  end
+  local env_name, eerr = env_name_of(params)
+  if eerr or env_name then
+    done(eerr or env_needs_file(env_name, tostring(target or params.name or params.id)))
+    return true
+  end
+  return false
 end
 
 local function target_op(op)
@@ -401,13 +497,14 @@ local function restart(p, params, cb, made)
   sup.restart(p, opts, cb)
 end
 function methods.restart(params, conn, done)
+  if of_file(params, "restart", done) then return end
   local made = {}
   return target_op(function(p, prm, cb) restart(p, prm, cb, made) end)(params, conn, done)
 end
 -- pm reload: one process at a time (see supervisor.reload); a second
 -- reload of an app while one rolls is refused.
-local reloading = {}
 function methods.reload(params, _, done)
+  if of_file(params, "reload", done) then return end
   resolve(params, function(list, err)
     if not list then return done(err) end
     for _, p in ipairs(list) do

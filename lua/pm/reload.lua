@@ -51,8 +51,10 @@ local function retire(old, d, done)
   end)
 end
 
---[[ Replaces p's process (see above). If the replacement dies before it
-is ready, the old process keeps serving and done(err) says why. ]]
+--[[ Replaces p's process (see above). opts: environ, decl (a new
+declaration, an ecosystem file's read again). If the replacement dies
+before it is ready, the old process keeps serving (with its old
+declaration) and done(err) says why. ]]
 function M.reload(p, opts, done)
   opts = opts or {}
   if p.status ~= "online" or not readiness.listen_specs(p.decl) then
@@ -61,7 +63,9 @@ function M.reload(p, opts, done)
       done(err)
     end)
   end
+  local old_decl, old_environ = p.decl, p.environ
   if opts.environ then p.environ = opts.environ end
+  if opts.decl then supervisor().redeclare(p, opts.decl) end
   -- the old process, from now on a record of its own (not an app's)
   local old = { pid = p.pid, pgid = p.pgid, channel = p.channel, name = p.name }
   old.on_exit = function()
@@ -89,6 +93,8 @@ function M.reload(p, opts, done)
     p.channel = old.channel
     exits.retirees[p.pid] = nil
     by_pid[p.pid] = p
+    p.environ = old_environ
+    if p.decl ~= old_decl then supervisor().redeclare(p, old_decl) end
     lifecycle.fire(p, "abort")
     if p.status == "stopping" then
       -- a stop killed the replacement: the stop under way ends the old one

@@ -125,6 +125,7 @@ function M.is_ecosystem(p)
   local b = M.basename(p)
   return b:match("%.json$") ~= nil or b:match("%.config%.c?js$") ~= nil
       or b:match("^ecosystem.*%.lua$") ~= nil or b:match("%.config%.lua$") ~= nil
+      or b:match("%.ya?ml$") ~= nil
 end
 
 -- "1500", 1500, "2s", "5m", "1h", "250ms" -> milliseconds, or nil, err.

@@ -480,7 +480,7 @@ describe("pm list, jlist, describe, pid, ping", function()
     assert.equal(APP_LUA, a.worker.pm2_env.pm_exec_path)
     assert.equal("pm", a.worker.pm2_env.exec_interpreter)
     assert.same({ "w1" }, a.worker.pm2_env.args)
-    assert.equal(H.fixtures, a.api.pm2_env.pm_cwd)
+    assert.equal(H.src, a.api.pm2_env.pm_cwd, "the CLI's cwd (PM2)")
 
     ok(H.pm("stop", "api", "-s"))
     local p = H.proc("api")

@@ -198,7 +198,8 @@ return {
     assert.equal("stopped", c.ns1.pm2_env.status)
   end)
 
-  it("args as a string (split like a shell) or a list; cwd and script relative to the file", function()
+  it("args as a string (split like a shell) or a list; cwd and script relative to the file; "
+    .. "the default cwd is the caller's (PM2)", function()
     assert(core.mkdir(H.home .. "/wd", 493))
     H.script("rel.sh", util.read_file(APP))
     local path = eco("ecosystem.args.lua", [[
@@ -218,9 +219,9 @@ return {
     assert.equal(H.home .. "/wd", a.argstr.pm2_env.pm_cwd)
     local g = facts(out_log("arglist"))
     assert.same({ "x y", "2" }, g.args)
-    assert.equal(real(H.fixtures), g.cwd, "cwd defaults to the script's directory")
+    assert.equal(real(H.src), g.cwd, "cwd defaults to the directory pm was run from")
     assert.equal(H.home .. "/rel.sh", a.relscript.pm2_env.pm_exec_path)
-    assert.equal(real(H.home), facts(out_log("relscript")).cwd)
+    assert.equal(real(H.src), facts(out_log("relscript")).cwd)
   end)
 
   it("instances 'max' is one per CPU, -1 is CPUs minus one", function()
