@@ -122,6 +122,9 @@ for _, v in ipairs({
   { "restart", "procs", "restart processes" },
   { "reload", "procs", "reload processes" },
   { "delete", "procs", "stop and forget processes" },
+  { "startOrRestart", "procs", "start an ecosystem file's new apps, restart the others with its changes" },
+  { "startOrReload", "procs", "start an ecosystem file's new apps, reload the others with its changes" },
+  { "startOrGracefulReload", "procs", "the same as startOrReload (PM2's name)" },
   { "list", "info", "the process table (also ls, status, l)" },
   { "jlist", "info", "the process descriptions as a JSON array" },
   { "describe", "info", "everything about a process" },
@@ -144,6 +147,7 @@ for _, v in ipairs({
   { "resurrect", "admin", "start the saved apps again" },
   { "cleardump", "admin", "empty the saved app list (dump.json)" },
   { "update", "admin", "save, replace the daemon with this pm's, resurrect" },
+  { "init", "eco", "write a starter ecosystem.lua here, --json PM2's JSON (also ecosystem)" },
   { "startup", "admin", "print (or --install) a systemd unit that runs pm at boot" },
   { "unstartup", "admin", "remove the systemd unit of pm startup" },
   { "console", "admin", "a Lua REPL connected to the daemon" },
@@ -151,10 +155,6 @@ for _, v in ipairs({
   { "runtime", "admin", "run an ecosystem file in the foreground (containers, PID 1)" },
   { "run", "admin", "run a Lua script with require \"pm\" available" },
   { "daemon", "admin", "run the daemon in the foreground" },
-  { "startOrRestart", "procs", "start an ecosystem file's new apps, restart the others with its changes" },
-  { "startOrReload", "procs", "start an ecosystem file's new apps, reload the others with its changes" },
-  { "startOrGracefulReload", "procs", "the same as startOrReload (PM2's name)" },
-  { "init", "eco", "write a starter ecosystem.lua here, --json PM2's JSON (also ecosystem)" },
   { "help", nil, "usage, or a verb's usage" },
 }) do
   VERBS[v[1]] = { file = v[2], help = v[3] }
@@ -222,7 +222,7 @@ end
 local function usage()
   local out = { ("pm %s: a process manager, policy in Lua"):format(util.VERSION), "",
     "usage: pm <verb> [options]    pm help <verb>    pm -e '<lua>'    pm --version", "" }
-  for _, v in ipairs(ORDER) do out[#out + 1] = ("  %-12s %s"):format(v, VERBS[v].help) end
+  for _, v in ipairs(ORDER) do out[#out + 1] = ("  %-22s %s"):format(v, VERBS[v].help) end
   out[#out + 1] = ""
   out[#out + 1] = "examples:"
   out[#out + 1] = "  pm start app.js --name api -i 4 -- --port 3000"

@@ -264,7 +264,15 @@ function V.start(args)
       local last = given and given[#given]
       if last and last[1] then a.what, given[#given] = last[1], {} end
     end
-    if not a.what then error({ msg = "missing argument 'what' (pm help start)", code = 2 }, 0) end
+    -- PM2: a bare `start` starts the ecosystem file of the directory
+    for _, f in ipairs(a.what and {} or { "ecosystem.lua", "ecosystem.config.js", "ecosystem.config.cjs",
+      "ecosystem.json", "ecosystem.yml", "ecosystem.yaml" }) do
+      if core.stat(f) then a.what = f break end
+    end
+    if not a.what then
+      error({ msg = "nothing to start: no script given and no ecosystem.lua or ecosystem.config.js here "
+        .. "(pm help start)", code = 2 }, 0)
+    end
   end
   local what = a.what
   local cwd = core.getcwd()

@@ -62,6 +62,7 @@ local function build_env(p)
     if not filtered(d.filter_env, k) and not (login[k] and k ~= "PATH") then env[k] = v end
   end
   for _, k in ipairs(d.env_remove or {}) do env[k] = nil end
+  env.PWD = d.cwd -- the app's own folder, as a shell started there says (PM2)
   for k, v in pairs(d.env) do env[k] = v end
   local inc = d.increment_var
   if inc and p.instance > 0 then

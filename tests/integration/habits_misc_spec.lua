@@ -1,0 +1,54 @@
+-- Issue 16, what the merge of its parts left: a bare `pm start` starts the
+-- directory's ecosystem file (PM2's ecosystem.config.js), an app's PWD is
+-- its cwd (PM2 sets it), a typo of two swapped letters names the verb.
+local H = require "pmtest"
+local core = require "pm.core"
+
+local ok, fails = H.ok, H.fails
+
+describe("PM2 habits", function()
+  local dir
+  before_each(function()
+    H.new_home()
+    dir = H.home .. "/proj"
+    assert(core.mkdir(dir, 493))
+  end)
+  after_each(function() H.cleanup() end)
+
+  it("a bare `pm start` starts ecosystem.config.js of the directory; with none, one line and no daemon", function()
+    local r = fails(H.pm("start", { cwd = dir }), "no ecosystem")
+    assert.equal(1, H.count(r.err, "\n"), r.err)
+    assert.is_nil(H.daemon_pid(H.home), "no daemon started for nothing")
+    H.write(dir .. "/ecosystem.config.js",
+      "module.exports = { apps: [{ name: 'web', script: 'sleep', args: '300', interpreter: 'none' }] }\n")
+    if not (core.access("/usr/bin/node", "x") or core.access("/usr/local/bin/node", "x")) then
+      pending("node is not installed (a .config.js is read by node)")
+      return
+    end
+    ok(H.pm("start", "-s", { cwd = dir }))
+    H.online(H.proc("web"))
+  end)
+
+  it("an app's PWD is its cwd (not the caller's PWD); an env PWD of its own wins", function()
+    local sub = dir .. "/sub"
+    assert(core.mkdir(sub, 493))
+    ok(H.pm("start", "sleep", "--name", "a", "--cwd", sub, "-s", "--", "300", { cwd = dir }))
+    local p = H.online(H.proc("a"))
+    local e = H.wait_for(function() return H.environ(p.pid) end, 5000, "a's environment")
+    assert.equal(sub, e.PWD)
+    local file = H.lua_eco('{ { name = "b", script = "sleep", args = { "300" }, env = { PWD = "/tmp" } } }')
+    ok(H.pm("start", file, "-s"))
+    p = H.online(H.proc("b"))
+    e = H.wait_for(function() return H.environ(p.pid) end, 5000, "b's environment")
+    assert.equal("/tmp", e.PWD)
+  end)
+
+  it("a typo of two swapped letters names the verb, never a hidden alias", function()
+    local r = fails(H.pm("lsit"))
+    assert.is_truthy(r.err:find("'list'", 1, true), r.err)
+    r = fails(H.pm("strat"))
+    assert.is_truthy(r.err:find("'start'", 1, true), r.err)
+    r = fails(H.pm("stauts"))
+    assert.is_truthy(r.err:find("'status'", 1, true), r.err)
+  end)
+end)
