@@ -721,18 +721,21 @@ static int tcp_addr(const char *host, const char *port, int passive, struct addr
 	return getaddrinfo(host && *host ? host : NULL, port, &hints, res);
 }
 
-/* core.listen_tcp(host, port [, backlog [, dual]]) -> fd | nil, err: a
- * blocking listening socket (host numeric: "127.0.0.1", "::1", "" for any
- * IPv4 address) that the daemon holds for apps; the daemon itself never
- * accepts on it. An IPv6 host listens for IPv6 only, or with dual for
- * IPv4 too ("::" with dual: any address of either family, as Node's
- * listen(port) does). */
+/* core.listen_tcp(host, port [, backlog [, dual [, nonblock]]]) -> fd | nil, err: a
+ * listening socket (host numeric: "127.0.0.1", "::1", "" for any IPv4
+ * address) that the daemon holds for apps; the daemon itself never
+ * accepts on it. Blocking, as socket activation hands them, unless
+ * nonblock (a socket handed to a running Node process, which takes it as
+ * it is). An IPv6 host listens for IPv6 only, or with dual for IPv4 too
+ * ("::" with dual: any address of either family, as Node's listen(port)
+ * does). */
 static int l_listen_tcp(lua_State *L)
 {
 	const char *host = luaL_checkstring(L, 1);
 	const char *port = luaL_checkstring(L, 2);
 	int backlog = (int)luaL_optinteger(L, 3, 511);
 	int dual = lua_toboolean(L, 4);
+	int nonblock = lua_toboolean(L, 5);
 	struct addrinfo *ai;
 	int rc = tcp_addr(host, port, 1, &ai);
 	if (rc != 0) {
@@ -740,7 +743,7 @@ static int l_listen_tcp(lua_State *L)
 		lua_pushfstring(L, "%s:%s: %s", host, port, gai_strerror(rc));
 		return 2;
 	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
 	if (fd < 0) {
 		freeaddrinfo(ai);
 		return pm_fail(L, "socket");

@@ -49,18 +49,21 @@ end
 -- "" is any address: of both families where the machine has IPv6, as
 -- Node's listen(port) listens
 local has_ipv6
-local function listen_tcp(host, port)
+-- (nonblock: a socket a running Node process gets over its channel, which
+-- Node listens on as it is: a blocking one would block its whole loop in
+-- accept when another instance took the connection)
+local function listen_tcp(host, port, nonblock)
   if host == "" then
     if has_ipv6 == nil then has_ipv6 = core.stat("/proc/net/if_inet6") ~= nil end
-    if has_ipv6 then return core.listen_tcp("::", tostring(port), nil, true) end
+    if has_ipv6 then return core.listen_tcp("::", tostring(port), nil, true, nonblock) end
   end
-  return core.listen_tcp(host, tostring(port))
+  return core.listen_tcp(host, tostring(port), nil, false, nonblock)
 end
 
-local function bind(a, id, i)
+local function bind(a, id, i, nonblock)
   local fd, err
   if a.kind == "tcp" then
-    fd, err = listen_tcp(a.host, a.port)
+    fd, err = listen_tcp(a.host, a.port, nonblock)
     if fd then return { fd = fd, id = id, port = a.port, name = ("tcp_%s_%d"):format(a.host, a.port) } end
     return nil, err
   end
@@ -227,7 +230,7 @@ function M.learn(name, d, host, port)
   local spec = host:find(":", 1, true) and ("tcp://[%s]:%d"):format(host, port) or ("tcp://%s:%d"):format(host, port)
   local a = assert(M.parse(spec))
   local id = sock_id(a)
-  local s, err = bind(a, id)
+  local s, err = bind(a, id, nil, true) -- (handed to a running Node process: non-blocking)
   if not s then
     err = tostring(err)
     local code = err:find("in use", 1, true) and "EADDRINUSE" or err:find("denied", 1, true) and "EACCES"

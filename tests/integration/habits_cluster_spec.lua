@@ -177,6 +177,33 @@ describe("pm start <node script> -i N (PM2's cluster mode)", function()
     assert.equal(0, count(procs("srv"), "errored"))
   end)
 
+  it("instances that lost a connection to another go on living: none blocks in accept", function()
+    -- each instance says it is alive every 100 ms; a socket handed over
+    -- blocking would leave the instances that lose a connection's race
+    -- stuck in accept(), silent until the next connection
+    local port = H.free_port()
+    local file = H.script("tick.js", SRV .. "setInterval(() => console.log(`tick ${process.pid}`), 100);\n", "644")
+    ok(H.pm("start", file, "-i", "4", "--name", "tick", "-s", "--", tostring(port)))
+    local _, pids = all_online("tick", 4)
+    answering(port, pids)
+    for _ = 1, 8 do assert(get_pid(port)) end
+    local function ticks()
+      local n = {}
+      for line in H.sh("cat " .. q(H.home) .. "/logs/tick-out*.log").out:gmatch("tick (%d+)") do
+        n[line] = (n[line] or 0) + 1
+      end
+      return n
+    end
+    local before = ticks()
+    H.wait_for(function()
+      local now = ticks()
+      for pid in pairs(pids) do
+        if (now[tostring(pid)] or 0) < (before[tostring(pid)] or 0) + 5 then return false end
+      end
+      return true
+    end, 10000, "five more ticks of every instance")
+  end)
+
   it("pm start app.js -i max: one instance per CPU, all online on one port", function()
     local port = H.free_port()
     local script = H.script("app.js", SRV, "644")
