@@ -286,7 +286,7 @@ local function prepare(p, looping)
   p.listen = nil
   local specs = readiness.listen_specs(d)
   if specs then
-    local socks, serr = sockets.acquire(p.name, specs, d.cwd)
+    local socks, serr = sockets.acquire(sockets.key(d), specs, d.cwd)
     if not socks then
       drop_spec(p, spec)
       log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, serr)

@@ -8,17 +8,30 @@
 -- mode asked for when it called listen() on a port pm did not know (the
 -- preload asks over the IPC channel): bound here for that app alone, TCP
 -- only, a privileged port only for an app that runs as root, never a port
--- another app holds; remembered by app name until the app is deleted (a
--- new declaration of the app keeps them), and in its declaration
+-- another app holds; remembered by app (namespace and name) until the app
+-- is deleted (a new declaration of the app keeps them, unless it runs as
+-- another user: they are closed then), and in its declaration
 -- (`learned_listen`) for a resurrect.
 local core = require "pm.core"
 local util = require "pm.util"
 
 local M = {}
 
--- app name -> { by = { [id] = sock }, learned = { spec, ... } };
+-- app key (M.key) -> { name, by = { [id] = sock }, learned = { spec, ... },
+-- uid = the uid the learned sockets were bound for };
 -- sock: { fd, id, name, port, path }
 local held = {}
+
+-- The key of d's app: its namespace and name (two apps of one name in two
+-- namespaces hold sockets of their own)
+function M.key(d)
+  return (d.namespace or "default") .. "\0" .. d.name
+end
+
+-- The uid d's processes run as (the daemon's when it names none)
+local function uid_of(d)
+  return tonumber(d.uid) or core.getuid()
+end
 
 -- "tcp://127.0.0.1:8080", "tcp://[::1]:8080", "tcp://:8080", "unix:/path"
 function M.parse(spec)
@@ -80,9 +93,9 @@ err. A socket already held for the same address is the same socket (a
 process a reload replaces keeps serving on it meanwhile); what the app no
 longer declares is closed first (the same port may be declared again with
 another address), but for what its instances learned. ]]
-function M.acquire(name, specs, cwd)
-  local entry = held[name] or { by = {}, learned = {} }
-  held[name] = entry
+function M.acquire(key, specs, cwd)
+  local entry = held[key] or { name = key:match("%z(.*)$"), by = {}, learned = {} }
+  held[key] = entry
   local parsed, wanted = {}, {}
   for i, spec in ipairs(specs) do
     local a, err = M.parse(spec)
@@ -108,7 +121,7 @@ function M.acquire(name, specs, cwd)
       s, err = bind(x.a, x.id, i)
       if not s then
         for _, n in ipairs(new) do close_sock(n); entry.by[n.id] = nil end
-        if next(entry.by) == nil and #entry.learned == 0 then held[name] = nil end
+        if next(entry.by) == nil and #entry.learned == 0 then held[key] = nil end
         return nil, ("listen %s: %s"):format(x.spec, tostring(err))
       end
       entry.by[x.id] = s
@@ -119,12 +132,28 @@ function M.acquire(name, specs, cwd)
   return socks
 end
 
-function M.release(name)
-  local entry = held[name]
+function M.release(key)
+  local entry = held[key]
   if entry then
     for _, s in pairs(entry.by) do close_sock(s) end
-    held[name] = nil
+    held[key] = nil
   end
+end
+
+-- An app now declared to run as another user than the one its learned
+-- sockets were bound for loses them: a socket bound for root is never
+-- handed to a process of another user.
+local function forget_learned(entry, d)
+  if not entry.uid or entry.uid == uid_of(d) then return end
+  for _, spec in ipairs(entry.learned) do
+    local a = M.parse(spec)
+    local id = a and sock_id(a)
+    if id and entry.by[id] then
+      close_sock(entry.by[id])
+      entry.by[id] = nil
+    end
+  end
+  entry.learned, entry.uid = {}, nil
 end
 
 -- ---- learned ports ----
@@ -150,11 +179,13 @@ end
 -- The specs the app of d's name learned, d's own (a saved declaration's)
 -- joined to them, that pm may bind for d -> list | nil (none)
 function M.learned_specs(d)
-  local own, entry = d.learned_listen, held[d.name]
+  local key = M.key(d)
+  local own, entry = d.learned_listen, held[key]
+  if entry then forget_learned(entry, d) end
   if (not own or #own == 0) and (not entry or #entry.learned == 0) then return nil end
   if not entry then
-    entry = { by = {}, learned = {} }
-    held[d.name] = entry
+    entry = { name = d.name, by = {}, learned = {} }
+    held[key] = entry
   end
   local seen = {}
   for _, spec in ipairs(entry.learned) do seen[spec] = true end
@@ -169,6 +200,7 @@ function M.learned_specs(d)
   for _, spec in ipairs(entry.learned) do
     if may_bind(d.name, d, M.parse(spec).port) then out[#out + 1] = spec end
   end
+  if #out > 0 then entry.uid = entry.uid or uid_of(d) end -- (bound for d's user)
   return out
 end
 
@@ -177,7 +209,7 @@ end
 -- encoding of d sees it)
 function M.remember(d)
   M.learned_specs(d)
-  local entry = held[d.name]
+  local entry = held[M.key(d)]
   local live, own = entry and entry.learned or {}, d.learned_listen or {}
   if #live == #own then
     local same = true
@@ -206,21 +238,25 @@ function M.learn(name, d, host, port)
     return nil, "a listen address for pm to bind is a numeric IPv4 or IPv6 address", "EINVAL"
   end
   if host == "::" then host = "" end
-  local entry = held[name]
+  local key = M.key(d)
+  local entry = held[key]
+  if entry then forget_learned(entry, d) end
+  -- (checked before the app's own socket is handed back too: a socket is
+  -- never handed to a user who could not have bound it)
+  local ok, why = may_bind(name, d, port)
+  if not ok then return nil, why, "EACCES" end
   for _, s in pairs(entry and entry.by or {}) do
     if s.port == port then return s end -- the app's own: one socket per port
   end
   for other, e in pairs(held) do
-    if other ~= name then
+    if other ~= key then
       for _, s in pairs(e.by) do
         if s.port == port then
-          return nil, ("port %d is held by pm for app '%s'"):format(port, other), "EADDRINUSE"
+          return nil, ("port %d is held by pm for app '%s'"):format(port, e.name or "?"), "EADDRINUSE"
         end
       end
     end
   end
-  local ok, why = may_bind(name, d, port)
-  if not ok then return nil, why, "EACCES" end
   local count = 0
   for _ in pairs(entry and entry.by or {}) do count = count + 1 end
   if entry and (#entry.learned >= M.MAX_LEARNED or count >= M.MAX_HELD) then
@@ -237,8 +273,9 @@ function M.learn(name, d, host, port)
       or err:find("assign", 1, true) and "EADDRNOTAVAIL" or "EINVAL"
     return nil, ("listen %s: %s"):format(spec, err), code
   end
-  entry = held[name] or { by = {}, learned = {} }
-  held[name] = entry
+  entry = held[key] or { name = name, by = {}, learned = {} }
+  held[key] = entry
+  entry.uid = uid_of(d)
   entry.by[id] = s
   entry.learned[#entry.learned + 1] = spec
   return s, spec

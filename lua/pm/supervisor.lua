@@ -190,7 +190,9 @@ function M.delete(p, done)
     procs[p.pm_id] = nil
     rules.disarm(p)
     applogs.release(p)
-    if #M.by_name(p.name) == 0 then sockets.release(p.name) end
+    local key, left = sockets.key(p.decl), false
+    for _, o in ipairs(M.by_name(p.name)) do left = left or sockets.key(o.decl) == key end
+    if not left then sockets.release(key) end
     event(p, "delete", nil, true)
     ctx.changed()
     done()

@@ -31,7 +31,7 @@ describe("held sockets", function()
   local names = {}
   local function app(d)
     d.name = d.name or name()
-    names[#names + 1] = d.name
+    names[#names + 1] = sockets.key(d)
     return d
   end
   after_each(function()
@@ -42,8 +42,8 @@ describe("held sockets", function()
   it("an address declared again is the same socket; one no longer declared is closed", function()
     local d = app({})
     local p1, p2 = free_port(), free_port()
-    local a = assert(sockets.acquire(d.name, { "tcp://127.0.0.1:" .. p1, "tcp://127.0.0.1:" .. p2 }, "/tmp"))
-    local b = assert(sockets.acquire(d.name, { "tcp://127.0.0.1:" .. p1 }, "/"))
+    local a = assert(sockets.acquire(sockets.key(d), { "tcp://127.0.0.1:" .. p1, "tcp://127.0.0.1:" .. p2 }, "/tmp"))
+    local b = assert(sockets.acquire(sockets.key(d), { "tcp://127.0.0.1:" .. p1 }, "/"))
     assert.equal(a[1].fd, b[1].fd)
     assert.equal(1, #b)
     -- (the second one's port is free again)
@@ -66,16 +66,16 @@ describe("held sockets", function()
     -- a new declaration of the app (no learned_listen) keeps the socket
     local d2 = { name = d.name, exec_mode = "cluster_mode" }
     assert.same({ "tcp://:" .. port }, sockets.learned_specs(d2))
-    local socks = assert(sockets.acquire(d.name, sockets.learned_specs(d2), "/"))
+    local socks = assert(sockets.acquire(sockets.key(d), sockets.learned_specs(d2), "/"))
     assert.equal(s.fd, socks[1].fd)
-    assert(sockets.acquire(d.name, {}, "/")) -- declares nothing: what it learned stays
+    assert(sockets.acquire(sockets.key(d), {}, "/")) -- declares nothing: what it learned stays
     assert.equal(s.fd, (sockets.learn(d.name, d2, "", port)).fd)
   end)
 
   it("a port another app holds is refused, saying which app", function()
     local a, b = app({}), app({})
     local port = free_port()
-    assert(sockets.acquire(a.name, { "tcp://127.0.0.1:" .. port }, "/"))
+    assert(sockets.acquire(sockets.key(a), { "tcp://127.0.0.1:" .. port }, "/"))
     local s, err, code = sockets.learn(b.name, b, "", port)
     assert.is_nil(s)
     assert.equal(("port %d is held by pm for app '%s'"):format(port, a.name), err)
@@ -116,6 +116,40 @@ describe("held sockets", function()
     -- a saved declaration's learned port is not bound for it either
     d.learned_listen = { "tcp://:1000" }
     assert.same({}, sockets.learned_specs(d))
+  end)
+
+  it("two apps of one name in two namespaces hold sockets of their own", function()
+    local a = app({ exec_mode = "cluster_mode", namespace = "tenant_a" })
+    local b = app({ exec_mode = "cluster_mode", namespace = "tenant_b", name = a.name })
+    local port = free_port()
+    assert(sockets.learn(a.name, a, "", port))
+    local s, err, code = sockets.learn(b.name, b, "", port)
+    assert.is_nil(s)
+    assert.equal("EADDRINUSE", code, err)
+  end)
+
+  it("an app declared again as another user loses what it learned as the first one", function()
+    if core.getuid() ~= 0 then
+      pending("users are a root daemon's")
+      return
+    end
+    local d = app({ exec_mode = "cluster_mode" })
+    local port = free_port()
+    local s = assert(sockets.learn(d.name, d, "", port))
+    local d2 = { name = d.name, exec_mode = "cluster_mode", uid = 65534, learned_listen = { "tcp://:" .. port } }
+    local again = sockets.learn(d2.name, d2, "", port)
+    assert.is_not.equal(s, again, "the socket bound for root is not handed to uid 65534")
+    -- (the first socket was closed: a new one was bound for uid 65534)
+    assert.truthy(again)
+    -- a privileged port the root app learned is refused to the other user
+    local low = app({ exec_mode = "cluster_mode" })
+    local ok = sockets.learn(low.name, low, "127.0.0.1", 1001)
+    if ok then
+      local other = { name = low.name, exec_mode = "cluster_mode", uid = 65534 }
+      local s2, err, code = sockets.learn(other.name, other, "127.0.0.1", 1001)
+      assert.is_nil(s2)
+      assert.equal("EACCES", code, err)
+    end
   end)
 
   it("at most MAX_LEARNED ports per app", function()
