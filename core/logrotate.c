@@ -11,7 +11,10 @@
  * renamed, the plain file removed after) and keeps the newest `retain`
  * rotated files of the stem, compressed or not (the others are removed).
  * Its queue is bounded: when 64 files wait, a rotation's file is kept
- * plain and pruned at once. A file of an app of another user is read,
+ * plain and the next job prunes (the writer thread never does that work).
+ * Only names pm gives count (the stamp's exact shape), only regular files,
+ * and at most MAX_KEYS of them: a folder the app's user owns may hold
+ * anything. A file of an app of another user is read,
  * written, renamed and removed as core.h's pm_open_owned / pm_as_begin say.
  */
 #define _GNU_SOURCE
@@ -32,6 +35,8 @@
 #include "core.h"
 
 #define MAX_JOBS 64
+#define MAX_KEYS 4096      /* rotated files of one stem a prune looks at */
+#define MAX_ENTRIES 100000 /* directory entries a prune reads */
 
 typedef struct job {
 	struct job *next;
@@ -68,15 +73,38 @@ static int split_path(const char *path, char **dir, char **base, char **ext)
 	return 0;
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-	return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 static int cmp_desc(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* Whether s (the rest of a name after "<base>__") is a stamp pm writes:
+ * YYYY-MM-DD_HH-mm-ss, then "_N" or nothing, then ext, then ".gz" or
+ * nothing -> the length of the name without ".gz", or 0 */
+static size_t stamp_len(const char *nm, size_t prefix, const char *ext)
+{
+	const char *s = nm + prefix;
+	static const char shape[] = "dddd-dd-dd_dd-dd-dd";
+	for (size_t i = 0; shape[i]; i++) {
+		if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+			return 0;
+	}
+	s += sizeof shape - 1;
+	if (*s == '_') {
+		const char *t = s + 1;
+		while (*t >= '0' && *t <= '9')
+			t++;
+		if (t == s + 1 || t - s > 5)
+			return 0;
+		s = t;
+	}
+	size_t el = strlen(ext);
+	if (strncmp(s, ext, el) != 0)
+		return 0;
+	s += el;
+	if (*s == '\0' || strcmp(s, ".gz") == 0)
+		return (size_t)(s - nm);
+	return 0;
 }
 
 /* Keeps the newest `retain` (at least 1) rotated files of live's stem:
@@ -87,28 +115,23 @@ static void prune(const char *live, int retain)
 	if (split_path(live, &dir, &base, &ext) < 0)
 		return;
 	size_t blen = strlen(base);
-	char gzext[PATH_MAX];
-	snprintf(gzext, sizeof gzext, "%s.gz", ext);
 	char **keys = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, seen = 0;
 	DIR *d = opendir(dir);
 	struct dirent *e;
-	while (d && (e = readdir(d))) {
+	while (d && n < MAX_KEYS && seen++ < MAX_ENTRIES && (e = readdir(d))) {
 		const char *nm = e->d_name;
-		if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, "__", 2) != 0 || ends_with(nm, ".tmp"))
+		if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, "__", 2) != 0)
 			continue;
-		size_t len;
-		if (ends_with(nm, gzext))
-			len = strlen(nm) - 3;
-		else if (*ext == '\0' || ends_with(nm, ext))
-			len = strlen(nm);
-		else
+		size_t len = stamp_len(nm, blen + 2, ext);
+		if (len == 0)
 			continue;
-		int dup = 0;
-		for (size_t i = 0; i < n && !dup; i++)
-			dup = strlen(keys[i]) == len && strncmp(keys[i], nm, len) == 0;
-		if (dup)
-			continue;
+		if (e->d_type != DT_REG) {
+			struct stat st;
+			if (e->d_type != DT_UNKNOWN || fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+		}
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 32;
 			char **nk = realloc(keys, nc * sizeof *nk);
@@ -126,6 +149,15 @@ static void prune(const char *live, int retain)
 	if (retain < 1)
 		retain = 1;
 	qsort(keys, n, sizeof *keys, cmp_desc);
+	/* a file and its .gz are one key: side by side once sorted */
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m > 0 && strcmp(keys[m - 1], keys[i]) == 0)
+			free(keys[i]);
+		else
+			keys[m++] = keys[i];
+	}
+	n = m;
 	char p[PATH_MAX];
 	for (size_t i = 0; i < n; i++) {
 		if (i >= (size_t)retain) {
@@ -301,9 +333,8 @@ int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int 
 		j->retain = retain;
 		if (queue_job(j) == 0)
 			return 0;
-		free(j->rotated);
-		j->rotated = NULL;
-		run_job(j); /* (prunes only: the queue is full) */
+		/* the queue is full: the file stays plain, and the next job
+		 * prunes (never here: this is the writer thread of every app) */
 	}
 	if (j)
 		free_job(j);

@@ -115,6 +115,40 @@ describe("time-based log rotation (issue 16 item 15)", function()
     end
   end)
 
+  it("retain counts only the files it made: decoys in the folder are neither counted nor removed", function()
+    -- what an app's user may put in its own log folder: a directory named
+    -- like the newest rotated file, and names that sort after every stamp
+    local logs = H.home .. "/logs"
+    assert(core.mkdir(logs, 448))
+    assert(core.mkdir(logs .. "/dec-out__2099-01-01_00-00-00.log", 448))
+    H.write(logs .. "/dec-out__zzzz.log", "decoy\n")
+    H.write(logs .. "/dec-out__2099-01-01_00-00-00.log.bak", "decoy\n")
+    H.lua_eco(('{ { name = "dec", script = %q, log_rotate = "* * * * * *", retain = 2 } }')
+      :format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    local seen = {}
+    H.wait_for(function()
+      for _, n in ipairs(rotated("dec-out")) do
+        if n:match("^dec%-out__20%d%d%-") and not n:match("^dec%-out__2099") then seen[n] = true end
+      end
+      local k = 0
+      for _ in pairs(seen) do k = k + 1 end
+      return k >= 4
+    end, 15000, "four rotations")
+    H.ok(H.pm("stop", "dec"))
+    local real = {}
+    H.wait_for(function()
+      real = {}
+      for _, n in ipairs(rotated("dec-out")) do
+        if n:match("^dec%-out__20[0-8]%d%-") then real[#real + 1] = n end
+      end
+      return #real == 2
+    end, 5000, "two real rotated files (retain = 2), the decoys not counted")
+    assert.equal("dir", core.stat(logs .. "/dec-out__2099-01-01_00-00-00.log").type)
+    assert.truthy(core.stat(logs .. "/dec-out__zzzz.log"))
+    assert.truthy(core.stat(logs .. "/dec-out__2099-01-01_00-00-00.log.bak"))
+  end)
+
   it("pm logs app (following) keeps following across rotations", function()
     H.lua_eco(('{ { name = "fol", script = %q, log_rotate = "* * * * * *", compress = true, retain = 5 } }')
       :format(F .. "/lb_ticker.sh"))
