@@ -63,8 +63,9 @@ function V.report(args)
   no_args("report", args)
   local out = {}
   local function say(fmt, ...) out[#out + 1] = fmt:format(...) end
-  local function tail(title, path)
-    local lines = path and require("pm.logtail").last_lines(path, REPORT_LINES) or {}
+  local function tail(title, path, d)
+    local logtail = require "pm.logtail"
+    local lines = path and logtail.last_lines(path, REPORT_LINES, logtail.owner(d)) or {}
     local what = not path and "no file" or #lines == 0 and path .. " is empty or missing"
       or ("the last %d lines of %s"):format(#lines, path)
     say("--- %s: %s", title, what)
@@ -105,8 +106,8 @@ function V.report(args)
     local e = d.pm2_env or {}
     if e.status == "errored" then
       local why = e.error and (" (" .. tostring(e.error) .. ")") or ""
-      tail(("errored app %s (id %s)%s, its stderr"):format(d.name, tostring(d.pm_id), why), e.pm_err_log_path)
-      tail(("errored app %s (id %s), its stdout"):format(d.name, tostring(d.pm_id)), e.pm_out_log_path)
+      tail(("errored app %s (id %s)%s, its stderr"):format(d.name, tostring(d.pm_id), why), e.pm_err_log_path, d)
+      tail(("errored app %s (id %s), its stdout"):format(d.name, tostring(d.pm_id)), e.pm_out_log_path, d)
     end
   end
   io.stdout:write(table.concat(out, "\n"), "\n")

@@ -13,10 +13,37 @@ local util = require "pm.util"
 
 local M = {}
 
--- The last n lines of a file (a line cut by the start of the file is dropped).
-function M.last_lines(path, n)
+-- How the log files of the app of description d are opened (core.open's
+-- owner): an app of another user writes into folders it may own, so its
+-- files are read only when they are regular files of that user, never
+-- through a link (root's `pm logs` and `pm report` would print whatever a
+-- link named); nil for an app of the caller's user.
+function M.owner(d)
+  local e = d and d.pm2_env or {}
+  local uid = tonumber(e.uid)
+  if uid and uid ~= core.getuid() then return { uid = uid, gid = tonumber(e.gid) } end
+end
+
+-- A file to read: opened by core.open as owner says, then read through
+-- /proc/self/fd (the file that was checked, whatever the path names now);
+-- a path that is not a regular file is not opened (a FIFO would block).
+local function open(path, owner)
+  if not owner then
+    local st = core.stat(path)
+    return st and st.type == "file" and io.open(path, "rb")
+  end
+  local fd = core.open(path, "r", nil, owner)
+  if not fd then return nil end
+  local f = io.open("/proc/self/fd/" .. fd, "rb")
+  core.close(fd)
+  return f
+end
+
+-- The last n lines of a file (a line cut by the start of the file is
+-- dropped); owner: M.owner's.
+function M.last_lines(path, n, owner)
   if n <= 0 then return {} end
-  local f = io.open(path, "rb")
+  local f = open(path, owner)
   if not f then return {} end
   local pos = f:seek("end")
   local buf = ""
@@ -119,7 +146,7 @@ function M.last(list, n, skip)
   end)
   local entries, all_stamped = {}, true
   for _, f in ipairs(files) do
-    for _, line in ipairs(M.last_lines(f.path, n)) do
+    for _, line in ipairs(M.last_lines(f.path, n, M.owner(f.d))) do
       local en = M.parse(line)
       local d = f.d
       if en.id and en.id ~= d.pm_id then d = by_id[en.id] end

@@ -190,4 +190,21 @@ while (1) { symlink($ARGV[0], "app.pid.tmp"); rename("app.pid.tmp", "app.pid");
     assert(ok2, err)
     assert.is_true(untouched(), "the victim is untouched")
   end)
+
+  it("root's pm logs and pm report never print what a link in the user's log folder names (nor wait on a FIFO)",
+    function()
+    local ok, why = usable()
+    if not ok then pending(why); return end
+    H.ok(H.pm("start", eco({ name = "leak", script = "/bin/sh", args = { "-c", "echo started; exit 3" },
+      cwd = dir, user = "nobody", out_file = "out.log", error_file = "err.log", max_restarts = 1,
+      min_uptime = 60000 })), "pm start")
+    H.wait_for(function() return H.status("leak") == "errored" end, 10000, "leak errored")
+    assert.equal(0, as_nobody("rm -f out.log err.log && ln -s " .. H.shquote(victim) .. " out.log && mkfifo err.log")
+      .code)
+    local r = H.ok(H.pm("logs", "leak", "--nostream", "--lines", "5"), "pm logs")
+    assert.is_falsy(r.out:find("secret", 1, true), r.out)
+    r = H.ok(H.pm("report"), "pm report")
+    assert.is_falsy(r.out:find("secret", 1, true), r.out)
+    assert.is_truthy(r.out:find("errored app leak", 1, true), r.out)
+  end)
 end)
