@@ -27,7 +27,7 @@ local function listen_request(p, msg, channel)
     s, spec, code = sockets.learn(p.name, d, msg.address, msg.port)
   end
   if not s then
-    log.warn("app %s (%d) listens on port %s: %s", p.name, p.pm_id, tostring(msg.port), spec)
+    log.warn("app %s (%d) listens on port %q: %s", p.name, p.pm_id, tostring(msg.port):sub(1, 64), spec)
     return channel:write(util.encode({ cmd = "NODE_PM_LISTEN_ERR", seq = seq, port = tonumber(msg.port),
       code = code, message = spec }) .. "\n")
   end

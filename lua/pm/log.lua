@@ -34,9 +34,20 @@ local function rotate()
   core.close(fd)
 end
 
+-- What a message may carry into pm.log: an app's words (a port it asked
+-- for, a name) pass through here too. Control characters are escaped (no
+-- escape sequence reaches a terminal that shows the log) and a line break
+-- indents what follows, so that every line starting at its first column
+-- is one the daemon wrote.
+local function clean(msg)
+  return (msg:gsub("[%z\1-\8\11-\31\127]", function(c) return ("\\x%02x"):format(c:byte()) end)
+    :gsub("\n", "\n    "))
+end
+
 local function emit(level, fmt, ...)
   local ok, msg = pcall(string.format, fmt, ...)
   if not ok then msg = tostring(fmt) end
+  msg = clean(msg)
   local line = os.date("%Y-%m-%dT%H:%M:%S ") .. level .. ": " .. msg .. "\n"
   if path then
     if size + #line > M.MAX_SIZE and size > 0 then rotate() end

@@ -332,7 +332,21 @@ end
 
 -- "/re/" (PM2: a target between slashes) -> the records whose name the
 -- regex matches, by pm_id | nil, message, "params" (not a regex)
+M.REGEX_MAX, M.REGEX_MAX_BOUND = 256, 20
 function M.by_regex(target)
+  -- a pattern is compiled into the daemon's memory: counted repetitions
+  -- nest into sizes that multiply ("((a{1,100}){1,100}){1,100}" took 1 GB)
+  if #target > M.REGEX_MAX then
+    return nil, ("bad regex: longer than %d characters"):format(M.REGEX_MAX), "params"
+  end
+  local braces = 0
+  for lo, hi in target:gmatch("{(%d*),?(%d*)}") do
+    braces = braces + 1
+    if (tonumber(lo) or 0) > M.REGEX_MAX_BOUND or (tonumber(hi) or 0) > M.REGEX_MAX_BOUND or braces > 2 then
+      return nil, ("bad regex %s: at most 2 counted repetitions {n,m}, each up to %d")
+        :format(target, M.REGEX_MAX_BOUND), "params"
+    end
+  end
   local all = M.all()
   local names = {}
   for i, p in ipairs(all) do names[i] = p.name end
