@@ -103,20 +103,45 @@ local function username_of(d)
   return name
 end
 
---[[ The version of an app's package, as PM2 finds it: the first
+-- A package.json's text, read with the rights of the app's user (an app of
+-- another user: no link, a file of that user's, as applogs.owner does),
+-- never a FIFO or a file over 1 MB -> text | nil
+local PKG_MAX = 1048576
+local function read_package(path, d)
+  local st = core.stat(path)
+  if not st or st.type ~= "file" or st.size > PKG_MAX then return nil end
+  local uid = tonumber(d.uid)
+  local owner = uid and uid ~= core.getuid() and { uid = uid, gid = tonumber(d.gid) or -1, as_user = true } or nil
+  local fd = core.open(path, "r", nil, owner)
+  if not fd then return nil end
+  local out, size = {}, 0
+  while size <= PKG_MAX do
+    local piece = core.read(fd, 65536)
+    if not piece or piece == "" then break end
+    out[#out + 1] = piece
+    size = size + #piece
+  end
+  core.close(fd)
+  return size <= PKG_MAX and table.concat(out) or nil
+end
+
+--[[ The version of app d's package, as PM2 finds it: the first
 package.json in the folder of the app's script or above it; "N/A" when
 there is none or it is not JSON, nil when the one found has no version.
 Folders are remembered for one describe call (a list of 2,000 apps of one
 folder reads it once). ]]
-local pkg_seen = {} -- folder -> its answer (false: no package.json there), this call
-function M.package_version(script)
-  local dir = util.dirname(script or "/")
+local pkg_seen = {} -- uid and folder -> its answer (false: no package.json there), this call
+function M.package_version(d)
+  local script = d.script
+  if type(script) ~= "string" or script:sub(1, 1) ~= "/" then return "N/A" end
+  local dir = util.dirname(script)
+  local who = tostring(d.uid or "") .. ":"
   local walked = {}
   local v
   while true do
-    v = pkg_seen[dir]
+    v = pkg_seen[who .. dir]
     if v == nil then
-      local text = util.read_file(dir .. "/package.json")
+      local text = read_package(dir .. "/package.json", d)
       if text then
         local pkg = util.decode(text)
         if type(pkg) ~= "table" then v = { "N/A" }
@@ -127,9 +152,9 @@ function M.package_version(script)
       else
         v = false
       end
-      pkg_seen[dir] = v
+      pkg_seen[who .. dir] = v
     end
-    walked[#walked + 1] = dir
+    walked[#walked + 1] = who .. dir
     if v then break end
     local up = util.dirname(dir)
     if up == dir then v = { "N/A" }; break end
@@ -172,7 +197,8 @@ local function meta_json(p)
   local at, d = p.pm_uptime or p.created_at, p.decl
   local fresh = not (m and m.at == at and m.decl == d)
   if not fresh and m.nv ~= nil then return m.text end
-  local version = fresh and M.package_version(d.script) or m.version
+  local version
+  if fresh then version = M.package_version(d) else version = m.version end
   local nv = M.node_version(d, fresh)
   local text = (version and (',"version":' .. cjson.encode(version)) or "")
     .. (nv and (',"node_version":' .. cjson.encode(nv)) or "")

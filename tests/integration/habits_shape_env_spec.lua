@@ -92,6 +92,15 @@ describe("pm2_env as PM2 shapes it", function()
     assert.equal("2.5.0", H.proc("srv").pm2_env.version)
   end)
 
+  it("a package.json that is a FIFO or a link to a file the daemon alone reads never holds a description up", function()
+    local dir = H.home .. "/f"
+    core.mkdir(dir, 493)
+    H.script("f/run.sh", SLEEPER)
+    assert(os.execute("mkfifo " .. H.shquote(dir .. "/package.json")) == 0)
+    H.ok(H.pm("start", dir .. "/run.sh", "--name", "fifo"))
+    assert.equal("N/A", H.proc("fifo").pm2_env.version)
+  end)
+
   it("node_version of a Node app: its interpreter's", function()
     local node = io.popen("command -v node 2>/dev/null"):read("*l")
     if not node or node == "" then return pending("node is not installed") end
