@@ -101,6 +101,35 @@ describe("pm2_env as PM2 shapes it", function()
     assert.equal("N/A", H.proc("fifo").pm2_env.version)
   end)
 
+  it("an app of another user: username is that user's, its package.json is read as that user would", function()
+    if core.getuid() ~= 0 then return pending("needs root: apps of another user") end
+    local pw = assert(util.passwd("nobody"), "no user nobody")
+    local open = io.popen("mktemp -d " .. H.shquote(H.src .. "/tests/tmp/open.XXXXXX")):read("*l")
+    finally(function() os.execute("rm -rf " .. H.shquote(open)) end)
+    core.chmod(open, 493)
+    for _, sub in ipairs({ "own", "planted" }) do
+      core.mkdir(open .. "/" .. sub, 493)
+      H.write(open .. "/" .. sub .. "/run.sh", SLEEPER)
+      core.chmod(open .. "/" .. sub .. "/run.sh", 493)
+    end
+    -- its own package.json; and a link to a file only root may read
+    H.write(open .. "/own/package.json", '{ "version": "7.0.0" }')
+    assert(os.execute(("chown %d %s"):format(pw.uid, H.shquote(open .. "/own/package.json"))) == 0)
+    H.write(H.home .. "/secret.json", '{ "version": "root-only" }')
+    core.chmod(H.home .. "/secret.json", 384)
+    assert(os.execute("ln -s " .. H.shquote(H.home .. "/secret.json") .. " "
+      .. H.shquote(open .. "/planted/package.json")) == 0)
+    H.lua_eco(([[{
+      { name = "own", script = %q, user = "nobody", cwd = %q },
+      { name = "planted", script = %q, user = "nobody", cwd = %q },
+    }]]):format(open .. "/own/run.sh", open, open .. "/planted/run.sh", open))
+    H.ok(H.pm("start", H.home .. "/ecosystem.config.lua"))
+    local by = H.by_name()
+    assert.equal(pw.name, by.own.pm2_env.username)
+    assert.equal("7.0.0", by.own.pm2_env.version)
+    assert.equal("N/A", by.planted.pm2_env.version)
+  end)
+
   it("node_version of a Node app: its interpreter's", function()
     local node = io.popen("command -v node 2>/dev/null"):read("*l")
     if not node or node == "" then return pending("node is not installed") end
