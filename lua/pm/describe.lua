@@ -401,7 +401,10 @@ function M.selection(fields)
     elseif head == "monit" and (rest == "" or rest == "memory" or rest == "cpu") then
       sel.monit = true
     elseif head == "pm2_env" and rest:match("^[%w_]+$") and rest ~= "env" and rest ~= "events" then
-      sel.env[#sel.env + 1] = { name = rest, key = ',"' .. rest .. '":', get = ENV[rest] }
+      -- (attr: an attribute's name, read from the declaration; the
+      -- environment is looked at only for the other names)
+      sel.env[#sel.env + 1] = { name = rest, key = ',"' .. rest .. '":', get = ENV[rest],
+        attr = KEEP[rest] and not appdecl.PRIVATE[rest] }
     else
       return nil, "no such field: " .. f
     end
@@ -438,11 +441,13 @@ local function selected_into(parts, n, p, sel, mem, cpu)
       local v
       if f.get then
         v = f.get(p)
-      elseif kept(f.name, d) then
-        if not appdecl.PRIVATE[f.name] then v = d[f.name] end
+      elseif f.attr then
+        v = d[f.name]
         if type(v) == "function" then v = nil end
-      else
-        v = flat_value(p, f.name)
+      elseif not KEEP[f.name] then
+        v = d[f.name] -- (a member of d that no attribute of the schema names)
+        if v == nil then v = flat_value(p, f.name) end
+        if type(v) == "function" then v = nil end
       end
       n = member(parts, n, f.key, v)
     end
