@@ -562,20 +562,25 @@ end
 M.PRIVATE = { on_exit = true, on_start = true, on_stop = true, force = true,
   env = true, env_remove = true }
 local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances, learned }
+local LISTS = { watch = true } -- attributes whose table is a list: [] when empty
+for k, s in pairs(schema) do if s[1] == "list" then LISTS[k] = true end end
 
--- -> the JSON members of d (an object's text without its braces)
-function M.members_json(d)
-  local c = members_cache[d]
+-- -> the JSON members of d (an object's text without its braces); drop:
+-- names left out (not cached then)
+function M.members_json(d, drop)
+  local c = not drop and members_cache[d]
   if c and c.instances == d.instances and c.learned == d.learned_listen then return c.text end
   local e = {}
   for k, v in pairs(d) do
-    if not M.PRIVATE[k] and type(v) ~= "function" then e[k] = v end
+    if not M.PRIVATE[k] and type(v) ~= "function" and not (drop and drop[k]) then
+      e[k] = (LISTS[k] and type(v) == "table") and util.array(v) or v
+    end
   end
   e.args = util.array(d.args)
   e.interpreter_args = util.array(d.interpreter_args)
   e.stop_exit_codes = util.array(d.stop_exit_codes)
   local text = util.encode(e):sub(2, -2)
-  members_cache[d] = { text = text, instances = d.instances, learned = d.learned_listen }
+  if not drop then members_cache[d] = { text = text, instances = d.instances, learned = d.learned_listen } end
   return text
 end
 

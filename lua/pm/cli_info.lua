@@ -47,20 +47,45 @@ function V.jlist(args)
   return 0
 end
 
+-- The daemon's environment, as it was started (what `pm describe` compares
+-- an app's with); the CLI's own when it cannot be read (PM2 compares with
+-- the CLI's).
+local function daemon_environ()
+  local home = util.home()
+  local s = util.read_file(home .. "/pm.pid")
+  local raw = s and s:match("%d+") and core.proc_environ(tonumber(s:match("%d+")))
+  if raw then
+    local env = {}
+    for k, v in raw:gmatch("([^%z=]+)=([^%z]*)") do env[k] = v end
+    if env.PM_HOME == home then return env end -- (not a pid used again since)
+  end
+  return core.environ()
+end
+
 function V.describe(args)
   local p = cli.parser("describe")
   p:argument("target", "name, id, 'all' or namespace")
   p:flag("--json", "print JSON")
+  p:flag("--env", "the whole environment (else what differs from the daemon's)")
   local a = p:parse(args)
-  local list = described(target_of(a.target), a.target)
   if a.json then
-    io.stdout:write(util.encode(list), "\n")
-  else
-    local view = require "pm.view"
-    for i, d in ipairs(list) do
-      if i > 1 then io.stdout:write("\n") end
-      io.stdout:write(view.card(d))
-    end
+    -- the daemon's text as it is: decoded and encoded again, an empty
+    -- list would come out as {} (cjson)
+    local pieces = {}
+    local conn = check(api()._conn())
+    check(conn:call_streamed("describe", { target = target_of(a.target) },
+      function(piece) pieces[#pieces + 1] = piece end))
+    local text = table.concat(pieces)
+    if text == "[]" then error({ msg = "process or namespace not found: " .. a.target }, 0) end
+    io.stdout:write(text, "\n")
+    return 0
+  end
+  local list = described(target_of(a.target), a.target)
+  local view = require "pm.view"
+  local base = not a.env and daemon_environ() or nil
+  for i, d in ipairs(list) do
+    if i > 1 then io.stdout:write("\n") end
+    io.stdout:write(view.card(d, nil, base))
   end
   return 0
 end

@@ -9,6 +9,7 @@ local cjson = require "cjson"
 local hooks = require "pm.hooks"
 local appdecl = require "pm.app"
 local applogs = require "pm.applogs"
+local children = require "pm.children"
 
 local M = {}
 local clk_tck = core.clk_tck()
@@ -80,6 +81,131 @@ local function exec_interpreter(d)
     (d.interpreter == "none" and "none" or util.basename(d.interpreter))
 end
 
+-- ---- what pm2_env holds beside the declaration: username, version,
+-- node_version (PM2's), each read once, not once per list ----
+
+-- pm2_env's members pm works out itself: a declaration's attributes of the
+-- same names (PM2 accepts them, and its daemon overwrites them too) are
+-- left out of its descriptions
+local COMPUTED = { username = true, version = true, node_version = true }
+
+-- The name of the user an app runs as (PM2's username: who started it;
+-- pm's apps run as their uid's user, or the daemon's).
+local usernames = {} -- uid -> name
+local function username_of(d)
+  local uid = tonumber(d.uid) or core.getuid()
+  local name = usernames[uid]
+  if not name then
+    local pw = util.passwd(uid)
+    name = pw and pw.name or tostring(uid)
+    usernames[uid] = name
+  end
+  return name
+end
+
+-- A package.json's text, read with the rights of the app's user (an app of
+-- another user: no link, a file of that user's, as applogs.owner does),
+-- never a FIFO or a file over 1 MB -> text | nil
+local PKG_MAX = 1048576
+local function read_package(path, d)
+  local st = core.stat(path)
+  if not st or st.type ~= "file" or st.size > PKG_MAX then return nil end
+  local uid = tonumber(d.uid)
+  local owner = uid and uid ~= core.getuid() and { uid = uid, gid = tonumber(d.gid) or -1, as_user = true } or nil
+  local fd = core.open(path, "r", nil, owner)
+  if not fd then return nil end
+  local out, size = {}, 0
+  while size <= PKG_MAX do
+    local piece = core.read(fd, 65536)
+    if not piece or piece == "" then break end
+    out[#out + 1] = piece
+    size = size + #piece
+  end
+  core.close(fd)
+  return size <= PKG_MAX and table.concat(out) or nil
+end
+
+--[[ The version of app d's package, as PM2 finds it: the first
+package.json in the folder of the app's script or above it; "N/A" when
+there is none or it is not JSON, nil when the one found has no version.
+Folders are remembered for one describe call (a list of 2,000 apps of one
+folder reads it once). ]]
+local pkg_seen = {} -- uid and folder -> its answer (false: no package.json there), this call
+function M.package_version(d)
+  local script = d.script
+  if type(script) ~= "string" or script:sub(1, 1) ~= "/" then return "N/A" end
+  local dir = util.dirname(script)
+  local who = tostring(d.uid or "") .. ":"
+  local walked = {}
+  local v
+  while true do
+    v = pkg_seen[who .. dir]
+    if v == nil then
+      local text = read_package(dir .. "/package.json", d)
+      if text then
+        local pkg = util.decode(text)
+        if type(pkg) ~= "table" then v = { "N/A" }
+        else
+          local ver = pkg.version
+          v = { (type(ver) == "string" or type(ver) == "number") and tostring(ver) or nil }
+        end
+      else
+        v = false
+      end
+      pkg_seen[who .. dir] = v
+    end
+    walked[#walked + 1] = who .. dir
+    if v then break end
+    local up = util.dirname(dir)
+    if up == dir then v = { "N/A" }; break end
+    dir = up
+  end
+  for _, w in ipairs(walked) do pkg_seen[w] = v end
+  return v[1]
+end
+
+--[[ node_version: the version of a Node app's interpreter (PM2's comes from
+the process itself). Asked once of each interpreter (`node --version`, a
+helper process: the answer shows in the descriptions made after it), and
+again when its file changes. -> the version | false (not a Node app, or
+it did not say) | nil (being asked) ]]
+local node_versions = {} -- interpreter path -> { mtime, version }
+function M.node_version(d, recheck)
+  local interp = d.interpreter
+  if type(interp) ~= "string" or interp:sub(1, 1) ~= "/"
+      or not util.basename(interp):match("^node") then
+    return false
+  end
+  local c = node_versions[interp]
+  if c and not recheck then return c.version end
+  local st = core.stat(interp)
+  if not st then return c and c.version or false end
+  if c and c.mtime == st.mtime then return c.version end
+  c = { mtime = st.mtime, version = nil }
+  node_versions[interp] = c
+  children.run({ interp, "--version" }, { capture = true, timeout = 10000 }, function(code, _, out)
+    local v = code == 0 and type(out) == "string" and out:match("^v?(%d+%.%d+%.%d+[%w.+-]*)")
+    c.version = v or false
+  end)
+  return nil
+end
+
+-- ,"version":...,"node_version":... of p's process: read again when a new
+-- process starts (a deploy changed them) -> text
+local function meta_json(p)
+  local m = p.json_meta
+  local at, d = p.pm_uptime or p.created_at, p.decl
+  local fresh = not (m and m.at == at and m.decl == d)
+  if not fresh and m.nv ~= nil then return m.text end
+  local version
+  if fresh then version = M.package_version(d) else version = m.version end
+  local nv = M.node_version(d, fresh)
+  local text = (version and (',"version":' .. cjson.encode(version)) or "")
+    .. (nv and (',"node_version":' .. cjson.encode(nv)) or "")
+  p.json_meta = { at = at, decl = d, version = version, nv = nv, text = text }
+  return text
+end
+
 -- The part of pm2_env that changes only with the declaration, encoded
 -- once per declaration (a list of 2,000 apps is then mostly concatenation):
 -- a JSON object's members without the braces. The declaration's own
@@ -98,8 +224,14 @@ local function static_json(p)
     NODE_APP_INSTANCE = p.instance,
     unique_id = p.uid_marker,
     origin = p.origin and p.origin.path or nil,
+    username = username_of(d),
   }
-  s = appdecl.members_json(d) .. "," .. util.encode(own):sub(2, -2)
+  local drop
+  for k in pairs(COMPUTED) do
+    if d[k] ~= nil then drop = COMPUTED end
+  end
+  local members = appdecl.members_json(d, drop)
+  s = (members ~= "" and (members .. ",") or "") .. util.encode(own):sub(2, -2)
   p.json_static, p.json_decl, p.json_learned = s, d, d.learned_listen
   return s
 end
@@ -130,7 +262,7 @@ local ENV = {
   pm_uptime = function(p) return p.pm_uptime or p.created_at end,
   restart_time = function(p) return p.restart_time end,
   unstable_restarts = function(p) return p.unstable_restarts end,
-  exit_code = function(p) return p.exit_code end,
+  exit_code = function(p) return p.exit_code == nil and p.exit_signal and util.null or p.exit_code end,
   exit_signal = function(p) return p.exit_signal end,
   prev_restart_delay = function(p) return p.prev_restart_delay end,
   error = function(p) return p.error end,
@@ -148,7 +280,103 @@ local ENV = {
   unique_id = function(p) return p.uid_marker end,
   origin = function(p) return p.origin and p.origin.path or nil end,
   namespace = function(p) return p.decl.namespace or "default" end,
+  name = function(p) return p.name end,
+  username = function(p) return username_of(p.decl) end,
+  version = function(p) meta_json(p); return p.json_meta.version end,
+  node_version = function(p) meta_json(p); return p.json_meta.nv or nil end,
 }
+
+-- ---- the app's environment flattened into pm2_env (PM2's shape) ----
+
+--[[ PM2 copies an app's environment into pm2_env (its daemon then sets
+its own fields over it): p.pm2_env.NODE_ENV. So does pm, but for the names
+of pm2_env's own members and of app attributes: in PM2 a variable named
+`watch` or `instances` overrides the attribute, in what pm2_env says and
+in what the daemon does; in pm the declaration alone governs an app, and
+pm2_env says what governs it (the variable is in pm2_env.env). ]]
+local KEEP = { env = true, events = true, changes = true, env_remove = true }
+for k in pairs(ENV) do KEEP[k] = true end
+for k in pairs(appdecl.schema) do KEEP[k] = true end
+
+local function inner(t)
+  if next(t) == nil then return "" end
+  return util.encode(t):sub(2, -2)
+end
+
+-- Whether pm2_env keeps name for itself, or for d's attribute of that name
+local function kept(name, d) return KEEP[name] or d[name] ~= nil end
+
+-- members (a decoded object) and their text -> the text without the names
+-- pm2_env keeps (d: also those of d's members)
+local function flat_text(members, text, d)
+  for k in pairs(members) do
+    if KEEP[k] or (d and d[k] ~= nil) then
+      local rest = {}
+      for k2, v in pairs(members) do
+        if not (KEEP[k2] or (d and d[k2] ~= nil)) then rest[k2] = v end
+      end
+      return inner(rest)
+    end
+  end
+  return text
+end
+
+-- The part of an app's environment it shares with the environment it was
+-- started from (launch.lua's env_json[1], one string for many apps) ->
+-- { vars, text } (flattened), kept for the few such strings there are.
+local shared_flat, shared_count = {}, 0
+local function shared_of(text)
+  local c = shared_flat[text]
+  if c then return c end
+  local vars = text ~= "" and util.decode("{" .. text .. "}") or {}
+  if type(vars) ~= "table" then vars = {} end
+  c = { vars = vars, text = flat_text(vars, text) }
+  if shared_count >= 64 then shared_flat, shared_count = {}, 0 end
+  shared_flat[text] = c
+  shared_count = shared_count + 1
+  return c
+end
+
+-- p's environment flattened: { env and decl (what it was made from),
+-- vars (its own part, decoded), shared (the shared part's), text }; made
+-- again when the environment of its process changes (once per start,
+-- not once per description).
+local function flat_of(p)
+  local e, d = p.env_json or false, p.decl
+  local f = p.json_flat
+  if f and f.env == e and f.decl == d then return f end
+  local shared, vars, text
+  if e then
+    shared = shared_of(e[1])
+    vars = e[2] ~= "" and util.decode("{" .. e[2] .. "}") or {}
+    if type(vars) ~= "table" then vars = {} end
+    text = flat_text(vars, e[2], d)
+  else -- (no process yet: the declared environment)
+    shared = shared_of("")
+    vars = d.env or {}
+    text = flat_text(vars, inner(vars), d)
+  end
+  local stext = shared.text
+  for k in pairs(d) do -- (a member of d that is no attribute of the schema: rare)
+    if not KEEP[k] and shared.vars[k] ~= nil then stext = flat_text(shared.vars, stext, d); break end
+  end
+  if stext ~= "" then text = text ~= "" and (stext .. "," .. text) or stext end
+  f = { env = e, decl = d, vars = vars, shared = shared.vars, text = text }
+  p.json_flat = f
+  return f
+end
+
+-- A variable of p's environment as pm2_env shows it flattened (nil for
+-- the names pm2_env keeps for itself).
+local function flat_value(p, name)
+  if kept(name, p.decl) then return nil end
+  local f = flat_of(p)
+  local v = f.vars[name]
+  if v == nil then v = f.shared[name] end
+  return v
+end
+
+-- ---- a selection's fields ----
 
 local selections = setmetatable({}, { __mode = "v" }) -- fields' text -> compiled
 
@@ -173,7 +401,10 @@ function M.selection(fields)
     elseif head == "monit" and (rest == "" or rest == "memory" or rest == "cpu") then
       sel.monit = true
     elseif head == "pm2_env" and rest:match("^[%w_]+$") and rest ~= "env" and rest ~= "events" then
-      sel.env[#sel.env + 1] = { name = rest, key = ',"' .. rest .. '":', get = ENV[rest] }
+      -- (attr: an attribute's name, read from the declaration; the
+      -- environment is looked at only for the other names)
+      sel.env[#sel.env + 1] = { name = rest, key = ',"' .. rest .. '":', get = ENV[rest],
+        attr = KEEP[rest] and not appdecl.PRIVATE[rest] }
     else
       return nil, "no such field: " .. f
     end
@@ -210,8 +441,12 @@ local function selected_into(parts, n, p, sel, mem, cpu)
       local v
       if f.get then
         v = f.get(p)
-      elseif not appdecl.PRIVATE[f.name] then
+      elseif f.attr then
         v = d[f.name]
+        if type(v) == "function" then v = nil end
+      elseif not KEEP[f.name] then
+        v = d[f.name] -- (a member of d that no attribute of the schema names)
+        if v == nil then v = flat_value(p, f.name) end
         if type(v) == "function" then v = nil end
       end
       n = member(parts, n, f.key, v)
@@ -255,12 +490,15 @@ local function describe_into(parts, n, p, brief, cached, changes)
   n = member(parts, n, ',"pm_uptime":', p.pm_uptime or p.created_at)
   n = member(parts, n, ',"restart_time":', p.restart_time)
   n = member(parts, n, ',"unstable_restarts":', p.unstable_restarts)
-  n = member(parts, n, ',"exit_code":', p.exit_code)
+  -- (null when a signal ended it, as in PM2: Node's exit code then)
+  n = member(parts, n, ',"exit_code":', p.exit_code == nil and p.exit_signal and util.null or p.exit_code)
   n = member(parts, n, ',"exit_signal":', p.exit_signal)
   n = member(parts, n, ',"prev_restart_delay":', p.prev_restart_delay)
   n = member(parts, n, ',"error":', p.error)
   n = member(parts, n, ',"notify":', p.notify)
   n = member(parts, n, ',"ready":', p.ready)
+  n = n + 1
+  parts[n] = meta_json(p)
   if p.history then
     local hj = p.history_json
     if not hj then
@@ -275,6 +513,12 @@ local function describe_into(parts, n, p, brief, cached, changes)
   if ch then n = member(parts, n, ',"changes":', util.array(ch)) end
   if not brief then
     if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
+    local flat = flat_of(p).text
+    if flat ~= "" then
+      parts[n + 1] = ","
+      parts[n + 2] = flat
+      n = n + 2
+    end
     local e = p.env_json
     if e then
       parts[n + 1] = ',"env":{'
@@ -294,6 +538,7 @@ local function describe_into(parts, n, p, brief, cached, changes)
 end
 
 local function describe_json(p, brief)
+  pkg_seen = {}
   local parts = {}
   local n = describe_into(parts, 0, p, brief)
   return table.concat(parts, "", 1, n)
@@ -311,6 +556,7 @@ local new_table = require "table.new"
 -- changes: record -> what an ecosystem file changed of its declaration.
 function M.describe_list(list, brief, cached, changes)
   if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
+  pkg_seen = {}
   local parts, n = new_table(#list * 36 + 2, 0), 1
   parts[1] = "["
   for i, p in ipairs(list) do

@@ -228,7 +228,7 @@ function M.on_child(pid, code, signum)
   local gone = escaped and stop_escapees(p, escaped)
   p.pid = 0
   p.ready = nil
-  p.exit_code = code ~= nil and code or (128 + (signum or 0))
+  p.exit_code = code -- (nil when a signal ended it: Node's, and so PM2's)
   p.exit_signal = util.signame(signum)
   local exit = { code = code, signal = p.exit_signal, uptime = uptime,
     reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
@@ -246,6 +246,7 @@ function M.on_child(pid, code, signum)
     return
   end
   local decision = policy.decide(p.decl, p, exit)
+  local stopped_by_hook = false
   if p.decl.on_exit then
     local v = describe.hook(p, "on_exit", util.shallow_copy(exit))
     local hd, herr = hooks.decision(v)
@@ -253,9 +254,14 @@ function M.on_child(pid, code, signum)
       log.error("hook on_exit of %s: %s; the built-in policy decides", p.name, herr)
     elseif hd then
       decision.action, decision.delay = hd.action, hd.delay
+      stopped_by_hook = hd.action == "stop"
     end
   end
   apply_decision(p, decision, exit, gone)
+  -- on_exit's "stop" is a stop the app asked for: on_stop runs as after
+  -- `pm stop` (a stop of the built-in policy, autorestart off or a
+  -- stop_exit_code, is not: the app ended, nobody stopped it)
+  if stopped_by_hook and p.status == "stopped" then describe.hook(p, "on_stop") end
 end
 
 return M

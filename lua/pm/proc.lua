@@ -64,7 +64,7 @@ M.FIELDS = {
     env_json = "that environment as JSON pieces (describe.lua)",
     kept = "a crash loop's plumbing kept for its next process",
     stdin_w = "the write end of its process's stdin (input = true: pm send), or nil",
-    exit_code = "its last process's exit code (128 + signal when killed)",
+    exit_code = "its last process's exit code (nil when a signal ended it)",
     exit_signal = "the signal that ended its last process, or nil",
     tree = "pid -> start time of descendants signalled in a stop (exits.lua)",
   },
@@ -108,6 +108,8 @@ M.FIELDS = {
     json_static = "the part of its description that changes with decl only",
     json_decl = "the declaration json_static was made from",
     json_learned = "the decl's learned_listen when json_static was made (sockets.lua changes it in place)",
+    json_meta = "version and node_version of its process: { at, decl, version, nv, text }",
+    json_flat = "its environment flattened into pm2_env: { env, decl, vars, shared, text }",
   },
 }
 local known = {}
@@ -142,7 +144,8 @@ local function flat_env(p)
   return {
     name = p.name, pm_id = p.pm_id, namespace = p.decl.namespace, status = p.status,
     restart_time = p.restart_time, unstable_restarts = p.unstable_restarts,
-    pm_uptime = p.pm_uptime, exit_code = p.exit_code,
+    pm_uptime = p.pm_uptime,
+    exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code,
   }
 end
 

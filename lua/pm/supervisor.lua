@@ -188,6 +188,7 @@ function M.delete(p, done)
     lifecycle.deleted(p)
     launch.unkeep(p)
     procs[p.pm_id] = nil
+    if next(procs) == nil then next_id = 0 end -- PM2's: ids start again once none is left
     rules.disarm(p)
     applogs.release(p)
     local key, left = sockets.key(p.decl), false

@@ -213,8 +213,11 @@ end
 
 local function set(v) return v ~= nil and v ~= util.null end
 
--- Everything about one process, lines ended; rows without a value are left out.
-function M.card(p, now)
+-- Everything about one process, lines ended; rows without a value are left
+-- out. base: an environment (name -> value, the daemon's) whose variables
+-- the env rows leave out when the app's are the same (PM2's "divergent env
+-- variables"); nil shows them all.
+function M.card(p, now, base)
   local e = p.pm2_env or {}
   local out = {}
   local function row(k, v)
@@ -224,9 +227,12 @@ function M.card(p, now)
   row("status", e.status)
   row("pid", p.pid)
   row("namespace", e.namespace)
+  row("version", e.version)
+  row("user", e.username)
   row("script", e.pm_exec_path)
-  row("args", type(e.args) == "table" and table.concat(e.args, " ") or nil)
+  row("args", type(e.args) == "table" and #e.args > 0 and table.concat(e.args, " ") or nil)
   row("interpreter", e.exec_interpreter)
+  row("node.js version", e.node_version)
   row("cwd", e.pm_cwd)
   row("instances", e.instances)
   row("restarts", e.restart_time)
@@ -262,11 +268,16 @@ function M.card(p, now)
     end
   end
   if type(e.env) == "table" then
-    local keys = {}
-    for k in pairs(e.env) do keys[#keys + 1] = k end
+    local keys, same = {}, 0
+    for k, v in pairs(e.env) do
+      if base and base[k] == v then same = same + 1 else keys[#keys + 1] = k end
+    end
     table.sort(keys)
     out[#out + 1] = "env:"
     for _, k in ipairs(keys) do out[#out + 1] = ("  %s=%s"):format(k, tostring(e.env[k])) end
+    if same > 0 then
+      out[#out + 1] = ("  (and %d as in the daemon's environment: --env shows them)"):format(same)
+    end
   end
   return table.concat(out, "\n") .. "\n"
 end
@@ -427,7 +438,8 @@ function M.monit_details(p)
     ("pid %s   script %s   interpreter %s"):format(tostring(p.pid), tostring(e.pm_exec_path),
       tostring(e.exec_interpreter)),
     ("cwd %s   restarts %d   unstable %d   last exit %s%s"):format(tostring(e.pm_cwd),
-      e.restart_time or 0, e.unstable_restarts or 0, tostring(e.exit_code or "-"),
+      e.restart_time or 0, e.unstable_restarts or 0,
+      set(e.exit_code) and tostring(e.exit_code) or tostring(e.exit_signal or "-"),
       e.notify and e.notify.status and ("   status: " .. e.notify.status) or "")
 end
 

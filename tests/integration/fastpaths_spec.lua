@@ -303,8 +303,10 @@ describe("descriptions from cached JSON", function()
       assert.equal(n, by[n].name)
       assert.is_string(by[n].PM_APP_UID)
     end
+    -- once in each app's env, once flattened into its pm2_env (PM2's shape)
     local _, count = r.out:gsub('"PM_TEST_SHARED":', "")
-    assert.equal(2, count, "one PM_TEST_SHARED per app")
+    assert.equal(4, count, "one PM_TEST_SHARED per app, in env and in pm2_env")
+    for _, p in ipairs(list) do assert.equal(p.pm2_env.env.PM_TEST_SHARED, p.pm2_env.PM_TEST_SHARED) end
   end)
 
   it("come brief: without the environment (brief true), or only the table's fields (brief \"table\")", function()
