@@ -154,13 +154,18 @@ local function run_chunk(chunk, args)
   -- runs until it is killed loses nothing)
   io.stdout:setvbuf("line")
   setfenv(chunk, M.env(write))
-  local ok, res = xpcall(function() return chunk(unpack(args)) end, debug.traceback)
-  if not ok then
-    say_error(res)
+  local res = { n = 0 }
+  local function keep(ok, ...)
+    res.n = select("#", ...)
+    for i = 1, res.n do res[i] = select(i, ...) end
+    return ok
+  end
+  if not keep(xpcall(function() return chunk(unpack(args)) end, debug.traceback)) then
+    say_error(res[1])
     return false
   end
   if not pm._run() then return false end
-  return ok, res
+  return true, res
 end
 
 -- pm run: a script file, its arguments in arg and in ... -> the exit
@@ -173,15 +178,20 @@ function M.run_file(file, args)
   for i, v in ipairs(args) do _G.arg[i] = v end
   local ok, res = run_chunk(chunk, args)
   if not ok then return 1 end
-  return type(res) == "number" and res or 0
+  return type(res[1]) == "number" and res[1] or 0
 end
 
--- pm -e: a chunk of Lua -> 0, or 1 when it (or a callback) fails | nil,
--- err (it does not compile)
+-- pm -e: a chunk of Lua; what it returns is printed as the console shows
+-- it (`return pm.stop("x")` prints `nil, "process or namespace not
+-- found: x"`) -> 0, or 1 when it (or a callback) fails or it returns nil
+-- and an error | nil, err (it does not compile)
 function M.run_string(code)
   local chunk, err = loadstring(code, "=(command line)")
   if not chunk then return nil, err end
-  return run_chunk(chunk, {}) and 0 or 1
+  local ok, res = run_chunk(chunk, {})
+  if not ok then return 1 end
+  if res.n > 0 then io.stdout:write(M.shown(unpack(res, 1, res.n))) end
+  return (res.n >= 2 and res[1] == nil and res[2] ~= nil) and 1 or 0
 end
 
 -- ---- evaluation ----

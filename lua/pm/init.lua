@@ -340,7 +340,16 @@ pm.ping = api(function() return call("ping") end)
 local Bus = {}
 Bus.__index = Bus
 
+-- bus.on(...) (the JavaScript's dot, kept in a translation) says so at
+-- once instead of subscribing to nothing
+local function dotted(self, verb)
+  if getmetatable(self) ~= Bus then
+    error(("bus.%s(...) called with a dot: write bus:%s(event, fn)"):format(verb, verb), 3)
+  end
+end
+
 function Bus:on(event, fn)
+  dotted(self, "on")
   if type(event) ~= "string" or type(fn) ~= "function" then
     return nil, "bus:on(event, fn) expects a string and a function"
   end
@@ -356,6 +365,7 @@ function Bus:on(event, fn)
 end
 
 function Bus:off(event, fn)
+  dotted(self, "off")
   local list = self.handlers[event]
   if not list then return true end
   if fn then
