@@ -1,7 +1,7 @@
 -- The `pm` command line: verbs of DESIGN §3 over the client API. This file
 -- holds the table of verbs, what they share (the connection, the parser,
--- errors) and the entry; the verbs live in cli_procs, cli_info, cli_logs and
--- cli_admin, and a call loads only its verb's file and builds only its own
+-- errors) and the entry; the verbs live in cli_procs, cli_info, cli_logs,
+-- cli_admin and cli_eco, and a call loads only its verb's file and its own
 -- argument parser. How answers look (tables, cards, log lines) is view.lua's;
 -- the Lua it runs for pm run and pm -e, console.lua's.
 local core = require "pm.core"

@@ -175,13 +175,25 @@ local function wait_for_apps(names, done)
   end
 end
 
--- The records a start added that could not even be launched (a script
--- not executable, a log that cannot be opened) are deleted: a failed
--- `pm start` leaves no errored entry behind (PM2) -> done()
+-- The records a start added that could not even be launched because of
+-- what they declare (a script missing or not executable, a log that
+-- cannot be opened) are deleted: a failed `pm start` leaves no errored
+-- entry behind (PM2). One the machine could not launch for now (no fd,
+-- no memory, no process left) stays, errored, for a restart once it can.
+-- -> done()
+local TRANSIENT = { "Too many open files", "Cannot allocate memory", "Resource temporarily unavailable",
+  "No space left on device" }
+local function transient(err)
+  for _, t in ipairs(TRANSIENT) do
+    if err:find(t, 1, true) then return true end
+  end
+  return false
+end
+
 local function forget_failed(list, added, done)
   local gone = {}
   for _, p in ipairs(list) do
-    if added[p] and p.status == "errored" and p.error then gone[#gone + 1] = p end
+    if added[p] and p.status == "errored" and p.error and not transient(p.error) then gone[#gone + 1] = p end
   end
   local left = #gone
   if left == 0 then return done() end

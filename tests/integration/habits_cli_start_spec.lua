@@ -55,7 +55,7 @@ describe("pm start --watch [paths]", function()
     assert.same({}, env_of("app").args)
     ok(start("--watch", "app.sh", "--name", "w2", "-f", "-s"))
     assert.equal(true, env_of("w2").watch)
-    H.fails(start("--watch"), "missing argument")
+    H.fails(start("--watch"), "nothing to start") -- (and no ecosystem file here)
   end)
 end)
 
