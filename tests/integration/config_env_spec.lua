@@ -53,7 +53,7 @@ describe("an ecosystem file sees the caller's environment", function()
     start_then_reload(write(H.home .. "/ecosystem.lua", LUA_FILE))
   end)
 
-  it("DEPLOY_TAG=v42 pm start ecosystem.config.js, then DEPLOY_TAG=v43 pm reload (process.env, process.cwd())", function()
+  it("DEPLOY_TAG=v42 pm start ecosystem.config.js, DEPLOY_TAG=v43 pm reload (process.env, process.cwd())", function()
     if not NODE then return pending("node is not installed") end
     local dir = H.home .. "/sub"
     core.mkdir(dir, 493)

@@ -69,7 +69,8 @@ return { apps = { { name = "x", script = "/bin/sleep", args = { "1000" } } } }
   it("refuses bytecode, modules outside the file's folder, C modules and loops", function()
     local file = H.home .. "/ecosystem.lua"
     local function eco(req)
-      write(file, ("local c = require %q\nreturn { apps = { { name = 'x', script = '/bin/sleep', args = { '1000' } } } }\n")
+      write(file, ("local c = require %q\n"
+        .. "return { apps = { { name = 'x', script = '/bin/sleep', args = { '1000' } } } }\n")
         :format(req))
     end
     -- bytecode: string.dump is not in the sandbox; made here, with luajit -b
@@ -97,6 +98,46 @@ return { apps = { { name = "x", script = "/bin/sleep", args = { "1000" } } } }
     eco("loop")
     fails(H.pm("start", file, "-s"), "a loop")
     assert.equal("", names())
+  end)
+
+  it("the worked example: ecosystem/ecosystem.lua and ecosystem.shared.lua share common.lua and demo.env", function()
+    local ex = H.src .. "/ecosystem"
+    ok(H.pm("start", ex .. "/ecosystem.lua", "-s", { env = { DEPLOY_TAG = "v42" } }))
+    ok(H.pm("start", ex .. "/ecosystem.shared.lua", "-s", { env = { DEPLOY_TAG = "v43" } }))
+    local list = H.jlist()
+    assert.is_truthy(#list >= 4)
+    for _, p in ipairs(list) do
+      H.online(p, p.name)
+      local env = p.pm2_env.env
+      assert.equal("hello from pm", env.GREETING, p.name)
+      assert.equal(p.name == "queue-worker" and "v43" or "v42", env.RELEASE, p.name)
+      assert.equal(p.name == "web" and "debug" or "info", env.LOG_LEVEL, p.name)
+    end
+    local qw = H.proc("queue-worker").pm2_env.env
+    assert.equal("jobs", qw.QUEUE)
+    assert.equal("hello from pm (v43)", qw.BANNER)
+    assert.equal("8000", H.proc("web").pm2_env.env.PORT)
+  end)
+
+  it("pm resurrect reads a file again for its hooks only when the modules it requires are trusted too", function()
+    local user = require("pm.util").passwd("cloudsdk") or require("pm.util").passwd("nobody")
+    if core.getuid() ~= 0 or not user then return pending("needs root and a user cloudsdk (or nobody)") end
+    local dir = H.home .. "/conf"
+    core.mkdir(dir, 493)
+    write(dir .. "/common.lua", "return { hook = function() return 'stop' end }\n")
+    local file = write(dir .. "/ecosystem.lua", [[
+local c = require "common"
+return { apps = { { name = "m", script = "/bin/sleep", args = { "1000" }, on_exit = c.hook } } }
+]])
+    ok(H.pm("start", file, "-s"))
+    ok(H.pm("save"))
+    ok(H.pm("kill"))
+    -- the module is given to another user: it could have rewritten it since
+    os.execute(("chown %d %s"):format(user.uid, H.shquote(dir .. "/common.lua")))
+    ok(H.pm("resurrect"))
+    H.online(H.proc("m"))
+    H.wait_for(function() return H.pm_log():find("is not trusted", 1, true) end, 5000, "the warning")
+    assert.is_truthy(H.pm_log():find("require 'common': " .. dir .. "/common.lua is not trusted", 1, true))
   end)
 
   it("a module runs under the file's limits: an endless loop in it is cut off", function()

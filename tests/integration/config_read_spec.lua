@@ -173,9 +173,10 @@ return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" },
     r = fails(H.pm("start", file, "-s", { env = { WHAT = secret } }), "Permission denied")
     assert.is_truthy(r.err:find("read as " .. USER.name, 1, true), r.err)
     -- the same for an env_file
-    write(file, 'return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" }, env_file = "link.env" } } }\n')
+    local eco = 'return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" }, env_file = %q } } }\n'
+    write(file, eco:format("link.env"))
     fails(H.pm("start", file, "-s"), "a symbolic link, refused")
-    write(file, 'return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" }, env_file = "mine.env" } } }\n')
+    write(file, eco:format("mine.env"))
     ok(H.pm("start", file, "-s"))
     assert.equal("1", env_of("t").MINE)
   end)
