@@ -482,6 +482,13 @@ local function functions_error(path, json)
     .. "declared in an ecosystem.lua"):format(path, table.concat(list, ", "), #list > 1 and "are" or "is")
 end
 
+-- Whether the user uid may open the folder dir (and so enter it)
+local function may_open_dir(dir, uid, gid)
+  local fd, err = core.open(dir, "r", nil, { uid = uid, gid = gid, as_user = true })
+  if fd then core.close(fd); return true end
+  return tostring(err):find("not a regular file", 1, true) ~= nil
+end
+
 -- Reads a file with node (mode "js" or "json") -> done(res | nil, err).
 -- node runs with the caller's environment (process.env) and cwd
 -- (process.cwd()) when given, as PM2's CLI evaluates it; with the rights
@@ -502,6 +509,9 @@ function M.read_node(path, mode, environ, done, cwd, caller)
       local pw = util.passwd(uid)
       if not pw then return done(nil, ("%s: refused (uid %d has no passwd entry)"):format(path, uid)) end
       limits.uid, limits.gid = uid, pw.gid
+      -- (the child enters its cwd before it takes the user's ids: a cwd
+      -- that user could not open would let it read what lies there)
+      if not cwd or not may_open_dir(cwd, uid, pw.gid) then limits.cwd = util.dirname(path) end
     end
     if environ then
       local list = {}

@@ -83,8 +83,7 @@ local function resolve(params, done, conn)
   local target = params.target
   if target == nil or target == util.null then target = params.name or params.id end
   if type(target) == "string" and util.is_ecosystem(target) and core.stat(target) then
-    local environ = type(params.environ) == "table" and M.environ_of(params) or nil
-    return ecosystem.load(target, { only = params.only, environ = environ,
+    return ecosystem.load(target, { only = params.only, environ = M.environ_of(params),
       cwd = type(params.cwd) == "string" and params.cwd or nil, uid = uid_of(conn) }, function(decls, err)
       if not decls then return done(nil, err) end
       local list = {}

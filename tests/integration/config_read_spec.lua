@@ -179,5 +179,26 @@ return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" },
     write(file, eco:format("mine.env"))
     ok(H.pm("start", file, "-s"))
     assert.equal("1", env_of("t").MINE)
+
+    -- a .config.js there: node reads as that user, in the caller's cwd
+    -- when the user may enter it (PM2's process.cwd()), else the file's folder
+    if not (core.access("/usr/bin/node", "x") or core.access("/usr/local/bin/node", "x")) then return end
+    local js = write(dir .. "/app.config.js", [[
+const fs = require('fs');
+let got;
+try { got = fs.readFileSync(process.env.WHAT, 'utf8'); } catch (e) { got = e.code; }
+module.exports = { apps: [{ name: "js", script: "/bin/sleep", args: ["1000"],
+  env: { GOT: got, UID: String(process.getuid()), CWD: process.cwd() } }] };
+]])
+    os.execute(("chown -h %d:%d %s"):format(USER.uid, USER.gid, q(js)))
+    ok(H.pm("start", js, "-s", { env = { WHAT = secret }, cwd = H.home }))
+    local e = H.proc("js").pm2_env.env
+    assert.equal("EACCES", e.GOT)
+    assert.equal(tostring(USER.uid), e.UID)
+    assert.equal(dir, e.CWD)
+    ok(H.pm("start", js, "-s", { env = { WHAT = dir .. "/mine.env" }, cwd = "/tmp" }))
+    e = H.proc("js").pm2_env.env
+    assert.equal("MINE=1\n", e.GOT)
+    assert.equal("/tmp", e.CWD)
   end)
 end)
