@@ -21,7 +21,7 @@ _pm() {
           --namespace --watch --ignore-watch --watch-delay --max-memory-restart --restart-delay
           --exp-backoff-restart-delay --max-restarts --min-uptime --kill-timeout --kill-signal
           --shutdown-with-message --stop-exit-codes --no-autorestart --no-autostart --no-treekill --cron
-          --cron-restart --wait-ready --listen-timeout --user --uid --gid --filter-env --instance-var --pid
+          --cron-restart --wait-ready --listen-timeout --user --uid --gid --env-file --filter-env --instance-var --pid
           --time --log-date-format --log-type --merge-logs --disable-logs --output --error --log
           --source-map-support --env --only --update-env --no-daemon --force --silent" ;;
         restart|reload|startOrRestart|startOrReload|startOrGracefulReload) flags="--update-env --only --env --silent" ;;

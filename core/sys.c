@@ -120,8 +120,8 @@ int pm_open_owned(const char *path, int flags, mode_t mode, const pm_owner_t *o,
 		*why = "not a regular file, refused";
 	else if (created && !o->as_user && fchown(fd, (uid_t)o->uid, (gid_t)o->gid) < 0)
 		e = errno;
-	else if (!created && st.st_uid != (uid_t)o->uid)
-		*why = "not owned by the app's user, refused";
+	else if (!created && (flags & O_ACCMODE) != O_RDONLY && st.st_uid != (uid_t)o->uid)
+		*why = "not owned by the app's user, refused"; /* (a read is bounded by the user's ids) */
 	else if (trunc && ftruncate(fd, 0) < 0)
 		e = errno;
 	if (e || *why) {
@@ -146,7 +146,9 @@ int pm_fail_why(lua_State *L, const char *what, const char *why)
 /* core.open(path, how [, mode [, owner]]) -> fd | nil, err
  * how: "r" read, "a" append (created), "w" truncate (created), "u" write
  * in place (created, not truncated). CLOEXEC; mode for a new file. owner
- * ({uid=, gid=, as_user=}): a file opened on an app's behalf (core.h). */
+ * ({uid=, gid=, as_user=}): a file opened on an app's behalf (core.h); "r"
+ * with as_user: read with that user's ids, never through a link, a regular
+ * file of anyone's (what an ecosystem file reads on a user's behalf). */
 static int l_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);

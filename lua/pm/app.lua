@@ -19,6 +19,9 @@ local schema = {
   -- (M.normalize), fork otherwise
   instances = { "any", 1 }, exec_mode = { "string" },
   namespace = { "string", "default" }, env = { "table" },
+  -- dotenv files whose variables sit under env (read by the daemon when a
+  -- file or a start is evaluated: ecosystem.lua's apply_env_file)
+  env_file = { "list" },
   autorestart = { "boolean", true }, min_uptime = { "duration", 1000 },
   max_restarts = { "number", 16 }, restart_delay = { "duration", 0 },
   exp_backoff_restart_delay = { "duration", 0 }, stop_exit_codes = { "list" },
@@ -294,7 +297,7 @@ function M.normalize(raw, ctx)
     local key = aliases[k] or snake(k)
     key = aliases[key] or key
     if v == util.null then v = nil end
-    if key:match("^env_.") then
+    if key:match("^env_.") and key ~= "env_file" then
       if type(v) ~= "table" then
         return nil, ("app '%s': attribute '%s' must be a table"):format(label, k)
       end

@@ -124,6 +124,7 @@ local start_options = {
   { "-u --user", "user", "s", "run as this user (a root daemon)", "<user>" },
   { "--uid", "uid", "s", "run with this user id (name or number)", "<uid>" },
   { "--gid", "gid", "s", "run with this group id (name or number)", "<gid>" },
+  { "--env-file", "env_file", "s", "variables from a dotenv file (KEY=value lines; -path: optional)", "<path>" },
   { "--filter-env", "filter_env", "envs", "leave out the caller's variables (with a prefix: those)", "<prefix>" },
   { "--instance-var", "instance_var", "s", "the variable holding the instance number", "<name>" },
   { "-p --pid", "pid_file", "s", "pid file", "<path>" },

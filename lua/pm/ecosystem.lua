@@ -8,16 +8,245 @@ local util = require "pm.util"
 local app = require "pm.app"
 local hooks = require "pm.hooks"
 
+local dotenv = require "pm.dotenv"
+
 local M = {}
 
-local function load_lua(path)
-  local chunk, err = hooks.loadfile(path)
+-- ---- what a file reads: its modules, env files, pm.read ----
+
+-- At most this many bytes a file reads with one call (a module, an env
+-- file, pm.read/json/dotenv)
+M.READ_LIMIT = 1024 * 1024
+
+-- The non-root owners of the folders on the way to path (links resolved),
+-- added to into: each could have put a link there -> into | nil, why
+local function folder_owners(path, into)
+  local real = core.realpath(path)
+  if not real then return into end -- (what does not exist opens as nothing)
+  local d = util.dirname(real)
+  while true do
+    local st = core.stat(d)
+    if st then
+      if st.uid ~= 0 then into[st.uid] = true end
+      -- a folder of root's anyone may change (not sticky, as /tmp is)
+      if st.uid == 0 and bit.band(st.mode, 18) ~= 0 and bit.band(st.mode, 512) == 0 then
+        return nil, d .. " is writable by group or others"
+      end
+    end
+    local up = util.dirname(d)
+    if up == d or d == "/" or d == "" then break end
+    d = up
+  end
+  return into
+end
+
+--[[ Whose rights a read on a file's behalf is made with -> uid (nil: the
+daemon's own) | nil, false, why. who: uid (the caller's, SO_PEERCRED),
+file (the ecosystem file). A daemon of a user reads with its own rights,
+no more than its callers' (it serves that user and root). A root daemon
+reads with the caller's; a folder another user may change, on the way to
+the ecosystem file or to what it reads, narrows that to the rights of the
+user who owns it (the file is that user's word, and a link there is too). ]]
+local function reader_uid(path, who)
+  if core.getuid() ~= 0 then return nil end
+  local users = {}
+  if who and who.uid and who.uid ~= 0 then users[who.uid] = true end
+  local ok, why = folder_owners(path, users)
+  if ok and who and who.file then ok, why = folder_owners(who.file, users) end
+  if not ok then return nil, false, why end
+  local uid = next(users)
+  if uid and next(users, uid) then
+    return nil, false, "folders of more than one user on the way"
+  end
+  return uid
+end
+
+-- Reads a text file on an ecosystem file's behalf (who: reader_uid's) ->
+-- text | nil, err. A regular file only (a FIFO would block the daemon),
+-- at most READ_LIMIT bytes.
+function M.read_text(path, who)
+  local uid, refused, why = reader_uid(path, who)
+  if refused == false then return nil, ("%s: refused (%s)"):format(path, why) end
+  local st = core.stat(path)
+  if not st then return nil, path .. ": no such file" end
+  if st.type ~= "file" then return nil, path .. ": not a regular file" end
+  local limit = M.READ_LIMIT
+  local too_big = ("%s: over %d KB: refused"):format(path, math.floor(limit / 1024))
+  if uid then
+    local pw = util.passwd(uid)
+    if not pw then return nil, ("%s: refused (uid %d has no passwd entry)"):format(path, uid) end
+    local fd, err = core.open(path, "r", nil, { uid = uid, gid = pw.gid, as_user = true })
+    if not fd then return nil, ("%s (read as %s)"):format(tostring(err), pw.name or uid) end
+    local out, size = {}, 0
+    while true do
+      local s, rerr = core.read(fd, 65536)
+      if not s then core.close(fd); return nil, path .. ": " .. tostring(rerr) end
+      if s == "" then break end
+      size = size + #s
+      if size > limit then core.close(fd); return nil, too_big end
+      out[#out + 1] = s
+    end
+    core.close(fd)
+    return table.concat(out)
+  end
+  if st.size and st.size > limit then return nil, too_big end
+  local f, err = io.open(path, "r")
+  if not f then return nil, tostring(err) end
+  local s = f:read(limit + 1) or ""
+  f:close()
+  if #s > limit then return nil, too_big end
+  return s
+end
+
+-- A path an ecosystem file names, relative to its folder
+local function beside(base, p) return util.absolute(p, base) end
+
+-- env_file (a path or a list; "-path": optional, systemd's rule) ->
+-- { KEY = value } of them all in order, the later over the earlier |
+-- nil, err. Paths relative to base.
+function M.env_files(list, base, who)
+  if type(list) == "string" then list = { list } end
+  if type(list) ~= "table" then return nil, "env_file must be a path or a list of paths" end
+  local vars = {}
+  for _, p in ipairs(list) do
+    if type(p) ~= "string" or p == "" or p == "-" then
+      return nil, "env_file must be a path or a list of paths"
+    end
+    local optional = p:sub(1, 1) == "-"
+    local path = beside(base, optional and p:sub(2) or p)
+    if not (optional and not core.stat(path)) then
+      local text, err = M.read_text(path, who)
+      if not text then return nil, "env_file " .. err end
+      local got, perr = dotenv.parse(text, path)
+      if not got then return nil, perr end
+      for k, v in pairs(got) do vars[k] = v end
+    end
+  end
+  return vars
+end
+
+-- raw (an app's raw declaration) with its env_file read: the variables
+-- under its env (which overrides them), env_file as absolute paths ->
+-- true | nil, err
+function M.apply_env_file(raw, base, who)
+  local key
+  for k in pairs(raw) do
+    if k == "env_file" or k == "envFile" then key = k end
+  end
+  if not key or raw[key] == util.null then return true end
+  local list = raw[key]
+  local vars, err = M.env_files(list, base, who)
+  if not vars then return nil, err end
+  local abs = {}
+  for i, p in ipairs(type(list) == "table" and list or { list }) do
+    local opt = p:sub(1, 1) == "-" and "-" or ""
+    abs[i] = opt .. beside(base, opt == "-" and p:sub(2) or p)
+  end
+  raw[key] = abs
+  if type(raw.env) == "table" then
+    for k, v in pairs(raw.env) do vars[k] = v end
+  elseif raw.env ~= nil and raw.env ~= util.null then
+    return true -- (app.normalize says what is wrong with it)
+  end
+  raw.env = vars
+  return true
+end
+
+-- A module name ("lib.util") -> its file in the folder of the file that
+-- requires it or under it (links resolved) -> path | nil, err
+local function module_path(dir, name)
+  local rel = name:gsub("%.", "/")
+  local path = dir .. "/" .. rel .. ".lua"
+  if not core.stat(path) then
+    local init = dir .. "/" .. rel .. "/init.lua"
+    if not core.stat(init) then
+      return nil, ("require '%s': no %s in %s"):format(name, rel .. ".lua", dir)
+    end
+    path = init
+  end
+  local real, rdir = core.realpath(path), core.realpath(dir)
+  if not real or not rdir or real:sub(1, #rdir + 1) ~= (rdir == "/" and "/" or rdir .. "/") then
+    return nil, ("require '%s': %s leads outside the file's folder"):format(name, path)
+  end
+  return path
+end
+
+-- Would the daemon run what path holds unasked? Only what no one but root
+-- or the daemon's user may change (the file, its folder) -> true | nil, why
+function M.trusted(path)
+  local real = core.realpath(path)
+  if not real then return nil, path .. " cannot be resolved" end
+  local me = core.getuid()
+  for _, f in ipairs({ real, util.dirname(real) }) do
+    local st = core.stat(f)
+    if not st then return nil, f .. " is gone" end
+    if st.uid ~= 0 and st.uid ~= me then return nil, ("%s is owned by uid %d"):format(f, st.uid) end
+    if bit.band(st.mode, 18) ~= 0 then return nil, ("%s is writable by group or others"):format(f) end
+  end
+  return true
+end
+
+local function hostname()
+  local s = util.read_file("/proc/sys/kernel/hostname")
+  return s and s:match("^%s*(.-)%s*$") or "localhost"
+end
+
+-- The helpers a file's top level has (pm.read, pm.json, pm.dotenv,
+-- pm.hostname, pm.cpus): read-only, paths relative to its folder
+local function helpers(dir, who)
+  local function text(p, what)
+    if type(p) ~= "string" or p == "" then error(what .. ": a path expected", 3) end
+    local s, err = M.read_text(beside(dir, p), who)
+    if not s then error(what .. ": " .. err, 3) end
+    return s, beside(dir, p)
+  end
+  return {
+    read = function(p) return (text(p, "pm.read")) end,
+    json = function(p)
+      local s, path = text(p, "pm.json")
+      local v, err = util.decode(s)
+      if v == nil then error(("pm.json: %s:%s"):format(path, M.json_error(s, err)), 2) end
+      return v
+    end,
+    dotenv = function(p)
+      local s, path = text(p, "pm.dotenv")
+      local v, err = dotenv.parse(s, path)
+      if not v then error("pm.dotenv: " .. err, 2) end
+      return v
+    end,
+    hostname = hostname,
+    cpus = function() return app.cpu_count() end,
+  }
+end
+
+--[[ Runs an ecosystem.lua. opts: environ (what os.getenv sees: the
+caller's), uid (the caller's: whose rights what it reads is read with),
+trusted_only (resurrect: a module it requires must be trusted too). ]]
+local function load_lua(path, opts)
+  opts = opts or {}
+  local dir = util.dirname(path)
+  local who = { uid = opts.uid, file = path }
+  local chunk, err = hooks.loadfile(path, {
+    environ = opts.environ or {},
+    helpers = helpers(dir, who),
+    require = function(name)
+      local mpath, merr = module_path(dir, name)
+      if not mpath then return nil, merr end
+      if opts.trusted_only then
+        local ok, why = M.trusted(mpath)
+        if not ok then return nil, ("require '%s': %s is not trusted (%s)"):format(name, mpath, why) end
+      end
+      return mpath
+    end,
+    read = function(p) return M.read_text(p, who) end,
+  })
   if not chunk then return nil, err end
   -- the file's top level runs under a hook's limits: a loop cannot hang the daemon
   local ok, res = hooks.run(chunk)
   if not ok then
     local msg = tostring(res):match("^[^\n]*")
-    if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
+    -- (an error of a module it required names the module's file and line)
+    if not msg:find(path, 1, true) and not msg:match("^/[^:]*%.lua:%d+:") then msg = path .. ": " .. msg end
     return nil, msg
   end
   if type(res) ~= "table" then
@@ -127,11 +356,12 @@ end
 
 M.is_yaml = function(path) return path:match("%.ya?ml$") ~= nil end
 
--- Reads a file -> { apps = raw list, hooks = table|nil } or nil, err
-function M.read(path)
+-- Reads a file -> { apps = raw list, hooks = table|nil } or nil, err.
+-- opts (an ecosystem.lua's): environ, uid, trusted_only (load_lua)
+function M.read(path, opts)
   local res, err
   if path:match("%.lua$") then
-    res, err = load_lua(path)
+    res, err = load_lua(path, opts)
   elseif path:match("%.json$") then
     res, err = load_json(path)
   elseif M.is_yaml(path) then
@@ -252,15 +482,45 @@ local function functions_error(path, json)
     .. "declared in an ecosystem.lua"):format(path, table.concat(list, ", "), #list > 1 and "are" or "is")
 end
 
--- Reads a file with node (mode "js" or "json") -> done(res | nil, err)
-function M.read_node(path, mode, environ, done)
+-- Whether the user uid may open the folder dir (and so enter it)
+local function may_open_dir(dir, uid, gid)
+  local fd, err = core.open(dir, "r", nil, { uid = uid, gid = gid, as_user = true })
+  if fd then core.close(fd); return true end
+  return tostring(err):find("not a regular file", 1, true) ~= nil
+end
+
+-- Reads a file with node (mode "js" or "json") -> done(res | nil, err).
+-- node runs with the caller's environment (process.env) and cwd
+-- (process.cwd()) when given, as PM2's CLI evaluates it; with the rights
+-- its reads would have (caller: the caller's uid, reader_uid).
+function M.read_node(path, mode, environ, done, cwd, caller)
   local node = app.find_in_path("node", environ and environ.PATH or os.getenv("PATH"))
   if not node then
     return done(nil, path .. ": node is needed to read a .config.js file (install nodejs), "
       .. "or use ecosystem.lua or a JSON file")
   end
   if not M.capture then return done(nil, path .. ": cannot run node here") end
-  M.capture({ node, "-e", NODE_READER, mode, path }, M.JS_LIMITS, function(code, out, err)
+  local limits = M.JS_LIMITS
+  local uid, refused, why = reader_uid(path, { uid = caller, file = path })
+  if refused == false then return done(nil, ("%s: refused (%s)"):format(path, why)) end
+  if environ or cwd or uid then
+    limits = { timeout = limits.timeout, max_output = limits.max_output, cwd = cwd }
+    if uid then
+      local pw = util.passwd(uid)
+      if not pw then return done(nil, ("%s: refused (uid %d has no passwd entry)"):format(path, uid)) end
+      limits.uid, limits.gid = uid, pw.gid
+      -- (the child enters its cwd before it takes the user's ids: a cwd
+      -- that user could not open would let it read what lies there)
+      if not cwd or not may_open_dir(cwd, uid, pw.gid) then limits.cwd = util.dirname(path) end
+    end
+    if environ then
+      local list = {}
+      for k, v in pairs(environ) do list[#list + 1] = k .. "=" .. v end
+      table.sort(list)
+      limits.env = list
+    end
+  end
+  M.capture({ node, "-e", NODE_READER, mode, path }, limits, function(code, out, err)
     if code == nil then return done(nil, ("%s: node %s"):format(path, tostring(err))) end
     err = tostring(err or "")
     if code == 3 and err:match("^pm%-functions ") then
@@ -282,12 +542,18 @@ function M.read_node(path, mode, environ, done)
 end
 
 -- Reads a .config.js / .config.cjs file with node -> done(res | nil, err)
-function M.read_js(path, environ, done) return M.read_node(path, "js", environ, done) end
+function M.read_js(path, environ, done, cwd, caller)
+  return M.read_node(path, "js", environ, done, cwd, caller)
+end
 
 --[[
 Loads and checks every app of a file. opts: env_name, only (list of names),
-environ, cwd (the caller's: the default working directory of the file's
-apps, as in PM2; the file's folder when not given). Returns a list of
+environ (the caller's: what the file sees of its environment, os.getenv
+and process.env; none when not given), cwd (the caller's: the default
+working directory of the file's apps, as in PM2, and node's; the file's
+folder when not given), uid (the caller's: what the file reads, it reads
+with that user's rights), trusted_only (what it requires must be trusted:
+resurrect). Returns a list of
 declarations or nil, err (nothing is half-loaded). With done, the answer
 goes to done(decls | nil, err) (the only way for .config.js files, and for
 .json files that are JavaScript rather than JSON, which node reads).
@@ -299,16 +565,16 @@ function M.load(path, opts, done)
       if not res then return done(nil, err) end
       done(M.check(path, res, opts))
     end
-    if path:match("%.c?js$") then return M.read_js(path, opts.environ, checked) end
-    local res, err = M.read(path)
+    if path:match("%.c?js$") then return M.read_js(path, opts.environ, checked, opts.cwd, opts.uid) end
+    local res, err = M.read(path, opts)
     if not res and path:match("%.json$") and util.decode(util.read_file(path) or "") == nil
         and app.find_in_path("node", opts.environ and opts.environ.PATH or os.getenv("PATH")) then
       -- PM2 evaluates a .json file as JavaScript: comments, trailing commas
-      return M.read_node(path, "json", opts.environ, checked)
+      return M.read_node(path, "json", opts.environ, checked, opts.cwd, opts.uid)
     end
     return checked(res, err)
   end
-  local res, err = M.read(path)
+  local res, err = M.read(path, opts)
   if not res then return nil, err end
   return M.check(path, res, opts)
 end
@@ -322,7 +588,7 @@ local function env_sections(decls)
   local names, seen = {}, {}
   for _, d in ipairs(decls) do
     for k in pairs(d) do
-      if type(k) == "string" and k:match("^env_.") and not seen[k] then
+      if type(k) == "string" and k:match("^env_.") and k ~= "env_file" and not seen[k] then
         seen[k] = true
         names[#names + 1] = k
       end
@@ -347,6 +613,8 @@ function M.check(path, res, opts)
         if raw[k] == nil then raw[k] = fn end
       end
     end
+    local eok, eerr = M.apply_env_file(raw, base, { uid = opts.uid, file = path })
+    if not eok then return nil, ("%s: app #%d: %s"):format(path, i, eerr) end
     local d, derr = app.normalize(raw, { base = base, cwd = opts.cwd, env_name = opts.env_name,
       environ = opts.environ })
     if not d then return nil, ("%s: app #%d: %s"):format(path, i, derr) end

@@ -174,13 +174,42 @@ local function pm_table(state)
   return t
 end
 
+-- A function of the sandbox that only works while the file's top level
+-- runs (reading files from a hook, later, would read with no one's leave)
+local function while_loading(state, what, fn)
+  return function(...)
+    if not state.loading then
+      error(("%s works while an ecosystem file loads, not in a hook"):format(what), 2)
+    end
+    return fn(...)
+  end
+end
+
+-- The names require takes: Lua's ("lib.common", "common"), no path
+local MODULE_NAME = "^[%w_%-]+$"
+
+--[[ A sandbox. state: loading (the file's top level runs), environ (what
+os.getenv sees: the caller's environment; nil: the daemon's, for hooks of
+old callers), helpers (pm.read, pm.json... added to pm, usable while
+loading), require (name -> path | nil, err and read(path) -> text | nil,
+err: the modules a file may load; each runs in this same sandbox, once). ]]
 function M.sandbox(state)
+  state = state or {}
+  local getenv = os.getenv
+  if state.environ then
+    local environ = state.environ
+    getenv = function(k)
+      if type(k) ~= "string" then error("bad argument #1 to 'getenv' (string expected)", 2) end
+      local v = rawget(environ, k)
+      return type(v) == "string" and v or nil
+    end
+  end
   local env = {
     string = copy(STRING),
     table = { concat = table.concat, insert = table.insert, remove = table.remove,
       sort = table.sort, maxn = table.maxn },
     math = copy(math),
-    os = { time = os.time, date = os.date, getenv = os.getenv, clock = os.clock,
+    os = { time = os.time, date = os.date, getenv = getenv, clock = os.clock,
       difftime = os.difftime },
     pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
     tostring = tostring, tonumber = tonumber, unpack = unpack, error = error,
@@ -190,17 +219,59 @@ function M.sandbox(state)
       return getmetatable(v)
     end, rawget = rawget, rawset = rawset, rawequal = rawequal,
     print = function(...) hook_log("\t", ...) end,
-    pm = pm_table(state or {}),
+    pm = pm_table(state),
   }
   env._G = env
+  for k, fn in pairs(state.helpers or {}) do env.pm[k] = while_loading(state, "pm." .. k, fn) end
+  if state.require then
+    -- each module once per evaluation: its value (true when it returns
+    -- nothing), LOADING while its own top level runs (a loop is an error)
+    local loaded, LOADING = {}, {}
+    env.require = function(name)
+      if type(name) ~= "string" then error("require: a module name (a string) expected", 2) end
+      local v = loaded[name]
+      if v == LOADING then error(("require '%s': a loop (the module requires itself)"):format(name), 2) end
+      if v ~= nil then return v end
+      if not state.loading then
+        error(("require '%s' works while an ecosystem file loads, not in a hook"):format(name), 2)
+      end
+      local ok = true
+      for part in (name .. "."):gmatch("([^.]*)%.") do ok = ok and part:match(MODULE_NAME) ~= nil end
+      if not ok then
+        error(("require '%s': a module of the file's folder expected ('common', 'lib.util')"):format(name), 2)
+      end
+      local path, perr = state.require(name)
+      if not path then error(perr, 2) end
+      local text, rerr = state.read(path)
+      if not text then error(("require '%s': %s"):format(name, rerr), 2) end
+      if text:byte(1) == 27 then
+        error(("require '%s': %s is bytecode: only Lua source is loaded"):format(name, path), 2)
+      end
+      local chunk, lerr = load(text, "@" .. path, "t", env)
+      if not chunk then error(lerr, 0) end
+      jit.off(chunk, true)
+      loaded[name] = LOADING
+      local res = { pcall(chunk, name) }
+      if not res[1] then
+        loaded[name] = nil
+        error(res[2], 0)
+      end
+      if res[2] == nil then res[2] = true end
+      loaded[name] = res[2]
+      return res[2]
+    end
+  end
   return env
 end
 
--- Loads an ecosystem.lua file in a sandbox of its own, JIT off for all it
--- defines. What it returns runs the file's top level (with hooks.run),
--- where pm's actions are refused; the hooks it defines have them.
-function M.loadfile(path)
+--[[ Loads an ecosystem.lua file in a sandbox of its own, JIT off for all
+it defines. What it returns runs the file's top level (with hooks.run),
+where pm's actions are refused; the hooks it defines have them. opts: the
+sandbox's environ, helpers, require and read (M.sandbox). ]]
+function M.loadfile(path, opts)
   local state = { loading = true }
+  for k, v in pairs(opts or {}) do state[k] = v end
+  state.loading = true
   local chunk, err = loadfile(path, "t", M.sandbox(state))
   if not chunk then return nil, err end
   jit.off(chunk, true)

@@ -57,7 +57,8 @@ end
 -- Runs a helper (node reading a .config.js) in its own session, within
 -- limits {timeout, max_output} -> done(code, stdout, stderr)
 ecosystem.capture = function(argv, limits, done)
-  local opts = { capture = true, setsid = true, timeout = limits.timeout, max_output = limits.max_output }
+  local opts = { capture = true, setsid = true, timeout = limits.timeout, max_output = limits.max_output,
+    env = limits.env, cwd = limits.cwd, uid = limits.uid, gid = limits.gid }
   children.run(argv, opts, function(code, signum, out, err)
     if not out then return done(nil, nil, err) end -- (not spawned, or killed at a limit)
     done(code or (128 + (signum or 0)), out, err)
@@ -70,13 +71,20 @@ local function wire_error(message, kind)
   return message
 end
 
+-- The uid of the peer of a connection (SO_PEERCRED), when there is one
+local function uid_of(conn)
+  return type(conn) == "table" and tonumber(conn.uid) or nil
+end
+
 -- A target of the wire: pm_id, name, "all", namespace or an ecosystem file
--- -> done(list | nil, err)
-local function resolve(params, done)
+-- -> done(list | nil, err). conn: the caller's connection (whose rights
+-- what a file reads is read with).
+local function resolve(params, done, conn)
   local target = params.target
   if target == nil or target == util.null then target = params.name or params.id end
   if type(target) == "string" and util.is_ecosystem(target) and core.stat(target) then
-    return ecosystem.load(target, { only = params.only, environ = params.environ }, function(decls, err)
+    return ecosystem.load(target, { only = params.only, environ = M.environ_of(params),
+      cwd = type(params.cwd) == "string" and params.cwd or nil, uid = uid_of(conn) }, function(decls, err)
       if not decls then return done(nil, err) end
       local list = {}
       for _, d in ipairs(decls) do
@@ -125,11 +133,11 @@ function methods.list(params, _, done)
   done(nil, descriptions(sup.all(), params, true))
 end
 
-function methods.describe(params, _, done)
+function methods.describe(params, conn, done)
   resolve(params, function(list, err)
     if not list and type(err) == "table" then return done(err) end -- a bad target, not an unknown one
     done(nil, descriptions(list or {}, params, true))
-  end)
+  end, conn)
 end
 
 -- What differs between two declarations: { "max_restarts", "env.PORT", ... }
@@ -393,27 +401,33 @@ end
 -- Reads an ecosystem file again and applies it: its known apps take
 -- their new declarations (the --env section merged) and are restarted or
 -- reloaded (action), the others are started; apps no longer in the file
--- are left as they are (PM2). A file with an error changes nothing.
-local function apply_file(path, params, action, done)
+-- are left as they are (PM2). A file with an error changes nothing. It is
+-- evaluated with the caller's environment and cwd, and what it reads is
+-- read with the rights of the caller (conn's uid).
+local function apply_file(path, params, action, done, conn)
   local cwd = type(params.cwd) == "string" and params.cwd or core.getcwd()
   path = util.absolute(path, cwd)
   if not core.stat(path) then return done("file not found: " .. path) end
   local env_name, eerr = env_name_of(params)
   if eerr then return done(eerr) end
   local only = type(params.only) == "table" and params.only or nil
-  ecosystem.load(path, { env_name = env_name, only = only, environ = environ_of(params), cwd = cwd },
+  ecosystem.load(path, { env_name = env_name, only = only, environ = environ_of(params), cwd = cwd,
+    uid = uid_of(conn) },
     function(decls, err)
       if not decls then return done(err) end
       start_decls(decls, params, { path = path, env = env_name }, done, action)
     end)
 end
 
-function methods.start(params, _, done)
+function methods.start(params, conn, done)
   local cwd = type(params.cwd) == "string" and params.cwd or core.getcwd()
-  if type(params.path) == "string" then return apply_file(params.path, params, "restart", done) end
+  if type(params.path) == "string" then return apply_file(params.path, params, "restart", done, conn) end
   local env_name, eerr = env_name_of(params)
   if eerr then return done(eerr) end
   if type(params.app) == "table" then
+    -- --env-file: read now, relative to the caller's cwd, with its rights
+    local fok, ferr = ecosystem.apply_env_file(params.app, cwd, { uid = uid_of(conn) })
+    if not fok then return done(ferr) end
     local d, err = appdecl.normalize(params.app, { base = cwd, cwd = cwd, environ = environ_of(params),
       env_name = env_name })
     if not d then return done(err) end
@@ -436,10 +450,10 @@ end
 -- A restart or reload whose target is an ecosystem file reads it again
 -- (apply_file); --env on any other target is refused. -> true when it
 -- took the request
-local function of_file(params, action, done)
+local function of_file(params, action, done, conn)
   local target = params.target
   if type(target) == "string" and util.is_ecosystem(target) and core.stat(target) then
-    apply_file(target, params, action, done)
+    apply_file(target, params, action, done, conn)
     return true
   end
   local env_name, eerr = env_name_of(params)
@@ -451,20 +465,20 @@ local function of_file(params, action, done)
 end
 
 local function target_op(op)
-  return function(params, _, done)
+  return function(params, conn, done)
     resolve(params, function(list, err)
       if not list then return done(err) end
       each(list, function(p, cb) op(p, params, cb) end, done, params)
-    end)
+    end, conn)
   end
 end
 
 local function ordered_op(op)
-  return function(params, _, done)
+  return function(params, conn, done)
     resolve(params, function(list, err)
       if not list then return done(err) end
       each_dependents_first(list, function(p, cb) op(p, params, cb) end, done, params)
-    end)
+    end, conn)
   end
 end
 
@@ -509,14 +523,14 @@ local function restart(p, params, cb, made)
   sup.restart(p, opts, cb)
 end
 function methods.restart(params, conn, done)
-  if of_file(params, "restart", done) then return end
+  if of_file(params, "restart", done, conn) then return end
   local made = {}
   return target_op(function(p, prm, cb) restart(p, prm, cb, made) end)(params, conn, done)
 end
 -- pm reload: one process at a time (see supervisor.reload); a second
 -- reload of an app while one rolls is refused.
-function methods.reload(params, _, done)
-  if of_file(params, "reload", done) then return end
+function methods.reload(params, conn, done)
+  if of_file(params, "reload", done, conn) then return end
   resolve(params, function(list, err)
     if not list then return done(err) end
     for _, p in ipairs(list) do
@@ -560,7 +574,7 @@ function methods.reload(params, _, done)
       end)
     end
     step()
-  end)
+  end, conn)
 end
 
 function methods.scale(params, _, done)
@@ -660,12 +674,12 @@ function methods.sendLineToStdin(params, _, done)
   done(nil, { pm_id = id, line = line })
 end
 
-function methods.flush(params, _, done)
+function methods.flush(params, conn, done)
   if params.target == nil or params.target == util.null then return done(nil, sup.flush(sup.all())) end
   resolve(params, function(list, err)
     if not list then return done(err) end
     done(nil, sup.flush(list))
-  end)
+  end, conn)
 end
 
 function methods.reloadLogs(_, _, done)

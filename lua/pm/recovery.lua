@@ -71,7 +71,7 @@ function M.restore(entries, done)
       return next_entry()
     end
     -- its hooks from its file again (functions are not saved)
-    ecosystem.load(file, { env_name = meta.origin_env, only = { name }, environ = environ },
+    ecosystem.load(file, { env_name = meta.origin_env, only = { name }, environ = environ, trusted_only = true },
       function(decls, lerr)
         if not decls then
           log.warn("resurrect %s: %s; the saved declaration comes back without its hooks", name, lerr)
