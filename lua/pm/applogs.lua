@@ -1,5 +1,5 @@
 -- An app's log files: where they are (PM_HOME/logs, PM_HOME/logs/<namespace>
--- for an app of another namespace than the default, or what the app
+-- for an app whose name another namespace's app took first, or what the app
 -- declares, -ID for instances), the files shared by every pipe that writes
 -- to the same path, when they are rotated by time (log_rotate's cron; the
 -- renaming, gzip and retain are core/logs.c's and core/logrotate.c's),
@@ -28,14 +28,45 @@ function M.with_id(path, p)
 end
 local with_id = M.with_id
 
--- The folder under PM_HOME/logs of the default files of an app of a
--- namespace: "" for the default one (PM2's names), else "<namespace>/",
--- so that apps of the same name in two namespaces write apart.
+-- The folder under PM_HOME/logs of the default files of an app: ""
+-- (PM_HOME/logs/<name>-out.log, PM2's names and DESIGN's), unless an app
+-- of the same name in another namespace writes there already: then
+-- "<namespace>/", so that two apps never share a file by accident. The
+-- first comes first: which namespace holds the plain names of each app
+-- name, and how many records of it use them.
+local plain = {} -- app name -> { ns = namespace, n = records }
+
 function M.ns_folder(ns)
-  if not ns or ns == "default" then return "" end
-  local safe = ns:gsub("[/%z]", "_")
+  local safe = (ns or "default"):gsub("[/%z]", "_")
   if safe == "." or safe == ".." then safe = "_" .. safe end
   return safe .. "/"
+end
+
+-- p's folder: taken (counted) when take, else only looked at
+local function folder_of(p, take)
+  local d = p.decl
+  local e = plain[d.name]
+  if e and e.n > 0 and e.ns ~= d.namespace then return M.ns_folder(d.namespace) end
+  if take then
+    if not e or e.n == 0 then
+      e = { ns = d.namespace, n = 0 }
+      plain[d.name] = e
+    end
+    e.n = e.n + 1
+  end
+  return ""
+end
+
+-- p no longer uses the folder it had (deleted, or declared again)
+local function let_go(p)
+  if p.log_folder == "" then
+    local e = plain[p.name]
+    if e then
+      e.n = e.n - 1
+      if e.n <= 0 then plain[p.name] = nil end
+    end
+  end
+  p.log_folder = nil
 end
 
 -- which: "out", "err" or "log" (the combined log_file, nil when none)
@@ -49,7 +80,8 @@ function M.path(p, which)
   if given == "NULL" or given == "/dev/null" then return "/dev/null" end
   if given then return with_id(util.absolute(given, d.cwd), p) end
   if which == "log" then return nil end
-  local file = ("%s/logs/%s%s-%s.log"):format(proc.ctx.home, M.ns_folder(d.namespace), d.name:gsub("/", "_"),
+  local folder = p.paths_of == d and p.log_folder or folder_of(p, false)
+  local file = ("%s/logs/%s%s-%s.log"):format(proc.ctx.home, folder, d.name:gsub("/", "_"),
     which == "out" and "out" or "error")
   return with_id(file, p)
 end
@@ -59,10 +91,12 @@ local log_path = M.path
 function M.paths(p)
   local d = p.decl
   if p.paths_of ~= d then
+    let_go(p)
+    p.log_folder = folder_of(p, true)
+    p.paths_of = d
     p.out_path = log_path(p, "out")
     p.err_path = log_path(p, "err")
     p.log_path = log_path(p, "log")
-    p.paths_of = d
   end
 end
 -- Log files are shared by every pipe that writes to the same path (merged
@@ -232,6 +266,14 @@ local function pipe_opts(p, which)
 end
 
 -- p's files are let go (a file shared by other pipes stays open for them)
+-- p is deleted: its folder is free for the next app of its name
+function M.forget(p)
+  if p.paths_of then
+    let_go(p)
+    p.paths_of = nil
+  end
+end
+
 function M.release(p)
   if not p.log_files then return end
   for _, path in ipairs(p.log_files) do release_file(path) end

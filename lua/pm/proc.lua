@@ -90,6 +90,7 @@ M.FIELDS = {
     out_path = "its out log's path", err_path = "its error log's path",
     log_path = "its combined log_file's path, or nil",
     paths_of = "the declaration those paths are of",
+    log_folder = "the folder of its default files under logs/ (\"\" or \"<namespace>/\")",
     pipes = "{ out, err } log pipes reading its process's output",
     acquired = "paths of the shared files its pipes were given (being built)",
     log_files = "paths of the shared files its pipes hold",

@@ -191,6 +191,7 @@ function M.delete(p, done)
     if next(procs) == nil then next_id = 0 end -- PM2's: ids start again once none is left
     rules.disarm(p)
     applogs.release(p)
+    applogs.forget(p)
     local key, left = sockets.key(p.decl), false
     for _, o in ipairs(M.by_name(p.name)) do left = left or sockets.key(o.decl) == key end
     if not left then sockets.release(key) end

@@ -1,6 +1,6 @@
 -- Issue 16 item 14 (its log parts): apps of the same name in two
--- namespaces write separate log files (the default namespace keeps PM2's
--- names, another one's are in PM_HOME/logs/<namespace>/); with merge_logs
+-- namespaces write separate log files (the first keeps PM2's names, the
+-- others' are in PM_HOME/logs/<namespace>/); with merge_logs
 -- every line says which instance wrote it (after a --time stamp: " [id]";
 -- JSON lines: process_id), and `pm logs` shows it with that instance's id.
 local H = require "pmtest"
@@ -32,26 +32,32 @@ describe("log files of namespaces and merged instances (issue 16 item 14)", func
     H.cleanup()
   end)
 
-  it("pm start --namespace a / b of the same name: separate files; the default namespace keeps PM2's names", function()
+  it("pm start --namespace a / b of the same name: separate files; the first keeps PM2's names", function()
     H.start(sayer("a.sh", "from-a"), "api", "--namespace", "nsa")
     H.start(sayer("b.sh", "from-b"), "api", "--namespace", "nsb")
     H.start(sayer("c.sh", "from-default"), "api")
+    H.start(sayer("d.sh", "from-alone"), "solo", "--namespace", "nsa")
     local logs = H.home .. "/logs/"
-    wait_contains(logs .. "nsa/api-out.log", "from-a")
+    wait_contains(logs .. "api-out.log", "from-a")
     wait_contains(logs .. "nsb/api-out.log", "from-b")
-    wait_contains(logs .. "api-out.log", "from-default")
-    assert.equal("from-a\n", util.read_file(logs .. "nsa/api-out.log"))
+    wait_contains(logs .. "default/api-out.log", "from-default")
+    wait_contains(logs .. "solo-out.log", "from-alone") -- (DESIGN's name: no other app is called so)
+    assert.equal("from-a\n", util.read_file(logs .. "api-out.log"))
     assert.equal("from-b\n", util.read_file(logs .. "nsb/api-out.log"))
-    assert.equal("from-default\n", util.read_file(logs .. "api-out.log"))
+    assert.equal("from-default\n", util.read_file(logs .. "default/api-out.log"))
     for _, p in ipairs(H.jlist()) do
       local ns = p.pm2_env.namespace
-      local dir = ns == "default" and logs or logs .. ns .. "/"
-      assert.equal(dir .. "api-out.log", p.pm2_env.pm_out_log_path)
-      assert.equal(dir .. "api-error.log", p.pm2_env.pm_err_log_path)
+      local dir = (ns == "nsa") and logs or logs .. ns .. "/"
+      assert.equal(dir .. p.name .. "-out.log", p.pm2_env.pm_out_log_path)
+      assert.equal(dir .. p.name .. "-error.log", p.pm2_env.pm_err_log_path)
     end
     local got = lines_of(H.ok(H.pm("logs", "nsb", "--nostream")).out)
     assert.equal(1, #got, table.concat(got, "\n"))
     assert.truthy(got[1]:match("|api|from%-b$"), got[1])
+    -- the first one gone, the plain names are free for the next app declared
+    H.ok(H.pm("delete", "nsa"))
+    H.start(sayer("e.sh", "from-e"), "api", "--namespace", "nse")
+    wait_contains(logs .. "api-out.log", "from-e")
   end)
 
   it("pm start -i 2 --merge-logs --time: each line carries the id of the instance that wrote it", function()
