@@ -72,7 +72,7 @@ return M
     local log = util.read_file(H.home .. "/pm.log") or ""
     for i = 1, 2 do
       assert.matches("\n%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d error: lua error: [^\n]*preload.lua:%d+: "
-        .. "raised on SIGUSR1, time " .. i .. "\nstack traceback:\n", "\n" .. log)
+        .. "raised on SIGUSR1, time " .. i .. "\n    stack traceback:\n", "\n" .. log) -- (a line of its own, indented)
     end
     assert.is_nil(log:find(" pm: lua error", 1, true), "the core's own line: the error did not reach Lua")
   end)

@@ -203,7 +203,9 @@ describe("the wire protocol", function()
 
   it("answers a target of the wrong type with -32602, not with Lua internals", function()
     local c = connect()
-    for i, t in ipairs({ "{}", "[1]", "true" }) do
+    -- (a list of targets is one: [1] is the app of pm_id 1; a list holding
+    -- a table is not)
+    for i, t in ipairs({ "{}", "[{}]", "true" }) do
       local m = ask(c, ('{"jsonrpc":"2.0","id":%d,"method":"stop","params":{"target":%s}}'):format(i, t))
       assert.is_table(m.error, "an error expected for target " .. t)
       assert.is_nil(m.error.message:find("table: 0x", 1, true), "message: " .. m.error.message)
