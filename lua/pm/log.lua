@@ -39,9 +39,13 @@ end
 -- escape sequence reaches a terminal that shows the log) and a line break
 -- indents what follows, so that every line starting at its first column
 -- is one the daemon wrote.
+-- (the string library's own functions, held from the start: while a hook
+-- runs, a string's methods are the sandbox's bounded ones, and what a hook
+-- logs must not count against it)
+local gsub, format, byte = string.gsub, string.format, string.byte
+local function escape(c) return format("\\x%02x", byte(c)) end
 local function clean(msg)
-  return (msg:gsub("[%z\1-\8\11-\31\127]", function(c) return ("\\x%02x"):format(c:byte()) end)
-    :gsub("\n", "\n    "))
+  return (gsub(gsub(msg, "[%z\1-\8\11-\31\127]", escape), "\n", "\n    "))
 end
 
 local function emit(level, fmt, ...)
