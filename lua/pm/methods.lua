@@ -208,7 +208,10 @@ local function forget_failed(list, added, done)
   for _, p in ipairs(gone) do
     sup.delete(p, function()
       left = left - 1
-      if left == 0 then done() end
+      if left == 0 then
+        sup.rewind_ids()
+        done()
+      end
     end)
   end
 end

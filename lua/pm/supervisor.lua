@@ -224,6 +224,15 @@ function M.adopt(p, decl)
   p.decl = decl
 end
 
+-- The ids of records a failed start forgot were never seen by anyone:
+-- the next app takes the lowest free one above every app left (PM2 gives
+-- a start that fails no id at all).
+function M.rewind_ids()
+  local top = -1
+  for id in pairs(procs) do top = math.max(top, id) end
+  next_id = top + 1
+end
+
 --[[ A new record of decl's instance `instance`. saved (restore): { pm_id,
 status, restart_time, created_at, keep_errored }; one saved as stopped
 stays stopped; with keep_errored (crash recovery), one errored stays so. ]]

@@ -38,6 +38,9 @@ describe("mistakes said out loud", function()
     ok(H.pm("start", sleeper(), "-s"))
     fails(H.pm("start", noexec))
     assert.equal("app", H.names())
+    -- the failed starts used no id: the next app takes 1
+    ok(H.pm("start", sleeper(), "--name", "next", "-f", "-s"))
+    assert.equal(1, H.proc("next").pm_id)
   end)
 
   it("pm kill with no daemon says so, exits 0, and starts none", function()
