@@ -64,12 +64,21 @@ function V.logs(args)
   local ids = {}
   for _, d in ipairs(list) do ids[d.pm_id] = d end
   local bus = check(client.launchBus())
+  -- a line followed carries the time prefix its file got (PM2 sends the
+  -- prefixed text on its bus): log_date_format's, or time's
+  local function prefix_of(pm_id)
+    local e = ids[pm_id] and ids[pm_id].pm2_env or {}
+    if how == "json" or e.log_type == "json" then return nil end
+    return e.log_date_format or (e.time and "YYYY-MM-DDTHH:mm:ss") or nil
+  end
   local function follow(which)
     return function(packet)
       local pr = packet.process or {}
       if not matches(pr, all, ids) then return end
+      local fmt = prefix_of(pr.pm_id)
+      local pre = fmt and (view.moment(fmt, tonumber(packet.at) or require("pm.core").now()) .. ": ") or ""
       for line in tostring(packet.data):gmatch("([^\n]*)\n?") do
-        if line ~= "" then show({ pm_id = pr.pm_id, name = pr.name }, which, line, packet.at) end
+        if line ~= "" then show({ pm_id = pr.pm_id, name = pr.name }, which, pre .. line, packet.at) end
       end
       io.stdout:flush()
     end

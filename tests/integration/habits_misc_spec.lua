@@ -75,4 +75,19 @@ describe("PM2 habits", function()
     assert.is_truthy(r.out:find("exec mode%s+fork_mode"), r.out)
     assert.is_truthy(r.out:find("watch%s+" .. dir:gsub("%p", "%%%0")), r.out)
   end)
+
+  it("pm logs: a line followed carries its app's log_date_format prefix, as in the file", function()
+    local s = H.script("say.sh", "#!/bin/sh\nwhile :; do echo tick; sleep 0.1; done\n")
+    ok(H.pm("start", s, "--name", "dated", "--log-date-format", "YYYY@MM", "-s"))
+    local r = H.sh("timeout 3 " .. H.shquote(H.bin) .. " logs dated --lines 0 --out")
+    local year = os.date("%Y@%m")
+    local n = 0
+    for line in r.out:gmatch("[^\n]+") do
+      if line:find("tick", 1, true) then
+        n = n + 1
+        assert.is_truthy(line:find("|dated|" .. year .. ": tick", 1, true), line)
+      end
+    end
+    assert.is_true(n > 0, "lines followed: " .. r.out)
+  end)
 end)
