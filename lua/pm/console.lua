@@ -196,8 +196,12 @@ M.verbose = false
 -- An error as pm run and pm -e say it: its first line (the message), or
 -- the whole traceback when verbose.
 local function say_error(err)
-  err = type(err) == "table" and M.pretty(err) or tostring(err)
-  if not M.verbose then err = err:match("^[^\n]*") end
+  if type(err) == "table" and err ~= util.null then
+    err = "error: " .. M.pretty(err) -- (a table's every line)
+  else
+    err = tostring(err)
+    if not M.verbose then err = err:match("^[^\n]*") end
+  end
   io.stderr:write("pm: ", err, "\n")
 end
 
