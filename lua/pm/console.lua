@@ -197,7 +197,8 @@ M.verbose = false
 -- the whole traceback when verbose.
 local function say_error(err)
   if type(err) == "table" and err ~= util.null then
-    err = "error: " .. M.pretty(err) -- (a table's every line)
+    -- a table as the console prints it, on one line: { code = 7 }
+    err = "error: " .. M.pretty(err):gsub("\n%s*", " ")
   else
     err = tostring(err)
     if not M.verbose then err = err:match("^[^\n]*") end
