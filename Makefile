@@ -176,6 +176,7 @@ install: build obj/lua/lua_doc.lua
 	install -m 0644 completion/pm.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
 	install -d $(DESTDIR)$(TYPES_DIR)/pm $(DESTDIR)$(PREFIX)/share/doc/pm
 	install -m 0644 doc/types/pm/*.lua $(DESTDIR)$(TYPES_DIR)/pm/
+	install -m 0644 doc/types/pm_sandbox.lua $(DESTDIR)$(TYPES_DIR)/
 	install -m 0644 doc/lua.md $(DESTDIR)$(PREFIX)/share/doc/pm/lua.md
 
 uninstall:

@@ -175,7 +175,7 @@ describe("the Lua reference (doc/lua.md)", function()
       .. table.concat(missing, "\n  "))
   end)
 
-  it("has LuaLS stubs (doc/types/) declaring every client, bus and child function", function()
+  it("has LuaLS stubs (doc/types/) declaring every client, bus, child, hook and load function", function()
     local function read(p)
       local f = assert(io.open(SRC .. "/" .. p))
       local s = f:read("*a")
@@ -193,7 +193,16 @@ describe("the Lua reference (doc/lua.md)", function()
         end
       end
     end
-    assert(#missing == 0, "functions the stubs doc/types/pm/*.lua do not declare:\n  "
+    local sandbox = read("doc/types/pm_sandbox.lua")
+    for _, section in ipairs({ "hook", "load" }) do
+      for _, name in ipairs(sorted_keys(fns[section])) do
+        local short = name:match("^pm%.([%w_]+)$")
+        if short and not sandbox:find("\nfunction hook%." .. short .. "%(") then
+          missing[#missing + 1] = name .. " (" .. section .. ", doc/types/pm_sandbox.lua)"
+        end
+      end
+    end
+    assert(#missing == 0, "functions the stubs doc/types/*.lua do not declare:\n  "
       .. table.concat(missing, "\n  "))
   end)
 

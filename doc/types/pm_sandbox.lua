@@ -1,6 +1,7 @@
 ---@meta
 -- LuaLS stubs for ecosystem.lua files and their hooks: the sandbox's `pm`
--- (doc/lua.md, sections {#hook} and {#load}). Annotate a file with
+-- global (doc/lua.md, sections {#hook} and {#load}). Not a module (the
+-- daemon's pm.ecosystem is another thing). Annotate a file with
 --   ---@type pm.Ecosystem
 --   local file = { apps = { ... } }
 --   return file
