@@ -206,6 +206,36 @@ describe("the Lua reference (doc/lua.md)", function()
       .. table.concat(missing, "\n  "))
   end)
 
+  it("is installed by make install with the stubs; the rockspec runs the Makefile with its install dirs", function()
+    local dest = TMP .. "/install." .. core.getpid()
+    local rc = os.execute(("make -s -C '%s' install DESTDIR='%s' PREFIX=/usr >/dev/null"):format(SRC, dest))
+    assert.equal(0, rc)
+    for _, f in ipairs({ "/usr/share/pm/types/pm/init.lua", "/usr/share/pm/types/pm/child.lua",
+      "/usr/share/pm/types/pm_sandbox.lua", "/usr/share/doc/pm/lua.md", "/usr/share/lua/5.1/pm/lua_doc.lua",
+      "/usr/share/lua/5.1/pm/reference.lua", "/usr/lib/lua/5.1/pm/core.so", "/usr/bin/pm" }) do
+      assert.truthy(core.stat(dest .. f), f .. " installed")
+    end
+    -- the installed reference is the same text
+    local doc = dofile(dest .. "/usr/share/lua/5.1/pm/lua_doc.lua")
+    assert.equal(assert(io.open(SRC .. "/doc/lua.md")):read("*a"), doc)
+    os.execute("rm -rf '" .. dest .. "'")
+    -- the rockspec: a make build whose variables are the Makefile's
+    local spec = {}
+    assert(setfenv(assert(loadfile(SRC .. "/pm-scm-1.rockspec")), spec))()
+    assert.equal("pm", spec.package)
+    assert.equal("make", spec.build.type)
+    local f = assert(io.open(SRC .. "/Makefile"))
+    local makefile = f:read("*a")
+    f:close()
+    for var in pairs(spec.build.install_variables) do
+      assert.truthy(makefile:find("\n" .. var .. " *%?=") or makefile:find("\n" .. var .. " *:?="),
+        var .. " is a variable of the Makefile")
+    end
+    if core.access("/usr/bin/luarocks", "x") then
+      assert.equal(0, os.execute(("cd '%s' && luarocks lint pm-scm-1.rockspec >/dev/null"):format(SRC)))
+    end
+  end)
+
   it("is what help and pm help lua read: an entry found by a name, a section and a name", function()
     local found = ref.find(entries, "restart")
     assert.equal("client", found[1].section)
