@@ -66,7 +66,19 @@ obj/lua/argparse.o: $(ARGPARSE)
 	@echo "LUAJIT $<"
 	$(Q)$(LUAJIT) -b -g -n argparse $< $@
 
-bin/pm: $(patsubst core/%.c,obj/core/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse.o
+# The Lua reference (doc/lua.md) as the module pm.lua_doc: what the
+# console's help() and `pm help lua` print (lua/pm/reference.lua), carried
+# by bin/pm and installed beside the modules for plain luajit.
+DOC_LUA := local s = io.read("*a") local eq = "=" while s:find("]" .. eq .. "]", 1, true) do eq = eq .. "=" end io.write("return [", eq, "[\n", s, "]", eq, "]\n")
+obj/lua/lua_doc.lua: doc/lua.md
+	@mkdir -p $(@D)
+	$(Q)$(LUAJIT) -e '$(DOC_LUA)' < $< > $@.tmp && mv $@.tmp $@
+
+obj/lua/lua_doc.o: obj/lua/lua_doc.lua
+	@echo "LUAJIT $<"
+	$(Q)$(LUAJIT) -b -n pm.lua_doc $< $@
+
+bin/pm: $(patsubst core/%.c,obj/core/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse.o obj/lua/lua_doc.o
 	@mkdir -p $(@D)
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
@@ -116,7 +128,7 @@ obj/asan/%.o: core/%.c core/core.h
 	@echo "CC asan $<"
 	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
 
-bin/pm-asan: $(patsubst core/%.c,obj/asan/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse.o
+bin/pm-asan: $(patsubst core/%.c,obj/asan/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse.o obj/lua/lua_doc.o
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
 
@@ -146,19 +158,32 @@ run: all
 	$(Q)bin/pm start ecosystem/ecosystem.lua -s
 	$(Q)bin/pm list
 
-install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.1/pm $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm
-	install -m 0755 bin/pm $(DESTDIR)$(PREFIX)/bin/pm
-	install -m 0644 $(LUA_SRC) $(DESTDIR)$(PREFIX)/share/lua/5.1/pm/
-	install -m 0755 lib/pm/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm/core.so
-	install -m 0755 lib/pm/term.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm/term.so
+# Where the Lua modules, pm.core and the binary go (luarocks make passes
+# its tree's: pm-scm-1.rockspec). The LuaLS stubs (doc/types) go to
+# $(PREFIX)/share/pm/types: "Lua.workspace.library" for an editor.
+LUA_DIR  ?= $(PREFIX)/share/lua/5.1
+LUA_CDIR ?= $(PREFIX)/lib/lua/5.1
+BIN_DIR  ?= $(PREFIX)/bin
+TYPES_DIR ?= $(PREFIX)/share/pm/types
+
+install: build obj/lua/lua_doc.lua
+	install -d $(DESTDIR)$(BIN_DIR) $(DESTDIR)$(LUA_DIR)/pm $(DESTDIR)$(LUA_CDIR)/pm
+	install -m 0755 bin/pm $(DESTDIR)$(BIN_DIR)/pm
+	install -m 0644 $(LUA_SRC) obj/lua/lua_doc.lua $(DESTDIR)$(LUA_DIR)/pm/
+	install -m 0755 lib/pm/core.so $(DESTDIR)$(LUA_CDIR)/pm/core.so
+	install -m 0755 lib/pm/term.so $(DESTDIR)$(LUA_CDIR)/pm/term.so
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 completion/pm.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
+	install -d $(DESTDIR)$(TYPES_DIR)/pm $(DESTDIR)$(PREFIX)/share/doc/pm
+	install -m 0644 doc/types/pm/*.lua $(DESTDIR)$(TYPES_DIR)/pm/
+	install -m 0644 doc/types/pm_sandbox.lua $(DESTDIR)$(TYPES_DIR)/
+	install -m 0644 doc/lua.md $(DESTDIR)$(PREFIX)/share/doc/pm/lua.md
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/pm
-	rm -rf $(DESTDIR)$(PREFIX)/share/lua/5.1/pm $(DESTDIR)$(PREFIX)/lib/lua/5.1/pm
+	rm -f $(DESTDIR)$(BIN_DIR)/pm
+	rm -rf $(DESTDIR)$(LUA_DIR)/pm $(DESTDIR)$(LUA_CDIR)/pm
 	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
+	rm -rf $(DESTDIR)$(TYPES_DIR) $(DESTDIR)$(PREFIX)/share/doc/pm
 
 bench: all
 	$(Q)bench/run

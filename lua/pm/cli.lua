@@ -221,7 +221,8 @@ end
 
 local function usage()
   local out = { ("pm %s: a process manager, policy in Lua"):format(util.VERSION), "",
-    "usage: pm <verb> [options]    pm help <verb>    pm -e '<lua>'    pm --version", "" }
+    "usage: pm <verb> [options]    pm help <verb>    pm -e '<lua>'    pm --version", "",
+    "  pm help lua [name]     the Lua reference: require \"pm\", pm.child, hooks, the console", "" }
   for _, v in ipairs(ORDER) do out[#out + 1] = ("  %-22s %s"):format(v, VERBS[v].help) end
   out[#out + 1] = ""
   out[#out + 1] = "examples:"
@@ -242,8 +243,28 @@ local function near_verb(v)
   return near and (" - did you mean '" .. near .. "'?") or ""
 end
 
+-- pm help lua [name]: the Lua reference's index, or a function's entries
+-- (doc/lua.md, as the console's help() prints them)
+local function help_lua(name)
+  local ref = require "pm.reference"
+  local entries, sections = ref.parse()
+  if not entries then return M.die(sections) end
+  if not name then
+    io.stdout:write("pm's Lua reference (doc/lua.md): pm help lua <name> shows an entry ",
+      "(restart, pm.restart, \"hook pm.restart\", bus:on, child.send)\n", ref.index(entries, sections))
+    return 0
+  end
+  local found = ref.find(entries, name)
+  if #found == 0 then
+    return M.die(("no entry for '%s' in the Lua reference (pm help lua lists them)"):format(name), 2)
+  end
+  for i, e in ipairs(found) do io.stdout:write(i > 1 and "\n" or "", ref.format(e)) end
+  return 0
+end
+
 function M.help_verb(args)
   local v = args[1]
+  if v == "lua" then return help_lua(args[2] and table.concat(args, " ", 2)) end
   local fn = v and verb_fn(v)
   if fn and v ~= "help" and v ~= "run" then return fn({ "--help" }) end
   if v and not fn then return M.die(("no verb '%s'%s (pm help lists them)"):format(v, near_verb(v)), 2) end

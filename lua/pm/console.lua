@@ -125,6 +125,67 @@ function M.env(print_fn)
   return env
 end
 
+-- ---- help: entries of the Lua reference (doc/lua.md, pm.reference) ----
+
+-- The reference's key of a function of the console: "client pm.restart",
+-- "bus bus:on", "child child.send", "console on" -> key | nil
+local function key_of(env, fn)
+  local ref = require "pm.reference"
+  for k, v in pairs(env.pm) do
+    if v == fn and type(k) == "string" then return "client pm." .. k end
+  end
+  local child = package.loaded["pm.child"]
+  for k, v in pairs(type(child) == "table" and child or {}) do
+    if v == fn then return "child child." .. k end
+  end
+  for k, v in pairs(ref.bus_class(env.pm) or {}) do
+    if v == fn then return "bus bus:" .. k end
+  end
+  for k, v in pairs(env) do
+    if v == fn and type(k) == "string" then return "console " .. k end
+  end
+end
+
+-- help([fn | name]): the index, or the entries of a function or a name
+-- (what it prints goes through print_fn)
+local function make_help(env, print_fn)
+  return function(...)
+    local ref = require "pm.reference"
+    local entries, sections = ref.parse()
+    if not entries then return print_fn(tostring(sections) .. "\n") end
+    if select("#", ...) == 0 then
+      return print_fn("The Lua reference (doc/lua.md, pm help lua): help(restart) or help \"bus:on\" "
+        .. "shows an entry.\n" .. ref.index(entries, sections))
+    end
+    local what = ...
+    local found, shown = {}, tostring(what)
+    if type(what) == "function" then
+      local key = key_of(env, what)
+      if key then
+        shown = key:match("%S+$")
+        found = ref.find(entries, key)
+      else
+        shown = "this function (not one of pm's)"
+      end
+    elseif type(what) == "string" then
+      found = ref.find(entries, what)
+    end
+    if #found == 0 then
+      return print_fn(("no entry for %s in the Lua reference (help() lists them)\n"):format(shown))
+    end
+    local parts = {}
+    for _, e in ipairs(found) do parts[#parts + 1] = ref.format(e) end
+    print_fn(table.concat(parts, "\n"))
+  end
+end
+
+-- The console's environment: the client's, help() too.
+function M.console_env(print_fn)
+  local env = M.env(print_fn)
+  env.help = make_help(env, print_fn)
+  return env
+end
+
 -- ---- pm run, pm -e ----
 
 local function write(s) io.stdout:write(s) end
@@ -135,8 +196,13 @@ M.verbose = false
 -- An error as pm run and pm -e say it: its first line (the message), or
 -- the whole traceback when verbose.
 local function say_error(err)
-  err = tostring(err)
-  if not M.verbose then err = err:match("^[^\n]*") end
+  if type(err) == "table" and err ~= util.null then
+    -- a table as the console prints it, on one line: { code = 7 }
+    err = "error: " .. M.pretty(err):gsub("\n%s*", " ")
+  else
+    err = tostring(err)
+    if not M.verbose then err = err:match("^[^\n]*") end
+  end
   io.stderr:write("pm: ", err, "\n")
 end
 
@@ -196,9 +262,95 @@ end
 
 -- ---- evaluation ----
 
--- Compiles a chunk: "return <chunk>" first. -> fn | nil, err, incomplete
+--[[ A chunk whose top-level locals are the console's globals, so that
+they are there on the next line (luvit's REPL does the same): `local x,
+y = 1, 2` -> `x, y = 1, 2`, `local x` -> `x = nil`, `local function f`
+-> `function f`. Locals of functions and blocks stay. -> chunk ]]
+function M.globalize(src)
+  local n = #src
+  local depth, prev = 0, nil
+  local edits = {} -- { at, len, text }: replace len bytes at at by text
+  local i = 1
+  local function name_list(j)
+    -- after `local`: names separated by commas -> the position after the last one
+    local last
+    repeat
+      local s, e = src:find("^%s*[%a_][%w_]*", j)
+      if not s then break end
+      last = e
+      local _, c = src:find("^%s*,", e + 1)
+      j = c and c + 1 or e + 1
+    until not c
+    return last
+  end
+  while i <= n do
+    local c = src:sub(i, i)
+    if c:match("%s") then
+      i = i + 1
+    elseif src:find("^%-%-", i) then
+      local eq = src:match("^%-%-%[(=*)%[", i)
+      local e
+      if eq then
+        e = select(2, src:find("]" .. eq .. "]", i, true))
+      else
+        e = src:find("\n", i, true)
+      end
+      i = (e or n) + 1
+    elseif c == '"' or c == "'" then
+      local j = i + 1
+      while j <= n do
+        local d = src:sub(j, j)
+        if d == "\\" then j = j + 2
+        elseif d == c or d == "\n" then break
+        else j = j + 1 end
+      end
+      i, prev = j + 1, "string"
+    elseif src:find("^%[=*%[", i) then
+      local eq = src:match("^%[(=*)%[", i)
+      local _, e = src:find("]" .. eq .. "]", i, true)
+      i, prev = (e or n) + 1, "string"
+    elseif c:match("[%a_]") then
+      local word = src:match("^[%w_]+", i)
+      if prev ~= "." and prev ~= ":" then
+        if word == "function" or word == "do" or word == "if" or word == "repeat" then
+          depth = depth + 1
+        elseif word == "end" or word == "until" then
+          depth = depth - 1
+        elseif word == "local" and depth == 0 then
+          local after = i + #word
+          if src:find("^%s+function[^%w_]", after) then
+            edits[#edits + 1] = { i, #word + 1, "" }
+          else
+            local last = name_list(after)
+            if last then
+              if src:find("^%s*=[^=]", last + 1) or src:find("^%s*=$", last + 1) then
+                edits[#edits + 1] = { i, #word + 1, "" }
+              else
+                edits[#edits + 1] = { i, #word + 1, "" }
+                edits[#edits + 1] = { last + 1, 0, " = nil" }
+              end
+            end
+          end
+        end
+      end
+      i, prev = i + #word, word
+    elseif c:match("%d") then
+      i, prev = i + #src:match("^[%w_%.]+", i), "number"
+    else
+      i, prev = i + 1, c
+    end
+  end
+  for k = #edits, 1, -1 do
+    local e = edits[k]
+    src = src:sub(1, e[1] - 1) .. e[3] .. src:sub(e[1] + e[2])
+  end
+  return src
+end
+
+-- Compiles a chunk: "return <chunk>" first, its top-level locals kept as
+-- globals. -> fn | nil, err, incomplete
 local function compile(chunk, env)
-  local fn = loadstring("return " .. chunk, "=console")
+  local fn = loadstring("return " .. chunk, "=console") or loadstring(M.globalize(chunk), "=console")
   if not fn then
     local err
     fn, err = loadstring(chunk, "=console")
@@ -213,7 +365,10 @@ end
 
 -- Runs a chunk and shows what it returned, every value (a failure's
 -- nil, err too).
-local function run(fn, show)
+-- Runs a chunk and shows what it returned, every value (a failure's
+-- nil, err too); the first one becomes `_`. -> true | false, the error
+-- as one text (a table's pretty-printed, a string's traceback off)
+local function run(fn, show, env)
   local res = { n = 0 }
   local function keep(ok, ...)
     res.n = select("#", ...)
@@ -221,8 +376,15 @@ local function run(fn, show)
     return ok
   end
   local ok = keep(xpcall(fn, debug.traceback))
-  if not ok then return false, tostring(res[1]) end
-  if res.n > 0 and show then show(unpack(res, 1, res.n)) end
+  if not ok then
+    local err = res[1]
+    if type(err) == "table" then return false, M.pretty(err) end
+    return false, (tostring(err):gsub("\nstack traceback:.*", ""))
+  end
+  if res.n > 0 then
+    if env then env._ = res[1] end
+    if show then show(unpack(res, 1, res.n)) end
+  end
   return true
 end
 
@@ -281,7 +443,7 @@ end
 
 local function interactive(tty)
   local history = util.home() .. "/console_history"
-  local env = M.env(tty.rl_print)
+  local env = M.console_env(tty.rl_print)
   local function print_show(...) tty.rl_print(M.shown(...)) end
   env.show = print_show
   -- (callbacks run while a line is typed: readline runs the loop)
@@ -302,7 +464,7 @@ local function interactive(tty)
   local sigint = core.signal(core.signals.SIGINT, function() tty.rl_interrupt() end)
   local version = (env.pm.ping() or {}).version or "?"
   out(("pm %s console, daemon %s. The API is in scope: list(), restart \"api\", "
-    .. "on(\"process:event\", print). Ctrl-D leaves.\n"):format(util.VERSION, version))
+    .. "on(\"process:event\", print), help(restart). Ctrl-D leaves.\n"):format(util.VERSION, version))
   local buffer
   while true do
     local line, interrupted = tty.rl_readline(buffer and ">> " or "pm> ")
@@ -316,13 +478,13 @@ local function interactive(tty)
       buffer = buffer and (buffer .. "\n" .. line) or line
       local fn, err, incomplete = compile(buffer, env)
       if not incomplete then
-        tty.rl_history_add((buffer:gsub("\n", " ")))
+        tty.rl_history_add(buffer) -- (a chunk of several lines: one entry, newlines kept)
         buffer = nil
         if not fn then
           out("error: " .. tostring(err) .. "\n")
         else
-          local ok, rerr = run(fn, print_show)
-          if not ok then out("error: " .. rerr:gsub("\nstack traceback:.*", "") .. "\n") end
+          local ok, rerr = run(fn, print_show, env)
+          if not ok then out("error: " .. rerr .. "\n") end
         end
         refresh_names()
       end
@@ -336,7 +498,7 @@ end
 
 -- Not a terminal: chunks from stdin, no prompts; exit 1 if one failed.
 local function batch()
-  local env = M.env(out)
+  local env = M.console_env(out)
   local buffer
   local status = 0
   env.pm._on_error = function(msg)
@@ -353,9 +515,9 @@ local function batch()
           out("error: " .. tostring(err) .. "\n")
           status = 1
         else
-          local ok, rerr = run(fn, M.show)
+          local ok, rerr = run(fn, M.show, env)
           if not ok then
-            out("error: " .. rerr:gsub("\nstack traceback:.*", "") .. "\n")
+            out("error: " .. rerr .. "\n")
             status = 1
           end
           env.pm._settle() -- (its callbacks run before the next chunk)

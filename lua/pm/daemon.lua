@@ -383,4 +383,5 @@ function M.run(opts)
 end
 
 M.methods = methods
+M.hook_api = hook_api -- (the Lua reference's coverage test lists what hooks get)
 return M

@@ -1,0 +1,81 @@
+---@meta
+-- LuaLS stubs for ecosystem.lua files and their hooks: the sandbox's `pm`
+-- global (doc/lua.md, sections {#hook} and {#load}). Not a module (the
+-- daemon's pm.ecosystem is another thing). Annotate a file with
+--   ---@type pm.Ecosystem
+--   local file = { apps = { ... } }
+--   return file
+
+---@class pm.Ecosystem
+---@field apps pm.App[]
+---@field hooks? pm.Hooks
+
+---@class pm.Exit
+---@field code integer|nil
+---@field signal string|nil
+---@field uptime integer ms
+---@field reason string "exit", "memory", "cron", "watch", "stop"
+
+---@alias pm.Decision "restart"|"stop"|number|{ action: "restart"|"stop", delay?: number }|nil
+
+---@class pm.Hooks
+---@field on_exit? fun(proc: pm.Process, exit: pm.Exit): pm.Decision
+---@field on_start? fun(proc: pm.Process)
+---@field on_stop? fun(proc: pm.Process)
+
+---The `pm` of an ecosystem file and its hooks.
+---@class pm.HookAPI
+local hook = {}
+
+---@param target pm.Target
+---@return true|nil
+---@return string? err
+function hook.restart(target) end
+
+---@param target pm.Target
+---@return true|nil
+---@return string? err
+function hook.stop(target) end
+
+---@param target pm.Target
+---@return true|nil
+---@return string? err
+function hook.start(target) end
+
+---@return pm.Process[]
+function hook.list() end
+
+---@param target pm.Target
+---@return pm.Process[]
+function hook.describe(target) end
+
+---@param event string
+---@param data any
+---@return true|nil
+---@return string? err
+function hook.publish(event, data) end
+
+---@return true
+function hook.log(...) end
+
+---While the file loads: a file's text (relative to the file's folder).
+---@param path string
+---@return string
+function hook.read(path) end
+
+---@param path string
+---@return any
+function hook.json(path) end
+
+---@param path string
+---@return table<string, string>
+function hook.dotenv(path) end
+
+---@return string
+function hook.hostname() end
+
+---@return integer
+function hook.cpus() end
+
+---@type pm.HookAPI
+pm = hook -- luacheck: ignore
