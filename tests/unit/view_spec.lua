@@ -173,6 +173,7 @@ describe("the card of pm describe", function()
       "args                 --port 3000",
       "interpreter          node",
       "cwd                  /srv",
+      "exec mode            fork_mode",
       "instances            1",
       "restarts             2",
       "unstable restarts    0",
