@@ -174,7 +174,8 @@ end
 -- Starts a daemon; its early complaints come back on a pipe (its stderr
 -- until it has its log). Returns pid, errfd | nil, err
 local function spawn_daemon(home, private)
-  local bin = util.pm_binary()
+  local bin, berr = util.pm_binary() -- (embedded: never the host's own executable)
+  if not bin then return nil, "cannot start the pm daemon: " .. berr end
   local args = { bin, "daemon" }
   local err_r, err_w = core.pipe()
   if not err_r then return nil, err_w end
