@@ -90,12 +90,11 @@ function pm._failed() return failed end
 local function synchronous(fn, ...)
   sync = sync + 1
   local res = { pcall(fn, ...) }
+  -- driven by a host's loop: the watchers the call started join pm.fd()'s
+  -- set (a turn of the loop, no callback run: sync still counts this call)
+  if sync == 1 and pm._driven then pcall(core.run, "nowait") end
   sync = sync - 1
-  if sync == 0 then
-    arm()
-    -- driven by a host's loop: the watchers the call started join pm.fd()'s set
-    if pm._driven then core.run("nowait") end
-  end
+  if sync == 0 then arm() end
   if not res[1] then error(res[2], 0) end
   return unpack(res, 2, table.maxn(res))
 end
