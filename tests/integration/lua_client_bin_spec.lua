@@ -49,7 +49,8 @@ describe("lua client: the daemon binary when embedded", function()
   it("PM_BIN comes first", function()
     local exe = host("nvim")
     local r = H.sh(("env PM_BIN=%s PATH=/usr/bin:/bin LUA_PATH=%s LUA_CPATH=%s timeout 30 %s %s"):format(
-      sq(H.bin), sq(H.src .. "/lua/?.lua;" .. H.src .. "/lua/?/init.lua;;"), sq(H.src .. "/lib/?.so;;"), sq(exe), sq(H.fixtures .. "/lc_host.lua")))
+      sq(H.bin), sq(H.src .. "/lua/?.lua;" .. H.src .. "/lua/?/init.lua;;"), sq(H.src .. "/lib/?.so;;"),
+      sq(exe), sq(H.fixtures .. "/lc_host.lua")))
     assert.equal("CONNECTED", r.out:match("^[^\n]*"), r.out .. r.err)
     assert.equal(core.realpath(H.bin), daemon_exe())
   end)
