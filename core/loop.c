@@ -520,6 +520,34 @@ static int l_break(lua_State *L)
 	return 0;
 }
 
+/* core.reap(pid) -> true, code|nil, signum|nil | false | nil, err: waits
+ * for that one child without blocking (true: it had ended and is reaped;
+ * false: it runs). For a program that embeds pm, whose loop reaps nothing:
+ * the daemon it started is its child. */
+static int l_reap(lua_State *L)
+{
+	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+	if (pid <= 0)
+		return luaL_argerror(L, 1, "a pid > 0 expected");
+	int st;
+	pid_t r = waitpid(pid, &st, WNOHANG);
+	if (r < 0)
+		return pm_fail(L, "waitpid");
+	if (r == 0) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	lua_pushboolean(L, 1);
+	if (WIFEXITED(st)) {
+		lua_pushinteger(L, WEXITSTATUS(st));
+		lua_pushnil(L);
+	} else {
+		lua_pushnil(L);
+		lua_pushinteger(L, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	}
+	return 3;
+}
+
 /* core.now() -> ms: wall-clock time, ms since the epoch (whole ms) */
 static int l_now(lua_State *L)
 {
@@ -564,6 +592,7 @@ void pm_open_loop(lua_State *L)
 		{"run", l_run},
 		{"loop_fd", l_loop_fd},
 		{"loop_timeout", l_loop_timeout},
+		{"reap", l_reap},
 		{"stop_loop", l_break},
 		{"now", l_now},
 		{"mono", l_mono},

@@ -60,12 +60,12 @@ function M.fd()
   return core.loop_fd()
 end
 
--- child.step([timeout_ms]) -> bool: runs what is ready (message handlers,
--- timers, queued writes), waiting at most timeout_ms (default 0); false
--- once the channel has closed.
+-- child.step([timeout_ms]) -> bool | nil, err: runs what is ready
+-- (message handlers, timers, queued writes), waiting at most timeout_ms
+-- (default 0); false once the channel has closed.
 function M.step(ms)
   if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms < 0) then
-    error("child.step: a number of ms >= 0 expected", 2)
+    return nil, "child.step: a number of ms >= 0 expected"
   end
   if ms and ms > 0 then
     local t = core.timer(ms, 0, function() end)

@@ -221,6 +221,18 @@ local function running(home)
   return tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+")) or "?"
 end
 
+-- Embedded in another program (core.embedded), pm's loop reaps no child:
+-- the daemons this process started are reaped here, each once it ended.
+local started = {}
+
+function M.reap_started()
+  for pid in pairs(started) do
+    local done = core.reap(pid)
+    if done ~= false then started[pid] = nil end -- (reaped, or not ours any more)
+  end
+  return next(started) == nil
+end
+
 --[[
 Connects to the daemon of PM_HOME. opts.spawn (default true): start one
 when none answers; opts.private: such a daemon ends with this process.
@@ -249,8 +261,10 @@ function M.connect(opts)
   if opts.spawn == false then return nil, "the pm daemon is not running", "down" end
   local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then return nil, err end
+  if core.embedded then M.reap_started() end
   local pid, errfd = spawn_daemon(home, opts.private)
   if not pid then return nil, errfd end
+  if core.embedded then started[pid] = true end
   local deadline = core.mono() + (opts.timeout or 10000)
   -- the daemon closes its copy of errfd's other end once it serves
   -- requests (or it writes why it cannot, or ends): wait for that first

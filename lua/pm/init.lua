@@ -314,6 +314,12 @@ pm.killDaemon = api(function()
   -- the daemon closes the connection as it ends
   client.run_until(function() return c.closed end, 5000)
   c:close()
+  -- embedded (pm's loop reaps nothing): the daemon this program started
+  -- is its child, reaped once it has ended
+  if core.embedded then
+    local deadline = core.mono() + 2000
+    while not client.reap_started() and core.mono() < deadline do core.sleep(10) end
+  end
   if conn then conn:close(); conn = nil end
   return res, cerr
 end)

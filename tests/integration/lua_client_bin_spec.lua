@@ -17,10 +17,12 @@ local function host(name)
   return exe
 end
 
-local function run_host(exe, path)
-  return H.sh(("env -u PM_BIN PATH=%s LUA_PATH=%s LUA_CPATH=%s timeout 30 %s %s"):format(
+local function run_host(exe, path, ...)
+  local extra = {}
+  for _, a in ipairs({ ... }) do extra[#extra + 1] = sq(a) end
+  return H.sh(("env -u PM_BIN PATH=%s LUA_PATH=%s LUA_CPATH=%s timeout 30 %s %s %s"):format(
     sq(path), sq(H.src .. "/lua/?.lua;" .. H.src .. "/lua/?/init.lua;;"), sq(H.src .. "/lib/?.so;;"),
-    sq(exe), sq(H.fixtures .. "/lc_host.lua")))
+    sq(exe), sq(H.fixtures .. "/lc_host.lua"), table.concat(extra, " ")))
 end
 
 local function daemon_exe()
@@ -44,6 +46,15 @@ describe("lua client: the daemon binary when embedded", function()
     assert.equal(0, r.code, r.out .. r.err)
     assert.equal("CONNECTED", r.out:match("^[^\n]*"), r.out .. r.err)
     assert.equal(core.realpath(H.bin), daemon_exe())
+  end)
+
+  it("the daemon a host started is its child: pm.killDaemon leaves no zombie (pm's loop reaps nothing else)", function()
+    local exe = host("nginx")
+    local r = H.sh(("env PM_BIN=%s LUA_PATH=%s LUA_CPATH=%s timeout 30 %s %s kill"):format(
+      sq(H.bin), sq(H.src .. "/lua/?.lua;" .. H.src .. "/lua/?/init.lua;;"), sq(H.src .. "/lib/?.so;;"),
+      sq(exe), sq(H.fixtures .. "/lc_host.lua")))
+    assert.equal(0, r.code, r.out .. r.err)
+    assert.equal("DAEMON gone", r.out:match("DAEMON [^\n]*"), r.out .. r.err)
   end)
 
   it("PM_BIN comes first", function()
