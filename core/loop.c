@@ -355,16 +355,46 @@ static void on_child(EV_P_ ev_child *w, int revents)
 	PM_STACK_CHECK(L);
 }
 
+/* Embedded, a program that asks for core.on_child reaps every child of its
+ * own: SIGCHLD on pm's loop (child watchers are the default loop's only),
+ * each ended child given to the function. pm's client never asks. */
+static ev_signal chld_w;
+
+static void on_sigchld(EV_P_ ev_signal *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (!WIFEXITED(st) && !WIFSIGNALED(st))
+			continue;
+		ev_child c; /* as the default loop's child watcher gives it */
+		c.rpid = pid;
+		c.rstatus = st;
+		on_child(EV_A_ &c, EV_CHILD);
+	}
+}
+
 /* core.on_child(fn(pid, code|nil, signum|nil)) -> nothing: fn is called for
- * every child reaped (the one child watcher: every child is reaped here) */
+ * every child reaped (the one child watcher: every child is reaped here;
+ * embedded, from the call on: a host loads pm without it) */
 static int l_on_child(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TFUNCTION);
-	if (pm_embedded)
-		return luaL_error(L, "core.on_child: not where pm is embedded in another program (it would reap that program's children)");
 	pm_unref(L, &child_fn);
 	lua_pushvalue(L, 1);
 	child_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+	if (pm_embedded) {
+		if (!ev_is_active(&chld_w)) {
+			ev_signal_init(&chld_w, on_sigchld, SIGCHLD);
+			ev_signal_start(pm_loop, &chld_w);
+			ev_unref(pm_loop); /* as the default loop's: it keeps no loop running */
+			pm_signal_touched(SIGCHLD);
+			on_sigchld(pm_loop, &chld_w, 0); /* those that ended before */
+		}
+		return 0;
+	}
 	if (!ev_is_active(&child_w)) {
 		ev_child_init(&child_w, on_child, 0, 0);
 		ev_child_start(pm_loop, &child_w);
