@@ -241,6 +241,7 @@ err [, "down" when no daemon runs].
 ]]
 function M.connect(opts)
   opts = opts or {}
+  if core.embedded and next(started) then M.reap_started() end
   local home = util.home()
   local path = home .. "/rpc.sock"
   local c, oerr = open(path)
@@ -261,7 +262,6 @@ function M.connect(opts)
   if opts.spawn == false then return nil, "the pm daemon is not running", "down" end
   local ok, err = util.mkdir_p(home, 448) -- 0700
   if not ok then return nil, err end
-  if core.embedded then M.reap_started() end
   local pid, errfd = spawn_daemon(home, opts.private)
   if not pid then return nil, errfd end
   if core.embedded then started[pid] = true end
