@@ -68,6 +68,15 @@ describe("lua client embedded in another loop", function()
     assert.same({ n = 42 }, got[1].data.echo)
   end)
 
+  it("pm.timeout says a queued callback is due now; pm.step runs it", function()
+    local called = false
+    assert(pm.list(function() called = true end))
+    assert.is_false(called) -- (never inside the call)
+    assert.equal(0, pm.timeout())
+    assert(pm.step())
+    assert.is_true(called)
+  end)
+
   it("pm.step and pm.fd say what is wrong with their arguments", function()
     local ok, err = pm.step("soon")
     assert.is_nil(ok)
