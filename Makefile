@@ -5,7 +5,7 @@ DESTDIR ?=
 CC      ?= cc
 LUAJIT  ?= luajit
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -I/usr/include/luajit-2.1 -DPM_PREFIX='"$(PREFIX)"'
 # bin/pm carries LuaJIT, libev and lua-cjson in itself (Debian's static
 # archives, from the same -dev packages): three shared objects fewer to map
 # and relocate (cjson.so was loaded by every call), a few hundred
@@ -18,7 +18,7 @@ TERM_LIBS := -ledit -lncursesw
 Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
-DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 \
+DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 lua-luv lua-copas \
         lua-busted lua-check socat procps zlib1g-dev lua-yaml
 
 CORE_SRC := $(wildcard core/*.c)

@@ -48,9 +48,9 @@ static int pump_getc(FILE *f)
 				return EOF;
 			continue;
 		}
-		ev_io_start(EV_DEFAULT, &stdin_w);
-		ev_run(EV_DEFAULT, EVRUN_ONCE);
-		ev_io_stop(EV_DEFAULT, &stdin_w);
+		ev_io_start(pm_loop, &stdin_w);
+		ev_run(pm_loop, EVRUN_ONCE);
+		ev_io_stop(pm_loop, &stdin_w);
 	}
 }
 

@@ -17,9 +17,18 @@
 
 int luaopen_pm_core(lua_State *L)
 {
-	if (!pm_L)
+	if (!pm_L) {
+		/* opened by a host program (bin/pm sets pm_L before): a loop of
+		 * its own that never takes SIGCHLD or reaps the host's children */
 		pm_L = L; /* callbacks run on the state that opened the module */
-	ev_default_loop(EVFLAG_AUTO);
+		pm_embedded = 1;
+	}
+	if (!pm_loop) {
+		pm_loop = pm_embedded ? ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK)
+				      : ev_default_loop(EVFLAG_AUTO);
+		if (!pm_loop)
+			return luaL_error(L, "pm.core: cannot create an event loop");
+	}
 	signal(SIGPIPE, SIG_IGN); /* a closed peer is an error return, not death */
 	lua_newtable(L);
 	pm_open_loop(L);

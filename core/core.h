@@ -13,6 +13,14 @@
 /* The main Lua state every callback runs on. */
 extern lua_State *pm_L;
 
+/* The loop every watcher runs on. bin/pm (CLI, daemon, console): libev's
+ * default loop, with its SIGCHLD handler and the child watcher. Embedded
+ * (lib/pm/core.so opened by a host program: plain luajit, luv, Neovim,
+ * nginx): a loop of its own, ev_loop_new, that handles no SIGCHLD and
+ * reaps no child, so the host's children stay the host's. */
+extern struct ev_loop *pm_loop;
+extern int pm_embedded;
+
 /* Calls the function below nargs arguments on the stack under a traceback
  * handler; returns the lua_pcall status. A Lua error, with its traceback,
  * goes to the function given to core.on_error (itself called protected; an

@@ -77,9 +77,9 @@ static void stream_go_on(stream_t *s)
 {
 	if (s->pulling || !stream_open(s))
 		return;
-	ev_io_start(EV_DEFAULT, &s->r);
+	ev_io_start(pm_loop, &s->r);
 	if (s->held)
-		ev_feed_event(EV_DEFAULT, &s->r, EV_READ);
+		ev_feed_event(pm_loop, &s->r, EV_READ);
 }
 
 /* An idle stream keeps no buffer over KEEP_BUF (call when empty). */
@@ -106,8 +106,8 @@ static void stream_close(lua_State *L, stream_t *s)
 	if (s->closed)
 		return;
 	s->closed = 1;
-	ev_io_stop(EV_DEFAULT, &s->r);
-	ev_io_stop(EV_DEFAULT, &s->w);
+	ev_io_stop(pm_loop, &s->r);
+	ev_io_stop(pm_loop, &s->w);
 	close(s->fd);
 	s->fd = -1;
 	drop_passes(s);
@@ -183,7 +183,7 @@ static int stream_eof(stream_t *s)
 		return -1;
 	}
 	PM_STACK_SAVE(L);
-	ev_io_stop(EV_DEFAULT, &s->r);
+	ev_io_stop(pm_loop, &s->r);
 	s->eof = 1; /* never read again */
 	int fn = s->on_eof;
 	s->on_eof = LUA_NOREF;
@@ -231,12 +231,12 @@ static int stream_pull(stream_t *s)
 		size_t len = s->inlen;
 		s->inlen = 0;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, s->self);
-		ev_io_stop(EV_DEFAULT, &s->r);
+		ev_io_stop(pm_loop, &s->r);
 		s->pulling = 1;
 		int open = deliver(s, s->in, len);
 		s->pulling = 0;
 		if (open && stream_open(s))
-			ev_io_start(EV_DEFAULT, &s->r);
+			ev_io_start(pm_loop, &s->r);
 		lua_pop(L, 1);
 		PM_STACK_CHECK(L);
 		return s->closed ? -1 : 1;
@@ -244,7 +244,7 @@ static int stream_pull(stream_t *s)
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->self); /* keep s alive meanwhile */
 	/* A callback may run the loop (a client call inside a bus handler):
 	 * this stream is not read again until its lines are delivered. */
-	ev_io_stop(EV_DEFAULT, &s->r);
+	ev_io_stop(pm_loop, &s->r);
 	s->pulling = 1;
 	size_t start = 0;
 	for (;;) {
@@ -282,7 +282,7 @@ static int stream_pull(stream_t *s)
 		drop_in(s);
 	}
 	if (stream_open(s))
-		ev_io_start(EV_DEFAULT, &s->r);
+		ev_io_start(pm_loop, &s->r);
 out:
 	s->pulling = 0;
 	lua_pop(L, 1);
@@ -365,11 +365,11 @@ static void stream_flush(stream_t *s)
 	if (s->outoff == s->outlen) {
 		s->outoff = s->outlen = 0;
 		drop_out(s); /* a big reply is not kept for life */
-		ev_io_stop(EV_DEFAULT, &s->w);
+		ev_io_stop(pm_loop, &s->w);
 		if (s->flush_close)
 			stream_lost(s, "closed");
 	} else if (!ev_is_active(&s->w)) {
-		ev_io_start(EV_DEFAULT, &s->w);
+		ev_io_start(pm_loop, &s->w);
 	}
 }
 
@@ -417,7 +417,7 @@ static int l_stream(lua_State *L)
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	ev_io_init(&s->r, stream_read, fd, EV_READ);
 	ev_io_init(&s->w, stream_writable, fd, EV_WRITE);
-	ev_io_start(EV_DEFAULT, &s->r);
+	ev_io_start(pm_loop, &s->r);
 	return 1;
 }
 
@@ -439,7 +439,7 @@ static int stream_written(lua_State *L, stream_t *s)
 		stream_flush(s);
 	if (!s->closed && s->max_pending && !s->throttled && s->outlen - s->outoff > s->max_pending) {
 		s->throttled = 1;
-		ev_io_stop(EV_DEFAULT, &s->r);
+		ev_io_stop(pm_loop, &s->r);
 	}
 	lua_pushboolean(L, !s->closed);
 	return 1;
@@ -538,7 +538,7 @@ static int l_stream_pause(lua_State *L)
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
 	s->paused = 1;
 	if (!s->pulling)
-		ev_io_stop(EV_DEFAULT, &s->r);
+		ev_io_stop(pm_loop, &s->r);
 	return 0;
 }
 
@@ -569,7 +569,7 @@ static int l_stream_close(lua_State *L)
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
 	if (lua_toboolean(L, 2) && !s->closed && s->outlen > s->outoff) {
 		s->flush_close = 1;
-		ev_io_stop(EV_DEFAULT, &s->r);
+		ev_io_stop(pm_loop, &s->r);
 		return 0;
 	}
 	stream_close(L, s);
@@ -611,7 +611,7 @@ static int l_stream_cut(lua_State *L)
 	s->outlen = s->outoff = 0;
 	drop_passes(s);
 	drop_out(s);
-	ev_io_stop(EV_DEFAULT, &s->w);
+	ev_io_stop(pm_loop, &s->w);
 	s->throttled = 0;
 	stream_go_on(s);
 	lua_pushboolean(L, 1);

@@ -152,7 +152,7 @@ static void queue_report(report_t *r)
 	r->next = reports;
 	reports = r;
 	pthread_mutex_unlock(&mu);
-	ev_async_send(EV_DEFAULT, &resume_w);
+	ev_async_send(pm_loop, &resume_w);
 }
 
 /* sink_open in the writer: a failure is told to Lua once (lines -1) */
@@ -345,7 +345,7 @@ static void *writer(void *arg)
 		c->sink->queued -= c->len;
 		total_queued -= c->len;
 		if (paused_count > 0 && (c->sink->queued < SINK_LOW || total_queued < TOTAL_LOW))
-			ev_async_send(EV_DEFAULT, &resume_w);
+			ev_async_send(pm_loop, &resume_w);
 		sink_unref_locked(c->sink);
 		free(c);
 	}
@@ -390,8 +390,8 @@ static void start_writer(void)
 		return;
 	started = 1;
 	ev_async_init(&resume_w, on_resume);
-	ev_async_start(EV_DEFAULT, &resume_w);
-	ev_unref(EV_DEFAULT); /* the async watcher alone keeps no loop running */
+	ev_async_start(pm_loop, &resume_w);
+	ev_unref(pm_loop); /* the async watcher alone keeps no loop running */
 	pthread_t t;
 	sigset_t all, old;
 	sigfillset(&all);
@@ -773,7 +773,7 @@ static void logpipe_close(lua_State *L, logpipe_t *lp)
 	if (lp->closed)
 		return;
 	lp->closed = 1;
-	ev_io_stop(EV_DEFAULT, &lp->r);
+	ev_io_stop(pm_loop, &lp->r);
 	close(lp->fd);
 	lp->fd = -1;
 	pthread_mutex_lock(&mu);
@@ -832,7 +832,7 @@ static int logpipe_pull(logpipe_t *lp)
 			if (over_high(lp)) {
 				lp->paused = 1;
 				paused_count++;
-				ev_io_stop(EV_DEFAULT, &lp->r);
+				ev_io_stop(pm_loop, &lp->r);
 			}
 			pthread_mutex_unlock(&mu);
 		}
@@ -956,7 +956,7 @@ static int l_logpipe(lua_State *L)
 	pipes = lp;
 	pthread_mutex_unlock(&mu);
 	ev_io_init(&lp->r, logpipe_read, fd, EV_READ);
-	ev_io_start(EV_DEFAULT, &lp->r);
+	ev_io_start(pm_loop, &lp->r);
 	return 1;
 }
 

@@ -11,12 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <stdint.h>
 #include <time.h>
 #include <sys/wait.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "core.h"
 
 lua_State *pm_L;
+struct ev_loop *pm_loop;
+int pm_embedded;
+
+static void poll_arm(void);
 
 static int traceback(lua_State *L)
 {
@@ -131,7 +138,7 @@ int pm_fail(lua_State *L, const char *what)
 }
 
 /* A watcher of any kind with its Lua references. */
-typedef struct {
+typedef struct handle_s {
 	union {
 		ev_timer timer;
 		ev_signal sig;
@@ -140,9 +147,36 @@ typedef struct {
 	int kind; /* 't', 's', 'i' */
 	int fn;   /* callback */
 	int self; /* the userdata, while active */
+	struct handle_s *prev, *next; /* the started timers (embedded: core.loop_timeout) */
 } handle_t;
 
 #define HANDLE_MT "pm.handle"
+
+/* The timers started and not yet fired or stopped, for core.loop_timeout
+ * (libev keeps its heap to itself). */
+static handle_t *timers;
+
+static void timer_link(handle_t *h)
+{
+	h->prev = NULL;
+	h->next = timers;
+	if (timers)
+		timers->prev = h;
+	timers = h;
+}
+
+static void timer_unlink(handle_t *h)
+{
+	if (!h->prev && timers != h)
+		return; /* not linked */
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		timers = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+}
 
 static void handle_call(handle_t *h)
 {
@@ -161,8 +195,10 @@ static void on_timer(EV_P_ ev_timer *w, int revents)
 	PM_STACK_SAVE(L);
 	handle_t *h = (handle_t *)w;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn); /* fn */
-	if (!ev_is_active(w))
+	if (!ev_is_active(w)) {
+		timer_unlink(h);
 		pm_unref(L, &h->self); /* fired one-shot: collectable once unused */
+	}
 	pm_pcall(L, 0, 0);
 	PM_STACK_CHECK(L);
 }
@@ -199,9 +235,9 @@ static handle_t *handle_new(lua_State *L, int kind, int fnidx)
 static void handle_stop(handle_t *h)
 {
 	switch (h->kind) {
-	case 't': ev_timer_stop(EV_DEFAULT, &h->w.timer); break;
-	case 's': ev_signal_stop(EV_DEFAULT, &h->w.sig); break;
-	case 'i': ev_io_stop(EV_DEFAULT, &h->w.io); break;
+	case 't': ev_timer_stop(pm_loop, &h->w.timer); timer_unlink(h); break;
+	case 's': ev_signal_stop(pm_loop, &h->w.sig); break;
+	case 'i': ev_io_stop(pm_loop, &h->w.io); break;
 	}
 }
 
@@ -217,9 +253,11 @@ static int l_timer(lua_State *L)
 	if (!isfinite(rep))
 		return luaL_argerror(L, 2, "a finite number of ms expected");
 	handle_t *h = handle_new(L, 't', 3);
-	ev_now_update(EV_DEFAULT); /* the loop's clock may be stale after idle time */
+	ev_now_update(pm_loop); /* the loop's clock may be stale after idle time */
 	ev_timer_init(&h->w.timer, on_timer, after < 0 ? 0 : after, rep < 0 ? 0 : rep);
-	ev_timer_start(EV_DEFAULT, &h->w.timer);
+	ev_timer_start(pm_loop, &h->w.timer);
+	timer_link(h);
+	poll_arm();
 	return 1;
 }
 
@@ -231,7 +269,7 @@ static int l_signal(lua_State *L)
 	int sig = (int)luaL_checkinteger(L, 1);
 	handle_t *h = handle_new(L, 's', 2);
 	ev_signal_init(&h->w.sig, on_signal, sig);
-	ev_signal_start(EV_DEFAULT, &h->w.sig);
+	ev_signal_start(pm_loop, &h->w.sig);
 	pm_signal_touched(sig); /* a child resets it before its exec */
 	return 1;
 }
@@ -242,7 +280,7 @@ static int l_watch_read(lua_State *L)
 	int fd = (int)luaL_checkinteger(L, 1);
 	handle_t *h = handle_new(L, 'i', 2);
 	ev_io_init(&h->w.io, on_io, fd, EV_READ);
-	ev_io_start(EV_DEFAULT, &h->w.io);
+	ev_io_start(pm_loop, &h->w.io);
 	return 1;
 }
 
@@ -252,7 +290,7 @@ static int l_watch_write(lua_State *L)
 	int fd = (int)luaL_checkinteger(L, 1);
 	handle_t *h = handle_new(L, 'i', 2);
 	ev_io_init(&h->w.io, on_io, fd, EV_WRITE);
-	ev_io_start(EV_DEFAULT, &h->w.io);
+	ev_io_start(pm_loop, &h->w.io);
 	return 1;
 }
 
@@ -317,17 +355,49 @@ static void on_child(EV_P_ ev_child *w, int revents)
 	PM_STACK_CHECK(L);
 }
 
+/* Embedded, a program that asks for core.on_child reaps every child of its
+ * own: SIGCHLD on pm's loop (child watchers are the default loop's only),
+ * each ended child given to the function. pm's client never asks. */
+static ev_signal chld_w;
+
+static void on_sigchld(EV_P_ ev_signal *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (!WIFEXITED(st) && !WIFSIGNALED(st))
+			continue;
+		ev_child c; /* as the default loop's child watcher gives it */
+		c.rpid = pid;
+		c.rstatus = st;
+		on_child(EV_A_ &c, EV_CHILD);
+	}
+}
+
 /* core.on_child(fn(pid, code|nil, signum|nil)) -> nothing: fn is called for
- * every child reaped (the one child watcher: every child is reaped here) */
+ * every child reaped (the one child watcher: every child is reaped here;
+ * embedded, from the call on: a host loads pm without it) */
 static int l_on_child(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TFUNCTION);
 	pm_unref(L, &child_fn);
 	lua_pushvalue(L, 1);
 	child_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+	if (pm_embedded) {
+		if (!ev_is_active(&chld_w)) {
+			ev_signal_init(&chld_w, on_sigchld, SIGCHLD);
+			ev_signal_start(pm_loop, &chld_w);
+			ev_unref(pm_loop); /* as the default loop's: it keeps no loop running */
+			pm_signal_touched(SIGCHLD);
+			on_sigchld(pm_loop, &chld_w, 0); /* those that ended before */
+		}
+		return 0;
+	}
 	if (!ev_is_active(&child_w)) {
 		ev_child_init(&child_w, on_child, 0, 0);
-		ev_child_start(EV_DEFAULT, &child_w);
+		ev_child_start(pm_loop, &child_w);
 	}
 	return 0;
 }
@@ -358,7 +428,116 @@ static int l_run(lua_State *L)
 		flags = EVRUN_ONCE;
 	else if (strcmp(mode, "nowait") == 0)
 		flags = EVRUN_NOWAIT;
-	lua_pushboolean(L, ev_run(EV_DEFAULT, flags));
+	int active = ev_run(pm_loop, flags);
+	poll_arm();
+	lua_pushboolean(L, active);
+	return 1;
+}
+
+/* ---- driven by a host's loop (embedded: luv, copas, cqueues) ---- */
+
+static int poll_timer = -1; /* a timerfd in the loop: readable when a timer is due */
+static ev_io poll_timer_w;
+static int backend_fd = -1;
+
+/* ms until the first timer is due (0: a callback is pending), -1: none */
+static double next_due(void)
+{
+	if (ev_pending_count(pm_loop) > 0)
+		return 0;
+	double best = -1;
+	for (handle_t *h = timers; h; h = h->next) {
+		double r = ev_timer_remaining(pm_loop, &h->w.timer) * 1000.0;
+		if (r < 0)
+			r = 0;
+		if (best < 0 || r < best)
+			best = r;
+	}
+	return best;
+}
+
+/* The timerfd set to the first due time: the loop's fd becomes readable
+ * then, so a host that waits on that fd alone misses no timer. */
+static void poll_arm(void)
+{
+	if (poll_timer < 0)
+		return;
+	struct itimerspec its;
+	memset(&its, 0, sizeof its);
+	double ms = next_due();
+	if (ms >= 0) {
+		if (ms < 0.001)
+			ms = 0.001; /* 0 would disarm it */
+		its.it_value.tv_sec = (time_t)(ms / 1000.0);
+		its.it_value.tv_nsec = (long)((ms - (double)its.it_value.tv_sec * 1000.0) * 1e6);
+		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+			its.it_value.tv_nsec = 1000;
+	}
+	timerfd_settime(poll_timer, 0, &its, NULL);
+}
+
+static void on_poll_timer(EV_P_ ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	uint64_t n;
+	while (read(w->fd, &n, sizeof n) > 0)
+		;
+}
+
+/* core.loop_fd() -> fd | nil, err: a descriptor that is readable when the
+ * loop has work (an fd it watches is ready, a timer is due): a host's loop
+ * polls it and calls core.run("nowait"). The loop's epoll descriptor
+ * (libev gives it to the watcher that embeds the loop). */
+static int l_loop_fd(lua_State *L)
+{
+	if (backend_fd >= 0) {
+		lua_pushinteger(L, backend_fd);
+		return 1;
+	}
+	if (!(ev_backend(pm_loop) & ev_embeddable_backends())) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "core.loop_fd: the event loop's backend has no descriptor");
+		return 2;
+	}
+	/* an ev_embed watcher holds the embedded loop's backend fd in its io
+	 * watcher: a throwaway loop embeds ours once to read it */
+	struct ev_loop *probe = ev_loop_new(EVFLAG_NOSIGMASK);
+	if (!probe)
+		return pm_fail(L, "core.loop_fd");
+	ev_embed e;
+	ev_embed_init(&e, NULL, pm_loop);
+	ev_embed_start(probe, &e);
+	int fd = e.io.fd;
+	ev_embed_stop(probe, &e);
+	ev_loop_destroy(probe);
+	if (fd < 0) {
+		lua_pushnil(L);
+		lua_pushliteral(L, "core.loop_fd: the event loop has no descriptor");
+		return 2;
+	}
+	poll_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (poll_timer < 0)
+		return pm_fail(L, "core.loop_fd: timerfd_create");
+	ev_io_init(&poll_timer_w, on_poll_timer, poll_timer, EV_READ);
+	ev_io_start(pm_loop, &poll_timer_w);
+	ev_unref(pm_loop); /* it keeps no core.run going */
+	backend_fd = fd;
+	ev_run(pm_loop, EVRUN_NOWAIT); /* the watchers started so far join the epoll set */
+	poll_arm();
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/* core.loop_timeout() -> ms | nil: until the first timer is due (0: work
+ * waits now), nil when no timer runs */
+static int l_loop_timeout(lua_State *L)
+{
+	double ms = next_due();
+	if (ms < 0)
+		lua_pushnil(L);
+	else
+		lua_pushnumber(L, ms);
 	return 1;
 }
 
@@ -367,8 +546,36 @@ static int l_run(lua_State *L)
 static int l_break(lua_State *L)
 {
 	(void)L;
-	ev_break(EV_DEFAULT, EVBREAK_ALL);
+	ev_break(pm_loop, EVBREAK_ALL);
 	return 0;
+}
+
+/* core.reap(pid) -> true, code|nil, signum|nil | false | nil, err: waits
+ * for that one child without blocking (true: it had ended and is reaped;
+ * false: it runs). For a program that embeds pm, whose loop reaps nothing:
+ * the daemon it started is its child. */
+static int l_reap(lua_State *L)
+{
+	pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+	if (pid <= 0)
+		return luaL_argerror(L, 1, "a pid > 0 expected");
+	int st;
+	pid_t r = waitpid(pid, &st, WNOHANG);
+	if (r < 0)
+		return pm_fail(L, "waitpid");
+	if (r == 0) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	lua_pushboolean(L, 1);
+	if (WIFEXITED(st)) {
+		lua_pushinteger(L, WEXITSTATUS(st));
+		lua_pushnil(L);
+	} else {
+		lua_pushnil(L);
+		lua_pushinteger(L, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	}
+	return 3;
 }
 
 /* core.now() -> ms: wall-clock time, ms since the epoch (whole ms) */
@@ -413,10 +620,19 @@ void pm_open_loop(lua_State *L)
 		{"on_child", l_on_child},
 		{"on_error", l_on_error},
 		{"run", l_run},
+		{"loop_fd", l_loop_fd},
+		{"loop_timeout", l_loop_timeout},
+		{"reap", l_reap},
 		{"stop_loop", l_break},
 		{"now", l_now},
 		{"mono", l_mono},
 		{NULL, NULL},
 	};
 	luaL_register(L, NULL, fns);
+	lua_pushboolean(L, pm_embedded);
+	lua_setfield(L, -2, "embedded");
+#ifdef PM_PREFIX
+	lua_pushstring(L, PM_PREFIX); /* make's PREFIX: where make install puts bin/pm */
+	lua_setfield(L, -2, "prefix");
+#endif
 }

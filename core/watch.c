@@ -72,7 +72,7 @@ static int l_inotify(lua_State *L)
 		if (ino_fd < 0)
 			return pm_fail(L, "inotify_init1");
 		ev_io_init(&ino_w, on_inotify, ino_fd, EV_READ);
-		ev_io_start(EV_DEFAULT, &ino_w);
+		ev_io_start(pm_loop, &ino_w);
 	}
 	pm_unref(L, &ino_fn);
 	lua_pushvalue(L, 1);

@@ -4,6 +4,7 @@
 --   child.on_message(function(msg) child.send({ type = "process:msg", data = { ok = true } }) end)
 --   child.ready()          -- for wait_ready
 --   child.loop()           -- runs until the channel closes
+--   (or, in a luv/copas/cqueues app: poll child.fd(), call child.step())
 local core = require "pm.core"
 local util = require "pm.util"
 
@@ -49,6 +50,32 @@ end
 -- Runs the event loop: messages, and the app's own pm.core timers.
 function M.loop()
   while stream do core.run("once") end
+end
+
+-- For an app with a loop of its own (luv, copas, cqueues):
+-- child.fd() -> fd | nil, err: readable when a message (or a pm.core
+-- timer) waits: poll it and call child.step(). The channel is opened here.
+function M.fd()
+  if not open() then return nil, "no IPC channel (not started by pm, or ipc = false)" end
+  return core.loop_fd()
+end
+
+-- child.step([timeout_ms]) -> bool | nil, err: runs what is ready
+-- (message handlers, timers, queued writes), waiting at most timeout_ms
+-- (default 0); false once the channel has closed.
+function M.step(ms)
+  if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms < 0) then
+    return nil, "child.step: a number of ms >= 0 expected"
+  end
+  if ms and ms > 0 then
+    local t = core.timer(ms, 0, function() end)
+    core.run("once")
+    t:close()
+  else
+    core.run("nowait")
+  end
+  core.run("nowait") -- (watchers started meanwhile join the fd's set)
+  return stream ~= nil
 end
 
 return M

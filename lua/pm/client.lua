@@ -174,7 +174,8 @@ end
 -- Starts a daemon; its early complaints come back on a pipe (its stderr
 -- until it has its log). Returns pid, errfd | nil, err
 local function spawn_daemon(home, private)
-  local bin = util.pm_binary()
+  local bin, berr = util.pm_binary() -- (embedded: never the host's own executable)
+  if not bin then return nil, "cannot start the pm daemon: " .. berr end
   local args = { bin, "daemon" }
   local err_r, err_w = core.pipe()
   if not err_r then return nil, err_w end
@@ -220,6 +221,18 @@ local function running(home)
   return tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+")) or "?"
 end
 
+-- Embedded in another program (core.embedded), pm's loop reaps no child:
+-- the daemons this process started are reaped here, each once it ended.
+local started = {}
+
+function M.reap_started()
+  for pid in pairs(started) do
+    local done = core.reap(pid)
+    if done ~= false then started[pid] = nil end -- (reaped, or not ours any more)
+  end
+  return next(started) == nil
+end
+
 --[[
 Connects to the daemon of PM_HOME. opts.spawn (default true): start one
 when none answers; opts.private: such a daemon ends with this process.
@@ -228,6 +241,7 @@ err [, "down" when no daemon runs].
 ]]
 function M.connect(opts)
   opts = opts or {}
+  if core.embedded and next(started) then M.reap_started() end
   local home = util.home()
   local path = home .. "/rpc.sock"
   local c, oerr = open(path)
@@ -250,6 +264,7 @@ function M.connect(opts)
   if not ok then return nil, err end
   local pid, errfd = spawn_daemon(home, opts.private)
   if not pid then return nil, errfd end
+  if core.embedded then started[pid] = true end
   local deadline = core.mono() + (opts.timeout or 10000)
   -- the daemon closes its copy of errfd's other end once it serves
   -- requests (or it writes why it cannot, or ends): wait for that first

@@ -233,7 +233,7 @@ function M.on_child(pid, code, signum)
   local exit = { code = code, signal = p.exit_signal, uptime = uptime,
     reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
   event(p, "exit", { code = code == nil and util.null or code,
-    signal = exit.signal or util.null, reason = exit.reason })
+    signal = exit.signal or util.null, reason = exit.reason, pid = pid })
   readiness.fail_ready(p, readiness.exited_early)
   if stopping then
     if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end

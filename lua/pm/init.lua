@@ -13,6 +13,8 @@ local pm = { VERSION = util.VERSION }
 
 local conn      -- the connection of connect()
 local buses = {} -- open buses
+local waitbus     -- the bus of the pm.wait_for calls made in coroutines
+local waiters = {} -- their finish functions
 
 -- ---- callbacks: queued, run from the event loop ----
 
@@ -88,6 +90,9 @@ function pm._failed() return failed end
 local function synchronous(fn, ...)
   sync = sync + 1
   local res = { pcall(fn, ...) }
+  -- driven by a host's loop: the watchers the call started join pm.fd()'s
+  -- set (a turn of the loop, no callback run: sync still counts this call)
+  if sync == 1 and pm._driven then pcall(core.run, "nowait") end
   sync = sync - 1
   if sync == 0 then arm() end
   if not res[1] then error(res[2], 0) end
@@ -309,6 +314,12 @@ pm.killDaemon = api(function()
   -- the daemon closes the connection as it ends
   client.run_until(function() return c.closed end, 5000)
   c:close()
+  -- embedded (pm's loop reaps nothing): the daemon this program started
+  -- is its child, reaped once it has ended
+  if core.embedded then
+    local deadline = core.mono() + 2000
+    while not client.reap_started() and core.mono() < deadline do core.sleep(10) end
+  end
   if conn then conn:close(); conn = nil end
   return res, cerr
 end)
@@ -348,6 +359,24 @@ local function dotted(self, verb)
   end
 end
 
+-- Sends a (un)subscription on the bus's own connection. Outside the
+-- bus's own delivery it returns once the daemon has it (a subscription is
+-- in effect when bus:on returns: an event a later call causes is seen);
+-- inside a handler of this bus, whose connection reads nothing more until
+-- the handler returns, it is sent and takes effect in order (never waited
+-- for: waiting there hung for ever).
+function Bus:_ask(method, event)
+  if self.reading > 0 then
+    local verb = method == "subscribe" and "on" or "off"
+    local id, err = self.conn:send(method, { events = { event } }, function(ok, why)
+      if not ok and why and not self.conn.closed then report(("bus:%s(%q): %s"):format(verb, event, why)) end
+    end)
+    if not id then return nil, err end
+    return true
+  end
+  return synchronous(self.conn.call, self.conn, method, { events = { event } })
+end
+
 function Bus:on(event, fn)
   dotted(self, "on")
   if type(event) ~= "string" or type(fn) ~= "function" then
@@ -355,13 +384,32 @@ function Bus:on(event, fn)
   end
   local list = self.handlers[event]
   if not list then
-    local ok, err = synchronous(self.conn.call, self.conn, "subscribe", { events = { event } })
-    if not ok then return nil, err end
-    list = self.handlers[event] or {}
-    self.handlers[event] = list
+    list = {}
+    self.handlers[event] = list -- (delivered to from now on, its subscription in order)
+    local ok, err = self:_ask("subscribe", event)
+    if not ok then
+      if self.handlers[event] == list then self.handlers[event] = nil end
+      return nil, err
+    end
   end
   list[#list + 1] = fn
   return true
+end
+
+-- bus:once(event, fn): fn for the next such event only (then it is off).
+function Bus:once(event, fn)
+  dotted(self, "once")
+  if type(event) ~= "string" or type(fn) ~= "function" then
+    return nil, "bus:once(event, fn) expects a string and a function"
+  end
+  local done = false
+  local function one(...)
+    if done then return end
+    done = true
+    self:off(event, one)
+    return fn(...)
+  end
+  return self:on(event, one)
 end
 
 function Bus:off(event, fn)
@@ -375,33 +423,50 @@ function Bus:off(event, fn)
   end
   if not fn or #list == 0 then
     self.handlers[event] = nil
-    synchronous(self.conn.call, self.conn, "unsubscribe", { events = { event } })
+    if not self.conn.closed then self:_ask("unsubscribe", event) end
   end
   return true
 end
 
 function Bus:close()
+  if self == waitbus then
+    waitbus = nil
+    for finish in pairs(waiters) do defer(finish, nil, "wait_for: the bus was closed (pm.disconnect)") end
+  end
   buses[self] = nil
   self.handlers = {}
   self.conn:close()
   return true
 end
 
+-- Is fn still a handler of pattern (a handler before it may turn it off)?
+local function still_on(bus, pattern, list, fn)
+  if bus.handlers[pattern] ~= list then return false end
+  for _, f in ipairs(list) do
+    if f == fn then return true end
+  end
+  return false
+end
+
 -- An event's handlers, now. An error is a callback's (reported).
 function Bus:deliver(event, data)
-  for pattern, list in pairs(self.handlers) do
+  local subs = {}
+  for pattern, list in pairs(self.handlers) do subs[pattern] = list end
+  for pattern, list in pairs(subs) do
     local star = pattern == "*"
     local prefix = pattern:match("^(.*)%*$")
     if star or pattern == event or (prefix and event:sub(1, #prefix) == prefix) then
-      for _, fn in ipairs(list) do
+      for _, fn in ipairs({ unpack(list) }) do
         if failed and pm._fatal then return end
-        local ok, err
-        if star then
-          ok, err = xpcall(function() return fn(event, data) end, debug.traceback)
-        else
-          ok, err = xpcall(function() return fn(data) end, debug.traceback)
+        if still_on(self, pattern, list, fn) then
+          local ok, err
+          if star then
+            ok, err = xpcall(function() return fn(event, data) end, debug.traceback)
+          else
+            ok, err = xpcall(function() return fn(data) end, debug.traceback)
+          end
+          if not ok then report("bus handler of " .. event .. ": " .. tostring(err):match("^[^\n]*"), err) end
         end
-        if not ok then report("bus handler of " .. event .. ": " .. tostring(err):match("^[^\n]*"), err) end
       end
     end
   end
@@ -422,11 +487,157 @@ pm.launchBus = api(function()
   if err then return nil, err end
   local c, cerr = client.connect({ spawn = false })
   if not c then return nil, cerr end
-  local bus = setmetatable({ conn = c, handlers = {} }, Bus)
-  c.on_event = function(event, data) bus:dispatch(event, data) end
+  local bus = setmetatable({ conn = c, handlers = {}, reading = 0 }, Bus)
+  c.on_event = function(event, data)
+    -- (inside this, the connection reads no reply: see Bus:_ask)
+    bus.reading = bus.reading + 1
+    local ok, derr = pcall(bus.dispatch, bus, event, data)
+    bus.reading = bus.reading - 1
+    if not ok then error(derr, 0) end
+  end
   buses[bus] = true
   return bus
 end)
+
+-- ---- waiting for an event ----
+
+-- A waiter's handler: fn(data) for an event or a prefix, fn(event, data)
+-- for "*" (as bus:on). -> the packet and whether it passes predicate
+-- (a predicate's error is the wait's).
+local function matcher(event, predicate, done)
+  return function(a, b)
+    local data = event == "*" and b or a
+    if predicate == nil then return done(data) end
+    local ok, yes = pcall(predicate, data)
+    if not ok then return done(nil, "wait_for: the predicate failed: " .. tostring(yes)) end
+    if yes then return done(data) end
+  end
+end
+
+local function check_wait_args(event, predicate, ms)
+  if type(event) ~= "string" then return "wait_for(event, predicate, timeout_ms): an event name expected" end
+  if predicate ~= nil and type(predicate) ~= "function" then
+    return "wait_for(event, predicate, timeout_ms): the predicate is a function or nil"
+  end
+  if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms < 0) then
+    return "wait_for(event, predicate, timeout_ms): a number of ms >= 0 expected"
+  end
+end
+
+local function timeout_error(event, ms)
+  return ("timeout: no %s within %d ms"):format(event, ms)
+end
+
+-- Outside a coroutine: the loop runs until the event (a synchronous call:
+-- other callbacks wait for it to return).
+local function wait_blocking(event, predicate, ms)
+  local bus, err = pm.launchBus()
+  if not bus then return nil, err end
+  bus.live = true -- (its own handler, at once)
+  local got
+  local ok, serr = bus:on(event, matcher(event, predicate, function(data, derr)
+    got = got or { data, derr }
+  end))
+  if not ok then bus:close(); return nil, serr end
+  synchronous(client.run_until, function()
+    return got ~= nil or bus.conn.closed or (failed ~= nil and pm._fatal)
+  end, ms)
+  local lost = bus.conn.closed
+  bus:close()
+  if got then return got[1], got[2] end
+  if lost then return nil, "wait_for: the pm daemon closed the connection" end
+  if failed ~= nil and pm._fatal then return nil, failed end
+  return nil, timeout_error(event, ms)
+end
+
+-- In a coroutine: it yields; pm's loop resumes it with the event.
+local function wait_yielding(co, event, predicate, ms)
+  if not (waitbus and not waitbus.conn.closed) then
+    local bus, err = pm.launchBus()
+    if not bus then return nil, err end
+    waitbus = bus
+  end
+  local bus, token = waitbus, {}
+  local handler, timer, finished
+  local function finish(data, err)
+    if finished then return end
+    finished = true
+    waiters[finish] = nil
+    if timer then timer:close() end
+    bus:off(event, handler)
+    local ok, cerr = coroutine.resume(co, token, data, err)
+    if not ok then report("a coroutine pm.wait_for resumed: " .. tostring(cerr), debug.traceback(co, cerr)) end
+  end
+  handler = matcher(event, predicate, finish)
+  local ok, serr = bus:on(event, handler)
+  if not ok then return nil, serr end
+  waiters[finish] = true
+  if ms then
+    -- (resumed where callbacks run: never inside a synchronous call)
+    timer = core.timer(ms, 0, function()
+      timer = nil
+      defer(finish, nil, timeout_error(event, ms))
+    end)
+  end
+  local r
+  repeat r = { coroutine.yield() } until r[1] == token
+  return r[2], r[3]
+end
+
+-- pm.wait_for(event, predicate, timeout_ms) -> packet | nil, err: the next
+-- bus event named event (a pattern, as bus:on) for which predicate(packet)
+-- is true (nil: any). In a coroutine it yields, and pm's loop resumes it
+-- (pm.wait, pm.step, a pm run script's end); outside one it runs the loop
+-- until then. Events that came before the call are not seen.
+function pm.wait_for(event, predicate, ms)
+  local err = check_wait_args(event, predicate, ms)
+  if err then return nil, err end
+  local co = coroutine.running() -- (LuaJIT: nil in the main thread)
+  if co then return wait_yielding(co, event, predicate, ms) end
+  return wait_blocking(event, predicate, ms)
+end
+
+-- ---- driven by another event loop (luv, copas, cqueues) ----
+
+-- pm.fd() -> fd | nil, err: a descriptor that is readable when pm has work
+-- (a reply, a bus event, a timer or callback due): poll it for reading in
+-- the host's loop and call pm.step() when it is (cqueues' pollfd).
+function pm.fd()
+  local fd, err = core.loop_fd()
+  if fd then pm._driven = true end
+  return fd, err
+end
+
+-- pm.timeout() -> ms | nil: until pm's next timer is due (0: work waits
+-- now), nil when none runs (cqueues' timeout). pm.fd() already becomes
+-- readable then: a loop that polls it needs no timer of its own.
+function pm.timeout() return core.loop_timeout() end
+
+-- pm.step([timeout_ms]) -> true | nil, err: runs what is ready (replies,
+-- bus events, callbacks, resumed pm.wait_for coroutines) and returns,
+-- waiting at most timeout_ms (default 0) for something to be ready. The
+-- error is a callback's, as pm.wait's.
+function pm.step(ms)
+  if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms < 0) then
+    return nil, "step: a number of ms >= 0 expected"
+  end
+  local saved = sync
+  sync = 0
+  pm._dispatch()
+  if ms and ms > 0 then
+    local t = core.timer(ms, 0, function() end)
+    core.run("once")
+    t:close()
+  else
+    core.run("nowait")
+  end
+  -- (and the watchers its callbacks started join the descriptor's set)
+  core.run("nowait")
+  pm._dispatch()
+  sync = saved
+  if failed and pm._fatal then return nil, failed end
+  return true
+end
 
 -- Runs the client's loop (callbacks, bus events, timers): for timeout_ms
 -- when given (even with nothing to wait for), else until nothing keeps it

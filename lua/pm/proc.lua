@@ -172,6 +172,9 @@ function M.event(p, what, extra, manually)
   if not bus.wants("process:event") then return end
   local data = { event = what, process = flat_env(p), at = core.now(), manually = manually or false }
   for k, v in pairs(extra or {}) do data[k] = v end
+  -- the pid the event is about (an exit's: the one that ended)
+  if data.pid == nil and (p.pid or 0) > 0 then data.pid = p.pid end
+  data.process.pid = data.pid
   bus.publish("process:event", data)
 end
 

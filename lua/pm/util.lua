@@ -297,18 +297,27 @@ function M.read_fd(fd)
 end
 
 -- The pm binary (daemons and .lua apps run under it).
+-- The pm binary that runs a daemon -> path | nil, err. PM_BIN; then, in
+-- bin/pm itself, this very binary; embedded in another program (plain
+-- luajit, luv, Neovim, nginx: core.embedded), never that program's own
+-- executable: `pm` on PATH, then the bin/pm of the prefix pm.core was
+-- built for (make's PREFIX).
 function M.pm_binary()
   local env = os.getenv("PM_BIN")
   if env and env ~= "" then return env end
-  local exe = core.realpath("/proc/self/exe")
-  if exe and not M.basename(exe):match("^luajit") and not M.basename(exe):match("^lua") then
-    return exe
+  if not core.embedded then
+    local exe = core.realpath("/proc/self/exe")
+    if exe then return exe end
   end
   for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
     local p = dir .. "/pm"
-    if core.access(p, "x") then return p end
+    local st = core.stat(p)
+    if st and st.type ~= "dir" and core.access(p, "x") then return p end
   end
-  return "pm"
+  local prefixed = core.prefix and core.prefix .. "/bin/pm"
+  if prefixed and core.access(prefixed, "x") then return prefixed end
+  return nil, "cannot find the pm binary: set PM_BIN, or put pm on PATH"
+    .. (prefixed and " (not in " .. prefixed .. " either)" or "")
 end
 
 return M
