@@ -226,7 +226,7 @@ local function load_lua(path, opts)
   opts = opts or {}
   local dir = util.dirname(path)
   local who = { uid = opts.uid, file = path }
-  local chunk, err = hooks.loadfile(path, {
+  local chunk, state = hooks.loadfile(path, { -- (state: the sandbox's, or the error)
     environ = opts.environ or {},
     helpers = helpers(dir, who),
     require = function(name)
@@ -240,9 +240,10 @@ local function load_lua(path, opts)
     end,
     read = function(p) return M.read_text(p, who) end,
   })
-  if not chunk then return nil, err end
-  -- the file's top level runs under a hook's limits: a loop cannot hang the daemon
-  local ok, res = hooks.run(chunk)
+  if not chunk then return nil, state end
+  -- the file's top level runs under limits (larger than a hook's): a loop
+  -- cannot hang the daemon
+  local ok, res = hooks.run_limited(hooks.LOAD_LIMITS, chunk)
   if not ok then
     local msg = tostring(res):match("^[^\n]*")
     -- (an error of a module it required names the module's file and line)
@@ -252,6 +253,9 @@ local function load_lua(path, opts)
   if type(res) ~= "table" then
     return nil, path .. ": the file must return { apps = {...} } or a list of apps"
   end
+  -- hook_limits: the file's hooks may run longer (up to hooks.CEILING)
+  local lok, lerr = hooks.set_limits(state, rawget(res, "hook_limits"))
+  if not lok then return nil, path .. ": " .. lerr end
   -- as plain data: a metatable of the file's (an __index, a __tostring)
   -- would run later, outside the limits its top level ran under
   local pok, copy = pcall(util.deep_copy, res)
@@ -377,8 +381,8 @@ end
 
 -- The top-level keys of a file: apps and hooks; deploy (PM2's: pm does
 -- not deploy) is let be.
-M.TOP_KEYS = { "apps", "hooks", "deploy" }
-local top_keys = { apps = true, hooks = true, deploy = true }
+M.TOP_KEYS = { "apps", "hooks", "hook_limits", "deploy" }
+local top_keys = { apps = true, hooks = true, hook_limits = true, deploy = true }
 
 -- { apps = {...} } or a bare list -> { apps, hooks } | nil, err
 function M.shape(path, res)

@@ -5,6 +5,7 @@
 -- process lives is the supervisor's, the connection rpc.lua's.
 local core = require "pm.core"
 local util = require "pm.util"
+local hooks = require "pm.hooks"
 local log = require "pm.log"
 local rpc = require "pm.rpc"
 local bus = require "pm.bus"
@@ -158,7 +159,10 @@ local function changes(old, new)
       end
     elseif type(a) == "table" and type(b) == "table" then
       if util.encode(a) ~= util.encode(b) then out[#out + 1] = k end
-    elseif type(a) ~= "function" and type(b) ~= "function" and a ~= b then
+    elseif type(a) == "function" or type(b) == "function" then
+      -- a hook: its code (and plain upvalues), not the function's identity
+      if hooks.fingerprint(a) ~= hooks.fingerprint(b) then out[#out + 1] = k end
+    elseif a ~= b then
       out[#out + 1] = k
     end
   end
