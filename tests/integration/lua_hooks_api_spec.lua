@@ -6,7 +6,6 @@
 -- and pm.publish packets shaped as app messages ({ process, at, data }).
 local H = require "pmtest"
 local core = require "pm.core"
-local util = require "pm.util"
 local pm = require "pm"
 
 local ok, fails = H.ok, H.fails
@@ -162,7 +161,8 @@ return { apps = {
     assert(bus:on("hk:evt", function(d) seen.evt = d end))
     assert(bus:on("process:msg", function(d) seen.msg = d end))
     H.write(H.home .. "/go", "")
-    H.wait_for(function() return H.status("trig") == "stopped" end, 5000, "trig stopped by its hook:\n" .. H.pm_log():sub(-3000))
+    H.wait_for(function() return H.status("trig") == "stopped" end, 5000,
+      "trig stopped by its hook:\n" .. H.pm_log():sub(-3000))
     H.wait_for(function() return #H.jlist() >= 6 end, 5000, "w scaled to 2")
     local ws = {}
     for _, p in ipairs(H.jlist()) do if p.name == "w" then ws[#ws + 1] = p end end
