@@ -282,6 +282,20 @@ local function pm_table(state)
   })
 end
 
+-- What print(...) shows while a file loads, kept in list for the CLI that
+-- asked (at most M.LOG_LIMIT bytes in all, as pm.log)
+function M.keep_printed(list, ...)
+  local t = {}
+  for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
+  local line = real.concat(t, "\t")
+  list.size = (list.size or 0) + #line + 1
+  if list.size > M.LOG_LIMIT then
+    if not list.cut then list[#list + 1] = "[print output cut]"; list.cut = true end
+    return
+  end
+  list[#list + 1] = line
+end
+
 -- A function of the sandbox that only works while the file's top level
 -- runs (reading files from a hook, later, would read with no one's leave)
 local function while_loading(state, what, fn)
@@ -328,7 +342,11 @@ function M.sandbox(state)
       if type(v) == "string" then return nil end -- the string library stays the daemon's
       return getmetatable(v)
     end, rawget = rawget, rawset = rawset, rawequal = rawequal,
-    print = function(...) hook_log("\t", ...) end,
+    print = function(...)
+      -- while the file loads, also kept for the CLI that asked (state.printed)
+      if state.loading and state.printed then M.keep_printed(state.printed, ...) end
+      hook_log("\t", ...)
+    end,
     pm = pm_table(state),
   }
   env._G = env
@@ -378,8 +396,10 @@ end
 --[[ Loads an ecosystem.lua file in a sandbox of its own, JIT off for all
 it defines. What it returns runs the file's top level (with hooks.run),
 where pm's actions are refused; the hooks it defines have them. opts: the
-sandbox's environ, helpers, require and read (M.sandbox). Also returns the
-sandbox's state (M.set_limits takes it). ]]
+sandbox's environ, helpers, require and read (M.sandbox); ctx: what a
+file that returns a function is called with; printed: a list that keeps
+what print shows while it loads. Also returns the sandbox's state
+(M.set_limits takes it). ]]
 function M.loadfile(path, opts)
   local state = { loading = true, path = path }
   for k, v in pairs(opts or {}) do state[k] = v end
@@ -389,6 +409,8 @@ function M.loadfile(path, opts)
   jit.off(chunk, true)
   return function(...)
     local res = { chunk(...) }
+    -- `return function(ctx) ... end`: called with state.ctx, still loading
+    if type(res[1]) == "function" and state.ctx then res = { res[1](state.ctx) } end
     state.loading = false
     return unpack(res, 1, table.maxn(res))
   end, state

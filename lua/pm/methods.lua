@@ -253,7 +253,8 @@ end
 -- (ready, for wait_ready apps). An app of a file that is known already
 -- takes the file's declaration and is restarted (action "restart", PM2's
 -- start and restart of a file) or reloaded ("reload").
-local function start_decls(decls, params, origin, done, action)
+-- printed: what the file's print showed while it loaded (the CLI shows it).
+local function start_decls(decls, params, origin, done, action, printed)
   if action == "reload" then
     for _, d in ipairs(decls) do
       if reloading[d.name] then
@@ -336,6 +337,7 @@ local function start_decls(decls, params, origin, done, action)
           result[k] = { name = p.name, pm_id = p.pm_id,
             pm2_env = { changes = changed[p] and util.array(changed[p]) or nil } }
         end
+        if printed and result[1] then result[1].load_output = util.array(printed) end
         result = util.array(result)
       else
         result = descriptions(started, params, false, changed)
@@ -419,7 +421,7 @@ local function apply_file(path, params, action, done, conn)
     uid = uid_of(conn) },
     function(decls, err)
       if not decls then return done(err) end
-      start_decls(decls, params, { path = path, env = env_name }, done, action)
+      start_decls(decls, params, { path = path, env = env_name }, done, action, decls.printed)
     end)
 end
 
