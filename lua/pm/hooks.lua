@@ -159,8 +159,9 @@ local function safe_xpcall(f, h, ...)
 end
 
 M.api = {} -- the daemon-side API, filled by the daemon (pm.* in hooks)
--- M.api's calls that are not actions (a file's top level may call them)
-M.READS = { list = true, describe = true, tail = true }
+-- M.api's calls that are not actions (a file's top level may call them;
+-- not pm.tail: a file must not read apps' logs with the daemon's rights)
+M.READS = { list = true, describe = true }
 
 local function copy(t)
   local c = {}
@@ -444,7 +445,7 @@ function M.set_limits(state, v)
   return true
 end
 
-M.LOAD_LIMITS = { cpu_ms = M.LOAD_TIME_LIMIT, memory_kb = M.LOAD_MEMORY_LIMIT, what = "the file's top level" }
+M.LOAD_LIMITS = { cpu_ms = M.LOAD_TIME_LIMIT, memory_kb = M.LOAD_MEMORY_LIMIT } -- a file's top level
 
 --[[ Runs fn(...) under a hook's limits (limits: { cpu_ms, memory_kb },
 default the file's hook_limits or pm's). The time is the CPU time of

@@ -53,12 +53,17 @@ return { apps = {
     assert.is_false(log_has("the cancelled timer fired"))
   end)
 
-  it("cannot set a timer while the file loads, nor one of a bad period", function()
+  it("cannot set a timer nor read logs while the file loads, nor set a timer of a bad period", function()
     local path = eco([[
 pm.after(10, function() end)
 return { apps = { { name = "x", script = "sleeper.sh" } } }
 ]])
     fails(H.pm("start", path), path .. ":1:", "pm.after works in a hook")
+    path = eco([[
+local t = pm.tail("all", 5)
+return { apps = { { name = "x", script = "sleeper.sh" } } }
+]])
+    fails(H.pm("start", path), path .. ":1:", "pm.tail cannot be called while an ecosystem file loads")
     path = eco([[
 return { apps = { { name = "x", script = "sleeper.sh", on_start = function()
   local ok, err = pcall(pm.every, 0, function() end)
