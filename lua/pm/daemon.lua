@@ -46,7 +46,7 @@ end
 
 -- ---- the API hooks see as `pm` (actions run after the hook returns) ----
 
-local function hook_api()
+local function hook_api(runtime)
   local api = require("pm.hooks").api
   local function later(fn)
     core.timer(0, 0, function()
@@ -138,7 +138,7 @@ local function hook_api()
   end
   -- a changed pm.state is in the journal within JOURNAL_DELAY (20 ms)
   hooks.on_state = function()
-    if not shutting_down and home then persist.journal(home, sup.all) end
+    if not shutting_down and home and not runtime then persist.journal(home, sup.all) end
   end
 end
 
@@ -389,7 +389,7 @@ function M.run(opts)
     log.error("lua error: %s", msg)
     bus.publish("daemon:error", { at = core.now(), data = msg, count = M.errors })
   end)
-  hook_api()
+  hook_api(opts.runtime)
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again
   recovery.recover(home, old_pid, function()
