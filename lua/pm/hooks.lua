@@ -468,15 +468,29 @@ function M.run_limited(limits, fn, ...)
   local ticks = 0
   run.live = true -- off as soon as the hook's code is done
   -- every instruction: a string can double in one; the clock every 256
+  -- The cut-off is raised in the user's code only: pm's own (this
+  -- function's finish, its error handler, the sandbox's wrappers) runs to
+  -- its end and sees `tripped` (an error rethrown by coroutine.wrap or
+  -- error() runs the handler with the hook live).
+  local function trip(why)
+    if is_user(debug.getinfo(3, "f").func) then cut(why) end
+    if not tripped then
+      reason = why
+      tripped = true
+    end
+  end
   run.hook = function()
     if not run.live then return end
-    if tripped then error(CUTOFF, 0) end
+    if tripped then
+      if is_user(debug.getinfo(2, "f").func) then error(CUTOFF, 0) end
+      return
+    end
     if collectgarbage("count") - run.mem0 > mem_kb then
-      cut(("allocated over %d KB"):format(mem_kb))
+      trip(("allocated over %d KB"):format(mem_kb))
     end
     ticks = ticks + 1
     if ticks % 256 == 0 and core.thread_cpu() > run.deadline then
-      cut(("ran over %g ms"):format(cpu_ms))
+      trip(("ran over %g ms"):format(cpu_ms))
     end
   end
   debug.sethook(run.hook, "", 1)
