@@ -368,6 +368,23 @@ function M.reload(list)
   return true
 end
 
+-- The last n lines of p's out and error logs (pm.tail in hooks), once
+-- the writer thread has written what it holds (100 ms at most) ->
+-- { out = {...}, err = {...} }; a file of another user is read only when
+-- it is a regular file of theirs (logtail.owner's rule).
+function M.tail(p, n)
+  core.log_drain(100)
+  local logtail = require "pm.logtail"
+  local d = p.decl
+  local owner = d.uid and d.uid ~= core.getuid() and { uid = d.uid, gid = d.gid } or nil
+  local res = {}
+  for _, which in ipairs({ "out", "err" }) do
+    local path = which == "out" and (p.out_path or M.path(p, "out")) or (p.err_path or M.path(p, "err"))
+    res[which] = path ~= "/dev/null" and logtail.last_lines(path, n, owner) or {}
+  end
+  return res
+end
+
 -- Empties the log files of the procs; returns how many.
 function M.flush(list)
   local n = 0

@@ -10,6 +10,9 @@ local util = require "pm.util"
 local M = {}
 
 function M.die(msg, code)
+  -- what a refused ecosystem file printed while it loaded (ecosystem.read)
+  local printed = tostring(msg):match("\n[^\n]* printed while it loaded:\n(.*)$")
+  if printed then io.stdout:write(printed, "\n") end
   msg = tostring(msg):gsub("\nDid you mean", " - did you mean"):gsub("\n.*", "")
   io.stderr:write("pm: ", msg, "\n")
   return code or 1

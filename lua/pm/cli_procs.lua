@@ -23,6 +23,11 @@ local function apply_file(label, method, path, a)
   end)
   if not a.silent then
     local view = require "pm.view"
+    -- what the file's print showed while the daemon loaded it
+    for _, line in ipairs(type(res[1]) == "table" and type(res[1].load_output) == "table"
+      and res[1].load_output or {}) do
+      io.stdout:write(tostring(line), "\n")
+    end
     for _, d in ipairs(res) do
       local line = view.changes(d)
       if line then io.stdout:write(line) end

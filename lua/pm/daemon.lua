@@ -12,6 +12,8 @@ local persist = require "pm.persist"
 local recovery = require "pm.recovery"
 local wire = require "pm.methods"
 local watch = require "pm.watch"
+local proc = require "pm.proc"
+local applogs = require "pm.applogs"
 
 local methods = wire.methods
 
@@ -44,7 +46,7 @@ end
 
 -- ---- the API hooks see as `pm` (actions run after the hook returns) ----
 
-local function hook_api()
+local function hook_api(runtime)
   local api = require("pm.hooks").api
   local function later(fn)
     core.timer(0, 0, function()
@@ -67,16 +69,76 @@ local function hook_api()
   api.restart = act(function(p, cb) sup.restart(p, {}, cb) end)
   api.stop = act(sup.stop)
   api.start = act(sup.start)
-  api.list = function() return sup.describe_tables(sup.all()) end
+  api.reload = act(function(p, cb) sup.reload(p, {}, cb) end)
+  api.reset = act(function(p, cb) sup.reset(p); cb() end)
+  -- (descriptions without a fresh /proc sample: a hook of 500 apps' list)
+  api.list = function() return sup.describe_tables(sup.all(), true) end
   api.describe = function(target)
     local list = sup.resolve(target)
-    return sup.describe_tables(list or {})
+    return sup.describe_tables(list or {}, true)
+  end
+  api.tail = function(target, n)
+    n = n == nil and 20 or tonumber(n)
+    if not n or n < 0 then return nil, "tail: a number of lines expected" end
+    local list, err = sup.resolve(target)
+    if not list then return nil, err end
+    return applogs.tail(list[1], math.min(math.floor(n), 1000))
+  end
+  api.signal = function(signal, target)
+    local sig, serr = util.signum(signal)
+    if not sig then return nil, serr end
+    local list, err = sup.resolve(target)
+    if not list then return nil, err end
+    later(function()
+      for _, p in ipairs(list) do
+        if p.pid and p.pid > 0 then core.kill(p.pid, sig) end
+      end
+    end)
+    return true
+  end
+  api.send = function(target, packet)
+    if type(packet) ~= "table" then packet = { data = packet } end
+    local list, err = sup.resolve(target)
+    if not list then return nil, err end
+    local copy = util.deep_copy(packet)
+    copy.type = copy.type or "process:msg"
+    copy.topic = copy.topic or "pm"
+    later(function()
+      for _, p in ipairs(list) do
+        copy.id = p.pm_id
+        local ok, serr = sup.send(p, copy)
+        if not ok then log.warn("hook pm.send to %s: %s", p.name, serr) end
+      end
+    end)
+    return true
+  end
+  api.scale = function(name, n)
+    if type(name) ~= "string" then return nil, "scale: an app name expected" end
+    if type(n) ~= "number" and type(n) ~= "string" then return nil, "scale: a number (N, \"+N\", \"-N\") expected" end
+    if #sup.by_name(name) == 0 then return nil, "process not found: " .. name end
+    later(function()
+      sup.scale(name, tostring(n), function(e) if e then log.warn("hook pm.scale %s: %s", name, e) end end)
+    end)
+    return true
   end
   api.publish = function(event, data)
     if type(event) ~= "string" then return nil, "publish: an event name expected" end
-    local copy = util.deep_copy(data)
-    later(function() bus.publish(event, copy) end)
+    -- shaped as an app's message: { process, at, data }
+    local p = require("pm.hooks").current_app()
+    local packet = { process = p and proc.ref(p) or nil, at = core.now(), data = util.deep_copy(data) }
+    later(function() bus.publish(event, packet) end)
     return true
+  end
+  local hooks = require "pm.hooks"
+  hooks.describe = function(p) return sup.describe_tables({ p }, true)[1] end
+  hooks.on_error = function(p, name, msg)
+    p.last_hook_error = { hook = name, message = msg, at = core.now() }
+    bus.publish("hook:error", { process = proc.ref(p), at = p.last_hook_error.at,
+      data = { hook = name, message = msg } })
+  end
+  -- a changed pm.state is in the journal within JOURNAL_DELAY (20 ms)
+  hooks.on_state = function()
+    if not shutting_down and home and not runtime then persist.journal(home, sup.all) end
   end
 end
 
@@ -327,7 +389,7 @@ function M.run(opts)
     log.error("lua error: %s", msg)
     bus.publish("daemon:error", { at = core.now(), data = msg, count = M.errors })
   end)
-  hook_api()
+  hook_api(opts.runtime)
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again
   recovery.recover(home, old_pid, function()

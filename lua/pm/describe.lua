@@ -268,6 +268,7 @@ local ENV = {
   error = function(p) return p.error end,
   notify = function(p) return p.notify end,
   ready = function(p) return p.ready end,
+  last_hook_error = function(p) return p.last_hook_error end,
   pm_out_log_path = function(p) return p.out_path or applogs.path(p, "out") end,
   pm_err_log_path = function(p) return p.err_path or applogs.path(p, "err") end,
   pm_id = function(p) return p.pm_id end,
@@ -497,6 +498,7 @@ local function describe_into(parts, n, p, brief, cached, changes)
   n = member(parts, n, ',"error":', p.error)
   n = member(parts, n, ',"notify":', p.notify)
   n = member(parts, n, ',"ready":', p.ready)
+  n = member(parts, n, ',"last_hook_error":', p.last_hook_error)
   n = n + 1
   parts[n] = meta_json(p)
   if p.history then
@@ -567,8 +569,13 @@ function M.describe_list(list, brief, cached, changes)
   return util.raw(parts)
 end
 
--- The same as Lua tables.
-function M.describe_tables(list)
+-- The same as Lua tables. cached: monit from the last sample (/proc is
+-- not read: a hook's pm.list of 500 apps), decoded as one text.
+function M.describe_tables(list, cached)
+  if cached then
+    if #list == 0 then return {} end
+    return util.decode(util.raw_text(M.describe_list(list, nil, true)))
+  end
   local out = {}
   for i, p in ipairs(list) do out[i] = M.describe(p) end
   return out
@@ -578,7 +585,7 @@ end
 function M.hook(p, name, ...)
   local fn = p.decl[name]
   if type(fn) ~= "function" then return nil end
-  return hooks.call(("%s of %s"):format(name, p.name), fn, util.deep_copy(M.describe(p)), ...)
+  return hooks.call_app(p, ("%s of %s"):format(name, p.name), fn, util.deep_copy(M.describe(p)), ...)
 end
 
 return M

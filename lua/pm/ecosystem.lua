@@ -226,8 +226,22 @@ local function load_lua(path, opts)
   opts = opts or {}
   local dir = util.dirname(path)
   local who = { uid = opts.uid, file = path }
-  local chunk, err = hooks.loadfile(path, {
-    environ = opts.environ or {},
+  local environ = opts.environ or {}
+  local printed = {}
+  -- what `return function(ctx) ... end` is called with; a file that reads
+  -- ctx.env picks its own --env (it needs no env_<name> section)
+  local env_read = false
+  local ctx = setmetatable({ environ = util.deep_copy(environ), hostname = hostname(), cpus = app.cpu_count() },
+    { __index = function(_, k)
+      if k == "env" then
+        env_read = true
+        return opts.env_name
+      end
+    end })
+  local chunk, state = hooks.loadfile(path, { -- (state: the sandbox's, or the error)
+    printed = printed,
+    ctx = ctx,
+    environ = environ,
     helpers = helpers(dir, who),
     require = function(name)
       local mpath, merr = module_path(dir, name)
@@ -240,23 +254,52 @@ local function load_lua(path, opts)
     end,
     read = function(p) return M.read_text(p, who) end,
   })
-  if not chunk then return nil, err end
-  -- the file's top level runs under a hook's limits: a loop cannot hang the daemon
-  local ok, res = hooks.run(chunk)
+  if not chunk then return nil, state end
+  -- the file's top level runs under limits (larger than a hook's): a loop
+  -- cannot hang the daemon
+  local ok, res = hooks.run_limited(hooks.LOAD_LIMITS, chunk)
   if not ok then
     local msg = tostring(res):match("^[^\n]*")
     -- (an error of a module it required names the module's file and line)
     if not msg:find(path, 1, true) and not msg:match("^/[^:]*%.lua:%d+:") then msg = path .. ": " .. msg end
-    return nil, msg
+    return nil, msg, printed
   end
   if type(res) ~= "table" then
-    return nil, path .. ": the file must return { apps = {...} } or a list of apps"
+    return nil, path .. ": the file must return { apps = {...} }, a list of apps or function(ctx)", printed
   end
-  -- as plain data: a metatable of the file's (an __index, a __tostring)
-  -- would run later, outside the limits its top level ran under
-  local pok, copy = pcall(util.deep_copy, res)
-  if not pok then return nil, path .. ": " .. tostring(copy) end
-  return copy
+  -- hook_limits: the file's hooks may run longer (up to hooks.CEILING)
+  local lok, lerr = hooks.set_limits(state, rawget(res, "hook_limits"))
+  if not lok then return nil, path .. ": " .. lerr, printed end
+  -- as plain data: a metatable of the file's would run later, outside the
+  -- limits its top level ran under. An __index table (defaults) is kept:
+  -- its fields are copied where the table has none; an __index function
+  -- is not run.
+  local pok, copy = pcall(M.plain_copy, res)
+  if not pok then return nil, path .. ": " .. tostring(copy), printed end
+  return copy, nil, printed, env_read
+end
+
+-- A copy of t as plain data, without running any metamethod: the fields
+-- of an __index table (and its own __index table...) fill in what a table
+-- lacks; functions (hooks) are kept as they are.
+function M.plain_copy(t, seen)
+  if type(t) ~= "table" then return t end
+  seen = seen or {}
+  if seen[t] then return seen[t] end
+  local c = {}
+  seen[t] = c
+  local src, depth = t, 0
+  while type(src) == "table" and depth < 16 do
+    local k, v = next(src)
+    while k ~= nil do
+      if rawget(c, k) == nil then c[M.plain_copy(k, seen)] = M.plain_copy(v, seen) end
+      k, v = next(src, k)
+    end
+    local mt = debug.getmetatable(src)
+    src = type(mt) == "table" and rawget(mt, "__index") or nil
+    depth = depth + 1
+  end
+  return c
 end
 
 -- "... at character N" of cjson -> "LINE:COL: ..." with its tokens named
@@ -360,8 +403,9 @@ M.is_yaml = function(path) return path:match("%.ya?ml$") ~= nil end
 -- opts (an ecosystem.lua's): environ, uid, trusted_only (load_lua)
 function M.read(path, opts)
   local res, err
+  local printed, env_read
   if path:match("%.lua$") then
-    res, err = load_lua(path, opts)
+    res, err, printed, env_read = load_lua(path, opts)
   elseif path:match("%.json$") then
     res, err = load_json(path)
   elseif M.is_yaml(path) then
@@ -371,14 +415,21 @@ function M.read(path, opts)
   else
     return nil, path .. ": not an ecosystem file"
   end
+  -- what its print showed: after an error, and for the CLI (res.printed)
+  if printed and #printed > 0 and not res then
+    err = err .. "\n" .. path .. " printed while it loaded:\n" .. table.concat(printed, "\n")
+  end
   if not res then return nil, err end
-  return M.shape(path, res)
+  local shaped, serr = M.shape(path, res)
+  if shaped and printed and #printed > 0 then shaped.printed = { unpack(printed) } end
+  if shaped then shaped.env_read = env_read end
+  return shaped, serr
 end
 
 -- The top-level keys of a file: apps and hooks; deploy (PM2's: pm does
 -- not deploy) is let be.
-M.TOP_KEYS = { "apps", "hooks", "deploy" }
-local top_keys = { apps = true, hooks = true, deploy = true }
+M.TOP_KEYS = { "apps", "hooks", "hook_limits", "deploy" }
+local top_keys = { apps = true, hooks = true, hook_limits = true, deploy = true }
 
 -- { apps = {...} } or a bare list -> { apps, hooks } | nil, err
 function M.shape(path, res)
@@ -600,6 +651,12 @@ end
 M.env_sections = env_sections
 
 function M.check(path, res, opts)
+  local decls, err = M.check_apps(path, res, opts)
+  if decls then decls.printed = res.printed end
+  return decls, err
+end
+
+function M.check_apps(path, res, opts)
   local only
   if opts.only and #opts.only > 0 then
     only = {}
@@ -631,7 +688,7 @@ function M.check(path, res, opts)
     return nil, path .. ": no app matches --only " .. table.concat(opts.only, ",")
   end
   -- --env NAME that no app declares is a typo (PM2 would go on without it)
-  if opts.env_name and #decls > 0 then
+  if opts.env_name and #decls > 0 and not res.env_read then
     local key = "env_" .. opts.env_name
     local found = false
     for _, d in ipairs(decls) do found = found or d[key] ~= nil end

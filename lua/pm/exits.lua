@@ -142,8 +142,13 @@ local function apply_decision(p, decision, exit, gone)
   if decision.action == "stop" then
     proc.act(p, lifecycle.fire(p, "rest"), nil, false)
   elseif decision.action == "errored" then
-    log.warn("app %s (%d) exited too fast %d times in a row: errored", p.name, p.pm_id,
-      p.unstable_restarts)
+    if decision.reason then -- (its on_exit said so: pm2_env.error says why)
+      log.warn("app %s (%d) is errored by its on_exit: %s", p.name, p.pm_id, decision.reason)
+      p.error = decision.reason
+    else
+      log.warn("app %s (%d) exited too fast %d times in a row: errored", p.name, p.pm_id,
+        p.unstable_restarts)
+    end
     proc.act(p, lifecycle.fire(p, "give_up"), { code = exit.code, signal = exit.signal })
     if ctx.errored then ctx.errored(p) end
   else
@@ -253,7 +258,7 @@ function M.on_child(pid, code, signum)
     if herr then
       log.error("hook on_exit of %s: %s; the built-in policy decides", p.name, herr)
     elseif hd then
-      decision.action, decision.delay = hd.action, hd.delay
+      decision.action, decision.delay, decision.reason = hd.action, hd.delay, hd.reason
       stopped_by_hook = hd.action == "stop"
     end
   end

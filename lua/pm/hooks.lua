@@ -1,17 +1,67 @@
 -- Lua hooks from ecosystem files, run inside the daemon where the decision
 -- is made. A hook runs in a sandbox, with JIT compilation off for its whole
 -- chunk so that an instruction-count hook can cut it off: after about 10 ms
--- of work, or 32 MB of new memory, it is stopped, logged with its
--- traceback, and the built-in policy decides instead.
+-- of its own thread's CPU (a file may raise it up to a ceiling), or 32 MB
+-- of new memory, it is stopped, logged with the file:line it was at and a
+-- traceback of the file's own frames, and the built-in policy decides.
+-- pm's API calls (pm.list...) run outside that budget: only the user's
+-- code is billed. Timers (pm.after, pm.every) and pm.state belong to the
+-- app whose hook made them.
+local core = require "pm.core"
 local log = require "pm.log"
 
 local M = {}
 
 M.TIME_LIMIT = 10              -- ms of work per hook call
 M.MEMORY_LIMIT = 32 * 1024     -- KB a hook call may add
+M.LOAD_TIME_LIMIT = 200        -- ms of work for a file's top level
+M.LOAD_MEMORY_LIMIT = 64 * 1024 -- KB a file's top level may add
+M.CEILING = { cpu_ms = 200, memory_mb = 128 } -- what hook_limits may raise them to
+M.API_LIMIT = 500              -- ms pm's API calls may take in one hook call
 M.STRING_LIMIT = 1024 * 1024   -- bytes string.rep may make in a hook
 M.PATTERN_LIMIT = 64 * 1024    -- bytes of subject a pattern may scan in a hook
 M.PATTERN_WORK = 1e7           -- (subject length)^(quantifiers) a pattern may cost
+M.STATE_LIMIT = 64 * 1024      -- bytes of pm.state (as JSON) an app may keep
+M.TIMER_LIMIT = 64             -- timers (pm.after, pm.every) an app may have at once
+M.EVERY_MIN = 10               -- ms: the shortest period of pm.every
+
+-- The sandboxes' global tables -> their state (limits, path): a frame
+-- whose function has one of them as environment is the user's code.
+local sandboxes = setmetatable({}, { __mode = "k" })
+
+local function is_user(fn)
+  if type(fn) ~= "function" then return false end
+  local ok, env = pcall(getfenv, fn)
+  return ok and sandboxes[env] ~= nil
+end
+
+-- "file:line" of the innermost frame of the user's code, from level on
+local function user_where(level)
+  for l = level, 60 do
+    local info = debug.getinfo(l, "Slf")
+    if not info then return nil end
+    if info.currentline and info.currentline > 0 and is_user(info.func) then
+      return ("%s:%d"):format(info.source:gsub("^@", ""), info.currentline)
+    end
+  end
+end
+
+-- A traceback of the user's frames only (pm's own are left out)
+local function user_traceback(level)
+  local lines = {}
+  for l = level, 60 do
+    local info = debug.getinfo(l, "Slnf")
+    if not info then break end
+    if info.currentline and info.currentline > 0 and is_user(info.func) then
+      local name = info.name and ("function '" .. info.name .. "'")
+        or (info.what == "main" and "main chunk")
+        or ("function <" .. info.short_src .. ":" .. info.linedefined .. ">")
+      lines[#lines + 1] = ("\t%s:%d: in %s"):format(info.source:gsub("^@", ""), info.currentline, name)
+    end
+  end
+  if #lines == 0 then return "" end
+  return "\nstack traceback:\n" .. table.concat(lines, "\n")
+end
 
 local CUTOFF = setmetatable({}, { __tostring = function() return "hook cut off" end })
 local running = false
@@ -21,7 +71,8 @@ local reason
 -- instruction being counted; they only bite while a hook runs.
 local tripped = false -- the running hook is being cut off
 local function cut(why)
-  reason = why
+  local at = user_where(2)
+  reason = at and (why .. " at " .. at) or why
   tripped = true
   error(CUTOFF, 0)
 end
@@ -108,7 +159,9 @@ local function safe_xpcall(f, h, ...)
 end
 
 M.api = {} -- the daemon-side API, filled by the daemon (pm.* in hooks)
-M.READS = { list = true, describe = true } -- M.api's calls that are not actions
+-- M.api's calls that are not actions (a file's top level may call them;
+-- not pm.tail: a file must not read apps' logs with the daemon's rights)
+M.READS = { list = true, describe = true }
 
 local function copy(t)
   local c = {}
@@ -152,6 +205,35 @@ local function hook_log(sep, ...)
   return true
 end
 
+-- The run in progress (M.run): its deadline and memory base move past
+-- what pm's API calls spend (they are not billed to the hook), whose own
+-- time is bounded by M.API_LIMIT.
+local run = { live = false }
+
+-- Calls fn(...) outside the running hook's budget: no instruction hook,
+-- no bounds on the string functions, its CPU time and memory not billed.
+local function unbilled(fn, ...)
+  if not running or not run.live then return fn(...) end
+  debug.sethook()
+  running = false
+  local t0, m0 = core.thread_cpu(), collectgarbage("count")
+  local res = { pcall(fn, ...) }
+  local spent = core.thread_cpu() - t0
+  run.deadline = run.deadline + spent
+  run.api = run.api + spent
+  run.mem0 = run.mem0 + math.max(0, collectgarbage("count") - m0)
+  running = true
+  debug.sethook(run.hook, "", 1)
+  if run.api > M.API_LIMIT then cut(("pm's API calls took over %d ms"):format(M.API_LIMIT)) end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+M.unbilled = unbilled
+
+-- The app whose hook (or timer) runs: its timers and pm.state
+local current -- the app's record (supervisor's)
+function M.current_app() return current end
+
 --[[ The pm table of one sandbox: its own copy of the daemon's API, so that
 what a file does to its pm changes no other file's; its actions refused
 while the file's top level runs (a declaration declares: a file refused
@@ -160,18 +242,59 @@ local function pm_table(state)
   local t = {}
   for k, fn in pairs(M.api) do
     if M.READS[k] then
-      t[k] = fn
+      t[k] = function(...) return unbilled(fn, ...) end
     else
       t[k] = function(...)
         if state.loading then
           error(("pm.%s cannot be called while an ecosystem file loads (only from a hook)"):format(k), 2)
         end
-        return fn(...)
+        return unbilled(fn, ...)
       end
     end
   end
   t.log = function(...) return hook_log(" ", ...) end
-  return t
+  -- pm.after / pm.every: timers of the app whose hook runs
+  for _, kind in ipairs({ "after", "every" }) do
+    t[kind] = function(ms, fn)
+      if state.loading or not current then
+        error(("pm.%s works in a hook (the timer belongs to its app), not while a file loads"):format(kind), 2)
+      end
+      if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms == math.huge then
+        error(("pm.%s: a delay in ms expected"):format(kind), 2)
+      end
+      if type(fn) ~= "function" then error(("pm.%s: a function expected"):format(kind), 2) end
+      if kind == "every" and ms < M.EVERY_MIN then
+        error(("pm.every: a period of at least %d ms expected"):format(M.EVERY_MIN), 2)
+      end
+      local h, err = unbilled(M.add_timer, current, kind, ms, fn)
+      if not h then error(err, 2) end
+      return h
+    end
+  end
+  -- pm.state: the running app's own table (kept in the journal)
+  return setmetatable(t, {
+    __index = function(_, k)
+      if k == "state" and current and not state.loading then return M.state_of(current) end
+    end,
+    __newindex = function(tt, k, v)
+      if k == "state" then error("pm.state is the app's own table: set its fields (pm.state.n = 1)", 2) end
+      rawset(tt, k, v)
+    end,
+  })
+end
+
+-- What print(...) shows while a file loads, kept in list for the CLI that
+-- asked (at most M.LOG_LIMIT bytes in all, as pm.log)
+function M.keep_printed(list, ...)
+  local t = {}
+  for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
+  local line = real.concat(t, "\t")
+  list.size = (list.size or 0) + #line + 1
+  if list.size > M.LOG_LIMIT then
+    if not list.cut then list[#list + 1] = "[print output cut]"; list.cut = true end
+    return
+  end
+  list[#list + 1] = line
 end
 
 -- A function of the sandbox that only works while the file's top level
@@ -209,6 +332,8 @@ function M.sandbox(state)
     table = { concat = table.concat, insert = table.insert, remove = table.remove,
       sort = table.sort, maxn = table.maxn },
     math = copy(math),
+    bit = copy(bit),
+    coroutine = copy(coroutine),
     os = { time = os.time, date = os.date, getenv = getenv, clock = os.clock,
       difftime = os.difftime },
     pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
@@ -218,10 +343,15 @@ function M.sandbox(state)
       if type(v) == "string" then return nil end -- the string library stays the daemon's
       return getmetatable(v)
     end, rawget = rawget, rawset = rawset, rawequal = rawequal,
-    print = function(...) hook_log("\t", ...) end,
+    print = function(...)
+      -- while the file loads, also kept for the CLI that asked (state.printed)
+      if state.loading and state.printed then M.keep_printed(state.printed, ...) end
+      hook_log("\t", ...)
+    end,
     pm = pm_table(state),
   }
   env._G = env
+  sandboxes[env] = state
   for k, fn in pairs(state.helpers or {}) do env.pm[k] = while_loading(state, "pm." .. k, fn) end
   if state.require then
     -- each module once per evaluation: its value (true when it returns
@@ -267,9 +397,12 @@ end
 --[[ Loads an ecosystem.lua file in a sandbox of its own, JIT off for all
 it defines. What it returns runs the file's top level (with hooks.run),
 where pm's actions are refused; the hooks it defines have them. opts: the
-sandbox's environ, helpers, require and read (M.sandbox). ]]
+sandbox's environ, helpers, require and read (M.sandbox); ctx: what a
+file that returns a function is called with; printed: a list that keeps
+what print shows while it loads. Also returns the sandbox's state
+(M.set_limits takes it). ]]
 function M.loadfile(path, opts)
-  local state = { loading = true }
+  local state = { loading = true, path = path }
   for k, v in pairs(opts or {}) do state[k] = v end
   state.loading = true
   local chunk, err = loadfile(path, "t", M.sandbox(state))
@@ -277,37 +410,92 @@ function M.loadfile(path, opts)
   jit.off(chunk, true)
   return function(...)
     local res = { chunk(...) }
+    -- `return function(ctx) ... end`: called with state.ctx, still loading
+    if type(res[1]) == "function" and state.ctx then res = { res[1](state.ctx) } end
     state.loading = false
     return unpack(res, 1, table.maxn(res))
-  end
+  end, state
 end
 
--- Runs chunk() under the same limits as a hook (the file's top level).
--- Returns true, results... or false, message.
-function M.run(fn, ...)
+-- The limits of one call of fn: its file's (hook_limits), else pm's
+local function limits_of(fn)
+  local ok, env = pcall(getfenv, fn)
+  local st = ok and sandboxes[env]
+  return st and st.limits
+end
+
+--[[ A file's hook_limits = { cpu_ms = N, memory_mb = N } -> true, or nil,
+err: a limit may be raised up to M.CEILING (or lowered), for the hooks
+of the file whose state (M.loadfile's second result) is given. ]]
+function M.set_limits(state, v)
+  if v == nil then return true end
+  if type(v) ~= "table" then return nil, "hook_limits: a table { cpu_ms = N, memory_mb = N } expected" end
+  local lim = { cpu_ms = M.TIME_LIMIT, memory_kb = M.MEMORY_LIMIT }
+  for k, n in pairs(v) do
+    local ceil = M.CEILING[k]
+    if not ceil then
+      return nil, ("hook_limits: unknown limit '%s' (cpu_ms, memory_mb)"):format(tostring(k))
+    end
+    if type(n) ~= "number" or n ~= n or n <= 0 or n > ceil then
+      return nil, ("hook_limits.%s: a number above 0 and at most %d expected"):format(k, ceil)
+    end
+    if k == "cpu_ms" then lim.cpu_ms = n else lim.memory_kb = n * 1024 end
+  end
+  state.limits = lim
+  return true
+end
+
+M.LOAD_LIMITS = { cpu_ms = M.LOAD_TIME_LIMIT, memory_kb = M.LOAD_MEMORY_LIMIT } -- a file's top level
+
+--[[ Runs fn(...) under a hook's limits (limits: { cpu_ms, memory_kb },
+default the file's hook_limits or pm's). The time is the CPU time of
+this thread (core.thread_cpu): other threads' work is not billed, nor is
+what pm's API calls take. Returns true, results... or false, message
+(a cut-off names the file:line it was at; an error carries a traceback
+of the file's own frames). ]]
+function M.run_limited(limits, fn, ...)
   if running then return false, "a hook cannot run another hook" end
-  local deadline = os.clock() + M.TIME_LIMIT / 1000 -- CPU time: preemption does not count
-  local mem0 = collectgarbage("count")
+  limits = limits or limits_of(fn) or {}
+  local cpu_ms = limits.cpu_ms or M.TIME_LIMIT
+  local mem_kb = limits.memory_kb or M.MEMORY_LIMIT
+  run.deadline = core.thread_cpu() + cpu_ms
+  run.mem0 = collectgarbage("count")
+  run.api = 0
   reason = nil
   tripped = false
   running = true
   logged, unlogged = 0, 0
   local ticks = 0
-  local live = true -- off as soon as the hook's code is done
+  run.live = true -- off as soon as the hook's code is done
   -- every instruction: a string can double in one; the clock every 256
-  debug.sethook(function()
-    if not live then return end
-    if tripped then error(CUTOFF, 0) end
-    if collectgarbage("count") - mem0 > M.MEMORY_LIMIT then
-      cut(("allocated over %d KB"):format(M.MEMORY_LIMIT))
+  -- The cut-off is raised in the user's code only: pm's own (this
+  -- function's finish, its error handler, the sandbox's wrappers) runs to
+  -- its end and sees `tripped` (an error rethrown by coroutine.wrap or
+  -- error() runs the handler with the hook live).
+  local function trip(why)
+    if is_user(debug.getinfo(3, "f").func) then cut(why) end
+    if not tripped then
+      reason = why
+      tripped = true
+    end
+  end
+  run.hook = function()
+    if not run.live then return end
+    if tripped then
+      if is_user(debug.getinfo(2, "f").func) then error(CUTOFF, 0) end
+      return
+    end
+    if collectgarbage("count") - run.mem0 > mem_kb then
+      trip(("allocated over %d KB"):format(mem_kb))
     end
     ticks = ticks + 1
-    if ticks % 256 == 0 and os.clock() > deadline then
-      cut(("ran over %d ms"):format(M.TIME_LIMIT))
+    if ticks % 256 == 0 and core.thread_cpu() > run.deadline then
+      trip(("ran over %g ms"):format(cpu_ms))
     end
-  end, "", 1)
+  end
+  debug.sethook(run.hook, "", 1)
   local function finish(...)
-    live = false
+    run.live = false
     debug.sethook()
     running = false
     if unlogged > 0 then
@@ -320,11 +508,11 @@ function M.run(fn, ...)
     return res
   end
   local res = finish(xpcall(fn, function(e)
-    live = false
+    run.live = false
     if e == CUTOFF or tripped then return CUTOFF end
     -- no tostring of a table: its __tostring is the hook's code
     local msg = type(e) == "string" and e or ("error value of type " .. type(e))
-    return debug.traceback(msg, 2)
+    return msg .. user_traceback(2)
   end, ...))
   if not res[1] then
     if res[2] == CUTOFF then
@@ -336,17 +524,141 @@ function M.run(fn, ...)
   return unpack(res, 1, table.maxn(res))
 end
 
+-- Runs fn(...) under its file's hook limits (a file's top level: ecosystem
+-- runs it with M.LOAD_LIMITS).
+function M.run(fn, ...) return M.run_limited(nil, fn, ...) end
+
+-- Set by the daemon: on_error(p, name, msg) when a hook of p failed (the
+-- bus's hook:error, the app's last_hook_error); on_state(p) when an app's
+-- pm.state changed (the journal).
+M.on_error = function() end
+M.on_state = function() end
+
 -- Calls the hook `name` of an app: returns its result, or nil after
 -- logging what went wrong (the caller then applies the built-in policy).
+-- p: the app (its record), whose timers and pm.state the hook reaches.
 function M.call(name, fn, ...)
+  return M.call_app(nil, name, fn, ...)
+end
+
+function M.call_app(p, name, fn, ...)
+  local before = current
+  current = p
   local res = { M.run(fn, ...) }
+  current = before
+  if p then M.save_state(p) end
   if not res[1] then
     local msg = res[2] -- (an error of the hook's: as long as it made it)
     if #msg > M.LOG_LIMIT then msg = msg:sub(1, M.LOG_LIMIT) .. " [cut]" end
     log.error("hook %s failed, the built-in policy decides: %s", name, msg)
+    if p then
+      local ok, err = pcall(M.on_error, p, name, msg)
+      if not ok then log.error("hook:error of %s: %s", name, err) end
+    end
     return nil, msg
   end
   return unpack(res, 2, table.maxn(res))
+end
+
+-- ---- pm.state: a table per app, kept in the journal ----
+-- p.hook_state: the table hooks see; p.hook_state_text: its JSON as last
+-- saved (what the journal holds, and what a restored app starts from).
+
+function M.state_of(p)
+  if not p.hook_state then
+    local t
+    if p.hook_state_text then
+      local ok, v = pcall(require("cjson").decode, p.hook_state_text)
+      if ok and type(v) == "table" then t = v end
+    end
+    p.hook_state = t or {}
+  end
+  return p.hook_state
+end
+
+-- After a hook of p ran: its pm.state, when changed, is saved (as JSON,
+-- at most M.STATE_LIMIT bytes; else it goes back to what was saved).
+function M.save_state(p)
+  if not p.hook_state then return end
+  local ok, text = pcall(require("cjson").encode, p.hook_state)
+  local err
+  if not ok then
+    err = "pm.state cannot be kept: " .. tostring(text):gsub("^.-:%d+: ", "")
+  elseif #text > M.STATE_LIMIT then
+    err = ("pm.state is %d bytes as JSON, over the %d a state may keep"):format(#text, M.STATE_LIMIT)
+  end
+  if err then
+    log.error("app %s: %s (it goes back to what was kept)", p.name, err)
+    p.hook_state = nil
+    pcall(M.on_error, p, "pm.state", err)
+    return
+  end
+  if text == "[]" or text == "{}" then text = nil end -- (cjson: an empty table is [] or {})
+  if text ~= p.hook_state_text then
+    p.hook_state_text = text
+    M.on_state(p)
+  end
+end
+
+-- ---- timers: pm.after, pm.every ----
+
+-- p's timer: fn(proc) after ms (every ms, for every); -> a handle with
+-- :cancel(), or nil, err
+function M.add_timer(p, kind, ms, fn)
+  p.hook_timers = p.hook_timers or {}
+  local n = 0
+  for _ in pairs(p.hook_timers) do n = n + 1 end
+  if n >= M.TIMER_LIMIT then
+    return nil, ("pm.%s: app %s has %d timers already (at most %d)"):format(kind, p.name, n, M.TIMER_LIMIT)
+  end
+  local h = {}
+  local timer
+  local function cancel()
+    if timer then timer:close(); timer = nil end
+    if p.hook_timers then p.hook_timers[h] = nil end
+    return true
+  end
+  timer = core.timer(ms, kind == "every" and ms or 0, function()
+    if p.deleted then return cancel() end
+    if kind == "after" then cancel() end
+    local okd, d = pcall(M.describe, p)
+    M.call_app(p, ("pm.%s timer of %s"):format(kind, p.name), fn, okd and d or nil)
+  end)
+  p.hook_timers[h] = cancel
+  h.cancel = function() return cancel() end
+  return h
+end
+
+-- Set by the daemon: a description of p as a table (what a timer's fn gets)
+M.describe = function(p) return { name = p.name, pm_id = p.pm_id } end
+
+-- p is deleted: its timers end
+function M.drop_app(p)
+  for _, cancel in pairs(p.hook_timers or {}) do cancel() end
+  p.hook_timers = nil
+end
+
+-- A fingerprint of a hook's code: its bytecode without line numbers and
+-- the values of its plain upvalues (a re-applied file whose hook changed
+-- is a change, one that moved it a line down is not)
+function M.fingerprint(fn)
+  if type(fn) ~= "function" then return fn end
+  local ok, code = pcall(string.dump, fn, true)
+  local parts = { ok and code or tostring(fn) }
+  for i = 1, 255 do
+    local name, v = debug.getupvalue(fn, i)
+    if not name then break end
+    local t = type(v)
+    if t == "string" or t == "number" or t == "boolean" then
+      parts[#parts + 1] = name .. "=" .. tostring(v)
+    elseif t == "function" and v ~= fn then
+      parts[#parts + 1] = name .. "=" .. (is_user(v) and (select(2, pcall(string.dump, v, true)) or "") or "")
+    elseif t == "table" then
+      local eok, text = pcall(require("cjson").encode, v)
+      parts[#parts + 1] = name .. "=" .. (eok and text or "table")
+    end
+  end
+  return real.concat(parts, "\0")
 end
 
 -- on_exit's answer -> { action, delay } | nil, err
@@ -357,6 +669,11 @@ function M.decision(v)
   -- read with rawget: a metamethod of the hook's would run outside its limits
   if type(v) == "table" then
     local action, delay = rawget(v, "action"), rawget(v, "delay")
+    if action == "errored" then
+      local why = rawget(v, "reason")
+      if why ~= nil and type(why) ~= "string" then return nil, "the reason of an errored decision must be a string" end
+      return { action = "errored", reason = why and why:sub(1, 200) or "errored by on_exit" }
+    end
     if action == "restart" or action == "stop" then
       if delay ~= nil and (type(delay) ~= "number" or delay < 0 or delay ~= delay or delay == math.huge) then
         return nil, "bad delay in the on_exit decision"
@@ -366,7 +683,7 @@ function M.decision(v)
   end
   local shown = (type(v) == "string" or type(v) == "number") and tostring(v):sub(1, 80) or ("a " .. type(v))
   return nil, "on_exit returned " .. shown ..
-    ' (expected "restart", "stop", a delay in ms or {action=, delay=})'
+    ' (expected "restart", "stop", a delay in ms, {action=, delay=} or {action = "errored", reason=})'
 end
 
 return M

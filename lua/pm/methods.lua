@@ -5,6 +5,7 @@
 -- process lives is the supervisor's, the connection rpc.lua's.
 local core = require "pm.core"
 local util = require "pm.util"
+local hooks = require "pm.hooks"
 local log = require "pm.log"
 local rpc = require "pm.rpc"
 local bus = require "pm.bus"
@@ -158,7 +159,10 @@ local function changes(old, new)
       end
     elseif type(a) == "table" and type(b) == "table" then
       if util.encode(a) ~= util.encode(b) then out[#out + 1] = k end
-    elseif type(a) ~= "function" and type(b) ~= "function" and a ~= b then
+    elseif type(a) == "function" or type(b) == "function" then
+      -- a hook: its code (and plain upvalues), not the function's identity
+      if hooks.fingerprint(a) ~= hooks.fingerprint(b) then out[#out + 1] = k end
+    elseif a ~= b then
       out[#out + 1] = k
     end
   end
@@ -252,7 +256,8 @@ end
 -- (ready, for wait_ready apps). An app of a file that is known already
 -- takes the file's declaration and is restarted (action "restart", PM2's
 -- start and restart of a file) or reloaded ("reload").
-local function start_decls(decls, params, origin, done, action)
+-- printed: what the file's print showed while it loaded (the CLI shows it).
+local function start_decls(decls, params, origin, done, action, printed)
   if action == "reload" then
     for _, d in ipairs(decls) do
       if reloading[d.name] then
@@ -335,6 +340,7 @@ local function start_decls(decls, params, origin, done, action)
           result[k] = { name = p.name, pm_id = p.pm_id,
             pm2_env = { changes = changed[p] and util.array(changed[p]) or nil } }
         end
+        if printed and result[1] then result[1].load_output = util.array(printed) end
         result = util.array(result)
       else
         result = descriptions(started, params, false, changed)
@@ -418,7 +424,7 @@ local function apply_file(path, params, action, done, conn)
     uid = uid_of(conn) },
     function(decls, err)
       if not decls then return done(err) end
-      start_decls(decls, params, { path = path, env = env_name }, done, action)
+      start_decls(decls, params, { path = path, env = env_name }, done, action, decls.printed)
     end)
 end
 

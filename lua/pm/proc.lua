@@ -29,6 +29,12 @@ what it holds. Others only read them. A test build (PM_STRICT=1 in the
 daemon's environment, as tests/run sets) seals records: writing a field
 not listed here raises, so a misspelt field fails a test. ]]
 M.FIELDS = {
+  hooks = {
+    hook_timers = "its hooks' timers (pm.after, pm.every): handle -> cancel",
+    hook_state = "pm.state of its hooks (a table), read from hook_state_text when first used",
+    hook_state_text = "pm.state as JSON, as last saved (in the journal; nil when empty)",
+    last_hook_error = "{ hook, message, at } of its last failed hook (pm2_env.last_hook_error)",
+  },
   supervisor = {
     pm_id = "its id, unique in the daemon (kept by save/resurrect)",
     instance = "its instance number among its app's (0..instances-1)",

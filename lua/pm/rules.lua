@@ -116,6 +116,7 @@ end
 
 -- p is deleted: its rules stop
 function M.disarm(p)
+  require("pm.hooks").drop_app(p) -- (its hooks' timers)
   limited[p] = nil
   if p.cron_timer then p.cron_timer:close(); p.cron_timer = nil end
   if p.watch_timer then p.watch_timer:close(); p.watch_timer = nil end

@@ -247,6 +247,7 @@ function M.new_record(decl, environ, origin, instance, saved)
     environ = environ, origin = origin,
   })
   lifecycle.init(p, saved.status == "stopped", saved.keep_errored)
+  if type(saved.hook_state) == "string" then p.hook_state_text = saved.hook_state end -- (pm.state)
   p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(core.now()))
   next_id = math.max(next_id, id + 1)
   M.redeclare(p, decl)

@@ -253,6 +253,9 @@ function M.card(p, now, base)
   row("restart delay", M.ms(e.restart_delay))
   row("kill timeout", M.ms(e.kill_timeout))
   row("error", e.error)
+  local he = e.last_hook_error
+  row("last hook error", type(he) == "table" and type(he.message) == "string" and
+    ("%s %s: %s"):format(he.at and M.date(he.at) or "", tostring(he.hook), he.message:match("^[^\n]*")) or nil)
   -- (PM2's card says what is watched: the paths, or "enabled" for the cwd)
   row("watch", type(e.watch) == "table" and (#e.watch > 0 and table.concat(e.watch, ", ") or "enabled")
     or e.watch and e.watch ~= false and "enabled" or nil)

@@ -197,7 +197,9 @@ return { apps = {
         pm.wait(20)
         return seen.custom[1]
       end, 3000, "the hook's hk:custom event")
-      assert.same({ from = "trigger", code = 0, restarted = true }, msg)
+      -- shaped as an app's message (issue 22): { process, at, data }
+      assert.same({ from = "trigger", code = 0, restarted = true }, msg.data)
+      assert.equal("trigger", msg.process.name)
       H.wait_for(function() return log_has("hook: trigger fired 0 2 other") end, 2000,
         "pm.log to show the hook's pm.log line:\n" .. pm_log())
     end)
