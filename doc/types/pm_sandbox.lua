@@ -58,6 +58,51 @@ function hook.publish(event, data) end
 ---@return true
 function hook.log(...) end
 
+---@param target string|integer
+---@return true|nil ok, string? err
+function hook.reload(target) end
+
+---@param target string|integer
+---@return true|nil ok, string? err
+function hook.reset(target) end
+
+---@param name string
+---@param n integer|string N, "+N" or "-N"
+---@return true|nil ok, string? err
+function hook.scale(name, n) end
+
+---@param signal string|integer
+---@param target string|integer
+---@return true|nil ok, string? err
+function hook.signal(signal, target) end
+
+---@param target string|integer
+---@param packet any
+---@return true|nil ok, string? err
+function hook.send(target, packet) end
+
+---@param target string|integer
+---@param n? integer
+---@return { out: string[], err: string[] }|nil lines, string? err
+function hook.tail(target, n) end
+
+---@class pm.Timer
+---@field cancel fun(self: pm.Timer): true
+
+---@param ms number
+---@param fn fun(proc: table)
+---@return pm.Timer
+function hook.after(ms, fn) end
+
+---@param ms number
+---@param fn fun(proc: table)
+---@return pm.Timer
+function hook.every(ms, fn) end
+
+---The app's own table, kept in the journal (JSON values, at most 64 KB).
+---@type table
+hook.state = {}
+
 ---While the file loads: a file's text (relative to the file's folder).
 ---@param path string
 ---@return string

@@ -26,4 +26,13 @@ function child.on_message(fn) end
 ---Runs the event loop until the channel closes.
 function child.loop() end
 
+---The IPC channel's descriptor, for an app's own loop.
+---@return integer|nil fd, string? err
+function child.fd() end
+
+---Reads the channel and runs on_message handlers; false once it closed.
+---@param timeout_ms? number
+---@return boolean|nil ok, string? err
+function child.step(timeout_ms) end
+
 return child

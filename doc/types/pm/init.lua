@@ -207,6 +207,26 @@ function pm.launchBus(cb) end
 function pm.wait(ms, cb) end
 
 ---@class pm.Bus
+---Waits for the next event (yields in a coroutine, blocks outside one).
+---@param event string
+---@param predicate? fun(packet: table): boolean
+---@param timeout_ms? number
+---@return table|nil packet, string? err
+function pm.wait_for(event, predicate, timeout_ms) end
+
+---The client's event loop descriptor, for a host loop.
+---@return integer|nil fd, string? err
+function pm.fd() end
+
+---ms until the client's next timer (0: now), nil when none.
+---@return number|nil
+function pm.timeout() end
+
+---Turns the client's loop once.
+---@param timeout_ms? number
+---@return true|nil ok, string? err
+function pm.step(timeout_ms) end
+
 local Bus = {}
 
 ---@param event string "process:event", "log:out", "*", "log:*", an app's type
@@ -222,5 +242,11 @@ function Bus:off(event, fn) end
 
 ---@return true
 function Bus:close() end
+
+---The next such event only.
+---@param event string
+---@param fn fun(packet: table)
+---@return true|nil ok, string? err
+function Bus:once(event, fn) end
 
 return pm
