@@ -38,7 +38,9 @@ describe("a slow disk", function()
       assert.equal(0, H.pm("ping").code)
       worst = math.max(worst, core.mono() - t0)
     end
-    assert.is_true(worst < 500, "ping took " .. worst .. " ms")
+    -- (a daemon blocked by the disk would not answer at all until the
+    -- reader is let go below: the bound only tells that from a busy machine)
+    assert.is_true(worst < 3000, "ping took " .. worst .. " ms")
     H.wait_for(function() return H.proc("crashy").pm2_env.restart_time > first + 20 end, 10000,
       "the other app restarting")
     local flood = H.proc("flood")
