@@ -310,10 +310,22 @@ pm.killDaemon = api(function()
     if conn or not down then return nil, err end -- (one runs and does not answer)
     return {} -- nothing runs: nothing to kill
   end
+  local pong = c:call("ping")
+  local dpid = type(pong) == "table" and tonumber(pong.pid)
   local res, cerr = c:call("killDaemon")
   -- the daemon closes the connection as it ends
   client.run_until(function() return c.closed end, 5000)
   c:close()
+  -- then returns once it has exited (PM2's kill): it holds pm.lock until
+  -- then, and a command right after would find a daemon that does not answer
+  if res and dpid then
+    local deadline = core.mono() + 10000
+    while core.mono() < deadline do
+      local st = core.proc_stat(dpid)
+      if not st or st.state == "Z" or st.state == "X" then break end
+      core.sleep(5)
+    end
+  end
   -- embedded (pm's loop reaps nothing): the daemon this program started
   -- is its child, reaped once it has ended
   if core.embedded then
