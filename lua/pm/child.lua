@@ -67,14 +67,7 @@ function M.step(ms)
   if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms < 0) then
     return nil, "child.step: a number of ms >= 0 expected"
   end
-  if ms and ms > 0 then
-    local t = core.timer(ms, 0, function() end)
-    core.run("once")
-    t:close()
-  else
-    core.run("nowait")
-  end
-  core.run("nowait") -- (watchers started meanwhile join the fd's set)
+  util.turn_loop(ms)
   return stream ~= nil
 end
 

@@ -206,6 +206,18 @@ local function say_error(err)
   io.stderr:write("pm: ", err, "\n")
 end
 
+-- fn() under xpcall with its traceback -> ok, every value it returned
+-- (or its error) as { n = count, ... }
+local function call_all(fn)
+  local res = { n = 0 }
+  local function keep(ok, ...)
+    res.n = select("#", ...)
+    for i = 1, res.n do res[i] = select(i, ...) end
+    return ok
+  end
+  return keep(xpcall(fn, debug.traceback)), res
+end
+
 --[[ A chunk run in the console's environment, then the loop for as long as
 anything keeps it alive (callbacks, a bus with subscriptions), as Node runs
 its own -> true, the chunk's first result | false (the error is on stderr,
@@ -220,13 +232,8 @@ local function run_chunk(chunk, args)
   -- runs until it is killed loses nothing)
   io.stdout:setvbuf("line")
   setfenv(chunk, M.env(write))
-  local res = { n = 0 }
-  local function keep(ok, ...)
-    res.n = select("#", ...)
-    for i = 1, res.n do res[i] = select(i, ...) end
-    return ok
-  end
-  if not keep(xpcall(function() return chunk(unpack(args)) end, debug.traceback)) then
+  local ok, res = call_all(function() return chunk(unpack(args)) end)
+  if not ok then
     say_error(res[1])
     return false
   end
@@ -369,13 +376,7 @@ end
 -- nil, err too); the first one becomes `_`. -> true | false, the error
 -- as one text (a table's pretty-printed, a string's traceback off)
 local function run(fn, show, env)
-  local res = { n = 0 }
-  local function keep(ok, ...)
-    res.n = select("#", ...)
-    for i = 1, res.n do res[i] = select(i, ...) end
-    return ok
-  end
-  local ok = keep(xpcall(fn, debug.traceback))
+  local ok, res = call_all(fn)
   if not ok then
     local err = res[1]
     if type(err) == "table" then return false, M.pretty(err) end

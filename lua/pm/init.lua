@@ -636,15 +636,7 @@ function pm.step(ms)
   local saved = sync
   sync = 0
   pm._dispatch()
-  if ms and ms > 0 then
-    local t = core.timer(ms, 0, function() end)
-    core.run("once")
-    t:close()
-  else
-    core.run("nowait")
-  end
-  -- (and the watchers its callbacks started join the descriptor's set)
-  core.run("nowait")
+  util.turn_loop(ms)
   pm._dispatch()
   sync = saved
   if failed and pm._fatal then return nil, failed end

@@ -320,4 +320,18 @@ function M.pm_binary()
     .. (prefixed and " (not in " .. prefixed .. " either)" or "")
 end
 
+-- Turns pm's loop once, waiting at most ms (0 or nil: not at all), then
+-- once more without waiting, so that watchers started meanwhile join the
+-- loop's descriptor (pm.step's and child.step's shape) -> nothing
+function M.turn_loop(ms)
+  if ms and ms > 0 then
+    local t = core.timer(ms, 0, function() end)
+    core.run("once")
+    t:close()
+  else
+    core.run("nowait")
+  end
+  core.run("nowait")
+end
+
 return M
