@@ -160,11 +160,12 @@ static void prune(const char *live, int retain)
 	n = m;
 	char p[PATH_MAX];
 	for (size_t i = 0; i < n; i++) {
+		/* (a path cut short by the buffer names another file: skipped) */
 		if (i >= (size_t)retain) {
-			snprintf(p, sizeof p, "%s/%s", dir, keys[i]);
-			unlink(p);
-			snprintf(p, sizeof p, "%s/%s.gz", dir, keys[i]);
-			unlink(p);
+			if (snprintf(p, sizeof p, "%s/%s", dir, keys[i]) < (int)sizeof p)
+				unlink(p);
+			if (snprintf(p, sizeof p, "%s/%s.gz", dir, keys[i]) < (int)sizeof p)
+				unlink(p);
 		}
 		free(keys[i]);
 	}

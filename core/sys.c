@@ -120,8 +120,8 @@ int pm_open_owned(const char *path, int flags, mode_t mode, const pm_owner_t *o,
 		*why = "not a regular file, refused";
 	else if (created && !o->as_user && fchown(fd, (uid_t)o->uid, (gid_t)o->gid) < 0)
 		e = errno;
-	else if (!created && (flags & O_ACCMODE) != O_RDONLY && st.st_uid != (uid_t)o->uid)
-		*why = "not owned by the app's user, refused"; /* (a read is bounded by the user's ids) */
+	else if (!created && ((flags & O_ACCMODE) != O_RDONLY || !o->as_user) && st.st_uid != (uid_t)o->uid)
+		*why = "not owned by the app's user, refused"; /* (a read as_user is bounded by the user's ids) */
 	else if (trunc && ftruncate(fd, 0) < 0)
 		e = errno;
 	if (e || *why) {

@@ -265,7 +265,6 @@ local function pipe_opts(p, which)
   return opts
 end
 
--- p's files are let go (a file shared by other pipes stays open for them)
 -- p is deleted: its folder is free for the next app of its name
 function M.forget(p)
   if p.paths_of then
@@ -274,6 +273,7 @@ function M.forget(p)
   end
 end
 
+-- p's files are let go (a file shared by other pipes stays open for them)
 function M.release(p)
   if not p.log_files then return end
   for _, path in ipairs(p.log_files) do release_file(path) end

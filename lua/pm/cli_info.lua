@@ -25,7 +25,6 @@ local function list_verb(args)
         local out = view.stdout()
         io.stdout:write(out.color and "\27[H\27[2J" or "", os.date("%H:%M:%S"), "\n", view.table(list, out))
         io.stdout:flush()
-        client.wait(1000)
         local t = core.timer(1000, 0, function() end)
         while t:active() and not stop do core.run("once") end
         t:close()

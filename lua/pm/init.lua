@@ -26,7 +26,7 @@ local failed      -- the first callback error (pm.run ends on it)
 
 -- pm._on_error(msg, traceback): how a callback's error is reported (the
 -- console prints it; by default one line on stderr, the traceback with
--- pm._verbose). Either way pm._failed() gives it afterwards. With
+-- pm._verbose). With
 -- pm._fatal (pm run, pm -e: Node's uncaught exception) nothing runs after
 -- it and the loops return.
 local function report(msg, tb)
@@ -84,7 +84,6 @@ function pm._settle()
 end
 
 -- The first error a callback raised (nil when none did).
-function pm._failed() return failed end
 
 -- fn(...) as a synchronous call: callbacks wait until it is over.
 local function synchronous(fn, ...)

@@ -576,8 +576,10 @@ function methods.reload(params, conn, done)
       local p = list[i]
       if not p then return finish() end
       if p.deleted then return step() end
-      if decls[i] ~= p.decl then sup.redeclare(p, decls[i]) end
-      sup.reload(p, opts, function(rerr)
+      -- (the new declaration goes with the reload, which puts the old one
+      -- back when the replacement fails)
+      local o = { environ = opts.environ, decl = decls[i] ~= p.decl and decls[i] or nil }
+      sup.reload(p, o, function(rerr)
         if rerr then return finish(rerr) end
         step()
       end)

@@ -14,23 +14,6 @@ local readiness = require "pm.readiness"
 
 local M = {}
 
--- Would the daemon run what path says? Only a file no one but the daemon's
--- user or root can change: owned by one of them and not writable by group
--- or others, the same for its folder (links resolved first) -> true |
--- false, why
-local function trusted_file(path)
-  local real = core.realpath(path)
-  if not real then return false, path .. " cannot be resolved" end
-  local me = core.getuid()
-  for _, f in ipairs({ real, util.dirname(real) }) do
-    local st = core.stat(f)
-    if not st then return false, f .. " is gone" end
-    if st.uid ~= 0 and st.uid ~= me then return false, ("%s is owned by uid %d"):format(f, st.uid) end
-    if bit.band(st.mode, 18) ~= 0 then return false, ("%s is writable by group or others"):format(f) end
-  end
-  return true
-end
-
 --[[ Brings saved entries back (resurrect, or the journal after a crash).
 Names that run already are left alone. done(procs it started). What
 comes back is the saved declaration (its user, script, args,
@@ -63,7 +46,7 @@ function M.restore(entries, done)
       add(decl, environ, origin, meta)
       return next_entry()
     end
-    local trusted, why = trusted_file(file)
+    local trusted, why = ecosystem.trusted(file)
     if not trusted then
       log.warn("resurrect %s: %s is not trusted (%s): the saved declaration comes back without its hooks",
         name, file, why)

@@ -159,9 +159,14 @@ end
 -- ---- learned ports ----
 
 -- The first port a user other than root may bind
+-- (read once: it was read for every learned port at every start)
+local first_unprivileged
 local function unprivileged_start()
-  local s = util.read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-  return tonumber(s and s:match("%d+")) or 1024
+  if not first_unprivileged then
+    local s = util.read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    first_unprivileged = tonumber(s and s:match("%d+")) or 1024
+  end
+  return first_unprivileged
 end
 
 -- Whether pm may bind port for d because one of its instances asked: a

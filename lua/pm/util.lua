@@ -296,8 +296,7 @@ function M.read_fd(fd)
   return table.concat(out)
 end
 
--- The pm binary (daemons and .lua apps run under it).
--- The pm binary that runs a daemon -> path | nil, err. PM_BIN; then, in
+-- The pm binary that runs a daemon (and .lua apps) -> path | nil, err. PM_BIN; then, in
 -- bin/pm itself, this very binary; embedded in another program (plain
 -- luajit, luv, Neovim, nginx: core.embedded), never that program's own
 -- executable: `pm` on PATH, then the bin/pm of the prefix pm.core was

@@ -206,5 +206,11 @@ while (1) { symlink($ARGV[0], "app.pid.tmp"); rename("app.pid.tmp", "app.pid");
     r = H.ok(H.pm("report"), "pm report")
     assert.is_falsy(r.out:find("secret", 1, true), r.out)
     assert.is_truthy(r.out:find("errored app leak", 1, true), r.out)
+    -- a hard link to the victim (what a user makes where protected_hardlinks
+    -- is off; made by root here): a regular file, but not the user's
+    assert.equal(0, H.sh("rm -f " .. H.shquote(dir .. "/out.log") .. " && ln " .. H.shquote(victim) .. " "
+      .. H.shquote(dir .. "/out.log")).code)
+    r = H.ok(H.pm("logs", "leak", "--nostream", "--lines", "5"), "pm logs")
+    assert.is_falsy(r.out:find("secret", 1, true), r.out)
   end)
 end)
