@@ -10,10 +10,6 @@ local view = require "pm.view"
 
 local M = {}
 
-local API = { "connect", "disconnect", "start", "stop", "restart", "reload", "delete", "reset",
-  "describe", "list", "killDaemon", "sendDataToProcessId", "sendSignalToProcessName",
-  "sendSignalToProcessId", "launchBus", "wait", "flush", "reloadLogs", "ping", "scale" }
-
 local out = function(s) io.stdout:write(s) io.stdout:flush() end
 
 -- ---- pretty printing ----
@@ -90,8 +86,9 @@ function M.env(print_fn)
   local pm = require "pm"
   local env = setmetatable({}, { __index = _G })
   env.pm = pm
-  for _, name in ipairs(API) do
-    if pm[name] then env[name] = pm[name] end
+  -- (every public function of the client: its names without "_")
+  for name, fn in pairs(pm) do
+    if type(fn) == "function" and name:sub(1, 1) ~= "_" then env[name] = fn end
   end
   local bus
   -- on(event, fn): a bus subscription in one call

@@ -257,6 +257,10 @@ function M.on_child(pid, code, signum)
     local hd, herr = hooks.decision(v)
     if herr then
       log.error("hook on_exit of %s: %s; the built-in policy decides", p.name, herr)
+      -- (an answer that means nothing is a failure as an error is: seen
+      -- on the bus and in the description too)
+      local ok, err = pcall(hooks.on_error, p, "on_exit of " .. p.name, herr)
+      if not ok then log.error("hook:error of on_exit: %s", err) end
     elseif hd then
       decision.action, decision.delay, decision.reason = hd.action, hd.delay, hd.reason
       stopped_by_hook = hd.action == "stop"

@@ -90,4 +90,9 @@ describe("PM2 habits", function()
     end
     assert.is_true(n > 0, "lines followed: " .. r.out)
   end)
+
+  it("the console has every public function of the client bare", function()
+    local r = ok(H.pm("console", { stdin = "return type(wait_for), type(step), type(fd), type(startOrReload)\n" }))
+    assert.equal('"function", "function", "function", "function"\n', r.out)
+  end)
 end)

@@ -59,6 +59,23 @@ describe("a hook that fails", function()
     bus:close()
   end)
 
+  it("an answer that means nothing is a hook:error and last_hook_error too", function()
+    ok(H.pm("ping"))
+    local bus = assert(pm.launchBus())
+    local seen
+    assert(bus:on("hook:error", function(d) seen = d end))
+    ok(H.pm("start", eco([[
+return { apps = { { name = "odd", script = "trig.sh", autorestart = false,
+  on_exit = function() return "bogus" end } } }
+]]), "-s"))
+    H.pump(function() return seen end, 5000, "a hook:error event")
+    assert.equal("on_exit of odd", seen.data.hook)
+    assert.truthy(seen.data.message:find("on_exit returned bogus", 1, true), seen.data.message)
+    local e = H.wait_for(function() return H.proc("odd").pm2_env.last_hook_error end, 3000, "last_hook_error")
+    assert.truthy(e.message:find("on_exit returned bogus", 1, true), e.message)
+    bus:close()
+  end)
+
   it("is a hook:error when its pm.state cannot be kept (over the size limit)", function()
     ok(H.pm("ping"))
     local bus = assert(pm.launchBus())
