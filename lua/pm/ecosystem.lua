@@ -18,24 +18,29 @@ local M = {}
 -- file, pm.read/json/dotenv)
 M.READ_LIMIT = 1024 * 1024
 
--- The non-root owners of the folders on the way to path (links resolved),
--- added to into: each could have put a link there -> into | nil, why
+-- The non-root owners of the folders on the way to path, as written and
+-- with its links resolved, and of the file itself, added to into: each
+-- could have put a link there, or chosen what it holds -> into | nil, why
 local function folder_owners(path, into)
   local real = core.realpath(path)
   if not real then return into end -- (what does not exist opens as nothing)
-  local d = util.dirname(real)
-  while true do
-    local st = core.stat(d)
-    if st then
-      if st.uid ~= 0 then into[st.uid] = true end
-      -- a folder of root's anyone may change (not sticky, as /tmp is)
-      if st.uid == 0 and bit.band(st.mode, 18) ~= 0 and bit.band(st.mode, 512) == 0 then
-        return nil, d .. " is writable by group or others"
+  local fst = core.stat(real)
+  if fst and fst.uid ~= 0 then into[fst.uid] = true end
+  for _, from in ipairs({ util.dirname(util.absolute(path, "/")), util.dirname(real) }) do
+    local d = from
+    while true do
+      local st = core.stat(d)
+      if st then
+        if st.uid ~= 0 then into[st.uid] = true end
+        -- a folder of root's anyone may change (not sticky, as /tmp is)
+        if st.uid == 0 and bit.band(st.mode, 18) ~= 0 and bit.band(st.mode, 512) == 0 then
+          return nil, d .. " is writable by group or others"
+        end
       end
+      local up = util.dirname(d)
+      if up == d or d == "/" or d == "" then break end
+      d = up
     end
-    local up = util.dirname(d)
-    if up == d or d == "/" or d == "" then break end
-    d = up
   end
   return into
 end
@@ -401,7 +406,17 @@ M.is_yaml = function(path) return path:match("%.ya?ml$") ~= nil end
 
 -- Reads a file -> { apps = raw list, hooks = table|nil } or nil, err.
 -- opts (an ecosystem.lua's): environ, uid, trusted_only (load_lua)
+-- (an ecosystem file itself: a regular file, at most this many bytes; a
+-- FIFO in a user's folder would hold the daemon, a huge file its memory)
+M.FILE_LIMIT = 16 * 1024 * 1024
+
 function M.read(path, opts)
+  local st = core.stat(path)
+  if not st then return nil, path .. ": no such file" end
+  if st.type ~= "file" then return nil, path .. ": not a regular file" end
+  if (st.size or 0) > M.FILE_LIMIT then
+    return nil, ("%s: over %d MB: refused"):format(path, M.FILE_LIMIT / 1048576)
+  end
   local res, err
   local printed, env_read
   if path:match("%.lua$") then

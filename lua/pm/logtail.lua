@@ -39,27 +39,40 @@ local function open(path, owner)
   return f
 end
 
--- The last n lines of a file (a line cut by the start of the file is
+M.MAX_TAIL = 4 * 1024 * 1024 -- bytes read from the end of one file, at most
+
+-- The last n lines of a file (a line cut by the start of what is read is
 -- dropped); owner: M.owner's.
 function M.last_lines(path, n, owner)
   if n <= 0 then return {} end
   local f = open(path, owner)
   if not f then return {} end
+  -- chunks from the end, newlines counted per chunk, at most MAX_TAIL
+  -- bytes in all (a file of 256 MB with no newline is read as its end)
   local pos = f:seek("end")
-  local buf = ""
-  while pos > 0 do
-    local len = math.min(65536, pos)
+  local chunks, count, read = {}, 0, 0
+  while pos > 0 and count <= n and read < M.MAX_TAIL do
+    local len = math.min(65536, pos, M.MAX_TAIL - read)
     pos = pos - len
     f:seek("set", pos)
-    buf = f:read(len) .. buf
-    local _, count = buf:gsub("\n", "")
-    if count > n then break end
+    local s = f:read(len) or ""
+    read = read + #s
+    chunks[#chunks + 1] = s
+    local _, k = s:gsub("\n", "")
+    count = count + k
   end
   f:close()
-  local lines = {}
-  for line in buf:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-  local rest = buf:match("[^\n]+$")
-  if rest then lines[#lines + 1] = rest end
+  local rev = {}
+  for i = #chunks, 1, -1 do rev[#rev + 1] = chunks[i] end
+  local buf = table.concat(rev)
+  local lines, after = {}, 1
+  for line, e in buf:gmatch("([^\n]*)\n()") do
+    lines[#lines + 1] = line
+    after = e
+  end
+  -- (the last line without its newline; a pattern anchored at the end
+  -- would be tried from every position: quadratic on a long line)
+  if after <= #buf then lines[#lines + 1] = buf:sub(after) end
   if pos > 0 and #lines > n then table.remove(lines, 1) end
   local out = {}
   for i = math.max(1, #lines - n + 1), #lines do out[#out + 1] = lines[i] end

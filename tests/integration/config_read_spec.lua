@@ -149,6 +149,41 @@ EOF]]))
     assert(ok1, err)
   end)
 
+  it("a root's file naming a link in a user's folder: read with that user's rights (never the root file it names)",
+    function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local p = io.popen("mktemp -d /tmp/pm-config-read.XXXXXX")
+    local top = p:read("*l")
+    p:close()
+    os.execute("chmod 0711 " .. q(top))
+    finally(function() os.execute("rm -rf " .. q(top)) end)
+    local secret = write(top .. "/secret.env", "DB_PASSWORD=rootsecret\n")
+    os.execute("chmod 0600 " .. q(secret))
+    local dir = top .. "/tenant"
+    core.mkdir(dir, 493)
+    os.execute("ln -s " .. q(secret) .. " " .. q(dir .. "/app.env"))
+    os.execute(("chown -R -h %d:%d %s"):format(USER.uid, USER.gid, q(dir)))
+    -- the ecosystem file is root's, in root's folder; only the env file's
+    -- folder is the user's
+    local file = write(top .. "/ecosystem.lua", ('return { apps = { { name = "u", script = "/bin/sleep", '
+      .. 'args = { "1000" }, env_file = %q } } }\n'):format(dir .. "/app.env"))
+    local r = fails(H.pm("start", file, "-s"), "refused")
+    assert.is_nil((r.out .. r.err):find("rootsecret", 1, true))
+    assert.same({}, H.jlist())
+  end)
+
+  it("an ecosystem file that is a FIFO (or no regular file) is refused; the daemon answers on", function()
+    local fifo = H.home .. "/ecosystem.lua"
+    assert.equal(0, H.sh("mkfifo " .. q(fifo)).code)
+    ok(H.pm("ping"))
+    local pm = require "pm"
+    local res, err = pm.reload(fifo)
+    assert.is_nil(res)
+    assert.truthy(tostring(err):find("not a regular file", 1, true), tostring(err))
+    pm.disconnect()
+    ok(H.pm("ping"))
+  end)
+
   it("a root daemon reads in a folder another user can change with that user's rights", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
     -- (not in PM_HOME: the daemon keeps it 0700)

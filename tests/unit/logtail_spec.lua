@@ -25,3 +25,18 @@ describe("logtail.parse", function()
     assert.same({ message = "2026-12-06 not a stamp" }, logtail.parse("2026-12-06 not a stamp"))
   end)
 end)
+
+describe("logtail.last_lines", function()
+  it("reads at most MAX_TAIL bytes from the end (a huge file with no newline is read as its end)", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    local chunk = ("x"):rep(65536)
+    for _ = 1, (logtail.MAX_TAIL / 65536) * 2 do f:write(chunk) end
+    f:write("\nlast line\n")
+    f:close()
+    local lines = logtail.last_lines(path, 5)
+    os.remove(path)
+    assert.equal("last line", lines[#lines])
+    for _, l in ipairs(lines) do assert.is_true(#l <= logtail.MAX_TAIL) end
+  end)
+end)
