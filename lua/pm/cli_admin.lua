@@ -116,13 +116,20 @@ end
 
 function V.update(args)
   no_args("update", args)
-  local conn = require("pm.client").connect({ spawn = false })
+  require "pm"
+  local client = require "pm.client"
+  local conn = client.connect({ spawn = false })
   if conn then
+    local pong = conn:call("ping")
     check(conn:call("save", { force = true }))
+    conn:call("killDaemon")
+    client.run_until(function() return conn.closed end, 10000)
     conn:close()
-    -- (it returns once the old daemon has exited: until then it holds its
-    -- lock, and a new one started sooner would leave nobody answering)
-    check(require("pm").killDaemon())
+    -- the old daemon holds its lock until it has exited: a new one started
+    -- sooner would lose the race to it and leave nobody answering
+    local old = type(pong) == "table" and tonumber(pong.pid)
+    local deadline = core.mono() + 10000
+    while old and core.proc_stat(old) and core.mono() < deadline do core.sleep(5) end
   end
   conn = check(api()._conn())
   check(conn:call("resurrect"))
