@@ -321,11 +321,15 @@ pm.killDaemon = api(function()
   if dpid then
     local deadline = core.mono() + 10000
     while core.mono() < deadline do
-      -- (a zombie is gone only for the program whose child it is, the
-      -- embedded host's below: a leader that is one while threads of its
-      -- still run, as at a sanitizer's exit, has not let go of the lock)
+      -- (a zombie has let go of everything, unless it is a leader whose
+      -- threads still run, as at a sanitizer's exit: its other tasks say)
       local st = core.proc_stat(dpid)
-      if not st or (core.embedded and st.state == "Z") then break end
+      if not st then break end
+      if st.state == "Z" then
+        local n = 0
+        for _ in pairs(core.listdir("/proc/" .. dpid .. "/task") or {}) do n = n + 1 end
+        if n <= 1 then break end
+      end
       core.sleep(5)
     end
   end
