@@ -30,22 +30,35 @@ describe("the console's help, _, locals and errors (fed a script)", function()
   end)
 
   it("help() lists every section; help of a bus method, a name, a function that is not pm's", function()
-    local r = console({
-      "help()",
-      'help "bus:on"',
-      "help(pm.wait)",
-      "help(function() end)",
-      'help "nosuch"',
-    })
+    -- (each call's output between markers: a failure says which call
+    -- printed what)
+    local calls = { "help()", 'help "bus:on"', "help(pm.wait)", "help(function() end)", 'help "nosuch"' }
+    local lines = {}
+    for i, c in ipairs(calls) do
+      lines[#lines + 1] = c
+      lines[#lines + 1] = ('print("<<%d>>")'):format(i)
+    end
+    local r = console(lines)
     assert.equal(0, r.code, r.err)
+    local got, from = {}, 1
+    for i = 1, #calls do
+      local s, e = r.out:find(("<<%d>>\n"):format(i), from, true)
+      assert.truthy(s, ("no marker after call %d (%s) in:\n%s\nstderr:\n%s"):format(i, calls[i], r.out, r.err))
+      got[i] = r.out:sub(from, s - 1)
+      from = e + 1
+    end
+    local function has(i, want)
+      assert.truthy(got[i]:find(want, 1, true), ("%s printed, without %q:\n%s\nstderr:\n%s")
+        :format(calls[i], want, got[i], r.err))
+    end
     for _, want in ipairs({ "Client API: require \"pm\"", "pm.wait([ms] [, cb])", "The bus: pm.launchBus()",
       "child.send(value)", "Hooks: pm inside the daemon", "pm.read(path)", "help([fn | name])" }) do
-      assert.truthy(r.out:find(want, 1, true), want .. " in:\n" .. r.out)
+      has(1, want)
     end
-    assert.truthy(r.out:find("bus:on(event, fn)    [bus]", 1, true), r.out)
-    assert.truthy(r.out:find("pm.wait([ms] [, cb])    [client]\n- context:", 1, true), r.out)
-    assert.truthy(r.out:find("no entry for this function (not one of pm's) in the Lua reference", 1, true), r.out)
-    assert.truthy(r.out:find("no entry for nosuch in the Lua reference", 1, true), r.out)
+    has(2, "bus:on(event, fn)    [bus]")
+    has(3, "pm.wait([ms] [, cb])    [client]\n- context:")
+    has(4, "no entry for this function (not one of pm's) in the Lua reference")
+    has(5, "no entry for nosuch in the Lua reference")
   end)
 
   it("_ is the last result; a top-level local is there on the next line, a function's stays local", function()
