@@ -55,6 +55,10 @@ typedef struct sink {
 	int open_said;                 /* that failure was told to Lua */
 	size_t queued; /* under mu */
 	int refs;      /* under mu */
+	int parked;    /* closed to keep the open files under the cap, not for
+			* a failure: opened again by the writer (under mu) */
+	struct sink *lru_prev, *lru_next; /* open files, newest first (under mu) */
+	int in_lru;
 } sink_t;
 
 typedef struct report { /* a drop that was said in its file, for Lua */
@@ -84,6 +88,11 @@ static int paused_count; /* pipes waiting for the writer */
 static int started;
 static ev_async resume_w;
 static report_t *reports; /* under mu */
+/* The log files open at once are at most open_max (core.log_files_max):
+ * the writer opens a file when it writes to it and closes the one used
+ * longest ago; a file nobody writes to holds no fd. Under mu. */
+static sink_t *lru_head, *lru_tail;
+static int lru_count, open_max = 256;
 static int dropped_fn = LUA_NOREF;
 
 typedef struct logpipe {
@@ -107,10 +116,52 @@ static logpipe_t *pipes;
 
 /* ---- the writer thread ---- */
 
+static void lru_unlink(sink_t *s)
+{
+	if (!s->in_lru)
+		return;
+	if (s->lru_prev)
+		s->lru_prev->lru_next = s->lru_next;
+	else
+		lru_head = s->lru_next;
+	if (s->lru_next)
+		s->lru_next->lru_prev = s->lru_prev;
+	else
+		lru_tail = s->lru_prev;
+	s->lru_prev = s->lru_next = NULL;
+	s->in_lru = 0;
+	lru_count--;
+}
+
+/* (the writer, under mu, after a chunk of s): s is the newest open file,
+ * and the oldest ones over the cap are closed (parked) */
+static void lru_touch(sink_t *s)
+{
+	lru_unlink(s);
+	if (s->fd < 0)
+		return;
+	s->lru_next = lru_head;
+	if (lru_head)
+		lru_head->lru_prev = s;
+	lru_head = s;
+	if (!lru_tail)
+		lru_tail = s;
+	s->in_lru = 1;
+	lru_count++;
+	while (lru_count > open_max && lru_tail && lru_tail != s) {
+		sink_t *old = lru_tail;
+		lru_unlink(old);
+		close(old->fd);
+		old->fd = -1;
+		old->parked = 1;
+	}
+}
+
 static void sink_unref_locked(sink_t *s)
 {
 	if (--s->refs > 0)
 		return;
+	lru_unlink(s);
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->path);
@@ -285,6 +336,10 @@ static int say_dropped(sink_t *s)
 static void write_chunk(chunk_t *c)
 {
 	sink_t *s = c->sink;
+	if (s->parked) { /* closed under the cap: opened again, by its path */
+		s->parked = 0;
+		sink_reopen(s);
+	}
 	if (c->op == OP_TRUNCATE) {
 		if (s->fd >= 0 && ftruncate(s->fd, 0) == 0) {
 			s->size = 0;
@@ -342,6 +397,7 @@ static void *writer(void *arg)
 		pthread_mutex_unlock(&mu);
 		write_chunk(c);
 		pthread_mutex_lock(&mu);
+		lru_touch(c->sink);
 		c->sink->queued -= c->len;
 		total_queued -= c->len;
 		if (paused_count > 0 && (c->sink->queued < SINK_LOW || total_queued < TOTAL_LOW))
@@ -454,6 +510,10 @@ static int l_logfile(lua_State *L)
 		errno = e;
 		return pm_fail_why(L, path, why);
 	}
+	/* (it opens: said now; the writer opens it again when it writes) */
+	close(s->fd);
+	s->fd = -1;
+	s->parked = 1;
 	start_writer();
 	sink_ud *u = lua_newuserdata(L, sizeof *u);
 	u->s = s;
@@ -1027,6 +1087,23 @@ static int l_logpipe_gc(lua_State *L)
 	return 0;
 }
 
+/* core.log_files_max([n]) -> max, open: how many log files may be open at once
+ * (at least 1; the writer closes the one used longest ago); without n,
+ * the cap; and how many are open now */
+static int l_log_files_max(lua_State *L)
+{
+	pthread_mutex_lock(&mu);
+	if (!lua_isnoneornil(L, 1)) {
+		lua_Integer n = luaL_checkinteger(L, 1);
+		open_max = n < 1 ? 1 : n > 1 << 20 ? 1 << 20 : (int)n;
+	}
+	int max = open_max, count = lru_count;
+	pthread_mutex_unlock(&mu);
+	lua_pushinteger(L, max);
+	lua_pushinteger(L, count);
+	return 2;
+}
+
 /* core.log_drain([timeout_ms]) -> bool: blocks until everything queued is
  * written (true) or timeout_ms (default 5000) passed (false) */
 static int l_log_drain(lua_State *L)
@@ -1085,6 +1162,7 @@ void pm_open_logs(lua_State *L)
 		{"logfile", l_logfile},
 		{"logpipe", l_logpipe},
 		{"log_drain", l_log_drain},
+		{"log_files_max", l_log_files_max},
 		{"on_log_dropped", l_on_log_dropped},
 		{NULL, NULL},
 	};

@@ -575,6 +575,28 @@ static int l_daemon_init(lua_State *L)
 	return 1;
 }
 
+/* core.nofile([soft [, hard]]) -> soft, hard | nil, err: the daemon's fd
+ * limit (RLIMIT_NOFILE), set first when given (hard: raising it needs
+ * root); the limit its children get back stays the one it started with */
+static int l_nofile(lua_State *L)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return pm_fail(L, "getrlimit");
+	if (!lua_isnoneornil(L, 1)) {
+		struct rlimit want = rl;
+		want.rlim_cur = (rlim_t)luaL_checknumber(L, 1);
+		if (!lua_isnoneornil(L, 2))
+			want.rlim_max = (rlim_t)luaL_checknumber(L, 2);
+		if (setrlimit(RLIMIT_NOFILE, &want) != 0)
+			return pm_fail(L, "setrlimit");
+		rl = want;
+	}
+	lua_pushnumber(L, (lua_Number)rl.rlim_cur);
+	lua_pushnumber(L, (lua_Number)rl.rlim_max);
+	return 2;
+}
+
 /* core.uname() -> sysname, release, machine */
 static int l_uname(lua_State *L)
 {
@@ -598,6 +620,7 @@ void pm_open_sys(lua_State *L)
 		{"put_file", l_put_file},
 		{"dup", l_dup},
 		{"mkdir", l_mkdir},
+		{"nofile", l_nofile},
 		{"chmod", l_chmod},
 		{"unlink", l_unlink},
 		{"stat", l_stat},

@@ -35,7 +35,7 @@ local schema = {
   autostart = { "boolean", true }, filter_env = { "any" }, port = { "any" },
   increment_var = { "string" }, instance_var = { "string", "NODE_APP_INSTANCE" },
   uid = { "any" }, gid = { "any" }, user = { "string" },
-  shutdown_with_message = { "boolean", false }, ipc = { "boolean", true },
+  shutdown_with_message = { "boolean", false }, ipc = { "boolean" },
   listen = { "list" }, health = { "table" }, depends_on = { "list" },
   -- set by pm: the ports the app's instances listened on in cluster mode
   -- (sockets.lua), bound again from the start after a resurrect

@@ -95,9 +95,29 @@ end
 -- one message alone is not: the request that brought it was bounded).
 M.MAX_PENDING = 4 * 1024 * 1024
 
+-- Whether p's processes get an IPC channel (one fd of the daemon's per
+-- running app): `ipc` when declared; else the apps that use one: Node's
+-- (process.send, cluster mode's listen) and Lua's (pm.child), apps that
+-- say they are ready or are told to shut down over it (wait_ready,
+-- shutdown_with_message), and an app something was sent to once (from
+-- its next process).
+function M.wanted(p)
+  local d = p.decl
+  if d.ipc ~= nil then return d.ipc end
+  if p.ipc_asked or d.wait_ready or d.shutdown_with_message or d.exec_mode == "cluster_mode" then return true end
+  local interp = d.interpreter or "none"
+  if interp == "pm" or util.basename(interp):match("^lua") then return true end
+  return require("pm.app").is_node(interp)
+end
+
 -- Sends a value to the app over its channel -> true | nil, err
 -- (internal: the daemon's own "shutdown", sent while it stops)
 function M.send(p, value, internal)
+  if not p.channel and not internal and p.pid and p.pid > 0 and p.decl.ipc == nil and not p.ipc_asked then
+    p.ipc_asked = true
+    return nil, ("process %d (%s) has no IPC channel: pm opens one for Node and Lua apps, wait_ready, "
+      .. "shutdown_with_message and ipc = true; it has one from its next restart"):format(p.pm_id, p.name)
+  end
   if not p.channel or p.channel:closed() or not p.pid or p.pid == 0
       or (p.status == "stopping" and not internal) then
     return nil, ("process %d (%s) has no IPC channel (not running, or ipc = false)"):format(p.pm_id, p.name)

@@ -125,6 +125,8 @@ local start_options = {
   { "--no-treekill", "treekill", "off", "stop the main process only, not its children" },
   { "-c --cron --cron-restart", "cron_restart", "s", "restart on a cron schedule", "<cron>" },
   { "--wait-ready", "wait_ready", "b", "wait for the app's ready signal" },
+  { "--ipc", "ipc", "b", "give the app an IPC channel (Node and Lua apps have one)" },
+  { "--no-ipc", "ipc", "off", "no IPC channel, even for a Node or Lua app" },
   { "--listen-timeout", "listen_timeout", "n", "ms to wait for ready", "<ms>" },
   { "-u --user", "user", "s", "run as this user (a root daemon)", "<user>" },
   { "--uid", "uid", "s", "run with this user id (name or number)", "<uid>" },

@@ -347,6 +347,7 @@ function M.run(opts)
   local announce = core.dup(2)
   ok, err = core.daemon_init(not opts.foreground and (home .. "/pm.log") or nil)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
+  require("pm.fds").init()
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n", { durable = false })
   if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)

@@ -13,6 +13,7 @@ local lifecycle = require "pm.lifecycle"
 local applogs = require "pm.applogs"
 local pidfile = require "pm.pidfile"
 local channel = require "pm.channel"
+local fdcost = require "pm.fds"
 local readiness = require "pm.readiness"
 local rules = require "pm.rules"
 local appdecl = require "pm.app"
@@ -245,10 +246,28 @@ local function drop_spec(p, spec)
   core.close(spec.err_r); core.close(spec.err_w)
 end
 
--- p cannot start: errored, with why
+-- What a running process of p costs the daemon in fds (fds.lua)
+local function fds_needed(p)
+  return fdcost.PER_APP + (channel.wanted(p) and 1 or 0)
+end
+
+-- Out of fds, many apps fail at once: said in pm.log once a second
+local emfile_said = -math.huge
+local function say_failure(p, err)
+  if err:find("fd limit", 1, true) then
+    if core.mono() - emfile_said < 1000 then return end
+    emfile_said = core.mono()
+  end
+  log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, err)
+end
+
+-- p cannot start: errored, with why (running out of fds said with the
+-- arithmetic)
 local function failed(p, err)
+  err = fdcost.reason(err, fds_needed(p))
   lifecycle.fire(p, "failed")
   p.error = err
+  say_failure(p, err)
   return nil, err
 end
 
@@ -289,7 +308,6 @@ local function prepare(p, looping)
     local socks, serr = sockets.acquire(sockets.key(d), specs, d.cwd)
     if not socks then
       drop_spec(p, spec)
-      log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, serr)
       return failed(p, serr)
     end
     local names, map = {}, {}
@@ -302,7 +320,7 @@ local function prepare(p, looping)
     -- (what the app learned since its declaration was made is saved with it)
     sockets.remember(d)
   end
-  if d.ipc ~= false then
+  if channel.wanted(p) then
     local k = p.kept
     if spec.reused and k.ipc_child and p.channel and p.channel:cut() then
       -- the loop's channel: what the last process was sent and never read goes
@@ -313,7 +331,6 @@ local function prepare(p, looping)
       local ipc_parent, ipc_child = core.socketpair()
       if not ipc_parent then -- out of fds: the start fails, with why
         drop_spec(p, spec)
-        log.error("app %s (%d) cannot start: %s", p.name, p.pm_id, tostring(ipc_child))
         return failed(p, tostring(ipc_child)) -- ("socketpair: <why>")
       end
       fds[#fds + 1] = ipc_child
@@ -359,10 +376,11 @@ local function finish(p, spec, pid, err)
     if not spec.reused then core.close(spec.out_r); core.close(spec.err_r) end
     unkeep(p)
     if ipc_parent then core.close(ipc_parent) end
+    err = fdcost.reason(err, fds_needed(p))
     lifecycle.fire(p, "failed")
     p.error = err
     p.pid = 0
-    log.error("app %s (%d) failed to start: %s", p.name, p.pm_id, err)
+    say_failure(p, err)
     event(p, "exit", { code = 127, signal = util.null, reason = "exit" })
     return nil, err
   end

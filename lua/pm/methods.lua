@@ -121,7 +121,8 @@ function methods.ping(_, _, done)
   -- heap_kb: the daemon's Lua heap (bench/ reports it beside RSS)
   -- unsaved: why the daemon cannot write its journal (it keeps trying)
   done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid(),
-    heap_kb = math.floor(collectgarbage("count")), errors = ctx.errors(), unsaved = persist.unsaved })
+    heap_kb = math.floor(collectgarbage("count")), errors = ctx.errors(), unsaved = persist.unsaved,
+    fds = require("pm.fds").status() })
 end
 
 -- {"brief": true}: without each app's environment; {"brief": "table"}:
@@ -193,7 +194,8 @@ end
 -- entry behind (PM2). One the machine could not launch for now (no fd,
 -- no memory, no process left) stays, errored, for a restart once it can.
 -- -> done()
-local TRANSIENT = { "Too many open files", "Cannot allocate memory", "Resource temporarily unavailable",
+local TRANSIENT = { "Too many open files", "the daemon's fd limit", "Cannot allocate memory",
+  "Resource temporarily unavailable",
   "No space left on device" }
 local function transient(err)
   for _, t in ipairs(TRANSIENT) do
@@ -329,9 +331,12 @@ local function start_decls(decls, params, origin, done, action, printed)
     local function reply()
       local errs = {}
       for _, p in ipairs(started) do
-        if p.status == "errored" and p.error then errs[#errs + 1] = p.name .. ": " .. p.error end
+        if p.status == "errored" and p.error then errs[#errs + 1] = { name = p.name, err = p.error } end
       end
-      if #errs > 0 then return forget_failed(started, added, function() done(table.concat(errs, "; ")) end) end
+      if #errs > 0 then
+        local line = require("pm.fds").summary(errs)
+        return forget_failed(started, added, function() done(line) end)
+      end
       local result
       if params.reply == "changes" then
         -- what the CLI prints of a start: the changes an ecosystem file made

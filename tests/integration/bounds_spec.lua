@@ -22,7 +22,7 @@ describe("an app that never reads its IPC channel", function()
 
   it("gets at most 4 MB queued for it; past that a send is refused with one line", function()
     local script = H.script("deaf.sh", "#!/bin/sh\nexec sleep 600\n")
-    local p = H.online(H.start(script, "deaf"))
+    local p = H.online(H.start(script, "deaf", "--ipc"))
     local dpid = H.daemon_pid()
     local rss0 = vm(dpid, "VmRSS")
     local big = ("m"):rep(100 * 1024)

@@ -114,8 +114,9 @@ describe("talking to apps", function()
     assert.truthy(pm.ping())
   end)
 
-  it("gives every app NODE_CHANNEL_FD (json); ipc = false: none, a message to it is an error, not a hang", function()
-    local on = api_start({ script = F .. "/lb_trap.sh", name = "withipc" })
+  it("gives an app with ipc = true NODE_CHANNEL_FD (json); ipc = false: none, a message to it is an error",
+    function()
+    local on = api_start({ script = F .. "/lb_trap.sh", name = "withipc", ipc = true })
     local off = api_start({ script = F .. "/lb_trap.sh", name = "noipc", ipc = false, force = true })
     local env_on = environ(on.pid)
     assert.truthy(env_on, "environment of " .. on.pid)
@@ -177,7 +178,7 @@ exec sleep 1000
   end)
 
   it("survives an app that writes invalid JSON on its channel; later valid messages arrive", function()
-    local p = api_start({ script = F .. "/lb_badjson.py", name = "garbler" })
+    local p = api_start({ script = F .. "/lb_badjson.py", name = "garbler", ipc = true })
     wait_log(H.home .. "/logs/garbler-out.log", "sent garbage", 1, 5000)
     local dpid = H.daemon_pid()
     local pong = assert(pm.ping())
@@ -255,7 +256,7 @@ os._exit(1)
     bus:on("hello", function(packet) hellos[#hellos + 1] = packet.data end)
     bus:on("got", function(packet) gots[#gots + 1] = packet.data end)
     bus:on("cut-off", function() cut = cut + 1 end)
-    local p = api_start({ script = app, name = "looper", interpreter = "python3", min_uptime = 5000 })
+    local p = api_start({ script = app, name = "looper", interpreter = "python3", min_uptime = 5000, ipc = true })
     local sent = 0
     for n = 1, 4 do
       pump(function() return #hellos >= n end, 5000, "hello number " .. n)

@@ -1,0 +1,125 @@
+-- Issue 21: what a running app costs the daemon in fds (2: its stdout and
+-- stderr pipes; the IPC channel only for apps that use one; log files
+-- opened when written, under a cap), `pm ping`'s account of them, and
+-- running out said once, with the arithmetic, the apps that fit running.
+local H = require "pmtest"
+local util = require "pm.util"
+
+local sq = H.shquote
+
+-- The daemon's open fds
+local function daemon_fds()
+  local p = io.popen("ls /proc/" .. H.daemon_pid() .. "/fd")
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+-- A JSON ecosystem file of n apps sleeping (named prefix1..n) -> path
+local function sleepers(n, prefix)
+  local apps = {}
+  for i = 1, n do
+    apps[i] = { name = prefix .. i, script = "/bin/sleep", args = { "600" } }
+  end
+  return H.write(H.home .. "/" .. prefix .. ".json", util.encode({ apps = apps }))
+end
+
+-- The words that run a command without CAP_SYS_RESOURCE (a root daemon
+-- could raise its hard limit otherwise): setpriv, from util-linux
+local function core_drop_resource()
+  if os.execute("setpriv --bounding-set=-sys_resource true >/dev/null 2>&1") == 0 then
+    return "setpriv --bounding-set=-sys_resource "
+  end
+  return ""
+end
+
+local function all_online(prefix, n)
+  local k = 0
+  for _, p in ipairs(H.jlist()) do
+    if p.name:sub(1, #prefix) == prefix and p.pm2_env.status == "online" then k = k + 1 end
+  end
+  return k == n
+end
+
+describe("the daemon's fds", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("a running app costs 2 (its pipes): 30 apps that write nothing add at most 60 and a few", function()
+    H.ok(H.pm("ping"))
+    local before = daemon_fds()
+    H.ok(H.pm("start", sleepers(30, "s")))
+    H.wait_for(function() return all_online("s", 30) end, 10000, "30 apps online")
+    local added = daemon_fds() - before
+    assert.is_true(added <= 30 * 2 + 3, ("30 apps added %d fds to the daemon"):format(added))
+    -- ping's account
+    local ping = assert(util.decode(H.ok(H.pm("ping")).out))
+    assert.equal(2, ping.fds.per_app)
+    assert.is_true(ping.fds.in_use >= 60, util.encode(ping.fds))
+    assert.is_true(ping.fds.limit > ping.fds.in_use, util.encode(ping.fds))
+    assert.is_true(ping.fds.apps_fit > 0 and ping.fds.apps_fit < ping.fds.limit / 2, util.encode(ping.fds))
+  end)
+
+  it("an app gets an IPC channel when it uses one: Node and Lua apps, wait_ready, ipc = true; "
+    .. "a send to another says so and its next process has one", function()
+    local sh = H.start("/bin/sleep", "plain", "--", "600")
+    assert.is_nil(H.environ(sh.pid).NODE_CHANNEL_FD)
+    local lua_app = H.fixtures .. "/lb_child.lua"
+    local la = H.online(H.start(lua_app, "luaapp"))
+    assert.truthy(tonumber(H.environ(la.pid).NODE_CHANNEL_FD), "a Lua app's channel")
+    local js = H.script("app.js", "setInterval(() => {}, 1000)\n")
+    local na = H.online(H.start(js, "nodeapp"))
+    assert.truthy(tonumber(H.environ(na.pid).NODE_CHANNEL_FD), "a Node app's channel")
+    local flagged = H.online(H.start("/bin/sleep", "flagged", "--ipc", "--", "600"))
+    assert.truthy(tonumber(H.environ(flagged.pid).NODE_CHANNEL_FD), "--ipc")
+    local off = H.online(H.start(js, "nodeoff", "--no-ipc"))
+    assert.is_nil(H.environ(off.pid).NODE_CHANNEL_FD)
+    -- a message to the plain app: refused with why, and it has one next time
+    local r = H.pm("-e", ("return pm.sendDataToProcessId(%d, { type = 'process:msg', data = 1, topic = true })")
+      :format(sh.pm_id))
+    assert.truthy(r.out:find("has no IPC channel: pm opens one for Node and Lua apps", 1, true), r.out .. r.err)
+    H.ok(H.pm("restart", "plain"))
+    H.wait_for(function()
+      local p = H.proc("plain")
+      return p.pid ~= sh.pid and p.pm2_env.status == "online" and H.environ(p.pid)
+        and H.environ(p.pid).NODE_CHANNEL_FD
+    end, 5000, "plain's next process with a channel")
+  end)
+
+  it("running out is one line with the arithmetic; the apps that fit run, the others are errored with why",
+    function()
+    -- a daemon with 200 fds (soft = hard), unable to raise them
+    local drop = core_drop_resource()
+    local r = H.sh(drop .. "sh -c " .. sq("ulimit -n 200 && exec " .. sq(H.bin) .. " ping"))
+    assert.equal(0, r.code, r.err)
+    local ping = assert(util.decode(H.ok(H.pm("ping")).out))
+    assert.equal(200, ping.fds.limit, util.encode(ping.fds))
+    local fit = ping.fds.apps_fit
+    r = H.pm("start", sleepers(150, "x"))
+    assert.equal(1, r.code)
+    local line = r.err:gsub("\n$", "")
+    assert.is_nil(line:find("\n"), "one line: " .. r.err)
+    assert.is_true(#line < 400, "short: " .. line)
+    local n = tonumber((line:match("([%d,]+) apps not started: the daemon's fd limit %(200%) is reached: "
+      .. "each app needs 2; raise LimitNOFILE") or ""):gsub(",", "") or "")
+    assert.truthy(n, line)
+    local online, errored = 0, 0
+    for _, p in ipairs(H.jlist()) do
+      if p.pm2_env.status == "online" then online = online + 1 end
+      if p.pm2_env.status == "errored" then
+        errored = errored + 1
+        assert.truthy(p.pm2_env.error:find("fd limit (200)", 1, true), p.pm2_env.error)
+      end
+    end
+    assert.equal(150, online + errored)
+    assert.equal(n, errored)
+    -- (ping's figure is an estimate: a batch of spawns holds more for a moment)
+    assert.is_true(math.abs(online - fit) <= 20, ("%d online, ping said %d fit"):format(online, fit))
+    -- said in pm.log a few times at most, not once an app
+    local said = select(2, H.pm_log():gsub("fd limit %(200%)", ""))
+    assert.is_true(said >= 1 and said <= 5, said .. " times in pm.log")
+    -- the daemon goes on
+    H.ok(H.pm("ping"))
+  end)
+end)
