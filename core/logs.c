@@ -55,6 +55,8 @@ typedef struct sink {
 	int open_said;                 /* that failure was told to Lua */
 	size_t queued; /* under mu */
 	int refs;      /* under mu */
+	int regular;   /* a regular file (only those are parked: closing a
+			* FIFO's or a terminal's last writer ends its reader) */
 	int parked;    /* closed to keep the open files under the cap, not for
 			* a failure: opened again by the writer (under mu) */
 	struct sink *lru_prev, *lru_next; /* open files, newest first (under mu) */
@@ -138,7 +140,7 @@ static void lru_unlink(sink_t *s)
 static void lru_touch(sink_t *s)
 {
 	lru_unlink(s);
-	if (s->fd < 0)
+	if (s->fd < 0 || !s->regular)
 		return;
 	s->lru_next = lru_head;
 	if (lru_head)
@@ -190,7 +192,8 @@ static int sink_open(sink_t *s)
 		return -1;
 	}
 	char last;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+	s->regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	if (s->regular) {
 		s->size = st.st_size;
 		s->need_nl = st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n';
 	}
@@ -510,10 +513,13 @@ static int l_logfile(lua_State *L)
 		errno = e;
 		return pm_fail_why(L, path, why);
 	}
-	/* (it opens: said now; the writer opens it again when it writes) */
-	close(s->fd);
-	s->fd = -1;
-	s->parked = 1;
+	/* (it opens: said now; the writer opens a regular file again when
+	 * it writes) */
+	if (s->regular) {
+		close(s->fd);
+		s->fd = -1;
+		s->parked = 1;
+	}
 	start_writer();
 	sink_ud *u = lua_newuserdata(L, sizeof *u);
 	u->s = s;
