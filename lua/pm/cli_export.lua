@@ -1,0 +1,82 @@
+-- The verbs that take apps off this host: pm export (a scheduler's own
+-- files, pm.export) and pm deploy (PM2's deploy over ssh and git,
+-- pm.deploy).
+local core = require "pm.core"
+local util = require "pm.util"
+local cli = require "pm.cli"
+
+local V = {}
+
+-- The declarations of an ecosystem file, read here with the caller's
+-- rights and environment -> decls | raises
+local function file_decls(path, env)
+  if path:match("%.c?js$") then
+    error({ msg = path .. ": a .config.js file is read by node in the daemon: start it, then "
+      .. "pm export <its apps' names> (or use its .lua, .json or .yaml twin)" }, 0)
+  end
+  local decls, err = require("pm.ecosystem").load(path, { env_name = env, environ = core.environ() })
+  if not decls then error({ msg = err }, 0) end
+  return decls
+end
+
+-- The declarations of running apps (a name, an id, a namespace, all)
+local function running_decls(target)
+  local conn = cli.check(cli.api()._conn())
+  local list = cli.check(conn:call("declarations", { target = target }))
+  if #list == 0 then error({ msg = "process or namespace not found: " .. target }, 0) end
+  local decls = {}
+  for _, d in ipairs(list) do
+    for k, v in pairs(d) do if v == util.null then d[k] = nil end end
+    decls[#decls + 1] = d
+  end
+  return require("pm.ecosystem").order(decls)
+end
+
+function V.export(args)
+  local p = cli.parser("export")
+  p:argument("what", "an ecosystem file, an app name or id, a namespace, or all")
+  p:option("--to", "systemd, kubernetes (k8s), nomad or compose")
+  p:option("--out", "write the files into this folder (default: print them)")
+  p:option("--env", "the file's env_<name> section")
+  p:option("--image", "the container image (kubernetes, compose)")
+  p:flag("--keep-pm", "run each app under pm runtime inside the unit or container")
+  local a = p:parse(args)
+  if not a.to then error({ msg = "--to is required: systemd, kubernetes, nomad or compose", code = 2 }, 0) end
+  local export = require "pm.export"
+  local decls, file
+  local st = core.stat(a.what)
+  if st and st.type == "file" then
+    file = util.absolute(a.what)
+    decls = file_decls(file, a.env)
+  else
+    if a.env then error({ msg = "--env names a section of an ecosystem file: export the file", code = 2 }, 0) end
+    decls = running_decls(a.what)
+  end
+  local files, unmapped, warnings = export.export(decls, { to = a.to, image = a.image, keep_pm = a.keep_pm,
+    env = a.env, file = file, source = file or a.what, pm_bin = util.pm_binary() })
+  if not files then error({ msg = unmapped }, 0) end
+  if a.out then
+    local ok, err = util.mkdir_p(a.out, 493)
+    if not ok then error({ msg = a.out .. ": " .. tostring(err) }, 0) end
+  end
+  for _, w in ipairs(warnings) do io.stderr:write("pm export: warning: ", w, "\n") end
+  for _, line in ipairs(export.unmapped_lines(unmapped)) do
+    io.stderr:write("pm export: not mapped: ", line, "\n")
+  end
+  if a.out then
+    for _, f in ipairs(files) do
+      local path = a.out:gsub("/+$", "") .. "/" .. f.name
+      local wok, werr = util.write_atomic(path, f.text, { durable = false, mode = 420 })
+      if not wok then error({ msg = path .. ": " .. tostring(werr) }, 0) end
+      io.stdout:write(path, "\n")
+    end
+  else
+    for i, f in ipairs(files) do
+      if #files > 1 then io.stdout:write(i > 1 and "\n" or "", "# ---- ", f.name, " ----\n") end
+      io.stdout:write(f.text)
+    end
+  end
+  return 0
+end
+
+return V
