@@ -79,4 +79,52 @@ function V.export(args)
   return 0
 end
 
+local DEPLOY_USAGE = "usage: pm deploy <file> <env> setup|update|revert [n]|curr|prev|list|exec <cmd> [--force]"
+
+-- pm deploy <file> <env> <command> [arg]: PM2's deploy (pm.deploy). The
+-- command of exec is taken whole (its words, dashes included).
+function V.deploy(args)
+  local rest, force = {}, false
+  for i, a in ipairs(args) do
+    if a == "--force" or a == "-f" then
+      force = true
+    elseif (a == "-h" or a == "--help") and #rest < 3 then
+      io.stdout:write(DEPLOY_USAGE, "\n")
+      return 0
+    else
+      rest[#rest + 1] = a
+      if #rest >= 3 and (rest[3] == "exec" or rest[3] == "run") then
+        for j = i + 1, #args do rest[#rest + 1] = args[j] end
+        break
+      end
+    end
+  end
+  local file, env, command = rest[1], rest[2], rest[3] or "update"
+  if not file or not env then error({ msg = DEPLOY_USAGE, code = 2 }, 0) end
+  local deploy = require "pm.deploy"
+  if not deploy.COMMANDS[command] then
+    error({ msg = ("unknown deploy command '%s' (%s)"):format(command, DEPLOY_USAGE:match("setup.*")), code = 2 }, 0)
+  end
+  local arg
+  if command == "revert" then
+    arg = rest[4] and tonumber(rest[4])
+    if rest[4] and (not arg or arg < 1 or arg % 1 ~= 0) then
+      error({ msg = "revert: a number of deploys (1 or more) expected", code = 2 }, 0)
+    end
+  elseif command == "exec" or command == "run" then
+    if #rest < 4 then error({ msg = "exec: a command expected", code = 2 }, 0) end
+    arg = table.concat({ unpack(rest, 4) }, " ")
+  elseif rest[4] then
+    error({ msg = ("%s takes no argument"):format(command), code = 2 }, 0)
+  end
+  local st = core.stat(file)
+  if not st or st.type ~= "file" then error({ msg = "file not found: " .. file }, 0) end
+  local cfg, err = deploy.config(file, env)
+  if not cfg then error({ msg = err }, 0) end
+  local ok, derr = deploy.run(cfg, command, arg, { force = force })
+  if not ok then error({ msg = "deploy failed: " .. derr }, 0) end
+  io.stdout:write("--> Success\n")
+  return 0
+end
+
 return V
