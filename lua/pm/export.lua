@@ -142,9 +142,19 @@ end
 -- The argv of `pm runtime` running d alone (--keep-pm); file: the
 -- ecosystem file as the unit or container sees it
 function M.runtime_argv(d, opts, file, pm_bin)
-  local argv = { pm_bin or "pm", "runtime", file, "--only", d.name }
+  local argv = { pm_bin or "pm", "runtime", file, "--only", d.name, "--grace", ("%d"):format(d.kill_timeout) }
   if opts.env then argv[#argv + 1] = "--env"; argv[#argv + 1] = opts.env end
   return argv
+end
+
+-- --keep-pm: what the scheduler gives pm runtime to stop (after SIGTERM)
+-- beyond the app's own kill_timeout (its --grace)
+M.KEEP_PM_MARGIN = 5000
+function M.stop_time(d, opts)
+  return d.kill_timeout + (opts.keep_pm and M.KEEP_PM_MARGIN or 0)
+end
+function M.stop_signal(d, opts)
+  return opts.keep_pm and "SIGTERM" or d.kill_signal
 end
 
 -- The TCP ports d publishes: its listen addresses', learned ones', its port
@@ -374,6 +384,15 @@ function M.export(decls, opts)
   o.to = to
   o.pm_bin = o.pm_bin or "pm"
   local T = require("pm.export_" .. M.TARGETS[to])
+  if o.keep_pm then
+    -- pm runtime runs an app's instances itself: one unit or replica each
+    local copies = {}
+    for i, d in ipairs(decls) do
+      copies[i] = util.shallow_copy(d)
+      copies[i].instances = 1
+    end
+    decls = copies
+  end
   local unmapped = M.unmapped(T, decls, o)
   local warnings = {}
   local files, err = T.files(decls, o, unmapped, warnings)

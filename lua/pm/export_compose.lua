@@ -67,14 +67,16 @@ function M.service(d, opts)
   s.entrypoint = export.list({ argv[1] })
   if #argv > 1 then s.command = export.list({ unpack(argv, 2) }) end
   local env = {}
-  for _, kv in ipairs(export.env_list(d)) do env[kv[1]] = kv[2] end
+  if not opts.keep_pm then -- (pm runtime reads the file's)
+    for _, kv in ipairs(export.env_list(d)) do env[kv[1]] = kv[2] end
+  end
   if next(env) then s.environment = env end
   if d.uid or d.gid then
     s.user = tostring(d.uid or "") .. (d.gid and (":" .. tostring(d.gid)) or "")
     if s.user:sub(1, 1) == ":" then s.user = nil end
   end
-  s.stop_signal = d.kill_signal
-  s.stop_grace_period = export.duration(d.kill_timeout)
+  s.stop_signal = export.stop_signal(d, opts)
+  s.stop_grace_period = export.duration(export.stop_time(d, opts))
   local deploy = { replicas = d.autostart == false and 0 or (opts.keep_pm and 1 or d.instances) }
   if opts.keep_pm then
     s.restart = "always"
@@ -98,7 +100,7 @@ function M.service(d, opts)
     s.healthcheck = healthcheck(h)
     if d.listen_timeout and not opts.keep_pm then s.healthcheck.start_period = export.duration(d.listen_timeout) end
   end
-  local ports = opts.keep_pm and {} or export.ports(d)
+  local ports = export.ports(d)
   if #ports > 0 then
     s.ports = export.list()
     for _, p in ipairs(ports) do s.ports[#s.ports + 1] = ("%d:%d"):format(p, p) end

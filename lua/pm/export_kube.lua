@@ -87,9 +87,11 @@ function M.manifests(d, opts)
       container.resources = { limits = { memory = ("%d"):format(d.max_memory_restart) } }
     end
   end
-  for _, kv in ipairs(export.env_list(d)) do env[#env + 1] = { name = kv[1], value = kv[2] } end
+  if not opts.keep_pm then -- (pm runtime reads the file's)
+    for _, kv in ipairs(export.env_list(d)) do env[#env + 1] = { name = kv[1], value = kv[2] } end
+  end
   if #env > 0 then container.env = env end
-  local ports = opts.keep_pm and {} or export.ports(d)
+  local ports = export.ports(d)
   if #ports > 0 then
     container.ports = {}
     for _, p in ipairs(ports) do
@@ -102,7 +104,7 @@ function M.manifests(d, opts)
     container.securityContext = sc
   end
   local pod = { containers = { container },
-    terminationGracePeriodSeconds = export.seconds(d.kill_timeout) }
+    terminationGracePeriodSeconds = export.seconds(export.stop_time(d, opts)) }
   local replicas = d.autostart == false and 0 or (opts.keep_pm and 1 or d.instances)
   local deployment = { apiVersion = "apps/v1", kind = "Deployment", metadata = meta,
     spec = { replicas = replicas, selector = { matchLabels = { ["app.kubernetes.io/name"] = name } },

@@ -78,13 +78,16 @@ function M.group(d, opts)
   task.Config = { command = "/bin/sh",
     args = export.list({ "-c", 'cd "$1" && shift && exec "$@"', "sh", d.cwd, unpack(argv) }) }
   local env = {}
-  for _, kv in ipairs(export.env_list(d)) do env[kv[1]] = kv[2] end
-  if d.instance_var then env[d.instance_var] = "${NOMAD_ALLOC_INDEX}" end
-  if opts.keep_pm then env.PM_HOME = "${NOMAD_TASK_DIR}/pm" end
+  if opts.keep_pm then -- (pm runtime reads the file's)
+    env.PM_HOME = "${NOMAD_TASK_DIR}/pm"
+  else
+    for _, kv in ipairs(export.env_list(d)) do env[kv[1]] = kv[2] end
+    if d.instance_var then env[d.instance_var] = "${NOMAD_ALLOC_INDEX}" end
+  end
   if next(env) then task.Env = env end
   if d.user or d.uid then task.User = tostring(d.user or d.uid) end
-  task.KillTimeout = math.floor(d.kill_timeout * NS)
-  task.KillSignal = d.kill_signal
+  task.KillTimeout = math.floor(export.stop_time(d, opts) * NS)
+  task.KillSignal = export.stop_signal(d, opts)
   if d.max_memory_restart and not opts.keep_pm then
     task.Resources = { MemoryMB = math.max(10, math.ceil(d.max_memory_restart / 1048576)) }
   end
@@ -92,7 +95,7 @@ function M.group(d, opts)
     Tasks = { task } }
   local h = opts.keep_pm and { kind = "http", path = "/", port = M.RUNTIME_HEALTH_PORT, interval = 5000,
     timeout = 2000, retries = 3 } or export.health(d)
-  local ports = opts.keep_pm and {} or export.ports(d)
+  local ports = export.ports(d)
   if h and h.port then
     -- a check's port the app does not publish: reserved for the check
     local have = false

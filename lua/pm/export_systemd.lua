@@ -151,13 +151,17 @@ local function service(d, opts, head)
     local dir = "pm-" .. export.dns_name(d.name) .. (inst and "-%i" or "")
     add("RuntimeDirectory=" .. dir .. "\n")
     add("Environment=PM_HOME=/run/" .. dir .. "\n")
+    -- pm runtime restarts the app; it ends 1 when the app is errored: again
+    add("Restart=on-failure\nRestartSec=1s\n")
   else
     add("ExecStart=" .. exec_line(export.argv(d, opts.pm_bin)) .. "\n")
   end
   add("WorkingDirectory=" .. word(d.cwd) .. "\n")
   if d.user or d.uid then add("User=" .. tostring(d.user or d.uid) .. "\n") end
   if d.gid then add("Group=" .. tostring(d.gid) .. "\n") end
-  for _, kv in ipairs(export.env_list(d)) do add("Environment=" .. env_assign(kv[1], kv[2]) .. "\n") end
+  if not opts.keep_pm then -- (pm runtime reads the file's)
+    for _, kv in ipairs(export.env_list(d)) do add("Environment=" .. env_assign(kv[1], kv[2]) .. "\n") end
+  end
   if inst and d.instance_var then add(("Environment=%s=%%i\n"):format(d.instance_var)) end
   if not opts.keep_pm then
     if d.autorestart == false then
@@ -181,8 +185,8 @@ local function service(d, opts, head)
     if d.watchdog then add(("WatchdogSec=%s\n"):format(export.duration(d.watchdog))) end
     if d.max_memory_restart then add(("MemoryMax=%d\n"):format(d.max_memory_restart)) end
   end
-  add("KillSignal=" .. d.kill_signal .. "\n")
-  add(("TimeoutStopSec=%s\n"):format(export.duration(d.kill_timeout)))
+  add("KillSignal=" .. export.stop_signal(d, opts) .. "\n")
+  add(("TimeoutStopSec=%s\n"):format(export.duration(export.stop_time(d, opts))))
   if d.kill_mode == "process" or d.treekill == false then add("KillMode=process\n") end
   if not opts.keep_pm then
     if d.disable_logs then

@@ -164,16 +164,32 @@ describe("pm export", function()
   it("--keep-pm runs each app under pm runtime and leaves nothing unmapped", function()
     local out, r = export("systemd", "--keep-pm")
     assert.equal("", (r.err:gsub("pm export: warning:[^\n]*\n", "")))
-    local u = unit(out .. "/api@.service")
-    assert.equal(("%s runtime %s --only api --env production"):format(H.bin, file), u.Service.ExecStart[1])
-    assert.truthy(u.Service.Environment[1]:find("PM_HOME=/run/pm-api-%i", 1, true))
+    -- one unit per app (pm runtime runs its instances), the file's own env
+    local u = unit(out .. "/api.service")
+    assert.equal(("%s runtime %s --only api --grace 4000 --env production"):format(H.bin, file),
+      u.Service.ExecStart[1])
+    assert.same({ "PM_HOME=/run/pm-api" }, u.Service.Environment)
+    assert.same({ "SIGTERM" }, u.Service.KillSignal)
+    assert.same({ "9s" }, u.Service.TimeoutStopSec) -- kill_timeout, and 5 s for pm runtime
+    assert.same({ "on-failure" }, u.Service.Restart) -- (pm runtime ends 1 when its app is errored)
     local kout = export("kubernetes", "--keep-pm", "--image", "reg/app:1")
-    local dep = yaml_docs(kout .. "/api.yaml")[1]
+    local docs = yaml_docs(kout .. "/api.yaml")
+    local dep = docs[1]
     local c = dep.spec.template.spec.containers[1]
-    assert.same({ "pm", "runtime", "/app/ecosystem.lua", "--only", "api", "--env", "production",
+    assert.same({ "pm", "runtime", "/app/ecosystem.lua", "--only", "api", "--grace", "4000", "--env", "production",
       "--health", "0.0.0.0:9615" }, c.command)
     assert.equal(1, dep.spec.replicas)
     assert.equal(9615, c.readinessProbe.httpGet.port)
+    assert.is_nil(c.env)
+    assert.equal(9, dep.spec.template.spec.terminationGracePeriodSeconds)
+    assert.equal(PORT, docs[2].spec.ports[1].port) -- (what pm holds is published)
+    -- valid for each tool too
+    local cout = export("compose", "--keep-pm", "--image", "reg/app:1")
+    if which("docker-compose") then
+      assert.equal(0, H.sh("docker-compose -f " .. H.shquote(cout .. "/compose.yaml") .. " config").code)
+    end
+    local nout = export("nomad", "--keep-pm")
+    assert.same({}, require("nomad_job").check(util.decode(read(nout .. "/ecosystem.nomad.json"))))
   end)
 
   it("systemd: units checked field by field and by systemd-analyze verify", function()
