@@ -139,6 +139,16 @@ function M.argv(d, pm_bin)
   return argv
 end
 
+-- The argv d runs in a container: its interpreter by name (found on the
+-- image's PATH: the host's path of it means nothing there)
+function M.container_argv(d)
+  local argv = M.argv(d, "pm")
+  if d.interpreter and d.interpreter ~= "none" and d.interpreter ~= "pm" then
+    argv[1] = util.basename(argv[1])
+  end
+  return argv
+end
+
 -- The argv of `pm runtime` running d alone (--keep-pm); file: the
 -- ecosystem file as the unit or container sees it
 function M.runtime_argv(d, opts, file, pm_bin)

@@ -61,7 +61,7 @@ function M.service(d, opts)
     argv[#argv + 1] = "--health"
     argv[#argv + 1] = ("127.0.0.1:%d"):format(M.RUNTIME_HEALTH_PORT)
   else
-    argv = export.argv(d, "pm")
+    argv = export.container_argv(d)
     s.working_dir = d.cwd
   end
   s.entrypoint = export.list({ argv[1] })

@@ -76,7 +76,7 @@ function M.manifests(d, opts)
     container.readinessProbe, container.livenessProbe = p, p
     container.workingDir = nil
   else
-    local argv = export.argv(d, "pm")
+    local argv = export.container_argv(d)
     container.command = export.list({ argv[1] })
     local rest = { unpack(argv, 2) }
     if #rest > 0 then container.args = export.list(rest) end

@@ -140,6 +140,8 @@ local function service(d, opts, head)
   end
   add("\n[Service]\n")
   if d.wait_ready and not opts.keep_pm then
+    add("# wait_ready: the app says READY=1 over sd_notify ($NOTIFY_SOCKET), as under pm;\n"
+      .. "# pm's IPC message \"ready\" (process.send) does not reach systemd\n")
     add("Type=notify\nNotifyAccess=all\n")
     add(("TimeoutStartSec=%s\n"):format(export.duration(d.listen_timeout)))
   else

@@ -91,10 +91,16 @@ local function unmapped_of(err)
   return out
 end
 
+-- pm export of the spec's file (each set of arguments once: the specs
+-- share the files) -> the folder, the command's result
+local exported = {}
 local function export(to, ...)
-  local out = H.home .. "/out-" .. to
+  local key = table.concat({ to, ... }, " ")
+  if exported[key] then return unpack(exported[key]) end
+  local out = H.home .. "/out-" .. key:gsub("[^%w]+", "-")
   local r = H.ok(H.pm("export", H.home .. "/ecosystem.lua", "--to", to, "--out", out, "--env", "production", ...),
     "pm export --to " .. to)
+  exported[key] = { out, r }
   return out, r
 end
 
@@ -128,12 +134,13 @@ local function find(list, key, value)
 end
 
 describe("pm export", function()
-  local file
-  before_each(function()
-    H.new_home()
+  local file, home
+  setup(function()
+    home = H.new_home()
     file = ecosystem()
   end)
-  after_each(function() H.cleanup() end)
+  before_each(function() H.home = home end)
+  teardown(function() H.cleanup(home) end)
 
   it("lists what a target cannot map, one line per app and attribute, and in each file's head", function()
     for to, expected in pairs(EXPECTED) do
@@ -284,7 +291,7 @@ describe("pm export", function()
     assert.equal(4, pod.terminationGracePeriodSeconds)
     local c = pod.containers[1]
     assert.equal("registry.example/shop:1", c.image)
-    assert.same({ "/usr/bin/bash" }, c.command)
+    assert.same({ "bash" }, c.command) -- (the image's, on its PATH)
     assert.same({ "-e", H.home .. "/app.sh", "--port", tostring(PORT) }, c.args)
     assert.equal(H.home, c.workingDir)
     assert.same({ { name = "FROM_FILE", value = "2" }, { name = "MODE", value = "prod" },
@@ -330,7 +337,7 @@ describe("pm export", function()
     local doc = yaml_docs(out .. "/compose.yaml")[1]
     local api = doc.services.api
     assert.equal("registry.example/shop:1", api.image)
-    assert.same({ "/usr/bin/bash" }, api.entrypoint)
+    assert.same({ "bash" }, api.entrypoint)
     assert.same({ "-e", H.home .. "/app.sh", "--port", tostring(PORT) }, api.command)
     assert.equal(H.home, api.working_dir)
     assert.same({ FROM_FILE = "2", MODE = "prod", QUOTE = 'say "hi" 100%' }, api.environment)
