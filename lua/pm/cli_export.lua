@@ -119,7 +119,7 @@ function V.deploy(args)
   end
   local st = core.stat(file)
   if not st or st.type ~= "file" then error({ msg = "file not found: " .. file }, 0) end
-  local cfg, err = deploy.config(file, env)
+  local cfg, err = deploy.config(util.absolute(file), env)
   if not cfg then error({ msg = err }, 0) end
   local ok, derr = deploy.run(cfg, command, arg, { force = force })
   if not ok then error({ msg = "deploy failed: " .. derr }, 0) end

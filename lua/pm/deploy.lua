@@ -52,8 +52,8 @@ function M.config(file, env)
   for _, k in ipairs({ "repo", "path", "ref" }) do
     if not cfg[k] or cfg[k] == "" then return nil, ("%s: %s.%s is required"):format(file, label, k) end
   end
-  if cfg.path:sub(1, 1) ~= "/" and cfg.path:sub(1, 1) ~= "~" then
-    return nil, ("%s: %s.path must be an absolute path, not %s"):format(file, label, cfg.path)
+  if cfg.path:sub(1, 1) ~= "/" and cfg.path:sub(1, 2) ~= "~/" then
+    return nil, ("%s: %s.path must be an absolute path (or ~/...), not %s"):format(file, label, cfg.path)
   end
   local hosts = c.host
   if type(hosts) == "string" then hosts = { hosts } end
@@ -166,7 +166,13 @@ local function capture(cfg, host, script)
   return tonumber(code) or 1, body or out
 end
 
-local function path_of(cfg, sub) return q(cfg.path .. (sub and ("/" .. sub) or "")) end
+-- A path on the host, quoted for its shell ("~/x": under the remote HOME)
+local function path_of(cfg, sub)
+  local p = cfg.path .. (sub and ("/" .. sub) or "")
+  if p:sub(1, 2) == "~/" then return '"$HOME"/' .. q(p:sub(3)) end
+  return q(p)
+end
+M.path_of = path_of
 
 -- One step of a remote script: what failed is said on stderr, and the
 -- script ends (each command runs as one ssh session: a connection costs)
