@@ -49,7 +49,8 @@ local function templated(d) return (d.instances or 1) > 1 end
 -- An app's name as a unit's name (systemd-escape's rule: what a unit name
 -- cannot hold as \xNN)
 function M.unit_name(name)
-  return (name:gsub("^%.", "\\x2e"):gsub("[^%w:_.-]", function(c) return ("\\x%02x"):format(c:byte()) end))
+  local out = name:gsub("[^%w:_.-]", function(c) return ("\\x%02x"):format(c:byte()) end)
+  return (out:gsub("^%.", "\\x2e"))
 end
 local unit_name = M.unit_name
 
