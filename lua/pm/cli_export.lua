@@ -58,6 +58,13 @@ function V.export(args)
   if a.out then
     local ok, err = util.mkdir_p(a.out, 493)
     if not ok then error({ msg = a.out .. ": " .. tostring(err) }, 0) end
+    -- files are replaced through a ".new" beside them: in a folder another
+    -- user may write to, a link put there first would take the write
+    local ost = core.stat(a.out)
+    if not ost or ost.type ~= "dir" then error({ msg = a.out .. ": not a folder" }, 0) end
+    if ost.uid ~= core.getuid() or bit.band(ost.mode, 18) ~= 0 then -- (0022)
+      error({ msg = a.out .. ": a folder of yours that only you may write to is needed (--out)" }, 0)
+    end
   end
   for _, w in ipairs(warnings) do io.stderr:write("pm export: warning: ", w, "\n") end
   for _, line in ipairs(export.unmapped_lines(unmapped)) do

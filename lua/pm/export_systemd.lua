@@ -57,6 +57,18 @@ local unit_name = M.unit_name
 -- a name in a Description= (% is a specifier there)
 local function shown(name) return (name:gsub("%%", "%%%%")) end
 
+-- A path written as the rest of a line (% doubled; a control character
+-- would end the line: M.files refuses such an app first)
+local function raw(s) return (tostring(s):gsub("%%", "%%%%")) end
+
+-- The first attribute of d a unit cannot hold (a control character in it)
+local function unwritable(d)
+  for _, k in ipairs({ "out_file", "error_file", "cwd", "script", "user" }) do
+    if type(d[k]) == "string" and d[k]:find("%c") then return k end
+  end
+  for _, spec in ipairs(d.listen or {}) do if spec:find("%c") then return "listen" end end
+end
+
 -- The units that stand for app d: what others After=/Requires=
 local function units_of(d)
   if not templated(d) then return { unit_name(d.name) .. ".service" } end
@@ -195,8 +207,8 @@ local function service(d, opts, head)
     if d.disable_logs then
       add("StandardOutput=null\nStandardError=null\n")
     else
-      if d.out_file then add("StandardOutput=append:" .. d.out_file .. "\n") end
-      if d.error_file then add("StandardError=append:" .. d.error_file .. "\n") end
+      if d.out_file then add("StandardOutput=append:" .. raw(d.out_file) .. "\n") end
+      if d.error_file then add("StandardError=append:" .. raw(d.error_file) .. "\n") end
     end
   end
   if d.autostart ~= false then
@@ -219,7 +231,7 @@ local function socket(d, head)
       L[#L + 1] = ("ListenStream=%s\n"):format(host == "" and tostring(a.port) or (host .. ":" .. a.port))
       names[#names + 1] = ("tcp_%s_%d"):format(a.host, a.port)
     else
-      L[#L + 1] = ("ListenStream=%s\n"):format(util.absolute(a.path, d.cwd))
+      L[#L + 1] = ("ListenStream=%s\n"):format(raw(util.absolute(a.path, d.cwd)))
       names[#names + 1] = "unix_" .. i
     end
   end
@@ -235,6 +247,8 @@ function M.files(decls, opts, unmapped)
   opts.by_name = {}
   for _, d in ipairs(decls) do opts.by_name[d.name] = d end
   for _, d in ipairs(decls) do
+    local bad = unwritable(d)
+    if bad then return nil, ("app '%s': %s holds a control character: a unit cannot hold it"):format(d.name, bad) end
     local head = export.head(opts, unmapped, { [d.name] = true })
     local base = unit_name(d.name) .. (templated(d) and "@" or "")
     files[#files + 1] = { name = base .. ".service", text = service(d, opts, head) }

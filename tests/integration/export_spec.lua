@@ -7,6 +7,7 @@
 -- here, from Nomad's api/ types and its Validate rules).
 local H = require "pmtest"
 local util = require "pm.util"
+local core = require "pm.core"
 
 local function which(cmd)
   local p = io.popen("command -v " .. cmd .. " 2>/dev/null")
@@ -434,5 +435,9 @@ describe("pm export", function()
     H.write(H.home .. "/bad.lua", "return { apps = { { name = 'x' } } }")
     H.fails(H.pm("export", H.home .. "/bad.lua", "--to", "systemd"), "script")
     H.fails(H.pm("export", file, "--to", "systemd", "--out", "/proc/nope"))
+    -- a folder others may write to: a link there would take the write
+    core.mkdir(H.home .. "/shared", 511)
+    core.chmod(H.home .. "/shared", 511) -- 0777
+    H.fails(H.pm("export", file, "--to", "systemd", "--out", H.home .. "/shared"), "only you may write")
   end)
 end)

@@ -43,6 +43,14 @@ describe("pm export: systemd", function()
     assert.equal("$$HOME", systemd.word("$HOME"))
     assert.equal('"a b"', systemd.word("a b"))
   end)
+
+  it("refuses an app whose path would end a unit's line", function()
+    local d = assert(require("pm.app").normalize({ name = "x", script = "/bin/sleep", out_file = "/tmp/a\n[Service]" },
+      { base = "/tmp" }))
+    local files, err = export.export({ d }, { to = "systemd", source = "test" })
+    assert.is_nil(files)
+    assert.equal("app 'x': out_file holds a control character: a unit cannot hold it", err)
+  end)
 end)
 
 describe("pm export: printers", function()
