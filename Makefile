@@ -19,7 +19,8 @@ Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
 DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 lua-luv lua-copas \
-        lua-busted lua-check socat procps zlib1g-dev lua-yaml
+        lua-busted lua-check socat procps zlib1g-dev lua-yaml \
+        systemd docker-compose openssh-server openssh-client git
 
 CORE_SRC := $(wildcard core/*.c)
 TERM_SRC := core/console.c core/screen.c
@@ -28,7 +29,7 @@ LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
 LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
-.PHONY: all deps build test unit integration lint asan run install uninstall bench soak fuzz clean
+.PHONY: all deps build test test-npm unit integration lint asan run install uninstall bench soak fuzz clean
 
 all: deps build
 
@@ -111,13 +112,23 @@ lint: deps lib/pm/core.so
 unit: all
 	$(Q)tests/run unit
 
-integration: all
+integration: all test-npm
 	$(Q)tests/run integration
+
+# A test-only npm folder (tests/npm): the Kubernetes API schemas
+# (kubernetes-models 4, node >= 14) that tests/integration/export_spec.lua
+# validates pm export's manifests with. Without npm or the registry it says
+# so, and that check skips with a message.
+KUBE_MODELS := kubernetes-models@4.5.1
+test-npm:
+	$(Q)[ -d tests/npm/node_modules/kubernetes-models ] || { command -v npm >/dev/null \
+	  && npm install --prefix tests/npm --no-save --no-audit --no-fund --loglevel=error $(KUBE_MODELS) >/dev/null \
+	  || echo "test-npm: $(KUBE_MODELS) could not be installed: the Kubernetes schema checks will skip"; }
 
 # The sanitizer pass first, the whole suite last (its closing line is the
 # run's). (Side by side they took 7 min instead of 10, but a busy machine
 # made the sanitizer build's timings flaky.)
-test: all lint
+test: all lint test-npm
 	$(Q)$(MAKE) --no-print-directory asan
 	$(Q)tests/run all
 

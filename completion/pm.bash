@@ -8,7 +8,7 @@ _pm() {
   local verbs="start stop restart reload delete list ls status jlist describe env id prettylist logs scale
     pid ping report kill reset flush reloadLogs sendSignal save resurrect cleardump update startup unstartup
     console monit runtime run daemon startOrRestart startOrReload startOrGracefulReload init ecosystem
-    send attach help"
+    send attach export deploy help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return
@@ -30,6 +30,7 @@ _pm() {
         logs) flags="--lines --err --out --nostream --json --raw --format --timestamp --highlight" ;;
         save) flags="--force" ;;
         describe) flags="--json" ;;
+        export) flags="--to --out --env --image --keep-pm" ;;
         list|ls|status) flags="--watch" ;;
       esac
       COMPREPLY=($(compgen -W "$flags" -- "$cur"))
@@ -41,7 +42,7 @@ _pm() {
       names=$(pm jlist 2>/dev/null | grep -o '"name":"[^"]*"' | cut -d'"' -f4 | sort -u)
       COMPREPLY=($(compgen -W "all $names" -- "$cur"))
       case "$verb" in stop|restart|reload|delete|describe) COMPREPLY+=($(compgen -f -- "$cur")) ;; esac ;;
-    start|run|runtime|startOrRestart|startOrReload|startOrGracefulReload)
+    start|run|runtime|export|deploy|startOrRestart|startOrReload|startOrGracefulReload)
       COMPREPLY=($(compgen -f -- "$cur")) ;;
     help)
       COMPREPLY=($(compgen -W "$verbs" -- "$cur")) ;;

@@ -288,11 +288,19 @@ local function tap_for(p, which)
 end
 
 -- pm runtime: every line also goes to the daemon's own stdout/stderr,
--- prefixed with the app's name.
+-- prefixed with the app's name; or, when on is a function (pm runtime
+-- --json), to on(p, which, data).
 local echo = false
 function M.set_echo(on) echo = on end
 
 local function echo_for(p, which, publish)
+  if type(echo) == "function" then
+    local fn = echo
+    return function(data)
+      fn(p, which, data)
+      if publish then publish(data) end
+    end
+  end
   local out = which == "out" and io.stdout or io.stderr
   return function(data)
     local prefix = p.name .. "| "

@@ -202,10 +202,24 @@ function V.runtime(args)
   p:argument("file", "ecosystem file")
   p:option("--env", "environment of the file (env_<name>)")
   p:option("--only", "only these apps (a,b)")
+  p:option("--health", "answer HTTP on ADDR ([HOST:]PORT): 200 while every app is online, else 503")
+  p:flag("--json", "log as JSON lines on stdout (PM2's --json)")
+  p:option("--grace", "ms the apps have to stop after SIGTERM, then killed (default 30000)"):convert(tonumber)
+  p:flag("--no-auto-exit", "stay when no app is left running (default: exit 2)")
+  p:epilog("exit: 0 stopped by SIGTERM/SIGINT; 1 an app ended errored, or the file could not be started; "
+    .. "2 no app left running (or a usage error)")
   local a = p:parse(args)
   if not core.stat(a.file) then error({ msg = "file not found: " .. a.file }, 0) end
+  if a.health then
+    local ok, err = require("pm.runtime").parse_addr(a.health)
+    if not ok then error({ msg = err, code = 2 }, 0) end
+  end
+  if a.grace ~= nil and (a.grace ~= a.grace or a.grace < 0) then
+    error({ msg = "--grace: a number of ms expected", code = 2 }, 0)
+  end
   return require("pm.daemon").run({ foreground = true, runtime = util.absolute(a.file), env = a.env,
-    only = names_of(a.only) })
+    only = names_of(a.only), health = a.health, json = a.json, grace = a.grace,
+    auto_exit = not a.no_auto_exit })
 end
 
 function V.run(args)

@@ -365,6 +365,12 @@ function M.run(opts)
     shutdown(1)
   end })
   sup.set_echo(opts.runtime ~= nil)
+  if opts.runtime then
+    -- --health, --json, the grace period, the exit when no app is left (runtime.lua)
+    local rok, rerr = require("pm.runtime").setup(opts, { all = sup.all, shutdown = shutdown,
+      kill_leftovers = sup.kill_leftovers, closing = function() return shutting_down end })
+    if not rok then io.stderr:write("pm: ", rerr, "\n"); return 1 end
+  end
   -- sd_notify: one datagram socket for every app, NOTIFY_SOCKET
   local nfd = core.dgram_unix(home .. "/notify.sock")
   if nfd then
@@ -412,8 +418,9 @@ function M.run(opts)
       methods.start({ path = opts.runtime, env = opts.env, only = opts.only }, nil, function(rerr)
         if rerr then
           log.error("pm runtime: %s", type(rerr) == "table" and rerr.message or rerr)
-          shutdown(1)
+          return shutdown(1)
         end
+        require("pm.runtime").started()
       end)
     end
   end)
@@ -423,8 +430,14 @@ function M.run(opts)
     if not reopened then log.error("%s", rerr) end
   end
   M.signals = {
-    core.signal(S.SIGTERM, function() shutdown(0) end),
-    core.signal(S.SIGINT, function() shutdown(0) end),
+    core.signal(S.SIGTERM, function()
+      if opts.runtime then require("pm.runtime").on_term() end
+      shutdown(0)
+    end),
+    core.signal(S.SIGINT, function()
+      if opts.runtime then require("pm.runtime").on_term() end
+      shutdown(0)
+    end),
     core.signal(S.SIGHUP, reload_logs),
     core.signal(S.SIGUSR2, reload_logs),
   }

@@ -441,8 +441,8 @@ function M.read(path, opts)
   return shaped, serr
 end
 
--- The top-level keys of a file: apps and hooks; deploy (PM2's: pm does
--- not deploy) is let be.
+-- The top-level keys of a file: apps and hooks; deploy (PM2's section,
+-- read by pm deploy: deploy.lua) is passed on as it is.
 M.TOP_KEYS = { "apps", "hooks", "hook_limits", "deploy" }
 local top_keys = { apps = true, hooks = true, hook_limits = true, deploy = true }
 
@@ -468,7 +468,7 @@ function M.shape(path, res)
   if res.hooks ~= nil and type(res.hooks) ~= "table" then
     return nil, path .. ": hooks must be a table of functions"
   end
-  return { apps = apps, hooks = res.hooks }
+  return { apps = apps, hooks = res.hooks, deploy = res.deploy }
 end
 
 -- Set by the daemon: capture(argv, limits, done(code, stdout, stderr))

@@ -142,6 +142,27 @@ function methods.describe(params, conn, done)
   end, conn)
 end
 
+-- The declarations of the apps a target names, as pm export reads them:
+-- each app once (its instances share one), with its own environment; a
+-- Lua hook as its name mapped to true (functions do not cross the wire).
+function methods.declarations(params, conn, done)
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    local out, seen = {}, {}
+    for _, p in ipairs(list) do
+      local d = p.decl
+      if not seen[d] then
+        seen[d] = true
+        local e = util.decode("{" .. appdecl.members_json(d) .. "}") or {}
+        e.env, e.env_remove = d.env or {}, d.env_remove
+        for k, v in pairs(d) do if type(v) == "function" then e[k] = true end end
+        out[#out + 1] = e
+      end
+    end
+    done(nil, out)
+  end, conn)
+end
+
 -- What differs between two declarations: { "max_restarts", "env.PORT", ... }
 local function changes(old, new)
   local out = {}

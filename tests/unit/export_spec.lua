@@ -1,0 +1,138 @@
+-- The pure pieces of pm export and pm deploy: cron_restart as systemd's
+-- OnCalendar= (checked by `systemd-analyze calendar` when it is there),
+-- unit names, the YAML printer's quoting read back by a YAML 1.1 reader
+-- (PyYAML, docker-compose's) and a 1.2 one (lua-yaml), deploy sections
+-- refused with one line.
+local export = require "pm.export"
+local systemd = require "pm.export_systemd"
+local deploy = require "pm.deploy"
+local util = require "pm.util"
+local core = require "pm.core"
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+  local out = p:read("*a")
+  p:close()
+  return tonumber(out:match("rc=(%d+)\n$")), out
+end
+
+describe("pm export: systemd", function()
+  it("turns cron_restart into OnCalendar= (both day fields: two of them, as cron fires on either)", function()
+    assert.same({ "Mon..Fri *-*-* 03:00:00" }, systemd.calendar("0 3 * * 1-5"))
+    assert.same({ "*-*-01,15 *:00,15,30,45:00" }, systemd.calendar("*/15 * 1,15 * *"))
+    assert.same({ "*-*-13 12:00:00", "Fri *-*-* 12:00:00" }, systemd.calendar("0 12 13 * fri"))
+    assert.same({ "*-01,07-01 00:00:30" }, systemd.calendar("30 0 0 1 jan,jul *"))
+    assert.same({ "Sun,Sat *-*-* 00:00:00" }, systemd.calendar("0 0 * * 0,6"))
+    assert.is_nil(systemd.calendar("61 * * * *"))
+    local code = sh("command -v systemd-analyze >/dev/null")
+    if code ~= 0 then return pending("systemd-analyze is not installed (make deps)") end
+    for _, expr in ipairs({ "0 3 * * 1-5", "*/15 * 1,15 * *", "0 12 13 * fri", "30 0 0 1 jan,jul *" }) do
+      for _, cal in ipairs(systemd.calendar(expr)) do
+        local rc, out = sh("systemd-analyze calendar " .. deploy.quote(cal))
+        assert.equal(0, rc, cal .. ": " .. out)
+      end
+    end
+  end)
+
+  it("names units as systemd-escape does, and keeps % and $ out of expansion", function()
+    assert.equal("api", systemd.unit_name("api"))
+    assert.equal("my\\x20app", systemd.unit_name("my app"))
+    assert.equal("a\\x2fb", systemd.unit_name("a/b"))
+    assert.equal("\\x2ehidden", systemd.unit_name(".hidden"))
+    assert.equal("100%%", systemd.word("100%"))
+    assert.equal("$$HOME", systemd.word("$HOME"))
+    assert.equal('"a b"', systemd.word("a b"))
+  end)
+
+  it("refuses an app whose path would end a unit's line", function()
+    local d = assert(require("pm.app").normalize({ name = "x", script = "/bin/sleep", out_file = "/tmp/a\n[Service]" },
+      { base = "/tmp" }))
+    local files, err = export.export({ d }, { to = "systemd", source = "test" })
+    assert.is_nil(files)
+    assert.equal("app 'x': out_file holds a control character: a unit cannot hold it", err)
+  end)
+end)
+
+describe("pm export: printers", function()
+  local tricky = { "on", "off", "yes", "No", "y", "n", "true", "False", "null", "~", "", "0x10", "1e3", "08",
+    "1_000", "12:30", "a: b", "- x", "#c", "x #y", "[a]", "{b}", "'q'", '"d"', "*ref", "&anchor", "!tag",
+    "%d", "@at", "`tick", "line\nbreak", "tab\there", "é", "2026-01-01", ".5", "+1", "-", "?", "|", ">" }
+
+  it("quotes every string a YAML reader would take for something else", function()
+    local doc = { list = export.list(tricky), map = {} }
+    for i, s in ipairs(tricky) do doc.map["k" .. i] = s end
+    doc.n, doc.f, doc.t = 8080, 1.5, true
+    local text = assert(export.yaml({ doc }))
+    -- YAML 1.2 (lua-yaml)
+    local back = require("lyaml").load(text)
+    assert.same(tricky, back.list)
+    assert.equal(8080, back.n)
+    assert.equal(true, back.t)
+    -- YAML 1.1 (PyYAML, as docker-compose reads)
+    local f = os.tmpname()
+    local fh = io.open(f, "w"); fh:write(text); fh:close()
+    local rc, out = sh("python3 -c 'import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' " .. f)
+    os.remove(f)
+    if rc ~= 0 and out:find("No module named", 1, true) then
+      return pending("python3-yaml is not installed (docker-compose brings it: make deps)")
+    end
+    assert.equal(0, rc, out)
+    local py = util.decode((out:gsub("rc=%d+\n$", "")))
+    assert.same(tricky, py.list)
+    for i, s in ipairs(tricky) do assert.equal(s, py.map["k" .. i]) end
+    assert.equal(8080, py.n)
+  end)
+
+  it("prints JSON in a fixed key order, / unescaped, empty lists as []", function()
+    local text = export.json({ Job = { TaskGroups = export.list(), ID = "a/b", Name = "x" } })
+    assert.equal('{\n  "Job": {\n    "ID": "a/b",\n    "Name": "x",\n    "TaskGroups": []\n  }\n}\n', text)
+    assert.same({ Job = { ID = "a/b", Name = "x", TaskGroups = {} } }, util.decode(text))
+  end)
+end)
+
+describe("pm deploy: a section", function()
+  local dir
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    core.mkdir(dir, 448)
+  end)
+  after_each(function() os.execute("rm -rf " .. deploy.quote(dir)) end)
+
+  local function section(text)
+    local path = dir .. "/ecosystem.lua"
+    local f = io.open(path, "w")
+    f:write("return { apps = {}, deploy = { production = " .. text .. " } }")
+    f:close()
+    return deploy.config(path, "production")
+  end
+
+  it("takes PM2's section: hosts as a list, ssh_options as -o, env upper-cased, the default post-deploy", function()
+    local cfg = assert(section([[{ user = "u", host = { "a", "b" }, ref = "origin/main", repo = "r",
+      path = "/srv/app", ssh_options = "StrictHostKeyChecking=no", key = "/k", port = 2222,
+      env = { node_env = "production" } }]]))
+    assert.same({ "a", "b" }, cfg.hosts)
+    assert.same({ "ssh", "-o", "StrictHostKeyChecking=no", "-p", "2222", "-i", "/k", "u@a" }, deploy.ssh_argv(cfg, "a"))
+    assert.same({ { "NODE_ENV", "production" } }, cfg.env)
+    assert.equal("pm startOrRestart 'ecosystem.lua' --env 'production'", cfg["post-deploy"])
+    assert.equal('"$HOME"/\'app/current\'', deploy.path_of({ path = "~/app" }, "current"))
+  end)
+
+  it("refuses what it cannot use, with one line", function()
+    local function refused(text, plain)
+      local cfg, err = section(text)
+      assert.is_nil(cfg)
+      assert.truthy(err:find(plain, 1, true), err)
+      assert.is_nil(err:find("\n", 1, true))
+    end
+    refused([[{ host = "h", ref = "r", path = "/p" }]], "deploy.production.repo is required")
+    refused([[{ host = "h", repo = "x", ref = "r", path = "rel/p" }]], "must be an absolute path")
+    refused([[{ host = "-oProxyCommand=x", repo = "x", ref = "r", path = "/p" }]], "bad host")
+    refused([[{ host = {}, repo = "x", ref = "r", path = "/p" }]], "host must be")
+    refused([[{ host = "h", user = "a b", repo = "x", ref = "r", path = "/p" }]], "bad user name")
+    refused([[{ host = "h", repo = "x", ref = "r", path = "/p", port = "ssh" }]], "port must be a port")
+    refused([[{ host = "h", repo = "x", ref = "r", path = "/p", env = { ["A-B"] = 1 } }]], "not a variable name")
+    local _, err = deploy.config(dir .. "/ecosystem.lua", "staging")
+    assert.truthy(err:find("no deploy.staging (the file deploys to production)", 1, true), err)
+  end)
+end)
