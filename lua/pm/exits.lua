@@ -45,16 +45,29 @@ end
 -- live thread of its subreaper, the daemon's main thread, whose list is
 -- read at every exit (parsed and filtered in C: with 10,000 apps the list
 -- is 60 KB, and none of them is an orphan).
-local function unknown_children() return core.children(nil, by_pid, M.retirees) end
+-- An exit of an app being stopped may use a list read in the last
+-- STOP_SHARE_MS: the stop put its tree of the time in p.tree already (all
+-- of it is killed), so the list only adds the orphans it had before, and
+-- a mass stop (pm delete all, the daemon's own stop) reads the list a few
+-- times instead of once an app (the read is O(number of children) in the
+-- kernel: 2,000 apps' delete spent half its CPU there).
+local STOP_SHARE_MS = 20
+local shared_list, shared_at = nil, -math.huge
+local function unknown_children(stopping)
+  local now = core.mono()
+  if stopping and shared_list and now - shared_at < STOP_SHARE_MS then return shared_list end
+  shared_list, shared_at = core.children(nil, by_pid, M.retirees), now
+  return shared_list
+end
 
 -- The daemon's children it did not start (adopted orphans) that carry p's
 -- marker, and their descendants: pid -> start time, added to into. Costs
 -- a read of the daemon's list of children and one of /proc/PID/environ
 -- per child it does not know (none, but for the helpers running).
-local function adopted(p, into)
+local function adopted(p, into, stopping)
   local needle = p.uid_marker and ("PM_APP_UID=" .. p.uid_marker .. "\0")
   if not needle then return into end
-  for _, pid in ipairs(unknown_children()) do
+  for _, pid in ipairs(unknown_children(stopping)) do
     local env = core.proc_environ(pid)
     if env and (env:find("\0" .. needle, 1, true) or env:sub(1, #needle) == needle) then
       for _, q in ipairs(core.proc_tree(pid)) do into[q] = (core.proc_stat(q) or {}).start end
@@ -110,7 +123,7 @@ function M.signal_tree(p, sig)
   for _, pid in ipairs(core.proc_tree(p.pid)) do
     if pid ~= p.pid then p.tree[pid] = (core.proc_stat(pid) or {}).start end
   end
-  adopted(p, p.tree)
+  adopted(p, p.tree, true)
   core.kill(p.pid, sig)
   for pid in pairs(p.tree) do core.kill(pid, sig) end
 end
@@ -211,7 +224,7 @@ function M.on_child(pid, code, signum)
     -- (before the group dies: its members orphaned now are adopted already)
     if mode == "tree" then
       if stopping then
-        p.tree = adopted(p, p.tree or {}) -- they had the stop signal: SIGKILL now
+        p.tree = adopted(p, p.tree or {}, true) -- they had the stop signal: SIGKILL now
       else
         escaped = adopted(p, {}) -- the stop signal first (below)
         if next(escaped) == nil then escaped = nil end
