@@ -6,7 +6,7 @@
 --   --rounds N     rounds per figure (default 5)
 --   --idle S       seconds of the idle-CPU window (default 30; the issue's figure is 120)
 --   --no-pm2       pm's columns only
---   --only a,b     only these figures (first list hundred crash burst idle big); RESULTS.md is left alone
+--   --only a,b     only these figures (first list hundred crash burst idle big huge); RESULTS.md is left alone
 --   --no-write     print the table, leave bench/RESULTS.md alone
 --   --cleanup      only stop what a run left behind (bench/run's trap)
 --
@@ -409,7 +409,7 @@ local function setup()
   assert(r.code == 0, "cannot build bench/stamp.c")
   _, r = run({ "cc", "-O2", "-o", RESPAWN, SRC .. "/bench/respawn.c" })
   assert(r.code == 0, "cannot build bench/respawn.c")
-  for _, n in ipairs({ 10, 100, 2000 }) do ECO[n] = sleepers(n) end
+  for _, n in ipairs({ 10, 100, 2000, 10000 }) do ECO[n] = sleepers(n) end
   for _, m in ipairs({ PM, PM2 }) do
     ECO["crash-" .. m.key] = eco("crash-" .. m.key, { { name = "crash", script = STAMP,
       args = OUT .. "/stamps-" .. m.key .. ".txt", interpreter = "none", autorestart = true,
@@ -728,6 +728,67 @@ function figures.big()
   progress("rss2000", "2,000 apps: daemon VmRSS (MB)")
 end
 
+-- 10,000 apps (pm only: PM2 took 37-44 s for 2,000, so about 4 minutes
+-- for 10,000 and 1 GB; it is not run): start until as many as fit are
+-- online, jlist, daemon memory, its fds per app, the CPU of a crash loop
+-- with the 10,000 idle apps beside it, delete.
+local function proc_fds(pid)
+  local n = 0
+  for _ in pairs(core.listdir("/proc/" .. pid .. "/fd") or {}) do n = n + 1 end
+  return n
+end
+function figures.huge()
+  local m = PM
+  local dpid = ensure_daemon(m)
+  local fds0 = proc_fds(dpid)
+  local t0 = core.mono()
+  cli(m, { "start", ECO[10000] }, { timeout = 600000 })
+  -- as many as the fd limit lets run (ping says how many more fit)
+  local up = 0
+  wait_list(m, function(list)
+    local n = online(list)
+    local settled = n == up
+    up = n
+    return n >= 10000 or (settled and n > 0)
+  end, 600000)
+  add("start10k", m.key, core.mono() - t0)
+  add("online10k", m.key, up)
+  if up < 10000 then
+    local path = OUT .. "/ping.json"
+    cli(m, { "ping" }, { out = path })
+    local ok, ping = pcall(util.decode, util.read_file(path) or "")
+    if not ok or type(ping) ~= "table" then ping = {} end
+    note(("pm: %d of 10,000 apps online: the daemon's fd limit is %s (each app needs 2)"):format(up,
+      tostring(ping.fds and ping.fds.limit)))
+  end
+  add("fds10k", m.key, (proc_fds(dpid) - fds0) / math.max(up, 1))
+  for _ = 1, R do
+    local ms, r = cli(m, { "jlist" }, { timeout = 120000 })
+    if r.code == 0 then add("jlist10k", m.key, ms) end
+  end
+  pause(2000)
+  memory(m, "anon10k", "rss10k")
+  -- the crash loop beside them (the crash figure's app, its CPU per restart)
+  if up < 10000 then cli(m, { "delete", "s" .. up }) end -- (room for it)
+  local path = OUT .. "/stamps-" .. m.key .. ".txt"
+  os.remove(path)
+  cli(m, { "start", ECO["crash-" .. m.key] })
+  local t = core.mono() + 10000
+  while file_size(path) < STAMP_LINE and core.mono() < t do core.sleep(1) end
+  local c0, w0, n0 = cpu_sample(dpid), core.mono(), math.floor(file_size(path) / STAMP_LINE)
+  while file_size(path) < STAMP_LINE * (CRASH_N + 1) and core.mono() - w0 < CRASH_MS do core.sleep(20) end
+  local c1, w1, n1 = cpu_sample(dpid), core.mono(), math.floor(file_size(path) / STAMP_LINE)
+  if n1 > n0 then add("crash_cpu_each10k", m.key, cpu_pct(c0, c1, w1 - w0) / 100 * (w1 - w0) / (n1 - n0)) end
+  cli(m, { "delete", "crash" })
+  t0 = core.mono()
+  if delete_all(m, 600000) then
+    add("delete10k", m.key, core.mono() - t0)
+  else
+    note("pm: 10,000 apps not all gone within 600 s")
+  end
+  progress("jlist10k", "10,000 apps: jlist (ms)")
+end
+
 -- ---- the table ----
 
 local function t_max(v) return function(pm) return pm <= v end end
@@ -761,12 +822,32 @@ local ROWS = {
   { "rss2000", "2,000 apps: daemon VmRSS (MB)", met = t_max(40), target = "≤ 40 MB", big = true },
   { "anon2000", "2,000 apps: daemon RssAnon (MB)", big = true },
   { "delete2000", "2,000 apps: delete until all gone (ms)", big = true },
+  { "start10k", "10,000 apps: start until as many as fit are online (ms)", huge = true },
+  { "online10k", "10,000 apps: online (fd limit %NOFILE%)", met = function(pm) return pm >= 10000 end,
+    target = "10,000", huge = true },
+  { "fds10k", "10,000 apps: daemon fds per running app", met = t_max(2), target = "≤ 2", huge = true },
+  { "jlist10k", "10,000 apps: `jlist` round trip (ms)", met = t_max(50), target = "≤ 50 ms", huge = true },
+  { "rss10k", "10,000 apps: daemon VmRSS (MB)", met = t_max(80), target = "≤ 80 MB", huge = true },
+  { "anon10k", "10,000 apps: daemon RssAnon (MB)", huge = true },
+  { "crash_cpu_each10k", "10,000 idle apps beside a crash loop: daemon CPU per restart (ms)",
+    target = "as with 1 app (the crash row)", huge = true,
+    met = function(pm) local c = res.crash_cpu_each and stats(res.crash_cpu_each.pm)
+      return c ~= nil and pm <= c.med * 1.2 end },
+  { "delete10k", "10,000 apps: delete until all gone (ms)", huge = true },
 }
 
 local function cell(s)
   if not s then return "—" end
   if s.n == 1 or s.lo == s.hi then return num(s.med) end
   return ("%s (%s–%s)"):format(num(s.med), num(s.lo), num(s.hi))
+end
+
+-- the fd limit a daemon started by this run gets (ulimit -n)
+local function nofile_text()
+  local p = io.popen("sh -c 'ulimit -n'")
+  local v = p and p:read("*l")
+  if p then p:close() end
+  return v or "?"
 end
 
 local function table_lines()
@@ -781,7 +862,7 @@ local function table_lines()
     local pm, pm2 = stats(r.pm), stats(r.pm2)
     local lim = row.limit and stats((res[row.limit] or {}).limit)
     if pm or pm2 then
-      local what = row[2]:gsub("%%IDLE%%", tostring(opt.idle))
+      local what = row[2]:gsub("%%IDLE%%", tostring(opt.idle)):gsub("%%NOFILE%%", nofile_text())
       local pm_cell, pm2_cell = cell(pm), cell(pm2)
       if row.lost then
         for _, m in ipairs(MANAGERS) do
@@ -805,6 +886,8 @@ local function table_lines()
         pm2_cell = pm2_missing:match("^missing") and "missing" or "not run"
       elseif row.big and big_skipped and not pm2 then
         pm2_cell = big_skipped
+      elseif row.huge then
+        pm2_cell = "not run (about 4 min and 1 GB at 2,000 apps' pace)"
       end
       local ratio = (pm and pm2 and pm2.med ~= 0) and num(pm.med / pm2.med) or "—"
       local dist = "—"
@@ -848,7 +931,7 @@ local function machine()
     mem / 1048576, release)
 end
 
-local ORDER = { "first", "list", "hundred", "crash", "burst", "idle", "big" }
+local ORDER = { "first", "list", "hundred", "crash", "burst", "idle", "big", "huge" }
 
 local function loadavg() return (util.read_file("/proc/loadavg") or "?"):match("^(%S+)") end
 
