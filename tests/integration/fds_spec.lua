@@ -94,7 +94,13 @@ describe("the daemon's fds", function()
     local r = H.sh(drop .. "sh -c " .. sq("ulimit -n 200 && exec " .. sq(H.bin) .. " ping"))
     assert.equal(0, r.code, r.err)
     local ping = assert(util.decode(H.ok(H.pm("ping")).out))
-    assert.equal(200, ping.fds.limit, util.encode(ping.fds))
+    if ping.fds.limit ~= 200 then
+      -- a root daemon that may raise its limit did (setpriv could not take
+      -- CAP_SYS_RESOURCE away here): that is the raise, not running out
+      assert.is_true(ping.fds.limit > 200, util.encode(ping.fds))
+      pending("the daemon raised its fd limit to " .. ping.fds.limit .. ": running out is not reachable here")
+      return
+    end
     local fit = ping.fds.apps_fit
     r = H.pm("start", sleepers(150, "x"))
     assert.equal(1, r.code)
