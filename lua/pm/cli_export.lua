@@ -55,16 +55,13 @@ function V.export(args)
   local files, unmapped, warnings = export.export(decls, { to = a.to, image = a.image, keep_pm = a.keep_pm,
     env = a.env, file = file, source = file or a.what, pm_bin = util.pm_binary() })
   if not files then error({ msg = unmapped }, 0) end
+  local out_real
   if a.out then
-    local ok, err = util.mkdir_p(a.out, 493)
-    if not ok then error({ msg = a.out .. ": " .. tostring(err) }, 0) end
-    -- files are replaced through a ".new" beside them: in a folder another
-    -- user may write to, a link put there first would take the write
-    local ost = core.stat(a.out)
-    if not ost or ost.type ~= "dir" then error({ msg = a.out .. ": not a folder" }, 0) end
-    if ost.uid ~= core.getuid() or bit.band(ost.mode, 18) ~= 0 then -- (0022)
-      error({ msg = a.out .. ": a folder of yours that only you may write to is needed (--out)" }, 0)
-    end
+    -- files are replaced through a ".new" beside them, as root maybe: a
+    -- folder (or a link on the way) another user can change is refused
+    local err
+    out_real, err = export.out_dir(a.out)
+    if not out_real then error({ msg = "--out " .. a.out .. ": " .. tostring(err) }, 0) end
   end
   for _, w in ipairs(warnings) do io.stderr:write("pm export: warning: ", w, "\n") end
   for _, line in ipairs(export.unmapped_lines(unmapped)) do
@@ -73,7 +70,7 @@ function V.export(args)
   if a.out then
     for _, f in ipairs(files) do
       local path = a.out:gsub("/+$", "") .. "/" .. f.name
-      local wok, werr = util.write_atomic(path, f.text, { durable = false, mode = 420 })
+      local wok, werr = util.write_atomic(out_real .. "/" .. f.name, f.text, { durable = false, mode = 420 })
       if not wok then error({ msg = path .. ": " .. tostring(werr) }, 0) end
       io.stdout:write(path, "\n")
     end

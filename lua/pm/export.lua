@@ -7,6 +7,7 @@
 -- units. Each target is a module of its own (export_<target>.lua) with
 -- `attrs` (attribute -> true when mapped, or the reason it is not) and
 -- `files(decls, opts) -> { { name, text }, ... }`.
+local core = require "pm.core"
 local util = require "pm.util"
 local appdecl = require "pm.app"
 
@@ -372,6 +373,64 @@ function M.head(opts, unmapped, apps)
     for _, l in ipairs(M.unmapped_lines(mine)) do lines[#lines + 1] = "  " .. l end
   end
   return lines
+end
+
+-- ---- --out: a folder only the caller (and root) may change ----
+
+local S_IWGO, S_ISVTX = 18, 512 -- (0022, 01000)
+
+-- path's components, from "/" -> false when one is missing | true | nil, err.
+-- Each (a link too) is the caller's or root's; a folder others may write
+-- to is passed through only when sticky (they cannot rename what is not
+-- theirs), and the last is the caller's and written by no one else.
+local function walk(path, me)
+  local cur = ""
+  local comps = {}
+  for c in path:gmatch("[^/]+") do comps[#comps + 1] = c end
+  for i = 0, #comps do
+    if i > 0 then cur = cur .. "/" .. comps[i] end
+    local p = cur == "" and "/" or cur
+    local st = core.stat(p, true)
+    if not st then return false end
+    local last = i == #comps
+    if st.uid ~= me and st.uid ~= 0 then
+      return nil, ("%s is another user's (uid %d)"):format(p, st.uid)
+    end
+    if st.type ~= "link" then
+      if st.type ~= "dir" then return nil, p .. ": not a folder" end
+      if last and (st.uid ~= me or bit.band(st.mode, S_IWGO) ~= 0) then
+        return nil, p .. ": a folder of yours that only you may write to is needed"
+      end
+      if not last and bit.band(st.mode, S_IWGO) ~= 0 and bit.band(st.mode, S_ISVTX) == 0 then
+        return nil, p .. ": others may write to it (a link put there would take the write)"
+      end
+    end
+  end
+  return true
+end
+
+--[[ The folder of --out, made when missing (0755) -> its real path (what
+the files are written into) | nil, err. pm may run as root: a folder, or a
+link on the way to it, that another user can change would let them choose
+where root writes (a link to /etc/systemd/system), so the path as given and
+the path it resolves to are both walked. ]]
+function M.out_dir(dir)
+  local me = core.getuid()
+  local abs = util.absolute(dir)
+  local ok, err = walk(abs, me)
+  if ok == nil then return nil, err end
+  if ok == false then
+    -- the existing part is safe: make the rest, then look again
+    local mok, merr = util.mkdir_p(abs, 493)
+    if not mok then return nil, abs .. ": " .. tostring(merr) end
+    ok, err = walk(abs, me)
+    if not ok then return nil, err or (abs .. ": gone") end
+  end
+  local real, rerr = core.realpath(abs)
+  if not real then return nil, tostring(rerr) end
+  ok, err = walk(real, me)
+  if not ok then return nil, err or (real .. ": gone") end
+  return real
 end
 
 -- ---- the entry ----
