@@ -53,6 +53,31 @@ describe("pm export: systemd", function()
   end)
 end)
 
+describe("pm export: systemd lines", function()
+  local function units(d)
+    d = assert(require("pm.app").normalize(d, { base = "/tmp" }))
+    return export.export({ d }, { to = "systemd", source = "test" })
+  end
+
+  it("refuses an instance_var that would end the line (a unit injected), quotes one that would not", function()
+    local files, err = units({ name = "x", script = "/bin/sleep", instances = 2,
+      instance_var = "X\n[Service]\nExecStartPre=/bin/touch /tmp/pwned" })
+    assert.is_nil(files)
+    assert.equal("app 'x': instance_var holds a control character: a unit cannot hold it", err)
+    files = assert(units({ name = "x", script = "/bin/sleep", instances = 2, instance_var = "A 100%" }))
+    assert.truthy(files[1].text:find('\nEnvironment="A 100%%%%=%%i"\n'), files[1].text)
+  end)
+
+  it("keeps a cron_restart's line breaks out of the timer's Description=", function()
+    local files = assert(units({ name = "x", script = "/bin/sleep", cron_restart = "0 3 * * *\n" }))
+    for _, f in ipairs(files) do
+      for line in f.text:gmatch("[^\n]+") do
+        assert.truthy(line:match("^#") or line:match("^%[%u%a+%]$") or line:match("^%u%a+="), f.name .. ": " .. line)
+      end
+    end
+  end)
+end)
+
 describe("pm export: printers", function()
   local tricky = { "on", "off", "yes", "No", "y", "n", "true", "False", "null", "~", "", "0x10", "1e3", "08",
     "1_000", "12:30", "a: b", "- x", "#c", "x #y", "[a]", "{b}", "'q'", '"d"', "*ref", "&anchor", "!tag",
