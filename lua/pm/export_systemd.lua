@@ -171,7 +171,8 @@ local function service(d, opts, head)
   else
     add("ExecStart=" .. exec_line(export.argv(d, opts.pm_bin)) .. "\n")
   end
-  add("WorkingDirectory=" .. word(d.cwd) .. "\n")
+  -- (a path as it is: WorkingDirectory= neither unquotes nor expands $)
+  add("WorkingDirectory=" .. raw(d.cwd) .. "\n")
   if d.user or d.uid then add("User=" .. tostring(d.user or d.uid) .. "\n") end
   if d.gid then add("Group=" .. tostring(d.gid) .. "\n") end
   if not opts.keep_pm then -- (pm runtime reads the file's)

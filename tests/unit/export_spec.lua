@@ -68,6 +68,25 @@ describe("pm export: systemd lines", function()
     assert.truthy(files[1].text:find('\nEnvironment="A 100%%%%=%%i"\n'), files[1].text)
   end)
 
+  it("writes a WorkingDirectory= with a space or a $ as it is (it is neither unquoted nor expanded)", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    dir = dir .. " my app$x"
+    core.mkdir(dir, 448)
+    local files = assert(units({ name = "x", script = "/bin/sleep", args = { "1" }, cwd = dir }))
+    local line = files[1].text:match("\nWorkingDirectory=([^\n]*)\n")
+    local code, out = 0, ""
+    if sh("command -v systemd-analyze >/dev/null") == 0 then
+      local f = assert(io.open(dir .. "/x.service", "w"))
+      f:write(files[1].text)
+      f:close()
+      code, out = sh("systemd-analyze verify " .. deploy.quote(dir .. "/x.service"))
+    end
+    os.execute("rm -rf " .. deploy.quote(dir))
+    assert.equal(dir, line)
+    assert.equal(0, code, out)
+  end)
+
   it("keeps a cron_restart's line breaks out of the timer's Description=", function()
     local files = assert(units({ name = "x", script = "/bin/sleep", cron_restart = "0 3 * * *\n" }))
     for _, f in ipairs(files) do
