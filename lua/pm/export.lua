@@ -452,6 +452,19 @@ function M.export(decls, opts)
   local o = util.shallow_copy(opts)
   o.to = to
   o.pm_bin = o.pm_bin or "pm"
+  if to ~= "systemd" then
+    -- names there are DNS labels: two apps must not become one (a file or a
+    -- service written over the other's)
+    local seen = {}
+    for _, d in ipairs(decls) do
+      local n = M.dns_name(d.name)
+      if seen[n] then
+        return nil, ("apps '%s' and '%s' would both be named '%s' in %s (lower case letters, digits and "
+          .. "'-'): rename one"):format(seen[n], d.name, n, to)
+      end
+      seen[n] = d.name
+    end
+  end
   local T = require("pm.export_" .. M.TARGETS[to])
   if o.keep_pm then
     -- pm runtime runs an app's instances itself: one unit or replica each

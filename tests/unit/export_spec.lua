@@ -97,6 +97,41 @@ describe("pm export: systemd lines", function()
   end)
 end)
 
+describe("pm export: names and values the targets would change", function()
+  local function decl(d) return assert(require("pm.app").normalize(d, { base = "/tmp" })) end
+
+  it("refuses two apps that one DNS name stands for (a file or service written over the other's)", function()
+    local decls = { decl({ name = "a_b", script = "/bin/sleep" }), decl({ name = "A-b", script = "/bin/sleep" }) }
+    for _, to in ipairs({ "kubernetes", "nomad", "compose" }) do
+      local files, err = export.export(decls, { to = to, source = "test", image = "x:1" })
+      assert.is_nil(files)
+      assert.equal(("apps 'a_b' and 'A-b' would both be named 'a-b' in %s (lower case letters, digits and '-'): "
+        .. "rename one"):format(to), err)
+    end
+    assert.equal(2, #assert(export.export(decls, { to = "systemd", source = "test" })))
+  end)
+
+  it("compose: an app's $ stays a $ (Compose interpolates the file's values)", function()
+    local d = decl({ name = "a", script = "/bin/sleep", args = { "$1" }, health = { exec = 'test -n "$PASS"' },
+      env = { PASS = "pa$word", PRICE = "cost $5", HOME_REF = "${HOME}" } })
+    local files = assert(export.export({ d }, { to = "compose", source = "test", image = "x:1" }))
+    local text = files[1].text
+    local svc = require("lyaml").load(text).services.a
+    assert.same({ PASS = "pa$$word", PRICE = "cost $$5", HOME_REF = "$${HOME}" }, svc.environment)
+    assert.same({ "$$1" }, svc.command)
+    assert.same({ "CMD-SHELL", 'test -n "$$PASS"' }, svc.healthcheck.test)
+    if sh("command -v docker-compose >/dev/null") ~= 0 then return pending("docker-compose is not installed") end
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    local code, out = sh("HOME=/nowhere-r19 docker-compose -f " .. deploy.quote(path) .. " config")
+    os.remove(path)
+    assert.equal(0, code, out)
+    assert.is_nil(out:find("/nowhere-r19", 1, true), out)
+  end)
+end)
+
 describe("pm export: printers", function()
   local tricky = { "on", "off", "yes", "No", "y", "n", "true", "False", "null", "~", "", "0x10", "1e3", "08",
     "1_000", "12:30", "a: b", "- x", "#c", "x #y", "[a]", "{b}", "'q'", '"d"', "*ref", "&anchor", "!tag",
