@@ -52,6 +52,13 @@ function M.config(file, env)
   for _, k in ipairs({ "repo", "path", "ref" }) do
     if not cfg[k] or cfg[k] == "" then return nil, ("%s: %s.%s is required"):format(file, label, k) end
   end
+  -- git would take a leading '-' for an option (--upload-pack=CMD runs CMD)
+  for _, k in ipairs({ "repo", "ref" }) do
+    if cfg[k]:sub(1, 1) == "-" or cfg[k]:find("%c") then
+      return nil, ("%s: %s.%s: bad value %s (no leading '-', no control character)"):format(file, label, k,
+        util.encode(cfg[k]))
+    end
+  end
   if cfg.path:sub(1, 1) ~= "/" and cfg.path:sub(1, 2) ~= "~/" then
     return nil, ("%s: %s.path must be an absolute path (or ~/...), not %s"):format(file, label, cfg.path)
   end
@@ -61,13 +68,15 @@ function M.config(file, env)
     return nil, ("%s: %s.host must be a host name or a list of them"):format(file, label)
   end
   for _, h in ipairs(hosts) do
-    if type(h) ~= "string" or h == "" or h:find("[%s'\"]") or h:sub(1, 1) == "-" then
-      return nil, ("%s: %s.host: bad host %s"):format(file, label, tostring(h))
+    -- a name or an address, nothing else: ssh puts the host in commands of
+    -- the user's ssh_config (%h in ProxyCommand), a shell reads it there
+    if type(h) ~= "string" or not h:match("^[%w_:][%w._:-]*$") then
+      return nil, ("%s: %s.host: bad host %s"):format(file, label, util.encode(tostring(h)))
     end
   end
   cfg.hosts = hosts
-  if cfg.user and (cfg.user:find("[%s@'\"]") or cfg.user:sub(1, 1) == "-") then
-    return nil, ("%s: %s.user: bad user name %s"):format(file, label, cfg.user)
+  if cfg.user and not cfg.user:match("^[%w_][%w._-]*%$?$") then
+    return nil, ("%s: %s.user: bad user name %s"):format(file, label, util.encode(cfg.user))
   end
   if c.port ~= nil then
     local n = tonumber(c.port)
@@ -225,7 +234,7 @@ function C.setup(cfg, host)
   local ok, err = remote(cfg, host, "setup", table.concat({
     guard("making the folders", ("mkdir -p %s %s %s"):format(path_of(cfg, "shared/logs"),
       path_of(cfg, "shared/pids"), path_of(cfg, "source"))),
-    guard("git clone", ("git clone %s--branch %s %s %s"):format(cfg.fetch == "fast" and "--depth=5 " or "",
+    guard("git clone", ("git clone %s--branch %s -- %s %s"):format(cfg.fetch == "fast" and "--depth=5 " or "",
       q(branch), q(cfg.repo), path_of(cfg, "source"))),
     guard("linking current", ("ln -sfn %s %s"):format(path_of(cfg, "source"), path_of(cfg, "current"))),
     hook_step(cfg, "post-setup") }, "\n"))
@@ -248,7 +257,7 @@ function C.update(cfg, host, ref)
   local ok, err = remote(cfg, host, "update", table.concat({
     hook_step(cfg, "pre-deploy"),
     guard("git fetch", ("cd %s && git fetch %s--all --tags"):format(src, cfg.fetch == "fast" and "--depth=5 " or "")),
-    guard("git reset", ("cd %s && git reset --hard %s"):format(src, q(ref))),
+    guard("git reset", ("cd %s && git reset --hard %s --"):format(src, q(ref))),
     guard("linking current", ("ln -sfn %s %s"):format(src, path_of(cfg, "current"))),
     guard("the deploy log", ("cd %s && git rev-parse HEAD >> %s"):format(src, path_of(cfg, ".deploys"))),
     hook_step(cfg, "post-deploy") }, "\n"))
