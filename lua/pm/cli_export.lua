@@ -83,7 +83,8 @@ function V.export(args)
   return 0
 end
 
-local DEPLOY_USAGE = "usage: pm deploy <file> <env> setup|update|revert [n]|curr|prev|list|exec <cmd> [--force]"
+local DEPLOY_USAGE = "usage: pm deploy <file> <env> setup|update|ref <ref>|revert [n]|curr|prev|list|exec <cmd> "
+  .. "[--force]"
 
 -- pm deploy <file> <env> <command> [arg]: PM2's deploy (pm.deploy). The
 -- command of exec is taken whole (its words, dashes included).
@@ -115,6 +116,9 @@ function V.deploy(args)
     if rest[4] and (not arg or arg < 1 or arg % 1 ~= 0) then
       error({ msg = "revert: a number of deploys (1 or more) expected", code = 2 }, 0)
     end
+  elseif command == "ref" then
+    if not rest[4] or rest[5] then error({ msg = "ref: a ref expected (pm deploy <file> <env> ref <ref>)", code = 2 }, 0) end
+    arg = rest[4]
   elseif command == "exec" or command == "run" then
     if #rest < 4 then error({ msg = "exec: a command expected", code = 2 }, 0) end
     arg = table.concat({ unpack(rest, 4) }, " ")

@@ -18,7 +18,7 @@ local M = {}
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 M.quote = q
 
-M.COMMANDS = { setup = true, update = true, revert = true, curr = true, current = true, prev = true,
+M.COMMANDS = { setup = true, update = true, ref = true, revert = true, curr = true, current = true, prev = true,
   previous = true, list = true, exec = true, run = true }
 
 local STRINGS = { "user", "repo", "path", "ref", "key", "fetch", "pre-setup", "post-setup", "pre-deploy-local",
@@ -322,6 +322,9 @@ function C.exec(cfg, host, cmd)
   return true
 end
 
+-- ref <ref>: that ref deployed instead of the section's (PM2's `ref`)
+function C.ref(cfg, host, ref) return C.update(cfg, host, ref) end
+
 C.current, C.previous, C.run = C.curr, C.prev, C.exec
 
 -- Local changes not committed: PM2 refuses to deploy them (--force goes on)
@@ -339,7 +342,10 @@ end
 function M.run(cfg, command, arg, opts)
   local fn = C[command]
   if not fn then return nil, "unknown deploy command " .. tostring(command) end
-  if command == "update" and not (opts and opts.force) then
+  if command == "ref" and (type(arg) ~= "string" or arg == "" or arg:sub(1, 1) == "-" or arg:find("%c")) then
+    return nil, ("bad ref %s (no leading '-', no control character)"):format(util.encode(tostring(arg)))
+  end
+  if (command == "update" or command == "ref") and not (opts and opts.force) then
     local why = M.local_changes()
     if why then return nil, why end
   end

@@ -159,6 +159,20 @@ return { apps = { { name = "web", script = "app.sh", env = { VERSION = %q },
     assert.truthy(failed.err:find("exec failed", 1, true))
   end)
 
+  it("ref <ref> deploys that ref (PM2's `deploy production ref origin/v2`)", function()
+    if why_not then return pending(why_not) end
+    local before = deploys()
+    local c3 = commit("3")
+    H.ok(deploy("ref", c3), "ref")
+    local after = deploys()
+    assert.equal(#before + 1, #after)
+    assert.equal(c3, after[#after])
+    H.wait_for(function() local p = remote_web(); return p and p.pm2_env.VERSION == "3" end, 5000, "web at v3")
+    H.fails(deploy("ref"), "ref: a ref expected")
+    H.fails(deploy("ref", "--upload-pack=touch " .. dir .. "/pwned"), "bad ref")
+    assert.is_nil(core.stat(dir .. "/pwned"))
+  end)
+
   it("refuses a missing section, a bad command, and local changes without --force", function()
     if why_not then return pending(why_not) end
     H.fails(H.pm("deploy", file, "staging", "setup", { cwd = dir }), "no deploy.staging", "production")
