@@ -117,7 +117,9 @@ function V.deploy(args)
       error({ msg = "revert: a number of deploys (1 or more) expected", code = 2 }, 0)
     end
   elseif command == "ref" then
-    if not rest[4] or rest[5] then error({ msg = "ref: a ref expected (pm deploy <file> <env> ref <ref>)", code = 2 }, 0) end
+    if not rest[4] or rest[5] then
+      error({ msg = "ref: a ref expected (pm deploy <file> <env> ref <ref>)", code = 2 }, 0)
+    end
     arg = rest[4]
   elseif command == "exec" or command == "run" then
     if #rest < 4 then error({ msg = "exec: a command expected", code = 2 }, 0) end

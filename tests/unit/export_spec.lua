@@ -210,8 +210,10 @@ describe("pm deploy: a section", function()
     refused([[{ host = {}, repo = "x", ref = "r", path = "/p" }]], "host must be")
     refused([[{ host = "h", user = "a b", repo = "x", ref = "r", path = "/p" }]], "bad user name")
     -- what git would take for an option, what a shell of ssh's would read
-    refused([[{ host = "h", repo = "--upload-pack=touch /tmp/pwned", ref = "r", path = "/p" }]], "deploy.production.repo: bad value")
-    refused([[{ host = "h", repo = "x", ref = "--output=/etc/passwd", path = "/p" }]], "deploy.production.ref: bad value")
+    refused([[{ host = "h", repo = "--upload-pack=touch /tmp/pwned", ref = "r", path = "/p" }]],
+      "deploy.production.repo: bad value")
+    refused([[{ host = "h", repo = "x", ref = "--output=/etc/passwd", path = "/p" }]],
+      "deploy.production.ref: bad value")
     refused([[{ host = "h$(touch${IFS}/tmp/pwned)", repo = "x", ref = "r", path = "/p" }]], "bad host")
     refused([[{ host = "h;id", repo = "x", ref = "r", path = "/p" }]], "bad host")
     refused([[{ host = "h", user = "u$(id)", repo = "x", ref = "r", path = "/p" }]], "bad user name")
