@@ -479,6 +479,18 @@ function M.export(decls, opts)
   local warnings = {}
   local files, err = T.files(decls, o, unmapped, warnings)
   if not files then return nil, err end
+  if (to == "kubernetes" or to == "compose") and not o.keep_pm then
+    -- the commands and folders are this host's paths: said, as the image is
+    local dirs, seen = {}, {}
+    for _, d in ipairs(decls) do
+      if d.cwd and not seen[d.cwd] then seen[d.cwd] = true; dirs[#dirs + 1] = d.cwd end
+    end
+    if #dirs > 0 then
+      warnings[#warnings + 1] = ("the containers run the apps at this host's paths (%s): the image must hold "
+        .. "them there (or --keep-pm with the ecosystem folder in /app, as ecosystem/Dockerfile)")
+        :format(table.concat(dirs, ", "))
+    end
+  end
   return files, unmapped, warnings
 end
 

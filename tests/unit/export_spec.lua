@@ -111,6 +111,15 @@ describe("pm export: names and values the targets would change", function()
     assert.equal(2, #assert(export.export(decls, { to = "systemd", source = "test" })))
   end)
 
+  it("says the containers run the apps at this host's paths", function()
+    local d = decl({ name = "a", script = "/bin/sleep", cwd = "/tmp" })
+    for _, to in ipairs({ "kubernetes", "compose" }) do
+      local _, _, warnings = assert(export.export({ d }, { to = to, source = "test", image = "x:1" }))
+      assert.same({ "the containers run the apps at this host's paths (/tmp): the image must hold them "
+        .. "there (or --keep-pm with the ecosystem folder in /app, as ecosystem/Dockerfile)" }, warnings)
+    end
+  end)
+
   it("compose: an app's $ stays a $ (Compose interpolates the file's values)", function()
     local d = decl({ name = "a", script = "/bin/sleep", args = { "$1" }, health = { exec = 'test -n "$PASS"' },
       env = { PASS = "pa$word", PRICE = "cost $5", HOME_REF = "${HOME}" } })
