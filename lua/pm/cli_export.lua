@@ -53,7 +53,8 @@ function V.export(args)
     decls = running_decls(a.what)
   end
   local files, unmapped, warnings = export.export(decls, { to = a.to, image = a.image, keep_pm = a.keep_pm,
-    env = a.env, file = file, source = file or a.what, pm_bin = util.pm_binary() })
+    env = a.env, file = file, source = file or a.what, pm_bin = util.pm_binary(),
+    caller_user = core.getuid() ~= 0 and (util.passwd(core.getuid()) or {}).name or nil })
   if not files then error({ msg = unmapped }, 0) end
   local out_real
   if a.out then

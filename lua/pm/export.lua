@@ -439,7 +439,8 @@ end
 warnings | nil, err. opts: to (a target or an alias), image, keep_pm,
 env (the --env NAME the declarations were read with), source (what was
 exported, for the head comment), file (the ecosystem file, absolute;
-needed by keep_pm), pm_bin. ]]
+needed by keep_pm), pm_bin, caller_user (the user a pm not run by root
+runs apps as: systemd's User= of an app that names none). ]]
 function M.export(decls, opts)
   local to = M.ALIASES[opts.to] or opts.to
   if not M.TARGETS[to] then

@@ -173,7 +173,13 @@ local function service(d, opts, head)
   end
   -- (a path as it is: WorkingDirectory= neither unquotes nor expands $)
   add("WorkingDirectory=" .. raw(d.cwd) .. "\n")
-  if d.user or d.uid then add("User=" .. tostring(d.user or d.uid) .. "\n") end
+  if d.user or d.uid then
+    add("User=" .. tostring(d.user or d.uid) .. "\n")
+  elseif opts.caller_user then
+    -- under a pm of a user's the app ran as that user: a system unit
+    -- without User= would run it as root
+    add("User=" .. raw(opts.caller_user) .. "\n")
+  end
   if d.gid then add("Group=" .. tostring(d.gid) .. "\n") end
   if not opts.keep_pm then -- (pm runtime reads the file's)
     for _, kv in ipairs(export.env_list(d)) do add("Environment=" .. env_assign(kv[1], kv[2]) .. "\n") end

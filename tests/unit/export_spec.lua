@@ -87,6 +87,14 @@ describe("pm export: systemd lines", function()
     assert.equal(0, code, out)
   end)
 
+  it("runs an app of a user's pm as that user (a system unit runs as root without User=)", function()
+    local d = assert(require("pm.app").normalize({ name = "x", script = "/bin/sleep" }, { base = "/tmp" }))
+    local files = assert(export.export({ d }, { to = "systemd", source = "test", caller_user = "alice" }))
+    assert.truthy(files[1].text:find("\nUser=alice\n", 1, true), files[1].text)
+    files = assert(export.export({ d }, { to = "systemd", source = "test" })) -- (root's pm: root's apps)
+    assert.is_nil(files[1].text:find("\nUser=", 1, true))
+  end)
+
   it("keeps a cron_restart's line breaks out of the timer's Description=", function()
     local files = assert(units({ name = "x", script = "/bin/sleep", cron_restart = "0 3 * * *\n" }))
     for _, f in ipairs(files) do
