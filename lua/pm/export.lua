@@ -355,7 +355,8 @@ end
 function M.comment(lines, prefix)
   prefix = prefix or "# "
   local out = {}
-  for _, l in ipairs(lines) do out[#out + 1] = prefix .. (l:gsub("\n", " ")) .. "\n" end
+  -- (any control character a space: YAML ends a line at \r too)
+  for _, l in ipairs(lines) do out[#out + 1] = prefix .. (l:gsub("%c", " ")) .. "\n" end
   return table.concat(out)
 end
 

@@ -128,6 +128,15 @@ describe("pm export: names and values the targets would change", function()
     end
   end)
 
+  it("keeps a file's path in the head comment (a \\r in it would end the comment in YAML)", function()
+    local d = decl({ name = "a", script = "/bin/sleep" })
+    local files = assert(export.export({ d }, { to = "kubernetes", image = "x:1",
+      source = "/srv/x\rkind: Secret\nb/ecosystem.lua" }))
+    local doc = require("lyaml").load(files[1].text)
+    assert.equal("Deployment", doc.kind)
+    assert.is_nil(files[1].text:find("\r", 1, true))
+  end)
+
   it("compose: an app's $ stays a $ (Compose interpolates the file's values)", function()
     local d = decl({ name = "a", script = "/bin/sleep", args = { "$1" }, health = { exec = 'test -n "$PASS"' },
       env = { PASS = "pa$word", PRICE = "cost $5", HOME_REF = "${HOME}" } })
