@@ -137,6 +137,16 @@ describe("pm export: names and values the targets would change", function()
     assert.is_nil(files[1].text:find("\r", 1, true))
   end)
 
+  it("kubernetes: an app's $ stays a $ (Kubernetes expands $(VAR) in command, args and env values)", function()
+    local d = decl({ name = "a", script = "/bin/sleep", args = { "$(HOME)" }, health = { exec = "test $X" },
+      env = { PASS = "pa$$word", REF = "$(HOME)" } })
+    local files = assert(export.export({ d }, { to = "kubernetes", source = "test", image = "x:1" }))
+    local c = require("lyaml").load(files[1].text).spec.template.spec.containers[1]
+    assert.same({ "$$(HOME)" }, c.args)
+    assert.same({ { name = "PASS", value = "pa$$$$word" }, { name = "REF", value = "$$(HOME)" } }, c.env)
+    assert.same({ "/bin/sh", "-c", "test $X" }, c.livenessProbe.exec.command) -- (a probe's is not expanded)
+  end)
+
   it("compose: an app's $ stays a $ (Compose interpolates the file's values)", function()
     local d = decl({ name = "a", script = "/bin/sleep", args = { "$1" }, health = { exec = 'test -n "$PASS"' },
       env = { PASS = "pa$word", PRICE = "cost $5", HOME_REF = "${HOME}" } })
