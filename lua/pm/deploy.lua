@@ -327,7 +327,8 @@ function C.ref(cfg, host, ref) return C.update(cfg, host, ref) end
 
 C.current, C.previous, C.run = C.curr, C.prev, C.exec
 
--- Local changes not committed: PM2 refuses to deploy them (--force goes on)
+-- Local changes not committed or not pushed: PM2 refuses to deploy them
+-- (--force goes on)
 function M.local_changes()
   if code_of(os.execute("git rev-parse --is-inside-work-tree >/dev/null 2>&1")) ~= 0 then return nil end
   if code_of(os.execute("git --no-pager diff --quiet --exit-code")) ~= 0 then
@@ -336,6 +337,12 @@ function M.local_changes()
   if code_of(os.execute("git --no-pager diff --cached --quiet --exit-code")) ~= 0 then
     return "commit your staged changes before deploying (or --force)"
   end
+  -- commits the branch's upstream does not have: the host would get the
+  -- old code (no upstream: nothing to say)
+  local p = io.popen("git rev-list -n 1 '@{upstream}..' 2>/dev/null")
+  local ahead = p and p:read("*a") or ""
+  if p then p:close() end
+  if ahead:match("%x") then return "push your changes before deploying (or --force)" end
 end
 
 -- Runs command (with arg) for each host of cfg in turn -> true | nil, err
