@@ -147,6 +147,22 @@ describe("pm export: names and values the targets would change", function()
     assert.same({ "/bin/sh", "-c", "test $X" }, c.livenessProbe.exec.command) -- (a probe's is not expanded)
   end)
 
+  it("nomad --keep-pm: pm runtime's health on a port Nomad picks, where Nomad's check reaches it", function()
+    local decls = { decl({ name = "a", script = "/bin/sleep" }), decl({ name = "b", script = "/bin/sleep" }) }
+    local files = assert(export.export(decls, { to = "nomad", source = "test", keep_pm = true, file = "/srv/e.lua" }))
+    local job = util.decode(files[1].text)
+    for _, g in ipairs(job.Job.TaskGroups) do
+      local t = g.Tasks[1]
+      local args = t.Config.args
+      assert.equal("${NOMAD_ADDR_health}", args[#args]) -- (not 127.0.0.1: a raw_exec task is on the node's network)
+      assert.equal("--health", args[#args - 1])
+      assert.same({ { DynamicPorts = { { Label = "health" } } } }, g.Networks) -- (two apps on one node: no clash)
+      assert.equal("health", t.Services[1].Checks[1].PortLabel)
+    end
+    package.path = "tests/helpers/?.lua;" .. package.path
+    assert.same({}, require("nomad_job").check(job))
+  end)
+
   it("compose: an app's $ stays a $ (Compose interpolates the file's values)", function()
     local d = decl({ name = "a", script = "/bin/sleep", args = { "$1" }, health = { exec = 'test -n "$PASS"' },
       env = { PASS = "pa$word", PRICE = "cost $5", HOME_REF = "${HOME}" } })
