@@ -252,8 +252,15 @@ local function socket(d, head)
   return table.concat(L)
 end
 
-function M.files(decls, opts, unmapped)
+function M.files(decls, opts, unmapped, warnings)
   local files = {}
+  for _, d in ipairs(decls) do
+    if d.wait_ready and not opts.keep_pm and warnings then
+      warnings[#warnings + 1] = ("app '%s': wait_ready is Type=notify: the app must send READY=1 to "
+        .. "$NOTIFY_SOCKET (sd_notify); PM2's process.send('ready') does not reach systemd (or --keep-pm)")
+        :format(d.name)
+    end
+  end
   opts.by_name = {}
   for _, d in ipairs(decls) do opts.by_name[d.name] = d end
   for _, d in ipairs(decls) do

@@ -95,6 +95,16 @@ describe("pm export: systemd lines", function()
     assert.is_nil(files[1].text:find("\nUser=", 1, true))
   end)
 
+  it("warns that wait_ready needs sd_notify's READY=1 (PM2's process.send('ready') does not reach systemd)", function()
+    local d = assert(require("pm.app").normalize({ name = "x", script = "/bin/sleep", wait_ready = true },
+      { base = "/tmp" }))
+    local _, _, warnings = assert(export.export({ d }, { to = "systemd", source = "test" }))
+    assert.same({ "app 'x': wait_ready is Type=notify: the app must send READY=1 to $NOTIFY_SOCKET (sd_notify); "
+      .. "PM2's process.send('ready') does not reach systemd (or --keep-pm)" }, warnings)
+    _, _, warnings = assert(export.export({ d }, { to = "systemd", source = "test", keep_pm = true, file = "/e.lua" }))
+    assert.same({}, warnings)
+  end)
+
   it("keeps a cron_restart's line breaks out of the timer's Description=", function()
     local files = assert(units({ name = "x", script = "/bin/sleep", cron_restart = "0 3 * * *\n" }))
     for _, f in ipairs(files) do
