@@ -24,12 +24,38 @@ M.COMMANDS = { setup = true, update = true, ref = true, revert = true, curr = tr
 local STRINGS = { "user", "repo", "path", "ref", "key", "fetch", "pre-setup", "post-setup", "pre-deploy-local",
   "pre-deploy", "post-deploy" }
 
+-- A .config.js read by node, as pm's daemon reads one (ecosystem.read_js),
+-- here in the caller's process: node's output through a pipe -> res | nil, err
+local function read_js(file)
+  local eco = require "pm.ecosystem"
+  local saved = eco.capture
+  eco.capture = function(argv, _, done)
+    local errf = os.tmpname()
+    local words = {}
+    for _, a in ipairs(argv) do words[#words + 1] = q(a) end
+    local p = io.popen(table.concat(words, " ") .. " 2>" .. q(errf) .. " </dev/null; echo \"pm-rc=$?\"")
+    local out = p:read("*a")
+    p:close()
+    local err = util.read_file(errf) or ""
+    os.remove(errf)
+    local body, code = out:match("^(.-)pm%-rc=(%d+)\n$")
+    done(tonumber(code), body, err)
+  end
+  local res, err
+  local ok, perr = pcall(eco.read_js, file, core.environ(), function(r, e) res, err = r, e end)
+  eco.capture = saved
+  if not ok then return nil, file .. ": " .. tostring(perr) end
+  return res, err
+end
+
 -- A file's deploy.<env>, checked -> cfg | nil, err
 function M.config(file, env)
-  if file:match("%.c?js$") then
-    return nil, file .. ": pm deploy reads .lua, .json and .yaml files (a .config.js needs node: use its JSON twin)"
+  local res, err
+  if file:match("%.c?js$") then -- (PM2's ecosystem.config.js)
+    res, err = read_js(file)
+  else
+    res, err = require("pm.ecosystem").read(file, { environ = core.environ() })
   end
-  local res, err = require("pm.ecosystem").read(file, { environ = core.environ() })
   if not res then return nil, err end
   local section = res.deploy
   if type(section) ~= "table" or type(section[env]) ~= "table" then

@@ -259,6 +259,27 @@ describe("pm deploy: a section", function()
     assert.equal('"$HOME"/\'app/current\'', deploy.path_of({ path = "~/app" }, "current"))
   end)
 
+  it("reads PM2's ecosystem.config.js (through node)", function()
+    if sh("command -v node >/dev/null") ~= 0 then return pending("node is not installed") end
+    local path = dir .. "/ecosystem.config.js"
+    local f = io.open(path, "w")
+    f:write([[module.exports = { apps: [{ name: 'api', script: 'app.js' }],
+  deploy: { production: { user: 'u', host: ['a', 'b'], ref: 'origin/main', repo: 'git@x:r.git',
+    path: '/srv/' + 'app', 'post-deploy': 'npm ci && pm reload ecosystem.config.js --env production' } } };
+]])
+    f:close()
+    local cfg = assert(deploy.config(path, "production"))
+    assert.same({ "a", "b" }, cfg.hosts)
+    assert.equal("/srv/app", cfg.path)
+    assert.equal("npm ci && pm reload ecosystem.config.js --env production", cfg["post-deploy"])
+    f = io.open(path, "w")
+    f:write("module.exports = { apps: [], deploy: { production: { host: 'h', repo: 'r', path: '/p' } } ")
+    f:close()
+    local _, err = deploy.config(path, "production")
+    assert.truthy(err:find("ecosystem.config.js", 1, true), err)
+    assert.is_nil(err:find("\n", 1, true))
+  end)
+
   it("refuses what it cannot use, with one line", function()
     local function refused(text, plain)
       local cfg, err = section(text)
