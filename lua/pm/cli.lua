@@ -157,7 +157,7 @@ for _, v in ipairs({
   { "monit", "admin", "a live dashboard of the apps" },
   { "runtime", "admin", "run an ecosystem file in the foreground (containers, PID 1)" },
   { "export", "export", "an ecosystem file's apps as systemd units, Kubernetes, Nomad or Compose files" },
-  { "deploy", "export", "PM2's deploy over ssh and git: setup, update, revert [n], curr, prev, list, exec <cmd>" },
+  { "deploy", "export", "PM2's deploy over ssh and git: setup, update, ref, revert [n], curr, prev, list, exec <cmd>" },
   { "run", "admin", "run a Lua script with require \"pm\" available" },
   { "daemon", "admin", "run the daemon in the foreground" },
   { "help", nil, "usage, or a verb's usage" },

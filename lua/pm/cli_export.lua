@@ -53,18 +53,16 @@ function V.export(args)
     decls = running_decls(a.what)
   end
   local files, unmapped, warnings = export.export(decls, { to = a.to, image = a.image, keep_pm = a.keep_pm,
-    env = a.env, file = file, source = file or a.what, pm_bin = util.pm_binary() })
+    env = a.env, file = file, source = file or a.what, pm_bin = util.pm_binary(),
+    caller_user = core.getuid() ~= 0 and (util.passwd(core.getuid()) or {}).name or nil })
   if not files then error({ msg = unmapped }, 0) end
+  local out_real
   if a.out then
-    local ok, err = util.mkdir_p(a.out, 493)
-    if not ok then error({ msg = a.out .. ": " .. tostring(err) }, 0) end
-    -- files are replaced through a ".new" beside them: in a folder another
-    -- user may write to, a link put there first would take the write
-    local ost = core.stat(a.out)
-    if not ost or ost.type ~= "dir" then error({ msg = a.out .. ": not a folder" }, 0) end
-    if ost.uid ~= core.getuid() or bit.band(ost.mode, 18) ~= 0 then -- (0022)
-      error({ msg = a.out .. ": a folder of yours that only you may write to is needed (--out)" }, 0)
-    end
+    -- files are replaced through a ".new" beside them, as root maybe: a
+    -- folder (or a link on the way) another user can change is refused
+    local err
+    out_real, err = export.out_dir(a.out)
+    if not out_real then error({ msg = "--out " .. a.out .. ": " .. tostring(err) }, 0) end
   end
   for _, w in ipairs(warnings) do io.stderr:write("pm export: warning: ", w, "\n") end
   for _, line in ipairs(export.unmapped_lines(unmapped)) do
@@ -73,7 +71,7 @@ function V.export(args)
   if a.out then
     for _, f in ipairs(files) do
       local path = a.out:gsub("/+$", "") .. "/" .. f.name
-      local wok, werr = util.write_atomic(path, f.text, { durable = false, mode = 420 })
+      local wok, werr = util.write_atomic(out_real .. "/" .. f.name, f.text, { durable = false, mode = 420 })
       if not wok then error({ msg = path .. ": " .. tostring(werr) }, 0) end
       io.stdout:write(path, "\n")
     end
@@ -86,7 +84,8 @@ function V.export(args)
   return 0
 end
 
-local DEPLOY_USAGE = "usage: pm deploy <file> <env> setup|update|revert [n]|curr|prev|list|exec <cmd> [--force]"
+local DEPLOY_USAGE = "usage: pm deploy <file> <env> setup|update|ref <ref>|revert [n]|curr|prev|list|exec <cmd> "
+  .. "[--force]"
 
 -- pm deploy <file> <env> <command> [arg]: PM2's deploy (pm.deploy). The
 -- command of exec is taken whole (its words, dashes included).
@@ -118,6 +117,11 @@ function V.deploy(args)
     if rest[4] and (not arg or arg < 1 or arg % 1 ~= 0) then
       error({ msg = "revert: a number of deploys (1 or more) expected", code = 2 }, 0)
     end
+  elseif command == "ref" then
+    if not rest[4] or rest[5] then
+      error({ msg = "ref: a ref expected (pm deploy <file> <env> ref <ref>)", code = 2 }, 0)
+    end
+    arg = rest[4]
   elseif command == "exec" or command == "run" then
     if #rest < 4 then error({ msg = "exec: a command expected", code = 2 }, 0) end
     arg = table.concat({ unpack(rest, 4) }, " ")

@@ -18,18 +18,44 @@ local M = {}
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 M.quote = q
 
-M.COMMANDS = { setup = true, update = true, revert = true, curr = true, current = true, prev = true,
+M.COMMANDS = { setup = true, update = true, ref = true, revert = true, curr = true, current = true, prev = true,
   previous = true, list = true, exec = true, run = true }
 
 local STRINGS = { "user", "repo", "path", "ref", "key", "fetch", "pre-setup", "post-setup", "pre-deploy-local",
   "pre-deploy", "post-deploy" }
 
+-- A .config.js read by node, as pm's daemon reads one (ecosystem.read_js),
+-- here in the caller's process: node's output through a pipe -> res | nil, err
+local function read_js(file)
+  local eco = require "pm.ecosystem"
+  local saved = eco.capture
+  eco.capture = function(argv, _, done)
+    local errf = os.tmpname()
+    local words = {}
+    for _, a in ipairs(argv) do words[#words + 1] = q(a) end
+    local p = io.popen(table.concat(words, " ") .. " 2>" .. q(errf) .. " </dev/null; echo \"pm-rc=$?\"")
+    local out = p:read("*a")
+    p:close()
+    local err = util.read_file(errf) or ""
+    os.remove(errf)
+    local body, code = out:match("^(.-)pm%-rc=(%d+)\n$")
+    done(tonumber(code), body, err)
+  end
+  local res, err
+  local ok, perr = pcall(eco.read_js, file, core.environ(), function(r, e) res, err = r, e end)
+  eco.capture = saved
+  if not ok then return nil, file .. ": " .. tostring(perr) end
+  return res, err
+end
+
 -- A file's deploy.<env>, checked -> cfg | nil, err
 function M.config(file, env)
-  if file:match("%.c?js$") then
-    return nil, file .. ": pm deploy reads .lua, .json and .yaml files (a .config.js needs node: use its JSON twin)"
+  local res, err
+  if file:match("%.c?js$") then -- (PM2's ecosystem.config.js)
+    res, err = read_js(file)
+  else
+    res, err = require("pm.ecosystem").read(file, { environ = core.environ() })
   end
-  local res, err = require("pm.ecosystem").read(file, { environ = core.environ() })
   if not res then return nil, err end
   local section = res.deploy
   if type(section) ~= "table" or type(section[env]) ~= "table" then
@@ -52,6 +78,13 @@ function M.config(file, env)
   for _, k in ipairs({ "repo", "path", "ref" }) do
     if not cfg[k] or cfg[k] == "" then return nil, ("%s: %s.%s is required"):format(file, label, k) end
   end
+  -- git would take a leading '-' for an option (--upload-pack=CMD runs CMD)
+  for _, k in ipairs({ "repo", "ref" }) do
+    if cfg[k]:sub(1, 1) == "-" or cfg[k]:find("%c") then
+      return nil, ("%s: %s.%s: bad value %s (no leading '-', no control character)"):format(file, label, k,
+        util.encode(cfg[k]))
+    end
+  end
   if cfg.path:sub(1, 1) ~= "/" and cfg.path:sub(1, 2) ~= "~/" then
     return nil, ("%s: %s.path must be an absolute path (or ~/...), not %s"):format(file, label, cfg.path)
   end
@@ -61,13 +94,15 @@ function M.config(file, env)
     return nil, ("%s: %s.host must be a host name or a list of them"):format(file, label)
   end
   for _, h in ipairs(hosts) do
-    if type(h) ~= "string" or h == "" or h:find("[%s'\"]") or h:sub(1, 1) == "-" then
-      return nil, ("%s: %s.host: bad host %s"):format(file, label, tostring(h))
+    -- a name or an address, nothing else: ssh puts the host in commands of
+    -- the user's ssh_config (%h in ProxyCommand), a shell reads it there
+    if type(h) ~= "string" or not h:match("^[%w_:][%w._:-]*$") then
+      return nil, ("%s: %s.host: bad host %s"):format(file, label, util.encode(tostring(h)))
     end
   end
   cfg.hosts = hosts
-  if cfg.user and (cfg.user:find("[%s@'\"]") or cfg.user:sub(1, 1) == "-") then
-    return nil, ("%s: %s.user: bad user name %s"):format(file, label, cfg.user)
+  if cfg.user and not cfg.user:match("^[%w_][%w._-]*%$?$") then
+    return nil, ("%s: %s.user: bad user name %s"):format(file, label, util.encode(cfg.user))
   end
   if c.port ~= nil then
     local n = tonumber(c.port)
@@ -225,7 +260,7 @@ function C.setup(cfg, host)
   local ok, err = remote(cfg, host, "setup", table.concat({
     guard("making the folders", ("mkdir -p %s %s %s"):format(path_of(cfg, "shared/logs"),
       path_of(cfg, "shared/pids"), path_of(cfg, "source"))),
-    guard("git clone", ("git clone %s--branch %s %s %s"):format(cfg.fetch == "fast" and "--depth=5 " or "",
+    guard("git clone", ("git clone %s--branch %s -- %s %s"):format(cfg.fetch == "fast" and "--depth=5 " or "",
       q(branch), q(cfg.repo), path_of(cfg, "source"))),
     guard("linking current", ("ln -sfn %s %s"):format(path_of(cfg, "source"), path_of(cfg, "current"))),
     hook_step(cfg, "post-setup") }, "\n"))
@@ -248,7 +283,7 @@ function C.update(cfg, host, ref)
   local ok, err = remote(cfg, host, "update", table.concat({
     hook_step(cfg, "pre-deploy"),
     guard("git fetch", ("cd %s && git fetch %s--all --tags"):format(src, cfg.fetch == "fast" and "--depth=5 " or "")),
-    guard("git reset", ("cd %s && git reset --hard %s"):format(src, q(ref))),
+    guard("git reset", ("cd %s && git reset --hard %s --"):format(src, q(ref))),
     guard("linking current", ("ln -sfn %s %s"):format(src, path_of(cfg, "current"))),
     guard("the deploy log", ("cd %s && git rev-parse HEAD >> %s"):format(src, path_of(cfg, ".deploys"))),
     hook_step(cfg, "post-deploy") }, "\n"))
@@ -313,9 +348,13 @@ function C.exec(cfg, host, cmd)
   return true
 end
 
+-- ref <ref>: that ref deployed instead of the section's (PM2's `ref`)
+function C.ref(cfg, host, ref) return C.update(cfg, host, ref) end
+
 C.current, C.previous, C.run = C.curr, C.prev, C.exec
 
--- Local changes not committed: PM2 refuses to deploy them (--force goes on)
+-- Local changes not committed or not pushed: PM2 refuses to deploy them
+-- (--force goes on)
 function M.local_changes()
   if code_of(os.execute("git rev-parse --is-inside-work-tree >/dev/null 2>&1")) ~= 0 then return nil end
   if code_of(os.execute("git --no-pager diff --quiet --exit-code")) ~= 0 then
@@ -324,13 +363,22 @@ function M.local_changes()
   if code_of(os.execute("git --no-pager diff --cached --quiet --exit-code")) ~= 0 then
     return "commit your staged changes before deploying (or --force)"
   end
+  -- commits the branch's upstream does not have: the host would get the
+  -- old code (no upstream: nothing to say)
+  local p = io.popen("git rev-list -n 1 '@{upstream}..' 2>/dev/null")
+  local ahead = p and p:read("*a") or ""
+  if p then p:close() end
+  if ahead:match("%x") then return "push your changes before deploying (or --force)" end
 end
 
 -- Runs command (with arg) for each host of cfg in turn -> true | nil, err
 function M.run(cfg, command, arg, opts)
   local fn = C[command]
   if not fn then return nil, "unknown deploy command " .. tostring(command) end
-  if command == "update" and not (opts and opts.force) then
+  if command == "ref" and (type(arg) ~= "string" or arg == "" or arg:sub(1, 1) == "-" or arg:find("%c")) then
+    return nil, ("bad ref %s (no leading '-', no control character)"):format(util.encode(tostring(arg)))
+  end
+  if (command == "update" or command == "ref") and not (opts and opts.force) then
     local why = M.local_changes()
     if why then return nil, why end
   end

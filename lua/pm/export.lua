@@ -7,6 +7,7 @@
 -- units. Each target is a module of its own (export_<target>.lua) with
 -- `attrs` (attribute -> true when mapped, or the reason it is not) and
 -- `files(decls, opts) -> { { name, text }, ... }`.
+local core = require "pm.core"
 local util = require "pm.util"
 local appdecl = require "pm.app"
 
@@ -354,7 +355,8 @@ end
 function M.comment(lines, prefix)
   prefix = prefix or "# "
   local out = {}
-  for _, l in ipairs(lines) do out[#out + 1] = prefix .. (l:gsub("\n", " ")) .. "\n" end
+  -- (any control character a space: YAML ends a line at \r too)
+  for _, l in ipairs(lines) do out[#out + 1] = prefix .. (l:gsub("%c", " ")) .. "\n" end
   return table.concat(out)
 end
 
@@ -374,13 +376,72 @@ function M.head(opts, unmapped, apps)
   return lines
 end
 
+-- ---- --out: a folder only the caller (and root) may change ----
+
+local S_IWGO, S_ISVTX = 18, 512 -- (0022, 01000)
+
+-- path's components, from "/" -> false when one is missing | true | nil, err.
+-- Each (a link too) is the caller's or root's; a folder others may write
+-- to is passed through only when sticky (they cannot rename what is not
+-- theirs), and the last is the caller's and written by no one else.
+local function walk(path, me)
+  local cur = ""
+  local comps = {}
+  for c in path:gmatch("[^/]+") do comps[#comps + 1] = c end
+  for i = 0, #comps do
+    if i > 0 then cur = cur .. "/" .. comps[i] end
+    local p = cur == "" and "/" or cur
+    local st = core.stat(p, true)
+    if not st then return false end
+    local last = i == #comps
+    if st.uid ~= me and st.uid ~= 0 then
+      return nil, ("%s is another user's (uid %d)"):format(p, st.uid)
+    end
+    if st.type ~= "link" then
+      if st.type ~= "dir" then return nil, p .. ": not a folder" end
+      if last and (st.uid ~= me or bit.band(st.mode, S_IWGO) ~= 0) then
+        return nil, p .. ": a folder of yours that only you may write to is needed"
+      end
+      if not last and bit.band(st.mode, S_IWGO) ~= 0 and bit.band(st.mode, S_ISVTX) == 0 then
+        return nil, p .. ": others may write to it (a link put there would take the write)"
+      end
+    end
+  end
+  return true
+end
+
+--[[ The folder of --out, made when missing (0755) -> its real path (what
+the files are written into) | nil, err. pm may run as root: a folder, or a
+link on the way to it, that another user can change would let them choose
+where root writes (a link to /etc/systemd/system), so the path as given and
+the path it resolves to are both walked. ]]
+function M.out_dir(dir)
+  local me = core.getuid()
+  local abs = util.absolute(dir)
+  local ok, err = walk(abs, me)
+  if ok == nil then return nil, err end
+  if ok == false then
+    -- the existing part is safe: make the rest, then look again
+    local mok, merr = util.mkdir_p(abs, 493)
+    if not mok then return nil, abs .. ": " .. tostring(merr) end
+    ok, err = walk(abs, me)
+    if not ok then return nil, err or (abs .. ": gone") end
+  end
+  local real, rerr = core.realpath(abs)
+  if not real then return nil, tostring(rerr) end
+  ok, err = walk(real, me)
+  if not ok then return nil, err or (real .. ": gone") end
+  return real
+end
+
 -- ---- the entry ----
 
 --[[ decls (checked declarations, dependencies first) -> files, unmapped,
 warnings | nil, err. opts: to (a target or an alias), image, keep_pm,
 env (the --env NAME the declarations were read with), source (what was
 exported, for the head comment), file (the ecosystem file, absolute;
-needed by keep_pm), pm_bin. ]]
+needed by keep_pm), pm_bin, caller_user (the user a pm not run by root
+runs apps as: systemd's User= of an app that names none). ]]
 function M.export(decls, opts)
   local to = M.ALIASES[opts.to] or opts.to
   if not M.TARGETS[to] then
@@ -393,6 +454,19 @@ function M.export(decls, opts)
   local o = util.shallow_copy(opts)
   o.to = to
   o.pm_bin = o.pm_bin or "pm"
+  if to ~= "systemd" then
+    -- names there are DNS labels: two apps must not become one (a file or a
+    -- service written over the other's)
+    local seen = {}
+    for _, d in ipairs(decls) do
+      local n = M.dns_name(d.name)
+      if seen[n] then
+        return nil, ("apps '%s' and '%s' would both be named '%s' in %s (lower case letters, digits and "
+          .. "'-'): rename one"):format(seen[n], d.name, n, to)
+      end
+      seen[n] = d.name
+    end
+  end
   local T = require("pm.export_" .. M.TARGETS[to])
   if o.keep_pm then
     -- pm runtime runs an app's instances itself: one unit or replica each
@@ -407,6 +481,18 @@ function M.export(decls, opts)
   local warnings = {}
   local files, err = T.files(decls, o, unmapped, warnings)
   if not files then return nil, err end
+  if (to == "kubernetes" or to == "compose") and not o.keep_pm then
+    -- the commands and folders are this host's paths: said, as the image is
+    local dirs, seen = {}, {}
+    for _, d in ipairs(decls) do
+      if d.cwd and not seen[d.cwd] then seen[d.cwd] = true; dirs[#dirs + 1] = d.cwd end
+    end
+    if #dirs > 0 then
+      warnings[#warnings + 1] = ("the containers run the apps at this host's paths (%s): the image must hold "
+        .. "them there (or --keep-pm with the ecosystem folder in /app, as ecosystem/Dockerfile)")
+        :format(table.concat(dirs, ", "))
+    end
+  end
   return files, unmapped, warnings
 end
 

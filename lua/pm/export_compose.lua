@@ -35,6 +35,15 @@ M.attrs = {
   kill_mode = "what a stop kills: the whole container", treekill = "what a stop kills: the whole container",
 }
 
+-- Compose interpolates ${VAR} and $VAR in every value of the file (from the
+-- environment of whoever runs docker compose): a $ of the app's is $$
+local function lit(s) return (tostring(s):gsub("%$", "$$")) end
+local function lits(list)
+  local out = {}
+  for i, v in ipairs(list) do out[i] = lit(v) end
+  return out
+end
+
 local function sq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 M.RUNTIME_HEALTH_PORT = 9615
@@ -49,7 +58,7 @@ local function healthcheck(h)
   else
     test = { "CMD-SHELL", h.command }
   end
-  return { test = export.list(test), interval = export.duration(h.interval), timeout = export.duration(h.timeout),
+  return { test = export.list(lits(test)), interval = export.duration(h.interval), timeout = export.duration(h.timeout),
     retries = math.max(1, math.floor(h.retries)) }
 end
 
@@ -62,13 +71,14 @@ function M.service(d, opts)
     argv[#argv + 1] = ("127.0.0.1:%d"):format(M.RUNTIME_HEALTH_PORT)
   else
     argv = export.container_argv(d)
-    s.working_dir = d.cwd
+    s.working_dir = lit(d.cwd)
   end
+  argv = lits(argv)
   s.entrypoint = export.list({ argv[1] })
   if #argv > 1 then s.command = export.list({ unpack(argv, 2) }) end
   local env = {}
   if not opts.keep_pm then -- (pm runtime reads the file's)
-    for _, kv in ipairs(export.env_list(d)) do env[kv[1]] = kv[2] end
+    for _, kv in ipairs(export.env_list(d)) do env[kv[1]] = lit(kv[2]) end
   end
   if next(env) then s.environment = env end
   if d.uid or d.gid then

@@ -42,6 +42,15 @@ function M.extra(d)
   return {}
 end
 
+-- Kubernetes expands $(VAR) in a container's command, args and env values
+-- ($$ is a $): an app's $ is written $$
+local function lit(v) return (tostring(v):gsub("%$", "$$")) end
+local function lits(list)
+  local out = {}
+  for i, v in ipairs(list) do out[i] = lit(v) end
+  return out
+end
+
 local function probe(h)
   if not h then return nil end
   local p = { periodSeconds = export.seconds(h.interval), timeoutSeconds = export.seconds(h.timeout),
@@ -67,7 +76,7 @@ function M.manifests(d, opts)
   local container = { name = name, image = opts.image or export.PLACEHOLDER_IMAGE, workingDir = d.cwd }
   local env = {}
   if opts.keep_pm then
-    container.command = export.list(export.runtime_argv(d, opts, opts.container_file, "pm"))
+    container.command = export.list(lits(export.runtime_argv(d, opts, opts.container_file, "pm")))
     container.args = nil
     local health = ("0.0.0.0:%d"):format(M.RUNTIME_HEALTH_PORT)
     container.command[#container.command + 1] = "--health"
@@ -76,7 +85,7 @@ function M.manifests(d, opts)
     container.readinessProbe, container.livenessProbe = p, p
     container.workingDir = nil
   else
-    local argv = export.container_argv(d)
+    local argv = lits(export.container_argv(d))
     container.command = export.list({ argv[1] })
     local rest = { unpack(argv, 2) }
     if #rest > 0 then container.args = export.list(rest) end
@@ -88,7 +97,7 @@ function M.manifests(d, opts)
     end
   end
   if not opts.keep_pm then -- (pm runtime reads the file's)
-    for _, kv in ipairs(export.env_list(d)) do env[#env + 1] = { name = kv[1], value = kv[2] } end
+    for _, kv in ipairs(export.env_list(d)) do env[#env + 1] = { name = kv[1], value = lit(kv[2]) } end
   end
   if #env > 0 then container.env = env end
   local ports = export.ports(d)

@@ -59,7 +59,6 @@ local function check_of(h, d, label)
   return c
 end
 
-M.RUNTIME_HEALTH_PORT = 9615
 -- Nomad's least restart interval and reschedule delay (ms)
 M.MIN_INTERVAL, M.MIN_DELAY = 5000, 5000
 
@@ -69,8 +68,11 @@ function M.group(d, opts)
   local argv
   if opts.keep_pm then
     argv = export.runtime_argv(d, opts, opts.file, opts.pm_bin)
+    -- a port Nomad picks, on the address its check reaches (a raw_exec
+    -- task shares the node's network: a fixed port would collide between
+    -- two apps on one node, and 127.0.0.1 is not where the check asks)
     argv[#argv + 1] = "--health"
-    argv[#argv + 1] = ("127.0.0.1:%d"):format(M.RUNTIME_HEALTH_PORT)
+    argv[#argv + 1] = "${NOMAD_ADDR_health}"
   else
     argv = export.argv(d, opts.pm_bin)
   end
@@ -93,7 +95,7 @@ function M.group(d, opts)
   end
   local group = { Name = name, Count = d.autostart == false and 0 or (opts.keep_pm and 1 or d.instances),
     Tasks = { task } }
-  local h = opts.keep_pm and { kind = "http", path = "/", port = M.RUNTIME_HEALTH_PORT, interval = 5000,
+  local h = opts.keep_pm and { kind = "http", path = "/", label = "health", interval = 5000,
     timeout = 2000, retries = 3 } or export.health(d)
   local ports = export.ports(d)
   if h and h.port then
@@ -102,13 +104,18 @@ function M.group(d, opts)
     for _, p in ipairs(ports) do have = have or p == h.port end
     if not have then ports[#ports + 1] = h.port end
   end
-  if #ports > 0 then
-    local reserved = {}
-    for _, p in ipairs(ports) do reserved[#reserved + 1] = { Label = ("p%d"):format(p), Value = p } end
-    group.Networks = { { ReservedPorts = reserved } }
+  if #ports > 0 or (h and h.label) then
+    local net = {}
+    if #ports > 0 then
+      net.ReservedPorts = {}
+      for i, p in ipairs(ports) do net.ReservedPorts[i] = { Label = ("p%d"):format(p), Value = p } end
+    end
+    if h and h.label then net.DynamicPorts = { { Label = h.label } } end
+    group.Networks = { net }
   end
   if h or #ports > 0 then
-    local label = (h and h.port) and ("p%d"):format(h.port) or (#ports > 0 and ("p%d"):format(ports[1])) or nil
+    local label = (h and h.label) or ((h and h.port) and ("p%d"):format(h.port))
+      or (#ports > 0 and ("p%d"):format(ports[1])) or nil
     task.Services = { { Name = name, PortLabel = label, Checks = h and { check_of(h, d, label) } or nil } }
   end
   if opts.keep_pm then

@@ -63,7 +63,7 @@ local function raw(s) return (tostring(s):gsub("%%", "%%%%")) end
 
 -- The first attribute of d a unit cannot hold (a control character in it)
 local function unwritable(d)
-  for _, k in ipairs({ "out_file", "error_file", "cwd", "script", "user" }) do
+  for _, k in ipairs({ "out_file", "error_file", "cwd", "script", "user", "instance_var" }) do
     if type(d[k]) == "string" and d[k]:find("%c") then return k end
   end
   for _, spec in ipairs(d.listen or {}) do if spec:find("%c") then return "listen" end end
@@ -171,13 +171,23 @@ local function service(d, opts, head)
   else
     add("ExecStart=" .. exec_line(export.argv(d, opts.pm_bin)) .. "\n")
   end
-  add("WorkingDirectory=" .. word(d.cwd) .. "\n")
-  if d.user or d.uid then add("User=" .. tostring(d.user or d.uid) .. "\n") end
+  -- (a path as it is: WorkingDirectory= neither unquotes nor expands $)
+  add("WorkingDirectory=" .. raw(d.cwd) .. "\n")
+  if d.user or d.uid then
+    add("User=" .. tostring(d.user or d.uid) .. "\n")
+  elseif opts.caller_user then
+    -- under a pm of a user's the app ran as that user: a system unit
+    -- without User= would run it as root
+    add("User=" .. raw(opts.caller_user) .. "\n")
+  end
   if d.gid then add("Group=" .. tostring(d.gid) .. "\n") end
   if not opts.keep_pm then -- (pm runtime reads the file's)
     for _, kv in ipairs(export.env_list(d)) do add("Environment=" .. env_assign(kv[1], kv[2]) .. "\n") end
   end
-  if inst and d.instance_var then add(("Environment=%s=%%i\n"):format(d.instance_var)) end
+  if inst and d.instance_var then
+    -- (quoted as any assignment; %i is the one specifier meant)
+    add("Environment=" .. env_assign(d.instance_var, ""):gsub('"$', '%%i"', 1) .. "\n")
+  end
   if not opts.keep_pm then
     if d.autorestart == false then
       add("Restart=no\n")
@@ -242,8 +252,15 @@ local function socket(d, head)
   return table.concat(L)
 end
 
-function M.files(decls, opts, unmapped)
+function M.files(decls, opts, unmapped, warnings)
   local files = {}
+  for _, d in ipairs(decls) do
+    if d.wait_ready and not opts.keep_pm and warnings then
+      warnings[#warnings + 1] = ("app '%s': wait_ready is Type=notify: the app must send READY=1 to "
+        .. "$NOTIFY_SOCKET (sd_notify); PM2's process.send('ready') does not reach systemd (or --keep-pm)")
+        :format(d.name)
+    end
+  end
   opts.by_name = {}
   for _, d in ipairs(decls) do opts.by_name[d.name] = d end
   for _, d in ipairs(decls) do
@@ -267,7 +284,7 @@ function M.files(decls, opts, unmapped)
       local cal, err = M.calendar(d.cron_restart)
       if not cal then return nil, ("app '%s': %s"):format(d.name, err) end
       local t = { export.comment(head), "[Unit]\n", ("Description=%s: restarted at %s (pm export)\n")
-        :format(shown(d.name), d.cron_restart), "\n[Timer]\n" }
+        :format(shown(d.name), (d.cron_restart:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", ""))), "\n[Timer]\n" }
       for _, c in ipairs(cal) do t[#t + 1] = "OnCalendar=" .. c .. "\n" end
       t[#t + 1] = ("Unit=%s-restart.service\n\n[Install]\nWantedBy=timers.target\n"):format(unit_name(d.name))
       files[#files + 1] = { name = unit_name(d.name) .. "-restart.timer", text = table.concat(t) }

@@ -159,6 +159,32 @@ return { apps = { { name = "web", script = "app.sh", env = { VERSION = %q },
     assert.truthy(failed.err:find("exec failed", 1, true))
   end)
 
+  it("ref <ref> deploys that ref (PM2's `deploy production ref origin/v2`)", function()
+    if why_not then return pending(why_not) end
+    local before = deploys()
+    local c3 = commit("3")
+    H.ok(deploy("ref", c3), "ref")
+    local after = deploys()
+    assert.equal(#before + 1, #after)
+    assert.equal(c3, after[#after])
+    H.wait_for(function() local p = remote_web(); return p and p.pm2_env.VERSION == "3" end, 5000, "web at v3")
+    H.fails(deploy("ref"), "ref: a ref expected")
+    H.fails(deploy("ref", "--upload-pack=touch " .. dir .. "/pwned"), "bad ref")
+    assert.is_nil(core.stat(dir .. "/pwned"))
+  end)
+
+  it("refuses commits not pushed to the branch's upstream without --force, as PM2 does", function()
+    if why_not then return pending(why_not) end
+    sh_ok(("cd %s && git branch -q --set-upstream-to=origin/main main"):format(shq(work)), "upstream")
+    H.write(work .. "/later.txt", "x")
+    sh_ok(("cd %s && git add later.txt && git commit -q -m later"):format(shq(work)), "commit")
+    local before = deploys()
+    local env = { GIT_CEILING_DIRECTORIES = util.dirname(dir) }
+    H.fails(H.pm("deploy", file, "production", "update", { cwd = work, env = env }), "push your changes")
+    assert.same(before, deploys())
+    sh_ok(("cd %s && git push -q origin main 2>&1"):format(shq(work)), "push")
+  end)
+
   it("refuses a missing section, a bad command, and local changes without --force", function()
     if why_not then return pending(why_not) end
     H.fails(H.pm("deploy", file, "staging", "setup", { cwd = dir }), "no deploy.staging", "production")

@@ -212,7 +212,7 @@ describe("pm export", function()
     local S = api.Service
     assert.same({ "/usr/bin/bash -e " .. H.home .. "/app.sh --port " .. PORT }, S.ExecStart)
     assert.same({ H.home }, S.WorkingDirectory)
-    assert.same({ '"FROM_FILE=2"', '"MODE=prod"', '"QUOTE=say \\"hi\\" 100%%"', "APP_INSTANCE=%i" }, S.Environment)
+    assert.same({ '"FROM_FILE=2"', '"MODE=prod"', '"QUOTE=say \\"hi\\" 100%%"', '"APP_INSTANCE=%i"' }, S.Environment)
     assert.same({ "notify" }, S.Type)
     assert.same({ "8s" }, S.TimeoutStartSec)
     assert.same({ "10s" }, S.WatchdogSec)
