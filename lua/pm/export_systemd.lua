@@ -239,7 +239,7 @@ local function socket(d, head)
       local host = a.host
       if host:find(":") then host = "[" .. host .. "]" end
       L[#L + 1] = ("ListenStream=%s\n"):format(host == "" and tostring(a.port) or (host .. ":" .. a.port))
-      names[#names + 1] = ("tcp_%s_%d"):format(a.host, a.port)
+      names[#names + 1] = sockets.fd_name(a.host, a.port)
     else
       L[#L + 1] = ("ListenStream=%s\n"):format(raw(util.absolute(a.path, d.cwd)))
       names[#names + 1] = "unix_" .. i

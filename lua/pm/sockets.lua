@@ -73,11 +73,17 @@ local function listen_tcp(host, port, nonblock)
   return core.listen_tcp(host, tostring(port), nil, false, nonblock)
 end
 
+-- A held TCP socket's name in LISTEN_FDNAMES (systemd's names: no ':',
+-- which separates them there): "tcp_127.0.0.1_8080", "tcp___1_8080" for ::1
+function M.fd_name(host, port)
+  return ("tcp_%s_%d"):format((tostring(host):gsub("[^%w%.%-]", "_")), port)
+end
+
 local function bind(a, id, i, nonblock)
   local fd, err
   if a.kind == "tcp" then
     fd, err = listen_tcp(a.host, a.port, nonblock)
-    if fd then return { fd = fd, id = id, port = a.port, name = ("tcp_%s_%d"):format(a.host, a.port) } end
+    if fd then return { fd = fd, id = id, port = a.port, name = M.fd_name(a.host, a.port) } end
     return nil, err
   end
   local path = id:sub(6)
