@@ -44,6 +44,7 @@ int luaopen_pm_core(lua_State *L)
 	 * from lib/pm/term.so when the console or monit needs it) */
 	pm_open_console(L);
 	pm_open_screen(L);
+	pm_open_http(L); /* (bin/pm: lib/pm/http.so, the web process only) */
 #endif
 #ifdef PM_ASAN
 	lua_pushboolean(L, 1); /* bin/pm-asan: Lua looks for term-asan.so first */

@@ -106,6 +106,11 @@ void pm_open_screen(lua_State *L);
 int luaopen_pm_core(lua_State *L);
 int luaopen_pm_term(lua_State *L);
 
+/* http.c: core.http_server (libmicrohttpd in pm's loop); lib/pm/core.so has
+ * it in pm.core, bin/pm loads it as pm.http (lib/pm/http.so). */
+void pm_open_http(lua_State *L);
+int luaopen_pm_http(lua_State *L);
+
 /* Original RLIMIT_NOFILE soft limit, restored in every child. */
 extern long pm_nofile_soft;
 

@@ -155,6 +155,7 @@ for _, v in ipairs({
   { "unstartup", "admin", "remove the systemd unit of pm startup" },
   { "console", "admin", "a Lua REPL connected to the daemon" },
   { "monit", "admin", "a live dashboard of the apps" },
+  { "web", "web", "the web dashboard and Prometheus /metrics (the app pm-web), --off to stop it" },
   { "runtime", "admin", "run an ecosystem file in the foreground (containers, PID 1)" },
   { "run", "admin", "run a Lua script with require \"pm\" available" },
   { "daemon", "admin", "run the daemon in the foreground" },

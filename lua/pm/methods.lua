@@ -773,6 +773,45 @@ for _, name in ipairs({ "start", "stop", "restart", "reload", "delete", "scale",
   methods[name] = durable(methods[name])
 end
 
+-- ---- issue 18: metrics and history (pm web) ----
+
+local metrics = require "pm.metrics"
+local history = require "pm.history"
+local describe = require "pm.describe"
+bus.tap = function(event, data) if event == "log:dropped" then metrics.on_dropped(data) end end
+history.sample = function(p) return describe.sample(p, false) end
+history.list = sup.all
+
+-- The Prometheus text of every app and of the daemon (lua/pm/metrics.lua).
+function methods.metrics(_, _, done)
+  done(nil, metrics.text({ list = sup.all(), sample = history.sample, bus = bus, requests = rpc.requests }))
+end
+
+-- {target, span (seconds, default 600; at most 86400)}: the CPU and memory
+-- history of the processes target names (every one without a target);
+-- asking turns sampling on for the next minutes (history.lua).
+function methods.history(params, conn, done)
+  local span = params.span == nil and 600 or tonumber(params.span)
+  if not span or span ~= span or span < 1 or span > 86400 then
+    return done({ code = rpc.INVALID_PARAMS, message = "span must be a number of seconds from 1 to 86400" })
+  end
+  history.ask()
+  local function reply(list)
+    local out = {}
+    for i, p in ipairs(list) do
+      local h = history.of(p, span)
+      h.pm_id, h.name = p.pm_id, p.name
+      out[i] = h
+    end
+    done(nil, util.array(out))
+  end
+  if params.target == nil then return reply(sup.all()) end
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    reply(list)
+  end, conn)
+end
+
 M.methods = methods
 M.descriptions = descriptions
 M.each_dependents_first = each_dependents_first

@@ -95,6 +95,9 @@ local function valid_id(id)
   return id == nil or t == "string" or t == "number" or id == util.null
 end
 
+-- requests answered by method, since the daemon started (metrics)
+M.requests = {}
+
 local function dispatch(conn, methods, line)
   if line:match("^%s*$") then return end
   local req, derr = util.decode(line)
@@ -125,6 +128,7 @@ local function dispatch(conn, methods, line)
   if not handler then
     return reply(conn, id, { code = M.METHOD_NOT_FOUND, message = "unknown method: " .. req.method })
   end
+  M.requests[req.method] = (M.requests[req.method] or 0) + 1
   local answered = false
   conn.inflight = conn.inflight + 1
   if conn.inflight == M.MAX_INFLIGHT then conn.stream:pause() end

@@ -1,0 +1,119 @@
+-- pm web: the web dashboard and /metrics, as the built-in app pm-web
+-- (namespace pm) that the daemon supervises like any other: its process is
+-- this binary, `pm web --serve`, a client of rpc.sock (lua/pm/web.lua).
+-- The daemon itself opens no network port.
+local core = require "pm.core"
+local util = require "pm.util"
+local cli = require "pm.cli"
+
+local check = cli.check
+
+local V = {}
+
+local NAME, NAMESPACE = "pm-web", "pm"
+local DEFAULT = "127.0.0.1:9615" -- (pm2 web's port)
+
+-- "host:port", "[v6]:port", ":port" or "port" -> host, port | nil, err
+local function parse_listen(s)
+  local host, port = s:match("^%[([%x:.]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([%d.]*):(%d+)$") end
+  if not host then port = s:match("^(%d+)$"); host = port and "" end
+  port = tonumber(port)
+  if not host or not port or port < 1 or port > 65535 then
+    return nil, ("--listen %s: an address and port expected (127.0.0.1:9615, 0.0.0.0:9615, [::1]:9615)"):format(s)
+  end
+  if host == "" then host = "127.0.0.1" end
+  return host, port
+end
+
+local function url_of(host, port, token)
+  local h = host:find(":", 1, true) and "[" .. host .. "]" or host
+  if h == "0.0.0.0" then h = "127.0.0.1" elseif h == "[::]" then h = "[::1]" end
+  return ("http://%s:%d/?token=%s"):format(h, port, token)
+end
+
+-- the process of pm-web: serves until the daemon goes
+local function serve(a)
+  local host, port = parse_listen(a.listen or DEFAULT)
+  if not host then return cli.die(port, 2) end
+  jit.on()
+  local home = util.home()
+  local token, terr = require("pm.web").token(home, false)
+  if not token then return cli.die(terr) end
+  local conn, cerr = require("pm.client").connect({ spawn = false })
+  if not conn then return cli.die(cerr) end
+  local web = require "pm.web"
+  local lim = {}
+  for k in pairs(web.LIMITS) do
+    local v = tonumber(os.getenv("PM_WEB_" .. k:upper()))
+    if v then lim[k] = v end
+  end
+  lim.host, lim.port, lim.conn, lim.token = host, port, conn, token
+  lim.on_listen = function(p)
+    io.stdout:write(("pm web: listening on %s:%d\n"):format(host, p))
+    io.stdout:flush()
+    local child = require "pm.child"
+    if child.available() then child.ready() end
+  end
+  local rc, err = web.serve(lim)
+  if not rc then return cli.die(err) end
+  return rc
+end
+
+function V.web(args)
+  local p = cli.parser("web")
+  p:option("--listen", "address:port to listen on (default " .. DEFAULT .. ")")
+  p:option("--user", "run the web process as this user (a daemon of root)")
+  p:flag("--off", "stop and forget pm-web")
+  p:flag("--serve"):hidden(true)
+  local a = p:parse(args)
+  if a.serve then return serve(a) end
+  local pm = cli.api()
+  local conn = check(pm._conn())
+  if a.off then
+    local list = check(conn:call("list", { fields = { "name", "pm2_env.namespace" } }))
+    local found = false
+    for _, d in ipairs(list) do
+      if d.name == NAME and d.pm2_env.namespace == NAMESPACE then found = true end
+    end
+    if not found then
+      io.stdout:write("pm web is off\n")
+      return 0
+    end
+    check(conn:call("delete", { target = NAME }))
+    io.stdout:write("pm web stopped\n")
+    return 0
+  end
+  local listen = a.listen or DEFAULT
+  local host, port = parse_listen(listen)
+  if not host then return cli.die(port, 2) end
+  local home = util.home()
+  local token = check(require("pm.web").token(home, true))
+  local bin = check(util.pm_binary())
+  local app = { name = NAME, namespace = NAMESPACE, script = bin, interpreter = "none",
+    args = { "web", "--serve", "--listen", listen }, wait_ready = true, listen_timeout = 5000,
+    env = { PM_HOME = home }, max_memory_restart = "256M", restart_delay = 1000 }
+  for _, k in ipairs({ "CONNECTIONS", "PER_IP", "TIMEOUT", "MEMORY", "MAX_BODY" }) do
+    local v = os.getenv("PM_WEB_" .. k) -- (the tests' smaller limits)
+    if v then app.env["PM_WEB_" .. k] = v end
+  end
+  if a.user then app.user = a.user end
+  -- a pm-web declared before with other settings is replaced
+  local list = check(conn:call("list", { fields = { "name", "pm2_env.namespace", "pm2_env.status" } }))
+  for _, d in ipairs(list) do
+    if d.name == NAME and d.pm2_env.namespace == NAMESPACE then
+      check(conn:call("delete", { target = NAME }))
+    end
+  end
+  local started = check(conn:call("start", { app = app, cwd = home, environ = core.environ() }))
+  local d = started[1]
+  if not d or d.pm2_env.status ~= "online" then
+    local why = d and d.pm2_env.status or "not started"
+    return cli.die(("pm-web is %s: see pm logs %s"):format(why, NAME))
+  end
+  io.stdout:write(("pm web: %s\n"):format(url_of(host, port, token)))
+  io.stdout:write("(the token is in " .. home .. "/web.token; /metrics needs none from this machine)\n")
+  return 0
+end
+
+return V
