@@ -241,7 +241,7 @@ function M.serve(opts)
       if url == "/api/action" then return action(id, body, s) end
       return refuse(id, 404, "no such thing")
     end
-    if method ~= "GET" then return refuse(id, 405, "method not allowed") end
+    if method ~= "GET" or url == "/api/action" then return refuse(id, 405, "method not allowed") end
     if url == "/api/list" then
       conn:send("list", { fields = ROW_FIELDS }, function(res, err)
         if not res then return refuse(id, 502, "the daemon: " .. tostring(err)) end
