@@ -24,6 +24,7 @@ local asked_at = nil -- core.mono() of the last ask
 local timer = nil
 
 M.sample = nil -- fn(p) -> rss, cpu (describe.sample: set by the daemon)
+M.clock = core.now -- ms since the epoch (a spec gives its own)
 M.list = nil   -- fn() -> the records
 
 -- CPU in tenths of a percent; memory in KiB as a small float: 11 bits of
@@ -90,7 +91,7 @@ function M.tick()
     if timer then timer:close(); timer = nil end
     return
   end
-  local now_s = math.floor(core.now() / 1000)
+  local now_s = math.floor(M.clock() / 1000)
   for _, p in ipairs(M.list()) do
     if not p.deleted then
       if (p.pid or 0) > 0 then
@@ -120,7 +121,7 @@ function M.active() return timer ~= nil end
 -- else the minutes' (at most 24 h).
 function M.of(p, span)
   local s = rings[p]
-  local now_s = math.floor(core.now() / 1000)
+  local now_s = math.floor(M.clock() / 1000)
   local step, base, size, last
   if span <= M.SEC then
     step, base, size, last = 1, 0, M.SEC, now_s
@@ -145,9 +146,9 @@ function M.of(p, span)
   return { step = step, start = (last - points + 1) * step * 1000, cpu = cpu, memory = mem }
 end
 
--- min/avg/max of cpu and memory over the last span seconds -> table | nil
-function M.summary(p, span)
-  local h = M.of(p, span)
+-- min/avg/max of cpu and memory of a history (M.of's, or the RPC's) ->
+-- { cpu = { min, avg, max, samples }, memory = {...} } | nil (no sample)
+function M.summary(h)
   local out = {}
   for _, k in ipairs({ "cpu", "memory" }) do
     local lo, hi, sum, n = math.huge, -math.huge, 0, 0

@@ -281,3 +281,41 @@ describe("pm web", function()
     assert.equal(dpid, H.daemon_pid(H.home))
   end)
 end)
+
+describe("history", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup(H.home) end)
+
+  local function history(c, id, params)
+    c:send(util.encode({ jsonrpc = "2.0", id = id, method = "history", params = params }) .. "\n")
+    return c:reply(id)
+  end
+
+  it("samples an app every second once asked (RPC history), and pm describe shows the last hour", function()
+    H.ok(H.pm("start", "--name", "a", "--", "sleep", "1000"))
+    local c = H.connect()
+    local bad = history(c, 1, { target = "a", span = 0 })
+    assert.equal(-32602, bad.error.code)
+    assert.equal(-32000, history(c, 2, { target = "nosuch", span = 10 }).error.code)
+    local first = history(c, 3, { target = "a", span = 10 }).result[1]
+    assert.equal("a", first.name)
+    assert.equal(1, first.step)
+    assert.equal(10, #first.cpu)
+    local n = 4
+    local h = H.wait_for(function()
+      n = n + 1
+      local r = history(c, n, { target = "a", span = 10 }).result[1]
+      local got = 0
+      for _, m in ipairs(r.memory) do if m and m > 0 then got = got + 1 end end
+      return got >= 3 and r
+    end, 8000, "3 samples of a")
+    assert.equal(false, h.cpu[1]) -- (before the first ask: no sample)
+    local m = history(c, 99, { target = "a", span = 3600 }).result[1]
+    assert.equal(60, m.step)
+    assert.equal(60, #m.memory)
+    assert.is_true(m.memory[60] > 0)
+    c:close()
+    local d = H.ok(H.pm("describe", "a")).out
+    assert.matches("history %(last hour, %d min%): cpu min [%d.]+%% avg [%d.]+%% max [%d.]+%%, memory min %S+ avg", d)
+  end)
+end)
