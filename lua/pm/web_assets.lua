@@ -12,7 +12,7 @@ end
 
 M.login_page = [[<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pm: log in</title>
-<link rel="stylesheet" href="/assets/app.css"></head>
+<link rel="stylesheet" href="/assets/app.css"><link rel="icon" href="/assets/icon.svg"></head>
 <body class="login"><main>
 <h1>pm</h1>
 <p>This dashboard needs the token that <code>pm web</code> printed (it is in PM_HOME/web.token).</p>
@@ -28,7 +28,7 @@ function M.page(csrf)
 <html lang="en"><head><meta charset="utf-8"><title>pm</title>
 <meta name="csrf" content="%s">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/assets/app.css"></head>
+<link rel="stylesheet" href="/assets/app.css"><link rel="icon" href="/assets/icon.svg"></head>
 <body>
 <header><h1>pm</h1><span id="summary"></span><span id="live" class="off">connecting</span></header>
 <div id="confirm" hidden><span id="confirm-text"></span>
@@ -116,13 +116,13 @@ local JS = [[
   function say(text) { $('message').textContent = text; }
 
   // ---- actions: a POST with the CSRF token, after a confirmation ----
-  function post(action, target, instances) {
+  function post(action, target, instances, name) {
     return fetch('/api/action', {
       method: 'POST', credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
       body: JSON.stringify({ action: action, target: target, instances: instances })
     }).then(function (r) { return r.json(); }).then(function (res) {
-      say(res.error ? action + ' ' + target + ': ' + res.error : action + ' ' + target + ': done');
+      say(res.error ? action + ' ' + name + ': ' + res.error : action + ' ' + name + ': done');
     }, function (e) { say(action + ': ' + e); });
   }
   function ask(action, p) {
@@ -137,7 +137,7 @@ local JS = [[
     $('confirm').hidden = true;
     if (!pending) return;
     var p = pending; pending = null;
-    post(p.action, p.target, p.action === 'scale' ? $('confirm-count').value : undefined);
+    post(p.action, p.target, p.action === 'scale' ? $('confirm-count').value : undefined, p.name);
   });
   $('confirm-no').addEventListener('click', function () { $('confirm').hidden = true; pending = null; });
 
@@ -284,7 +284,13 @@ local JS = [[
 })();
 ]]
 
+local ICON = [[<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">
+<rect width="16" height="16" rx="3" fill="#1c2128"/><polyline points="2,11 5,7 8,9 11,4 14,6" fill="none"
+stroke="#5c5" stroke-width="1.6"/></svg>
+]]
+
 M.files = {
+  ["icon.svg"] = { type = "image/svg+xml", body = ICON },
   ["app.css"] = { type = "text/css; charset=utf-8", body = CSS },
   ["app.js"] = { type = "text/javascript; charset=utf-8", body = JS },
 }

@@ -12,7 +12,7 @@ local http = require "httpc"
 
 -- python3 web_probe.py ... (the probes Lua cannot make: a source address)
 local function probe(...)
-  local r = H.sh("python3 " .. H.command(...):gsub("^%S+", H.shquote(PROBE)))
+  local r = H.sh("/usr/bin/python3 " .. H.command(...):gsub("^%S+", H.shquote(PROBE)))
   assert(r.code == 0, "web_probe.py " .. table.concat({ ... }, " ") .. ": " .. r.err)
   return assert(util.decode(r.out), "web_probe.py printed: " .. r.out)
 end
