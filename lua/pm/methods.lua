@@ -779,12 +779,14 @@ local metrics = require "pm.metrics"
 local history = require "pm.history"
 local describe = require "pm.describe"
 bus.tap = function(event, data) if event == "log:dropped" then metrics.on_dropped(data) end end
+require("pm.proc").on_event = metrics.on_event
 history.sample = function(p) return describe.sample(p, false) end
 history.list = sup.all
 
--- The Prometheus text of every app and of the daemon (lua/pm/metrics.lua).
+-- The numbers of every app and of the daemon that /metrics shows (the web
+-- process writes Prometheus' text: lua/pm/metrics.lua).
 function methods.metrics(_, _, done)
-  done(nil, metrics.text({ list = sup.all(), sample = history.sample, bus = bus, requests = rpc.requests }))
+  done(nil, metrics.collect({ list = sup.all(), sample = history.sample, bus = bus, requests = rpc.requests }))
 end
 
 -- {target, span (seconds, default 600; at most 86400)}: the CPU and memory

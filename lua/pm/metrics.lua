@@ -6,10 +6,12 @@
 -- exits by code and signal, readiness and health, log lines dropped, the
 -- bus, the daemon's own memory, Lua heap, fds and requests. What it counts
 -- it learns from the process events (proc.on_event) and the bus's
--- log:dropped; the rest is read from the records when asked.
+-- log:dropped; the rest is read from the records when asked. The daemon
+-- sends the numbers (M.collect); the web process writes the text (M.text).
 local core = require "pm.core"
 local util = require "pm.util"
-local proc = require "pm.proc"
+
+local new_table = require "table.new"
 
 local M = {}
 
@@ -59,21 +61,7 @@ function M.on_dropped(data)
   d[2] = d[2] + (tonumber(data.bytes) or 0)
 end
 
--- A label value as the text format wants it.
-local function esc(s)
-  return (tostring(s):gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
-end
-
-local function num(v)
-  if v ~= v or v == math.huge or v == -math.huge then return "0" end
-  return util.json_number(v)
-end
-
-local function interpreter(d)
-  local i = d.interpreter
-  if i == nil or i == "" then return "none" end
-  return util.basename(tostring(i))
-end
+-- ---- the daemon's half: the numbers, as compact JSON ----
 
 local function daemon_rss()
   local f = io.open("/proc/self/statm")
@@ -90,105 +78,204 @@ local function fd_count()
   return n
 end
 
---[[ The text of a scrape. ctx: sample(p) -> rss, cpu (describe's, from
-/proc when stale), list (the records), bus (pm.bus), requests (method ->
-count). ]]
-function M.text(ctx)
+local function interpreter(d)
+  local i = d.interpreter
+  if i == nil or i == "" then return "none" end
+  return util.basename(tostring(i))
+end
+
+local jnum = util.json_number
+local enc = util.encode
+
+-- record -> { decl, name, text }: the part of its row that changes with
+-- its declaration only, `[id,"name","namespace",instance,"interpreter",`
+local static = setmetatable({}, { __mode = "k" })
+
+local function static_of(p)
+  local s = static[p]
+  if s and s[1] == p.decl and s[2] == p.name then return s[3] end
+  local d = p.decl
+  local text = ("[%d,%s,%s,%d,%s,"):format(p.pm_id, enc(p.name), enc(d.namespace or "default"), p.instance or 0,
+    enc(interpreter(d)))
+  static[p] = { d, p.name, text }
+  return text
+end
+
+local function pairs_sorted(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return ipairs(keys)
+end
+
+--[[ What a scrape needs, as JSON pieces (util.raw): every app's row
+[id, name, namespace, instance, interpreter, up, cpu, memory, uptime (s),
+restarts, ready, health failures, instances of its name], the counters as
+rows, the daemon's own numbers. ctx: list (the records), sample(p) ->
+rss, cpu (describe's), bus (pm.bus), requests (method -> count). The text
+is made by the web process (M.text): the daemon's share of a scrape of
+2,000 apps is this. ]]
+function M.collect(ctx)
   local list = ctx.list
   local now = core.now()
-  local out, n = {}, 0
-  local function put(s) n = n + 1; out[n] = s end
-  local labels, up, cpu, mem, uptime, rest, inst, ready, hf = {}, {}, {}, {}, {}, {}, {}, {}, {}
   local per_name = {}
+  for _, p in ipairs(list) do per_name[p.name] = (per_name[p.name] or 0) + 1 end
+  local out, n = { '{"apps":[' }, 1
   for i, p in ipairs(list) do
-    local d = p.decl
-    per_name[p.name] = (per_name[p.name] or 0) + 1
-    labels[i] = ('{id="%d",name="%s",namespace="%s",instance="%d",interpreter="%s"}'):format(
-      p.pm_id, esc(p.name), esc(d.namespace or "default"), p.instance or 0, esc(interpreter(d)))
     local online = p.status == "online"
     local rss, c = 0, 0
     if (p.pid or 0) > 0 then rss, c = ctx.sample(p) end
-    up[i] = online and "1" or "0"
-    cpu[i] = num(c or 0)
-    mem[i] = num(rss or 0)
-    uptime[i] = online and p.pm_uptime and num(math.floor((now - p.pm_uptime) / 1000)) or "0"
-    rest[i] = num(p.restart_time or 0)
-    ready[i] = (online and p.ready) and "1" or "0"
-    hf[i] = num(p.health_failures or 0)
+    if i > 1 then n = n + 1; out[n] = "," end
+    out[n + 1] = static_of(p)
+    out[n + 2] = ("%d,%.1f,%d,%d,%d,%d,%d,%d]"):format(online and 1 or 0,
+      c or 0, rss or 0, online and p.pm_uptime and math.floor((now - p.pm_uptime) / 1000) or 0,
+      p.restart_time or 0, (online and p.ready) and 1 or 0, p.health_failures or 0, per_name[p.name])
+    n = n + 2
   end
-  for i, p in ipairs(list) do inst[i] = num(per_name[p.name]) end
-  local function family(name, help, kind, values)
-    put("# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " " .. kind .. "\n")
-    for i = 1, #list do put(name .. labels[i] .. " " .. values[i] .. "\n") end
+  local rows = {}
+  for _, p in ipairs(list) do
+    local id = p.pm_id
+    for _, k in pairs_sorted(restarts[id] or {}) do
+      rows[#rows + 1] = ("[%d,%s,%s]"):format(id, enc(k), jnum(restarts[id][k]))
+    end
   end
-  family("pm2_up", "Is the process running (1) or not (0)", "gauge", up)
-  family("pm2_cpu", "Process CPU usage in percent of one core", "gauge", cpu)
-  family("pm2_memory", "Process memory (RSS of its tree) in bytes", "gauge", mem)
-  family("pm2_uptime", "Seconds since the process started (0 when not online)", "gauge", uptime)
-  family("pm2_restarts", "Restarts of the process since it was declared or reset", "gauge", rest)
-  family("pm2_instances", "Processes of the app", "gauge", inst)
-  family("pm_ready", "The process is online and ready", "gauge", ready)
-  family("pm_health_failures", "Failed health checks in a row", "gauge", hf)
-  local function counter(name, help, t, label_of)
-    put("# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " counter\n")
-    for i, p in ipairs(list) do
-      local c = t[p.pm_id]
-      if c then
-        local keys = {}
-        for k in pairs(c) do keys[#keys + 1] = k end
-        table.sort(keys)
-        for _, k in ipairs(keys) do
-          put(name .. labels[i]:sub(1, -2) .. "," .. label_of(k) .. "} " .. num(c[k]) .. "\n")
-        end
+  n = n + 1; out[n] = '],"restarts":[' .. table.concat(rows, ",")
+  rows = {}
+  for _, p in ipairs(list) do
+    local id = p.pm_id
+    for _, k in pairs_sorted(exits[id] or {}) do
+      local code, sig = k:match("^(.-)%z(.*)$")
+      rows[#rows + 1] = ("[%d,%s,%s,%s]"):format(id, enc(code), enc(sig), jnum(exits[id][k]))
+    end
+  end
+  n = n + 1; out[n] = '],"exits":[' .. table.concat(rows, ",")
+  rows = {}
+  for _, p in ipairs(list) do
+    local id = p.pm_id
+    if health[id] then rows[#rows + 1] = ("[%d,%s]"):format(id, jnum(health[id])) end
+  end
+  n = n + 1; out[n] = '],"health":[' .. table.concat(rows, ",")
+  rows = {}
+  for _, p in ipairs(list) do
+    local d = dropped[p.pm_id]
+    if d then rows[#rows + 1] = ("[%d,%s,%s]"):format(p.pm_id, jnum(d[1]), jnum(d[2])) end
+  end
+  n = n + 1; out[n] = '],"dropped":[' .. table.concat(rows, ",")
+  local req = {}
+  for _, m in pairs_sorted(ctx.requests) do req[#req + 1] = ("[%s,%s]"):format(enc(m), jnum(ctx.requests[m])) end
+  n = n + 1
+  out[n] = ('],"daemon":{"subscribers":%s,"bus_dropped":%s,"rss":%s,"heap":%s,"fds":%s,"requests":[%s]}}'):format(
+    jnum(ctx.bus.subscribers()), jnum(ctx.bus.dropped_total), jnum(daemon_rss()),
+    jnum(math.floor(collectgarbage("count") * 1024)), jnum(fd_count()), table.concat(req, ","))
+  return util.raw(out)
+end
+
+-- ---- the web process's half: Prometheus' text format ----
+
+-- A label value as the text format wants it.
+local function esc(s)
+  s = tostring(s)
+  if not s:find('[\\"\n]') then return s end
+  return (s:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+end
+
+local pieces, pieces_cap = {}, 0
+
+-- pm_id -> { name, namespace, instance, interpreter, labels, open }: an
+-- app's labels, made again only when they change
+local label_cache = {}
+
+local FAMILIES = { -- name, help, the app row's column
+  { "pm2_up", "Is the process running (1) or not (0)", 6 },
+  { "pm2_cpu", "Process CPU usage in percent of one core", 7 },
+  { "pm2_memory", "Process memory (RSS of its tree) in bytes", 8 },
+  { "pm2_uptime", "Seconds since the process started (0 when not online)", 9 },
+  { "pm2_restarts", "Restarts of the process since it was declared or reset", 10 },
+  { "pm2_instances", "Processes of the app", 13 },
+  { "pm_ready", "The process is online and ready", 11 },
+  { "pm_health_failures", "Failed health checks in a row", 12 },
+}
+
+-- The text of a scrape from M.collect's data (decoded).
+function M.text(data)
+  local apps = type(data) == "table" and type(data.apps) == "table" and data.apps or {}
+  -- (the pieces' table is kept from one scrape to the next: 64,000 slots
+  -- for 2,000 apps, made once)
+  local need = #apps * 4 * #FAMILIES + 64
+  if pieces_cap < need then pieces, pieces_cap = new_table(need, 0), need end
+  local out, n = pieces, 0
+  local labels, open = {}, {} -- by pm_id: '{...}' and '{...,' (for one more label)
+  local order = {}
+  local seen = {}
+  for i, a in ipairs(apps) do
+    local c = label_cache[a[1]]
+    if not (c and c[1] == a[2] and c[2] == a[3] and c[3] == a[4] and c[4] == a[5]) then
+      local l = ('{id="%d",name="%s",namespace="%s",instance="%d",interpreter="%s"'):format(a[1], esc(a[2]),
+        esc(a[3]), a[4], esc(a[5]))
+      c = { a[2], a[3], a[4], a[5], l .. "} ", l .. "," }
+      label_cache[a[1]] = c
+    end
+    seen[a[1]] = true
+    labels[i], open[a[1]] = c[5], c[6]
+    order[i] = a
+  end
+  for id in pairs(label_cache) do
+    if not seen[id] then label_cache[id] = nil end
+  end
+  local strs = {} -- number -> its text (the same few values come again and again)
+  for _, f in ipairs(FAMILIES) do
+    local name, col = f[1], f[3]
+    n = n + 1; out[n] = "# HELP " .. name .. " " .. f[2] .. "\n# TYPE " .. name .. " gauge\n"
+    for i, a in ipairs(order) do
+      local v = a[col]
+      local s = strs[v]
+      if not s then s = tostring(v); strs[v] = s end
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = name, labels[i], s, "\n"
+      n = n + 4
+    end
+  end
+  local function counter(name, help, rows, label_of, value_col)
+    n = n + 1; out[n] = "# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " counter\n"
+    for _, r in ipairs(type(rows) == "table" and rows or {}) do
+      local l = open[r[1]]
+      if l then
+        n = n + 1
+        out[n] = name .. l .. label_of(r) .. "} " .. tostring(r[value_col]) .. "\n"
       end
     end
   end
-  counter("pm_restarts_total", "Restarts since the daemon started, by reason", restarts,
-    function(k) return ('reason="%s"'):format(esc(k)) end)
-  counter("pm_exits_total", "Process exits since the daemon started, by exit code or signal", exits,
-    function(k)
-      local code, sig = k:match("^(.-)%z(.*)$")
-      return ('code="%s",signal="%s"'):format(esc(code), esc(sig))
-    end)
-  put("# HELP pm_health_failures_total Failed health checks since the daemon started\n"
-    .. "# TYPE pm_health_failures_total counter\n")
-  for i, p in ipairs(list) do
-    if health[p.pm_id] then put("pm_health_failures_total" .. labels[i] .. " " .. num(health[p.pm_id]) .. "\n") end
+  counter("pm_restarts_total", "Restarts since the daemon started, by reason", data.restarts,
+    function(r) return ('reason="%s"'):format(esc(r[2])) end, 3)
+  counter("pm_exits_total", "Process exits since the daemon started, by exit code or signal", data.exits,
+    function(r) return ('code="%s",signal="%s"'):format(esc(r[2]), esc(r[3])) end, 4)
+  -- (labels without one more: the open form's trailing comma taken off)
+  local function closed(name, help, rows, col)
+    n = n + 1; out[n] = "# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " counter\n"
+    for _, r in ipairs(type(rows) == "table" and rows or {}) do
+      local l = open[r[1]]
+      if l then n = n + 1; out[n] = name .. l:sub(1, -2) .. "} " .. tostring(r[col]) .. "\n" end
+    end
   end
-  put("# HELP pm_log_dropped_lines_total Log lines a full disk refused\n# TYPE pm_log_dropped_lines_total counter\n")
-  for i, p in ipairs(list) do
-    local d = dropped[p.pm_id]
-    if d then put("pm_log_dropped_lines_total" .. labels[i] .. " " .. num(d[1]) .. "\n") end
+  closed("pm_health_failures_total", "Failed health checks since the daemon started", data.health, 2)
+  closed("pm_log_dropped_lines_total", "Log lines a full disk refused", data.dropped, 2)
+  closed("pm_log_dropped_bytes_total", "Log bytes a full disk refused", data.dropped, 3)
+  local d = type(data.daemon) == "table" and data.daemon or {}
+  local function one(name, help, kind, v)
+    n = n + 1
+    out[n] = ("# HELP %s %s\n# TYPE %s %s\n%s %s\n"):format(name, help, name, kind, name, tostring(v or 0))
   end
-  put("# HELP pm_log_dropped_bytes_total Log bytes a full disk refused\n# TYPE pm_log_dropped_bytes_total counter\n")
-  for i, p in ipairs(list) do
-    local d = dropped[p.pm_id]
-    if d then put("pm_log_dropped_bytes_total" .. labels[i] .. " " .. num(d[2]) .. "\n") end
+  one("pm_bus_subscribers", "Connections subscribed to events", "gauge", d.subscribers)
+  one("pm_bus_dropped_events_total", "Events dropped for subscribers that did not read", "counter", d.bus_dropped)
+  one("pm_daemon_memory_bytes", "The daemon's resident memory", "gauge", d.rss)
+  one("pm_daemon_lua_heap_bytes", "The daemon's Lua heap", "gauge", d.heap)
+  one("pm_daemon_fds", "The daemon's open file descriptors", "gauge", d.fds)
+  n = n + 1; out[n] = "# HELP pm_daemon_requests_total Requests on rpc.sock, by method\n"
+    .. "# TYPE pm_daemon_requests_total counter\n"
+  for _, r in ipairs(type(d.requests) == "table" and d.requests or {}) do
+    n = n + 1; out[n] = ('pm_daemon_requests_total{method="%s"} %s\n'):format(esc(r[1]), tostring(r[2]))
   end
-  local bus = ctx.bus
-  put("# HELP pm_bus_subscribers Connections subscribed to events\n# TYPE pm_bus_subscribers gauge\n")
-  put("pm_bus_subscribers " .. num(bus.subscribers()) .. "\n")
-  put("# HELP pm_bus_dropped_events_total Events dropped for subscribers that did not read\n"
-    .. "# TYPE pm_bus_dropped_events_total counter\n")
-  put("pm_bus_dropped_events_total " .. num(bus.dropped_total) .. "\n")
-  put("# HELP pm_daemon_memory_bytes The daemon's resident memory\n# TYPE pm_daemon_memory_bytes gauge\n")
-  put("pm_daemon_memory_bytes " .. num(daemon_rss()) .. "\n")
-  put("# HELP pm_daemon_lua_heap_bytes The daemon's Lua heap\n# TYPE pm_daemon_lua_heap_bytes gauge\n")
-  put("pm_daemon_lua_heap_bytes " .. num(math.floor(collectgarbage("count") * 1024)) .. "\n")
-  put("# HELP pm_daemon_fds The daemon's open file descriptors\n# TYPE pm_daemon_fds gauge\n")
-  put("pm_daemon_fds " .. num(fd_count()) .. "\n")
-  put("# HELP pm_daemon_requests_total Requests on rpc.sock, by method\n# TYPE pm_daemon_requests_total counter\n")
-  local methods = {}
-  for k in pairs(ctx.requests) do methods[#methods + 1] = k end
-  table.sort(methods)
-  for _, m in ipairs(methods) do
-    put(('pm_daemon_requests_total{method="%s"} %s\n'):format(esc(m), num(ctx.requests[m])))
-  end
-  put("# HELP pm_apps Processes in the table\n# TYPE pm_apps gauge\n")
-  put("pm_apps " .. num(#list) .. "\n")
-  return table.concat(out)
+  one("pm_apps", "Processes in the table", "gauge", #apps)
+  return table.concat(out, "", 1, n)
 end
-
-proc.on_event = M.on_event
 
 return M

@@ -10,6 +10,7 @@
 local core = require "pm.core"
 local util = require "pm.util"
 local assets = require "pm.web_assets"
+local metrics = require "pm.metrics"
 
 local M = {}
 
@@ -199,7 +200,7 @@ function M.serve(opts)
       end
       conn:send("metrics", {}, function(res, err)
         if not res then return refuse(id, 502, "the daemon: " .. tostring(err)) end
-        respond(id, 200, res, "text/plain; version=0.0.4; charset=utf-8")
+        respond(id, 200, metrics.text(res), "text/plain; version=0.0.4; charset=utf-8")
       end)
       return
     end

@@ -2,6 +2,7 @@
 -- of a number, seconds and minutes, gaps, and when sampling runs.
 local history = require "pm.history"
 local metrics = require "pm.metrics"
+local util = require "pm.util"
 
 describe("history rings", function()
   local now, apps, samples
@@ -78,8 +79,10 @@ describe("metrics text", function()
     metrics.on_event(p, "exit", { signal = "SIGKILL", reason = "memory" })
     metrics.on_event(p, "restart", { reason = "memory" }, false)
     metrics.on_event(p, "restart", nil, true)
-    local text = metrics.text({ list = { p }, sample = function() return 2048, 1.5 end,
-      bus = { subscribers = function() return 0 end, dropped_total = 0 }, requests = { list = 3 } })
+    -- (the daemon's numbers as JSON, the web process's text)
+    local json = util.raw_text(metrics.collect({ list = { p }, sample = function() return 2048, 1.5 end,
+      bus = { subscribers = function() return 0 end, dropped_total = 0 }, requests = { list = 3 } }))
+    local text = metrics.text(util.decode(json))
     local labels = '{id="7",name="we\\"ird\\\\name",namespace="n\\ns",instance="0",interpreter="node"'
     assert.truthy(text:find("pm2_up" .. labels .. "} 1\n", 1, true))
     assert.truthy(text:find("pm2_memory" .. labels .. "} 2048\n", 1, true))
