@@ -63,7 +63,6 @@ end
 function V.web(args)
   local p = cli.parser("web")
   p:option("--listen", "address:port to listen on (default " .. DEFAULT .. ")")
-  p:option("--user", "run the web process as this user (a daemon of root)")
   p:flag("--off", "stop and forget pm-web")
   p:flag("--serve"):hidden(true)
   local a = p:parse(args)
@@ -97,7 +96,6 @@ function V.web(args)
     local v = os.getenv("PM_WEB_" .. k) -- (the tests' smaller limits)
     if v then app.env["PM_WEB_" .. k] = v end
   end
-  if a.user then app.user = a.user end
   -- a pm-web declared before with other settings is replaced
   local list = check(conn:call("list", { fields = { "name", "pm2_env.namespace", "pm2_env.status" } }))
   for _, d in ipairs(list) do

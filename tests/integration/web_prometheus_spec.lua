@@ -45,12 +45,15 @@ scrape_configs:
       "--storage.tsdb.path=" .. dir .. "/data", "--web.listen-address=127.0.0.1:" .. pport,
       "--storage.tsdb.retention.time=1h" }, fds = { -1, log, log } }))
     core.close(log)
-    local function query(q)
+    local function ask(q)
       local r = http.get(pport, "/api/v1/query?query=" .. q:gsub("[^%w_]", function(c)
         return ("%%%02X"):format(c:byte())
       end))
-      if r.status ~= 200 then return nil end
-      local res = util.decode(r.body)
+      return r.status, util.decode(r.body)
+    end
+    local function query(q)
+      local status, res = ask(q)
+      if status ~= 200 then return nil end
       local v = type(res) == "table" and res.data and res.data.result and res.data.result[1]
       return v and v.value and v.value[2]
     end
@@ -61,6 +64,25 @@ scrape_configs:
     H.wait_for(function() return query('pm2_up{name="a"}') == "0" end, 15000, "pm2_up{name=\"a\"} == 0")
     -- the scrape is healthy
     assert.equal("1", query('up{job="pm"}'))
+    -- every query of ecosystem/grafana-dashboard.json is valid PromQL, and
+    -- every metric it names is one /metrics has
+    local scrape = http.get(port, "/metrics").body
+    local dash = util.decode(util.read_file(H.src .. "/ecosystem/grafana-dashboard.json"))
+    local n = 0
+    for _, panel in ipairs(dash.panels) do
+      for _, t in ipairs(panel.targets) do
+        local expr = t.expr:gsub("%$namespace", ".*"):gsub("%$name", ".*")
+        local status, res = ask(expr)
+        assert(status == 200 and res.status == "success", ("panel %q: %s: %s"):format(panel.title, expr,
+          util.encode(res)))
+        for metric in expr:gmatch("%f[%w_](pm2?_[%w_]+)") do
+          assert(scrape:find("# TYPE " .. metric .. " ", 1, true), ("panel %q: no metric %s"):format(panel.title,
+            metric))
+        end
+        n = n + 1
+      end
+    end
+    assert.is_true(n >= 16)
     print(("prometheus: scraped in %.1f s from its start"):format((core.mono() - t0) / 1000))
   end)
 end)
