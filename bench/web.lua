@@ -89,23 +89,30 @@ local ok_run, err = pcall(function()
   -- history on (the web process asks): every app sampled every second
   ok(H.pm("web", "--listen", "127.0.0.1:" .. port), "pm web")
   core.sleep(5000)
-  -- the scrape: wall and daemon CPU, median of 10 (one first, to warm up)
+  -- the daemon's CPU with history on and nobody scraping: 5 s
+  local b0, bt = cpu_ns(dpid), core.mono()
+  core.sleep(5000)
+  local base = (cpu_ns(dpid) - b0) / 1e6 / (core.mono() - bt) -- ms of CPU per ms
+  row(("history sampling, %d apps: daemon CPU (%% of a core)"):format(APPS), ("%.1f"):format(base * 100),
+    "(sampling only while asked)", true)
+  -- the scrape: wall (median of 10, one first to warm up); the daemon's
+  -- CPU over the 10, less what it spends meanwhile without them
   http.get(port, "/metrics", nil, { ms = 30000 })
-  local walls, cpus, size = {}, {}, 0
+  local walls, size = {}, 0
+  local c0, s0 = cpu_ns(dpid), core.mono()
   for i = 1, 10 do
-    local c0, s0 = cpu_ns(dpid), core.mono()
+    local t = core.mono()
     local m = http.get(port, "/metrics", nil, { ms = 30000 })
-    walls[i] = core.mono() - s0
-    cpus[i] = (cpu_ns(dpid) - c0) / 1e6
+    walls[i] = core.mono() - t
     size = #m.body
     assert(m.status == 200, "scrape: " .. m.status)
-    core.sleep(200)
   end
-  local wall, cpu = median(walls), median(cpus)
+  local cpu = math.max(0, ((cpu_ns(dpid) - c0) / 1e6 - base * (core.mono() - s0)) / 10)
+  local wall = median(walls)
   row(("/metrics scrape, %d apps: wall (ms, median of 10; %d KB)"):format(APPS, math.floor(size / 1024)),
     ("%.1f"):format(wall), "≤ 20 ms", wall <= 20)
-  row(("/metrics scrape, %d apps: daemon CPU (ms, median of 10)"):format(APPS), ("%.1f"):format(cpu),
-    "≤ 10 ms", cpu <= 10)
+  row(("/metrics scrape, %d apps: daemon CPU (ms a scrape, the sampling's share taken off)"):format(APPS),
+    ("%.1f"):format(cpu), "≤ 10 ms", cpu <= 10)
   local after = rss_kb(dpid)
   local added = (after - before) / 1024
   row(("history of %d apps: daemon memory added (MB, VmRSS)"):format(APPS), ("%.1f"):format(added),

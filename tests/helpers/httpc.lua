@@ -48,18 +48,30 @@ function M.request(port, method, path, opts)
   end
   conn:write(text)
   local res = { status = 0, headers = {}, body = "", closed = false }
+  local head, len, size, seen = nil, nil, 0, 0
   H.run_until(function()
+    if #got == seen and not closed then return false end -- (nothing new)
+    seen = #got
+    if head and len then -- (a known length: counted, not joined, until it is all there)
+      for i = size + 1, #got do len.have = len.have + #got[i] end
+      size = #got
+      if len.have < len.need and not closed then return false end
+    end
     local all = table.concat(got)
-    local head, rest = all:match("^(.-)\r\n\r\n(.*)$")
+    got, seen, size = { all }, 1, 1
+    local rest
+    head, rest = all:match("^(.-)\r\n\r\n(.*)$")
     if not head then return closed end
     res.status = tonumber(head:match("^HTTP/1%.%d (%d+)")) or 0
     for k, v in head:gmatch("\r\n([^:\r\n]+):%s*([^\r\n]*)") do res.headers[k:lower()] = v end
-    local len = tonumber(res.headers["content-length"])
+    local clen = tonumber(res.headers["content-length"])
+    if clen and not opts.want then len = { need = #head + 4 + clen, have = #all } end
+    len = clen and not opts.want and len or nil
     if opts.want then
       res.body = rest
       return rest:find(opts.want, 1, true) or closed
-    elseif len then
-      if #rest >= len then res.body = rest:sub(1, len); return true end
+    elseif clen then
+      if #rest >= clen then res.body = rest:sub(1, clen); return true end
     elseif (res.headers["transfer-encoding"] or ""):lower() == "chunked" then
       local body = dechunk(rest)
       if body then res.body = body; return true end
