@@ -96,18 +96,31 @@ function V.web(args)
     local v = os.getenv("PM_WEB_" .. k) -- (the tests' smaller limits)
     if v then app.env["PM_WEB_" .. k] = v end
   end
-  -- a pm-web declared before with other settings is replaced
-  local list = check(conn:call("list", { fields = { "name", "pm2_env.namespace", "pm2_env.status" } }))
+  -- a pm-web that runs this binary with these arguments is kept; one
+  -- declared otherwise is replaced
+  local list = check(conn:call("list", { fields = { "name", "pm2_env.namespace", "pm2_env.status",
+    "pm2_env.args", "pm2_env.pm_exec_path" } }))
   for _, d in ipairs(list) do
-    if d.name == NAME and d.pm2_env.namespace == NAMESPACE then
+    local e = d.pm2_env
+    if d.name == NAME and e.namespace == NAMESPACE then
+      local same = e.status == "online" and e.pm_exec_path == bin and type(e.args) == "table"
+        and table.concat(e.args, " ") == table.concat(app.args, " ")
+      if same then
+        io.stdout:write(("pm web: %s\n"):format(url_of(host, port, token)))
+        return 0
+      end
       check(conn:call("delete", { target = NAME }))
     end
   end
   local started = check(conn:call("start", { app = app, cwd = home, environ = core.environ() }))
   local d = started[1]
   if not d or d.pm2_env.status ~= "online" then
-    local why = d and d.pm2_env.status or "not started"
-    return cli.die(("pm-web is %s: see pm logs %s"):format(why, NAME))
+    -- (what it said, e.g. a port in use; then it is not left restarting)
+    local path = d and d.pm2_env.pm_err_log_path
+    local last = path and require("pm.logtail").last_lines(path, 1)[1]
+    conn:call("delete", { target = NAME })
+    return cli.die(("pm web could not start: %s"):format(last and last:gsub("^pm: ", "")
+      or (d and d.pm2_env.status or "not started")))
   end
   io.stdout:write(("pm web: %s\n"):format(url_of(host, port, token)))
   io.stdout:write("(the token is in " .. home .. "/web.token; /metrics needs none from this machine)\n")

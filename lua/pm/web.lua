@@ -16,6 +16,7 @@ local M = {}
 
 M.LIMITS = { connections = 64, per_ip = 16, timeout = 10, memory = 32768, max_body = 16384 }
 M.MAX_SESSIONS = 64
+M.SESSION_IDLE_MS = 12 * 3600 * 1000 -- a session unused this long is gone
 M.TOKEN_FILE = "web.token"
 
 local CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -108,6 +109,10 @@ function M.serve(opts)
   local function session_of(h)
     local sid = cookie_of(h, "pm_session")
     local s = sid and sessions[sid]
+    if s and core.mono() - s.at > M.SESSION_IDLE_MS then
+      sessions[sid], s = nil, nil
+      nsessions = nsessions - 1
+    end
     if s then s.at = core.mono() end
     return s, sid
   end
@@ -285,7 +290,7 @@ function M.serve(opts)
   lim.host, lim.port = opts.host, opts.port
   local err
   srv, err = http.http_server(lim, on_request, on_close)
-  if not srv then return nil, ("cannot listen on %s:%s: %s"):format(opts.host, opts.port, err) end
+  if not srv then return nil, ("%s:%s: %s"):format(opts.host, opts.port, err) end
   M.server = srv
   if opts.on_listen then opts.on_listen(srv:port()) end
   local done

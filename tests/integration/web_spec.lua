@@ -91,6 +91,24 @@ describe("pm web", function()
     end
     assert.equal(0, listening(dpid))
     assert.equal(1, listening(p.pid))
+    -- pm web again: the same settings keep the process, others replace it
+    H.ok(H.pm("web", "--listen", "127.0.0.1:" .. port))
+    assert.equal(p.pid, web_proc().pid)
+    local port2 = H.free_port()
+    local again = H.ok(H.pm("web", "--listen", "127.0.0.1:" .. port2))
+    assert.truthy(again.out:find(":" .. port2 .. "/?token=" .. token, 1, true))
+    assert.are_not.equal(p.pid, web_proc().pid)
+    assert.equal(200, http.get(port2, "/metrics").status)
+    assert.equal(1, #H.jlist())
+    -- a bad address, a port in use: one line, and no pm-web left restarting
+    H.fails(H.pm("web", "--listen", "nonsense"), "--listen nonsense: an address and port expected")
+    local held_port = H.free_port()
+    local held = assert(core.listen_tcp("127.0.0.1", tostring(held_port)))
+    H.fails(H.pm("web", "--listen", "127.0.0.1:" .. held_port), "pm web could not start: ",
+      "127.0.0.1:" .. held_port .. ": cannot listen: Address already in use")
+    core.close(held)
+    assert.is_nil(H.by_name(H.jlist())["pm-web"])
+    H.ok(H.pm("web", "--listen", "127.0.0.1:" .. port2))
     -- pm web --off forgets it
     H.ok(H.pm("web", "--off"))
     assert.is_nil(H.by_name(H.jlist())["pm-web"])
