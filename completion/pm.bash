@@ -8,7 +8,7 @@ _pm() {
   local verbs="start stop restart reload delete list ls status jlist describe env id prettylist logs scale
     pid ping report kill reset flush reloadLogs sendSignal save resurrect cleardump update startup unstartup
     console monit runtime run daemon startOrRestart startOrReload startOrGracefulReload init ecosystem
-    send attach help"
+    send attach web help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return
@@ -30,6 +30,7 @@ _pm() {
         logs) flags="--lines --err --out --nostream --json --raw --format --timestamp --highlight" ;;
         save) flags="--force" ;;
         describe) flags="--json" ;;
+        web) flags="--listen --off" ;;
         list|ls|status) flags="--watch" ;;
       esac
       COMPREPLY=($(compgen -W "$flags" -- "$cur"))
