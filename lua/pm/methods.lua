@@ -783,10 +783,19 @@ require("pm.proc").on_event = metrics.on_event
 history.sample = function(p) return describe.sample(p, false) end
 history.list = sup.all
 
+-- A scrape takes the last sample while it is younger than describe's
+-- STALE_MS (history, on while the web runs, takes one every second): a
+-- scrape never makes the daemon read /proc for every app again.
+local function scrape_sample(p)
+  local s = p.cpu_sample
+  if s and s.pid == p.pid and core.mono() - s.t < describe.STALE_MS then return s.rss, s.cpu end
+  return describe.sample(p, false)
+end
+
 -- The numbers of every app and of the daemon that /metrics shows (the web
 -- process writes Prometheus' text: lua/pm/metrics.lua).
 function methods.metrics(_, _, done)
-  done(nil, metrics.collect({ list = sup.all(), sample = history.sample, bus = bus, requests = rpc.requests }))
+  done(nil, metrics.collect({ list = sup.all(), sample = scrape_sample, bus = bus, requests = rpc.requests }))
 end
 
 -- {target, span (seconds, default 600; at most 86400)}: the CPU and memory
