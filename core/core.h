@@ -95,6 +95,7 @@ void pm_open_sys(lua_State *L);
 void pm_open_watch(lua_State *L);
 void pm_open_logs(lua_State *L);
 void pm_open_regex(lua_State *L);
+void pm_open_privs(lua_State *L);
 
 /* The terminal (console.c: libedit, screen.c: ncurses). lib/pm/core.so has
  * them in pm.core; bin/pm does not link those libraries and loads them, only

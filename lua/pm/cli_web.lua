@@ -40,8 +40,21 @@ local function serve(a)
   local home = util.home()
   local token, terr = require("pm.web").token(home, false)
   if not token then return cli.die(terr) end
+  local user
+  if a.user then
+    user = util.passwd(a.user)
+    if not user then return cli.die("--user " .. a.user .. ": no such user", 2) end
+    if core.getuid() ~= 0 then
+      return cli.die(("--user %s: the web process runs as uid %d, not root: it cannot become another user")
+        :format(a.user, core.getuid()))
+    end
+  end
   local conn, cerr = require("pm.client").connect({ spawn = false })
   if not conn then return cli.die(cerr) end
+  -- the connection may from now on only look and act on apps that exist
+  -- (methods.lua's profile "web"), whoever this process becomes
+  local rok, rerr = conn:call("restrict", { profile = "web" })
+  if not rok then return cli.die("the daemon refused to restrict the connection: " .. tostring(rerr)) end
   local web = require "pm.web"
   local lim = {}
   for k in pairs(web.LIMITS) do
@@ -50,7 +63,11 @@ local function serve(a)
   end
   lim.host, lim.port, lim.conn, lim.token = host, port, conn, token
   lim.on_listen = function(p)
-    io.stdout:write(("pm web: listening on %s:%d\n"):format(host, p))
+    if user then -- the port is bound, the token read, the connection open: root is not needed any more
+      local ok, err = core.drop_privileges(user.uid, user.gid)
+      if not ok then error({ msg = "--user " .. a.user .. ": " .. tostring(err) }, 0) end
+    end
+    io.stdout:write(("pm web: listening on %s:%d%s\n"):format(host, p, user and (" as " .. user.name) or ""))
     io.stdout:flush()
     local child = require "pm.child"
     if child.available() then child.ready() end
@@ -63,6 +80,7 @@ end
 function V.web(args)
   local p = cli.parser("web")
   p:option("--listen", "address:port to listen on (default " .. DEFAULT .. ")")
+  p:option("--user", "the web process gives up root for this user once it listens")
   p:flag("--off", "stop and forget pm-web")
   p:flag("--serve"):hidden(true)
   local a = p:parse(args)
@@ -89,8 +107,10 @@ function V.web(args)
   local home = util.home()
   local token = check(require("pm.web").token(home, true))
   local bin = check(util.pm_binary())
+  if a.user and not util.passwd(a.user) then return cli.die("--user " .. a.user .. ": no such user", 2) end
   local app = { name = NAME, namespace = NAMESPACE, script = bin, interpreter = "none",
-    args = { "web", "--serve", "--listen", listen }, wait_ready = true, listen_timeout = 5000,
+    args = { "web", "--serve", "--listen", listen, a.user and "--user" or nil, a.user }, wait_ready = true,
+    listen_timeout = 5000,
     env = { PM_HOME = home }, max_memory_restart = "256M", restart_delay = 1000 }
   for _, k in ipairs({ "CONNECTIONS", "PER_IP", "TIMEOUT", "MEMORY", "MAX_BODY" }) do
     local v = os.getenv("PM_WEB_" .. k) -- (the tests' smaller limits)

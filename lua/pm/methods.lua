@@ -823,6 +823,46 @@ function methods.history(params, conn, done)
   end, conn)
 end
 
+-- What a connection restricted to the profile "web" may do (pm web --user:
+-- the web process restricts its connection, then runs as another user):
+-- look, and start, stop, restart, reload, scale or flush apps that exist
+-- as they are declared. Nothing that declares an app, changes its
+-- environment, reads a file on its behalf, deletes, signals or stops the
+-- daemon. method -> check(params) -> nil | why refused.
+local function only_target(params)
+  for k in pairs(params) do
+    if k ~= "target" then return "only a target is allowed on this connection, not " .. tostring(k) end
+  end
+  local t = params.target
+  if type(t) == "string" and util.is_ecosystem(t) then return "no ecosystem file on this connection" end
+end
+local function none() end
+local PROFILES = {
+  web = { ping = none, list = none, describe = only_target, metrics = none, history = none, subscribe = none,
+    unsubscribe = none, start = only_target, stop = only_target, restart = only_target, reload = only_target,
+    flush = only_target, restrict = none,
+    scale = function(params)
+      for k in pairs(params) do
+        if k ~= "name" and k ~= "instances" then return "only name and instances are allowed, not " .. tostring(k) end
+      end
+    end },
+}
+
+-- {profile}: this connection may from now on do only what the profile
+-- allows (a second restriction can only narrow it).
+function methods.restrict(params, conn, done)
+  local p = PROFILES[params.profile]
+  if not p then
+    return done({ code = rpc.INVALID_PARAMS, message = "unknown profile: " .. tostring(params.profile) })
+  end
+  local allowed = {}
+  for k, check in pairs(p) do
+    if not conn.allowed or conn.allowed[k] then allowed[k] = check end
+  end
+  conn.allowed = allowed
+  done(nil, true)
+end
+
 M.methods = methods
 M.descriptions = descriptions
 M.each_dependents_first = each_dependents_first

@@ -128,6 +128,14 @@ local function dispatch(conn, methods, line)
   if not handler then
     return reply(conn, id, { code = M.METHOD_NOT_FOUND, message = "unknown method: " .. req.method })
   end
+  -- a connection that restricted itself (methods.restrict: pm web's, before
+  -- it drops to a user of its own) may call only what its profile allows,
+  -- with what the profile lets through of the params
+  if conn.allowed then
+    local check = conn.allowed[req.method]
+    local why = not check and "not allowed on this connection (restricted)" or check(params)
+    if why then return reply(conn, id, { code = M.SERVER_ERROR, message = req.method .. ": " .. why }) end
+  end
   M.requests[req.method] = (M.requests[req.method] or 0) + 1
   local answered = false
   conn.inflight = conn.inflight + 1

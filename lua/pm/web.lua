@@ -167,8 +167,8 @@ function M.serve(opts)
   end
 
   -- ---- requests ----
-  local ACTIONS = { start = "start", stop = "stop", restart = "restart", reload = "reload", delete = "delete",
-    flush = "flush", scale = "scale" }
+  local ACTIONS = { start = "start", stop = "stop", restart = "restart", reload = "reload", flush = "flush",
+    scale = "scale" }
 
   local function action(id, body, s)
     local req = util.decode(body)

@@ -300,6 +300,75 @@ describe("pm web", function()
   end)
 end)
 
+describe("pm web's connection to the daemon", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup(H.home) end)
+
+  local function call(c, id, method, params)
+    c:send(util.encode({ jsonrpc = "2.0", id = id, method = method, params = params or {} }) .. "\n")
+    return c:reply(id)
+  end
+
+  it("once restricted (profile web) may look and act on apps that exist, nothing else", function()
+    H.ok(H.pm("start", "--name", "a", "--", "sleep", "1000"))
+    local pid = H.proc("a").pid
+    local c = H.connect()
+    assert.equal(-32602, call(c, 1, "restrict", { profile = "nosuch" }).error.code)
+    assert.is_true(call(c, 2, "restrict", { profile = "web" }).result)
+    assert.equal("a", call(c, 3, "list").result[1].name)
+    assert.is_table(call(c, 4, "metrics").result.apps)
+    local refused = {
+      { "start", { app = { name = "evil", script = "/bin/sh", args = { "-c", "id > /tmp/owned" } } } },
+      { "start", { path = H.home .. "/eco.lua" } },
+      { "restart", { target = "a", updateEnv = true, environ = { LD_PRELOAD = "/tmp/x.so" } } },
+      { "reload", { target = "a", env = "production" } },
+      { "delete", { target = "a" } },
+      { "kill" }, { "killDaemon" }, { "save" }, { "resurrect" },
+      { "sendSignalToProcessName", { signal = "SIGKILL", target = "a" } },
+      { "sendDataToProcessId", { id = 0, packet = {} } },
+      { "scale", { name = "a", instances = "2", environ = {} } },
+    }
+    for i, r in ipairs(refused) do
+      local m = call(c, 10 + i, r[1], r[2])
+      assert(m.error and m.error.message:find(r[1] .. ": ", 1, true), r[1] .. " was not refused: " .. util.encode(m))
+    end
+    -- a second restriction does not widen it
+    assert.is_true(call(c, 50, "restrict", { profile = "web" }).result)
+    assert.truthy(call(c, 51, "delete", { target = "a" }).error)
+    assert.is_nil(H.by_name(H.jlist()).evil)
+    assert.equal(pid, H.proc("a").pid)
+    -- what the dashboard does is allowed
+    assert.is_table(call(c, 60, "restart", { target = "a" }).result)
+    H.wait_for(function() local p = H.proc("a"); return p.pid ~= pid and p.pid ~= 0 end, 5000, "a restarted")
+    c:close()
+  end)
+
+  it("pm web --user: the web process gives up root for that user once it listens", function()
+    local nobody = util.passwd("nobody")
+    if core.getuid() ~= 0 or not nobody then
+      print("SKIPPED: needs root and the user nobody")
+      return
+    end
+    H.ok(H.pm("start", "--name", "a", "--", "sleep", "1000"))
+    port = H.free_port()
+    local r = H.ok(H.pm("web", "--listen", "127.0.0.1:" .. port, "--user", "nobody"))
+    token = r.out:match("%?token=(%x+)")
+    local w = web_proc()
+    local status = util.read_file("/proc/" .. w.pid .. "/status")
+    assert.matches("\nUid:%s+" .. nobody.uid .. "%s+" .. nobody.uid .. "%s+" .. nobody.uid .. "%s+" .. nobody.uid,
+      status)
+    assert.matches("\nGid:%s+" .. nobody.gid .. "%s+" .. nobody.gid .. "%s+" .. nobody.gid, status)
+    assert.matches("\nGroups:%s*\n", status)
+    assert.equal(200, GET("/metrics").status)
+    local cookie, csrf = login()
+    local pid = H.proc("a").pid
+    assert.equal(200, POST("/api/action", '{"action":"restart","target":"a"}', "Cookie:" .. cookie,
+      "X-CSRF-Token:" .. csrf).status)
+    H.wait_for(function() local p = H.proc("a"); return p.pid ~= pid and p.pid ~= 0 end, 5000, "a restarted")
+    H.fails(H.pm("web", "--user", "no-such-user-here"), "--user no-such-user-here: no such user")
+  end)
+end)
+
 describe("history", function()
   before_each(function() H.new_home() end)
   after_each(function() H.cleanup(H.home) end)
