@@ -329,7 +329,10 @@ static int add_headers(lua_State *L, int idx, struct MHD_Response *resp)
 	luaL_checktype(L, idx, LUA_TTABLE);
 	lua_pushnil(L);
 	while (lua_next(L, idx)) { /* key value */
-		const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+		/* (a key that is not a string is refused: lua_tostring would
+		 * change it in place under lua_next) */
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 		if (!k || !v || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n") ||
 		    MHD_add_response_header(resp, k, v) != MHD_YES) {
 			lua_pop(L, 2);
