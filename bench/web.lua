@@ -47,6 +47,9 @@ local function median(xs)
   return xs[math.ceil(#xs / 2)]
 end
 
+local function load1() return (util.read_file("/proc/loadavg") or "?"):match("^(%S+)") end
+local load_start = load1()
+
 local rows = {}
 local function row(fig, value, target, met)
   rows[#rows + 1] = ("| %s | %s | %s | %s |"):format(fig, value, target, met and "yes" or "no")
@@ -127,3 +130,6 @@ end
 print("| figure | pm | target | met |")
 print("|---|---|---|---|")
 for _, l in ipairs(rows) do print(l) end
+print()
+print(("Load average (1 min) at the start %s, at the end %s (2 cores): other programs' work inflates the times."):format(
+  load_start, load1()))
