@@ -131,5 +131,5 @@ print("| figure | pm | target | met |")
 print("|---|---|---|---|")
 for _, l in ipairs(rows) do print(l) end
 print()
-print(("Load average (1 min) at the start %s, at the end %s (2 cores): other programs' work inflates the times."):format(
-  load_start, load1()))
+print(("Load average (1 min) at the start %s, at the end %s: other programs' work inflates the times.")
+  :format(load_start, load1()))
