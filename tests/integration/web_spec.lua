@@ -241,6 +241,31 @@ describe("pm web", function()
     local bad = POST(base .. "/api/action", '{"action":"rm -rf","target":"a"}', "Cookie:" .. cookie,
       "X-CSRF-Token:" .. csrf)
     assert.equal(400, bad.status)
+    -- delete is not an action of the dashboard (nor of its connection)
+    assert.equal(400, POST(base .. "/api/action", '{"action":"delete","target":"a"}', "Cookie:" .. cookie,
+      "X-CSRF-Token:" .. csrf).status)
+    -- scale, and an action the daemon refuses (its message comes back)
+    assert.equal(200, POST(base .. "/api/action", '{"action":"scale","target":"a","instances":"2"}',
+      "Cookie:" .. cookie, "X-CSRF-Token:" .. csrf).status)
+    H.wait_for(function()
+      local n = 0
+      for _, p in ipairs(H.jlist()) do if p.name == "a" and p.pm2_env.status == "online" then n = n + 1 end end
+      return n == 2
+    end, 5000, "a scaled to 2")
+    local unknown = POST(base .. "/api/action", '{"action":"restart","target":"nosuch"}', "Cookie:" .. cookie,
+      "X-CSRF-Token:" .. csrf)
+    assert.equal(409, unknown.status)
+    assert.matches("nosuch", util.decode(unknown.body).error)
+  end)
+
+  it("keeps a connection alive for the next request", function()
+    start_web()
+    local r = http.request(port, "GET", "/", { raw = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /assets/app.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", want = "text/css" })
+    assert.equal(200, r.status)
+    assert.truthy(r.body:find("# TYPE pm2_up gauge", 1, true))
+    -- (the second answer, on the same connection, after the first's body)
+    assert.truthy(r.body:find("HTTP/1.1 200 OK\r\n", 1, true))
   end)
 
   it("refuses oversized heads and bodies, paths out of the assets; the daemon untouched", function()
