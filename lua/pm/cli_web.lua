@@ -132,13 +132,29 @@ function V.web(args)
       check(conn:call("delete", { target = NAME }))
     end
   end
+  -- (what its error log holds already: a failure says only what comes after)
+  local err_log = home .. "/logs/" .. NAME .. "-error.log"
+  local st0 = core.stat(err_log)
+  local size0 = st0 and st0.size or 0
   local started = check(conn:call("start", { app = app, cwd = home, environ = core.environ() }))
   local d = started[1]
   if not d or d.pm2_env.status ~= "online" then
-    -- (what it said, e.g. a port in use; then it is not left restarting)
-    local path = d and d.pm2_env.pm_err_log_path
-    local last = path and require("pm.logtail").last_lines(path, 1)[1]
+    -- (what it said, e.g. a port in use, once its line is in the log; then
+    -- it is not left restarting)
     conn:call("delete", { target = NAME })
+    local path = d and d.pm2_env.pm_err_log_path or err_log
+    local last
+    local deadline = core.mono() + 2000
+    repeat
+      local f = io.open(path)
+      if f then
+        f:seek("set", path == err_log and size0 or 0)
+        local text = f:read("*a") or ""
+        f:close()
+        last = text:match("([^\n]+)\n[^\n]*$")
+      end
+      if not last then core.sleep(20) end
+    until last or core.mono() > deadline
     return cli.die(("pm web could not start: %s"):format(last and last:gsub("^pm: ", "")
       or (d and d.pm2_env.status or "not started")))
   end
