@@ -258,6 +258,22 @@ describe("pm web", function()
     assert.matches("nosuch", util.decode(unknown.body).error)
   end)
 
+  it("is saved by pm save and comes back with pm resurrect", function()
+    start_web()
+    H.ok(H.pm("save"))
+    H.ok(H.pm("kill"))
+    H.ok(H.pm("resurrect"))
+    local p = H.wait_for(function()
+      local w = H.by_name(H.jlist())["pm-web"]
+      return w and w.pm2_env.status == "online" and w
+    end, 8000, "pm-web back online")
+    assert.equal("pm", p.pm2_env.namespace)
+    H.wait_for(function()
+      local ok, r = pcall(GET, "/metrics")
+      return ok and r.status == 200
+    end, 5000, "/metrics served after pm resurrect")
+  end)
+
   it("keeps a connection alive for the next request", function()
     start_web()
     local r = http.request(port, "GET", "/", { raw = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
