@@ -19,12 +19,17 @@ Q       := $(if $(V),,@)
 
 # Debian packages the build, the tests and the demo need.
 DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 lua-luv lua-copas \
-        lua-busted lua-check socat procps zlib1g-dev lua-yaml \
+        lua-busted lua-check socat procps zlib1g-dev lua-yaml libmicrohttpd-dev prometheus \
+        chromium chromium-driver python3-selenium \
         systemd docker-compose openssh-server openssh-client git
 
 CORE_SRC := $(wildcard core/*.c)
 TERM_SRC := core/console.c core/screen.c
-BIN_SRC  := $(filter-out $(TERM_SRC),$(CORE_SRC))
+# The web server (libmicrohttpd) is lib/pm/http.so for bin/pm, loaded only
+# by the web process (lua/pm/httplib.lua), as the terminal is term.so.
+HTTP_SRC := core/http.c
+HTTP_LIBS := -lmicrohttpd
+BIN_SRC  := $(filter-out $(TERM_SRC) $(HTTP_SRC),$(CORE_SRC))
 LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
 LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
@@ -33,7 +38,7 @@ LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
 all: deps build
 
-build: bin/pm lib/pm/core.so lib/pm/term.so
+build: bin/pm lib/pm/core.so lib/pm/term.so lib/pm/http.so
 
 # Installs only what is missing; does nothing when everything is there.
 deps:
@@ -89,7 +94,14 @@ bin/pm: $(patsubst core/%.c,obj/core/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/argparse
 lib/pm/core.so: $(patsubst core/%.c,obj/pic/%.o,$(LIB_SRC))
 	@mkdir -p $(@D)
 	@echo "LD $@"
-	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev -lz $(TERM_LIBS) -pthread
+	$(Q)$(CC) $(CFLAGS) -shared -o $@ $^ -lev -lz $(TERM_LIBS) $(HTTP_LIBS) -pthread
+
+# pm.http: the web server for bin/pm, loaded by lua/pm/httplib.lua only in
+# the web process (pm web); like term.so it uses the binary's symbols.
+lib/pm/http.so: $(patsubst core/%.c,obj/pic/%.o,$(HTTP_SRC))
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) $(TERM_LDFLAGS) -o $@ $^ $(HTTP_LIBS)
 
 # pm.term: the terminal for bin/pm, loaded by lua/pm/term.lua only for `pm
 # console` and `pm monit`. Its pm_L, pm_pcall, pm_unref are the binary's
@@ -159,6 +171,11 @@ lib/pm/term-asan.so: $(patsubst core/%.c,obj/asan-pic/%.o,$(TERM_SRC))
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) $(TERM_LDFLAGS) -o $@ $^ $(TERM_LIBS)
 
+lib/pm/http-asan.so: $(patsubst core/%.c,obj/asan-pic/%.o,$(HTTP_SRC))
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) $(TERM_LDFLAGS) -o $@ $^ $(HTTP_LIBS)
+
 SAN_DIR := $(CURDIR)/tests/tmp/sanitizer
 # Left out of the sanitizer pass (they run in the whole suite): the specs
 # that spend their minutes on the policy's timing (crash loops held for
@@ -167,7 +184,7 @@ SAN_DIR := $(CURDIR)/tests/tmp/sanitizer
 # sockets, logs: restart_spec, socket_spec, logs_spec...). Keeps make test
 # under 10 minutes on 2 cores.
 ASAN_EXCLUDE := --exclude-pattern=reliability_spec --exclude-pattern=reload_spec --exclude-pattern=rules_spec
-asan: all bin/pm-asan lib/pm/term-asan.so
+asan: all bin/pm-asan lib/pm/term-asan.so lib/pm/http-asan.so
 	$(Q)rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
 	$(Q)PM_BIN=$(CURDIR)/bin/pm-asan PM_SANITIZED=1 PM_SAN_DIR=$(SAN_DIR) \
 	  ASAN_OPTIONS=log_path=$(SAN_DIR)/asan:detect_leaks=0 PM_DAEMON_ASAN_OPTIONS=log_path=$(SAN_DIR)/asan \
@@ -195,6 +212,7 @@ install: build obj/lua/lua_doc.lua
 	install -m 0644 $(LUA_SRC) obj/lua/lua_doc.lua $(DESTDIR)$(LUA_DIR)/pm/
 	install -m 0755 lib/pm/core.so $(DESTDIR)$(LUA_CDIR)/pm/core.so
 	install -m 0755 lib/pm/term.so $(DESTDIR)$(LUA_CDIR)/pm/term.so
+	install -m 0755 lib/pm/http.so $(DESTDIR)$(LUA_CDIR)/pm/http.so
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 completion/pm.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
 	install -d $(DESTDIR)$(TYPES_DIR)/pm $(DESTDIR)$(PREFIX)/share/doc/pm

@@ -8,7 +8,7 @@ _pm() {
   local verbs="start stop restart reload delete list ls status jlist describe env id prettylist logs scale
     pid ping report kill reset flush reloadLogs sendSignal save resurrect cleardump update startup unstartup
     console monit runtime run daemon startOrRestart startOrReload startOrGracefulReload init ecosystem
-    send attach export deploy help"
+    send attach export deploy web help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return
@@ -31,6 +31,7 @@ _pm() {
         save) flags="--force" ;;
         describe) flags="--json" ;;
         export) flags="--to --out --env --image --keep-pm" ;;
+        web) flags="--listen --off --user" ;;
         list|ls|status) flags="--watch" ;;
       esac
       COMPREPLY=($(compgen -W "$flags" -- "$cur"))

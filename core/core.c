@@ -39,11 +39,13 @@ int luaopen_pm_core(lua_State *L)
 	pm_open_logs(L);
 	pm_open_regex(L);
 	pm_open_input(L);
+	pm_open_privs(L);
 #ifdef PM_CORE_TERM
 	/* lib/pm/core.so, for plain luajit: the terminal too (bin/pm loads it
 	 * from lib/pm/term.so when the console or monit needs it) */
 	pm_open_console(L);
 	pm_open_screen(L);
+	pm_open_http(L); /* (bin/pm: lib/pm/http.so, the web process only) */
 #endif
 #ifdef PM_ASAN
 	lua_pushboolean(L, 1); /* bin/pm-asan: Lua looks for term-asan.so first */

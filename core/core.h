@@ -95,6 +95,7 @@ void pm_open_sys(lua_State *L);
 void pm_open_watch(lua_State *L);
 void pm_open_logs(lua_State *L);
 void pm_open_regex(lua_State *L);
+void pm_open_privs(lua_State *L);
 
 /* The terminal (console.c: libedit, screen.c: ncurses). lib/pm/core.so has
  * them in pm.core; bin/pm does not link those libraries and loads them, only
@@ -105,6 +106,11 @@ void pm_open_screen(lua_State *L);
 
 int luaopen_pm_core(lua_State *L);
 int luaopen_pm_term(lua_State *L);
+
+/* http.c: core.http_server (libmicrohttpd in pm's loop); lib/pm/core.so has
+ * it in pm.core, bin/pm loads it as pm.http (lib/pm/http.so). */
+void pm_open_http(lua_State *L);
+int luaopen_pm_http(lua_State *L);
 
 /* Original RLIMIT_NOFILE soft limit, restored in every child. */
 extern long pm_nofile_soft;

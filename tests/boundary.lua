@@ -37,6 +37,7 @@ local KEPT = {
 local CTORS = {
   timer = "handle", signal = "handle", watch_read = "handle", watch_write = "handle",
   stream = "stream", logfile = "logfile", logpipe = "logpipe", spawn_start = "spawning",
+  http_server = "http",
 }
 
 local faults = {}
@@ -229,6 +230,10 @@ local function aliases_of(src)
     list[#list + 1] = name
   end
   for name in src:gmatch("local%s+([%w_]+)[%w_%s,]*=%s*require%s*%(?%s*[\"']pm%.term[\"']%s*%)?%s*%.load%s*%(") do
+    list[#list + 1] = name
+  end
+  -- (the web server: require("pm.httplib").load())
+  for name in src:gmatch("local%s+([%w_]+)[%w_%s,]*=%s*require%s*%(?%s*[\"']pm%.httplib[\"']%s*%)?%s*%.load%s*%(") do
     list[#list + 1] = name
   end
   return list

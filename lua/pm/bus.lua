@@ -59,10 +59,17 @@ function M.wants(event)
   return false
 end
 
+-- events dropped for slow subscribers since the daemon started (metrics)
+M.dropped_total = 0
+
+-- how many connections subscribe
+function M.subscribers() return count end
+
 local function send(conn, event, data)
   local stream = conn.stream
   if stream:pending() > M.MAX_PENDING then
     conn.dropped = (conn.dropped or 0) + 1
+    M.dropped_total = M.dropped_total + 1
     return
   end
   if conn.dropped and conn.dropped > 0 then
@@ -76,6 +83,7 @@ local function send(conn, event, data)
 end
 
 function M.publish(event, data)
+  if M.tap then M.tap(event, data) end -- (metrics.lua counts log:dropped)
   if count == 0 then return end
   for conn, pats in pairs(subscribers) do
     for p in pairs(pats) do

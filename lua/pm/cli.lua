@@ -155,6 +155,7 @@ for _, v in ipairs({
   { "unstartup", "admin", "remove the systemd unit of pm startup" },
   { "console", "admin", "a Lua REPL connected to the daemon" },
   { "monit", "admin", "a live dashboard of the apps" },
+  { "web", "web", "the web dashboard and Prometheus /metrics (the app pm-web), --off to stop it" },
   { "runtime", "admin", "run an ecosystem file in the foreground (containers, PID 1)" },
   { "export", "export", "an ecosystem file's apps as systemd units, Kubernetes, Nomad or Compose files" },
   { "deploy", "export", "PM2's deploy over ssh and git: setup, update, ref, revert [n], curr, prev, list, exec <cmd>" },

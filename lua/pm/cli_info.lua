@@ -82,9 +82,21 @@ function V.describe(args)
   local list = described(target_of(a.target), a.target)
   local view = require "pm.view"
   local base = not a.env and daemon_environ() or nil
+  -- min/avg/max of the last hour, from the daemon's history (asking for
+  -- it keeps sampling on for a few minutes: lua/pm/history.lua)
+  local hist = {}
+  local hres = api()._conn():call("history", { target = target_of(a.target), span = 3600 })
+  for _, h in ipairs(type(hres) == "table" and hres or {}) do hist[h.pm_id] = h end
+  local history = require "pm.history"
   for i, d in ipairs(list) do
     if i > 1 then io.stdout:write("\n") end
     io.stdout:write(view.card(d, nil, base))
+    local s = hist[d.pm_id] and history.summary(hist[d.pm_id])
+    if s then
+      io.stdout:write(("history (last hour, %d min): cpu min %s%% avg %s%% max %s%%, memory min %s avg %s max %s\n")
+        :format(s.cpu.samples, s.cpu.min, ("%.1f"):format(s.cpu.avg), s.cpu.max, view.bytes(s.memory.min),
+          view.bytes(s.memory.avg), view.bytes(s.memory.max)))
+    end
   end
   return 0
 end

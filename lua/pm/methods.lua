@@ -799,6 +799,96 @@ for _, name in ipairs({ "start", "stop", "restart", "reload", "delete", "scale",
   methods[name] = durable(methods[name])
 end
 
+-- ---- issue 18: metrics and history (pm web) ----
+
+local metrics = require "pm.metrics"
+local history = require "pm.history"
+local describe = require "pm.describe"
+bus.tap = function(event, data) if event == "log:dropped" then metrics.on_dropped(data) end end
+require("pm.proc").on_event = metrics.on_event
+history.sample = function(p) return describe.sample(p, false) end
+history.list = sup.all
+
+-- A scrape takes the last sample while it is younger than describe's
+-- STALE_MS (history, on while the web runs, takes one every second): a
+-- scrape never makes the daemon read /proc for every app again.
+local function scrape_sample(p)
+  local s = p.cpu_sample
+  if s and s.pid == p.pid and core.mono() - s.t < describe.STALE_MS then return s.rss, s.cpu end
+  return describe.sample(p, false)
+end
+
+-- The numbers of every app and of the daemon that /metrics shows (the web
+-- process writes Prometheus' text: lua/pm/metrics.lua).
+function methods.metrics(_, _, done)
+  done(nil, metrics.collect({ list = sup.all(), sample = scrape_sample, bus = bus, requests = rpc.requests }))
+end
+
+-- {target, span (seconds, default 600; at most 86400)}: the CPU and memory
+-- history of the processes target names (every one without a target);
+-- asking turns sampling on for the next minutes (history.lua).
+function methods.history(params, conn, done)
+  local span = params.span == nil and 600 or tonumber(params.span)
+  if not span or span ~= span or span < 1 or span > 86400 then
+    return done({ code = rpc.INVALID_PARAMS, message = "span must be a number of seconds from 1 to 86400" })
+  end
+  history.ask()
+  local function reply(list)
+    local out = {}
+    for i, p in ipairs(list) do
+      local h = history.of(p, span)
+      h.pm_id, h.name = p.pm_id, p.name
+      out[i] = h
+    end
+    done(nil, util.array(out))
+  end
+  if params.target == nil then return reply(sup.all()) end
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    reply(list)
+  end, conn)
+end
+
+-- What a connection restricted to the profile "web" may do (pm web --user:
+-- the web process restricts its connection, then runs as another user):
+-- look, and start, stop, restart, reload, scale or flush apps that exist
+-- as they are declared. Nothing that declares an app, changes its
+-- environment, reads a file on its behalf, deletes, signals or stops the
+-- daemon. method -> check(params) -> nil | why refused.
+local function only_target(params)
+  for k in pairs(params) do
+    if k ~= "target" then return "only a target is allowed on this connection, not " .. tostring(k) end
+  end
+  local t = params.target
+  if type(t) == "string" and util.is_ecosystem(t) then return "no ecosystem file on this connection" end
+end
+local function none() end
+local PROFILES = {
+  web = { ping = none, list = none, describe = only_target, metrics = none, history = none, subscribe = none,
+    unsubscribe = none, start = only_target, stop = only_target, restart = only_target, reload = only_target,
+    flush = only_target, restrict = none,
+    scale = function(params)
+      for k in pairs(params) do
+        if k ~= "name" and k ~= "instances" then return "only name and instances are allowed, not " .. tostring(k) end
+      end
+    end },
+}
+
+-- {profile}: this connection may from now on do only what the profile
+-- allows (a second restriction can only narrow it).
+function methods.restrict(params, conn, done)
+  local p = PROFILES[params.profile]
+  if not p then
+    return done({ code = rpc.INVALID_PARAMS, message = "unknown profile: " .. tostring(params.profile) })
+  end
+  local allowed = {}
+  for k, check in pairs(p) do
+    if not conn.allowed or conn.allowed[k] then allowed[k] = check end
+  end
+  conn.allowed = allowed
+  done(nil, true)
+end
+
 M.methods = methods
 M.descriptions = descriptions
 M.each_dependents_first = each_dependents_first

@@ -45,10 +45,14 @@ function M.main()
     dirty = true
   end
 
+  local hist -- the selected app's last minute (the daemon's history)
   local function refresh()
     local res = pm.list()
     if res then list = res end
     if selected > #list then selected = math.max(1, #list) end
+    local p = list[selected]
+    local h = p and pm._conn():call("history", { target = p.pm_id, span = 60 })
+    hist = type(h) == "table" and h[1] and h[1].pm_id == p.pm_id and h[1] or nil
     dirty = true
   end
 
@@ -102,6 +106,10 @@ function M.main()
       tty.scr_put(y, 0, title .. string.rep("─", cols), "cyan")
       tty.scr_put(y + 1, 1, first_line)
       tty.scr_put(y + 2, 1, second_line)
+      if hist and hist.pm_id == p.pm_id then
+        tty.scr_put(y + 3, 1, view.monit_history(hist, math.max(10, math.min(60, math.floor((cols - 40) / 2)))))
+      end
+      y = y + 1
       local l = logs[p.pm_id] or {}
       local space = rows - (y + 4)
       tty.scr_put(y + 3, 0, ("── logs " .. string.rep("─", cols)), "cyan")

@@ -161,6 +161,7 @@ local EVENT_JSON = {} -- event name -> its JSON text
 
 -- Publishes a process event and keeps it in p's last 10 (pm describe).
 function M.event(p, what, extra, manually)
+  if M.on_event then M.on_event(p, what, extra, manually) end -- (metrics.lua's counters)
   -- kept as JSON text: a record costs one string, and lists reuse it
   local h = p.history or {}
   p.history = h

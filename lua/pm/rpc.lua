@@ -95,6 +95,9 @@ local function valid_id(id)
   return id == nil or t == "string" or t == "number" or id == util.null
 end
 
+-- requests answered by method, since the daemon started (metrics)
+M.requests = {}
+
 local function dispatch(conn, methods, line)
   if line:match("^%s*$") then return end
   local req, derr = util.decode(line)
@@ -125,6 +128,15 @@ local function dispatch(conn, methods, line)
   if not handler then
     return reply(conn, id, { code = M.METHOD_NOT_FOUND, message = "unknown method: " .. req.method })
   end
+  -- a connection that restricted itself (methods.restrict: pm web's, before
+  -- it drops to a user of its own) may call only what its profile allows,
+  -- with what the profile lets through of the params
+  if conn.allowed then
+    local check = conn.allowed[req.method]
+    local why = not check and "not allowed on this connection (restricted)" or check(params)
+    if why then return reply(conn, id, { code = M.SERVER_ERROR, message = req.method .. ": " .. why }) end
+  end
+  M.requests[req.method] = (M.requests[req.method] or 0) + 1
   local answered = false
   conn.inflight = conn.inflight + 1
   if conn.inflight == M.MAX_INFLIGHT then conn.stream:pause() end

@@ -437,6 +437,36 @@ function M.monit_status(p)
   return ("%-15s"):format(status or "?"), M.status_style(status)
 end
 
+-- values (numbers, false for no sample) as one line of width block
+-- characters, the newest last, scaled to their maximum (at least floor)
+local BLOCKS = { "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█" }
+function M.sparkline(values, w, floor)
+  local first = math.max(1, #values - w + 1)
+  local max = floor or 0
+  for i = first, #values do
+    if values[i] and values[i] > max then max = values[i] end
+  end
+  local out = {}
+  for _ = 1, w - (#values - first + 1) do out[#out + 1] = " " end
+  for i = first, #values do
+    local v = values[i]
+    if not v then
+      out[#out + 1] = " "
+    else
+      out[#out + 1] = BLOCKS[max > 0 and math.max(1, math.min(8, math.ceil(v / max * 8))) or 1]
+    end
+  end
+  return table.concat(out), max
+end
+
+-- A line of the selected app's history (the daemon's `history`, 1 s
+-- steps): CPU and memory sparklines of w characters each, with their maximum.
+function M.monit_history(h, w)
+  local cpu, cmax = M.sparkline(h.cpu or {}, w, 1)
+  local mem, mmax = M.sparkline(h.memory or {}, w, 1024)
+  return ("cpu %s %5.1f%% max   mem %s %7s max"):format(cpu, cmax, mem, M.bytes(mmax, true))
+end
+
 -- The selected app under the rows: a title and two lines of details.
 function M.monit_details(p)
   local e = p.pm2_env or {}

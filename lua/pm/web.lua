@@ -1,0 +1,314 @@
+-- The web process of `pm web` (the app pm-web, namespace pm): an HTTP
+-- server (core.http_server: libmicrohttpd in pm's loop) that is a client
+-- of rpc.sock. It serves /metrics (Prometheus' text, made by the daemon's
+-- `metrics`), the dashboard (/ and /assets/*: every byte from pm, no CDN),
+-- its JSON (/api/*), live updates as Server-Sent Events (/events) and the
+-- actions (POST /api/action). Who may: /metrics from loopback freely,
+-- elsewhere with the token as a bearer; everything else with a session
+-- cookie (HttpOnly, SameSite=Strict) got for the token (PM_HOME/web.token),
+-- and every POST with the session's CSRF token in X-CSRF-Token.
+local core = require "pm.core"
+local util = require "pm.util"
+local assets = require "pm.web_assets"
+local metrics = require "pm.metrics"
+
+local M = {}
+
+M.LIMITS = { connections = 64, per_ip = 16, timeout = 10, memory = 32768, max_body = 16384 }
+M.MAX_SESSIONS = 64
+M.SESSION_IDLE_MS = 12 * 3600 * 1000 -- a session unused this long is gone
+M.TOKEN_FILE = "web.token"
+
+local CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+  .. "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+local function random_hex(bytes)
+  local f = io.open("/dev/urandom", "rb")
+  if not f then error("cannot read /dev/urandom") end
+  local s = f:read(bytes)
+  f:close()
+  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+M.random_hex = random_hex
+
+-- The token of PM_HOME (made 0600 when there is none) -> token | nil, err
+function M.token(home, create)
+  local path = home .. "/" .. M.TOKEN_FILE
+  local t = util.read_file(path)
+  t = t and t:match("^%s*(%x+)%s*$")
+  if t and #t >= 32 then return t end
+  if not create then return nil, "no web token in " .. path .. " (pm web makes one)" end
+  t = random_hex(24)
+  local ok, err = util.write_atomic(path, t .. "\n", { mode = 384 }) -- 0600
+  if not ok then return nil, err end
+  return t
+end
+
+-- The same length and bytes, in a time that does not say where they differ.
+local function same(a, b)
+  if type(a) ~= "string" or type(b) ~= "string" or #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
+  return diff == 0
+end
+
+local function loopback(ip)
+  return ip:match("^127%.") ~= nil or ip == "::1" or ip:match("^::ffff:127%.") ~= nil
+end
+M.loopback = loopback
+
+local function cookie_of(headers, name)
+  local c = headers.cookie
+  if not c then return nil end
+  for k, v in c:gmatch("([^=;%s]+)=([^;]*)") do
+    if k == name then return v end
+  end
+end
+
+local function urldecode(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function form_of(body)
+  local t = {}
+  for k, v in body:gmatch("([^&=]+)=([^&]*)") do t[urldecode(k)] = urldecode(v) end
+  return t
+end
+
+--[[ Serves until the daemon goes (-> 1) or SIGTERM (-> 0).
+opts: host, port, home, conn (a client connection), token, and the LIMITS
+fields. ]]
+function M.serve(opts)
+  local http, herr = require("pm.httplib").load()
+  if not http then return nil, herr end
+  local conn, token = opts.conn, opts.token
+  local srv
+  local sessions, nsessions = {}, 0 -- sid -> { csrf, at }
+  local sse = {}                     -- request id -> true: the open event streams
+  local nsse = 0
+  local subscribed = false
+  local stats = { requests = 0, refused = 0 }
+
+  local function headers(extra, ctype)
+    local h = { ["Content-Type"] = ctype or "text/plain; charset=utf-8", ["X-Content-Type-Options"] = "nosniff",
+      ["Referrer-Policy"] = "no-referrer", ["Cache-Control"] = "no-store" }
+    for k, v in pairs(extra or {}) do h[k] = v end
+    return h
+  end
+  local function respond(id, status, body, ctype, extra)
+    srv:respond(id, status, headers(extra, ctype), body)
+  end
+  local function refuse(id, status, why)
+    stats.refused = stats.refused + 1
+    respond(id, status, why .. "\n")
+  end
+  local function json(id, status, v)
+    respond(id, status, util.encode(v), "application/json")
+  end
+
+  local function session_of(h)
+    local sid = cookie_of(h, "pm_session")
+    local s = sid and sessions[sid]
+    if s and core.mono() - s.at > M.SESSION_IDLE_MS then
+      sessions[sid], s = nil, nil
+      nsessions = nsessions - 1
+    end
+    if s then s.at = core.mono() end
+    return s, sid
+  end
+  local function new_session()
+    if nsessions >= M.MAX_SESSIONS then -- the least recently used goes
+      local old, at
+      for k, s in pairs(sessions) do if not at or s.at < at then old, at = k, s.at end end
+      sessions[old] = nil
+      nsessions = nsessions - 1
+    end
+    local sid = random_hex(24)
+    sessions[sid] = { csrf = random_hex(24), at = core.mono() }
+    nsessions = nsessions + 1
+    return sid
+  end
+
+  -- ---- live updates ----
+  local function broadcast(event, data)
+    local msg = "event: " .. event .. "\ndata: " .. data .. "\n\n"
+    for id in pairs(sse) do
+      local ok, err = srv:send(id, msg, 1024 * 1024)
+      if not ok and err == "gone" then sse[id] = nil; nsse = nsse - 1 end
+    end
+  end
+  local ROW_FIELDS = { "name", "pid", "pm_id", "monit", "pm2_env.namespace", "pm2_env.status",
+    "pm2_env.pm_uptime", "pm2_env.restart_time", "pm2_env.instances", "pm2_env.exec_mode" }
+  local listing = false
+  local function tick()
+    if nsse == 0 or listing then return end
+    listing = true
+    conn:send("list", { fields = ROW_FIELDS }, function(res)
+      listing = false
+      if res then broadcast("procs", util.encode(util.array(res))) end
+    end)
+  end
+  local function subscribe(on)
+    if on == subscribed then return end
+    subscribed = on
+    conn:send(on and "subscribe" or "unsubscribe", { events = { "process:event", "log:out", "log:err" } })
+  end
+  conn.on_event = function(event, data)
+    if nsse == 0 or type(data) ~= "table" then return end
+    local p = type(data.process) == "table" and data.process or {}
+    if event == "log:out" or event == "log:err" then
+      local text = tostring(data.data or "")
+      if #text > 16384 then text = text:sub(-16384) end
+      broadcast("log", util.encode({ id = p.pm_id, name = p.name, err = event == "log:err", data = text }))
+    elseif event == "process:event" then
+      broadcast("event", util.encode({ id = p.pm_id, name = p.name, event = data.event, at = data.at,
+        code = data.code, signal = data.signal, reason = data.reason, manually = data.manually }))
+    end
+  end
+
+  -- ---- requests ----
+  local ACTIONS = { start = "start", stop = "stop", restart = "restart", reload = "reload", flush = "flush",
+    scale = "scale" }
+
+  local function action(id, body, s)
+    local req = util.decode(body)
+    if type(req) ~= "table" then req = form_of(body) end
+    local method = ACTIONS[req.action]
+    if not method then return refuse(id, 400, "unknown action") end
+    local target = req.target
+    if type(target) == "string" and target:match("^%d+$") then target = tonumber(target) end
+    if type(target) ~= "number" and type(target) ~= "string" then return refuse(id, 400, "target needed") end
+    local params = { target = target }
+    if method == "scale" then
+      params = { name = target, instances = tostring(req.instances or "") }
+    end
+    conn:send(method, params, function(res, err)
+      if err then return json(id, 409, { error = err }) end
+      json(id, 200, { ok = true, count = type(res) == "table" and #res or res })
+    end)
+    return s
+  end
+
+  local function authorized_metrics(h, peer)
+    if loopback(peer) then return true end
+    local bearer = (h.authorization or ""):match("^[Bb]earer%s+(%S+)$")
+    if bearer and same(bearer, token) then return true end
+    return session_of(h) ~= nil
+  end
+
+  local function on_request(id, method, url, h, body, peer, args)
+    stats.requests = stats.requests + 1
+    if url == "/metrics" and method == "GET" then
+      if not authorized_metrics(h, peer) then
+        return respond(id, 401, "a bearer token is needed from " .. peer .. "\n", nil,
+          { ["WWW-Authenticate"] = 'Bearer realm="pm"' })
+      end
+      conn:send("metrics", {}, function(res, err)
+        if not res then return refuse(id, 502, "the daemon: " .. tostring(err)) end
+        respond(id, 200, metrics.text(res), "text/plain; version=0.0.4; charset=utf-8")
+      end)
+      return
+    end
+    local asset = url:match("^/assets/(.*)$")
+    if asset and method == "GET" then
+      local a = asset:match("^[%w_-]+%.%w+$") and assets.files[asset]
+      if not a then return refuse(id, 404, "no such asset") end
+      return respond(id, 200, a.body, a.type, { ["Cache-Control"] = "no-cache" })
+    end
+    local s = session_of(h)
+    if method == "GET" and url == "/" then
+      if args.token then
+        if not same(args.token, token) then return refuse(id, 403, "wrong token") end
+        local sid = new_session()
+        return respond(id, 303, "", nil, { Location = "/",
+          ["Set-Cookie"] = "pm_session=" .. sid .. "; Path=/; HttpOnly; SameSite=Strict" })
+      end
+      if not s then
+        return respond(id, 401, assets.login_page, "text/html; charset=utf-8", { ["Content-Security-Policy"] = CSP })
+      end
+      return respond(id, 200, assets.page(s.csrf), "text/html; charset=utf-8", { ["Content-Security-Policy"] = CSP,
+        ["X-Frame-Options"] = "DENY" })
+    end
+    if method == "POST" and url == "/login" then
+      local f = form_of(body)
+      if not same(f.token, token) then return refuse(id, 403, "wrong token") end
+      local sid = new_session()
+      return respond(id, 303, "", nil, { Location = "/",
+        ["Set-Cookie"] = "pm_session=" .. sid .. "; Path=/; HttpOnly; SameSite=Strict" })
+    end
+    if not s then return refuse(id, 401, "log in first: open the URL pm web printed") end
+    if method == "POST" then
+      -- a state change: the session's CSRF token, from a page of this origin
+      if not same(h["x-csrf-token"], s.csrf) then return refuse(id, 403, "CSRF token missing or wrong") end
+      local origin = h.origin
+      if origin and origin ~= "http://" .. tostring(h.host) and origin ~= "https://" .. tostring(h.host) then
+        return refuse(id, 403, "cross-origin request refused")
+      end
+      if url == "/api/action" then return action(id, body, s) end
+      return refuse(id, 404, "no such thing")
+    end
+    if method ~= "GET" or url == "/api/action" then return refuse(id, 405, "method not allowed") end
+    if url == "/api/list" then
+      conn:send("list", { fields = ROW_FIELDS }, function(res, err)
+        if not res then return refuse(id, 502, "the daemon: " .. tostring(err)) end
+        json(id, 200, util.array(res))
+      end)
+      return
+    end
+    if url == "/api/history" then
+      local span = tonumber(args.span) or 600
+      local target = args.id and tonumber(args.id)
+      if not target then return refuse(id, 400, "id needed") end
+      conn:send("history", { target = target, span = span }, function(res, err)
+        if not res then return json(id, 400, { error = err }) end
+        json(id, 200, res)
+      end)
+      return
+    end
+    if url == "/events" then
+      srv:stream(id, 200, headers({ ["X-Accel-Buffering"] = "no" }, "text/event-stream"))
+      sse[id] = true
+      nsse = nsse + 1
+      subscribe(true)
+      srv:send(id, "retry: 2000\n\n")
+      tick()
+      return
+    end
+    return refuse(id, 404, "no such thing")
+  end
+
+  local function on_close(id)
+    if sse[id] then
+      sse[id] = nil
+      nsse = nsse - 1
+      if nsse == 0 then subscribe(false) end
+    end
+  end
+
+  local lim = {}
+  for k, v in pairs(M.LIMITS) do lim[k] = opts[k] or v end
+  lim.host, lim.port = opts.host, opts.port
+  local err
+  srv, err = http.http_server(lim, on_request, on_close)
+  if not srv then return nil, ("%s:%s: %s"):format(opts.host, opts.port, err) end
+  M.server = srv
+  if opts.on_listen then opts.on_listen(srv:port()) end
+  local done
+  local ticker = core.timer(1000, 1000, tick)
+  -- history sampled while the web runs (the daemon stops a few minutes
+  -- after the last ask)
+  local function keep_history() conn:send("history", { span = 1, target = "all" }) end
+  keep_history()
+  local keeper = core.timer(30000, 30000, keep_history)
+  local term = core.signal(core.signals.SIGTERM, function() done = 0 end)
+  local int = core.signal(core.signals.SIGINT, function() done = 0 end)
+  while not done do
+    if conn.closed then done = 1 break end
+    core.run("once")
+  end
+  ticker:close(); keeper:close(); term:close(); int:close()
+  srv:close()
+  return done
+end
+
+return M
