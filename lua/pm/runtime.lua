@@ -11,9 +11,8 @@ Exit codes (doc: `pm help runtime`, README):
      could not listen
   2  no app left running (each stopped on its own), as pm2-runtime's
      auto-exit; also a usage error
-The health responder is a small one of its own (pm links no HTTP library):
-it reads a request's head (at most 8 KB and 64 lines, within 2 s), answers
-and closes; at most 32 connections at once, more are closed at once. ]]
+The health endpoint is served by libmicrohttpd (pm.httplib, as pm web's):
+a request's head of at most 8 KB, 2 s idle, at most 32 connections. ]]
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
@@ -22,7 +21,7 @@ local M = {}
 
 M.EXIT = { stopped = 0, errored = 1, no_app_left = 2 }
 M.GRACE = 30000 -- ms: Kubernetes' default terminationGracePeriodSeconds
-M.MAX_CLIENTS, M.MAX_HEAD, M.MAX_LINES, M.CLIENT_TIMEOUT = 32, 8192, 64, 2000
+M.MAX_CLIENTS, M.MAX_HEAD, M.CLIENT_TIMEOUT = 32, 8192, 2000
 
 local ctx -- { all, shutdown, kill_leftovers, closing }
 
@@ -47,13 +46,6 @@ function M.health_answer(list, closing)
   return ok and 200 or 503, body
 end
 
-local REASON = { [200] = "OK", [503] = "Service Unavailable", [400] = "Bad Request" }
-
-local function reply(code, body)
-  return ("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-    .. "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s"):format(code, REASON[code], #body, body)
-end
-
 -- "HOST:PORT", "[::1]:PORT", ":PORT" or "PORT" -> host, port | nil, err
 function M.parse_addr(s)
   if type(s) ~= "string" then return nil, "an address expected" end
@@ -68,55 +60,25 @@ function M.parse_addr(s)
   return host, port
 end
 
-local clients = 0
-
-local function serve_client(fd)
-  if clients >= M.MAX_CLIENTS then return core.close(fd) end
-  clients = clients + 1
-  local stream, timer, done
-  local lines, size = 0, 0
-  local function finish(code)
-    if done then return end
-    done = true
-    clients = clients - 1
-    if timer then timer:close() end
-    if code and not stream:closed() then
-      local c, body = code, nil
-      if c == 200 then c, body = M.health_answer(ctx.all(), ctx.closing()) end
-      stream:write(reply(c, body or '{"status":"bad request"}'))
-      stream:close(true)
-    elseif not stream:closed() then
-      stream:close()
-    end
-  end
-  stream = core.stream(fd, function(line)
-    if done then return end
-    if not line then return finish(400) end -- (a line over the limit)
-    lines, size = lines + 1, size + #line + 1
-    if lines == 1 and not line:match("^%u+ %S+ HTTP/%d") then return finish(400) end
-    if lines > M.MAX_LINES or size > M.MAX_HEAD then return finish(400) end
-    if line == "" or line == "\r" then return finish(200) end
-  end, function() finish(nil) end, M.MAX_HEAD)
-  timer = core.timer(M.CLIENT_TIMEOUT, 0, function() timer = nil; finish(nil) end)
-end
-
--- Listens on addr -> true | nil, err
+-- Listens on addr -> true | nil, err. HTTP through libmicrohttpd in pm's
+-- loop (pm.httplib, pm web's server): any method and path gets the
+-- answer; at most MAX_CLIENTS connections, a request head of MAX_HEAD
+-- bytes, no body, CLIENT_TIMEOUT idle.
 function M.serve_health(addr)
   local host, port = M.parse_addr(addr)
   if not host then return nil, port end
-  local fd, err = core.listen_tcp(host, tostring(port), 16, false, true)
-  if not fd then return nil, ("--health %s: %s"):format(addr, tostring(err)) end
-  M.health_fd = fd
-  M.health_watch = core.watch_read(fd, function()
-    while true do
-      local cfd, e = core.accept(fd)
-      if not cfd then
-        if e ~= "again" then log.warn("--health: %s", tostring(e)) end
-        return
-      end
-      serve_client(cfd)
-    end
-  end)
+  local lib, lerr = require("pm.httplib").load()
+  if not lib then return nil, ("--health %s: %s"):format(addr, tostring(lerr)) end
+  local server, err
+  server, err = lib.http_server({ host = host, port = port, connections = M.MAX_CLIENTS,
+    per_ip = M.MAX_CLIENTS, timeout = math.ceil(M.CLIENT_TIMEOUT / 1000), memory = M.MAX_HEAD, max_body = 0 },
+    function(id)
+      local code, body = M.health_answer(ctx.all(), ctx.closing())
+      server:respond(id, code, { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store",
+        Connection = "close" }, body) -- (a probe per connection: it reads to the end)
+    end, function() end)
+  if not server then return nil, ("--health %s: %s"):format(addr, tostring(err)) end
+  M.health_server = server
   log.info("pm runtime: health on http://%s:%d/", host, port)
   return true
 end

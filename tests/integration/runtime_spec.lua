@@ -71,11 +71,13 @@ describe("pm runtime", function()
     H.write(flag, "")
     H.wait_for(function() return probe(port) == 503 end, 5000, "503 while flaky waits to restart")
     H.wait_for(function() return probe(port) == 200 end, 5000, "200 again once flaky is back online")
-    -- a request that is no HTTP is answered 400, and the responder goes on
-    local p = io.popen(("bash -c %s"):format(shq(("exec 3<>/dev/tcp/127.0.0.1/%d && printf 'hello\\n' >&3 && "
-      .. "head -c 100 <&3"):format(port))))
-    assert.truthy(p:read("*a"):match("^HTTP/1%.1 400"))
+    -- a request that is no HTTP gets no answer but a 400 or the end of the
+    -- connection (libmicrohttpd closes it), and the responder goes on
+    local p = io.popen(("bash -c %s"):format(shq(("exec 3<>/dev/tcp/127.0.0.1/%d && "
+      .. "printf 'hello\\r\\n\\r\\n' >&3 && timeout 5 head -c 100 <&3"):format(port))))
+    local said = p:read("*a")
     p:close()
+    assert.truthy(said == "" or said:match("^HTTP/1%.1 400"), said)
     assert.equal(200, (probe(port)))
     core.kill(rt.pid, 15)
     assert.equal(0, exit_code(rt))
