@@ -159,7 +159,8 @@ local function apply_decision(p, decision, exit, gone)
     local function go(looping)
       p.timer = nil
       p.restart_time = p.restart_time + 1
-      event(p, "restart", nil, false)
+      -- (one its on_exit hook decided says so: pm_restarts_total{reason="hook"})
+      event(p, "restart", decision.by_hook and { reason = "hook" } or nil, false)
       if not launch.launch(p, looping) then proc.ACTIONS.unpid(p) end
     end
     if gone then
@@ -266,6 +267,7 @@ function M.on_child(pid, code, signum)
       if not ok then log.error("hook:error of on_exit: %s", err) end
     elseif hd then
       decision.action, decision.delay, decision.reason = hd.action, hd.delay, hd.reason
+      decision.by_hook = true
       stopped_by_hook = hd.action == "stop"
     end
   end
