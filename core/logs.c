@@ -61,6 +61,8 @@ typedef struct sink {
 			* a failure: opened again by the writer (under mu) */
 	struct sink *lru_prev, *lru_next; /* open files, newest first (under mu) */
 	int in_lru;
+	long long wlines, wbytes; /* written to the file (the writer; read by
+				   * logfile:stats, __atomic) */
 } sink_t;
 
 typedef struct report { /* a drop that was said in its file, for Lua */
@@ -293,6 +295,8 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 	}
 	if (done == n) {
 		s->size += (long long)n;
+		__atomic_add_fetch(&s->wbytes, (long long)n, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->wlines, count_lines(p, n), __ATOMIC_RELAXED);
 		return n;
 	}
 	size_t keep = done;
@@ -303,6 +307,8 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 			     ftruncate(s->fd, st.st_size - (off_t)(done - keep)) == 0))
 		s->need_nl = 1;
 	s->size += (long long)keep;
+	__atomic_add_fetch(&s->wbytes, (long long)keep, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->wlines, count_lines(p, keep), __ATOMIC_RELAXED);
 	return keep;
 }
 
@@ -560,6 +566,17 @@ static int l_logfile_rotate(lua_State *L)
 	if (s->dated)
 		enqueue(s, OP_ROTATE, NULL, 0);
 	return 0;
+}
+
+/* logfile:stats() -> lines, bytes: what the writer has written to the
+ * file since it was made (whole lines: a line the disk refused is not
+ * counted) */
+static int l_logfile_stats(lua_State *L)
+{
+	sink_t *s = check_sink(L, 1);
+	lua_pushnumber(L, (lua_Number)__atomic_load_n(&s->wlines, __ATOMIC_RELAXED));
+	lua_pushnumber(L, (lua_Number)__atomic_load_n(&s->wbytes, __ATOMIC_RELAXED));
+	return 2;
 }
 
 /* logfile:close() -> nothing: the file is closed once no pipe writes to it
@@ -1139,6 +1156,7 @@ void pm_open_logs(lua_State *L)
 		{"truncate", l_logfile_truncate},
 		{"reopen", l_logfile_reopen},
 		{"rotate", l_logfile_rotate},
+		{"stats", l_logfile_stats},
 		{"close", l_logfile_close},
 		{NULL, NULL},
 	};

@@ -182,6 +182,19 @@ local function acquire_file(path, d, p)
   return file
 end
 
+-- What was written to each log file -> list of { pm_id of its first app,
+-- lines, bytes } (metrics.lua: pm_log_written_*)
+function M.written()
+  local out = {}
+  for _, f in pairs(files) do
+    if f.p and f.refs > 0 then
+      local lines, bytes = f.file:stats()
+      out[#out + 1] = { f.p.pm_id, lines, bytes }
+    end
+  end
+  return out
+end
+
 -- Time rotation: f (of files) rotated at each time of log_rotate's cron
 -- expression (the writer thread renames it, logrotate.c gzips and prunes)
 function M.arm_rotation(f, expr)

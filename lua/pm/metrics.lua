@@ -165,6 +165,19 @@ function M.collect(ctx)
     if d then rows[#rows + 1] = ("[%d,%s,%s]"):format(p.pm_id, jnum(d[1]), jnum(d[2])) end
   end
   n = n + 1; out[n] = '],"dropped":[' .. table.concat(rows, ",")
+  -- what the log files took (a file of several apps: its first app's)
+  rows = {}
+  local written = {}
+  for _, w in ipairs(require("pm.applogs").written()) do
+    local t = written[w[1]]
+    if not t then t = { 0, 0 }; written[w[1]] = t end
+    t[1], t[2] = t[1] + w[2], t[2] + w[3]
+  end
+  for _, p in ipairs(list) do
+    local w = written[p.pm_id]
+    if w then rows[#rows + 1] = ("[%d,%s,%s]"):format(p.pm_id, jnum(w[1]), jnum(w[2])) end
+  end
+  n = n + 1; out[n] = '],"written":[' .. table.concat(rows, ",")
   local req = {}
   for _, m in pairs_sorted(ctx.requests) do req[#req + 1] = ("[%s,%s]"):format(enc(m), jnum(ctx.requests[m])) end
   n = n + 1
@@ -261,6 +274,8 @@ function M.text(data)
     end
   end
   closed("pm_health_failures_total", "Failed health checks since the daemon started", data.health, 2)
+  closed("pm_log_written_lines_total", "Log lines written to the app's files", data.written, 2)
+  closed("pm_log_written_bytes_total", "Log bytes written to the app's files", data.written, 3)
   closed("pm_log_dropped_lines_total", "Log lines a full disk refused", data.dropped, 2)
   closed("pm_log_dropped_bytes_total", "Log bytes a full disk refused", data.dropped, 3)
   local d = type(data.daemon) == "table" and data.daemon or {}
