@@ -15,6 +15,7 @@ local appdecl = require "pm.app"
 local persist = require "pm.persist"
 local children = require "pm.children"
 local recovery = require "pm.recovery"
+local applogs = require "pm.applogs"
 
 local M = {}
 
@@ -849,6 +850,33 @@ function methods.history(params, conn, done)
   end, conn)
 end
 
+-- {target?, lines?}: the last lines (default 20, at most 200) of the
+-- apps' out and error logs (applogs.tail: read with the app's user's
+-- rights, at most 4 MB from a file's end), for at most MAX_TAIL_APPS
+-- apps -> [{pm_id, name, out = [...], err = [...]}]
+M.MAX_TAIL_LINES, M.MAX_TAIL_APPS = 200, 100
+function methods.tail(params, conn, done)
+  local n = params.lines == nil and 20 or tonumber(params.lines)
+  if not n or n < 0 or n ~= math.floor(n) then
+    return done({ code = rpc.INVALID_PARAMS, message = "tail: lines must be a whole number" })
+  end
+  n = math.min(n, M.MAX_TAIL_LINES)
+  local function reply(list)
+    local out = {}
+    for i = 1, math.min(#list, M.MAX_TAIL_APPS) do
+      local p = list[i]
+      local t = applogs.tail(p, n)
+      out[i] = { pm_id = p.pm_id, name = p.name, out = util.array(t.out), err = util.array(t.err) }
+    end
+    done(nil, util.array(out))
+  end
+  if params.target == nil then return reply(sup.all()) end
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    reply(list)
+  end, conn)
+end
+
 -- What a connection restricted to the profile "web" may do (pm web --user:
 -- the web process restricts its connection, then runs as another user):
 -- look, and start, stop, restart, reload, scale or flush apps that exist
@@ -865,6 +893,11 @@ end
 local function none() end
 local PROFILES = {
   web = { ping = none, list = none, describe = only_target, metrics = none, history = none, subscribe = none,
+    tail = function(params)
+      for k in pairs(params) do
+        if k ~= "target" and k ~= "lines" then return "only target and lines are allowed, not " .. tostring(k) end
+      end
+    end,
     unsubscribe = none, start = only_target, stop = only_target, restart = only_target, reload = only_target,
     flush = only_target, restrict = none,
     scale = function(params)

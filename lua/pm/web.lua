@@ -255,6 +255,13 @@ function M.serve(opts)
       end)
       return
     end
+    if url == "/api/tail" then -- the last lines of each app's logs (the log pane's start)
+      conn:send("tail", { lines = math.min(tonumber(args.lines) or 20, 200) }, function(res, err)
+        if not res then return json(id, 502, { error = err }) end
+        json(id, 200, res)
+      end)
+      return
+    end
     if url == "/api/history" then
       local span = tonumber(args.span) or 600
       local target = args.id and tonumber(args.id)

@@ -274,13 +274,22 @@ local JS = [[
     while (ul.childNodes.length > 200) ul.removeChild(ul.lastChild);
   }
 
-  // ---- live: Server-Sent Events ----
-  var src = new EventSource('/events');
-  src.addEventListener('open', function () { $('live').textContent = 'live'; $('live').className = 'on'; });
-  src.addEventListener('error', function () { $('live').textContent = 'reconnecting'; $('live').className = 'off'; });
-  src.addEventListener('procs', function (e) { procs(JSON.parse(e.data)); });
-  src.addEventListener('log', function (e) { log(JSON.parse(e.data)); });
-  src.addEventListener('event', function (e) { event(JSON.parse(e.data)); });
+  // ---- live: Server-Sent Events, after the logs' last lines ----
+  function live() {
+    var src = new EventSource('/events');
+    src.addEventListener('open', function () { $('live').textContent = 'live'; $('live').className = 'on'; });
+    src.addEventListener('error', function () { $('live').textContent = 'reconnecting'; $('live').className = 'off'; });
+    src.addEventListener('procs', function (e) { procs(JSON.parse(e.data)); });
+    src.addEventListener('log', function (e) { log(JSON.parse(e.data)); });
+    src.addEventListener('event', function (e) { event(JSON.parse(e.data)); });
+  }
+  fetch('/api/tail', { credentials: 'same-origin' })
+    .then(function (r) { return r.json(); }).then(function (res) {
+      (res || []).forEach(function (a) {
+        if (a.out && a.out.length) log({ name: a.name, err: false, data: a.out.join('\n') });
+        if (a.err && a.err.length) log({ name: a.name, err: true, data: a.err.join('\n') });
+      });
+    }, function () {}).then(live, live);
 })();
 ]]
 

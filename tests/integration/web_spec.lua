@@ -170,6 +170,32 @@ describe("pm web", function()
     assert.truthy(ok.body:find("# TYPE pm2_up gauge", 1, true))
   end)
 
+  it("gives the log pane the last lines each app wrote before the page opened (/api/tail)", function()
+    H.ok(H.pm("start", "/bin/sh", "--name", "early", "--", "-c",
+      "echo first line; echo an error >&2; sleep 600"))
+    H.wait_for(function() return H.contains(H.home .. "/logs/early-error.log", "an error") end, 5000)
+    start_web()
+    assert.equal(401, GET(base .. "/api/tail").status)
+    local cookie = login()
+    local r = GET(base .. "/api/tail", "Cookie:" .. cookie)
+    assert.equal(200, r.status, r.body)
+    local by = {}
+    for _, a in ipairs(util.decode(r.body)) do by[a.name] = a end
+    assert.same({ "first line" }, by.early.out)
+    assert.same({ "an error" }, by.early.err)
+    -- the restricted connection may ask for lines, nothing else
+    local c = H.connect()
+    c:send('{"jsonrpc":"2.0","id":1,"method":"restrict","params":{"profile":"web"}}\n')
+    assert.truthy(c:reply(1).result)
+    c:send('{"jsonrpc":"2.0","id":2,"method":"tail","params":{"lines":1,"path":"/etc/shadow"}}\n')
+    local refused = c:reply(2)
+    assert.truthy(refused.error and refused.error.message:find("only target and lines", 1, true),
+      util.encode(refused))
+    c:send('{"jsonrpc":"2.0","id":3,"method":"tail","params":{"lines":-1}}\n')
+    assert.truthy(c:reply(3).error)
+    c:close()
+  end)
+
   it("gives the dashboard only for the token, as an HttpOnly SameSite cookie, with a strict CSP", function()
     start_web()
     local refused = GET(base .. "/")
