@@ -31,15 +31,17 @@ long pm_nofile_soft = -1;
  * err below, which the parent reads once it resumes (as posix_spawn does). */
 struct spawn_args {
 	const char *file, *cwd;
+	const char *cgroup; /* a cgroup.procs the child joins first, or NULL */
+	int cgfd;           /* (opened by do_spawn) */
 	const char **argv, **envp;
 	int envc, listen_pid, setsid, uid, gid, nfds;
-	volatile int stage, err; /* 1 fds, 2 chdir, 3 ids, 4 exec */
+	volatile int stage, err; /* 1 fds, 2 chdir, 3 ids, 4 exec, 5 cgroup */
 	int fds[64];
 	int narrow; /* > 0: the child shares the fd table and keeps fds < narrow */
 	char pidbuf[40];
 };
 
-static const char *stages[] = {"", "set up fds", "chdir", "set uid/gid", "exec"};
+static const char *stages[] = {"", "set up fds", "chdir", "set uid/gid", "exec", "join the cgroup"};
 
 /* The child runs on a stack of its own until its exec: not instrumented by
  * ASan, whose no-return bookkeeping would take that stack for a bad one. */
@@ -91,6 +93,11 @@ static char *fmt_uint(char *end, unsigned long v)
 CHILD_CODE static int child_main(void *arg)
 {
 	struct spawn_args *a = arg;
+	/* its cgroup first (0: the writer itself), while every fd is there
+	 * and before it may give up root: its whole tree is found there,
+	 * whatever leaves its process group or session */
+	if (a->cgfd >= 0 && write(a->cgfd, "0", 1) != 1)
+		return child_fail(a, 5);
 	/* A narrow spawn (see narrow_begin): first of all, a table of its own
 	 * holding only the fds below a->narrow (the daemon's first few and the
 	 * slots with this child's sources), not a copy of thousands to close.
@@ -206,7 +213,10 @@ static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
 	a->uid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
 	lua_getfield(L, idx, "gid");
 	a->gid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
-	lua_pop(L, 6);
+	lua_getfield(L, idx, "cgroup");
+	a->cgroup = lua_tostring(L, -1);
+	a->cgfd = -1;
+	lua_pop(L, 7);
 
 	int argc;
 	a->argv = string_array(L, idx, "args", 0, &argc);
@@ -409,6 +419,13 @@ static pid_t do_spawn(struct spawn_args *a, int *err)
 		*err = ENOMEM;
 		return -1;
 	}
+	if (a->cgroup && (a->cgfd = open(a->cgroup, O_WRONLY | O_CLOEXEC)) < 0) {
+		*err = errno;
+		a->stage = 5;
+		a->err = errno;
+		free(stack);
+		return -2;
+	}
 	int slots[64];
 	int narrow = narrow_begin(a, slots);
 	/* no handler of ours may run in the child before it resets them */
@@ -421,6 +438,10 @@ static pid_t do_spawn(struct spawn_args *a, int *err)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (narrow)
 		narrow_end(a, slots);
+	if (a->cgfd >= 0) {
+		close(a->cgfd);
+		a->cgfd = -1;
+	}
 	free(stack);
 	return pid;
 }
@@ -437,16 +458,21 @@ static int l_narrow_spawns(lua_State *L)
 /* Pushes the outcome of a spawn: pid | nil, err [, pid] -> count */
 static int push_outcome(lua_State *L, struct spawn_args *a, pid_t pid, int err)
 {
+	if (pid == -2) { /* its cgroup could not be opened: no child */
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s %s: %s", stages[5], a->cgroup, strerror(err));
+		return 2;
+	}
 	if (pid < 0) {
 		lua_pushnil(L);
 		lua_pushfstring(L, "spawn: clone: %s", strerror(err));
 		return 2;
 	}
-	if (a->stage > 0 && a->stage < 5) {
+	if (a->stage > 0 && a->stage < 6) {
 		/* the child is reaped by the child watcher like any other */
 		lua_pushnil(L);
 		lua_pushfstring(L, "%s %s: %s", stages[a->stage],
-				a->stage == 2 ? a->cwd : a->file, strerror(a->err));
+				a->stage == 2 ? a->cwd : a->stage == 5 ? a->cgroup : a->file, strerror(a->err));
 		lua_pushinteger(L, pid);
 		return 3;
 	}
@@ -458,7 +484,8 @@ static int push_outcome(lua_State *L, struct spawn_args *a, pid_t pid, int err)
  * core.spawn(opts) -> pid | nil, err [, pid]
  * opts: file (path), args (argv list), env (list of "K=V", nil: inherit),
  * cwd, fds (list: fds[i] becomes fd i-1 in the child; -1 is /dev/null),
- * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>).
+ * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>),
+ * cgroup (the path of a cgroup.procs the child writes itself into first).
  * The child gets default signal dispositions, an empty mask and the
  * original soft fd limit. A failed chdir/exec comes back as the error
  * (with the pid of the child, which has exited).

@@ -14,6 +14,7 @@ local launch = require "pm.launch"
 local readiness = require "pm.readiness"
 local describe = require "pm.describe"
 local children = require "pm.children"
+local cgroup = require "pm.cgroup"
 
 local M = {}
 
@@ -65,6 +66,15 @@ end
 -- a read of the daemon's list of children and one of /proc/PID/environ
 -- per child it does not know (none, but for the helpers running).
 local function adopted(p, into, stopping)
+  -- in a cgroup of its own: its members, every process of its tree
+  -- wherever it went (no read of the daemon's children, no marker)
+  local members = p.cgroup and cgroup.members(p)
+  if members then
+    for _, pid in ipairs(members) do
+      if pid ~= p.pid and not into[pid] then into[pid] = (core.proc_stat(pid) or {}).start end
+    end
+    return into
+  end
   local needle = p.uid_marker and ("PM_APP_UID=" .. p.uid_marker .. "\0")
   if not needle then return into end
   for _, pid in ipairs(unknown_children(stopping)) do

@@ -14,6 +14,7 @@ local applogs = require "pm.applogs"
 local pidfile = require "pm.pidfile"
 local channel = require "pm.channel"
 local fdcost = require "pm.fds"
+local cgroup = require "pm.cgroup"
 local readiness = require "pm.readiness"
 local rules = require "pm.rules"
 local appdecl = require "pm.app"
@@ -340,8 +341,10 @@ local function prepare(p, looping)
   else
     p.channel_fd = nil
   end
+  local cg = cgroup.procs_file(p)
+  p.cgroup = cg ~= nil or nil
   spec.opts = { file = file, args = argv, env = M.env_of(p), cwd = d.cwd,
-    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil }
+    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil, cgroup = cg }
   return spec
 end
 
@@ -349,6 +352,13 @@ end
 -- Returns true, or nil, err (p is then errored).
 local function finish(p, spec, pid, err)
   local d = p.decl
+  if not pid and spec.opts.cgroup and tostring(err):find("^join the cgroup") then
+    -- a hierarchy that refuses it: cgroups off, and this spawn again without
+    cgroup.disable(err)
+    spec.opts.cgroup = nil
+    p.cgroup = nil
+    pid, err = core.spawn(spec.opts)
+  end
   local ipc_parent = spec.ipc_parent
   if not spec.reused then
     if pid and spec.looping then

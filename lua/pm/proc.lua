@@ -67,6 +67,7 @@ M.FIELDS = {
     listen = "{ names, map } of the held sockets its process got",
     channel_fd = "the fd number of the IPC channel in its process, or nil",
     ipc_asked = "something was sent to it while it had no channel: its next process gets one",
+    cgroup = "true when its process joined a cgroup of its own (cgroup.lua)",
     env_cache = "what its process's environment list was built from",
     env_json = "that environment as JSON pieces (describe.lua)",
     kept = "a crash loop's plumbing kept for its next process",

@@ -12,6 +12,7 @@ local sockets = require "pm.sockets"
 local proc = require "pm.proc"
 local lifecycle = require "pm.lifecycle"
 local applogs = require "pm.applogs"
+local cgroup = require "pm.cgroup"
 local pidfile = require "pm.pidfile"
 local launch = require "pm.launch"
 local channel = require "pm.channel"
@@ -192,6 +193,7 @@ function M.delete(p, done)
     rules.disarm(p)
     applogs.release(p)
     applogs.forget(p)
+    cgroup.remove(p)
     local key, left = sockets.key(p.decl), false
     for _, o in ipairs(M.by_name(p.name)) do left = left or sockets.key(o.decl) == key end
     if not left then sockets.release(key) end

@@ -205,9 +205,26 @@ function H.cleanup(home)
   local p = io.popen("cat " .. shquote(home) .. "/pids/*.pid 2>/dev/null")
   for l in p:lines() do app_pids[#app_pids + 1] = tonumber(l) end
   p:close()
+  local cg = (util.read_file(home .. "/cgroup") or ""):match("[^\n]+")
   H.stop_daemon(home)
   for _, pid in ipairs(app_pids) do
     if H.alive(pid) then core.kill(pid, 9) end
+  end
+  -- the apps' cgroups of a daemon that did not remove them (killed): what
+  -- is still in them is this home's, then the empty folders go
+  if cg and cg:match("/pm%-%x+$") and core.stat(cg) then
+    for name in pairs(core.listdir(cg) or {}) do
+      if name:match("^%d+$") then
+        for pid in (util.read_file(cg .. "/" .. name .. "/cgroup.procs") or ""):gmatch("%d+") do
+          core.kill(tonumber(pid), 9)
+        end
+        pcall(H.wait_for, function()
+          return (util.read_file(cg .. "/" .. name .. "/cgroup.procs") or "") == ""
+        end, 2000)
+        os.remove(cg .. "/" .. name)
+      end
+    end
+    os.remove(cg)
   end
   san_keep(util.read_file(home .. "/pm.log"), home .. "/pm.log")
   os.execute("rm -rf " .. shquote(home))

@@ -107,6 +107,32 @@ describe("descendants that left the group", function()
     gone(a3, "k's setsid sleep after kill"); gone(b3, "k's adopted sleep after kill")
   end)
 
+  it("in the app's cgroup are stopped even when they cleared their environment (no marker to find)", function()
+    local a, b = escapees(2)
+    ok(H.pm("ping"))
+    local base = (require("pm.util").read_file(H.home .. "/cgroup") or ""):match("[^\n]+")
+    if not base then
+      return pending("no cgroup for apps here (cgroup2 not writable): escapees are found by their marker")
+    end
+    -- env -i: nothing of the app's environment, nor its marker, is left
+    local app = H.script("hiding.sh", ("#!/bin/sh\nsetsid env -i sleep %s &\n( setsid env -i sleep %s & )\n"
+      .. "exec sleep 1000\n"):format(a, b))
+    ok(H.pm("start", app, "--name", "hiding"))
+    for _, x in ipairs({ a, b }) do H.wait_for(function() return #sleeps(x) == 1 end, 3000, "sleep " .. x) end
+    local id = H.proc("hiding").pm_id
+    local members = require("pm.util").read_file(base .. "/" .. id .. "/cgroup.procs") or ""
+    for _, x in ipairs({ a, b }) do
+      assert.truthy(members:find("%f[%d]" .. sleeps(x)[1] .. "%f[%D]"), "sleep " .. x .. " in " .. members)
+    end
+    ok(H.pm("stop", "hiding"))
+    gone(a, "a hidden setsid sleep after stop"); gone(b, "a hidden adopted sleep after stop")
+    -- delete takes its group away; kill the folder
+    ok(H.pm("delete", "hiding"))
+    H.wait_for(function() return not H.exists(base .. "/" .. id) end, 3000, "its cgroup removed")
+    ok(H.pm("kill"))
+    H.wait_for(function() return not H.exists(base) end, 3000, "the daemon's cgroup folder removed")
+  end)
+
   it("live on with kill_mode = 'process' (and a wrong kill_mode is refused)", function()
     local a, b = escapees(2)
     local app = H.script("keeps.sh", ("#!/bin/sh\nsetsid sleep %s &\n( setsid sleep %s & )\nexec sleep 1000\n")

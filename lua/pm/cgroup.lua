@@ -1,0 +1,115 @@
+-- Each app's processes in a cgroup of their own (cgroup v2), where the
+-- daemon may make one (root, a cgroup2 hierarchy it may write): what
+-- systemd does for its services. A process leaves its process group and
+-- its session freely, never its cgroup: an app's whole tree is read from
+-- one small file when its main process exits (the escapees kill_mode =
+-- "tree" stops), instead of the daemon's list of children, which holds
+-- every app and costs its length at each exit (10,000 apps: milliseconds
+-- a crash). Where none can be made, exits.lua finds orphans by the
+-- marker in their environment, as before.
+--
+-- <cgroup2 mount><the daemon's own cgroup>/pm-<hash of PM_HOME>/<pm_id>;
+-- the folder's path is kept in PM_HOME/cgroup (a test's clean-up, the
+-- next daemon). No controller is enabled: membership only.
+local core = require "pm.core"
+local util = require "pm.util"
+local log = require "pm.log"
+
+local M = {}
+
+M.base = nil -- the folder of this daemon's app cgroups, or nil: off
+
+-- The mount point of the cgroup2 hierarchy (/sys/fs/cgroup, or
+-- /sys/fs/cgroup/unified beside v1 controllers) -> path | nil
+local function mount_point()
+  local text = util.read_file("/proc/self/mountinfo") or ""
+  for line in text:gmatch("[^\n]+") do
+    local mnt, fstype = line:match("^%S+ %S+ %S+ %S+ (%S+) .- %- (%S+) ")
+    if fstype == "cgroup2" then return (mnt:gsub("\\040", " ")) end
+  end
+end
+
+-- FNV-1a of s, 8 hex digits
+local function hash(s)
+  local h = 2166136261
+  for i = 1, #s do
+    h = bit.bxor(h, s:byte(i))
+    h = bit.tobit(h * 16777619)
+  end
+  return bit.tohex(h)
+end
+
+local function rmdir_empty(dir)
+  for name, kind in pairs(core.listdir(dir) or {}) do
+    if kind == "dir" and name:match("^%d+$") then os.remove(dir .. "/" .. name) end
+  end
+end
+
+-- At the daemon's start: the folder, made (empty app groups of an earlier
+-- daemon of this home removed). -> the folder | nil
+function M.init(home)
+  M.base = nil
+  local mnt = mount_point()
+  if not mnt then return nil end
+  local own = (util.read_file("/proc/self/cgroup") or ""):match("0::([^\n]*)")
+  if not own then return nil end
+  local parent = mnt .. (own == "/" and "" or own)
+  local base = parent .. "/pm-" .. hash(home)
+  local st = core.stat(base)
+  if not st then
+    local ok = core.mkdir(base, 493)
+    if not ok then return nil end -- (not root, or not delegated: off)
+  elseif st.type ~= "dir" then
+    return nil
+  end
+  -- a cgroup it may join: the procs file must be writable
+  if not core.access(base .. "/cgroup.procs", "w") then return nil end
+  rmdir_empty(base)
+  M.base = base
+  util.write_atomic(home .. "/cgroup", base .. "\n", { durable = false })
+  log.info("apps' cgroups in %s", base)
+  return base
+end
+
+-- The cgroup.procs p's next process joins (its group made if need be),
+-- or nil (off)
+function M.procs_file(p)
+  if not M.base then return nil end
+  local dir = M.base .. "/" .. p.pm_id
+  if not core.stat(dir) and not core.mkdir(dir, 493) then return nil end
+  return dir .. "/cgroup.procs"
+end
+
+-- After a spawn could not join the group (a hierarchy that refuses it):
+-- off for the daemon's life, said once.
+function M.disable(why)
+  if not M.base then return end
+  log.warn("apps' cgroups off: %s (escapees are found by their environment's marker)", tostring(why))
+  M.base = nil
+end
+
+-- The pids in p's group (its processes and every descendant left) -> list
+-- | nil (no group)
+function M.members(p)
+  if not M.base or p.pm_id == nil then return nil end
+  local text = util.read_file(M.base .. "/" .. p.pm_id .. "/cgroup.procs")
+  if not text then return nil end
+  local out = {}
+  for pid in text:gmatch("%d+") do out[#out + 1] = tonumber(pid) end
+  return out
+end
+
+-- p's group goes (once empty; a group not yet empty stays, for the
+-- daemon's exit)
+function M.remove(p)
+  if M.base and p.pm_id ~= nil then os.remove(M.base .. "/" .. p.pm_id) end
+end
+
+-- At the daemon's exit: the empty groups and the folder go.
+function M.shutdown(home)
+  if not M.base then return end
+  rmdir_empty(M.base)
+  if os.remove(M.base) then os.remove(home .. "/cgroup") end
+end
+
+return M
