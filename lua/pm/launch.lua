@@ -286,10 +286,14 @@ local function prepare(p, looping)
   else
     unkeep(p)
     local out_r, out_w = core.pipe(1048576)
-    local err_r, err_w = core.pipe(1048576)
+    local err_r, err_w
+    if out_r then err_r, err_w = core.pipe(1048576) end
     if not out_r or not err_r then
+      -- the error of the pipe that failed ("pipe: <why>"; out_w is an fd
+      -- when only the second failed)
+      local why = out_r and err_w or out_w
       if out_r then core.close(out_r); core.close(out_w) end
-      return failed(p, tostring(out_w or err_w)) -- ("pipe: <why>")
+      return failed(p, tostring(why))
     end
     spec.out_r, spec.out_w, spec.err_r, spec.err_w = out_r, out_w, err_r, err_w
   end
