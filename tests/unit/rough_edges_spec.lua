@@ -79,9 +79,9 @@ describe("a start without fds", function()
     core.pipe, core.socketpair = saved_pipe, saved_pair
   end)
 
-  local function record()
+  local function record(extra)
     proc.ctx.home = "/pm-home"
-    local d = assert(decl({}))
+    local d = assert(decl(extra or {}))
     local p = proc.new({ pm_id = 9, instance = 0, name = d.name, decl = d, environ = {},
       created_at = 1000, restart_time = 0, unstable_restarts = 0, prev_restart_delay = 0, pid = 0,
       uid_marker = "1-9-1000" })
@@ -89,12 +89,18 @@ describe("a start without fds", function()
     return p
   end
 
+  -- (issue 21: said with the arithmetic, the channel counted when it has one)
+  local function limit_line(needs)
+    return ("the daemon's fd limit (%d) is reached: each app needs %d; raise LimitNOFILE (or ulimit -n)")
+      :format(math.floor(core.nofile()), needs)
+  end
+
   it("says socketpair once", function()
     core.socketpair = function() return nil, "socketpair: Too many open files" end
-    local p = record()
+    local p = record({ ipc = true })
     local ok, err = launch.launch(p)
     assert.is_nil(ok)
-    assert.equal("socketpair: Too many open files", err)
+    assert.equal(limit_line(3), err)
     assert.equal("errored", p.status)
   end)
 
@@ -103,6 +109,19 @@ describe("a start without fds", function()
     local p = record()
     local ok, err = launch.launch(p)
     assert.is_nil(ok)
-    assert.equal("pipe: Too many open files", err)
+    assert.equal(limit_line(2), err)
+  end)
+
+  it("says the second pipe's error, not the first pipe's fd, when only the second fails", function()
+    local n = 0
+    core.pipe = function(...)
+      n = n + 1
+      if n == 2 then return nil, "pipe: Too many open files" end
+      return saved_pipe(...)
+    end
+    local p = record()
+    local ok, err = launch.launch(p)
+    assert.is_nil(ok)
+    assert.equal(limit_line(2), err)
   end)
 end)
