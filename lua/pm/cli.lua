@@ -133,7 +133,7 @@ for _, v in ipairs({
   { "describe", "info", "everything about a process" },
   { "env", "info", "the environment variables of a process (by id)" },
   { "id", "info", "the ids of an app's processes, as a JSON array" },
-  { "prettylist", "info", "the process descriptions as indented JSON" },
+  { "prettylist", "info", "the process list as PM2 prints it (Node's util.inspect notation)" },
   { "logs", "logs", "show the last lines of app logs, then follow them" },
   { "scale", "procs", "set the number of instances of an app (N, +N, -N)" },
   { "pid", "info", "pids of an app (or of every app)" },
