@@ -100,6 +100,9 @@ run_column() {
     mkdir -p "$seat" "$home/.pm2"
     chmod 700 "$home" "$home/.pm2"
     (cd "$PM2_SRC" && tar --exclude=./node_modules --exclude=./.git -cf - .) | (cd "$seat" && tar -xf -)
+    # as a checkout made with umask 022 is (pm, root, refuses an ecosystem
+    # file in a folder others may write)
+    chmod -R go-w "$seat"
     rm -f "$seat/bin/pm2"
     if [ "$col" = pm ]; then
       printf '#!/bin/sh\nPM_HOME=$PM2_HOME exec %s "$@"\n' "$PM" > "$seat/bin/pm2"
