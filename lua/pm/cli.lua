@@ -86,7 +86,11 @@ function M.names_of(s)
 end
 
 function M.target_of(t)
-  if t and core.stat(t) and util.is_ecosystem(t) then return util.absolute(t) end
+  local st = t and core.stat(t)
+  if st and util.is_ecosystem(t) then return util.absolute(t) end
+  -- a script's file (PM2: the apps whose script it is, when no app has
+  -- that name): its absolute path, which the daemon takes for a name first
+  if st and st.type == "file" and not tonumber(t) and t ~= "all" then return util.absolute(t) end
   return t
 end
 

@@ -241,6 +241,8 @@ local function stay_in_foreground()
   return 0
 end
 
+local start_one
+
 function V.start(args)
   local p = cli.parser("start")
   p:argument("what", "script, ecosystem file, name or id"):args("?")
@@ -263,6 +265,28 @@ function V.start(args)
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
   local a = p:parse(pm2_words(args))
+  -- PM2: words before `--` are more things to start, one after another,
+  -- each with the same flags; the script's arguments come after `--`
+  local after = 0
+  for i, w in ipairs(args) do
+    if w == "--" then after = #args - i; break end
+  end
+  if #a.args > after then
+    local more = {}
+    for i = 1, #a.args - after do more[i] = a.args[i] end
+    local rest = {}
+    for i = #a.args - after + 1, #a.args do rest[#rest + 1] = a.args[i] end
+    local code = 0
+    for _, what in ipairs({ a.what, unpack(more) }) do
+      a.what, a.args = what, rest
+      code = math.max(code, start_one(a))
+    end
+    return code
+  end
+  return start_one(a)
+end
+
+function start_one(a)
   if not a.what then
     -- `pm start --watch app.sh`: the path --watch took is the script
     for i, o in ipairs(start_options) do

@@ -446,9 +446,18 @@ end
 M.TOP_KEYS = { "apps", "hooks", "hook_limits", "deploy" }
 local top_keys = { apps = true, hooks = true, hook_limits = true, deploy = true }
 
--- { apps = {...} } or a bare list -> { apps, hooks } | nil, err
+-- { apps = {...} }, a bare list, PM2's { pm2 = {...} } or one app's
+-- object -> { apps, hooks } | nil, err
 function M.shape(path, res)
   if type(res) ~= "table" then return nil, path .. ": an object with \"apps\" or a list expected" end
+  -- PM2's other forms: one app's object alone, and "pm2" for "apps"
+  if res.apps == nil and res[1] == nil then
+    if type(res.pm2) == "table" then
+      res = { apps = res.pm2, deploy = res.deploy }
+    elseif res.script ~= nil or res.cmd ~= nil or res.command ~= nil then
+      res = { res }
+    end
+  end
   for k in pairs(res) do
     if type(k) == "string" and not top_keys[k] then
       local near = app.closest(k, M.TOP_KEYS)
@@ -464,6 +473,10 @@ function M.shape(path, res)
   end
   for i, a in ipairs(apps) do
     if type(a) ~= "table" then return nil, ("%s: app #%d is not a table"):format(path, i) end
+    -- PM2: cmd and command are other names of script
+    for _, alias in ipairs({ "cmd", "command" }) do
+      if a[alias] ~= nil and a.script == nil then a.script, a[alias] = a[alias], nil end
+    end
   end
   if res.hooks ~= nil and type(res.hooks) ~= "table" then
     return nil, path .. ": hooks must be a table of functions"

@@ -1,0 +1,63 @@
+-- Issue 23 (PM2's e2e suite: cli/reload.sh, cli/multiparam.sh): a script's
+-- file names the apps that run it, `pm start a b c` starts three apps,
+-- and a restart counts only when a process was running.
+local H = require "pmtest"
+
+local ok, fails = H.ok, H.fails
+
+local function sleeper(name)
+  return H.script(name, "#!/bin/sh\nexec sleep 1000\n")
+end
+
+local function statuses()
+  local out = {}
+  for _, p in ipairs(H.jlist()) do out[p.name] = p.pm2_env.status end
+  return out
+end
+
+describe("PM2's targets", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("a script's file, relative or absolute, names the apps that run it", function()
+    local a = sleeper("a.sh")
+    sleeper("b.sh")
+    ok(H.pm("start", a, "-s"))
+    ok(H.pm("start", H.home .. "/b.sh", "--name", "other", "-s"))
+    local r = H.sh("cd " .. H.shquote(H.home) .. " && " .. H.shquote(H.bin) .. " stop a.sh -s")
+    assert.equal(0, r.code, r.err)
+    assert.same({ a = "stopped", other = "online" }, statuses())
+    ok(H.pm("stop", H.home .. "/b.sh", "-s"))
+    assert.same({ a = "stopped", other = "stopped" }, statuses())
+    -- a name goes first: an app named as the file is what it names
+    ok(H.pm("start", a, "--name", H.home .. "/b.sh", "-s"))
+    ok(H.pm("delete", H.home .. "/b.sh", "-s"))
+    assert.same({ a = "stopped", other = "stopped" }, statuses())
+    fails(H.pm("stop", H.home .. "/nosuch.sh"), "not found")
+  end)
+
+  it("pm start a b c starts each; the script's arguments come after --", function()
+    local a, b, c = sleeper("a.sh"), sleeper("b.sh"), sleeper("c.sh")
+    ok(H.pm("start", a, b, c, "-s", "--", "x", "y"))
+    local list = H.jlist()
+    assert.equal(3, #list)
+    for _, p in ipairs(list) do
+      assert.same({ "x", "y" }, p.pm2_env.args)
+      assert.equal("online", p.pm2_env.status)
+    end
+    assert.equal("a,b,c", H.names())
+    ok(H.pm("stop", "a", "b", "c", "-s"))
+    assert.same({ a = "stopped", b = "stopped", c = "stopped" }, statuses())
+  end)
+
+  it("restarting a stopped app starts it without counting a restart", function()
+    ok(H.pm("start", sleeper("a.sh"), "-s"))
+    ok(H.pm("stop", "a", "-s"))
+    ok(H.pm("restart", "a", "-s"))
+    local p = H.proc("a")
+    assert.equal("online", p.pm2_env.status)
+    assert.equal(0, p.pm2_env.restart_time)
+    ok(H.pm("restart", "a", "-s"))
+    assert.equal(1, H.proc("a").pm2_env.restart_time)
+  end)
+end)
