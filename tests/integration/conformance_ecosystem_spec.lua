@@ -25,8 +25,8 @@ describe("PM2's forms of an ecosystem file", function()
 
   it("\"pm2\" is another name of \"apps\"", function()
     local s = sleeper()
-    local f = H.write(H.home .. "/old.json", ('{ "pm2": [ { "name": "a", "script": %q }, { "name": "b", "script": %q } ] }')
-      :format(s, s))
+    local f = H.write(H.home .. "/old.json",
+      ('{ "pm2": [ { "name": "a", "script": %q }, { "name": "b", "script": %q } ] }'):format(s, s))
     ok(H.pm("start", f, "-s"))
     assert.equal("a,b", H.names())
   end)
