@@ -16,6 +16,7 @@
 # ONLY     scripts to run (paths under test/e2e/), default every listed one.
 # TIMEOUT  seconds one script may take (default 180).
 # PM       the pm binary (default: this tree's bin/pm).
+# KEEP     1: keep each copy of the checkout (seat.*) beside its log.
 # OUT      where logs and results go (default: a new folder under $TMPDIR,
 #          under obj/ with ISOLATE).
 # ISOLATE  1: run in namespaces of its own (root): a private /tmp (the
@@ -133,7 +134,7 @@ run_column() {
       printf '%s\tfail\t%s\t%s\n' "$s" "$t" "$why" >> "$results"
       fail=$((fail + 1))
     fi
-    rm -rf "$seat"
+    [ -n "${KEEP:-}" ] || rm -rf "$seat"
   done
   echo "$col: $pass passed, $fail failed, $skip skipped"
   echo "$col	$pass	$fail	$skip" >> "$OUT/totals.tsv"

@@ -1,6 +1,7 @@
 -- Issue 23 (PM2's e2e suite: cli/reload.sh, cli/multiparam.sh): a script's
 -- file names the apps that run it, `pm start a b c` starts three apps,
--- and a restart counts only when a process was running.
+-- a restart counts only when a process was running (and internals/
+-- increment-var.sh: pm scale down removes the first instances).
 local H = require "pmtest"
 
 local ok, fails = H.ok, H.fails
@@ -59,5 +60,19 @@ describe("PM2's targets", function()
     assert.equal(0, p.pm2_env.restart_time)
     ok(H.pm("restart", "a", "-s"))
     assert.equal(1, H.proc("a").pm2_env.restart_time)
+  end)
+
+  it("pm scale down removes the lowest instances, and scale up takes them again", function()
+    ok(H.pm("start", sleeper("a.sh"), "-i", "4", "-s"))
+    local function instances()
+      local out = {}
+      for _, p in ipairs(H.jlist()) do out[#out + 1] = p.pm2_env.NODE_APP_INSTANCE end
+      table.sort(out)
+      return out
+    end
+    ok(H.pm("scale", "a", "2", "-s"))
+    assert.same({ 2, 3 }, instances())
+    ok(H.pm("scale", "a", "4", "-s"))
+    assert.same({ 0, 1, 2, 3 }, instances())
   end)
 end)
