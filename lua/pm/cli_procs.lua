@@ -37,6 +37,19 @@ local function apply_file(label, method, path, a)
   return 0
 end
 
+-- PM2's `-` target: an ecosystem (JSON: a list of apps, { apps }, or one
+-- app) read from stdin -> its apps (relative paths are the caller's)
+local function stdin_apps()
+  local text = io.stdin:read("*a") or ""
+  local v, err = util.decode(text)
+  if type(v) ~= "table" then
+    error({ msg = "stdin: a JSON ecosystem expected" .. (err and (": " .. err) or "") }, 0)
+  end
+  local shaped, serr = require("pm.ecosystem").shape("stdin", v)
+  if not shaped then error({ msg = serr }, 0) end
+  return shaped.apps
+end
+
 local function simple_target(name, method, extra)
   V[name] = function(args)
     local p = cli.parser(name)
@@ -44,6 +57,13 @@ local function simple_target(name, method, extra)
     p:flag("-s --silent", "print nothing on success")
     if extra then extra(p) end
     local a = p:parse(args)
+    if #a.target == 1 and a.target[1] == "-" then
+      a.target = {}
+      for _, app in ipairs(stdin_apps()) do
+        if type(app.name) == "string" then a.target[#a.target + 1] = app.name end
+      end
+      if #a.target == 0 then error({ msg = "stdin: no app with a name" }, 0) end
+    end
     local file = (name == "restart" or name == "reload") and #a.target == 1 and file_of(a.target[1])
     if file then return apply_file(name .. " " .. a.target[1], method, file, a) end
     local opts = { brief = true } -- the reply's environments are not shown
@@ -52,7 +72,11 @@ local function simple_target(name, method, extra)
     opts.env = a.env -- (refused but for a file: PM2's rule)
     local failures, done
     with_progress(name .. " " .. table.concat(a.target, " "), function()
-      failures, done = cli.each_target(a.target, function(t) check(api()[method](target_of(t), opts)) end)
+      failures, done = cli.each_target(a.target, function(t)
+        local res = check(api()[method](target_of(t), opts))
+        -- PM2: `all` with no process is an error exit too
+        if t == "all" and type(res) == "table" and #res == 0 then error({ msg = "no process found" }, 0) end
+      end)
     end)
     for _, msg in ipairs(failures) do io.stderr:write("pm: ", msg, "\n") end
     -- what was done is shown, even when a target was not found
@@ -308,6 +332,11 @@ function start_one(a)
   local cwd = core.getcwd()
   local foreground = a.no_daemon and foreground_daemon()
   local client = api()
+  if what == "-" and not core.stat(what) then
+    for _, app in ipairs(stdin_apps()) do check(client.start(app, { env = a.env, brief = true })) end
+    show_list(a.silent)
+    return foreground and stay_in_foreground() or 0
+  end
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
     apply_file("start " .. what, "start", util.absolute(what, cwd), a)
