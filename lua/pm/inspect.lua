@@ -10,8 +10,10 @@ forgets it). Pure: text in, text out.
 M.prettylist(text) also gives each process of a description list PM2's
 shape (DESIGN §5): pm's own members of pm2_env (its event history, the
 readiness it saw, ...) move under one `pm` key of the process, and the
-event history is left out (`pm describe` and `pm jlist` show it): a script
-that counts `online` in PM2's prettylist counts one per process here too. ]]
+event history is left out (`pm describe` and `pm jlist` show it), as are
+`script` and `cwd` when pm_exec_path and pm_cwd say the same: a script
+that counts `online` or its script's path in PM2's prettylist counts one
+per process here too. ]]
 local M = {}
 
 local BREAK, COMPACT, MAX_ARRAY, MAX_STRING = 80, 3, 100, 10000
@@ -305,8 +307,14 @@ function M.pm2_shape(d)
   if type(env) ~= "table" or env.arr or not env.keys then return d end
   local ext = { keys = {}, vals = {} }
   local keys, vals = {}, {}
+  -- script and cwd: PM2 shows them as pm_exec_path and pm_cwd only (a grep
+  -- for the script's path finds it once)
+  local same = { script = get(env, "pm_exec_path"), cwd = get(env, "pm_cwd") }
   for i, k in ipairs(env.keys) do
     local how = M.EXTENSIONS[k]
+    if same[k] ~= nil and same[k] == env.vals[i] then
+      how = "drop"
+    end
     if not how then
       keys[#keys + 1], vals[#vals + 1] = k, env.vals[i]
     elseif how ~= "drop" then

@@ -100,4 +100,21 @@ describe("inspect.prettylist", function()
     assert.equal("[ { name: 'a', pm2_env: { status: 'stopped' } } ]", out)
     assert.equal("[]", inspect.prettylist("[]"))
   end)
+
+  it("leaves out script and cwd when pm_exec_path and pm_cwd say the same", function()
+    local out = assert(inspect.prettylist('[{"pm2_env":{"script":"/a/x.js","cwd":"/a","pm_exec_path":"/a/x.js",'
+      .. '"pm_cwd":"/a"}},{"pm2_env":{"script":"x.js","cwd":"/b","pm_exec_path":"/a/x.js","pm_cwd":"/a"}}]'))
+    assert.equal(table.concat({
+      "[",
+      "  { pm2_env: { pm_exec_path: '/a/x.js', pm_cwd: '/a' } },",
+      "  {",
+      "    pm2_env: {",
+      "      script: 'x.js',",
+      "      cwd: '/b',",
+      "      pm_exec_path: '/a/x.js',",
+      "      pm_cwd: '/a'",
+      "    }",
+      "  }",
+      "]" }, "\n"), out)
+  end)
 end)
