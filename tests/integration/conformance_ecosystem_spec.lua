@@ -1,7 +1,8 @@
 -- Issue 23 (PM2's e2e suite: process-file/json-file.sh, json-reload.sh,
 -- app-config-update.sh, cli/start-app.sh): the forms of a JSON ecosystem
 -- file PM2 reads besides { "apps": [...] } and a list: one app's object
--- alone, "pm2" for "apps", and cmd or command for script.
+-- alone, "pm2" for "apps", cmd or command for script; and an env value
+-- that is an object (cli/env-refresh.sh).
 local H = require "pmtest"
 
 local ok, fails = H.ok, H.fails
@@ -49,5 +50,13 @@ describe("PM2's forms of an ecosystem file", function()
   it("an object that is neither apps nor an app is still refused, with the key named", function()
     local f = H.write(H.home .. "/typo.json", '{ "aps": [] }')
     fails(H.pm("start", f), "unknown top-level key 'aps'")
+  end)
+
+  it("an env value that is an object reaches the app as its JSON text", function()
+    local s = H.script("env.sh", "#!/bin/sh\necho \"V=$V\"\nexec sleep 1000\n")
+    local f = H.write(H.home .. "/env.json",
+      ('{ "apps": [ { "name": "e", "script": %q, "env": { "V": { "HEY": true } } } ] }'):format(s))
+    ok(H.pm("start", f, "-s"))
+    H.wait_for(function() return H.contains(H.out_log("e"), 'V={"HEY":true}') end, 5000, "V in e's log")
   end)
 end)
