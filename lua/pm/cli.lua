@@ -170,7 +170,7 @@ end
 
 -- Other names of verbs: they work, and are never suggested.
 local ALIASES = { del = "delete", ls = "list", status = "list", l = "list", desc = "describe", show = "describe",
-  info = "describe", dump = "save", ecosystem = "init" }
+  info = "describe", dump = "save", ecosystem = "init", updatePM2 = "update" }
 
 M.VERBS, M.ALIASES = VERBS, ALIASES
 

@@ -734,6 +734,12 @@ function methods.resurrect(_, _, done)
   local entries, warn = persist.load(ctx.home)
   if not entries then return done(warn) end
   if warn then log.warn("%s", warn) end
+  -- (PM2: what a resurrect starts counts its restarts from 0)
+  for _, e in ipairs(entries) do
+    for _, rec in ipairs(type(e.pm_procs) == "table" and e.pm_procs or {}) do
+      if type(rec) == "table" then rec.restart_time = nil end
+    end
+  end
   recovery.restore(entries, function(started) done(nil, descriptions(started)) end)
 end
 
