@@ -165,7 +165,9 @@ local start_options = {
   { "-o --output", "out_file", "s", "stdout log file", "<path>" },
   { "-e --error", "error_file", "s", "stderr log file", "<path>" },
   { "-l --log", "log_file", "s", "combined log file", "<path>" },
-  { "--source-map-support", "source_map_support", "b", "accepted (Node's source maps; nothing else)" },
+  { "--source-map-support", "source_map_support", "b", "Node's source maps (--enable-source-maps)" },
+  { "--disable-source-map-support", "disable_source_map_support", "b",
+    "no source maps even when the script has its .map" },
 }
 
 local MODES = { fork = true, cluster = true, fork_mode = true, cluster_mode = true }
@@ -286,6 +288,8 @@ function V.start(args)
   p:option("--only", "start only these apps of the file (a,b)"):argname("<apps>")
   p:flag("-a --update-env", "a known app: restart it with the current environment")
   p:flag("--no-daemon", "no daemon runs: run one in the foreground, until Ctrl-C"):target("no_daemon")
+  p:flag("--no-automation --no-vizion --no-pmx --trace --disable-trace",
+    "PM2's (PM2 Plus, git metadata): accepted, nothing to do"):target("pm2_noop")
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
   local a = p:parse(pm2_words(args))
