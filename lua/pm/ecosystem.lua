@@ -481,7 +481,7 @@ function M.shape(path, res)
   if res.hooks ~= nil and type(res.hooks) ~= "table" then
     return nil, path .. ": hooks must be a table of functions"
   end
-  return { apps = apps, hooks = res.hooks }
+  return { apps = apps, hooks = res.hooks, deploy = type(res.deploy) == "table" and res.deploy or nil }
 end
 
 -- Set by the daemon: capture(argv, limits, done(code, stdout, stderr))
@@ -692,7 +692,17 @@ function M.check_apps(path, res, opts)
   end
   local base = util.dirname(path)
   local decls, seen = {}, {}
+  -- PM2: --env NAME also takes deploy.NAME.env, over each app's env (and
+  -- under its env_NAME)
+  local deploy = opts.env_name and type(res.deploy) == "table" and res.deploy[opts.env_name]
+  local deploy_env = type(deploy) == "table" and type(deploy.env) == "table" and deploy.env or nil
   for i, raw in ipairs(res.apps) do
+    if deploy_env then
+      local env = {}
+      for k, v in pairs(type(raw.env) == "table" and raw.env or {}) do env[k] = v end
+      for k, v in pairs(deploy_env) do env[k] = v end
+      raw.env = env
+    end
     if type(res.hooks) == "table" then
       for k, fn in pairs(res.hooks) do
         if raw[k] == nil then raw[k] = fn end
@@ -716,7 +726,7 @@ function M.check_apps(path, res, opts)
     return nil, path .. ": no app matches --only " .. table.concat(opts.only, ",")
   end
   -- --env NAME that no app declares is a typo (PM2 would go on without it)
-  if opts.env_name and #decls > 0 and not res.env_read then
+  if opts.env_name and #decls > 0 and not res.env_read and not deploy_env then
     local key = "env_" .. opts.env_name
     local found = false
     for _, d in ipairs(decls) do found = found or d[key] ~= nil end

@@ -11,7 +11,8 @@ M.prettylist(text) also gives each process of a description list PM2's
 shape (DESIGN §5): pm's own members of pm2_env (its event history, the
 readiness it saw, ...) move under one `pm` key of the process, and the
 event history is left out (`pm describe` and `pm jlist` show it), as are
-`script` and `cwd` when pm_exec_path and pm_cwd say the same: a script
+`script` and `cwd` when pm_exec_path and pm_cwd say the same, and
+interpreter_args is PM2's node_args: a script
 that counts `online` or its script's path in PM2's prettylist counts one
 per process here too. ]]
 local M = {}
@@ -294,6 +295,9 @@ end
 M.EXTENSIONS = { events = "drop", changes = true, notify = true, ready = true, last_hook_error = true,
   exit_signal = true, error = true, origin = true }
 
+-- pm's names of pm2_env's members that PM2 names otherwise
+M.PM2_NAMES = { interpreter_args = "node_args" }
+
 local function get(o, key)
   for i, k in ipairs(o.keys) do
     if k == key then return o.vals[i], i end
@@ -316,7 +320,7 @@ function M.pm2_shape(d)
       how = "drop"
     end
     if not how then
-      keys[#keys + 1], vals[#vals + 1] = k, env.vals[i]
+      keys[#keys + 1], vals[#vals + 1] = M.PM2_NAMES[k] or k, env.vals[i]
     elseif how ~= "drop" then
       ext.keys[#ext.keys + 1], ext.vals[#ext.vals + 1] = k, env.vals[i]
     end

@@ -2,7 +2,7 @@
 -- app-config-update.sh, cli/start-app.sh): the forms of a JSON ecosystem
 -- file PM2 reads besides { "apps": [...] } and a list: one app's object
 -- alone, "pm2" for "apps", cmd or command for script; and an env value
--- that is an object (cli/env-refresh.sh).
+-- that is an object and deploy.NAME.env with --env NAME (cli/env-refresh.sh).
 local H = require "pmtest"
 
 local ok, fails = H.ok, H.fails
@@ -58,5 +58,16 @@ describe("PM2's forms of an ecosystem file", function()
       ('{ "apps": [ { "name": "e", "script": %q, "env": { "V": { "HEY": true } } } ] }'):format(s))
     ok(H.pm("start", f, "-s"))
     H.wait_for(function() return H.contains(H.out_log("e"), 'V={"HEY":true}') end, 5000, "V in e's log")
+  end)
+
+  it("--env NAME takes deploy.NAME.env over each app's env, under its env_NAME", function()
+    local s = H.script("env2.sh", "#!/bin/sh\necho \"A=$A B=$B C=$C\"\nexec sleep 1000\n")
+    local f = H.write(H.home .. "/deploy.json", ([[
+{ "apps": [ { "name": "d", "script": %q, "env": { "A": "env", "B": "env", "C": "env" },
+              "env_production": { "C": "env_production" } } ],
+  "deploy": { "production": { "user": "x", "env": { "B": "deploy", "C": "deploy" } } } }]]):format(s))
+    ok(H.pm("start", f, "--env", "production", "-s"))
+    H.wait_for(function() return H.contains(H.out_log("d"), "A=env B=deploy C=env_production") end, 5000,
+      "the environment in d's log")
   end)
 end)

@@ -117,4 +117,9 @@ describe("inspect.prettylist", function()
       "  }",
       "]" }, "\n"), out)
   end)
+
+  it("names interpreter_args node_args, as PM2 does", function()
+    assert.equal("[\n  { pm2_env: { node_args: [ '--harmony' ] } }\n]",
+      inspect.prettylist('[{"pm2_env":{"interpreter_args":["--harmony"]}}]'))
+  end)
 end)
