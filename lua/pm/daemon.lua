@@ -34,6 +34,7 @@ local function shutdown(code, before_exit)
     local function finish()
       os.remove(home .. "/rpc.sock")
       os.remove(home .. "/pm.pid")
+      require("pm.pidfile").drop_daemon_copy(M.extra_pid_file)
       os.remove(home .. "/notify.sock")
       require("pm.readiness").close_notify() -- (those of other users' apps)
       log.info("daemon %d exits", core.getpid())
@@ -349,6 +350,7 @@ function M.run(opts)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n", { durable = false })
+  M.extra_pid_file = require("pm.pidfile").daemon_copy(os.getenv("PM2_PID_FILE_PATH"))
   if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)
 
   wire.ctx.home = home
