@@ -40,7 +40,7 @@ local function retire(old, d, done)
     if timer then timer:close() end
     done()
   end
-  if d.shutdown_with_message and old.channel and not old.channel:closed() then
+  if (d.shutdown_with_message or ctx.kill_use_message) and old.channel and not old.channel:closed() then
     old.channel:write('"shutdown"\n')
   else
     exits.signal_tree(old, util.signum(d.kill_signal))

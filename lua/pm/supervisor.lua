@@ -88,7 +88,7 @@ function M.stop(p, done, reason)
   proc.act(p, lifecycle.fire(p, "stop"))
   p.stop_reason = reason
   p.waiters = { done }
-  if p.decl.shutdown_with_message and channel.send(p, "shutdown", true) then
+  if (p.decl.shutdown_with_message or ctx.kill_use_message) and channel.send(p, "shutdown", true) then
     log.info("app %s (%d): sent \"shutdown\"", p.name, p.pm_id)
   else
     exits.signal_tree(p, util.signum(p.decl.kill_signal))

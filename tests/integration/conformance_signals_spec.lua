@@ -1,7 +1,8 @@
 -- Issue 23 (PM2's e2e suite, cli/reload.sh): a process that is stopped
 -- gets its stop signal once. Its process group is signalled as a whole,
 -- and the main process again only when it left that group: a handler that
--- logs each SIGINT (Node runs one per delivery) logs one line.
+-- logs each SIGINT (Node runs one per delivery) logs one line. And PM2's
+-- PM2_KILL_USE_MESSAGE: the message "shutdown" instead of a signal.
 local H = require "pmtest"
 local util = require "pm.util"
 
@@ -58,5 +59,17 @@ describe("the stop signal", function()
       local _, once = text:gsub("SIGINT x1\n", "")
       assert.equal(3, once, text)
     end
+  end)
+
+  it("PM2_KILL_USE_MESSAGE=true in the daemon's environment: every app is stopped with the message", function()
+    local app = H.script("ipc.sh", "#!/bin/sh\necho ready\n"
+      .. "while read -r line <&$NODE_CHANNEL_FD; do echo \"got $line\"; done\n")
+    local r = H.sh(H.shquote(H.bin) .. " start " .. H.shquote(app) .. " -s", { env = { PM2_KILL_USE_MESSAGE = "true" } })
+    assert.equal(0, r.code, r.err)
+    H.wait_for(function() return H.contains(H.out_log("ipc"), "ready") end, 5000, "ipc ready")
+    ok(H.pm("reload", "ipc", "-s"))
+    ok(H.pm("stop", "ipc", "-s"))
+    local _, n = util.read_file(H.out_log("ipc")):gsub('got "shutdown"', "")
+    assert.equal(2, n)
   end)
 end)
