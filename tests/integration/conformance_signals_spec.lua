@@ -64,7 +64,8 @@ describe("the stop signal", function()
   it("PM2_KILL_USE_MESSAGE=true in the daemon's environment: every app is stopped with the message", function()
     local app = H.script("ipc.sh", "#!/bin/sh\necho ready\n"
       .. "while read -r line <&$NODE_CHANNEL_FD; do echo \"got $line\"; done\n")
-    local r = H.sh(H.shquote(H.bin) .. " start " .. H.shquote(app) .. " -s", { env = { PM2_KILL_USE_MESSAGE = "true" } })
+    local r = H.sh(H.shquote(H.bin) .. " start " .. H.shquote(app) .. " -s",
+      { env = { PM2_KILL_USE_MESSAGE = "true" } })
     assert.equal(0, r.code, r.err)
     H.wait_for(function() return H.contains(H.out_log("ipc"), "ready") end, 5000, "ipc ready")
     ok(H.pm("reload", "ipc", "-s"))
