@@ -149,4 +149,18 @@ for col in $RUN; do
   esac
   run_column "$col"
 done
-echo "logs and results: $OUT"
+# One markdown row per script for bench/PM2-CONFORMANCE.md: pm's result,
+# PM2's, and the skip's reason or what failed first.
+table() {
+  local s pmr pm2r why
+  echo "| script | pm | PM2 | note |"
+  echo "|---|---|---|---|"
+  for s in $scripts; do
+    pmr=$(awk -F'\t' -v s="$s" '$1 == s { print $2 }' "$OUT/pm.tsv" 2>/dev/null)
+    pm2r=$(awk -F'\t' -v s="$s" '$1 == s { print $2 }' "$OUT/pm2.tsv" 2>/dev/null)
+    why=$(awk -F'\t' -v s="$s" '$1 == s && $2 != "pass" { print $4 }' "$OUT/pm.tsv" 2>/dev/null)
+    echo "| $s | ${pmr:--} | ${pm2r:--} | ${why//|/\\|} |"
+  done
+}
+table > "$OUT/table.md"
+echo "logs and results: $OUT (table.md: the rows of bench/PM2-CONFORMANCE.md)"
