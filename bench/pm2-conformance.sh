@@ -14,7 +14,8 @@
 #          find them there). Without it only the pm column runs.
 # RUN  which columns to run (default: pm, and pm2 when PM2_NPM is set).
 # ONLY     scripts to run (paths under test/e2e/), default every listed one.
-# TIMEOUT  seconds one script may take (default 180).
+# TIMEOUT  seconds one script may take (default 180; infinite-loop.sh, which
+#          sleeps 200 s, at least 480).
 # PM       the pm binary (default: this tree's bin/pm).
 # KEEP     1: keep each copy of the checkout (seat.*) beside its log.
 # OUT      where logs and results go (default: a new folder under $TMPDIR,
@@ -81,7 +82,7 @@ stop_daemon() {
 }
 
 run_column() {
-  local col=$1 s name seat home log reason start rc t why
+  local col=$1 s name seat home log reason start rc t why limit
   local pass=0 fail=0 skip=0
   local results=$OUT/$col.tsv
   : > "$results"
@@ -112,11 +113,14 @@ run_column() {
     fi
     chmod 755 "$seat/bin/pm2"
     [ -n "$PM2_NPM" ] && ln -s "$PM2_NPM/node_modules" "$seat/node_modules"
+    # infinite-loop.sh sleeps 200 s in a row, then restarts apps for more
+    limit=$TIMEOUT
+    case $s in internals/infinite-loop.sh) [ "$limit" -lt 480 ] && limit=480 ;; esac
     start=$(date +%s)
     # setsid is exec'd by the subshell: its pid ($!) is the script's
     # process group, ended afterwards with whatever the script left in it
     (cd "$seat" && HOME=$home PM2_HOME=$home/.pm2 PM2_SILENT=true \
-      exec setsid timeout -k 5 "$TIMEOUT" bash "./test/e2e/$s" < /dev/null > "$log" 2>&1) &
+      exec setsid timeout -k 5 "$limit" bash "./test/e2e/$s" < /dev/null > "$log" 2>&1) &
     local bg=$!
     wait "$bg"; rc=$?
     kill -KILL -- "-$bg" 2>/dev/null
@@ -127,7 +131,7 @@ run_column() {
       printf '%s\tpass\t%s\t\n' "$s" "$t" >> "$results"
       pass=$((pass + 1))
     else
-      if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why="timed out after ${TIMEOUT}s"
+      if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why="timed out after ${limit}s"
       else why=$(grep -a '✘' "$log" | head -1 | sed 's/^#* *✘ *//'); [ -n "$why" ] || why="exit $rc: $(tail -1 "$log" | cut -c1-100)"
       fi
       printf 'FAIL  %-42s %3ss  %s\n' "$s" "$t" "$why"
