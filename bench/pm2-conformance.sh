@@ -20,6 +20,8 @@
 # KEEP     1: keep each copy of the checkout (seat.*) beside its log.
 # OUT      where logs and results go (default: a new folder under $TMPDIR,
 #          under obj/ with ISOLATE).
+# PARALLEL 1 (with ISOLATE=1 and RUN="pm pm2"): the columns side by side,
+#          each in namespaces of its own.
 # ISOLATE  1: run in namespaces of its own (root): a private /tmp (the
 #          scripts all write /tmp/tmp_out.txt) and network (their fixed
 #          ports), so that other work on the machine and this run do not
@@ -36,6 +38,19 @@ set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# PARALLEL=1 with ISOLATE=1: each column in a run (and namespaces) of its
+# own, at the same time, into the same OUT; then the table of both.
+if [ "${PARALLEL:-}" = 1 ] && [ "${ISOLATE:-}" = 1 ] && [ -z "${PM2C_INSIDE:-}" ] && [ -n "${RUN:-}" ]; then
+  OUT=${OUT:-$root/obj/pm2-conformance.$$}
+  mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+  : > "$OUT/totals.tsv"
+  for col in $RUN; do
+    RUN=$col PARALLEL= OUT=$OUT PM2C_APPEND=1 bash "$0" > "$OUT/$col.out" 2>&1 &
+  done
+  wait
+  cat "$OUT"/*.out
+  RUN= PARALLEL= ISOLATE= OUT=$OUT PM2C_TABLE_ONLY=1 exec bash "$0"
+fi
 if [ "${ISOLATE:-}" = 1 ] && [ -z "${PM2C_INSIDE:-}" ]; then
   OUT=${OUT:-$root/obj/pm2-conformance.$$}
   mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
@@ -144,7 +159,8 @@ run_column() {
   echo "$col	$pass	$fail	$skip" >> "$OUT/totals.tsv"
 }
 
-: > "$OUT/totals.tsv"
+[ -n "${PM2C_APPEND:-}" ] || [ -n "${PM2C_TABLE_ONLY:-}" ] || : > "$OUT/totals.tsv"
+[ -n "${PM2C_TABLE_ONLY:-}" ] && RUN=
 for col in $RUN; do
   case $col in
     pm) ;;
@@ -166,5 +182,6 @@ table() {
     echo "| $s | ${pmr:--} | ${pm2r:--} | ${why//|/\\|} |"
   done
 }
+[ -n "${PM2C_APPEND:-}" ] && exit 0
 table > "$OUT/table.md"
 echo "logs and results: $OUT (table.md: the rows of bench/PM2-CONFORMANCE.md)"
