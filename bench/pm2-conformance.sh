@@ -94,6 +94,15 @@ stop_daemon() {
     pid=$(tr -dc 0-9 < "$pidf")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   done
+  # a script that removed its pid file (modules/*): the processes whose
+  # environment names this script's own home
+  local e
+  for e in /proc/[0-9]*/environ; do
+    if tr '\0' '\n' < "$e" 2>/dev/null | grep -qxF "PM2_HOME=$home/.pm2"; then
+      pid=${e#/proc/}; pid=${pid%/environ}
+      [ "$pid" != $$ ] && kill -KILL "$pid" 2>/dev/null
+    fi
+  done
 }
 
 run_column() {
