@@ -9,6 +9,10 @@ local show_list, names_of, target_of = cli.show_list, cli.names_of, cli.target_o
 
 local V = {}
 
+-- start's flags and what they declare (defined with start below): restart
+-- and reload take them too (PM2 applies them to the app)
+local start_options, app_of, pm2_words
+
 -- An ecosystem file the CLI names (it exists) -> its absolute path, or nil
 local function file_of(what)
   local st = core.stat(what)
@@ -56,7 +60,8 @@ local function simple_target(name, method, extra)
     p:argument("target", "names, ids, 'all', namespaces, /regex/ or an ecosystem file"):args("+")
     p:flag("-s --silent", "print nothing on success")
     if extra then extra(p) end
-    local a = p:parse(args)
+    local with_attrs = name == "restart" or name == "reload"
+    local a = p:parse(with_attrs and pm2_words(args) or args)
     if #a.target == 1 and a.target[1] == "-" then
       a.target = {}
       for _, app in ipairs(stdin_apps()) do
@@ -70,6 +75,9 @@ local function simple_target(name, method, extra)
     if a.update_env then opts.updateEnv = true end
     opts.only = names_of(a.only)
     opts.env = a.env -- (refused but for a file: PM2's rule)
+    if with_attrs then
+      for k, v in pairs((app_of(a))) do opts[k] = v end
+    end
     local failures, done
     with_progress(name .. " " .. table.concat(a.target, " "), function()
       failures, done = cli.each_target(a.target, function(t)
@@ -91,6 +99,20 @@ local function file_flags(p)
   p:flag("-a --update-env", "take the current environment (PM2's -a; a file's apps always do)")
   p:option("--only", "apps of the file")
   p:option("--env", "environment of the file (env_<name>)")
+  -- (an app's attributes, as start's flags say them; not its name)
+  for i, o in ipairs(start_options) do
+    if o[2] ~= "name" then
+      local kind = o[3]
+      local opt
+      if kind == "b" or kind == "off" then
+        opt = p:flag(o[1], o[4])
+      else
+        opt = p:option(o[1], o[4]):argname(o[5])
+        if kind == "paths" or kind == "envs" then opt:args("?"):count("*") end
+      end
+      opt:target("o" .. i)
+    end
+  end
 end
 
 simple_target("stop", "stop", function(p) p:option("--only", "apps of the file") end)
@@ -123,7 +145,7 @@ simple_target("reset", "reset")
 -- Kinds: s string, n number, b flag (true), off flag (false), list (a,b),
 -- codes (exit codes a,b), paths (--watch [path], repeatable: true or the
 -- paths), envs (--filter-env [prefix], repeatable: true or the prefixes).
-local start_options = {
+start_options = {
   { "-n --name", "name", "s", "app name", "<name>" },
   { "-i --instances", "instances", "s", "N, max, 0 (one per CPU) or -N (the CPUs less N)", "<n>" },
   { "-x --exec-mode", "exec_mode", "mode", "fork or cluster (-x alone: fork, as PM2's -x)", "<mode>" },
@@ -184,7 +206,7 @@ end
 -- PM2's words argparse would read otherwise: a value that starts with a
 -- dash (`-i -1`, `--node-args "--harmony"`: commander takes the next word
 -- whatever it is) and `-x` (PM2: fork mode; here also `-x cluster`).
-local function pm2_words(args)
+function pm2_words(args)
   local out, i = {}, 1
   while i <= #args do
     local w, nxt = args[i], args[i + 1]
@@ -205,7 +227,7 @@ local function pm2_words(args)
 end
 
 -- The app declaration the flags of a start say -> app, whether any was given
-local function app_of(a)
+function app_of(a)
   local app, given = {}, false
   for i, o in ipairs(start_options) do
     local v, key, kind = a["o" .. i], o[2], o[3]
@@ -268,6 +290,12 @@ local function stay_in_foreground()
 end
 
 local start_one
+
+-- Whether a target names apps pm has
+local function known_app(client, what)
+  local list = client.describe(what)
+  return type(list) == "table" and #list > 0
+end
 
 function V.start(args)
   local p = cli.parser("start")
@@ -354,6 +382,14 @@ function start_one(a)
     if not (a.update_env and client.restart(what, { updateEnv = true, brief = true })) then
       check(client.start(what, { brief = true, env = a.env }))
     end
+  elseif not st and #a.args == 0 and not util.is_ecosystem(what) and known_app(client, what) then
+    -- PM2: a known app started with flags is restarted with what they say
+    -- (its name stays)
+    local opts = { brief = true, updateEnv = a.update_env or nil }
+    for k, v in pairs(app) do
+      if k ~= "script" and k ~= "name" and k ~= "args" then opts[k] = v end
+    end
+    check(client.restart(what, opts))
   else
     check(client.start(app, { force = a.force or nil, env = a.env, brief = true }))
   end
