@@ -314,13 +314,21 @@ function M.pm2_shape(d)
   -- script and cwd: PM2 shows them as pm_exec_path and pm_cwd only (a grep
   -- for the script's path finds it once)
   local same = { script = get(env, "pm_exec_path"), cwd = get(env, "pm_cwd") }
+  -- the instance number under instance_var's name, as PM2 shows it (the
+  -- variable's text among the flattened environment gives way)
+  local var = get(env, "instance_var")
+  local names = M.PM2_NAMES
+  if type(var) == "string" and var ~= "NODE_APP_INSTANCE" and var:match("^[%a_][%w_]*$") then
+    names = setmetatable({ NODE_APP_INSTANCE = var }, { __index = M.PM2_NAMES })
+    same[var] = get(env, var)
+  end
   for i, k in ipairs(env.keys) do
     local how = M.EXTENSIONS[k]
     if same[k] ~= nil and same[k] == env.vals[i] then
       how = "drop"
     end
     if not how then
-      keys[#keys + 1], vals[#vals + 1] = M.PM2_NAMES[k] or k, env.vals[i]
+      keys[#keys + 1], vals[#vals + 1] = names[k] or k, env.vals[i]
     elseif how ~= "drop" then
       ext.keys[#ext.keys + 1], ext.vals[#ext.vals + 1] = k, env.vals[i]
     end

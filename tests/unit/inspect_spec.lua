@@ -122,4 +122,10 @@ describe("inspect.prettylist", function()
     assert.equal("[\n  { pm2_env: { node_args: [ '--harmony' ] } }\n]",
       inspect.prettylist('[{"pm2_env":{"interpreter_args":["--harmony"]}}]'))
   end)
+
+  it("shows the instance number under instance_var's name, without the variable's text beside it", function()
+    assert.equal("[\n  {\n    pm2_env: { instance_var: 'APP_ID', APP_ID: 1, env: { APP_ID: '1' } }\n  }\n]",
+      inspect.prettylist('[{"pm2_env":{"instance_var":"APP_ID","NODE_APP_INSTANCE":1,"APP_ID":"1",'
+        .. '"env":{"APP_ID":"1"}}}]'))
+  end)
 end)
