@@ -97,11 +97,9 @@ stop_daemon() {
   # a script that removed its pid file (modules/*): the processes whose
   # environment names this script's own home
   local e
-  for e in /proc/[0-9]*/environ; do
-    if tr '\0' '\n' < "$e" 2>/dev/null | grep -qxF "PM2_HOME=$home/.pm2"; then
-      pid=${e#/proc/}; pid=${pid%/environ}
-      [ "$pid" != $$ ] && kill -KILL "$pid" 2>/dev/null
-    fi
+  for e in $(grep -lzxF "PM2_HOME=$home/.pm2" /proc/[0-9]*/environ 2>/dev/null); do
+    pid=${e#/proc/}; pid=${pid%/environ}
+    [ "$pid" != $$ ] && kill -KILL "$pid" 2>/dev/null
   done
 }
 
