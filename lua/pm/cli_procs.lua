@@ -77,6 +77,12 @@ local function simple_target(name, method, extra)
     opts.env = a.env -- (refused but for a file: PM2's rule)
     if with_attrs then
       for k, v in pairs((app_of(a))) do opts[k] = v end
+      -- PM2: --watch alone turns a watched app's watch off, else on
+      if opts.watch == true and #a.target == 1 then
+        local list = api().describe(target_of(a.target[1]))
+        local d = type(list) == "table" and list[1] and list[1].pm2_env
+        if d and d.watch and d.watch ~= util.null then opts.watch = false end
+      end
     end
     local failures, done
     with_progress(name .. " " .. table.concat(a.target, " "), function()
