@@ -142,6 +142,20 @@ function M.drop_daemon_copy(path)
   if s and tonumber(s:match("%d+")) == core.getpid() then core.unlink(path, DAEMON_OWNER) end
 end
 
+-- PM2's name of the daemon's pid file, PM_HOME/pm2.pid: a link to pm.pid
+-- (none is made over a file of that name that is no link)
+function M.pm2_name(home)
+  local link = home .. "/pm2.pid"
+  local st = core.stat(link, true)
+  if not st then core.symlink("pm.pid", link) end
+end
+
+function M.drop_pm2_name(home)
+  local link = home .. "/pm2.pid"
+  local st = core.stat(link, true)
+  if st and st.type == "link" then os.remove(link) end
+end
+
 M.write = write_pidfile
 M.drop = drop_pidfile
 proc.ACTIONS.unpid = drop_pidfile
