@@ -4,6 +4,7 @@
 -- and PM_HOME/pm2.pid, PM2's name of pm.pid (a link).
 local H = require "pmtest"
 local util = require "pm.util"
+local core = require "pm.core"
 
 local ok = H.ok
 
@@ -17,7 +18,7 @@ describe("PM2_PID_FILE_PATH", function()
 
   it("holds the daemon's pid while it runs, and goes with it", function()
     local path = H.home .. "/other/daemon.pid"
-    assert(require("pm.core").mkdir(H.home .. "/other", 448))
+    assert(core.mkdir(H.home .. "/other", 448))
     ok(ls(path))
     local pid = H.daemon_pid()
     assert.equal(pid .. "\n", util.read_file(path))
@@ -43,11 +44,10 @@ describe("pm2.pid", function()
 
   it("is a link to pm.pid while the daemon runs (PM2's name), gone with it", function()
     ok(H.pm("ping"))
-    local st = require("pm.core").stat(H.home .. "/pm2.pid", true)
-    assert.equal("link", st.type)
+    assert.equal("link", core.stat(H.home .. "/pm2.pid", true).type)
     assert.equal(H.daemon_pid() .. "\n", util.read_file(H.home .. "/pm2.pid"))
     ok(H.pm("kill"))
-    assert.is_nil(require("pm.core").stat(H.home .. "/pm2.pid", true))
+    assert.is_nil(core.stat(H.home .. "/pm2.pid", true))
   end)
 
   it("a pm2.pid that is no link is left alone", function()
