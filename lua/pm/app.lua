@@ -374,8 +374,9 @@ function M.normalize(raw, ctx)
     end
   end
   d.name = d.name or (command and command:match("^%s*(.-)%s*$")) or util.strip_ext(util.basename(script))
-  if d.name == "" or d.name:match("^%d+$") or d.name == "all" then
-    return nil, ("app '%s': a name cannot be empty, a number or 'all'"):format(d.name)
+  -- (a name of digits is PM2's too: a target is a name first, then an id)
+  if d.name == "" or d.name == "all" then
+    return nil, ("app '%s': a name cannot be empty or 'all'"):format(d.name)
   end
   if #d.name > 200 or d.name:find("%c") then
     return nil, ("app %s: a name has at most 200 bytes and no control character"):format(util.encode(d.name:sub(1, 60)))

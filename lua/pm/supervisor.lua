@@ -394,7 +394,9 @@ function M.resolve(target)
   end
   local list = {}
   local id = tonumber(target)
-  if id then
+  if id and type(target) == "string" and #M.by_name(target) > 0 then
+    list = M.by_name(target) -- (PM2: an app named "455" before id 455)
+  elseif id then
     if procs[id] then list[1] = procs[id] end
   elseif target == "all" then
     list = M.all()

@@ -1,7 +1,8 @@
 -- Issue 23 (PM2's e2e suite: cli/reload.sh, cli/multiparam.sh): a script's
 -- file names the apps that run it, `pm start a b c` starts three apps,
 -- a restart counts only when a process was running (and internals/
--- increment-var.sh: pm scale down removes the first instances).
+-- increment-var.sh: pm scale down removes the first instances; cli-actions-2.sh:
+-- a name of digits).
 local H = require "pmtest"
 
 local ok, fails = H.ok, H.fails
@@ -74,5 +75,18 @@ describe("PM2's targets", function()
     assert.same({ 2, 3 }, instances())
     ok(H.pm("scale", "a", "4", "-s"))
     assert.same({ 0, 1, 2, 3 }, instances())
+  end)
+
+  it("a name of digits is a name: a target names the app of that name first, then the id", function()
+    ok(H.pm("start", sleeper("a.sh"), "--name", "other", "-s"))
+    ok(H.pm("start", sleeper("b.sh"), "--name", "455", "-s"))
+    ok(H.pm("restart", "455", "-s"))
+    assert.equal(1, H.proc("455").pm2_env.restart_time)
+    assert.equal(0, H.proc("other").pm2_env.restart_time)
+    ok(H.pm("restart", "0", "-s")) -- (no app is named 0: id 0)
+    assert.equal(1, H.proc("other").pm2_env.restart_time)
+    ok(H.pm("delete", "455", "-s"))
+    assert.equal("other", H.names())
+    fails(H.pm("start", sleeper("c.sh"), "--name", "all"), "'all'")
   end)
 end)
