@@ -34,7 +34,7 @@ LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
 LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
-.PHONY: all deps build test test-npm unit integration lint asan run install uninstall bench soak fuzz clean
+.PHONY: all deps build test test-npm unit integration lint asan run install uninstall bench soak fuzz clean pm2-conformance
 
 all: deps build
 
@@ -228,6 +228,12 @@ uninstall:
 
 bench: all
 	$(Q)bench/run
+
+# PM2's own e2e scripts run against pm (and PM2 itself with PM2_NPM=<folder
+# holding node_modules/pm2>); PM2_SRC names a PM2 checkout. Not in `make
+# test`: see bench/pm2-conformance.sh and bench/PM2-CONFORMANCE.md.
+pm2-conformance: build
+	$(Q)PM2_SRC="$(PM2_SRC)" PM2_NPM="$(PM2_NPM)" bench/pm2-conformance.sh
 
 # The long reliability checks (about 6-7 min on 2 cores): 10,000 crash
 # restarts, 1,000,000 fuzzed frames on rpc.sock, a valgrind leak check of

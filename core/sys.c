@@ -390,6 +390,18 @@ static int l_unlink(lua_State *L)
 	return 1;
 }
 
+/* core.symlink(target, path) -> true | nil, err: a symbolic link at path
+ * naming target (PM2's file names beside pm's own, in PM_HOME) */
+static int l_symlink(lua_State *L)
+{
+	const char *target = luaL_checkstring(L, 1);
+	const char *path = luaL_checkstring(L, 2);
+	if (symlink(target, path) < 0)
+		return pm_fail(L, path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* core.stat(path [, nofollow]) -> {type="file"|"dir"|"socket"|"link"|"other",
  * mode, uid, size, mtime, mtime_ns} | nil, err (nofollow: lstat; mtime_ns: its
  * nanoseconds, which order two files written in the same second) */
@@ -623,6 +635,7 @@ void pm_open_sys(lua_State *L)
 		{"nofile", l_nofile},
 		{"chmod", l_chmod},
 		{"unlink", l_unlink},
+		{"symlink", l_symlink},
 		{"stat", l_stat},
 		{"access", l_access},
 		{"realpath", l_realpath},

@@ -219,7 +219,8 @@ local function check(app, k, v, kind)
 end
 
 -- An environment table (env, env_<name>): names without "=" or NUL, values
--- strings (numbers and booleans become strings; false or null remove it)
+-- strings (numbers and booleans become strings, tables their JSON text as
+-- in PM2; false or null remove it)
 -- -> env | nil, err
 local function check_env(app, k, env)
   for name, v in pairs(env) do
@@ -227,8 +228,12 @@ local function check_env(app, k, env)
       return nil, ("app '%s': attribute '%s': %s is not a variable name"):format(app, k, util.encode(tostring(name)))
     end
     local t = type(v)
+    local encoded, text = false, nil
+    if t == "table" and v ~= util.null then encoded, text = pcall(util.encode, v) end
     if t == "number" or v == true then
       env[name] = tostring(v)
+    elseif encoded then
+      env[name] = text -- (PM2: an object's JSON text)
     elseif t ~= "string" and v ~= false and v ~= util.null then
       return nil, ("app '%s': attribute '%s': %s must be a string, a number or a boolean, got a %s")
         :format(app, k, name, t)
@@ -369,8 +374,9 @@ function M.normalize(raw, ctx)
     end
   end
   d.name = d.name or (command and command:match("^%s*(.-)%s*$")) or util.strip_ext(util.basename(script))
-  if d.name == "" or d.name:match("^%d+$") or d.name == "all" then
-    return nil, ("app '%s': a name cannot be empty, a number or 'all'"):format(d.name)
+  -- (a name of digits is PM2's too: a target is a name first, then an id)
+  if d.name == "" or d.name == "all" then
+    return nil, ("app '%s': a name cannot be empty or 'all'"):format(d.name)
   end
   if #d.name > 200 or d.name:find("%c") then
     return nil, ("app %s: a name has at most 200 bytes and no control character"):format(util.encode(d.name:sub(1, 60)))

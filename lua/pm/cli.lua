@@ -86,7 +86,11 @@ function M.names_of(s)
 end
 
 function M.target_of(t)
-  if t and core.stat(t) and util.is_ecosystem(t) then return util.absolute(t) end
+  local st = t and core.stat(t)
+  if st and util.is_ecosystem(t) then return util.absolute(t) end
+  -- a script's file (PM2: the apps whose script it is, when no app has
+  -- that name): its absolute path, which the daemon takes for a name first
+  if st and st.type == "file" and not tonumber(t) and t ~= "all" then return util.absolute(t) end
   return t
 end
 
@@ -133,7 +137,7 @@ for _, v in ipairs({
   { "describe", "info", "everything about a process" },
   { "env", "info", "the environment variables of a process (by id)" },
   { "id", "info", "the ids of an app's processes, as a JSON array" },
-  { "prettylist", "info", "the process descriptions as indented JSON" },
+  { "prettylist", "info", "the process list as PM2 prints it (Node's util.inspect notation)" },
   { "logs", "logs", "show the last lines of app logs, then follow them" },
   { "scale", "procs", "set the number of instances of an app (N, +N, -N)" },
   { "pid", "info", "pids of an app (or of every app)" },
@@ -169,7 +173,7 @@ end
 
 -- Other names of verbs: they work, and are never suggested.
 local ALIASES = { del = "delete", ls = "list", status = "list", l = "list", desc = "describe", show = "describe",
-  info = "describe", dump = "save", ecosystem = "init" }
+  info = "describe", dump = "save", ecosystem = "init", updatePM2 = "update" }
 
 M.VERBS, M.ALIASES = VERBS, ALIASES
 

@@ -133,13 +133,16 @@ local function indent_json(text)
 end
 V.indent_json = indent_json
 
--- PM2's prettylist: jlist's JSON, indented
+-- PM2's prettylist: the list in Node's util.inspect notation, in PM2's
+-- shape (pm's own members under `pm`, its event history left out:
+-- pm.inspect)
 function V.prettylist(args)
   no_args("prettylist", args)
   local conn = check(api()._conn())
   local pieces = {}
   check(conn:call_streamed("list", nil, function(piece) pieces[#pieces + 1] = piece end))
-  io.stdout:write(indent_json(table.concat(pieces)), "\n")
+  local text = check(require("pm.inspect").prettylist(table.concat(pieces)))
+  io.stdout:write(text, "\n")
   return 0
 end
 

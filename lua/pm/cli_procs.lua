@@ -9,6 +9,10 @@ local show_list, names_of, target_of = cli.show_list, cli.names_of, cli.target_o
 
 local V = {}
 
+-- start's flags and what they declare (defined with start below): restart
+-- and reload take them too (PM2 applies them to the app)
+local start_options, app_of, pm2_words
+
 -- An ecosystem file the CLI names (it exists) -> its absolute path, or nil
 local function file_of(what)
   local st = core.stat(what)
@@ -37,22 +41,56 @@ local function apply_file(label, method, path, a)
   return 0
 end
 
+-- PM2's `-` target: an ecosystem (JSON: a list of apps, { apps }, or one
+-- app) read from stdin -> its apps (relative paths are the caller's)
+local function stdin_apps()
+  local text = io.stdin:read("*a") or ""
+  local v, err = util.decode(text)
+  if type(v) ~= "table" then
+    error({ msg = "stdin: a JSON ecosystem expected" .. (err and (": " .. err) or "") }, 0)
+  end
+  local shaped, serr = require("pm.ecosystem").shape("stdin", v)
+  if not shaped then error({ msg = serr }, 0) end
+  return shaped.apps
+end
+
 local function simple_target(name, method, extra)
   V[name] = function(args)
     local p = cli.parser(name)
     p:argument("target", "names, ids, 'all', namespaces, /regex/ or an ecosystem file"):args("+")
     p:flag("-s --silent", "print nothing on success")
     if extra then extra(p) end
-    local a = p:parse(args)
+    local with_attrs = name == "restart" or name == "reload"
+    local a = p:parse(with_attrs and pm2_words(args) or args)
+    if #a.target == 1 and a.target[1] == "-" then
+      a.target = {}
+      for _, app in ipairs(stdin_apps()) do
+        if type(app.name) == "string" then a.target[#a.target + 1] = app.name end
+      end
+      if #a.target == 0 then error({ msg = "stdin: no app with a name" }, 0) end
+    end
     local file = (name == "restart" or name == "reload") and #a.target == 1 and file_of(a.target[1])
     if file then return apply_file(name .. " " .. a.target[1], method, file, a) end
     local opts = { brief = true } -- the reply's environments are not shown
     if a.update_env then opts.updateEnv = true end
     opts.only = names_of(a.only)
     opts.env = a.env -- (refused but for a file: PM2's rule)
+    if with_attrs then
+      for k, v in pairs((app_of(a))) do opts[k] = v end
+      -- PM2: --watch alone turns a watched app's watch off, else on
+      if opts.watch == true and #a.target == 1 then
+        local list = api().describe(target_of(a.target[1]))
+        local d = type(list) == "table" and list[1] and list[1].pm2_env
+        if d and d.watch and d.watch ~= util.null then opts.watch = false end
+      end
+    end
     local failures, done
     with_progress(name .. " " .. table.concat(a.target, " "), function()
-      failures, done = cli.each_target(a.target, function(t) check(api()[method](target_of(t), opts)) end)
+      failures, done = cli.each_target(a.target, function(t)
+        local res = check(api()[method](target_of(t), opts))
+        -- PM2: `all` with no process is an error exit too
+        if t == "all" and type(res) == "table" and #res == 0 then error({ msg = "no process found" }, 0) end
+      end)
     end)
     for _, msg in ipairs(failures) do io.stderr:write("pm: ", msg, "\n") end
     -- what was done is shown, even when a target was not found
@@ -67,6 +105,20 @@ local function file_flags(p)
   p:flag("-a --update-env", "take the current environment (PM2's -a; a file's apps always do)")
   p:option("--only", "apps of the file")
   p:option("--env", "environment of the file (env_<name>)")
+  -- (an app's attributes, as start's flags say them; not its name)
+  for i, o in ipairs(start_options) do
+    if o[2] ~= "name" then
+      local kind = o[3]
+      local opt
+      if kind == "b" or kind == "off" then
+        opt = p:flag(o[1], o[4])
+      else
+        opt = p:option(o[1], o[4]):argname(o[5])
+        if kind == "paths" or kind == "envs" then opt:args("?"):count("*") end
+      end
+      opt:target("o" .. i)
+    end
+  end
 end
 
 simple_target("stop", "stop", function(p) p:option("--only", "apps of the file") end)
@@ -99,7 +151,7 @@ simple_target("reset", "reset")
 -- Kinds: s string, n number, b flag (true), off flag (false), list (a,b),
 -- codes (exit codes a,b), paths (--watch [path], repeatable: true or the
 -- paths), envs (--filter-env [prefix], repeatable: true or the prefixes).
-local start_options = {
+start_options = {
   { "-n --name", "name", "s", "app name", "<name>" },
   { "-i --instances", "instances", "s", "N, max, 0 (one per CPU) or -N (the CPUs less N)", "<n>" },
   { "-x --exec-mode", "exec_mode", "mode", "fork or cluster (-x alone: fork, as PM2's -x)", "<mode>" },
@@ -143,7 +195,9 @@ local start_options = {
   { "-o --output", "out_file", "s", "stdout log file", "<path>" },
   { "-e --error", "error_file", "s", "stderr log file", "<path>" },
   { "-l --log", "log_file", "s", "combined log file", "<path>" },
-  { "--source-map-support", "source_map_support", "b", "accepted (Node's source maps; nothing else)" },
+  { "--source-map-support", "source_map_support", "b", "Node's source maps (--enable-source-maps)" },
+  { "--disable-source-map-support", "disable_source_map_support", "b",
+    "no source maps even when the script has its .map" },
 }
 
 local MODES = { fork = true, cluster = true, fork_mode = true, cluster_mode = true }
@@ -160,7 +214,7 @@ end
 -- PM2's words argparse would read otherwise: a value that starts with a
 -- dash (`-i -1`, `--node-args "--harmony"`: commander takes the next word
 -- whatever it is) and `-x` (PM2: fork mode; here also `-x cluster`).
-local function pm2_words(args)
+function pm2_words(args)
   local out, i = {}, 1
   while i <= #args do
     local w, nxt = args[i], args[i + 1]
@@ -181,7 +235,7 @@ local function pm2_words(args)
 end
 
 -- The app declaration the flags of a start say -> app, whether any was given
-local function app_of(a)
+function app_of(a)
   local app, given = {}, false
   for i, o in ipairs(start_options) do
     local v, key, kind = a["o" .. i], o[2], o[3]
@@ -243,6 +297,14 @@ local function stay_in_foreground()
   return 0
 end
 
+local start_one
+
+-- Whether a target names apps pm has
+local function known_app(client, what)
+  local list = client.describe(what)
+  return type(list) == "table" and #list > 0
+end
+
 function V.start(args)
   local p = cli.parser("start")
   p:argument("what", "script, ecosystem file, name or id"):args("?")
@@ -262,9 +324,33 @@ function V.start(args)
   p:option("--only", "start only these apps of the file (a,b)"):argname("<apps>")
   p:flag("-a --update-env", "a known app: restart it with the current environment")
   p:flag("--no-daemon", "no daemon runs: run one in the foreground, until Ctrl-C"):target("no_daemon")
+  p:flag("--no-automation --no-vizion --no-pmx --trace --disable-trace",
+    "PM2's (PM2 Plus, git metadata): accepted, nothing to do"):target("pm2_noop")
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
   local a = p:parse(pm2_words(args))
+  -- PM2: words before `--` are more things to start, one after another,
+  -- each with the same flags; the script's arguments come after `--`
+  local after = 0
+  for i, w in ipairs(args) do
+    if w == "--" then after = #args - i; break end
+  end
+  if #a.args > after then
+    local more = {}
+    for i = 1, #a.args - after do more[i] = a.args[i] end
+    local rest = {}
+    for i = #a.args - after + 1, #a.args do rest[#rest + 1] = a.args[i] end
+    local code = 0
+    for _, what in ipairs({ a.what, unpack(more) }) do
+      a.what, a.args = what, rest
+      code = math.max(code, start_one(a))
+    end
+    return code
+  end
+  return start_one(a)
+end
+
+function start_one(a)
   if not a.what then
     -- `pm start --watch app.sh`: the path --watch took is the script
     for i, o in ipairs(start_options) do
@@ -286,6 +372,11 @@ function V.start(args)
   local cwd = core.getcwd()
   local foreground = a.no_daemon and foreground_daemon()
   local client = api()
+  if what == "-" and not core.stat(what) then
+    for _, app in ipairs(stdin_apps()) do check(client.start(app, { env = a.env, brief = true })) end
+    show_list(a.silent)
+    return foreground and stay_in_foreground() or 0
+  end
   local st = core.stat(what)
   if st and st.type == "file" and util.is_ecosystem(what) then
     apply_file("start " .. what, "start", util.absolute(what, cwd), a)
@@ -299,6 +390,14 @@ function V.start(args)
     if not (a.update_env and client.restart(what, { updateEnv = true, brief = true })) then
       check(client.start(what, { brief = true, env = a.env }))
     end
+  elseif not st and #a.args == 0 and not util.is_ecosystem(what) and known_app(client, what) then
+    -- PM2: a known app started with flags is restarted with what they say
+    -- (its name stays)
+    local opts = { brief = true, updateEnv = a.update_env or nil }
+    for k, v in pairs(app) do
+      if k ~= "script" and k ~= "name" and k ~= "args" then opts[k] = v end
+    end
+    check(client.restart(what, opts))
   else
     check(client.start(app, { force = a.force or nil, env = a.env, brief = true }))
   end

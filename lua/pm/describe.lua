@@ -274,6 +274,7 @@ local ENV = {
   last_hook_error = function(p) return p.last_hook_error end,
   pm_out_log_path = function(p) return p.out_path or applogs.path(p, "out") end,
   pm_err_log_path = function(p) return p.err_path or applogs.path(p, "err") end,
+  pm_log_path = function(p) return p.log_path end,
   pm_id = function(p) return p.pm_id end,
   pm_cwd = function(p) return p.decl.cwd end,
   pm_exec_path = function(p) return p.decl.script end,
@@ -491,6 +492,7 @@ local function describe_into(parts, n, p, brief, cached, changes)
   n = member(parts, n, ',"status":', p.status)
   n = member(parts, n, ',"pm_out_log_path":', p.out_path or applogs.path(p, "out"))
   n = member(parts, n, ',"pm_err_log_path":', p.err_path or applogs.path(p, "err"))
+  n = member(parts, n, ',"pm_log_path":', p.log_path) -- (PM2's: the combined log_file, when one)
   n = member(parts, n, ',"pm_uptime":', p.pm_uptime or p.created_at)
   n = member(parts, n, ',"restart_time":', p.restart_time)
   n = member(parts, n, ',"unstable_restarts":', p.unstable_restarts)

@@ -446,9 +446,18 @@ end
 M.TOP_KEYS = { "apps", "hooks", "hook_limits", "deploy" }
 local top_keys = { apps = true, hooks = true, hook_limits = true, deploy = true }
 
--- { apps = {...} } or a bare list -> { apps, hooks } | nil, err
+-- { apps = {...} }, a bare list, PM2's { pm2 = {...} } or one app's
+-- object -> { apps, hooks } | nil, err
 function M.shape(path, res)
   if type(res) ~= "table" then return nil, path .. ": an object with \"apps\" or a list expected" end
+  -- PM2's other forms: one app's object alone, and "pm2" for "apps"
+  if res.apps == nil and res[1] == nil then
+    if type(res.pm2) == "table" then
+      res = { apps = res.pm2, deploy = res.deploy }
+    elseif res.script ~= nil or res.cmd ~= nil or res.command ~= nil then
+      res = { res }
+    end
+  end
   for k in pairs(res) do
     if type(k) == "string" and not top_keys[k] then
       local near = app.closest(k, M.TOP_KEYS)
@@ -464,11 +473,15 @@ function M.shape(path, res)
   end
   for i, a in ipairs(apps) do
     if type(a) ~= "table" then return nil, ("%s: app #%d is not a table"):format(path, i) end
+    -- PM2: cmd and command are other names of script
+    for _, alias in ipairs({ "cmd", "command" }) do
+      if a[alias] ~= nil and a.script == nil then a.script, a[alias] = a[alias], nil end
+    end
   end
   if res.hooks ~= nil and type(res.hooks) ~= "table" then
     return nil, path .. ": hooks must be a table of functions"
   end
-  return { apps = apps, hooks = res.hooks, deploy = res.deploy }
+  return { apps = apps, hooks = res.hooks, deploy = type(res.deploy) == "table" and res.deploy or nil }
 end
 
 -- Set by the daemon: capture(argv, limits, done(code, stdout, stderr))
@@ -679,7 +692,17 @@ function M.check_apps(path, res, opts)
   end
   local base = util.dirname(path)
   local decls, seen = {}, {}
+  -- PM2: --env NAME also takes deploy.NAME.env, over each app's env (and
+  -- under its env_NAME)
+  local deploy = opts.env_name and type(res.deploy) == "table" and res.deploy[opts.env_name]
+  local deploy_env = type(deploy) == "table" and type(deploy.env) == "table" and deploy.env or nil
   for i, raw in ipairs(res.apps) do
+    if deploy_env then
+      local env = {}
+      for k, v in pairs(type(raw.env) == "table" and raw.env or {}) do env[k] = v end
+      for k, v in pairs(deploy_env) do env[k] = v end
+      raw.env = env
+    end
     if type(res.hooks) == "table" then
       for k, fn in pairs(res.hooks) do
         if raw[k] == nil then raw[k] = fn end
@@ -703,7 +726,7 @@ function M.check_apps(path, res, opts)
     return nil, path .. ": no app matches --only " .. table.concat(opts.only, ",")
   end
   -- --env NAME that no app declares is a typo (PM2 would go on without it)
-  if opts.env_name and #decls > 0 and not res.env_read then
+  if opts.env_name and #decls > 0 and not res.env_read and not deploy_env then
     local key = "env_" .. opts.env_name
     local found = false
     for _, d in ipairs(decls) do found = found or d[key] ~= nil end

@@ -134,8 +134,16 @@ function M.signal_tree(p, sig)
     if pid ~= p.pid then p.tree[pid] = (core.proc_stat(pid) or {}).start end
   end
   adopted(p, p.tree, true)
-  core.kill(p.pid, sig)
-  for pid in pairs(p.tree) do core.kill(pid, sig) end
+  -- the group had it: again only to what left the group (a second
+  -- SIGINT is a second handler call in Node)
+  local function outside(pid)
+    local st = core.proc_stat(pid)
+    return st and st.pgrp ~= p.pgid
+  end
+  if outside(p.pid) then core.kill(p.pid, sig) end
+  for pid in pairs(p.tree) do
+    if outside(pid) then core.kill(pid, sig) end
+  end
 end
 
 -- Kills what is left of a stopped app's tree (descendants that left its

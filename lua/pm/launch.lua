@@ -177,6 +177,12 @@ function M.command(d)
       argv[#argv + 1] = "-r"
       argv[#argv + 1] = preload
     end
+    -- PM2's source map support, Node's own: on when asked, or when the
+    -- script has its .map beside it, unless disabled
+    if appdecl.is_node(d.interpreter) and d.disable_source_map_support ~= true
+        and (d.source_map_support == true or core.stat(d.script .. ".map")) then
+      argv[#argv + 1] = "--enable-source-maps"
+    end
     for _, a in ipairs(d.interpreter_args) do argv[#argv + 1] = a end
   end
   if d.interpreter ~= "none" then argv[#argv + 1] = d.script end

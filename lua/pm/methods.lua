@@ -518,7 +518,25 @@ local function ordered_op(op)
   end
 end
 
-methods.stop = ordered_op(function(p, _, cb) sup.stop(p, cb) end)
+-- PM2: a stop turns the app's watch off (restart --watch, or its file
+-- read again, turns it on): its declaration without it, one per
+-- declaration (instances keep sharing theirs)
+local unwatched = setmetatable({}, { __mode = "k" })
+methods.stop = ordered_op(function(p, _, cb)
+  sup.stop(p, function(...)
+    local d = p.decl
+    if d.watch and not p.deleted then
+      local copy = unwatched[d]
+      if not copy then
+        copy = util.shallow_copy(d)
+        copy.watch = false
+        unwatched[d] = copy
+      end
+      sup.redeclare(p, copy)
+    end
+    cb(...)
+  end)
+end)
 methods.delete = ordered_op(function(p, _, cb) sup.delete(p, cb) end)
 
 -- PM2's restart(target, options): options are app attributes
@@ -761,6 +779,12 @@ function methods.resurrect(_, _, done)
   local entries, warn = persist.load(ctx.home)
   if not entries then return done(warn) end
   if warn then log.warn("%s", warn) end
+  -- (PM2: what a resurrect starts counts its restarts from 0)
+  for _, e in ipairs(entries) do
+    for _, rec in ipairs(type(e.pm_procs) == "table" and e.pm_procs or {}) do
+      if type(rec) == "table" then rec.restart_time = nil end
+    end
+  end
   recovery.restore(entries, function(started) done(nil, descriptions(started)) end)
 end
 

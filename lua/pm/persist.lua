@@ -191,7 +191,27 @@ end
 -- as dump.json.bak. On failure the old dump.json stays: nil, err.
 function M.save(home, entries)
   local path = home .. "/dump.json"
-  return util.write_atomic(path, M.encode(entries) .. "\n", { mode = 384, backup = path .. ".bak" })
+  local ok, err = util.write_atomic(path, M.encode(entries) .. "\n", { mode = 384, backup = path .. ".bak" })
+  if ok then M.pm2_names(home) end
+  return ok, err
+end
+
+-- PM2's names of the saved list, dump.pm2 and dump.pm2.bak: links to
+-- dump.json and dump.json.bak (what PM2's users look for; the format is
+-- pm's), made when what they name exists, removed when it does not.
+local PM2_NAMES = { ["dump.pm2"] = "dump.json", ["dump.pm2.bak"] = "dump.json.bak" }
+function M.pm2_names(home)
+  for alias, file in pairs(PM2_NAMES) do
+    local link = home .. "/" .. alias
+    local st = core.stat(link, true)
+    local there = core.stat(home .. "/" .. file, true)
+    -- (a file of that name that is no link is someone's: left alone)
+    if there and not st then
+      core.symlink(file, link)
+    elseif not there and st and st.type == "link" then
+      os.remove(link)
+    end
+  end
 end
 
 -- Reads dump.json, or dump.json.bak when it is missing or corrupt.
@@ -202,6 +222,9 @@ function M.load(home)
   if list then return list end
   local bak, berr = read_list(path .. ".bak")
   if bak then
+    -- (as PM2 drops a broken dump: kept aside, for whoever looks)
+    if core.stat(path) then os.rename(path, path .. ".broken") end
+    M.pm2_names(home)
     return bak, ("%s unreadable (%s): restored from dump.json.bak"):format(path, err)
   end
   return nil, ("nothing to resurrect: %s; %s"):format(err, berr)

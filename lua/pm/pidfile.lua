@@ -116,6 +116,46 @@ local function drop_pidfile(p)
   if st and st.type == "file" then os.remove(path) end -- (never a directory pid_file names)
 end
 
+-- PM2_PID_FILE_PATH (PM2's): a copy of the daemon's pid where it says,
+-- as the daemon's user, never through a link nor over a file of anyone
+-- else's (a shared /tmp). -> its path | nil (none asked, or refused:
+-- logged)
+local DAEMON_OWNER = { uid = core.getuid(), gid = -1 }
+function M.daemon_copy(path)
+  if type(path) ~= "string" or path == "" then return nil end
+  path = util.absolute(path)
+  local fd, err = core.open(path, "w", 420, DAEMON_OWNER)
+  if not fd then
+    log.warn("PM2_PID_FILE_PATH: %s", err)
+    return nil
+  end
+  local ok, werr = core.write(fd, core.getpid() .. "\n")
+  core.close(fd)
+  if not ok then log.warn("PM2_PID_FILE_PATH %s: %s", path, werr) end
+  return path
+end
+
+-- Removes that copy, when it still holds the daemon's pid.
+function M.drop_daemon_copy(path)
+  if not path then return end
+  local s = util.read_file(path)
+  if s and tonumber(s:match("%d+")) == core.getpid() then core.unlink(path, DAEMON_OWNER) end
+end
+
+-- PM2's name of the daemon's pid file, PM_HOME/pm2.pid: a link to pm.pid
+-- (none is made over a file of that name that is no link)
+function M.pm2_name(home)
+  local link = home .. "/pm2.pid"
+  local st = core.stat(link, true)
+  if not st then core.symlink("pm.pid", link) end
+end
+
+function M.drop_pm2_name(home)
+  local link = home .. "/pm2.pid"
+  local st = core.stat(link, true)
+  if st and st.type == "link" then os.remove(link) end
+end
+
 M.write = write_pidfile
 M.drop = drop_pidfile
 proc.ACTIONS.unpid = drop_pidfile

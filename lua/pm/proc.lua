@@ -18,6 +18,9 @@ M.ctx = {
   home = nil, pm_bin = nil, notify_path = nil, cluster_preload = nil,
   changed = function() end, declared = function() end, errored = nil,
   closing = false, -- the daemon is exiting: nothing starts any more
+  -- PM2_KILL_USE_MESSAGE=true (PM2's) in the daemon's environment: every
+  -- app stops as with shutdown_with_message
+  kill_use_message = os.getenv("PM2_KILL_USE_MESSAGE") == "true",
 }
 
 -- pid -> record, for the live main process of each (launch.lua and

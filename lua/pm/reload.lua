@@ -40,7 +40,7 @@ local function retire(old, d, done)
     if timer then timer:close() end
     done()
   end
-  if d.shutdown_with_message and old.channel and not old.channel:closed() then
+  if (d.shutdown_with_message or ctx.kill_use_message) and old.channel and not old.channel:closed() then
     old.channel:write('"shutdown"\n')
   else
     exits.signal_tree(old, util.signum(d.kill_signal))
@@ -124,7 +124,7 @@ function M.reload(p, opts, done)
 end
 
 -- pm scale: N, "+N" or "-N" instances of an app. New instances take the
--- lowest free instance numbers. done(err, records, kind): kind "params"
+-- lowest free instance numbers; fewer instances: the lowest ones go (PM2). done(err, records, kind): kind "params"
 -- when the arguments are wrong.
 function M.scale(name, spec, done)
   local sup = supervisor()
@@ -156,8 +156,10 @@ function M.scale(name, spec, done)
   end
   if target == n then return done(nil, list) end
   if target < n then
+    -- PM2 deletes the first ones: the lowest instance numbers go (and
+    -- are the first taken again)
     local victims = {}
-    for i = n, target + 1, -1 do victims[#victims + 1] = list[i] end
+    for i = 1, n - target do victims[#victims + 1] = list[i] end
     local left = #victims
     for _, p in ipairs(victims) do
       sup.delete(p, function()

@@ -89,7 +89,7 @@ function M.stop(p, done, reason)
   proc.act(p, lifecycle.fire(p, "stop"))
   p.stop_reason = reason
   p.waiters = { done }
-  if p.decl.shutdown_with_message and channel.send(p, "shutdown", true) then
+  if (p.decl.shutdown_with_message or ctx.kill_use_message) and channel.send(p, "shutdown", true) then
     log.info("app %s (%d): sent \"shutdown\"", p.name, p.pm_id)
   else
     exits.signal_tree(p, util.signum(p.decl.kill_signal))
@@ -121,13 +121,16 @@ end
 -- opts.decl its declaration; opts.reason: a rule's restart.
 function M.restart(p, opts, done)
   opts = opts or {}
+  -- PM2 counts the restart of a running process only: one of a stopped or
+  -- errored app is its start
+  local running = p.status == "online" or p.status == "launching"
   M.stop(p, function(err)
     if err then return done(err) end
     if not lifecycle.launchable(p) then return done("deleted meanwhile: " .. p.name) end
     if p.status ~= "stopped" and p.status ~= "errored" then return done() end -- another call started it
     if opts.environ then p.environ = opts.environ end
     if opts.decl then M.redeclare(p, opts.decl) end
-    p.restart_time = p.restart_time + 1
+    if running then p.restart_time = p.restart_time + 1 end
     event(p, "restart", opts.reason and { reason = opts.reason } or nil, opts.reason == nil)
     if opts.reason then
       -- a rule's restart is not a crash: the crash counters stay as they are
@@ -371,7 +374,8 @@ function M.by_regex(target)
   return list
 end
 
--- A target: pm_id, name, "all", a namespace, a /regex/ on names, or a
+-- A target: pm_id, name, "all", a namespace, a /regex/ on names, an app's
+-- script (an absolute path, when no name or namespace is that), or a
 -- list of those (the records of each, once) -> list of records | nil,
 -- message, kind ("params": not a target at all)
 function M.resolve(target)
@@ -392,7 +396,9 @@ function M.resolve(target)
   end
   local list = {}
   local id = tonumber(target)
-  if id then
+  if id and type(target) == "string" and #M.by_name(target) > 0 then
+    list = M.by_name(target) -- (PM2: an app named "455" before id 455)
+  elseif id then
     if procs[id] then list[1] = procs[id] end
   elseif target == "all" then
     list = M.all()
@@ -407,6 +413,11 @@ function M.resolve(target)
     if #list == 0 then
       for _, p in ipairs(M.all()) do
         if p.decl.namespace == target then list[#list + 1] = p end
+      end
+    end
+    if #list == 0 and target:sub(1, 1) == "/" then -- (PM2: the apps of a script)
+      for _, p in ipairs(M.all()) do
+        if p.decl.script == target then list[#list + 1] = p end
       end
     end
   end

@@ -589,9 +589,11 @@ return { apps = { { name = "keep", script = APP, env = { EP_V = "one" } } } }
       { 'instances = 0.5', "instances must be a whole number" },
       { 'cron_restart = "0 0 30 2 *"', "cron_restart '0 0 30 2 *' never fires" },
       { 'cwd = "/nonexistent-pm-dir"', "cwd is not a directory: /nonexistent-pm-dir" },
-      { 'env = { A = {} }', "A must be a string, a number or a boolean, got a table" },
+      { 'env = { A = function() end }', "A must be a string, a number or a boolean, got a function" },
+      -- (a table is its JSON text, as in PM2; one JSON cannot hold is refused)
+      { 'env = { A = { f = function() end } }', "A must be a string, a number or a boolean, got a table" },
       { 'env = { ["X=Y"] = "z" }', '"X=Y" is not a variable name' },
-      { 'env = { A = setmetatable({}, { __tostring = function() while true do end end }) }',
+      { 'env = { A = setmetatable({ f = function() end }, { __tostring = function() while true do end end }) }',
         "A must be a string, a number or a boolean, got a table" },
     }
     for _, c in ipairs(cases) do

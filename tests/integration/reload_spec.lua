@@ -837,16 +837,17 @@ describe("zero-downtime reload", function()
       assert.same({ 0, 1, 2, 3 }, inst)
       local gone = {}
       for _, p in ipairs(list) do
-        if p.pm2_env.NODE_APP_INSTANCE >= 2 then gone[#gone + 1] = p.pid end
+        if p.pm2_env.NODE_APP_INSTANCE < 2 then gone[#gone + 1] = p.pid end
       end
-      -- -2 through the API (the command line's "-2" is the next test's)
+      -- -2 through the API (the command line's "-2" is the next test's):
+      -- the lowest instances go, as in PM2
       assert(pm.scale("sc", "-2"))
       inst = instances()
-      assert.same({ 0, 1 }, inst)
+      assert.same({ 2, 3 }, inst)
       for _, pid in ipairs(gone) do assert.is_false(H.alive(pid)) end
       ok(H.pm("scale", "sc", "+1", "-s"))
       inst = instances()
-      assert.same({ 0, 1, 2 }, inst)
+      assert.same({ 0, 2, 3 }, inst)
       local code, body = get("127.0.0.1:" .. port, "/")
       assert.equal(0, code, body)
     end)
@@ -855,7 +856,7 @@ describe("zero-downtime reload", function()
       local _, instances = scale_app()
       ok(H.pm("scale", "sc", "3", "-s"))
       ok(H.pm("scale", "sc", "-2", "-s"), "pm scale sc -2")
-      assert.same({ 0 }, (instances()))
+      assert.same({ 2 }, (instances()))
     end)
 
     it("instances \"max\" and -1 follow the CPU count; increment_var numbers PORT per instance", function()

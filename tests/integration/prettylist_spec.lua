@@ -1,0 +1,69 @@
+-- `pm prettylist` (issue 23): the process list as PM2's prettylist prints
+-- it, Node's util.inspect notation in PM2's shape, so that what a script
+-- greps in PM2's (`status: 'online'`, `restart_time: 0`, once per process)
+-- it finds as many times in pm's.
+local H = require "pmtest"
+
+local ok, fails = H.ok, H.fails
+
+local function sleeper(name)
+  return H.script(name or "app.sh", "#!/bin/sh\nexec sleep 1000\n")
+end
+
+local function count(text, word)
+  local _, n = text:gsub(word:gsub("%p", "%%%0"), "")
+  return n
+end
+
+describe("pm prettylist", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("prints [] with no process, and refuses an argument", function()
+    assert.equal("[]\n", ok(H.pm("prettylist")).out)
+    fails(H.pm("prettylist", "extra"))
+  end)
+
+  it("prints the list in util.inspect notation: bare keys, single quotes, nested objects", function()
+    ok(H.pm("start", sleeper(), "--name", "api", "-s"))
+    local out = ok(H.pm("prettylist")).out
+    assert.is_truthy(out:find("^%[\n  {\n    name: 'api',\n    pid: %d+,\n    pm_id: 0,\n"), out:sub(1, 200))
+    assert.is_truthy(out:find("\n    monit: { memory: %d+, cpu: [%d.]+ },\n"), out)
+    assert.is_truthy(out:find("\n    pm2_env: {\n", 1, true), out)
+    assert.is_truthy(out:find("\n      status: 'online',\n", 1, true), out)
+    assert.is_truthy(out:find("\n      restart_time: 0,\n", 1, true), out)
+    assert.is_truthy(out:find("\n      args: [],\n", 1, true), out)
+    assert.is_truthy(out:find("\n      env: {\n", 1, true), out)
+    assert.is_truthy(out:find("\n]\n$"), out:sub(-40))
+    assert.is_nil(out:find('"name":', 1, true))
+  end)
+
+  it("counts each PM2 field once per process however many events pm kept", function()
+    ok(H.pm("start", sleeper(), "--name", "api", "-s"))
+    ok(H.pm("start", sleeper("b.sh"), "--name", "b", "-s"))
+    for _ = 1, 3 do ok(H.pm("restart", "api", "-s")) end
+    H.wait_for(function()
+      local p = H.proc("api")
+      return p.pm2_env.status == "online" and p.pm2_env.restart_time == 3
+    end, 5000, "api restarted 3 times and online")
+    -- jlist keeps pm's event history (it holds "online" once per start)
+    local events = H.proc("api").pm2_env.events
+    assert.is_true(#events >= 4)
+    local out = ok(H.pm("prettylist")).out
+    assert.equal(2, count(out, "online"), out)
+    assert.equal(1, count(out, "restart_time: 3"), out)
+    assert.equal(1, count(out, "restart_time: 0"), out)
+    assert.equal(2, count(out, "watch: false"), out)
+    assert.equal(0, count(out, "events"), out)
+    -- pm's own members are under one pm key of the process
+    assert.is_truthy(out:find("\n    pm: { ready: 'start' }\n", 1, true), out)
+  end)
+
+  it("stopped processes say so; quotes and backslashes in values come out as Node writes them", function()
+    ok(H.pm("start", sleeper(), "--name", "it's \\ \"x\"", "-s"))
+    ok(H.pm("stop", "all", "-s"))
+    local out = ok(H.pm("prettylist")).out
+    assert.is_truthy(out:find("\n    name: `it's \\\\ \"x\"`,\n", 1, true), out)
+    assert.equal(1, count(out, "status: 'stopped'"), out)
+  end)
+end)
