@@ -99,12 +99,14 @@ M.MAX_PENDING = 4 * 1024 * 1024
 -- running app): `ipc` when declared; else the apps that use one: Node's
 -- (process.send, cluster mode's listen) and Lua's (pm.child), apps that
 -- say they are ready or are told to shut down over it (wait_ready,
--- shutdown_with_message), and an app something was sent to once (from
--- its next process).
+-- shutdown_with_message, every app under PM2_KILL_USE_MESSAGE), and an app
+-- something was sent to once (from its next process).
 function M.wanted(p)
   local d = p.decl
   if d.ipc ~= nil then return d.ipc end
   if p.ipc_asked or d.wait_ready or d.shutdown_with_message or d.exec_mode == "cluster_mode" then return true end
+  -- PM2_KILL_USE_MESSAGE=true: every app is stopped over its channel
+  if require("pm.proc").ctx.kill_use_message then return true end
   local interp = d.interpreter or "none"
   if interp == "pm" or util.basename(interp):match("^lua") then return true end
   return require("pm.app").is_node(interp)

@@ -71,7 +71,11 @@ local function adopted(p, into, stopping)
   local members = p.cgroup and cgroup.members(p)
   if members then
     for _, pid in ipairs(members) do
-      if pid ~= p.pid and not into[pid] then into[pid] = (core.proc_stat(pid) or {}).start end
+      -- (a process a reload replaced is in the group until it is gone:
+      -- its own retirement signals it, once)
+      if pid ~= p.pid and not into[pid] and not M.retirees[pid] then
+        into[pid] = (core.proc_stat(pid) or {}).start
+      end
     end
     return into
   end
