@@ -66,11 +66,14 @@ describe("files of an app of another user", function()
     local ok, why = usable()
     if not ok then pending(why); return end
     -- the app writes lines; its child swaps out.log for a link to the
-    -- victim again and again (a link made aside, then renamed over)
+    -- victim again and again (a link made aside, then renamed over), from
+    -- when its first lines are in the file (the log is opened at its first
+    -- write: what is raced is its reopening at each rotation)
     local script = H.write(base .. "/atk.pl", [[
 $| = 1;
 my $victim = shift;
 if (fork() == 0) {
+  select(undef, undef, undef, 0.01) until -s "out.log";
   while (1) { symlink($victim, "out.log.tmp"); rename("out.log.tmp", "out.log");
               select(undef, undef, undef, 0.0002); }
 }
