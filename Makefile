@@ -183,11 +183,18 @@ SAN_DIR := $(CURDIR)/tests/tmp/sanitizer
 # over the C paths the other specs already drive (spawn, pipes, held
 # sockets, logs: restart_spec, socket_spec, logs_spec...); and those that
 # spend theirs in other programs (a browser, Prometheus, sshd, systemd-
-# analyze, docker-compose) over Lua, and the HTTP server web_spec drives.
-# Keeps make test near 10 minutes on 2 cores.
+# analyze, docker-compose) over Lua, and the HTTP server web_spec drives;
+# and the families that check what the Lua decides (PM2's habits and
+# conformance, ecosystem files and their sandbox, hooks, prettylist) over
+# the same requests, spawns and streams. Keeps make test near 10 minutes
+# on 2 cores.
 ASAN_EXCLUDE := --exclude-pattern=reliability_spec --exclude-pattern=reload_spec --exclude-pattern=rules_spec \
   --exclude-pattern=web_browser_spec --exclude-pattern=web_prometheus_spec --exclude-pattern=deploy_spec \
-  --exclude-pattern=export_spec --exclude-pattern=export_out_spec
+  --exclude-pattern=export_spec --exclude-pattern=export_out_spec \
+  --exclude-pattern=conformance_ --exclude-pattern=config_ --exclude-pattern=habits_eco_ \
+  --exclude-pattern=habits_shape_ --exclude-pattern=habits_api_spec --exclude-pattern=habits_cli_ \
+  --exclude-pattern=lua_hooks_ --exclude-pattern=prettylist_spec --exclude-pattern=sandbox_spec \
+  --exclude-pattern=trust_spec --exclude-pattern=ecosystem_spec --exclude-pattern=metrics_reason_spec
 asan: all bin/pm-asan lib/pm/term-asan.so lib/pm/http-asan.so
 	$(Q)rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
 	$(Q)PM_BIN=$(CURDIR)/bin/pm-asan PM_SANITIZED=1 PM_SAN_DIR=$(SAN_DIR) \
