@@ -496,4 +496,15 @@ function M.export(decls, opts)
   return files, unmapped, warnings
 end
 
+-- For the container targets (Kubernetes, Compose): warns when no --image
+-- was given (what names stands for the manifests or the services), and
+-- sets where the file is inside the image (--keep-pm's command)
+function M.container_prelude(opts, warnings, names)
+  if not opts.image then
+    warnings[#warnings + 1] = ("no --image: the %s name %s; set the image your apps are in")
+      :format(names, M.PLACEHOLDER_IMAGE)
+  end
+  opts.container_file = opts.file and ("/app/" .. require("pm.util").basename(opts.file))
+end
+
 return M

@@ -3,7 +3,6 @@
 -- deploy.replicas, the restart policy, a healthcheck from health,
 -- depends_on with its condition, stop_signal and stop_grace_period.
 local export = require "pm.export"
-local util = require "pm.util"
 
 local M = {}
 
@@ -127,11 +126,7 @@ function M.service(d, opts)
 end
 
 function M.files(decls, opts, unmapped, warnings)
-  if not opts.image then
-    warnings[#warnings + 1] = ("no --image: the services name %s; set the image your apps are in")
-      :format(export.PLACEHOLDER_IMAGE)
-  end
-  opts.container_file = opts.file and ("/app/" .. util.basename(opts.file))
+  export.container_prelude(opts, warnings, "services")
   opts.by_name = {}
   for _, d in ipairs(decls) do opts.by_name[d.name] = d end
   local services = {}

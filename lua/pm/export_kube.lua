@@ -131,11 +131,7 @@ function M.manifests(d, opts)
 end
 
 function M.files(decls, opts, unmapped, warnings)
-  if not opts.image then
-    warnings[#warnings + 1] = ("no --image: the manifests name %s; set the image your apps are in")
-      :format(export.PLACEHOLDER_IMAGE)
-  end
-  opts.container_file = opts.file and ("/app/" .. require("pm.util").basename(opts.file))
+  export.container_prelude(opts, warnings, "manifests")
   local files = {}
   for _, d in ipairs(decls) do
     local head = export.head(opts, unmapped, { [d.name] = true })

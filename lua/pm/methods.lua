@@ -849,6 +849,16 @@ function methods.metrics(_, _, done)
   done(nil, metrics.collect({ list = sup.all(), sample = scrape_sample, bus = bus, requests = rpc.requests }))
 end
 
+-- reply(list) with the processes params.target names, every one without
+-- a target; a bad target is done(err)
+local function targets_or_all(params, conn, done, reply)
+  if params.target == nil then return reply(sup.all()) end
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    reply(list)
+  end, conn)
+end
+
 -- {target, span (seconds, default 600; at most 86400)}: the CPU and memory
 -- history of the processes target names (every one without a target);
 -- asking turns sampling on for the next minutes (history.lua).
@@ -867,11 +877,7 @@ function methods.history(params, conn, done)
     end
     done(nil, util.array(out))
   end
-  if params.target == nil then return reply(sup.all()) end
-  resolve(params, function(list, err)
-    if not list then return done(err) end
-    reply(list)
-  end, conn)
+  targets_or_all(params, conn, done, reply)
 end
 
 -- {target?, lines?}: the last lines (default 20, at most 200) of the
@@ -894,11 +900,7 @@ function methods.tail(params, conn, done)
     end
     done(nil, util.array(out))
   end
-  if params.target == nil then return reply(sup.all()) end
-  resolve(params, function(list, err)
-    if not list then return done(err) end
-    reply(list)
-  end, conn)
+  targets_or_all(params, conn, done, reply)
 end
 
 -- What a connection restricted to the profile "web" may do (pm web --user:
