@@ -40,6 +40,7 @@ int luaopen_pm_core(lua_State *L)
 	pm_open_regex(L);
 	pm_open_input(L);
 	pm_open_privs(L);
+	pm_open_keeper(L);
 #ifdef PM_CORE_TERM
 	/* lib/pm/core.so, for plain luajit: the terminal too (bin/pm loads it
 	 * from lib/pm/term.so when the console or monit needs it) */

@@ -980,7 +980,8 @@ static int l_logpipe_cut(lua_State *L)
  * whose output then has %L (milliseconds) and %Q (UTC offset, +HH:MM)
  * expanded (see stamp() and core/README.md), prefixed as "<time>: " to each
  * line; opts.json = {app_name=, process_id=, type=}: one JSON object per
- * line instead. on_eof() is called once everything was read and queued.
+ * line instead; opts.part: the start of a first line (logpipe:detach's).
+ * on_eof() is called once everything was read and queued.
  */
 static int l_logpipe(lua_State *L)
 {
@@ -1011,6 +1012,14 @@ static int l_logpipe(lua_State *L)
 	lua_getfield(L, 2, "time_format");
 	if (lua_isstring(L, -1))
 		lp->fmt = strdup(lua_tostring(L, -1));
+	lua_pop(L, 1);
+	lua_getfield(L, 2, "part"); /* a line's start a previous daemon read */
+	size_t plen = 0;
+	const char *part = lua_tolstring(L, -1, &plen);
+	if (part && plen > 0 && plen < PART_MAX && (lp->part = malloc(PART_MAX))) {
+		memcpy(lp->part, part, plen);
+		lp->partlen = plen;
+	}
 	lua_pop(L, 1);
 	lua_getfield(L, 2, "json");
 	if (lua_istable(L, -1)) {
@@ -1091,6 +1100,24 @@ static int l_logpipe_closed(lua_State *L)
 	return 1;
 }
 
+/* logpipe:detach() -> part: stops reading (the fd stays open) and gives the
+ * start of a line read without its end yet (a daemon handing its pipes to
+ * the next one, which is given it back: core.logpipe's opts.part) */
+static int l_logpipe_detach(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	if (!lp->closed)
+		ev_io_stop(pm_loop, &lp->r);
+	pthread_mutex_lock(&mu);
+	if (lp->paused)
+		paused_count--;
+	lp->paused = 0; /* (never started again by the writer catching up) */
+	pthread_mutex_unlock(&mu);
+	lua_pushlstring(L, lp->part ? lp->part : "", lp->part ? lp->partlen : 0);
+	lp->partlen = 0;
+	return 1;
+}
+
 /* logpipe:close() -> nothing: stops reading; what was read is still written */
 static int l_logpipe_close(lua_State *L)
 {
@@ -1166,6 +1193,7 @@ void pm_open_logs(lua_State *L)
 		{"closed", l_logpipe_closed},
 		{"close", l_logpipe_close},
 		{"cut", l_logpipe_cut},
+		{"detach", l_logpipe_detach},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, LOGFILE_MT);

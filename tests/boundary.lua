@@ -28,7 +28,6 @@ local root = arg and arg[1] or (arg and arg[0] and arg[0]:match("^(.*)/tests/[^/
 local KEPT = {
   narrow_spawns = { "tests/integration/fastpaths_spec.lua" }, -- the narrow way was taken
   spawn_many = { "tests/integration/fastpaths_spec.lua", "bench/bench.lua" },
-  setenv = { "tests/helpers/pmtest.lua" }, -- PM_HOME for the specs' own pm calls
 }
 
 -- The constructors of handles and the type (metatable pm.<type>) of what

@@ -342,13 +342,24 @@ end
 
 -- The log pipes of p's new process: its output read from out_r and err_r
 -- into its files (which stay open for p: its pipes may outlive the process)
-function M.open_pipes(p, out_r, err_r)
+-- held: what the keeper holds of them ({ out = id, err = id }: let go at
+-- their end) and, taken over from a daemon before, the start of a line it
+-- read without its end ({ out_part, err_part })
+function M.open_pipes(p, out_r, err_r, held)
+  held = held or {}
+  local keeper = require "pm.keeper"
+  local function opts(which)
+    local o = pipe_opts(p, which)
+    o.part = held[which .. "_part"]
+    return o
+  end
   p.acquired = {}
   p.logs_missing = nil
   p.pipes = {
-    out = core.logpipe(out_r, pipe_opts(p, "out"), function() end),
-    err = core.logpipe(err_r, pipe_opts(p, "err"), function() end),
+    out = core.logpipe(out_r, opts("out"), function() keeper.release(held.out) end),
+    err = core.logpipe(err_r, opts("err"), function() keeper.release(held.err) end),
   }
+  p.pipes.held = held
   M.release(p)
   p.log_files = p.acquired
   set_taps(p)

@@ -75,19 +75,27 @@ local function on_message(p, line, channel)
   bus.publish(name, { process = proc.ref(p), at = core.now(), data = data, raw = msg })
 end
 
-function M.open(p, fd)
-  if p.channel then p.channel:close() end
+-- held: the keeper's id of it (let go when it ends)
+function M.open(p, fd, held)
+  if p.channel then M.close(p) end
   local channel
   channel = core.stream(fd, function(line)
     if line then on_message(p, line, channel) end
   end, function()
-    if p.channel == channel then p.channel = nil end
+    if p.channel == channel then
+      p.channel = nil
+      require("pm.keeper").release(p.channel_held)
+      p.channel_held = nil
+    end
   end, 16 * 1024 * 1024)
   p.channel = channel
+  p.channel_held = held
 end
 
 function M.close(p)
   if p.channel then p.channel:close(); p.channel = nil end
+  require("pm.keeper").release(p.channel_held)
+  p.channel_held = nil
 end
 
 -- What may wait in the daemon for an app that does not read its channel:

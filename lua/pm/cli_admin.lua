@@ -119,8 +119,34 @@ function V.update(args)
   require "pm"
   local client = require "pm.client"
   local conn = client.connect({ spawn = false })
+  local pong = conn and conn:call("ping")
+  if type(pong) == "table" and pong.keeper then
+    -- a keeper holds the apps: the next daemon takes them over, same pids
+    local bin = check(util.pm_binary())
+    local r = conn:call("handover", { bin = bin })
+    if type(r) == "table" and r.handed_over then
+      client.run_until(function() return conn.closed end, 10000)
+      conn:close()
+      local deadline = core.mono() + 15000
+      local now
+      repeat
+        local c = client.connect({ spawn = false, timeout = 15000 })
+        now = c and c:call("ping")
+        if c then c:close() end
+        if type(now) ~= "table" or now.pid == pong.pid then core.sleep(20) end
+      until (type(now) == "table" and now.pid ~= pong.pid) or core.mono() > deadline
+      if type(now) ~= "table" or now.pid == pong.pid then
+        error({ msg = "the next daemon did not answer within 15 s (see pm.log)" }, 0)
+      end
+      local t = type(now.took_over) == "table" and now.took_over or {}
+      io.stdout:write(("pm daemon updated %s -> %s, %d apps kept\n"):format(
+        tostring(pong.version), tostring(now.version), tonumber(t.kept) or 0))
+      show_list(false)
+      return 0
+    end
+    -- refused: the way without a keeper (the apps restart)
+  end
   if conn then
-    local pong = conn:call("ping")
     check(conn:call("save", { force = true }))
     conn:call("killDaemon")
     client.run_until(function() return conn.closed end, 10000)

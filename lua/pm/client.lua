@@ -50,6 +50,7 @@ local function open(path)
   end, function()
     c.closed = true
     c:fail_handlers("the pm daemon closed the connection" .. (c.said and ": " .. c.said or ""))
+    if c.on_close then c.on_close() end
   end, 256 * 1024 * 1024)
   return c
 end

@@ -34,11 +34,13 @@ local function shutdown(code, before_exit)
     local function finish()
       os.remove(home .. "/rpc.sock")
       os.remove(home .. "/pm.pid")
+      os.remove(home .. "/keeper.pid")
       require("pm.pidfile").drop_daemon_copy(M.extra_pid_file)
       require("pm.pidfile").drop_pm2_name(home)
       os.remove(home .. "/notify.sock")
       require("pm.cgroup").shutdown(home)
       require("pm.readiness").close_notify() -- (those of other users' apps)
+      require("pm.keeper").quit()
       log.info("daemon %d exits", core.getpid())
       M.exit_code = code
       core.stop_loop()
@@ -334,7 +336,10 @@ function M.run(opts)
   end
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   core.chmod(home, 448)
-  local lock, lerr = core.lock(home .. "/pm.lock")
+  local keeper = require "pm.keeper"
+  -- started by a keeper: its lock (held by the keeper across daemons)
+  local lock, lerr = keeper.from_env(), nil
+  if not lock then lock, lerr = core.lock(home .. "/pm.lock") end
   sock.lock, sock.lock_id = lock, lock and core.file_id(lock)
   if not lock then
     if lerr == "locked" then
@@ -344,6 +349,13 @@ function M.run(opts)
     io.stderr:write("pm: ", lerr, "\n")
     return 1
   end
+  if not keeper.active() and keeper.wanted(opts) then
+    -- this process becomes the keeper, which starts the daemon as its child
+    local bin = util.pm_binary()
+    local _, kerr = keeper.become(bin or "", { "daemon", opts.foreground and "--stdio" or nil }, lock,
+      opts.foreground and true or false)
+    io.stderr:write("pm: cannot start the keeper (", tostring(kerr), "): the daemon runs without one\n")
+  end
   -- The client that started this daemon waits for the end of the pipe it
   -- gave as stderr: a copy of it is closed once requests are served
   -- (daemon_init puts pm.log in its place), instead of polling the socket.
@@ -352,14 +364,26 @@ function M.run(opts)
   if not ok then io.stderr:write("pm: ", err, "\n"); return 1 end
   require("pm.fds").init()
   require("pm.cgroup").init(home)
+  local takeover = keeper.takeover() -- (what a keeper hands this daemon, first)
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n", { durable = false })
+  if keeper.pid then
+    util.write_atomic(home .. "/keeper.pid", tostring(keeper.pid) .. "\n", { durable = false })
+  else
+    os.remove(home .. "/keeper.pid")
+  end
   M.extra_pid_file = require("pm.pidfile").daemon_copy(os.getenv("PM2_PID_FILE_PATH"))
   require("pm.pidfile").pm2_name(home)
   if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)
 
   wire.ctx.home = home
   wire.ctx.shutdown = shutdown
+  wire.ctx.hand_over_exit = function() -- (methods.handover: the apps stay)
+    shutting_down = true
+    log.info("daemon %d exits; the keeper starts the next one", core.getpid())
+    M.exit_code = 0
+    core.stop_loop()
+  end
   wire.ctx.errors = function() return M.errors or 0 end
   sup.init({ home = home, pm_bin = util.pm_binary(), changed = function(kind)
     if not shutting_down and not opts.runtime then persist.journal(home, sup.all, kind) end
@@ -405,7 +429,7 @@ function M.run(opts)
   hook_api(opts.runtime)
   core.on_child(sup.on_child)
   -- requests are served once what the journal holds runs again
-  recovery.recover(home, old_pid, function()
+  recovery.recover(home, old_pid, takeover, function()
     local bound, serr = bind_socket()
     if not bound then
       log.error("cannot listen: %s", serr)
@@ -419,7 +443,10 @@ function M.run(opts)
     local every = watch_home() and 10000 or 500
     M.keeper = core.timer(every, every, keep_socket)
     if announce then core.close(announce); announce = nil end
-    log.info("daemon %d ready (pm %s, PM_HOME %s)", core.getpid(), util.VERSION, home)
+    keeper.listen(sup.on_child)
+    keeper.ready()
+    log.info("daemon %d ready (pm %s, PM_HOME %s%s)", core.getpid(), util.VERSION, home,
+      keeper.active() and (", keeper " .. tostring(keeper.pid)) or "")
     if opts.runtime then
       methods.start({ path = opts.runtime, env = opts.env, only = opts.only }, nil, function(rerr)
         if rerr then

@@ -501,12 +501,12 @@ function Bus:dispatch(event, data)
   self:deliver(event, data)
 end
 
-pm.launchBus = api(function()
-  local _, err = ensure()
-  if err then return nil, err end
-  local c, cerr = client.connect({ spawn = false })
-  if not c then return nil, cerr end
-  local bus = setmetatable({ conn = c, handlers = {}, reading = 0 }, Bus)
+-- A bus whose daemon went away (a crash its keeper recovers, pm update)
+-- connects again, every 50 ms for 30 s, and subscribes again to what it
+-- had; meanwhile it is not closed (bus.conn.closed is true only once it
+-- gives up, or after bus:close()).
+local function bus_attach(bus, c)
+  bus.conn = c
   c.on_event = function(event, data)
     -- (inside this, the connection reads no reply: see Bus:_ask)
     bus.reading = bus.reading + 1
@@ -514,6 +514,36 @@ pm.launchBus = api(function()
     bus.reading = bus.reading - 1
     if not ok then error(derr, 0) end
   end
+  c.on_close = function()
+    if not buses[bus] then return end
+    -- (what is subscribed meanwhile is sent with the rest once connected)
+    local stub = { closed = false, close = function(self) self.closed = true end,
+      send = function() return true end, call = function() return true end }
+    bus.conn = stub -- (not closed while it reconnects)
+    local deadline = core.mono() + 30000
+    local timer
+    timer = core.timer(50, 50, function()
+      if stub.closed or not buses[bus] then return timer:close() end
+      local nc = client.connect({ spawn = false, timeout = 0 })
+      if nc then
+        timer:close()
+        bus_attach(bus, nc)
+        for event in pairs(bus.handlers) do nc:send("subscribe", { events = { event } }) end
+      elseif core.mono() > deadline then
+        timer:close()
+        stub.closed = true
+      end
+    end)
+  end
+end
+
+pm.launchBus = api(function()
+  local _, err = ensure()
+  if err then return nil, err end
+  local c, cerr = client.connect({ spawn = false })
+  if not c then return nil, cerr end
+  local bus = setmetatable({ handlers = {}, reading = 0 }, Bus)
+  bus_attach(bus, c)
   buses[bus] = true
   return bus
 end)

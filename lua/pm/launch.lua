@@ -18,6 +18,7 @@ local cgroup = require "pm.cgroup"
 local readiness = require "pm.readiness"
 local rules = require "pm.rules"
 local appdecl = require "pm.app"
+local keeper = require "pm.keeper"
 
 local M = {}
 
@@ -213,6 +214,8 @@ local end_channel = channel.close
 -- p's stdin pipe (input = true) goes
 local function close_stdin(p)
   if p.stdin_w then core.close(p.stdin_w); p.stdin_w = nil end
+  keeper.release(p.stdin_held)
+  p.stdin_held = nil
 end
 
 -- lifecycle's "release": p's channel, stdin and kept plumbing go
@@ -387,7 +390,12 @@ local function finish(p, spec, pid, err)
   if spec.in_r then
     core.close(spec.in_r)
     close_stdin(p)
-    if pid then p.stdin_w = spec.in_w else core.close(spec.in_w) end
+    if pid then
+      p.stdin_w = spec.in_w
+      p.stdin_held = keeper.hold(("i %d %d"):format(p.pm_id, pid), spec.in_w)
+    else
+      core.close(spec.in_w)
+    end
   end
   if spec.ipc_child then
     if pid and p.kept then p.kept.ipc_child = spec.ipc_child else core.close(spec.ipc_child) end
@@ -411,14 +419,49 @@ local function finish(p, spec, pid, err)
   p.pm_uptime = core.now()
   p.cpu_sample = nil
   by_pid[pid] = p
-  if not spec.reused then applogs.open_pipes(p, spec.out_r, spec.err_r) end
-  if ipc_parent then channel.open(p, ipc_parent) end
+  -- what the process's life depends on goes to the keeper too (one packet
+  -- for a batch: keeper.flush), so that it outlives a crash of the daemon
+  keeper.process(p, pid)
+  if not spec.reused then
+    applogs.open_pipes(p, spec.out_r, spec.err_r, {
+      out = keeper.hold(("o %d %d"):format(p.pm_id, pid), spec.out_r),
+      err = keeper.hold(("e %d %d"):format(p.pm_id, pid), spec.err_r) })
+  end
+  if ipc_parent then channel.open(p, ipc_parent, keeper.hold(("c %d %d"):format(p.pm_id, pid), ipc_parent)) end
   pidfile.write(p)
   event(p, "start")
   lifecycle.fire(p, "spawned")
   if d.max_memory_restart then rules.arm_memory(p) end
   readiness.await(p)
   return true
+end
+
+--[[ p's process is one a daemon before this one started, still running
+(recovery.lua: the keeper handed it over). a: { pid, started (s since the
+epoch), id (the keeper's of its record), out, err (fds), held = { out,
+err, out_part, err_part }, ipc, ipc_held, stdin, stdin_held }. p (stopped,
+new) becomes online with it: same pid, its pipes read again, its channel
+and stdin the daemon's again. ]]
+function M.take(p, a)
+  local d = p.decl
+  proc.act(p, lifecycle.fire(p, "adopt"))
+  p.pid, p.pgid = a.pid, a.pid
+  p.pm_uptime = (a.started or math.floor(core.now() / 1000)) * 1000
+  p.started = core.mono() - math.max(0, core.now() - p.pm_uptime)
+  p.ready = "start"
+  p.error = nil
+  by_pid[a.pid] = p
+  keeper.pid_ids[a.pid] = a.id
+  p.cgroup = cgroup.procs_file(p) ~= nil or nil
+  applogs.paths(p)
+  applogs.open_pipes(p, a.out, a.err, a.held)
+  if a.ipc then
+    channel.open(p, a.ipc, a.ipc_held)
+    p.channel_fd = 3 -- (known to its process only; a number for "has one")
+  end
+  if a.stdin then p.stdin_w, p.stdin_held = a.stdin, a.stdin_held end
+  if d.max_memory_restart then rules.arm_memory(p) end
+  readiness.arm_health(p)
 end
 
 -- Whether p may have a process now: not when a delete or the daemon's
@@ -442,7 +485,9 @@ function M.launch(p, looping)
   local spec
   spec, err = prepare(p, looping)
   if not spec then return nil, err end
-  return finish(p, spec, core.spawn(spec.opts))
+  local done, ferr = finish(p, spec, core.spawn(spec.opts))
+  keeper.flush()
+  return done, ferr
 end
 
 -- New processes start on the next turn of the loop, together: the apps a
@@ -465,6 +510,7 @@ local function launch_queued()
       local ok, err = finish(p, b.specs[i], o[1], o[2])
       if not ok then readiness.fail_ready(p, err) end -- whoever waits for it hears why
     end
+    keeper.flush()
   end
   local function submit()
     if #batch.procs == 0 then return end

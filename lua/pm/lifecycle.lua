@@ -30,6 +30,8 @@ M.STATUSES = { "stopped", "launching", "online", "stopping", "waiting restart", 
   restart   it exited and restarts now (launch follows)
   abort     a reload's replacement died: the old process is the app's again
   cancel    a launch that a delete or the daemon's exit overtook
+  adopt     a process that still runs, of a daemon before this one, is
+            the record's (the keeper handed it over)
 
 A cell is { next status (false: the status stays), actions... }. IGNORE: the
 event changes nothing (a late "ready" of a process being stopped). A
@@ -44,6 +46,7 @@ M.IGNORE = IGNORE
 
 local T = {
   ["stopped"] = {
+    adopt = { "online" },
     queue = { "launching" },
     launch = { "launching" },
     halt = IGNORE,
@@ -92,6 +95,7 @@ local T = {
     cancel = { "stopped", "release" },
   },
   ["errored"] = {
+    adopt = { "online" },
     launch = { "launching" },
     halt = { "stopped", "say:stop" },
     ready = IGNORE, unready = IGNORE,
@@ -108,7 +112,7 @@ local T = {
 M.TABLE = T
 
 M.EVENTS = { "queue", "launch", "spawned", "failed", "ready", "unready", "stop", "halt",
-  "stopped", "rest", "give_up", "delay", "restart", "abort", "cancel" }
+  "stopped", "rest", "give_up", "delay", "restart", "abort", "cancel", "adopt" }
 
 local REFUSED = {
   launch = "a process of it is still stopping",

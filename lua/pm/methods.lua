@@ -123,7 +123,8 @@ function methods.ping(_, _, done)
   -- unsaved: why the daemon cannot write its journal (it keeps trying)
   done(nil, { msg = "pong", version = util.VERSION, pid = core.getpid(),
     heap_kb = math.floor(collectgarbage("count")), errors = ctx.errors(), unsaved = persist.unsaved,
-    fds = require("pm.fds").status() })
+    fds = require("pm.fds").status(), keeper = require("pm.keeper").pid,
+    took_over = require("pm.keeper").took_over })
 end
 
 -- {"brief": true}: without each app's environment; {"brief": "table"}:
@@ -802,6 +803,53 @@ function methods.killDaemon(_, conn, done)
   end)
 end
 methods.kill = methods.killDaemon
+
+--[[ {bin}: pm update with a keeper. The journal is written, every log
+pipe stops being read (the lines read are written; a line read without
+its end goes to the next daemon), and the daemon exits without stopping
+an app: the keeper starts bin as the next daemon, which takes every app
+over (recovery.lua). ]]
+function methods.handover(params, conn, done)
+  local keeper = require "pm.keeper"
+  if not keeper.active() then
+    return done({ code = rpc.SERVER_ERROR,
+      message = "this daemon runs without a keeper: nothing to hand over to" })
+  end
+  local bin = params.bin
+  local st = type(bin) == "string" and bin:sub(1, 1) == "/" and core.stat(bin)
+  if not st or st.type ~= "file" or not core.access(bin, "x") then
+    return done({ code = rpc.INVALID_PARAMS, message = "handover: bin must be the absolute path of an executable" })
+  end
+  local ok, err = persist.sync(ctx.home, sup.all)
+  if not ok then
+    return done({ code = rpc.SERVER_ERROR, message = "the journal cannot be written: " .. tostring(err) })
+  end
+  local parts = { version = util.VERSION }
+  for _, p in ipairs(sup.all()) do
+    local pipes = p.pipes
+    for _, which in ipairs(pipes and { "out", "err" } or {}) do
+      local lp = pipes[which]
+      if lp and not lp:closed() then
+        local part = lp:detach()
+        local id = pipes.held and pipes.held[which]
+        if part ~= "" and id then parts[tostring(id)] = part end
+      end
+    end
+  end
+  core.log_drain(5000) -- every line read is on disk
+  ok, err = keeper.hand_over(bin, parts)
+  if not ok then log.error("hand-over: %s: this daemon exits and the keeper starts the next one", err) end
+  log.info("handing the apps over to %s", bin)
+  done(nil, { handed_over = true, version = util.VERSION, pid = core.getpid() })
+  local deadline = core.mono() + 2000
+  local function wait()
+    if conn.stream:closed() or conn.stream:pending() == 0 or core.mono() > deadline then
+      return ctx.hand_over_exit()
+    end
+    core.timer(5, 0, wait)
+  end
+  wait()
+end
 
 -- A reply that acknowledges a change of the declared set or of a desired
 -- state goes once the journal holding the change is on disk (one write

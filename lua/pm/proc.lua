@@ -75,12 +75,14 @@ M.FIELDS = {
     env_json = "that environment as JSON pieces (describe.lua)",
     kept = "a crash loop's plumbing kept for its next process",
     stdin_w = "the write end of its process's stdin (input = true: pm send), or nil",
+    stdin_held = "the keeper's id of stdin_w, or nil",
     exit_code = "its last process's exit code (nil when a signal ended it)",
     exit_signal = "the signal that ended its last process, or nil",
     tree = "pid -> start time of descendants signalled in a stop (exits.lua)",
   },
   channel = {
     channel = "the IPC stream to its process",
+    channel_held = "the keeper's id of the channel's fd, or nil",
     bad_messages = "messages that were not JSON",
   },
   readiness = {
@@ -102,7 +104,7 @@ M.FIELDS = {
     log_path = "its combined log_file's path, or nil",
     paths_of = "the declaration those paths are of",
     log_folder = "the folder of its default files under logs/ (\"\" or \"<namespace>/\")",
-    pipes = "{ out, err } log pipes reading its process's output",
+    pipes = "{ out, err, held } log pipes reading its process's output (held: the keeper's ids)",
     acquired = "paths of the shared files its pipes were given (being built)",
     log_files = "paths of the shared files its pipes hold",
     logs_missing = "a log file could not be opened (reloadLogs tries again)",

@@ -70,9 +70,127 @@ function M.restore(entries, done)
   next_entry()
 end
 
+--[[ A daemon the keeper started after another one died (or was replaced:
+pm update) takes its apps over: each process that still runs is its
+record's again (same pid, pm_id, counters, marker), its pipes, channel and
+stdin as the keeper held them; one that ended meanwhile gets its real exit
+(the keeper reaped it) and the policy as for any exit. What the journal
+holds without a running process comes back as after a crash (started,
+unless it was stopped or errored). Returns the exits to deliver once the
+apps are back: { {pid, code, signal} }. ]]
+local function adoption(entries, tk)
+  local keeper = require "pm.keeper"
+  local sockets = require "pm.sockets"
+  local newest, fds, socks = {}, {}, {}
+  for _, h in ipairs(tk.held) do
+    if h.kind == "p" and h.pm_id and h.pid then
+      local cur = newest[h.pm_id]
+      if not cur or h.id > cur.id then newest[h.pm_id] = h end
+    elseif h.kind == "s" and h.fd then
+      socks[#socks + 1] = h
+    elseif h.fd and h.pm_id then
+      local per = fds[h.pm_id] or {}
+      fds[h.pm_id] = per
+      local cur = per[h.kind]
+      if not cur or h.id > cur.id then per[h.kind] = h end
+    end
+  end
+  sockets.take_handed(socks)
+  local taken, deliver = {}, {}
+  local function take(h) if h then taken[h] = true; return h.fd, h.id end end
+  local me = core.getpid()
+  for _, entry in ipairs(entries) do
+    local _, meta = persist.split(entry)
+    for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
+      local id = type(rec) == "table" and tonumber(rec.pm_id)
+      local h = id and newest[id]
+      local per = id and fds[id] or {}
+      if h and per.o and per.e then
+        local exit = tk.exits[h.pid]
+        local st = not exit and core.proc_stat(h.pid)
+        -- (a pid of the keeper's children: never another process that got it)
+        local alive = st and st.state ~= "Z" and st.ppid == keeper.pid
+        if exit or alive then
+          taken[h] = true
+          local a = { pid = h.pid, started = h.started, id = h.id, held = {} }
+          a.out, a.held.out = take(per.o)
+          a.err, a.held.err = take(per.e)
+          a.held.out_part = tk.parts[tostring(a.held.out)]
+          a.held.err_part = tk.parts[tostring(a.held.err)]
+          local c, i = per.c, per.i
+          if c and c.pid == h.pid then a.ipc, a.ipc_held = take(c) end
+          if i and i.pid == h.pid then a.stdin, a.stdin_held = take(i) end
+          rec.adopt = a
+          rec.restart_time = h.restarts or rec.restart_time
+          if rec.status == "errored" then rec.status = "online" end
+          if exit then
+            deliver[#deliver + 1] = { h.pid, exit.code, exit.signal }
+          elseif not alive then
+            deliver[#deliver + 1] = { h.pid }
+          end
+        end
+      end
+      if type(rec) == "table" and rec.status == "errored" and not rec.adopt then rec.keep_errored = true end
+    end
+  end
+  -- what no record took: a process of no app the journal holds (or an
+  -- older one of an app: a reload's retiree) is stopped; fds go
+  local left = 0
+  for _, h in ipairs(tk.held) do
+    if not taken[h] and h.kind ~= "s" then
+      if h.kind == "p" and h.pid and not tk.exits[h.pid] then
+        local st = core.proc_stat(h.pid)
+        if st and st.ppid == keeper.pid and h.pid ~= me then
+          core.killpg(h.pid, core.signals.SIGTERM)
+          core.kill(h.pid, core.signals.SIGTERM)
+          left = left + 1
+        end
+      end
+      keeper.release(h.id)
+      if h.fd then core.close(h.fd) end
+    end
+  end
+  if left > 0 then log.warn("%d process(es) of the last daemon belong to no app it had: stopped", left) end
+  return deliver
+end
+
 -- After a crash of the previous daemon: stop what is left of its apps
--- (their pipes and parent are gone), then start them again, once each.
-function M.recover(home, old_pid, done)
+-- (their pipes and parent are gone), then start them again, once each;
+-- with a keeper that handed them over (tk), take them over instead.
+function M.recover(home, old_pid, tk, done)
+  if tk and tk.generation and tk.generation > 1 then
+    local entries, jerr = persist.read_journal(home)
+    if entries and jerr then log.warn("%s", jerr) end
+    local why = tk.signal and tk.signal > 0 and ("signal " .. (util.signame(tk.signal) or tk.signal))
+      or ("exit code " .. tostring(tk.code))
+    if not entries then
+      log.error("cannot read the journal (%s): the apps of the last daemon are stopped and started again", jerr)
+    elseif tk.young >= M.ADOPT_TRIES then
+      log.error("%d daemons in a row died young while taking the apps over: "
+        .. "the apps are stopped and started again from the journal", tk.young)
+    else
+      local t0 = core.mono()
+      local deliver = adoption(entries, tk)
+      return M.restore(entries, function()
+        require("pm.sockets").drop_handed()
+        local kept = 0
+        for _, p in ipairs(sup.all()) do if (p.pid or 0) > 0 then kept = kept + 1 end end
+        require("pm.keeper").took_over = { generation = tk.generation, previous = why, kept = kept,
+          exited = #deliver, ms = math.floor((core.mono() - t0) * 10 + 0.5) / 10,
+          from_version = tk.parts.version }
+        log.warn("took over from the last daemon (it ended with %s): %d process(es) kept, %d ended meanwhile",
+          why, kept, #deliver)
+        for _, x in ipairs(deliver) do sup.on_child(x[1], x[2], x[3]) end
+        done()
+      end)
+    end
+    -- (the fallback: what the keeper holds is let go, the journal's way)
+    local keeper = require "pm.keeper"
+    for _, h in ipairs(tk.held) do
+      keeper.release(h.id)
+      if h.fd then core.close(h.fd) end
+    end
+  end
   local entries, jerr, unreadable = persist.read_journal(home)
   if entries and jerr then log.warn("%s", jerr) end
   if not entries and unreadable then log.error("cannot read the journal: %s", jerr) end
@@ -152,5 +270,9 @@ function M.recover(home, old_pid, done)
   end
   check()
 end
+
+-- Daemons that may die young in a row taking the apps over before the
+-- next one recovers from the journal instead (the apps restarted)
+M.ADOPT_TRIES = 3
 
 return M

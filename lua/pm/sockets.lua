@@ -55,8 +55,53 @@ local function sock_id(a, cwd)
 end
 
 local function close_sock(s)
+  require("pm.keeper").release(s.held)
   core.close(s.fd)
   if s.path then os.remove(s.path) end
+end
+
+-- Sockets a daemon before this one held, handed over by the keeper:
+-- { fd, held (the keeper's id) }, taken by the first acquire of their
+-- address; what none takes goes once the apps are back (M.drop_handed)
+local handed = {}
+
+function M.take_handed(list)
+  for _, h in ipairs(list) do
+    local kind, host, port = core.sockname(h.fd)
+    if kind == "tcp" then
+      handed[#handed + 1] = { fd = h.fd, held = h.id, kind = kind, host = host, port = port }
+    elseif kind == "unix" then
+      handed[#handed + 1] = { fd = h.fd, held = h.id, kind = kind, path = host }
+    else
+      require("pm.keeper").release(h.id)
+      core.close(h.fd)
+    end
+  end
+end
+
+-- A handed-over socket bound where a is -> its fd and keeper id | nil
+local function from_handed(a, id)
+  for i, h in ipairs(handed) do
+    local same
+    if a.kind == "tcp" and h.kind == "tcp" and h.port == a.port then
+      same = a.host == h.host or (a.host == "" and (h.host == "::" or h.host == "0.0.0.0"))
+        or (a.host == "localhost" and (h.host == "127.0.0.1" or h.host == "::1"))
+    elseif a.kind == "unix" and h.kind == "unix" then
+      same = "unix " .. h.path == id
+    end
+    if same then
+      table.remove(handed, i)
+      return h.fd, h.held
+    end
+  end
+end
+
+function M.drop_handed()
+  for _, h in ipairs(handed) do
+    require("pm.keeper").release(h.held)
+    core.close(h.fd)
+  end
+  handed = {}
 end
 
 -- "" is any address: of both families where the machine has IPv6, as
@@ -79,7 +124,22 @@ function M.fd_name(host, port)
   return ("tcp_%s_%d"):format((tostring(host):gsub("[^%w%.%-]", "_")), port)
 end
 
+local bind_new -- (below)
 local function bind(a, id, i, nonblock)
+  local keeper = require "pm.keeper"
+  local fd, kid = from_handed(a, id)
+  if fd then
+    if a.kind == "tcp" then
+      return { fd = fd, id = id, port = a.port, name = M.fd_name(a.host, a.port), held = kid }
+    end
+    return { fd = fd, id = id, path = id:sub(6), name = "unix_" .. i, held = kid }
+  end
+  local s, berr = bind_new(a, id, i, nonblock)
+  if s then s.held = keeper.hold("s", s.fd) end
+  return s, berr
+end
+
+bind_new = function(a, id, i, nonblock)
   local fd, err
   if a.kind == "tcp" then
     fd, err = listen_tcp(a.host, a.port, nonblock)

@@ -254,6 +254,8 @@ function M.new_record(decl, environ, origin, instance, saved)
   lifecycle.init(p, saved.status == "stopped", saved.keep_errored)
   if type(saved.hook_state) == "string" then p.hook_state_text = saved.hook_state end -- (pm.state)
   p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(core.now()))
+  -- a process taken over carries its marker: the record keeps it
+  if saved.adopt and type(saved.marker) == "string" then p.uid_marker = saved.marker end
   next_id = math.max(next_id, id + 1)
   M.redeclare(p, decl)
   procs[p.pm_id] = p
@@ -274,7 +276,13 @@ function M.add(decl, environ, origin, saved)
     local sv = saved and saved[i]
     local start = decl.autostart ~= false
     if sv then start = sv.status ~= "stopped" and not sv.keep_errored end
-    if start then launch.queue(p) end
+    if sv and type(sv.adopt) == "table" then
+      -- its process still runs (a daemon before this one started it)
+      launch.take(p, sv.adopt)
+      if sv.status == "stopped" then M.stop(p, function() end) end -- (it was being stopped)
+    elseif start then
+      launch.queue(p)
+    end
   end
   ctx.changed()
   return list

@@ -184,15 +184,39 @@ function H.daemon_pid(home)
   return s and tonumber(s:match("%d+"))
 end
 
+-- The pid of home's keeper (PM_HOME/keeper.pid), while a keeper runs there
+function H.keeper_pid(home)
+  local s = util.read_file((home or H.home) .. "/keeper.pid")
+  local pid = s and tonumber(s:match("%d+"))
+  local comm = pid and util.read_file("/proc/" .. pid .. "/comm")
+  return comm and comm:match("^pm keeper") and pid or nil
+end
+
+-- A crash with no keeper to take over: SIGKILL of home's keeper, then of
+-- the daemon dpid (the journal's recovery follows, DESIGN §2)
+function H.crash_daemon(dpid, home)
+  local k = H.keeper_pid(home)
+  if k then
+    core.kill(k, 9)
+    H.wait_for(function() return not H.alive(k) end, 5000, "the keeper gone")
+  end
+  core.kill(dpid, 9)
+end
+
 -- Stops the daemon of home (H.home by default), if one runs: `pm kill`,
--- then SIGKILL by its pid if it is still alive 5 s later.
+-- then SIGKILL by its pid (its keeper's first) if it is still alive 5 s later.
 function H.stop_daemon(home)
   home = home or H.home
-  local dpid = H.daemon_pid(home)
-  if dpid and H.alive(dpid) then
+  local dpid, kpid = H.daemon_pid(home), H.keeper_pid(home)
+  if (dpid and H.alive(dpid)) or kpid then
     H.sh(shquote(H.bin) .. " kill", { env = { PM_HOME = home } })
-    pcall(H.wait_for, function() return not H.alive(dpid) end, 5000)
-    if H.alive(dpid) then core.kill(dpid, 9) end
+    pcall(H.wait_for, function() return not (dpid and H.alive(dpid)) and not H.keeper_pid(home) end, 5000)
+    kpid = H.keeper_pid(home)
+    if kpid then core.kill(kpid, 9) end
+    if dpid and H.alive(dpid) then core.kill(dpid, 9) end
+    -- (a daemon the keeper started meanwhile)
+    local again = H.daemon_pid(home)
+    if again and again ~= dpid and H.alive(again) then core.kill(again, 9) end
   end
 end
 

@@ -29,7 +29,7 @@ local decode_file = H.read_json
 
 local function kill9_daemon()
   local dpid = H.daemon_pid()
-  core.kill(dpid, 9)
+  H.crash_daemon(dpid)
   H.wait_for(function() return not H.alive(dpid) end, 5000, "the daemon gone")
   return dpid
 end

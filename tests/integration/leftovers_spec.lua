@@ -156,7 +156,7 @@ describe("descendants that left the group", function()
     local escapee = sleeps(a)[1]
     local started = core.proc_stat(escapee).start
     local d1 = H.daemon_pid()
-    core.kill(d1, 9)
+    H.crash_daemon(d1)
     H.wait_for(function() return not H.alive(d1) end, 3000, "D1's end")
     -- D2 starts, signals D1's leftovers and is killed during its grace period
     local pidfile = H.home .. "/cli.pid"
@@ -167,7 +167,7 @@ describe("descendants that left the group", function()
       return d and d ~= d1 and H.alive(d) and d
     end, 5000, "D2")
     core.sleep(200)
-    core.kill(d2, 9)
+    H.crash_daemon(d2)
     H.wait_for(function() return not H.alive(d2) end, 3000, "D2's end")
     -- (the CLI that started D2 would wait for it 10 s: it goes too)
     local cli = tonumber((require("pm.util").read_file(pidfile) or ""):match("%d+"))

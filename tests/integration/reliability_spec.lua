@@ -277,7 +277,7 @@ describe("a request for a huge number of instances", function()
     local rss = rss_kb(dpid)
     if not reply or not alive then
       -- it loops making records of processes: stop it before it eats the machine
-      core.kill(dpid, 9)
+      H.crash_daemon(dpid)
       H.wait_for(function() return not H.alive(dpid) end, 3000)
     end
     assert.is_true(alive, ("the daemon stopped answering (%s; VmRSS %d kB and growing)"):format(tostring(why), rss))
@@ -372,7 +372,7 @@ describe("after a SIGKILL of the daemon mid-work", function()
       p:close()
       return n >= 4
     end, 5000, "the first apps launched")
-    core.kill(dpid, 9)
+    H.crash_daemon(dpid)
     c:close()
     H.wait_for(function() return not H.alive(dpid) end, 3000, "the daemon gone")
     local old = old_processes()
@@ -401,7 +401,7 @@ describe("after a SIGKILL of the daemon mid-work", function()
     c:send('{"jsonrpc":"2.0","id":2,"method":"restart","params":{"target":"all"}}\n')
     -- the stubborn ones hold the restart up for their kill_timeout
     H.wait_for(function() return H.status("t1") == "stopping" end, 8000, "the restart under way")
-    core.kill(dpid, 9)
+    H.crash_daemon(dpid)
     c:close()
     H.wait_for(function() return not H.alive(dpid) end, 3000, "the daemon gone")
     local old = old_processes()
@@ -692,7 +692,7 @@ describe("security", function()
     H.sh("PM_HOME=" .. H.shquote(pmhome) .. " " .. H.shquote(H.bin) .. " kill")
     if dpid then
       pcall(H.wait_for, function() return not H.alive(dpid) end, 5000)
-      if H.alive(dpid) then core.kill(dpid, 9) end
+      if H.alive(dpid) then H.crash_daemon(dpid, pmhome) end
     end
     for _, pids in pairs(app_processes(pmhome)) do
       for _, pid in ipairs(pids) do core.kill(pid, 9) end

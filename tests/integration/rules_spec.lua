@@ -217,7 +217,7 @@ return { apps = { { name = "trap", script = "ex.sh",
         -- a stalled daemon would not answer `pm kill`: SIGKILL it by its pid
         local r = timed_ping(2)
         if r.code ~= 0 and dpid and H.alive(dpid) then
-          core.kill(dpid, 9)
+          H.crash_daemon(dpid)
           pcall(H.wait_for, function() return not H.alive(dpid) end, 3000)
         end
       end)

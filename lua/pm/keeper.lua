@@ -1,0 +1,279 @@
+-- The keeper, from the daemon's side (DESIGN §11): whether a daemon runs
+-- under one; what it gives the keeper to hold (each app process's record,
+-- its pipes' read ends, its channel, its stdin, the held sockets: tagged,
+-- one packet per spawn or batch of spawns); what a daemon the keeper
+-- started takes over (those, the exits the keeper reaped meanwhile, the
+-- blob the last daemon left: its half-read lines); the keeper's live exit
+-- reports; the hand-over of `pm update`. The keeper (core/keeper.c) only
+-- holds, reaps and restarts; which app a tag belongs to, and what comes
+-- of it, is decided here and in recovery.lua.
+local core = require "pm.core"
+local log = require "pm.log"
+local cjson = require "cjson"
+
+local M = {}
+
+local sock        -- this daemon's end of the keeper's socketpair, or nil
+local next_id = 1 -- the ids this daemon gives what it hands to hold
+local lines, fds = {}, {}
+local flush_timer, writable
+M.pid_ids = {}    -- pid -> the id of its record
+
+--[[ Whether this daemon should make itself a keeper first: a daemon of a
+PM_HOME, in the background or under systemd; not `pm runtime` (PID 1 of a
+container: its own contract) nor a private daemon (it ends with its owner).
+PM_KEEPER=0 turns it off. ]]
+function M.wanted(opts)
+  if opts.runtime or opts.private_fd then return false end
+  return os.getenv("PM_KEEPER") ~= "0"
+end
+
+--[[ The keeper's fds when this daemon was started by one (PM_KEEPER_FD,
+PM_KEEPER_LOCK; taken out of the environment, not given to apps) ->
+lock_fd | nil ]]
+function M.from_env()
+  local fd = tonumber(os.getenv("PM_KEEPER_FD") or "")
+  local lock = tonumber(os.getenv("PM_KEEPER_LOCK") or "")
+  core.setenv("PM_KEEPER_FD", nil)
+  core.setenv("PM_KEEPER_LOCK", nil)
+  if not fd or not lock then return nil end
+  core.cloexec(fd)
+  core.cloexec(lock)
+  sock = fd
+  local st = core.proc_stat(core.getpid())
+  M.pid = st and st.ppid
+  return lock
+end
+
+-- Whether a keeper holds what this daemon hands it
+function M.active() return sock ~= nil end
+
+-- This process becomes the keeper, which starts bin with args as the
+-- daemon; returns only when that failed -> nil, err
+function M.become(bin, args, lock_fd, keep_stdio)
+  return core.keeper_exec(bin, args, lock_fd, keep_stdio)
+end
+
+-- ---- what goes to the keeper ----
+
+local function send(packet, with)
+  local ok, err = core.sendmsg(sock, packet, with)
+  if ok then return true end
+  if err == "again" then return nil, err end
+  log.error("the keeper cannot be told (%s): apps will not survive a crash of this daemon", tostring(err))
+  M.gone()
+  return nil, err
+end
+
+-- Sends what waits (250 fds at most a packet; what the keeper has no room
+-- for yet waits for it to read)
+function M.flush()
+  if flush_timer then flush_timer:close(); flush_timer = nil end
+  while sock and #lines > 0 do
+    -- a packet: lines up to 250 fds, 60 KB
+    local take, nf, size = 0, 0, 0
+    for i, l in ipairs(lines) do
+      if l:byte(1) == 72 then -- "H": with an fd
+        if nf == 250 then break end
+        nf = nf + 1
+      end
+      size = size + #l + 1
+      if size > 60000 and take > 0 then break end
+      take = i
+    end
+    local packet = table.concat(lines, "\n", 1, take) .. "\n"
+    local ok, err = send(packet, nf > 0 and { unpack(fds, 1, nf) } or nil)
+    if not ok then
+      if err == "again" and not writable then
+        writable = core.watch_write(sock, function()
+          writable:close()
+          writable = nil
+          M.flush()
+        end)
+      end
+      return
+    end
+    local rest_l, rest_f = {}, {}
+    for i = take + 1, #lines do rest_l[#rest_l + 1] = lines[i] end
+    for i = nf + 1, #fds do rest_f[#rest_f + 1] = fds[i] end
+    lines, fds = rest_l, rest_f
+  end
+end
+
+local function later()
+  if not flush_timer then flush_timer = core.timer(0, 0, M.flush) end
+end
+
+-- Hands fd (or only a record when fd is nil) to the keeper under tag
+-- -> its id (nil without a keeper). The fd stays the caller's too.
+function M.hold(tag, fd)
+  if not sock then return nil end
+  local id = next_id
+  next_id = next_id + 1
+  if fd then
+    lines[#lines + 1] = ("H %d %s"):format(id, tag)
+    fds[#fds + 1] = fd
+  else
+    lines[#lines + 1] = ("h %d %s"):format(id, tag)
+  end
+  later()
+  return id
+end
+
+-- The keeper lets go of id (its copy of the fd is closed)
+function M.release(id)
+  if not sock or not id then return end
+  lines[#lines + 1] = "R " .. id
+  later()
+end
+
+-- A process of p runs: its record (pid, restarts, start) is held until
+-- its exit (M.exited)
+function M.process(p, pid)
+  if not sock then return end
+  local old = M.pid_ids[pid]
+  if old then M.release(old) end
+  M.pid_ids[pid] = M.hold(("p %d %d %d %d"):format(p.pm_id, pid, p.restart_time or 0,
+    math.floor((p.pm_uptime or core.now()) / 1000)))
+end
+
+function M.exited(pid)
+  local id = M.pid_ids[pid]
+  if id then
+    M.pid_ids[pid] = nil
+    M.release(id)
+  end
+end
+
+-- ---- start and end ----
+
+--[[ What the keeper hands a daemon it starts (read at once, before
+anything else) -> takeover | nil when there is no keeper. takeover:
+{ generation, young (deaths of daemons that died young in a row), code,
+signal (the last daemon's end), held = { {id, kind, pm_id, pid, restarts,
+started, fd} }, exits = { [pid] = {code, signal} }, blob } ]]
+function M.takeover()
+  if not sock then return nil end
+  local tk = { held = {}, exits = {}, parts = {} }
+  local blob = {}
+  while true do
+    local data, got = core.recvmsg(sock, 5000)
+    if not data or data == "" then
+      log.error("the keeper did not hand over (%s): running without it", tostring(got or "closed"))
+      M.gone()
+      for _, h in ipairs(tk.held) do if h.fd then core.close(h.fd) end end
+      return nil
+    end
+    if data:sub(1, 2) == "B " then
+      blob[#blob + 1] = data:sub(3)
+    else
+      local used = 0
+      for line in data:gmatch("[^\n]+") do
+        local op = line:sub(1, 1)
+        if op == "K" then
+          local g, y, c, s = line:match("^K (%d+) (%d+) (%-?%d+) (%d+)")
+          tk.generation, tk.young, tk.code, tk.signal = tonumber(g), tonumber(y), tonumber(c), tonumber(s)
+        elseif op == "H" or op == "h" then
+          local id, tag = line:match("^. (%d+) (.*)$")
+          local h = { id = tonumber(id), tag = tag }
+          if op == "H" then
+            used = used + 1
+            h.fd = got[used]
+          end
+          local kind, rest = tag:match("^(%a) ?(.*)$")
+          h.kind = kind
+          local a, b, c, d = rest:match("^(%d+) (%d+) ?(%d*) ?(%d*)$")
+          h.pm_id, h.pid, h.restarts, h.started = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+          tk.held[#tk.held + 1] = h
+          if h.id and h.id >= next_id then next_id = h.id + 1 end
+        elseif op == "E" then
+          local pid, code, sig = line:match("^E (%d+) (%-?%d+) (%d+)")
+          pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
+          if pid then tk.exits[pid] = { code = code >= 0 and code or nil, signal = sig > 0 and sig or nil } end
+        elseif op == "D" then
+          local text = table.concat(blob)
+          if text ~= "" then
+            local ok, parts = pcall(cjson.decode, text)
+            if ok and type(parts) == "table" then tk.parts = parts end
+          end
+          return tk
+        end
+      end
+      for i = used + 1, #got do core.close(got[i]) end
+    end
+  end
+end
+
+-- Live reports of the keeper: on_exit(pid, code, signum) for each process
+-- it reaped (an adopted app's, or an orphan of one)
+function M.listen(on_exit)
+  if not sock then return end
+  M.watch = core.watch_read(sock, function()
+    while sock do
+      local data, got = core.recvmsg(sock)
+      if data == "" or (not data and got ~= "again") then
+        log.error("the keeper is gone: apps will not survive a crash of this daemon")
+        return M.gone()
+      end
+      if not data then return end
+      for _, fd in ipairs(got) do core.close(fd) end
+      for pid, code, sig in data:gmatch("E (%d+) (%-?%d+) (%d+)") do
+        pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
+        on_exit(pid, code >= 0 and code or nil, sig > 0 and sig or nil)
+      end
+    end
+  end)
+end
+
+-- No keeper any more (it died, or cannot be told): the daemon goes on alone
+function M.gone()
+  M.pid = nil
+  if M.watch then M.watch:close(); M.watch = nil end
+  if writable then writable:close(); writable = nil end
+  if sock then core.close(sock) end
+  sock = nil
+  lines, fds = {}, {}
+end
+
+-- The daemon serves: a death from now on is a crash the keeper recovers
+function M.ready()
+  if not sock then return end
+  lines[#lines + 1] = "Y"
+  M.flush()
+end
+
+-- The daemon stops for good (its apps stopped): the keeper ends with it
+function M.quit()
+  if not sock then return end
+  lines[#lines + 1] = "Q"
+  M.flush()
+end
+
+--[[ pm update: the next daemon is bin, started by the keeper as soon as
+this one exits; parts (keeper id of a pipe -> the start of a line read
+without its end) go in the blob -> true | nil, err ]]
+function M.hand_over(bin, parts)
+  if not sock then return nil, "no keeper" end
+  M.flush()
+  local ok, err = true, nil
+  local text = next(parts) and cjson.encode(parts) or ""
+  lines[#lines + 1] = "b"
+  M.flush()
+  for i = 1, #text, 60000 do
+    ok, err = core.sendmsg(sock, "B " .. text:sub(i, i + 59999))
+    if not ok then break end
+  end
+  if ok then
+    lines[#lines + 1] = "N " .. bin
+    local deadline = core.mono() + 2000
+    M.flush()
+    while sock and #lines > 0 and core.mono() < deadline do
+      core.sleep(5)
+      M.flush()
+    end
+    if #lines > 0 then ok, err = nil, "the keeper does not read" end
+  end
+  return ok, err
+end
+
+return M

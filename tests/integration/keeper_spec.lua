@@ -1,0 +1,214 @@
+-- The keeper (issue 17, DESIGN §11): the daemon dies or is replaced and
+-- no app notices. Every test here kills the daemon with SIGKILL (or
+-- updates it) and checks what the apps saw: their pids and counters, the
+-- lines they wrote, the connections they were sent, the exits they made
+-- meanwhile, the messages sent to them. The keeper's own death (the
+-- journal's recovery) is covered by persist_spec, durable_spec and
+-- reliability_spec (H.crash_daemon).
+local H = require "pmtest"
+local util = require "pm.util"
+local core = require "pm.core"
+
+local ok, online, q = H.ok, H.online, H.shquote
+local PY = core.access("/usr/bin/python3", "x") and "/usr/bin/python3" or "python3"
+local F = H.fixtures
+
+-- SIGKILL of the daemon; the next one (the keeper starts it) answers
+-- -> its pid
+local function kill9()
+  local old = H.daemon_pid()
+  core.kill(old, 9)
+  H.wait_for(function() return not H.alive(old) end, 5000, "the daemon's end")
+  local r = ok(H.pm("ping"))
+  local pong = util.decode(r.out)
+  assert.are_not.equal(old, pong.pid)
+  assert.equal(H.keeper_pid(), pong.keeper, "the same keeper")
+  return pong
+end
+
+-- "n <i>" lines of a log: checks they follow each other, each once, no
+-- line split or glued -> how many
+local function numbered(path)
+  local last, count = nil, 0
+  for line in io.lines(path) do
+    local n = tonumber(line:match("^n (%d+)$"))
+    assert.is_not_nil(n, "a line split or glued: " .. ("%q"):format(line))
+    if last then
+      assert(n == last + 1, ("after %d comes %d: a line lost or written twice"):format(last, n))
+    end
+    last = n
+    count = count + 1
+  end
+  return count
+end
+
+describe("the keeper", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("is the daemon's parent, in keeper.pid and ping; the daemon does not pass its fds to apps", function()
+    local app = H.script("env.sh", "#!/bin/sh\nenv > \"$0.env\"\nexec sleep 600\n")
+    online(H.start(app, "env", "-s"))
+    local pong = util.decode(ok(H.pm("ping")).out)
+    local k = H.keeper_pid()
+    assert.is_number(k)
+    assert.equal(k, pong.keeper)
+    assert.equal(k, core.proc_stat(pong.pid).ppid)
+    local env = util.read_file(app .. ".env")
+    assert.is_nil(env:find("PM_KEEPER", 1, true), "PM_KEEPER_* reached the app")
+    -- the keeper holds the app's pipes; the app has no fd of the keeper's
+    local p = H.proc("env")
+    assert.equal(k, core.proc_stat(p.pid) and core.proc_stat(H.daemon_pid()).ppid)
+  end)
+
+  it("SIGKILL of the daemon: same pid, same counters, every line once and in order", function()
+    -- one write(2) a line, as fast as it can (console.log's shape)
+    local app = H.script("lines.py", "import os\ni = 0\nwhile True:\n    i += 1\n"
+      .. "    os.write(1, b'n %d\\n' % i)\n")
+    online(H.start(app, "lines", "--interpreter", PY, "-s"))
+    ok(H.pm("restart", "lines", "-s"))
+    ok(H.pm("flush", "lines")) -- (its numbers start again at 1)
+    local before = online(H.proc("lines"))
+    assert.equal(1, before.pm2_env.restart_time)
+    local log = H.out_log("lines")
+    H.wait_for(function() return (core.stat(log) or {}).size or 0 > 100000 end, 5000, "lines in the log")
+    for _ = 1, 3 do
+      kill9()
+      local p = H.proc("lines")
+      assert.equal(before.pid, p.pid, "the same process: " .. H.pm_log())
+      assert.equal(1, p.pm2_env.restart_time, "the same restart count")
+      assert.equal("online", p.pm2_env.status)
+    end
+    -- the lines go on after the last take-over
+    local size = core.stat(log).size
+    H.wait_for(function() return core.stat(log).size > size + 100000 end, 5000, "lines after the take-over")
+    ok(H.pm("stop", "lines", "-s"))
+    assert.is_true(numbered(log) > 1000)
+    assert.is_true(H.contains(H.home .. "/pm.log", "took over from the last daemon"))
+  end)
+
+  it("four instances on a held socket under a client loop: two SIGKILLs in 5 s, no failed request", function()
+    local port = H.free_port()
+    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = { { name = "web", script = F .. "/rl_server.py",
+      interpreter = PY, instances = 4, listen = { "tcp://127.0.0.1:" .. port } } } }))
+    ok(H.pm("start", eco, "-s"))
+    for _, p in ipairs(H.jlist()) do online(p) end
+    local out, stop = H.home .. "/load.json", H.home .. "/load.stop"
+    os.execute(("setsid %s %s load 127.0.0.1 %d 30 1000000 4 %s %s >/dev/null 2>&1 </dev/null &")
+      :format(PY, q(F .. "/rl_client.py"), port, q(out), q(stop)))
+    H.wait_for(function() return core.stat(out .. ".up") end, 10000, "the first answer")
+    local pids = {}
+    for _, p in ipairs(H.jlist()) do pids[p.pm_id] = p.pid end
+    kill9()
+    core.sleep(300)
+    kill9()
+    core.sleep(300)
+    H.write(stop, "")
+    H.wait_for(function() return core.stat(out) end, 15000, "the load's tally")
+    local tally = assert(util.decode(util.read_file(out)))
+    assert.is_true(tally.ok > 0)
+    assert.equal(0, tally.failed, "failed requests: " .. util.encode(tally.errors or {}))
+    for _, p in ipairs(H.jlist()) do assert.equal(pids[p.pm_id], p.pid) end
+  end)
+
+  it("an exit while no daemon runs: its real code after the take-over, and the policy", function()
+    -- SIGUSR1: exit 3. stop_exit_codes {3} for one, a restart for the other
+    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
+      { name = "again", script = app }, { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
+    ok(H.pm("start", eco, "-s"))
+    local a, d = online(H.proc("again")), online(H.proc("done3"))
+    -- the keeper is stopped: it starts no daemon and reaps nothing yet
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP)
+    local dpid = H.daemon_pid()
+    core.kill(dpid, 9)
+    core.kill(a.pid, core.signals.SIGUSR1)
+    core.kill(d.pid, core.signals.SIGUSR1)
+    H.wait_for(function()
+      local x, y = core.proc_stat(a.pid), core.proc_stat(d.pid)
+      return x and x.state == "Z" and y and y.state == "Z"
+    end, 5000, "both ended (zombies of the stopped keeper)")
+    core.kill(k, core.signals.SIGCONT)
+    H.wait_for(function() return H.status("again") == "online" and H.proc("again").pid ~= a.pid end, 10000,
+      "again restarted")
+    local p = H.proc("again")
+    assert.equal(1, p.pm2_env.restart_time)
+    assert.equal(3, p.pm2_env.exit_code)
+    H.wait_for(function() return H.status("done3") == "stopped" end, 5000, "done3 stopped by stop_exit_codes")
+    assert.equal(3, H.proc("done3").pm2_env.exit_code)
+    assert.equal(0, H.proc("done3").pm2_env.restart_time)
+  end)
+
+  it("a message sent right after the kill reaches the Lua app once", function()
+    local got = H.home .. "/got"
+    local app = H.write(H.home .. "/app.lua", ([[
+local child = require "pm.child"
+child.on_message(function(packet)
+  local f = io.open(%q, "a")
+  f:write(tostring(packet.data and packet.data.n), "\n")
+  f:close()
+end)
+child.loop()
+]]):format(got))
+    online(H.start(app, "lapp", "-s"))
+    local p = H.proc("lapp")
+    local dpid = H.daemon_pid()
+    core.kill(dpid, 9)
+    local send = H.write(H.home .. "/send.lua", ([[
+local pm = require "pm"
+assert(pm.connect())
+local ok, err = pm.sendDataToProcessId(%d, { type = "process:msg", topic = "t", data = { n = 42 } })
+assert(ok, err)
+pm.disconnect()
+]]):format(p.pm_id))
+    ok(H.sh(q(H.bin) .. " run " .. q(send)))
+    H.wait_for(function() return util.read_file(got) end, 5000, "the message")
+    core.sleep(300)
+    assert.equal("42\n", util.read_file(got))
+    assert.equal(p.pid, H.proc("lapp").pid)
+  end)
+
+  it("pm update to a build with another version: the same pids, no line lost, the bus back", function()
+    -- the "new build": these sources with another version, run by a wrapper
+    local lua = H.home .. "/newlua"
+    os.execute(("cp -r %s %s"):format(q(H.src .. "/lua"), q(lua)))
+    local utilsrc = util.read_file(lua .. "/pm/util.lua")
+    H.write(lua .. "/pm/util.lua", (utilsrc:gsub('M%.VERSION = "[^"]*"', 'M.VERSION = "9.9.9-test"', 1)))
+    local wrapper = H.script("newpm", ("#!/bin/sh\nPM_LUA_DIR=%s exec %s \"$@\"\n"):format(q(lua), q(H.bin)))
+    local app = H.script("lines.py", "import os, time\ni = 0\nwhile True:\n    i += 1\n"
+      .. "    os.write(1, b'n %d\\n' % i)\n    if i % 100 == 0: time.sleep(0.001)\n")
+    online(H.start(app, "lines", "--interpreter", PY, "-s"))
+    online(H.start(F .. "/ep_app.sh", "idle", "-s"))
+    local before = {}
+    for _, p in ipairs(H.jlist()) do before[p.name] = p.pid end
+    -- a bus client of the old daemon: it connects again to the new one
+    local pm = require "pm"
+    local bus = assert(pm.launchBus())
+    local heard = 0
+    assert(bus:on("log:out", function(packet)
+      if packet.process and packet.process.name == "lines" then heard = heard + 1 end
+    end))
+    H.pump(function() return heard > 0 end, 5000, "the app's lines on the bus")
+    local old = H.daemon_pid()
+    local r = ok(H.sh(("PM_BIN=%s %s update"):format(q(wrapper), q(H.bin))))
+    assert.is_truthy(r.out:find("pm daemon updated 0.1.0 -> 9.9.9-test, 2 apps kept", 1, true), r.out)
+    local pong = util.decode(ok(H.pm("ping")).out)
+    assert.equal("9.9.9-test", pong.version)
+    assert.are_not.equal(old, pong.pid)
+    for _, p in ipairs(H.jlist()) do assert.equal(before[p.name], p.pid, p.name .. " kept its pid") end
+    heard = 0
+    H.pump(function() return heard > 0 end, 10000, "the app's lines on the bus of the new daemon")
+    assert.is_false(bus.conn.closed)
+    bus:close()
+    -- and the client's calls go to the new daemon
+    local list = assert(pm.list())
+    assert.equal(2, #list)
+    pm.disconnect()
+    local log = H.out_log("lines")
+    local size = core.stat(log).size
+    H.wait_for(function() return core.stat(log).size > size + 10000 end, 5000, "lines after the update")
+    ok(H.pm("stop", "lines", "-s"))
+    assert.is_true(numbered(log) > 1000)
+  end)
+end)
