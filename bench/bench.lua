@@ -6,7 +6,7 @@
 --   --rounds N     rounds per figure (default 5)
 --   --idle S       seconds of the idle-CPU window (default 30; the issue's figure is 120)
 --   --no-pm2       pm's columns only
---   --only a,b     only these figures (first list hundred crash burst idle big huge); RESULTS.md is left alone
+--   --only a,b     only these figures (first list hundred crash burst idle keeper big huge); RESULTS.md is left alone
 --   --no-write     print the table, leave bench/RESULTS.md alone
 --   --cleanup      only stop what a run left behind (bench/run's trap)
 --
@@ -713,6 +713,12 @@ function figures.big()
       end
       pause(2000)
       memory(m, "anon2000", "rss2000")
+      local k = m == PM and tonumber((util.read_file(m.home .. "/keeper.pid") or ""):match("%d+"))
+      if k then
+        local st = util.read_file("/proc/" .. k .. "/status") or ""
+        add("keeper_anon2000", m.key, tonumber(st:match("RssAnon:%s*(%d+)")) / 1024)
+        add("keeper_rss2000", m.key, tonumber(st:match("VmRSS:%s*(%d+)")) / 1024)
+      end
     else
       note(m.label .. ": 2,000 apps not all online within 300 s: not measured")
       if m == PM2 then big_skipped = "not measured: 2,000 apps not online within 300 s" end
@@ -726,6 +732,66 @@ function figures.big()
   end
   progress("jlist2000", "2,000 apps: jlist (ms)")
   progress("rss2000", "2,000 apps: daemon VmRSS (MB)")
+end
+
+-- The keeper: 100 idle apps, SIGKILL of the daemon. takeover100: from
+-- the kill to a ping answered by the next daemon (a raw client polling
+-- rpc.sock every ms); kept100: the apps with the same pid afterwards (PM2:
+-- its next call starts a daemon, which finds its list gone); the keeper's
+-- memory with 2,000 apps is taken by figures.big.
+local function raw_ping(path, not_pid)
+  local fd = core.connect_unix(path)
+  if not fd then return false end
+  core.write(fd, '{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+  local got, deadline = "", core.mono() + 2000
+  while not got:find("\n", 1, true) and core.mono() < deadline do
+    local s = core.read(fd, 65536)
+    if s == "" then break end
+    if s then got = got .. s else core.sleep(1) end
+  end
+  core.close(fd)
+  local pid = tonumber(got:match('"pid":(%d+)'))
+  return pid ~= nil and pid ~= not_pid
+end
+function figures.keeper()
+  for _, m in ipairs(MANAGERS) do
+    ensure_daemon(m)
+    cli(m, { "start", ECO[100] })
+    if not wait_list(m, all_online(100), 60000) then
+      note(m.label .. ": 100 apps not online within 60 s: keeper figures not measured")
+    else
+      local before = {}
+      for _, p in ipairs(jlist(m) or {}) do before[p.name] = p.pid end
+      for _ = 1, (m == PM and R or 1) do
+        pause(2500) -- (a daemon killed within 2 s of serving counts as dying young)
+        local d = daemon_pid(m)
+        local t0 = core.mono()
+        core.kill(d, S.SIGKILL)
+        if m == PM then
+          local sock = m.home .. "/rpc.sock"
+          while not raw_ping(sock, d) and core.mono() - t0 < 10000 do core.sleep(1) end
+          add("takeover100", m.key, core.mono() - t0)
+        else
+          while alive(d) and core.mono() - t0 < 5000 do pause(1) end
+        end
+      end
+      local kept = 0
+      for _, p in ipairs(jlist(m) or {}) do
+        if before[p.name] and before[p.name] == p.pid then kept = kept + 1 end
+      end
+      add("kept100", m.key, kept)
+      if m == PM then
+        local k = tonumber((util.read_file(m.home .. "/keeper.pid") or ""):match("%d+"))
+        if k then
+          local st = util.read_file("/proc/" .. k .. "/status") or ""
+          add("keeper_anon100", m.key, tonumber(st:match("RssAnon:%s*(%d+)")) / 1024)
+        end
+      end
+    end
+    delete_all(m, 60000)
+    sweep() -- (PM2's apps its new daemon does not know)
+  end
+  progress("takeover100", "keeper: take-over with 100 apps (ms)")
 end
 
 -- 10,000 apps (pm only: PM2 took 37-44 s for 2,000, so about 4 minutes
@@ -816,12 +882,20 @@ local ROWS = {
   { "burst_hwm", "200 MB burst: daemon peak RSS, VmHWM (MB)", met = t_max(8), target = "≤ 8 MB" },
   { "idle_cpu", "daemon CPU idle, 100 apps, %IDLE% s window (%)", met = t_max(0.03), target = "≤ 0.03 %",
     slices = "idle_slices" },
+  { "takeover100", "keeper: SIGKILL of the daemon → the next one answers, 100 apps (ms)", dist = "ms",
+    met = t_max(50), target = "≤ 50 ms" },
+  { "kept100", "keeper: apps with the same pid after that SIGKILL (of 100)", met = function(pm) return pm == 100 end,
+    target = "100" },
+  { "keeper_anon100", "keeper: RssAnon, 100 apps (MB)", met = t_max(1), target = "≤ 1 MB" },
   { "start2000", "2,000 apps: start until all online (ms)", big = true },
   { "jlist2000", "2,000 apps: `jlist` round trip (ms)", limit = "floor", dist = "ms", met = t_max(50),
     target = "≤ 50 ms", big = true },
   { "rss2000", "2,000 apps: daemon VmRSS (MB)", met = t_max(40), target = "≤ 40 MB", big = true },
   { "anon2000", "2,000 apps: daemon RssAnon (MB)", big = true },
   { "delete2000", "2,000 apps: delete until all gone (ms)", big = true },
+  { "keeper_anon2000", "2,000 apps: keeper RssAnon (MB)", met = t_max(1), target = "≤ 1 MB", big = true },
+  { "keeper_rss2000", "2,000 apps: keeper VmRSS (MB; libc's pages shared with every process included)",
+    big = true },
   { "start10k", "10,000 apps: start until as many as fit are online (ms)", huge = true },
   { "online10k", "10,000 apps: online (fd limit %NOFILE%)", met = function(pm) return pm >= 10000 end,
     target = "10,000", huge = true },
@@ -931,7 +1005,7 @@ local function machine()
     mem / 1048576, release)
 end
 
-local ORDER = { "first", "list", "hundred", "crash", "burst", "idle", "big", "huge" }
+local ORDER = { "first", "list", "hundred", "crash", "burst", "idle", "keeper", "big", "huge" }
 
 local function loadavg() return (util.read_file("/proc/loadavg") or "?"):match("^(%S+)") end
 

@@ -427,14 +427,15 @@ int pm_keeper_main(int argc, char **argv)
 				/* young: died before it served (the daemon after it
 				 * is told how many in a row: Lua decides when to stop
 				 * taking over); quick: died within 2 s of serving. The
-				 * next one starts at once, but from the third such
-				 * death in a row after 100 ms, doubling up to 10 s. */
+				 * next one starts at once, but from the fifth such
+				 * death in a row after 50 ms, doubling up to 1 s (a
+				 * client waits 10 s for a daemon that holds the lock) */
 				young = ready ? 0 : young + 1;
 				quick = next[0] ? 0 : (!ready || mono_ms() - ready_at < 2000) ? quick + 1 : 0;
-				double delay = quick < 3 ? 0 : 100;
-				for (int i = 3; i < quick && delay < 10000; i++)
+				double delay = quick < 5 ? 0 : 50;
+				for (int i = 5; i < quick && delay < 1000; i++)
 					delay *= 2;
-				restart_at = mono_ms() + (delay > 10000 ? 10000 : delay);
+				restart_at = mono_ms() + (delay > 1000 ? 1000 : delay);
 				ready = 0;
 				ready_at = 0;
 				continue;

@@ -14,7 +14,6 @@ local launch = require "pm.launch"
 local readiness = require "pm.readiness"
 local describe = require "pm.describe"
 local children = require "pm.children"
-local keeper = require "pm.keeper"
 local cgroup = require "pm.cgroup"
 
 local M = {}
@@ -217,7 +216,6 @@ end
 -- The exit of a child of the daemon: an app's process, a helper's, or an
 -- orphan adopted as subreaper.
 function M.on_child(pid, code, signum)
-  keeper.exited(pid)
   if children.on_exit(pid, code, signum) then return end
   local old = M.retirees[pid]
   if old then -- replaced by a reload

@@ -1,7 +1,8 @@
 -- The keeper, from the daemon's side (DESIGN §11): whether a daemon runs
--- under one; what it gives the keeper to hold (each app process's record,
--- its pipes' read ends, its channel, its stdin, the held sockets: tagged,
--- one packet per spawn or batch of spawns); what a daemon the keeper
+-- under one; what it gives the keeper to hold (an app process's pipes'
+-- read ends, its channel, its stdin, the held sockets: tagged with the
+-- app's pm_id, one packet per spawn or batch of spawns; a crash loop's
+-- next process, which keeps them, sends nothing); what a daemon the keeper
 -- started takes over (those, the exits the keeper reaped meanwhile, the
 -- blob the last daemon left: its half-read lines); the keeper's live exit
 -- reports; the hand-over of `pm update`. The keeper (core/keeper.c) only
@@ -17,7 +18,6 @@ local sock        -- this daemon's end of the keeper's socketpair, or nil
 local next_id = 1 -- the ids this daemon gives what it hands to hold
 local lines, fds = {}, {}
 local flush_timer, writable
-M.pid_ids = {}    -- pid -> the id of its record
 
 --[[ Whether this daemon should make itself a keeper first: a daemon of a
 PM_HOME, in the background or under systemd; not `pm runtime` (PID 1 of a
@@ -127,31 +127,13 @@ function M.release(id)
   later()
 end
 
--- A process of p runs: its record (pid, restarts, start) is held until
--- its exit (M.exited)
-function M.process(p, pid)
-  if not sock then return end
-  local old = M.pid_ids[pid]
-  if old then M.release(old) end
-  M.pid_ids[pid] = M.hold(("p %d %d %d %d"):format(p.pm_id, pid, p.restart_time or 0,
-    math.floor((p.pm_uptime or core.now()) / 1000)))
-end
-
-function M.exited(pid)
-  local id = M.pid_ids[pid]
-  if id then
-    M.pid_ids[pid] = nil
-    M.release(id)
-  end
-end
-
 -- ---- start and end ----
 
 --[[ What the keeper hands a daemon it starts (read at once, before
 anything else) -> takeover | nil when there is no keeper. takeover:
 { generation, young (deaths of daemons that died young in a row), code,
-signal (the last daemon's end), held = { {id, kind, pm_id, pid, restarts,
-started, fd} }, exits = { [pid] = {code, signal} }, blob } ]]
+signal (the last daemon's end), held = { {id, kind, pm_id, pid, fd} },
+exits = { [pid] = {code, signal} }, parts (the blob) } ]]
 function M.takeover()
   if not sock then return nil end
   local tk = { held = {}, exits = {}, parts = {} }
@@ -182,8 +164,8 @@ function M.takeover()
           end
           local kind, rest = tag:match("^(%a) ?(.*)$")
           h.kind = kind
-          local a, b, c, d = rest:match("^(%d+) (%d+) ?(%d*) ?(%d*)$")
-          h.pm_id, h.pid, h.restarts, h.started = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+          local a, b = rest:match("^(%d+) (%d+)$")
+          h.pm_id, h.pid = tonumber(a), tonumber(b)
           tk.held[#tk.held + 1] = h
           if h.id and h.id >= next_id then next_id = h.id + 1 end
         elseif op == "E" then

@@ -421,7 +421,6 @@ local function finish(p, spec, pid, err)
   by_pid[pid] = p
   -- what the process's life depends on goes to the keeper too (one packet
   -- for a batch: keeper.flush), so that it outlives a crash of the daemon
-  keeper.process(p, pid)
   if not spec.reused then
     applogs.open_pipes(p, spec.out_r, spec.err_r, {
       out = keeper.hold(("o %d %d"):format(p.pm_id, pid), spec.out_r),
@@ -437,8 +436,8 @@ local function finish(p, spec, pid, err)
 end
 
 --[[ p's process is one a daemon before this one started, still running
-(recovery.lua: the keeper handed it over). a: { pid, started (s since the
-epoch), id (the keeper's of its record), out, err (fds), held = { out,
+(recovery.lua: the keeper handed it over). a: { pid, started (ms since
+the epoch), out, err (fds), held = { out,
 err, out_part, err_part }, ipc, ipc_held, stdin, stdin_held }. p (stopped,
 new) becomes online with it: same pid, its pipes read again, its channel
 and stdin the daemon's again. ]]
@@ -446,12 +445,11 @@ function M.take(p, a)
   local d = p.decl
   proc.act(p, lifecycle.fire(p, "adopt"))
   p.pid, p.pgid = a.pid, a.pid
-  p.pm_uptime = (a.started or math.floor(core.now() / 1000)) * 1000
+  p.pm_uptime = a.started or core.now()
   p.started = core.mono() - math.max(0, core.now() - p.pm_uptime)
   p.ready = "start"
   p.error = nil
   by_pid[a.pid] = p
-  keeper.pid_ids[a.pid] = a.id
   p.cgroup = cgroup.procs_file(p) ~= nil or nil
   applogs.paths(p)
   applogs.open_pipes(p, a.out, a.err, a.held)

@@ -27,6 +27,45 @@ function M.restore(entries, done)
     if type(meta.procs) == "table" and #meta.procs > 0 then decl.instances = #meta.procs end
     for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do started[#started + 1] = p end
   end
+  -- Each Lua file (and env) is read once for every app it declared:
+  -- (file, env) -> { names = {...}, decls = name -> decl | nil, err }
+  local groups = {}
+  local function group_of(meta)
+    local file = meta.origin_file
+    if type(file) ~= "string" or not file:match("%.lua$") then return nil end -- (only Lua has functions)
+    local key = file .. "\0" .. tostring(meta.origin_env)
+    local g = groups[key]
+    if not g then
+      g = { names = {}, file = file, env = meta.origin_env }
+      groups[key] = g
+    end
+    return g
+  end
+  for _, entry in ipairs(entries) do
+    local raw, meta = persist.split(entry)
+    local g = type(raw.name) == "string" and group_of(meta)
+    if g then g.names[#g.names + 1] = raw.name end
+  end
+  local function hooks_of(g, environ, cb)
+    if g.decls or g.err then return cb(g) end
+    if not core.stat(g.file) then g.err = "its file is gone"; return cb(g) end
+    local trusted, why = ecosystem.trusted(g.file)
+    if not trusted then
+      g.err = ("%s is not trusted (%s)"):format(g.file, why)
+      return cb(g)
+    end
+    -- its hooks from its file again (functions are not saved)
+    ecosystem.load(g.file, { env_name = g.env, only = g.names, environ = environ, trusted_only = true },
+      function(decls, lerr)
+        if not decls then
+          g.err = tostring(lerr)
+        else
+          g.decls = {}
+          for _, d in ipairs(decls) do g.decls[d.name] = d end
+        end
+        cb(g)
+      end)
+  end
   local function next_entry()
     i = i + 1
     local entry = entries[i]
@@ -42,30 +81,23 @@ function M.restore(entries, done)
     end
     local file = meta.origin_file
     local origin = type(file) == "string" and { path = file, env = meta.origin_env } or nil
-    if not origin or not core.stat(file) then
+    local g = origin and group_of(meta)
+    if not g then
       add(decl, environ, origin, meta)
       return next_entry()
     end
-    local trusted, why = ecosystem.trusted(file)
-    if not trusted then
-      log.warn("resurrect %s: %s is not trusted (%s): the saved declaration comes back without its hooks",
-        name, file, why)
-      add(decl, environ, origin, meta)
-      return next_entry()
-    end
-    -- its hooks from its file again (functions are not saved)
-    ecosystem.load(file, { env_name = meta.origin_env, only = { name }, environ = environ, trusted_only = true },
-      function(decls, lerr)
-        if not decls then
-          log.warn("resurrect %s: %s; the saved declaration comes back without its hooks", name, lerr)
-        else
-          for k, v in pairs(decls[1]) do
-            if type(v) == "function" then decl[k] = v end
-          end
+    hooks_of(g, environ, function()
+      local from = g.decls and g.decls[name]
+      if g.err then
+        log.warn("resurrect %s: %s; the saved declaration comes back without its hooks", name, g.err)
+      elseif from then
+        for k, v in pairs(from) do
+          if type(v) == "function" then decl[k] = v end
         end
-        add(decl, environ, origin, meta)
-        next_entry()
-      end)
+      end
+      add(decl, environ, origin, meta)
+      next_entry()
+    end)
   end
   next_entry()
 end
@@ -81,12 +113,23 @@ apps are back: { {pid, code, signal} }. ]]
 local function adoption(entries, tk)
   local keeper = require "pm.keeper"
   local sockets = require "pm.sockets"
-  local newest, fds, socks = {}, {}, {}
+  -- the apps' processes: the keeper's children (the last daemon's, now
+  -- its), each known by the marker of its record (PM_APP_UID) and leading
+  -- its own group (an orphaned descendant of an app carries the marker too)
+  local me, by_marker = core.getpid(), {}
+  local btime = tonumber((util.read_file("/proc/stat") or ""):match("btime (%d+)")) or 0
+  local hz = core.clk_tck()
+  for _, pid in ipairs(keeper.pid and core.children(keeper.pid) or {}) do
+    local st = pid ~= me and core.proc_stat(pid)
+    if st and st.state ~= "Z" and st.pgrp == pid then
+      local env = core.proc_environ(pid)
+      local marker = env and ("\0" .. env):match("%zPM_APP_UID=([^%z]+)")
+      if marker then by_marker[marker] = { pid = pid, started = math.floor((btime + st.start / hz) * 1000) } end
+    end
+  end
+  local fds, socks = {}, {}
   for _, h in ipairs(tk.held) do
-    if h.kind == "p" and h.pm_id and h.pid then
-      local cur = newest[h.pm_id]
-      if not cur or h.id > cur.id then newest[h.pm_id] = h end
-    elseif h.kind == "s" and h.fd then
+    if h.kind == "s" and h.fd then
       socks[#socks + 1] = h
     elseif h.fd and h.pm_id then
       local per = fds[h.pm_id] or {}
@@ -98,56 +141,56 @@ local function adoption(entries, tk)
   sockets.take_handed(socks)
   local taken, deliver = {}, {}
   local function take(h) if h then taken[h] = true; return h.fd, h.id end end
-  local me = core.getpid()
   for _, entry in ipairs(entries) do
     local _, meta = persist.split(entry)
     for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
       local id = type(rec) == "table" and tonumber(rec.pm_id)
-      local h = id and newest[id]
       local per = id and fds[id] or {}
-      if h and per.o and per.e then
-        local exit = tk.exits[h.pid]
-        local st = not exit and core.proc_stat(h.pid)
-        -- (a pid of the keeper's children: never another process that got it)
-        local alive = st and st.state ~= "Z" and st.ppid == keeper.pid
-        if exit or alive then
-          taken[h] = true
-          local a = { pid = h.pid, started = h.started, id = h.id, held = {} }
-          a.out, a.held.out = take(per.o)
-          a.err, a.held.err = take(per.e)
-          a.held.out_part = tk.parts[tostring(a.held.out)]
-          a.held.err_part = tk.parts[tostring(a.held.err)]
-          local c, i = per.c, per.i
-          if c and c.pid == h.pid then a.ipc, a.ipc_held = take(c) end
-          if i and i.pid == h.pid then a.stdin, a.stdin_held = take(i) end
-          rec.adopt = a
-          rec.restart_time = h.restarts or rec.restart_time
-          if rec.status == "errored" then rec.status = "online" end
-          if exit then
-            deliver[#deliver + 1] = { h.pid, exit.code, exit.signal }
-          elseif not alive then
-            deliver[#deliver + 1] = { h.pid }
-          end
-        end
+      local live = id and type(rec.marker) == "string" and by_marker[rec.marker]
+      -- one that ended while no daemon ran, reaped by the keeper: its pid is
+      -- the journal's, or the one its pipes were made for (the journal
+      -- writes pids once a second)
+      local dead
+      for _, pid in ipairs(live and {} or { tonumber(rec.pid), per.o and per.o.pid }) do
+        if not dead and tk.exits[pid] then dead = pid end
+      end
+      local exit = dead and tk.exits[dead]
+      if (live or exit) and per.o and per.e then
+        local a = { pid = live and live.pid or dead, started = live and live.started, held = {} }
+        a.out, a.held.out = take(per.o)
+        a.err, a.held.err = take(per.e)
+        a.held.out_part = tk.parts[tostring(a.held.out)]
+        a.held.err_part = tk.parts[tostring(a.held.err)]
+        a.ipc, a.ipc_held = take(per.c)
+        a.stdin, a.stdin_held = take(per.i)
+        rec.adopt = a
+        if rec.status == "errored" then rec.status = "online" end
+        if exit then deliver[#deliver + 1] = { a.pid, exit.code, exit.signal } end
       end
       if type(rec) == "table" and rec.status == "errored" and not rec.adopt then rec.keep_errored = true end
     end
   end
-  -- what no record took: a process of no app the journal holds (or an
-  -- older one of an app: a reload's retiree) is stopped; fds go
-  local left = 0
+  -- what no record took goes (its fds); a process of the keeper's that no
+  -- record took (an app the journal lost, an older one of an app: a
+  -- reload's retiree) is stopped
   for _, h in ipairs(tk.held) do
     if not taken[h] and h.kind ~= "s" then
-      if h.kind == "p" and h.pid and not tk.exits[h.pid] then
-        local st = core.proc_stat(h.pid)
-        if st and st.ppid == keeper.pid and h.pid ~= me then
-          core.killpg(h.pid, core.signals.SIGTERM)
-          core.kill(h.pid, core.signals.SIGTERM)
-          left = left + 1
-        end
-      end
       keeper.release(h.id)
       if h.fd then core.close(h.fd) end
+    end
+  end
+  local adopted = {}
+  for _, entry in ipairs(entries) do
+    for _, rec in ipairs(type(entry.pm_procs) == "table" and entry.pm_procs or {}) do
+      if type(rec) == "table" and rec.adopt and rec.marker then adopted[rec.marker] = true end
+    end
+  end
+  local left = 0
+  for marker, x in pairs(by_marker) do
+    if not adopted[marker] then
+      core.killpg(x.pid, core.signals.SIGTERM)
+      core.kill(x.pid, core.signals.SIGTERM)
+      left = left + 1
     end
   end
   if left > 0 then log.warn("%d process(es) of the last daemon belong to no app it had: stopped", left) end

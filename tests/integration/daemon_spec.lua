@@ -16,7 +16,10 @@ local function daemons_of(home)
   local found = {}
   for _, pid in ipairs(H.processes_of_home(home)) do
     local cmd = util.read_file("/proc/" .. pid .. "/cmdline")
-    if cmd and cmd:find("\0daemon\0", 1, true) then found[#found + 1] = pid end
+    -- (the daemon, not its keeper: "pm --keeper <fd> <stdio> pm daemon")
+    if cmd and cmd:find("\0daemon\0", 1, true) and not cmd:find("\0--keeper\0", 1, true) then
+      found[#found + 1] = pid
+    end
   end
   return found
 end
@@ -90,7 +93,9 @@ describe("the daemon", function()
     core.close(fd)
     assert.equal("", util.read_fd(r), "the daemon wrote to the pipe")
     core.close(r)
-    assert.equal(pid, H.daemon_pid())
+    -- (the process started is the keeper: the daemon is its child)
+    assert.equal(pid, H.keeper_pid())
+    assert.equal(pid, core.proc_stat(H.daemon_pid()).ppid)
     assert.equal(0, H.pm("ping").code)
   end)
 

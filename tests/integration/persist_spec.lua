@@ -379,7 +379,7 @@ describe("pm update", function()
   before_each(function() H.new_home() end)
   after_each(cleanup)
 
-  it("keeps the apps (same names, running; stopped ones stopped) under a new daemon", function()
+  it("keeps the apps (same names and pids, running; stopped ones stopped) under a new daemon", function()
     start("u1")
     start("u2", "-i", "2")
     start("u3")
@@ -401,9 +401,9 @@ describe("pm update", function()
       if p.name == "u2" then online(p) end
     end
     assert.equal("stopped", a.u3.pm2_env.status)
-    for _, p in ipairs(before) do
-      if p.pid > 0 then assert.is_false(H.alive(p.pid), "the old process of " .. p.name .. " is gone") end
-    end
+    -- the keeper hands them over: the same processes
+    for i, p in ipairs(before) do assert.equal(p.pid, list[i].pid, p.name .. " kept its process") end
+    assert.is_truthy(r.out:find("3 apps kept", 1, true), r.out)
     assert.equal(1, #processes_of("u1"))
     assert.equal(2, #processes_of("u2"))
   end)
