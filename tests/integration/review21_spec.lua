@@ -58,4 +58,17 @@ describe("issue 21 review", function()
     assert.is_true(H.alive(child), "the old daemon's app's child was stopped with the new app")
     require("pm.core").kill(child, 9)
   end)
+
+  it("a second message to an app without a channel says the same (it runs; its next restart has one), "
+    .. "not 'not running, or ipc = false'", function()
+    local p = H.online(H.start("/bin/sleep", "plain", "--", "600"))
+    local send = ("return pm.sendDataToProcessId(%d, { type = 'process:msg', data = 1, topic = true })")
+      :format(p.pm_id)
+    for i = 1, 2 do
+      local r = H.pm("-e", send)
+      assert.truthy(r.out:find("has no IPC channel: pm opens one for Node and Lua apps", 1, true),
+        ("send %d: %s"):format(i, r.out .. r.err))
+      assert.truthy(r.out:find("pm restart plain", 1, true), r.out)
+    end
+  end)
 end)
