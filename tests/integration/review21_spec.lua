@@ -71,4 +71,32 @@ describe("issue 21 review", function()
       assert.truthy(r.out:find("pm restart plain", 1, true), r.out)
     end
   end)
+
+  -- a daemon with 200 fds (soft = hard) that cannot raise them -> true, or
+  -- false (a root daemon that could: running out is not reachable here)
+  local function small_daemon()
+    local drop = ""
+    if os.execute("setpriv --bounding-set=-sys_resource true >/dev/null 2>&1") == 0 then
+      drop = "setpriv --bounding-set=-sys_resource "
+    end
+    ok(H.sh(drop .. "sh -c " .. H.shquote("ulimit -n 200 && exec " .. H.shquote(H.bin) .. " ping")))
+    return util.decode(ok(H.pm("ping")).out).fds.limit == 200
+  end
+
+  it("pm scale past the fd limit says so in one line and fails; the instances that fit run", function()
+    if not small_daemon() then return pending("the daemon raised its fd limit: running out is not reachable") end
+    H.online(H.start("/bin/sleep", "many", "--", "600"))
+    local r = H.pm("scale", "many", "150")
+    assert.equal(1, r.code, r.out .. r.err)
+    local line = r.err:gsub("\n$", "")
+    assert.is_nil(line:find("\n"), "one line: " .. r.err)
+    assert.truthy(line:find("apps not started: the daemon's fd limit (200) is reached: each app needs 2", 1, true),
+      line)
+    local online = 0
+    for _, p in ipairs(H.jlist()) do
+      if p.pm2_env.status == "online" then online = online + 1 end
+    end
+    assert.is_true(online > 1, online .. " online")
+    H.ok(H.pm("ping")) -- the daemon goes on
+  end)
 end)
