@@ -46,9 +46,20 @@ end
 -- an app's group's name: <pm_id> or <pm_id>.<n>
 local function group_name(name) return name:match("^%d+$") or name:match("^%d+%.%d+$") end
 
+-- dir and the groups inside it, deepest first (each once empty) -> whether
+-- dir went
+local function rmdir_tree(dir, depth)
+  if depth < 8 then
+    for name, kind in pairs(core.listdir(dir) or {}) do
+      if kind == "dir" then rmdir_tree(dir .. "/" .. name, depth + 1) end
+    end
+  end
+  return os.remove(dir) and true or false
+end
+
 local function rmdir_empty(dir)
   for name, kind in pairs(core.listdir(dir) or {}) do
-    if kind == "dir" and group_name(name) then os.remove(dir .. "/" .. name) end
+    if kind == "dir" and group_name(name) then rmdir_tree(dir .. "/" .. name, 0) end
   end
 end
 
@@ -92,7 +103,7 @@ function M.procs_file(p)
   -- empty: rmdir refused it), or is empty (then it goes and is made anew)
   for n = 0, 1000 do
     dir = M.base .. "/" .. p.pm_id .. (n > 0 and "." .. n or "")
-    if core.stat(dir) then os.remove(dir) end
+    if core.stat(dir) then rmdir_tree(dir, 0) end
     if not core.stat(dir) then
       if not core.mkdir(dir, 493) then return nil end
       dirs[p] = dir
@@ -100,6 +111,14 @@ function M.procs_file(p)
     end
   end
   return nil
+end
+
+-- Whether a failure to join a group is the daemon's shortage of the
+-- moment (fds, memory), not the hierarchy's refusal
+function M.short(err)
+  err = tostring(err)
+  return err:find("Too many open files", 1, true) or err:find("Cannot allocate memory", 1, true)
+    or err:find("Resource temporarily unavailable", 1, true) or false
 end
 
 -- After a spawn could not join the group (a hierarchy that refuses it):
@@ -112,19 +131,29 @@ end
 
 -- The pids in p's group (its processes and every descendant left) -> list
 -- | nil (no group)
+-- (and those of the groups an app of root's made inside its own: a
+-- container runtime's, systemd-run's; a few levels at most)
+local function collect(dir, out, depth)
+  local text = util.read_file(dir .. "/cgroup.procs")
+  if not text then return nil end
+  for pid in text:gmatch("%d+") do out[#out + 1] = tonumber(pid) end
+  if depth < 8 then
+    for name, kind in pairs(core.listdir(dir) or {}) do
+      if kind == "dir" then collect(dir .. "/" .. name, out, depth + 1) end
+    end
+  end
+  return out
+end
+
 function M.members(p)
   if not M.base or not dirs[p] then return nil end
-  local text = util.read_file(dirs[p] .. "/cgroup.procs")
-  if not text then return nil end
-  local out = {}
-  for pid in text:gmatch("%d+") do out[#out + 1] = tonumber(pid) end
-  return out
+  return collect(dirs[p], {}, 0)
 end
 
 -- p's group goes (once empty; a group not yet empty stays, for the
 -- daemon's exit)
 function M.remove(p)
-  if M.base and dirs[p] and os.remove(dirs[p]) then dirs[p] = nil end
+  if M.base and dirs[p] and rmdir_tree(dirs[p], 0) then dirs[p] = nil end
 end
 
 -- At the daemon's exit: the empty groups and the folder go.

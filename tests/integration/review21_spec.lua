@@ -72,15 +72,16 @@ describe("issue 21 review", function()
     end
   end)
 
-  -- a daemon with 200 fds (soft = hard) that cannot raise them -> true, or
-  -- false (a root daemon that could: running out is not reachable here)
-  local function small_daemon()
+  -- a daemon with limit fds (200; soft = hard) that cannot raise them ->
+  -- true, or false (a root daemon that could: running out is not reachable)
+  local function small_daemon(limit)
+    limit = limit or 200
     local drop = ""
     if os.execute("setpriv --bounding-set=-sys_resource true >/dev/null 2>&1") == 0 then
       drop = "setpriv --bounding-set=-sys_resource "
     end
-    ok(H.sh(drop .. "sh -c " .. H.shquote("ulimit -n 200 && exec " .. H.shquote(H.bin) .. " ping")))
-    return util.decode(ok(H.pm("ping")).out).fds.limit == 200
+    ok(H.sh(drop .. "sh -c " .. H.shquote("ulimit -n " .. limit .. " && exec " .. H.shquote(H.bin) .. " ping")))
+    return util.decode(ok(H.pm("ping")).out).fds.limit == limit
   end
 
   it("pm scale past the fd limit says so in one line and fails; the instances that fit run", function()
@@ -98,5 +99,67 @@ describe("issue 21 review", function()
     end
     assert.is_true(online > 1, online .. " online")
     H.ok(H.pm("ping")) -- the daemon goes on
+  end)
+
+  it("running out of fds at a spawn's join of its cgroup fails that start; cgroups stay on for the next", function()
+    if not small_daemon(100) then return pending("the daemon raised its fd limit: running out is not reachable") end
+    local base = (util.read_file(H.home .. "/cgroup") or ""):match("[^\n]+")
+    if not base then return pending("no cgroup for apps here") end
+    local dpid = H.daemon_pid()
+    -- full: connections held until the daemon has to drop one
+    local held = {}
+    for i = 1, 200 do
+      local c = H.connect()
+      c:send(('{"jsonrpc":"2.0","id":%d,"method":"ping","params":{}}\n'):format(i))
+      if not c:reply(i) then c:close(); break end
+      held[#held + 1] = c
+    end
+    -- one fd given back at a time, a start tried each time: each count of
+    -- free fds is met, the one where the cgroup's file is the one missing too
+    local started
+    for i = #held, 1, -1 do
+      local before = H.fd_count(dpid)
+      held[i]:close()
+      held[i] = nil
+      H.wait_for(function() return H.fd_count(dpid) < before end, 3000, "the connection's fd closed")
+      local name = "z" .. i
+      if H.pm("start", "/bin/sleep", "--name", name, "--", "600").code == 0 then started = name; break end
+    end
+    for _, c in pairs(held) do c:close() end
+    assert.truthy(started, "no start succeeded as fds came back")
+    assert.is_nil(H.pm_log():find("cgroups off", 1, true), H.pm_log():match("[^\n]*cgroups off[^\n]*"))
+    local pid = H.proc(started).pid
+    local found = false
+    for name in pairs(require("pm.core").listdir(base) or {}) do
+      found = found or (util.read_file(base .. "/" .. name .. "/cgroup.procs") or ""):find("%f[%d]" .. pid .. "%f[%D]")
+    end
+    assert.truthy(found, started .. " (" .. pid .. ") is in no cgroup")
+  end)
+
+  it("a process an app (root's) moved into a cgroup it made inside its own is stopped with it, "
+    .. "and the groups go at its delete", function()
+    local base = cgroup_base()
+    if not base then return pending("no cgroup for apps here") end
+    local pidfile = H.home .. "/nested.child"
+    -- the app's own group is the folder whose cgroup.procs holds it
+    local app = H.script("nester.sh", ([[#!/bin/sh
+for d in %s/*/; do grep -qx $$ "$d/cgroup.procs" && g=$d; done
+mkdir "${g}sub" || exit 1
+( setsid env -i sleep 600 & echo $! > "${g}sub/cgroup.procs"; echo $! > %s )
+exec sleep 601
+]]):format(H.shquote(base), H.shquote(pidfile)))
+    ok(H.pm("start", app, "--name", "nester"))
+    H.wait_for(function() return tonumber(util.read_file(pidfile) or "") end, 5000, "the nested child")
+    local child = tonumber(util.read_file(pidfile))
+    local id = H.proc("nester").pm_id
+    H.wait_for(function()
+      return (util.read_file(base .. "/" .. id .. "/sub/cgroup.procs") or ""):find("%f[%d]" .. child .. "%f[%D]")
+    end, 5000, "the child in the nested group")
+    ok(H.pm("stop", "nester"))
+    local ok_gone = pcall(H.wait_for, function() return not H.alive(child) end, 3000)
+    if not ok_gone then require("pm.core").kill(child, 9) end
+    assert.is_true(ok_gone, "the child in the app's nested group outlived its stop")
+    ok(H.pm("delete", "nester"))
+    H.wait_for(function() return not H.exists(base .. "/" .. id) end, 3000, "its groups removed")
   end)
 end)
