@@ -69,6 +69,11 @@ function M.reason(err, needs)
     :format(tostring(limit and math.floor(limit)), needs or M.PER_APP)
 end
 
+-- Whether reason (an app's error) is M.reason's: the daemon out of fds
+function M.is_short(reason)
+  return type(reason) == "string" and reason:find("the daemon's fd limit (", 1, true) ~= nil
+end
+
 -- "1,012": a count as the reason lines say it
 function M.count(n)
   local s = tostring(math.floor(n))

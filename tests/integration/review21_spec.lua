@@ -162,4 +162,34 @@ exec sleep 601
     ok(H.pm("delete", "nester"))
     H.wait_for(function() return not H.exists(base .. "/" .. id) end, 3000, "its groups removed")
   end)
+
+  -- Connections to the daemon held until it has to drop one (its fds all
+  -- taken) -> the list (c:close() gives each back)
+  local function fill_with_connections()
+    local held = {}
+    for i = 1, 400 do
+      local c = H.connect()
+      c:send(('{"jsonrpc":"2.0","id":%d,"method":"ping","params":{}}\n'):format(i))
+      if not c:reply(i) then c:close(); break end
+      held[#held + 1] = c
+    end
+    return held
+  end
+
+  it("an app restarting by itself while the daemon is out of fds starts again once they are back", function()
+    if not small_daemon(100) then return pending("the daemon raised its fd limit: running out is not reachable") end
+    local app = H.script("crasher.sh", "#!/bin/sh\nsleep 1.5\nexit 1\n")
+    local first = H.online(H.start(app, "crasher"))
+    local held = fill_with_connections()
+    -- its next restart finds no fd (pm.log says so: no command gets through)
+    local ok_said = pcall(H.wait_for, function()
+      return H.pm_log():find("app crasher (" .. first.pm_id .. ") cannot start: the daemon's fd limit", 1, true)
+    end, 8000, "the restart refused")
+    for _, c in ipairs(held) do c:close() end
+    assert.is_true(ok_said, "the restart did not run out of fds")
+    H.wait_for(function()
+      local p = H.proc("crasher")
+      return p and p.pm2_env.status == "online" and p.pid ~= first.pid
+    end, 8000, "crasher back online once fds are free")
+  end)
 end)
