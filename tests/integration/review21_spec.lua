@@ -192,4 +192,22 @@ exec sleep 601
       return p and p.pm2_env.status == "online" and p.pid ~= first.pid
     end, 8000, "crasher back online once fds are free")
   end)
+
+  it("pm ping with every fd of the daemon taken says so (not 0 in use and apps that fit)", function()
+    if not small_daemon(100) then return pending("the daemon raised its fd limit: running out is not reachable") end
+    local held = fill_with_connections()
+    -- one back, for the ping's own connection: then the daemon has none
+    table.remove(held):close()
+    local dpid = H.daemon_pid()
+    H.wait_for(function() return H.fd_count(dpid) < 100 end, 3000, "one fd back")
+    local c = H.connect()
+    c:send('{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}\n')
+    local r = c:reply(1)
+    c:close()
+    for _, h in ipairs(held) do h:close() end
+    assert.truthy(r and r.result, util.encode(r))
+    local fds = r.result.fds
+    assert.equal(0, fds.apps_fit, util.encode(fds))
+    assert.is_true(fds.in_use >= 99, util.encode(fds))
+  end)
 end)
