@@ -210,4 +210,14 @@ exec sleep 601
     assert.equal(0, fds.apps_fit, util.encode(fds))
     assert.is_true(fds.in_use >= 99, util.encode(fds))
   end)
+
+  it("a command the daemon has no fd left for says so, not only that the connection closed", function()
+    if not small_daemon(100) then return pending("the daemon raised its fd limit: running out is not reachable") end
+    local held = fill_with_connections()
+    local r = H.pm("ls")
+    for _, c in ipairs(held) do c:close() end
+    assert.equal(1, r.code)
+    assert.truthy(r.err:find("the daemon has no fd left: its fd limit (100) is reached", 1, true), r.err)
+    ok(H.pm("ping")) -- and it answers once fds are back
+  end)
 end)
