@@ -130,24 +130,25 @@ function M.disable(why)
 end
 
 -- The pids in p's group (its processes and every descendant left) -> list
--- | nil (no group)
--- (and those of the groups an app of root's made inside its own: a
--- container runtime's, systemd-run's; a few levels at most)
-local function collect(dir, out, depth)
+-- | nil (no group).
+-- deep: and those of the groups an app of root's made inside its own (a
+-- container runtime's, systemd-run's; a few levels at most), for a stop
+-- (not at each exit: a crash loop's cost stays one read)
+local function collect(dir, out, depth, deep)
   local text = util.read_file(dir .. "/cgroup.procs")
   if not text then return nil end
   for pid in text:gmatch("%d+") do out[#out + 1] = tonumber(pid) end
-  if depth < 8 then
+  if deep and depth < 8 then
     for name, kind in pairs(core.listdir(dir) or {}) do
-      if kind == "dir" then collect(dir .. "/" .. name, out, depth + 1) end
+      if kind == "dir" then collect(dir .. "/" .. name, out, depth + 1, true) end
     end
   end
   return out
 end
 
-function M.members(p)
+function M.members(p, deep)
   if not M.base or not dirs[p] then return nil end
-  return collect(dirs[p], {}, 0)
+  return collect(dirs[p], {}, 0, deep)
 end
 
 -- p's group goes (once empty; a group not yet empty stays, for the

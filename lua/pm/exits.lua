@@ -69,7 +69,7 @@ end
 local function adopted(p, into, stopping)
   -- in a cgroup of its own: its members, every process of its tree
   -- wherever it went (no read of the daemon's children, no marker)
-  local members = p.cgroup and cgroup.members(p)
+  local members = p.cgroup and cgroup.members(p, stopping)
   if members then
     for _, pid in ipairs(members) do
       -- (a process a reload replaced is in the group until it is gone:
