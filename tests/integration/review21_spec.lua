@@ -201,7 +201,7 @@ exec sleep 601
     local dpid = H.daemon_pid()
     H.wait_for(function() return H.fd_count(dpid) < 100 end, 3000, "one fd back")
     local c = H.connect()
-    c:send('{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}\n')
+    c:send('{"jsonrpc":"2.0","id":1,"method":"ping","params":{"fds":true}}\n')
     local r = c:reply(1)
     c:close()
     for _, h in ipairs(held) do h:close() end
@@ -211,13 +211,33 @@ exec sleep 601
     assert.is_true(fds.in_use >= 99, util.encode(fds))
   end)
 
-  it("a command the daemon has no fd left for says so, not only that the connection closed", function()
+  it("a connection the daemon has no fd left for is told why before it is closed", function()
     if not small_daemon(100) then return pending("the daemon raised its fd limit: running out is not reachable") end
     local held = fill_with_connections()
-    local r = H.pm("ls")
-    for _, c in ipairs(held) do c:close() end
-    assert.equal(1, r.code)
-    assert.truthy(r.err:find("the daemon has no fd left: its fd limit (100) is reached", 1, true), r.err)
+    -- (a peer that sends nothing: one whose request came after the close
+    -- gets EPIPE at its write, and the CLI then says only that it closed)
+    local c = H.connect()
+    H.wait_for(function() H.run_until(function() return c.closed end, 100); return c.closed end, 5000,
+      "the daemon closes it")
+    for _, h in ipairs(held) do h:close() end
+    local said = c.msgs[1]
+    assert.truthy(said and said.error, "nothing said before the close")
+    assert.equal(util.null, said.id)
+    local text = tostring(said.error.message)
+    assert.truthy(text:find("the daemon has no fd left: its fd limit (100) is reached", 1, true), text)
     ok(H.pm("ping")) -- and it answers once fds are back
+  end)
+
+  it("the ping every command sends to check the version does not count the daemon's fds; pm ping does", function()
+    ok(H.pm("ping"))
+    local c = H.connect()
+    c:send('{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+    local plain = c:reply(1)
+    c:close()
+    assert.truthy(plain and plain.result and plain.result.msg == "pong", util.encode(plain))
+    assert.is_nil(plain.result.fds, "a plain ping listed /proc/self/fd: " .. util.encode(plain.result))
+    local pong = assert(util.decode(ok(H.pm("ping")).out))
+    assert.equal(2, pong.fds.per_app)
+    assert.is_true(pong.fds.in_use > 0 and pong.fds.limit > pong.fds.in_use, util.encode(pong.fds))
   end)
 end)
