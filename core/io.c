@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -883,9 +884,25 @@ static int l_recv_cred(lua_State *L)
 	return 2;
 }
 
+/* A peer dropped for want of fds hears why first (a JSON-RPC error of id
+ * null: the client says it as the reason the connection closed). */
+static void say_no_fd(int fd)
+{
+	struct rlimit rl;
+	char line[256];
+	int n = snprintf(line, sizeof line,
+			 "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":"
+			 "\"the daemon has no fd left: its fd limit (%llu) is reached; raise LimitNOFILE "
+			 "(or ulimit -n), or stop apps\"}}\n",
+			 getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0ULL);
+	if (n > 0 && n < (int)sizeof line && send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* (a peer that cannot take it hears only the close) */
+	}
+}
+
 /* core.accept(fd) -> cfd, uid, pid | nil, err ("again" when none waits).
- * Under EMFILE the pending peer is accepted and dropped so the loop does not
- * spin on a listening socket that stays readable. */
+ * Under EMFILE the pending peer is accepted, told why and dropped so the
+ * loop does not spin on a listening socket that stays readable. */
 static int l_accept(lua_State *L)
 {
 	int lfd = (int)luaL_checkinteger(L, 1);
@@ -899,8 +916,10 @@ static int l_accept(lua_State *L)
 		if ((errno == EMFILE || errno == ENFILE) && reserve_fd >= 0) {
 			close(reserve_fd);
 			int t = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			if (t >= 0)
+			if (t >= 0) {
+				say_no_fd(t);
 				close(t);
+			}
 			reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 			errno = EMFILE;
 		}

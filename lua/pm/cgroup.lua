@@ -8,9 +8,13 @@
 -- a crash). Where none can be made, exits.lua finds orphans by the
 -- marker in their environment, as before.
 --
--- <cgroup2 mount><the daemon's own cgroup>/pm-<hash of PM_HOME>/<pm_id>;
--- the folder's path is kept in PM_HOME/cgroup (a test's clean-up, the
--- next daemon). No controller is enabled: membership only.
+-- <cgroup2 mount><the daemon's own cgroup>/pm-<hash of PM_HOME>/<pm_id>
+-- (<pm_id>.<n> when that one still holds what an earlier app of that id
+-- left running, kill_mode = "process", of this daemon or a killed one:
+-- whatever is in an app's group is stopped with it, so an app never joins
+-- a group it did not make); the folder's path is kept in PM_HOME/cgroup
+-- (a test's clean-up; no daemon reads it). No controller is enabled:
+-- membership only.
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
@@ -39,11 +43,28 @@ local function hash(s)
   return bit.tohex(h)
 end
 
+-- an app's group's name: <pm_id> or <pm_id>.<n>
+local function group_name(name) return name:match("^%d+$") or name:match("^%d+%.%d+$") end
+
+-- dir and the groups inside it, deepest first (each once empty) -> whether
+-- dir went
+local function rmdir_tree(dir, depth)
+  if depth < 8 then
+    for name, kind in pairs(core.listdir(dir) or {}) do
+      if kind == "dir" then rmdir_tree(dir .. "/" .. name, depth + 1) end
+    end
+  end
+  return os.remove(dir) and true or false
+end
+
 local function rmdir_empty(dir)
   for name, kind in pairs(core.listdir(dir) or {}) do
-    if kind == "dir" and name:match("^%d+$") then os.remove(dir .. "/" .. name) end
+    if kind == "dir" and group_name(name) then rmdir_tree(dir .. "/" .. name, 0) end
   end
 end
+
+-- p -> the folder of its group, made by this daemon for it
+local dirs = setmetatable({}, { __mode = "k" })
 
 -- At the daemon's start: the folder, made (empty app groups of an earlier
 -- daemon of this home removed). -> the folder | nil
@@ -75,9 +96,44 @@ end
 -- or nil (off)
 function M.procs_file(p)
   if not M.base then return nil end
-  local dir = M.base .. "/" .. p.pm_id
-  if not core.stat(dir) and not core.mkdir(dir, 493) then return nil end
-  return dir .. "/cgroup.procs"
+  local dir = dirs[p]
+  if dir and core.stat(dir) then return dir .. "/cgroup.procs" end
+  dirs[p] = nil
+  -- a folder of that id still there holds what an earlier app left (not
+  -- empty: rmdir refused it), or is empty (then it goes and is made anew)
+  for n = 0, 1000 do
+    dir = M.base .. "/" .. p.pm_id .. (n > 0 and "." .. n or "")
+    if core.stat(dir) then rmdir_tree(dir, 0) end
+    if not core.stat(dir) then
+      if not core.mkdir(dir, 493) then return nil end
+      dirs[p] = dir
+      return dir .. "/cgroup.procs"
+    end
+  end
+  return nil
+end
+
+-- p's process pid is one a daemon before this one started (the keeper
+-- handed it over): its group, when it is one of this home's, is p's
+-- -> true | nil
+function M.adopt(p, pid)
+  if not M.base then return nil end
+  local path = (util.read_file("/proc/" .. pid .. "/cgroup") or ""):match("0::([^\n]*)")
+  M.mnt = M.mnt or mount_point()
+  local dir = path and M.mnt and M.mnt .. path
+  if not dir or dir:sub(1, #M.base + 1) ~= M.base .. "/" or not group_name(dir:sub(#M.base + 2)) then
+    return nil
+  end
+  dirs[p] = dir
+  return true
+end
+
+-- Whether a failure to join a group is the daemon's shortage of the
+-- moment (fds, memory), not the hierarchy's refusal
+function M.short(err)
+  err = tostring(err)
+  return err:find("Too many open files", 1, true) or err:find("Cannot allocate memory", 1, true)
+    or err:find("Resource temporarily unavailable", 1, true) or false
 end
 
 -- After a spawn could not join the group (a hierarchy that refuses it):
@@ -89,20 +145,31 @@ function M.disable(why)
 end
 
 -- The pids in p's group (its processes and every descendant left) -> list
--- | nil (no group)
-function M.members(p)
-  if not M.base or p.pm_id == nil then return nil end
-  local text = util.read_file(M.base .. "/" .. p.pm_id .. "/cgroup.procs")
+-- | nil (no group).
+-- deep: and those of the groups an app of root's made inside its own (a
+-- container runtime's, systemd-run's; a few levels at most), for a stop
+-- (not at each exit: a crash loop's cost stays one read)
+local function collect(dir, out, depth, deep)
+  local text = util.read_file(dir .. "/cgroup.procs")
   if not text then return nil end
-  local out = {}
   for pid in text:gmatch("%d+") do out[#out + 1] = tonumber(pid) end
+  if deep and depth < 8 then
+    for name, kind in pairs(core.listdir(dir) or {}) do
+      if kind == "dir" then collect(dir .. "/" .. name, out, depth + 1, true) end
+    end
+  end
   return out
+end
+
+function M.members(p, deep)
+  if not M.base or not dirs[p] then return nil end
+  return collect(dirs[p], {}, 0, deep)
 end
 
 -- p's group goes (once empty; a group not yet empty stays, for the
 -- daemon's exit)
 function M.remove(p)
-  if M.base and p.pm_id ~= nil then os.remove(M.base .. "/" .. p.pm_id) end
+  if M.base and dirs[p] and rmdir_tree(dirs[p], 0) then dirs[p] = nil end
 end
 
 -- At the daemon's exit: the empty groups and the folder go.

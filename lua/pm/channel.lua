@@ -123,10 +123,12 @@ end
 -- Sends a value to the app over its channel -> true | nil, err
 -- (internal: the daemon's own "shutdown", sent while it stops)
 function M.send(p, value, internal)
-  if not p.channel and not internal and p.pid and p.pid > 0 and p.decl.ipc == nil and not p.ipc_asked then
+  if not p.channel and not internal and p.pid and p.pid > 0 and p.decl.ipc == nil and not p.channel_fd then
+    -- (said again at each send until then: the process runs, without one)
     p.ipc_asked = true
     return nil, ("process %d (%s) has no IPC channel: pm opens one for Node and Lua apps, wait_ready, "
-      .. "shutdown_with_message and ipc = true; it has one from its next restart"):format(p.pm_id, p.name)
+      .. "shutdown_with_message and ipc = true (--ipc); it has one from its next restart (pm restart %s)")
+      :format(p.pm_id, p.name, p.name)
   end
   if not p.channel or p.channel:closed() or not p.pid or p.pid == 0
       or (p.status == "stopping" and not internal) then

@@ -1,5 +1,6 @@
--- For apps written in Lua: talk to pm over the IPC channel it gives every
--- app (Node's protocol: one JSON value per line on the fd NODE_CHANNEL_FD).
+-- For apps written in Lua: talk to pm over the IPC channel it gives Lua
+-- apps (and any app declared with ipc = true; Node's protocol: one JSON
+-- value per line on the fd NODE_CHANNEL_FD).
 --   local child = require "pm.child"
 --   child.on_message(function(msg) child.send({ type = "process:msg", data = { ok = true } }) end)
 --   child.ready()          -- for wait_ready
@@ -9,6 +10,10 @@ local core = require "pm.core"
 local util = require "pm.util"
 
 local M = {}
+
+-- (a Lua app pm runs through a shebang, interpreter "none", has none unless
+-- declared with ipc = true)
+local NONE = "no IPC channel (not started by pm, or without one: declare the app with ipc = true)"
 
 local fd = tonumber(os.getenv("NODE_CHANNEL_FD") or "")
 local stream
@@ -33,7 +38,7 @@ end
 -- Sends a value (anything JSON can hold) -> true | nil, err
 function M.send(value)
   local s = open()
-  if not s then return nil, "no IPC channel (not started by pm, or ipc = false)" end
+  if not s then return nil, NONE end
   local ok, line = pcall(util.encode, value)
   if not ok then return nil, tostring(line) end
   return s:write(line .. "\n")
@@ -42,7 +47,7 @@ end
 function M.ready() return M.send("ready") end
 
 function M.on_message(fn)
-  if not open() then return nil, "no IPC channel" end
+  if not open() then return nil, NONE end
   handlers[#handlers + 1] = fn
   return true
 end
@@ -56,7 +61,7 @@ end
 -- child.fd() -> fd | nil, err: readable when a message (or a pm.core
 -- timer) waits: poll it and call child.step(). The channel is opened here.
 function M.fd()
-  if not open() then return nil, "no IPC channel (not started by pm, or ipc = false)" end
+  if not open() then return nil, NONE end
   return core.loop_fd()
 end
 

@@ -15,6 +15,7 @@ local readiness = require "pm.readiness"
 local describe = require "pm.describe"
 local children = require "pm.children"
 local cgroup = require "pm.cgroup"
+local fdcost = require "pm.fds"
 
 local M = {}
 
@@ -68,7 +69,7 @@ end
 local function adopted(p, into, stopping)
   -- in a cgroup of its own: its members, every process of its tree
   -- wherever it went (no read of the daemon's children, no marker)
-  local members = p.cgroup and cgroup.members(p)
+  local members = p.cgroup and cgroup.members(p, stopping)
   if members then
     for _, pid in ipairs(members) do
       -- (a process a reload replaced is in the group until it is gone:
@@ -159,6 +160,24 @@ function M.kill_leftovers(p)
   p.tree = nil
 end
 
+-- A restart that found the daemon out of fds (a burst of connections, a
+-- moment of many spawns): the app waits for a restart and tries again
+-- once a second until it can (a stop, a delete or a restart of it ends
+-- the wait), as a restart would have; its error says why meanwhile.
+M.SHORT_RETRY_MS = 1000
+local function retry_short(p)
+  if ctx.closing or p.deleted or p.status ~= "errored" or not fdcost.is_short(p.error) then return end
+  proc.act(p, lifecycle.fire(p, "delay"))
+  p.timer = core.timer(M.SHORT_RETRY_MS, 0, function()
+    p.timer = nil
+    if ctx.closing or p.deleted or p.status ~= "waiting restart" then return end
+    if not launch.launch(p) then
+      proc.ACTIONS.unpid(p)
+      retry_short(p)
+    end
+  end)
+end
+
 -- gone: nil, or a function that says whether the escapees of the exited
 -- process are gone (a restart waits for it, at most kill_timeout)
 local function apply_decision(p, decision, exit, gone)
@@ -183,7 +202,10 @@ local function apply_decision(p, decision, exit, gone)
       p.restart_time = p.restart_time + 1
       -- (one its on_exit hook decided says so: pm_restarts_total{reason="hook"})
       event(p, "restart", decision.by_hook and { reason = "hook" } or nil, false)
-      if not launch.launch(p, looping) then proc.ACTIONS.unpid(p) end
+      if not launch.launch(p, looping) then
+        proc.ACTIONS.unpid(p)
+        retry_short(p)
+      end
     end
     if gone then
       -- what the last process left (escapees) ends first (systemd's

@@ -42,17 +42,20 @@ function M.raise()
   end
 end
 
--- The fds the daemon has open now
+-- The fds the daemon has open now, or nil when they cannot be counted (the
+-- count itself needs one: none is left)
 local function in_use()
+  local list = core.listdir("/proc/self/fd")
+  if not list then return nil end
   local n = 0
-  for _ in pairs(core.listdir("/proc/self/fd") or {}) do n = n + 1 end
+  for _ in pairs(list) do n = n + 1 end
   return n
 end
 
 -- -> { in_use, limit, per_app, apps_fit, log_files = { open, max } } for ping
 function M.status()
   local limit = core.nofile()
-  local used = in_use()
+  local used = in_use() or limit or 0 -- (uncountable: every fd is taken)
   local lmax, lopen = core.log_files_max()
   local free = (limit or 0) - used - (lmax - lopen) - M.SPARE
   return { in_use = used, limit = limit, per_app = M.PER_APP,
@@ -67,6 +70,11 @@ function M.reason(err, needs)
   local limit = core.nofile()
   return ("the daemon's fd limit (%s) is reached: each app needs %d; raise LimitNOFILE (or ulimit -n)")
     :format(tostring(limit and math.floor(limit)), needs or M.PER_APP)
+end
+
+-- Whether reason (an app's error) is M.reason's: the daemon out of fds
+function M.is_short(reason)
+  return type(reason) == "string" and reason:find("the daemon's fd limit (", 1, true) ~= nil
 end
 
 -- "1,012": a count as the reason lines say it

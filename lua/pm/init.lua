@@ -363,7 +363,7 @@ end)
 pm.flush = api(function(target) return call("flush", { target = target }) end)
 pm.scale = api(function(name, instances) return call("scale", { name = name, instances = tostring(instances) }) end)
 pm.reloadLogs = api(function() return call("reloadLogs") end)
-pm.ping = api(function() return call("ping") end)
+pm.ping = api(function() return call("ping", { fds = true }) end)
 
 -- ---- the bus ----
 

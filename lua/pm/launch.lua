@@ -365,8 +365,9 @@ end
 -- Returns true, or nil, err (p is then errored).
 local function finish(p, spec, pid, err)
   local d = p.decl
-  if not pid and spec.opts.cgroup and tostring(err):find("^join the cgroup") then
+  if not pid and spec.opts.cgroup and tostring(err):find("^join the cgroup") and not cgroup.short(err) then
     -- a hierarchy that refuses it: cgroups off, and this spawn again without
+    -- (not for want of fds or memory: that spawn fails, as any other would)
     cgroup.disable(err)
     spec.opts.cgroup = nil
     p.cgroup = nil
@@ -450,7 +451,7 @@ function M.take(p, a)
   p.ready = "start"
   p.error = nil
   by_pid[a.pid] = p
-  p.cgroup = cgroup.procs_file(p) ~= nil or nil
+  p.cgroup = cgroup.adopt(p, a.pid)
   applogs.paths(p)
   applogs.open_pipes(p, a.out, a.err, a.held)
   if a.ipc then

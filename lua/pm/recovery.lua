@@ -124,7 +124,11 @@ local function adoption(entries, tk)
     if st and st.state ~= "Z" and st.pgrp == pid then
       local env = core.proc_environ(pid)
       local marker = env and ("\0" .. env):match("%zPM_APP_UID=([^%z]+)")
-      if marker then by_marker[marker] = { pid = pid, started = math.floor((btime + st.start / hz) * 1000) } end
+      if marker then
+        local list = by_marker[marker] or {}
+        by_marker[marker] = list
+        list[#list + 1] = { pid = pid, start = st.start, started = math.floor((btime + st.start / hz) * 1000) }
+      end
     end
   end
   local fds, socks = {}, {}
@@ -146,7 +150,16 @@ local function adoption(entries, tk)
     for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
       local id = type(rec) == "table" and tonumber(rec.pm_id)
       local per = id and fds[id] or {}
-      local live = id and type(rec.marker) == "string" and by_marker[rec.marker]
+      -- (an escapee of the app that made a session of its own carries the
+      -- marker too: the pid the journal or its pipes name, else the oldest)
+      local cands = id and type(rec.marker) == "string" and by_marker[rec.marker]
+      local live
+      for _, c in ipairs(cands or {}) do
+        if c.pid == tonumber(rec.pid) or (per.o and c.pid == per.o.pid) then live = c end
+      end
+      for _, c in ipairs(live and {} or cands or {}) do
+        if not live or c.start < live.start then live = c end
+      end
       -- one that ended while no daemon ran, reaped by the keeper: its pid is
       -- the journal's, or the one its pipes were made for (the journal
       -- writes pids once a second)
@@ -186,11 +199,13 @@ local function adoption(entries, tk)
     end
   end
   local left = 0
-  for marker, x in pairs(by_marker) do
+  for marker, list in pairs(by_marker) do
     if not adopted[marker] then
-      core.killpg(x.pid, core.signals.SIGTERM)
-      core.kill(x.pid, core.signals.SIGTERM)
-      left = left + 1
+      for _, x in ipairs(list) do
+        core.killpg(x.pid, core.signals.SIGTERM)
+        core.kill(x.pid, core.signals.SIGTERM)
+        left = left + 1
+      end
     end
   end
   if left > 0 then log.warn("%d process(es) of the last daemon belong to no app it had: stopped", left) end

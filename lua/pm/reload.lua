@@ -186,6 +186,13 @@ function M.scale(name, spec, done)
       left = left - 1
       if left == 0 then
         ctx.changed()
+        -- instances that could not start (the daemon out of fds): said as
+        -- a start says them, in one line; they stay errored
+        local errs = {}
+        for _, q in ipairs(added) do
+          if q.status == "errored" and q.error then errs[#errs + 1] = { name = q.name, err = q.error } end
+        end
+        if #errs > 0 then return done(require("pm.fds").summary(errs)) end
         done(nil, sup.by_name(name))
       end
     end)

@@ -238,7 +238,7 @@ function H.cleanup(home)
   -- is still in them is this home's, then the empty folders go
   if cg and cg:match("/pm%-%x+$") and core.stat(cg) then
     for name in pairs(core.listdir(cg) or {}) do
-      if name:match("^%d+$") then
+      if name:match("^%d+$") or name:match("^%d+%.%d+$") then -- (<pm_id>[.<n>])
         for pid in (util.read_file(cg .. "/" .. name .. "/cgroup.procs") or ""):gmatch("%d+") do
           core.kill(tonumber(pid), 9)
         end
