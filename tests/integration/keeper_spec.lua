@@ -201,6 +201,22 @@ pm.disconnect()
     assert.equal(p.pid, H.proc("lapp").pid)
   end)
 
+  it("PM_KEEPER=0: no keeper, and pm update restarts the apps (the way without one)", function()
+    ok(H.sh("PM_KEEPER=0 " .. q(H.bin) .. " ping"))
+    assert.is_nil(H.keeper_pid())
+    local pong = util.decode(ok(H.pm("ping")).out)
+    assert.is_nil(pong.keeper)
+    online(H.start(F .. "/ep_app.sh", "idle", "-s"))
+    local pid = H.proc("idle").pid
+    local r = ok(H.pm("update"))
+    assert.is_truthy(r.out:find("pm daemon updated to", 1, true), r.out)
+    local now = online(H.proc("idle"))
+    assert.are_not.equal(pid, now.pid)
+    assert.is_false(H.alive(pid))
+    -- (the daemon pm update started has a keeper: the next command's)
+    assert.is_number(H.keeper_pid())
+  end)
+
   it("pm update to a build with another version: the same pids, no line lost, the bus back", function()
     -- the "new build": these sources with another version, run by a wrapper
     local lua = H.home .. "/newlua"
