@@ -164,7 +164,7 @@ function M.takeover()
           end
           local kind, rest = tag:match("^(%a) ?(.*)$")
           h.kind = kind
-          local a, b = rest:match("^(%d+) (%d+)$")
+          local a, b = rest:match("^(%d+) ?(%d*)$") -- (n <uid>: pm_id is the uid)
           h.pm_id, h.pid = tonumber(a), tonumber(b)
           tk.held[#tk.held + 1] = h
           if h.id and h.id >= next_id then next_id = h.id + 1 end

@@ -154,6 +154,19 @@ function M.shared_preload(text)
   return path
 end
 
+local function watch_user_socket(uid, path, fd, held)
+  local s = { path = path, fd = fd, held = held }
+  s.watch = core.watch_read(fd, function()
+    while true do
+      local data, pid = core.recv_cred(fd)
+      if not data then break end
+      M.on_notify(pid, data)
+    end
+  end)
+  user_socks[uid] = s
+  return s
+end
+
 local function user_socket(uid)
   local s = user_socks[uid]
   if s ~= nil then return s end
@@ -166,16 +179,31 @@ local function user_socket(uid)
     log.error("sd_notify: no socket for the apps of uid %d: %s", uid, tostring(err))
     return false
   end
-  s = { path = path, fd = fd }
-  s.watch = core.watch_read(fd, function()
-    while true do
-      local data, pid = core.recv_cred(fd)
-      if not data then break end
-      M.on_notify(pid, data)
+  -- (held by the keeper: the apps' NOTIFY_SOCKET outlives this daemon)
+  return watch_user_socket(uid, path, fd, require("pm.keeper").hold("n " .. uid, fd))
+end
+
+--[[ The sockets of other users' apps a daemon before this one made, handed
+over by the keeper ({ {fd, id, pm_id = uid} }): the apps it took over
+have their paths in NOTIFY_SOCKET, so they stay (and their folder), for
+the new apps of those users too. ]]
+function M.take_notify(list)
+  for _, h in ipairs(list) do
+    local kind, path = core.sockname(h.fd)
+    local uid = h.pm_id
+    if kind == "unix" and uid and user_socks[uid] == nil then
+      watch_user_socket(uid, path, h.fd, h.id)
+      local dir = util.dirname(path)
+      if not user_dir then
+        user_dir = dir
+        -- (its name has a dead daemon's pid: this one says it uses it)
+        util.write_atomic(dir .. "/owner", core.getpid() .. "\n", { durable = false, mode = 420 })
+      end
+    else
+      require("pm.keeper").release(h.id)
+      core.close(h.fd)
     end
-  end)
-  user_socks[uid] = s
-  return s
+  end
 end
 
 -- The NOTIFY_SOCKET of d's processes, or nil (none).
@@ -192,6 +220,7 @@ end
 function M.close_notify()
   for uid, s in pairs(user_socks) do
     if s then
+      require("pm.keeper").release(s.held)
       s.watch:close()
       core.close(s.fd)
       os.remove(s.path)
@@ -200,7 +229,7 @@ function M.close_notify()
   end
   if preload_path then os.remove(preload_path) end
   preload_path = nil
-  if user_dir then os.remove(user_dir) end
+  if user_dir then os.remove(user_dir .. "/owner"); os.remove(user_dir) end
   user_dir = nil
 end
 
@@ -214,9 +243,13 @@ function M.clean_notify()
       local pid = tonumber(name:match("^pm%-notify%.(%d+)%.%d+$"))
       local ps = pid and core.proc_stat(pid)
       local st = pid and (not ps or ps.state == "Z") and core.stat(base, true)
+      -- (a folder a daemon took over from a dead one says so)
+      local owner = st and tonumber((util.read_file(base .. "/owner") or ""):match("%d+"))
+      local ops = owner and core.proc_stat(owner)
+      if ops and ops.state ~= "Z" then st = nil end
       if st and st.type == "dir" and st.uid == me then -- (so none but the daemon's user made what is in it)
         for sock in pairs(core.listdir(base) or {}) do
-          if sock:match("^%d+%.sock$") or sock == PRELOAD then os.remove(base .. "/" .. sock) end
+          if sock:match("^%d+%.sock$") or sock == PRELOAD or sock == "owner" then os.remove(base .. "/" .. sock) end
         end
         os.remove(base)
       end

@@ -131,10 +131,12 @@ local function adoption(entries, tk)
       end
     end
   end
-  local fds, socks = {}, {}
+  local fds, socks, notify = {}, {}, {}
   for _, h in ipairs(tk.held) do
     if h.kind == "s" and h.fd then
       socks[#socks + 1] = h
+    elseif h.kind == "n" and h.fd then
+      notify[#notify + 1] = h
     elseif h.fd and h.pm_id then
       local per = fds[h.pm_id] or {}
       fds[h.pm_id] = per
@@ -143,6 +145,7 @@ local function adoption(entries, tk)
     end
   end
   sockets.take_handed(socks)
+  readiness.take_notify(notify)
   local taken, deliver = {}, {}
   local function take(h) if h then taken[h] = true; return h.fd, h.id end end
   for _, entry in ipairs(entries) do
@@ -187,7 +190,7 @@ local function adoption(entries, tk)
   -- record took (an app the journal lost, an older one of an app: a
   -- reload's retiree) is stopped
   for _, h in ipairs(tk.held) do
-    if not taken[h] and h.kind ~= "s" then
+    if not taken[h] and h.kind ~= "s" and h.kind ~= "n" then
       keeper.release(h.id)
       if h.fd then core.close(h.fd) end
     end

@@ -30,7 +30,11 @@ end
 -- split or glued -> how many, how many are missing (and their bytes)
 local function numbered(path)
   local last, count, lost, lost_bytes = nil, 0, 0, 0
-  for line in io.lines(path) do
+  local lines = {}
+  for line in io.lines(path) do lines[#lines + 1] = line end
+  -- (the app stopped between the two writes of its last line)
+  if lines[#lines] and lines[#lines]:match("^n ?$") then lines[#lines] = nil end
+  for _, line in ipairs(lines) do
     local n = tonumber(line:match("^n (%d+)$"))
     assert.is_not_nil(n, "a line split or glued: " .. ("%q"):format(line))
     if last then

@@ -121,9 +121,19 @@ describe("an app with user", function()
       .. H.shquote("UNIX-SENDTO:" .. sock), { stdin = "STATUS=forged" })
     assert.are_not.equal(0, r.code, "another user could send to it")
     assert.equal("nobody serving", H.proc("shy").pm2_env.notify.status)
-    -- a daemon killed leaves it: the next one removes it
+    -- a daemon killed, its keeper alive: the next one takes the app and
+    -- its socket over (the app's NOTIFY_SOCKET still reaches a daemon)
+    local d0 = H.daemon_pid()
+    core.kill(d0, 9)
+    H.wait_for(function() return not H.alive(d0) end, 3000, "the daemon's end")
+    ok(H.pm("ping"))
+    assert.equal(p.pid, H.proc("shy").pid)
+    r = H.sh("setpriv --reuid=nobody --regid=nogroup --clear-groups socat - "
+      .. H.shquote("UNIX-SENDTO:" .. sock), { stdin = "STATUS=still here" })
+    assert.equal(0, r.code, "the socket is not served after the take-over: " .. r.err)
+    -- a daemon killed with its keeper leaves it: the next one removes it
     local d1 = H.daemon_pid()
-    core.kill(d1, 9)
+    H.crash_daemon(d1)
     H.wait_for(function() return not H.alive(d1) end, 3000, "the daemon's end")
     ok(H.pm("ping"))
     assert.is_nil(core.stat(util.dirname(sock), true), "a dead daemon's folder was left")
