@@ -259,13 +259,17 @@ function M.connect(opts)
   if holder then
     -- a daemon runs without its socket: it binds it again within a second
     -- (or it is still starting: recovering what a crashed one left)
+    -- (or it is ending: pm kill's keeper lets go of the lock last)
     local deadline = core.mono() + (opts.timeout or 10000)
     repeat
       core.sleep(20)
       c = open(path)
       if c then return c, false end
-    until core.mono() > deadline
-    return nil, ("the pm daemon (pid %s) runs but does not answer on %s (see %s/pm.log)"):format(holder, path, home)
+      holder = running(home)
+    until not holder or core.mono() > deadline
+    if holder then
+      return nil, ("the pm daemon (pid %s) runs but does not answer on %s (see %s/pm.log)"):format(holder, path, home)
+    end
   end
   if opts.spawn == false then return nil, "the pm daemon is not running", "down" end
   local ok, err = util.mkdir_p(home, 448) -- 0700

@@ -311,6 +311,7 @@ pm.killDaemon = api(function()
   end
   local pong = c:call("ping")
   local dpid = type(pong) == "table" and tonumber(pong.pid)
+  local kpid = type(pong) == "table" and tonumber(pong.keeper)
   local res, cerr = c:call("killDaemon")
   -- the daemon closes the connection as it ends
   client.run_until(function() return c.closed end, 5000)
@@ -318,16 +319,17 @@ pm.killDaemon = api(function()
   -- then returns once it has exited (PM2's kill): it holds pm.lock until
   -- then, and a command right after would find a daemon that does not answer
   -- (whether or not its reply came before the close)
-  if dpid then
+  -- (and its keeper, which holds the lock too and ends with it)
+  for _, pid in ipairs({ dpid or false, kpid or false }) do
     local deadline = core.mono() + 10000
-    while core.mono() < deadline do
+    while pid and core.mono() < deadline do
       -- (a zombie has let go of everything, unless it is a leader whose
       -- threads still run, as at a sanitizer's exit: its other tasks say)
-      local st = core.proc_stat(dpid)
+      local st = core.proc_stat(pid)
       if not st then break end
       if st.state == "Z" then
         local n = 0
-        for _ in pairs(core.listdir("/proc/" .. dpid .. "/task") or {}) do n = n + 1 end
+        for _ in pairs(core.listdir("/proc/" .. pid .. "/task") or {}) do n = n + 1 end
         if n <= 1 then break end
       end
       core.sleep(5)
