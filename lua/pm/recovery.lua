@@ -180,6 +180,9 @@ local function adoption(entries, tk)
         a.ipc, a.ipc_held = take(per.c)
         a.stdin, a.stdin_held = take(per.i)
         rec.adopt = a
+        -- pm update (a hand-over: its blob says the version) counts from 0,
+        -- as PM2's update does; a crash's take-over keeps the counts
+        if tk.parts.version then rec.restart_time = 0 end
         if rec.status == "errored" then rec.status = "online" end
         if exit then deliver[#deliver + 1] = { a.pid, exit.code, exit.signal } end
       end

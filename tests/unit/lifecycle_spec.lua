@@ -28,6 +28,7 @@ local EXPECT = {
   restart = { "x",     ".",        ".",     "x",                             "x",     "." },
   abort   = { "x",     to(O),      "x",     "=",                             "x",     to(O) },
   cancel  = { CANCEL,  CANCEL,     CANCEL,  CANCEL,                          CANCEL,  CANCEL },
+  adopt   = { to(O),   "x",        "x",     "x",                             "x",     to(O) },
 }
 local COLUMNS = { S, L, O, P, W, E }
 
