@@ -93,10 +93,20 @@ return { apps = {
     H.wait_for(function() return H.contains(H.home .. "/journal.json", 'starts\\":2') end, 3000,
       "the state in the journal")
     local dpid = assert(H.daemon_pid())
+    local pid = H.proc("st").pid
     core.kill(dpid, 9)
     H.wait_for(function() return not H.alive(dpid) end, 3000, "the daemon gone")
     ok(H.pm("ping"))
+    -- (its keeper's next daemon took the app over: no start, the same process)
+    assert.equal(pid, H.proc("st").pid)
+    ok(H.pm("restart", "st", "-s"))
     wait_log("hook: starts 3 3", 8000)
+    -- and with the keeper killed too: the journal's recovery starts it again
+    H.wait_for(function() return H.contains(H.home .. "/journal.json", 'starts\\":3') end, 3000,
+      "the state in the journal")
+    H.crash_daemon(H.daemon_pid())
+    ok(H.pm("ping"))
+    wait_log("hook: starts 4 4", 8000)
     H.wait_for(function() return H.status("st") == "online" end, 5000, "st online")
   end)
 
