@@ -356,8 +356,9 @@ return { apps = {
 
     local p = online(a.files)
     local wd = H.home .. "/wd"
-    assert.equal(wd .. "/files.pid", p.pm2_env.pm_pid_path)
-    assert.equal(tostring(p.pid), (util.read_file(wd .. "/files.pid") or ""):match("%d+"))
+    -- (PM2's rule: NAME.pid is NAME-<pm_id>.pid)
+    assert.equal(("%s/files-%d.pid"):format(wd, p.pm_id), p.pm2_env.pm_pid_path)
+    assert.equal(tostring(p.pid), (util.read_file(p.pm2_env.pm_pid_path) or ""):match("%d+"))
     assert.equal(wd .. "/out/o.log", p.pm2_env.pm_out_log_path)
     assert.equal(wd .. "/out/e.log", p.pm2_env.pm_err_log_path)
     facts(wd .. "/out/o.log", "files")
