@@ -220,9 +220,10 @@ end
 
 -- An environment table (env, env_<name>): names without "=" or NUL, values
 -- strings (numbers and booleans become strings, tables their JSON text as
--- in PM2; false or null remove it)
+-- in PM2; false or null remove it); the names given a number are set in
+-- numbers (descriptions show them as numbers, as PM2 does)
 -- -> env | nil, err
-local function check_env(app, k, env)
+local function check_env(app, k, env, numbers)
   for name, v in pairs(env) do
     if type(name) ~= "string" or name == "" or name:find("[=%z]") then
       return nil, ("app '%s': attribute '%s': %s is not a variable name"):format(app, k, util.encode(tostring(name)))
@@ -231,6 +232,7 @@ local function check_env(app, k, env)
     local encoded, text = false, nil
     if t == "table" and v ~= util.null then encoded, text = pcall(util.encode, v) end
     if t == "number" or v == true then
+      if t == "number" then numbers[name] = true end
       env[name] = tostring(v)
     elseif encoded then
       env[name] = text -- (PM2: an object's JSON text)
@@ -295,6 +297,7 @@ function M.normalize(raw, ctx)
   if type(raw) ~= "table" then return nil, "an app must be a table" end
   local label = raw.name or raw.script or "?"
   local d = {}
+  local numbers = {} -- env or env_<name> -> the names given a number
   for k, v in pairs(raw) do
     if type(k) ~= "string" then
       return nil, ("app '%s': attribute names must be strings"):format(label)
@@ -306,9 +309,16 @@ function M.normalize(raw, ctx)
       if type(v) ~= "table" then
         return nil, ("app '%s': attribute '%s' must be a table"):format(label, k)
       end
-      local ok, err = check_env(label, k, v)
+      numbers[key] = numbers[key] or {}
+      local ok, err = check_env(label, k, v, numbers[key])
       if not ok then return nil, err end
       d[key] = v
+    elseif key == "numeric_env" then -- (pm's own: a saved declaration's)
+      if type(v) ~= "table" then return nil, ("app '%s': numeric_env must be a list"):format(label) end
+      numbers.saved = {}
+      for _, name in ipairs(v) do
+        if type(name) == "string" then numbers.saved[name] = true end
+      end
     elseif v ~= nil then
       local spec = schema[key]
       if not spec then
@@ -319,7 +329,8 @@ function M.normalize(raw, ctx)
       local val, err = check(label, k, v, spec[1])
       if val == nil then return nil, err end
       if key == "env" then
-        val, err = check_env(label, k, val)
+        numbers.env = numbers.env or {}
+        val, err = check_env(label, k, val, numbers.env)
         if not val then return nil, err end
       end
       d[key] = val
@@ -540,9 +551,12 @@ function M.normalize(raw, ctx)
 
   -- env, then env_<name> over it (PM2's precedence)
   local env = util.shallow_copy(d.env or {})
+  local nums = util.shallow_copy(numbers.saved or {})
+  for k in pairs(numbers.env or {}) do nums[k] = true end
   if ctx.env_name then
     local over = d["env_" .. ctx.env_name]
-    for k, v in pairs(over or {}) do env[k] = v end
+    local over_nums = numbers["env_" .. ctx.env_name] or {}
+    for k, v in pairs(over or {}) do env[k] = v; nums[k] = over_nums[k] end
   end
   -- a key set to false (null in JSON) removes the variable, the caller's too
   local remove = {}
@@ -556,11 +570,34 @@ function M.normalize(raw, ctx)
   end
   table.sort(remove)
   d.env_remove = #remove > 0 and remove or nil
+  -- the variables given a number (and kept): shown as numbers
+  local numeric = {}
+  for k in pairs(nums) do
+    if env[k] ~= nil then numeric[#numeric + 1] = k end
+  end
+  table.sort(numeric)
+  d.numeric_env = #numeric > 0 and numeric or nil
   if d.port then env.PORT = ("%d"):format(d.port) end
   d.env = env
   -- (a Node app in cluster mode shares the ports it listens on through
   -- sockets the daemon holds: declared, or learned at its first listen())
   return d
+end
+
+-- The variables of an environment shown as numbers, as PM2 shows them
+-- (it keeps a number of env a number, and increment_var's sum): those d
+-- gave a number and d's increment_var, when their text is a number's
+-- own. vars: name -> text, changed in place.
+function M.show_numbers(d, vars)
+  local list = d.numeric_env
+  if not list and not d.increment_var then return end
+  local function show(k)
+    local v = vars[k]
+    local n = type(v) == "string" and tonumber(v)
+    if n and n == n and math.abs(n) < 2 ^ 53 and util.json_number(n) == v then vars[k] = n end
+  end
+  for _, k in ipairs(list or {}) do show(k) end
+  if d.increment_var then show(d.increment_var) end
 end
 
 -- ---- a declaration as JSON ----
@@ -569,7 +606,7 @@ end
 -- changes its instances, or its app learns a port), for the journal and
 -- for every description.
 M.PRIVATE = { on_exit = true, on_start = true, on_stop = true, force = true,
-  env = true, env_remove = true }
+  env = true, env_remove = true, numeric_env = true }
 local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances, learned }
 local LISTS = { watch = true } -- attributes whose table is a list: [] when empty
 for k, s in pairs(schema) do if s[1] == "list" then LISTS[k] = true end end

@@ -105,12 +105,13 @@ local function inner(t)
   if next(t) == nil then return "" end
   return util.encode(t):sub(2, -2)
 end
-local function env_json(environ, env)
+local function env_json(environ, env, d)
   environ = environ or {}
   local own, changed = {}, {}
   for k, v in pairs(env) do
     if environ[k] ~= v then own[k] = v end
   end
+  appdecl.show_numbers(d, own)
   for k in pairs(environ) do
     if env[k] ~= environ[k] then changed[#changed + 1] = k end
   end
@@ -148,7 +149,7 @@ function M.env_of(p)
   local list, env = build_env(p)
   p.env_cache = { environ = p.environ, decl = p.decl, key = key, channel_fd = p.channel_fd,
     notify = notify, list = list }
-  p.env_json = env_json(p.environ, env)
+  p.env_json = env_json(p.environ, env, p.decl)
   return list
 end
 
