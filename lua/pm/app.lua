@@ -357,6 +357,12 @@ function M.normalize(raw, ctx)
     return nil, ("app '%s': script is a directory: %s"):format(label, path)
   elseif st then
     d.script = path
+  elseif script == "serve" then
+    -- PM2's built-in static file server (its variables PM2_SERVE_*): pm's
+    -- own, serve.lua, run as `pm serve --run`
+    local bin, berr = util.pm_binary()
+    if not bin then return nil, ("app '%s': serve: %s"):format(label, berr) end
+    d.script, d.interpreter, d.args = bin, "none", { "serve", "--run" }
   elseif script:find("%s") then
     -- PM2's rule: a script with spaces ("npm run start") is a command line
     -- for bash (sh without bash); its name, unless given, is the line
