@@ -55,6 +55,7 @@ local schema = {
   disable_trace = { "any" }, trace = { "any" }, post_update = { "any" },
   append_env_to_name = { "any" }, max = { "any" }, node_version = { "any" },
   version = { "any" }, description = { "any" }, deep_monitoring = { "any" },
+  options = { "any" }, -- (an old PM2 sample's, PM2's own test fixtures hold it)
 }
 M.schema = schema
 
@@ -290,7 +291,9 @@ against: the caller's for the CLI and the API, the file's folder for an
 ecosystem file), cwd (the default working directory: the caller's, as in
 PM2; base when not given), env_name (--env NAME), environ (the caller's
 environment), keep_cwd (a saved app whose cwd went is restored all the
-same: errored). Returns the declaration or nil, "one-line error".
+same: errored), unset (names a restart gave as "null": interpreter_args is
+then none at all, as PM2 shows it). Returns the declaration or nil,
+"one-line error".
 ]]
 function M.normalize(raw, ctx)
   ctx = ctx or {}
@@ -431,8 +434,9 @@ function M.normalize(raw, ctx)
     end
     d.args = words
   end
-  d.interpreter_args = d.interpreter_args or {}
-  for i, a in ipairs(d.interpreter_args) do d.interpreter_args[i] = tostring(a) end
+  -- (PM2: a restart's --node-args=null deletes them: ctx.unset, none shown)
+  if not (ctx.unset and ctx.unset.interpreter_args) then d.interpreter_args = d.interpreter_args or {} end
+  for i, a in ipairs(d.interpreter_args or {}) do d.interpreter_args[i] = tostring(a) end
   if type(d.stop_exit_codes) ~= "table" then d.stop_exit_codes = { d.stop_exit_codes } end
   for i, c in ipairs(d.stop_exit_codes) do
     local n = tonumber(c)
@@ -629,7 +633,7 @@ function M.members_json(d, drop)
     end
   end
   e.args = util.array(d.args)
-  e.interpreter_args = util.array(d.interpreter_args)
+  e.interpreter_args = d.interpreter_args and util.array(d.interpreter_args)
   e.stop_exit_codes = util.array(d.stop_exit_codes)
   local text = util.encode(e):sub(2, -2)
   if not drop then members_cache[d] = { text = text, instances = d.instances, learned = d.learned_listen } end

@@ -184,7 +184,7 @@ function M.command(d)
         and (d.source_map_support == true or core.stat(d.script .. ".map")) then
       argv[#argv + 1] = "--enable-source-maps"
     end
-    for _, a in ipairs(d.interpreter_args) do argv[#argv + 1] = a end
+    for _, a in ipairs(d.interpreter_args or {}) do argv[#argv + 1] = a end
   end
   if d.interpreter ~= "none" then argv[#argv + 1] = d.script end
   for _, a in ipairs(d.args) do argv[#argv + 1] = a end
