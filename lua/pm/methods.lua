@@ -605,7 +605,20 @@ end
 function methods.restart(params, conn, done)
   if of_file(params, "restart", done, conn) then return end
   local made = {}
-  return target_op(function(p, prm, cb) restart(p, prm, cb, made) end)(params, conn, done)
+  local op = target_op(function(p, prm, cb) restart(p, prm, cb, made) end)
+  local name = type(params.attrs) == "table" and params.attrs.name
+  if not name then return op(params, conn, done) end
+  -- a rename: refused before anything restarts when the target names
+  -- several apps
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    for _, p in ipairs(list) do
+      if p.decl ~= list[1].decl then
+        return done(("--name %s: it would name several apps"):format(tostring(name)))
+      end
+    end
+    op(params, conn, done)
+  end, conn)
 end
 -- pm reload: one process at a time (see supervisor.reload); a second
 -- reload of an app while one rolls is refused.
