@@ -303,9 +303,9 @@ function M.main(argv)
   if not QUICK[verb] then collectgarbage("restart") end
   local args = {}
   for i = 2, #argv do args[#args + 1] = argv[i] end
-  if verb == nil then -- (usage, and no verb is an error exit, as in PM2; pm help exits 0)
+  if verb == nil then -- (usage, and no verb is a usage error: non-zero, as in PM2; pm help exits 0)
     io.stdout:write(usage())
-    return 1
+    return 2
   end
   if verb == "--version" or verb == "-v" or verb == "version" then
     io.stdout:write(util.VERSION, "\n")

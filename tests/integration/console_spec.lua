@@ -507,7 +507,7 @@ describe("pm list, describe, help", function()
 
   it("pm alone and pm help <verb> print usage; unknown verbs and flags suggest the closest", function()
     local r = H.pm()
-    assert.equal(1, r.code, "pm alone: usage, and an error exit (PM2's)")
+    assert.equal(2, r.code, "pm alone: usage, and a usage error's exit (non-zero, as PM2's)")
     has(r.out, "usage: pm <verb>")
     has(r.out, "examples:")
     has(r.out, "  console ")
