@@ -8,7 +8,7 @@ _pm() {
   local verbs="start stop restart reload delete list ls status jlist describe env id prettylist logs scale
     pid ping report kill reset flush reloadLogs sendSignal save resurrect cleardump update startup unstartup
     console monit runtime run daemon startOrRestart startOrReload startOrGracefulReload init ecosystem
-    send attach export deploy web help"
+    send attach export deploy serve web help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return
@@ -24,7 +24,8 @@ _pm() {
           --cron-restart --wait-ready --listen-timeout --user --uid --gid --env-file --filter-env --instance-var --pid
           --time --log-date-format --log-type --merge-logs --disable-logs --output --error --log
           --source-map-support --env --only --update-env --no-daemon --force --silent" ;;
-        restart|reload|startOrRestart|startOrReload|startOrGracefulReload) flags="--update-env --only --env --silent" ;;
+        restart|reload) flags="--update-env --only --env --name --node-args --silent" ;;
+        startOrRestart|startOrReload|startOrGracefulReload) flags="--update-env --only --env --silent" ;;
         init|ecosystem) flags="--json" ;;
         stop|delete) flags="--only --silent" ;;
         logs) flags="--lines --err --out --nostream --json --raw --format --timestamp --highlight" ;;
@@ -32,6 +33,7 @@ _pm() {
         describe) flags="--json" ;;
         export) flags="--to --out --env --image --keep-pm" ;;
         web) flags="--listen --off --user" ;;
+        serve) flags="--port --host --name --homepage --spa --basic-auth-username --basic-auth-password --force --silent" ;;
         list|ls|status) flags="--watch" ;;
       esac
       COMPREPLY=($(compgen -W "$flags" -- "$cur"))

@@ -11,6 +11,8 @@
  * again one line "[pm] N lines (B bytes) dropped: <reason>" goes first and
  * Lua hears of it (core.on_log_dropped). A file that does not end in a
  * newline when opened (a crash in the middle of a line) gets one first.
+ * A line without its newline is held at most HOLD_SECS: then it is written,
+ * ended (an app that writes "errwrite" and nothing more is seen).
  * A file opened for an app of another user is opened as core.h's
  * pm_open_owned says (never through a link, with that user's ids).
  */
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,7 @@
 #define TOTAL_HIGH (2u << 20)        /* queued for all files */
 #define TOTAL_LOW (768u << 10)
 #define MAX_SINKS 4
+#define HOLD_SECS 1.0                /* a line without its newline, at most */
 
 typedef struct sink {
 	int fd;
@@ -101,6 +105,7 @@ static int dropped_fn = LUA_NOREF;
 
 typedef struct logpipe {
 	ev_io r;
+	ev_timer held; /* runs while part holds a line without its newline */
 	int fd, closed, paused;
 	sink_t *sinks[MAX_SINKS];
 	int nsinks;
@@ -857,6 +862,7 @@ static void logpipe_close(lua_State *L, logpipe_t *lp)
 		return;
 	lp->closed = 1;
 	ev_io_stop(pm_loop, &lp->r);
+	ev_timer_stop(pm_loop, &lp->held);
 	close(lp->fd);
 	lp->fd = -1;
 	pthread_mutex_lock(&mu);
@@ -910,6 +916,12 @@ static int logpipe_pull(logpipe_t *lp)
 			else
 				lp->partlen = 0;
 		}
+		if (!lp->partlen)
+			ev_timer_stop(pm_loop, &lp->held);
+		else if (!ev_is_active(&lp->held) && !lp->closed) {
+			ev_timer_set(&lp->held, HOLD_SECS, HOLD_SECS);
+			ev_timer_start(pm_loop, &lp->held);
+		}
 		if (!lp->closed) {
 			pthread_mutex_lock(&mu);
 			if (over_high(lp)) {
@@ -945,6 +957,28 @@ static void logpipe_read(EV_P_ ev_io *w, int revents)
 	logpipe_pull((logpipe_t *)w);
 }
 
+/* A line held HOLD_SECS without its newline: written now, ended (the rest
+ * of it, when it comes, is a line of its own). Not while the writer is
+ * behind (the timer repeats). */
+static void logpipe_held(EV_P_ ev_timer *w, int revents)
+{
+	(void)revents;
+	logpipe_t *lp = (logpipe_t *)((char *)w - offsetof(logpipe_t, held));
+	if (lp->paused)
+		return;
+	ev_timer_stop(loop, w);
+	if (lp->closed || !lp->partlen || !lp->part)
+		return;
+	lua_State *L = pm_L;
+	PM_STACK_SAVE(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive during the tap */
+	size_t n = lp->partlen;
+	lp->partlen = 0;
+	emit(lp, lp->part, n, 1);
+	lua_pop(L, 1);
+	PM_STACK_CHECK(L);
+}
+
 #define CUT_READS 64
 
 /*
@@ -967,6 +1001,7 @@ static int l_logpipe_cut(lua_State *L)
 	if (ok && lp->partlen) {
 		size_t n = lp->partlen;
 		lp->partlen = 0;
+		ev_timer_stop(pm_loop, &lp->held);
 		emit(lp, lp->part, n, 1);
 	}
 	lua_pushboolean(L, ok);
@@ -1048,6 +1083,9 @@ static int l_logpipe(lua_State *L)
 	pipes = lp;
 	pthread_mutex_unlock(&mu);
 	ev_io_init(&lp->r, logpipe_read, fd, EV_READ);
+	ev_timer_init(&lp->held, logpipe_held, HOLD_SECS, HOLD_SECS);
+	if (lp->partlen) /* (opts.part: held as if read here) */
+		ev_timer_start(pm_loop, &lp->held);
 	ev_io_start(pm_loop, &lp->r);
 	return 1;
 }
@@ -1108,6 +1146,7 @@ static int l_logpipe_detach(lua_State *L)
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
 	if (!lp->closed)
 		ev_io_stop(pm_loop, &lp->r);
+	ev_timer_stop(pm_loop, &lp->held);
 	pthread_mutex_lock(&mu);
 	if (lp->paused)
 		paused_count--;

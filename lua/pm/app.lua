@@ -55,6 +55,7 @@ local schema = {
   disable_trace = { "any" }, trace = { "any" }, post_update = { "any" },
   append_env_to_name = { "any" }, max = { "any" }, node_version = { "any" },
   version = { "any" }, description = { "any" }, deep_monitoring = { "any" },
+  options = { "any" }, -- (an old PM2 sample's, PM2's own test fixtures hold it)
 }
 M.schema = schema
 
@@ -220,9 +221,10 @@ end
 
 -- An environment table (env, env_<name>): names without "=" or NUL, values
 -- strings (numbers and booleans become strings, tables their JSON text as
--- in PM2; false or null remove it)
+-- in PM2; false or null remove it); the names given a number are set in
+-- numbers (descriptions show them as numbers, as PM2 does)
 -- -> env | nil, err
-local function check_env(app, k, env)
+local function check_env(app, k, env, numbers)
   for name, v in pairs(env) do
     if type(name) ~= "string" or name == "" or name:find("[=%z]") then
       return nil, ("app '%s': attribute '%s': %s is not a variable name"):format(app, k, util.encode(tostring(name)))
@@ -231,6 +233,7 @@ local function check_env(app, k, env)
     local encoded, text = false, nil
     if t == "table" and v ~= util.null then encoded, text = pcall(util.encode, v) end
     if t == "number" or v == true then
+      if t == "number" then numbers[name] = true end
       env[name] = tostring(v)
     elseif encoded then
       env[name] = text -- (PM2: an object's JSON text)
@@ -288,13 +291,16 @@ against: the caller's for the CLI and the API, the file's folder for an
 ecosystem file), cwd (the default working directory: the caller's, as in
 PM2; base when not given), env_name (--env NAME), environ (the caller's
 environment), keep_cwd (a saved app whose cwd went is restored all the
-same: errored). Returns the declaration or nil, "one-line error".
+same: errored), unset (names a restart gave as "null": interpreter_args is
+then none at all, as PM2 shows it). Returns the declaration or nil,
+"one-line error".
 ]]
 function M.normalize(raw, ctx)
   ctx = ctx or {}
   if type(raw) ~= "table" then return nil, "an app must be a table" end
   local label = raw.name or raw.script or "?"
   local d = {}
+  local numbers = {} -- env or env_<name> -> the names given a number
   for k, v in pairs(raw) do
     if type(k) ~= "string" then
       return nil, ("app '%s': attribute names must be strings"):format(label)
@@ -306,9 +312,16 @@ function M.normalize(raw, ctx)
       if type(v) ~= "table" then
         return nil, ("app '%s': attribute '%s' must be a table"):format(label, k)
       end
-      local ok, err = check_env(label, k, v)
+      numbers[key] = numbers[key] or {}
+      local ok, err = check_env(label, k, v, numbers[key])
       if not ok then return nil, err end
       d[key] = v
+    elseif key == "numeric_env" then -- (pm's own: a saved declaration's)
+      if type(v) ~= "table" then return nil, ("app '%s': numeric_env must be a list"):format(label) end
+      numbers.saved = {}
+      for _, name in ipairs(v) do
+        if type(name) == "string" then numbers.saved[name] = true end
+      end
     elseif v ~= nil then
       local spec = schema[key]
       if not spec then
@@ -319,7 +332,8 @@ function M.normalize(raw, ctx)
       local val, err = check(label, k, v, spec[1])
       if val == nil then return nil, err end
       if key == "env" then
-        val, err = check_env(label, k, val)
+        numbers.env = numbers.env or {}
+        val, err = check_env(label, k, val, numbers.env)
         if not val then return nil, err end
       end
       d[key] = val
@@ -346,6 +360,12 @@ function M.normalize(raw, ctx)
     return nil, ("app '%s': script is a directory: %s"):format(label, path)
   elseif st then
     d.script = path
+  elseif script == "serve" then
+    -- PM2's built-in static file server (its variables PM2_SERVE_*): pm's
+    -- own, serve.lua, run as `pm serve --run`
+    local bin, berr = util.pm_binary()
+    if not bin then return nil, ("app '%s': serve: %s"):format(label, berr) end
+    d.script, d.interpreter, d.args = bin, "none", { "serve", "--run" }
   elseif script:find("%s") then
     -- PM2's rule: a script with spaces ("npm run start") is a command line
     -- for bash (sh without bash); its name, unless given, is the line
@@ -414,8 +434,9 @@ function M.normalize(raw, ctx)
     end
     d.args = words
   end
-  d.interpreter_args = d.interpreter_args or {}
-  for i, a in ipairs(d.interpreter_args) do d.interpreter_args[i] = tostring(a) end
+  -- (PM2: a restart's --node-args=null deletes them: ctx.unset, none shown)
+  if not (ctx.unset and ctx.unset.interpreter_args) then d.interpreter_args = d.interpreter_args or {} end
+  for i, a in ipairs(d.interpreter_args or {}) do d.interpreter_args[i] = tostring(a) end
   if type(d.stop_exit_codes) ~= "table" then d.stop_exit_codes = { d.stop_exit_codes } end
   for i, c in ipairs(d.stop_exit_codes) do
     local n = tonumber(c)
@@ -540,9 +561,12 @@ function M.normalize(raw, ctx)
 
   -- env, then env_<name> over it (PM2's precedence)
   local env = util.shallow_copy(d.env or {})
+  local nums = util.shallow_copy(numbers.saved or {})
+  for k in pairs(numbers.env or {}) do nums[k] = true end
   if ctx.env_name then
     local over = d["env_" .. ctx.env_name]
-    for k, v in pairs(over or {}) do env[k] = v end
+    local over_nums = numbers["env_" .. ctx.env_name] or {}
+    for k, v in pairs(over or {}) do env[k] = v; nums[k] = over_nums[k] end
   end
   -- a key set to false (null in JSON) removes the variable, the caller's too
   local remove = {}
@@ -556,11 +580,34 @@ function M.normalize(raw, ctx)
   end
   table.sort(remove)
   d.env_remove = #remove > 0 and remove or nil
+  -- the variables given a number (and kept): shown as numbers
+  local numeric = {}
+  for k in pairs(nums) do
+    if env[k] ~= nil then numeric[#numeric + 1] = k end
+  end
+  table.sort(numeric)
+  d.numeric_env = #numeric > 0 and numeric or nil
   if d.port then env.PORT = ("%d"):format(d.port) end
   d.env = env
   -- (a Node app in cluster mode shares the ports it listens on through
   -- sockets the daemon holds: declared, or learned at its first listen())
   return d
+end
+
+-- The variables of an environment shown as numbers, as PM2 shows them
+-- (it keeps a number of env a number, and increment_var's sum): those d
+-- gave a number and d's increment_var, when their text is a number's
+-- own. vars: name -> text, changed in place.
+function M.show_numbers(d, vars)
+  local list = d.numeric_env
+  if not list and not d.increment_var then return end
+  local function show(k)
+    local v = vars[k]
+    local n = type(v) == "string" and tonumber(v)
+    if n and n == n and math.abs(n) < 2 ^ 53 and util.json_number(n) == v then vars[k] = n end
+  end
+  for _, k in ipairs(list or {}) do show(k) end
+  if d.increment_var then show(d.increment_var) end
 end
 
 -- ---- a declaration as JSON ----
@@ -569,7 +616,7 @@ end
 -- changes its instances, or its app learns a port), for the journal and
 -- for every description.
 M.PRIVATE = { on_exit = true, on_start = true, on_stop = true, force = true,
-  env = true, env_remove = true }
+  env = true, env_remove = true, numeric_env = true }
 local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances, learned }
 local LISTS = { watch = true } -- attributes whose table is a list: [] when empty
 for k, s in pairs(schema) do if s[1] == "list" then LISTS[k] = true end end
@@ -586,7 +633,7 @@ function M.members_json(d, drop)
     end
   end
   e.args = util.array(d.args)
-  e.interpreter_args = util.array(d.interpreter_args)
+  e.interpreter_args = d.interpreter_args and util.array(d.interpreter_args)
   e.stop_exit_codes = util.array(d.stop_exit_codes)
   local text = util.encode(e):sub(2, -2)
   if not drop then members_cache[d] = { text = text, instances = d.instances, learned = d.learned_listen } end

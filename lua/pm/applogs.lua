@@ -60,10 +60,12 @@ end
 -- p no longer uses the folder it had (deleted, or declared again)
 local function let_go(p)
   if p.log_folder == "" then
-    local e = plain[p.name]
+    -- (the name those paths were taken for: a restart may have renamed p)
+    local name = p.paths_of and p.paths_of.name or p.name
+    local e = plain[name]
     if e then
       e.n = e.n - 1
-      if e.n <= 0 then plain[p.name] = nil end
+      if e.n <= 0 then plain[name] = nil end
     end
   end
   p.log_folder = nil

@@ -159,6 +159,7 @@ for _, v in ipairs({
   { "unstartup", "admin", "remove the systemd unit of pm startup" },
   { "console", "admin", "a Lua REPL connected to the daemon" },
   { "monit", "admin", "a live dashboard of the apps" },
+  { "serve", "serve", "serve a folder's files over HTTP as an app (PM2's pm2 serve [path] [port])" },
   { "web", "web", "the web dashboard and Prometheus /metrics (the app pm-web), --off to stop it" },
   { "runtime", "admin", "run an ecosystem file in the foreground (containers, PID 1)" },
   { "export", "export", "an ecosystem file's apps as systemd units, Kubernetes, Nomad or Compose files" },
@@ -302,9 +303,9 @@ function M.main(argv)
   if not QUICK[verb] then collectgarbage("restart") end
   local args = {}
   for i = 2, #argv do args[#args + 1] = argv[i] end
-  if verb == nil then
+  if verb == nil then -- (usage, and no verb is a usage error: non-zero, as in PM2; pm help exits 0)
     io.stdout:write(usage())
-    return 0
+    return 2
   end
   if verb == "--version" or verb == "-v" or verb == "version" then
     io.stdout:write(util.VERSION, "\n")

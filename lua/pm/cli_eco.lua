@@ -60,12 +60,11 @@ V.STARTER_JSON = [[
 
 function V.init(args)
   local p = cli.parser("init")
-  p:argument("mode", "PM2's mode (simple): accepted, the file is the same"):args("?")
+  -- (PM2 takes any word: simple gives its short sample, another its full
+  -- one; pm has one starter file)
+  p:argument("mode", "PM2's mode (simple, or any word): accepted, the file is the same"):args("?")
   p:flag("--json", "write PM2's ecosystem.json instead of ecosystem.lua")
   local a = p:parse(args)
-  if a.mode and a.mode ~= "simple" then
-    error({ msg = ("init: unknown mode '%s' (simple, or none)"):format(a.mode), code = 2 }, 0)
-  end
   local name = a.json and "ecosystem.json" or "ecosystem.lua"
   local path = (core.getcwd() or ".") .. "/" .. name
   if core.stat(path) then

@@ -105,19 +105,18 @@ local function file_flags(p)
   p:flag("-a --update-env", "take the current environment (PM2's -a; a file's apps always do)")
   p:option("--only", "apps of the file")
   p:option("--env", "environment of the file (env_<name>)")
-  -- (an app's attributes, as start's flags say them; not its name)
+  -- (an app's attributes, as start's flags say them; --name renames it,
+  -- PM2's; an attribute given as null goes back to its default)
   for i, o in ipairs(start_options) do
-    if o[2] ~= "name" then
-      local kind = o[3]
-      local opt
-      if kind == "b" or kind == "off" then
-        opt = p:flag(o[1], o[4])
-      else
-        opt = p:option(o[1], o[4]):argname(o[5])
-        if kind == "paths" or kind == "envs" then opt:args("?"):count("*") end
-      end
-      opt:target("o" .. i)
+    local kind = o[3]
+    local opt
+    if kind == "b" or kind == "off" then
+      opt = p:flag(o[1], o[4])
+    else
+      opt = p:option(o[1], o[4]):argname(o[5])
+      if kind == "paths" or kind == "envs" then opt:args("?"):count("*") end
     end
+    opt:target("o" .. i)
   end
 end
 
@@ -392,10 +391,10 @@ function start_one(a)
     end
   elseif not st and #a.args == 0 and not util.is_ecosystem(what) and known_app(client, what) then
     -- PM2: a known app started with flags is restarted with what they say
-    -- (its name stays)
+    -- (--name renames it)
     local opts = { brief = true, updateEnv = a.update_env or nil }
     for k, v in pairs(app) do
-      if k ~= "script" and k ~= "name" and k ~= "args" then opts[k] = v end
+      if k ~= "script" and k ~= "args" then opts[k] = v end
     end
     check(client.restart(what, opts))
   else

@@ -443,8 +443,33 @@ end
 
 -- The top-level keys of a file: apps and hooks; deploy (PM2's section,
 -- read by pm deploy: deploy.lua) is passed on as it is.
-M.TOP_KEYS = { "apps", "hooks", "hook_limits", "deploy" }
-local top_keys = { apps = true, hooks = true, hook_limits = true, deploy = true }
+M.TOP_KEYS = { "apps", "hooks", "hook_limits", "deploy", "static" }
+local top_keys = { apps = true, hooks = true, hook_limits = true, deploy = true, static = true }
+
+-- PM2's `static` entries ({ path, port, host, spa, homepage, name,
+-- basic_auth = { username, password } }): apps of the built-in file
+-- server (script "serve", serve.lua) -> list | nil, err
+local function static_apps(path, list)
+  if type(list) ~= "table" or (next(list) ~= nil and list[1] == nil) then
+    return nil, path .. ": static must be a list"
+  end
+  local out = {}
+  for i, st in ipairs(list) do
+    if type(st) ~= "table" then return nil, ("%s: static #%d is not a table"):format(path, i) end
+    local auth = st.basic_auth
+    if auth ~= nil and type(auth) ~= "table" then
+      return nil, ("%s: static #%d: basic_auth must be { username, password }"):format(path, i)
+    end
+    local port = st.port or 8080
+    out[i] = { name = st.name or ("static-page-server-" .. tostring(port)), script = "serve",
+      env = { PM2_SERVE_PATH = st.path, PM2_SERVE_PORT = port, PM2_SERVE_HOST = st.host,
+        PM2_SERVE_SPA = st.spa, PM2_SERVE_HOMEPAGE = st.homepage,
+        PM2_SERVE_BASIC_AUTH = auth and "true" or nil,
+        PM2_SERVE_BASIC_AUTH_USERNAME = auth and auth.username or nil,
+        PM2_SERVE_BASIC_AUTH_PASSWORD = auth and auth.password or nil } }
+  end
+  return out
+end
 
 -- { apps = {...} }, a bare list, PM2's { pm2 = {...} } or one app's
 -- object -> { apps, hooks } | nil, err
@@ -467,6 +492,14 @@ function M.shape(path, res)
   end
   local apps = res.apps
   if apps == nil and res[1] ~= nil then apps = res end
+  if res.static ~= nil and res[1] == nil then
+    local extra, err = static_apps(path, res.static)
+    if not extra then return nil, err end
+    apps = apps or {}
+    if type(apps) == "table" then
+      for _, a in ipairs(extra) do apps[#apps + 1] = a end
+    end
+  end
   if type(apps) ~= "table" then return nil, path .. ": no apps declared" end
   if next(apps) ~= nil and apps[1] == nil then
     return nil, path .. ": apps must be a list of apps, not an object"

@@ -27,7 +27,7 @@ local NOT_A_CHOICE = { name = true, script = true, cwd = true, interpreter = tru
   vizion = true, automation = true, pmx = true, source_map_support = true,
   disable_source_map_support = true, disable_trace = true, trace = true, post_update = true,
   append_env_to_name = true, max = true, node_version = true, version = true, description = true,
-  deep_monitoring = true, ipc = true, env_file = true, filter_env = true }
+  deep_monitoring = true, options = true, ipc = true, env_file = true, filter_env = true }
 
 local function same(a, b)
   if type(a) ~= type(b) then return false end

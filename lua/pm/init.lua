@@ -242,8 +242,8 @@ pm.start = api(function(opts, extra)
 end)
 
 -- attrs: the options that are app attributes go as params.attrs
--- (restart, reload: PM2 applies them to the app); name stays the target's,
--- an env that is a string names an ecosystem file's env_<name>.
+-- (restart, reload: PM2 applies them to the app; a name renames it), an
+-- env that is a string names an ecosystem file's env_<name>.
 local function target_call(method, attrs)
   return api(function(target, opts)
     if target == nil then return nil, method .. ": a target is required" end
@@ -257,7 +257,7 @@ local function target_call(method, attrs)
       local appdecl = attrs and require "pm.app"
       for k, v in pairs(opts) do
         local a = appdecl and appdecl.attribute(k)
-        if a and a ~= "name" and not (a == "env" and type(v) ~= "table") then
+        if a and not (a == "env" and type(v) ~= "table") then
           params.attrs = params.attrs or {}
           params.attrs[k] = v
         else

@@ -106,12 +106,13 @@ local function inner(t)
   if next(t) == nil then return "" end
   return util.encode(t):sub(2, -2)
 end
-local function env_json(environ, env)
+local function env_json(environ, env, d)
   environ = environ or {}
   local own, changed = {}, {}
   for k, v in pairs(env) do
     if environ[k] ~= v then own[k] = v end
   end
+  appdecl.show_numbers(d, own)
   for k in pairs(environ) do
     if env[k] ~= environ[k] then changed[#changed + 1] = k end
   end
@@ -149,7 +150,7 @@ function M.env_of(p)
   local list, env = build_env(p)
   p.env_cache = { environ = p.environ, decl = p.decl, key = key, channel_fd = p.channel_fd,
     notify = notify, list = list }
-  p.env_json = env_json(p.environ, env)
+  p.env_json = env_json(p.environ, env, p.decl)
   return list
 end
 
@@ -184,7 +185,7 @@ function M.command(d)
         and (d.source_map_support == true or core.stat(d.script .. ".map")) then
       argv[#argv + 1] = "--enable-source-maps"
     end
-    for _, a in ipairs(d.interpreter_args) do argv[#argv + 1] = a end
+    for _, a in ipairs(d.interpreter_args or {}) do argv[#argv + 1] = a end
   end
   if d.interpreter ~= "none" then argv[#argv + 1] = d.script end
   for _, a in ipairs(d.args) do argv[#argv + 1] = a end

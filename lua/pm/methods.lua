@@ -545,10 +545,29 @@ methods.delete = ordered_op(function(p, _, cb) sup.delete(p, cb) end)
 
 -- PM2's restart(target, options): options are app attributes
 -- (params.attrs), applied to the app's declaration; env merged into the
--- app's own. What a restart cannot change is kept: name, script,
--- exec_mode, instances (pm scale). -> the new declaration | nil, err
--- (one per declaration: the instances of an app keep sharing theirs)
-local FIXED = { name = true, script = true, exec_mode = true, instances = true }
+-- app's own; an attribute given as "null" goes back to its default (PM2
+-- deletes it). What a restart cannot change is kept: script, exec_mode,
+-- instances (pm scale). A new name renames the app (PM2's `restart 0
+-- --name x`), unless another app has it or the app holds listen sockets
+-- (kept by name). -> the new declaration | nil, err (one per
+-- declaration: the instances of an app keep sharing theirs)
+local FIXED = { script = true, exec_mode = true, instances = true }
+local function renamed(p, name, made)
+  if type(name) ~= "string" or name == p.decl.name then return true end
+  made.names = made.names or {}
+  local by = made.names[name]
+  if by and by ~= p.decl then return nil, ("--name %s: it would name several apps"):format(name) end
+  made.names[name] = p.decl
+  for _, o in ipairs(sup.by_name(name)) do
+    if o.decl ~= p.decl then return nil, ("--name %s: an app of that name exists"):format(name) end
+  end
+  local d = p.decl
+  if (d.listen and #d.listen > 0) or (d.learned_listen and #d.learned_listen > 0) or d.port then
+    return nil, ("--name %s: %s holds listen sockets: delete it and start it under the new name")
+      :format(name, p.name)
+  end
+  return true
+end
 local function redeclared(p, attrs, made)
   if type(attrs) ~= "table" or next(attrs) == nil then return p.decl end
   if made[p.decl] then return made[p.decl] end
@@ -557,16 +576,23 @@ local function redeclared(p, attrs, made)
   raw.env_remove = nil
   local env = util.shallow_copy(p.decl.env or {})
   for _, k in ipairs(p.decl.env_remove or {}) do env[k] = false end
+  local nulled = {}
   for k, v in pairs(attrs) do
     local key = appdecl.attribute(k) or k
     if key == "env" and type(v) == "table" then
       for ek, ev in pairs(v) do env[ek] = ev end
     elseif not FIXED[key] then
+      if v == "null" and key ~= "name" then
+        v = nil
+        nulled[key] = true
+      end
       raw[key] = v
     end
   end
   raw.env = env
-  local d, err = appdecl.normalize(raw, { base = p.decl.cwd, environ = p.environ })
+  local ok, rerr = renamed(p, raw.name, made)
+  if not ok then return nil, rerr end
+  local d, err = appdecl.normalize(raw, { base = p.decl.cwd, environ = p.environ, unset = nulled })
   if not d then return nil, err end
   made[p.decl] = d
   return d
@@ -583,7 +609,20 @@ end
 function methods.restart(params, conn, done)
   if of_file(params, "restart", done, conn) then return end
   local made = {}
-  return target_op(function(p, prm, cb) restart(p, prm, cb, made) end)(params, conn, done)
+  local op = target_op(function(p, prm, cb) restart(p, prm, cb, made) end)
+  local name = type(params.attrs) == "table" and params.attrs.name
+  if not name then return op(params, conn, done) end
+  -- a rename: refused before anything restarts when the target names
+  -- several apps
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    for _, p in ipairs(list) do
+      if p.decl ~= list[1].decl then
+        return done(("--name %s: it would name several apps"):format(tostring(name)))
+      end
+    end
+    op(params, conn, done)
+  end, conn)
 end
 -- pm reload: one process at a time (see supervisor.reload); a second
 -- reload of an app while one rolls is refused.

@@ -1,4 +1,5 @@
--- Pid files: where an app's is (pid_file, or PM_HOME/pids/NAME-ID.pid),
+-- Pid files: where an app's is (pid_file, NAME.pid there as NAME-ID.pid,
+-- or PM_HOME/pids/NAME-ID.pid),
 -- when it is written and when it goes (the app is down; not between an
 -- exit and its immediate restart), and the spares that keep creating
 -- them cheap; a pid file of an app of another user in a folder that user
@@ -17,7 +18,14 @@ function M.assign(p)
   local decl = p.decl
   p.pid_pooled, p.pid_owner = nil, nil
   if decl.pid_file then
-    p.pid_path = applogs.with_id(util.absolute(decl.pid_file, decl.cwd), p)
+    local path = util.absolute(decl.pid_file, decl.cwd)
+    -- PM2's rule: a name ending in .pid ends in -<pm_id>.pid (a -N it has
+    -- already is replaced: echo.pid and echo-3.pid give echo-0.pid for app
+    -- 0), whatever the instances; another name gets the id only with
+    -- several instances
+    local stem = path:match("^(.*/[^/]-)%-%d+%.pid$") or path:match("^(.*/[^/]+)%.pid$")
+    if stem then p.pid_path = ("%s-%d.pid"):format(stem, p.pm_id)
+    else p.pid_path = applogs.with_id(path, p) end
   else
     p.pid_path = ("%s/pids/%s-%d.pid"):format(proc.ctx.home, decl.name:gsub("/", "_"), p.pm_id)
   end

@@ -116,7 +116,7 @@ return { apps = { { name = "x", script = "/bin/sleep", args = { "1000" } } } }
     local qw = H.proc("queue-worker").pm2_env.env
     assert.equal("jobs", qw.QUEUE)
     assert.equal("hello from pm (v43)", qw.BANNER)
-    assert.equal("8000", H.proc("web").pm2_env.env.PORT)
+    assert.equal(8000, H.proc("web").pm2_env.env.PORT) -- (given as a number)
   end)
 
   it("pm resurrect reads a file again for its hooks only when the modules it requires are trusted too", function()

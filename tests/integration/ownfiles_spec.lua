@@ -4,7 +4,7 @@
 -- or removes another file. Each attack of the review, with a root-owned
 -- 0600 victim outside the folder that must stay byte-identical: a child of
 -- the app that keeps linking out.log to the victim while the log rotates;
--- out.log replaced by a link before `pm reloadLogs`; app.pid linked to a
+-- out.log replaced by a link before `pm reloadLogs`; app-pid linked to a
 -- root file before `pm start` (and before the pid file is removed).
 local H = require "pmtest"
 local core = require "pm.core"
@@ -114,29 +114,29 @@ while (1) {
     assert.is_true(untouched(), "the victim is untouched")
   end)
 
-  it("never writes, truncates or removes a root file app.pid is linked to", function()
+  it("never writes, truncates or removes a root file app-pid is linked to", function()
     local ok, why = usable()
     if not ok then pending(why); return end
-    assert.equal(0, as_nobody("ln -s " .. H.shquote(victim) .. " app.pid").code)
+    assert.equal(0, as_nobody("ln -s " .. H.shquote(victim) .. " app-pid").code)
     local path = eco({ name = "pidapp", script = "/bin/sleep", args = { "1000" }, cwd = dir, user = "nobody",
-      pid_file = "app.pid", out_file = "out.log", error_file = "err.log" })
+      pid_file = "app-pid", out_file = "out.log", error_file = "err.log" })
     H.ok(H.pm("start", path), "pm start")
     H.online(H.proc("pidapp"))
     assert.is_true(untouched(), "the victim is untouched by pm start")
-    assert.equal("link", core.stat(dir .. "/app.pid", true).type, "the link is left")
-    assert.is_truthy(H.pm_log():find("pid file of pidapp not written: " .. dir .. "/app.pid: a symbolic link, refused",
+    assert.equal("link", core.stat(dir .. "/app-pid", true).type, "the link is left")
+    assert.is_truthy(H.pm_log():find("pid file of pidapp not written: " .. dir .. "/app-pid: a symbolic link, refused",
       1, true), "pm.log says why: " .. H.pm_log())
     H.ok(H.pm("stop", "pidapp"), "pm stop")
     assert.is_true(untouched(), "the victim is untouched by pm stop")
-    assert.equal("link", core.stat(dir .. "/app.pid", true).type, "the user's link is not removed")
+    assert.equal("link", core.stat(dir .. "/app-pid", true).type, "the user's link is not removed")
     -- a pid file of its own: written as the user, removed on stop
-    assert.equal(0, as_nobody("rm app.pid").code)
+    assert.equal(0, as_nobody("rm app-pid").code)
     H.ok(H.pm("start", "pidapp"), "pm start again")
     local p = H.online(H.proc("pidapp"))
-    H.wait_for(function() return util.read_file(dir .. "/app.pid") == p.pid .. "\n" end, 3000, "the pid file")
-    assert.equal(core.stat(dir).uid, core.stat(dir .. "/app.pid").uid, "the pid file is the user's")
+    H.wait_for(function() return util.read_file(dir .. "/app-pid") == p.pid .. "\n" end, 3000, "the pid file")
+    assert.equal(core.stat(dir).uid, core.stat(dir .. "/app-pid").uid, "the pid file is the user's")
     -- replaced by a link while the app runs: the removal leaves it
-    assert.equal(0, as_nobody("rm app.pid && ln -s " .. H.shquote(victim) .. " app.pid").code)
+    assert.equal(0, as_nobody("rm app-pid && ln -s " .. H.shquote(victim) .. " app-pid").code)
     H.ok(H.pm("delete", "pidapp"), "pm delete")
     assert.is_true(untouched(), "the victim is untouched by pm delete")
   end)
@@ -161,20 +161,20 @@ while (1) {
     core.mkdir(rootdir, 493)
     H.ok(H.pm("start", eco({ name = "inroot", script = "/bin/sh", args = { "-c", "echo hello; sleep 1000" }, cwd = dir,
       user = "nobody", out_file = rootdir .. "/out.log", error_file = rootdir .. "/err.log",
-      pid_file = rootdir .. "/app.pid" })), "pm start")
+      pid_file = rootdir .. "/app-pid" })), "pm start")
     H.wait_for(function() return H.contains(rootdir .. "/out.log", "hello\n") end, 5000, "the app's line")
     local nobody = core.stat(dir).uid
     assert.equal(nobody, core.stat(rootdir .. "/out.log").uid, "the log is the user's")
-    assert.equal(0, core.stat(rootdir .. "/app.pid").uid, "the pid file is root's")
+    assert.equal(0, core.stat(rootdir .. "/app-pid").uid, "the pid file is root's")
     H.ok(H.pm("delete", "inroot"), "pm delete")
-    assert.is_nil(core.stat(rootdir .. "/app.pid"), "the pid file is removed")
+    assert.is_nil(core.stat(rootdir .. "/app-pid"), "the pid file is removed")
   end)
 
-  it("never writes the victim while the user keeps linking app.pid to it during restarts", function()
+  it("never writes the victim while the user keeps linking app-pid to it during restarts", function()
     local ok, why = usable()
     if not ok then pending(why); return end
     local racer = H.write(base .. "/race.pl", [[
-while (1) { symlink($ARGV[0], "app.pid.tmp"); rename("app.pid.tmp", "app.pid");
+while (1) { symlink($ARGV[0], "app-pid.tmp"); rename("app-pid.tmp", "app-pid");
             select(undef, undef, undef, 0.0002); }
 ]])
     local r = H.sh(RUNAS .. " /usr/bin/perl " .. H.shquote(racer) .. " " .. H.shquote(victim)
@@ -182,7 +182,7 @@ while (1) { symlink($ARGV[0], "app.pid.tmp"); rename("app.pid.tmp", "app.pid");
     local racer_pid = assert(tonumber(r.out:match("%d+")), "the racer's pid")
     local ok2, err = pcall(function()
       H.ok(H.pm("start", eco({ name = "pidrace", script = "/bin/sleep", args = { "1000" }, cwd = dir,
-        user = "nobody", pid_file = "app.pid", out_file = "out.log", error_file = "err.log" })), "pm start")
+        user = "nobody", pid_file = "app-pid", out_file = "out.log", error_file = "err.log" })), "pm start")
       for _ = 1, 10 do
         H.ok(H.pm("restart", "pidrace"), "pm restart")
         assert.is_true(untouched(), "the victim is untouched")
