@@ -553,7 +553,9 @@ describe("pm kill, --version, help", function()
     local v = ok(H.pm("--version"))
     assert.equal(util.VERSION .. "\n", v.out)
     for _, args in ipairs({ { "help" }, {} }) do
-      local r = ok(H.pm(unpack(args)))
+      -- (pm alone is a usage error, exit 2, as PM2's is non-zero)
+      local r = H.pm(unpack(args))
+      assert.equal(#args == 0 and 2 or 0, r.code, r.err)
       assert.is_truthy(r.out:find("usage", 1, true), r.out)
       for _, verb in ipairs({ "start", "stop", "restart", "delete", "jlist", "describe", "kill" }) do
         assert.is_truthy(r.out:find("\n  " .. verb .. " ", 1, true), verb .. " missing from the usage")
