@@ -154,6 +154,46 @@ describe("the keeper", function()
     assert.equal(0, H.proc("done3").pm2_env.restart_time)
   end)
 
+  it("an app's user cannot pass a process of its own off as another app that exited meanwhile", function()
+    -- (review of issue 17) the attacker's app runs as nobody and leaves
+    -- behind a process with the victim's PM_APP_UID (read here, guessed
+    -- there: daemon pid-pm_id-ms); the victim exits with 3 while no daemon
+    -- runs: the next daemon must apply the victim's exit, not adopt the fake
+    local nobody = util.passwd("nobody")
+    if core.getuid() ~= 0 or not nobody then return pending("needs root and a user nobody") end
+    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+    local v = online(H.start(app, "victim", "-s"))
+    local env = util.read_file("/proc/" .. v.pid .. "/environ")
+    local marker = assert(("\0" .. env):match("%zPM_APP_UID=([^%z]+)"))
+    local eco = H.write(H.home .. "/evil.json", util.encode({ apps = { { name = "evil", script = "/bin/sh",
+      user = "nobody", args = { "-c", ("(setsid env PM_APP_UID=%s sleep 600 &); exec sleep 600"):format(marker) } } } }))
+    ok(H.pm("start", eco, "-s"))
+    local fake
+    H.wait_for(function()
+      for name in pairs(core.listdir("/proc") or {}) do
+        local pid = tonumber(name)
+        local e = pid and pid ~= v.pid and util.read_file("/proc/" .. name .. "/environ")
+        if e and e:find("PM_APP_UID=" .. marker, 1, true) and (core.proc_stat(pid) or {}).pgrp == pid then
+          fake = pid
+        end
+      end
+      return fake
+    end, 5000, "the fake process")
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP)
+    core.kill(H.daemon_pid(), 9)
+    core.kill(v.pid, core.signals.SIGUSR1)
+    H.wait_for(function() local x = core.proc_stat(v.pid); return x and x.state == "Z" end, 5000, "the victim's end")
+    core.kill(k, core.signals.SIGCONT)
+    H.wait_for(function()
+      local p = H.proc("victim")
+      return p and p.pm2_env.status == "online" and p.pid ~= v.pid and p.pid ~= fake
+    end, 10000, "the victim restarted (not the fake adopted)")
+    assert.equal(3, H.proc("victim").pm2_env.exit_code)
+    assert.equal(1, H.proc("victim").pm2_env.restart_time)
+    core.kill(fake, 9)
+  end)
+
   it("a stop after the take-over stops what the adopted app started, escapees included", function()
     local mark = tostring(core.getpid()) .. "7" .. tostring(math.floor(core.now()) % 100000)
     local app = H.script("tree.sh", ("#!/bin/sh\n( setsid sleep %s & )\nsleep %s &\nwhile :; do sleep 1; done\n")
