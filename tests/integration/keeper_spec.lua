@@ -166,7 +166,8 @@ describe("the keeper", function()
     local env = util.read_file("/proc/" .. v.pid .. "/environ")
     local marker = assert(("\0" .. env):match("%zPM_APP_UID=([^%z]+)"))
     local eco = H.write(H.home .. "/evil.json", util.encode({ apps = { { name = "evil", script = "/bin/sh",
-      user = "nobody", args = { "-c", ("(setsid env PM_APP_UID=%s sleep 600 &); exec sleep 600"):format(marker) } } } }))
+      user = "nobody", args = { "-c", ("(setsid env PM_APP_UID=%s sleep 600 &); exec sleep 600"):format(marker) },
+    } } }))
     ok(H.pm("start", eco, "-s"))
     local fake
     H.wait_for(function()
