@@ -200,6 +200,9 @@ function M.listen(on_exit)
       if not data then return end
       for _, fd in ipairs(got) do core.close(fd) end
       for pid, code, sig in data:gmatch("E (%d+) (%-?%d+) (%d+)") do
+        -- (the keeper keeps it, for the next daemon, until told it is had)
+        lines[#lines + 1] = "A " .. pid
+        later()
         pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
         on_exit(pid, code >= 0 and code or nil, sig > 0 and sig or nil)
       end

@@ -154,6 +154,50 @@ describe("the keeper", function()
     assert.equal(0, H.proc("done3").pm2_env.restart_time)
   end)
 
+  it("an exit while the second daemon dies: its real code still (the keeper reaps it before the daemon)", function()
+    -- (review of issue 17) after one take-over the apps are the keeper's
+    -- children older than the daemon: reaped first, their exits must not
+    -- go to the dead daemon's socket and be forgotten
+    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
+      { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
+    ok(H.pm("start", eco, "-s"))
+    local d = online(H.proc("done3"))
+    kill9()
+    assert.equal(d.pid, H.proc("done3").pid)
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP)
+    core.kill(H.daemon_pid(), 9)
+    core.kill(d.pid, core.signals.SIGUSR1)
+    H.wait_for(function() local y = core.proc_stat(d.pid); return y and y.state == "Z" end, 5000, "its end")
+    core.kill(k, core.signals.SIGCONT)
+    H.wait_for(function() return H.status("done3") == "stopped" end, 5000,
+      "done3 stopped by stop_exit_codes: " .. tostring(H.status("done3")))
+    assert.equal(3, H.proc("done3").pm2_env.exit_code)
+    assert.equal(0, H.proc("done3").pm2_env.restart_time)
+  end)
+
+  it("an exit the keeper told a daemon that died before reading it: its real code still", function()
+    -- (review of issue 17) the daemon is stopped (busy, swapping) when the
+    -- app exits: the keeper reaps it and tells the daemon, which is killed
+    -- before it reads that; the next daemon must hear it from the keeper
+    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
+      { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
+    ok(H.pm("start", eco, "-s"))
+    local d = online(H.proc("done3"))
+    kill9() -- (the app is the keeper's child now: it reaps it)
+    local dpid = H.daemon_pid()
+    core.kill(dpid, core.signals.SIGSTOP)
+    core.kill(d.pid, core.signals.SIGUSR1)
+    H.wait_for(function() return not core.proc_stat(d.pid) end, 5000, "its end, reaped by the keeper")
+    core.kill(dpid, 9)
+    H.wait_for(function() return H.status("done3") == "stopped" end, 5000,
+      "done3 stopped by stop_exit_codes: " .. tostring(H.status("done3")))
+    assert.equal(3, H.proc("done3").pm2_env.exit_code)
+    assert.equal(0, H.proc("done3").pm2_env.restart_time)
+  end)
+
   it("an app's user cannot pass a process of its own off as another app that exited meanwhile", function()
     -- (review of issue 17) the attacker's app runs as nobody and leaves
     -- behind a process with the victim's PM_APP_UID (read here, guessed
