@@ -25,7 +25,7 @@
  *                     to the next daemon, until the daemon that was told
  *                     says so: one killed before it read it loses nothing)
  * Keeper -> daemon, first, at each start:
- *   K <generation> <young deaths> <last code> <last signal> <held> <exits> <blob bytes>
+ *   K <generation> <young deaths> <last code> <last signal> <held> <exits> <blob bytes> <keeper pid>
  *   H <id> <tag> ...  (fds attached; "h" lines: records)
  *   E <pid> <code> <signal>   (code -1: ended by a signal)
  *   B <bytes>
@@ -249,8 +249,8 @@ static int send_exit(int sock, const exit_t *e)
 /* What the new daemon gets first: everything held, the exits recorded */
 static int hand_over(int sock, int gen, int young, int code, int sig)
 {
-	int len = snprintf(pkt, PKT_MAX, "K %d %d %d %d %zu %zu %zu\n", gen, young, code, sig,
-			   nheld, nexits, bloblen);
+	int len = snprintf(pkt, PKT_MAX, "K %d %d %d %d %zu %zu %zu %d\n", gen, young, code, sig,
+			   nheld, nexits, bloblen, (int)getpid());
 	if (send_pkt(sock, pkt, (size_t)len, NULL, 0) < 0)
 		return -1;
 	size_t i = 0;

@@ -45,6 +45,13 @@ function M.from_env()
   return lock
 end
 
+-- Whether the keeper is still this daemon's parent (what it reaps are the
+-- apps' processes; after its death, another process's children)
+function M.parent_is_keeper()
+  local st = M.pid and core.proc_stat(core.getpid())
+  return st and st.ppid == M.pid or false
+end
+
 -- Whether a keeper holds what this daemon hands it
 function M.active() return sock ~= nil end
 
@@ -153,8 +160,9 @@ function M.takeover()
       for line in data:gmatch("[^\n]+") do
         local op = line:sub(1, 1)
         if op == "K" then
-          local g, y, c, s = line:match("^K (%d+) (%d+) (%-?%d+) (%d+)")
+          local g, y, c, s, k = line:match("^K (%d+) (%d+) (%-?%d+) (%d+) %d+ %d+ %d+ ?(%d*)")
           tk.generation, tk.young, tk.code, tk.signal = tonumber(g), tonumber(y), tonumber(c), tonumber(s)
+          tk.keeper = tonumber(k) -- (a keeper before this field: nil)
         elseif op == "H" or op == "h" then
           local id, tag = line:match("^. (%d+) (.*)$")
           local h = { id = tonumber(id), tag = tag }
@@ -173,6 +181,14 @@ function M.takeover()
           pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
           if pid then tk.exits[pid] = { code = code >= 0 and code or nil, signal = sig > 0 and sig or nil } end
         elseif op == "D" then
+          if tk.keeper and (tk.keeper ~= M.pid or not M.parent_is_keeper()) then
+            -- it handed over and died: this daemon's parent reaps orphans
+            -- (init, a subreaper): its children are not the apps
+            log.error("the keeper (pid %d) is gone: running without it", tk.keeper)
+            M.gone()
+            for _, h in ipairs(tk.held) do if h.fd then core.close(h.fd) end end
+            return nil
+          end
           local text = table.concat(blob)
           if text ~= "" then
             local ok, parts = pcall(cjson.decode, text)

@@ -133,7 +133,7 @@ local function adoption(entries, tk)
   local me, by_marker = core.getpid(), {}
   local btime = tonumber((util.read_file("/proc/stat") or ""):match("btime (%d+)")) or 0
   local hz = core.clk_tck()
-  for _, pid in ipairs(keeper.pid and core.children(keeper.pid) or {}) do
+  for _, pid in ipairs(keeper.parent_is_keeper() and core.children(keeper.pid) or {}) do
     local st = pid ~= me and core.proc_stat(pid)
     if st and st.state ~= "Z" and st.pgrp == pid then
       local env = core.proc_environ(pid)
@@ -145,6 +145,8 @@ local function adoption(entries, tk)
       end
     end
   end
+  -- (the keeper died meanwhile: those were another process's children)
+  if not keeper.parent_is_keeper() then by_marker = {} end
   local fds, socks, notify = {}, {}, {}
   for _, h in ipairs(tk.held) do
     if h.kind == "s" and h.fd then

@@ -198,6 +198,26 @@ describe("the keeper", function()
     assert.equal(0, H.proc("done3").pm2_env.restart_time)
   end)
 
+  it("a daemon whose keeper died before it looked adopts nothing, and stops nothing of its new parent's", function()
+    -- (review of issue 17) the keeper hands over and dies at once: the
+    -- daemon's parent is then whoever reaps orphans (init, a subreaper),
+    -- whose children with a PM_APP_UID marker are not this home's apps
+    H.write(H.home .. "/journal.json", "[]")
+    local out = H.home .. "/gone.txt"
+    local pid = tonumber(H.sh(("setsid %s %s %s %s %s >/dev/null 2>&1 </dev/null & echo $!")
+      :format(PY, q(F .. "/keeper_gone.py"), q(H.bin), q(H.home), q(out))).out)
+    finally(function() core.kill(pid, 9) end)
+    H.wait_for(function() return util.read_file(out) end, 5000, "the stand-in's start")
+    local daemon, marked = util.read_file(out):match("(%d+) (%d+)")
+    daemon, marked = tonumber(daemon), tonumber(marked)
+    finally(function() core.kill(daemon, 9); core.kill(marked, 9) end)
+    H.wait_for(function() return H.contains(H.home .. "/pm.log", "ready") end, 5000, "the daemon ready")
+    assert.equal(pid, core.proc_stat(daemon).ppid)
+    core.sleep(100)
+    assert.is_true(H.alive(marked), "the daemon stopped a process that is not its keeper's: " .. H.pm_log())
+    assert.is_falsy(H.contains(H.home .. "/pm.log", "took over"))
+  end)
+
   it("an app's user cannot pass a process of its own off as another app that exited meanwhile", function()
     -- (review of issue 17) the attacker's app runs as nobody and leaves
     -- behind a process with the victim's PM_APP_UID (read here, guessed
