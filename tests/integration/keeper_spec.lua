@@ -218,6 +218,35 @@ describe("the keeper", function()
     assert.is_falsy(H.contains(H.home .. "/pm.log", "took over"))
   end)
 
+  it("a stopped keeper: apps restarting meanwhile, the daemon keeps it and it holds their newest fds", function()
+    -- (review of issue 17) what the keeper cannot take yet waits; an fd
+    -- that waits must be the daemon's own copy (the app's restart closes
+    -- its pipes: a waiting number was a closed fd, or another file)
+    ok(H.pm("ping"))
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP)
+    finally(function() core.kill(k, core.signals.SIGCONT) end)
+    ok(H.pm("start", "/bin/sh", "--name", "loop", "-i", "12", "--min-uptime", "1", "-s", "--", "-c", "sleep 0.02"))
+    local function restarts()
+      local n = 0
+      for _, p in ipairs(H.jlist()) do n = n + p.pm2_env.restart_time end
+      return n
+    end
+    -- (the socket holds ~200 KB of packets: some hundreds of restarts)
+    H.wait_for(function() return restarts() > 400 end, 20000, "restarts while the keeper is stopped")
+    core.kill(k, core.signals.SIGCONT)
+    ok(H.pm("stop", "loop", "-s"))
+    assert.is_falsy(H.contains(H.home .. "/pm.log", "cannot be told"), H.pm_log())
+    local pong = util.decode(ok(H.pm("ping")).out)
+    assert.equal(k, pong.keeper)
+    -- it let go of every pipe of the stopped apps: its fds are its own few
+    H.wait_for(function()
+      local n = 0
+      for _ in pairs(core.listdir("/proc/" .. k .. "/fd") or {}) do n = n + 1 end
+      return n < 12
+    end, 5000, "the keeper's fds let go")
+  end)
+
   it("an app's user cannot pass a process of its own off as another app that exited meanwhile", function()
     -- (review of issue 17) the attacker's app runs as nobody and leaves
     -- behind a process with the victim's PM_APP_UID (read here, guessed
