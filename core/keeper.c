@@ -21,8 +21,11 @@
  *   N <path>          the next daemon is <path> (pm update), at once
  *   B <bytes>         append to the blob handed to the next daemon
  *   b                 empty the blob
+ *   A <pid>           it has the exit of <pid> (an exit is kept, and handed
+ *                     to the next daemon, until the daemon that was told
+ *                     says so: one killed before it read it loses nothing)
  * Keeper -> daemon, first, at each start:
- *   K <generation> <young deaths> <last code> <last signal> <held> <exits> <blob bytes>
+ *   K <generation> <young deaths> <last code> <last signal> <held> <exits> <blob bytes> <keeper pid>
  *   H <id> <tag> ...  (fds attached; "h" lines: records)
  *   E <pid> <code> <signal>   (code -1: ended by a signal)
  *   B <bytes>
@@ -72,7 +75,7 @@ typedef struct {
 static held_t *held;
 static size_t nheld, held_cap;
 static exit_t *exits;
-static size_t nexits;
+static size_t nexits, handed; /* handed: the first ones, in the last hand-over */
 static char *blob;
 static size_t bloblen;
 static char *pkt;
@@ -99,6 +102,27 @@ static void hold(unsigned long long id, int fd, const char *tag, size_t taglen)
 		taglen = TAG_MAX - 1;
 	memcpy(h->tag, tag, taglen);
 	h->tag[taglen] = 0;
+}
+
+/* Forgets the first n exits, or the oldest one of pid when n is 0 */
+static void drop_exits(size_t n, int pid)
+{
+	if (n == 0) {
+		while (n < nexits && exits[n].pid != pid)
+			n++;
+		if (n == nexits)
+			return;
+		memmove(exits + n, exits + n + 1, sizeof *exits * (nexits - n - 1));
+		nexits--;
+		if (n < handed)
+			handed--;
+		return;
+	}
+	if (n > nexits)
+		n = nexits;
+	memmove(exits, exits + n, sizeof *exits * (nexits - n));
+	nexits -= n;
+	handed = handed > n ? handed - n : 0;
 }
 
 static void release(unsigned long long id)
@@ -162,9 +186,11 @@ static int on_packet(int sock, int *ready, int *quitting, char *next, size_t nex
 					hold(id, fd, rest, strlen(rest));
 			} else if (op == 'R' && line[1] == ' ') {
 				release(strtoull(line + 2, NULL, 10));
+			} else if (op == 'A' && line[1] == ' ') {
+				drop_exits(0, atoi(line + 2));
 			} else if (op == 'Y') {
 				*ready = 1;
-				nexits = 0; /* it has them all */
+				drop_exits(handed, 0); /* it has those it was handed */
 			} else if (op == 'Q') {
 				*quitting = 1;
 			} else if (op == 'N' && line[1] == ' ') {
@@ -223,8 +249,8 @@ static int send_exit(int sock, const exit_t *e)
 /* What the new daemon gets first: everything held, the exits recorded */
 static int hand_over(int sock, int gen, int young, int code, int sig)
 {
-	int len = snprintf(pkt, PKT_MAX, "K %d %d %d %d %zu %zu %zu\n", gen, young, code, sig,
-			   nheld, nexits, bloblen);
+	int len = snprintf(pkt, PKT_MAX, "K %d %d %d %d %zu %zu %zu %d\n", gen, young, code, sig,
+			   nheld, nexits, bloblen, (int)getpid());
 	if (send_pkt(sock, pkt, (size_t)len, NULL, 0) < 0)
 		return -1;
 	size_t i = 0;
@@ -241,6 +267,7 @@ static int hand_over(int sock, int gen, int young, int code, int sig)
 		if (send_pkt(sock, pkt, off, fds, nfds) < 0)
 			return -1;
 	}
+	handed = nexits;
 	for (size_t k = 0; k < nexits; k++)
 		if (send_exit(sock, &exits[k]) < 0)
 			return -1;
@@ -444,15 +471,11 @@ int pm_keeper_main(int argc, char **argv)
 			if (nexits < EXITS_MAX)
 				exits[nexits++] = e;
 			else { /* the oldest goes: a daemon that has not read them all for long */
-				memmove(exits, exits + 1, sizeof *exits * (EXITS_MAX - 1));
-				exits[EXITS_MAX - 1] = e;
+				drop_exits(1, 0);
+				exits[nexits++] = e;
 			}
-			if (sock >= 0 && ready) {
-				send_exit(sock, &e);
-				nexits--; /* (it has it) */
-			} else if (sock >= 0) {
-				send_exit(sock, &e); /* kept too: it is not ready yet */
-			}
+			if (sock >= 0)
+				send_exit(sock, &e); /* (kept until it says it has it: A) */
 		}
 	}
 }

@@ -16,7 +16,10 @@ local M = {}
 
 local sock        -- this daemon's end of the keeper's socketpair, or nil
 local next_id = 1 -- the ids this daemon gives what it hands to hold
-local lines, fds = {}, {}
+-- what waits to be sent: { line, fd } (fd: this module's duplicate of
+-- what the caller holds, closed once sent; the caller may close its own
+-- meanwhile, and its number be another file's by then)
+local queue = {}
 local flush_timer, writable
 
 --[[ Whether this daemon should make itself a keeper first: a daemon of a
@@ -45,6 +48,13 @@ function M.from_env()
   return lock
 end
 
+-- Whether the keeper is still this daemon's parent (what it reaps are the
+-- apps' processes; after its death, another process's children)
+function M.parent_is_keeper()
+  local st = M.pid and core.proc_stat(core.getpid())
+  return st and st.ppid == M.pid or false
+end
+
 -- Whether a keeper holds what this daemon hands it
 function M.active() return sock ~= nil end
 
@@ -65,24 +75,27 @@ local function send(packet, with)
   return nil, err
 end
 
+local function drop_queue()
+  for _, e in ipairs(queue) do if e.fd then core.close(e.fd) end end
+  queue = {}
+end
+
 -- Sends what waits (250 fds at most a packet; what the keeper has no room
 -- for yet waits for it to read)
 function M.flush()
   if flush_timer then flush_timer:close(); flush_timer = nil end
-  while sock and #lines > 0 do
-    -- a packet: lines up to 250 fds, 60 KB
-    local take, nf, size = 0, 0, 0
-    for i, l in ipairs(lines) do
-      if l:byte(1) == 72 then -- "H": with an fd
-        if nf == 250 then break end
-        nf = nf + 1
-      end
-      size = size + #l + 1
+  while sock and #queue > 0 do
+    -- a packet: lines up to 250 fds, 60 KB (each fd with its own line)
+    local take, size, text, with = 0, 0, {}, {}
+    for i, e in ipairs(queue) do
+      if e.fd and #with == 250 then break end
+      size = size + #e.line + 1
       if size > 60000 and take > 0 then break end
       take = i
+      text[i] = e.line
+      if e.fd then with[#with + 1] = e.fd end
     end
-    local packet = table.concat(lines, "\n", 1, take) .. "\n"
-    local ok, err = send(packet, nf > 0 and { unpack(fds, 1, nf) } or nil)
+    local ok, err = send(table.concat(text, "\n") .. "\n", #with > 0 and with or nil)
     if not ok then
       if err == "again" and not writable then
         writable = core.watch_write(sock, function()
@@ -93,10 +106,10 @@ function M.flush()
       end
       return
     end
-    local rest_l, rest_f = {}, {}
-    for i = take + 1, #lines do rest_l[#rest_l + 1] = lines[i] end
-    for i = nf + 1, #fds do rest_f[#rest_f + 1] = fds[i] end
-    lines, fds = rest_l, rest_f
+    for _, fd in ipairs(with) do core.close(fd) end
+    local rest = {}
+    for i = take + 1, #queue do rest[#rest + 1] = queue[i] end
+    queue = rest
   end
 end
 
@@ -111,19 +124,31 @@ function M.hold(tag, fd)
   local id = next_id
   next_id = next_id + 1
   if fd then
-    lines[#lines + 1] = ("H %d %s"):format(id, tag)
-    fds[#fds + 1] = fd
+    local copy, err = core.dup(fd)
+    if not copy then
+      log.error("the keeper cannot hold %s (%s): it will not outlive a crash of this daemon", tag, tostring(err))
+      return nil
+    end
+    queue[#queue + 1] = { line = ("H %d %s"):format(id, tag), fd = copy, id = id }
   else
-    lines[#lines + 1] = ("h %d %s"):format(id, tag)
+    queue[#queue + 1] = { line = ("h %d %s"):format(id, tag), id = id }
   end
   later()
   return id
 end
 
--- The keeper lets go of id (its copy of the fd is closed)
+-- The keeper lets go of id (its copy of the fd is closed; one not sent
+-- yet is not sent)
 function M.release(id)
   if not sock or not id then return end
-  lines[#lines + 1] = "R " .. id
+  for i, e in ipairs(queue) do
+    if e.id == id then
+      if e.fd then core.close(e.fd) end
+      table.remove(queue, i)
+      return
+    end
+  end
+  queue[#queue + 1] = { line = "R " .. id }
   later()
 end
 
@@ -153,8 +178,9 @@ function M.takeover()
       for line in data:gmatch("[^\n]+") do
         local op = line:sub(1, 1)
         if op == "K" then
-          local g, y, c, s = line:match("^K (%d+) (%d+) (%-?%d+) (%d+)")
+          local g, y, c, s, k = line:match("^K (%d+) (%d+) (%-?%d+) (%d+) %d+ %d+ %d+ ?(%d*)")
           tk.generation, tk.young, tk.code, tk.signal = tonumber(g), tonumber(y), tonumber(c), tonumber(s)
+          tk.keeper = tonumber(k) -- (a keeper before this field: nil)
         elseif op == "H" or op == "h" then
           local id, tag = line:match("^. (%d+) (.*)$")
           local h = { id = tonumber(id), tag = tag }
@@ -173,6 +199,14 @@ function M.takeover()
           pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
           if pid then tk.exits[pid] = { code = code >= 0 and code or nil, signal = sig > 0 and sig or nil } end
         elseif op == "D" then
+          if tk.keeper and (tk.keeper ~= M.pid or not M.parent_is_keeper()) then
+            -- it handed over and died: this daemon's parent reaps orphans
+            -- (init, a subreaper): its children are not the apps
+            log.error("the keeper (pid %d) is gone: running without it", tk.keeper)
+            M.gone()
+            for _, h in ipairs(tk.held) do if h.fd then core.close(h.fd) end end
+            return nil
+          end
           local text = table.concat(blob)
           if text ~= "" then
             local ok, parts = pcall(cjson.decode, text)
@@ -200,6 +234,9 @@ function M.listen(on_exit)
       if not data then return end
       for _, fd in ipairs(got) do core.close(fd) end
       for pid, code, sig in data:gmatch("E (%d+) (%-?%d+) (%d+)") do
+        -- (the keeper keeps it, for the next daemon, until told it is had)
+        queue[#queue + 1] = { line = "A " .. pid }
+        later()
         pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
         on_exit(pid, code >= 0 and code or nil, sig > 0 and sig or nil)
       end
@@ -214,20 +251,20 @@ function M.gone()
   if writable then writable:close(); writable = nil end
   if sock then core.close(sock) end
   sock = nil
-  lines, fds = {}, {}
+  drop_queue()
 end
 
 -- The daemon serves: a death from now on is a crash the keeper recovers
 function M.ready()
   if not sock then return end
-  lines[#lines + 1] = "Y"
+  queue[#queue + 1] = { line = "Y" }
   M.flush()
 end
 
 -- The daemon stops for good (its apps stopped): the keeper ends with it
 function M.quit()
   if not sock then return end
-  lines[#lines + 1] = "Q"
+  queue[#queue + 1] = { line = "Q" }
   M.flush()
 end
 
@@ -239,21 +276,21 @@ function M.hand_over(bin, parts)
   M.flush()
   local ok, err = true, nil
   local text = next(parts) and cjson.encode(parts) or ""
-  lines[#lines + 1] = "b"
+  queue[#queue + 1] = { line = "b" }
   M.flush()
   for i = 1, #text, 60000 do
     ok, err = core.sendmsg(sock, "B " .. text:sub(i, i + 59999))
     if not ok then break end
   end
   if ok then
-    lines[#lines + 1] = "N " .. bin
+    queue[#queue + 1] = { line = "N " .. bin }
     local deadline = core.mono() + 2000
     M.flush()
-    while sock and #lines > 0 and core.mono() < deadline do
+    while sock and #queue > 0 and core.mono() < deadline do
       core.sleep(5)
       M.flush()
     end
-    if #lines > 0 then ok, err = nil, "the keeper does not read" end
+    if #queue > 0 then ok, err = nil, "the keeper does not read" end
   end
   return ok, err
 end

@@ -858,7 +858,8 @@ function methods.handover(params, conn, done)
       message = "this daemon runs without a keeper: nothing to hand over to" })
   end
   local bin = params.bin
-  local st = type(bin) == "string" and bin:sub(1, 1) == "/" and core.stat(bin)
+  -- (a control character would make its own line to the keeper)
+  local st = type(bin) == "string" and bin:sub(1, 1) == "/" and not bin:find("%c") and core.stat(bin)
   if not st or st.type ~= "file" or not core.access(bin, "x") then
     return done({ code = rpc.INVALID_PARAMS, message = "handover: bin must be the absolute path of an executable" })
   end

@@ -110,6 +110,20 @@ stdin as the keeper held them; one that ended meanwhile gets its real exit
 holds without a running process comes back as after a crash (started,
 unless it was stopped or errored). Returns the exits to deliver once the
 apps are back: { {pid, code, signal} }. ]]
+-- The real uid of pid's process | nil
+local function real_uid(pid)
+  return tonumber((util.read_file("/proc/" .. pid .. "/status") or ""):match("\nUid:%s+(%d+)"))
+end
+
+-- The uid an entry's processes run as (its user or uid; else the daemon's)
+local function expected_uid(entry)
+  local raw = persist.split(entry)
+  local who = type(raw) == "table" and (raw.user or raw.uid)
+  if who == nil then return core.getuid() end
+  local pw = util.passwd(who)
+  return pw and pw.uid
+end
+
 local function adoption(entries, tk)
   local keeper = require "pm.keeper"
   local sockets = require "pm.sockets"
@@ -119,7 +133,7 @@ local function adoption(entries, tk)
   local me, by_marker = core.getpid(), {}
   local btime = tonumber((util.read_file("/proc/stat") or ""):match("btime (%d+)")) or 0
   local hz = core.clk_tck()
-  for _, pid in ipairs(keeper.pid and core.children(keeper.pid) or {}) do
+  for _, pid in ipairs(keeper.parent_is_keeper() and core.children(keeper.pid) or {}) do
     local st = pid ~= me and core.proc_stat(pid)
     if st and st.state ~= "Z" and st.pgrp == pid then
       local env = core.proc_environ(pid)
@@ -131,6 +145,8 @@ local function adoption(entries, tk)
       end
     end
   end
+  -- (the keeper died meanwhile: those were another process's children)
+  if not keeper.parent_is_keeper() then by_marker = {} end
   local fds, socks, notify = {}, {}, {}
   for _, h in ipairs(tk.held) do
     if h.kind == "s" and h.fd then
@@ -160,15 +176,19 @@ local function adoption(entries, tk)
       for _, c in ipairs(cands or {}) do
         if c.pid == tonumber(rec.pid) or (per.o and c.pid == per.o.pid) then live = c end
       end
-      for _, c in ipairs(live and {} or cands or {}) do
-        if not live or c.start < live.start then live = c end
-      end
       -- one that ended while no daemon ran, reaped by the keeper: its pid is
       -- the journal's, or the one its pipes were made for (the journal
       -- writes pids once a second)
       local dead
       for _, pid in ipairs(live and {} or { tonumber(rec.pid), per.o and per.o.pid }) do
         if not dead and tk.exits[pid] then dead = pid end
+      end
+      -- neither: the oldest that runs as the app's user (a process of
+      -- another user with the marker in its environment is not the app's:
+      -- an environment is whatever its process chose)
+      local uid = not (live or dead) and cands and expected_uid(entry)
+      for _, c in ipairs(uid and cands or {}) do
+        if real_uid(c.pid) == uid and (not live or c.start < live.start) then live = c end
       end
       local exit = dead and tk.exits[dead]
       if (live or exit) and per.o and per.e then

@@ -154,6 +154,140 @@ describe("the keeper", function()
     assert.equal(0, H.proc("done3").pm2_env.restart_time)
   end)
 
+  it("an exit while the second daemon dies: its real code still (the keeper reaps it before the daemon)", function()
+    -- (review of issue 17) after one take-over the apps are the keeper's
+    -- children older than the daemon: reaped first, their exits must not
+    -- go to the dead daemon's socket and be forgotten
+    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
+      { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
+    ok(H.pm("start", eco, "-s"))
+    local d = online(H.proc("done3"))
+    kill9()
+    assert.equal(d.pid, H.proc("done3").pid)
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP)
+    core.kill(H.daemon_pid(), 9)
+    core.kill(d.pid, core.signals.SIGUSR1)
+    H.wait_for(function() local y = core.proc_stat(d.pid); return y and y.state == "Z" end, 5000, "its end")
+    core.kill(k, core.signals.SIGCONT)
+    H.wait_for(function() return H.status("done3") == "stopped" end, 5000,
+      "done3 stopped by stop_exit_codes: " .. tostring(H.status("done3")))
+    assert.equal(3, H.proc("done3").pm2_env.exit_code)
+    assert.equal(0, H.proc("done3").pm2_env.restart_time)
+  end)
+
+  it("an exit the keeper told a daemon that died before reading it: its real code still", function()
+    -- (review of issue 17) the daemon is stopped (busy, swapping) when the
+    -- app exits: the keeper reaps it and tells the daemon, which is killed
+    -- before it reads that; the next daemon must hear it from the keeper
+    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
+      { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
+    ok(H.pm("start", eco, "-s"))
+    local d = online(H.proc("done3"))
+    kill9() -- (the app is the keeper's child now: it reaps it)
+    local dpid = H.daemon_pid()
+    core.kill(dpid, core.signals.SIGSTOP)
+    core.kill(d.pid, core.signals.SIGUSR1)
+    H.wait_for(function() return not core.proc_stat(d.pid) end, 5000, "its end, reaped by the keeper")
+    core.kill(dpid, 9)
+    H.wait_for(function() return H.status("done3") == "stopped" end, 5000,
+      "done3 stopped by stop_exit_codes: " .. tostring(H.status("done3")))
+    assert.equal(3, H.proc("done3").pm2_env.exit_code)
+    assert.equal(0, H.proc("done3").pm2_env.restart_time)
+  end)
+
+  it("a daemon whose keeper died before it looked adopts nothing, and stops nothing of its new parent's", function()
+    -- (review of issue 17) the keeper hands over and dies at once: the
+    -- daemon's parent is then whoever reaps orphans (init, a subreaper),
+    -- whose children with a PM_APP_UID marker are not this home's apps
+    H.write(H.home .. "/journal.json", "[]")
+    local out = H.home .. "/gone.txt"
+    local pid = tonumber(H.sh(("setsid %s %s %s %s %s >/dev/null 2>&1 </dev/null & echo $!")
+      :format(PY, q(F .. "/keeper_gone.py"), q(H.bin), q(H.home), q(out))).out)
+    finally(function() core.kill(pid, 9) end)
+    H.wait_for(function() return util.read_file(out) end, 5000, "the stand-in's start")
+    local daemon, marked = util.read_file(out):match("(%d+) (%d+)")
+    daemon, marked = tonumber(daemon), tonumber(marked)
+    finally(function() core.kill(daemon, 9); core.kill(marked, 9) end)
+    H.wait_for(function() return H.contains(H.home .. "/pm.log", "ready") end, 5000, "the daemon ready")
+    assert.equal(pid, core.proc_stat(daemon).ppid)
+    core.sleep(100)
+    assert.is_true(H.alive(marked), "the daemon stopped a process that is not its keeper's: " .. H.pm_log())
+    assert.is_falsy(H.contains(H.home .. "/pm.log", "took over"))
+  end)
+
+  it("a stopped keeper: apps restarting meanwhile, the daemon keeps it and it holds their newest fds", function()
+    -- (review of issue 17) what the keeper cannot take yet waits; an fd
+    -- that waits must be the daemon's own copy (the app's restart closes
+    -- its pipes: a waiting number was a closed fd, or another file)
+    ok(H.pm("ping"))
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP)
+    finally(function() core.kill(k, core.signals.SIGCONT) end)
+    ok(H.pm("start", "/bin/sh", "--name", "loop", "-i", "12", "--min-uptime", "1", "-s", "--", "-c", "sleep 0.02"))
+    local function restarts()
+      local n = 0
+      for _, p in ipairs(H.jlist()) do n = n + p.pm2_env.restart_time end
+      return n
+    end
+    -- (the socket holds ~200 KB of packets: some hundreds of restarts)
+    H.wait_for(function() return restarts() > 400 end, 20000, "restarts while the keeper is stopped")
+    core.kill(k, core.signals.SIGCONT)
+    ok(H.pm("stop", "loop", "-s"))
+    assert.is_falsy(H.contains(H.home .. "/pm.log", "cannot be told"), H.pm_log())
+    local pong = util.decode(ok(H.pm("ping")).out)
+    assert.equal(k, pong.keeper)
+    -- it let go of every pipe of the stopped apps: its fds are its own few
+    H.wait_for(function()
+      local n = 0
+      for _ in pairs(core.listdir("/proc/" .. k .. "/fd") or {}) do n = n + 1 end
+      return n < 12
+    end, 5000, "the keeper's fds let go")
+  end)
+
+  it("an app's user cannot pass a process of its own off as another app that exited meanwhile", function()
+    -- (review of issue 17) the attacker's app runs as nobody and leaves
+    -- behind a process with the victim's PM_APP_UID (read here, guessed
+    -- there: daemon pid-pm_id-ms); the victim exits with 3 while no daemon
+    -- runs: the next daemon must apply the victim's exit, not adopt the fake
+    local nobody = util.passwd("nobody")
+    if core.getuid() ~= 0 or not nobody then return pending("needs root and a user nobody") end
+    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+    local v = online(H.start(app, "victim", "-s"))
+    local env = util.read_file("/proc/" .. v.pid .. "/environ")
+    local marker = assert(("\0" .. env):match("%zPM_APP_UID=([^%z]+)"))
+    local eco = H.write(H.home .. "/evil.json", util.encode({ apps = { { name = "evil", script = "/bin/sh",
+      user = "nobody", args = { "-c", ("(setsid env PM_APP_UID=%s sleep 600 &); exec sleep 600"):format(marker) },
+    } } }))
+    ok(H.pm("start", eco, "-s"))
+    local fake
+    H.wait_for(function()
+      for name in pairs(core.listdir("/proc") or {}) do
+        local pid = tonumber(name)
+        local e = pid and pid ~= v.pid and util.read_file("/proc/" .. name .. "/environ")
+        if e and e:find("PM_APP_UID=" .. marker, 1, true) and (core.proc_stat(pid) or {}).pgrp == pid then
+          fake = pid
+        end
+      end
+      return fake
+    end, 5000, "the fake process")
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP)
+    core.kill(H.daemon_pid(), 9)
+    core.kill(v.pid, core.signals.SIGUSR1)
+    H.wait_for(function() local x = core.proc_stat(v.pid); return x and x.state == "Z" end, 5000, "the victim's end")
+    core.kill(k, core.signals.SIGCONT)
+    H.wait_for(function()
+      local p = H.proc("victim")
+      return p and p.pm2_env.status == "online" and p.pid ~= v.pid and p.pid ~= fake
+    end, 10000, "the victim restarted (not the fake adopted)")
+    assert.equal(3, H.proc("victim").pm2_env.exit_code)
+    assert.equal(1, H.proc("victim").pm2_env.restart_time)
+    core.kill(fake, 9)
+  end)
+
   it("a stop after the take-over stops what the adopted app started, escapees included", function()
     local mark = tostring(core.getpid()) .. "7" .. tostring(math.floor(core.now()) % 100000)
     local app = H.script("tree.sh", ("#!/bin/sh\n( setsid sleep %s & )\nsleep %s &\nwhile :; do sleep 1; done\n")
@@ -203,6 +337,21 @@ pm.disconnect()
     core.sleep(300)
     assert.equal("42\n", util.read_file(got))
     assert.equal(p.pid, H.proc("lapp").pid)
+  end)
+
+  it("handover refuses a bin that is no executable's absolute path, or has a control character", function()
+    online(H.start(F .. "/ep_app.sh", "idle", "-s"))
+    local pid, dpid = H.proc("idle").pid, H.daemon_pid()
+    local pm = require "pm"
+    local conn = assert(pm._conn())
+    for _, bin in ipairs({ "bin/pm", "/nonexistent/pm", H.bin .. "\nQ", H.home, 42 }) do
+      local res, err = conn:call("handover", { bin = bin })
+      assert.is_nil(res)
+      assert.matches("absolute path of an executable", tostring(err))
+    end
+    pm.disconnect()
+    assert.equal(dpid, H.daemon_pid())
+    assert.equal(pid, H.proc("idle").pid)
   end)
 
   it("PM_KEEPER=0: no keeper, and pm update restarts the apps (the way without one)", function()
