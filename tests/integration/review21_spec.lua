@@ -109,7 +109,9 @@ describe("issue 21 review", function()
     -- full: connections held until the daemon has to drop one
     local held = {}
     for i = 1, 200 do
-      local c = H.connect()
+      -- (a connect the backlog has no room for fails: the daemon is full too)
+      local connected, c = pcall(H.connect)
+      if not connected then break end
       c:send(('{"jsonrpc":"2.0","id":%d,"method":"ping","params":{}}\n'):format(i))
       if not c:reply(i) then c:close(); break end
       held[#held + 1] = c
