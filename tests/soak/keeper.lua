@@ -65,6 +65,14 @@ local ok, err = pcall(function()
     end
   end
   local ms = core.mono() - t0
+  -- the crash loop goes on under the last daemon (its counts after each
+  -- take-over are the journal's, written once a second: not summed here)
+  local function loop_restarts()
+    for _, p in ipairs(H.jlist()) do if p.name == "loop" then return p.pm2_env.restart_time end end
+    return 0
+  end
+  local r0 = loop_restarts()
+  local went_on = pcall(H.wait_for, function() return loop_restarts() > r0 + 5 end, 10000, "the loop")
   -- the crash loop stopped: what it holds at a given moment goes
   assert(H.pm("stop", "loop", "-s").code == 0)
   H.wait_for(function() return S.fd_count(k) <= kfd0 end, 5000, "the keeper's fds back")
@@ -78,9 +86,7 @@ local ok, err = pcall(function()
   S.check(kfd <= kfd0, "the keeper's fds flat (%d -> %d)", kfd0, kfd)
   S.check(dfd <= dfd0 + 2, "the daemon's fds flat (%d -> %d)", dfd0, dfd)
   S.check(anon <= anon0 + 256, "the keeper's memory flat (RssAnon %d -> %d kB)", anon0, anon)
-  local restarts = 0
-  for _, p in ipairs(H.jlist()) do if p.name == "loop" then restarts = p.pm2_env.restart_time end end
-  S.check(restarts > N, "the crash loop went on across the take-overs (%d restarts)", restarts)
+  S.check(went_on, "the crash loop goes on after %d take-overs", N)
 end)
 if not ok then
   S.check(false, "keeper soak: %s", tostring(err))
