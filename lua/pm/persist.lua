@@ -26,7 +26,7 @@ function M.snapshot(procs, shared)
         if type(v) ~= "function" then e[k] = v end
       end
       e.args = util.array(p.decl.args)
-      e.interpreter_args = util.array(p.decl.interpreter_args)
+      e.interpreter_args = p.decl.interpreter_args and util.array(p.decl.interpreter_args) -- (nil: unset)
       e.stop_exit_codes = util.array(p.decl.stop_exit_codes)
       e.pm_origin_file = p.origin and p.origin.path or nil
       e.pm_origin_env = p.origin and p.origin.env or nil
