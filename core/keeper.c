@@ -136,29 +136,68 @@ static void release(unsigned long long id)
 		}
 }
 
-/* One packet of the daemon: its lines, the fds going with its H lines.
- * Returns 1 (read), 0 (nothing now), -1 (the daemon's end is gone). */
-static int on_packet(int sock, int *ready, int *quitting, char *next, size_t nextcap)
+/* One packet and its fds (SCM_RIGHTS, at most FDS_PER_PKT), on both
+ * sides of the socketpair: sendmsg / recvmsg's result, errno as they set
+ * it. pkt_recvmsg's fds arrive CLOEXEC; *nfds says how many. */
+static ssize_t pkt_sendmsg(int sock, const char *data, size_t len, const int *fds, int nfds, int flags)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * FDS_PER_PKT)];
-	struct iovec iov = {pkt, PKT_MAX - 1};
+	struct iovec iov = {(void *)data, len};
+	struct msghdr m = {0};
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	if (nfds > 0) {
+		memset(cbuf, 0, sizeof cbuf);
+		m.msg_control = cbuf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	ssize_t n;
+	do
+		n = sendmsg(sock, &m, flags | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+static ssize_t pkt_recvmsg(int sock, char *buf, size_t cap, int *fds, int *nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * FDS_PER_PKT)];
+	struct iovec iov = {buf, cap};
 	struct msghdr m = {0};
 	m.msg_iov = &iov;
 	m.msg_iovlen = 1;
 	m.msg_control = cbuf;
 	m.msg_controllen = sizeof cbuf;
-	ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	*nfds = 0;
+	ssize_t n;
+	do
+		n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : -1;
-	if (n == 0)
-		return -1;
-	int fds[FDS_PER_PKT], nfds = 0, used = 0;
+		return n;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < k && nfds < FDS_PER_PKT; i++)
-				memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			for (int i = 0; i < k && *nfds < FDS_PER_PKT; i++)
+				memcpy(&fds[(*nfds)++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
 		}
+	return n;
+}
+
+/* One packet of the daemon: its lines, the fds going with its H lines.
+ * Returns 1 (read), 0 (nothing now), -1 (the daemon's end is gone). */
+static int on_packet(int sock, int *ready, int *quitting, char *next, size_t nextcap)
+{
+	int fds[FDS_PER_PKT], nfds, used = 0;
+	ssize_t n = pkt_recvmsg(sock, pkt, PKT_MAX - 1, fds, &nfds);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -1;
+	if (n == 0)
+		return -1;
 	pkt[n] = 0;
 	if (pkt[0] == 'B' && n >= 2) { /* "B " + bytes */
 		size_t len = (size_t)n - 2;
@@ -210,27 +249,9 @@ static int on_packet(int sock, int *ready, int *quitting, char *next, size_t nex
  * packets at once; one that does not within 5 s is dead or stuck) */
 static int send_pkt(int sock, const char *data, size_t len, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * FDS_PER_PKT)];
-	struct iovec iov = {(void *)data, len};
-	struct msghdr m = {0};
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	if (nfds > 0) {
-		memset(cbuf, 0, sizeof cbuf);
-		m.msg_control = cbuf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
 	for (;;) {
-		ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL);
-		if (n >= 0)
+		if (pkt_sendmsg(sock, data, len, fds, nfds, 0) >= 0)
 			return 0;
-		if (errno == EINTR)
-			continue;
 		if (errno != EAGAIN)
 			return -1;
 		struct pollfd p = {sock, POLLOUT, 0};
@@ -535,25 +556,7 @@ static int l_sendmsg(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
-	char cbuf[CMSG_SPACE(sizeof(int) * FDS_PER_PKT)];
-	struct iovec iov = {(void *)data, len};
-	struct msghdr m = {0};
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	if (nfds > 0) {
-		memset(cbuf, 0, sizeof cbuf);
-		m.msg_control = cbuf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	ssize_t n;
-	do
-		n = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	ssize_t n = pkt_sendmsg(fd, data, len, fds, nfds, MSG_DONTWAIT);
 	if (n < 0) {
 		if (errno == EAGAIN) {
 			lua_pushnil(L);
@@ -586,17 +589,8 @@ static int l_recvmsg(lua_State *L)
 		}
 	}
 	char *buf = lua_newuserdata(L, PKT_MAX);
-	char cbuf[CMSG_SPACE(sizeof(int) * FDS_PER_PKT)];
-	struct iovec iov = {buf, PKT_MAX};
-	struct msghdr m = {0};
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = cbuf;
-	m.msg_controllen = sizeof cbuf;
-	ssize_t n;
-	do
-		n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+	int fds[FDS_PER_PKT], nfds;
+	ssize_t n = pkt_recvmsg(fd, buf, PKT_MAX, fds, &nfds);
 	if (n < 0) {
 		if (errno == EAGAIN) {
 			lua_pushnil(L);
@@ -606,18 +600,11 @@ static int l_recvmsg(lua_State *L)
 		return pm_fail(L, "recvmsg");
 	}
 	lua_pushlstring(L, buf, (size_t)n);
-	lua_newtable(L);
-	int k = 0;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			int cnt = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < cnt; i++) {
-				int v;
-				memcpy(&v, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				lua_pushinteger(L, v);
-				lua_rawseti(L, -2, ++k);
-			}
-		}
+	lua_createtable(L, nfds, 0);
+	for (int i = 0; i < nfds; i++) {
+		lua_pushinteger(L, fds[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
 	return 2;
 }
 

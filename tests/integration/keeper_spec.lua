@@ -48,6 +48,17 @@ local function numbered(path)
   return count, lost, lost_bytes
 end
 
+-- Apps (declarations without script) whose process exits 3 on SIGUSR1,
+-- started and online -> name -> description
+local function exit3_apps(apps)
+  local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
+  for _, a in ipairs(apps) do a.script = app end
+  ok(H.pm("start", H.write(H.home .. "/eco.json", util.encode({ apps = apps })), "-s"))
+  local out = {}
+  for _, a in ipairs(apps) do out[a.name] = online(H.proc(a.name)) end
+  return out
+end
+
 describe("the keeper", function()
   before_each(function() H.new_home() end)
   after_each(function() H.cleanup() end)
@@ -126,12 +137,9 @@ describe("the keeper", function()
   end)
 
   it("an exit while no daemon runs: its real code after the take-over, and the policy", function()
-    -- SIGUSR1: exit 3. stop_exit_codes {3} for one, a restart for the other
-    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
-    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
-      { name = "again", script = app }, { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
-    ok(H.pm("start", eco, "-s"))
-    local a, d = online(H.proc("again")), online(H.proc("done3"))
+    -- stop_exit_codes {3} for one, a restart for the other
+    local started = exit3_apps({ { name = "again" }, { name = "done3", stop_exit_codes = { 3 } } })
+    local a, d = started.again, started.done3
     -- the keeper is stopped: it starts no daemon and reaps nothing yet
     local k = H.keeper_pid()
     core.kill(k, core.signals.SIGSTOP)
@@ -158,11 +166,7 @@ describe("the keeper", function()
     -- (review of issue 17) after one take-over the apps are the keeper's
     -- children older than the daemon: reaped first, their exits must not
     -- go to the dead daemon's socket and be forgotten
-    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
-    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
-      { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
-    ok(H.pm("start", eco, "-s"))
-    local d = online(H.proc("done3"))
+    local d = exit3_apps({ { name = "done3", stop_exit_codes = { 3 } } }).done3
     kill9()
     assert.equal(d.pid, H.proc("done3").pid)
     local k = H.keeper_pid()
@@ -181,11 +185,7 @@ describe("the keeper", function()
     -- (review of issue 17) the daemon is stopped (busy, swapping) when the
     -- app exits: the keeper reaps it and tells the daemon, which is killed
     -- before it reads that; the next daemon must hear it from the keeper
-    local app = H.script("ex.sh", "#!/bin/sh\ntrap 'exit 3' USR1\nwhile :; do sleep 0.05; done\n")
-    local eco = H.write(H.home .. "/eco.json", util.encode({ apps = {
-      { name = "done3", script = app, stop_exit_codes = { 3 } } } }))
-    ok(H.pm("start", eco, "-s"))
-    local d = online(H.proc("done3"))
+    local d = exit3_apps({ { name = "done3", stop_exit_codes = { 3 } } }).done3
     kill9() -- (the app is the keeper's child now: it reaps it)
     local dpid = H.daemon_pid()
     core.kill(dpid, core.signals.SIGSTOP)
