@@ -482,10 +482,16 @@ function M.run(opts)
   end
   if M.exit_code then return M.exit_code end
   M.exit_code = 0
-  -- PM_PROFILE=<file> [PM_PROFILE_MODE=Fli1]: LuaJIT's sampling profiler
-  -- over the daemon's life (with LUA_PATH reaching LuaJIT's jit/p.lua)
+  -- PM_PROFILE=<file> [PM_PROFILE_MODE=Fli1] [PM_PROFILE_DELAY=ms]:
+  -- LuaJIT's sampling profiler over the daemon's life, or from DELAY ms
+  -- after its start (a bench's set-up left out); LUA_PATH must reach
+  -- LuaJIT's jit/p.lua
   local prof = os.getenv("PM_PROFILE")
-  if prof then require("jit.p").start(os.getenv("PM_PROFILE_MODE") or "Fl", prof) end
+  if prof then
+    local function start() require("jit.p").start(os.getenv("PM_PROFILE_MODE") or "Fl", prof) end
+    local delay = tonumber(os.getenv("PM_PROFILE_DELAY") or "")
+    if delay then M.profile_timer = core.timer(delay, 0, start) else start() end
+  end
   core.run()
   if prof then require("jit.p").stop() end
   return M.exit_code
