@@ -282,10 +282,18 @@ local function failed(p, err)
   return nil, err
 end
 
+-- A start that cannot have its fds: errored, unless tentative (then
+-- nil, err, "short" and p untouched: the caller frees fds and tries again)
+local function short(p, err, tentative)
+  if tentative and tostring(err):find("Too many open files", 1, true) then return nil, err, "short" end
+  return failed(p, err)
+end
+
 -- What a process of p needs before its spawn -> spec | nil, err (p is
 -- then errored): its pipes, sockets, channel and the spawn's options.
 -- looping: in a crash loop (the last process's pipes may be taken over).
-local function prepare(p, looping)
+-- tentative: out of fds, nil, err, "short" and p as it was (see short).
+local function prepare(p, looping, tentative)
   local d = p.decl
   if p.timer then p.timer:close(); p.timer = nil end
   applogs.paths(p) -- (the same on every restart of a declaration)
@@ -303,7 +311,7 @@ local function prepare(p, looping)
       -- when only the second failed)
       local why = out_r and err_w or out_w
       if out_r then core.close(out_r); core.close(out_w) end
-      return failed(p, tostring(why))
+      return short(p, tostring(why), tentative)
     end
     spec.out_r, spec.out_w, spec.err_r, spec.err_w = out_r, out_w, err_r, err_w
   end
@@ -313,7 +321,7 @@ local function prepare(p, looping)
     local in_r, in_w = core.input_pipe()
     if not in_r then
       drop_spec(p, spec)
-      return failed(p, tostring(in_w))
+      return short(p, tostring(in_w), tentative)
     end
     spec.in_r, spec.in_w, fds[1] = in_r, in_w, in_r
   end
@@ -346,7 +354,7 @@ local function prepare(p, looping)
       local ipc_parent, ipc_child = core.socketpair()
       if not ipc_parent then -- out of fds: the start fails, with why
         drop_spec(p, spec)
-        return failed(p, tostring(ipc_child)) -- ("socketpair: <why>")
+        return short(p, tostring(ipc_child), tentative) -- ("socketpair: <why>")
       end
       fds[#fds + 1] = ipc_child
       spec.ipc_parent, spec.ipc_child = ipc_parent, ipc_child
@@ -523,7 +531,16 @@ local function launch_queued()
   end
   for _, p in ipairs(list) do
     if not ctx.closing and not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
-      local spec, err = prepare(p)
+      local spec, err, lacking = prepare(p, nil, prev ~= nil or #batch.procs > 0)
+      if lacking then
+        -- out of fds while batches are in flight (each spawn holds its
+        -- pipes' both ends, and the keeper's copies until the flush):
+        -- finish them, then once more for good (a low limit starts as
+        -- many apps as it has room for, one batch's fds at a time)
+        submit()
+        if prev then finish_batch(prev, prev.spawning:wait()); prev = nil end
+        spec, err = prepare(p)
+      end
       if spec then
         batch.procs[#batch.procs + 1] = p
         batch.specs[#batch.specs + 1] = spec

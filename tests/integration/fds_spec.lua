@@ -120,12 +120,36 @@ describe("the daemon's fds", function()
     end
     assert.equal(150, online + errored)
     assert.equal(n, errored)
-    -- (ping's figure is an estimate: a batch of spawns holds more for a moment)
-    assert.is_true(math.abs(online - fit) <= 20, ("%d online, ping said %d fit"):format(online, fit))
+    -- every app ping said fits runs (a batch of spawns in flight holds
+    -- more fds for a moment: the launch finishes it and tries again)
+    assert.is_true(online >= fit and online <= fit + 20, ("%d online, ping said %d fit"):format(online, fit))
     -- said in pm.log a few times at most, not once an app
     local said = select(2, H.pm_log():gsub("fd limit %(200%)", ""))
     assert.is_true(said >= 1 and said <= 5, said .. " times in pm.log")
     -- the daemon goes on
+    H.ok(H.pm("ping"))
+  end)
+
+  it("a low limit (100): as many apps start as ping says fit, not one batch's fds fewer", function()
+    -- (review of issue 21: 2 batches of 16 spawns held their pipes at once,
+    -- and the keeper's copies until its flush: at 100 fds a 40-app file
+    -- started 9 of the 12 that fit)
+    local drop = core_drop_resource()
+    local r = H.sh(drop .. "sh -c " .. sq("ulimit -n 100 && exec " .. sq(H.bin) .. " ping"))
+    assert.equal(0, r.code, r.err)
+    local ping = assert(util.decode(H.ok(H.pm("ping")).out))
+    if ping.fds.limit ~= 100 then
+      pending("the daemon raised its fd limit to " .. ping.fds.limit .. ": running out is not reachable here")
+      return
+    end
+    local fit = ping.fds.apps_fit
+    assert.is_true(fit >= 5, util.encode(ping.fds))
+    r = H.pm("start", sleepers(40, "y"))
+    local online = 0
+    for _, p in ipairs(H.jlist()) do
+      if p.pm2_env.status == "online" then online = online + 1 end
+    end
+    assert.is_true(online >= fit, ("%d online, ping said %d fit: %s"):format(online, fit, r.err))
     H.ok(H.pm("ping"))
   end)
 end)
