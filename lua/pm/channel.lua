@@ -125,7 +125,10 @@ end
 function M.send(p, value, internal)
   if not p.channel and not internal and p.pid and p.pid > 0 and p.decl.ipc == nil and not p.channel_fd then
     -- (said again at each send until then: the process runs, without one)
-    p.ipc_asked = true
+    if not p.ipc_asked then
+      p.ipc_asked = true
+      require("pm.proc").ctx.changed() -- (saved: a resurrect keeps it)
+    end
     return nil, ("process %d (%s) has no IPC channel: pm opens one for Node and Lua apps, wait_ready, "
       .. "shutdown_with_message and ipc = true (--ipc); it has one from its next restart (pm restart %s)")
       :format(p.pm_id, p.name, p.name)

@@ -50,7 +50,7 @@ function M.snapshot(procs, shared)
       pm_id = p.pm_id, status = lifecycle.saved_status(p),
       restart_time = p.restart_time, created_at = p.created_at,
       pid = p.pid, start = st and st.start or nil, marker = p.uid_marker,
-      hook_state = p.hook_state_text,
+      hook_state = p.hook_state_text, ipc_asked = p.ipc_asked or nil,
     }
   end
   if shared then table.insert(entries, 1, { pm_environs = util.array(environs) }) end
@@ -102,7 +102,7 @@ local function proc_text(p)
   end
   local same = c.pid == p.pid and c.started == p.started -- (a pid may come back)
   if c.text and same and c.status == status and c.restart_time == p.restart_time
-    and c.state == p.hook_state_text then
+    and c.state == p.hook_state_text and c.ipc == p.ipc_asked then
     return c.text
   end
   if not same then -- a process's start time, read once
@@ -114,9 +114,10 @@ local function proc_text(p)
     num(p.pm_id), jstr(status), num(p.restart_time or 0), num(p.created_at or 0),
     num(p.pid or 0), start and (',"start":' .. num(start)) or "",
     p.uid_marker and (',"marker":' .. jstr(p.uid_marker)) or "")
+  if p.ipc_asked then text = text:sub(1, -2) .. ',"ipc_asked":true}' end
   -- pm.state of its hooks (JSON text, as hooks.save_state made it)
   if p.hook_state_text then text = text:sub(1, -2) .. ',"hook_state":' .. jstr(p.hook_state_text) .. "}" end
-  c.text, c.status, c.restart_time, c.state = text, status, p.restart_time, p.hook_state_text
+  c.text, c.status, c.restart_time, c.state, c.ipc = text, status, p.restart_time, p.hook_state_text, p.ipc_asked
   return text
 end
 

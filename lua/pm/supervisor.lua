@@ -239,7 +239,7 @@ function M.rewind_ids()
 end
 
 --[[ A new record of decl's instance `instance`. saved (restore): { pm_id,
-status, restart_time, created_at, keep_errored }; one saved as stopped
+status, restart_time, created_at, keep_errored, hook_state, ipc_asked }; one saved as stopped
 stays stopped; with keep_errored (crash recovery), one errored stays so. ]]
 function M.new_record(decl, environ, origin, instance, saved)
   saved = saved or {}
@@ -253,6 +253,7 @@ function M.new_record(decl, environ, origin, instance, saved)
   })
   lifecycle.init(p, saved.status == "stopped", saved.keep_errored)
   if type(saved.hook_state) == "string" then p.hook_state_text = saved.hook_state end -- (pm.state)
+  if saved.ipc_asked == true then p.ipc_asked = true end -- (its processes get a channel)
   p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(core.now()))
   -- a process taken over carries its marker: the record keeps it
   if saved.adopt and type(saved.marker) == "string" then p.uid_marker = saved.marker end
