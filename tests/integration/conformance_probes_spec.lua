@@ -44,6 +44,16 @@ describe("@pm2/io's metrics (axm:monitor)", function()
     local card = ok(H.pm("describe", "probe")).out
     assert.truthy(card:find("code metrics:\n", 1, true), card)
     assert.truthy(card:find("Event Loop Latency p95 1.50 ms", 1, true), card)
+    -- /metrics (the metrics method, written by the web process): the numbers
+    local c = H.connect()
+    c:send('{"jsonrpc":"2.0","id":1,"method":"metrics"}\n')
+    local res = assert(c:reply(1, 5000), "no reply to metrics")
+    c:close()
+    local text = require("pm.metrics").text(res.result)
+    local id = H.proc("probe").pm_id
+    assert.truthy(text:find(('pm_app_metric{id="%d",name="probe",namespace="default",instance="0",interpreter="[^"]*",'
+      .. 'metric="Event Loop Latency p95",unit="ms"} 1.5\n'):format(id)), text)
+    assert.truthy(text:find('metric="test-probe",unit=""} 9\n', 1, true), text)
     -- a new process starts with none (until it sends them again)
     H.write(lines, "")
     local pid = H.proc("probe").pid
