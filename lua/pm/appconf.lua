@@ -1,5 +1,6 @@
--- App configuration (PM2's `pm2 set APP.KEY VALUE`, module_conf.json):
--- the store PM_HOME/app_conf.json (0600, written atomically, bounded),
+-- App configuration (PM2's `pm2 set APP.KEY VALUE`): the store
+-- PM_HOME/module_conf.json (PM2's name; 0600, written atomically, bounded;
+-- a bare KEY is a value of its own, as in PM2, no app's),
 -- what a key may be, what an app's environment gets from it (each KEY of
 -- its name, and its whole config as JSON under its name, as PM2's apps
 -- get it), and pm2-logrotate's keys mapped onto pm's log settings (the
@@ -18,7 +19,7 @@ local home -- PM_HOME (M.load)
 local conf = {} -- app name -> { key -> value (a string) }
 M.version = 0 -- bumped at each change (launch.lua rebuilds environments)
 
-local function path() return home .. "/app_conf.json" end
+local function path() return home .. "/module_conf.json" end
 
 -- Ordered JSON of one app's config (keys sorted: the same text each time)
 local function app_json(t)
@@ -35,7 +36,10 @@ local function file_text(c)
   for k in pairs(c) do names[#names + 1] = k end
   table.sort(names)
   local parts = {}
-  for i, k in ipairs(names) do parts[i] = "  " .. cjson.encode(k) .. ": " .. app_json(c[k]) end
+  for i, k in ipairs(names) do
+    local v = c[k]
+    parts[i] = "  " .. cjson.encode(k) .. ": " .. (type(v) == "table" and app_json(v) or cjson.encode(v))
+  end
   if #parts == 0 then return "{}\n" end
   return "{\n" .. table.concat(parts, ",\n") .. "\n}\n"
 end
@@ -68,8 +72,14 @@ function M.split(key, allow_app)
   return app, k
 end
 
--- Reads the store (at the daemon's start) -> true | nil, err (the store is
--- then empty; a broken file is kept as app_conf.json.broken).
+local function scalar(v)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" then return tostring(v) end
+end
+
+-- Reads the store (at the daemon's start) -> true | nil, err: a file that
+-- is not a JSON object is kept as module_conf.json.broken (the store is
+-- then empty); what pm does not keep (PM2's deeper objects) is left out.
 function M.load(pm_home)
   home = pm_home
   conf = {}
@@ -77,24 +87,26 @@ function M.load(pm_home)
   local text = util.read_file(path())
   if not text then return true end
   local t = #text <= M.MAX_BYTES and util.decode(text) or nil
-  local ok = type(t) == "table"
-  if ok then
-    for app, keys in pairs(t) do
-      if type(app) ~= "string" or type(keys) ~= "table" then ok = false; break end
+  if type(t) ~= "table" or (next(t) == nil and text:match("^%s*%[")) then
+    os.rename(path(), path() .. ".broken")
+    return nil, "module_conf.json is not a JSON object: kept as module_conf.json.broken, ignored"
+  end
+  local left = 0
+  for app, keys in pairs(t) do
+    if type(app) == "string" and scalar(keys) then
+      conf[app] = scalar(keys)
+    elseif type(app) == "string" and type(keys) == "table" then
       local c = {}
       for k, v in pairs(keys) do
-        if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean") then
-          ok = false; break
-        end
-        c[k] = tostring(v)
+        if type(k) == "string" and scalar(v) then c[k] = scalar(v) else left = left + 1 end
       end
       conf[app] = c
+    else
+      left = left + 1
     end
   end
-  if not ok then
-    conf = {}
-    os.rename(path(), path() .. ".broken")
-    return nil, "app_conf.json is not a JSON object of apps' keys: kept as app_conf.json.broken, ignored"
+  if left > 0 then
+    return nil, ("module_conf.json: %d values that are not text, numbers or booleans left out"):format(left)
   end
   return true
 end
@@ -112,7 +124,7 @@ local function commit(c)
     return nil, ("the app configuration would be larger than %d bytes: refused"):format(M.MAX_BYTES)
   end
   local ok, err = util.write_atomic(path(), text, { mode = 384 })
-  if not ok then return nil, "app_conf.json: " .. tostring(err) end
+  if not ok then return nil, "module_conf.json: " .. tostring(err) end
   conf = c
   M.version = M.version + 1
   return true
@@ -120,28 +132,32 @@ end
 
 local function copy()
   local c = {}
-  for app, keys in pairs(conf) do c[app] = util.shallow_copy(keys) end
+  for app, keys in pairs(conf) do c[app] = type(keys) == "table" and util.shallow_copy(keys) or keys end
   return c
 end
 
 -- pairs: { {key, value}, ... } set at once -> the apps named | nil, err
--- (one bad pair: nothing changes).
+-- (one bad pair: nothing changes). A bare KEY is a value of its own.
 function M.set(pairs_list)
   local c, apps, seen = copy(), {}, {}
   for _, kv in ipairs(pairs_list) do
-    local app, k = M.split(kv[1])
+    local app, k = M.split(kv[1], true)
     if not app then return nil, k end
     local v = kv[2]
     if type(v) == "number" or type(v) == "boolean" then v = tostring(v) end
     if type(v) ~= "string" then return nil, ("%s: a value is required"):format(kv[1]) end
     if #v > M.MAX_VALUE then return nil, ("%s: the value is longer than %d bytes"):format(kv[1], M.MAX_VALUE) end
     if v:find("%z") then return nil, ("%s: the value holds a NUL byte"):format(kv[1]) end
-    c[app] = c[app] or {}
-    c[app][k] = v
-    if count(c[app]) > M.MAX_KEYS then
-      return nil, ("%s: app '%s' would have more than %d keys"):format(kv[1], app, M.MAX_KEYS)
+    if not k then
+      c[app] = v
+    else
+      if type(c[app]) ~= "table" then c[app] = {} end
+      c[app][k] = v
+      if count(c[app]) > M.MAX_KEYS then
+        return nil, ("%s: app '%s' would have more than %d keys"):format(kv[1], app, M.MAX_KEYS)
+      end
+      if not seen[app] then seen[app] = true; apps[#apps + 1] = app end
     end
-    if not seen[app] then seen[app] = true; apps[#apps + 1] = app end
   end
   local ok, err = commit(c)
   if not ok then return nil, err end
@@ -156,8 +172,10 @@ function M.unset(key)
   if not app then return nil, k end
   local c = copy()
   if k then
-    if c[app] then c[app][k] = nil end
-    if c[app] and next(c[app]) == nil then c[app] = nil end
+    if type(c[app]) == "table" then
+      c[app][k] = nil
+      if next(c[app]) == nil then c[app] = nil end
+    end
   else
     c[app] = nil
   end
@@ -170,15 +188,16 @@ function M.get(key)
   if key == nil or key == "all" then return copy() end
   local app, k = M.split(key, true)
   if not app then return nil, k end
-  if not k then return util.shallow_copy(conf[app] or {}) end
-  return conf[app] and conf[app][k]
+  local v = conf[app]
+  if not k then return type(v) == "table" and util.shallow_copy(v) or v or {} end
+  return type(v) == "table" and v[k] or nil
 end
 
 -- The variables an app named name gets (nil when it has no config): each
 -- key, and the config as JSON under the app's name.
 function M.env_of(name)
   local c = conf[name]
-  if not c or next(c) == nil then return nil end
+  if type(c) ~= "table" or next(c) == nil then return nil end
   local env = util.shallow_copy(c)
   env[name] = app_json(c)
   return env
@@ -219,7 +238,8 @@ end
 -- of its own -> { attr = value } (a bad stored value is left out)
 function M.log_defaults()
   local out = {}
-  for k, v in pairs(conf[M.LOGROTATE] or {}) do
+  local lr = conf[M.LOGROTATE]
+  for k, v in pairs(type(lr) == "table" and lr or {}) do
     local attr, val = M.logrotate_setting(k, v)
     if attr then out[attr] = val end
   end

@@ -22,6 +22,10 @@ local function conf_lines(conf)
   for app in pairs(conf) do apps[#apps + 1] = app end
   table.sort(apps)
   for _, app in ipairs(apps) do
+    if type(conf[app]) ~= "table" then
+      out[#out + 1] = ("pm set %s %s"):format(shell_word(app), shell_word(tostring(conf[app])))
+      goto next_app
+    end
     local keys = {}
     for k in pairs(conf[app]) do keys[#keys + 1] = k end
     table.sort(keys)
@@ -29,6 +33,7 @@ local function conf_lines(conf)
     for _, k in ipairs(keys) do
       out[#out + 1] = ("pm set %s %s"):format(shell_word(app .. sep .. k), shell_word(conf[app][k]))
     end
+    ::next_app::
   end
   return out
 end
@@ -43,7 +48,7 @@ end
 -- pm set APP.KEY VALUE
 function V.set(args)
   local p = cli.parser("set")
-  p:argument("key", "APP.KEY (or APP:KEY, PM2's module form: pm2-logrotate:max_size)")
+  p:argument("key", "APP.KEY (or APP:KEY, PM2's module form: pm2-logrotate:max_size); a bare KEY is no app's")
   p:argument("value", "its value (a string)")
   local a = p:parse(args)
   return show_set(call("conf_set", { pairs = { { a.key, a.value } } }))
@@ -108,6 +113,7 @@ local function get(key)
     print(res)
     return 0
   end
+  if type(res) == "string" then print(res); return 0 end -- (a bare KEY's value)
   if key and key ~= "all" then res = { [key] = res } end
   for _, line in ipairs(conf_lines(res)) do print(line) end
   return 0

@@ -921,7 +921,8 @@ local appconf = require "pm.appconf"
 
 -- {pairs = [[key, value], ...]}: stored at once (one bad pair: nothing
 -- changes), then the apps of the names given restarted (their processes
--- get the keys) -> {apps = names restarted, notices = [...], conf = {app -> keys}}
+-- get the keys; a bare KEY names no app) -> {apps = names restarted,
+-- notices = [...], conf = {app -> keys}}
 function methods.conf_set(params, _, done)
   local list = params.pairs
   if type(list) ~= "table" or #list == 0 or #list > appconf.MAX_KEYS then
@@ -930,9 +931,9 @@ function methods.conf_set(params, _, done)
   local notices = {}
   for _, kv in ipairs(list) do
     if type(kv) ~= "table" then return done({ code = rpc.INVALID_PARAMS, message = "pairs: [key, value] pairs" }) end
-    local app, k = appconf.split(kv[1])
+    local app, k = appconf.split(kv[1], true)
     if not app then return done({ code = rpc.INVALID_PARAMS, message = k }) end
-    if app == appconf.LOGROTATE then
+    if app == appconf.LOGROTATE and k then
       local attr, why = appconf.logrotate_setting(k, tostring(kv[2]))
       if attr == nil then return done({ code = rpc.INVALID_PARAMS, message = why }) end
       if attr == false then
