@@ -308,7 +308,16 @@ function M.normalize(raw, ctx)
     local key = aliases[k] or snake(k)
     key = aliases[key] or key
     if v == util.null then v = nil end
-    if key:match("^env_.") and key ~= "env_file" then
+    if key == "env_remove" and type(v) == "table" and v[1] ~= nil then
+      -- (pm's own: a saved declaration's variables removed, a list of
+      -- names; an env_remove section of PM2's, {NAME = value}, is not a list)
+      for _, name in ipairs(v) do
+        if type(name) ~= "string" or name == "" or name:find("[=%z]") then
+          return nil, ("app '%s': env_remove: %s is not a variable name"):format(label, util.encode(tostring(name)))
+        end
+      end
+      numbers.removed = v
+    elseif key:match("^env_.") and key ~= "env_file" then
       if type(v) ~= "table" then
         return nil, ("app '%s': attribute '%s' must be a table"):format(label, k)
       end
@@ -570,6 +579,9 @@ function M.normalize(raw, ctx)
   end
   -- a key set to false (null in JSON) removes the variable, the caller's too
   local remove = {}
+  for _, name in ipairs(numbers.removed or {}) do
+    if env[name] == nil then env[name] = false end
+  end
   for k, v in pairs(env) do
     if v == util.null or v == false then
       env[k] = nil

@@ -167,8 +167,13 @@ local function acquire_file(path, d, p)
   end
   if not dropped_set then core.on_log_dropped(on_dropped); dropped_set = true end
   local owner = M.owner(path, d)
-  local lopts = { max_size = d.max_log_size, retain = d.retain, owner = owner,
-    dated = d.log_rotate ~= nil or d.compress, compress = d.compress }
+  -- (pm set pm2-logrotate:KEY: the defaults of apps that set none)
+  local ld = require("pm.appconf").log_defaults()
+  local rotate = d.log_rotate or ld.log_rotate
+  local compress = d.compress or (ld.compress and true) or false
+  local lopts = { max_size = d.max_log_size or ld.max_log_size,
+    retain = (d.retain == 30 and ld.retain) or d.retain, owner = owner,
+    dated = rotate ~= nil or compress, compress = compress }
   local file, err = core.logfile(path, lopts)
   if not file and not core.stat(util.dirname(path)) then
     -- a directory that is not there yet (opened first: it nearly always is)
@@ -180,7 +185,7 @@ local function acquire_file(path, d, p)
     return nil
   end
   files[path] = { file = file, refs = 1, owner = owner, p = p }
-  if d.log_rotate then M.arm_rotation(files[path], d.log_rotate) end
+  if rotate then M.arm_rotation(files[path], rotate) end
   return file
 end
 

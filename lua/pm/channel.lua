@@ -46,6 +46,66 @@ local function listen_request(p, msg, channel)
   end
 end
 
+-- @pm2/io's metrics (PM2's probes): an app's {type = "axm:monitor",
+-- data = {name = {value, unit, type, historic}}} kept as PM2 keeps them
+-- (pm2_env.axm_monitor: merged, a new process starts with none), within
+-- bounds: MAX_METRICS names a process, text cut at MAX_TEXT bytes.
+M.MAX_METRICS, M.MAX_TEXT = 64, 256
+local function text_of(v, max)
+  local t = type(v)
+  if t == "number" then return v == v and v ~= math.huge and v ~= -math.huge and v or nil end
+  if t == "boolean" then return v end
+  if t == "string" then return #v > max and v:sub(1, max) or v end
+  return nil
+end
+function M.monitor(p, data)
+  if type(data) ~= "table" then return end
+  local m = p.axm_monitor
+  if not m or m.pid ~= p.pid then
+    m = { pid = p.pid, n = 0, by = {} }
+    p.axm_monitor = m
+  end
+  for name, v in pairs(data) do
+    if type(name) == "string" and name ~= "" and #name <= M.MAX_TEXT and type(v) == "table" then
+      local e = m.by[name]
+      if not e and m.n < M.MAX_METRICS then
+        e = {}
+        m.by[name] = e
+        m.n = m.n + 1
+      end
+      if e then
+        e.value = text_of(v.value, M.MAX_TEXT)
+        e.unit = type(v.unit) == "string" and text_of(v.unit, 64) or nil
+        e.type = type(v.type) == "string" and text_of(v.type, 64) or nil
+        e.historic = type(v.historic) == "boolean" and v.historic or nil
+      end
+    end
+  end
+  m.json = nil
+end
+
+-- What a process's metrics are as JSON text ("{}" when none)
+function M.monitor_json(p)
+  local m = p.axm_monitor
+  if not m or m.pid ~= p.pid or m.n == 0 then return "{}" end
+  if not m.json then
+    local names = {}
+    for name in pairs(m.by) do names[#names + 1] = name end
+    table.sort(names)
+    local parts = {}
+    for i, name in ipairs(names) do
+      local e = m.by[name]
+      local fields = {}
+      for _, k in ipairs({ "historic", "unit", "type", "value" }) do
+        if e[k] ~= nil then fields[#fields + 1] = util.encode(k) .. ":" .. util.encode(e[k]) end
+      end
+      parts[i] = util.encode(name) .. ":{" .. table.concat(fields, ",") .. "}"
+    end
+    m.json = "{" .. table.concat(parts, ",") .. "}"
+  end
+  return m.json
+end
+
 local function on_message(p, line, channel)
   local msg, err = util.decode(line)
   if msg == nil then
@@ -66,6 +126,9 @@ local function on_message(p, line, channel)
   if type(msg) == "table" and type(msg.cmd) == "string" and msg.cmd:match("^NODE_") then
     if msg.cmd == "NODE_PM_LISTEN" then return listen_request(p, msg, channel) end
     return -- Node's own internal messages
+  end
+  if type(msg) == "table" and msg.type == "axm:monitor" and p.channel == channel then
+    M.monitor(p, msg.data)
   end
   local name = "process:msg"
   if type(msg) == "table" and type(msg.type) == "string" and msg.type ~= "" then name = msg.type end

@@ -377,6 +377,8 @@ function M.run(opts)
   if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)
 
   wire.ctx.home = home
+  local cok, cerr = require("pm.appconf").load(home) -- (pm set's app configuration)
+  if not cok then log.warn("%s", cerr) end
   wire.ctx.shutdown = shutdown
   wire.ctx.hand_over_exit = function() -- (methods.handover: the apps stay)
     shutting_down = true

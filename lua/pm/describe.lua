@@ -243,6 +243,11 @@ end
 -- makes 30,000 of them; most pieces are strings that exist already, so a
 -- list makes little garbage): nil leaves the member out, as cjson does.
 local jstr = cjson.encode
+local channel_m -- (pm.channel, required when first used: it loads after this module)
+local function channel_mod()
+  channel_m = channel_m or require "pm.channel"
+  return channel_m
+end
 local function member(parts, n, key, v)
   if v == nil then return n end
   local t = type(v)
@@ -504,7 +509,10 @@ local function describe_into(parts, n, p, brief, cached, changes)
   n = member(parts, n, ',"notify":', p.notify)
   n = member(parts, n, ',"ready":', p.ready)
   n = member(parts, n, ',"last_hook_error":', p.last_hook_error)
-  n = n + 1
+  -- (@pm2/io's metrics of the process: PM2's axm_monitor, {} when none)
+  parts[n + 1] = ',"axm_monitor":'
+  parts[n + 2] = channel_mod().monitor_json(p)
+  n = n + 3
   parts[n] = meta_json(p)
   if p.history then
     local hj = p.history_json

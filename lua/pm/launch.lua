@@ -19,6 +19,7 @@ local readiness = require "pm.readiness"
 local rules = require "pm.rules"
 local appdecl = require "pm.app"
 local keeper = require "pm.keeper"
+local appconf = require "pm.appconf"
 
 local M = {}
 
@@ -67,6 +68,15 @@ local function build_env(p)
   for _, k in ipairs(d.env_remove or {}) do env[k] = nil end
   env.PWD = d.cwd -- the app's own folder, as a shell started there says (PM2)
   for k, v in pairs(d.env) do env[k] = v end
+  -- pm set APP.KEY VALUE: over the declared variables, as PM2's module
+  -- config (each key, and the whole config as JSON under the app's name,
+  -- unless a variable has that name already: an app named PATH keeps it)
+  local conf = appconf.env_of(p.name)
+  if conf then
+    for k, v in pairs(conf) do
+      if k ~= p.name or env[k] == nil then env[k] = v end
+    end
+  end
   local inc = d.increment_var
   if inc and p.instance > 0 then
     local base = tonumber(env[inc])
@@ -144,12 +154,12 @@ function M.env_of(p)
   local c = p.env_cache
   local notify = readiness.notify_path(p.decl)
   if c and c.environ == p.environ and c.decl == p.decl and c.key == key
-    and c.channel_fd == p.channel_fd and c.notify == notify then
+    and c.channel_fd == p.channel_fd and c.notify == notify and c.conf == appconf.version then
     return c.list
   end
   local list, env = build_env(p)
   p.env_cache = { environ = p.environ, decl = p.decl, key = key, channel_fd = p.channel_fd,
-    notify = notify, list = list }
+    notify = notify, list = list, conf = appconf.version }
   p.env_json = env_json(p.environ, env, p.decl)
   return list
 end

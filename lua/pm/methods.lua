@@ -915,6 +915,71 @@ for _, name in ipairs({ "start", "stop", "restart", "reload", "delete", "scale",
   methods[name] = durable(methods[name])
 end
 
+-- ---- pm set/unset/get (PM2's app configuration: appconf.lua) ----
+
+local appconf = require "pm.appconf"
+
+-- {pairs = [[key, value], ...]}: stored at once (one bad pair: nothing
+-- changes), then the apps of the names given restarted (their processes
+-- get the keys; a bare KEY names no app) -> {apps = names restarted,
+-- notices = [...], conf = {app -> keys}}
+function methods.conf_set(params, _, done)
+  local list = params.pairs
+  if type(list) ~= "table" or #list == 0 or #list > appconf.MAX_KEYS then
+    return done({ code = rpc.INVALID_PARAMS, message = ("pairs: 1 to %d [key, value] pairs"):format(appconf.MAX_KEYS) })
+  end
+  local notices = {}
+  for _, kv in ipairs(list) do
+    if type(kv) ~= "table" then return done({ code = rpc.INVALID_PARAMS, message = "pairs: [key, value] pairs" }) end
+    local app, k = appconf.split(kv[1], true)
+    if not app then return done({ code = rpc.INVALID_PARAMS, message = k }) end
+    if app == appconf.LOGROTATE and k then
+      local attr, why = appconf.logrotate_setting(k, tostring(kv[2]))
+      if attr == nil then return done({ code = rpc.INVALID_PARAMS, message = why }) end
+      if attr == false then
+        notices[#notices + 1] = ("%s:%s is stored but pm does not follow it: %s"):format(app, k, why)
+      end
+    end
+  end
+  local apps, err = appconf.set(list)
+  if not apps then return done({ code = rpc.INVALID_PARAMS, message = err }) end
+  local procs, names, conf = {}, {}, {}
+  for _, app in ipairs(apps) do
+    conf[app] = appconf.get(app)
+    local these = sup.by_name(app)
+    if #these > 0 then names[#names + 1] = app end
+    for _, p in ipairs(these) do procs[#procs + 1] = p end
+  end
+  local function reply(rerr)
+    done(rerr, { apps = util.array(names), notices = util.array(notices), conf = conf })
+  end
+  if #procs == 0 then return reply() end
+  local left, first = #procs, nil
+  for _, p in ipairs(procs) do
+    sup.restart(p, {}, function(rerr)
+      if rerr and not first then first = rerr end
+      left = left - 1
+      if left == 0 then reply(first) end
+    end)
+  end
+end
+
+-- {key}: "APP.KEY", "APP" or "all" removed (nothing restarts, as in PM2:
+-- the apps' processes keep what they got until their next start)
+function methods.conf_unset(params, _, done)
+  local ok, err = appconf.unset(params.key)
+  if not ok then return done({ code = rpc.INVALID_PARAMS, message = err }) end
+  done(nil, appconf.get())
+end
+
+-- {key?}: the whole store, an app's keys, or a key's value (null when unset)
+function methods.conf_get(params, _, done)
+  local v, err = appconf.get(params.key)
+  if v == nil and err then return done({ code = rpc.INVALID_PARAMS, message = err }) end
+  if v == nil then return done(nil, util.null) end
+  done(nil, v)
+end
+
 -- ---- issue 18: metrics and history (pm web) ----
 
 local metrics = require "pm.metrics"

@@ -178,6 +178,22 @@ function M.collect(ctx)
     if w then rows[#rows + 1] = ("[%d,%s,%s]"):format(p.pm_id, jnum(w[1]), jnum(w[2])) end
   end
   n = n + 1; out[n] = '],"written":[' .. table.concat(rows, ",")
+  -- @pm2/io's metrics whose value is a number (channel.lua keeps them):
+  -- [id, metric, unit, value]
+  rows = {}
+  for _, p in ipairs(list) do
+    local m = p.axm_monitor
+    if m and m.n > 0 and m.pid == p.pid and (p.pid or 0) > 0 then
+      for _, k in pairs_sorted(m.by) do
+        local e = m.by[k]
+        local v = tonumber(e.value)
+        if v and v == v and v ~= math.huge and v ~= -math.huge then
+          rows[#rows + 1] = ("[%d,%s,%s,%s]"):format(p.pm_id, enc(k), enc(e.unit or ""), jnum(v))
+        end
+      end
+    end
+  end
+  n = n + 1; out[n] = '],"axm":[' .. table.concat(rows, ",")
   local req = {}
   for _, m in pairs_sorted(ctx.requests) do req[#req + 1] = ("[%s,%s]"):format(enc(m), jnum(ctx.requests[m])) end
   n = n + 1
@@ -278,6 +294,15 @@ function M.text(data)
   closed("pm_log_written_bytes_total", "Log bytes written to the app's files", data.written, 3)
   closed("pm_log_dropped_lines_total", "Log lines a full disk refused", data.dropped, 2)
   closed("pm_log_dropped_bytes_total", "Log bytes a full disk refused", data.dropped, 3)
+  n = n + 1; out[n] = "# HELP pm_app_metric An app's own metric (@pm2/io's probes, PM2's axm_monitor)\n"
+    .. "# TYPE pm_app_metric gauge\n"
+  for _, r in ipairs(type(data.axm) == "table" and data.axm or {}) do
+    local l = open[r[1]]
+    if l then
+      n = n + 1
+      out[n] = ('pm_app_metric%smetric="%s",unit="%s"} %s\n'):format(l, esc(r[2]), esc(r[3]), tostring(r[4]))
+    end
+  end
   local d = type(data.daemon) == "table" and data.daemon or {}
   local function one(name, help, kind, v)
     n = n + 1

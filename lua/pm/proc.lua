@@ -84,6 +84,7 @@ M.FIELDS = {
     channel = "the IPC stream to its process",
     channel_held = "the keeper's id of the channel's fd, or nil",
     bad_messages = "messages that were not JSON",
+    axm_monitor = "@pm2/io's metrics of its process: { pid, n, by = name -> {value, unit, type, historic}, json }",
   },
   readiness = {
     ready = "how its process became ready: start, ipc, notify, health, listen_timeout",

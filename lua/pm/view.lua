@@ -274,6 +274,20 @@ function M.card(p, now, base)
         #extra > 0 and (" (" .. table.concat(extra, ", ") .. ")") or "")
     end
   end
+  -- @pm2/io's metrics (PM2's "Code metrics")
+  if type(e.axm_monitor) == "table" and next(e.axm_monitor) then
+    local names = {}
+    for k in pairs(e.axm_monitor) do names[#names + 1] = k end
+    table.sort(names)
+    out[#out + 1] = "code metrics:"
+    for _, k in ipairs(names) do
+      local m = e.axm_monitor[k]
+      local v = type(m) == "table" and m.value
+      if set(v) then
+        out[#out + 1] = ("  %-22s %s%s"):format(k, tostring(v), type(m.unit) == "string" and (" " .. m.unit) or "")
+      end
+    end
+  end
   if type(e.env) == "table" then
     local keys, same = {}, 0
     for k, v in pairs(e.env) do

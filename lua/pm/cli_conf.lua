@@ -1,0 +1,139 @@
+-- The CLI's verbs of app configuration (PM2's pm2 set/unset/multiset/get/
+-- conf): APP.KEY VALUE pairs the daemon keeps (appconf.lua) and gives the
+-- app's processes as variables; what they print.
+local cli = require "pm.cli"
+
+local V = {}
+
+local function call(method, params)
+  local conn = cli.check(cli.api()._conn())
+  return cli.check(conn:call(method, params))
+end
+
+-- A value as a shell word (what `pm get` prints can be pasted back)
+local function shell_word(s)
+  if s ~= "" and not s:find("[^%w%%+,./:=@_-]") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- The lines `pm set APP.KEY VALUE` of conf (app -> keys), sorted
+local function conf_lines(conf)
+  local apps, out = {}, {}
+  for app in pairs(conf) do apps[#apps + 1] = app end
+  table.sort(apps)
+  for _, app in ipairs(apps) do
+    if type(conf[app]) ~= "table" then
+      out[#out + 1] = ("pm set %s %s"):format(shell_word(app), shell_word(tostring(conf[app])))
+      goto next_app
+    end
+    local keys = {}
+    for k in pairs(conf[app]) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local sep = (app:find(".", 1, true) or app == "pm2-logrotate") and ":" or "."
+    for _, k in ipairs(keys) do
+      out[#out + 1] = ("pm set %s %s"):format(shell_word(app .. sep .. k), shell_word(conf[app][k]))
+    end
+    ::next_app::
+  end
+  return out
+end
+
+local function show_set(res)
+  for _, n in ipairs(res.notices or {}) do io.stderr:write("pm: notice: ", n, "\n") end
+  for _, line in ipairs(conf_lines(res.conf or {})) do print(line) end
+  for _, app in ipairs(res.apps or {}) do print(("app %s restarted with its configuration"):format(app)) end
+  return 0
+end
+
+-- pm set APP.KEY VALUE
+function V.set(args)
+  local p = cli.parser("set")
+  p:argument("key", "APP.KEY (or APP:KEY, PM2's module form: pm2-logrotate:max_size); a bare KEY is no app's")
+  p:argument("value", "its value (a string)")
+  local a = p:parse(args)
+  return show_set(call("conf_set", { pairs = { { a.key, a.value } } }))
+end
+
+-- PM2's serial "KEY VALUE KEY VALUE" (a word may be "quoted") -> pairs
+local function serial_pairs(text)
+  local words = {}
+  local i, n = 1, #text
+  while i <= n do
+    local c = text:sub(i, i)
+    if c:match("%s") then
+      i = i + 1
+    else
+      local w = {}
+      while i <= n and not text:sub(i, i):match("%s") do
+        if text:sub(i, i) == '"' then
+          local j = text:find('"', i + 1, true)
+          if not j then error({ msg = "multiset: a quote is not closed", code = 2 }, 0) end
+          w[#w + 1] = text:sub(i + 1, j - 1)
+          i = j + 1
+        else
+          w[#w + 1] = text:sub(i, i)
+          i = i + 1
+        end
+      end
+      words[#words + 1] = table.concat(w)
+    end
+  end
+  if #words == 0 or #words % 2 == 1 then
+    error({ msg = "multiset: \"KEY VALUE [KEY VALUE ...]\" expected (an even number of words)", code = 2 }, 0)
+  end
+  local out = {}
+  for j = 1, #words, 2 do out[#out + 1] = { words[j], words[j + 1] } end
+  return out
+end
+
+-- pm multiset "APP.KEY VALUE APP.KEY2 VALUE2" (one restart)
+function V.multiset(args)
+  local p = cli.parser("multiset")
+  p:argument("pairs", "\"APP.KEY VALUE ...\" (one or several words)"):args("+")
+  local a = p:parse(args)
+  return show_set(call("conf_set", { pairs = serial_pairs(table.concat(a.pairs, " ")) }))
+end
+
+-- pm unset APP.KEY | APP | all
+function V.unset(args)
+  local p = cli.parser("unset")
+  p:argument("key", "APP.KEY, APP (all its keys) or all")
+  local a = p:parse(args)
+  call("conf_unset", { key = a.key })
+  return 0
+end
+
+local function get(key)
+  local res = call("conf_get", { key = key })
+  if key and key ~= "all" and (key:find(":", 1, true) or key:find(".", 1, true)) then
+    if res == nil or type(res) ~= "string" then
+      io.stderr:write(("pm: %s is not set\n"):format(key))
+      return 1
+    end
+    print(res)
+    return 0
+  end
+  if type(res) == "string" then print(res); return 0 end -- (a bare KEY's value)
+  if key and key ~= "all" then res = { [key] = res } end
+  for _, line in ipairs(conf_lines(res)) do print(line) end
+  return 0
+end
+
+-- pm get [APP.KEY | APP]
+function V.get(args)
+  local p = cli.parser("get")
+  p:argument("key", "APP.KEY (its value), APP (its keys) or nothing (every key)"):args("?")
+  return get(p:parse(args).key)
+end
+
+-- pm conf [KEY [VALUE]]: set with both, get with one, every key without
+function V.conf(args)
+  local p = cli.parser("conf")
+  p:argument("key", "APP.KEY (or APP)"):args("?")
+  p:argument("value", "a value: set it"):args("?")
+  local a = p:parse(args)
+  if a.key and a.value then return show_set(call("conf_set", { pairs = { { a.key, a.value } } })) end
+  return get(a.key)
+end
+
+return V
