@@ -337,10 +337,10 @@ static int l_handle_gc(lua_State *L)
  * the last such walk ended SCAN_RATIO times its own length ago or more,
  * else then. The walks take at most 1/SCAN_RATIO of the loop's time, and
  * an exit whose signal was merged into another's waits that long at most
- * (with 12 children a few microseconds, with 2,000 about 10 ms; never
+ * (with 12 children a few microseconds, with 2,000 about 25 ms; never
  * more than SCAN_GAP_MAX). */
 #define CHLD_RING 256
-#define SCAN_RATIO 40
+#define SCAN_RATIO 100
 #define SCAN_GAP_MAX 0.1
 static int child_fn = LUA_NOREF;
 static pid_t chld_ring[CHLD_RING];
