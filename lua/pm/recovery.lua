@@ -261,7 +261,7 @@ function M.recover(home, old_pid, tk, done)
         for _, p in ipairs(sup.all()) do if (p.pid or 0) > 0 then kept = kept + 1 end end
         require("pm.keeper").took_over = { generation = tk.generation, previous = why, kept = kept,
           exited = #deliver, ms = math.floor((core.mono() - t0) * 10 + 0.5) / 10,
-          from_version = tk.parts.version }
+          from_version = tk.parts.version, keeper_warning = tk.warning }
         log.warn("took over from the last daemon (it ended with %s): %d process(es) kept, %d ended meanwhile",
           why, kept, #deliver)
         for _, x in ipairs(deliver) do sup.on_child(x[1], x[2], x[3]) end
