@@ -520,6 +520,13 @@ static void record_exit(int sock, pid_t pid, int st)
 		send_exit(sock, &e); /* (kept until it says it has it: A) */
 }
 
+/* A table of its own mapping: its pages count once touched, not before */
+static void *table(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: %s [--resume <state fd>] <lock fd> <keep|null> <daemon argv...>\n"
@@ -562,10 +569,10 @@ int main(int argc, char **argv)
 	}
 	if (held_cap < 1024)
 		held_cap = 1024;
-	held = calloc(held_cap, sizeof *held); /* (pages touched as used) */
-	exits = calloc(EXITS_MAX, sizeof *exits);
-	blob = malloc(BLOB_MAX);
-	pkt = malloc(PKT_MAX);
+	held = table(held_cap * sizeof *held);
+	exits = table(EXITS_MAX * sizeof *exits);
+	blob = table(BLOB_MAX);
+	pkt = table(PKT_MAX);
 	if (!held || !exits || !blob || !pkt)
 		return 111;
 	sigset_t mask;
