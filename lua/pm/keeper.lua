@@ -69,7 +69,7 @@ function M.binary(bin)
     local path = dir .. "/" .. name
     if core.access(path, "x") then return path, true end
   end
-  return dir .. "/" .. names[#names], false
+  return dir .. "/" .. names[1], false
 end
 
 -- This process becomes the keeper (bin's pm-keeper), which starts bin
