@@ -34,9 +34,10 @@ HTTP_LIBS := -lmicrohttpd
 # glibc is 700 kB, every page of which the kernel maps in when it faults
 # around), so that the process that lives beside every daemon holds a few
 # pages of its own and nothing of LuaJIT's, libev's or the loader's.
-# Without musl-gcc, glibc's libc.a (libc6-dev) does it, larger.
+# Without musl-gcc, glibc's libc.a (libc6-dev) does it, larger. (Looked up
+# when it is built: `make deps` may have just installed it.)
 KEEPER_SRC := core/pm-keeper.c
-KEEPER_CC  := $(or $(shell command -v musl-gcc 2>/dev/null),$(CC))
+KEEPER_CC   = $(or $(shell command -v musl-gcc 2>/dev/null),$(CC))
 BIN_SRC  := $(filter-out $(TERM_SRC) $(HTTP_SRC) $(KEEPER_SRC),$(CORE_SRC))
 LIB_SRC  := $(filter-out core/main.c $(KEEPER_SRC),$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
