@@ -265,6 +265,7 @@ function M.recover(home, old_pid, tk, done)
         log.warn("took over from the last daemon (it ended with %s): %d process(es) kept, %d ended meanwhile",
           why, kept, #deliver)
         for _, x in ipairs(deliver) do sup.on_child(x[1], x[2], x[3]) end
+        persist.defer(home, sup.all, persist.RUNTIME_DELAY)
         done()
       end)
     end
