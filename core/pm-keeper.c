@@ -1,7 +1,7 @@
 /*
  * pm-keeper.c: bin/pm-keeper, the keeper (DESIGN §11), the daemon's
- * parent: a program of its own, linked statically against libc alone (no
- * Lua, no libev: its memory is its few pages). A small process
+ * parent: a program of its own, linked statically against libc alone
+ * (musl: no Lua, no libev, no loader; its memory is its few pages). A small process
  * without Lua that holds what the apps' lives depend on while the daemon
  * may die or be replaced: it starts the daemon, keeps a duplicate of every
  * fd the daemon gives it (SCM_RIGHTS, with a short tag the daemon chose),
@@ -10,6 +10,19 @@
  * backoff if the last one died young) and hands it everything it holds.
  * It decides nothing about apps: what a tag means, which app to adopt,
  * what an exit leads to are the daemon's (lua/pm/keeper.lua).
+ *
+ *   pm-keeper <lock fd> <keep|null> <daemon argv...>
+ *   pm-keeper --resume <state fd> <lock fd> <keep|null> <daemon argv...>
+ *   pm-keeper --state-format
+ *
+ * The first is how a daemon makes itself the keeper (core.keeper_exec:
+ * the same pid, the lock it holds); the second how a keeper replaces
+ * itself (pm update, "X"): it execs the new build's keeper, its state
+ * (what it holds, the exits, the blob, its counters) in a memfd, every fd
+ * it holds kept open across the exec, and that one reads it back. It
+ * asks the new one first (--state-format: the layout it reads): one that
+ * reads another state, or cannot be run, is not exec'd (this one goes on
+ * as it was, and the next daemon is told why).
  *
  * The wire is a SOCK_SEQPACKET socketpair, one text message per packet,
  * lines of "<op> <args>"; the fds of a packet go, in order, with its "H"
@@ -96,7 +109,7 @@ static struct {
 static char next[PATH_MAX];        /* N: the next daemon's binary */
 static char bin[PATH_MAX];         /* the daemon's binary since a N */
 static char next_keeper[PATH_MAX]; /* X: the keeper to become first */
-static char warning[PATH_MAX + 128]; /* W: told to the next daemon */
+static char warning[PATH_MAX + 256]; /* W: told to the next daemon */
 static const char *me = "pm-keeper";
 
 static double mono_ms(void)
@@ -395,6 +408,63 @@ static void state_header(state_t *st)
 	st->old = k.old;
 }
 
+/* What --state-format prints: the state this keeper writes and reads */
+static int state_format(char *buf, size_t cap)
+{
+	return snprintf(buf, cap, "%s %zu %zu %zu\n", STATE_MAGIC, sizeof(held_t), sizeof(exit_t), sizeof(sigset_t));
+}
+
+/* Whether the keeper at path reads the state this one writes (it is run
+ * with --state-format, 2 s at most) -> NULL | why not */
+static const char *speaks_state(const char *path)
+{
+	static char why[96];
+	char want[64], got[64];
+	size_t n = 0;
+	state_format(want, sizeof want);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return strerror(errno);
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return strerror(errno);
+	}
+	if (pid == 0) {
+		dup2(p[1], 1); /* (without CLOEXEC) */
+		execl(path, path, "--state-format", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	double deadline = mono_ms() + 2000;
+	for (;;) {
+		double left = deadline - mono_ms();
+		struct pollfd pf = {p[0], POLLIN, 0};
+		if (left <= 0 || poll(&pf, 1, (int)left + 1) == 0)
+			break;
+		ssize_t r = read(p[0], got + n, sizeof got - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == sizeof got - 1)
+			break;
+	}
+	got[n] = 0;
+	close(p[0]);
+	kill(pid, SIGKILL); /* (one that has not ended by now) */
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (strcmp(got, want) == 0)
+		return NULL;
+	if (n == 0)
+		return "it does not say which state it reads";
+	snprintf(why, sizeof why, "it reads another state (%.*s)", (int)strcspn(got, "\n"), got);
+	return why;
+}
+
 static void set_held_cloexec(int on)
 {
 	for (size_t i = 0; i < nheld; i++)
@@ -412,6 +482,11 @@ static void reexec(char **dargv, int lock_fd, int keep_stdio)
 	next_keeper[0] = 0;
 	if (access(path, X_OK) < 0) {
 		snprintf(warning, sizeof warning, "the keeper stays the old build's: %s: %s", path, strerror(errno));
+		return;
+	}
+	const char *why = speaks_state(path);
+	if (why) {
+		snprintf(warning, sizeof warning, "the keeper stays the old build's: %s: %s", path, why);
 		return;
 	}
 	int fd = memfd_create("pm-keeper-state", 0); /* (without CLOEXEC: the next keeper reads it) */
@@ -529,7 +604,7 @@ static void *table(size_t size)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: %s [--resume <state fd>] <lock fd> <keep|null> <daemon argv...>\n"
+	fprintf(stderr, "usage: %s [--resume <state fd>] <lock fd> <keep|null> <daemon argv...> | --state-format\n"
 			"(the keeper of pm's daemon: `pm daemon` starts it)\n", me);
 	return 2;
 }
@@ -540,6 +615,11 @@ int main(int argc, char **argv)
 	char **a = argv + 1;
 	if (argc > 0 && argv[0][0])
 		me = argv[0];
+	if (argc == 2 && strcmp(a[0], "--state-format") == 0) {
+		char buf[64];
+		int len = state_format(buf, sizeof buf);
+		return write_all(1, buf, (size_t)len) < 0 ? 1 : 0;
+	}
 	if (argc >= 3 && strcmp(a[0], "--resume") == 0) {
 		char *end;
 		long v = strtol(a[1], &end, 10);

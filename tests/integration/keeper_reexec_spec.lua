@@ -123,21 +123,28 @@ describe("the keeper's re-exec", function()
     ok(H.pm("stop", "all", "-s"))
   end)
 
-  it("pm update to a build without a keeper program: the keeper goes on as it was and says so", function()
-    local wrapper = new_build(H.home .. "/nokeeper", function(path)
-      H.write(path, "not a program\n") -- (not executable)
-    end)
+  it("pm update to a build whose keeper cannot be run or reads another state: the keeper goes on, says so",
+    function()
     online(H.start(F .. "/ep_app.sh", "idle", "-s"))
     local pid = H.proc("idle").pid
     local k = assert(H.keeper_pid())
     local exe = core.realpath("/proc/" .. k .. "/exe")
-    local r = update(wrapper)
-    assert.is_truthy(r.out:find("pm daemon updated 0.1.0 -> 9.9.9-test, 1 apps kept", 1, true), r.out)
-    assert.is_truthy(r.err:find("^pm: the keeper stays the old build's: [^\n]*/nokeeper/"
-      .. KEEPER_NAME:gsub("%-", "%%-") .. ": Permission denied\n"), r.err)
-    assert.equal(k, H.keeper_pid())
-    assert.equal(exe, core.realpath("/proc/" .. k .. "/exe"))
-    assert.equal(pid, H.proc("idle").pid)
+    local builds = {
+      { "nokeeper", function(path) H.write(path, "not a program\n") end, "Permission denied" }, -- (not executable)
+      { "otherstate", function(path)
+        H.write(path, "#!/bin/sh\necho pmkeep0 1 2 3\n")
+        core.chmod(path, 493)
+      end, "it reads another state (pmkeep0 1 2 3)" },
+    }
+    for _, b in ipairs(builds) do
+      local r = update(new_build(H.home .. "/" .. b[1], b[2]))
+      assert.is_truthy(r.out:find("-> 9.9.9-test, 1 apps kept", 1, true), r.out)
+      local line = ("pm: the keeper stays the old build's: %s/%s/%s: %s\n"):format(H.home, b[1], KEEPER_NAME, b[3])
+      assert.is_truthy(r.err:find(line, 1, true), r.err)
+      assert.equal(k, H.keeper_pid())
+      assert.equal(exe, core.realpath("/proc/" .. k .. "/exe"))
+      assert.equal(pid, H.proc("idle").pid)
+    end
     assert.is_truthy(util.read_file(H.home .. "/pm.log"):find("the keeper stays the old build's", 1, true))
     -- it still holds and takes over; the next daemon is the new build's
     local pong = kill9(k)
@@ -152,7 +159,8 @@ describe("the keeper's re-exec", function()
     -- of it (/proc/self/fd opens the memfd anew) and execs the program
     local saved = H.home .. "/state"
     local wrapper = new_build(H.home .. "/saving", function(path)
-      H.write(path, ("#!/bin/sh\ncp /proc/self/fd/$2 %s\nexec %s \"$@\"\n"):format(q(saved), q(KEEPER)))
+      H.write(path, ("#!/bin/sh\n[ \"$1\" = --resume ] && cp /proc/self/fd/$2 %s\nexec %s \"$@\"\n")
+        :format(q(saved), q(KEEPER)))
       core.chmod(path, 493)
     end)
     online(H.start(F .. "/ep_app.sh", "idle", "-s"))
