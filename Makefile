@@ -21,7 +21,7 @@ Q       := $(if $(V),,@)
 DEPS := gcc make libluajit-5.1-dev luajit libev-dev libedit-dev libncurses-dev lua-cjson lua-cjson-dev lua-argparse python3 lua-luv lua-copas \
         lua-busted lua-check socat procps zlib1g-dev lua-yaml libmicrohttpd-dev prometheus \
         chromium chromium-driver python3-selenium \
-        systemd docker-compose openssh-server openssh-client git
+        systemd docker-compose openssh-server openssh-client git musl-tools
 
 CORE_SRC := $(wildcard core/*.c)
 TERM_SRC := core/console.c core/screen.c
@@ -29,8 +29,17 @@ TERM_SRC := core/console.c core/screen.c
 # by the web process (lua/pm/httplib.lua), as the terminal is term.so.
 HTTP_SRC := core/http.c
 HTTP_LIBS := -lmicrohttpd
-BIN_SRC  := $(filter-out $(TERM_SRC) $(HTTP_SRC),$(CORE_SRC))
-LIB_SRC  := $(filter-out core/main.c,$(CORE_SRC))
+# The keeper (DESIGN §11) is a program of its own, bin/pm-keeper: libc
+# alone, linked statically against musl (musl-tools: 60 kB where a static
+# glibc is 700 kB, every page of which the kernel maps in when it faults
+# around), so that the process that lives beside every daemon holds a few
+# pages of its own and nothing of LuaJIT's, libev's or the loader's.
+# Without musl-gcc, glibc's libc.a (libc6-dev) does it, larger. (Looked up
+# when it is built: `make deps` may have just installed it.)
+KEEPER_SRC := core/pm-keeper.c
+KEEPER_CC   = $(or $(shell command -v musl-gcc 2>/dev/null),$(CC))
+BIN_SRC  := $(filter-out $(TERM_SRC) $(HTTP_SRC) $(KEEPER_SRC),$(CORE_SRC))
+LIB_SRC  := $(filter-out core/main.c $(KEEPER_SRC),$(CORE_SRC))
 LUA_SRC  := $(wildcard lua/pm/*.lua)
 LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
@@ -38,7 +47,7 @@ LUA_OBJ  := $(patsubst lua/pm/%.lua,obj/lua/%.o,$(LUA_SRC))
 
 all: deps build
 
-build: bin/pm lib/pm/core.so lib/pm/term.so lib/pm/http.so
+build: bin/pm bin/pm-keeper lib/pm/core.so lib/pm/term.so lib/pm/http.so
 
 # Installs only what is missing; does nothing when everything is there.
 deps:
@@ -58,6 +67,13 @@ obj/pic/%.o: core/%.c core/core.h
 	@mkdir -p $(@D)
 	@echo "CC -fPIC $<"
 	$(Q)$(CC) $(CFLAGS) -fPIC -DPM_CORE_TERM -c -o $@ $<
+
+obj/core/keeper.o obj/pic/keeper.o obj/asan/keeper.o: core/keeper_wire.h
+
+bin/pm-keeper: $(KEEPER_SRC) core/keeper_wire.h
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	$(Q)$(KEEPER_CC) $(filter-out -I% -fsanitize%,$(CFLAGS)) -static -o $@ $(KEEPER_SRC)
 
 # Each module as bytecode with debug info; init.lua is the module "pm".
 obj/lua/%.o: lua/pm/%.lua
@@ -159,6 +175,12 @@ bin/pm-asan: $(patsubst core/%.c,obj/asan/%.o,$(BIN_SRC)) $(LUA_OBJ) obj/lua/arg
 	@echo "LD $@"
 	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -Wl,-E -o $@ $^ $(LDLIBS)
 
+# bin/pm-asan's keeper (the daemon of a sanitized pm looks for it first):
+# ASan's runtime cannot be linked statically, so this one is not.
+bin/pm-keeper-asan: $(KEEPER_SRC) core/keeper_wire.h
+	@echo "LD $@"
+	$(Q)$(CC) $(CFLAGS) $(ASAN_FLAGS) -o $@ $(KEEPER_SRC)
+
 # The terminal built with the sanitizers too, for bin/pm-asan (core.sanitized:
 # lua/pm/term.lua looks for term-asan.so before term.so). Not installed.
 obj/asan-pic/%.o: core/%.c core/core.h
@@ -195,7 +217,7 @@ ASAN_EXCLUDE := --exclude-pattern=reliability_spec --exclude-pattern=reload_spec
   --exclude-pattern=habits_shape_ --exclude-pattern=habits_api_spec --exclude-pattern=habits_cli_ \
   --exclude-pattern=lua_hooks_ --exclude-pattern=prettylist_spec --exclude-pattern=sandbox_spec \
   --exclude-pattern=trust_spec --exclude-pattern=ecosystem_spec --exclude-pattern=metrics_reason_spec
-asan: all bin/pm-asan lib/pm/term-asan.so lib/pm/http-asan.so
+asan: all bin/pm-asan bin/pm-keeper-asan lib/pm/term-asan.so lib/pm/http-asan.so
 	$(Q)rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
 	$(Q)PM_BIN=$(CURDIR)/bin/pm-asan PM_SANITIZED=1 PM_SAN_DIR=$(SAN_DIR) \
 	  ASAN_OPTIONS=log_path=$(SAN_DIR)/asan:detect_leaks=0 PM_DAEMON_ASAN_OPTIONS=log_path=$(SAN_DIR)/asan \
@@ -220,6 +242,7 @@ TYPES_DIR ?= $(PREFIX)/share/pm/types
 install: build obj/lua/lua_doc.lua
 	install -d $(DESTDIR)$(BIN_DIR) $(DESTDIR)$(LUA_DIR)/pm $(DESTDIR)$(LUA_CDIR)/pm
 	install -m 0755 bin/pm $(DESTDIR)$(BIN_DIR)/pm
+	install -m 0755 bin/pm-keeper $(DESTDIR)$(BIN_DIR)/pm-keeper
 	install -m 0644 $(LUA_SRC) obj/lua/lua_doc.lua $(DESTDIR)$(LUA_DIR)/pm/
 	install -m 0755 lib/pm/core.so $(DESTDIR)$(LUA_CDIR)/pm/core.so
 	install -m 0755 lib/pm/term.so $(DESTDIR)$(LUA_CDIR)/pm/term.so
@@ -232,7 +255,7 @@ install: build obj/lua/lua_doc.lua
 	install -m 0644 doc/lua.md $(DESTDIR)$(PREFIX)/share/doc/pm/lua.md
 
 uninstall:
-	rm -f $(DESTDIR)$(BIN_DIR)/pm
+	rm -f $(DESTDIR)$(BIN_DIR)/pm $(DESTDIR)$(BIN_DIR)/pm-keeper
 	rm -rf $(DESTDIR)$(LUA_DIR)/pm $(DESTDIR)$(LUA_CDIR)/pm
 	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/pm
 	rm -rf $(DESTDIR)$(TYPES_DIR) $(DESTDIR)$(PREFIX)/share/doc/pm

@@ -97,8 +97,6 @@ void pm_open_logs(lua_State *L);
 void pm_open_regex(lua_State *L);
 void pm_open_privs(lua_State *L);
 void pm_open_keeper(lua_State *L);
-/* keeper.c: the keeper process (main.c, `pm --keeper ...`) */
-int pm_keeper_main(int argc, char **argv);
 
 /* The terminal (console.c: libedit, screen.c: ncurses). lib/pm/core.so has
  * them in pm.core; bin/pm does not link those libraries and loads them, only

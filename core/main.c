@@ -30,9 +30,6 @@ static const char *boot =
 
 int main(int argc, char **argv)
 {
-	/* the keeper (keeper.c) runs no Lua: pm.daemon made this process it */
-	if (argc > 1 && strcmp(argv[1], "--keeper") == 0)
-		return pm_keeper_main(argc, argv);
 	lua_State *L = luaL_newstate();
 	if (!L) {
 		fputs("pm: cannot create a Lua state\n", stderr);

@@ -67,8 +67,15 @@ local aliases = {
   instance = "instances",
 }
 
+-- (each name once: a take-over normalizes every app's attributes; only
+-- the schema's names and aliases are kept, not whatever a file declared)
+local snaked = {}
 local function snake(k)
-  return (k:gsub("(%l)(%u)", "%1_%2"):gsub("%u", string.lower))
+  local s = snaked[k]
+  if s then return s end
+  s = k:gsub("(%l)(%u)", "%1_%2"):gsub("%u", string.lower)
+  if schema[s] or aliases[s] then snaked[k] = s end
+  return s
 end
 
 -- The attribute a name (camelCase, an alias) stands for, or nil.

@@ -141,6 +141,7 @@ function V.update(args)
       local t = type(now.took_over) == "table" and now.took_over or {}
       io.stdout:write(("pm daemon updated %s -> %s, %d apps kept\n"):format(
         tostring(pong.version), tostring(now.version), tonumber(t.kept) or 0))
+      if t.keeper_warning then io.stderr:write("pm: ", tostring(t.keeper_warning), "\n") end
       show_list(false)
       return 0
     end

@@ -293,10 +293,13 @@ errored). Returns the exit status.
 ]]
 function M.run(opts)
   opts = opts or {}
-  jit.on() -- off for the short CLI calls (main.c); the daemon lives long
+  -- The JIT (off for the short CLI calls, main.c) and the collector's
+  -- short pause (a small daemon: garbage collected sooner than Lua's
+  -- default, heap x2) from when requests are served: until then the
+  -- daemon runs each path once per app (a take-over's 100 apps spent
+  -- half their CPU compiling traces run once, and a tenth collecting)
   collectgarbage("restart") -- (stopped by main.c for short verbs)
-  -- collect garbage sooner than Lua's default (heap x2): a small daemon
-  collectgarbage("setpause", 110)
+  collectgarbage("setpause", 200)
   collectgarbage("setstepmul", 400)
   -- The incremental collector only advances while the daemon allocates:
   -- the garbage of a burst (2,000 apps started, a long list sent) would
@@ -447,6 +450,8 @@ function M.run(opts)
     if announce then core.close(announce); announce = nil end
     keeper.listen(sup.on_child)
     keeper.ready()
+    jit.on() -- the daemon lives long
+    collectgarbage("setpause", 110)
     log.info("daemon %d ready (pm %s, PM_HOME %s%s)", core.getpid(), util.VERSION, home,
       keeper.active() and (", keeper " .. tostring(keeper.pid)) or "")
     if opts.runtime then

@@ -58,10 +58,26 @@ end
 -- Whether a keeper holds what this daemon hands it
 function M.active() return sock ~= nil end
 
--- This process becomes the keeper, which starts bin with args as the
--- daemon; returns only when that failed -> nil, err
+--[[ The keeper program of the build bin belongs to: pm-keeper beside it
+(bin/pm-asan's: pm-keeper-asan first) -> path, true | path (the one it
+would be), false when there is none ]]
+function M.binary(bin)
+  local real = core.realpath(bin) or bin
+  local dir = real:match("^(.*)/[^/]*$") or "."
+  local names = core.sanitized and { "pm-keeper-asan", "pm-keeper" } or { "pm-keeper" }
+  for _, name in ipairs(names) do
+    local path = dir .. "/" .. name
+    if core.access(path, "x") then return path, true end
+  end
+  return dir .. "/" .. names[1], false
+end
+
+-- This process becomes the keeper (bin's pm-keeper), which starts bin
+-- with args as the daemon; returns only when that failed -> nil, err
 function M.become(bin, args, lock_fd, keep_stdio)
-  return core.keeper_exec(bin, args, lock_fd, keep_stdio)
+  local keeper, found = M.binary(bin)
+  if not found then return nil, "no keeper program: " .. keeper end
+  return core.keeper_exec(keeper, bin, args, lock_fd, keep_stdio)
 end
 
 -- ---- what goes to the keeper ----
@@ -198,6 +214,9 @@ function M.takeover()
           local pid, code, sig = line:match("^E (%d+) (%-?%d+) (%d+)")
           pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
           if pid then tk.exits[pid] = { code = code >= 0 and code or nil, signal = sig > 0 and sig or nil } end
+        elseif op == "W" then
+          tk.warning = line:sub(3)
+          log.warn("%s", tk.warning)
         elseif op == "D" then
           if tk.keeper and (tk.keeper ~= M.pid or not M.parent_is_keeper()) then
             -- it handed over and died: this daemon's parent reaps orphans
@@ -269,7 +288,9 @@ function M.quit()
 end
 
 --[[ pm update: the next daemon is bin, started by the keeper as soon as
-this one exits; parts (keeper id of a pipe -> the start of a line read
+this one exits, and the keeper becomes bin's keeper first (the same pid,
+its state carried across its exec; one that cannot, goes on and says so
+to the next daemon); parts (keeper id of a pipe -> the start of a line read
 without its end) go in the blob -> true | nil, err ]]
 function M.hand_over(bin, parts)
   if not sock then return nil, "no keeper" end
@@ -284,6 +305,8 @@ function M.hand_over(bin, parts)
   end
   if ok then
     queue[#queue + 1] = { line = "N " .. bin }
+    local keeper = M.binary(bin)
+    if not keeper:find("%c") then queue[#queue + 1] = { line = "X " .. keeper } end
     local deadline = core.mono() + 2000
     M.flush()
     while sock and #queue > 0 and core.mono() < deadline do

@@ -281,6 +281,16 @@ function M.journal(home, procs_fn, kind, delay)
   end)
 end
 
+-- A write that waits goes delay ms from now, no sooner (a take-over: the
+-- journal on disk names the same apps and pids; the first requests are
+-- not kept waiting behind its rewrite). What is not on disk stays dirty.
+function M.defer(home, procs_fn, delay)
+  if not pending then return end
+  pending:close()
+  pending = nil
+  M.journal(home, procs_fn, "runtime", delay)
+end
+
 -- Writes the journal of procs_fn() now -> true | nil, err (then it is
 -- tried again).
 function M.journal_now(home, procs_fn)

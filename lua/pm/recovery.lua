@@ -14,6 +14,17 @@ local readiness = require "pm.readiness"
 
 local M = {}
 
+-- persist.split of each entry once (a take-over split each one four times)
+local splits = setmetatable({}, { __mode = "k" })
+local function split(entry)
+  local s = splits[entry]
+  if not s then
+    s = { persist.split(entry) }
+    splits[entry] = s
+  end
+  return s[1], s[2]
+end
+
 --[[ Brings saved entries back (resurrect, or the journal after a crash).
 Names that run already are left alone. done(procs it started). What
 comes back is the saved declaration (its user, script, args,
@@ -42,7 +53,7 @@ function M.restore(entries, done)
     return g
   end
   for _, entry in ipairs(entries) do
-    local raw, meta = persist.split(entry)
+    local raw, meta = split(entry)
     local g = type(raw.name) == "string" and group_of(meta)
     if g then g.names[#g.names + 1] = raw.name end
   end
@@ -70,7 +81,7 @@ function M.restore(entries, done)
     i = i + 1
     local entry = entries[i]
     if not entry then return done(started) end
-    local raw, meta = persist.split(entry)
+    local raw, meta = split(entry)
     local name = raw.name
     if type(name) ~= "string" or #sup.by_name(name) > 0 then return next_entry() end
     local environ = type(meta.environ) == "table" and meta.environ or core.environ()
@@ -117,7 +128,7 @@ end
 
 -- The uid an entry's processes run as (its user or uid; else the daemon's)
 local function expected_uid(entry)
-  local raw = persist.split(entry)
+  local raw = split(entry)
   local who = type(raw) == "table" and (raw.user or raw.uid)
   if who == nil then return core.getuid() end
   local pw = util.passwd(who)
@@ -165,7 +176,7 @@ local function adoption(entries, tk)
   local taken, deliver = {}, {}
   local function take(h) if h then taken[h] = true; return h.fd, h.id end end
   for _, entry in ipairs(entries) do
-    local _, meta = persist.split(entry)
+    local _, meta = split(entry)
     for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
       local id = type(rec) == "table" and tonumber(rec.pm_id)
       local per = id and fds[id] or {}
@@ -261,10 +272,11 @@ function M.recover(home, old_pid, tk, done)
         for _, p in ipairs(sup.all()) do if (p.pid or 0) > 0 then kept = kept + 1 end end
         require("pm.keeper").took_over = { generation = tk.generation, previous = why, kept = kept,
           exited = #deliver, ms = math.floor((core.mono() - t0) * 10 + 0.5) / 10,
-          from_version = tk.parts.version }
+          from_version = tk.parts.version, keeper_warning = tk.warning }
         log.warn("took over from the last daemon (it ended with %s): %d process(es) kept, %d ended meanwhile",
           why, kept, #deliver)
         for _, x in ipairs(deliver) do sup.on_child(x[1], x[2], x[3]) end
+        persist.defer(home, sup.all, persist.RUNTIME_DELAY)
         done()
       end)
     end
@@ -314,7 +326,7 @@ function M.recover(home, old_pid, tk, done)
       #unknown, table.concat(unknown, " "))
   end
   for _, entry in ipairs(entries) do
-    local raw, meta = persist.split(entry)
+    local raw, meta = split(entry)
     for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
       if persist.same_process(rec) then
         local sig = util.signum(raw.kill_signal or "SIGINT") or core.signals.SIGINT
@@ -327,7 +339,7 @@ function M.recover(home, old_pid, tk, done)
   end
   -- an app that was errored stays so: its crash loop is not run again
   for _, entry in ipairs(entries) do
-    local _, meta = persist.split(entry)
+    local _, meta = split(entry)
     for _, rec in ipairs(type(meta.procs) == "table" and meta.procs or {}) do
       if type(rec) == "table" and rec.status == "errored" then rec.keep_errored = true end
     end

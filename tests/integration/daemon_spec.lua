@@ -16,8 +16,8 @@ local function daemons_of(home)
   local found = {}
   for _, pid in ipairs(H.processes_of_home(home)) do
     local cmd = util.read_file("/proc/" .. pid .. "/cmdline")
-    -- (the daemon, not its keeper: "pm --keeper <fd> <stdio> pm daemon")
-    if cmd and cmd:find("\0daemon\0", 1, true) and not cmd:find("\0--keeper\0", 1, true) then
+    -- (the daemon, not its keeper: "pm-keeper <fd> <stdio> pm daemon")
+    if cmd and cmd:find("\0daemon\0", 1, true) and not cmd:match("^[^%z]*pm%-keeper[^%z/]*%z") then
       found[#found + 1] = pid
     end
   end
