@@ -242,9 +242,15 @@ local dirty = false -- a change that is not only counters and pids is not on dis
 M.unsaved = nil -- why the last write of the journal failed (nil: it is saved)
 M.JOURNAL_DELAY = 20 -- ms: the changes of a burst (100 starts) make one write
 -- Changes of counters and pids only (an app restarting, one crash loop at
--- a thousand restarts a second): at most one write a second. A daemon
--- killed meanwhile finds the newer process by its PM_APP_UID marker.
+-- a thousand restarts a second): at most one write a second, or, when a
+-- write costs more than RUNTIME_SHARE of that (thousands of apps), that
+-- many times its CPU apart (10 s at most): a crash loop beside 10,000 idle
+-- apps does not rewrite their 10,000 records every second. A daemon killed meanwhile
+-- finds the newer process by its PM_APP_UID marker.
 M.RUNTIME_DELAY = 1000
+M.RUNTIME_SHARE = 0.01
+M.RUNTIME_DELAY_MAX = 10000
+local runtime_delay = M.RUNTIME_DELAY
 M.RETRY_DELAY = 1000 -- ms between the tries of a journal that cannot be written
 
 local function write_journal(home, procs_fn)
@@ -252,7 +258,10 @@ local function write_journal(home, procs_fn)
   local was_dirty = dirty
   dirty = false
   local path = home .. "/journal.json"
+  local c0 = os.clock()
   local ok, err = util.write_atomic(path, M.journal_text(procs_fn(), "\n"), { mode = 384, backup = path .. ".bak" })
+  runtime_delay = math.min(M.RUNTIME_DELAY_MAX,
+    math.max(M.RUNTIME_DELAY, (os.clock() - c0) * 1000 / M.RUNTIME_SHARE))
   if ok then
     if M.unsaved then log.info("journal.json is written again") end
     M.unsaved = nil
@@ -268,7 +277,7 @@ end
 
 function M.journal(home, procs_fn, kind, delay)
   if kind ~= "runtime" then dirty = true end
-  delay = delay or (kind == "runtime" and M.RUNTIME_DELAY or M.JOURNAL_DELAY)
+  delay = delay or (kind == "runtime" and runtime_delay or M.JOURNAL_DELAY)
   local due = core.mono() + delay
   if pending then
     if pending_due <= due then return end
