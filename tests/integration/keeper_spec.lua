@@ -136,7 +136,7 @@ describe("the keeper", function()
         recs[#recs + 1] = cur
       else
         assert.is_not_nil(cur, "a piece before any line")
-        assert.is_nil(text:find("[^x]"), "a piece that is not the rest of a long line: " .. ("%q"):format(text:sub(1, 80)))
+        assert.is_nil(text:find("[^x]"), "not the rest of a long line: " .. ("%q"):format(text:sub(1, 80)))
         cur[#cur + 1] = text
       end
     end

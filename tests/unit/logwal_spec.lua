@@ -152,7 +152,8 @@ describe("the log WAL's replay (core.logwal_adopt)", function()
   it("a record cut by the kill: the file taken back to where it started, the record written once", function()
     local log = dir .. "/a.log"
     util.write_atomic(log, "old\n" .. R1:sub(1, 9))
-    local got = adopt(build(dir .. "/wal", { sinks = { log }, records = { { sink = 0, data = R1 }, { sink = 0, data = R2 } },
+    local got = adopt(build(dir .. "/wal", { sinks = { log },
+      records = { { sink = 0, data = R1 }, { sink = 0, data = R2 } },
       writing = { record = 1, start = 4, file = log } }))
     assert.equal("old\n" .. R1 .. R2, util.read_file(log))
     assert.same({ 2, 0 }, { got.records, got.lost })
@@ -161,7 +162,8 @@ describe("the log WAL's replay (core.logwal_adopt)", function()
   it("a record the kill came after: not written twice, the next one appended", function()
     local log = dir .. "/b.log"
     util.write_atomic(log, "old\n" .. R1)
-    local got = adopt(build(dir .. "/wal", { sinks = { log }, records = { { sink = 0, data = R1 }, { sink = 0, data = R2 } },
+    local got = adopt(build(dir .. "/wal", { sinks = { log },
+      records = { { sink = 0, data = R1 }, { sink = 0, data = R2 } },
       writing = { record = 1, start = 4, file = log } }))
     assert.equal("old\n" .. R1 .. R2, util.read_file(log))
     assert.equal(1, got.records)
