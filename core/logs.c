@@ -72,7 +72,9 @@
 #define WAL_HDR 4096
 #define SLOT_CAP (PART_MAX + READ_SIZE) /* a part a killed daemon left: at most a read */
 #define WAL_G SLOT_CAP
-#define RING_SIZE ((5u << 20) / 2)   /* the queue's bound and a read's worth */
+#define RING_SIZE (4u << 20)         /* the queue's bound and a read's worth */
+#define RING_MARGIN (768u << 10)     /* free at least: else the pipes wait */
+#define RING_SOFT (768u << 10)
 #define WAL_NSINKS 16384
 #define WAL_SINK 512
 #define WAL_NPARTS 8192
@@ -332,6 +334,12 @@ static char *ring_alloc(chunk_t *c, int op, int sink, size_t len)
 	uint64_t off = head_local % RING_SIZE;
 	uint64_t pad = off + need > RING_SIZE ? RING_SIZE - off : 0;
 	uint64_t tail = __atomic_load_n(&W->tail, __ATOMIC_ACQUIRE);
+	/* from its start again past RING_SOFT when the writer is far enough
+	 * there (RING_MARGIN free after it): a writer that keeps up uses the
+	 * first pages only, the daemon's memory being what the queue holds, as
+	 * it was with malloc; the rest is used while the writer is behind */
+	if (!pad && off + need > RING_SOFT && head_local - tail <= off && tail % RING_SIZE >= need + RING_MARGIN)
+		pad = RING_SIZE - off;
 	if (need > RING_SIZE || head_local + pad + need - tail > RING_SIZE)
 		return NULL;
 	if (pad) {
@@ -1089,9 +1097,15 @@ static void emit(logpipe_t *lp, const char *p, size_t n, int add_newline)
 	free(b.p);
 }
 
+/* (the loop) what the ring can take now */
+static uint64_t ring_room(void)
+{
+	return W ? RING_SIZE - (head_local - __atomic_load_n(&W->tail, __ATOMIC_ACQUIRE)) : RING_SIZE;
+}
+
 static int over_high(logpipe_t *lp)
 {
-	int high = total_queued > TOTAL_HIGH;
+	int high = total_queued > TOTAL_HIGH || ring_room() < RING_MARGIN;
 	for (int i = 0; i < lp->nsinks && !high; i++)
 		high = lp->sinks[i]->queued > SINK_HIGH;
 	return high;
@@ -1099,7 +1113,7 @@ static int over_high(logpipe_t *lp)
 
 static int under_low(logpipe_t *lp)
 {
-	if (total_queued >= TOTAL_LOW)
+	if (total_queued >= TOTAL_LOW || ring_room() < RING_MARGIN)
 		return 0;
 	for (int i = 0; i < lp->nsinks; i++)
 		if (lp->sinks[i]->queued >= SINK_LOW)
