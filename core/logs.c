@@ -77,7 +77,7 @@
 #define RING_SOFT (768u << 10)
 #define WAL_NSINKS 16384
 #define WAL_SINK 512
-#define WAL_NPARTS 8192
+#define WAL_NPARTS 2048              /* pipes with an unfinished line at once */
 #define WAL_PART (SLOT_CAP + 64)
 #define OFF_G WAL_HDR
 #define OFF_RING (OFF_G + WAL_G)
@@ -1222,8 +1222,13 @@ static void part_set(logpipe_t *lp, const char *p, size_t n)
 	if (n && p != lp->part)
 		memcpy(lp->part, p, n);
 	lp->partlen = n;
-	if (lp->ph)
+	if (lp->ph && n == 0) { /* (a slot is held only while there is a part) */
+		wpart_free(lp->ph);
+		lp->ph = NULL;
+		lp->part = NULL;
+	} else if (lp->ph) {
 		__atomic_store_n(&lp->ph->state, (uint64_t)n, __ATOMIC_RELEASE);
+	}
 }
 
 /* The part is written now, ended with a newline */

@@ -17,10 +17,14 @@ ordinary memory). ]]
 function M.start(tk)
   local keeper = require "pm.keeper"
   if not keeper.active() then return end
+  -- (daemons that died young in a row while taking over: the buffer is
+  -- let go with the rest, in case it is what kills them)
+  local young = tk and (tk.young or 0) >= require("pm.recovery").ADOPT_TRIES
   for i, h in ipairs(tk and tk.held or {}) do
     if h.kind == "w" and h.fd then
       table.remove(tk.held, i)
-      local got, err = core.logwal_adopt(h.fd)
+      local got, err
+      if young then err = "daemons died young in a row" else got, err = core.logwal_adopt(h.fd) end
       core.close(h.fd)
       if got then
         M.adopted = got
