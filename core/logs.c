@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -68,7 +69,7 @@
  * from ordinary memory (wal_missed counts them).
  */
 #define WAL_MAGIC 0x316c61776d6c6d70ULL /* "pmlmwal1" */
-#define WAL_VERSION 1
+#define WAL_VERSION 2
 #define WAL_HDR 4096
 #define SLOT_CAP (PART_MAX + READ_SIZE) /* a part a killed daemon left: at most a read */
 #define WAL_G SLOT_CAP
@@ -99,7 +100,14 @@ typedef struct {
 	uint64_t w_pos, w_dev, w_ino, w_start; /* the record being written */
 	uint64_t sinks_hw, parts_hw;           /* slots ever used: below these */
 	wpart_t g;
+	uint64_t g_canary[2]; /* where a read lands in g, before it */
 } whdr_t;
+
+/* g's state while a read(2) of n bytes (FIONREAD's: a pipe gives them all)
+ * is under way: len | n << 32 | G_READING. The read may have been done,
+ * the bytes taken from the pipe, when a SIGKILL ends the process on its
+ * way out of the kernel: the canary in their place tells. */
+#define G_READING (1ULL << 63)
 
 typedef struct {
 	uint32_t len, op;
@@ -378,6 +386,12 @@ static void wpart_read(wpart_t *h, size_t *skip, size_t *len)
 	uint64_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
 	uint64_t until = __atomic_load_n(&h->until, __ATOMIC_ACQUIRE);
 	size_t all = (size_t)(st & 0xffffffffu), sk = (size_t)(st >> 32);
+	if (st & G_READING) { /* (g: a read was under way) */
+		size_t req = (size_t)((st & ~G_READING) >> 32), k = req < 16 ? req : 16;
+		if (all + req <= SLOT_CAP && memcmp(gdata() + all, W->g_canary, k) != 0)
+			all += req; /* it came: it took the place of the canary */
+		sk = 0;
+	}
 	if (sk > all || sk == 0 || __atomic_load_n(&W->head, __ATOMIC_ACQUIRE) < until)
 		sk = 0;
 	*skip = sk;
@@ -1258,9 +1272,24 @@ static int logpipe_pull(logpipe_t *lp)
 	/* (a part a killed daemon left may be a whole read: what it holds is
 	 * then written before anything more is read) */
 	size_t room = SLOT_CAP - have;
-	ssize_t n = room ? read(lp->fd, buf + have, room < READ_SIZE ? room : READ_SIZE) : 0;
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	size_t want = room < READ_SIZE ? room : READ_SIZE;
+	int avail = 0;
+	if (want && ioctl(lp->fd, FIONREAD, &avail) == 0 && avail > 0) {
+		if ((size_t)avail < want)
+			want = (size_t)avail;
+		static uint64_t nonce;
+		if (!nonce)
+			nonce = (uint64_t)time(NULL) * 6364136223846793005ULL + (uint64_t)getpid();
+		W->g_canary[0] = ++nonce * 0x9e3779b97f4a7c15ULL;
+		W->g_canary[1] = nonce ^ 0xd6e8feb86659fd93ULL;
+		memcpy(buf + have, W->g_canary, want < 16 ? want : 16);
+		__atomic_store_n(&g->state, (uint64_t)have | (uint64_t)want << 32 | G_READING, __ATOMIC_RELEASE);
+	}
+	ssize_t n = room ? read(lp->fd, buf + have, want) : 0;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		__atomic_store_n(&g->state, 0, __ATOMIC_RELEASE);
 		return 0;
+	}
 	size_t total = have + (n > 0 ? (size_t)n : 0);
 	__atomic_store_n(&g->state, (uint64_t)total, __ATOMIC_RELEASE);
 	int rc = n > 0 || !room ? 1 : -1;
@@ -1797,7 +1826,7 @@ static int l_logwal_adopt(lua_State *L)
 	wal_free_lists();
 	/* the parts: g's first (a read it held), then each pipe's */
 	int parts = 0;
-	if ((W->g.state & 0xffffffffu) && W->g.id) {
+	if (W->g.state && W->g.id) {
 		wpart_t *slot = NULL;
 		for (int i = 0; i < (int)W->parts_hw && !slot; i++)
 			if (wpart_at(i)->used && wpart_at(i)->id == W->g.id)

@@ -15,6 +15,7 @@ typedef struct {
   uint64_t magic, version, size, ring_size, nsinks, nparts;
   uint64_t head, tail, w_pos, w_dev, w_ino, w_start, sinks_hw, parts_hw;
   t_wpart g;
+  uint64_t g_canary[2];
 } t_whdr;
 typedef struct { uint32_t len, op; int32_t sink; uint32_t pad; } t_wrec;
 typedef struct { uint32_t used, mode; int64_t uid, gid; int32_t as_user, pad; char path[480]; } t_wsink;
@@ -48,7 +49,7 @@ local function build(path, w)
   f:seek("set", SIZE - 1)
   f:write("\0")
   local h = ffi.new("t_whdr")
-  h.magic, h.version, h.size, h.ring_size = 0x316c61776d6c6d70ULL, 1, SIZE, RING
+  h.magic, h.version, h.size, h.ring_size = 0x316c61776d6c6d70ULL, 2, SIZE, RING
   h.nsinks, h.nparts = NSINKS, NPARTS
   for i, p in ipairs(w.sinks) do
     local s = ffi.new("t_wsink")
@@ -86,6 +87,7 @@ local function build(path, w)
   h.parts_hw = #(w.parts or {})
   if w.g then
     h.g.id, h.g.state, h.g.until_ = w.g.id, w.g.state, w.g["until"] or 0
+    if w.g.canary then ffi.copy(h.g_canary, w.g.canary, 16) end
     f:seek("set", OFF_G)
     f:write(w.g.data)
   end
@@ -212,6 +214,26 @@ describe("the log WAL's replay (core.logwal_adopt)", function()
       { file = log, held = 7, feed = "c\n" })
     assert.equal("bc\n", util.read_file(log))
     assert.equal(1, got.parts)
+  end)
+
+  -- g's state while a read of n bytes is under way: len | n << 32 | 1 << 63
+  local READING = 0x8000000000000000ULL
+  local CANARY = "0123456789abcdef"
+
+  it("a kill in read(2): the bytes it took from the pipe (the canary overwritten) continue the pipe", function()
+    local log = dir .. "/r.log"
+    adopt(build(dir .. "/wal", { sinks = {}, records = {},
+      g = { id = 7, state = 2ULL + 4ULL * 2 ^ 32 + READING, canary = CANARY, data = "a\nb\nc\n" } }),
+      { file = log, held = 7, feed = "d\n" })
+    assert.equal("a\nb\nc\nd\n", util.read_file(log))
+  end)
+
+  it("a kill before read(2): the canary still there, only the part before it continues the pipe", function()
+    local log = dir .. "/s.log"
+    adopt(build(dir .. "/wal", { sinks = {}, records = {},
+      g = { id = 7, state = 2ULL + 4ULL * 2 ^ 32 + READING, canary = CANARY, data = "a\n" .. CANARY:sub(1, 4) } }),
+      { file = log, held = 7, feed = "d\n" })
+    assert.equal("a\nd\n", util.read_file(log))
   end)
 
   it("a pipe's unfinished line: continued by the pipe of the same keeper id; one no pipe took is let go", function()
