@@ -34,6 +34,7 @@ local SIZE = OFF_PARTS + NPARTS * PART
 local OP_WRITE = 0
 
 local SRC = os.getenv("PM_SRC") or "."
+local function core_getuid() return require("pm.core").getuid() end
 
 local function dev_ino(path)
   local p = io.popen("stat -c '%d %i' '" .. path .. "'")
@@ -54,6 +55,10 @@ local function build(path, w)
   for i, p in ipairs(w.sinks) do
     local s = ffi.new("t_wsink")
     s.used, s.mode, s.uid, s.gid = 1, 420, -1, -1
+    if type(p) == "table" then
+      s.uid, s.gid, s.as_user = p.uid, p.gid, p.as_user and 1 or 0
+      p = p.path
+    end
     ffi.copy(s.path, p)
     f:seek("set", OFF_SINKS + (i - 1) * SINK)
     f:write(ffi.string(s, ffi.sizeof(s)))
@@ -243,6 +248,22 @@ describe("the log WAL's replay (core.logwal_adopt)", function()
       { file = log, held = 9, feed = " line\n" })
     assert.equal("half line\n", util.read_file(log))
     assert.same({ 2, 1 }, { got.parts, got.settled })
+  end)
+
+  it("a file of an app of another user: opened as that user, never through a link", function()
+    if core_getuid() ~= 0 then return pending("needs root (another user's ids)") end
+    local secret = dir .. "/secret"
+    util.write_atomic(secret, "root's\n")
+    os.execute("mkdir -m 0777 '" .. dir .. "/u' && ln -s '" .. secret .. "' '" .. dir .. "/u/x.log'")
+    os.execute("chmod 0755 '" .. dir .. "'")
+    local mine = dir .. "/u/y.log"
+    local function nobody(path) return { path = path, uid = 65534, gid = 65534, as_user = true } end
+    local got = adopt(build(dir .. "/wal", { sinks = { nobody(dir .. "/u/x.log"), nobody(mine) },
+      records = { { sink = 0, data = R1 }, { sink = 1, data = R2 } } }))
+    assert.equal("root's\n", util.read_file(secret))
+    assert.equal(R2, util.read_file(mine))
+    assert.equal(65534, require("pm.core").stat(mine).uid)
+    assert.same({ 1, 5 }, { got.records, got.lost })
   end)
 
   it("a buffer of another layout is refused, and nothing is written", function()
