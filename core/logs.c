@@ -26,6 +26,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "core.h"
@@ -40,6 +43,92 @@
 #define TOTAL_LOW (768u << 10)
 #define MAX_SINKS 4
 #define HOLD_SECS 1.0                /* a line without its newline, at most */
+
+/*
+ * The log WAL: what the loop read and the writer did not write yet lives
+ * in one shared memory file (memfd) that the keeper holds (DESIGN §11), so
+ * that a daemon killed with SIGKILL loses none of it: the next daemon is
+ * handed the same memory and replays it before it reads any pipe
+ * (core.logwal_adopt). Without a keeper the same layout is anonymous
+ * memory. It holds:
+ *  - the ring: the writer's queue itself (each chunk's bytes, framed as
+ *    they go to the file, are written there once: no copy more than
+ *    before), records published by the loop (head) and marked written by
+ *    the writer (tail) after write(2) returned; the record being written
+ *    says the file (device, inode) and the offset where it starts;
+ *  - the sinks: each file's path, owner and mode (so the replay opens it
+ *    as the writer would: pm_open_owned);
+ *  - the parts: the start of a line a pipe read without its end, by the
+ *    keeper's id of the pipe, and the read buffer (g), where a read lands:
+ *    whether the lines a read completed are in the ring or still only in
+ *    the buffer is one store (a part's state: len | skip << 32, skip
+ *    meaning those bytes are in the ring once head >= until).
+ * Not covered: the instructions between read(2) returning and the read's
+ * length being stored in g (a few); a chunk that found the ring full
+ * (framing that grew a read several times, over the bound) is written
+ * from ordinary memory (wal_missed counts them).
+ */
+#define WAL_MAGIC 0x316c61776d6c6d70ULL /* "pmlmwal1" */
+#define WAL_VERSION 2
+#define WAL_HDR 4096
+#define SLOT_CAP (PART_MAX + READ_SIZE) /* a part a killed daemon left: at most a read */
+#define WAL_G SLOT_CAP
+#define RING_SIZE (4u << 20)         /* the queue's bound and a read's worth */
+#define RING_MARGIN (768u << 10)     /* free at least: else the pipes wait */
+#define RING_SOFT (768u << 10)
+#define WAL_NSINKS 16384
+#define WAL_SINK 512
+#define WAL_NPARTS 2048              /* pipes with an unfinished line at once */
+#define WAL_PART (SLOT_CAP + 64)
+#define OFF_G WAL_HDR
+#define OFF_RING (OFF_G + WAL_G)
+#define OFF_SINKS (OFF_RING + RING_SIZE)
+#define OFF_PARTS (OFF_SINKS + (size_t)WAL_NSINKS * WAL_SINK)
+#define WAL_SIZE (OFF_PARTS + (size_t)WAL_NPARTS * WAL_PART)
+#define OP_WRAP 9
+
+typedef struct {
+	uint64_t id;    /* the keeper's id of the pipe (0: none) */
+	uint64_t state; /* len | skip << 32 */
+	uint64_t until; /* skip holds once head >= until */
+	uint64_t used;
+} wpart_t;
+
+typedef struct {
+	uint64_t magic, version, size, ring_size, nsinks, nparts;
+	uint64_t head, tail;                   /* ring positions (monotonic) */
+	uint64_t w_pos, w_dev, w_ino, w_start; /* the record being written */
+	uint64_t sinks_hw, parts_hw;           /* slots ever used: below these */
+	wpart_t g;
+	uint64_t g_canary[2]; /* where a read lands in g, before it */
+} whdr_t;
+
+/* g's state while a read(2) of n bytes (FIONREAD's: a pipe gives them all)
+ * is under way: len | n << 32 | G_READING. The read may have been done,
+ * the bytes taken from the pipe, when a SIGKILL ends the process on its
+ * way out of the kernel: the canary in their place tells. */
+#define G_READING (1ULL << 63)
+
+typedef struct {
+	uint32_t len, op;
+	int32_t sink;
+	uint32_t pad;
+} wrec_t;
+
+typedef struct {
+	uint32_t used, mode;
+	int64_t uid, gid;
+	int32_t as_user, pad;
+	char path[WAL_SINK - 32];
+} wsink_t;
+
+static char *wal;
+static whdr_t *W;
+static uint64_t head_local; /* the loop's next record (published: W->head) */
+static int *sink_free, nsink_free; /* (under mu) */
+static int *part_free, npart_free; /* (the loop) */
+static int *claims, nclaims;       /* parts a previous daemon left, by id */
+static long long wal_missed;       /* chunks the ring had no room for */
 
 typedef struct sink {
 	int fd;
@@ -67,6 +156,8 @@ typedef struct sink {
 	int in_lru;
 	long long wlines, wbytes; /* written to the file (the writer; read by
 				   * logfile:stats, __atomic) */
+	int wslot;                /* its entry in the WAL's sinks, or -1 */
+	uint64_t dev, ino;        /* of the open file */
 } sink_t;
 
 typedef struct report { /* a drop that was said in its file, for Lua */
@@ -83,7 +174,9 @@ typedef struct chunk {
 	sink_t *sink;
 	int op;
 	size_t len;
-	char data[];
+	uint64_t ring_pos, ring_end; /* its record in the log WAL (end 0: none) */
+	char *data;                  /* in the ring, or inline */
+	char inline_data[];
 } chunk_t;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -113,8 +206,11 @@ typedef struct logpipe {
 	int json, process_id;
 	char *app_name, *type;
 	int on_eof, tap, self;
-	char *part;
+	char *part;      /* in the WAL (ph), or malloc'ed when it had no room */
 	size_t partlen;
+	uint64_t id;     /* the keeper's id of the pipe (0: none) */
+	wpart_t *ph;
+	int claimed;     /* its part is a killed daemon's (newlines in it) */
 	time_t fmt_sec;
 	long fmt_gmtoff;
 	char fmt_cache[128];
@@ -122,6 +218,185 @@ typedef struct logpipe {
 } logpipe_t;
 
 static logpipe_t *pipes;
+
+/* ---- the log WAL (see above) ---- */
+
+static char *ring_at(uint64_t pos) { return wal + OFF_RING + pos % RING_SIZE; }
+static wsink_t *wsink_at(int i) { return (wsink_t *)(wal + OFF_SINKS + (size_t)i * WAL_SINK); }
+static wpart_t *wpart_at(int i) { return (wpart_t *)(wal + OFF_PARTS + (size_t)i * WAL_PART); }
+static char *wpart_data(wpart_t *h) { return (char *)h + 64; }
+static char *gdata(void) { return wal + OFF_G; }
+
+static void wal_free_lists(void)
+{
+	nsink_free = npart_free = 0;
+	for (int i = WAL_NSINKS - 1; i >= 0; i--)
+		if (i >= (int)W->sinks_hw || !wsink_at(i)->used)
+			sink_free[nsink_free++] = i;
+	for (int i = WAL_NPARTS - 1; i >= 0; i--)
+		if (i >= (int)W->parts_hw || !wpart_at(i)->used)
+			part_free[npart_free++] = i;
+}
+
+/* Maps fd (a memfd; -1: anonymous memory) as the WAL: 0, or -1 and errno */
+static int wal_map(int fd)
+{
+	if (!sink_free)
+		sink_free = malloc(sizeof(int) * WAL_NSINKS);
+	if (!part_free)
+		part_free = malloc(sizeof(int) * WAL_NPARTS);
+	if (!sink_free || !part_free) {
+		errno = ENOMEM;
+		return -1;
+	}
+	void *m = mmap(NULL, WAL_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0), fd, 0);
+	if (m == MAP_FAILED)
+		return -1;
+	wal = m;
+	W = (whdr_t *)wal;
+	return 0;
+}
+
+static void wal_init_fresh(void)
+{
+	W->version = WAL_VERSION;
+	W->size = WAL_SIZE;
+	W->ring_size = RING_SIZE;
+	W->nsinks = WAL_NSINKS;
+	W->nparts = WAL_NPARTS;
+	__atomic_store_n(&W->magic, WAL_MAGIC, __ATOMIC_RELEASE);
+	head_local = 0;
+	wal_free_lists();
+}
+
+/* The WAL exists (anonymous memory unless core.logwal_create came first) */
+static int wal_ready(void)
+{
+	if (W)
+		return 1;
+	if (wal_map(-1) < 0)
+		return 0;
+	wal_init_fresh();
+	return 1;
+}
+
+/* (under mu) an entry for s in the WAL's sinks, or -1 */
+static int wsink_alloc(const sink_t *s)
+{
+	size_t n = strlen(s->path);
+	if (!W || nsink_free == 0 || n >= sizeof ((wsink_t *)0)->path)
+		return -1;
+	int i = sink_free[--nsink_free];
+	wsink_t *e = wsink_at(i);
+	e->mode = (uint32_t)s->mode;
+	e->uid = s->owner.uid;
+	e->gid = s->owner.gid;
+	e->as_user = s->owner.as_user;
+	memcpy(e->path, s->path, n + 1);
+	__atomic_store_n(&e->used, 1, __ATOMIC_RELEASE);
+	if ((uint64_t)i >= W->sinks_hw)
+		__atomic_store_n(&W->sinks_hw, (uint64_t)i + 1, __ATOMIC_RELEASE);
+	return i;
+}
+
+static void wsink_free(int i)
+{
+	if (i < 0)
+		return;
+	__atomic_store_n(&wsink_at(i)->used, 0, __ATOMIC_RELEASE);
+	sink_free[nsink_free++] = i;
+}
+
+/* (the loop) a part slot for id, or NULL */
+static wpart_t *wpart_alloc(uint64_t id)
+{
+	if (!W || npart_free == 0)
+		return NULL;
+	int i = part_free[--npart_free];
+	wpart_t *h = wpart_at(i);
+	__atomic_store_n(&h->state, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->id, id, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->used, 1, __ATOMIC_RELEASE);
+	if ((uint64_t)i >= W->parts_hw)
+		__atomic_store_n(&W->parts_hw, (uint64_t)i + 1, __ATOMIC_RELEASE);
+	return h;
+}
+
+static void wpart_free(wpart_t *h)
+{
+	if (!h)
+		return;
+	__atomic_store_n(&h->used, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->state, 0, __ATOMIC_RELEASE);
+	part_free[npart_free++] = (int)(((char *)h - (wal + OFF_PARTS)) / WAL_PART);
+}
+
+/* (the loop) room for a record of len bytes in the ring: its data, and
+ * the chunk's positions; NULL when the ring is full */
+static char *ring_alloc(chunk_t *c, int op, int sink, size_t len)
+{
+	if (!W)
+		return NULL;
+	size_t need = (sizeof(wrec_t) + len + 15) & ~(size_t)15;
+	uint64_t off = head_local % RING_SIZE;
+	uint64_t pad = off + need > RING_SIZE ? RING_SIZE - off : 0;
+	uint64_t tail = __atomic_load_n(&W->tail, __ATOMIC_ACQUIRE);
+	/* from its start again past RING_SOFT when the writer is far enough
+	 * there (RING_MARGIN free after it): a writer that keeps up uses the
+	 * first pages only, the daemon's memory being what the queue holds, as
+	 * it was with malloc; the rest is used while the writer is behind */
+	if (!pad && off + need > RING_SOFT && head_local - tail <= off && tail % RING_SIZE >= need + RING_MARGIN)
+		pad = RING_SIZE - off;
+	if (need > RING_SIZE || head_local + pad + need - tail > RING_SIZE)
+		return NULL;
+	if (pad) {
+		wrec_t *w = (wrec_t *)ring_at(head_local);
+		w->len = (uint32_t)pad;
+		w->op = OP_WRAP;
+		w->sink = -1;
+		head_local += pad;
+	}
+	wrec_t *r = (wrec_t *)ring_at(head_local);
+	r->len = (uint32_t)len;
+	r->op = (uint32_t)op;
+	r->sink = sink;
+	c->ring_pos = head_local;
+	head_local += need;
+	c->ring_end = head_local;
+	return (char *)(r + 1);
+}
+
+/* (the loop) the part a previous daemon left for id, taken, or NULL */
+static wpart_t *wpart_claim(uint64_t id)
+{
+	for (int i = 0; id && i < nclaims; i++) {
+		wpart_t *h = wpart_at(claims[i]);
+		if (h->id == id) {
+			claims[i] = claims[--nclaims];
+			return h;
+		}
+	}
+	return NULL;
+}
+
+/* The part a header says: its bytes at *skip, *len of them */
+static void wpart_read(wpart_t *h, size_t *skip, size_t *len)
+{
+	uint64_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
+	uint64_t until = __atomic_load_n(&h->until, __ATOMIC_ACQUIRE);
+	size_t all = (size_t)(st & 0xffffffffu), sk = (size_t)(st >> 32);
+	if (st & G_READING) { /* (g: a read was under way) */
+		size_t req = (size_t)((st & ~G_READING) >> 32), k = req < 16 ? req : 16;
+		if (all + req <= SLOT_CAP && memcmp(gdata() + all, W->g_canary, k) != 0)
+			all += req; /* it came: it took the place of the canary */
+		sk = 0;
+	}
+	if (sk > all || sk == 0 || __atomic_load_n(&W->head, __ATOMIC_ACQUIRE) < until)
+		sk = 0;
+	*skip = sk;
+	*len = all - sk;
+}
 
 /* ---- the writer thread ---- */
 
@@ -173,6 +448,7 @@ static void sink_unref_locked(sink_t *s)
 	lru_unlink(s);
 	if (s->fd >= 0)
 		close(s->fd);
+	wsink_free(s->wslot);
 	free(s->path);
 	free(s);
 }
@@ -201,6 +477,8 @@ static int sink_open(sink_t *s)
 	char last;
 	s->regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 	if (s->regular) {
+		s->dev = (uint64_t)st.st_dev;
+		s->ino = (uint64_t)st.st_ino;
 		s->size = st.st_size;
 		s->need_nl = st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n';
 	}
@@ -385,6 +663,12 @@ static void write_chunk(chunk_t *c)
 		s->need_nl = 0;
 	if (!err && s->drop_bytes > 0)
 		err = say_dropped(s);
+	if (!err && c->ring_end && s->regular) { /* where it starts, for a replay */
+		W->w_dev = s->dev;
+		W->w_ino = s->ino;
+		W->w_start = (uint64_t)s->size;
+		__atomic_store_n(&W->w_pos, c->ring_pos, __ATOMIC_RELEASE);
+	}
 	size_t kept = err ? 0 : put_lines(s, c->data, c->len, &err);
 	if (kept < c->len)
 		drop(s, c->data + kept, c->len - kept, err, NULL);
@@ -410,6 +694,8 @@ static void *writer(void *arg)
 		busy = 1;
 		pthread_mutex_unlock(&mu);
 		write_chunk(c);
+		if (c->ring_end) /* written: a replay leaves it */
+			__atomic_store_n(&W->tail, c->ring_end, __ATOMIC_RELEASE);
 		pthread_mutex_lock(&mu);
 		lru_touch(c->sink);
 		c->sink->queued -= c->len;
@@ -422,26 +708,63 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+static chunk_t *pend_head, *pend_tail; /* (the loop) until commit */
+
+/* A chunk for s: its bytes in the ring (unpublished until commit) */
 static void enqueue(sink_t *s, int op, const char *data, size_t len)
 {
-	chunk_t *c = malloc(sizeof *c + len);
+	chunk_t *c = malloc(sizeof *c);
 	if (!c)
 		return;
 	c->next = NULL;
 	c->sink = s;
 	c->op = op;
 	c->len = len;
+	c->ring_end = 0;
+	c->data = ring_alloc(c, op, s->wslot, len);
+	if (!c->data) {
+		chunk_t *big = realloc(c, sizeof *c + len);
+		if (!big) {
+			free(c);
+			return;
+		}
+		c = big;
+		c->data = c->inline_data;
+		wal_missed++;
+	}
 	if (len)
 		memcpy(c->data, data, len);
-	pthread_mutex_lock(&mu);
-	s->refs++;
-	s->queued += len;
-	total_queued += len;
-	if (qtail)
-		qtail->next = c;
+	if (pend_tail)
+		pend_tail->next = c;
 	else
-		qhead = c;
-	qtail = c;
+		pend_head = c;
+	pend_tail = c;
+}
+
+/* What enqueue made is published (one store: W->head), after ph's state
+ * says which bytes of its part it came from, then given to the writer */
+static void commit(wpart_t *ph, uint64_t state)
+{
+	if (ph) {
+		__atomic_store_n(&ph->until, head_local, __ATOMIC_RELEASE);
+		__atomic_store_n(&ph->state, state, __ATOMIC_RELEASE);
+	}
+	if (W)
+		__atomic_store_n(&W->head, head_local, __ATOMIC_RELEASE);
+	if (!pend_head)
+		return;
+	pthread_mutex_lock(&mu);
+	for (chunk_t *c = pend_head; c; c = c->next) {
+		c->sink->refs++;
+		c->sink->queued += c->len;
+		total_queued += c->len;
+	}
+	if (qtail)
+		qtail->next = pend_head;
+	else
+		qhead = pend_head;
+	qtail = pend_tail;
+	pend_head = pend_tail = NULL;
 	pthread_cond_signal(&work_cv);
 	pthread_mutex_unlock(&mu);
 }
@@ -516,7 +839,8 @@ static int l_logfile(lua_State *L)
 	s->compress = compress;
 	s->owner = owner;
 	s->refs = 1;
-	if (!s->path || sink_open(s) < 0) {
+	s->wslot = -1;
+	if (!s->path || !wal_ready() || sink_open(s) < 0) {
 		int e = errno;
 		const char *why = s->path ? s->open_why : NULL;
 		free(s->path);
@@ -531,6 +855,9 @@ static int l_logfile(lua_State *L)
 		s->fd = -1;
 		s->parked = 1;
 	}
+	pthread_mutex_lock(&mu);
+	s->wslot = wsink_alloc(s);
+	pthread_mutex_unlock(&mu);
 	start_writer();
 	sink_ud *u = lua_newuserdata(L, sizeof *u);
 	u->s = s;
@@ -552,6 +879,7 @@ static sink_t *check_sink(lua_State *L, int idx)
 static int l_logfile_truncate(lua_State *L)
 {
 	enqueue(check_sink(L, 1), OP_TRUNCATE, NULL, 0);
+	commit(NULL, 0);
 	return 0;
 }
 
@@ -560,6 +888,7 @@ static int l_logfile_truncate(lua_State *L)
 static int l_logfile_reopen(lua_State *L)
 {
 	enqueue(check_sink(L, 1), OP_REOPEN, NULL, 0);
+	commit(NULL, 0);
 	return 0;
 }
 
@@ -568,8 +897,10 @@ static int l_logfile_reopen(lua_State *L)
 static int l_logfile_rotate(lua_State *L)
 {
 	sink_t *s = check_sink(L, 1);
-	if (s->dated)
+	if (s->dated) {
 		enqueue(s, OP_ROTATE, NULL, 0);
+		commit(NULL, 0);
+	}
 	return 0;
 }
 
@@ -780,9 +1111,15 @@ static void emit(logpipe_t *lp, const char *p, size_t n, int add_newline)
 	free(b.p);
 }
 
+/* (the loop) what the ring can take now */
+static uint64_t ring_room(void)
+{
+	return W ? RING_SIZE - (head_local - __atomic_load_n(&W->tail, __ATOMIC_ACQUIRE)) : RING_SIZE;
+}
+
 static int over_high(logpipe_t *lp)
 {
-	int high = total_queued > TOTAL_HIGH;
+	int high = total_queued > TOTAL_HIGH || ring_room() < RING_MARGIN;
 	for (int i = 0; i < lp->nsinks && !high; i++)
 		high = lp->sinks[i]->queued > SINK_HIGH;
 	return high;
@@ -790,7 +1127,7 @@ static int over_high(logpipe_t *lp)
 
 static int under_low(logpipe_t *lp)
 {
-	if (total_queued >= TOTAL_LOW)
+	if (total_queued >= TOTAL_LOW || ring_room() < RING_MARGIN)
 		return 0;
 	for (int i = 0; i < lp->nsinks; i++)
 		if (lp->sinks[i]->queued >= SINK_LOW)
@@ -885,37 +1222,90 @@ static void logpipe_close(lua_State *L, logpipe_t *lp)
 	pm_unref(L, &lp->self);
 }
 
+/* The pipe's part is now p (n bytes: in its WAL slot, said by one store) */
+static void part_set(logpipe_t *lp, const char *p, size_t n)
+{
+	if (n && !lp->part) {
+		if ((lp->ph = wpart_alloc(lp->id)))
+			lp->part = wpart_data(lp->ph);
+		else
+			lp->part = malloc(SLOT_CAP);
+	}
+	if (!lp->part)
+		n = 0;
+	if (n && p != lp->part)
+		memcpy(lp->part, p, n);
+	lp->partlen = n;
+	if (lp->ph && n == 0) { /* (a slot is held only while there is a part) */
+		wpart_free(lp->ph);
+		lp->ph = NULL;
+		lp->part = NULL;
+	} else if (lp->ph) {
+		__atomic_store_n(&lp->ph->state, (uint64_t)n, __ATOMIC_RELEASE);
+	}
+}
+
+/* The part is written now, ended with a newline */
+static void emit_part(logpipe_t *lp)
+{
+	size_t n = lp->partlen;
+	emit(lp, lp->part, n, 1);
+	commit(lp->ph, (uint64_t)n | (uint64_t)n << 32);
+	part_set(lp, NULL, 0);
+	lp->claimed = 0;
+}
+
 /* Reads once from the pipe: 1 when something came, 0 when nothing waits,
- * -1 at its end (the pipe is then closed and on_eof called). */
+ * -1 at its end (the pipe is then closed and on_eof called). The read
+ * lands in the WAL's g after the part: from the store of its length on,
+ * g is the pipe's part until what it completed is published (commit) and
+ * the rest is the pipe's own part again. */
 static int logpipe_pull(logpipe_t *lp)
 {
 	lua_State *L = pm_L;
-	static char buf[PART_MAX + READ_SIZE];
+	wpart_t *g = &W->g;
+	char *buf = gdata();
 	size_t have = lp->partlen;
+	__atomic_store_n(&g->id, lp->id, __ATOMIC_RELEASE);
 	if (have)
 		memcpy(buf, lp->part, have);
-	ssize_t n = read(lp->fd, buf + have, READ_SIZE);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	/* (a part a killed daemon left may be a whole read: what it holds is
+	 * then written before anything more is read) */
+	size_t room = SLOT_CAP - have;
+	size_t want = room < READ_SIZE ? room : READ_SIZE;
+	int avail = 0;
+	if (want && ioctl(lp->fd, FIONREAD, &avail) == 0 && avail > 0) {
+		if ((size_t)avail < want)
+			want = (size_t)avail;
+		static uint64_t nonce;
+		if (!nonce)
+			nonce = (uint64_t)time(NULL) * 6364136223846793005ULL + (uint64_t)getpid();
+		W->g_canary[0] = ++nonce * 0x9e3779b97f4a7c15ULL;
+		W->g_canary[1] = nonce ^ 0xd6e8feb86659fd93ULL;
+		memcpy(buf + have, W->g_canary, want < 16 ? want : 16);
+		__atomic_store_n(&g->state, (uint64_t)have | (uint64_t)want << 32 | G_READING, __ATOMIC_RELEASE);
+	}
+	ssize_t n = room ? read(lp->fd, buf + have, want) : 0;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		__atomic_store_n(&g->state, 0, __ATOMIC_RELEASE);
 		return 0;
-	int rc = n > 0 ? 1 : -1;
+	}
+	size_t total = have + (n > 0 ? (size_t)n : 0);
+	__atomic_store_n(&g->state, (uint64_t)total, __ATOMIC_RELEASE);
+	int rc = n > 0 || !room ? 1 : -1;
 	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive during callbacks */
-	if (n > 0) {
-		size_t total = have + (size_t)n;
-		char *last = memrchr(buf + have, '\n', (size_t)n);
+	if (rc > 0) {
+		/* (only a part a killed daemon left can hold a newline) */
+		char *last = memrchr(buf + (lp->claimed ? 0 : have), '\n', total - (lp->claimed ? 0 : have));
+		lp->claimed = 0;
 		size_t whole = last ? (size_t)(last - buf) + 1 : 0;
 		if (!last && total >= PART_MAX)
 			whole = total; /* a line too long to hold: written in pieces */
 		emit(lp, buf, whole, whole == total && !last);
-		lp->partlen = total - whole;
-		if (lp->partlen && !lp->closed) {
-			if (!lp->part)
-				lp->part = malloc(PART_MAX);
-			if (lp->part)
-				memcpy(lp->part, buf + whole, lp->partlen);
-			else
-				lp->partlen = 0;
-		}
+		commit(g, (uint64_t)total | (uint64_t)whole << 32);
+		part_set(lp, buf + whole, lp->closed ? 0 : total - whole);
+		__atomic_store_n(&g->state, 0, __ATOMIC_RELEASE);
 		if (!lp->partlen)
 			ev_timer_stop(pm_loop, &lp->held);
 		else if (!ev_is_active(&lp->held) && !lp->closed) {
@@ -935,7 +1325,9 @@ static int logpipe_pull(logpipe_t *lp)
 		/* end of output: the app and all it started closed the pipe */
 		if (have)
 			emit(lp, buf, have, 1);
-		lp->partlen = 0;
+		commit(g, (uint64_t)have | (uint64_t)have << 32);
+		part_set(lp, NULL, 0);
+		__atomic_store_n(&g->state, 0, __ATOMIC_RELEASE);
 		int fn = lp->on_eof;
 		lp->on_eof = LUA_NOREF;
 		logpipe_close(L, lp);
@@ -972,9 +1364,7 @@ static void logpipe_held(EV_P_ ev_timer *w, int revents)
 	lua_State *L = pm_L;
 	PM_STACK_SAVE(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, lp->self); /* keep lp alive during the tap */
-	size_t n = lp->partlen;
-	lp->partlen = 0;
-	emit(lp, lp->part, n, 1);
+	emit_part(lp);
 	lua_pop(L, 1);
 	PM_STACK_CHECK(L);
 }
@@ -999,10 +1389,8 @@ static int l_logpipe_cut(lua_State *L)
 		rc = logpipe_pull(lp);
 	int ok = rc == 0 && !lp->closed && !lp->paused;
 	if (ok && lp->partlen) {
-		size_t n = lp->partlen;
-		lp->partlen = 0;
 		ev_timer_stop(pm_loop, &lp->held);
-		emit(lp, lp->part, n, 1);
+		emit_part(lp);
 	}
 	lua_pushboolean(L, ok);
 	return 1;
@@ -1015,7 +1403,10 @@ static int l_logpipe_cut(lua_State *L)
  * whose output then has %L (milliseconds) and %Q (UTC offset, +HH:MM)
  * expanded (see stamp() and core/README.md), prefixed as "<time>: " to each
  * line; opts.json = {app_name=, process_id=, type=}: one JSON object per
- * line instead; opts.part: the start of a first line (logpipe:detach's).
+ * line instead; opts.part: the start of a first line (logpipe:detach's);
+ * opts.held: the keeper's id of the pipe, which names its unfinished line
+ * in the log WAL (one a killed daemon left is taken, and opts.part is
+ * then ignored: core.logwal_adopt).
  * on_eof() is called once everything was read and queued.
  */
 static int l_logpipe(lua_State *L)
@@ -1023,6 +1414,8 @@ static int l_logpipe(lua_State *L)
 	int fd = (int)luaL_checkinteger(L, 1);
 	luaL_checktype(L, 2, LUA_TTABLE);
 	luaL_checktype(L, 3, LUA_TFUNCTION);
+	if (!wal_ready())
+		return luaL_error(L, "cannot map the log buffer: %s", strerror(errno));
 	logpipe_t *lp = lua_newuserdata(L, sizeof *lp);
 	memset(lp, 0, sizeof *lp);
 	lp->fd = fd;
@@ -1048,14 +1441,23 @@ static int l_logpipe(lua_State *L)
 	if (lua_isstring(L, -1))
 		lp->fmt = strdup(lua_tostring(L, -1));
 	lua_pop(L, 1);
-	lua_getfield(L, 2, "part"); /* a line's start a previous daemon read */
-	size_t plen = 0;
-	const char *part = lua_tolstring(L, -1, &plen);
-	if (part && plen > 0 && plen < PART_MAX && (lp->part = malloc(PART_MAX))) {
-		memcpy(lp->part, part, plen);
-		lp->partlen = plen;
-	}
+	lua_getfield(L, 2, "held"); /* the keeper's id of the pipe */
+	lp->id = lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0 ? (uint64_t)lua_tonumber(L, -1) : 0;
 	lua_pop(L, 1);
+	if (!(lp->ph = wpart_claim(lp->id))) {
+		lua_getfield(L, 2, "part"); /* a line's start a previous daemon read */
+		size_t plen = 0;
+		const char *part = lua_tolstring(L, -1, &plen);
+		if (part && plen > 0 && plen < PART_MAX)
+			part_set(lp, part, plen);
+		lua_pop(L, 1);
+	} else { /* (its part is in the WAL: a killed daemon's, or handed over) */
+		size_t skip, n;
+		lp->part = wpart_data(lp->ph);
+		wpart_read(lp->ph, &skip, &n);
+		lp->partlen = n;
+		lp->claimed = 1;
+	}
 	lua_getfield(L, 2, "json");
 	if (lua_istable(L, -1)) {
 		lp->json = 1;
@@ -1153,7 +1555,8 @@ static int l_logpipe_detach(lua_State *L)
 	lp->paused = 0; /* (never started again by the writer catching up) */
 	pthread_mutex_unlock(&mu);
 	lua_pushlstring(L, lp->part ? lp->part : "", lp->part ? lp->partlen : 0);
-	lp->partlen = 0;
+	lp->partlen = 0; /* (its WAL slot keeps it until this daemon ends: the
+			  * next one takes it from there, or from part) */
 	return 1;
 }
 
@@ -1168,7 +1571,11 @@ static int l_logpipe_gc(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
 	logpipe_close(L, lp);
-	free(lp->part);
+	if (lp->ph)
+		wpart_free(lp->ph);
+	else
+		free(lp->part);
+	lp->ph = NULL;
 	free(lp->fmt);
 	free(lp->app_name);
 	free(lp->type);
@@ -1216,6 +1623,274 @@ static int l_log_drain(lua_State *L)
 	return 1;
 }
 
+/* ---- the log WAL across daemons ---- */
+
+typedef struct {
+	long long records, bytes, lost;
+} replay_t;
+
+static int replay_open(const wsink_t *e, const char *path, int flags, struct stat *st)
+{
+	pm_owner_t o = {(long)e->uid, (long)e->gid, e->as_user};
+	const char *why;
+	int fd = pm_open_owned(path, O_RDWR | O_APPEND | O_CLOEXEC | flags, (mode_t)e->mode, &o, &why);
+	if (fd >= 0 && (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))) {
+		close(fd); /* (a FIFO or a terminal: what was queued for it is not replayed) */
+		fd = -1;
+	}
+	return fd;
+}
+
+/* whether fd holds p (n bytes) at off */
+static int same_at(int fd, off_t off, const char *p, size_t n)
+{
+	char buf[16384];
+	while (n > 0) {
+		size_t k = n < sizeof buf ? n : sizeof buf;
+		if (pread(fd, buf, k, off) != (ssize_t)k || memcmp(buf, p, k) != 0)
+			return 0;
+		p += k;
+		off += (off_t)k;
+		n -= k;
+	}
+	return 1;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* A record the killed daemon published and did not mark written (at pos):
+ * the one it was writing (W->w_pos) is looked for where it started (in
+ * path, or path.1 when a rotation moved it since): there whole, it is left;
+ * cut by the kill, the file is taken back to where it started. Then (that
+ * one not there whole, and every later one) it is appended, as the writer
+ * would have, after a newline when the file does not end in one. Written
+ * as the writer writes (W->w_*): a replay cut by a kill is replayed again
+ * the same way. */
+static void replay_one(const wrec_t *r, uint64_t pos, replay_t *out)
+{
+	const char *data = (const char *)(r + 1);
+	size_t len = r->len;
+	if (r->op != OP_WRITE && r->op != OP_TRUNCATE)
+		return;
+	const wsink_t *e = r->sink >= 0 && (uint64_t)r->sink < W->sinks_hw ? wsink_at(r->sink) : NULL;
+	char path[sizeof e->path + 4];
+	if (e && e->used) {
+		memcpy(path, e->path, sizeof e->path);
+		path[sizeof e->path - 1] = '\0';
+	}
+	struct stat st;
+	int fd = e && e->used && path[0] ? replay_open(e, path, O_CREAT, &st) : -1;
+	if (fd < 0) {
+		out->lost += count_lines(data, r->op == OP_WRITE ? len : 0);
+		return;
+	}
+	if (r->op == OP_TRUNCATE) {
+		if (ftruncate(fd, 0) < 0)
+			out->lost++; /* (pm flush: said as one line) */
+		close(fd);
+		return;
+	}
+	if (__atomic_load_n(&W->w_pos, __ATOMIC_ACQUIRE) == pos) {
+		off_t start = (off_t)W->w_start;
+		int f = fd;
+		struct stat fst = st;
+		if ((uint64_t)st.st_ino != W->w_ino || (uint64_t)st.st_dev != W->w_dev) {
+			size_t pl = strlen(path);
+			memcpy(path + pl, ".1", 3);
+			f = replay_open(e, path, 0, &fst);
+			path[pl] = '\0';
+			if (f >= 0 && ((uint64_t)fst.st_ino != W->w_ino || (uint64_t)fst.st_dev != W->w_dev)) {
+				close(f);
+				f = -1;
+			}
+		}
+		int whole = 0;
+		if (f >= 0 && fst.st_size >= start + (off_t)len && same_at(f, start, data, len))
+			whole = 1;
+		else if (f >= 0 && fst.st_size > start && fst.st_size < start + (off_t)len &&
+			 same_at(f, start, data, (size_t)(fst.st_size - start)) && ftruncate(f, start) < 0)
+			whole = 0; /* (cut by the kill: taken back to where it started) */
+		if (f >= 0 && f != fd)
+			close(f);
+		if (whole) {
+			close(fd);
+			return;
+		}
+	}
+	char last;
+	if (fstat(fd, &st) == 0 && st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n' &&
+	    write_all(fd, "\n", 1) == 0)
+		st.st_size++;
+	W->w_dev = (uint64_t)st.st_dev;
+	W->w_ino = (uint64_t)st.st_ino;
+	W->w_start = (uint64_t)st.st_size;
+	__atomic_store_n(&W->w_pos, pos, __ATOMIC_RELEASE);
+	if (write_all(fd, data, len) < 0) { /* (a full disk: dropped, counted) */
+		if (ftruncate(fd, st.st_size) < 0)
+			write_all(fd, "\n", 1);
+		out->lost += count_lines(data, len);
+	} else {
+		out->records++;
+		out->bytes += (long long)len;
+	}
+	close(fd);
+}
+
+/* A part the killed daemon left (h: g or a pipe's slot) made plain: its
+ * bytes at the start of slot (skip 0), through g so that no kill meanwhile
+ * loses it */
+static void part_settle(wpart_t *h, wpart_t *slot)
+{
+	size_t skip, n;
+	wpart_read(h, &skip, &n);
+	char *from = (h == &W->g ? gdata() : wpart_data(h)) + skip;
+	if (h != &W->g) {
+		if (skip == 0) { /* (already plain, or the bytes a read completed are not in the ring) */
+			__atomic_store_n(&h->state, (uint64_t)n, __ATOMIC_RELEASE);
+			return;
+		}
+		__atomic_store_n(&W->g.id, h->id, __ATOMIC_RELEASE);
+		memcpy(gdata(), from, n);
+		__atomic_store_n(&W->g.state, (uint64_t)n, __ATOMIC_RELEASE);
+		from = gdata();
+	}
+	if (n > SLOT_CAP)
+		n = SLOT_CAP;
+	memcpy(wpart_data(slot), from, n);
+	__atomic_store_n(&slot->state, (uint64_t)n, __ATOMIC_RELEASE);
+	__atomic_store_n(&W->g.state, 0, __ATOMIC_RELEASE);
+}
+
+/* core.logwal_create() -> fd | nil, err: the log WAL in a memfd (before
+ * any core.logfile or core.logpipe), for the keeper to hold */
+static int l_logwal_create(lua_State *L)
+{
+	if (W)
+		return pm_fail_why(L, "logwal", "the log buffer exists already");
+	int fd = memfd_create("pm-logwal", MFD_CLOEXEC);
+	if (fd < 0)
+		return pm_fail(L, "memfd_create");
+	if (ftruncate(fd, (off_t)WAL_SIZE) < 0 || wal_map(fd) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return pm_fail(L, "logwal");
+	}
+	wal_init_fresh();
+	lua_pushinteger(L, fd);
+	return 1;
+}
+
+/*
+ * core.logwal_adopt(fd) -> {records=, bytes=, lost=, parts=} | nil, err:
+ * the log WAL a killed (or replaced) daemon left (the keeper's memfd),
+ * taken as this daemon's (before any core.logfile or core.logpipe): what
+ * it had read and not written is written now (records, bytes; lost: lines
+ * whose file cannot be opened or written), and the lines it had started
+ * (parts) wait for the pipe of the same keeper id (core.logpipe's
+ * opts.held) until core.logwal_settle. fd stays the caller's.
+ */
+static int l_logwal_adopt(lua_State *L)
+{
+	int fd = (int)luaL_checkinteger(L, 1);
+	struct stat st;
+	if (W)
+		return pm_fail_why(L, "logwal", "the log buffer exists already");
+	if (fstat(fd, &st) < 0)
+		return pm_fail(L, "logwal");
+	if ((uint64_t)st.st_size != WAL_SIZE)
+		return pm_fail_why(L, "logwal", "not a log buffer of this version");
+	if (wal_map(fd) < 0)
+		return pm_fail(L, "logwal");
+	if (W->magic != WAL_MAGIC || W->version != WAL_VERSION || W->size != WAL_SIZE ||
+	    W->ring_size != RING_SIZE || W->nsinks != WAL_NSINKS || W->nparts != WAL_NPARTS ||
+	    W->sinks_hw > WAL_NSINKS || W->parts_hw > WAL_NPARTS || W->tail > W->head ||
+	    W->head - W->tail > RING_SIZE) {
+		munmap(wal, WAL_SIZE);
+		wal = NULL;
+		W = NULL;
+		return pm_fail_why(L, "logwal", "not a log buffer of this version");
+	}
+	wal_free_lists();
+	/* the parts: g's first (a read it held), then each pipe's */
+	int parts = 0;
+	if (W->g.state && W->g.id) {
+		wpart_t *slot = NULL;
+		for (int i = 0; i < (int)W->parts_hw && !slot; i++)
+			if (wpart_at(i)->used && wpart_at(i)->id == W->g.id)
+				slot = wpart_at(i);
+		if (!slot)
+			slot = wpart_alloc(W->g.id);
+		if (slot)
+			part_settle(&W->g, slot);
+	}
+	__atomic_store_n(&W->g.state, 0, __ATOMIC_RELEASE);
+	for (int i = 0; i < (int)W->parts_hw; i++)
+		if (wpart_at(i)->used && wpart_at(i)->id)
+			part_settle(wpart_at(i), wpart_at(i));
+	/* the ring, in order */
+	replay_t out = {0, 0, 0};
+	uint64_t head = __atomic_load_n(&W->head, __ATOMIC_ACQUIRE);
+	for (uint64_t t = W->tail; t < head;) {
+		const wrec_t *r = (const wrec_t *)ring_at(t);
+		size_t need = r->op == OP_WRAP ? r->len : (sizeof *r + r->len + 15) & ~(size_t)15;
+		if (need == 0 || t % RING_SIZE + need > RING_SIZE)
+			break; /* (not a record: the rest is not read) */
+		if (r->op != OP_WRAP)
+			replay_one(r, t, &out);
+		t += need;
+		__atomic_store_n(&W->tail, t, __ATOMIC_RELEASE);
+	}
+	head_local = head;
+	__atomic_store_n(&W->tail, head, __ATOMIC_RELEASE);
+	for (int i = 0; i < (int)W->sinks_hw; i++)
+		__atomic_store_n(&wsink_at(i)->used, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&W->sinks_hw, 0, __ATOMIC_RELEASE);
+	wal_free_lists();
+	free(claims);
+	claims = malloc(sizeof(int) * WAL_NPARTS);
+	nclaims = 0;
+	for (int i = 0; claims && i < (int)W->parts_hw; i++)
+		if (wpart_at(i)->used) {
+			claims[nclaims++] = i;
+			parts++;
+		}
+	lua_createtable(L, 0, 4);
+	lua_pushnumber(L, (lua_Number)out.records);
+	lua_setfield(L, -2, "records");
+	lua_pushnumber(L, (lua_Number)out.bytes);
+	lua_setfield(L, -2, "bytes");
+	lua_pushnumber(L, (lua_Number)out.lost);
+	lua_setfield(L, -2, "lost");
+	lua_pushinteger(L, parts);
+	lua_setfield(L, -2, "parts");
+	return 1;
+}
+
+/* core.logwal_settle() -> n: the parts no pipe took since
+ * core.logwal_adopt (their apps are gone) are let go; how many */
+static int l_logwal_settle(lua_State *L)
+{
+	int n = nclaims;
+	for (int i = 0; i < nclaims; i++)
+		wpart_free(wpart_at(claims[i]));
+	nclaims = 0;
+	lua_pushinteger(L, n);
+	return 1;
+}
+
 void pm_open_logs(lua_State *L)
 {
 	static const luaL_Reg file_m[] = {
@@ -1255,6 +1930,9 @@ void pm_open_logs(lua_State *L)
 		{"log_drain", l_log_drain},
 		{"log_files_max", l_log_files_max},
 		{"on_log_dropped", l_on_log_dropped},
+		{"logwal_create", l_logwal_create},
+		{"logwal_adopt", l_logwal_adopt},
+		{"logwal_settle", l_logwal_settle},
 		{NULL, NULL},
 	};
 	luaL_register(L, NULL, fns);

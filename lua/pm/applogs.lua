@@ -358,6 +358,7 @@ function M.open_pipes(p, out_r, err_r, held)
   local function opts(which)
     local o = pipe_opts(p, which)
     o.part = held[which .. "_part"]
+    o.held = held[which] -- (its unfinished line in the log WAL: logwal.lua)
     return o
   end
   p.acquired = {}

@@ -368,6 +368,7 @@ function M.run(opts)
   require("pm.fds").init()
   require("pm.cgroup").init(home)
   local takeover = keeper.takeover() -- (what a keeper hands this daemon, first)
+  require("pm.logwal").start(takeover) -- (the last daemon's unwritten output, before any pipe is read)
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
   util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n", { durable = false })
   if keeper.pid then
@@ -449,6 +450,7 @@ function M.run(opts)
     M.keeper = core.timer(every, every, keep_socket)
     if announce then core.close(announce); announce = nil end
     keeper.listen(sup.on_child)
+    require("pm.logwal").settle()
     keeper.ready()
     jit.on() -- the daemon lives long
     collectgarbage("setpause", 110)
