@@ -56,6 +56,13 @@ function M.request(port, method, path, opts)
       for i = size + 1, #got do len.have = len.have + #got[i] end
       size = #got
       if len.have < len.need and not closed then return false end
+      -- then joined once, without the head (a body of megabytes is not
+      -- copied twice)
+      local first = got[1]:sub(#head + 5)
+      got[1] = first
+      local body = table.concat(got)
+      res.body = #body > len.need - #head - 4 and body:sub(1, len.need - #head - 4) or body
+      return #res.body == len.need - #head - 4 or closed
     end
     local all = table.concat(got)
     got, seen, size = { all }, 1, 1
