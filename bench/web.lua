@@ -212,8 +212,8 @@ local function pm2_part()
     local ecpu = (cpu_ns(epid) - e0) / 1e6 / n
     pm2_rows[#pm2_rows + 1] = ("| /metrics scrape, %d apps: wall (ms, median of %d; %d KB) | %.1f |"):format(APPS, n,
       math.floor(size / 1024), median(walls))
-    pm2_rows[#pm2_rows + 1] = ("| /metrics scrape, %d apps: PM2 daemon's CPU (ms a scrape, over %.1f s; %.1f %% without) | %.1f |")
-      :format(APPS, secs, pbase * 100, dcpu)
+    pm2_rows[#pm2_rows + 1] = ("| /metrics scrape, %d apps: PM2 daemon's CPU (ms a scrape, over %.1f s; "
+      .. "%.1f %% of a core without scrapes, taken off) | %.1f |"):format(APPS, secs, pbase * 100, dcpu)
     pm2_rows[#pm2_rows + 1] = ("| /metrics scrape, %d apps: the exporter's CPU (ms a scrape) | %.1f |"):format(APPS,
       ecpu)
   end)
