@@ -120,6 +120,7 @@ end
 -- leaves the daemon's heap next to no garbage, its collector no work)
 local reply_buf, values_buf = buffer.new(128 * 1024), buffer.new(64 * 1024)
 local per_name, w_lines, w_bytes = {}, {}, {}
+local HUGE = math.huge
 
 -- The numbers of an app's row in "values", in this order.
 M.VALUES = { "up", "cpu", "memory", "uptime", "restarts", "ready", "health_failures", "instances" }
@@ -146,10 +147,12 @@ function M.collect(ctx)
     local online = p.status == "online"
     local rss, c = 0, 0
     if (p.pid or 0) > 0 then rss, c = ctx.sample(p, mono) end
+    c = tonumber(c) or 0
+    if c ~= c or c == HUGE or c == -HUGE then c = 0 end -- (a number the text can say)
     if i > 1 then b:put(",") end
     b:put(static_of(p))
     v:putf("%d %.14g %d %d %d %d %d %d;", online and 1 or 0,
-      c or 0, rss or 0, online and p.pm_uptime and math.floor((now - p.pm_uptime) / 1000) or 0,
+      c, rss or 0, online and p.pm_uptime and math.floor((now - p.pm_uptime) / 1000) or 0,
       p.restart_time or 0, (online and p.ready) and 1 or 0, p.health_failures or 0, per_name[p.name])
   end
   b:put('],"values":"', v, '","restarts":[')

@@ -67,6 +67,13 @@ describe("metrics values", function()
     assert.falsy(t2:find('name="app5"', 1, true))
   end)
 
+  it("say 0 for a CPU share that is no number (a sample of no time)", function()
+    local data = collect({ record(1), record(2), record(3) }, { [1] = { 1, 0 / 0 }, [2] = { 2, math.huge },
+      [3] = { 3, -math.huge } })
+    local text = assert(metrics.text(data))
+    for id = 1, 3 do assert.equal("0", value(text, "pm2_cpu", id)) end
+  end)
+
   it("of another shape are refused whole, nothing read out of them", function()
     local data = collect({ record(1), record(2) }, { [1] = { 1, 1 }, [2] = { 2, 2 } })
     local good = data.values
