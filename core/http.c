@@ -344,20 +344,51 @@ static int add_headers(lua_State *L, int idx, struct MHD_Response *resp)
 }
 
 /* http:respond(id, status, headers, body) -> true | nil, err ("gone":
- * the connection closed or was answered) */
+ * the connection closed or was answered); body: a string, or a list of
+ * strings sent as one (a long answer made in pieces: no Lua string of
+ * megabytes) */
 static int l_http_respond(lua_State *L)
 {
 	server_t *s = check_server(L);
 	req_t *r = find(s, luaL_checknumber(L, 2));
 	unsigned status = (unsigned)luaL_checkinteger(L, 3);
-	size_t len;
-	const char *body = luaL_optlstring(L, 5, "", &len);
+	size_t len = 0;
+	const char *body = NULL;
+	int pieces = lua_type(L, 5) == LUA_TTABLE ? (int)lua_objlen(L, 5) : -1;
+	if (pieces < 0)
+		body = luaL_optlstring(L, 5, "", &len);
+	for (int i = 1; i <= pieces; i++) {
+		lua_rawgeti(L, 5, i);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			return luaL_error(L, "http: body piece %d is not a string", i);
+		len += lua_objlen(L, -1);
+		lua_pop(L, 1);
+	}
 	if (!r || r->state != R_WAIT || r->resp) {
 		lua_pushnil(L);
 		lua_pushliteral(L, "gone");
 		return 2;
 	}
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *resp;
+	if (pieces < 0) {
+		resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	} else {
+		char *joined = malloc(len ? len : 1);
+		if (!joined)
+			return luaL_error(L, "http: out of memory");
+		size_t at = 0;
+		for (int i = 1; i <= pieces; i++) {
+			size_t n;
+			lua_rawgeti(L, 5, i);
+			const char *p = lua_tolstring(L, -1, &n);
+			memcpy(joined + at, p, n);
+			at += n;
+			lua_pop(L, 1);
+		}
+		resp = MHD_create_response_from_buffer(len, joined, MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			free(joined);
+	}
 	if (!resp)
 		return luaL_error(L, "http: out of memory");
 	if (add_headers(L, 4, resp) < 0) {

@@ -189,17 +189,23 @@ local function acquire_file(path, d, p)
   return file
 end
 
--- What was written to each log file -> list of { pm_id of its first app,
--- lines, bytes } (metrics.lua: pm_log_written_*)
-function M.written()
-  local out = {}
+-- What was written to each log file: each(pm_id of its first app, lines,
+-- bytes) for every file (metrics.lua: pm_log_written_*). The counters of
+-- every file are read in one call (core.logfile_stats), into lists kept
+-- from one scrape to the next (the files' list emptied after it).
+local w_files, w_ids, w_lines, w_bytes = {}, {}, {}, {}
+function M.written(each)
+  local n = 0
   for _, f in pairs(files) do
     if f.p and f.refs > 0 then
-      local lines, bytes = f.file:stats()
-      out[#out + 1] = { f.p.pm_id, lines, bytes }
+      n = n + 1
+      w_files[n], w_ids[n] = f.file, f.p.pm_id
     end
   end
-  return out
+  for i = #w_ids, n + 1, -1 do w_ids[i], w_lines[i], w_bytes[i] = nil, nil, nil end
+  core.logfile_stats(w_files, w_lines, w_bytes)
+  for i = 1, n do w_files[i] = nil end -- (a file closed meanwhile is not kept)
+  for i = 1, n do each(w_ids[i], w_lines[i], w_bytes[i]) end
 end
 
 -- Time rotation: f (of files) rotated at each time of log_rotate's cron

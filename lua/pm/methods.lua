@@ -993,9 +993,10 @@ history.list = sup.all
 -- A scrape takes the last sample while it is younger than describe's
 -- STALE_MS (history, on while the web runs, takes one every second): a
 -- scrape never makes the daemon read /proc for every app again.
-local function scrape_sample(p)
+-- (mono: core.mono() of the scrape, read once for all its apps)
+local function scrape_sample(p, mono)
   local s = p.cpu_sample
-  if s and s.pid == p.pid and core.mono() - s.t < describe.STALE_MS then return s.rss, s.cpu end
+  if s and s.pid == p.pid and mono - s.t < describe.STALE_MS then return s.rss, s.cpu end
   return describe.sample(p, false)
 end
 

@@ -11,7 +11,9 @@
 local core = require "pm.core"
 local util = require "pm.util"
 
-local new_table = require "table.new"
+local buffer = require "string.buffer"
+local ffi = require "ffi"
+local clear = require "table.clear"
 
 local M = {}
 
@@ -91,115 +93,152 @@ end
 local jnum = util.json_number
 local enc = util.encode
 
--- record -> { decl, name, text }: the part of its row that changes with
--- its declaration only, `[id,"name","namespace",instance,"interpreter",`
+-- record -> { decl, name, text }: its labels' row, which changes with its
+-- declaration only, `[id,"name","namespace",instance,"interpreter"]`
 local static = setmetatable({}, { __mode = "k" })
 
 local function static_of(p)
   local s = static[p]
   if s and s[1] == p.decl and s[2] == p.name then return s[3] end
   local d = p.decl
-  local text = ("[%d,%s,%s,%d,%s,"):format(p.pm_id, enc(p.name), enc(d.namespace or "default"), p.instance or 0,
+  local text = ("[%d,%s,%s,%d,%s]"):format(p.pm_id, enc(p.name), enc(d.namespace or "default"), p.instance or 0,
     enc(interpreter(d)))
   static[p] = { d, p.name, text }
   return text
 end
 
-local function pairs_sorted(t)
+-- the keys of t, sorted (a counter's labels: the same order every scrape)
+local function sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return ipairs(keys)
+  return keys
 end
 
---[[ What a scrape needs, as JSON pieces (util.raw): every app's row
-[id, name, namespace, instance, interpreter, up, cpu, memory, uptime (s),
-restarts, ready, health failures, instances of its name], the counters as
-rows, the daemon's own numbers. ctx: list (the records), sample(p) ->
-rss, cpu (describe's), bus (pm.bus), requests (method -> count). The text
-is made by the web process (M.text): the daemon's share of a scrape of
-2,000 apps is this. ]]
+-- (the reply is written into buffers kept from one scrape to the next, and
+-- what a scrape adds up into tables kept too: a scrape of 2,000 apps
+-- leaves the daemon's heap next to no garbage, its collector no work)
+local reply_buf, values_buf = buffer.new(128 * 1024), buffer.new(64 * 1024)
+local per_name, w_lines, w_bytes = {}, {}, {}
+local HUGE = math.huge
+
+-- The numbers of an app's row in "values", in this order.
+M.VALUES = { "up", "cpu", "memory", "uptime", "restarts", "ready", "health_failures", "instances" }
+
+--[[ What a scrape needs, as JSON text (util.raw): apps, every app's labels
+[id, name, namespace, instance, interpreter]; values, one string holding
+the numbers of every app (M.VALUES: up, cpu, memory, uptime (s), restarts,
+ready, health failures, instances of its name), an app's numbers
+separated by spaces and ended by ";", in the order of apps (numbers as
+text: the web process copies them into its text as they are, without
+reading them); the counters as rows; the daemon's own numbers. ctx: list
+(the records), sample(p, mono) -> rss, cpu (describe's; mono:
+core.mono() now), bus (pm.bus), requests (method -> count). The text is
+made by the web process (M.text): the daemon's share of a scrape of 2,000
+apps is this. ]]
 function M.collect(ctx)
   local list = ctx.list
-  local now = core.now()
-  local per_name = {}
+  local now, mono = core.now(), core.mono()
+  clear(per_name)
   for _, p in ipairs(list) do per_name[p.name] = (per_name[p.name] or 0) + 1 end
-  local out, n = { '{"apps":[' }, 1
+  local b, v = reply_buf:reset(), values_buf:reset()
+  b:put('{"apps":[')
   for i, p in ipairs(list) do
     local online = p.status == "online"
     local rss, c = 0, 0
-    if (p.pid or 0) > 0 then rss, c = ctx.sample(p) end
-    if i > 1 then n = n + 1; out[n] = "," end
-    out[n + 1] = static_of(p)
-    out[n + 2] = ("%d,%.1f,%d,%d,%d,%d,%d,%d]"):format(online and 1 or 0,
-      c or 0, rss or 0, online and p.pm_uptime and math.floor((now - p.pm_uptime) / 1000) or 0,
+    if (p.pid or 0) > 0 then rss, c = ctx.sample(p, mono) end
+    c = tonumber(c) or 0
+    if c ~= c or c == HUGE or c == -HUGE then c = 0 end -- (a number the text can say)
+    if i > 1 then b:put(",") end
+    b:put(static_of(p))
+    v:putf("%d %.14g %d %d %d %d %d %d;", online and 1 or 0,
+      c, rss or 0, online and p.pm_uptime and math.floor((now - p.pm_uptime) / 1000) or 0,
       p.restart_time or 0, (online and p.ready) and 1 or 0, p.health_failures or 0, per_name[p.name])
-    n = n + 2
   end
-  local rows = {}
+  b:put('],"values":"', v, '","restarts":[')
+  local first = true
   for _, p in ipairs(list) do
     local id = p.pm_id
-    for _, k in pairs_sorted(restarts[id] or {}) do
-      rows[#rows + 1] = ("[%d,%s,%s]"):format(id, enc(k), jnum(restarts[id][k]))
+    local r = restarts[id]
+    if r then
+      for _, k in ipairs(sorted_keys(r)) do
+        b:put(first and "[" or ",[", id, ",", enc(k), ",", jnum(r[k]), "]")
+        first = false
+      end
     end
   end
-  n = n + 1; out[n] = '],"restarts":[' .. table.concat(rows, ",")
-  rows = {}
+  b:put('],"exits":[')
+  first = true
   for _, p in ipairs(list) do
     local id = p.pm_id
-    for _, k in pairs_sorted(exits[id] or {}) do
-      local code, sig = k:match("^(.-)%z(.*)$")
-      rows[#rows + 1] = ("[%d,%s,%s,%s]"):format(id, enc(code), enc(sig), jnum(exits[id][k]))
+    local e = exits[id]
+    if e then
+      for _, k in ipairs(sorted_keys(e)) do
+        local code, sig = k:match("^(.-)%z(.*)$")
+        b:put(first and "[" or ",[", id, ",", enc(code), ",", enc(sig), ",", jnum(e[k]), "]")
+        first = false
+      end
     end
   end
-  n = n + 1; out[n] = '],"exits":[' .. table.concat(rows, ",")
-  rows = {}
+  b:put('],"health":[')
+  first = true
   for _, p in ipairs(list) do
-    local id = p.pm_id
-    if health[id] then rows[#rows + 1] = ("[%d,%s]"):format(id, jnum(health[id])) end
+    local h = health[p.pm_id]
+    if h then
+      b:put(first and "[" or ",[", p.pm_id, ",", jnum(h), "]")
+      first = false
+    end
   end
-  n = n + 1; out[n] = '],"health":[' .. table.concat(rows, ",")
-  rows = {}
+  b:put('],"dropped":[')
+  first = true
   for _, p in ipairs(list) do
     local d = dropped[p.pm_id]
-    if d then rows[#rows + 1] = ("[%d,%s,%s]"):format(p.pm_id, jnum(d[1]), jnum(d[2])) end
+    if d then
+      b:put(first and "[" or ",[", p.pm_id, ",", jnum(d[1]), ",", jnum(d[2]), "]")
+      first = false
+    end
   end
-  n = n + 1; out[n] = '],"dropped":[' .. table.concat(rows, ",")
   -- what the log files took (a file of several apps: its first app's)
-  rows = {}
-  local written = {}
-  for _, w in ipairs(require("pm.applogs").written()) do
-    local t = written[w[1]]
-    if not t then t = { 0, 0 }; written[w[1]] = t end
-    t[1], t[2] = t[1] + w[2], t[2] + w[3]
-  end
+  clear(w_lines); clear(w_bytes)
+  require("pm.applogs").written(function(id, lines, bytes)
+    w_lines[id], w_bytes[id] = (w_lines[id] or 0) + lines, (w_bytes[id] or 0) + bytes
+  end)
+  b:put('],"written":[')
+  first = true
   for _, p in ipairs(list) do
-    local w = written[p.pm_id]
-    if w then rows[#rows + 1] = ("[%d,%s,%s]"):format(p.pm_id, jnum(w[1]), jnum(w[2])) end
+    local id = p.pm_id
+    if w_lines[id] then
+      b:put(first and "[" or ",[", id, ",", jnum(w_lines[id]), ",", jnum(w_bytes[id]), "]")
+      first = false
+    end
   end
-  n = n + 1; out[n] = '],"written":[' .. table.concat(rows, ",")
   -- @pm2/io's metrics whose value is a number (channel.lua keeps them):
   -- [id, metric, unit, value]
-  rows = {}
+  b:put('],"axm":[')
+  first = true
   for _, p in ipairs(list) do
-    local m = p.axm_monitor
-    if m and m.n > 0 and m.pid == p.pid and (p.pid or 0) > 0 then
-      for _, k in pairs_sorted(m.by) do
-        local e = m.by[k]
-        local v = tonumber(e.value)
-        if v and v == v and v ~= math.huge and v ~= -math.huge then
-          rows[#rows + 1] = ("[%d,%s,%s,%s]"):format(p.pm_id, enc(k), enc(e.unit or ""), jnum(v))
+    local mon = p.axm_monitor
+    if mon and mon.n > 0 and mon.pid == p.pid and (p.pid or 0) > 0 then
+      for _, k in ipairs(sorted_keys(mon.by)) do
+        local ent = mon.by[k]
+        local val = tonumber(ent.value)
+        if val and val == val and val ~= HUGE and val ~= -HUGE then
+          b:put(first and "[" or ",[", p.pm_id, ",", enc(k), ",", enc(ent.unit or ""), ",", jnum(val), "]")
+          first = false
         end
       end
     end
   end
-  n = n + 1; out[n] = '],"axm":[' .. table.concat(rows, ",")
-  local req = {}
-  for _, m in pairs_sorted(ctx.requests) do req[#req + 1] = ("[%s,%s]"):format(enc(m), jnum(ctx.requests[m])) end
-  n = n + 1
-  out[n] = ('],"daemon":{"subscribers":%s,"bus_dropped":%s,"rss":%s,"heap":%s,"fds":%s,"requests":[%s]}}'):format(
+  b:putf('],"daemon":{"subscribers":%s,"bus_dropped":%s,"rss":%s,"heap":%s,"fds":%s,"requests":[',
     jnum(ctx.bus.subscribers()), jnum(ctx.bus.dropped_total), jnum(daemon_rss()),
-    jnum(math.floor(collectgarbage("count") * 1024)), jnum(fd_count()), table.concat(req, ","))
+    jnum(math.floor(collectgarbage("count") * 1024)), jnum(fd_count()))
+  local req = ctx.requests
+  for i, m in ipairs(sorted_keys(req)) do
+    b:put(i > 1 and ",[" or "[", enc(m), ",", jnum(req[m]), "]")
+  end
+  b:put("]}}")
+  local out = {}
+  while #b > 0 do out[#out + 1] = b:get(M.PIECE) end
   return util.raw(out)
 end
 
@@ -212,34 +251,75 @@ local function esc(s)
   return (s:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
-local pieces, pieces_cap = {}, 0
-
 -- pm_id -> { name, namespace, instance, interpreter, labels, open }: an
 -- app's labels, made again only when they change
 local label_cache = {}
 
-local FAMILIES = { -- name, help, the app row's column
-  { "pm2_up", "Is the process running (1) or not (0)", 6 },
-  { "pm2_cpu", "Process CPU usage in percent of one core", 7 },
-  { "pm2_memory", "Process memory (RSS of its tree) in bytes", 8 },
-  { "pm2_uptime", "Seconds since the process started (0 when not online)", 9 },
-  { "pm2_restarts", "Restarts of the process since it was declared or reset", 10 },
-  { "pm2_instances", "Processes of the app", 13 },
-  { "pm_ready", "The process is online and ready", 11 },
-  { "pm_health_failures", "Failed health checks in a row", 12 },
+local FAMILIES = { -- name, help, the field of an app's values (M.VALUES)
+  { "pm2_up", "Is the process running (1) or not (0)", 1 },
+  { "pm2_cpu", "Process CPU usage in percent of one core", 2 },
+  { "pm2_memory", "Process memory (RSS of its tree) in bytes", 3 },
+  { "pm2_uptime", "Seconds since the process started (0 when not online)", 4 },
+  { "pm2_restarts", "Restarts of the process since it was declared or reset", 5 },
+  { "pm2_instances", "Processes of the app", 8 },
+  { "pm_ready", "The process is online and ready", 6 },
+  { "pm_health_failures", "Failed health checks in a row", 7 },
 }
+local NV = #M.VALUES
 
--- The text of a scrape from M.collect's data (decoded).
-function M.text(data)
+-- (the text is written into one buffer kept from one scrape to the next;
+-- the numbers are copied from collect's values as they are: where each
+-- starts, in an array kept too: app i's field f (from 0) at
+-- at[i * (NV + 1) + f], and its end + 1 at at[i * (NV + 1) + NV])
+local text_buf = buffer.new(2 * 1024 * 1024)
+local at, at_apps = nil, -1
+
+-- values: collect's string for n apps -> where its numbers are (at) |
+-- nil, why (a string of another shape: nothing is read out of it)
+local function index_values(values, n)
+  if at_apps < n then at, at_apps = ffi.new("int32_t[?]", (n + 1) * (NV + 1)), n end
+  local p = ffi.cast("const uint8_t *", values)
+  local len = #values
+  local row, f, base = 0, 0, 0
+  at[0] = 0
+  for k = 0, len - 1 do
+    local c = p[k]
+    if c == 32 then -- " "
+      f = f + 1
+      if f >= NV then return nil, "too many numbers in a row" end
+      at[base + f] = k + 1
+    elseif c == 59 then -- ";"
+      if f ~= NV - 1 then return nil, "too few numbers in a row" end
+      if row >= n then return nil, "more rows than apps" end
+      at[base + NV] = k + 1
+      row, f, base = row + 1, 0, base + NV + 1
+      at[base] = k + 1
+    elseif (c < 48 or c > 57) and c ~= 46 and c ~= 45 and c ~= 43 and c ~= 101 then
+      return nil, "not a number" -- (digits . - + e)
+    end
+  end
+  if row ~= n or f ~= 0 or at[base] ~= len then return nil, "fewer rows than apps" end
+  return p
+end
+
+-- (what a scrape makes up as it goes, kept too: by row, '{...} '; by
+-- pm_id, the same, and '{...,' (for one more label))
+local labels, shut, open, seen = {}, {}, {}, {}
+M.PIECE = 65536 -- bytes: a piece of the text (less than LuaJIT's mmap threshold)
+
+--[[ The text of a scrape from M.collect's data (decoded), in pieces of at
+most PIECE bytes -> list | nil, why. (A text of 1.8 MB as one Lua string
+would be a block of its own each scrape, mapped and faulted in page by
+page; pieces come from the heap's free lists.) ]]
+function M.pieces(data)
   local apps = type(data) == "table" and type(data.apps) == "table" and data.apps or {}
-  -- (the pieces' table is kept from one scrape to the next: 64,000 slots
-  -- for 2,000 apps, made once)
-  local need = #apps * 4 * #FAMILIES + 64
-  if pieces_cap < need then pieces, pieces_cap = new_table(need, 0), need end
-  local out, n = pieces, 0
-  local labels, open = {}, {} -- by pm_id: '{...}' and '{...,' (for one more label)
-  local order = {}
-  local seen = {}
+  local values = type(data) == "table" and data.values or ""
+  if type(values) ~= "string" then return nil, "values: not a string" end
+  local napps = #apps
+  local vp, verr = index_values(values, napps)
+  if not vp then return nil, "values: " .. verr end
+  local b = text_buf:reset()
+  clear(labels); clear(shut); clear(open); clear(seen)
   for i, a in ipairs(apps) do
     local c = label_cache[a[1]]
     if not (c and c[1] == a[2] and c[2] == a[3] and c[3] == a[4] and c[4] == a[5]) then
@@ -249,44 +329,37 @@ function M.text(data)
       label_cache[a[1]] = c
     end
     seen[a[1]] = true
-    labels[i], open[a[1]] = c[5], c[6]
-    order[i] = a
+    labels[i], shut[a[1]], open[a[1]] = c[5], c[5], c[6]
   end
   for id in pairs(label_cache) do
     if not seen[id] then label_cache[id] = nil end
   end
-  local strs = {} -- number -> its text (the same few values come again and again)
-  for _, f in ipairs(FAMILIES) do
-    local name, col = f[1], f[3]
-    n = n + 1; out[n] = "# HELP " .. name .. " " .. f[2] .. "\n# TYPE " .. name .. " gauge\n"
-    for i, a in ipairs(order) do
-      local v = a[col]
-      local s = strs[v]
-      if not s then s = tostring(v); strs[v] = s end
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = name, labels[i], s, "\n"
-      n = n + 4
+  local stride = NV + 1
+  for _, fam in ipairs(FAMILIES) do
+    local name, f = fam[1], fam[3] - 1
+    b:put("# HELP ", name, " ", fam[2], "\n# TYPE ", name, " gauge\n")
+    for i = 1, napps do
+      local k = (i - 1) * stride + f
+      local s = at[k]
+      b:put(name, labels[i]):putcdata(vp + s, at[k + 1] - 1 - s):put("\n")
     end
   end
   local function counter(name, help, rows, label_of, value_col)
-    n = n + 1; out[n] = "# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " counter\n"
+    b:put("# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n")
     for _, r in ipairs(type(rows) == "table" and rows or {}) do
       local l = open[r[1]]
-      if l then
-        n = n + 1
-        out[n] = name .. l .. label_of(r) .. "} " .. tostring(r[value_col]) .. "\n"
-      end
+      if l then b:put(name, l, label_of(r), "} ", tostring(r[value_col]), "\n") end
     end
   end
   counter("pm_restarts_total", "Restarts since the daemon started, by reason", data.restarts,
     function(r) return ('reason="%s"'):format(esc(r[2])) end, 3)
   counter("pm_exits_total", "Process exits since the daemon started, by exit code or signal", data.exits,
     function(r) return ('code="%s",signal="%s"'):format(esc(r[2]), esc(r[3])) end, 4)
-  -- (labels without one more: the open form's trailing comma taken off)
   local function closed(name, help, rows, col)
-    n = n + 1; out[n] = "# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " counter\n"
+    b:put("# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n")
     for _, r in ipairs(type(rows) == "table" and rows or {}) do
-      local l = open[r[1]]
-      if l then n = n + 1; out[n] = name .. l:sub(1, -2) .. "} " .. tostring(r[col]) .. "\n" end
+      local l = shut[r[1]]
+      if l then b:put(name, l, tostring(r[col]), "\n") end
     end
   end
   closed("pm_health_failures_total", "Failed health checks since the daemon started", data.health, 2)
@@ -294,32 +367,37 @@ function M.text(data)
   closed("pm_log_written_bytes_total", "Log bytes written to the app's files", data.written, 3)
   closed("pm_log_dropped_lines_total", "Log lines a full disk refused", data.dropped, 2)
   closed("pm_log_dropped_bytes_total", "Log bytes a full disk refused", data.dropped, 3)
-  n = n + 1; out[n] = "# HELP pm_app_metric An app's own metric (@pm2/io's probes, PM2's axm_monitor)\n"
-    .. "# TYPE pm_app_metric gauge\n"
+  b:put("# HELP pm_app_metric An app's own metric (@pm2/io's probes, PM2's axm_monitor)\n",
+    "# TYPE pm_app_metric gauge\n")
   for _, r in ipairs(type(data.axm) == "table" and data.axm or {}) do
     local l = open[r[1]]
-    if l then
-      n = n + 1
-      out[n] = ('pm_app_metric%smetric="%s",unit="%s"} %s\n'):format(l, esc(r[2]), esc(r[3]), tostring(r[4]))
-    end
+    if l then b:put("pm_app_metric", l, 'metric="', esc(r[2]), '",unit="', esc(r[3]), '"} ', tostring(r[4]), "\n") end
   end
   local d = type(data.daemon) == "table" and data.daemon or {}
   local function one(name, help, kind, v)
-    n = n + 1
-    out[n] = ("# HELP %s %s\n# TYPE %s %s\n%s %s\n"):format(name, help, name, kind, name, tostring(v or 0))
+    b:put("# HELP ", name, " ", help, "\n# TYPE ", name, " ", kind, "\n", name, " ", tostring(v or 0), "\n")
   end
   one("pm_bus_subscribers", "Connections subscribed to events", "gauge", d.subscribers)
   one("pm_bus_dropped_events_total", "Events dropped for subscribers that did not read", "counter", d.bus_dropped)
   one("pm_daemon_memory_bytes", "The daemon's resident memory", "gauge", d.rss)
   one("pm_daemon_lua_heap_bytes", "The daemon's Lua heap", "gauge", d.heap)
   one("pm_daemon_fds", "The daemon's open file descriptors", "gauge", d.fds)
-  n = n + 1; out[n] = "# HELP pm_daemon_requests_total Requests on rpc.sock, by method\n"
-    .. "# TYPE pm_daemon_requests_total counter\n"
+  b:put("# HELP pm_daemon_requests_total Requests on rpc.sock, by method\n",
+    "# TYPE pm_daemon_requests_total counter\n")
   for _, r in ipairs(type(d.requests) == "table" and d.requests or {}) do
-    n = n + 1; out[n] = ('pm_daemon_requests_total{method="%s"} %s\n'):format(esc(r[1]), tostring(r[2]))
+    b:put('pm_daemon_requests_total{method="', esc(r[1]), '"} ', tostring(r[2]), "\n")
   end
-  one("pm_apps", "Processes in the table", "gauge", #apps)
-  return table.concat(out, "", 1, n)
+  one("pm_apps", "Processes in the table", "gauge", napps)
+  local out = {}
+  while #b > 0 do out[#out + 1] = b:get(M.PIECE) end
+  return out
+end
+
+-- The text of a scrape from M.collect's data (decoded) -> text | nil, why
+function M.text(data)
+  local pieces, err = M.pieces(data)
+  if not pieces then return nil, err end
+  return table.concat(pieces)
 end
 
 return M

@@ -205,7 +205,9 @@ function M.serve(opts)
       end
       conn:send("metrics", {}, function(res, err)
         if not res then return refuse(id, 502, "the daemon: " .. tostring(err)) end
-        respond(id, 200, metrics.text(res), "text/plain; version=0.0.4; charset=utf-8")
+        local text, terr = metrics.pieces(res)
+        if not text then return refuse(id, 502, "the daemon's numbers: " .. terr) end
+        respond(id, 200, text, "text/plain; version=0.0.4; charset=utf-8")
       end)
       return
     end

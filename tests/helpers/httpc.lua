@@ -3,7 +3,9 @@
 -- request(port, method, path, {headers = {...}, body, raw, want, ms})
 -- -> { status (0: none), headers (lower-case names), body, closed }.
 -- raw: the request's text as it is; want: read a streamed body (SSE)
--- until it holds this plain text.
+-- until it holds this plain text; discard: a body of known length is
+-- counted (res.size), not kept (as a scraper reading into a buffer it
+-- keeps: no block of megabytes made for each answer).
 local core = require "pm.core"
 local H = require "pmtest"
 
@@ -35,7 +37,16 @@ function M.request(port, method, path, opts)
     return { status = 0, headers = {}, body = "", closed = true, error = err }
   end
   local got, closed = {}, false
-  local conn = core.stream(fd, function(data) if data then got[#got + 1] = data end end, function() closed = true end)
+  local head, len, size, seen = nil, nil, 0, 0
+  local conn = core.stream(fd, function(data)
+    if not data then return end
+    if opts.discard and len then -- (its head read: the body counted, not kept)
+      len.have = len.have + #data
+      got[#got + 1] = true
+      return
+    end
+    got[#got + 1] = data
+  end, function() closed = true end)
   conn:chunked()
   local text = opts.raw
   if not text then
@@ -48,14 +59,25 @@ function M.request(port, method, path, opts)
   end
   conn:write(text)
   local res = { status = 0, headers = {}, body = "", closed = false }
-  local head, len, size, seen = nil, nil, 0, 0
   H.run_until(function()
     if #got == seen and not closed then return false end -- (nothing new)
     seen = #got
     if head and len then -- (a known length: counted, not joined, until it is all there)
-      for i = size + 1, #got do len.have = len.have + #got[i] end
+      for i = size + 1, #got do if got[i] ~= true then len.have = len.have + #got[i] end end
       size = #got
       if len.have < len.need and not closed then return false end
+      if opts.discard then -- (only its length: no block of megabytes made for it)
+        res.size = len.have - #head - 4
+        return true
+      end
+      -- then joined once, without the head (a body of megabytes is not
+      -- copied twice)
+      local first = got[1]:sub(#head + 5)
+      got[1] = first
+      local body = table.concat(got)
+      res.body = #body > len.need - #head - 4 and body:sub(1, len.need - #head - 4) or body
+      res.size = #res.body
+      return #res.body == len.need - #head - 4 or closed
     end
     local all = table.concat(got)
     got, seen, size = { all }, 1, 1
@@ -71,7 +93,7 @@ function M.request(port, method, path, opts)
       res.body = rest
       return rest:find(opts.want, 1, true) or closed
     elseif clen then
-      if #rest >= clen then res.body = rest:sub(1, clen); return true end
+      if #rest >= clen then res.body, res.size = rest:sub(1, clen), clen; return true end
     elseif (res.headers["transfer-encoding"] or ""):lower() == "chunked" then
       local body = dechunk(rest)
       if body then res.body = body; return true end
