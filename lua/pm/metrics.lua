@@ -118,7 +118,7 @@ end
 -- (the reply is written into buffers kept from one scrape to the next, and
 -- what a scrape adds up into tables kept too: a scrape of 2,000 apps
 -- leaves the daemon's heap next to no garbage, its collector no work)
-local reply_buf, values_buf = buffer.new(128 * 1024), buffer.new(64 * 1024)
+local reply_buf, values_buf -- (made at the first scrape: a daemon nobody scrapes keeps none)
 local per_name, w_lines, w_bytes = {}, {}, {}
 local HUGE = math.huge
 
@@ -141,6 +141,7 @@ function M.collect(ctx)
   local now, mono = core.now(), core.mono()
   clear(per_name)
   for _, p in ipairs(list) do per_name[p.name] = (per_name[p.name] or 0) + 1 end
+  if not reply_buf then reply_buf, values_buf = buffer.new(128 * 1024), buffer.new(64 * 1024) end
   local b, v = reply_buf:reset(), values_buf:reset()
   b:put('{"apps":[')
   for i, p in ipairs(list) do
@@ -271,7 +272,7 @@ local NV = #M.VALUES
 -- the numbers are copied from collect's values as they are: where each
 -- starts, in an array kept too: app i's field f (from 0) at
 -- at[i * (NV + 1) + f], and its end + 1 at at[i * (NV + 1) + NV])
-local text_buf = buffer.new(2 * 1024 * 1024)
+local text_buf -- (the web process's, made at its first scrape: the daemon loads this module too)
 local at, at_apps = nil, -1
 
 -- values: collect's string for n apps -> where its numbers are (at) |
@@ -318,6 +319,7 @@ function M.pieces(data)
   local napps = #apps
   local vp, verr = index_values(values, napps)
   if not vp then return nil, "values: " .. verr end
+  text_buf = text_buf or buffer.new(2 * 1024 * 1024)
   local b = text_buf:reset()
   clear(labels); clear(shut); clear(open); clear(seen)
   for i, a in ipairs(apps) do
