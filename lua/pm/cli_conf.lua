@@ -54,30 +54,10 @@ function V.set(args)
   return show_set(call("conf_set", { pairs = { { a.key, a.value } } }))
 end
 
--- PM2's serial "KEY VALUE KEY VALUE" (a word may be "quoted") -> pairs
+-- PM2's serial "KEY VALUE KEY VALUE" (a word may be quoted) -> pairs
 local function serial_pairs(text)
-  local words = {}
-  local i, n = 1, #text
-  while i <= n do
-    local c = text:sub(i, i)
-    if c:match("%s") then
-      i = i + 1
-    else
-      local w = {}
-      while i <= n and not text:sub(i, i):match("%s") do
-        if text:sub(i, i) == '"' then
-          local j = text:find('"', i + 1, true)
-          if not j then error({ msg = "multiset: a quote is not closed", code = 2 }, 0) end
-          w[#w + 1] = text:sub(i + 1, j - 1)
-          i = j + 1
-        else
-          w[#w + 1] = text:sub(i, i)
-          i = i + 1
-        end
-      end
-      words[#words + 1] = table.concat(w)
-    end
-  end
+  local words, err = require("pm.app").split_args(text)
+  if not words then error({ msg = "multiset: " .. err, code = 2 }, 0) end
   if #words == 0 or #words % 2 == 1 then
     error({ msg = "multiset: \"KEY VALUE [KEY VALUE ...]\" expected (an even number of words)", code = 2 }, 0)
   end

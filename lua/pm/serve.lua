@@ -58,13 +58,7 @@ function M.base64(s)
   return table.concat(out)
 end
 
--- The same length and bytes, in a time that does not say where they differ.
-local function same(a, b)
-  if type(a) ~= "string" or type(b) ~= "string" or #a ~= #b then return false end
-  local diff = 0
-  for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
-  return diff == 0
-end
+local same = util.same_secret
 
 -- A URL path -> its segments (no "", no ".") | nil (a ".." or a NUL)
 function M.segments(url)

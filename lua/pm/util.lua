@@ -30,6 +30,15 @@ function M.encode(v)
   return s
 end
 
+-- Whether a and b are the same string, in a time that does not say where
+-- they differ (a token, a password compared with what a client sent)
+function M.same_secret(a, b)
+  if type(a) ~= "string" or type(b) ~= "string" or #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
+  return diff == 0
+end
+
 --[[ Is pid still the process we knew? The pid alone is not enough (pids
 are reused): it must not be a zombie, and its start time (clock ticks
 after boot, /proc/PID/stat) and the marker pm put in its environment

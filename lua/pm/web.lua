@@ -44,13 +44,7 @@ function M.token(home, create)
   return t
 end
 
--- The same length and bytes, in a time that does not say where they differ.
-local function same(a, b)
-  if type(a) ~= "string" or type(b) ~= "string" or #a ~= #b then return false end
-  local diff = 0
-  for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
-  return diff == 0
-end
+local same = util.same_secret
 
 local function loopback(ip)
   return ip:match("^127%.") ~= nil or ip == "::1" or ip:match("^::ffff:127%.") ~= nil
