@@ -99,14 +99,9 @@ local function simple_target(name, method, extra)
   end
 end
 
--- restart and reload of an ecosystem file read it again: its new apps
--- start, its known apps take what changed (--env NAME: env_NAME merged)
-local function file_flags(p)
-  p:flag("-a --update-env", "take the current environment (PM2's -a; a file's apps always do)")
-  p:option("--only", "apps of the file")
-  p:option("--env", "environment of the file (env_<name>)")
-  -- (an app's attributes, as start's flags say them; --name renames it,
-  -- PM2's; an attribute given as null goes back to its default)
+-- start's flags of app attributes on parser p (their values go to
+-- o<index> of start_options, app_of reads them)
+local function start_flags(p)
   for i, o in ipairs(start_options) do
     local kind = o[3]
     local opt
@@ -118,6 +113,17 @@ local function file_flags(p)
     end
     opt:target("o" .. i)
   end
+end
+
+-- restart and reload of an ecosystem file read it again: its new apps
+-- start, its known apps take what changed (--env NAME: env_NAME merged)
+local function file_flags(p)
+  p:flag("-a --update-env", "take the current environment (PM2's -a; a file's apps always do)")
+  p:option("--only", "apps of the file")
+  p:option("--env", "environment of the file (env_<name>)")
+  -- (an app's attributes, as start's flags say them; --name renames it,
+  -- PM2's; an attribute given as null goes back to its default)
+  start_flags(p)
 end
 
 simple_target("stop", "stop", function(p) p:option("--only", "apps of the file") end)
@@ -308,17 +314,7 @@ function V.start(args)
   local p = cli.parser("start")
   p:argument("what", "script, ecosystem file, name or id"):args("?")
   p:argument("args", "arguments for the script (after --)"):args("*")
-  for i, o in ipairs(start_options) do
-    local kind = o[3]
-    local opt
-    if kind == "b" or kind == "off" then
-      opt = p:flag(o[1], o[4])
-    else
-      opt = p:option(o[1], o[4]):argname(o[5])
-      if kind == "paths" or kind == "envs" then opt:args("?"):count("*") end
-    end
-    opt:target("o" .. i)
-  end
+  start_flags(p)
   p:option("--env", "environment of the file (env_<name>)"):argname("<name>")
   p:option("--only", "start only these apps of the file (a,b)"):argname("<apps>")
   p:flag("-a --update-env", "a known app: restart it with the current environment")
