@@ -66,8 +66,8 @@ end
 -- p -> the folder of its group, made by this daemon for it
 local dirs = setmetatable({}, { __mode = "k" })
 
--- At the daemon's start: the folder, made (empty app groups of an earlier
--- daemon of this home removed). -> the folder | nil
+-- At the daemon's start: the folder, made (the empty app groups of an
+-- earlier daemon of this home removed a second later). -> the folder | nil
 function M.init(home)
   M.base = nil
   local mnt = mount_point()
@@ -85,7 +85,12 @@ function M.init(home)
   end
   -- a cgroup it may join: the procs file must be writable
   if not core.access(base .. "/cgroup.procs", "w") then return nil end
-  rmdir_empty(base)
+  -- (a second later: housekeeping, kept out of a take-over's way; a
+  -- group an app needs first is emptied then, procs_file)
+  M.sweep_timer = core.timer(1000, 0, function()
+    M.sweep_timer = nil
+    rmdir_empty(base)
+  end)
   M.base = base
   util.write_atomic(home .. "/cgroup", base .. "\n", { durable = false })
   log.info("apps' cgroups in %s", base)
@@ -115,9 +120,14 @@ end
 
 -- p's process pid is one a daemon before this one started (the keeper
 -- handed it over): its group, when it is one of this home's, is p's
--- -> true | nil
-function M.adopt(p, pid)
+-- (name: the group the journal noted for that very process, taken as
+-- it is; else read from /proc) -> true | nil
+function M.adopt(p, pid, name)
   if not M.base then return nil end
+  if type(name) == "string" and group_name(name) then
+    dirs[p] = M.base .. "/" .. name
+    return true
+  end
   local path = (util.read_file("/proc/" .. pid .. "/cgroup") or ""):match("0::([^\n]*)")
   M.mnt = M.mnt or mount_point()
   local dir = path and M.mnt and M.mnt .. path
@@ -126,6 +136,12 @@ function M.adopt(p, pid)
   end
   dirs[p] = dir
   return true
+end
+
+-- The name of p's group in the folder (journal) | nil
+function M.group(p)
+  local dir = M.base and dirs[p]
+  return dir and dir:sub(#M.base + 2) or nil
 end
 
 -- Whether a failure to join a group is the daemon's shortage of the

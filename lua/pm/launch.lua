@@ -470,7 +470,7 @@ function M.take(p, a)
   p.ready = "start"
   p.error = nil
   by_pid[a.pid] = p
-  p.cgroup = cgroup.adopt(p, a.pid)
+  p.cgroup = cgroup.adopt(p, a.pid, a.cgroup)
   applogs.paths(p)
   applogs.open_pipes(p, a.out, a.err, a.held)
   if a.ipc then

@@ -7,6 +7,7 @@ local util = require "pm.util"
 local log = require "pm.log"
 local appdecl = require "pm.app"
 local lifecycle = require "pm.lifecycle"
+local cgroup = require "pm.cgroup"
 
 local M = {}
 
@@ -49,7 +50,7 @@ function M.snapshot(procs, shared)
     e.pm_procs[#e.pm_procs + 1] = {
       pm_id = p.pm_id, status = lifecycle.saved_status(p),
       restart_time = p.restart_time, created_at = p.created_at,
-      pid = p.pid, start = st and st.start or nil, marker = p.uid_marker,
+      pid = p.pid, start = st and st.start or nil, marker = p.uid_marker, cgroup = cgroup.group(p),
       hook_state = p.hook_state_text, ipc_asked = p.ipc_asked or nil,
     }
   end
@@ -108,12 +109,14 @@ local function proc_text(p)
   if not same then -- a process's start time, read once
     local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
     c.pid, c.started, c.start = p.pid, p.started, st and st.start or nil
+    c.cgroup = st and cgroup.group(p) -- (its process's group: a take-over's, without /proc)
   end
   local start = c.start
-  local text = ('{"pm_id":%s,"status":%s,"restart_time":%s,"created_at":%s,"pid":%s%s%s}'):format(
+  local text = ('{"pm_id":%s,"status":%s,"restart_time":%s,"created_at":%s,"pid":%s%s%s%s}'):format(
     num(p.pm_id), jstr(status), num(p.restart_time or 0), num(p.created_at or 0),
     num(p.pid or 0), start and (',"start":' .. num(start)) or "",
-    p.uid_marker and (',"marker":' .. jstr(p.uid_marker)) or "")
+    p.uid_marker and (',"marker":' .. jstr(p.uid_marker)) or "",
+    c.cgroup and (',"cgroup":' .. jstr(c.cgroup)) or "")
   if p.ipc_asked then text = text:sub(1, -2) .. ',"ipc_asked":true}' end
   -- pm.state of its hooks (JSON text, as hooks.save_state made it)
   if p.hook_state_text then text = text:sub(1, -2) .. ',"hook_state":' .. jstr(p.hook_state_text) .. "}" end

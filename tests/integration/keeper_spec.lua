@@ -353,6 +353,31 @@ describe("the keeper", function()
     assert.is_false(H.alive(pid))
   end)
 
+  it("the same once the journal holds the process (known by pid and start time, its group as noted)", function()
+    local mark = tostring(core.getpid()) .. "8" .. tostring(math.floor(core.now()) % 100000)
+    local app = H.script("tree2.sh", ("#!/bin/sh\n( setsid sleep %s & )\nsleep %s &\nwhile :; do sleep 1; done\n")
+      :format(mark .. ".5", mark .. ".6"))
+    online(H.start(app, "tree2", "-s"))
+    local function sleeps()
+      local out = {}
+      for name in pairs(core.listdir("/proc") or {}) do
+        local c = tonumber(name) and util.read_file("/proc/" .. name .. "/cmdline")
+        if c and c:find("^sleep%z" .. mark) and H.alive(tonumber(name)) then out[#out + 1] = tonumber(name) end
+      end
+      return out
+    end
+    H.wait_for(function() return #sleeps() == 2 end, 5000, "the app's two sleeps")
+    local pid = H.proc("tree2").pid
+    H.wait_for(function()
+      return (util.read_file(H.home .. "/journal.json") or ""):find('"pid":' .. pid .. ',"start":', 1, true)
+    end, 5000, "the journal holding the app's pid and start time")
+    kill9()
+    assert.equal(pid, H.proc("tree2").pid)
+    ok(H.pm("stop", "tree2", "-s"))
+    H.wait_for(function() return #sleeps() == 0 end, 5000, "every process of the app gone")
+    assert.is_false(H.alive(pid))
+  end)
+
   it("a message sent right after the kill reaches the Lua app once", function()
     local got = H.home .. "/got"
     local app = H.write(H.home .. "/app.lua", ([[
