@@ -206,6 +206,10 @@ function V.sendSignal(args)
 end
 
 function V.daemon(args)
+  -- (as the keeper starts it: no argparse, a take-over's millisecond)
+  if #args == 0 or (#args == 1 and args[1] == "--stdio") then
+    return require("pm.daemon").run({ foreground = args[1] == "--stdio" or nil })
+  end
   local p = cli.parser("daemon")
   p:option("--private-fd", "end with the owner of this fd"):convert(tonumber)
   p:flag("--stdio", "log to stderr instead of pm.log")

@@ -5,19 +5,25 @@
 local core = require "pm.core"
 local util = require "pm.util"
 local log = require "pm.log"
-local rpc = require "pm.rpc"
-local bus = require "pm.bus"
-local sup = require "pm.supervisor"
-local persist = require "pm.persist"
-local recovery = require "pm.recovery"
-local wire = require "pm.methods"
-local watch = require "pm.watch"
-local proc = require "pm.proc"
-local applogs = require "pm.applogs"
-
-local methods = wire.methods
 
 local M = {}
+-- (loaded by M.run once this process is the daemon: the first `pm daemon`
+-- only becomes the keeper, which starts the daemon; loading them cost a
+-- first call 5 ms)
+local rpc, bus, sup, persist, recovery, wire, watch, proc, applogs, methods
+local function load_modules()
+  rpc = require "pm.rpc"
+  bus = require "pm.bus"
+  sup = require "pm.supervisor"
+  persist = require "pm.persist"
+  recovery = require "pm.recovery"
+  wire = require "pm.methods"
+  watch = require "pm.watch"
+  proc = require "pm.proc"
+  applogs = require "pm.applogs"
+  methods = wire.methods
+  M.methods = methods
+end
 
 local home
 local my_uid = core.getuid()
@@ -52,6 +58,7 @@ end
 -- ---- the API hooks see as `pm` (actions run after the hook returns) ----
 
 local function hook_api(runtime)
+  load_modules()
   local api = require("pm.hooks").api
   local function later(fn)
     core.timer(0, 0, function()
@@ -301,22 +308,6 @@ function M.run(opts)
   collectgarbage("restart") -- (stopped by main.c for short verbs)
   collectgarbage("setpause", 200)
   collectgarbage("setstepmul", 400)
-  -- The incremental collector only advances while the daemon allocates:
-  -- the garbage of a burst (2,000 apps started, a long list sent) would
-  -- stay until the next one. Half a second after the last reply, when the
-  -- heap has grown by a quarter since the last full collection, one full
-  -- collection gives it back. Nothing happens while nothing is asked.
-  local settled, gc_timer = collectgarbage("count"), nil
-  rpc.on_reply = function()
-    if gc_timer then return end
-    gc_timer = core.timer(500, 0, function()
-      gc_timer = nil
-      if collectgarbage("count") > settled * 1.25 then
-        collectgarbage()
-        settled = collectgarbage("count")
-      end
-    end)
-  end
   home = util.home()
   if #home + #"/rpc.sock" > 107 then -- (a unix socket's path: 107 bytes at most)
     io.stderr:write(("pm: PM_HOME is too long for its socket (%d bytes; at most %d): %s\n")
@@ -358,6 +349,23 @@ function M.run(opts)
     local _, kerr = keeper.become(bin or "", { "daemon", opts.foreground and "--stdio" or nil }, lock,
       opts.foreground and true or false)
     io.stderr:write("pm: cannot start the keeper (", tostring(kerr), "): the daemon runs without one\n")
+  end
+  load_modules()
+  -- The incremental collector only advances while the daemon allocates:
+  -- the garbage of a burst (2,000 apps started, a long list sent) would
+  -- stay until the next one. Half a second after the last reply, when the
+  -- heap has grown by a quarter since the last full collection, one full
+  -- collection gives it back. Nothing happens while nothing is asked.
+  local settled, gc_timer = collectgarbage("count"), nil
+  rpc.on_reply = function()
+    if gc_timer then return end
+    gc_timer = core.timer(500, 0, function()
+      gc_timer = nil
+      if collectgarbage("count") > settled * 1.25 then
+        collectgarbage()
+        settled = collectgarbage("count")
+      end
+    end)
   end
   -- The client that started this daemon waits for the end of the pipe it
   -- gave as stderr: a copy of it is closed once requests are served
@@ -506,6 +514,5 @@ function M.run(opts)
   return M.exit_code
 end
 
-M.methods = methods
 M.hook_api = hook_api -- (the Lua reference's coverage test lists what hooks get)
 return M
