@@ -223,7 +223,8 @@ describe("the log WAL, attacked in the gap between a SIGKILL and the replay", fu
     local jlog = base .. "/j.log"
     local v, _, k, dpid = killed_with_lines_queued(function()
       ok(H.pm("start", H.write(H.home .. "/j.json", util.encode({ apps = { { name = "j", script = json,
-        interpreter = PY, cwd = base, log_type = "json", out_file = jlog, error_file = base .. "/j-err.log" } } })), "-s"))
+        interpreter = PY, cwd = base, log_type = "json", out_file = jlog,
+        error_file = base .. "/j-err.log" } } })), "-s"))
       local j = online(H.proc("j"))
       -- its pipe read by pm (a reader of our own on it, that never reads)
       local fd = ffi.C.open("/proc/" .. j.pid .. "/fd/1", O_NONBLOCK)

@@ -123,7 +123,7 @@ describe("the log WAL's replay, attacked", function()
     assert.equal("old\n" .. R1:sub(1, 9) .. "EVIL\n" .. R1 .. R2, util.read_file(log))
   end)
 
-  it("the file rewritten in place during the gap, as long as the record: left (appended after), not overwritten", function()
+  it("the file rewritten in place during the gap, as long as the record: kept, the record appended", function()
     local log = dir .. "/w.log"
     util.write_atomic(log, "old\n" .. R1:sub(1, 9))
     local wal = build(dir .. "/wal", { sinks = { log }, records = { { sink = 0, data = R1 } },
@@ -136,7 +136,7 @@ describe("the log WAL's replay, attacked", function()
     assert.equal(mine .. R1, util.read_file(log))
   end)
 
-  it("logrotate's create with a dated name since the write: the record found by its inode, not written again", function()
+  it("logrotate's create with a dated name since the write: found by its inode, not written again", function()
     local log = dir .. "/c.log"
     util.write_atomic(log, "old\n" .. R1)
     local wal = build(dir .. "/wal", { sinks = { log }, records = { { sink = 0, data = R1 }, { sink = 0, data = R2 } },
