@@ -1789,7 +1789,7 @@ static int replay_open(const wsink_t *e, const char *path, int how, struct stat 
 {
 	pm_owner_t o = wsink_owner(e);
 	int flags = how == 'r' ? O_RDONLY : O_RDWR | O_APPEND | (how == 'c' ? O_CREAT : 0);
-	int fd = pm_open_owned(path, flags | O_CLOEXEC | O_NONBLOCK, (mode_t)e->mode, &o, why);
+	int fd = pm_open_owned(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, (mode_t)e->mode, &o, why);
 	if (fd >= 0 && (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))) {
 		close(fd); /* (a FIFO or a terminal: what was queued for it is not replayed) */
 		fd = -1;
@@ -1885,10 +1885,16 @@ static int inflight_elsewhere(const wsink_t *e, const char *path, const char *da
 	if (!d && dfd >= 0)
 		close(dfd);
 	struct dirent *de;
+	struct stat st;
+	off_t end = (off_t)W->w_start + (off_t)len;
 	while (d && n < SCAN_MAX && (de = readdir(d))) {
 		size_t nl = strlen(de->d_name);
+		/* (only regular files, the right size, are opened: never a
+		 * device or a FIFO, never through a link) */
 		if (nl <= bl || strncmp(de->d_name, slash + 1, bl) != 0 || dl + 1 + nl >= sizeof *names ||
-		    (nl > 3 && strcmp(de->d_name + nl - 3, ".gz") == 0))
+		    (nl > 3 && strcmp(de->d_name + nl - 3, ".gz") == 0) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    (!is_recorded(&st) && st.st_size < end))
 			continue;
 		memcpy(names[n], path, dl + 1); /* (dir and its slash) */
 		memcpy(names[n] + dl + 1, de->d_name, nl + 1);
@@ -1901,14 +1907,13 @@ static int inflight_elsewhere(const wsink_t *e, const char *path, const char *da
 	/* the file itself first (it may be taken back), then copies */
 	for (int pass = 0; pass < 2 && !there; pass++)
 		for (int i = 0; i < n && !there; i++) {
-			struct stat st;
 			const char *why;
 			int f = replay_open(e, names[i], pass ? 'r' : 'w', &st, &why);
 			if (f < 0)
 				continue;
 			if (pass == 0 && is_recorded(&st))
 				there = inflight_in(f, &st, data, len) == 1;
-			else if (pass == 1 && !is_recorded(&st) && st.st_size >= (off_t)W->w_start + (off_t)len)
+			else if (pass == 1 && !is_recorded(&st) && st.st_size >= end)
 				there = same_at(f, (off_t)W->w_start, data, len);
 			close(f);
 		}
