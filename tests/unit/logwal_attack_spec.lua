@@ -186,6 +186,24 @@ describe("the log WAL's replay, attacked", function()
     assert.equal(70002, got.outside)
   end)
 
+  it("the buffer's address space is what it needs (two sizes of slot for unfinished lines): under 40 MB", function()
+    local script = dir .. "/size.lua"
+    util.write_atomic(script, ([[
+package.cpath = %q .. "/lib/?.so;" .. package.cpath
+local core = require "pm.core"
+local ffi = require "ffi"
+ffi.cdef "long lseek(int, long, int);"
+local fd = assert(core.logwal_create())
+io.write(tostring(tonumber(ffi.C.lseek(fd, 0, 2))))
+os.exit(0)
+]]):format(os.getenv("PM_SRC") or "."))
+    local p = io.popen("luajit " .. script .. " 2>&1")
+    local size = tonumber(p:read("*a"))
+    p:close()
+    assert.equal(W.SIZE, size, "the layout mirrored in tests/helpers/walfile.lua")
+    assert.is_true(size < 40 * 1048576, size .. " bytes")
+  end)
+
   it("a long unfinished line moving to a big slot when the kill came: continued once, from g", function()
     local log = dir .. "/l.log"
     local long = ("a"):rep(20000)
