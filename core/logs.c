@@ -1988,14 +1988,29 @@ static void replay_one(const wrec_t *r, uint64_t pos, replay_t *out)
 	W->w_ino = (uint64_t)st.st_ino;
 	W->w_start = (uint64_t)st.st_size;
 	__atomic_store_n(&W->w_pos, pos, __ATOMIC_RELEASE);
-	if (write_all(fd, data, len) < 0) { /* (a full disk: dropped, counted) */
-		int err = errno;
-		if (ftruncate(fd, st.st_size) < 0)
+	size_t done = 0;
+	int err = 0;
+	while (done < len) {
+		ssize_t w = write(fd, data + done, len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			err = w < 0 ? errno : EIO;
+			break;
+		}
+		done += (size_t)w;
+	}
+	size_t keep = done;
+	if (done < len) { /* (a full disk: the whole lines that fit are kept, the rest counted) */
+		while (keep > 0 && data[keep - 1] != '\n')
+			keep--;
+		if (done > keep && ftruncate(fd, st.st_size + (off_t)keep) < 0)
 			write_all(fd, "\n", 1);
-		replay_fail(out, r->sink, lines, NULL, err);
-	} else {
+		replay_fail(out, r->sink, lines - count_lines(data, keep), NULL, err);
+	}
+	if (keep) {
 		out->records++;
-		out->bytes += (long long)len;
+		out->bytes += (long long)keep;
 	}
 	close(fd);
 }

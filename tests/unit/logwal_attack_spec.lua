@@ -171,6 +171,35 @@ describe("the log WAL's replay, attacked", function()
     assert.same({ 0, 2 }, { got.left, got.records })
   end)
 
+  it("a disk with room for part of a record: the whole lines that fit kept, the rest counted and said", function()
+    if core.getuid() ~= 0 then
+      print("SKIPPED: needs root to mount a 64 KB tmpfs")
+      return pending("needs root to mount a tmpfs")
+    end
+    local disk = dir .. "/disk"
+    core.mkdir(disk, 493)
+    local p = io.popen("mount -t tmpfs -o size=64k tmpfs '" .. disk .. "' 2>&1")
+    local err = p:read("*a")
+    if not p:close() then
+      print("SKIPPED: cannot mount a tmpfs here: " .. err)
+      return pending("cannot mount a tmpfs here")
+    end
+    finally(function() os.execute("umount '" .. disk .. "' 2>/dev/null || umount -l '" .. disk .. "'") end)
+    local log = disk .. "/x.log"
+    util.write_atomic(log, "")
+    -- full, then one page (4 KB) free again
+    os.execute("dd if=/dev/zero of='" .. disk .. "/filler' bs=1k 2>/dev/null; truncate -s -4096 '" .. disk .. "/filler'")
+    local lines = {}
+    for i = 1, 100 do lines[i] = ("r %03d %s\n"):format(i, ("x"):rep(93)) end
+    local got = adopt(build(dir .. "/wal", { sinks = { log }, records = { { sink = 0, data = table.concat(lines) } } }))
+    local kept = util.read_file(log)
+    local k = #kept / 100
+    assert.is_true(k >= 1 and k < 100, #kept .. " bytes kept")
+    assert.equal(table.concat(lines, "", 1, k), kept, "whole lines, in order")
+    assert.equal(100 - k, got.lost)
+    assert.same({ { path = log, lines = 100 - k, reason = "No space left on device" } }, got.failed)
+  end)
+
   it("a replayed record that would pass the file's max_size: the file rotated first, as the writer does", function()
     local log = dir .. "/m.log"
     local old = ("o"):rep(19) .. "\n"
