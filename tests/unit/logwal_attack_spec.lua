@@ -188,7 +188,8 @@ describe("the log WAL's replay, attacked", function()
     local log = disk .. "/x.log"
     util.write_atomic(log, "")
     -- full, then one page (4 KB) free again
-    os.execute("dd if=/dev/zero of='" .. disk .. "/filler' bs=1k 2>/dev/null; truncate -s -4096 '" .. disk .. "/filler'")
+    local filler = "'" .. disk .. "/filler'"
+    os.execute("dd if=/dev/zero of=" .. filler .. " bs=1k 2>/dev/null; truncate -s -4096 " .. filler)
     local lines = {}
     for i = 1, 100 do lines[i] = ("r %03d %s\n"):format(i, ("x"):rep(93)) end
     local got = adopt(build(dir .. "/wal", { sinks = { log }, records = { { sink = 0, data = table.concat(lines) } } }))
