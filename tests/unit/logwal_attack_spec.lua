@@ -84,6 +84,13 @@ describe("the log WAL's replay, attacked", function()
     end)
   end
 
+  it("a root app's log made a FIFO that nobody reads: the replay does not wait on it, and says so", function()
+    local log = dir .. "/f.log"
+    sh("mkfifo '" .. log .. "'")
+    local got = adopt(build(dir .. "/wal", { sinks = { log }, records = { { sink = 0, data = R1 } } }))
+    assert.same({ { path = log, lines = 5, reason = "not a regular file, not replayed" } }, got.failed)
+  end)
+
   it("path.1 made a link to a root file while the record in flight's file was moved away: never followed", function()
     local sink, log, secret = nobody_setup()
     if not sink then return pending_root() end
