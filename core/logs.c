@@ -30,6 +30,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <dirent.h>
 
 #include "core.h"
 
@@ -64,12 +65,15 @@
  *    the buffer is one store (a part's state: len | skip << 32, skip
  *    meaning those bytes are in the ring once head >= until).
  * Not covered: the instructions between read(2) returning and the read's
- * length being stored in g (a few); a chunk that found the ring full
+ * length being stored in g (a few). A chunk that found the ring full
  * (framing that grew a read several times, over the bound) is written
- * from ordinary memory (wal_missed counts them).
+ * from ordinary memory, and an unfinished line that found no free slot is
+ * held there: both are counted in the header while they are (out_lines,
+ * out_parts), so that a kill then is a loss the next daemon counts and
+ * says, not a silent one.
  */
 #define WAL_MAGIC 0x316c61776d6c6d70ULL /* "pmlmwal1" */
-#define WAL_VERSION 2
+#define WAL_VERSION 3
 #define WAL_HDR 4096
 #define SLOT_CAP (PART_MAX + READ_SIZE) /* a part a killed daemon left: at most a read */
 #define WAL_G SLOT_CAP
@@ -78,13 +82,24 @@
 #define RING_SOFT (768u << 10)
 #define WAL_NSINKS 16384
 #define WAL_SINK 512
-#define WAL_NPARTS 2048              /* pipes with an unfinished line at once */
+/* The parts: most unfinished lines are short (a prompt, a progress bar, a
+ * stdio buffer's tail), a few are long (a line of tens of KB read in
+ * pieces): small slots for many pipes, big ones for a few. A part moves
+ * between them (through g, which holds it meanwhile). Address space:
+ * 4 KB + 128 KB + 4 MB + 8 MB + 16 MB + 8 MB, about 36 MB, touched only
+ * where used (it was 268 MB with one size of slot). */
+#define WAL_NSMALL 4096              /* pipes with a short unfinished line at once */
+#define WAL_SMALL 4096
+#define SMALL_CAP (WAL_SMALL - 64)
+#define WAL_NBIG 64                  /* ... with a long one */
 #define WAL_PART (SLOT_CAP + 64)
+#define WAL_NPARTS (WAL_NSMALL + WAL_NBIG)
 #define OFF_G WAL_HDR
 #define OFF_RING (OFF_G + WAL_G)
 #define OFF_SINKS (OFF_RING + RING_SIZE)
 #define OFF_PARTS (OFF_SINKS + (size_t)WAL_NSINKS * WAL_SINK)
-#define WAL_SIZE (OFF_PARTS + (size_t)WAL_NPARTS * WAL_PART)
+#define OFF_BIG (OFF_PARTS + (size_t)WAL_NSMALL * WAL_SMALL)
+#define WAL_SIZE (OFF_BIG + (size_t)WAL_NBIG * WAL_PART)
 #define OP_WRAP 9
 
 typedef struct {
@@ -101,6 +116,9 @@ typedef struct {
 	uint64_t sinks_hw, parts_hw;           /* slots ever used: below these */
 	wpart_t g;
 	uint64_t g_canary[2]; /* where a read lands in g, before it */
+	/* held outside the WAL now (lost if the daemon is killed): lines of
+	 * chunks the ring had no room for, unfinished lines without a slot */
+	uint64_t out_lines, out_parts;
 } whdr_t;
 
 /* g's state while a read(2) of n bytes (FIONREAD's: a pipe gives them all)
@@ -118,17 +136,19 @@ typedef struct {
 typedef struct {
 	uint32_t used, mode;
 	int64_t uid, gid;
-	int32_t as_user, pad;
-	char path[WAL_SINK - 32];
+	int32_t as_user, retain;
+	int64_t max_size;              /* rotated as the writer does (replay) */
+	int32_t dated, compress;
+	char path[WAL_SINK - 48];
 } wsink_t;
 
 static char *wal;
 static whdr_t *W;
 static uint64_t head_local; /* the loop's next record (published: W->head) */
 static int *sink_free, nsink_free; /* (under mu) */
-static int *part_free, npart_free; /* (the loop) */
+static int *part_free, npart_free; /* (the loop) small slots */
+static int *big_free, nbig_free;   /* (the loop) big slots */
 static int *claims, nclaims;       /* parts a previous daemon left, by id */
-static long long wal_missed;       /* chunks the ring had no room for */
 
 typedef struct sink {
 	int fd;
@@ -175,6 +195,7 @@ typedef struct chunk {
 	int op;
 	size_t len;
 	uint64_t ring_pos, ring_end; /* its record in the log WAL (end 0: none) */
+	uint64_t out_lines;          /* not in the WAL: its lines (W->out_lines) */
 	char *data;                  /* in the ring, or inline */
 	char inline_data[];
 } chunk_t;
@@ -211,6 +232,7 @@ typedef struct logpipe {
 	uint64_t id;     /* the keeper's id of the pipe (0: none) */
 	wpart_t *ph;
 	int claimed;     /* its part is a killed daemon's (newlines in it) */
+	int outside;     /* its part has no WAL slot (counted in W->out_parts) */
 	time_t fmt_sec;
 	long fmt_gmtoff;
 	char fmt_cache[128];
@@ -223,19 +245,34 @@ static logpipe_t *pipes;
 
 static char *ring_at(uint64_t pos) { return wal + OFF_RING + pos % RING_SIZE; }
 static wsink_t *wsink_at(int i) { return (wsink_t *)(wal + OFF_SINKS + (size_t)i * WAL_SINK); }
-static wpart_t *wpart_at(int i) { return (wpart_t *)(wal + OFF_PARTS + (size_t)i * WAL_PART); }
+static wpart_t *wpart_at(int i)
+{
+	return (wpart_t *)(i < WAL_NSMALL ? wal + OFF_PARTS + (size_t)i * WAL_SMALL
+					  : wal + OFF_BIG + (size_t)(i - WAL_NSMALL) * WAL_PART);
+}
+static int wpart_index(const wpart_t *h)
+{
+	const char *p = (const char *)h;
+	return p < wal + OFF_BIG ? (int)((p - (wal + OFF_PARTS)) / WAL_SMALL)
+				 : WAL_NSMALL + (int)((p - (wal + OFF_BIG)) / WAL_PART);
+}
+static size_t wpart_cap(const wpart_t *h) { return (const char *)h < wal + OFF_BIG ? SMALL_CAP : SLOT_CAP; }
 static char *wpart_data(wpart_t *h) { return (char *)h + 64; }
 static char *gdata(void) { return wal + OFF_G; }
 
 static void wal_free_lists(void)
 {
-	nsink_free = npart_free = 0;
+	nsink_free = npart_free = nbig_free = 0;
 	for (int i = WAL_NSINKS - 1; i >= 0; i--)
 		if (i >= (int)W->sinks_hw || !wsink_at(i)->used)
 			sink_free[nsink_free++] = i;
 	for (int i = WAL_NPARTS - 1; i >= 0; i--)
-		if (i >= (int)W->parts_hw || !wpart_at(i)->used)
-			part_free[npart_free++] = i;
+		if (i >= (int)W->parts_hw || !wpart_at(i)->used) {
+			if (i < WAL_NSMALL)
+				part_free[npart_free++] = i;
+			else
+				big_free[nbig_free++] = i;
+		}
 }
 
 /* Maps fd (a memfd; -1: anonymous memory) as the WAL: 0, or -1 and errno */
@@ -244,8 +281,10 @@ static int wal_map(int fd)
 	if (!sink_free)
 		sink_free = malloc(sizeof(int) * WAL_NSINKS);
 	if (!part_free)
-		part_free = malloc(sizeof(int) * WAL_NPARTS);
-	if (!sink_free || !part_free) {
+		part_free = malloc(sizeof(int) * WAL_NSMALL);
+	if (!big_free)
+		big_free = malloc(sizeof(int) * WAL_NBIG);
+	if (!sink_free || !part_free || !big_free) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -293,6 +332,10 @@ static int wsink_alloc(const sink_t *s)
 	e->uid = s->owner.uid;
 	e->gid = s->owner.gid;
 	e->as_user = s->owner.as_user;
+	e->max_size = s->max_size;
+	e->retain = s->retain;
+	e->dated = s->dated;
+	e->compress = s->compress;
 	memcpy(e->path, s->path, n + 1);
 	__atomic_store_n(&e->used, 1, __ATOMIC_RELEASE);
 	if ((uint64_t)i >= W->sinks_hw)
@@ -308,12 +351,18 @@ static void wsink_free(int i)
 	sink_free[nsink_free++] = i;
 }
 
-/* (the loop) a part slot for id, or NULL */
-static wpart_t *wpart_alloc(uint64_t id)
+/* (the loop) a part slot for id that holds need bytes, or NULL */
+static wpart_t *wpart_alloc(uint64_t id, size_t need)
 {
-	if (!W || npart_free == 0)
+	int i;
+	if (!W || need > SLOT_CAP)
 		return NULL;
-	int i = part_free[--npart_free];
+	if (need <= SMALL_CAP && npart_free > 0)
+		i = part_free[--npart_free];
+	else if (nbig_free > 0)
+		i = big_free[--nbig_free];
+	else
+		return NULL;
 	wpart_t *h = wpart_at(i);
 	__atomic_store_n(&h->state, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->id, id, __ATOMIC_RELEASE);
@@ -329,7 +378,11 @@ static void wpart_free(wpart_t *h)
 		return;
 	__atomic_store_n(&h->used, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->state, 0, __ATOMIC_RELEASE);
-	part_free[npart_free++] = (int)(((char *)h - (wal + OFF_PARTS)) / WAL_PART);
+	int i = wpart_index(h);
+	if (i < WAL_NSMALL)
+		part_free[npart_free++] = i;
+	else
+		big_free[nbig_free++] = i;
 }
 
 /* (the loop) room for a record of len bytes in the ring: its data, and
@@ -517,28 +570,34 @@ static void sink_reopen(sink_t *s)
 	queue_report(r);
 }
 
-static void rotate(sink_t *s)
+/* path moved out of the way as its owner: to path.1 .. path.<retain>, or
+ * (dated) to a dated name, gzipped with compress (logrotate.c) */
+static void rotate_path(const char *path, const pm_owner_t *o, mode_t mode, int retain, int dated, int compress)
 {
-	if (s->dated) {
-		pm_rotate_dated(s->path, &s->owner, s->mode, s->retain, s->compress);
-		sink_reopen(s);
+	if (dated) {
+		pm_rotate_dated(path, o, mode, retain, compress);
 		return;
 	}
-	size_t n = strlen(s->path) + 24;
+	size_t n = strlen(path) + 24;
 	char *from = malloc(n), *to = malloc(n);
 	pm_creds_t c;
-	if (from && to && pm_as_begin(&s->owner, &c) == 0) {
-		for (int i = s->retain - 1; i >= 1; i--) {
-			snprintf(from, n, "%s.%d", s->path, i);
-			snprintf(to, n, "%s.%d", s->path, i + 1);
+	if (from && to && pm_as_begin(o, &c) == 0) {
+		for (int i = retain - 1; i >= 1; i--) {
+			snprintf(from, n, "%s.%d", path, i);
+			snprintf(to, n, "%s.%d", path, i + 1);
 			rename(from, to);
 		}
-		snprintf(to, n, "%s.1", s->path);
-		rename(s->path, to);
+		snprintf(to, n, "%s.1", path);
+		rename(path, to);
 		pm_as_end(&c);
 	}
 	free(from);
 	free(to);
+}
+
+static void rotate(sink_t *s)
+{
+	rotate_path(s->path, &s->owner, s->mode, s->retain, s->dated, s->compress);
 	sink_reopen(s);
 }
 
@@ -696,6 +755,8 @@ static void *writer(void *arg)
 		write_chunk(c);
 		if (c->ring_end) /* written: a replay leaves it */
 			__atomic_store_n(&W->tail, c->ring_end, __ATOMIC_RELEASE);
+		else if (c->out_lines)
+			__atomic_sub_fetch(&W->out_lines, c->out_lines, __ATOMIC_RELEASE);
 		pthread_mutex_lock(&mu);
 		lru_touch(c->sink);
 		c->sink->queued -= c->len;
@@ -721,6 +782,7 @@ static void enqueue(sink_t *s, int op, const char *data, size_t len)
 	c->op = op;
 	c->len = len;
 	c->ring_end = 0;
+	c->out_lines = 0;
 	c->data = ring_alloc(c, op, s->wslot, len);
 	if (!c->data) {
 		chunk_t *big = realloc(c, sizeof *c + len);
@@ -730,7 +792,10 @@ static void enqueue(sink_t *s, int op, const char *data, size_t len)
 		}
 		c = big;
 		c->data = c->inline_data;
-		wal_missed++;
+		/* (a chunk the ring had no room for: its lines are counted as
+		 * outside the WAL until written, so that a kill meanwhile is a
+		 * counted loss; W (the WAL) exists: ring_alloc said no) */
+		c->out_lines = W && op == OP_WRITE ? (uint64_t)count_lines(data, len) : 0;
 	}
 	if (len)
 		memcpy(c->data, data, len);
@@ -749,8 +814,15 @@ static void commit(wpart_t *ph, uint64_t state)
 		__atomic_store_n(&ph->until, head_local, __ATOMIC_RELEASE);
 		__atomic_store_n(&ph->state, state, __ATOMIC_RELEASE);
 	}
-	if (W)
+	if (W) {
+		uint64_t out = 0; /* (counted before they are published: a kill
+				   * in between counts lines g still holds) */
+		for (chunk_t *c = pend_head; c; c = c->next)
+			out += c->out_lines;
+		if (out)
+			__atomic_add_fetch(&W->out_lines, out, __ATOMIC_RELEASE);
 		__atomic_store_n(&W->head, head_local, __ATOMIC_RELEASE);
+	}
 	if (!pend_head)
 		return;
 	pthread_mutex_lock(&mu);
@@ -1243,27 +1315,57 @@ static void logpipe_close(lua_State *L, logpipe_t *lp)
 	pm_unref(L, &lp->self);
 }
 
-/* The pipe's part is now p (n bytes: in its WAL slot, said by one store) */
+/* (the loop) whether lp's part is held outside the WAL (W->out_parts) */
+static void part_outside(logpipe_t *lp, int outside)
+{
+	if (lp->outside == outside)
+		return;
+	lp->outside = outside;
+	if (W)
+		__atomic_add_fetch(&W->out_parts, outside ? 1 : (uint64_t)-1, __ATOMIC_RELEASE);
+}
+
+/* The pipe's part is now p (n bytes, not in lp->part: in g or a string):
+ * in a WAL slot that holds it (said by one store), moved to another slot
+ * when it outgrew its own or fits a small one again (while g holds it), or
+ * in ordinary memory when no slot is free (counted: W->out_parts) */
 static void part_set(logpipe_t *lp, const char *p, size_t n)
 {
-	if (n && !lp->part) {
-		if ((lp->ph = wpart_alloc(lp->id)))
-			lp->part = wpart_data(lp->ph);
-		else
-			lp->part = malloc(SLOT_CAP);
-	}
-	if (!lp->part)
-		n = 0;
-	if (n && p != lp->part)
-		memcpy(lp->part, p, n);
-	lp->partlen = n;
-	if (lp->ph && n == 0) { /* (a slot is held only while there is a part) */
-		wpart_free(lp->ph);
+	wpart_t *old = lp->ph;
+	char *mem = old ? NULL : lp->part;
+	if (n == 0) { /* (a slot is held only while there is a part) */
+		wpart_free(old);
+		free(mem);
 		lp->ph = NULL;
 		lp->part = NULL;
-	} else if (lp->ph) {
-		__atomic_store_n(&lp->ph->state, (uint64_t)n, __ATOMIC_RELEASE);
+		lp->partlen = 0;
+		part_outside(lp, 0);
+		return;
 	}
+	size_t cap = old ? wpart_cap(old) : 0;
+	if (!old || n > cap || (cap > SMALL_CAP && n <= SMALL_CAP && npart_free > 0)) {
+		wpart_t *h = wpart_alloc(lp->id, n);
+		if (h) {
+			lp->ph = h;
+			lp->part = wpart_data(h);
+		} else if (!old || n > cap) {
+			lp->ph = NULL;
+			lp->part = mem ? mem : malloc(SLOT_CAP);
+		}
+	}
+	if (!lp->part) {
+		n = 0;
+	} else if (p != lp->part) {
+		memcpy(lp->part, p, n);
+	}
+	lp->partlen = n;
+	if (lp->ph)
+		__atomic_store_n(&lp->ph->state, (uint64_t)n, __ATOMIC_RELEASE);
+	if (old && old != lp->ph)
+		wpart_free(old);
+	if (mem && mem != lp->part)
+		free(mem);
+	part_outside(lp, lp->part && !lp->ph && n > 0);
 }
 
 /* The part is written now, ended with a newline */
@@ -1578,6 +1680,7 @@ static int l_logpipe_detach(lua_State *L)
 	lua_pushlstring(L, lp->part ? lp->part : "", lp->part ? lp->partlen : 0);
 	lp->partlen = 0; /* (its WAL slot keeps it until this daemon ends: the
 			  * next one takes it from there, or from part) */
+	part_outside(lp, 0); /* (one outside goes in the hand-over's blob) */
 	return 1;
 }
 
@@ -1597,6 +1700,7 @@ static int l_logpipe_gc(lua_State *L)
 	else
 		free(lp->part);
 	lp->ph = NULL;
+	part_outside(lp, 0);
 	free(lp->fmt);
 	free(lp->app_name);
 	free(lp->type);
@@ -1646,19 +1750,53 @@ static int l_log_drain(lua_State *L)
 
 /* ---- the log WAL across daemons ---- */
 
+/* What a replay did; fail: by sink (W->sinks_hw of them, then one for
+ * records whose file was not recorded) the lines it could not write */
 typedef struct {
-	long long records, bytes, lost;
+	long long lines;
+	char why[96];
+} rfail_t;
+typedef struct {
+	long long records, bytes, lost, left;
+	rfail_t *fail;
+	int nfail;
 } replay_t;
 
-static int replay_open(const wsink_t *e, const char *path, int flags, struct stat *st)
+static void replay_fail(replay_t *out, int sink, long long lines, const char *why, int err)
+{
+	out->lost += lines;
+	int i = sink >= 0 && sink < out->nfail - 1 ? sink : out->nfail - 1;
+	if (!out->fail || i < 0)
+		return;
+	rfail_t *f = &out->fail[i];
+	f->lines += lines;
+	if (!f->why[0]) {
+		char buf[96];
+		snprintf(f->why, sizeof f->why, "%s", why ? why : strerror_r(err, buf, sizeof buf));
+	}
+}
+
+static pm_owner_t wsink_owner(const wsink_t *e)
 {
 	pm_owner_t o = {(long)e->uid, (long)e->gid, e->as_user};
-	const char *why;
-	int fd = pm_open_owned(path, O_RDWR | O_APPEND | O_CLOEXEC | flags, (mode_t)e->mode, &o, &why);
+	return o;
+}
+
+/* path opened as the writer would (pm_open_owned), a regular file only,
+ * how: 'c' created if need be, 'w' not, 'r' read only: fd, or -1 with
+ * *why (or errno) */
+static int replay_open(const wsink_t *e, const char *path, int how, struct stat *st, const char **why)
+{
+	pm_owner_t o = wsink_owner(e);
+	int flags = how == 'r' ? O_RDONLY : O_RDWR | O_APPEND | (how == 'c' ? O_CREAT : 0);
+	int fd = pm_open_owned(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, (mode_t)e->mode, &o, why);
 	if (fd >= 0 && (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))) {
 		close(fd); /* (a FIFO or a terminal: what was queued for it is not replayed) */
 		fd = -1;
+		*why = "not a regular file, not replayed";
 	}
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	return fd;
 }
 
@@ -1691,62 +1829,154 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+static int is_recorded(const struct stat *st)
+{
+	return (uint64_t)st->st_ino == W->w_ino && (uint64_t)st->st_dev == W->w_dev;
+}
+
+/* f: the very file the record was being written to (by device and inode).
+ * 1: its bytes are there whole, from where it started; -1: the file is
+ * shorter than that (emptied since by another than pm: copytruncate);
+ * 0: not there (cut by the kill: the file is then taken back to where it
+ * started, which removes only bytes that are the record's own) */
+static int inflight_in(int f, const struct stat *st, const char *data, size_t len)
+{
+	off_t start = (off_t)W->w_start;
+	if (st->st_size < start)
+		return -1;
+	if (st->st_size >= start + (off_t)len && same_at(f, start, data, len))
+		return 1;
+	if (st->st_size > start && st->st_size < start + (off_t)len &&
+	    same_at(f, start, data, (size_t)(st->st_size - start)) && ftruncate(f, start) < 0) {
+		/* (left as it is: the record is appended after a newline) */
+	}
+	return 0;
+}
+
+#define SCAN_MAX 64
+
+/* The record being written when the kill came (W->w_*), not in the file
+ * at path now: looked for in path's folder, among the regular files whose
+ * name starts with path's (path.1, path-20261206, path.2026-12-06...: a
+ * rotation by pm or by logrotate, copytruncate's copy): the file it was
+ * written to (its inode), or a copy that holds it at the same place.
+ * 1: there whole (not written again). A file gzipped since, or moved to
+ * another folder, cannot be told: the record is then written again (at
+ * most this one record a file, said in the log by the caller). */
+static int inflight_elsewhere(const wsink_t *e, const char *path, const char *data, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash || !slash[1])
+		return 0;
+	size_t dl = (size_t)(slash - path), bl = strlen(slash + 1);
+	char dir[sizeof e->path + 4];
+	memcpy(dir, path, dl ? dl : 1);
+	dir[dl ? dl : 1] = '\0';
+	char (*names)[sizeof e->path] = malloc(SCAN_MAX * sizeof *names);
+	int n = 0;
+	pm_owner_t o = wsink_owner(e);
+	pm_creds_t c;
+	if (!names || pm_as_begin(&o, &c) < 0) {
+		free(names);
+		return 0;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d && dfd >= 0)
+		close(dfd);
+	struct dirent *de;
+	struct stat st;
+	off_t end = (off_t)W->w_start + (off_t)len;
+	while (d && n < SCAN_MAX && (de = readdir(d))) {
+		size_t nl = strlen(de->d_name);
+		/* (only regular files, the right size, are opened: never a
+		 * device or a FIFO, never through a link) */
+		if (nl <= bl || strncmp(de->d_name, slash + 1, bl) != 0 || dl + 1 + nl >= sizeof *names ||
+		    (nl > 3 && strcmp(de->d_name + nl - 3, ".gz") == 0) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    (!is_recorded(&st) && st.st_size < end))
+			continue;
+		memcpy(names[n], path, dl + 1); /* (dir and its slash) */
+		memcpy(names[n] + dl + 1, de->d_name, nl + 1);
+		n++;
+	}
+	if (d)
+		closedir(d);
+	pm_as_end(&c);
+	int there = 0;
+	/* the file itself first (it may be taken back), then copies */
+	for (int pass = 0; pass < 2 && !there; pass++)
+		for (int i = 0; i < n && !there; i++) {
+			const char *why;
+			int f = replay_open(e, names[i], pass ? 'r' : 'w', &st, &why);
+			if (f < 0)
+				continue;
+			if (pass == 0 && is_recorded(&st))
+				there = inflight_in(f, &st, data, len) == 1;
+			else if (pass == 1 && !is_recorded(&st) && st.st_size >= end)
+				there = same_at(f, (off_t)W->w_start, data, len);
+			close(f);
+		}
+	free(names);
+	return there;
+}
+
 /* A record the killed daemon published and did not mark written (at pos):
  * the one it was writing (W->w_pos) is looked for where it started (in
- * path, or path.1 when a rotation moved it since): there whole, it is left;
- * cut by the kill, the file is taken back to where it started. Then (that
- * one not there whole, and every later one) it is appended, as the writer
- * would have, after a newline when the file does not end in one. Written
- * as the writer writes (W->w_*): a replay cut by a kill is replayed again
- * the same way. */
+ * path, or where a rotation moved it since: inflight_elsewhere): there
+ * whole, it is left; cut by the kill, the file is taken back to where it
+ * started. Then (that one not there whole, and every later one) it is
+ * appended, as the writer would have: after the file is rotated when it
+ * would pass its max_size, after a newline when it does not end in one.
+ * Written as the writer writes (W->w_*): a replay cut by a kill is
+ * replayed again the same way. What cannot be written is counted by file
+ * (out->fail), with why. */
 static void replay_one(const wrec_t *r, uint64_t pos, replay_t *out)
 {
 	const char *data = (const char *)(r + 1);
 	size_t len = r->len;
 	if (r->op != OP_WRITE && r->op != OP_TRUNCATE)
 		return;
+	long long lines = r->op == OP_WRITE ? count_lines(data, len) : 0;
 	const wsink_t *e = r->sink >= 0 && (uint64_t)r->sink < W->sinks_hw ? wsink_at(r->sink) : NULL;
 	char path[sizeof e->path + 4];
 	if (e && e->used) {
 		memcpy(path, e->path, sizeof e->path);
 		path[sizeof e->path - 1] = '\0';
 	}
+	if (!e || !e->used || !path[0]) {
+		replay_fail(out, -1, lines, "its file was not recorded (a path too long, or too many files)", 0);
+		return;
+	}
 	struct stat st;
-	int fd = e && e->used && path[0] ? replay_open(e, path, O_CREAT, &st) : -1;
+	const char *why = NULL;
+	int fd = replay_open(e, path, 'c', &st, &why);
 	if (fd < 0) {
-		out->lost += count_lines(data, r->op == OP_WRITE ? len : 0);
+		replay_fail(out, r->sink, lines, why, errno);
 		return;
 	}
 	if (r->op == OP_TRUNCATE) {
 		if (ftruncate(fd, 0) < 0)
-			out->lost++; /* (pm flush: said as one line) */
+			replay_fail(out, r->sink, 0, "pm flush not done", 0);
 		close(fd);
 		return;
 	}
 	if (__atomic_load_n(&W->w_pos, __ATOMIC_ACQUIRE) == pos) {
-		off_t start = (off_t)W->w_start;
-		int f = fd;
-		struct stat fst = st;
-		if ((uint64_t)st.st_ino != W->w_ino || (uint64_t)st.st_dev != W->w_dev) {
-			size_t pl = strlen(path);
-			memcpy(path + pl, ".1", 3);
-			f = replay_open(e, path, 0, &fst);
-			path[pl] = '\0';
-			if (f >= 0 && ((uint64_t)fst.st_ino != W->w_ino || (uint64_t)fst.st_dev != W->w_dev)) {
-				close(f);
-				f = -1;
-			}
-		}
-		int whole = 0;
-		if (f >= 0 && fst.st_size >= start + (off_t)len && same_at(f, start, data, len))
-			whole = 1;
-		else if (f >= 0 && fst.st_size > start && fst.st_size < start + (off_t)len &&
-			 same_at(f, start, data, (size_t)(fst.st_size - start)) && ftruncate(f, start) < 0)
-			whole = 0; /* (cut by the kill: taken back to where it started) */
-		if (f >= 0 && f != fd)
-			close(f);
-		if (whole) {
+		int there = is_recorded(&st) ? inflight_in(fd, &st, data, len) : -1;
+		if (there < 0)
+			there = inflight_elsewhere(e, path, data, len);
+		if (there == 1) {
+			out->left++;
 			close(fd);
+			return;
+		}
+	}
+	if (fstat(fd, &st) == 0 && e->max_size > 0 && st.st_size > 0 && st.st_size + (off_t)len > e->max_size) {
+		pm_owner_t o = wsink_owner(e);
+		close(fd);
+		rotate_path(path, &o, (mode_t)e->mode, e->retain, e->dated, e->compress);
+		if ((fd = replay_open(e, path, 'c', &st, &why)) < 0) {
+			replay_fail(out, r->sink, lines, why, errno);
 			return;
 		}
 	}
@@ -1758,13 +1988,29 @@ static void replay_one(const wrec_t *r, uint64_t pos, replay_t *out)
 	W->w_ino = (uint64_t)st.st_ino;
 	W->w_start = (uint64_t)st.st_size;
 	__atomic_store_n(&W->w_pos, pos, __ATOMIC_RELEASE);
-	if (write_all(fd, data, len) < 0) { /* (a full disk: dropped, counted) */
-		if (ftruncate(fd, st.st_size) < 0)
+	size_t done = 0;
+	int err = 0;
+	while (done < len) {
+		ssize_t w = write(fd, data + done, len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			err = w < 0 ? errno : EIO;
+			break;
+		}
+		done += (size_t)w;
+	}
+	size_t keep = done;
+	if (done < len) { /* (a full disk: the whole lines that fit are kept, the rest counted) */
+		while (keep > 0 && data[keep - 1] != '\n')
+			keep--;
+		if (done > keep && ftruncate(fd, st.st_size + (off_t)keep) < 0)
 			write_all(fd, "\n", 1);
-		out->lost += count_lines(data, len);
-	} else {
+		replay_fail(out, r->sink, lines - count_lines(data, keep), NULL, err);
+	}
+	if (keep) {
 		out->records++;
-		out->bytes += (long long)len;
+		out->bytes += (long long)keep;
 	}
 	close(fd);
 }
@@ -1787,8 +2033,8 @@ static void part_settle(wpart_t *h, wpart_t *slot)
 		__atomic_store_n(&W->g.state, (uint64_t)n, __ATOMIC_RELEASE);
 		from = gdata();
 	}
-	if (n > SLOT_CAP)
-		n = SLOT_CAP;
+	if (n > wpart_cap(slot))
+		n = wpart_cap(slot);
 	memcpy(wpart_data(slot), from, n);
 	__atomic_store_n(&slot->state, (uint64_t)n, __ATOMIC_RELEASE);
 	__atomic_store_n(&W->g.state, 0, __ATOMIC_RELEASE);
@@ -1815,13 +2061,16 @@ static int l_logwal_create(lua_State *L)
 }
 
 /*
- * core.logwal_adopt(fd) -> {records=, bytes=, lost=, parts=} | nil, err:
+ * core.logwal_adopt(fd) -> {records=, bytes=, lost=, left=, outside=, parts=, failed=} | nil, err:
  * the log WAL a killed (or replaced) daemon left (the keeper's memfd),
  * taken as this daemon's (before any core.logfile or core.logpipe): what
- * it had read and not written is written now (records, bytes; lost: lines
- * whose file cannot be opened or written), and the lines it had started
- * (parts) wait for the pipe of the same keeper id (core.logpipe's
- * opts.held) until core.logwal_settle. fd stays the caller's.
+ * it had read and not written is written now (records, bytes; left: 1
+ * when the record being written at the kill was found whole and not
+ * written again; lost: lines whose file cannot be opened or written,
+ * failed: {path=, lines=, reason=} by file; outside: lines it held
+ * outside the buffer, lost), and the lines it had started (parts) wait
+ * for the pipe of the same keeper id (core.logpipe's opts.held) until
+ * core.logwal_settle. fd stays the caller's.
  */
 static int l_logwal_adopt(lua_State *L)
 {
@@ -1845,24 +2094,36 @@ static int l_logwal_adopt(lua_State *L)
 		return pm_fail_why(L, "logwal", "not a log buffer of this version");
 	}
 	wal_free_lists();
-	/* the parts: g's first (a read it held), then each pipe's */
+	/* the parts: g's first (a read it held: into a slot of its pipe's that
+	 * holds it, the others of that pipe let go first, a part that was
+	 * moving from one slot to another), then each pipe's */
 	int parts = 0;
+	long long outside = 0;
 	if (W->g.state && W->g.id) {
+		size_t skip, n;
+		wpart_read(&W->g, &skip, &n);
 		wpart_t *slot = NULL;
 		for (int i = 0; i < (int)W->parts_hw && !slot; i++)
-			if (wpart_at(i)->used && wpart_at(i)->id == W->g.id)
+			if (wpart_at(i)->used && wpart_at(i)->id == W->g.id && wpart_cap(wpart_at(i)) >= n)
 				slot = wpart_at(i);
 		if (!slot)
-			slot = wpart_alloc(W->g.id);
+			slot = wpart_alloc(W->g.id, n);
+		for (int i = 0; i < (int)W->parts_hw; i++)
+			if (wpart_at(i)->used && wpart_at(i)->id == W->g.id && wpart_at(i) != slot)
+				wpart_free(wpart_at(i));
 		if (slot)
 			part_settle(&W->g, slot);
+		else
+			outside++;
 	}
 	__atomic_store_n(&W->g.state, 0, __ATOMIC_RELEASE);
 	for (int i = 0; i < (int)W->parts_hw; i++)
 		if (wpart_at(i)->used && wpart_at(i)->id)
 			part_settle(wpart_at(i), wpart_at(i));
 	/* the ring, in order */
-	replay_t out = {0, 0, 0};
+	replay_t out = {0, 0, 0, 0, NULL, 0};
+	out.fail = calloc((size_t)W->sinks_hw + 1, sizeof *out.fail);
+	out.nfail = out.fail ? (int)W->sinks_hw + 1 : 0;
 	uint64_t head = __atomic_load_n(&W->head, __ATOMIC_ACQUIRE);
 	for (uint64_t t = W->tail; t < head;) {
 		const wrec_t *r = (const wrec_t *)ring_at(t);
@@ -1876,6 +2137,30 @@ static int l_logwal_adopt(lua_State *L)
 	}
 	head_local = head;
 	__atomic_store_n(&W->tail, head, __ATOMIC_RELEASE);
+	outside += (long long)W->out_lines + (long long)W->out_parts;
+	__atomic_store_n(&W->out_lines, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&W->out_parts, 0, __ATOMIC_RELEASE);
+	lua_createtable(L, 0, 8);
+	lua_newtable(L); /* failed */
+	for (int i = 0, k = 0; i < out.nfail; i++) {
+		if (out.fail[i].lines == 0 && !out.fail[i].why[0])
+			continue;
+		lua_createtable(L, 0, 3);
+		if (i < out.nfail - 1) {
+			char path[sizeof ((wsink_t *)0)->path];
+			memcpy(path, wsink_at(i)->path, sizeof path);
+			path[sizeof path - 1] = '\0';
+			lua_pushstring(L, path);
+			lua_setfield(L, -2, "path");
+		}
+		lua_pushnumber(L, (lua_Number)out.fail[i].lines);
+		lua_setfield(L, -2, "lines");
+		lua_pushstring(L, out.fail[i].why);
+		lua_setfield(L, -2, "reason");
+		lua_rawseti(L, -2, ++k);
+	}
+	lua_setfield(L, -2, "failed");
+	free(out.fail);
 	for (int i = 0; i < (int)W->sinks_hw; i++)
 		__atomic_store_n(&wsink_at(i)->used, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&W->sinks_hw, 0, __ATOMIC_RELEASE);
@@ -1888,9 +2173,12 @@ static int l_logwal_adopt(lua_State *L)
 			claims[nclaims++] = i;
 			parts++;
 		}
-	lua_createtable(L, 0, 4);
 	lua_pushnumber(L, (lua_Number)out.records);
 	lua_setfield(L, -2, "records");
+	lua_pushnumber(L, (lua_Number)out.left);
+	lua_setfield(L, -2, "left");
+	lua_pushnumber(L, (lua_Number)outside);
+	lua_setfield(L, -2, "outside");
 	lua_pushnumber(L, (lua_Number)out.bytes);
 	lua_setfield(L, -2, "bytes");
 	lua_pushnumber(L, (lua_Number)out.lost);

@@ -9,6 +9,32 @@ local log = require "pm.log"
 
 local M = {}
 
+-- Files named one a line, at most (then how many more)
+M.SAY_FILES = 20
+
+--[[ What a replay did (core.logwal_adopt's answer), said in pm.log: what
+was written; for each file that refused the lines (a link, another user's
+file, a FIFO, a folder, a full disk...) one line with why, and the
+replay goes on; the lines the last daemon held outside the buffer (the ring
+was full, no slot for an unfinished line), lost and counted. ]]
+function M.say(got)
+  if got.records > 0 or got.lost > 0 or got.outside > 0 then
+    log.info("the last daemon's unwritten output: %d chunk(s) (%d bytes) written%s", got.records, got.bytes,
+      got.lost > 0 and (", " .. got.lost .. " line(s) could not be") or "")
+  end
+  for i, f in ipairs(got.failed or {}) do
+    if i > M.SAY_FILES then
+      log.warn("... and %d more log file(s) the last daemon's output could not be written to", #got.failed - i + 1)
+      break
+    end
+    log.warn("log %s: %d line(s) of the last daemon's output not written: %s", f.path or "(a file not recorded)",
+      f.lines, f.reason)
+  end
+  if got.outside > 0 then
+    log.warn("%d line(s) the last daemon held outside its log buffer (full) are lost", got.outside)
+  end
+end
+
 --[[ Right after keeper.takeover (tk: its take-over, or nil), before any
 log file or pipe is made: the WAL a previous daemon left is taken (and
 taken out of tk.held: it is no app's), or a new one is made and given to
@@ -28,10 +54,7 @@ function M.start(tk)
       core.close(h.fd)
       if got then
         M.adopted = got
-        if got.records > 0 or got.lost > 0 then
-          log.info("the last daemon's unwritten output: %d chunk(s) (%d bytes) written%s", got.records, got.bytes,
-            got.lost > 0 and (", " .. got.lost .. " line(s) could not be") or "")
-        end
+        M.say(got)
         return
       end
       -- (another layout: pm update to a build whose buffer differs; its
