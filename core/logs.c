@@ -509,14 +509,21 @@ static void sink_unref_locked(sink_t *s)
 static int sink_open(sink_t *s)
 {
 	const char *why;
-	/* read and write: the last byte says whether a line was left open */
-	int fd = pm_open_owned(s->path, O_RDWR | O_APPEND | O_CREAT, s->mode, &s->owner, &why);
+	/* read and write: the last byte says whether a line was left open
+	 * (never a terminal made the daemon's controlling one) */
+	int fd = pm_open_owned(s->path, O_RDWR | O_APPEND | O_CREAT | O_NOCTTY, s->mode, &s->owner, &why);
 	struct stat st;
 	if (s->owner.uid < 0 && (fd < 0 ? !why && errno == EACCES : fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))) {
-		/* (a FIFO or a terminal is written only, as always) */
+		/* (a FIFO or a terminal is written only, as always; the open
+		 * does not wait for a FIFO's reader: without one it fails,
+		 * ENXIO, and is tried again; the writes wait, in the writer) */
 		if (fd >= 0)
 			close(fd);
-		fd = pm_open_owned(s->path, O_WRONLY | O_APPEND | O_CREAT, s->mode, &s->owner, &why);
+		fd = pm_open_owned(s->path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_NONBLOCK, s->mode, &s->owner,
+				   &why);
+		int fl;
+		if (fd >= 0 && (fl = fcntl(fd, F_GETFL)) >= 0)
+			fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	}
 	s->fd = fd;
 	s->size = 0;
@@ -912,7 +919,10 @@ static int l_logfile(lua_State *L)
 	s->owner = owner;
 	s->refs = 1;
 	s->wslot = -1;
-	if (!s->path || !wal_ready() || sink_open(s) < 0) {
+	/* (a FIFO without its reader yet, ENXIO: the writer opens it once
+	 * one reads, tried once a second, its lines meanwhile dropped and
+	 * counted) */
+	if (!s->path || !wal_ready() || (sink_open(s) < 0 && s->open_errno != ENXIO)) {
 		int e = errno;
 		const char *why = s->path ? s->open_why : NULL;
 		free(s->path);

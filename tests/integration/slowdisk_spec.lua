@@ -22,6 +22,11 @@ describe("a slow disk", function()
     reader = core.spawn({ file = "python3", args = { "python3", H.fixtures .. "/sd_slow_reader.py", fifo, copy, flag },
       fds = { -1, -1, 2 } })
     assert.truthy(reader)
+    -- (the reader in its open of the FIFO first, waiting for a writer: a
+    -- log FIFO without a reader is not waited for, see below)
+    H.wait_for(function()
+      return (util.read_file("/proc/" .. reader .. "/wchan") or ""):find("wait_for_partner", 1, true) ~= nil
+    end, 10000, "the reader to open the FIFO")
     local lines = 200000
     local r = H.pm("start", H.fixtures .. "/sd_flood.py", "--name", "flood", "-o", fifo, "--no-autorestart",
       "-s", "--", tostring(lines))
@@ -64,4 +69,22 @@ describe("a slow disk", function()
     end
     assert.equal(lines, n)
   end)
+
+  it("a log that is a FIFO nobody reads yet: the daemon does not wait for a reader; lines come once one reads",
+    function()
+      local fifo = H.home .. "/noreader.fifo"
+      local copy = H.home .. "/noreader.copy"
+      assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
+      local r = H.pm("start", "/bin/sh", "--name", "ticker", "-o", fifo, "-s", "--", "-c",
+        "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.05; done")
+      assert.equal(0, r.code, r.err)
+      H.online(H.proc("ticker"))
+      assert.equal(0, H.pm("ping").code) -- (a daemon waiting in open(2) for a reader answers nothing)
+      reader = core.spawn({ file = "/bin/sh", args = { "sh", "-c", "exec cat " .. H.shquote(fifo) .. " > "
+        .. H.shquote(copy) }, fds = { -1, -1, 2 } })
+      assert.truthy(reader)
+      H.wait_for(function() return (util.read_file(copy) or ""):find("tick %d+\n") ~= nil end, 10000,
+        "lines in the FIFO once it has a reader")
+      H.pm("delete", "ticker", "-s")
+    end)
 end)
