@@ -1518,6 +1518,11 @@ static int l_logpipe_cut(lua_State *L)
 	/* bounded (64 reads, 4 MB: an app's 1 MB pipe is empty long before): a
 	 * descendant that keeps the pipe full must not hold the daemon here */
 	int rc = 1;
+	/* (nothing waits: no read, which would say only EAGAIN; an end of the
+	 * pipe is found by its watcher as always) */
+	int avail = -1;
+	if (!lp->closed && !lp->paused && ioctl(lp->fd, FIONREAD, &avail) == 0 && avail == 0)
+		rc = 0;
 	for (int i = 0; i < CUT_READS && rc > 0 && !lp->closed && !lp->paused; i++)
 		rc = logpipe_pull(lp);
 	int ok = rc == 0 && !lp->closed && !lp->paused;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 #include <sys/wait.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -338,9 +339,12 @@ static int l_handle_gc(lua_State *L)
  * else then. The walks take at most 1/SCAN_RATIO of the loop's time, and
  * an exit whose signal was merged into another's waits that long at most
  * (with 12 children a few microseconds, with 2,000 about 25 ms; never
- * more than SCAN_GAP_MAX). */
+ * more than SCAN_GAP_MAX). Walks are SCAN_GAP_MIN apart at least: with a
+ * few children the walk costs microseconds, and one after each exit of a
+ * crash loop was 3 of its 24 system calls. */
 #define CHLD_RING 256
 #define SCAN_RATIO 100
+#define SCAN_GAP_MIN 0.01
 #define SCAN_GAP_MAX 0.1
 static int child_fn = LUA_NOREF;
 static pid_t chld_ring[CHLD_RING];
@@ -409,7 +413,8 @@ static void chld_scan(void)
 		if (pid <= 0) {
 			/* (its CPU time: a walk preempted is not a longer one) */
 			double gap = (thread_cpu() - c0) * SCAN_RATIO;
-			chld_next_scan = ev_time() + (gap < SCAN_GAP_MAX ? gap : SCAN_GAP_MAX);
+			gap = gap < SCAN_GAP_MIN ? SCAN_GAP_MIN : gap > SCAN_GAP_MAX ? SCAN_GAP_MAX : gap;
+			chld_next_scan = ev_time() + gap;
 			return;
 		}
 		deliver_child(pid, st);
@@ -424,21 +429,19 @@ static void on_chld_scan(EV_P_ ev_timer *w, int revents)
 	chld_scan();
 }
 
-static void on_chld_async(EV_P_ ev_async *w, int revents)
+static void reap_one(pid_t pid)
 {
-	(void)w;
-	(void)revents;
-	while (chld_tail != chld_head) {
-		pid_t pid = chld_ring[chld_tail % CHLD_RING];
-		chld_tail = chld_tail + 1;
-		siginfo_t si;
-		memset(&si, 0, sizeof si);
-		if (pid > 0 && waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG) == 0 && si.si_pid == pid) {
-			int st = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
-				 : (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
-			deliver_child(pid, st);
-		}
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	if (pid > 0 && waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG) == 0 && si.si_pid == pid) {
+		int st = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
+			 : (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
+		deliver_child(pid, st);
 	}
+}
+
+static void after_reaps(EV_P)
+{
 	if (ev_is_active(&chld_scan_w))
 		return;
 	ev_tstamp wait = chld_next_scan - ev_time();
@@ -450,12 +453,61 @@ static void on_chld_async(EV_P_ ev_async *w, int revents)
 	}
 }
 
+/* SIGCHLD blocked and read from a signalfd: the sender's pid comes with
+ * the loop's own wake-up (no handler, no interrupted epoll_wait, no
+ * eventfd write: 3 of a crash loop's system calls an exit). Where there
+ * is no signalfd, the handler and the ring below. */
+static int chld_sfd = -1;
+static ev_io chld_sfd_w;
+
+static void on_chld_sfd(EV_P_ ev_io *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	struct signalfd_siginfo si[32];
+	for (;;) {
+		ssize_t n = read(chld_sfd, si, sizeof si);
+		if (n <= 0)
+			break;
+		for (size_t i = 0; i < (size_t)n / sizeof si[0]; i++)
+			reap_one((pid_t)si[i].ssi_pid);
+		if ((size_t)n < sizeof si)
+			break;
+	}
+	after_reaps(EV_A);
+}
+
+static void on_chld_async(EV_P_ ev_async *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	while (chld_tail != chld_head) {
+		pid_t pid = chld_ring[chld_tail % CHLD_RING];
+		chld_tail = chld_tail + 1;
+		reap_one(pid);
+	}
+	after_reaps(EV_A);
+}
+
 static void start_reaper(void)
 {
+	ev_timer_init(&chld_scan_w, on_chld_scan, 0., 0.);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	chld_sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (chld_sfd >= 0) {
+		/* (a child's mask is emptied before its exec: proc.c) */
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		ev_io_init(&chld_sfd_w, on_chld_sfd, chld_sfd, EV_READ);
+		ev_io_start(pm_loop, &chld_sfd_w);
+		ev_unref(pm_loop); /* as libev's child watcher: it keeps no loop running */
+		chld_scan(); /* those that ended before */
+		return;
+	}
 	ev_async_init(&chld_async, on_chld_async);
 	ev_async_start(pm_loop, &chld_async);
 	ev_unref(pm_loop); /* as libev's child watcher: it keeps no loop running */
-	ev_timer_init(&chld_scan_w, on_chld_scan, 0., 0.);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_sigaction = on_sigchld_info;

@@ -1,7 +1,8 @@
 -- The daemon's reaper (core/loop.c): each exit is reaped by the pid its
--- SIGCHLD names, and a walk over all children, at most a fortieth of the
--- time, finds those whose signals merged into another's. Every exit is
--- seen, with its status, however many end at once.
+-- SIGCHLD names (read from a signalfd: SIGCHLD is blocked in the daemon),
+-- and a walk over all children, at most a hundredth of the time, finds
+-- those whose signals merged into another's. Every exit is seen, with its
+-- status, however many end at once; no app inherits the blocked signal.
 local H = require "pmtest"
 local util = require "pm.util"
 local core = require "pm.core"
@@ -71,5 +72,27 @@ describe("the reaper", function()
     local c = by_name("crash").crash
     assert.equal(3, c.pm2_env.exit_code)
     assert.is_true(c.pm2_env.restart_time > 0)
+  end)
+
+  it("leaves no signal blocked in an app's processes", function()
+    local out = H.home .. "/sigblk"
+    local app = H.script("sigblk.sh", ("#!/bin/sh\ngrep SigBlk /proc/self/status > %s.$$.tmp\n"
+      .. "mv %s.$$.tmp %s.$$\nexec sleep 600\n"):format(out, out, out))
+    H.ok(H.pm("start", app, "--name", "sigblk"))
+    local pid = H.online(H.proc("sigblk")).pid
+    local text
+    H.wait_for(function()
+      text = util.read_file(out .. "." .. pid)
+      return text and text:find("SigBlk", 1, true)
+    end, 5000, "the app's masks written")
+    for mask in text:gmatch("SigBlk:%s*(%x+)") do assert.equal(0, tonumber(mask, 16), text) end
+    -- (the exec'd process itself)
+    local st = util.read_file("/proc/" .. pid .. "/status")
+    assert.equal(0, tonumber(st:match("SigBlk:%s*(%x+)"), 16), st)
+    -- the daemon itself blocks SIGCHLD (it reads it from a signalfd), or has a handler
+    local dst = util.read_file("/proc/" .. H.daemon_pid() .. "/status")
+    local blk, caught = tonumber(dst:match("SigBlk:%s*(%x+)"), 16), tonumber(dst:match("SigCgt:%s*(%x+)"), 16)
+    local chld = 2 ^ (17 - 1) -- SIGCHLD is 17 on Linux
+    assert.is_true(math.floor(blk / chld) % 2 == 1 or math.floor(caught / chld) % 2 == 1, dst)
   end)
 end)
