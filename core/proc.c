@@ -32,7 +32,8 @@ long pm_nofile_soft = -1;
 struct spawn_args {
 	const char *file, *cwd;
 	const char *cgroup; /* a cgroup.procs the child joins first, or NULL */
-	int cgfd;           /* (opened by do_spawn) */
+	int cgfd;           /* (opened by do_spawn, or the caller's: cgfd_kept) */
+	int cgfd_kept;      /* the caller's fd of that cgroup.procs, kept open */
 	const char **argv, **envp;
 	int envc, listen_pid, setsid, uid, gid, nfds;
 	volatile int stage, err; /* 1 fds, 2 chdir, 3 ids, 4 exec, 5 cgroup */
@@ -216,7 +217,9 @@ static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
 	lua_getfield(L, idx, "cgroup");
 	a->cgroup = lua_tostring(L, -1);
 	a->cgfd = -1;
-	lua_pop(L, 7);
+	lua_getfield(L, idx, "cgroup_fd");
+	a->cgfd_kept = a->cgroup && lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+	lua_pop(L, 8);
 
 	int argc;
 	a->argv = string_array(L, idx, "args", 0, &argc);
@@ -419,7 +422,9 @@ static pid_t do_spawn(struct spawn_args *a, int *err)
 		*err = ENOMEM;
 		return -1;
 	}
-	if (a->cgroup && (a->cgfd = open(a->cgroup, O_WRONLY | O_CLOEXEC)) < 0) {
+	if (a->cgfd_kept >= 0)
+		a->cgfd = a->cgfd_kept;
+	else if (a->cgroup && (a->cgfd = open(a->cgroup, O_WRONLY | O_CLOEXEC)) < 0) {
 		*err = errno;
 		a->stage = 5;
 		a->err = errno;
@@ -438,10 +443,9 @@ static pid_t do_spawn(struct spawn_args *a, int *err)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (narrow)
 		narrow_end(a, slots);
-	if (a->cgfd >= 0) {
+	if (a->cgfd >= 0 && a->cgfd != a->cgfd_kept)
 		close(a->cgfd);
-		a->cgfd = -1;
-	}
+	a->cgfd = -1;
 	free(stack);
 	return pid;
 }
@@ -485,7 +489,9 @@ static int push_outcome(lua_State *L, struct spawn_args *a, pid_t pid, int err)
  * opts: file (path), args (argv list), env (list of "K=V", nil: inherit),
  * cwd, fds (list: fds[i] becomes fd i-1 in the child; -1 is /dev/null),
  * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>),
- * cgroup (the path of a cgroup.procs the child writes itself into first).
+ * cgroup (the path of a cgroup.procs the child writes itself into first),
+ * cgroup_fd (that file already open for writing, kept by the caller: no
+ * open and close of it a spawn; cgroup still names it in errors).
  * The child gets default signal dispositions, an empty mask and the
  * original soft fd limit. A failed chdir/exec comes back as the error
  * (with the pid of the child, which has exited).

@@ -145,7 +145,8 @@ int pm_fail_why(lua_State *L, const char *what, const char *why)
 
 /* core.open(path, how [, mode [, owner]]) -> fd | nil, err
  * how: "r" read, "a" append (created), "w" truncate (created), "u" write
- * in place (created, not truncated). CLOEXEC; mode for a new file. owner
+ * in place (created, not truncated), "+" read and write (not created).
+ * CLOEXEC; mode for a new file. owner
  * ({uid=, gid=, as_user=}): a file opened on an app's behalf (core.h); "r"
  * with as_user: read with that user's ids, never through a link, a regular
  * file of anyone's (what an ecosystem file reads on a user's behalf). */
@@ -160,7 +161,8 @@ static int l_open(lua_State *L)
 	case 'a': flags |= O_WRONLY | O_APPEND | O_CREAT; break;
 	case 'w': flags |= O_WRONLY | O_TRUNC | O_CREAT; break;
 	case 'u': flags |= O_WRONLY | O_CREAT; break;
-	default: return luaL_argerror(L, 2, "\"r\", \"a\", \"w\" or \"u\" expected");
+	case '+': flags |= O_RDWR; break;
+	default: return luaL_argerror(L, 2, "\"r\", \"a\", \"w\", \"u\" or \"+\" expected");
 	}
 	pm_owner_t o;
 	pm_owner_get(L, 4, &o);
@@ -248,18 +250,22 @@ static int l_write(lua_State *L)
 	return 1;
 }
 
-/* core.read(fd [, max]) -> string ("" at end of file) | nil, err; non-blocking
- * fds give nil, "again" when nothing is there */
+/* core.read(fd [, max [, at]]) -> string ("" at end of file) | nil, err;
+ * non-blocking fds give nil, "again" when nothing is there; at: from that
+ * offset (pread), the fd's own offset left as it was */
 static int l_read(lua_State *L)
 {
 	int fd = (int)luaL_checkinteger(L, 1);
 	size_t max = (size_t)luaL_optinteger(L, 2, 65536);
+	int pos = lua_isnumber(L, 3);
+	off_t at = pos ? (off_t)lua_tonumber(L, 3) : 0;
 	luaL_Buffer b;
 	luaL_buffinit(L, &b);
 	char *p = luaL_prepbuffer(&b);
+	size_t want = max < LUAL_BUFFERSIZE ? max : LUAL_BUFFERSIZE;
 	ssize_t n;
 	do
-		n = read(fd, p, max < LUAL_BUFFERSIZE ? max : LUAL_BUFFERSIZE);
+		n = pos ? pread(fd, p, want, at) : read(fd, p, want);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		if (errno == EAGAIN) {

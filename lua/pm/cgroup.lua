@@ -97,11 +97,30 @@ function M.init(home)
   return base
 end
 
+-- A crash loop's: p's cgroup.procs kept open (read and write) while it
+-- loops: each next process joins through it and the exit's look at what
+-- is left in the group reads it in place (6 system calls a restart less)
+local held = setmetatable({}, { __mode = "k" })
+
+function M.hold(p)
+  if held[p] or not M.base or not dirs[p] then return end
+  held[p] = core.open(dirs[p] .. "/cgroup.procs", "+")
+end
+
+function M.unhold(p)
+  local fd = held[p]
+  if fd then
+    held[p] = nil
+    core.close(fd)
+  end
+end
+
 -- The cgroup.procs p's next process joins (its group made if need be),
--- or nil (off)
+-- and the fd it may join through (held), or nil (off)
 function M.procs_file(p)
   if not M.base then return nil end
   local dir = dirs[p]
+  if dir and held[p] then return dir .. "/cgroup.procs", held[p] end
   if dir and core.stat(dir) then return dir .. "/cgroup.procs" end
   dirs[p] = nil
   -- a folder of that id still there holds what an earlier app left (not
@@ -165,8 +184,20 @@ end
 -- deep: and those of the groups an app of root's made inside its own (a
 -- container runtime's, systemd-run's; a few levels at most), for a stop
 -- (not at each exit: a crash loop's cost stays one read)
-local function collect(dir, out, depth, deep)
-  local text = util.read_file(dir .. "/cgroup.procs")
+local function collect(dir, out, depth, deep, fd)
+  local text
+  if fd then -- (held: read from its start, in place)
+    local parts, at = {}, 0
+    repeat
+      local s = core.read(fd, 65536, at)
+      if not s then return nil end
+      parts[#parts + 1] = s
+      at = at + #s
+    until s == ""
+    text = table.concat(parts)
+  else
+    text = util.read_file(dir .. "/cgroup.procs")
+  end
   if not text then return nil end
   for pid in text:gmatch("%d+") do out[#out + 1] = tonumber(pid) end
   if deep and depth < 8 then
@@ -179,12 +210,13 @@ end
 
 function M.members(p, deep)
   if not M.base or not dirs[p] then return nil end
-  return collect(dirs[p], {}, 0, deep)
+  return collect(dirs[p], {}, 0, deep, held[p])
 end
 
 -- p's group goes (once empty; a group not yet empty stays, for the
 -- daemon's exit)
 function M.remove(p)
+  M.unhold(p)
   if M.base and dirs[p] and rmdir_tree(dirs[p], 0) then dirs[p] = nil end
 end
 

@@ -6,8 +6,8 @@
 -- more with an IPC channel (channel.wanted), one per held socket it alone
 -- holds; its log files are opened by the writer when it writes, at most
 -- LOG_FILES at once (core.log_files_max), and a crash loop keeps its pipes'
--- write ends and pid file for the next process (3 more, for as long as it
--- loops).
+-- write ends, its pid file and its cgroup.procs for the next process (4
+-- more, for as long as it loops).
 local core = require "pm.core"
 local util = require "pm.util"
 

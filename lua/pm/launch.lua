@@ -218,6 +218,7 @@ local function unkeep(p)
   if k.pid_fd then core.close(k.pid_fd) end
   if k.ipc_child then core.close(k.ipc_child) end
   if k.timer then k.timer:close() end
+  cgroup.unhold(p)
 end
 
 local end_channel = channel.close
@@ -373,10 +374,11 @@ local function prepare(p, looping, tentative)
   else
     p.channel_fd = nil
   end
-  local cg = cgroup.procs_file(p)
+  local cg, cg_fd = cgroup.procs_file(p)
   p.cgroup = cg ~= nil or nil
   spec.opts = { file = file, args = argv, env = M.env_of(p), cwd = d.cwd,
-    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil, cgroup = cg }
+    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil, cgroup = cg,
+    cgroup_fd = cg_fd }
   return spec
 end
 
@@ -384,6 +386,13 @@ end
 -- Returns true, or nil, err (p is then errored).
 local function finish(p, spec, pid, err)
   local d = p.decl
+  if not pid and spec.opts.cgroup_fd and tostring(err):find("^join the cgroup") then
+    -- (the group held through a crash loop went: made again, by its path)
+    cgroup.unhold(p)
+    spec.opts.cgroup, spec.opts.cgroup_fd = cgroup.procs_file(p)
+    p.cgroup = spec.opts.cgroup ~= nil or nil
+    pid, err = core.spawn(spec.opts)
+  end
   if not pid and spec.opts.cgroup and tostring(err):find("^join the cgroup") and not cgroup.short(err) then
     -- a hierarchy that refuses it: cgroups off, and this spawn again without
     -- (not for want of fds or memory: that spawn fails, as any other would)
@@ -396,6 +405,7 @@ local function finish(p, spec, pid, err)
   if not spec.reused then
     if pid and spec.looping then
       p.kept = { out_w = spec.out_w, err_w = spec.err_w, of = d }
+      cgroup.hold(p)
       -- a run that lasts min_uptime ends the loop: the daemon's copies go
       -- (the process has its own), not kept for as long as it runs
       local min = math.max(d.min_uptime or 1000, 10)

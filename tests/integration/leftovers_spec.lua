@@ -76,6 +76,20 @@ describe("descendants that left the group", function()
     gone(b, "the last run's adopted sleep after delete")
   end)
 
+  it("one a fast crash loop's fourth run leaves gets the kill_signal first (the group the loop keeps open read)",
+    function()
+      local flag, counter = H.home .. "/fast-escapee-term", H.home .. "/runs"
+      local a = escapees(1)
+      local app = H.script("escaping2.sh", ("#!/bin/sh\nn=$(cat %s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %s\n"
+        .. "if [ $n -eq 4 ]; then setsid sh -c 'trap \"echo term >> %s; exit 0\" TERM; "
+        .. "while :; do sleep %s; done' & fi\nsleep 0.1\nexit 1\n"):format(counter, counter, flag, a))
+      ok(H.pm("start", eco(("{ { name = 'fast', script = %q, min_uptime = 5000, kill_timeout = 3000, "
+        .. "kill_signal = 'SIGTERM' } }"):format(app)), "-s"))
+      H.wait_for(function() return H.contains(flag, "term") end, 10000, "the escapee's SIGTERM trap")
+      ok(H.pm("delete", "fast"))
+      gone(a, "the escapee after delete")
+    end)
+
   it("get the app's kill_signal first, SIGKILL only after kill_timeout", function()
     local flag, pidfile = H.home .. "/escapee-got-term", H.home .. "/escapee.pid"
     local app = H.script("graceful.sh", ("#!/bin/sh\nsetsid sh -c 'echo $$ > %s; trap \"echo term > %s; exit 0\" TERM; "
