@@ -147,7 +147,8 @@ end
 
 -- The environment of p's next process, as the "K=V" list spawn takes and
 -- as the JSON its description shows. Built again only when something it
--- depends on changed: a crash loop reuses it restart after restart.
+-- depends on changed: a crash loop reuses it restart after restart (kept
+-- while the loop lasts only: 800 bytes an app that runs)
 function M.env_of(p)
   local l = p.listen
   local key = l and (table.concat(l.names, ":") .. (l.map or "")) or ""
@@ -219,6 +220,7 @@ local function unkeep(p)
   if k.ipc_child then core.close(k.ipc_child) end
   if k.timer then k.timer:close() end
   cgroup.unhold(p)
+  p.env_cache = nil
 end
 
 local end_channel = channel.close
@@ -415,6 +417,7 @@ local function finish(p, spec, pid, err)
     else
       core.close(spec.out_w)
       core.close(spec.err_w)
+      if not spec.looping then p.env_cache = nil end
     end
   end
   if spec.in_r then

@@ -65,13 +65,18 @@ function M.encode(entries) return util.encode(util.array(entries)) end
 -- change: a declaration's part is encoded once (until scale changes its
 -- instances), an environment once, a process's start time read once per
 -- pid. A journal of 2,000 apps took 100-150 ms to build from tables.
-local decl_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text ("{...,"), instances, origin }
+local decl_cache = setmetatable({}, { __mode = "k" }) -- decl -> { members, rest, instances, origin }
 local environ_cache = setmetatable({}, { __mode = "k" }) -- environ -> JSON
 
+-- -> "{" .. members .. rest is the entry's opening ("{...,"): members is
+-- the text descriptions use too (appdecl.members_json's, not copied: 900
+-- bytes an app less), rest the private members'
 local function decl_text(p)
   local d = p.decl
   local c = decl_cache[d]
-  if c and c.instances == d.instances and c.origin == p.origin and c.learned == d.learned_listen then return c.text end
+  if c and c.instances == d.instances and c.origin == p.origin and c.learned == d.learned_listen then
+    return c.members, c.rest
+  end
   -- the members descriptions show (encoded once for both), and the rest
   local e = {}
   for k in pairs(appdecl.PRIVATE) do
@@ -80,10 +85,11 @@ local function decl_text(p)
   if e.env_remove then e.env_remove = util.array(e.env_remove) end
   e.pm_origin_file = p.origin and p.origin.path or nil
   e.pm_origin_env = p.origin and p.origin.env or nil
-  local rest = next(e) ~= nil and util.encode(e):sub(2, -2) or nil
-  local text = "{" .. appdecl.members_json(d) .. (rest and ("," .. rest) or "") .. ","
-  decl_cache[d] = { text = text, instances = d.instances, origin = p.origin, learned = d.learned_listen }
-  return text
+  local rest = next(e) ~= nil and ("," .. util.encode(e):sub(2, -2) .. ",") or ","
+  local members = appdecl.members_json(d)
+  decl_cache[d] = { members = members, rest = rest, instances = d.instances, origin = p.origin,
+    learned = d.learned_listen }
+  return members, rest
 end
 
 local num = util.json_number
@@ -154,8 +160,10 @@ function M.journal_text(procs, tail)
   end
   local parts = { '[{"pm_environs":[', table.concat(environs, ","), "]}" }
   for _, g in ipairs(order) do
-    parts[#parts + 1] = ","
-    parts[#parts + 1] = decl_text(g.p) -- "{...," (open)
+    local members, rest = decl_text(g.p)
+    parts[#parts + 1] = ",{"
+    parts[#parts + 1] = members
+    parts[#parts + 1] = rest -- ("{...," open)
     parts[#parts + 1] = g.ref and ('"pm_environ_ref":' .. g.ref .. ",") or ""
     parts[#parts + 1] = '"pm_procs":['
     for i, text in ipairs(g.procs) do
