@@ -873,19 +873,21 @@ static void start_writer(void)
 	pthread_detach(t);
 }
 
-/* core.logfile(path [, {max_size=bytes, retain=n, mode=n, owner=, dated=, compress=}]) -> logfile | nil, err
+/* core.logfile(path [, {max_size=bytes, retain=n, mode=n, owner=, dated=, compress=, lazy=}]) -> logfile | nil, err
  * A log file appended to by the writer thread; with max_size (bytes, 0 or
  * none: never) it is rotated to path.1 .. path.<retain> at a line boundary
  * (retain is then required; below 1, path.1 alone). dated (boolean): it is
  * rotated instead to a dated name, the newest `retain` kept, each gzipped
  * with compress (logrotate.c); logfile:rotate() rotates it then too.
  * owner ({uid=, gid=, as_user=}): the file is an app's of another user,
- * opened, reopened and rotated as core.h's pm_open_owned says. */
+ * opened, reopened and rotated as core.h's pm_open_owned says. lazy: not
+ * opened now (a file known to be there: a take-over's), but by the writer
+ * when it first writes; a failure is then said and the lines counted. */
 static int l_logfile(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	long long max_size = 0;
-	int retain = 0, mode = 0644, dated = 0, compress = 0;
+	int retain = 0, mode = 0644, dated = 0, compress = 0, lazy = 0;
 	pm_owner_t owner = {-1, -1, 0};
 	if (lua_istable(L, 2)) {
 		lua_getfield(L, 2, "owner");
@@ -905,7 +907,9 @@ static int l_logfile(lua_State *L)
 		compress = lua_toboolean(L, -1);
 		if ((dated || compress) && retain < 1)
 			return luaL_argerror(L, 2, "retain (a number of files) expected with dated");
-		lua_pop(L, 5);
+		lua_getfield(L, 2, "lazy");
+		lazy = lua_toboolean(L, -1);
+		lua_pop(L, 6);
 	}
 	sink_t *s = calloc(1, sizeof *s);
 	if (!s)
@@ -922,7 +926,10 @@ static int l_logfile(lua_State *L)
 	/* (a FIFO without its reader yet, ENXIO: the writer opens it once
 	 * one reads, tried once a second, its lines meanwhile dropped and
 	 * counted) */
-	if (!s->path || !wal_ready() || (sink_open(s) < 0 && s->open_errno != ENXIO)) {
+	if (lazy && s->path && wal_ready()) {
+		s->fd = -1;
+		s->parked = 1; /* (opened by the writer, by its path, when it writes) */
+	} else if (!s->path || !wal_ready() || (sink_open(s) < 0 && s->open_errno != ENXIO)) {
 		int e = errno;
 		const char *why = s->path ? s->open_why : NULL;
 		free(s->path);

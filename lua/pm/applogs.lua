@@ -158,7 +158,7 @@ local function on_dropped(path, lines, bytes, reason)
 end
 local dropped_set
 
-local function acquire_file(path, d, p)
+local function acquire_file(path, d, p, lazy)
   if not path or path == "/dev/null" then return nil end
   local f = files[path]
   if f then
@@ -173,7 +173,7 @@ local function acquire_file(path, d, p)
   local compress = d.compress or (ld.compress and true) or false
   local lopts = { max_size = d.max_log_size or ld.max_log_size,
     retain = (d.retain == 30 and ld.retain) or d.retain, owner = owner,
-    dated = rotate ~= nil or compress, compress = compress }
+    dated = rotate ~= nil or compress, compress = compress, lazy = lazy }
   local file, err = core.logfile(path, lopts)
   if not file and not core.stat(util.dirname(path)) then
     -- a directory that is not there yet (opened first: it nearly always is)
@@ -261,13 +261,13 @@ function M.time_format(fmt)
   return table.concat(out)
 end
 
-local function pipe_opts(p, which)
+local function pipe_opts(p, which, lazy)
   local d = p.decl
   local opts = { files = {} }
   local main = which == "out" and p.out_path or p.err_path
   for _, path in ipairs({ main, p.log_path }) do
     if path and path ~= "/dev/null" then
-      local f = acquire_file(path, d, p)
+      local f = acquire_file(path, d, p, lazy)
       if f then
         opts.files[#opts.files + 1] = f
         p.acquired[#p.acquired + 1] = path -- released with exactly these
@@ -358,11 +358,14 @@ end
 -- held: what the keeper holds of them ({ out = id, err = id }: let go at
 -- their end) and, taken over from a daemon before, the start of a line it
 -- read without its end ({ out_part, err_part })
-function M.open_pipes(p, out_r, err_r, held)
+-- lazy (a take-over: the last daemon wrote them): a file is opened by the
+-- writer when it first writes, a failure then said and its lines counted
+-- (two opens an app less on the way to answering)
+function M.open_pipes(p, out_r, err_r, held, lazy)
   held = held or {}
   local keeper = require "pm.keeper"
   local function opts(which)
-    local o = pipe_opts(p, which)
+    local o = pipe_opts(p, which, lazy)
     o.part = held[which .. "_part"]
     o.held = held[which] -- (its unfinished line in the log WAL: logwal.lua)
     return o

@@ -485,7 +485,7 @@ function M.take(p, a)
   by_pid[a.pid] = p
   p.cgroup = cgroup.adopt(p, a.pid, a.cgroup)
   applogs.paths(p)
-  applogs.open_pipes(p, a.out, a.err, a.held)
+  applogs.open_pipes(p, a.out, a.err, a.held, true)
   if a.ipc then
     channel.open(p, a.ipc, a.ipc_held)
     p.channel_fd = 3 -- (known to its process only; a number for "has one")

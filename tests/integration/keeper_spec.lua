@@ -331,6 +331,50 @@ describe("the keeper", function()
     core.kill(fake, 9)
   end)
 
+  it("a log its user made a link while no daemon ran: refused, its lines counted; written again once it is a file",
+    function()
+      -- (the next daemon opens an adopted app's logs when it first writes
+      -- them: a refusal then is the writer's, counted, and tried again)
+      local nobody = util.passwd("nobody")
+      if core.getuid() ~= 0 or not nobody then return pending("needs root and a user nobody") end
+      -- (a folder nobody reaches: PM_HOME is 0700)
+      local base = H.sh("mktemp -d /tmp/pm-keeplink.XXXXXX").out:match("[^\n]+")
+      finally(function() os.execute("rm -rf " .. q(base)) end)
+      core.chmod(base, 493)
+      local dir = base .. "/u"
+      core.mkdir(dir, 493)
+      H.sh(("chown %d:%d %s"):format(nobody.uid, nobody.gid, q(dir)))
+      local victim = H.write(H.home .. "/victim", "root's own\n")
+      local log = dir .. "/out.log"
+      local eco = H.write(H.home .. "/tick.json", util.encode({ apps = { { name = "tick", script = "/bin/sh",
+        user = "nobody", out_file = log, args = { "-c", "i=0; while :; do i=$((i+1)); echo t $i; sleep 0.05; done" },
+      } } }))
+      ok(H.pm("start", eco, "-s"))
+      local pid = online(H.proc("tick")).pid
+      H.wait_for(function() return H.contains(log, "t 3\n") end, 5000, "lines in the log")
+      local k = H.keeper_pid()
+      core.kill(k, core.signals.SIGSTOP)
+      local old = H.daemon_pid()
+      core.kill(old, 9)
+      H.wait_for(function() return not H.alive(old) end, 5000, "the daemon's end")
+      H.sh(("rm -f %s && ln -s %s %s && chown -h %d:%d %s"):format(q(log), q(victim), q(log), nobody.uid,
+        nobody.gid, q(log)))
+      core.kill(k, core.signals.SIGCONT)
+      ok(H.pm("ping"))
+      assert.equal(pid, H.proc("tick").pid, "the app kept")
+      H.wait_for(function()
+        return H.contains(H.home .. "/pm.log", "log " .. log .. " cannot be written")
+      end, 5000, "the refusal said (its lines dropped and counted)")
+      assert.equal("root's own\n", util.read_file(victim))
+      -- its user puts a file back: the next lines go there
+      H.sh("rm -f " .. q(log))
+      H.wait_for(function()
+        local st = core.stat(log)
+        return st and st.type == "file" and (util.read_file(log) or ""):find("t %d+\n") ~= nil
+      end, 5000, "lines in a log file again")
+      assert.equal("root's own\n", util.read_file(victim))
+    end)
+
   it("a stop after the take-over stops what the adopted app started, escapees included", function()
     local mark = tostring(core.getpid()) .. "7" .. tostring(math.floor(core.now()) % 100000)
     local app = H.script("tree.sh", ("#!/bin/sh\n( setsid sleep %s & )\nsleep %s &\nwhile :; do sleep 1; done\n")
