@@ -34,9 +34,16 @@ the daemon trusts it. ]]
 function M.restore(entries, done)
   local started = {}
   local i = 0
+  -- the names that run (one look at every app, not one per entry: 10,000
+  -- entries made that 10^8 steps)
+  local running = {}
+  for _, p in ipairs(sup.all()) do running[p.name] = true end
   local function add(decl, environ, origin, meta)
     if type(meta.procs) == "table" and #meta.procs > 0 then decl.instances = #meta.procs end
-    for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do started[#started + 1] = p end
+    for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do
+      started[#started + 1] = p
+      running[p.name] = true
+    end
   end
   -- Each Lua file (and env) is read once for every app it declared:
   -- (file, env) -> { names = {...}, decls = name -> decl | nil, err }
@@ -74,6 +81,8 @@ function M.restore(entries, done)
           g.decls = {}
           for _, d in ipairs(decls) do g.decls[d.name] = d end
         end
+        -- (the loop ran meanwhile: what was started then runs too)
+        for _, p in ipairs(sup.all()) do running[p.name] = true end
         cb(g)
       end)
   end
@@ -83,7 +92,7 @@ function M.restore(entries, done)
     if not entry then return done(started) end
     local raw, meta = split(entry)
     local name = raw.name
-    if type(name) ~= "string" or #sup.by_name(name) > 0 then return next_entry() end
+    if type(name) ~= "string" or running[name] then return next_entry() end
     local environ = type(meta.environ) == "table" and meta.environ or core.environ()
     local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ, keep_cwd = true })
     if not decl then
@@ -98,6 +107,7 @@ function M.restore(entries, done)
       return next_entry()
     end
     hooks_of(g, environ, function()
+      if running[name] then return next_entry() end
       local from = g.decls and g.decls[name]
       if g.err then
         log.warn("resurrect %s: %s; the saved declaration comes back without its hooks", name, g.err)
