@@ -16,6 +16,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 
 #include "core.h"
 
@@ -522,6 +523,151 @@ static int l_stream_write_pieces(lua_State *L)
 	return stream_written(L, s);
 }
 
+/* Waits until fd is readable (POLLIN) or writable (POLLOUT); 0, or -1 */
+static int wait_fd(int fd, short ev)
+{
+	struct pollfd p = {fd, ev, 0};
+	for (;;) {
+		int r = poll(&p, 1, -1);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* Writes all of data to fd (blocking or not); 0, or -1 with errno */
+static int write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN && wait_fd(fd, POLLOUT) == 0)
+				continue;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+#define RELAY_BUF (1 << 18)
+
+/* stream:relay(fd, head) -> true | nil, err [, line]: the next line the
+ * peer sends, when it begins with head, is copied to fd as it comes
+ * without head and without its last two bytes ("}\n": a JSON-RPC reply
+ * whose result is last), never held whole and never made a Lua string
+ * (pm jlist: megabytes from the daemon straight to stdout). A line that
+ * does not begin with head comes back as the third result (an error
+ * reply), with err "other reply". Blocks: the loop does not run meanwhile;
+ * the stream reads nothing afterwards. */
+static int l_stream_relay(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	int out = (int)luaL_checkinteger(L, 2);
+	size_t hlen;
+	const char *head = luaL_checklstring(L, 3, &hlen);
+	if (s->closed)
+		return stream_refused(L);
+	ev_io_stop(pm_loop, &s->r);
+	s->paused = 1; /* nothing is read by the loop afterwards */
+	size_t cap = RELAY_BUF + hlen + s->inlen;
+	char *buf = malloc(cap);
+	if (!buf)
+		return luaL_error(L, "out of memory");
+	/* what the stream read already comes first */
+	size_t have = s->inlen;
+	if (have)
+		memcpy(buf, s->in, have);
+	s->inlen = 0;
+	drop_in(s);
+	int in_head = 1;
+	const char *err = NULL;
+	int err_errno = 0;
+	for (;;) {
+		if (in_head && have >= hlen) {
+			if (memcmp(buf, head, hlen) != 0) {
+				/* another reply (an error): its line, up to 1 MB */
+				char *nl = memchr(buf, '\n', have);
+				if (nl || have >= cap) {
+					size_t len = nl ? (size_t)(nl - buf) : have;
+					lua_pushnil(L);
+					lua_pushliteral(L, "other reply");
+					lua_pushlstring(L, buf, len);
+					free(buf);
+					return 3;
+				}
+				if (cap < (1 << 20)) {
+					char *b = realloc(buf, 1 << 20);
+					if (!b) {
+						free(buf);
+						return luaL_error(L, "out of memory");
+					}
+					buf = b;
+					cap = 1 << 20;
+				}
+			} else {
+				in_head = 0;
+				memmove(buf, buf + hlen, have - hlen);
+				have -= hlen;
+			}
+		}
+		if (!in_head) {
+			char *nl = memchr(buf, '\n', have);
+			if (nl) {
+				size_t len = (size_t)(nl - buf);
+				if (len == 0 || buf[len - 1] != '}') {
+					err = "bad reply from the daemon";
+					break;
+				}
+				if (write_all(out, buf, len - 1) < 0) {
+					err_errno = errno;
+					break;
+				}
+				break; /* done */
+			}
+			/* all but the last two bytes (the end may be "}" + "\n") */
+			if (have > 2) {
+				if (write_all(out, buf, have - 2) < 0) {
+					err_errno = errno;
+					break;
+				}
+				memmove(buf, buf + have - 2, 2);
+				have = 2;
+			}
+		}
+		if (have >= cap) {
+			err = "bad reply from the daemon";
+			break;
+		}
+		ssize_t n = read(s->fd, buf + have, cap - have);
+		if (n == 0) {
+			err = "the pm daemon closed the connection";
+			break;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN && wait_fd(s->fd, POLLIN) == 0)
+				continue;
+			err_errno = errno;
+			break;
+		}
+		have += (size_t)n;
+	}
+	free(buf);
+	if (err || err_errno) {
+		lua_pushnil(L);
+		lua_pushstring(L, err ? err : strerror(err_errno));
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* stream:chunked() -> nothing: from now on on_line gets the bytes as they
  * arrive (whatever a partial line held first), not lines */
 static int l_stream_chunked(lua_State *L)
@@ -1003,6 +1149,7 @@ void pm_open_io(lua_State *L)
 		{"write_pieces", l_stream_write_pieces},
 		{"write_fd", l_stream_write_fd},
 		{"chunked", l_stream_chunked},
+		{"relay", l_stream_relay},
 		{"pending", l_stream_pending},
 		{"pause", l_stream_pause},
 		{"resume", l_stream_resume},

@@ -41,7 +41,8 @@ V.list = list_verb
 function V.jlist(args)
   no_args("jlist", args)
   local conn = check(api()._conn())
-  check(conn:call_streamed("list", nil, function(piece) io.stdout:write(piece) end))
+  io.stdout:flush()
+  check(conn:call_relayed("list", nil, 1))
   io.stdout:write("\n")
   return 0
 end
