@@ -216,7 +216,10 @@ end
 local function static_json(p)
   local s = p.json_static
   local d = p.decl
-  if s and p.json_decl == d and p.json_learned == d.learned_listen then return s end
+  -- (a scale changes d.instances in place)
+  if s and p.json_decl == d and p.json_learned == d.learned_listen and p.json_instances == d.instances then
+    return s
+  end
   local own = {
     pm_id = p.pm_id,
     pm_cwd = d.cwd,
@@ -235,7 +238,7 @@ local function static_json(p)
   end
   local members = appdecl.members_json(d, drop)
   s = (members ~= "" and (members .. ",") or "") .. util.encode(own):sub(2, -2)
-  p.json_static, p.json_decl, p.json_learned = s, d, d.learned_listen
+  p.json_static, p.json_decl, p.json_learned, p.json_instances = s, d, d.learned_listen, d.instances
   return s
 end
 
@@ -470,30 +473,11 @@ local function selected_into(parts, n, p, sel, mem, cpu)
   return n + 1
 end
 
--- One description as pieces of JSON text appended to parts after index n
--- (DESIGN section 5) -> the new last index. brief: without the
--- environment (what the process table needs).
-local function describe_into(parts, n, p, brief, cached, changes)
+-- pm2_env's members after static_json's, as pieces of JSON text appended
+-- to parts after index n -> the new last index. brief: without the
+-- environment.
+local function env_members_into(parts, n, p, brief, changes)
   local d = p.decl
-  if type(brief) == "table" then -- a selection
-    local mem, cpu
-    if brief.monit then mem, cpu = sample(p, cached) end
-    return selected_into(parts, n, p, brief, mem, cpu)
-  end
-  local mem, cpu = sample(p, cached)
-  parts[n + 1] = '{"name":'
-  parts[n + 2] = jstr(p.name)
-  parts[n + 3] = ',"pid":'
-  parts[n + 4] = ("%d"):format(p.pid or 0)
-  parts[n + 5] = ',"pm_id":'
-  parts[n + 6] = ("%d"):format(p.pm_id)
-  parts[n + 7] = ',"monit":{"memory":'
-  parts[n + 8] = ("%.0f"):format(mem or 0)
-  parts[n + 9] = ',"cpu":'
-  parts[n + 10] = tostring(cpu or 0)
-  parts[n + 11] = '},"pm2_env":{'
-  parts[n + 12] = static_json(p)
-  n = n + 12
   n = member(parts, n, ',"status":', p.status)
   n = member(parts, n, ',"pm_out_log_path":', p.out_path or applogs.path(p, "out"))
   n = member(parts, n, ',"pm_err_log_path":', p.err_path or applogs.path(p, "err"))
@@ -548,6 +532,82 @@ local function describe_into(parts, n, p, brief, cached, changes)
       n = n + 2
     end
   end
+  return n
+end
+
+--[[ The whole of pm2_env's text (without its braces) of a full
+description, kept with what it was made from (p.json_body): made again
+only when one of those differs. The comparison is of values (a string, a
+number, the declaration's table), so no path that changes an app has to
+say so: a list of 2,000 unchanged apps is 2,000 comparisons of ~20
+values and 2,000 strings copied. A description with a table among them
+(notify, last_hook_error: they may change in place) is made each time. ]]
+local new_table = require "table.new"
+local BODY_N = 23
+local function body_json(p)
+  local d = p.decl
+  local e = p.env_json
+  local hist = p.history
+  local hj = hist and p.history_json
+  if hist and not hj then
+    hj = "[" .. table.concat(hist, ",") .. "]"
+    p.history_json = hj
+  end
+  local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
+  local notify, hook_err = p.notify, p.last_hook_error
+  local c = p.json_body
+  local stat, mon, meta, flat = static_json(p), channel_mod().monitor_json(p), meta_json(p), flat_of(p).text
+  if c and c[1] == stat and c[2] == p.status and c[3] == p.out_path and c[4] == p.err_path
+      and c[5] == p.log_path and c[6] == (p.pm_uptime or p.created_at) and c[7] == p.restart_time
+      and c[8] == p.unstable_restarts and c[9] == exit_code and c[10] == p.exit_signal
+      and c[11] == p.prev_restart_delay and c[12] == p.error and c[13] == notify and c[14] == p.ready
+      and c[15] == hook_err and c[16] == mon and c[17] == meta and c[18] == hj and c[19] == d
+      and c[20] == flat and c[21] == (e and e[1]) and c[22] == (e and e[2]) and c[23] == p.name then
+    return c.text
+  end
+  local parts = new_table(40, 0)
+  parts[1] = stat
+  local text = table.concat(parts, "", 1, env_members_into(parts, 1, p, false))
+  if type(notify) == "table" or type(hook_err) == "table" or type(p.error) == "table"
+      or type(p.ready) == "table" or p.out_path == nil or p.err_path == nil then
+    p.json_body = nil -- (made each time: in place changes, or paths worked out each time)
+    return text
+  end
+  c = c or new_table(BODY_N, 1)
+  c[1], c[2], c[3], c[4], c[5], c[6] = stat, p.status, p.out_path, p.err_path, p.log_path, p.pm_uptime or p.created_at
+  c[7], c[8], c[9], c[10], c[11], c[12] = p.restart_time, p.unstable_restarts, exit_code, p.exit_signal,
+    p.prev_restart_delay, p.error
+  c[13], c[14], c[15], c[16], c[17], c[18] = notify, p.ready, hook_err, mon, meta, hj
+  c[19], c[20], c[21], c[22], c[23] = d, flat, e and e[1], e and e[2], p.name
+  c.text = text
+  p.json_body = c
+  return text
+end
+
+-- One description as pieces of JSON text appended to parts after index n
+-- (DESIGN section 5) -> the new last index. brief: without the
+-- environment (what the process table needs).
+local HEAD = '{"name":%s,"pid":%d,"pm_id":%d,"monit":{"memory":%.0f,"cpu":%s},"pm2_env":{'
+local function describe_into(parts, n, p, brief, cached, changes)
+  if type(brief) == "table" then -- a selection
+    local mem, cpu
+    if brief.monit then mem, cpu = sample(p, cached) end
+    return selected_into(parts, n, p, brief, mem, cpu)
+  end
+  local mem, cpu = sample(p, cached)
+  local jn = p.json_name
+  if not jn or jn[1] ~= p.name then
+    jn = { p.name, jstr(p.name) }
+    p.json_name = jn
+  end
+  parts[n + 1] = HEAD:format(jn[2], p.pid or 0, p.pm_id, mem or 0, tostring(cpu or 0))
+  if brief or (changes and changes[p]) then
+    parts[n + 2] = static_json(p)
+    n = env_members_into(parts, n + 2, p, brief, changes)
+  else
+    parts[n + 2] = body_json(p)
+    n = n + 2
+  end
   parts[n + 1] = "}}"
   return n + 1
 end
@@ -565,14 +625,13 @@ function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
 
 -- The descriptions of list as one JSON array, handed to the RPC layer
 -- as text pieces (util.raw): no table per app, no re-encoding.
-local new_table = require "table.new"
 -- cached: monit from the last sample only, /proc is not read (the replies
 -- of start, stop, restart and delete, as PM2's carry no fresh monit).
 -- changes: record -> what an ecosystem file changed of its declaration.
 function M.describe_list(list, brief, cached, changes)
   if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
   pkg_seen = {}
-  local parts, n = new_table(#list * 36 + 2, 0), 1
+  local parts, n = new_table(#list * 4 + 2, 0), 1
   parts[1] = "["
   for i, p in ipairs(list) do
     if i > 1 then n = n + 1; parts[n] = "," end
