@@ -15,12 +15,12 @@ and per pm jlist call the daemon's CPU (its main thread, schedstat) and the
 client's (user + sys). Prints one table; the load average beside it (the
 machine may be shared: the figures are medians).
 
-  bench/jlist.py [APPS [ROUNDS]]       (2000 10; run from the repository)
+  [PM_BIN=path/to/pm] bench/jlist.py [APPS [ROUNDS]]   (2000 10)
 """
 import os, resource, shutil, statistics, subprocess, sys, tempfile, time, json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PM = os.path.join(ROOT, "bin", "pm")
+PM = os.environ.get("PM_BIN") or os.path.join(ROOT, "bin", "pm")  # (PM_BIN: another build, to compare)
 apps = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 10
 
@@ -28,7 +28,7 @@ tmp = tempfile.mkdtemp(prefix="pm-jlist-")
 home = os.path.join(tmp, "home")
 os.mkdir(home)
 env = dict(os.environ, PM_HOME=home)
-env.pop("PM_LUA_DIR", None) if os.environ.get("JLIST_SOURCES") != "1" else None
+env.pop("PM_LUA_DIR", None)
 floor_pid = None
 
 

@@ -56,9 +56,10 @@ local function refresh_some()
   if #stale > 0 then refresher = core.timer(0, 0, refresh_some) end
 end
 
-local function sample(p, cached)
+-- (now: the time of a list's samples, read once for all of them)
+local function sample(p, cached, now)
   if not p.pid or p.pid == 0 then return 0, 0 end
-  local t = core.mono()
+  local t = now or core.mono()
   local prev = p.cpu_sample
   if prev and prev.pid == p.pid then
     local age = t - prev.t
@@ -588,19 +589,23 @@ end
 -- (DESIGN section 5) -> the new last index. brief: without the
 -- environment (what the process table needs).
 local HEAD = '{"name":%s,"pid":%d,"pm_id":%d,"monit":{"memory":%.0f,"cpu":%s},"pm2_env":{'
-local function describe_into(parts, n, p, brief, cached, changes)
+local function describe_into(parts, n, p, brief, cached, changes, now)
   if type(brief) == "table" then -- a selection
     local mem, cpu
-    if brief.monit then mem, cpu = sample(p, cached) end
+    if brief.monit then mem, cpu = sample(p, cached, now) end
     return selected_into(parts, n, p, brief, mem, cpu)
   end
-  local mem, cpu = sample(p, cached)
-  local jn = p.json_name
-  if not jn or jn[1] ~= p.name then
-    jn = { p.name, jstr(p.name) }
-    p.json_name = jn
+  local mem, cpu = sample(p, cached, now)
+  mem, cpu = mem or 0, cpu or 0
+  -- (kept while the sample is the same: a burst of lists makes none)
+  local h = p.json_head
+  local pid = p.pid or 0
+  if not (h and h[1] == p.name and h[2] == pid and h[3] == mem and h[4] == cpu and h[5] == p.pm_id) then
+    h = { p.name, pid, mem, cpu, p.pm_id }
+    h[6] = HEAD:format(jstr(p.name), pid, p.pm_id, mem, tostring(cpu))
+    p.json_head = h
   end
-  parts[n + 1] = HEAD:format(jn[2], p.pid or 0, p.pm_id, mem or 0, tostring(cpu or 0))
+  parts[n + 1] = h[6]
   if brief or (changes and changes[p]) then
     parts[n + 2] = static_json(p)
     n = env_members_into(parts, n + 2, p, brief, changes)
@@ -632,10 +637,11 @@ function M.describe_list(list, brief, cached, changes)
   if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
   pkg_seen = {}
   local parts, n = new_table(#list * 4 + 2, 0), 1
+  local now = core.mono()
   parts[1] = "["
   for i, p in ipairs(list) do
     if i > 1 then n = n + 1; parts[n] = "," end
-    n = describe_into(parts, n, p, brief, cached, changes)
+    n = describe_into(parts, n, p, brief, cached, changes, now)
   end
   parts[n + 1] = "]"
   return util.raw(parts)

@@ -125,7 +125,7 @@ M.FIELDS = {
     json_learned = "the decl's learned_listen when json_static was made (sockets.lua changes it in place)",
     json_instances = "the decl's instances when json_static was made (a scale changes it in place)",
     json_body = "its description's pm2_env text and the values it was made from (describe.body_json)",
-    json_name = "{ name, its JSON text }",
+    json_head = "{ name, pid, memory, cpu, pm_id, the text of its description's head }",
     json_meta = "version and node_version of its process: { at, decl, version, nv, text }",
     json_flat = "its environment flattened into pm2_env: { env, decl, vars, shared, text }",
   },
