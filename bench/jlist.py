@@ -56,11 +56,14 @@ try:
                              "interpreter": "none"} for i in range(1, apps + 1)]}, f)
     t0 = time.perf_counter()
     pm("start", eco, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-    deadline = time.time() + 600
+    # until all are online, or as many as fit (the count still for 3 s)
+    deadline, last, still = time.time() + 600, -1, time.time()
     while True:
         out = pm("jlist", stdout=subprocess.PIPE, timeout=120).stdout
         up = sum(1 for p in json.loads(out) if p["pm2_env"]["status"] == "online")
-        if up >= apps or time.time() > deadline:
+        if up != last:
+            last, still = up, time.time()
+        if up >= apps or time.time() > deadline or (up > 0 and time.time() - still > 3):
             break
         time.sleep(0.2)
     started = (time.perf_counter() - t0) * 1000
