@@ -678,8 +678,9 @@ static int write_all(int fd, const char *data, size_t len)
  * whose result is last), never held whole and never made a Lua string
  * (pm jlist: megabytes from the daemon straight to stdout). A line that
  * does not begin with head comes back as the third result (an error
- * reply), with err "other reply". Blocks: the loop does not run meanwhile;
- * the stream reads nothing afterwards. */
+ * reply), with err "other reply"; err is "output closed" when fd's reader
+ * went away (EPIPE). Blocks: the loop does not run meanwhile; the stream
+ * reads nothing afterwards. */
 static int l_stream_relay(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
@@ -775,6 +776,8 @@ static int l_stream_relay(lua_State *L)
 		have += (size_t)n;
 	}
 	free(buf);
+	if (!err && err_errno == EPIPE) /* the reader of fd went away */
+		err = "output closed";
 	if (err || err_errno) {
 		lua_pushnil(L);
 		lua_pushstring(L, err ? err : strerror(err_errno));

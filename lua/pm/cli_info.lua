@@ -42,7 +42,9 @@ function V.jlist(args)
   no_args("jlist", args)
   local conn = check(api()._conn())
   io.stdout:flush()
-  check(conn:call_relayed("list", nil, 1))
+  local ok, err = conn:call_relayed("list", nil, 1)
+  if not ok and err == "output closed" then return 0 end -- (pm jlist | head: as cat does)
+  check(ok, err)
   io.stdout:write("\n")
   return 0
 end

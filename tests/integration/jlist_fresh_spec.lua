@@ -168,3 +168,25 @@ describe("pm jlist after each kind of change (no description kept stale)", funct
     assert.equal(2, p.pm2_env.axm_monitor.p.value)
   end)
 end)
+
+describe("pm jlist's output", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("is the daemon's text whole, and a reader that goes away early ends it quietly (as cat)", function()
+    local app = sleeper()
+    local apps = {}
+    for i = 1, 40 do apps[i] = { name = "b" .. i, script = app, env = { BLOB = string.rep("y", 5000) } } end
+    ok(H.pm("start", H.script("many.json", util.encode({ apps = apps }), "644"), "-s"))
+    local r = ok(H.pm("jlist"))
+    assert.is_true(#r.out > 400000, "a reply of " .. #r.out .. " bytes")
+    assert.equal("\n", r.out:sub(-1))
+    assert.equal(40, #assert(util.decode(r.out)))
+    local rc = H.home .. "/jlist.rc"
+    local h = H.sh("sh -c " .. H.shquote("{ " .. H.command("jlist") .. "; echo $? >" .. H.shquote(rc)
+      .. "; } | head -c 5"))
+    assert.equal('[{"na', h.out)
+    assert.equal("", h.err)
+    assert.equal("0", (util.read_file(rc) or ""):match("%d+"))
+  end)
+end)
