@@ -12,7 +12,7 @@ figures), then ROUNDS rounds, each timing in turn:
   sockfloor | cat >/dev/null
 
 and per pm jlist call the daemon's CPU (its main thread, schedstat) and the
-client's (user + sys). Prints one table; the load average beside it (the
+client's (user + sys); the daemon's VmRSS 2 s after the rounds. Prints one table; the load average beside it (the
 machine may be shared: the figures are medians).
 
   [PM_BIN=path/to/pm] bench/jlist.py [APPS [ROUNDS]]   (2000 10)
@@ -92,6 +92,9 @@ try:
         rows["pm_pipe"].append(timed(["sh", "-c", '"$0" jlist | cat >/dev/null', PM]))
         rows["floor_pipe"].append(timed(["sh", "-c", '"$0" "$1" | cat >/dev/null', floor, sock]))
     med = {k: statistics.median(v) for k, v in rows.items()}
+    time.sleep(2)  # (the daemon's collection after a burst of replies: 0.5 s after the last)
+    with open("/proc/%d/status" % dpid) as f:
+        rss = int([l for l in f if l.startswith("VmRSS:")][0].split()[1]) / 1024
     print("%d apps (%d online, started in %.0f ms), jlist %.2f MB; %d rounds; load %.2f %.2f %.2f" % (
         apps, up, started, len(out) / 1e6, rounds, *os.getloadavg()))
     print("| what | median ms |")
@@ -101,6 +104,7 @@ try:
     print("|   client CPU (user + sys) per call | %.1f |" % statistics.median(ccpu))
     print("| floor: the same bytes over a unix socket (bench/sockfloor.c) | %.1f |" % med["floor"])
     print("| exec of /bin/true | %.1f |" % med["true"])
+    print("| daemon VmRSS 2 s after the rounds (MB) | %.1f |" % rss)
     print("| `pm jlist \\| cat >/dev/null` (sh -c) | %.1f |" % med["pm_pipe"])
     print("| floor `\\| cat >/dev/null` (sh -c) | %.1f |" % med["floor_pipe"])
 finally:

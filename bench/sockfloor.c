@@ -32,23 +32,30 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
-static int serve(int fd, const char *file)
+/* FILE's bytes and a newline, in memory -> their length (0: unreadable) */
+static size_t load(const char *file, char **data)
 {
 	int f = open(file, O_RDONLY);
 	struct stat st;
 	if (f < 0 || fstat(f, &st) < 0)
-		return 1;
-	char *data = malloc((size_t)st.st_size + 1);
+		return 0;
+	*data = malloc((size_t)st.st_size + 1);
 	size_t got = 0;
-	while (data && got < (size_t)st.st_size) {
-		ssize_t n = read(f, data + got, (size_t)st.st_size - got);
+	while (*data && got < (size_t)st.st_size) {
+		ssize_t n = read(f, *data + got, (size_t)st.st_size - got);
 		if (n <= 0)
-			return 1;
+			return 0;
 		got += (size_t)n;
 	}
-	if (!data)
-		return 1;
-	data[got++] = '\n';
+	close(f);
+	if (!*data)
+		return 0;
+	(*data)[got++] = '\n';
+	return got;
+}
+
+static int serve(int fd, const char *data, size_t len)
+{
 	if (listen(fd, 16) < 0)
 		return 1;
 	for (;;) {
@@ -56,7 +63,7 @@ static int serve(int fd, const char *file)
 		if (c < 0)
 			continue;
 		if (read(c, buf, sizeof buf) > 0)
-			write_all(c, data, got);
+			write_all(c, data, len);
 		close(c);
 	}
 }
@@ -76,10 +83,16 @@ int main(int argc, char **argv)
 	if (fd < 0)
 		return 1;
 	if (server) {
+		/* (the bytes ready before the socket's path exists: a client
+		 * that finds it is served at once) */
+		char *data = NULL;
+		size_t len = load(argv[3], &data);
+		if (len == 0)
+			return 1;
 		unlink(a.sun_path);
 		if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0)
 			return 1;
-		return serve(fd, argv[3]);
+		return serve(fd, data, len);
 	}
 	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
 		return 1;

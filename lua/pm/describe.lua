@@ -474,11 +474,11 @@ local function selected_into(parts, n, p, sel, mem, cpu)
   return n + 1
 end
 
--- pm2_env's members after static_json's, as pieces of JSON text appended
--- to parts after index n -> the new last index. brief: without the
--- environment.
-local function env_members_into(parts, n, p, brief, changes)
-  local d = p.decl
+-- pm2_env's members after static_json's up to its environment (status,
+-- logs, restarts, exit, readiness, metrics, versions, events, changes),
+-- as pieces of JSON text appended to parts after index n -> the new last
+-- index.
+local function state_into(parts, n, p, changes)
   n = member(parts, n, ',"status":', p.status)
   n = member(parts, n, ',"pm_out_log_path":', p.out_path or applogs.path(p, "out"))
   n = member(parts, n, ',"pm_err_log_path":', p.err_path or applogs.path(p, "err"))
@@ -511,43 +511,45 @@ local function env_members_into(parts, n, p, brief, changes)
   end
   local ch = changes and changes[p]
   if ch then n = member(parts, n, ',"changes":', util.array(ch)) end
-  if not brief then
-    if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
-    local flat = flat_of(p).text
-    if flat ~= "" then
-      parts[n + 1] = ","
-      parts[n + 2] = flat
-      n = n + 2
-    end
-    local e = p.env_json
-    if e then
-      parts[n + 1] = ',"env":{'
-      parts[n + 2] = e[1]
-      parts[n + 3] = (e[1] ~= "" and e[2] ~= "") and "," or ""
-      parts[n + 4] = e[2]
-      parts[n + 5] = "}"
-      n = n + 5
-    else
-      parts[n + 1] = ',"env":'
-      parts[n + 2] = util.encode(d.env or {})
-      n = n + 2
-    end
+  return n
+end
+
+-- pm2_env's last members: the environment, flattened and as env, as
+-- pieces (the texts an app's environment is made of are shared: an app's
+-- description holds no copy of them)
+local function env_into(parts, n, p)
+  local d = p.decl
+  if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
+  local flat = flat_of(p).text
+  if flat ~= "" then
+    parts[n + 1] = ","
+    parts[n + 2] = flat
+    n = n + 2
+  end
+  local e = p.env_json
+  if e then
+    parts[n + 1] = ',"env":{'
+    parts[n + 2] = e[1]
+    parts[n + 3] = (e[1] ~= "" and e[2] ~= "") and "," or ""
+    parts[n + 4] = e[2]
+    parts[n + 5] = "}"
+    n = n + 5
+  else
+    parts[n + 1] = ',"env":'
+    parts[n + 2] = util.encode(d.env or {})
+    n = n + 2
   end
   return n
 end
 
---[[ The whole of pm2_env's text (without its braces) of a full
-description, kept with what it was made from (p.json_body): made again
-only when one of those differs. The comparison is of values (a string, a
-number, the declaration's table), so no path that changes an app has to
-say so: a list of 2,000 unchanged apps is 2,000 comparisons of ~20
-values and 2,000 strings copied. A description with a table among them
-(notify, last_hook_error: they may change in place) is made each time. ]]
+--[[ state_into's text, kept with the values it was made from
+(p.json_state), made again only when one of those differs. The comparison
+is of values (a string, a number), so no path that changes an app has to
+say so: a list of 2,000 unchanged apps is 2,000 comparisons of ~17 values.
+A state with a table among them (notify, last_hook_error: they may change
+in place) is made each time. ]]
 local new_table = require "table.new"
-local BODY_N = 23
-local function body_json(p)
-  local d = p.decl
-  local e = p.env_json
+local function state_json(p)
   local hist = p.history
   local hj = hist and p.history_json
   if hist and not hj then
@@ -556,32 +558,30 @@ local function body_json(p)
   end
   local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
   local notify, hook_err = p.notify, p.last_hook_error
-  local c = p.json_body
-  local stat, mon, meta, flat = static_json(p), channel_mod().monitor_json(p), meta_json(p), flat_of(p).text
-  if c and c[1] == stat and c[2] == p.status and c[3] == p.out_path and c[4] == p.err_path
-      and c[5] == p.log_path and c[6] == (p.pm_uptime or p.created_at) and c[7] == p.restart_time
-      and c[8] == p.unstable_restarts and c[9] == exit_code and c[10] == p.exit_signal
-      and c[11] == p.prev_restart_delay and c[12] == p.error and c[13] == notify and c[14] == p.ready
-      and c[15] == hook_err and c[16] == mon and c[17] == meta and c[18] == hj and c[19] == d
-      and c[20] == flat and c[21] == (e and e[1]) and c[22] == (e and e[2]) and c[23] == p.name then
+  local mon, meta = channel_mod().monitor_json(p), meta_json(p)
+  local c = p.json_state
+  if c and c[1] == p.status and c[2] == p.out_path and c[3] == p.err_path and c[4] == p.log_path
+      and c[5] == (p.pm_uptime or p.created_at) and c[6] == p.restart_time and c[7] == p.unstable_restarts
+      and c[8] == exit_code and c[9] == p.exit_signal and c[10] == p.prev_restart_delay and c[11] == p.error
+      and c[12] == notify and c[13] == p.ready and c[14] == hook_err and c[15] == mon and c[16] == meta
+      and c[17] == hj then
     return c.text
   end
   local parts = new_table(40, 0)
-  parts[1] = stat
-  local text = table.concat(parts, "", 1, env_members_into(parts, 1, p, false))
+  local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
   if type(notify) == "table" or type(hook_err) == "table" or type(p.error) == "table"
       or type(p.ready) == "table" or p.out_path == nil or p.err_path == nil then
-    p.json_body = nil -- (made each time: in place changes, or paths worked out each time)
+    p.json_state = nil -- (made each time: in place changes, or paths worked out each time)
     return text
   end
-  c = c or new_table(BODY_N, 1)
-  c[1], c[2], c[3], c[4], c[5], c[6] = stat, p.status, p.out_path, p.err_path, p.log_path, p.pm_uptime or p.created_at
-  c[7], c[8], c[9], c[10], c[11], c[12] = p.restart_time, p.unstable_restarts, exit_code, p.exit_signal,
-    p.prev_restart_delay, p.error
-  c[13], c[14], c[15], c[16], c[17], c[18] = notify, p.ready, hook_err, mon, meta, hj
-  c[19], c[20], c[21], c[22], c[23] = d, flat, e and e[1], e and e[2], p.name
+  c = c or new_table(17, 1)
+  c[1], c[2], c[3], c[4], c[5], c[6] = p.status, p.out_path, p.err_path, p.log_path,
+    p.pm_uptime or p.created_at, p.restart_time
+  c[7], c[8], c[9], c[10], c[11], c[12] = p.unstable_restarts, exit_code, p.exit_signal, p.prev_restart_delay,
+    p.error, notify
+  c[13], c[14], c[15], c[16], c[17] = p.ready, hook_err, mon, meta, hj
   c.text = text
-  p.json_body = c
+  p.json_state = c
   return text
 end
 
@@ -606,13 +606,15 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
     p.json_head = h
   end
   parts[n + 1] = h[6]
-  if brief or (changes and changes[p]) then
-    parts[n + 2] = static_json(p)
-    n = env_members_into(parts, n + 2, p, brief, changes)
+  parts[n + 2] = static_json(p)
+  n = n + 2
+  if changes and changes[p] then
+    n = state_into(parts, n, p, changes)
   else
-    parts[n + 2] = body_json(p)
-    n = n + 2
+    n = n + 1
+    parts[n] = state_json(p)
   end
+  if not brief then n = env_into(parts, n, p) end
   parts[n + 1] = "}}"
   return n + 1
 end
@@ -636,7 +638,7 @@ function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
 function M.describe_list(list, brief, cached, changes)
   if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
   pkg_seen = {}
-  local parts, n = new_table(#list * 4 + 2, 0), 1
+  local parts, n = new_table(#list * 12 + 2, 0), 1
   local now = core.mono()
   parts[1] = "["
   for i, p in ipairs(list) do
