@@ -12,10 +12,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 
 #include "core.h"
 
@@ -48,6 +50,13 @@ typedef struct {
 	size_t max_pending;
 	int closed;
 	int on_line, on_close, on_eof, self;
+	/* a list of strings being written (write_pieces) before out's bytes:
+	 * its registry ref (LUA_NOREF: none; the list holds the strings, so
+	 * their bytes stay where they are), where they are (piov, pn of
+	 * them), the next one (pi, 0-based) and the bytes left in all */
+	int pieces, pn, pi;
+	struct iovec *piov;
+	size_t pleft;
 	/* fds to pass (stream:write_fd): each goes, SCM_RIGHTS, with the
 	 * byte of the output at offset at (the first of its message) */
 	struct {
@@ -102,6 +111,21 @@ static void drop_out(stream_t *s)
 	}
 }
 
+/* Bytes queued and not yet written */
+static size_t queued(const stream_t *s)
+{
+	return s->outlen - s->outoff + s->pleft;
+}
+
+static void drop_pieces(lua_State *L, stream_t *s)
+{
+	pm_unref(L, &s->pieces);
+	free(s->piov);
+	s->piov = NULL;
+	s->pn = s->pi = 0;
+	s->pleft = 0;
+}
+
 static void stream_close(lua_State *L, stream_t *s)
 {
 	if (s->closed)
@@ -119,6 +143,7 @@ static void stream_close(lua_State *L, stream_t *s)
 	pm_unref(L, &s->on_line);
 	pm_unref(L, &s->on_close);
 	pm_unref(L, &s->on_eof);
+	drop_pieces(L, s);
 	pm_unref(L, &s->self);
 }
 
@@ -324,8 +349,58 @@ static ssize_t send_out(stream_t *s, size_t end, int fd)
 	return sendmsg(s->fd, &msg, MSG_NOSIGNAL);
 }
 
+#define PIECES_IOV 1024 /* IOV_MAX */
+#define PIECES_SNDBUF (2 << 20)
+
+/* Writes the pieces (write_pieces) from where they are: 1 when all are
+ * written, 0 when the socket takes no more now, -1 when the stream was
+ * lost */
+static int flush_pieces(stream_t *s)
+{
+	while (s->pleft > 0 && s->pi < s->pn) {
+		int k = s->pn - s->pi;
+		if (k > PIECES_IOV)
+			k = PIECES_IOV;
+		ssize_t n = writev(s->fd, s->piov + s->pi, k);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			stream_lost(s, strerror(errno));
+			return -1;
+		}
+		s->pleft -= (size_t)n;
+		/* past the pieces written whole, into the one written in part */
+		size_t left = (size_t)n;
+		while (left > 0) {
+			struct iovec *v = &s->piov[s->pi];
+			if (v->iov_len <= left) {
+				left -= v->iov_len;
+				s->pi++;
+			} else {
+				v->iov_base = (char *)v->iov_base + left;
+				v->iov_len -= left;
+				left = 0;
+			}
+		}
+	}
+	drop_pieces(pm_L, s);
+	return 1;
+}
+
 static void stream_flush(stream_t *s)
 {
+	if (s->pieces != LUA_NOREF) {
+		int r = flush_pieces(s);
+		if (r < 0)
+			return;
+		if (r == 0) {
+			if (!ev_is_active(&s->w))
+				ev_io_start(pm_loop, &s->w);
+			return;
+		}
+	}
 	while (s->outoff < s->outlen) {
 		/* an fd to pass goes with its message's first byte: what is
 		 * before it goes first, and it goes with the bytes up to the
@@ -358,7 +433,7 @@ static void stream_flush(stream_t *s)
 			s->npass--;
 		}
 	}
-	if (s->throttled && s->outlen - s->outoff <= s->max_pending / 4) {
+	if (s->throttled && queued(s) <= s->max_pending / 4) {
 		/* the peer caught up: read its requests again */
 		s->throttled = 0;
 		stream_go_on(s);
@@ -401,7 +476,7 @@ static int l_stream(lua_State *L)
 	s->fd = fd;
 	s->max_line = max_line;
 	s->max_pending = max_pending;
-	s->on_line = s->on_close = s->on_eof = s->self = LUA_NOREF;
+	s->on_line = s->on_close = s->on_eof = s->self = s->pieces = LUA_NOREF;
 	luaL_getmetatable(L, STREAM_MT);
 	lua_setmetatable(L, -2);
 	lua_pushvalue(L, 2);
@@ -438,7 +513,7 @@ static int stream_written(lua_State *L, stream_t *s)
 {
 	if (!ev_is_active(&s->w))
 		stream_flush(s);
-	if (!s->closed && s->max_pending && !s->throttled && s->outlen - s->outoff > s->max_pending) {
+	if (!s->closed && s->max_pending && !s->throttled && queued(s) > s->max_pending) {
 		s->throttled = 1;
 		ev_io_stop(pm_loop, &s->r);
 	}
@@ -500,8 +575,11 @@ static int l_stream_write_fd(lua_State *L)
 }
 
 /* stream:write_pieces(list) -> true | nil, "closed": the strings of list
- * appended in order, then one flush (a reply of 2,000 descriptions is
- * written without a Lua string holding all of it) */
+ * queued in order, then one flush (a reply of 2,000 descriptions is
+ * written without a Lua string holding all of it). When nothing else
+ * waits to be written, the strings are written from where they are
+ * (writev, a copy of the list holds them meanwhile): 10 MB of
+ * descriptions are not copied into the output first. */
 static int l_stream_write_pieces(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
@@ -509,6 +587,45 @@ static int l_stream_write_pieces(lua_State *L)
 	if (s->closed)
 		return stream_refused(L);
 	int n = (int)lua_objlen(L, 2);
+	if (queued(s) == 0 && s->npass == 0 && s->pieces == LUA_NOREF && n > 0) {
+		struct iovec *iov = malloc((size_t)n * sizeof *iov);
+		if (!iov)
+			return luaL_error(L, "out of memory");
+		size_t total = 0;
+		int k = 0;
+		lua_createtable(L, n, 0);
+		for (int i = 1; i <= n; i++) {
+			lua_rawgeti(L, 2, i);
+			size_t len;
+			/* (a number becomes its text in the copy) */
+			const char *data = lua_tolstring(L, -1, &len);
+			if (!data) {
+				free(iov);
+				return luaL_error(L, "write_pieces: piece %d is not a string", i);
+			}
+			if (len > 0) {
+				iov[k].iov_base = (char *)data;
+				iov[k].iov_len = len;
+				k++;
+			}
+			total += len;
+			lua_rawseti(L, -2, i);
+		}
+		s->pieces = luaL_ref(L, LUA_REGISTRYINDEX);
+		if (total > PIECES_SNDBUF) {
+			/* a long reply goes in fewer turns of the loop (as far as
+			 * net.core.wmem_max lets; nothing when the fd is no socket) */
+			int sz = PIECES_SNDBUF;
+			setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+		}
+		s->piov = iov;
+		s->pn = k;
+		s->pi = 0;
+		s->pleft = total;
+		if (total == 0)
+			drop_pieces(L, s);
+		return stream_written(L, s);
+	}
 	for (int i = 1; i <= n; i++) {
 		lua_rawgeti(L, 2, i);
 		size_t len;
@@ -520,6 +637,154 @@ static int l_stream_write_pieces(lua_State *L)
 		lua_pop(L, 1);
 	}
 	return stream_written(L, s);
+}
+
+/* Waits until fd is readable (POLLIN) or writable (POLLOUT); 0, or -1 */
+static int wait_fd(int fd, short ev)
+{
+	struct pollfd p = {fd, ev, 0};
+	for (;;) {
+		int r = poll(&p, 1, -1);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* Writes all of data to fd (blocking or not); 0, or -1 with errno */
+static int write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN && wait_fd(fd, POLLOUT) == 0)
+				continue;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+#define RELAY_BUF (1 << 18)
+
+/* stream:relay(fd, head) -> true | nil, err [, line]: the next line the
+ * peer sends, when it begins with head, is copied to fd as it comes
+ * without head and without its last two bytes ("}\n": a JSON-RPC reply
+ * whose result is last), never held whole and never made a Lua string
+ * (pm jlist: megabytes from the daemon straight to stdout). A line that
+ * does not begin with head comes back as the third result (an error
+ * reply), with err "other reply"; err is "output closed" when fd's reader
+ * went away (EPIPE). Blocks: the loop does not run meanwhile; the stream
+ * reads nothing afterwards. */
+static int l_stream_relay(lua_State *L)
+{
+	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
+	int out = (int)luaL_checkinteger(L, 2);
+	size_t hlen;
+	const char *head = luaL_checklstring(L, 3, &hlen);
+	if (s->closed)
+		return stream_refused(L);
+	ev_io_stop(pm_loop, &s->r);
+	s->paused = 1; /* nothing is read by the loop afterwards */
+	size_t cap = RELAY_BUF + hlen + s->inlen;
+	char *buf = malloc(cap);
+	if (!buf)
+		return luaL_error(L, "out of memory");
+	/* what the stream read already comes first */
+	size_t have = s->inlen;
+	if (have)
+		memcpy(buf, s->in, have);
+	s->inlen = 0;
+	drop_in(s);
+	int in_head = 1;
+	const char *err = NULL;
+	int err_errno = 0;
+	for (;;) {
+		if (in_head && have >= hlen) {
+			if (memcmp(buf, head, hlen) != 0) {
+				/* another reply (an error): its line, up to 1 MB */
+				char *nl = memchr(buf, '\n', have);
+				if (nl || have >= cap) {
+					size_t len = nl ? (size_t)(nl - buf) : have;
+					lua_pushnil(L);
+					lua_pushliteral(L, "other reply");
+					lua_pushlstring(L, buf, len);
+					free(buf);
+					return 3;
+				}
+				if (cap < (1 << 20)) {
+					char *b = realloc(buf, 1 << 20);
+					if (!b) {
+						free(buf);
+						return luaL_error(L, "out of memory");
+					}
+					buf = b;
+					cap = 1 << 20;
+				}
+			} else {
+				in_head = 0;
+				memmove(buf, buf + hlen, have - hlen);
+				have -= hlen;
+			}
+		}
+		if (!in_head) {
+			char *nl = memchr(buf, '\n', have);
+			if (nl) {
+				size_t len = (size_t)(nl - buf);
+				if (len == 0 || buf[len - 1] != '}') {
+					err = "bad reply from the daemon";
+					break;
+				}
+				if (write_all(out, buf, len - 1) < 0) {
+					err_errno = errno;
+					break;
+				}
+				break; /* done */
+			}
+			/* all but the last two bytes (the end may be "}" + "\n") */
+			if (have > 2) {
+				if (write_all(out, buf, have - 2) < 0) {
+					err_errno = errno;
+					break;
+				}
+				memmove(buf, buf + have - 2, 2);
+				have = 2;
+			}
+		}
+		if (have >= cap) {
+			err = "bad reply from the daemon";
+			break;
+		}
+		ssize_t n = read(s->fd, buf + have, cap - have);
+		if (n == 0) {
+			err = "the pm daemon closed the connection";
+			break;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN && wait_fd(s->fd, POLLIN) == 0)
+				continue;
+			err_errno = errno;
+			break;
+		}
+		have += (size_t)n;
+	}
+	free(buf);
+	if (!err && err_errno == EPIPE) /* the reader of fd went away */
+		err = "output closed";
+	if (err || err_errno) {
+		lua_pushnil(L);
+		lua_pushstring(L, err ? err : strerror(err_errno));
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
 }
 
 /* stream:chunked() -> nothing: from now on on_line gets the bytes as they
@@ -559,7 +824,7 @@ static int l_stream_resume(lua_State *L)
 static int l_stream_pending(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
-	lua_pushnumber(L, (double)(s->outlen - s->outoff));
+	lua_pushnumber(L, (double)queued(s));
 	return 1;
 }
 
@@ -568,7 +833,7 @@ static int l_stream_pending(lua_State *L)
 static int l_stream_close(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
-	if (lua_toboolean(L, 2) && !s->closed && s->outlen > s->outoff) {
+	if (lua_toboolean(L, 2) && !s->closed && queued(s) > 0) {
 		s->flush_close = 1;
 		ev_io_stop(pm_loop, &s->r);
 		return 0;
@@ -611,6 +876,7 @@ static int l_stream_cut(lua_State *L)
 	drop_in(s);
 	s->outlen = s->outoff = 0;
 	drop_passes(s);
+	drop_pieces(L, s);
 	drop_out(s);
 	ev_io_stop(pm_loop, &s->w);
 	s->throttled = 0;
@@ -1003,6 +1269,7 @@ void pm_open_io(lua_State *L)
 		{"write_pieces", l_stream_write_pieces},
 		{"write_fd", l_stream_write_fd},
 		{"chunked", l_stream_chunked},
+		{"relay", l_stream_relay},
 		{"pending", l_stream_pending},
 		{"pause", l_stream_pause},
 		{"resume", l_stream_resume},

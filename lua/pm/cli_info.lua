@@ -41,7 +41,10 @@ V.list = list_verb
 function V.jlist(args)
   no_args("jlist", args)
   local conn = check(api()._conn())
-  check(conn:call_streamed("list", nil, function(piece) io.stdout:write(piece) end))
+  io.stdout:flush()
+  local ok, err = conn:call_relayed("list", nil, 1)
+  if not ok and err == "output closed" then return 0 end -- (pm jlist | head: as cat does)
+  check(ok, err)
   io.stdout:write("\n")
   return 0
 end

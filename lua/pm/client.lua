@@ -164,6 +164,28 @@ function Conn:call_streamed(method, params, sink)
   return true
 end
 
+-- Sends a request whose result may be megabytes and copies the result's
+-- JSON text, as the daemon wrote it, to fd (pm jlist: to stdout), in C:
+-- no Lua string holds any of it. The connection serves nothing else
+-- afterwards. -> true | nil, err
+function Conn:call_relayed(method, params, fd)
+  if self.closed then return nil, "not connected to the pm daemon" end
+  self.next_id = self.next_id + 1
+  local id = self.next_id
+  -- earlier requests' replies come first, still as lines
+  while next(self.handlers) ~= nil and not self.closed do core.run("once") end
+  if self.closed then return nil, "the pm daemon closed the connection" end
+  self.stream:write(util.encode({ jsonrpc = "2.0", id = id, method = method, params = params or {} }) .. "\n")
+  local ok, err, line = self.stream:relay(fd, '{"jsonrpc":"2.0","id":' .. id .. ',"result":')
+  if ok then return true end
+  if line then
+    local msg = util.decode(line)
+    local e = type(msg) == "table" and msg.error
+    return nil, type(e) == "table" and tostring(e.message) or "bad reply from the daemon"
+  end
+  return nil, err
+end
+
 function Conn:close()
   if not self.closed then
     self.closed = true

@@ -56,9 +56,10 @@ local function refresh_some()
   if #stale > 0 then refresher = core.timer(0, 0, refresh_some) end
 end
 
-local function sample(p, cached)
+-- (now: the time of a list's samples, read once for all of them)
+local function sample(p, cached, now)
   if not p.pid or p.pid == 0 then return 0, 0 end
-  local t = core.mono()
+  local t = now or core.mono()
   local prev = p.cpu_sample
   if prev and prev.pid == p.pid then
     local age = t - prev.t
@@ -216,7 +217,10 @@ end
 local function static_json(p)
   local s = p.json_static
   local d = p.decl
-  if s and p.json_decl == d and p.json_learned == d.learned_listen then return s end
+  -- (a scale changes d.instances in place)
+  if s and p.json_decl == d and p.json_learned == d.learned_listen and p.json_instances == d.instances then
+    return s
+  end
   local own = {
     pm_id = p.pm_id,
     pm_cwd = d.cwd,
@@ -235,7 +239,7 @@ local function static_json(p)
   end
   local members = appdecl.members_json(d, drop)
   s = (members ~= "" and (members .. ",") or "") .. util.encode(own):sub(2, -2)
-  p.json_static, p.json_decl, p.json_learned = s, d, d.learned_listen
+  p.json_static, p.json_decl, p.json_learned, p.json_instances = s, d, d.learned_listen, d.instances
   return s
 end
 
@@ -470,30 +474,11 @@ local function selected_into(parts, n, p, sel, mem, cpu)
   return n + 1
 end
 
--- One description as pieces of JSON text appended to parts after index n
--- (DESIGN section 5) -> the new last index. brief: without the
--- environment (what the process table needs).
-local function describe_into(parts, n, p, brief, cached, changes)
-  local d = p.decl
-  if type(brief) == "table" then -- a selection
-    local mem, cpu
-    if brief.monit then mem, cpu = sample(p, cached) end
-    return selected_into(parts, n, p, brief, mem, cpu)
-  end
-  local mem, cpu = sample(p, cached)
-  parts[n + 1] = '{"name":'
-  parts[n + 2] = jstr(p.name)
-  parts[n + 3] = ',"pid":'
-  parts[n + 4] = ("%d"):format(p.pid or 0)
-  parts[n + 5] = ',"pm_id":'
-  parts[n + 6] = ("%d"):format(p.pm_id)
-  parts[n + 7] = ',"monit":{"memory":'
-  parts[n + 8] = ("%.0f"):format(mem or 0)
-  parts[n + 9] = ',"cpu":'
-  parts[n + 10] = tostring(cpu or 0)
-  parts[n + 11] = '},"pm2_env":{'
-  parts[n + 12] = static_json(p)
-  n = n + 12
+-- pm2_env's members after static_json's up to its environment (status,
+-- logs, restarts, exit, readiness, metrics, versions, events, changes),
+-- as pieces of JSON text appended to parts after index n -> the new last
+-- index.
+local function state_into(parts, n, p, changes)
   n = member(parts, n, ',"status":', p.status)
   n = member(parts, n, ',"pm_out_log_path":', p.out_path or applogs.path(p, "out"))
   n = member(parts, n, ',"pm_err_log_path":', p.err_path or applogs.path(p, "err"))
@@ -526,28 +511,110 @@ local function describe_into(parts, n, p, brief, cached, changes)
   end
   local ch = changes and changes[p]
   if ch then n = member(parts, n, ',"changes":', util.array(ch)) end
-  if not brief then
-    if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
-    local flat = flat_of(p).text
-    if flat ~= "" then
-      parts[n + 1] = ","
-      parts[n + 2] = flat
-      n = n + 2
-    end
-    local e = p.env_json
-    if e then
-      parts[n + 1] = ',"env":{'
-      parts[n + 2] = e[1]
-      parts[n + 3] = (e[1] ~= "" and e[2] ~= "") and "," or ""
-      parts[n + 4] = e[2]
-      parts[n + 5] = "}"
-      n = n + 5
-    else
-      parts[n + 1] = ',"env":'
-      parts[n + 2] = util.encode(d.env or {})
-      n = n + 2
-    end
+  return n
+end
+
+-- pm2_env's last members: the environment, flattened and as env, as
+-- pieces (the texts an app's environment is made of are shared: an app's
+-- description holds no copy of them)
+local function env_into(parts, n, p)
+  local d = p.decl
+  if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
+  local flat = flat_of(p).text
+  if flat ~= "" then
+    parts[n + 1] = ","
+    parts[n + 2] = flat
+    n = n + 2
   end
+  local e = p.env_json
+  if e then
+    parts[n + 1] = ',"env":{'
+    parts[n + 2] = e[1]
+    parts[n + 3] = (e[1] ~= "" and e[2] ~= "") and "," or ""
+    parts[n + 4] = e[2]
+    parts[n + 5] = "}"
+    n = n + 5
+  else
+    parts[n + 1] = ',"env":'
+    parts[n + 2] = util.encode(d.env or {})
+    n = n + 2
+  end
+  return n
+end
+
+--[[ state_into's text, kept with the values it was made from
+(p.json_state), made again only when one of those differs. The comparison
+is of values (a string, a number), so no path that changes an app has to
+say so: a list of 2,000 unchanged apps is 2,000 comparisons of ~17 values.
+A state with a table among them (notify, last_hook_error: they may change
+in place) is made each time. ]]
+local new_table = require "table.new"
+local function state_json(p)
+  local hist = p.history
+  local hj = hist and p.history_json
+  if hist and not hj then
+    hj = "[" .. table.concat(hist, ",") .. "]"
+    p.history_json = hj
+  end
+  local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
+  local notify, hook_err = p.notify, p.last_hook_error
+  local mon, meta = channel_mod().monitor_json(p), meta_json(p)
+  local c = p.json_state
+  if c and c[1] == p.status and c[2] == p.out_path and c[3] == p.err_path and c[4] == p.log_path
+      and c[5] == (p.pm_uptime or p.created_at) and c[6] == p.restart_time and c[7] == p.unstable_restarts
+      and c[8] == exit_code and c[9] == p.exit_signal and c[10] == p.prev_restart_delay and c[11] == p.error
+      and c[12] == notify and c[13] == p.ready and c[14] == hook_err and c[15] == mon and c[16] == meta
+      and c[17] == hj then
+    return c.text
+  end
+  local parts = new_table(40, 0)
+  local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
+  if type(notify) == "table" or type(hook_err) == "table" or type(p.error) == "table"
+      or type(p.ready) == "table" or p.out_path == nil or p.err_path == nil then
+    p.json_state = nil -- (made each time: in place changes, or paths worked out each time)
+    return text
+  end
+  c = c or new_table(17, 1)
+  c[1], c[2], c[3], c[4], c[5], c[6] = p.status, p.out_path, p.err_path, p.log_path,
+    p.pm_uptime or p.created_at, p.restart_time
+  c[7], c[8], c[9], c[10], c[11], c[12] = p.unstable_restarts, exit_code, p.exit_signal, p.prev_restart_delay,
+    p.error, notify
+  c[13], c[14], c[15], c[16], c[17] = p.ready, hook_err, mon, meta, hj
+  c.text = text
+  p.json_state = c
+  return text
+end
+
+-- One description as pieces of JSON text appended to parts after index n
+-- (DESIGN section 5) -> the new last index. brief: without the
+-- environment (what the process table needs).
+local HEAD = '{"name":%s,"pid":%d,"pm_id":%d,"monit":{"memory":%.0f,"cpu":%s},"pm2_env":{'
+local function describe_into(parts, n, p, brief, cached, changes, now)
+  if type(brief) == "table" then -- a selection
+    local mem, cpu
+    if brief.monit then mem, cpu = sample(p, cached, now) end
+    return selected_into(parts, n, p, brief, mem, cpu)
+  end
+  local mem, cpu = sample(p, cached, now)
+  mem, cpu = mem or 0, cpu or 0
+  -- (kept while the sample is the same: a burst of lists makes none)
+  local h = p.json_head
+  local pid = p.pid or 0
+  if not (h and h[1] == p.name and h[2] == pid and h[3] == mem and h[4] == cpu and h[5] == p.pm_id) then
+    h = { p.name, pid, mem, cpu, p.pm_id }
+    h[6] = HEAD:format(jstr(p.name), pid, p.pm_id, mem, tostring(cpu))
+    p.json_head = h
+  end
+  parts[n + 1] = h[6]
+  parts[n + 2] = static_json(p)
+  n = n + 2
+  if changes and changes[p] then
+    n = state_into(parts, n, p, changes)
+  else
+    n = n + 1
+    parts[n] = state_json(p)
+  end
+  if not brief then n = env_into(parts, n, p) end
   parts[n + 1] = "}}"
   return n + 1
 end
@@ -565,18 +632,18 @@ function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
 
 -- The descriptions of list as one JSON array, handed to the RPC layer
 -- as text pieces (util.raw): no table per app, no re-encoding.
-local new_table = require "table.new"
 -- cached: monit from the last sample only, /proc is not read (the replies
 -- of start, stop, restart and delete, as PM2's carry no fresh monit).
 -- changes: record -> what an ecosystem file changed of its declaration.
 function M.describe_list(list, brief, cached, changes)
   if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
   pkg_seen = {}
-  local parts, n = new_table(#list * 36 + 2, 0), 1
+  local parts, n = new_table(#list * 12 + 2, 0), 1
+  local now = core.mono()
   parts[1] = "["
   for i, p in ipairs(list) do
     if i > 1 then n = n + 1; parts[n] = "," end
-    n = describe_into(parts, n, p, brief, cached, changes)
+    n = describe_into(parts, n, p, brief, cached, changes, now)
   end
   parts[n + 1] = "]"
   return util.raw(parts)
