@@ -331,21 +331,23 @@ static int l_handle_gc(lua_State *L)
  *
  * Not libev's child watcher: it calls waitpid(-1) twice per exit, and the
  * kernel walks the whole list of children for each (with 2,000 apps that
- * walk was 40 % of the daemon's CPU in a crash loop). Our SIGCHLD handler
- * (SA_SIGINFO) notes each sender's pid in a ring and wakes the loop, which
- * reaps that pid alone (waitid P_PID). Signals of one kind coalesce, so
- * the loop also reaps with waitpid(-1) until nothing is left: at once when
- * the last such walk ended SCAN_RATIO times its own length ago or more,
- * else then. The walks take at most 1/SCAN_RATIO of the loop's time, and
- * an exit whose signal was merged into another's waits that long at most
- * (with 12 children a few microseconds, with 2,000 about 25 ms; never
- * more than SCAN_GAP_MAX). Walks are SCAN_GAP_MIN apart at least: with a
+ * walk was 40 % of the daemon's CPU in a crash loop). The SIGCHLD read
+ * from a signalfd (or noted by a SA_SIGINFO handler in a ring) names its
+ * sender, which the loop reaps alone (waitid P_PID). Signals of one kind
+ * coalesce, so the loop also reaps with waitpid(-1) until nothing is
+ * left: at once when the last such walk ended SCAN_RATIO times its own
+ * length ago or more, else then. The walks take at most 1/SCAN_RATIO of
+ * the loop's time, and an exit whose signal was merged into another's
+ * waits that long at most (with 100 children 10 ms, with 2,000 about 25
+ * ms, with 10,000 a few hundred ms; never more than SCAN_GAP_MAX: at
+ * 0.1 s the walks over 10,000 children were a quarter of the CPU of a
+ * crash loop beside them). Walks are SCAN_GAP_MIN apart at least: with a
  * few children the walk costs microseconds, and one after each exit of a
  * crash loop was 3 of its 24 system calls. */
 #define CHLD_RING 256
 #define SCAN_RATIO 100
 #define SCAN_GAP_MIN 0.01
-#define SCAN_GAP_MAX 0.1
+#define SCAN_GAP_MAX 1.0
 static int child_fn = LUA_NOREF;
 static pid_t chld_ring[CHLD_RING];
 static volatile unsigned chld_head;    /* written by the handler only */
