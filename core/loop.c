@@ -499,6 +499,16 @@ static void start_reaper(void)
 	sigaddset(&set, SIGCHLD);
 	chld_sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (chld_sfd >= 0) {
+		/* a child that stops or continues sends no SIGCHLD (as the
+		 * handler's SA_NOCLDSTOP below: the flag holds with the default
+		 * disposition too), else an app's user wakes the daemon at will
+		 * with SIGSTOP/SIGCONT of its own processes */
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof dfl);
+		dfl.sa_handler = SIG_DFL;
+		dfl.sa_flags = SA_NOCLDSTOP;
+		sigaction(SIGCHLD, &dfl, NULL);
+		pm_signal_touched(SIGCHLD);
 		/* (a child's mask is emptied before its exec: proc.c) */
 		sigprocmask(SIG_BLOCK, &set, NULL);
 		ev_io_init(&chld_sfd_w, on_chld_sfd, chld_sfd, EV_READ);
@@ -555,8 +565,8 @@ static int l_on_child(lua_State *L)
 		}
 		return 0;
 	}
-	if (!ev_is_active(&chld_async))
-		start_reaper();
+	if (!ev_is_active(&chld_async) && chld_sfd < 0)
+		start_reaper(); /* (once: a second call only changes fn) */
 	return 0;
 }
 

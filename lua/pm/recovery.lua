@@ -35,14 +35,23 @@ function M.restore(entries, done)
   local started = {}
   local i = 0
   -- the names that run (one look at every app, not one per entry: 10,000
-  -- entries made that 10^8 steps)
-  local running = {}
-  for _, p in ipairs(sup.all()) do running[p.name] = true end
+  -- entries made that 10^8 steps). Only apps this restore did not add
+  -- count: two declarations of one name (pm start a.js --name x, then
+  -- b.js --name x; the instances of an app whose reload of one of them
+  -- failed) are two entries, and both come back (a take-over: both keep
+  -- their processes, none left running unmanaged)
+  local running, mine = {}, {}
+  local function look()
+    for _, p in ipairs(sup.all()) do
+      if not mine[p] then running[p.name] = true end
+    end
+  end
+  look()
   local function add(decl, environ, origin, meta)
     if type(meta.procs) == "table" and #meta.procs > 0 then decl.instances = #meta.procs end
     for _, p in ipairs(sup.add(decl, environ, origin, meta.procs)) do
       started[#started + 1] = p
-      running[p.name] = true
+      mine[p] = true
     end
   end
   -- Each Lua file (and env) is read once for every app it declared:
@@ -82,7 +91,7 @@ function M.restore(entries, done)
           for _, d in ipairs(decls) do g.decls[d.name] = d end
         end
         -- (the loop ran meanwhile: what was started then runs too)
-        for _, p in ipairs(sup.all()) do running[p.name] = true end
+        look()
         cb(g)
       end)
   end

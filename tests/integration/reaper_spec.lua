@@ -86,8 +86,13 @@ describe("the reaper", function()
       return text and text:find("SigBlk", 1, true)
     end, 5000, "the app's masks written")
     for mask in text:gmatch("SigBlk:%s*(%x+)") do assert.equal(0, tonumber(mask, 16), text) end
-    -- (the exec'd process itself)
-    local st = util.read_file("/proc/" .. pid .. "/status")
+    -- (the exec'd process itself, once it is sleep: the shell before its
+    -- exec blocks SIGCHLD itself while it waits for mv)
+    local st
+    H.wait_for(function()
+      st = util.read_file("/proc/" .. pid .. "/status")
+      return st and st:match("^Name:%s*sleep")
+    end, 5000, "the app's exec of sleep")
     assert.equal(0, tonumber(st:match("SigBlk:%s*(%x+)"), 16), st)
     -- the daemon itself blocks SIGCHLD (it reads it from a signalfd), or has a handler
     local dst = util.read_file("/proc/" .. H.daemon_pid() .. "/status")
