@@ -926,10 +926,12 @@ static int l_logfile(lua_State *L)
 	/* (a FIFO without its reader yet, ENXIO: the writer opens it once
 	 * one reads, tried once a second, its lines meanwhile dropped and
 	 * counted) */
+	struct stat fst;
 	if (lazy && s->path && wal_ready()) {
 		s->fd = -1;
 		s->parked = 1; /* (opened by the writer, by its path, when it writes) */
-	} else if (!s->path || !wal_ready() || (sink_open(s) < 0 && s->open_errno != ENXIO)) {
+	} else if (!s->path || !wal_ready() ||
+		   (sink_open(s) < 0 && !(s->open_errno == ENXIO && lstat(s->path, &fst) == 0 && S_ISFIFO(fst.st_mode)))) {
 		int e = errno;
 		const char *why = s->path ? s->open_why : NULL;
 		free(s->path);

@@ -144,8 +144,11 @@ end
 function M.adopt(p, pid, name)
   if not M.base then return nil end
   if type(name) == "string" and group_name(name) then
-    dirs[p] = M.base .. "/" .. name
-    return true
+    local st = core.stat(M.base .. "/" .. name) -- (a base moved since: read from /proc)
+    if st and st.type == "dir" then
+      dirs[p] = M.base .. "/" .. name
+      return true
+    end
   end
   local path = (util.read_file("/proc/" .. pid .. "/cgroup") or ""):match("0::([^\n]*)")
   M.mnt = M.mnt or mount_point()

@@ -87,4 +87,16 @@ describe("a slow disk", function()
         "lines in the FIFO once it has a reader")
       H.pm("delete", "ticker", "-s")
     end)
+
+  it("a log path that is a unix socket is refused at the start, not waited for as a FIFO's reader", function()
+    local sock = H.home .. "/out.sock"
+    local bind = "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])"
+    assert.equal(0, H.sh("python3 -c " .. H.shquote(bind) .. " " .. H.shquote(sock)).code)
+    local r = H.pm("start", "/bin/sh", "--name", "socklog", "-o", sock, "-s", "--", "-c",
+      "while :; do echo x; sleep 1; done")
+    assert.equal(0, r.code, r.err)
+    H.wait_for(function() return H.contains(H.home .. "/pm.log", "cannot open log " .. sock) end, 5000,
+      "the refusal in pm.log")
+    H.pm("delete", "socklog", "-s")
+  end)
 end)
