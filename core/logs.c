@@ -508,12 +508,16 @@ static void sink_unref_locked(sink_t *s)
 
 static int sink_open(sink_t *s)
 {
-	const char *why;
-	/* read and write: the last byte says whether a line was left open
-	 * (never a terminal made the daemon's controlling one) */
-	int fd = pm_open_owned(s->path, O_RDWR | O_APPEND | O_CREAT | O_NOCTTY, s->mode, &s->owner, &why);
+	const char *why = NULL;
 	struct stat st;
-	if (s->owner.uid < 0 && (fd < 0 ? !why && errno == EACCES : fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))) {
+	/* read and write: the last byte says whether a line was left open
+	 * (never a terminal made the daemon's controlling one). Not a FIFO
+	 * of root's: opened for reading too, it would be its own reader a
+	 * moment, and the reader waiting for a writer would see its end. */
+	int fifo = s->owner.uid < 0 && stat(s->path, &st) == 0 && S_ISFIFO(st.st_mode);
+	int fd = fifo ? -1 : pm_open_owned(s->path, O_RDWR | O_APPEND | O_CREAT | O_NOCTTY, s->mode, &s->owner, &why);
+	if (s->owner.uid < 0 &&
+	    (fifo || (fd < 0 ? !why && errno == EACCES : fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)))) {
 		/* (a FIFO or a terminal is written only, as always; the open
 		 * does not wait for a FIFO's reader: without one it fails,
 		 * ENXIO, and is tried again; the writes wait, in the writer) */
