@@ -332,7 +332,7 @@ static int l_handle_gc(lua_State *L)
  * Not libev's child watcher: it calls waitpid(-1) twice per exit, and the
  * kernel walks the whole list of children for each (with 2,000 apps that
  * walk was 40 % of the daemon's CPU in a crash loop). The SIGCHLD read
- * from a signalfd (or noted by a SA_SIGINFO handler in a ring) names its
+ * from a signalfd names its
  * sender, which the loop reaps alone (waitid P_PID). Signals of one kind
  * coalesce, so the loop also reaps with waitpid(-1) until nothing is
  * left: at once when the last such walk ended SCAN_RATIO times its own
@@ -344,16 +344,10 @@ static int l_handle_gc(lua_State *L)
  * crash loop beside them). Walks are SCAN_GAP_MIN apart at least: with a
  * few children the walk costs microseconds, and one after each exit of a
  * crash loop was 3 of its 24 system calls. */
-#define CHLD_RING 256
 #define SCAN_RATIO 100
 #define SCAN_GAP_MIN 0.01
 #define SCAN_GAP_MAX 1.0
 static int child_fn = LUA_NOREF;
-static pid_t chld_ring[CHLD_RING];
-static volatile unsigned chld_head;    /* written by the handler only */
-static volatile unsigned chld_tail;    /* written by the loop only */
-static volatile sig_atomic_t chld_overflow;
-static ev_async chld_async;
 static ev_timer chld_scan_w;
 static ev_tstamp chld_next_scan; /* the earliest time for the next walk */
 
@@ -380,23 +374,6 @@ static void deliver_child(pid_t pid, int st)
 	PM_STACK_CHECK(L);
 }
 
-/* (the main thread only: every other thread blocks every signal) */
-static void on_sigchld_info(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig;
-	(void)uc;
-	int saved = errno;
-	unsigned h = chld_head;
-	if (h - chld_tail >= CHLD_RING) {
-		chld_overflow = 1;
-	} else {
-		chld_ring[h % CHLD_RING] = si->si_pid;
-		chld_head = h + 1;
-	}
-	ev_async_send(pm_loop, &chld_async);
-	errno = saved;
-}
-
 static double thread_cpu(void)
 {
 	struct timespec ts;
@@ -408,7 +385,6 @@ static void chld_scan(void)
 {
 	int st;
 	pid_t pid;
-	chld_overflow = 0;
 	for (;;) {
 		double c0 = thread_cpu();
 		pid = waitpid(-1, &st, WNOHANG);
@@ -447,7 +423,7 @@ static void after_reaps(EV_P)
 	if (ev_is_active(&chld_scan_w))
 		return;
 	ev_tstamp wait = chld_next_scan - ev_time();
-	if (chld_overflow || wait <= 0) {
+	if (wait <= 0) {
 		chld_scan();
 	} else {
 		ev_timer_set(&chld_scan_w, wait, 0.);
@@ -458,7 +434,8 @@ static void after_reaps(EV_P)
 /* SIGCHLD blocked and read from a signalfd: the sender's pid comes with
  * the loop's own wake-up (no handler, no interrupted epoll_wait, no
  * eventfd write: 3 of a crash loop's system calls an exit). Where there
- * is no signalfd, the handler and the ring below. */
+ * is no signalfd, the walk alone on libev's signal watcher, as embedded
+ * (below). */
 static int chld_sfd = -1;
 static ev_io chld_sfd_w;
 
@@ -479,18 +456,6 @@ static void on_chld_sfd(EV_P_ ev_io *w, int revents)
 	after_reaps(EV_A);
 }
 
-static void on_chld_async(EV_P_ ev_async *w, int revents)
-{
-	(void)w;
-	(void)revents;
-	while (chld_tail != chld_head) {
-		pid_t pid = chld_ring[chld_tail % CHLD_RING];
-		chld_tail = chld_tail + 1;
-		reap_one(pid);
-	}
-	after_reaps(EV_A);
-}
-
 static void start_reaper(void)
 {
 	ev_timer_init(&chld_scan_w, on_chld_scan, 0., 0.);
@@ -499,9 +464,8 @@ static void start_reaper(void)
 	sigaddset(&set, SIGCHLD);
 	chld_sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (chld_sfd >= 0) {
-		/* a child that stops or continues sends no SIGCHLD (as the
-		 * handler's SA_NOCLDSTOP below: the flag holds with the default
-		 * disposition too), else an app's user wakes the daemon at will
+		/* a child that stops or continues sends no SIGCHLD
+		 * (SA_NOCLDSTOP holds with the default disposition too), else an app's user wakes the daemon at will
 		 * with SIGSTOP/SIGCONT of its own processes */
 		struct sigaction dfl;
 		memset(&dfl, 0, sizeof dfl);
@@ -515,24 +479,13 @@ static void start_reaper(void)
 		ev_io_start(pm_loop, &chld_sfd_w);
 		ev_unref(pm_loop); /* as libev's child watcher: it keeps no loop running */
 		chld_scan(); /* those that ended before */
-		return;
 	}
-	ev_async_init(&chld_async, on_chld_async);
-	ev_async_start(pm_loop, &chld_async);
-	ev_unref(pm_loop); /* as libev's child watcher: it keeps no loop running */
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = on_sigchld_info;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NOCLDSTOP;
-	sigfillset(&sa.sa_mask);
-	sigaction(SIGCHLD, &sa, NULL); /* (in place of libev's own) */
-	pm_signal_touched(SIGCHLD);
-	chld_scan(); /* those that ended before */
 }
 
-/* Embedded, a program that asks for core.on_child reaps every child of its
- * own: SIGCHLD on pm's loop (child watchers are the default loop's only),
- * each ended child given to the function. pm's client never asks. */
+/* Embedded (or without a signalfd), a program that asks for
+ * core.on_child reaps every child of its own: SIGCHLD on pm's loop (child
+ * watchers are the default loop's only), each ended child given to the
+ * function. pm's client never asks. */
 static ev_signal chld_w;
 
 static void on_sigchld(EV_P_ ev_signal *w, int revents)
@@ -555,7 +508,9 @@ static int l_on_child(lua_State *L)
 	pm_unref(L, &child_fn);
 	lua_pushvalue(L, 1);
 	child_fn = luaL_ref(L, LUA_REGISTRYINDEX);
-	if (pm_embedded) {
+	if (!pm_embedded && chld_sfd < 0 && !ev_is_active(&chld_w))
+		start_reaper(); /* (once: a second call only changes fn) */
+	if (chld_sfd < 0) { /* embedded, or no signalfd: libev's signal watcher */
 		if (!ev_is_active(&chld_w)) {
 			ev_signal_init(&chld_w, on_sigchld, SIGCHLD);
 			ev_signal_start(pm_loop, &chld_w);
@@ -563,10 +518,7 @@ static int l_on_child(lua_State *L)
 			pm_signal_touched(SIGCHLD);
 			on_sigchld(pm_loop, &chld_w, 0); /* those that ended before */
 		}
-		return 0;
 	}
-	if (!ev_is_active(&chld_async) && chld_sfd < 0)
-		start_reaper(); /* (once: a second call only changes fn) */
 	return 0;
 }
 
