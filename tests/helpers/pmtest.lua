@@ -149,6 +149,16 @@ function H.online(p, what)
 end
 
 -- The names of the apps of list (jlist by default), sorted, comma-separated.
+-- The records named name, by pm_id
+function H.named(name)
+  local out = {}
+  for _, p in ipairs(H.jlist()) do
+    if p.name == name then out[#out + 1] = p end
+  end
+  table.sort(out, function(a, b) return a.pm_id < b.pm_id end)
+  return out
+end
+
 function H.names(list)
   local t = {}
   for _, p in ipairs(list or H.jlist()) do t[#t + 1] = p.name end

@@ -32,14 +32,7 @@ process.on('SIGINT', () => server.close(() => process.exit(0)));
 
 local function srv() return H.script("srv.js", SRV, "644") end
 
-local function procs(name)
-  local out = {}
-  for _, p in ipairs(H.jlist()) do
-    if p.name == name then out[#out + 1] = p end
-  end
-  table.sort(out, function(a, b) return a.pm_id < b.pm_id end)
-  return out
-end
+local procs = H.named
 
 local function count(list, status)
   local n = 0

@@ -32,15 +32,7 @@ end
 
 local pmcmd = H.command
 
--- The processes of an app, by pm_id.
-local function procs(name)
-  local out = {}
-  for _, p in ipairs(H.jlist()) do
-    if p.name == name then out[#out + 1] = p end
-  end
-  table.sort(out, function(a, b) return a.pm_id < b.pm_id end)
-  return out
-end
+local procs = H.named
 
 local function count_status(list, status)
   local n = 0

@@ -10,15 +10,7 @@ local core = require "pm.core"
 
 local ok, online = H.ok, H.online
 
--- the records named name -> list sorted by pm_id
-local function named(name)
-  local out = {}
-  for _, p in ipairs(H.jlist()) do
-    if p.name == name then out[#out + 1] = p end
-  end
-  table.sort(out, function(a, b) return a.pm_id < b.pm_id end)
-  return out
-end
+local named = H.named
 
 local function two_of_one_name()
   local a = H.script("a.sh", "#!/bin/sh\nexec sleep 600\n")
