@@ -52,12 +52,25 @@ local function in_use()
   return n
 end
 
--- -> { in_use, limit, per_app, apps_fit, log_files = { open, max } } for ping
-function M.status()
+-- The fds free now beyond what is kept for connections and log files
+-- (SPARE, and the log files not open yet), used (the count), limit.
+-- want: when that many are surely free (the fd table's size, FDSize, is
+-- above every fd open), math.huge without counting them.
+function M.room(want)
   local limit = core.nofile()
+  if want and limit then
+    local size = tonumber((util.read_file("/proc/self/status") or ""):match("\nFDSize:%s*(%d+)") or "")
+    local lmax, lopen = core.log_files_max()
+    if size and limit - size - (lmax - lopen) - M.SPARE >= want then return math.huge end
+  end
   local used = in_use() or limit or 0 -- (uncountable: every fd is taken)
   local lmax, lopen = core.log_files_max()
-  local free = (limit or 0) - used - (lmax - lopen) - M.SPARE
+  return (limit or 0) - used - (lmax - lopen) - M.SPARE, used, limit, lmax, lopen
+end
+
+-- -> { in_use, limit, per_app, apps_fit, log_files = { open, max } } for ping
+function M.status()
+  local free, used, limit, lmax, lopen = M.room()
   return { in_use = used, limit = limit, per_app = M.PER_APP,
     apps_fit = math.max(0, math.floor(free / M.PER_APP)), log_files = { open = lopen, max = lmax } }
 end

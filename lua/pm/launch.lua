@@ -535,13 +535,38 @@ local function launch_queued()
   -- for its child's exec; a batch bounds the fds open at once). The loop
   -- does not run meanwhile.
   local prev, batch = nil, { procs = {}, specs = {} }
+  -- spawns that found no fd for their child's set-up while other spawns
+  -- held theirs: tried once more when none is in flight
+  local again = {}
   local function finish_batch(b, outcomes)
     for i, p in ipairs(b.procs) do
       local o = outcomes[i]
-      local ok, err = finish(p, b.specs[i], o[1], o[2])
-      if not ok then readiness.fail_ready(p, err) end -- whoever waits for it hears why
+      if not o[1] and tostring(o[2]):find("Too many open files", 1, true) and #b.procs > 1 then
+        local spec = b.specs[i]
+        drop_spec(p, spec)
+        if spec.ipc_parent then core.close(spec.ipc_parent); core.close(spec.ipc_child) end
+        again[#again + 1] = p
+      else
+        local ok, err = finish(p, b.specs[i], o[1], o[2])
+        if not ok then readiness.fail_ready(p, err) end -- whoever waits for it hears why
+      end
     end
     keeper.flush()
+  end
+  local function retry()
+    local waiting = again
+    again = {}
+    for _, p in ipairs(waiting) do
+      local spec, err = prepare(p)
+      if spec then
+        local ok
+        ok, err = finish(p, spec, core.spawn(spec.opts))
+        keeper.flush()
+        if not ok then readiness.fail_ready(p, err) end
+      else
+        readiness.fail_ready(p, err)
+      end
+    end
   end
   local function submit()
     if #batch.procs == 0 then return end
@@ -552,9 +577,19 @@ local function launch_queued()
     if prev then finish_batch(prev, done) end
     prev, batch = batch, { procs = {}, specs = {} }
   end
+  -- what the apps' running processes may take: the fds free beyond those
+  -- kept for connections and log files (pm ping's apps_fit), counted once
+  local room = fdcost.room(#list * (fdcost.PER_APP + 1))
   for _, p in ipairs(list) do
     if not ctx.closing and not p.deleted and p.status == "launching" and (p.pid or 0) == 0 then
-      local spec, err, lacking = prepare(p, nil, prev ~= nil or #batch.procs > 0)
+      local spec, err, lacking
+      local need = fds_needed(p)
+      if room < need then
+        spec, err = failed(p, "no room: Too many open files")
+      else
+        spec, err, lacking = prepare(p, nil, prev ~= nil or #batch.procs > 0)
+        room = room - need
+      end
       if lacking then
         -- out of fds while batches are in flight (each spawn holds its
         -- pipes' both ends, and the keeper's copies until the flush):
@@ -562,6 +597,7 @@ local function launch_queued()
         -- many apps as it has room for, one batch's fds at a time)
         submit()
         if prev then finish_batch(prev, prev.spawning:wait()); prev = nil end
+        retry()
         spec, err = prepare(p)
       end
       if spec then
@@ -575,6 +611,7 @@ local function launch_queued()
   end
   submit()
   if prev then finish_batch(prev, prev.spawning:wait()) end
+  retry()
 end
 M.SPAWN_BATCH = 16
 
