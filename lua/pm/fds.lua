@@ -15,7 +15,8 @@ local M = {}
 
 M.PER_APP = 2
 M.LOG_FILES = 256 -- log files open at once, at most
-M.SPARE = 32      -- for connections, health checks, ecosystem files
+M.SPARE = 32      -- for connections, health checks, ecosystem files (at
+                  -- most an eighth of the limit: a low one runs apps too)
 -- The hard limit a root daemon raises its own to (systemd's default hard
 -- limit), when the kernel allows that many (fs.nr_open).
 M.ROOT_HARD = 524288
@@ -58,14 +59,15 @@ end
 -- above every fd open), math.huge without counting them.
 function M.room(want)
   local limit = core.nofile()
+  local spare = math.min(M.SPARE, math.floor((limit or 0) / 8))
   if want and limit then
     local size = tonumber((util.read_file("/proc/self/status") or ""):match("\nFDSize:%s*(%d+)") or "")
     local lmax, lopen = core.log_files_max()
-    if size and limit - size - (lmax - lopen) - M.SPARE >= want then return math.huge end
+    if size and limit - size - (lmax - lopen) - spare >= want then return math.huge end
   end
   local used = in_use() or limit or 0 -- (uncountable: every fd is taken)
   local lmax, lopen = core.log_files_max()
-  return (limit or 0) - used - (lmax - lopen) - M.SPARE, used, limit, lmax, lopen
+  return (limit or 0) - used - (lmax - lopen) - spare, used, limit, lmax, lopen
 end
 
 -- -> { in_use, limit, per_app, apps_fit, log_files = { open, max } } for ping
