@@ -222,7 +222,20 @@ local function spawn_daemon(home, private)
   end
   if san then env[#env + 1] = "ASAN_OPTIONS=" .. san end
   env[#env + 1] = "PM_HOME=" .. home
-  local pid, err = core.spawn({ file = bin, args = args, fds = fds, setsid = true, env = env })
+  local file = bin
+  if not private and os.getenv("PM_KEEPER") ~= "0" then
+    -- the keeper at once, with PM_HOME's lock taken here: what `pm daemon`
+    -- would become (one exec less; a daemon that cannot start ends its
+    -- keeper, which ends with its code). Locked: another client's daemon
+    -- is starting; `pm daemon` then says so and ends.
+    local keeper, found = require("pm.keeper").binary(bin)
+    local lock = found and core.lock(home .. "/pm.lock")
+    if lock then
+      file, args = keeper, { keeper, "3", "null", bin, "daemon" }
+      fds[4] = lock
+    end
+  end
+  local pid, err = core.spawn({ file = file, args = args, fds = fds, setsid = true, env = env })
   if fds[4] then core.close(fds[4]) end
   core.close(err_w)
   if not pid then
