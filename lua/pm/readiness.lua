@@ -13,6 +13,8 @@ local lifecycle = require "pm.lifecycle"
 local describe = require "pm.describe"
 local children = require "pm.children"
 
+local bit = require "bit"
+
 local M = {}
 
 local event = proc.event
@@ -233,21 +235,30 @@ function M.close_notify()
   user_dir = nil
 end
 
+-- Whether st (an lstat) is a folder of the daemon's user none other may
+-- write in, or a file of that user's: what is in it or what it says is then
+-- the daemon's (in /tmp, anybody may make a pm-notify.* of their own)
+local function mine(st, kind)
+  return st and st.type == kind and st.uid == core.getuid() and bit.band(st.mode, 18) == 0 -- 022
+end
+
 -- What daemons that died (their pid runs no more) left of their folders of
 -- sockets, after a crash.
 function M.clean_notify()
-  local me = core.getuid()
   for _, run in ipairs({ "/run", "/tmp" }) do
     for name in pairs(core.listdir(run) or {}) do
       local base = run .. "/" .. name
       local pid = tonumber(name:match("^pm%-notify%.(%d+)%.%d+$"))
       local ps = pid and core.proc_stat(pid)
       local st = pid and (not ps or ps.state == "Z") and core.stat(base, true)
-      -- (a folder a daemon took over from a dead one says so)
-      local owner = st and tonumber((util.read_file(base .. "/owner") or ""):match("%d+"))
+      if not mine(st, "dir") then st = nil end
+      -- (a folder a daemon took over from a dead one says so: a small file)
+      local ost = st and core.stat(base .. "/owner", true)
+      local owner = mine(ost, "file") and ost.size < 64
+        and tonumber((util.read_file(base .. "/owner") or ""):match("%d+"))
       local ops = owner and core.proc_stat(owner)
       if ops and ops.state ~= "Z" then st = nil end
-      if st and st.type == "dir" and st.uid == me then -- (so none but the daemon's user made what is in it)
+      if st then
         for sock in pairs(core.listdir(base) or {}) do
           if sock:match("^%d+%.sock$") or sock == PRELOAD or sock == "owner" then os.remove(base .. "/" .. sock) end
         end
