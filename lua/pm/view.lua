@@ -128,10 +128,20 @@ M.TABLE_FIELDS = { "name", "pid", "pm_id", "monit", "pm2_env.namespace", "pm2_en
   "pm2_env.instances", "pm2_env.status", "pm2_env.pm_uptime", "pm2_env.restart_time",
   "pm2_env.uid", "pm2_env.watch", "pm2_env.notify" }
 
+-- s with its control characters (C0, DEL, C1) written as \xNN: what an
+-- app's user wrote (a package.json's version, sd_notify's STATUS=, its
+-- metrics) reaches root's terminal as text, never as escape sequences
+local function esc(c) return ("\\x%02X"):format(c:byte()) end
+function M.printable(s)
+  s = tostring(s)
+  if not s:find("[%z\1-\31\127\194]") then return s end
+  return (s:gsub("[%z\1-\31\127]", esc):gsub("\194([\128-\159])", esc))
+end
+
 local function cells_of(p, now)
   local e = p.pm2_env or {}
   local online = e.status == "online"
-  return {
+  local cells = {
     id = tostring(p.pm_id), name = p.name, namespace = e.namespace or "default",
     mode = tostring(e.exec_mode or "fork"):gsub("_mode$", "")
       .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
@@ -144,6 +154,8 @@ local function cells_of(p, now)
     cpu = ("%s%%"):format(p.monit and p.monit.cpu or 0), mem = M.bytes(p.monit and p.monit.memory),
     user = user_of(e), watching = (e.watch and e.watch ~= false) and "enabled" or "disabled",
   }
+  for k, v in pairs(cells) do cells[k] = M.printable(v) end
+  return cells
 end
 
 -- The table of a list of descriptions, lines ended. opts (default: what
@@ -300,6 +312,7 @@ function M.card(p, now, base)
       out[#out + 1] = ("  (and %d as in the daemon's environment: --env shows them)"):format(same)
     end
   end
+  for i, line in ipairs(out) do out[i] = M.printable(line) end
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -67,3 +67,36 @@ describe("pm prettylist", function()
     assert.equal(1, count(out, "status: 'stopped'"), out)
   end)
 end)
+
+describe("pm describe and pm list with what an app wrote", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("print its control characters as \\xNN, never as escape sequences (package.json, STATUS=, metrics)",
+    function()
+    local dir = H.home .. "/esc"
+    os.execute("mkdir -p " .. H.shquote(dir))
+    H.write(dir .. "/package.json", '{"version":"1.0\\u001b]0;TITLE\\u0007\\u001b[2J"}')
+    local s = H.write(dir .. "/app.sh", "#!/bin/sh\n"
+      .. "printf '%s\\n' '{\"type\":\"axm:monitor\",\"data\":{\"m\\u001b[2J\":{\"value\":\"v\\u009b31m\"}}}' "
+      .. ">&$NODE_CHANNEL_FD\n"
+      .. "printf 'STATUS=up\\033[31mRED' | socat - \"UNIX-SENDTO:$NOTIFY_SOCKET\"\n"
+      .. "exec sleep 1000\n")
+    os.execute("chmod +x " .. H.shquote(s))
+    ok(H.pm("start", s, "--name", "esc", "--ipc", "-s"))
+    H.wait_for(function()
+      local e = H.proc("esc").pm2_env
+      return next(e.axm_monitor) and type(e.notify) == "table" and e.notify.status
+    end, 5000, "the metric and STATUS")
+    local card = ok(H.pm("describe", "esc")).out
+    local list = ok(H.pm("list")).out
+    for what, text in pairs({ describe = card, list = list }) do
+      assert.is_nil(text:find("[\27\7]") or text:find("\194\155", 1, true), what .. ": " .. text)
+    end
+    assert.truthy(card:find("1.0\\x1B]0;TITLE\\x07\\x1B[2J", 1, true), card)
+    assert.truthy(card:find("m\\x1B[2J", 1, true), card)
+    assert.truthy(card:find("v\\x9B31m", 1, true), card)
+    assert.truthy(card:find("up\\x1B[31mRED", 1, true), card)
+    assert.truthy(list:find("up\\x1B[31", 1, true), list)
+  end)
+end)
