@@ -1,5 +1,6 @@
 -- Health checks: one probe of an app, over HTTP, TCP or a command.
 --   health = { http = "http://127.0.0.1:8080/health" | tcp = "127.0.0.1:8080"
+--              (an IP address or localhost)
 --              | exec = "cmd", interval = ms, timeout = ms, retries = n }
 local core = require "pm.core"
 
@@ -9,15 +10,52 @@ M.DEFAULTS = { interval = 5000, timeout = 2000, retries = 3 }
 
 M.MIN_INTERVAL = 100 -- ms: checks more often would keep the daemon busy
 
+-- The address a probe connects to: an IP address as it is, localhost as
+-- 127.0.0.1; nil for another name (the daemon resolves none: a lookup
+-- would wait on DNS in its loop)
+local function address(host)
+  if host == "localhost" then return "127.0.0.1" end
+  if host:match("^%d+%.%d+%.%d+%.%d+$") or (host:find(":", 1, true) and host:match("^[%x:.]+$")) then
+    return host
+  end
+  return nil
+end
+
+-- http://HOST[:PORT][/PATH] -> host, port, path | nil (HOST: a name, an
+-- IPv4 address or an IPv6 one in brackets)
+local function http_parts(url)
+  local rest = tostring(url):match("^http://(.*)$")
+  if not rest then return nil end
+  local host, after = rest:match("^%[([^%]]*)%](.*)$")
+  if not host then host, after = rest:match("^([^/:%[%]]+)(.*)$") end
+  if not host then return nil end
+  local port, path = after:match("^:(%d+)(.*)$")
+  if not port then path = after end
+  if path ~= "" and path:sub(1, 1) ~= "/" then return nil end
+  return host, tonumber(port) or 80, path ~= "" and path or "/"
+end
+
+-- HOST:PORT or [IPv6]:PORT -> host, port | nil
+local function tcp_parts(spec)
+  local host, port = tostring(spec):match("^%[([^%]]*)%]:(%d+)$")
+  if not host then host, port = tostring(spec):match("^([^:%[%]]+):(%d+)$") end
+  return host, tonumber(port)
+end
+
 function M.check_spec(h)
   if type(h) ~= "table" then return nil, "health must be a table" end
   local n = (h.http and 1 or 0) + (h.tcp and 1 or 0) + (h.exec and 1 or 0)
   if n ~= 1 then return nil, "health needs exactly one of http, tcp or exec" end
-  if h.http and not tostring(h.http):match("^http://[^/:]+:?%d*") then
-    return nil, "health.http must be an http:// URL"
+  local host, what
+  if h.http then
+    host, what = http_parts(h.http), "health.http"
+    if not host then return nil, "health.http must be an http://HOST[:PORT][/PATH] URL" end
+  elseif h.tcp then
+    host, what = tcp_parts(h.tcp), "health.tcp"
+    if not host then return nil, "health.tcp must be HOST:PORT" end
   end
-  if h.tcp and not tostring(h.tcp):match("^%[?[^%]]*%]?:%d+$") then
-    return nil, "health.tcp must be HOST:PORT"
+  if host and not address(host) then
+    return nil, ("%s: %s is not an IP address nor localhost (the daemon looks up no names)"):format(what, host)
   end
   for _, k in ipairs({ "interval", "timeout", "retries" }) do
     local v = h[k]
@@ -68,15 +106,14 @@ end
 function M.probe(h, run, done)
   local timeout = h.timeout or M.DEFAULTS.timeout
   if h.http then
-    local host, port, path = tostring(h.http):match("^http://([^/:]+):?(%d*)(.*)$")
-    if host and host:match("^%[") then host = host:sub(2, -2) end
-    path = path ~= "" and path or "/"
-    local req = ("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: pm-health\r\n\r\n"):format(path, host)
-    return probe_tcp(host, tonumber(port) or 80, req, timeout, done)
+    local host, port, path = http_parts(h.http)
+    local req = ("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: pm-health\r\n\r\n")
+      :format(path, host:find(":", 1, true) and ("[" .. host .. "]") or host)
+    return probe_tcp(address(host), port, req, timeout, done)
   end
   if h.tcp then
-    local host, port = tostring(h.tcp):match("^%[?([^%]]*)%]?:(%d+)$")
-    return probe_tcp(host, port, nil, timeout, done)
+    local host, port = tcp_parts(h.tcp)
+    return probe_tcp(address(host), port, nil, timeout, done)
   end
   run({ "/bin/sh", "-c", tostring(h.exec) }, timeout, function(code)
     if code == 0 then return done(true) end

@@ -629,6 +629,24 @@ describe("zero-downtime reload", function()
       assert.equal("health", p.pm2_env.ready)
     end)
 
+    it("localhost is 127.0.0.1 (http and tcp): the check passes and the app is ready", function()
+      local port = free_port()
+      local file = eco("hl", { { name = "hl", script = SERVER_PY, interpreter = PY, wait_ready = true,
+        listen_timeout = 30000, listen = { "tcp://127.0.0.1:" .. port },
+        health = { http = ("http://localhost:%d/health"):format(port), interval = 150, retries = 2 },
+        env = { RL_NO_READY = "1" } },
+        { name = "tl", script = "/bin/sleep", args = { "600" }, wait_ready = true, listen_timeout = 30000,
+          health = { tcp = "localhost:" .. port, interval = 150, retries = 2 } } })
+      ok(H.pm("start", file, "-s"))
+      for _, name in ipairs({ "hl", "tl" }) do
+        local p = H.proc(name)
+        assert.equal("online", p.pm2_env.status, name)
+        assert.equal("health", p.pm2_env.ready, name)
+      end
+      local log = util.read_file(H.home .. "/pm.log") or ""
+      assert.is_nil(log:find("health check failed", 1, true), log)
+    end)
+
     it("a server whose /health starts failing is restarted after `retries` failures (reason health)", function()
       local port = free_port()
       local flag = H.home .. "/sick"
