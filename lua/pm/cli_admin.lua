@@ -37,8 +37,10 @@ end
 function V.resurrect(args)
   no_args("resurrect", args)
   local conn = check(api()._conn())
-  check(conn:call("resurrect"))
+  local _, err = conn:call("resurrect")
   show_list(false)
+  -- (the apps that came back run and are listed; what did not is said)
+  if err then io.stderr:write("pm: ", tostring(err), "\n"); return 1 end
   return 0
 end
 
@@ -158,10 +160,18 @@ function V.update(args)
     local deadline = core.mono() + 10000
     while old and core.proc_stat(old) and core.mono() < deadline do core.sleep(5) end
   end
+  local ran = conn ~= nil
   conn = check(api()._conn())
-  check(conn:call("resurrect"))
+  if not ran and not core.stat(util.home() .. "/dump.json") then
+    -- no daemon ran, none saved: the daemon of this version, and nothing to bring back
+    io.stdout:write(("pm daemon %s started (none ran)\n"):format(util.VERSION))
+    show_list(false)
+    return 0
+  end
+  local _, err = conn:call("resurrect")
   io.stdout:write(("pm daemon updated to %s\n"):format(util.VERSION))
   show_list(false)
+  if err then io.stderr:write("pm: ", tostring(err), "\n"); return 1 end
   return 0
 end
 

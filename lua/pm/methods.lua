@@ -828,7 +828,18 @@ function methods.resurrect(_, _, done)
       if type(rec) == "table" then rec.restart_time = nil end
     end
   end
-  recovery.restore(entries, function(started) done(nil, descriptions(started)) end)
+  recovery.restore(entries, function(started, failed)
+    if #failed == 0 then return done(nil, descriptions(started)) end
+    -- what could not come back is said (the others run): one line, and
+    -- dump.json keeps it until the next save
+    local parts = {}
+    for k, f in ipairs(failed) do
+      if k > 3 then parts[#parts + 1] = "..."; break end
+      parts[#parts + 1] = f.err:find(f.name, 1, true) and f.err or (f.name .. ": " .. f.err)
+    end
+    done(("%d app%s not resurrected (dump.json keeps %s until the next pm save): %s"):format(#failed,
+      #failed > 1 and "s" or "", #failed > 1 and "them" or "it", table.concat(parts, "; ")))
+  end)
 end
 
 function methods.killDaemon(_, conn, done)

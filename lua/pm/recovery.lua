@@ -32,7 +32,7 @@ interpreter...), never what its ecosystem file says now; the file is
 read again only for its hooks (functions are not saved), and only when
 the daemon trusts it. ]]
 function M.restore(entries, done)
-  local started = {}
+  local started, failed = {}, {}
   local i = 0
   -- the names that run (one look at every app, not one per entry: 10,000
   -- entries made that 10^8 steps). Only apps this restore did not add
@@ -98,7 +98,7 @@ function M.restore(entries, done)
   local function next_entry()
     i = i + 1
     local entry = entries[i]
-    if not entry then return done(started) end
+    if not entry then return done(started, failed) end
     local raw, meta = split(entry)
     local name = raw.name
     if type(name) ~= "string" or running[name] then return next_entry() end
@@ -106,6 +106,7 @@ function M.restore(entries, done)
     local decl, err = appdecl.normalize(raw, { base = raw.cwd, environ = environ, keep_cwd = true })
     if not decl then
       log.error("cannot resurrect %s: %s", name, err)
+      failed[#failed + 1] = { name = name, err = tostring(err) }
       return next_entry()
     end
     local file = meta.origin_file

@@ -37,7 +37,8 @@ function M.unit()
     "Environment=PATH=" .. (os.getenv("PATH") or "/usr/local/bin:/usr/bin:/bin"),
     "LimitNOFILE=infinity",
     "ExecStart=" .. bin .. " daemon --stdio",
-    "ExecStartPost=" .. bin .. " resurrect",
+    -- ("-": an app that cannot come back is said, the others run)
+    "ExecStartPost=-" .. bin .. " resurrect",
     "ExecStop=" .. bin .. " kill",
     "Restart=on-failure",
     "",
