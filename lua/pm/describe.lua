@@ -23,16 +23,24 @@ local clk_tck = core.clk_tck()
 M.SAMPLE_MS, M.STALE_MS, M.REFRESH_CHUNK = 1000, 5000, 100
 local stale, stale_set, refresher = {}, {}, nil
 
+-- A share over less time than this is the clock tick's noise (10 ms of
+-- CPU over 5 ms of life: 200 %): a process younger says 0 until the next
+-- sample. No share is above what every CPU gives.
+M.MIN_SPAN_MS = 500
+local cpu_max
+
 local function measure(p, t, prev)
   local tree = core.proc_tree(p.pid)
   local cpu
   if prev and prev.pid == p.pid then
     cpu = (tree.ticks - prev.ticks) / clk_tck / ((t - prev.t) / 1000) * 100
   else
-    local up = (t - (p.started or t)) / 1000
-    cpu = up > 0 and (tree.ticks / clk_tck) / up * 100 or 0
+    local up = t - (p.started or t)
+    cpu = up >= M.MIN_SPAN_MS and (tree.ticks / clk_tck) / (up / 1000) * 100 or 0
   end
+  cpu_max = cpu_max or appdecl.cpu_count() * 100
   if cpu ~= cpu or cpu < 0 then cpu = 0 end
+  if cpu > cpu_max then cpu = cpu_max end
   cpu = math.floor(cpu * 10 + 0.5) / 10
   -- a process caught between fork and exec shows nothing yet: ask again
   if (tree.rss or 0) > 0 then
