@@ -27,7 +27,11 @@ local function on_event(wd, name, isdir, kind)
     by_path[d.path] = nil
     dirs[wd] = nil
     for key in pairs(d.owners) do
-      if watchers[key] then watchers[key].wds[wd] = nil end
+      local w = watchers[key]
+      if w and w.wds[wd] then
+        w.wds[wd] = nil
+        w.count = w.count - 1
+      end
     end
     return
   end
@@ -41,7 +45,21 @@ local function on_event(wd, name, isdir, kind)
   end
 end
 
+-- Folders one app watches at most: each is one of the inotify watches all
+-- of the daemon's user's processes share (fs.inotify.max_user_watches),
+-- and an app's user may make as many folders as it likes in its own
+M.MAX_DIRS = 2000
+
 local function add_dir(w, path)
+  local known = by_path[path]
+  if not (known and w.wds[known]) and w.count >= M.MAX_DIRS then
+    if not w.capped then
+      log.warn("watch %s: more than %d folders: the others are not watched (watch a narrower path, "
+        .. "or ignore_watch)", w.key, M.MAX_DIRS)
+      w.capped = true
+    end
+    return false
+  end
   local wd = by_path[path]
   if not wd then
     local err
@@ -57,7 +75,10 @@ local function add_dir(w, path)
     dirs[wd] = dirs[wd] or { path = path, owners = {} }
   end
   dirs[wd].owners[w.key] = true
-  w.wds[wd] = true
+  if not w.wds[wd] then
+    w.wds[wd] = true
+    w.count = w.count + 1
+  end
   return true
 end
 
@@ -89,7 +110,7 @@ function M.watch(key, roots, ignore, on_change)
     started = true
   end
   M.unwatch(key)
-  local w = { key = key, roots = roots, ignore = ignore, on_change = on_change, wds = {} }
+  local w = { key = key, roots = roots, ignore = ignore, on_change = on_change, wds = {}, count = 0 }
   watchers[key] = w
   for _, root in ipairs(roots) do add_tree(w, root) end
   return true

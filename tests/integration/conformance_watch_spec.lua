@@ -44,3 +44,41 @@ describe("watch, as PM2 turns it on and off", function()
     assert.is_true(watching("w"))
   end)
 end)
+
+describe("watch, against an app's user who makes folders", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  -- The inotify watches the daemon holds
+  local function watches()
+    local n = 0
+    local dir = "/proc/" .. H.daemon_pid() .. "/fdinfo"
+    for fd in pairs(require("pm.core").listdir(dir) or {}) do
+      local text = require("pm.util").read_file(dir .. "/" .. fd) or ""
+      n = n + select(2, text:gsub("\ninotify wd:", ""))
+    end
+    return n
+  end
+
+  it("takes at most 2,000 of the daemon's inotify watches for one app, and says so once", function()
+    local tree = H.home .. "/tree"
+    local core = require "pm.core"
+    local function folders(prefix, n)
+      for i = 1, n do assert(core.mkdir(("%s/%s%d"):format(tree, prefix, i), 493)) end
+    end
+    assert(core.mkdir(tree, 493))
+    folders("d", 2100)
+    local s = H.write(tree .. "/w.sh", "#!/bin/sh\nexec sleep 1000\n")
+    os.execute("chmod +x " .. H.shquote(s))
+    ok(H.pm("start", s, "--watch", "-s", { cwd = tree }))
+    local n = watches()
+    assert.is_true(n >= 2000 and n <= 2002, n .. " watches")
+    -- new folders past the cap are not watched either
+    folders("e", 50)
+    -- (seen: the change restarts the app)
+    H.wait_for(function() return H.proc("w").pm2_env.restart_time >= 1 end, 5000, "the restart on change")
+    assert.is_true(watches() <= 2002)
+    local log = H.pm_log()
+    assert.equal(1, select(2, log:gsub("more than 2000 folders", "")), log)
+  end)
+end)
