@@ -348,11 +348,27 @@ local function start_decls(decls, params, origin, done, action, printed)
       for _, p in ipairs(ops) do started[#started + 1] = p end
       apply_decl(ops, d, environ, origin and action, function(err)
         if err then return done(err) end
-        next_decl()
+        -- a file says how many instances run: as many as it says now (a
+        -- count changed in the file, or by pm scale since), as pm scale
+        -- would make them
+        if not (origin and #existing > 0) or #sup.by_name(d.name) == d.instances then return next_decl() end
+        sup.scale(d.name, d.instances, function(serr, list)
+          if serr then return done(serr) end
+          local known = {}
+          for _, p in ipairs(started) do known[p] = true end
+          for _, p in ipairs(list or {}) do
+            if not known[p] then started[#started + 1] = p; added[p] = true end
+          end
+          next_decl()
+        end)
       end)
     end)
   end
   finish = function()
+    -- (the instances a smaller count took away are not in the reply)
+    local kept = {}
+    for _, p in ipairs(started) do if not p.deleted then kept[#kept + 1] = p end end
+    started = kept
     local left = #started
     local function reply()
       local errs = {}

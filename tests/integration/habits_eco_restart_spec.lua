@@ -118,6 +118,36 @@ describe("an ecosystem file read again", function()
     assert.equal("dev", env_of(H.proc("worker").pid).STAGE)
   end)
 
+  it("the file's instances: a reload or restart of it runs as many as it says (more, fewer, after pm scale)",
+    function()
+    local function count(name)
+      local n = 0
+      for _, p in ipairs(H.jlist()) do
+        if p.name == name then
+          n = n + 1
+          assert.equal("online", p.pm2_env.status, name)
+        end
+      end
+      return n
+    end
+    local f = config_js({ sleeper("iw", { instances = 2 }) })
+    ok(H.pm("start", f, "-s"))
+    assert.equal(2, count("iw"))
+    config_js({ sleeper("iw", { instances = 3 }) })
+    local r = ok(H.pm("reload", f))
+    assert.truthy(r.out:find("applied instances", 1, true), r.out)
+    assert.equal(3, count("iw"))
+    assert.equal(3, H.proc("iw").pm2_env.instances)
+    config_js({ sleeper("iw", { instances = 1 }) })
+    ok(H.pm("restart", f, "-s"))
+    assert.equal(1, count("iw"))
+    -- a count changed by pm scale since: the file's again
+    ok(H.pm("scale", "iw", "3", "-s"))
+    assert.equal(3, count("iw"))
+    ok(H.pm("startOrReload", f, "-s"))
+    assert.equal(1, count("iw"))
+  end)
+
   it("a bad file changes nothing: one line, the apps run on untouched", function()
     if no_node() then return end
     config_js({ sleeper("api") })
