@@ -125,6 +125,10 @@ local function on_message(p, line, channel)
   end
   if type(msg) == "table" and type(msg.cmd) == "string" and msg.cmd:match("^NODE_") then
     if msg.cmd == "NODE_PM_LISTEN" then return listen_request(p, msg, channel) end
+    -- (the cluster preload: a server of this process listens)
+    if msg.cmd == "NODE_PM_LISTENING" and p.pid and p.pid > 0 and p.channel == channel then
+      return readiness.listening(p)
+    end
     return -- Node's own internal messages
   end
   if type(msg) == "table" and msg.type == "axm:monitor" and p.channel == channel then

@@ -68,7 +68,18 @@ function ask(server, port, address, cb, args) {
   return server;
 }
 
+// The daemon is told once that this process listens (a reload stops the
+// process it replaces then, as PM2's waits for a worker's 'listening')
+let told = false;
+function tell() {
+  if (told || typeof process.send !== 'function' || !process.connected) return;
+  told = true;
+  try { process.send({ cmd: 'NODE_PM_LISTENING' }); } catch (e) { /* (gone) */ }
+}
+
 net.Server.prototype.listen = function (...args) {
+  // (after the app's own 'listening' callbacks)
+  if (!worker && !told) this.once('listening', () => setImmediate(tell));
   let port, host;
   const a = args[0];
   if (typeof a === 'number' || (typeof a === 'string' && /^\d+$/.test(a))) {

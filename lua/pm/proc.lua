@@ -87,8 +87,9 @@ M.FIELDS = {
     axm_monitor = "@pm2/io's metrics of its process: { pid, n, by = name -> {value, unit, type, historic}, json }",
   },
   readiness = {
-    ready = "how its process became ready: start, ipc, notify, health, listen_timeout",
+    ready = "how its process became ready: start, ipc, notify, health, listen, listen_timeout",
     ready_timer = "listen_timeout while launching",
+    await_listen = "a reload of a Node app in cluster mode waits for its new process to listen",
     ready_waiters = "callbacks fn(ok, why) waiting for online",
     notify = "sd_notify's last STATUS=, RELOADING=, STOPPING=, MAINPID=",
     health_timer = "the health check's interval",

@@ -79,15 +79,22 @@ function M.when_ready(p, done)
   p.ready_waiters[#p.ready_waiters + 1] = done
 end
 
+-- A Node app's process in cluster mode listens (the preload says so): it is
+-- ready when a reload waits for that (p.await_listen), as PM2's reload
+-- waits for a worker's 'listening'
+function M.listening(p)
+  if p.await_listen and p.status == "launching" then M.mark_ready(p, "listen") end
+end
+
 -- After a spawn: online at once, or when the app says so (at the latest
--- after listen_timeout).
+-- after listen_timeout); p.await_listen: when it listens.
 function M.await(p)
   local d = p.decl
   p.ready = nil
   p.notify = nil
   p.health_failures = 0
   M.arm_health(p)
-  if d.wait_ready or d.health then
+  if d.wait_ready or d.health or p.await_listen then
     -- launching until the app says it is ready (IPC, sd_notify, health)
     p.ready_timer = core.timer(d.listen_timeout or 3000, 0, function()
       p.ready_timer = nil

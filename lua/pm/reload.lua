@@ -110,10 +110,17 @@ function M.reload(p, opts, done)
     done(("reload of %s (%d) aborted: the new process %s; the old one keeps serving")
       :format(p.name, p.pm_id, why))
   end
+  -- a Node app in cluster mode that says nothing of its readiness: the old
+  -- process stops once the new one listens (or after listen_timeout), and
+  -- a new one that dies first aborts the reload (PM2 waits for 'listening')
+  local d = p.decl
+  p.await_listen = d.exec_mode == "cluster_mode" and require("pm.app").is_node(d.interpreter)
+    and not (d.wait_ready or d.health) or nil
   local ok, err = launch.launch(p)
-  if not ok then return back("could not start: " .. tostring(err)) end
+  if not ok then p.await_listen = nil; return back("could not start: " .. tostring(err)) end
   exits.replacing[p] = back
   readiness.when_ready(p, function(ready)
+    p.await_listen = nil
     if not ready or not exits.replacing[p] then return end
     exits.replacing[p] = nil
     p.restart_time = p.restart_time + 1

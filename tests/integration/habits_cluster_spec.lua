@@ -224,6 +224,47 @@ describe("pm start <node script> -i N (PM2's cluster mode)", function()
     end
   end)
 
+  it("pm reload waits for each new process to listen before the old one goes; one that dies first aborts it",
+    function()
+    local port = H.free_port()
+    local broken = H.home .. "/broken"
+    -- it listens 1.5 s after its start, says so and says its end (in its
+    -- instance's log: the old process's lines and the new one's, in order)
+    local slow = H.script("slow.js", ([[
+const fs = require('fs');
+if (fs.existsSync(%q)) throw new Error('broken deploy');
+process.on('SIGINT', () => { console.log('bye ' + process.pid); process.exit(0); });
+setTimeout(() => {
+  require('http').createServer((q, r) => r.end(String(process.pid))).listen(%d, () => {
+    console.log('listening ' + process.pid);
+  });
+}, 1500);
+]]):format(broken, port), "644")
+    ok(H.pm("start", slow, "-i", "2", "-s"))
+    local before = all_online("slow", 2)
+    local log = H.home .. "/logs/slow-out-" .. before[1].pm_id .. ".log"
+    H.wait_for(function() return (util.read_file(log) or ""):find("listening " .. before[1].pid, 1, true) end,
+      10000, "the first instance listening")
+    ok(H.pm("reload", "slow", "-s"))
+    local after = procs("slow")
+    local text = util.read_file(log) or ""
+    local new_at = text:find("listening " .. after[1].pid, 1, true)
+    local bye_at = text:find("bye " .. before[1].pid, 1, true)
+    assert.truthy(new_at and bye_at, text)
+    assert.is_true(new_at < bye_at, "the old process ended before the new one listened: " .. text)
+    assert.equal("listen", after[1].pm2_env.ready)
+    -- a deploy whose processes die at their start: the reload is aborted,
+    -- the old processes keep serving
+    H.write(broken, "")
+    local r = H.pm("reload", "slow", "-s")
+    assert.are_not.equal(0, r.code, r.out)
+    assert.truthy(r.err:find("aborted", 1, true), r.err)
+    for i, p in ipairs(procs("slow")) do
+      assert.equal(after[i].pid, p.pid)
+      assert.is_true(H.alive(p.pid))
+    end
+  end)
+
   it("a restart keeps the port: the processes get the same held socket from their start", function()
     local port = H.free_port()
     ok(H.pm("start", srv(), "-i", "2", "--", tostring(port)))
