@@ -270,6 +270,22 @@ local function find_in_path(cmd, path)
 end
 M.find_in_path = find_in_path
 
+-- The PATH an app's user starts with when it is not the daemon's (launch's
+-- login environment)
+M.LOGIN_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+-- Where d's script, interpreter or shell are looked for: the caller's
+-- PATH, or for an app of another user the PATH it runs with (a folder on
+-- root's, ~/.pyenv/shims, is not that user's to run)
+local function search_path(d, environ)
+  local who = d.user or d.uid
+  if who ~= nil and core.getuid() == 0 then
+    local pw = util.passwd(who)
+    if pw and pw.uid ~= core.getuid() then return M.LOGIN_PATH end
+  end
+  return environ.PATH or os.getenv("PATH")
+end
+
 -- user / uid / gid (names or numbers) -> numeric uid and gid. Only a daemon
 -- running as root can run an app as another user.
 function M.resolve_ids(d)
@@ -385,7 +401,7 @@ function M.normalize(raw, ctx)
   elseif script:find("%s") then
     -- PM2's rule: a script with spaces ("npm run start") is a command line
     -- for bash (sh without bash); its name, unless given, is the line
-    local PATH = environ.PATH or os.getenv("PATH")
+    local PATH = search_path(d, environ)
     local shell = find_in_path("bash", PATH) or find_in_path("sh", PATH)
     if not shell then
       return nil, ("app '%s': neither bash nor sh on PATH to run the command: %s"):format(label, script)
@@ -394,7 +410,7 @@ function M.normalize(raw, ctx)
     d.script = shell
     d.interpreter = "none"
   elseif not script:find("/") then
-    local found = find_in_path(script, environ.PATH or os.getenv("PATH"))
+    local found = find_in_path(script, search_path(d, environ))
     if not found then return nil, ("app '%s': script not found: %s"):format(label, script) end
     d.script = found
     if d.interpreter == nil then d.interpreter = "none" end
@@ -482,7 +498,7 @@ function M.normalize(raw, ctx)
     end
   end
   if d.interpreter ~= "none" and d.interpreter ~= "pm" and not d.interpreter:find("/") then
-    local found = find_in_path(d.interpreter, environ.PATH or os.getenv("PATH"))
+    local found = find_in_path(d.interpreter, search_path(d, environ))
     if not found then
       return nil, ("app '%s': interpreter not found: %s"):format(d.name, d.interpreter)
     end

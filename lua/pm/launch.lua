@@ -42,7 +42,7 @@ end
 -- default PATH), as login(1) and systemd's User= give it, not from the
 -- caller's (root's secrets, HOME=/root): -> that environment | nil (an app
 -- of the daemon's own user).
-local LOGIN_PATH = "/usr/local/bin:/usr/bin:/bin"
+local LOGIN_PATH = appdecl.LOGIN_PATH
 local function login_env(d)
   local uid = tonumber(d.uid)
   if not uid or uid == core.getuid() then return nil end

@@ -83,6 +83,31 @@ describe("an app with user", function()
     assert.equal("/root", e.HOME)
   end)
 
+  it("finds its interpreter and its command on its own PATH, not on a root-only folder of the caller's", function()
+    if not is_root() then
+      pending("needs root: only a daemon running as root runs apps as another user")
+      return
+    end
+    -- the caller's PATH starts with a folder of root's (0700 PM_HOME) that
+    -- has a python3 and a sleep nobody may run (pyenv's shims under /root)
+    local shims = H.home .. "/shims"
+    assert(core.mkdir(shims, 448))
+    for _, name in ipairs({ "python3", "sleep" }) do
+      H.write(shims .. "/" .. name, "#!/bin/sh\nexit 9\n")
+      core.chmod(shims .. "/" .. name, 448)
+    end
+    local py = script("app.py", "import time\ntime.sleep(1000)\n")
+    local env = { PATH = shims .. ":/usr/local/bin:/usr/bin:/bin" }
+    ok(H.pm("start", py, "--user", "nobody", "-s", { env = env }))
+    ok(H.pm("start", "sleep", "--name", "cmd", "--user", "nobody", "-s", "--", "1000", { env = env }))
+    local a, c = H.online(H.proc("app")), H.online(H.proc("cmd"))
+    assert.is_nil(a.pm2_env.exec_interpreter:find(shims, 1, true), a.pm2_env.exec_interpreter)
+    assert.is_nil(c.pm2_env.pm_exec_path:find(shims, 1, true), c.pm2_env.pm_exec_path)
+    -- an app of the daemon's own user takes the caller's PATH (PM2's rule)
+    ok(H.pm("start", "sleep", "--name", "mine", "--", "1000", { env = env }))
+    assert.truthy(H.proc("mine").pm2_env.pm_exec_path:find(shims, 1, true))
+  end)
+
   it("can say READY=1 over sd_notify, through a socket of its user's that no other user reaches", function()
     if not is_root() or not have("socat") or not have("setpriv") then
       pending("needs root, socat and setpriv")
