@@ -106,6 +106,15 @@ function M.monitor_json(p)
   return m.json
 end
 
+-- The daemon's own events: an app's message of such a type goes out as
+-- process:msg (its packet's process says whose), never as the daemon's
+-- (a subscriber alerting on daemon:error or reading log:out is not fed
+-- fakes by an app's user)
+local function reserved(name)
+  return name == "process:event" or name == "hook:error" or name:match("^daemon:") ~= nil
+    or name:match("^log:") ~= nil or name:match("^bus:") ~= nil
+end
+
 local function on_message(p, line, channel)
   local msg, err = util.decode(line)
   if msg == nil then
@@ -136,6 +145,7 @@ local function on_message(p, line, channel)
   end
   local name = "process:msg"
   if type(msg) == "table" and type(msg.type) == "string" and msg.type ~= "" then name = msg.type end
+  if reserved(name) then name = "process:msg" end
   if not bus.wants(name) then return end
   local data = msg
   if type(msg) == "table" and msg.type ~= nil and msg.data ~= nil then data = msg.data end

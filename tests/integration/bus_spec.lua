@@ -177,6 +177,31 @@ exec sleep 1000
     assert.equal("thrower", got[1].process.name)
   end)
 
+  it("never lets an app's message pass for one of the daemon's events: it comes as process:msg", function()
+    local go = H.home .. "/go"
+    local s = H.script("fake.sh", "#!/bin/sh\n"
+      .. "while [ ! -f " .. H.shquote(go) .. " ]; do sleep 0.05; done\n"
+      .. "for t in daemon:error log:out process:event hook:error bus:dropped mine:ok; do\n"
+      .. "  printf '{\"type\":\"%s\",\"data\":\"FAKE\"}\\n' \"$t\" >&$NODE_CHANNEL_FD\n"
+      .. "done\nexec sleep 1000\n")
+    local p = api_start({ script = s, name = "faker", ipc = true })
+    local bus = assert(pm.launchBus())
+    local daemons, msgs, mine = {}, {}, {}
+    for _, e in ipairs({ "daemon:error", "log:out", "process:event", "hook:error", "bus:dropped" }) do
+      assert(bus:on(e, function(packet) daemons[#daemons + 1] = e .. " " .. util.encode(packet.data) end))
+    end
+    assert(bus:on("process:msg", function(packet) msgs[#msgs + 1] = packet end))
+    assert(bus:on("mine:ok", function(packet) mine[#mine + 1] = packet end))
+    H.write(go, "")
+    pump(function() return #msgs >= 5 and #mine >= 1 end, 5000, "the app's messages")
+    for _, m in ipairs(msgs) do
+      assert.equal(p.pm_id, m.process.pm_id)
+      assert.equal("FAKE", m.data)
+    end
+    for _, d in ipairs(daemons) do assert.is_nil(d:find("FAKE", 1, true), d) end
+    assert.equal("FAKE", mine[1].data) -- (a type of the app's own goes out as it is)
+  end)
+
   it("survives an app that writes invalid JSON on its channel; later valid messages arrive", function()
     local p = api_start({ script = F .. "/lb_badjson.py", name = "garbler", ipc = true })
     wait_log(H.home .. "/logs/garbler-out.log", "sent garbage", 1, 5000)
