@@ -155,6 +155,7 @@ for _, v in ipairs({
   { "unset", "conf", "remove an app's configuration key (APP.KEY), all its keys (APP), or all" },
   { "get", "conf", "an app configuration key's value (APP.KEY), an app's keys, or every key" },
   { "conf", "conf", "get (KEY) or set (KEY VALUE) an app configuration key (PM2's pm2 conf)" },
+  { "install", "conf", "PM2's modules: pm2-logrotate is built in (pm set pm2-logrotate:KEY VALUE); others say so" },
   { "save", "admin", "save the app list for pm resurrect" },
   { "resurrect", "admin", "start the saved apps again" },
   { "cleardump", "admin", "empty the saved app list (dump.json)" },
@@ -179,7 +180,7 @@ end
 
 -- Other names of verbs: they work, and are never suggested.
 local ALIASES = { del = "delete", ls = "list", status = "list", l = "list", desc = "describe", show = "describe",
-  info = "describe", dump = "save", ecosystem = "init", updatePM2 = "update" }
+  info = "describe", dump = "save", ecosystem = "init", updatePM2 = "update", ps = "list" }
 
 M.VERBS, M.ALIASES = VERBS, ALIASES
 

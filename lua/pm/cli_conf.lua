@@ -116,4 +116,19 @@ function V.conf(args)
   return get(a.key)
 end
 
+-- pm install MODULE (PM2's modules are Node packages its daemon runs): pm
+-- has pm2-logrotate built in, and no others
+function V.install(args)
+  local p = cli.parser("install")
+  p:argument("module", "a PM2 module's name (pm2-logrotate)")
+  local name = p:parse(args).module
+  if name == "pm2-logrotate" or name:match("^pm2%-logrotate@") then
+    io.stdout:write("pm2-logrotate is built into pm: its settings are pm set pm2-logrotate:KEY VALUE "
+      .. "(max_size, retain, compress, rotateInterval), or max_log_size and retain in an app's declaration\n")
+    return 0
+  end
+  error({ msg = ("%s: pm runs no PM2 modules (Node packages in PM2's daemon); pm2-logrotate is built in, "
+    .. "a hook (on_exit, pm.every) does in Lua what a module would"):format(name) }, 0)
+end
+
 return V

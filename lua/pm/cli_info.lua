@@ -8,11 +8,63 @@ local target_of, described, no_args = cli.target_of, cli.described, cli.no_args
 
 local V = {}
 
+-- PM2's `ls --sort FIELD[:asc|desc]` fields -> the value a description sorts by
+local SORT = {
+  name = function(d) return d.name end, id = function(d) return d.pm_id end,
+  pid = function(d) return d.pid or 0 end,
+  status = function(d) return d.pm2_env and d.pm2_env.status or "" end,
+  cpu = function(d) return d.monit and d.monit.cpu or 0 end,
+  mem = function(d) return d.monit and d.monit.memory or 0 end,
+  uptime = function(d) return d.pm2_env and d.pm2_env.pm_uptime or 0 end,
+  restarts = function(d) return d.pm2_env and d.pm2_env.restart_time or 0 end,
+}
+SORT.memory, SORT.restart = SORT.mem, SORT.restarts
+
+-- PM2's `ls -m`: a block of a few lines an app, no table
+local function mini(list)
+  local view = require "pm.view"
+  local out = {}
+  for _, d in ipairs(list) do
+    local e = d.pm2_env or {}
+    out[#out + 1] = ("+--- %s\nnamespace : %s\npm id : %d\npid : %d\nstatus : %s\nmode : %s\nrestarted : %d\n"
+      .. "memory : %s\nwatching : %s\n"):format(view.printable(d.name), view.printable(e.namespace or "default"),
+      d.pm_id, d.pid or 0, tostring(e.status), tostring(e.exec_mode or "fork_mode"):gsub("_mode$", ""),
+      e.restart_time or 0, view.bytes(d.monit and d.monit.memory), (e.watch and e.watch ~= false) and "enabled"
+      or "disabled")
+  end
+  return table.concat(out)
+end
+
 local function list_verb(args)
   if #args > 0 then
     local p = cli.parser("list")
     p:flag("--watch", "refresh every second (Ctrl-C leaves)")
+    p:option("--sort", "sort by name, id, pid, status, cpu, mem, uptime or restarts (:asc or :desc)")
+      :argname("<field[:order]>")
+    p:flag("-m --mini-list", "a few lines an app instead of the table")
+    p:flag("--no-color", "no colour (as NO_COLOR=1)")
     local a = p:parse(args)
+    if a.sort or a.mini_list or a.no_color then
+      local field, order = tostring(a.sort or "id"):match("^(%w+):?(%a*)$")
+      local key = field and SORT[field]
+      if not key or (order ~= "" and order ~= "asc" and order ~= "desc") then
+        error({ msg = ("--sort: a field of name, id, pid, status, cpu, mem, uptime, restarts, "
+          .. "then :asc or :desc, not %s"):format(tostring(a.sort)), code = 2 }, 0)
+      end
+      local view = require "pm.view"
+      local list = check(api()._conn():call("list", { fields = view.TABLE_FIELDS }))
+      table.sort(list, function(x, y)
+        local u, v = key(x), key(y)
+        if u == v then return x.pm_id < y.pm_id end
+        if order == "desc" then return u > v end
+        return u < v
+      end)
+      if a.mini_list then io.stdout:write(mini(list)); return 0 end
+      local out = view.stdout()
+      if a.no_color then out.color = false end
+      io.stdout:write(view.table(list, out))
+      return 0
+    end
     if a.watch then
       local view = require "pm.view"
       collectgarbage("restart") -- it runs until Ctrl-C: collect as usual

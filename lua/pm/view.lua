@@ -119,7 +119,8 @@ M.DROP_ORDER = { "watching", "user", "namespace", "mode", "uptime" }
 -- How stdout shows a table: its terminal's width and colours, or neither.
 function M.stdout()
   if not core.isatty(1) then return { color = false } end
-  return { color = true, width = select(2, core.winsize(1)) or nil }
+  local no = os.getenv("NO_COLOR") -- (no-color.org)
+  return { color = not no or no == "", width = select(2, core.winsize(1)) or nil }
 end
 
 -- The fields of a description the table reads (what `pm list` asks the

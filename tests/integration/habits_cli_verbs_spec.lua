@@ -132,3 +132,34 @@ describe("the verbs PM2 users reach for", function()
     online(H.proc("app"))
   end)
 end)
+
+describe("PM2's list words and its module installer", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("pm ps, pm ls --sort name:desc, pm ls -m and --no-color; a bad --sort is one line", function()
+    for _, n in ipairs({ "beta", "alpha", "gamma" }) do
+      ok(H.pm("start", "/bin/sleep", "--name", n, "-s", "--", "1000"))
+    end
+    local function order(text, names)
+      local at = {}
+      for _, n in ipairs(names) do at[#at + 1] = assert(text:find(n, 1, true), n .. " in " .. text) end
+      for i = 2, #at do assert.is_true(at[i - 1] < at[i], text) end
+    end
+    order(ok(H.pm("ps")).out, { "beta", "alpha", "gamma" })
+    order(ok(H.pm("ls", "--sort", "name:desc")).out, { "gamma", "beta", "alpha" })
+    order(ok(H.pm("ls", "--sort", "name")).out, { "alpha", "beta", "gamma" })
+    local m = ok(H.pm("ls", "-m")).out
+    order(m, { "+--- beta", "+--- alpha", "+--- gamma" })
+    assert.truthy(m:find("\nstatus : online\n", 1, true), m)
+    local plain = ok(H.pm("ls", "--no-color")).out
+    assert.is_nil(plain:find("\27", 1, true))
+    fails(H.pm("ls", "--sort", "color"), "--sort", "color")
+  end)
+
+  it("pm install pm2-logrotate says it is built in (exit 0); another module: one line, exit 1", function()
+    local r = ok(H.pm("install", "pm2-logrotate"))
+    assert.truthy(r.out:find("built into pm", 1, true), r.out)
+    fails(H.pm("install", "pm2-server-monit"), "pm2-server-monit", "no PM2 modules")
+  end)
+end)
