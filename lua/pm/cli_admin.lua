@@ -175,13 +175,26 @@ function V.update(args)
   return 0
 end
 
+-- PM2's startup flags: -u USER, --hp HOME, --service-name NAME
+local function startup_flags(p)
+  p:option("-u --user", "a system unit that runs pm as this user (PM2's line for root to run)"):argname("<user>")
+  p:option("--hp", "that user's home (PM_HOME is <home>/.pm)"):argname("<home>")
+  p:option("--service-name", "the unit's name"):argname("<name>")
+end
+
 function V.startup(args)
   local p = cli.parser("startup")
-  p:argument("platform", "init system", "systemd"):choices({ "systemd" })
+  p:argument("platform", "init system (systemd; PM2's distribution names mean it too)", "systemd")
   p:flag("--install", "write and enable the unit (root: system unit; else a user unit)")
+  startup_flags(p)
   local a = p:parse(args)
   local startup = require "pm.startup"
-  local unit, path = startup.unit()
+  if not startup.SYSTEMD[a.platform] then
+    error({ msg = ("startup %s: pm writes systemd units only (systemd, or a distribution that runs it: "
+      .. "ubuntu, debian, centos, redhat, ...)"):format(a.platform), code = 2 }, 0)
+  end
+  local unit, path = startup.unit({ user = a.user, hp = a.hp, service_name = a.service_name })
+  if not unit then error({ msg = path }, 0) end
   if not a.install then
     io.stdout:write("# ", path, "\n", unit)
     io.stdout:write("# install it with: pm startup systemd --install\n")
@@ -193,8 +206,11 @@ function V.startup(args)
 end
 
 function V.unstartup(args)
-  no_args("unstartup", args)
-  local msg = check(require("pm.startup").remove())
+  local p = cli.parser("unstartup")
+  p:argument("platform", "init system", "systemd")
+  startup_flags(p)
+  local a = p:parse(args)
+  local msg = check(require("pm.startup").remove({ user = a.user, hp = a.hp, service_name = a.service_name }))
   io.stdout:write(msg, "\n")
   return 0
 end

@@ -19,13 +19,37 @@ local function unit_dir()
   return config .. "/systemd/user"
 end
 
--- -> unit text, path
-function M.unit()
+-- The platforms PM2's startup names that run systemd here
+M.SYSTEMD = { systemd = true, ubuntu = true, ubuntu14 = true, ubuntu16 = true, ubuntu18 = true,
+  debian = true, centos = true, centos7 = true, redhat = true, rhel = true, fedora = true, amazon = true,
+  suse = true, opensuse = true, arch = true }
+
+--[[ -> unit text, path | nil, err. opts (PM2's `pm2 startup systemd -u www
+--hp /home/www`, the line PM2 prints for root to run): user (a system
+unit that runs as that user), hp (that user's home: PM_HOME is hp/.pm),
+service_name (the unit's name without .service). ]]
+function M.unit(opts)
+  opts = opts or {}
   local bin = util.pm_binary()
   local home = util.home()
   local user = user_name()
   local root = core.getuid() == 0
-  local name = root and ("pm-" .. user .. ".service") or "pm.service"
+  if opts.user then
+    local pw = util.passwd(opts.user)
+    if not pw then return nil, "unknown user " .. tostring(opts.user) end
+    if not root and pw.uid ~= core.getuid() then
+      return nil, ("a unit that runs as %s is root's to write: run it with sudo"):format(pw.name)
+    end
+    user = pw.name
+    home = (opts.hp or (pw.dir ~= "" and pw.dir or "/")) .. "/.pm"
+  elseif opts.hp then
+    home = opts.hp .. "/.pm"
+  end
+  if opts.service_name and not opts.service_name:match("^[%w@._-]+$") then
+    return nil, "--service-name: letters, digits and @ . _ - only"
+  end
+  local name = opts.service_name and (opts.service_name:gsub("%.service$", "") .. ".service")
+    or (root and ("pm-" .. user .. ".service") or "pm.service")
   local lines = {
     "[Unit]",
     "Description=pm process manager (" .. user .. ")",
@@ -79,8 +103,9 @@ function M.install(unit, path)
   return table.concat(msg, "\n")
 end
 
-function M.remove()
-  local _, path = M.unit()
+function M.remove(opts)
+  local _, path = M.unit(opts)
+  if not path then return nil, _ end
   if not core.stat(path) then return nil, "no unit at " .. path end
   local name = util.basename(path)
   systemctl("disable " .. name)

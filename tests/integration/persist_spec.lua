@@ -391,6 +391,27 @@ describe("pm startup and unstartup", function()
     assert.is_nil(core.stat(dir .. "/" .. unit), "the unit is removed")
     fails(H.pm("unstartup", env))
   end)
+
+  it("takes the line PM2 prints for root: pm startup ubuntu -u USER --hp HOME [--service-name NAME]", function()
+    if core.getuid() ~= 0 then
+      pending("needs root: a system unit of another user")
+      return
+    end
+    local pw = assert(util.passwd("nobody"))
+    local dir = H.home .. "/units"
+    local env = { env = { PM_SYSTEMD_DIR = dir } }
+    local r = ok(H.pm("startup", "ubuntu", "-u", "nobody", "--hp", "/srv/www"))
+    assert.is_truthy(r.out:find("\nUser=" .. pw.name .. "\n", 1, true), r.out)
+    assert.is_truthy(r.out:find("\nEnvironment=PM_HOME=/srv/www/.pm\n", 1, true), r.out)
+    assert.is_truthy(r.out:find("pm-" .. pw.name .. ".service", 1, true), r.out)
+    ok(H.pm("startup", "systemd", "-u", "nobody", "--hp", "/srv/www", "--service-name", "web-pm", "--install", env))
+    local text = assert(util.read_file(dir .. "/web-pm.service"))
+    assert.is_truthy(text:find("\nUser=" .. pw.name .. "\n", 1, true), text)
+    ok(H.pm("unstartup", "systemd", "--service-name", "web-pm", env))
+    assert.is_nil(core.stat(dir .. "/web-pm.service"))
+    fails(H.pm("startup", "systemd", "-u", "no-such-user-pm"), "unknown user")
+    fails(H.pm("startup", "launchd"), "systemd units only")
+  end)
 end)
 
 describe("pm update", function()
