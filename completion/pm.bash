@@ -8,7 +8,7 @@ _pm() {
   local verbs="start stop restart reload delete list ls status jlist describe env id prettylist logs scale
     pid ping report kill reset flush reloadLogs sendSignal save resurrect cleardump update startup unstartup
     console monit runtime run daemon startOrRestart startOrReload startOrGracefulReload init ecosystem
-    send attach export deploy serve web install help"
+    send attach export deploy serve web install trigger help"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=($(compgen -W "$verbs --version -e" -- "$cur"))
     return

@@ -143,6 +143,9 @@ local function on_message(p, line, channel)
   if type(msg) == "table" and msg.type == "axm:monitor" and p.channel == channel then
     M.monitor(p, msg.data)
   end
+  if type(msg) == "table" and msg.type == "axm:action" and p.channel == channel then
+    M.action(p, msg.data)
+  end
   local name = "process:msg"
   if type(msg) == "table" and type(msg.type) == "string" and msg.type ~= "" then name = msg.type end
   if reserved(name) then name = "process:msg" end
@@ -195,6 +198,28 @@ function M.wanted(p)
   local interp = d.interpreter or "none"
   if interp == "pm" or util.basename(interp):match("^lua") then return true end
   return require("pm.app").is_node(interp)
+end
+
+-- @pm2/io's actions (io.action(name, fn): {type = "axm:action", data =
+-- {action_name}}), what `pm trigger` may call: the names a process
+-- registered, MAX_METRICS of them (a new process starts with none)
+function M.action(p, data)
+  local name = type(data) == "table" and data.action_name
+  if type(name) ~= "string" or name == "" or #name > M.MAX_TEXT then return end
+  local a = p.axm_actions
+  if not a or a.pid ~= p.pid then
+    a = { pid = p.pid, names = {} }
+    p.axm_actions = a
+  end
+  if #a.names >= M.MAX_METRICS then return end
+  for _, n in ipairs(a.names) do if n == name then return end end
+  a.names[#a.names + 1] = name
+end
+
+-- The actions p's process registered (a list, maybe empty)
+function M.actions(p)
+  local a = p.axm_actions
+  return a and a.pid == p.pid and a.names or {}
 end
 
 -- Sends a value to the app over its channel -> true | nil, err

@@ -150,6 +150,7 @@ for _, v in ipairs({
   { "send", "logs", "write a line to the stdin of a process (input = true)" },
   { "attach", "logs", "show a process's output and send it typed lines (input = true)" },
   { "sendSignal", "admin", "send a signal to processes" },
+  { "trigger", "logs", "call an action an app registered (@pm2/io's io.action) and print its answers" },
   { "set", "conf", "set an app's configuration key (APP.KEY VALUE): it restarts with KEY=VALUE" },
   { "multiset", "conf", "set several keys at once (\"APP.KEY VALUE APP.KEY2 VALUE2\")" },
   { "unset", "conf", "remove an app's configuration key (APP.KEY), all its keys (APP), or all" },

@@ -10,6 +10,7 @@ local log = require "pm.log"
 local rpc = require "pm.rpc"
 local bus = require "pm.bus"
 local sup = require "pm.supervisor"
+local channel = require "pm.channel"
 local ecosystem = require "pm.ecosystem"
 local appdecl = require "pm.app"
 local persist = require "pm.persist"
@@ -734,6 +735,41 @@ function methods.sendSignalToProcessId(params, _, done)
   local p = id and sup.get(id)
   if not p then return done("process not found: " .. tostring(params.target or params.id)) end
   signal_op(params, done, { p })
+end
+
+--[[ {target, action, params}: PM2's trigger. Each running process of
+target that registered the action (@pm2/io's io.action) is sent it, as
+PM2 sends it: the action's name, or {msg = name, opts = params}; its
+answer comes on the bus as axm:reply. -> {process_count, ids} ]]
+function methods.trigger(params, conn, done)
+  local action = params.action
+  if type(action) ~= "string" or action == "" then
+    return done({ code = rpc.INVALID_PARAMS, message = "trigger: params.action is required" })
+  end
+  resolve(params, function(list, err)
+    if not list then return done(err) end
+    local ids, offline, without = {}, 0, 0
+    local packet = action
+    if params.params ~= nil and params.params ~= util.null then packet = { msg = action, opts = params.params } end
+    for _, p in ipairs(list) do
+      local has = false
+      for _, n in ipairs(channel.actions(p)) do if n == action then has = true end end
+      if p.status ~= "online" and p.status ~= "launching" then
+        offline = offline + 1
+      elseif not has then
+        without = without + 1
+      else
+        local ok, serr = sup.send(p, packet)
+        if not ok then return done(serr) end
+        ids[#ids + 1] = p.pm_id
+      end
+    end
+    if #ids == 0 then
+      return done(("no process of %s has the action %s (%d not running, %d without it: @pm2/io's io.action "
+        .. "registers one)"):format(tostring(params.target), action, offline, without))
+    end
+    done(nil, { process_count = #ids, ids = util.array(ids) })
+  end, conn)
 end
 
 function methods.sendDataToProcessId(params, _, done)

@@ -85,6 +85,7 @@ M.FIELDS = {
     channel_held = "the keeper's id of the channel's fd, or nil",
     bad_messages = "messages that were not JSON",
     axm_monitor = "@pm2/io's metrics of its process: { pid, n, by = name -> {value, unit, type, historic}, json }",
+    axm_actions = "@pm2/io's actions its process registered (pm trigger): { pid, names }",
   },
   readiness = {
     ready = "how its process became ready: start, ipc, notify, health, listen, listen_timeout",

@@ -163,3 +163,39 @@ describe("PM2's list words and its module installer", function()
     fails(H.pm("install", "pm2-server-monit"), "pm2-server-monit", "no PM2 modules")
   end)
 end)
+
+describe("pm trigger (PM2's, with @pm2/io's actions)", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("calls an action each instance registered and prints each answer; an unknown action is one line", function()
+    local core = require "pm.core"
+    if not (core.access("/usr/bin/node", "x") or core.access("/usr/local/bin/node", "x")) then
+      return pending("needs node")
+    end
+    -- what @pm2/io's io.action('km', fn) sends and answers, by hand
+    local app = H.script("act.js", [[
+process.send({ type: 'axm:action', data: { action_name: 'km', opts: false, arity: 1 } });
+process.on('message', (m) => {
+  const name = typeof m === 'string' ? m : m && m.msg;
+  if (name !== 'km') return;
+  process.send({ type: 'axm:reply', data: { return: { pid: process.pid, opts: m.opts || null }, action_name: 'km' } });
+});
+setInterval(() => {}, 1000);
+]], "644")
+    ok(H.pm("start", app, "-i", "2", "-s"))
+    local procs = H.named("act")
+    H.wait_for(function()
+      local r = H.pm("trigger", "act", "km")
+      return r.code == 0 and r
+    end, 5000, "the action registered")
+    local r = ok(H.pm("trigger", "act", "km", "10"))
+    assert.truthy(r.out:find("2 processes received the action km", 1, true), r.out)
+    for _, p in ipairs(procs) do
+      assert.truthy(r.out:find(("[act:%d:default]={\"pid\":%d,\"opts\":\"10\"}"):format(p.pm_id, p.pid), 1, true)
+        or r.out:find(("[act:%d:default]={\"opts\":\"10\",\"pid\":%d}"):format(p.pm_id, p.pid), 1, true), r.out)
+    end
+    fails(H.pm("trigger", "act", "nope"), "no process of act has the action nope")
+    fails(H.pm("trigger", "ghost", "km"), "ghost")
+  end)
+end)
