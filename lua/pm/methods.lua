@@ -11,6 +11,8 @@ local rpc = require "pm.rpc"
 local bus = require "pm.bus"
 local sup = require "pm.supervisor"
 local channel = require "pm.channel"
+local sockets = require "pm.sockets"
+local readiness = require "pm.readiness"
 local ecosystem = require "pm.ecosystem"
 local appdecl = require "pm.app"
 local persist = require "pm.persist"
@@ -546,6 +548,16 @@ local unwatched = setmetatable({}, { __mode = "k" })
 methods.stop = ordered_op(function(p, _, cb)
   sup.stop(p, function(...)
     local d = p.decl
+    -- the ports its instances listened on (cluster mode) are free while
+    -- none of them runs, as PM2's stop frees them (a client is refused,
+    -- not left in a backlog nobody reads); a declared listen stays held
+    if readiness.listen_specs(d) and not p.deleted then
+      local key, running = sockets.key(d), false
+      for _, o in ipairs(sup.by_name(p.name)) do
+        if sockets.key(o.decl) == key and o.status ~= "stopped" and o.status ~= "errored" then running = true end
+      end
+      if not running then sockets.close_learned(key) end
+    end
     if d.watch and not p.deleted then
       local copy = unwatched[d]
       if not copy then

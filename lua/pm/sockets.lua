@@ -198,6 +198,23 @@ function M.acquire(key, specs, cwd)
   return socks
 end
 
+-- The sockets of the ports key's apps learned (cluster mode's listen())
+-- closed while none of them runs (pm stop, as PM2's frees its ports): the
+-- ports stay learned, and the next start binds them again. A declared
+-- listen stays held (a connection waits in its backlog for the start).
+function M.close_learned(key)
+  local entry = held[key]
+  if not entry then return end
+  for _, spec in ipairs(entry.learned) do
+    local a = M.parse(spec)
+    local id = a and sock_id(a)
+    if id and entry.by[id] then
+      close_sock(entry.by[id])
+      entry.by[id] = nil
+    end
+  end
+end
+
 function M.release(key)
   local entry = held[key]
   if entry then

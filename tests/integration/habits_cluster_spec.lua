@@ -265,6 +265,28 @@ setTimeout(() => {
     end
   end)
 
+  it("pm stop frees the port (a client is refused, another program may bind it); pm start binds it again",
+    function()
+    local port = H.free_port()
+    ok(H.pm("start", srv(), "-i", "2", "--", tostring(port)))
+    all_online("srv", 2)
+    serving(port)
+    ok(H.pm("stop", "srv", "-s"))
+    local bind = ("%s -c %s"):format(PY, q(("import socket,sys\ns=socket.socket()\n"
+      .. "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', %d))\ns.listen()\n"
+      .. "c=socket.socket()\nc.connect(('127.0.0.1', %d))\nprint('bound')"):format(port, port)))
+    local r = H.sh(bind)
+    assert.equal(0, r.code, "the port is still held after pm stop: " .. r.err)
+    assert.truthy(r.out:find("bound", 1, true))
+    local refused = H.sh(("%s -c %s"):format(PY, q(("import socket\ntry:\n"
+      .. "  socket.create_connection(('127.0.0.1', %d), 2)\n  print('accepted')\n"
+      .. "except ConnectionRefusedError:\n  print('refused')"):format(port))))
+    assert.equal("refused\n", refused.out)
+    ok(H.pm("start", "srv", "-s"))
+    all_online("srv", 2, 0)
+    serving(port)
+  end)
+
   it("a restart keeps the port: the processes get the same held socket from their start", function()
     local port = H.free_port()
     ok(H.pm("start", srv(), "-i", "2", "--", tostring(port)))
