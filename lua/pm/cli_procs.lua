@@ -32,8 +32,9 @@ local function apply_file(label, method, path, a)
       and res[1].load_output or {}) do
       io.stdout:write(tostring(line), "\n")
     end
+    local done = method:lower():find("reload", 1, true) and "reloaded" or nil
     for _, d in ipairs(res) do
-      local line = view.changes(d)
+      local line = view.changes(d, done)
       if line then io.stdout:write(line) end
     end
   end

@@ -423,12 +423,13 @@ function M.progress(label, e, count)
 end
 
 -- What re-applying an ecosystem file did to app d (pm2_env.changes), ended;
--- nil when the reply says nothing of it.
-function M.changes(d)
+-- nil when the reply says nothing of it. done: what was done to it
+-- ("restarted" by default, "reloaded")
+function M.changes(d, done)
   local ch = d.pm2_env and d.pm2_env.changes
   if type(ch) ~= "table" then return nil end
-  return ("%s (%d): %s\n"):format(d.name, d.pm_id,
-    #ch > 0 and ("applied " .. table.concat(ch, ", ")) or "restarted, nothing changed")
+  return ("%s (%d): %s\n"):format(M.printable(d.name), d.pm_id,
+    #ch > 0 and ("applied " .. table.concat(ch, ", ")) or ((done or "restarted") .. ", nothing changed"))
 end
 
 -- ---- the rows of pm monit ----

@@ -217,6 +217,8 @@ describe("lines about events", function()
       pm2_env = { changes = { "env", "instances" } } }))
     assert.equal("api (3): restarted, nothing changed\n", view.changes({ name = "api", pm_id = 3,
       pm2_env = { changes = {} } }))
+    assert.equal("api (3): reloaded, nothing changed\n", view.changes({ name = "api", pm_id = 3,
+      pm2_env = { changes = {} } }, "reloaded"))
     assert.is_nil(view.changes({ name = "api", pm_id = 3, pm2_env = {} }))
   end)
 end)
