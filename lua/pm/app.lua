@@ -318,6 +318,10 @@ same: errored), unset (names a restart gave as "null": interpreter_args is
 then none at all, as PM2 shows it). Returns the declaration or nil,
 "one-line error".
 ]]
+-- The declarations whose raw form said how many instances (an ecosystem
+-- file read again runs that many; one that says nothing keeps the count)
+M.instances_given = setmetatable({}, { __mode = "k" })
+
 function M.normalize(raw, ctx)
   ctx = ctx or {}
   if type(raw) ~= "table" then return nil, "an app must be a table" end
@@ -624,6 +628,7 @@ function M.normalize(raw, ctx)
   d.numeric_env = #numeric > 0 and numeric or nil
   if d.port then env.PORT = ("%d"):format(d.port) end
   d.env = env
+  if instances_given then M.instances_given[d] = true end
   -- (a Node app in cluster mode shares the ports it listens on through
   -- sockets the daemon holds: declared, or learned at its first listen())
   return d

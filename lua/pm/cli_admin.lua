@@ -197,7 +197,11 @@ function V.startup(args)
   if not unit then error({ msg = path }, 0) end
   if not a.install then
     io.stdout:write("# ", path, "\n", unit)
-    io.stdout:write("# install it with: pm startup systemd --install\n")
+    local words = { "pm startup systemd" }
+    if a.user then words[#words + 1] = "-u " .. a.user end
+    if a.hp then words[#words + 1] = "--hp " .. a.hp end
+    if a.service_name then words[#words + 1] = "--service-name " .. a.service_name end
+    io.stdout:write("# install it with: ", table.concat(words, " "), " --install\n")
     return 0
   end
   local msg = check(startup.install(unit, path))

@@ -27,7 +27,7 @@ local stale, stale_set, refresher = {}, {}, nil
 -- CPU over 5 ms of life: 200 %): a process younger says 0 until the next
 -- sample. No share is above what every CPU gives.
 M.MIN_SPAN_MS = 500
-local cpu_max
+M.CPU_MAX = nil -- (100 % a CPU, counted at the first sample)
 
 local function measure(p, t, prev)
   local tree = core.proc_tree(p.pid)
@@ -38,9 +38,9 @@ local function measure(p, t, prev)
     local up = t - (p.started or t)
     cpu = up >= M.MIN_SPAN_MS and (tree.ticks / clk_tck) / (up / 1000) * 100 or 0
   end
-  cpu_max = cpu_max or appdecl.cpu_count() * 100
+  M.CPU_MAX = M.CPU_MAX or appdecl.cpu_count() * 100
   if cpu ~= cpu or cpu < 0 then cpu = 0 end
-  if cpu > cpu_max then cpu = cpu_max end
+  if cpu > M.CPU_MAX then cpu = M.CPU_MAX end
   cpu = math.floor(cpu * 10 + 0.5) / 10
   -- a process caught between fork and exec shows nothing yet: ask again
   if (tree.rss or 0) > 0 then

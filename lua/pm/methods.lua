@@ -322,6 +322,8 @@ local function start_decls(decls, params, origin, done, action, printed)
         -- and restart it (PM2's behaviour); without a cwd in the file it
         -- keeps its own, whoever reads the file from where
         if ecosystem.implicit_cwd[d] then d.cwd = existing[1].decl.cwd end
+        -- (nor, without instances in the file, its count)
+        if not require("pm.app").instances_given[d] then d.instances = existing[1].decl.instances end
         for _, p in ipairs(existing) do
           changed[p] = changes(p.decl, d)
           ops[#ops + 1] = p
@@ -351,10 +353,13 @@ local function start_decls(decls, params, origin, done, action, printed)
       for _, p in ipairs(ops) do started[#started + 1] = p end
       apply_decl(ops, d, environ, origin and action, function(err)
         if err then return done(err) end
-        -- a file says how many instances run: as many as it says now (a
-        -- count changed in the file, or by pm scale since), as pm scale
-        -- would make them
-        if not (origin and #existing > 0) or #sup.by_name(d.name) == d.instances then return next_decl() end
+        -- a file that says how many instances run: as many as it says now
+        -- (a count changed in the file, or by pm scale since), as pm scale
+        -- would make them; one that says nothing keeps the count
+        if not (origin and #existing > 0 and require("pm.app").instances_given[d])
+            or #sup.by_name(d.name) == d.instances then
+          return next_decl()
+        end
         sup.scale(d.name, d.instances, function(serr, list)
           if serr then return done(serr) end
           local known = {}

@@ -85,6 +85,7 @@ function M.reload(p, opts, done)
   p.pid = 0
   local function back(why)
     -- the replacement failed: the old process is p's again
+    p.await_listen = nil
     if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
     p.ready_waiters = nil
     exits.replacing[p] = nil

@@ -41,9 +41,14 @@ function M.unit(opts)
       return nil, ("a unit that runs as %s is root's to write: run it with sudo"):format(pw.name)
     end
     user = pw.name
-    home = (opts.hp or (pw.dir ~= "" and pw.dir or "/")) .. "/.pm"
+    home = (opts.hp or (pw.dir ~= "" and pw.dir or "/")):gsub("/+$", "") .. "/.pm"
   elseif opts.hp then
-    home = opts.hp .. "/.pm"
+    home = opts.hp:gsub("/+$", "") .. "/.pm"
+  end
+  -- (a unit's line: an absolute path, no space, control character or %)
+  if not home:match("^/[^%s%c%%]*$") then
+    return nil, ("PM_HOME '%s': an absolute path without spaces, control characters or %% expected")
+      :format((home:gsub("%c", "?")))
   end
   if opts.service_name and not opts.service_name:match("^[%w@._-]+$") then
     return nil, "--service-name: letters, digits and @ . _ - only"
@@ -58,7 +63,10 @@ function M.unit(opts)
     "[Service]",
     "Type=simple",
     "Environment=PM_HOME=" .. home,
-    "Environment=PATH=" .. (os.getenv("PATH") or "/usr/local/bin:/usr/bin:/bin"),
+    -- (a unit of another user: that user's login PATH, not root's; a PATH
+    -- a unit's line cannot hold as it is: the login PATH too)
+    "Environment=PATH=" .. ((not opts.user and (os.getenv("PATH") or ""):match("^[^%s%c%%]+$"))
+      or require("pm.app").LOGIN_PATH),
     "LimitNOFILE=infinity",
     "ExecStart=" .. bin .. " daemon --stdio",
     -- ("-": an app that cannot come back is said, the others run)
@@ -104,8 +112,8 @@ function M.install(unit, path)
 end
 
 function M.remove(opts)
-  local _, path = M.unit(opts)
-  if not path then return nil, _ end
+  local unit, path = M.unit(opts)
+  if not unit then return nil, path end
   if not core.stat(path) then return nil, "no unit at " .. path end
   local name = util.basename(path)
   systemctl("disable " .. name)

@@ -148,6 +148,13 @@ describe("an ecosystem file read again", function()
     assert.equal(3, count("iw"))
     ok(H.pm("startOrReload", f, "-s"))
     assert.equal(1, count("iw"))
+    -- a file that does not say how many keeps the count pm scale made
+    config_js({ sleeper("iw") })
+    ok(H.pm("scale", "iw", "2", "-s"))
+    r = ok(H.pm("reload", f))
+    assert.is_nil(r.out:find("instances", 1, true), r.out)
+    assert.equal(2, count("iw"))
+    assert.equal(2, H.proc("iw").pm2_env.instances)
   end)
 
   it("a bad file changes nothing: one line, the apps run on untouched", function()

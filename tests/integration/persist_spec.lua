@@ -410,6 +410,13 @@ describe("pm startup and unstartup", function()
     ok(H.pm("unstartup", "systemd", "--service-name", "web-pm", env))
     assert.is_nil(core.stat(dir .. "/web-pm.service"))
     fails(H.pm("startup", "systemd", "-u", "no-such-user-pm"), "unknown user")
+    fails(H.pm("unstartup", "systemd", "-u", "no-such-user-pm"), "unknown user")
+    -- what --hp says goes into the unit's lines: one path, nothing more
+    fails(H.pm("startup", "systemd", "-u", "nobody", "--hp", "/srv/a b\nExecStartPre=/bin/touch /tmp/x"),
+      "an absolute path")
+    fails(H.pm("startup", "systemd", "-u", "nobody", "--hp", "rel/%h"), "an absolute path")
+    assert.is_truthy(r.out:find("\nEnvironment=PATH=/usr/local/bin:/usr/bin:/bin\n", 1, true), r.out)
+    assert.is_truthy(r.out:find("pm startup systemd -u nobody --hp /srv/www --install", 1, true), r.out)
     fails(H.pm("startup", "launchd"), "systemd units only")
   end)
 end)

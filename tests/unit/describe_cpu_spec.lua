@@ -31,5 +31,11 @@ describe("the CPU share of a process", function()
     local _, cpu = describe_.sample(p)
     assert.is_true(cpu > 0, tostring(cpu))
     assert.is_true(cpu <= appdecl.cpu_count() * 100, tostring(cpu))
+    -- (one CPU: the cap itself, whatever this machine has)
+    local max = describe_.CPU_MAX
+    describe_.CPU_MAX = 100
+    _, cpu = describe_.sample({ pid = core.getpid(), started = core.mono() - 5 })
+    describe_.CPU_MAX = max
+    assert.equal(100, cpu)
   end)
 end)
