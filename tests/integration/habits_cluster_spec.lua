@@ -240,7 +240,8 @@ setTimeout(() => {
   });
 }, 1500);
 ]]):format(broken, port), "644")
-    ok(H.pm("start", slow, "-i", "2", "-s"))
+    -- (listen_timeout far above the 1.5 s: ready by listening, never by the timeout)
+    ok(H.pm("start", slow, "-i", "2", "--listen-timeout", "30000", "-s"))
     local before = all_online("slow", 2)
     local log = H.home .. "/logs/slow-out-" .. before[1].pm_id .. ".log"
     H.wait_for(function() return (util.read_file(log) or ""):find("listening " .. before[1].pid, 1, true) end,
@@ -262,6 +263,13 @@ setTimeout(() => {
     for i, p in ipairs(procs("slow")) do
       assert.equal(after[i].pid, p.pid)
       assert.is_true(H.alive(p.pid))
+    end
+    -- an aborted reload leaves nothing behind: a restart is online at once
+    os.remove(broken)
+    ok(H.pm("restart", "slow", "-s"))
+    for _, p in ipairs(procs("slow")) do
+      assert.equal("online", p.pm2_env.status)
+      assert.equal("start", p.pm2_env.ready)
     end
   end)
 
