@@ -14,7 +14,7 @@ M.MIN_INTERVAL = 100 -- ms: checks more often would keep the daemon busy
 -- 127.0.0.1; nil for another name (the daemon resolves none: a lookup
 -- would wait on DNS in its loop)
 local function address(host)
-  if host == "localhost" then return "127.0.0.1" end
+  if host == "localhost" or host == "" then return "127.0.0.1" end -- (":PORT": loopback, as before)
   if host:match("^%d+%.%d+%.%d+%.%d+$") or (host:find(":", 1, true) and host:match("^[%x:.]+$")) then
     return host
   end
@@ -38,7 +38,7 @@ end
 -- HOST:PORT or [IPv6]:PORT -> host, port | nil
 local function tcp_parts(spec)
   local host, port = tostring(spec):match("^%[([^%]]*)%]:(%d+)$")
-  if not host then host, port = tostring(spec):match("^([^:%[%]]+):(%d+)$") end
+  if not host then host, port = tostring(spec):match("^([^:%[%]]*):(%d+)$") end
   return host, tonumber(port)
 end
 
@@ -105,15 +105,30 @@ end
 -- spawn). done(ok, err).
 function M.probe(h, run, done)
   local timeout = h.timeout or M.DEFAULTS.timeout
+  local function probe(host, port, req)
+    -- localhost: 127.0.0.1, then ::1 (a server may listen on one of them
+    -- only: Node's listen(port, "localhost") binds ::1 where it comes first)
+    if host ~= "localhost" then return probe_tcp(address(host), port, req, timeout, done) end
+    local t0 = core.mono()
+    probe_tcp("127.0.0.1", port, req, timeout, function(ok, err)
+      if ok then return done(true) end
+      local left = timeout - (core.mono() - t0)
+      if left <= 0 then return done(false, err) end
+      probe_tcp("::1", port, req, math.floor(left), function(ok6, err6)
+        if ok6 then return done(true) end
+        done(false, err .. "; ::1: " .. tostring(err6))
+      end)
+    end)
+  end
   if h.http then
     local host, port, path = http_parts(h.http)
     local req = ("GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: pm-health\r\n\r\n")
       :format(path, host:find(":", 1, true) and ("[" .. host .. "]") or host)
-    return probe_tcp(address(host), port, req, timeout, done)
+    return probe(host, port, req)
   end
   if h.tcp then
     local host, port = tcp_parts(h.tcp)
-    return probe_tcp(address(host), port, nil, timeout, done)
+    return probe(host, port, nil)
   end
   run({ "/bin/sh", "-c", tostring(h.exec) }, timeout, function(code)
     if code == 0 then return done(true) end
