@@ -213,7 +213,8 @@ function V.env(args)
     for k in pairs(env) do names[#names + 1] = k end
     table.sort(names)
     if i > 1 then io.stdout:write("\n") end
-    for _, k in ipairs(names) do io.stdout:write(k, ": ", tostring(env[k]), "\n") end
+    local view = require "pm.view" -- (an env_file is its app's user's: no escape sequence reaches the terminal)
+    for _, k in ipairs(names) do io.stdout:write(view.printable(k), ": ", view.printable(env[k]), "\n") end
   end
   return 0
 end

@@ -98,5 +98,11 @@ describe("pm describe and pm list with what an app wrote", function()
     assert.truthy(card:find("v\\x9B31m", 1, true), card)
     assert.truthy(card:find("up\\x1B[31mRED", 1, true), card)
     assert.truthy(list:find("up\\x1B[31", 1, true), list)
+    -- an env_file of the app's folder: pm env prints it the same way
+    H.write(dir .. "/.env", "X=a\27[2Jb\n")
+    ok(H.pm("start", "/bin/sleep", "--name", "envy", "--env-file", dir .. "/.env", "-s", "--", "1000"))
+    local env = ok(H.pm("env", tostring(H.proc("envy").pm_id))).out
+    assert.is_nil(env:find("\27", 1, true), env)
+    assert.truthy(env:find("X: a\\x1B[2Jb", 1, true), env)
   end)
 end)
