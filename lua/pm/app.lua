@@ -274,12 +274,16 @@ M.find_in_path = find_in_path
 -- login environment)
 M.LOGIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 
--- Where d's script, interpreter or shell are looked for: the caller's
--- PATH, or for an app of another user the PATH it runs with (a folder on
--- root's, ~/.pyenv/shims, is not that user's to run)
+-- Where d's script, interpreter or shell are looked for: the PATH it runs
+-- with. Its declared env's PATH; else the caller's, or for an app of
+-- another user the login PATH unless it takes the caller's environment
+-- (filter_env = false, or prefixes to leave out): a folder on root's PATH,
+-- ~/.pyenv/shims, is not that user's to run.
 local function search_path(d, environ)
+  local declared = type(d.env) == "table" and d.env.PATH
+  if type(declared) == "string" and declared ~= "" then return declared end
   local who = d.user or d.uid
-  if who ~= nil and core.getuid() == 0 then
+  if who ~= nil and core.getuid() == 0 and (d.filter_env == nil or d.filter_env == true) then
     local pw = util.passwd(who)
     if pw and pw.uid ~= core.getuid() then return M.LOGIN_PATH end
   end
