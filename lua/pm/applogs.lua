@@ -182,7 +182,7 @@ local function acquire_file(path, d, p, lazy)
   end
   if not file then
     log.warn("cannot open log %s of %s: %s", path, d.name, err)
-    return nil
+    return nil, ("cannot open log %s: %s"):format(path, tostring(err))
   end
   files[path] = { file = file, refs = 1, owner = owner, p = p }
   if rotate then M.arm_rotation(files[path], rotate) end
@@ -267,12 +267,12 @@ local function pipe_opts(p, which, lazy)
   local main = which == "out" and p.out_path or p.err_path
   for _, path in ipairs({ main, p.log_path }) do
     if path and path ~= "/dev/null" then
-      local f = acquire_file(path, d, p, lazy)
+      local f, why = acquire_file(path, d, p, lazy)
       if f then
         opts.files[#opts.files + 1] = f
         p.acquired[#p.acquired + 1] = path -- released with exactly these
       else
-        p.logs_missing = true
+        p.logs_missing = why or true
       end
     end
   end

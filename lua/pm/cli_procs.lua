@@ -19,12 +19,27 @@ local function file_of(what)
   if st and st.type == "file" and util.is_ecosystem(what) then return util.absolute(what, core.getcwd()) end
 end
 
+-- What a start could not do for its apps, said on stderr (exit 0: the
+-- apps run): a log file that could not be opened -> list
+local function warn_logs(list)
+  local view = require "pm.view"
+  for _, d in ipairs(type(list) == "table" and list or {}) do
+    local e = type(d) == "table" and d.pm2_env
+    if type(e) == "table" and type(e.log_error) == "string" then
+      io.stderr:write(("pm: warning: %s (%s): %s\n"):format(view.printable(d.name), tostring(d.pm_id),
+        view.printable(e.log_error)))
+    end
+  end
+  return list
+end
+
 -- Starts, restarts or reloads (method) the apps of an ecosystem file, read
 -- again: what it changed of each known app is printed, then the table.
 local function apply_file(label, method, path, a)
   local res = with_progress(label, function()
     return check(api()[method](path, { env = a.env, only = names_of(a.only), reply = "changes" }))
   end)
+  warn_logs(res)
   if not a.silent then
     local view = require "pm.view"
     -- what the file's print showed while the daemon loaded it
@@ -369,7 +384,7 @@ function start_one(a)
   local foreground = a.no_daemon and foreground_daemon()
   local client = api()
   if what == "-" and not core.stat(what) then
-    for _, app in ipairs(stdin_apps()) do check(client.start(app, { env = a.env, brief = true })) end
+    for _, app in ipairs(stdin_apps()) do warn_logs(check(client.start(app, { env = a.env, brief = true }))) end
     show_list(a.silent)
     return foreground and stay_in_foreground() or 0
   end
@@ -384,7 +399,7 @@ function start_one(a)
     -- a known name or id is (re)started; PM2: with --update-env, restarted
     -- with the current environment
     if not (a.update_env and client.restart(what, { updateEnv = true, brief = true })) then
-      check(client.start(what, { brief = true, env = a.env }))
+      warn_logs(check(client.start(what, { brief = true, env = a.env })))
     end
   elseif not st and #a.args == 0 and not util.is_ecosystem(what) and known_app(client, what) then
     -- PM2: a known app started with flags is restarted with what they say
@@ -395,7 +410,7 @@ function start_one(a)
     end
     check(client.restart(what, opts))
   else
-    check(client.start(app, { force = a.force or nil, env = a.env, brief = true }))
+    warn_logs(check(client.start(app, { force = a.force or nil, env = a.env, brief = true })))
   end
   show_list(a.silent)
   return foreground and stay_in_foreground() or 0

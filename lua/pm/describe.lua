@@ -289,6 +289,7 @@ local ENV = {
   notify = function(p) return p.notify end,
   ready = function(p) return p.ready end,
   last_hook_error = function(p) return p.last_hook_error end,
+  log_error = function(p) return type(p.logs_missing) == "string" and p.logs_missing or nil end,
   pm_out_log_path = function(p) return p.out_path or applogs.path(p, "out") end,
   pm_err_log_path = function(p) return p.err_path or applogs.path(p, "err") end,
   pm_log_path = function(p) return p.log_path end,
@@ -502,6 +503,8 @@ local function state_into(parts, n, p, changes)
   n = member(parts, n, ',"notify":', p.notify)
   n = member(parts, n, ',"ready":', p.ready)
   n = member(parts, n, ',"last_hook_error":', p.last_hook_error)
+  -- (a log file that could not be opened: what pm start says)
+  n = member(parts, n, ',"log_error":', type(p.logs_missing) == "string" and p.logs_missing or nil)
   -- (@pm2/io's metrics of the process: PM2's axm_monitor, {} when none)
   parts[n + 1] = ',"axm_monitor":'
   parts[n + 2] = channel_mod().monitor_json(p)
@@ -572,7 +575,7 @@ local function state_json(p)
       and c[5] == (p.pm_uptime or p.created_at) and c[6] == p.restart_time and c[7] == p.unstable_restarts
       and c[8] == exit_code and c[9] == p.exit_signal and c[10] == p.prev_restart_delay and c[11] == p.error
       and c[12] == notify and c[13] == p.ready and c[14] == hook_err and c[15] == mon and c[16] == meta
-      and c[17] == hj then
+      and c[17] == hj and c[18] == p.logs_missing then
     return c.text
   end
   local parts = new_table(40, 0)
@@ -582,12 +585,12 @@ local function state_json(p)
     p.json_state = nil -- (made each time: in place changes, or paths worked out each time)
     return text
   end
-  c = c or new_table(17, 1)
+  c = c or new_table(18, 1)
   c[1], c[2], c[3], c[4], c[5], c[6] = p.status, p.out_path, p.err_path, p.log_path,
     p.pm_uptime or p.created_at, p.restart_time
   c[7], c[8], c[9], c[10], c[11], c[12] = p.unstable_restarts, exit_code, p.exit_signal, p.prev_restart_delay,
     p.error, notify
-  c[13], c[14], c[15], c[16], c[17] = p.ready, hook_err, mon, meta, hj
+  c[13], c[14], c[15], c[16], c[17], c[18] = p.ready, hook_err, mon, meta, hj, p.logs_missing
   c.text = text
   p.json_state = c
   return text

@@ -292,7 +292,7 @@ end
 
 -- pm2_env's members that are pm's own (DESIGN §5: PM2's fields stay where
 -- they are, pm's extensions move); `events` is left out altogether.
-M.EXTENSIONS = { events = "drop", changes = true, notify = true, ready = true, last_hook_error = true,
+M.EXTENSIONS = { events = "drop", changes = true, notify = true, ready = true, last_hook_error = true, log_error = true,
   exit_signal = true, error = true, origin = true }
 
 -- pm's names of pm2_env's members that PM2 names otherwise

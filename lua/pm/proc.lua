@@ -110,7 +110,7 @@ M.FIELDS = {
     pipes = "{ out, err, held } log pipes reading its process's output (held: the keeper's ids)",
     acquired = "paths of the shared files its pipes were given (being built)",
     log_files = "paths of the shared files its pipes hold",
-    logs_missing = "a log file could not be opened (reloadLogs tries again)",
+    logs_missing = "why a log file could not be opened (pm2_env.log_error; reloadLogs tries again)",
   },
   pidfile = {
     pid_path = "its pid file's path",

@@ -267,6 +267,7 @@ function M.card(p, now, base)
   row("restart delay", M.ms(e.restart_delay))
   row("kill timeout", M.ms(e.kill_timeout))
   row("error", e.error)
+  row("log error", e.log_error)
   local he = e.last_hook_error
   row("last hook error", type(he) == "table" and type(he.message) == "string" and
     ("%s %s: %s"):format(he.at and M.date(he.at) or "", tostring(he.hook), he.message:match("^[^\n]*")) or nil)

@@ -114,6 +114,24 @@ describe("an app with user", function()
     assert.truthy(H.proc("mine").pm2_env.pm_exec_path:find(shims, 1, true))
   end)
 
+  it("a log file it may not write is said by pm start (exit 0), pm describe and jlist, not only in pm.log",
+    function()
+    if not is_root() then
+      pending("needs root: only a daemon running as root runs apps as another user")
+      return
+    end
+    local taken = open_dir .. "/root.log"
+    H.write(taken, "root's\n") -- (root's file: an app of nobody may not write it)
+    local app = script("l.sh", "#!/bin/sh\necho hi\nexec sleep 1000\n")
+    local r = ok(H.pm("start", app, "--user", "nobody", "-o", taken, "--name", "lg"))
+    assert.truthy(r.err:match("^pm: warning: lg %(%d+%): cannot open log " .. taken:gsub("%p", "%%%0")
+      .. ": [^\n]*not owned by the app's user[^\n]*\n$"), r.err)
+    local e = H.proc("lg").pm2_env
+    assert.truthy(tostring(e.log_error):find("cannot open log " .. taken, 1, true), tostring(e.log_error))
+    assert.truthy(ok(H.pm("describe", "lg")).out:find("log error", 1, true))
+    assert.equal("root's\n", util.read_file(taken))
+  end)
+
   it("can say READY=1 over sd_notify, through a socket of its user's that no other user reaches", function()
     if not is_root() or not have("socat") or not have("setpriv") then
       pending("needs root, socat and setpriv")
