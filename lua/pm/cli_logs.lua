@@ -180,36 +180,13 @@ function V.trigger(args)
   local a = p:parse(args)
   local util = require "pm.util"
   local view = require "pm.view"
-  local pm = api()
-  local bus = check(pm.launchBus())
-  -- (answers may come before the daemon's reply says who was sent it)
-  local early, want, got, seen = {}, nil, 0, {}
-  local function take(packet)
-    local pr = packet.process or {}
-    local data = type(packet.data) == "table" and packet.data or {}
-    if not want[pr.pm_id] or seen[pr.pm_id] or (data.action_name ~= nil and data.action_name ~= a.action) then
-      return
-    end
-    seen[pr.pm_id] = true
-    got = got + 1
-    io.stdout:write(("[%s:%s:%s]=%s\n"):format(view.printable(pr.name), tostring(pr.pm_id),
-      view.printable(pr.namespace or "default"), view.printable(util.encode(data["return"]))))
-  end
-  check(bus:on("axm:reply", function(packet)
-    if want then take(packet) else early[#early + 1] = packet end
-  end))
-  local r = check(pm._conn():call("trigger", { target = target_of(a.target), action = a.action,
-    params = a.params }))
-  local expected = r.process_count
-  want = {}
-  for _, id in ipairs(r.ids or {}) do want[id] = true end
-  io.stdout:write(("%d process%s received the action %s\n"):format(expected, expected == 1 and "" or "es",
+  local answers = check(api().trigger(target_of(a.target), a.action, a.params, { timeout = a.timeout }))
+  io.stdout:write(("%d process%s received the action %s\n"):format(#answers, #answers == 1 and "" or "es",
     view.printable(a.action)))
-  for _, packet in ipairs(early) do take(packet) end
-  local ms = a.timeout or 10000
-  if not require("pm.client").run_until(function() return got >= expected end, ms) then
-    error({ msg = ("%d of %d processes answered the action %s within %d ms"):format(got, expected,
-      a.action, ms) }, 0)
+  for _, ans in ipairs(answers) do
+    local pr = ans.process
+    io.stdout:write(("[%s:%s:%s]=%s\n"):format(view.printable(pr.name), tostring(pr.pm_id),
+      view.printable(pr.namespace or "default"), view.printable(ans.data == nil and "null" or util.encode(ans.data))))
   end
   return 0
 end

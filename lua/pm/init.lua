@@ -550,6 +550,50 @@ pm.launchBus = api(function()
   return bus
 end)
 
+-- PM2's trigger(target, action [, params] [, cb]): each running process of
+-- target that registered action (@pm2/io's io.action) is sent it ->
+-- its answers, { { process = {name, pm_id, namespace}, data = <return> } }
+-- by pm_id, once every one answered (opts.timeout ms, 10 s by default)
+pm.trigger = api(function(target, action, params, opts)
+  if type(action) ~= "string" or action == "" then
+    return nil, "trigger(target, action [, params]): an action name expected"
+  end
+  local bus, berr = pm.launchBus()
+  if not bus then return nil, berr end
+  bus.live = true -- (its own handler, at once: inside this call)
+  local ms = type(opts) == "table" and tonumber(opts.timeout) or 10000
+  -- (answers may come before the daemon's reply says who was sent it)
+  local seen, answers, want = {}, {}, nil
+  local function take(packet)
+    local pr = type(packet) == "table" and packet.process or {}
+    local data = type(packet.data) == "table" and packet.data or {}
+    if (want and not want[pr.pm_id]) or seen[pr.pm_id] or (data.action_name ~= nil and data.action_name ~= action) then
+      return
+    end
+    seen[pr.pm_id] = true
+    answers[#answers + 1] = { process = pr, data = data["return"] }
+  end
+  bus:on("axm:reply", take)
+  local r, err = call("trigger", { target = target, action = action, params = params })
+  if not r then
+    bus:close()
+    return nil, err
+  end
+  want = {}
+  for _, id in ipairs(r.ids or {}) do want[id] = true end
+  local kept = {}
+  for _, a in ipairs(answers) do if want[a.process.pm_id] then kept[#kept + 1] = a end end
+  answers = kept
+  local done = client.run_until(function() return #answers >= r.process_count end, ms)
+  bus:close()
+  if not done then
+    return nil, ("%d of %d processes answered the action %s within %d ms"):format(#answers, r.process_count,
+      action, ms)
+  end
+  table.sort(answers, function(a, b) return a.process.pm_id < b.process.pm_id end)
+  return answers
+end)
+
 -- ---- waiting for an event ----
 
 -- A waiter's handler: fn(data) for an event or a prefix, fn(event, data)

@@ -195,6 +195,10 @@ setInterval(() => {}, 1000);
       assert.truthy(r.out:find(("[act:%d:default]={\"pid\":%d,\"opts\":\"10\"}"):format(p.pm_id, p.pid), 1, true)
         or r.out:find(("[act:%d:default]={\"opts\":\"10\",\"pid\":%d}"):format(p.pm_id, p.pid), 1, true), r.out)
     end
+    -- the Lua API: the answers by pm_id
+    local lua = ok(H.pm("-e", "local a = assert(pm.trigger('act', 'km', 'lua')); "
+      .. "return #a, a[1].process.pm_id, a[1].data.opts, a[2].data.pid"))
+    assert.equal(('2, %d, "lua", %d\n'):format(procs[1].pm_id, procs[2].pid), lua.out)
     fails(H.pm("trigger", "act", "nope"), "no process of act has the action nope")
     fails(H.pm("trigger", "ghost", "km"), "ghost")
   end)

@@ -170,6 +170,15 @@ function pm.sendSignalToProcessId(signal, id, cb) end
 ---@return string? err
 function pm.sendDataToProcessId(id, packet, cb) end
 
+---@param target string|integer
+---@param action string
+---@param params? any
+---@param opts? { timeout: number }
+---@param cb? pm.Callback
+---@return { process: { name: string, pm_id: integer, namespace: string }, data: any }[]|nil answers
+---@return string? err
+function pm.trigger(target, action, params, opts, cb) end
+
 ---@param id integer
 ---@param line string
 ---@param separator? string default "\n"
