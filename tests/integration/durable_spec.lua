@@ -123,7 +123,10 @@ describe("on a full disk (a 2 MB tmpfs as PM_HOME)", function()
 
   local function fill()
     H.sh("dd if=/dev/zero of=" .. H.shquote(H.home .. "/fill") .. " bs=16k 2>/dev/null")
-    H.sh("for i in $(seq 1 200); do echo x > " .. H.shquote(H.home) .. "/fill.$i 2>/dev/null || break; done")
+    -- (a shell of its own: H.sh puts PM_HOME=... before the command, which
+    -- a `for` cannot follow)
+    H.sh("sh -c " .. H.shquote("for i in $(seq 1 200); do echo x > " .. H.shquote(H.home)
+      .. "/fill.$i 2>/dev/null || break; done"))
   end
   local function unfill() H.sh("rm -f " .. H.shquote(H.home) .. "/fill*") end
 
