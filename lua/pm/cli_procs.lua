@@ -339,6 +339,7 @@ function V.start(args)
     "PM2's (PM2 Plus, git metadata): accepted, nothing to do"):target("pm2_noop")
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
+  p:flag("--attach", "then follow the started apps' logs (pm logs), until Ctrl-C")
   local a = p:parse(pm2_words(args))
   -- PM2: words before `--` are more things to start, one after another,
   -- each with the same flags; the script's arguments come after `--`
@@ -394,12 +395,13 @@ function start_one(a)
     return foreground and stay_in_foreground() or 0
   end
   local app, given = app_of(a)
+  local started
   app.script, app.args = what, #a.args > 0 and a.args or nil
   if not st and not given and #a.args == 0 then
     -- a known name or id is (re)started; PM2: with --update-env, restarted
     -- with the current environment
     if not (a.update_env and client.restart(what, { updateEnv = true, brief = true })) then
-      warn_logs(check(client.start(what, { brief = true, env = a.env })))
+      started = warn_logs(check(client.start(what, { brief = true, env = a.env })))
     end
   elseif not st and #a.args == 0 and not util.is_ecosystem(what) and known_app(client, what) then
     -- PM2: a known app started with flags is restarted with what they say
@@ -410,9 +412,16 @@ function start_one(a)
     end
     check(client.restart(what, opts))
   else
-    warn_logs(check(client.start(app, { force = a.force or nil, env = a.env, brief = true })))
+    started = warn_logs(check(client.start(app, { force = a.force or nil, env = a.env, brief = true })))
   end
   show_list(a.silent)
+  if a.attach and not foreground then
+    -- PM2's --attach: the started app's logs, followed (all when several)
+    local names = {}
+    for _, d in ipairs(type(started) == "table" and started or {}) do names[d.name] = true end
+    local name = next(names)
+    return require("pm.cli_logs").logs({ (name and next(names, name) == nil) and name or what })
+  end
   return foreground and stay_in_foreground() or 0
 end
 
