@@ -56,8 +56,8 @@ end
 -- lines, a process list as the table pm list shows.
 function M.shown(...)
   local n = select("#", ...)
-  -- (a call's result, nil: the nil err is not shown; a lone nil is)
-  while n > 1 and select(n, ...) == nil do n = n - 1 end
+  -- (a pm call's result, nil: the nil err of a success is not shown)
+  if n == 2 and (...) ~= nil and select(2, ...) == nil then n = 1 end
   local parts, line = {}, {}
   local function flush()
     if #line > 0 then parts[#parts + 1] = table.concat(line, ", ") .. "\n" end

@@ -114,6 +114,14 @@ describe("the console shows failures (item 10)", function()
     H.cleanup()
   end)
 
+  it("shows a call that succeeds without a nil err after it (list(), restart)", function()
+    H.start(app_script(), "alpha")
+    local r = H.pm("console", { stdin = 'restart("alpha")\n#list()\n' })
+    assert.equal(0, r.code, r.err)
+    assert.is_nil(r.out:find("\nnil\n", 1, true) or r.out:find("^nil\n"), r.out)
+    assert.truthy(r.out:find("\n1\n$") or r.out:find("^1\n$"), r.out)
+  end)
+
   it("prints stop(\"nosuch\")'s nil, err and a chunk's nil, err; values on one line, tables below", function()
     H.start(app_script(), "alpha")
     local r = H.pm("console", { stdin = table.concat({
