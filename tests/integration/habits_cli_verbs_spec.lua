@@ -187,8 +187,8 @@ setInterval(() => {}, 1000);
     local procs = H.named("act")
     H.wait_for(function()
       local r = H.pm("trigger", "act", "km")
-      return r.code == 0 and r
-    end, 5000, "the action registered")
+      return r.code == 0 and r.out:find("2 processes received", 1, true)
+    end, 15000, "the action registered by both instances")
     local r = ok(H.pm("trigger", "act", "km", "10"))
     assert.truthy(r.out:find("2 processes received the action km", 1, true), r.out)
     for _, p in ipairs(procs) do
