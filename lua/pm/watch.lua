@@ -13,12 +13,43 @@ local started = false
 
 local add_tree -- forward
 
+-- Whether something under w's folders changed since w last saw a change
+-- (w.since, ms since the epoch): an entry, not ignored, whose mtime is
+-- that late (a file written, or a folder whose entries came, went or were
+-- renamed). What the events lost in an overflow were is not known: this
+-- tells, per app, whether they could have been its.
+local function changed_since(w)
+  local since = w.since - 1000 -- (a second's margin: clocks and mtimes' rounding)
+  for wd in pairs(w.wds) do
+    local d = dirs[wd]
+    local st = d and core.stat(d.path, true)
+    if st and st.mtime * 1000 + st.mtime_ns / 1e6 >= since then return true end
+    for name in pairs(d and core.listdir(d.path) or {}) do
+      local full = d.path .. "/" .. name
+      if not w.ignore(full) then
+        local e = core.stat(full, true)
+        if e and e.mtime * 1000 + e.mtime_ns / 1e6 >= since then return true end
+      end
+    end
+  end
+  return false
+end
+
 local function on_event(wd, name, isdir, kind)
   if kind == "overflow" then
+    -- events were lost (the queue overflowed): each app's folders looked
+    -- at again; only an app whose files changed since its last change is
+    -- told (another user filling the queue restarts no one else's app)
+    local told = 0
     for _, w in pairs(watchers) do
       for _, root in ipairs(w.roots) do add_tree(w, root) end
-      w.on_change("(events lost: rescanned)")
+      if changed_since(w) then
+        w.since = core.now()
+        told = told + 1
+        w.on_change("(events lost: rescanned)")
+      end
     end
+    log.info("watch: the kernel's queue of file events overflowed; %d watcher(s) saw changes since", told)
     return
   end
   local d = dirs[wd]
@@ -40,6 +71,7 @@ local function on_event(wd, name, isdir, kind)
     local w = watchers[key]
     if w and not w.ignore(full) then
       if isdir and (kind == "create" or kind == "move") then add_tree(w, full) end
+      w.since = core.now()
       w.on_change(full)
     end
   end
@@ -110,7 +142,8 @@ function M.watch(key, roots, ignore, on_change)
     started = true
   end
   M.unwatch(key)
-  local w = { key = key, roots = roots, ignore = ignore, on_change = on_change, wds = {}, count = 0 }
+  local w = { key = key, roots = roots, ignore = ignore, on_change = on_change, wds = {}, count = 0,
+    since = core.now() }
   watchers[key] = w
   for _, root in ipairs(roots) do add_tree(w, root) end
   return true

@@ -82,3 +82,46 @@ describe("watch, against an app's user who makes folders", function()
     assert.equal(1, select(2, log:gsub("more than 2000 folders", "")), log)
   end)
 end)
+
+describe("watch, when the kernel's queue of events overflows", function()
+  before_each(function() H.new_home() end)
+  after_each(function()
+    local d = H.daemon_pid()
+    if d then require("pm.core").kill(d, require("pm.core").signals.SIGCONT) end
+    H.cleanup()
+  end)
+
+  it("restarts only the apps whose files changed, not every watched app", function()
+    local core = require "pm.core"
+    local max = tonumber(require("pm.util").read_file("/proc/sys/fs/inotify/max_queued_events") or "")
+    if not max or max > 65536 then return pending("fs.inotify.max_queued_events is " .. tostring(max)) end
+    local function app(name)
+      local dir = H.home .. "/" .. name
+      assert(core.mkdir(dir, 493))
+      assert(core.mkdir(dir .. "/churn", 493))
+      local s = H.write(dir .. "/app.sh", "#!/bin/sh\nexec sleep 1000\n")
+      os.execute("chmod +x " .. H.shquote(s))
+      -- (files of an hour ago: only what changes after the start is new)
+      assert.equal(0, H.sh(("touch -h -d '1 hour ago' %s %s %s"):format(H.shquote(s), H.shquote(dir .. "/churn"),
+        H.shquote(dir))).code)
+      ok(H.pm("start", s, "--name", name, "--watch", "-s", { cwd = dir }))
+      return dir
+    end
+    app("victim")
+    local noisy = app("noisy")
+    -- a daemon too busy to read (stopped), and more events than the queue holds
+    local dpid = H.daemon_pid()
+    core.kill(dpid, core.signals.SIGSTOP)
+    local n = math.floor(max / 2) + 1000
+    for i = 1, n do
+      local f = noisy .. "/churn/f" .. i
+      assert(io.open(f, "w")):close()
+      os.remove(f)
+    end
+    core.kill(dpid, core.signals.SIGCONT)
+    H.wait_for(function() return H.pm_log():find("queue of file events overflowed", 1, true) end, 20000,
+      "the overflow rescanned")
+    H.wait_for(function() return H.proc("noisy").pm2_env.restart_time >= 1 end, 5000, "noisy restarted")
+    assert.equal(0, H.proc("victim").pm2_env.restart_time, H.pm_log())
+  end)
+end)
