@@ -323,7 +323,7 @@ local function start_decls(decls, params, origin, done, action, printed)
         -- keeps its own, whoever reads the file from where
         if ecosystem.implicit_cwd[d] then d.cwd = existing[1].decl.cwd end
         -- (nor, without instances in the file, its count)
-        if not require("pm.app").instances_given[d] then d.instances = existing[1].decl.instances end
+        if not appdecl.instances_given[d] then d.instances = existing[1].decl.instances end
         for _, p in ipairs(existing) do
           changed[p] = changes(p.decl, d)
           ops[#ops + 1] = p
@@ -356,7 +356,7 @@ local function start_decls(decls, params, origin, done, action, printed)
         -- a file that says how many instances run: as many as it says now
         -- (a count changed in the file, or by pm scale since), as pm scale
         -- would make them; one that says nothing keeps the count
-        if not (origin and #existing > 0 and require("pm.app").instances_given[d])
+        if not (origin and #existing > 0 and appdecl.instances_given[d])
             or #sup.by_name(d.name) == d.instances then
           return next_decl()
         end
