@@ -272,7 +272,7 @@ local function pipe_opts(p, which, lazy)
         opts.files[#opts.files + 1] = f
         p.acquired[#p.acquired + 1] = path -- released with exactly these
       else
-        p.logs_missing = why or true
+        p.logs_missing = why
       end
     end
   end

@@ -289,7 +289,7 @@ local ENV = {
   notify = function(p) return p.notify end,
   ready = function(p) return p.ready end,
   last_hook_error = function(p) return p.last_hook_error end,
-  log_error = function(p) return type(p.logs_missing) == "string" and p.logs_missing or nil end,
+  log_error = function(p) return p.logs_missing end,
   pm_out_log_path = function(p) return p.out_path or applogs.path(p, "out") end,
   pm_err_log_path = function(p) return p.err_path or applogs.path(p, "err") end,
   pm_log_path = function(p) return p.log_path end,
@@ -504,7 +504,7 @@ local function state_into(parts, n, p, changes)
   n = member(parts, n, ',"ready":', p.ready)
   n = member(parts, n, ',"last_hook_error":', p.last_hook_error)
   -- (a log file that could not be opened: what pm start says)
-  n = member(parts, n, ',"log_error":', type(p.logs_missing) == "string" and p.logs_missing or nil)
+  n = member(parts, n, ',"log_error":', p.logs_missing)
   -- (@pm2/io's metrics of the process: PM2's axm_monitor, {} when none)
   parts[n + 1] = ',"axm_monitor":'
   parts[n + 2] = channel_mod().monitor_json(p)

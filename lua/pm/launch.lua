@@ -585,7 +585,7 @@ local function launch_queued()
       local spec, err, lacking
       local need = fds_needed(p)
       if room < need then
-        spec, err = failed(p, "no room: Too many open files")
+        spec, err = failed(p, "Too many open files") -- (said with the arithmetic: fdcost.reason)
       else
         spec, err, lacking = prepare(p, nil, prev ~= nil or #batch.procs > 0)
         room = room - need

@@ -394,7 +394,7 @@ local function start_decls(decls, params, origin, done, action, printed)
         for k, p in ipairs(started) do
           result[k] = { name = p.name, pm_id = p.pm_id,
             pm2_env = { changes = changed[p] and util.array(changed[p]) or nil,
-              log_error = type(p.logs_missing) == "string" and p.logs_missing or nil } }
+              log_error = p.logs_missing } }
         end
         if printed and result[1] then result[1].load_output = util.array(printed) end
         result = util.array(result)

@@ -202,9 +202,7 @@ end
 -- closed while none of them runs (pm stop, as PM2's frees its ports): the
 -- ports stay learned, and the next start binds them again. A declared
 -- listen stays held (a connection waits in its backlog for the start).
-function M.close_learned(key)
-  local entry = held[key]
-  if not entry then return end
+local function close_learned(entry)
   for _, spec in ipairs(entry.learned) do
     local a = M.parse(spec)
     local id = a and sock_id(a)
@@ -213,6 +211,10 @@ function M.close_learned(key)
       entry.by[id] = nil
     end
   end
+end
+
+function M.close_learned(key)
+  if held[key] then close_learned(held[key]) end
 end
 
 function M.release(key)
@@ -228,14 +230,7 @@ end
 -- handed to a process of another user.
 local function forget_learned(entry, d)
   if not entry.uid or entry.uid == uid_of(d) then return end
-  for _, spec in ipairs(entry.learned) do
-    local a = M.parse(spec)
-    local id = a and sock_id(a)
-    if id and entry.by[id] then
-      close_sock(entry.by[id])
-      entry.by[id] = nil
-    end
-  end
+  close_learned(entry)
   entry.learned, entry.uid = {}, nil
 end
 
