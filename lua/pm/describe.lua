@@ -43,8 +43,11 @@ local function measure(p, t, prev)
   if cpu > M.CPU_MAX then cpu = M.CPU_MAX end
   cpu = math.floor(cpu * 10 + 0.5) / 10
   -- a process caught between fork and exec shows nothing yet: ask again
+  -- (the same table each time: 10,000 apps sampled make no garbage)
   if (tree.rss or 0) > 0 then
-    p.cpu_sample = { t = t, pid = p.pid, ticks = tree.ticks, cpu = cpu, rss = tree.rss }
+    local s = prev or {}
+    s.t, s.pid, s.ticks, s.cpu, s.rss = t, p.pid, tree.ticks, cpu, tree.rss
+    p.cpu_sample = s
   end
   return tree.rss, cpu
 end
@@ -361,7 +364,8 @@ local function shared_of(text)
 end
 
 -- p's environment flattened: { env and decl (what it was made from),
--- vars (its own part, decoded), shared (the shared part's), text }; made
+-- vars (its own part, decoded), shared (the shared part's), stext (the
+-- shared part's text), text (its own part's) }; made
 -- again when the environment of its process changes (once per start,
 -- not once per description).
 local function flat_of(p)
@@ -383,8 +387,9 @@ local function flat_of(p)
   for k in pairs(d) do -- (a member of d that is no attribute of the schema: rare)
     if not KEEP[k] and shared.vars[k] ~= nil then stext = flat_text(shared.vars, stext, d); break end
   end
-  if stext ~= "" then text = text ~= "" and (stext .. "," .. text) or stext end
-  f = { env = e, decl = d, vars = vars, shared = shared.vars, text = text }
+  -- (the shared text and its own apart: one copy of the shared text for
+  -- all the apps started from one environment, not one in each)
+  f = { env = e, decl = d, vars = vars, shared = shared.vars, stext = stext, text = text }
   p.json_flat = f
   return f
 end
@@ -531,10 +536,15 @@ end
 local function env_into(parts, n, p)
   local d = p.decl
   if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
-  local flat = flat_of(p).text
-  if flat ~= "" then
+  local f = flat_of(p)
+  if f.stext ~= "" then
     parts[n + 1] = ","
-    parts[n + 2] = flat
+    parts[n + 2] = f.stext
+    n = n + 2
+  end
+  if f.text ~= "" then
+    parts[n + 1] = ","
+    parts[n + 2] = f.text
     n = n + 2
   end
   local e = p.env_json
