@@ -916,6 +916,11 @@ local ROWS = {
   { "crash_cpu", "daemon CPU during the crash loop (% of a core)", limit = "crash_cpu", dist = "pts",
     met = t_max(10), target = "≤ 10 %" },
   { "crash_cpu_each", "daemon CPU per restart in the crash loop (ms)", limit = "crash_cpu_each", dist = "ms" },
+  -- the floor ratios (issue 21): pm's median over its limit's, same run
+  { "list", "`list` round trip ÷ exec floor", ratio = true, limit = "floor", met = t_max(1.5), target = "≤ 1.5" },
+  { "start100", "start 100 apps ÷ bare spawn of 100", ratio = true, met = t_max(1.2), target = "≤ 1.2" },
+  { "crash_cpu_each", "daemon CPU per restart ÷ bare respawn loop's", ratio = true, met = t_max(1.3),
+    target = "≤ 1.3" },
   { "burst_mbs", "200 MB stdout burst, first to last byte (MB/s)", limit = "burst_mbs", dist = "pct",
     met = function(pm, lim) return lim and pm >= 0.9 * lim end, target = "≥ 90 % of writer \\| cat" },
   { "burst_lost", "200 MB burst: bytes lost", met = function(...) return select(3, ...).hi == 0 end, target = "0",
@@ -982,6 +987,11 @@ local function table_lines()
     local r = res[fig] or {}
     local pm, pm2 = stats(r.pm), stats(r.pm2)
     local lim = row.limit and stats((res[row.limit] or {}).limit)
+    if row.ratio then -- (pm's and PM2's medians over the limit's: one number each)
+      lim = stats((res[row.limit or fig] or {}).limit)
+      local function over(x) return x and lim and lim.med > 0 and { med = x.med / lim.med, n = 1 } or nil end
+      pm, pm2, lim = over(pm), over(pm2), nil
+    end
     if pm or pm2 then
       local what = row[2]:gsub("%%IDLE%%", tostring(opt.idle)):gsub("%%NOFILE%%", nofile_text())
       local pm_cell, pm2_cell = cell(pm), cell(pm2)
