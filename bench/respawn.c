@@ -4,7 +4,12 @@
  * exec, as pm's core does), then a blocking waitpid, nothing else: no
  * signal handler, no output read, no pid file, no restart policy.
  *
- *   respawn N MAX_MS APP ARG
+ *   respawn [--ev] N MAX_MS APP ARG
+ *
+ * --ev: the same from an event loop (libev, as pm's core): an ev_child
+ * watcher is told of each exit (SIGCHLD, then waitpid in the loop) and
+ * posix_spawns the next, nothing else. A supervisor that also answers
+ * its clients waits in its loop, not in waitpid: the floor of such a one.
  *
  * runs APP ARG until it has exited N times or MAX_MS have passed, then
  * prints "<restarts> <wall ns> <own CPU ns>" (CPU: the first field of
@@ -21,6 +26,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <ev.h>
 
 extern char **environ;
 
@@ -53,8 +60,57 @@ static long long cpu_ns(void)
 	return ns;
 }
 
+static char **spawn_args;
+static long ev_n, ev_done;
+static long long ev_t0, ev_max_ns;
+static int ev_failed;
+static ev_child ev_watch;
+
+static int spawn_one(struct ev_loop *loop)
+{
+	pid_t pid;
+	if (posix_spawn(&pid, spawn_args[0], NULL, NULL, spawn_args, environ) != 0)
+		return -1;
+	child = pid;
+	ev_child_set(&ev_watch, pid, 0);
+	ev_child_start(loop, &ev_watch);
+	return 0;
+}
+
+static void on_exit_ev(struct ev_loop *loop, ev_child *w, int revents)
+{
+	(void)revents;
+	ev_child_stop(loop, w);
+	ev_done++;
+	if (ev_done >= ev_n || now_ns() - ev_t0 >= ev_max_ns)
+		return;
+	if (spawn_one(loop) != 0)
+		ev_failed = 1;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 6 && argv[1][0] == '-') { /* --ev */
+		struct ev_loop *loop = ev_default_loop(0);
+		char *args[] = {argv[4], argv[5], NULL};
+		spawn_args = args;
+		ev_n = atol(argv[2]);
+		ev_max_ns = atoll(argv[3]) * 1000000LL;
+		signal(SIGALRM, overdue);
+		struct itimerval it = {{0, 0}, {atol(argv[3]) / 1000 + 5, (atol(argv[3]) % 1000) * 1000}};
+		setitimer(ITIMER_REAL, &it, NULL);
+		ev_child_init(&ev_watch, on_exit_ev, 0, 0);
+		long long c0 = cpu_ns();
+		ev_t0 = now_ns();
+		if (spawn_one(loop) != 0)
+			return 1;
+		ev_run(loop, 0);
+		long long t1 = now_ns(), c1 = cpu_ns();
+		if (ev_failed)
+			return 1;
+		printf("%ld %lld %lld\n", ev_done, t1 - ev_t0, c0 < 0 || c1 < 0 ? -1 : c1 - c0);
+		return 0;
+	}
 	if (argc != 5)
 		return 2;
 	long n = atol(argv[1]);

@@ -210,14 +210,15 @@ end
 local function meta_json(p)
   local m = p.json_meta
   local at, d = p.pm_uptime or p.created_at, p.decl
-  local fresh = not (m and m.at == at and m.decl == d)
-  if not fresh and m.nv ~= nil then return m.text end
+  local fresh = not (m and m[1] == at and m[2] == d)
+  if not fresh and m[4] ~= nil then return m[5] end
   local version
-  if fresh then version = M.package_version(d) else version = m.version end
+  if fresh then version = M.package_version(d) else version = m[3] end
   local nv = M.node_version(d, fresh)
   local text = (version and (',"version":' .. cjson.encode(version)) or "")
     .. (nv and (',"node_version":' .. cjson.encode(nv)) or "")
-  p.json_meta = { at = at, decl = d, version = version, nv = nv, text = text }
+  -- (an array: 10,000 apps' are 10,000 small tables)
+  p.json_meta = { at, d, version or false, nv, text }
   return text
 end
 
@@ -308,8 +309,8 @@ local ENV = {
   namespace = function(p) return p.decl.namespace or "default" end,
   name = function(p) return p.name end,
   username = function(p) return username_of(p.decl) end,
-  version = function(p) meta_json(p); return p.json_meta.version end,
-  node_version = function(p) meta_json(p); return p.json_meta.nv or nil end,
+  version = function(p) meta_json(p); return p.json_meta[3] or nil end,
+  node_version = function(p) meta_json(p); return p.json_meta[4] or nil end,
 }
 
 -- ---- the app's environment flattened into pm2_env (PM2's shape) ----
@@ -363,21 +364,24 @@ local function shared_of(text)
   return c
 end
 
--- p's environment flattened: { env and decl (what it was made from),
--- vars (its own part, decoded), shared (the shared part's), stext (the
--- shared part's text), text (its own part's) }; made
--- again when the environment of its process changes (once per start,
--- not once per description).
+-- p's environment flattened: { [1] env and [2] decl (what it was made
+-- from), [3] the shared part's variables, [4] the shared part's text,
+-- [5] its own part's text, vars = its own part's variables (decoded when
+-- first asked: a list never asks) }; made again when the environment of
+-- its process changes (once per start, not once per description). The
+-- shared text and its own stay apart: one copy of the shared text for all
+-- the apps started from one environment, not one in each.
 local function flat_of(p)
   local e, d = p.env_json or false, p.decl
   local f = p.json_flat
-  if f and f.env == e and f.decl == d then return f end
+  if f and f[1] == e and f[2] == d then return f end
   local shared, vars, text
   if e then
     shared = shared_of(e[1])
     vars = e[2] ~= "" and util.decode("{" .. e[2] .. "}") or {}
     if type(vars) ~= "table" then vars = {} end
     text = flat_text(vars, e[2], d)
+    vars = nil -- (decoded again when asked: kept, it cost more than the text)
   else -- (no process yet: the declared environment)
     shared = shared_of("")
     vars = d.env or {}
@@ -387,9 +391,8 @@ local function flat_of(p)
   for k in pairs(d) do -- (a member of d that is no attribute of the schema: rare)
     if not KEEP[k] and shared.vars[k] ~= nil then stext = flat_text(shared.vars, stext, d); break end
   end
-  -- (the shared text and its own apart: one copy of the shared text for
-  -- all the apps started from one environment, not one in each)
-  f = { env = e, decl = d, vars = vars, shared = shared.vars, stext = stext, text = text }
+  f = { e, d, shared.vars, stext, text }
+  f.vars = vars
   p.json_flat = f
   return f
 end
@@ -399,8 +402,15 @@ end
 local function flat_value(p, name)
   if kept(name, p.decl) then return nil end
   local f = flat_of(p)
-  local v = f.vars[name]
-  if v == nil then v = f.shared[name] end
+  local vars = f.vars
+  if not vars then
+    local own = f[1][2]
+    vars = own ~= "" and util.decode("{" .. own .. "}") or {}
+    if type(vars) ~= "table" then vars = {} end
+    f.vars = vars
+  end
+  local v = vars[name]
+  if v == nil then v = f[3][name] end
   return v
 end
 
@@ -537,14 +547,14 @@ local function env_into(parts, n, p)
   local d = p.decl
   if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
   local f = flat_of(p)
-  if f.stext ~= "" then
+  if f[4] ~= "" then
     parts[n + 1] = ","
-    parts[n + 2] = f.stext
+    parts[n + 2] = f[4]
     n = n + 2
   end
-  if f.text ~= "" then
+  if f[5] ~= "" then
     parts[n + 1] = ","
-    parts[n + 2] = f.text
+    parts[n + 2] = f[5]
     n = n + 2
   end
   local e = p.env_json

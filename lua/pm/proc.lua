@@ -128,8 +128,8 @@ M.FIELDS = {
     json_instances = "the decl's instances when json_static was made (a scale changes it in place)",
     json_state = "its description's status..events text and the values it was made from (describe.state_json)",
     json_head = "{ name, pid, memory, cpu, pm_id, the text of its description's head }",
-    json_meta = "version and node_version of its process: { at, decl, version, nv, text }",
-    json_flat = "its environment flattened into pm2_env: { env, decl, vars, shared, stext, text }",
+    json_meta = "version and node_version of its process: { at, decl, version or false, nv, text }",
+    json_flat = "its environment flattened into pm2_env: { env, decl, shared vars, shared text, own text, vars = own vars }",
   },
 }
 local known = {}
