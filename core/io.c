@@ -578,8 +578,8 @@ static int l_stream_write_fd(lua_State *L)
  * queued in order, then one flush (a reply of 2,000 descriptions is
  * written without a Lua string holding all of it). When nothing else
  * waits to be written, the strings are written from where they are
- * (writev; the list itself is held meanwhile, and must not change):
- * 10 MB of descriptions are not copied into the output first. */
+ * (writev, a copy of the list holds them meanwhile): 10 MB of
+ * descriptions are not copied into the output first. */
 static int l_stream_write_pieces(lua_State *L)
 {
 	stream_t *s = luaL_checkudata(L, 1, STREAM_MT);
@@ -593,13 +593,12 @@ static int l_stream_write_pieces(lua_State *L)
 			return luaL_error(L, "out of memory");
 		size_t total = 0;
 		int k = 0;
+		lua_createtable(L, n, 0);
 		for (int i = 1; i <= n; i++) {
 			lua_rawgeti(L, 2, i);
 			size_t len;
-			/* (strings only: a number's text would be a new string,
-			 * held by nothing) */
-			const char *data = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-			lua_pop(L, 1);
+			/* (a number becomes its text in the copy) */
+			const char *data = lua_tolstring(L, -1, &len);
 			if (!data) {
 				free(iov);
 				return luaL_error(L, "write_pieces: piece %d is not a string", i);
@@ -610,8 +609,8 @@ static int l_stream_write_pieces(lua_State *L)
 				k++;
 			}
 			total += len;
+			lua_rawseti(L, -2, i);
 		}
-		lua_pushvalue(L, 2);
 		s->pieces = luaL_ref(L, LUA_REGISTRYINDEX);
 		if (total > PIECES_SNDBUF) {
 			/* a long reply goes in fewer turns of the loop (as far as
