@@ -205,10 +205,27 @@ function M.node_version(d, recheck)
   return nil
 end
 
+-- A record's cached texts, one small array (p.json) instead of ten
+-- fields of the record: with 10,000 apps each field costs a hash slot in
+-- every record. J_*: their places in it.
+local J_STATE, J_STATIC, J_DECL, J_LEARNED, J_INSTANCES, J_HEAD, J_META, J_FLAT, J_HISTORY, J_WHOLE =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+local function cache_of(p)
+  local j = p.json
+  if not j then
+    j = { false, false, false, false, false, false, false, false, false, false }
+    p.json = j
+  end
+  return j
+end
+M.cache_of = cache_of
+M.J_HISTORY = J_HISTORY
+
 -- ,"version":...,"node_version":... of p's process: read again when a new
 -- process starts (a deploy changed them) -> text
 local function meta_json(p)
-  local m = p.json_meta
+  local j = cache_of(p)
+  local m = j[J_META]
   local at, d = p.pm_uptime or p.created_at, p.decl
   local fresh = not (m and m[1] == at and m[2] == d)
   if not fresh and m[4] ~= nil then return m[5] end
@@ -218,22 +235,28 @@ local function meta_json(p)
   local text = (version and (',"version":' .. cjson.encode(version)) or "")
     .. (nv and (',"node_version":' .. cjson.encode(nv)) or "")
   -- (an array: 10,000 apps' are 10,000 small tables)
-  p.json_meta = { at, d, version or false, nv, text }
+  j[J_META] = { at, d, version or false, nv, text }
   return text
 end
 
 -- The part of pm2_env that changes only with the declaration, encoded
 -- once per declaration (a list of 2,000 apps is then mostly concatenation):
--- a JSON object's members without the braces. The declaration's own
--- members are the journal's encoding of them (app.members_json).
+-- JSON objects' members without the braces, as two texts: the
+-- declaration's own members (the journal's encoding of them,
+-- app.members_json, kept there: not copied into each description's) and
+-- the record's. -> members, own
 local function static_json(p)
-  local s = p.json_static
+  local j = cache_of(p)
+  local own = j[J_STATIC]
   local d = p.decl
   -- (a scale changes d.instances in place)
-  if s and p.json_decl == d and p.json_learned == d.learned_listen and p.json_instances == d.instances then
-    return s
+  if own and j[J_DECL] == d and j[J_LEARNED] == d.learned_listen and j[J_INSTANCES] == d.instances then
+    -- (J_WHOLE: a declaration with a member named as a computed one: its
+    -- members are left out of it and were encoded with the record's)
+    if j[J_WHOLE] then return "", own end
+    return appdecl.members_json(d), own
   end
-  local own = {
+  local t = {
     pm_id = p.pm_id,
     pm_cwd = d.cwd,
     pm_exec_path = d.script,
@@ -250,9 +273,14 @@ local function static_json(p)
     if d[k] ~= nil then drop = COMPUTED end
   end
   local members = appdecl.members_json(d, drop)
-  s = (members ~= "" and (members .. ",") or "") .. util.encode(own):sub(2, -2)
-  p.json_static, p.json_decl, p.json_learned, p.json_instances = s, d, d.learned_listen, d.instances
-  return s
+  own = util.encode(t):sub(2, -2)
+  if drop then
+    own = (members ~= "" and (members .. ",") or "") .. own
+    members = ""
+  end
+  j[J_STATIC], j[J_DECL], j[J_LEARNED], j[J_INSTANCES], j[J_WHOLE] = own, d, d.learned_listen, d.instances,
+    drop ~= nil
+  return members, own
 end
 
 -- JSON members written by hand, as pieces of text (a list of 2,000 apps
@@ -309,8 +337,8 @@ local ENV = {
   namespace = function(p) return p.decl.namespace or "default" end,
   name = function(p) return p.name end,
   username = function(p) return username_of(p.decl) end,
-  version = function(p) meta_json(p); return p.json_meta[3] or nil end,
-  node_version = function(p) meta_json(p); return p.json_meta[4] or nil end,
+  version = function(p) meta_json(p); return p.json[J_META][3] or nil end,
+  node_version = function(p) meta_json(p); return p.json[J_META][4] or nil end,
 }
 
 -- ---- the app's environment flattened into pm2_env (PM2's shape) ----
@@ -373,7 +401,8 @@ end
 -- the apps started from one environment, not one in each.
 local function flat_of(p)
   local e, d = p.env_json or false, p.decl
-  local f = p.json_flat
+  local j = cache_of(p)
+  local f = j[J_FLAT]
   if f and f[1] == e and f[2] == d then return f end
   local shared, vars, text
   if e then
@@ -393,7 +422,7 @@ local function flat_of(p)
   end
   f = { e, d, shared.vars, stext, text }
   f.vars = vars
-  p.json_flat = f
+  j[J_FLAT] = f
   return f
 end
 
@@ -526,10 +555,11 @@ local function state_into(parts, n, p, changes)
   n = n + 3
   parts[n] = meta_json(p)
   if p.history then
-    local hj = p.history_json
+    local j = cache_of(p)
+    local hj = j[J_HISTORY]
     if not hj then
       hj = "[" .. table.concat(p.history, ",") .. "]"
-      p.history_json = hj
+      j[J_HISTORY] = hj
     end
     parts[n + 1] = ',"events":'
     parts[n + 2] = hj
@@ -574,23 +604,24 @@ local function env_into(parts, n, p)
 end
 
 --[[ state_into's text, kept with the values it was made from
-(p.json_state), made again only when one of those differs. The comparison
+(p.json's J_STATE), made again only when one of those differs. The comparison
 is of values (a string, a number), so no path that changes an app has to
 say so: a list of 2,000 unchanged apps is 2,000 comparisons of ~17 values.
 A state with a table among them (notify, last_hook_error: they may change
 in place) is made each time. ]]
 local new_table = require "table.new"
 local function state_json(p)
+  local j = cache_of(p)
   local hist = p.history
-  local hj = hist and p.history_json
+  local hj = hist and j[J_HISTORY]
   if hist and not hj then
     hj = "[" .. table.concat(hist, ",") .. "]"
-    p.history_json = hj
+    j[J_HISTORY] = hj
   end
   local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
   local notify, hook_err = p.notify, p.last_hook_error
   local mon, meta = channel_mod().monitor_json(p), meta_json(p)
-  local c = p.json_state
+  local c = j[J_STATE]
   if c and c[1] == p.status and c[2] == p.out_path and c[3] == p.err_path and c[4] == p.log_path
       and c[5] == (p.pm_uptime or p.created_at) and c[6] == p.restart_time and c[7] == p.unstable_restarts
       and c[8] == exit_code and c[9] == p.exit_signal and c[10] == p.prev_restart_delay and c[11] == p.error
@@ -602,7 +633,7 @@ local function state_json(p)
   local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
   if type(notify) == "table" or type(hook_err) == "table" or type(p.error) == "table"
       or type(p.ready) == "table" or p.out_path == nil or p.err_path == nil then
-    p.json_state = nil -- (made each time: in place changes, or paths worked out each time)
+    j[J_STATE] = false -- (made each time: in place changes, or paths worked out each time)
     return text
   end
   c = c or new_table(18, 1)
@@ -612,7 +643,7 @@ local function state_json(p)
     p.error, notify
   c[13], c[14], c[15], c[16], c[17], c[18] = p.ready, hook_err, mon, meta, hj, p.logs_missing
   c.text = text
-  p.json_state = c
+  j[J_STATE] = c
   return text
 end
 
@@ -629,15 +660,22 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
   local mem, cpu = sample(p, cached, now)
   mem, cpu = mem or 0, cpu or 0
   -- (kept while the sample is the same: a burst of lists makes none)
-  local h = p.json_head
+  local j = cache_of(p)
+  local h = j[J_HEAD]
   local pid = p.pid or 0
   if not (h and h[1] == p.name and h[2] == pid and h[3] == mem and h[4] == cpu and h[5] == p.pm_id) then
     h = { p.name, pid, mem, cpu, p.pm_id }
     h[6] = HEAD:format(jstr(p.name), pid, p.pm_id, mem, tostring(cpu))
-    p.json_head = h
+    j[J_HEAD] = h
   end
   parts[n + 1] = h[6]
-  parts[n + 2] = static_json(p)
+  local members, own = static_json(p)
+  if members ~= "" then
+    parts[n + 2] = members
+    parts[n + 3] = ","
+    n = n + 2
+  end
+  parts[n + 2] = own
   n = n + 2
   if changes and changes[p] then
     n = state_into(parts, n, p, changes)
@@ -669,7 +707,7 @@ function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
 function M.describe_list(list, brief, cached, changes)
   if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
   pkg_seen = {}
-  local parts, n = new_table(#list * 12 + 2, 0), 1
+  local parts, n = new_table(#list * 16 + 2, 0), 1
   local now = core.mono()
   parts[1] = "["
   for i, p in ipairs(list) do

@@ -120,16 +120,9 @@ M.FIELDS = {
   },
   describe = {
     history = "its last 10 events, as JSON texts",
-    history_json = "those as one JSON array (until the next event)",
     cpu_sample = "the last /proc sample: { t, pid, ticks, cpu, rss }",
-    json_static = "the part of its description that changes with decl only",
-    json_decl = "the declaration json_static was made from",
-    json_learned = "the decl's learned_listen when json_static was made (sockets.lua changes it in place)",
-    json_instances = "the decl's instances when json_static was made (a scale changes it in place)",
-    json_state = "its description's status..events text and the values it was made from (describe.state_json)",
-    json_head = "{ name, pid, memory, cpu, pm_id, the text of its description's head }",
-    json_meta = "version and node_version of its process: { at, decl, version or false, nv, text }",
-    json_flat = "its environment flattened into pm2_env: { env, decl, shared vars, shared text, own text, vars = own vars }",
+    json = "its description's texts as last made, and what they were made from (describe.cache_of): "
+      .. "{ state, static, its decl, learned, instances, head, meta, flat, history, whole }",
   },
 }
 local known = {}
@@ -188,7 +181,8 @@ function M.event(p, what, extra, manually)
   end
   h[#h + 1] = rec .. "}"
   if #h > 10 then table.remove(h, 1) end
-  p.history_json = nil
+  local j = p.json
+  if j then j[9] = false end -- (describe's J_HISTORY: made again from h)
   if not bus.wants("process:event") then return end
   local data = { event = what, process = flat_env(p), at = core.now(), manually = manually or false }
   for k, v in pairs(extra or {}) do data[k] = v end
