@@ -176,7 +176,17 @@ end
 function H.alive(pid)
   if not pid or pid <= 0 then return false end
   local st = core.proc_stat(pid)
-  return st ~= nil and st.state ~= "Z"
+  if st == nil then return false end
+  if st.state ~= "Z" then return true end
+  -- a zombie leader whose other threads still exit holds the process's
+  -- fds (a daemon's socket, after SIGKILL, on a fast machine): alive
+  -- until every thread is gone
+  for tid in pairs(core.listdir("/proc/" .. pid .. "/task") or {}) do
+    local t = util.read_file("/proc/" .. pid .. "/task/" .. tid .. "/stat")
+    local state = t and t:match("%) (%a)")
+    if state and state ~= "Z" and state ~= "X" then return true end
+  end
+  return false
 end
 
 -- The environment of a running process (/proc/PID/environ) as a table, or
