@@ -661,7 +661,7 @@ end
 -- for every description.
 M.PRIVATE = { on_exit = true, on_start = true, on_stop = true, force = true,
   env = true, env_remove = true, numeric_env = true }
-local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances, learned }
+local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { text, instances, learned } (an array)
 local LISTS = { watch = true } -- attributes whose table is a list: [] when empty
 for k, s in pairs(schema) do if s[1] == "list" then LISTS[k] = true end end
 
@@ -669,7 +669,7 @@ for k, s in pairs(schema) do if s[1] == "list" then LISTS[k] = true end end
 -- names left out (not cached then)
 function M.members_json(d, drop)
   local c = not drop and members_cache[d]
-  if c and c.instances == d.instances and c.learned == d.learned_listen then return c.text end
+  if c and c[2] == d.instances and c[3] == (d.learned_listen or false) then return c[1] end
   local e = {}
   for k, v in pairs(d) do
     if not M.PRIVATE[k] and type(v) ~= "function" and not (drop and drop[k]) then
@@ -680,7 +680,7 @@ function M.members_json(d, drop)
   e.interpreter_args = d.interpreter_args and util.array(d.interpreter_args)
   e.stop_exit_codes = util.array(d.stop_exit_codes)
   local text = util.encode(e):sub(2, -2)
-  if not drop then members_cache[d] = { text = text, instances = d.instances, learned = d.learned_listen } end
+  if not drop then members_cache[d] = { text, d.instances, d.learned_listen or false } end
   return text
 end
 

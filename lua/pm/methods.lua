@@ -1076,8 +1076,8 @@ history.list = sup.all
 -- scrape never makes the daemon read /proc for every app again.
 -- (mono: core.mono() of the scrape, read once for all its apps)
 local function scrape_sample(p, mono)
-  local s = p.cpu_sample
-  if s and s.pid == p.pid and mono - s.t < describe.STALE_MS then return s.rss, s.cpu end
+  local rss, cpu = describe.last_sample(p, mono, describe.STALE_MS)
+  if rss then return rss, cpu end
   return describe.sample(p, false)
 end
 
