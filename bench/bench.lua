@@ -862,9 +862,9 @@ function figures.huge()
   add("start10k", m.key, core.mono() - t0)
   add("online10k", m.key, up)
   local fds1 = proc_fds(dpid)
-  local path = OUT .. "/ping.json"
-  cli(m, { "ping" }, { out = path })
-  local ok, ping = pcall(util.decode, util.read_file(path) or "")
+  local ping_path = OUT .. "/ping.json"
+  cli(m, { "ping" }, { out = ping_path })
+  local ok, ping = pcall(util.decode, util.read_file(ping_path) or "")
   if not ok or type(ping) ~= "table" then ping = {} end
   if up < 10000 then
     note(("pm: %d of 10,000 apps online: the daemon's fd limit is %s (each app needs 2)"):format(up,
@@ -977,7 +977,8 @@ local ROWS = {
   { "start10k", "10,000 apps: start until as many as fit are online (ms)", huge = true },
   { "online10k", "10,000 apps: online (fd limit %NOFILE%)", met = function(pm) return pm >= 10000 end,
     target = "10,000", huge = true },
-  { "fds10k", "10,000 apps: daemon fds per running app (besides its pool of log files)", met = t_max(2), target = "≤ 2", huge = true },
+  { "fds10k", "10,000 apps: daemon fds per running app (besides its pool of log files)", met = t_max(2),
+    target = "≤ 2", huge = true },
   { "jlist10k", "10,000 apps: `jlist` round trip (ms)", limit = "jlist_floor10k", dist = "ms", met = t_max(50),
     target = "≤ 50 ms", huge = true },
   { "jlist_mb10k", "10,000 apps: `jlist` size (MB)", huge = true },
