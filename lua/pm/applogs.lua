@@ -378,7 +378,8 @@ function M.open_pipes(p, out_r, err_r, held, lazy)
   }
   p.pipes.held = held
   M.release(p)
-  p.log_files = p.acquired
+  -- (acquired: only while they are built; a field less in every record)
+  p.log_files, p.acquired = p.acquired, nil
   set_taps(p)
 end
 
@@ -407,7 +408,7 @@ function M.reload(list)
       end
       p.log_files = old
       M.release(p)
-      p.log_files = p.acquired
+      p.log_files, p.acquired = p.acquired, nil
     end
   end
   if #failed > 0 then

@@ -92,7 +92,7 @@ function M.await(p)
   local d = p.decl
   p.ready = nil
   p.notify = nil
-  p.health_failures = 0
+  p.health_failures = nil -- (none: 0; a field less in the records of apps without health checks)
   M.arm_health(p)
   if d.wait_ready or d.health or p.await_listen then
     -- launching until the app says it is ready (IPC, sd_notify, health)
