@@ -230,8 +230,6 @@ local function cache_of(p)
   end
   return j
 end
-M.cache_of = cache_of
-M.J_HISTORY = J_HISTORY
 
 -- ,"version":...,"node_version":... of p's process: read again when a new
 -- process starts (a deploy changed them) -> text

@@ -121,7 +121,7 @@ M.FIELDS = {
   describe = {
     history = "its last 10 events, as JSON texts",
     cpu_sample = "the last /proc sample: { t, pid, ticks, cpu, rss } (an array)",
-    json = "its description's texts as last made, and what they were made from (describe.cache_of): "
+    json = "its description's texts as last made, and what they were made from (describe.lua's cache_of): "
       .. "{ state, static, its decl, learned, instances, head, meta, flat, history, whole }",
   },
 }
