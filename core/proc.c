@@ -39,6 +39,7 @@ struct spawn_args {
 	volatile int stage, err; /* 1 fds, 2 chdir, 3 ids, 4 exec, 5 cgroup */
 	int fds[64];
 	int narrow; /* > 0: the child shares the fd table and keeps fds < narrow */
+	int want_narrow; /* opts.narrow: the caller knows its table is big */
 	char pidbuf[40];
 };
 
@@ -219,7 +220,9 @@ static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
 	a->cgfd = -1;
 	lua_getfield(L, idx, "cgroup_fd");
 	a->cgfd_kept = a->cgroup && lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
-	lua_pop(L, 8);
+	lua_getfield(L, idx, "narrow");
+	a->want_narrow = lua_toboolean(L, -1);
+	lua_pop(L, 9);
 
 	int argc;
 	a->argv = string_array(L, idx, "args", 0, &argc);
@@ -255,7 +258,9 @@ static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
  * a private one of the fds below the highest slot only (close_range with
  * CLOSE_RANGE_UNSHARE copies nothing above). The slots get /dev/null back
  * once the child has exec'd. Used when the sources' numbers say the table
- * is big (a small table costs less than the dups).
+ * is big (a small table costs less than the dups), or the caller does
+ * (opts.narrow: an app started after others were deleted gets their low
+ * fds back, and its every restart copied the 20,000 fds of 10,000 apps).
  */
 #define SLOTS 24
 #define NARROW_FROM 64 /* a source fd at least this high: the table is big */
@@ -366,7 +371,7 @@ static int narrow_begin(struct spawn_args *a, int *slots)
 	for (int i = 0; i < a->nfds; i++)
 		if (a->fds[i] > high)
 			high = a->fds[i];
-	if (high < NARROW_FROM || a->nfds == 0)
+	if ((high < NARROW_FROM && !a->want_narrow) || a->nfds == 0)
 		return 0;
 	pthread_once(&probe_once, probe_init);
 	int n = 0;
@@ -491,7 +496,8 @@ static int push_outcome(lua_State *L, struct spawn_args *a, pid_t pid, int err)
  * setsid (bool), uid, gid, listen_pid (bool: add LISTEN_PID=<child pid>),
  * cgroup (the path of a cgroup.procs the child writes itself into first),
  * cgroup_fd (that file already open for writing, kept by the caller: no
- * open and close of it a spawn; cgroup still names it in errors).
+ * open and close of it a spawn; cgroup still names it in errors), narrow
+ * (bool: the fd table is big, whatever the numbers of fds: no copy of it).
  * The child gets default signal dispositions, an empty mask and the
  * original soft fd limit. A failed chdir/exec comes back as the error
  * (with the pid of the child, which has exited).

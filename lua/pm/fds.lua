@@ -70,6 +70,22 @@ function M.room(want)
   return (limit or 0) - used - (lmax - lopen) - spare, used, limit, lmax, lopen
 end
 
+-- Whether the daemon's fd table is big (FDSize of /proc/self/status, the
+-- table's size: it never shrinks): a child then takes only its own fds
+-- (spawn's narrow) instead of a copy of them all, whatever its fds'
+-- numbers. Read at most once a second until it is big.
+M.BIG_TABLE = 512
+local big, big_read = false, nil
+function M.big_table()
+  if big then return true end
+  local now = core.mono()
+  if big_read and now - big_read < 1000 then return false end
+  big_read = now
+  local size = tonumber((util.read_file("/proc/self/status") or ""):match("\nFDSize:%s*(%d+)") or "")
+  big = size ~= nil and size >= M.BIG_TABLE
+  return big
+end
+
 -- -> { in_use, limit, per_app, apps_fit, log_files = { open, max } } for ping
 function M.status()
   local free, used, limit, lmax, lopen = M.room()

@@ -380,7 +380,7 @@ local function prepare(p, looping, tentative)
   p.cgroup = cg ~= nil or nil
   spec.opts = { file = file, args = argv, env = M.env_of(p), cwd = d.cwd,
     fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil, cgroup = cg,
-    cgroup_fd = cg_fd }
+    cgroup_fd = cg_fd, narrow = fdcost.big_table() }
   return spec
 end
 

@@ -85,12 +85,12 @@ describe("threaded spawning", function()
   end)
 
   -- the fds of a child: what `ls` says of its sh's (sh forks ls: "; true")
-  local function child_fds(extra_fds)
+  local function child_fds(extra_fds, narrow)
     local held = {}
     for i = 1, extra_fds do held[i] = assert(core.open("/dev/null", "r")) end
     local r, w = core.pipe()
     local out = core.spawn_many({ { file = "/bin/sh", args = { "sh", "-c", "ls /proc/$$/fd; true" },
-      fds = { -1, w, -1 } } })
+      fds = { -1, w, -1 }, narrow = narrow } })
     core.close(w)
     for _, fd in ipairs(held) do core.close(fd) end
     assert.is_number(out[1][1], out[1][2])
@@ -111,6 +111,16 @@ describe("threaded spawning", function()
     assert.is_true(w2 > 64, "the pipe's write end is fd " .. w2)
     assert.equal("0\n1\n2\n", big)
     assert.equal(n0 + 1, core.narrow_spawns(), "a big table: the narrow way")
+    -- those 300 closed, a new pipe gets low fds back; the table stays big
+    -- (the kernel's FDSize: fds.big_table) and the caller says so: narrow
+    -- still (an app started after others were deleted copied the whole
+    -- table of the daemon on each restart)
+    assert.is_true(require("pm.fds").big_table(), "the table is big: " .. tostring(
+      (util.read_file("/proc/self/status") or ""):match("FDSize:%s*%d+")))
+    local again, w3 = child_fds(0, true)
+    assert.is_true(w3 < 64, "the pipe's write end is fd " .. w3)
+    assert.equal("0\n1\n2\n", again)
+    assert.equal(n0 + 2, core.narrow_spawns(), "a big table with low sources: the narrow way")
   end)
 
   it("refuses bad options with an error, before spawning anything", function()
