@@ -183,7 +183,7 @@ function H.alive(pid)
   -- until every thread is gone
   for tid in pairs(core.listdir("/proc/" .. pid .. "/task") or {}) do
     local t = util.read_file("/proc/" .. pid .. "/task/" .. tid .. "/stat")
-    local state = t and t:match("%) (%a)")
+    local state = t and t:match(".*%) (%a)") -- (after the last ")": a name may hold one)
     if state and state ~= "Z" and state ~= "X" then return true end
   end
   return false
