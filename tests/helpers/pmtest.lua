@@ -221,6 +221,8 @@ function H.crash_daemon(dpid, home)
     H.wait_for(function() return not H.alive(k) end, 5000, "the keeper gone")
   end
   core.kill(dpid, 9)
+  -- (until its last thread is gone its socket still takes a call, and cuts it)
+  H.wait_for(function() return not H.alive(dpid) end, 5000, "the daemon gone")
 end
 
 -- Stops the daemon of home (H.home by default), if one runs: `pm kill`,
