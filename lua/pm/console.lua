@@ -149,7 +149,9 @@ end
 -- of a function not pm's and of an unknown name both printed help's own
 -- entry, as if the comparisons of these loops had held for a wrong entry;
 -- 1,500 runs here never did it. Their speed does not matter: a person
--- waits for them.)
+-- waits for them. On a later machine it came back in 12 of 115 runs with
+-- these two off, and never with the console's JIT off: pm console runs
+-- without it, cli_admin.lua.)
 if jit then
   jit.off(key_of)
   jit.off(require("pm.reference").find)

@@ -223,6 +223,15 @@ function H.crash_daemon(dpid, home)
   core.kill(dpid, 9)
   -- (until its last thread is gone its socket still takes a call, and cuts it)
   H.wait_for(function() return not H.alive(dpid) end, 5000, "the daemon gone")
+  -- and until a child it was starting has exec'd: that child's copy of
+  -- the daemon's fds holds the socket a moment longer (no keeper is left
+  -- to start another daemon: whatever answers is that copy)
+  local sock = (home or H.home) .. "/rpc.sock"
+  H.wait_for(function()
+    local fd = core.connect_unix(sock)
+    if fd then core.close(fd) end
+    return not fd
+  end, 5000, "the dead daemon's socket closed")
 end
 
 -- Stops the daemon of home (H.home by default), if one runs: `pm kill`,
