@@ -386,6 +386,13 @@ local function flat_text(members, text, d)
   return text
 end
 
+-- JSON members' text (no braces) -> their values, a table ({} for none
+-- or a text that is not an object's members)
+local function members_of(text)
+  local vars = text ~= "" and util.decode("{" .. text .. "}") or {}
+  return type(vars) == "table" and vars or {}
+end
+
 -- The part of an app's environment it shares with the environment it was
 -- started from (launch.lua's env_json[1], one string for many apps) ->
 -- { vars, text } (flattened), kept for the few such strings there are.
@@ -393,8 +400,7 @@ local shared_flat, shared_count = {}, 0
 local function shared_of(text)
   local c = shared_flat[text]
   if c then return c end
-  local vars = text ~= "" and util.decode("{" .. text .. "}") or {}
-  if type(vars) ~= "table" then vars = {} end
+  local vars = members_of(text)
   c = { vars = vars, text = flat_text(vars, text) }
   if shared_count >= 64 then shared_flat, shared_count = {}, 0 end
   shared_flat[text] = c
@@ -417,8 +423,7 @@ local function flat_of(p)
   local shared, vars, text
   if e then
     shared = shared_of(e[1])
-    vars = e[2] ~= "" and util.decode("{" .. e[2] .. "}") or {}
-    if type(vars) ~= "table" then vars = {} end
+    vars = members_of(e[2])
     text = flat_text(vars, e[2], d)
     vars = nil -- (decoded again when asked: kept, it cost more than the text)
   else -- (no process yet: the declared environment)
@@ -443,9 +448,7 @@ local function flat_value(p, name)
   local f = flat_of(p)
   local vars = f.vars
   if not vars then
-    local own = f[1][2]
-    vars = own ~= "" and util.decode("{" .. own .. "}") or {}
-    if type(vars) ~= "table" then vars = {} end
+    vars = members_of(f[1][2])
     f.vars = vars
   end
   local v = vars[name]

@@ -53,6 +53,12 @@ local function in_use()
   return n
 end
 
+-- The size of the daemon's fd table (FDSize of /proc/self/status: above
+-- every fd open; it never shrinks), or nil
+local function table_size()
+  return tonumber((util.read_file("/proc/self/status") or ""):match("\nFDSize:%s*(%d+)") or "")
+end
+
 -- The fds free now beyond what is kept for connections and log files
 -- (SPARE, and the log files not open yet), used (the count), limit.
 -- want: when that many are surely free (the fd table's size, FDSize, is
@@ -61,7 +67,7 @@ function M.room(want)
   local limit = core.nofile()
   local spare = math.min(M.SPARE, math.floor((limit or 0) / 8))
   if want and limit then
-    local size = tonumber((util.read_file("/proc/self/status") or ""):match("\nFDSize:%s*(%d+)") or "")
+    local size = table_size()
     local lmax, lopen = core.log_files_max()
     if size and limit - size - (lmax - lopen) - spare >= want then return math.huge end
   end
@@ -81,7 +87,7 @@ function M.big_table()
   local now = core.mono()
   if big_read and now - big_read < 1000 then return false end
   big_read = now
-  local size = tonumber((util.read_file("/proc/self/status") or ""):match("\nFDSize:%s*(%d+)") or "")
+  local size = table_size()
   big = size ~= nil and size >= M.BIG_TABLE
   return big
 end

@@ -118,7 +118,7 @@ function M.reload(p, opts, done)
   p.await_listen = d.exec_mode == "cluster_mode" and require("pm.app").is_node(d.interpreter)
     and not (d.wait_ready or d.health) or nil
   local ok, err = launch.launch(p)
-  if not ok then p.await_listen = nil; return back("could not start: " .. tostring(err)) end
+  if not ok then return back("could not start: " .. tostring(err)) end
   exits.replacing[p] = back
   readiness.when_ready(p, function(ready)
     p.await_listen = nil

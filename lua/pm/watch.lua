@@ -83,8 +83,8 @@ end
 M.MAX_DIRS = 2000
 
 local function add_dir(w, path)
-  local known = by_path[path]
-  if not (known and w.wds[known]) and w.count >= M.MAX_DIRS then
+  local wd = by_path[path]
+  if not (wd and w.wds[wd]) and w.count >= M.MAX_DIRS then
     if not w.capped then
       log.warn("watch %s: more than %d folders: the others are not watched (watch a narrower path, "
         .. "or ignore_watch)", w.key, M.MAX_DIRS)
@@ -92,7 +92,6 @@ local function add_dir(w, path)
     end
     return false
   end
-  local wd = by_path[path]
   if not wd then
     local err
     wd, err = core.inotify_add(path)
