@@ -217,13 +217,36 @@ static sink_t *lru_head, *lru_tail;
 static int lru_count, open_max = 256;
 static int dropped_fn = LUA_NOREF;
 
+/* A pipe's time prefix: its strftime format ("%L" for milliseconds) and
+ * the last second's text. Its own allocation, made only when a format is
+ * given: most pipes have none (10,000 apps' 20,000 pipes, 2.9 MB) */
+struct stamp {
+	time_t sec;
+	long gmtoff;
+	char cache[128];
+	char fmt[];
+};
+
+static struct stamp *stamp_new(const char *fmt)
+{
+	size_t n = strlen(fmt) + 1;
+	struct stamp *st = malloc(sizeof *st + n);
+	if (!st)
+		return NULL;
+	st->sec = -1;
+	st->gmtoff = 0;
+	st->cache[0] = '\0';
+	memcpy(st->fmt, fmt, n);
+	return st;
+}
+
 typedef struct logpipe {
 	ev_io r;
 	ev_timer held; /* runs while part holds a line without its newline */
 	int fd, closed, paused;
 	sink_t *sinks[MAX_SINKS];
 	int nsinks;
-	char *fmt; /* strftime format, "%L" for milliseconds; NULL: no prefix */
+	struct stamp *fmt; /* the time prefix (NULL: none) */
 	int json, process_id;
 	char *app_name, *type;
 	int on_eof, tap, self;
@@ -233,9 +256,6 @@ typedef struct logpipe {
 	wpart_t *ph;
 	int claimed;     /* its part is a killed daemon's (newlines in it) */
 	int outside;     /* its part has no WAL slot (counted in W->out_parts) */
-	time_t fmt_sec;
-	long fmt_gmtoff;
-	char fmt_cache[128];
 	struct logpipe *next, *prev; /* every open pipe, for resume */
 } logpipe_t;
 
@@ -1073,21 +1093,22 @@ static size_t stamp(logpipe_t *lp, char *out, size_t size)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	if (ts.tv_sec != lp->fmt_sec) {
+	struct stamp *st = lp->fmt;
+	if (ts.tv_sec != st->sec) {
 		struct tm tm;
 		localtime_r(&ts.tv_sec, &tm);
-		if (strftime(lp->fmt_cache, sizeof lp->fmt_cache, lp->fmt, &tm) == 0)
-			lp->fmt_cache[0] = '\0';
-		lp->fmt_sec = ts.tv_sec;
-		lp->fmt_gmtoff = tm.tm_gmtoff;
+		if (strftime(st->cache, sizeof st->cache, st->fmt, &tm) == 0)
+			st->cache[0] = '\0';
+		st->sec = ts.tv_sec;
+		st->gmtoff = tm.tm_gmtoff;
 	}
 	size_t n = 0;
-	for (const char *c = lp->fmt_cache; *c && n + 8 < size; c++) {
+	for (const char *c = st->cache; *c && n + 8 < size; c++) {
 		if (c[0] == '%' && c[1] == 'L') {
 			n += (size_t)snprintf(out + n, size - n, "%03ld", ts.tv_nsec / 1000000);
 			c++;
 		} else if (c[0] == '%' && c[1] == 'Q') { /* +HH:MM, as moment's Z */
-			long off = lp->fmt_gmtoff;
+			long off = st->gmtoff;
 			char sign = off < 0 ? '-' : '+';
 			if (off < 0)
 				off = -off;
@@ -1571,7 +1592,6 @@ static int l_logpipe(lua_State *L)
 	memset(lp, 0, sizeof *lp);
 	lp->fd = fd;
 	lp->tap = lp->on_eof = lp->self = LUA_NOREF;
-	lp->fmt_sec = -1;
 	luaL_getmetatable(L, LOGPIPE_MT);
 	lua_setmetatable(L, -2);
 	lua_getfield(L, 2, "files");
@@ -1590,7 +1610,7 @@ static int l_logpipe(lua_State *L)
 	lua_pop(L, 1);
 	lua_getfield(L, 2, "time_format");
 	if (lua_isstring(L, -1))
-		lp->fmt = strdup(lua_tostring(L, -1));
+		lp->fmt = stamp_new(lua_tostring(L, -1));
 	lua_pop(L, 1);
 	lua_getfield(L, 2, "held"); /* the keeper's id of the pipe */
 	lp->id = lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0 ? (uint64_t)lua_tonumber(L, -1) : 0;
@@ -1620,7 +1640,7 @@ static int l_logpipe(lua_State *L)
 		lp->process_id = (int)luaL_optinteger(L, -1, 0);
 		lua_pop(L, 3);
 		if (!lp->fmt)
-			lp->fmt = strdup("%Y-%m-%dT%H:%M:%S.%L%z");
+			lp->fmt = stamp_new("%Y-%m-%dT%H:%M:%S.%L%z");
 	}
 	lua_pop(L, 1);
 	lua_pushvalue(L, 3);
@@ -1732,7 +1752,8 @@ static int l_logpipe_gc(lua_State *L)
 	free(lp->fmt);
 	free(lp->app_name);
 	free(lp->type);
-	lp->part = lp->fmt = lp->app_name = lp->type = NULL;
+	lp->part = lp->app_name = lp->type = NULL;
+	lp->fmt = NULL;
 	return 0;
 }
 

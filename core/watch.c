@@ -108,23 +108,34 @@ static int l_inotify_rm(lua_State *L)
 	return 0;
 }
 
-/* core.listdir(path) -> { name = "dir"|"file"|"unknown"|"other", ... } | nil, err */
+/* core.listdir(path [, count]) -> { name = "dir"|"file"|"unknown"|"other", ... } | n | nil, err
+ * count: how many entries, without a string for each (/proc/self/fd of a
+ * daemon of 10,000 apps: 20,000 of them, 775 KB of garbage a count) */
 static int l_listdir(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
+	int count = lua_toboolean(L, 2);
 	DIR *d = opendir(path);
 	if (!d)
 		return pm_fail(L, path);
-	lua_newtable(L);
+	lua_Number n = 0;
+	if (!count)
+		lua_newtable(L);
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
+		if (count) {
+			n++;
+			continue;
+		}
 		lua_pushstring(L, e->d_type == DT_DIR ? "dir" : e->d_type == DT_REG ? "file"
 				  : e->d_type == DT_UNKNOWN ? "unknown" : "other");
 		lua_setfield(L, -2, e->d_name);
 	}
 	closedir(d);
+	if (count)
+		lua_pushnumber(L, n);
 	return 1;
 }
 

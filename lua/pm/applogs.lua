@@ -34,7 +34,8 @@ local with_id = M.with_id
 -- "<namespace>/", so that two apps never share a file by accident. The
 -- first comes first: which namespace holds the plain names of each app
 -- name, and how many records of it use them.
-local plain = {} -- app name -> { ns = namespace, n = records }
+-- (two maps, not a table an app: 10,000 apps' 10,000 small tables)
+local plain_ns, plain_n = {}, {} -- app name -> namespace, records
 
 function M.ns_folder(ns)
   local safe = (ns or "default"):gsub("[/%z]", "_")
@@ -45,14 +46,12 @@ end
 -- p's folder: taken (counted) when take, else only looked at
 local function folder_of(p, take)
   local d = p.decl
-  local e = plain[d.name]
-  if e and e.n > 0 and e.ns ~= d.namespace then return M.ns_folder(d.namespace) end
+  local name = d.name
+  local n = plain_n[name]
+  if n and plain_ns[name] ~= d.namespace then return M.ns_folder(d.namespace) end
   if take then
-    if not e or e.n == 0 then
-      e = { ns = d.namespace, n = 0 }
-      plain[d.name] = e
-    end
-    e.n = e.n + 1
+    if not n then plain_ns[name] = d.namespace end
+    plain_n[name] = (n or 0) + 1
   end
   return ""
 end
@@ -62,10 +61,13 @@ local function let_go(p)
   if p.log_folder == "" then
     -- (the name those paths were taken for: a restart may have renamed p)
     local name = p.paths_of and p.paths_of.name or p.name
-    local e = plain[name]
-    if e then
-      e.n = e.n - 1
-      if e.n <= 0 then plain[name] = nil end
+    local n = plain_n[name]
+    if n then
+      if n <= 1 then
+        plain_n[name], plain_ns[name] = nil, nil
+      else
+        plain_n[name] = n - 1
+      end
     end
   end
   p.log_folder = nil

@@ -640,7 +640,7 @@ local function state_json(p)
       and c[8] == exit_code and c[9] == p.exit_signal and c[10] == p.prev_restart_delay and c[11] == p.error
       and c[12] == notify and c[13] == p.ready and c[14] == hook_err and c[15] == mon and c[16] == meta
       and c[17] == hj and c[18] == p.logs_missing then
-    return c.text
+    return c[19]
   end
   local parts = new_table(40, 0)
   local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
@@ -649,13 +649,13 @@ local function state_json(p)
     j[J_STATE] = false -- (made each time: in place changes, or paths worked out each time)
     return text
   end
-  c = c or new_table(18, 1)
+  c = c or new_table(19, 0)
   c[1], c[2], c[3], c[4], c[5], c[6] = p.status, p.out_path, p.err_path, p.log_path,
     p.pm_uptime or p.created_at, p.restart_time
   c[7], c[8], c[9], c[10], c[11], c[12] = p.unstable_restarts, exit_code, p.exit_signal, p.prev_restart_delay,
     p.error, notify
   c[13], c[14], c[15], c[16], c[17], c[18] = p.ready, hook_err, mon, meta, hj, p.logs_missing
-  c.text = text
+  c[19] = text -- (in the array: the table needs no hash part)
   j[J_STATE] = c
   return text
 end

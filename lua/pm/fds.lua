@@ -46,11 +46,8 @@ end
 -- The fds the daemon has open now, or nil when they cannot be counted (the
 -- count itself needs one: none is left)
 local function in_use()
-  local list = core.listdir("/proc/self/fd")
-  if not list then return nil end
-  local n = 0
-  for _ in pairs(list) do n = n + 1 end
-  return n
+  local n = core.listdir("/proc/self/fd", true)
+  return n and n - 1 -- (the fd that reads the folder is one of them)
 end
 
 -- The size of the daemon's fd table (FDSize of /proc/self/status: above

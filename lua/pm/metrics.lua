@@ -78,8 +78,8 @@ end
 local fds, fds_at = 0, nil
 local function fd_count()
   if fds_at and core.mono() - fds_at < 5000 then return fds end
-  local n = 0
-  for _ in pairs(core.listdir("/proc/self/fd") or {}) do n = n + 1 end
+  local n = core.listdir("/proc/self/fd", true)
+  n = n and n - 1 or 0 -- (the fd that reads the folder is one of them)
   fds, fds_at = n, core.mono()
   return n
 end

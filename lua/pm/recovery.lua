@@ -68,6 +68,20 @@ function M.restore(entries, done)
     end
     return g
   end
+  -- the file an entry came from, one table for all of its apps (as when
+  -- they were started: 10,000 of them are not 10,000 tables)
+  local origins = {}
+  local function origin_of(meta)
+    local file = meta.origin_file
+    if type(file) ~= "string" then return nil end
+    local key = file .. "\0" .. tostring(meta.origin_env)
+    local o = origins[key]
+    if not o then
+      o = { path = file, env = meta.origin_env }
+      origins[key] = o
+    end
+    return o
+  end
   for _, entry in ipairs(entries) do
     local raw, meta = split(entry)
     local g = type(raw.name) == "string" and group_of(meta)
@@ -109,8 +123,7 @@ function M.restore(entries, done)
       failed[#failed + 1] = { name = name, err = tostring(err) }
       return next_entry()
     end
-    local file = meta.origin_file
-    local origin = type(file) == "string" and { path = file, env = meta.origin_env } or nil
+    local origin = origin_of(meta)
     local g = origin and group_of(meta)
     if not g then
       add(decl, environ, origin, meta)
