@@ -884,6 +884,27 @@ function figures.huge()
   jlist_floor(m, "jlist_floor10k", "jlist_mb10k", R)
   pause(2000)
   memory(m, "anon10k", "rss10k")
+  -- the keeper with 10,000 apps: SIGKILL of the daemon, until the next one
+  -- answers; the apps it kept (same pids) and its memory after (what a
+  -- take-over reads is garbage once the records are built)
+  do
+    local before = {}
+    for _, p in ipairs(jlist(m, 120000) or {}) do before[p.name] = p.pid end
+    pause(2500) -- (a daemon killed within 2 s of serving counts as dying young)
+    local d = daemon_pid(m)
+    local t = core.mono()
+    core.kill(d, S.SIGKILL)
+    while not raw_ping(m.home .. "/rpc.sock", d) and core.mono() - t < 120000 do core.sleep(1) end
+    add("takeover10k", m.key, core.mono() - t)
+    local kept = 0
+    for _, p in ipairs(jlist(m, 120000) or {}) do
+      if before[p.name] and before[p.name] == p.pid then kept = kept + 1 end
+    end
+    add("kept10k", m.key, kept)
+    pause(2000)
+    memory(m, "anon10k_taken", "rss10k_taken")
+    dpid = daemon_pid(m) or dpid
+  end
   -- the crash loop beside them (the crash figure's app, its CPU per restart)
   if up < 10000 then
     -- room for it: the fds of a few running apps (an errored one holds none)
@@ -984,6 +1005,15 @@ local ROWS = {
   { "jlist_mb10k", "10,000 apps: `jlist` size (MB)", huge = true },
   { "rss10k", "10,000 apps: daemon VmRSS (MB)", met = t_max(80), target = "≤ 80 MB", huge = true },
   { "anon10k", "10,000 apps: daemon RssAnon (MB)", huge = true },
+  { "takeover10k", "10,000 apps: SIGKILL of the daemon → the next one answers (ms)", huge = true },
+  { "kept10k", "10,000 apps: apps with the same pid after that SIGKILL", huge = true },
+  { "rss10k_taken", "10,000 apps: daemon VmRSS after that take-over (MB)", huge = true,
+    met = function(pm)
+      local start = stats((res.rss10k or {}).pm)
+      return start ~= nil and pm <= start.med * 1.1
+    end,
+    target = "as after their start (≤ 1.1x)" },
+  { "anon10k_taken", "10,000 apps: daemon RssAnon after that take-over (MB)", huge = true },
   { "crash_cpu_each10k", "10,000 idle apps beside a crash loop: daemon CPU per restart (ms)",
     target = "as with 1 app (the crash row)", huge = true,
     met = function(pm) local c = res.crash_cpu_each and stats(res.crash_cpu_each.pm)

@@ -889,6 +889,7 @@ function methods.save(params, _, done)
 end
 
 function methods.resurrect(_, _, done)
+  recovery.tidy(true)
   local entries, warn = persist.load(ctx.home)
   if not entries then return done(warn) end
   if warn then log.warn("%s", warn) end
