@@ -35,6 +35,7 @@ describe("recovery.tidy", function()
       for i = 1, 3000 do keep[i] = string.rep("b", 500) .. i end -- (~1.5 MB)
       recovery.tidy()
       assert.is_nil(next(probe), "not collected once the heap grew by GROWTH_KB")
+      assert.equal(3000, #keep) -- (what grew it is still held)
     end)
     recovery.GROWTH_KB = growth
     collectgarbage("restart")
