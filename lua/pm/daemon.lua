@@ -356,12 +356,26 @@ function M.run(opts)
   -- stay until the next one. Half a second after the last reply, when the
   -- heap has grown by a quarter since the last full collection, one full
   -- collection gives it back. Nothing happens while nothing is asked.
+  -- Deleted apps are let go of the same way once many went (a quarter of
+  -- those there were, 64 at least): the JIT's compiled traces keep the
+  -- objects they were made with (a closure of a request, and through it
+  -- its list of records) until they are flushed, so after `pm delete all`
+  -- of 2,000 apps a full collection alone left all their records and
+  -- declarations in the heap (6 MB; 180 MB with 9,500 apps). Flushed, the
+  -- traces are made again as the paths run.
   local settled, gc_timer = collectgarbage("count"), nil
+  local gone_seen = 0
   rpc.on_reply = function()
     if gc_timer then return end
     gc_timer = core.timer(500, 0, function()
       gc_timer = nil
-      if collectgarbage("count") > settled * 1.25 then
+      local gone = sup.deleted - gone_seen
+      if gone >= 64 and gone * 3 >= sup.count() then
+        gone_seen = sup.deleted
+        jit.flush()
+        collectgarbage()
+        settled = collectgarbage("count")
+      elseif collectgarbage("count") > settled * 1.25 then
         collectgarbage()
         settled = collectgarbage("count")
       end

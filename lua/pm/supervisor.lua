@@ -194,6 +194,7 @@ function M.delete(p, done)
     launch.unkeep(p)
     procs[p.pm_id] = nil
     by_id = nil
+    M.deleted = M.deleted + 1
     if next(procs) == nil then next_id = 0 end -- PM2's: ids start again once none is left
     rules.disarm(p)
     applogs.release(p)
@@ -447,5 +448,8 @@ function M.resolve(target)
 end
 
 function M.count() local n = 0; for _ in pairs(procs) do n = n + 1 end; return n end
+-- records deleted since the daemon started (daemon.lua lets go of what
+-- they held after many)
+M.deleted = 0
 
 return M
