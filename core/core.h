@@ -47,6 +47,10 @@ void pm_stack_check(lua_State *L, int expected, const char *where);
  * (the self reference keeps an active handle alive when Lua drops it). */
 void pm_unref(lua_State *L, int *ref);
 
+/* Takes fd out of the loop's epoll set before it is closed (its open file
+ * may live on in another process: the keeper's copy of a pipe). */
+void pm_fd_forget(int fd);
+
 /* Makes *buf hold at least need bytes (doubling); -1 when out of memory. */
 int pm_grow(char **buf, size_t *cap, size_t need);
 

@@ -133,6 +133,7 @@ static void stream_close(lua_State *L, stream_t *s)
 	s->closed = 1;
 	ev_io_stop(pm_loop, &s->r);
 	ev_io_stop(pm_loop, &s->w);
+	pm_fd_forget(s->fd); /* (an app's channel or stdin: the keeper holds a copy) */
 	close(s->fd);
 	s->fd = -1;
 	drop_passes(s);

@@ -1337,6 +1337,7 @@ static void logpipe_close(lua_State *L, logpipe_t *lp)
 	lp->closed = 1;
 	ev_io_stop(pm_loop, &lp->r);
 	ev_timer_stop(pm_loop, &lp->held);
+	pm_fd_forget(lp->fd); /* (the keeper holds a copy of the pipe) */
 	close(lp->fd);
 	lp->fd = -1;
 	pthread_mutex_lock(&mu);

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -605,6 +606,54 @@ static void on_poll_timer(EV_P_ ev_io *w, int revents)
 		;
 }
 
+/* The loop's epoll descriptor, or -1 (another backend; no loop to probe
+ * with): libev gives it to the watcher that embeds the loop, so a
+ * throwaway loop embeds ours to read it. */
+static int read_backend_fd(void)
+{
+	if (!(ev_backend(pm_loop) & ev_embeddable_backends()) || ev_backend(pm_loop) != EVBACKEND_EPOLL)
+		return -1;
+	struct ev_loop *probe = ev_loop_new(EVFLAG_NOSIGMASK);
+	if (!probe)
+		return -1;
+	ev_embed e;
+	ev_embed_init(&e, NULL, pm_loop);
+	ev_embed_start(probe, &e);
+	int fd = e.io.fd;
+	ev_embed_stop(probe, &e);
+	ev_loop_destroy(probe);
+	return fd;
+}
+
+/*
+ * Before closing fd, which a watcher of the loop watched: takes it out of
+ * the epoll set. libev never does (it expects a closed fd to leave the set
+ * by itself), but epoll's registrations belong to the open file, and the
+ * keeper holds a copy of every app's pipes: the pipe of an app's ended
+ * process stayed registered under the closed fd's number, its hang-up was
+ * reported again and again, and libev, seeing events for an fd it no
+ * longer watches, made its epoll set again: 18,000 epoll_ctl calls for a
+ * restart of one app beside 9,000 others. (libev takes an fd that is not
+ * in the set when it adds one: ENOENT is handled there.)
+ */
+static int forget_epfd = -2; /* -2: not read yet */
+void pm_fd_forget(int fd)
+{
+	if (fd < 0 || !pm_loop)
+		return;
+	for (int tries = 0; tries < 2; tries++) {
+		if (forget_epfd == -2)
+			forget_epfd = read_backend_fd();
+		if (forget_epfd < 0)
+			return;
+		if (epoll_ctl(forget_epfd, EPOLL_CTL_DEL, fd, NULL) == 0 || errno == ENOENT)
+			return;
+		if (errno != EBADF && errno != EINVAL)
+			return; /* (EPERM: a regular file, never in the set) */
+		forget_epfd = -2; /* libev made a new set (after a fork): read it again */
+	}
+}
+
 /* core.loop_fd() -> fd | nil, err: a descriptor that is readable when the
  * loop has work (an fd it watches is ready, a timer is due): a host's loop
  * polls it and calls core.run("nowait"). The loop's epoll descriptor
@@ -620,8 +669,6 @@ static int l_loop_fd(lua_State *L)
 		lua_pushliteral(L, "core.loop_fd: the event loop's backend has no descriptor");
 		return 2;
 	}
-	/* an ev_embed watcher holds the embedded loop's backend fd in its io
-	 * watcher: a throwaway loop embeds ours once to read it */
 	struct ev_loop *probe = ev_loop_new(EVFLAG_NOSIGMASK);
 	if (!probe)
 		return pm_fail(L, "core.loop_fd");

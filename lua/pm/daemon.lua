@@ -415,9 +415,11 @@ function M.run(opts)
   wire.ctx.errors = function() return M.errors or 0 end
   sup.init({ home = home, pm_bin = util.pm_binary(), changed = function(kind)
     if not shutting_down and not opts.runtime then persist.journal(home, sup.all, kind) end
-  end, declared = function()
-    -- new apps are in the journal before their processes start
-    if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all) end
+  end, declared = function(list)
+    -- new apps are in the journal before their processes start (list: the
+    -- records about to start; those the journal has already start at once)
+    if shutting_down or opts.runtime or (list and persist.on_disk(list)) then return end
+    persist.journal_now(home, sup.all)
   end, errored = opts.runtime and function(p)
     log.error("app %s is errored: pm runtime stops", p.name)
     shutdown(1)

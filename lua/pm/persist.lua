@@ -254,6 +254,12 @@ local pending, pending_due
 local dirty = false -- a change that is not only counters and pids is not on disk yet
 M.unsaved = nil -- why the last write of the journal failed (nil: it is saved)
 M.JOURNAL_DELAY = 20 -- ms: the changes of a burst (100 starts) make one write
+-- ... or, when a write costs more, DECL_SHARE times its CPU (1 s at most):
+-- a reload's steps beside 9,000 other apps each rewrote their records.
+-- The reply that acknowledges a change waits for it on disk (M.sync)
+-- whatever the delay.
+M.DECL_SHARE = 4
+M.DECL_DELAY_MAX = 1000
 -- Changes of counters and pids only (an app restarting, one crash loop at
 -- a thousand restarts a second): at most one write a second, or, when a
 -- write costs more than RUNTIME_SHARE of that (thousands of apps), that
@@ -264,7 +270,12 @@ M.RUNTIME_DELAY = 1000
 M.RUNTIME_SHARE = 0.01
 M.RUNTIME_DELAY_MAX = 10000
 local runtime_delay = M.RUNTIME_DELAY
+local decl_delay = M.JOURNAL_DELAY
 M.RETRY_DELAY = 1000 -- ms between the tries of a journal that cannot be written
+
+-- The declaration and environment of each record in the journal on disk
+local disk_decl = setmetatable({}, { __mode = "k" })
+local disk_env = setmetatable({}, { __mode = "k" })
 
 local function write_journal(home, procs_fn)
   if pending then pending:close(); pending = nil end
@@ -272,12 +283,15 @@ local function write_journal(home, procs_fn)
   dirty = false
   local path = home .. "/journal.json"
   local c0 = os.clock()
-  local ok, err = util.write_atomic(path, M.journal_text(procs_fn(), "\n"), { mode = 384, backup = path .. ".bak" })
-  runtime_delay = math.min(M.RUNTIME_DELAY_MAX,
-    math.max(M.RUNTIME_DELAY, (os.clock() - c0) * 1000 / M.RUNTIME_SHARE))
+  local procs = procs_fn()
+  local ok, err = util.write_atomic(path, M.journal_text(procs, "\n"), { mode = 384, backup = path .. ".bak" })
+  local cost = (os.clock() - c0) * 1000
+  runtime_delay = math.min(M.RUNTIME_DELAY_MAX, math.max(M.RUNTIME_DELAY, cost / M.RUNTIME_SHARE))
+  decl_delay = math.min(M.DECL_DELAY_MAX, math.max(M.JOURNAL_DELAY, cost * M.DECL_SHARE))
   if ok then
     if M.unsaved then log.info("journal.json is written again") end
     M.unsaved = nil
+    for _, p in ipairs(procs) do disk_decl[p], disk_env[p] = p.decl, p.environ or false end
     return true
   end
   dirty = dirty or was_dirty
@@ -290,7 +304,7 @@ end
 
 function M.journal(home, procs_fn, kind, delay)
   if kind ~= "runtime" then dirty = true end
-  delay = delay or (kind == "runtime" and runtime_delay or M.JOURNAL_DELAY)
+  delay = delay or (kind == "runtime" and runtime_delay or decl_delay)
   local due = core.mono() + delay
   if pending then
     if pending_due <= due then return end
@@ -311,6 +325,20 @@ function M.defer(home, procs_fn, delay)
   pending:close()
   pending = nil
   M.journal(home, procs_fn, "runtime", delay)
+end
+
+-- Whether every record of list is in the journal on disk as it is
+-- declared now: a new process of one (a restart, a reload's replacement)
+-- needs no write of the journal before it starts, as a new record does (a
+-- reload of 100 apps beside 9,000 others rewrote their 9,000 records
+-- before each of its steps: 40 % of the daemon's CPU). Its pid is written
+-- with the counters; a daemon killed meanwhile finds the process by its
+-- PM_APP_UID marker.
+function M.on_disk(list)
+  for _, p in ipairs(list) do
+    if disk_decl[p] ~= p.decl or disk_env[p] ~= (p.environ or false) then return false end
+  end
+  return true
 end
 
 -- Writes the journal of procs_fn() now -> true | nil, err (then it is

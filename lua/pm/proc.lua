@@ -12,8 +12,9 @@ local lifecycle = require "pm.lifecycle"
 local M = {}
 
 -- Set by supervisor.init: PM_HOME, the pm binary, and the daemon's
--- callbacks: changed(kind) after every change, declared() once new
--- records exist, errored(p) when one ends errored (pm runtime).
+-- callbacks: changed(kind) after every change, declared(list) before the
+-- processes of list's records start (new records: the journal first),
+-- errored(p) when one ends errored (pm runtime).
 M.ctx = {
   home = nil, pm_bin = nil, notify_path = nil, cluster_preload = nil,
   changed = function() end, declared = function() end, errored = nil,

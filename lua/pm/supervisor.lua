@@ -35,8 +35,9 @@ local SIGKILL = core.signals.SIGKILL
 M.MAX_INSTANCES = reload.MAX_INSTANCES
 
 --[[ opts: home (PM_HOME), pm_bin, and the daemon's callbacks: changed(kind)
-after every change ("runtime": only counters and pids), declared() once
-new records exist (before their processes start), errored(p) when one
+after every change ("runtime": only counters and pids), declared(list)
+before processes start (list: their records; the journal must hold new
+ones first), errored(p) when one
 ends errored; notify_path (NOTIFY_SOCKET), cluster_preload (the preload
 of Node apps in cluster mode), echo (pm runtime: apps' output on the
 daemon's own stdout/stderr). ]]

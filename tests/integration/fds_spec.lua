@@ -192,3 +192,57 @@ describe("the daemon's heap", function()
       ("%d KB after a first 600 apps' delete, %d with 600 again, %d after their delete"):format(base, full, now))
   end)
 end)
+
+-- Issue 21 (10,000 apps): the restart of one app made the daemon's event
+-- loop build its epoll set again (18,000 epoll_ctl calls beside 9,000
+-- apps): the keeper's copy of the ended process's pipes kept them
+-- registered under fds the daemon had closed.
+describe("the daemon's epoll set", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  -- fd -> the data epoll reports for it (libev: the fd and a generation
+  -- counter bumped each time it registers the fd again)
+  local function registrations(pid)
+    local out = {}
+    local p = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
+    local epfd
+    for line in p:lines() do
+      local fd = line:match(" (%d+) %-> anon_inode:%[eventpoll%]")
+      if fd then epfd = fd end
+    end
+    p:close()
+    assert(epfd, "the daemon's epoll fd")
+    for line in io.lines("/proc/" .. pid .. "/fdinfo/" .. epfd) do
+      local tfd, data = line:match("^tfd:%s*(%d+)%s+events:%s*%x+%s+data:%s*(%x+)")
+      if tfd then out[tonumber(tfd)] = data end
+    end
+    return out
+  end
+
+  it("keeps the other apps' registrations through an app's restarts", function()
+    H.ok(H.pm("start", sleepers(20, "e")))
+    H.wait_for(function() return all_online("e", 20) end, 10000, "20 apps online")
+    H.online(H.start("/bin/sleep", "r", "--", "600"))
+    local pid = H.daemon_pid()
+    local before = registrations(pid)
+    for _ = 1, 3 do
+      local old = H.proc("r").pid
+      H.ok(H.pm("restart", "r"))
+      H.wait_for(function()
+        local p = H.proc("r")
+        return p.pid ~= old and p.pm2_env.status == "online"
+      end, 5000, "r restarted")
+    end
+    H.ok(H.pm("ping"))
+    local after, kept, n = registrations(pid), 0, 0
+    for fd, data in pairs(before) do
+      if after[fd] then
+        n = n + 1
+        if after[fd] == data then kept = kept + 1 end
+      end
+    end
+    assert.is_true(n >= 40, ("%d fds registered before and after"):format(n))
+    assert.is_true(kept >= n - 4, ("%d of %d registrations kept"):format(kept, n))
+  end)
+end)
