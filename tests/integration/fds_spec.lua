@@ -138,6 +138,30 @@ describe("the daemon's fds", function()
     H.ok(H.pm("ping"))
   end)
 
+  it("a restart of every app that fits needs no more fds than they have: all stay online", function()
+    local drop = core_drop_resource()
+    local r = H.sh(drop .. "sh -c " .. sq("ulimit -n 200 && exec " .. sq(H.bin) .. " ping"))
+    assert.equal(0, r.code, r.err)
+    local ping = assert(util.decode(H.ok(H.pm("ping")).out))
+    if ping.fds.limit ~= 200 then
+      pending("the daemon raised its fd limit to " .. ping.fds.limit .. ": running out is not reachable here")
+      return
+    end
+    local fit = ping.fds.apps_fit
+    H.ok(H.pm("start", sleepers(fit, "f")))
+    H.wait_for(function() return all_online("f", fit) end, 20000, fit .. " apps online")
+    for round = 1, 2 do
+      r = H.pm("restart", "all")
+      assert.equal(0, r.code, ("round %d: %s"):format(round, r.err))
+      local errored = 0
+      for _, p in ipairs(H.jlist()) do
+        if p.pm2_env.status == "errored" then errored = errored + 1 end
+      end
+      assert.equal(0, errored, ("round %d: %d of %d apps errored"):format(round, errored, fit))
+      H.wait_for(function() return all_online("f", fit) end, 10000, "all online again")
+    end
+  end)
+
   it("a low limit (100): as many apps start as ping says fit, not one batch's fds fewer", function()
     -- (review of issue 21: 2 batches of 16 spawns held their pipes at once,
     -- and the keeper's copies until its flush: at 100 fds a 40-app file
