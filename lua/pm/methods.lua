@@ -1106,8 +1106,8 @@ function methods.history(params, conn, done)
   if not span or span ~= span or span < 1 or span > 86400 then
     return done({ code = rpc.INVALID_PARAMS, message = "span must be a number of seconds from 1 to 86400" })
   end
-  history.ask()
   local function reply(list)
+    history.ask(list)
     local out = {}
     for i, p in ipairs(list) do
       local h = history.of(p, span)

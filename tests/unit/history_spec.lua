@@ -70,6 +70,34 @@ describe("history rings", function()
   end)
 end)
 
+describe("history sampling", function()
+  -- (issue 21: pm describe of one app beside 9,500 others read /proc for
+  -- all of them every second for 5 minutes)
+  it("samples only the apps asked for (all when none is named)", function()
+    local now = 1800000000000
+    local a, b = { pid = 10, pm_id = 1 }, { pid = 11, pm_id = 2 }
+    local taken = {}
+    history.clock = function() return now end
+    history.list = function() return { a, b } end
+    history.sample = function(p) taken[p] = (taken[p] or 0) + 1; return 4096, 1 end
+    history.ask({ a })
+    now = now + 1000
+    history.tick()
+    assert.equal(2, taken[a])
+    assert.is_nil(taken[b])
+    history.ask() -- (all)
+    now = now + 1000
+    history.tick()
+    assert.equal(3, taken[a])
+    assert.equal(1, taken[b])
+    local real = history.HOLD_MS
+    history.HOLD_MS = -1 -- (every ask is over: sampling stops)
+    history.tick()
+    history.HOLD_MS = real
+    assert.is_false(history.active())
+  end)
+end)
+
 describe("metrics text", function()
   it("escapes label values and counts restarts by reason and exits by code or signal", function()
     local p = { pm_id = 7, name = 'we"ird\\name', instance = 0, status = "online", pid = 5, pm_uptime = 0,
