@@ -209,6 +209,9 @@ describe("the daemon's heap", function()
   end
 
   it("goes back to where it was once many apps are deleted", function()
+    -- (bin/pm-asan: its slower runs leave a megabyte either way; what the
+    -- records kept is measured by the plain build)
+    if os.getenv("PM_SANITIZED") then return pending("a heap figure of the plain build") end
     H.ok(H.pm("ping"))
     local base = round() -- (every path has run once: the modules it loads are there)
     local now, full = round()
