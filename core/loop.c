@@ -606,16 +606,14 @@ static void on_poll_timer(EV_P_ ev_io *w, int revents)
 		;
 }
 
-/* The loop's epoll descriptor, or -1 (another backend; no loop to probe
- * with): libev gives it to the watcher that embeds the loop, so a
- * throwaway loop embeds ours to read it. */
-static int read_backend_fd(void)
+/* The loop's backend descriptor (-1: it has none), -2 when no loop to
+ * probe with could be made: libev gives it to the watcher that embeds the
+ * loop, so a throwaway loop embeds ours to read it. */
+static int probe_backend_fd(void)
 {
-	if (!(ev_backend(pm_loop) & ev_embeddable_backends()) || ev_backend(pm_loop) != EVBACKEND_EPOLL)
-		return -1;
 	struct ev_loop *probe = ev_loop_new(EVFLAG_NOSIGMASK);
 	if (!probe)
-		return -1;
+		return -2;
 	ev_embed e;
 	ev_embed_init(&e, NULL, pm_loop);
 	ev_embed_start(probe, &e);
@@ -623,6 +621,15 @@ static int read_backend_fd(void)
 	ev_embed_stop(probe, &e);
 	ev_loop_destroy(probe);
 	return fd;
+}
+
+/* The loop's epoll descriptor, or -1 */
+static int read_backend_fd(void)
+{
+	if (ev_backend(pm_loop) != EVBACKEND_EPOLL)
+		return -1;
+	int fd = probe_backend_fd();
+	return fd < 0 ? -1 : fd;
 }
 
 /*
@@ -669,15 +676,9 @@ static int l_loop_fd(lua_State *L)
 		lua_pushliteral(L, "core.loop_fd: the event loop's backend has no descriptor");
 		return 2;
 	}
-	struct ev_loop *probe = ev_loop_new(EVFLAG_NOSIGMASK);
-	if (!probe)
+	int fd = probe_backend_fd();
+	if (fd == -2)
 		return pm_fail(L, "core.loop_fd");
-	ev_embed e;
-	ev_embed_init(&e, NULL, pm_loop);
-	ev_embed_start(probe, &e);
-	int fd = e.io.fd;
-	ev_embed_stop(probe, &e);
-	ev_loop_destroy(probe);
 	if (fd < 0) {
 		lua_pushnil(L);
 		lua_pushliteral(L, "core.loop_fd: the event loop has no descriptor");

@@ -34,6 +34,21 @@ local function core_drop_resource()
   return ""
 end
 
+-- A daemon with 200 fds (soft = hard), unable to raise them -> its ping,
+-- or nil when it raised its limit (a root daemon setpriv could not take
+-- CAP_SYS_RESOURCE from): the test is then pending
+local function low_limit_daemon()
+  local r = H.sh(core_drop_resource() .. "sh -c " .. sq("ulimit -n 200 && exec " .. sq(H.bin) .. " ping"))
+  assert.equal(0, r.code, r.err)
+  local ping = assert(util.decode(H.ok(H.pm("ping")).out))
+  if ping.fds.limit ~= 200 then
+    assert.is_true(ping.fds.limit > 200, util.encode(ping.fds))
+    pending("the daemon raised its fd limit to " .. ping.fds.limit .. ": running out is not reachable here")
+    return nil
+  end
+  return ping
+end
+
 local function all_online(prefix, n)
   local k = 0
   for _, p in ipairs(H.jlist()) do
@@ -94,20 +109,10 @@ describe("the daemon's fds", function()
 
   it("running out is one line with the arithmetic; the apps that fit run, the others are errored with why",
     function()
-    -- a daemon with 200 fds (soft = hard), unable to raise them
-    local drop = core_drop_resource()
-    local r = H.sh(drop .. "sh -c " .. sq("ulimit -n 200 && exec " .. sq(H.bin) .. " ping"))
-    assert.equal(0, r.code, r.err)
-    local ping = assert(util.decode(H.ok(H.pm("ping")).out))
-    if ping.fds.limit ~= 200 then
-      -- a root daemon that may raise its limit did (setpriv could not take
-      -- CAP_SYS_RESOURCE away here): that is the raise, not running out
-      assert.is_true(ping.fds.limit > 200, util.encode(ping.fds))
-      pending("the daemon raised its fd limit to " .. ping.fds.limit .. ": running out is not reachable here")
-      return
-    end
+    local ping = low_limit_daemon()
+    if not ping then return end
     local fit = ping.fds.apps_fit
-    r = H.pm("start", sleepers(150, "x"))
+    local r = H.pm("start", sleepers(150, "x"))
     assert.equal(1, r.code)
     local line = r.err:gsub("\n$", "")
     assert.is_nil(line:find("\n"), "one line: " .. r.err)
@@ -139,19 +144,13 @@ describe("the daemon's fds", function()
   end)
 
   it("a restart of every app that fits needs no more fds than they have: all stay online", function()
-    local drop = core_drop_resource()
-    local r = H.sh(drop .. "sh -c " .. sq("ulimit -n 200 && exec " .. sq(H.bin) .. " ping"))
-    assert.equal(0, r.code, r.err)
-    local ping = assert(util.decode(H.ok(H.pm("ping")).out))
-    if ping.fds.limit ~= 200 then
-      pending("the daemon raised its fd limit to " .. ping.fds.limit .. ": running out is not reachable here")
-      return
-    end
+    local ping = low_limit_daemon()
+    if not ping then return end
     local fit = ping.fds.apps_fit
     H.ok(H.pm("start", sleepers(fit, "f")))
     H.wait_for(function() return all_online("f", fit) end, 20000, fit .. " apps online")
     for round = 1, 2 do
-      r = H.pm("restart", "all")
+      local r = H.pm("restart", "all")
       assert.equal(0, r.code, ("round %d: %s"):format(round, r.err))
       local errored = 0
       for _, p in ipairs(H.jlist()) do
