@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -623,13 +624,14 @@ static int probe_backend_fd(void)
 	return fd;
 }
 
-/* The loop's epoll descriptor, or -1 */
+/* The loop's epoll descriptor, -1 when it has none, -2 when it could not
+ * be read now (no fd for the probe's loop: asked again next time) */
 static int read_backend_fd(void)
 {
 	if (ev_backend(pm_loop) != EVBACKEND_EPOLL)
 		return -1;
 	int fd = probe_backend_fd();
-	return fd < 0 ? -1 : fd;
+	return fd == -2 ? -2 : fd < 0 ? -1 : fd;
 }
 
 /*
@@ -646,13 +648,13 @@ static int read_backend_fd(void)
 static int forget_epfd = -2; /* -2: not read yet */
 void pm_fd_forget(int fd)
 {
-	if (fd < 0 || !pm_loop)
+	if (fd < 0 || !pm_loop || fcntl(fd, F_GETFD) < 0) /* (no such fd: nothing to take out) */
 		return;
 	for (int tries = 0; tries < 2; tries++) {
 		if (forget_epfd == -2)
 			forget_epfd = read_backend_fd();
 		if (forget_epfd < 0)
-			return;
+			return; /* (none; or -2: not readable now, tried again next time) */
 		if (epoll_ctl(forget_epfd, EPOLL_CTL_DEL, fd, NULL) == 0 || errno == ENOENT)
 			return;
 		if (errno != EBADF && errno != EINVAL)

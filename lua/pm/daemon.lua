@@ -148,7 +148,8 @@ local function hook_api(runtime)
     bus.publish("hook:error", { process = proc.ref(p), at = p.last_hook_error.at,
       data = { hook = name, message = msg } })
   end
-  -- a changed pm.state is in the journal within JOURNAL_DELAY (20 ms)
+  -- a changed pm.state is in the journal within JOURNAL_DELAY (20 ms; 4x
+  -- a write's CPU when that is more: persist.DECL_SHARE)
   hooks.on_state = function()
     if not shutting_down and home and not runtime then persist.journal(home, sup.all) end
   end
@@ -415,11 +416,9 @@ function M.run(opts)
   wire.ctx.errors = function() return M.errors or 0 end
   sup.init({ home = home, pm_bin = util.pm_binary(), changed = function(kind)
     if not shutting_down and not opts.runtime then persist.journal(home, sup.all, kind) end
-  end, declared = function(list)
-    -- new apps are in the journal before their processes start (list: the
-    -- records about to start; those the journal has already start at once)
-    if shutting_down or opts.runtime or (list and persist.on_disk(list)) then return end
-    persist.journal_now(home, sup.all)
+  end, declared = function()
+    -- new apps are in the journal before their processes start
+    if not shutting_down and not opts.runtime then persist.journal_now(home, sup.all) end
   end, errored = opts.runtime and function(p)
     log.error("app %s is errored: pm runtime stops", p.name)
     shutdown(1)

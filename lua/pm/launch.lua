@@ -529,7 +529,7 @@ local function launch_queued()
   queue_timer = nil
   local list = queued
   queued = {}
-  ctx.declared(list)
+  ctx.declared()
   -- Spawned by threads, a batch at a time, while this thread prepares the
   -- next batch and finishes the previous one (each spawn waits ~0.6 ms
   -- for its child's exec; a batch bounds the fds open at once). The loop

@@ -273,10 +273,6 @@ local runtime_delay = M.RUNTIME_DELAY
 local decl_delay = M.JOURNAL_DELAY
 M.RETRY_DELAY = 1000 -- ms between the tries of a journal that cannot be written
 
--- The declaration and environment of each record in the journal on disk
-local disk_decl = setmetatable({}, { __mode = "k" })
-local disk_env = setmetatable({}, { __mode = "k" })
-
 local function write_journal(home, procs_fn)
   if pending then pending:close(); pending = nil end
   local was_dirty = dirty
@@ -291,7 +287,6 @@ local function write_journal(home, procs_fn)
   if ok then
     if M.unsaved then log.info("journal.json is written again") end
     M.unsaved = nil
-    for _, p in ipairs(procs) do disk_decl[p], disk_env[p] = p.decl, p.environ or false end
     return true
   end
   dirty = dirty or was_dirty
@@ -325,20 +320,6 @@ function M.defer(home, procs_fn, delay)
   pending:close()
   pending = nil
   M.journal(home, procs_fn, "runtime", delay)
-end
-
--- Whether every record of list is in the journal on disk as it is
--- declared now: a new process of one (a restart, a reload's replacement)
--- needs no write of the journal before it starts, as a new record does (a
--- reload of 100 apps beside 9,000 others rewrote their 9,000 records
--- before each of its steps: 40 % of the daemon's CPU). Its pid is written
--- with the counters; a daemon killed meanwhile finds the process by its
--- PM_APP_UID marker.
-function M.on_disk(list)
-  for _, p in ipairs(list) do
-    if disk_decl[p] ~= p.decl or disk_env[p] ~= (p.environ or false) then return false end
-  end
-  return true
 end
 
 -- Writes the journal of procs_fn() now -> true | nil, err (then it is

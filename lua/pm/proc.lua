@@ -12,9 +12,8 @@ local lifecycle = require "pm.lifecycle"
 local M = {}
 
 -- Set by supervisor.init: PM_HOME, the pm binary, and the daemon's
--- callbacks: changed(kind) after every change, declared(list) before the
--- processes of list's records start (new records: the journal first),
--- errored(p) when one ends errored (pm runtime).
+-- callbacks: changed(kind) after every change, declared() once new
+-- records exist, errored(p) when one ends errored (pm runtime).
 M.ctx = {
   home = nil, pm_bin = nil, notify_path = nil, cluster_preload = nil,
   changed = function() end, declared = function() end, errored = nil,
@@ -55,6 +54,7 @@ M.FIELDS = {
     waiters = "callbacks of a stop under way: fn(err) once it is over",
     kill_timer = "SIGKILL after kill_timeout, while stopping",
     stop_reason = "why the stop under way: stop, restart, memory, cron, watch, health",
+    fd_wait = "a restart's wait for fds under way (a token; supervisor.restart)",
   },
   lifecycle = {
     status = "pm2_env.status: stopped, launching, online, stopping, waiting restart, errored",

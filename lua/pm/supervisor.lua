@@ -35,9 +35,8 @@ local SIGKILL = core.signals.SIGKILL
 M.MAX_INSTANCES = reload.MAX_INSTANCES
 
 --[[ opts: home (PM_HOME), pm_bin, and the daemon's callbacks: changed(kind)
-after every change ("runtime": only counters and pids), declared(list)
-before processes start (list: their records; the journal must hold new
-ones first), errored(p) when one
+after every change ("runtime": only counters and pids), declared() once
+new records exist (before their processes start), errored(p) when one
 ends errored; notify_path (NOTIFY_SOCKET), cluster_preload (the preload
 of Node apps in cluster mode), echo (pm runtime: apps' output on the
 daemon's own stdout/stderr). ]]
@@ -123,21 +122,30 @@ end
 -- start is errored at once: `pm restart all` of 9,500 apps under a limit
 -- of 20,000 left 9,000 of them errored, each new process asking for its
 -- pipes while other apps' last processes still held theirs. It is tried
--- again every FD_RETRY_MS ("waiting restart", its error says why), for
--- FD_WAIT_MS at most; done() when it runs, or with the last error.
+-- again ("waiting restart", its error says why) after FD_RETRY_MS, twice
+-- that, and so on up to a second apart, for FD_WAIT_MS at most; done()
+-- when it runs, or with the last error. p.fd_wait: the wait under way.
 M.FD_RETRY_MS, M.FD_WAIT_MS = 50, 30000
 local fds_mod = require "pm.fds"
-local function start_waiting(p, done, deadline)
+local function start_waiting(p, done, deadline, delay)
   deadline = deadline or core.mono() + M.FD_WAIT_MS
   local ok, err = start_stopped(p)
   if ok or p.status ~= "errored" or not fds_mod.is_short(p.error) or core.mono() >= deadline then
+    p.fd_wait = nil
     return done(not ok and err or nil)
   end
   proc.act(p, lifecycle.fire(p, "delay"))
-  core.timer(M.FD_RETRY_MS, 0, function()
-    -- (a stop, a delete or another start of it ended the wait)
-    if p.deleted or p.status ~= "waiting restart" then return done() end
-    start_waiting(p, done, deadline)
+  local token = {}
+  p.fd_wait = token
+  delay = math.min((delay or M.FD_RETRY_MS / 2) * 2, 1000)
+  core.timer(delay, 0, function()
+    if p.fd_wait ~= token then return done() end -- (another restart's wait took it over)
+    -- a stop, a delete, a start or a restart delay of its own ended the wait
+    if p.deleted or p.status ~= "waiting restart" or p.timer then
+      p.fd_wait = nil
+      return done(p.status == "errored" and p.error or nil)
+    end
+    start_waiting(p, done, deadline, delay)
   end)
 end
 
