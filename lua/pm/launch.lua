@@ -491,6 +491,11 @@ function M.take(p, a)
     p.channel_fd = 3 -- (known to its process only; a number for "has one")
   end
   if a.stdin then p.stdin_w, p.stdin_held = a.stdin, a.stdin_held end
+  -- its description shows the environment it was started with, made as
+  -- its spawn made it (after a take-over jlist showed env {} and no
+  -- flattened variables)
+  M.env_of(p)
+  p.env_cache = nil
   if d.max_memory_restart then rules.arm_memory(p) end
   readiness.arm_health(p)
 end

@@ -98,6 +98,10 @@ describe("the keeper", function()
       assert.equal(before.pid, p.pid, "the same process: " .. H.pm_log())
       assert.equal(1, p.pm2_env.restart_time, "the same restart count")
       assert.equal("online", p.pm2_env.status)
+      -- its description shows the environment it runs with, as before
+      assert.equal(before.pm2_env.env.PM_APP_UID, p.pm2_env.env.PM_APP_UID)
+      assert.equal(H.environ(p.pid).PM_APP_UID, p.pm2_env.env.PM_APP_UID)
+      assert.equal(before.pm2_env.PM_HOME, p.pm2_env.PM_HOME, "flattened as before")
     end
     -- the lines go on after the last take-over
     local size = core.stat(log).size
