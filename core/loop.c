@@ -630,6 +630,8 @@ static int read_backend_fd(void)
 {
 	if (ev_backend(pm_loop) != EVBACKEND_EPOLL)
 		return -1;
+	if (backend_fd >= 0)
+		return backend_fd; /* (core.loop_fd read it already) */
 	int fd = probe_backend_fd();
 	return fd == -2 ? -2 : fd < 0 ? -1 : fd;
 }

@@ -371,12 +371,12 @@ function M.run(opts)
     gc_timer = core.timer(500, 0, function()
       gc_timer = nil
       local gone = sup.deleted - gone_seen
-      if gone >= 64 and gone * 3 >= sup.count() then
+      local flush = gone >= 64 and gone * 3 >= sup.count()
+      if flush then
         gone_seen = sup.deleted
         jit.flush()
-        collectgarbage()
-        settled = collectgarbage("count")
-      elseif collectgarbage("count") > settled * 1.25 then
+      end
+      if flush or collectgarbage("count") > settled * 1.25 then
         collectgarbage()
         settled = collectgarbage("count")
       end

@@ -49,6 +49,7 @@ local function in_use()
   local n = core.listdir("/proc/self/fd", true)
   return n and n - 1 -- (the fd that reads the folder is one of them)
 end
+M.in_use = in_use
 
 -- The size of the daemon's fd table (FDSize of /proc/self/status: above
 -- every fd open; it never shrinks), or nil

@@ -78,8 +78,7 @@ end
 local fds, fds_at = 0, nil
 local function fd_count()
   if fds_at and core.mono() - fds_at < 5000 then return fds end
-  local n = core.listdir("/proc/self/fd", true)
-  n = n and n - 1 or 0 -- (the fd that reads the folder is one of them)
+  local n = require("pm.fds").in_use() or 0
   fds, fds_at = n, core.mono()
   return n
 end
