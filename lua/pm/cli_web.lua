@@ -112,9 +112,9 @@ function V.web(args)
     args = { "web", "--serve", "--listen", listen, a.user and "--user" or nil, a.user }, wait_ready = true,
     listen_timeout = 5000,
     env = { PM_HOME = home }, max_memory_restart = "256M", restart_delay = 1000 }
-  for _, k in ipairs({ "CONNECTIONS", "PER_IP", "TIMEOUT", "MEMORY", "MAX_BODY" }) do
-    local v = os.getenv("PM_WEB_" .. k) -- (the tests' smaller limits)
-    if v then app.env["PM_WEB_" .. k] = v end
+  for k in pairs(require("pm.web").LIMITS) do
+    local v = os.getenv("PM_WEB_" .. k:upper()) -- (the tests' smaller limits)
+    if v then app.env["PM_WEB_" .. k:upper()] = v end
   end
   -- a pm-web that runs this binary with these arguments is kept; one
   -- declared otherwise is replaced

@@ -14,8 +14,12 @@ local metrics = require "pm.metrics"
 
 local M = {}
 
-M.LIMITS = { connections = 64, per_ip = 16, timeout = 10, memory = 32768, max_body = 16384 }
+-- (stream_pending: the bytes an event stream may have waiting unsent; a
+-- process table larger than that is still sent whole when nothing waits)
+M.LIMITS = { connections = 64, per_ip = 16, timeout = 10, memory = 32768, max_body = 16384,
+  stream_pending = 1024 * 1024 }
 M.MAX_SESSIONS = 64
+M.TABLE_ROWS_PER_S, M.TABLE_EVERY_MAX = 2000, 5 -- the live table: every ceil(rows/2000) s, 5 s at most
 M.SESSION_IDLE_MS = 12 * 3600 * 1000 -- a session unused this long is gone
 M.TOKEN_FILE = "web.token"
 
@@ -124,22 +128,31 @@ function M.serve(opts)
   end
 
   -- ---- live updates ----
+  local pending = opts.stream_pending or M.LIMITS.stream_pending
   local function broadcast(event, data)
     local msg = "event: " .. event .. "\ndata: " .. data .. "\n\n"
+    -- a client still reading the last process table misses this one (the
+    -- next is newer); logs and events wait, within the bound
+    local bound = event == "procs" and math.max(pending, #msg) or pending
     for id in pairs(sse) do
-      local ok, err = srv:send(id, msg, 1024 * 1024)
+      local ok, err = srv:send(id, msg, bound)
       if not ok and err == "gone" then sse[id] = nil; nsse = nsse - 1 end
     end
   end
   local ROW_FIELDS = { "name", "pid", "pm_id", "monit", "pm2_env.namespace", "pm2_env.status",
     "pm2_env.pm_uptime", "pm2_env.restart_time", "pm2_env.instances", "pm2_env.exec_mode" }
-  local listing = false
-  local function tick()
-    if nsse == 0 or listing then return end
+  -- the table every second, every few seconds for thousands of apps (a
+  -- new stream gets it at once)
+  local listing, next_at = false, 0
+  local function tick(now)
+    if nsse == 0 or listing or (not now and core.mono() < next_at) then return end
     listing = true
     conn:send("list", { fields = ROW_FIELDS }, function(res)
       listing = false
-      if res then broadcast("procs", util.encode(util.array(res))) end
+      if not res then return end
+      local rows = util.array(res)
+      next_at = core.mono() + (math.min(M.TABLE_EVERY_MAX, math.ceil(#rows / M.TABLE_ROWS_PER_S)) - 1) * 1000 - 100
+      broadcast("procs", util.encode(rows))
     end)
   end
   local function subscribe(on)
@@ -274,7 +287,7 @@ function M.serve(opts)
       nsse = nsse + 1
       subscribe(true)
       srv:send(id, "retry: 2000\n\n")
-      tick()
+      tick(true)
       return
     end
     return refuse(id, 404, "no such thing")

@@ -35,6 +35,9 @@ function M.page(csrf)
 <input id="confirm-count" type="number" min="0" max="64" hidden>
 <button id="confirm-yes" type="button">Confirm</button><button id="confirm-no" type="button">Cancel</button></div>
 <div id="message"></div>
+<div id="tools"><input id="filter" type="search" placeholder="filter: id, name, namespace or status"
+autocomplete="off"><button id="prev" type="button">&lsaquo;</button><span id="page"></span>
+<button id="next" type="button">&rsaquo;</button></div>
 <table id="procs"><thead><tr><th>id</th><th>name</th><th>namespace</th><th>status</th><th>pid</th>
 <th>cpu</th><th>memory</th><th>restarts</th><th>uptime</th><th>actions</th></tr></thead>
 <tbody></tbody></table>
@@ -66,6 +69,8 @@ td button { font-size: .8em; margin-right: .2em; }
 button { background: #2a3340; color: #dde; border: 1px solid #445; border-radius: 3px;
   padding: .15em .6em; cursor: pointer; }
 button:hover { background: #3a4a60; }
+#tools { padding: .4em 1em; display: flex; gap: .5em; align-items: baseline; }
+#filter { width: 22em; } button:disabled { opacity: .4; cursor: default; }
 #confirm { padding: .5em 1em; background: #432; } #message { padding: 0 1em; color: #fa6; min-height: 1.2em; }
 #charts { padding: 0 1em; } .chart { display: inline-block; width: 48%; margin-right: 1%; }
 svg { width: 100%; height: 120px; background: #181c22; }
@@ -162,13 +167,23 @@ local JS = [[
     rows[p.pm_id] = r;
     return r;
   }
-  function procs(list) {
-    var seen = {}, now = Date.now(), online = 0;
-    list.forEach(function (p) {
+  // (a page of the table at a time: thousands of rows would keep the page
+  // busy on each update)
+  var PAGE = 100, all = [], first = 0;
+  function render() {
+    var q = $('filter').value.trim().toLowerCase(), now = Date.now(), online = 0, shown = [];
+    all.forEach(function (p) {
+      var e = p.pm2_env || {};
+      if (e.status === 'online') online++;
+      if (!q || (p.pm_id + ' ' + p.name + ' ' + (e.namespace || 'default') + ' ' + (e.status || ''))
+        .toLowerCase().indexOf(q) >= 0) shown.push(p);
+    });
+    if (first >= shown.length) first = Math.max(0, Math.floor((shown.length - 1) / PAGE) * PAGE);
+    var page = shown.slice(first, first + PAGE), seen = {};
+    page.forEach(function (p, i) {
       var e = p.pm2_env || {}, m = p.monit || {}, r = row(p);
       r.p = p; seen[p.pm_id] = true;
       var st = e.status || '?';
-      if (st === 'online') online++;
       var c = r.cells;
       c.id.textContent = p.pm_id; c.name.textContent = p.name; c.namespace.textContent = e.namespace || 'default';
       c.status.textContent = st; c.status.className = 'status ' + st.split(' ')[0];
@@ -176,14 +191,22 @@ local JS = [[
       c.cpu.textContent = (m.cpu || 0) + '%'; c.memory.textContent = bytes(m.memory || 0);
       c.restarts.textContent = e.restart_time || 0;
       c.uptime.textContent = st === 'online' && e.pm_uptime ? duration(now - e.pm_uptime) : '0';
-      tbody.appendChild(r.tr); // (in the list's order)
+      var at = tbody.children[i]; // (in the list's order; a row in place stays)
+      if (at !== r.tr) tbody.insertBefore(r.tr, at || null);
     });
     Object.keys(rows).forEach(function (id) {
       if (!seen[id]) { rows[id].tr.remove(); delete rows[id]; }
     });
-    $('summary').textContent = list.length + ' process(es), ' + online + ' online';
-    if (!selected && list.length) select(list[0]);
+    $('summary').textContent = all.length + ' process(es), ' + online + ' online';
+    $('page').textContent = shown.length ? (first + 1) + '\u2013' + (first + page.length) + ' of ' + shown.length
+      : 'none';
+    $('prev').disabled = first === 0; $('next').disabled = first + PAGE >= shown.length;
+    if (!selected && page.length) select(page[0]);
   }
+  function procs(list) { all = list; render(); }
+  $('filter').addEventListener('input', function () { first = 0; render(); });
+  $('prev').addEventListener('click', function () { first = Math.max(0, first - PAGE); render(); });
+  $('next').addEventListener('click', function () { first += PAGE; render(); });
 
   // ---- charts: the history of the selected process, as SVG ----
   function polyline(svg, values, unit) {

@@ -61,4 +61,35 @@ describe("the dashboard in a browser", function()
     assert.truthy(core.stat(shot))
     print(("browser: the pid changed %.2f s after the click; screenshot %s"):format(res.pid_change_seconds, shot))
   end)
+
+  it("shows the table a page at a time, with a filter (thousands of apps)", function()
+    if not have_browser() then
+      print("SKIPPED: chromium, chromium-driver or python3-selenium missing (make deps installs them)")
+      return
+    end
+    local apps = {}
+    for i = 1, 150 do apps[i] = { name = "app-" .. i, script = "/bin/sleep", args = "1000", interpreter = "none" } end
+    H.write(H.home .. "/many.json", util.encode({ apps = apps }))
+    H.ok(H.pm("start", H.home .. "/many.json"))
+    local port = H.free_port()
+    local token = H.ok(H.pm("web", "--listen", "127.0.0.1:" .. port)).out:match("%?token=(%x+)")
+    local b = H.sh(("%s %s %s %s 151 %s"):format(PY, H.shquote(H.fixtures .. "/web_browser_pages.py"),
+      H.shquote("http://127.0.0.1:" .. port), token, H.shquote(H.home .. "/chromium")))
+    local res = util.decode(b.out)
+    assert(type(res) == "table", "web_browser_pages.py: " .. b.out .. b.err)
+    assert(not res.error, "the browser: " .. tostring(res.error) .. " (seen: " .. b.out .. ")")
+    assert.equal("151 process(es), 151 online", res.summary)
+    assert.equal("1\u{2013}100 of 151", res.first_page)
+    assert.equal(100, res.first_rows)
+    assert.is_true(res.prev_disabled)
+    assert.equal("101\u{2013}151 of 151", res.second_page)
+    assert.equal(51, #res.second_names)
+    assert.equal("app-101", res.second_names[1])
+    assert.is_true(res.next_disabled)
+    assert.equal(res.second_page, res.second_page_later)
+    assert.equal("1\u{2013}11 of 11", res.filtered_page)
+    assert.same({ "app-14", "app-140", "app-141", "app-142", "app-143", "app-144", "app-145", "app-146", "app-147",
+      "app-148", "app-149" }, res.filtered_names)
+    assert.same({}, res.console_errors)
+  end)
 end)
