@@ -384,6 +384,9 @@ describe("pm monit under a terminal (tmux)", function()
   it("draws apps and statuses, j/Down move the selection, q quits and restores the terminal", function()
     wait_screen("── alpha (id 0)")
     has(screen(), "3 app(s)")
+    -- its details (its description, fetched for the selected app alone)
+    wait_screen(function(t) return t:match("\n pid %d+   script /[^\n]+interpreter %S") end, 5000,
+      "alpha's pid, script and interpreter")
     -- the selected app's last minute, from the daemon's history
     wait_screen(function(t) return t:match("\n cpu [▁▂▃▄▅▆▇█ ]+%s+[%d.]+%% max   mem [▁▂▃▄▅▆▇█ ]+") end, 5000,
       "the history line of alpha")
