@@ -194,9 +194,13 @@ V.indent_json = indent_json
 function V.prettylist(args)
   no_args("prettylist", args)
   local conn = check(api()._conn())
+  local inspect = require "pm.inspect"
+  -- (util.inspect shows an array's first 100 entries: those are described,
+  -- the others counted)
+  local all = check(conn:call("list", { fields = { "pm_id" } }))
   local pieces = {}
-  check(conn:call_streamed("list", nil, function(piece) pieces[#pieces + 1] = piece end))
-  local text = check(require("pm.inspect").prettylist(table.concat(pieces)))
+  check(conn:call_streamed("list", { limit = inspect.MAX_ARRAY }, function(piece) pieces[#pieces + 1] = piece end))
+  local text = check(inspect.prettylist(table.concat(pieces), #all))
   io.stdout:write(text, "\n")
   return 0
 end

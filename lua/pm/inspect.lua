@@ -18,6 +18,7 @@ per process here too. ]]
 local M = {}
 
 local BREAK, COMPACT, MAX_ARRAY, MAX_STRING = 80, 3, 100, 10000
+M.MAX_ARRAY = MAX_ARRAY
 
 -- ---- reading JSON with its key order ----
 -- object: { keys = {...}, vals = {...} }; array: { arr = true, ... };
@@ -250,8 +251,9 @@ local function format(ctx, v, depth)
   ctx.indent = ctx.indent + 2
   if v.arr then
     for i = 1, math.min(#v, MAX_ARRAY) do out[i] = format(ctx, v[i], depth) end
-    if #v > MAX_ARRAY then
-      local rest = #v - MAX_ARRAY
+    local n = math.max(#v, v.total or 0)
+    if n > MAX_ARRAY then
+      local rest = n - math.min(#v, MAX_ARRAY)
       out[#out + 1] = ("... %d more item%s"):format(rest, rest > 1 and "s" or "")
       out.more = true
     end
@@ -341,11 +343,13 @@ function M.pm2_shape(d)
 end
 
 -- A description list's JSON text -> PM2's prettylist text | nil, error
-function M.prettylist(text)
+-- (total: how many processes there are when text holds the first ones)
+function M.prettylist(text, total)
   local list, err = M.decode(text)
   if list == nil then return nil, err end
   if type(list) == "table" and list.arr then
     for i = 1, #list do list[i] = M.pm2_shape(list[i]) end
+    list.total = total
   end
   return M.format(list)
 end

@@ -140,7 +140,14 @@ function methods.list(params, _, done)
     local ok, err = sup.selection(params.fields)
     if not ok then return done({ code = rpc.INVALID_PARAMS, message = err }) end
   end
-  done(nil, descriptions(sup.all(), params, true))
+  local list, limit = sup.all(), params.limit
+  if limit ~= nil then -- the first `limit` apps (pm prettylist shows 100)
+    if type(limit) ~= "number" or limit < 0 or limit % 1 ~= 0 then
+      return done({ code = rpc.INVALID_PARAMS, message = "params.limit: a whole number of apps, 0 or more" })
+    end
+    if limit < #list then list = { unpack(list, 1, limit) } end
+  end
+  done(nil, descriptions(list, params, true))
 end
 
 function methods.describe(params, conn, done)

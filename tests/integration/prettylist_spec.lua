@@ -24,6 +24,28 @@ describe("pm prettylist", function()
     fails(H.pm("prettylist", "extra"))
   end)
 
+  it("shows the first 100 processes and counts the others, as util.inspect does", function()
+    local apps = {}
+    for i = 1, 103 do apps[i] = { name = "p" .. i, script = "/bin/sleep", args = "1000", interpreter = "none" } end
+    H.write(H.home .. "/many.json", require("pm.util").encode({ apps = apps }))
+    ok(H.pm("start", H.home .. "/many.json", "-s"))
+    local out = ok(H.pm("prettylist")).out
+    assert.equal(100, count(out, "\n    name: '"))
+    assert.is_truthy(out:find("\n    name: 'p100',\n", 1, true))
+    assert.is_nil(out:find("\n    name: 'p101',\n", 1, true))
+    assert.is_truthy(out:find("\n  },\n  ... 3 more items\n]\n$"), out:sub(-80))
+    -- the daemon's list of the first N (what prettylist asks for)
+    local c = H.connect()
+    c:send('{"jsonrpc":"2.0","id":1,"method":"list","params":{"limit":2,"fields":["name"]}}\n')
+    local r = c:reply(1).result
+    assert.same({ { name = "p1" }, { name = "p2" } }, r)
+    for i, bad in ipairs({ -1, 1.5, '"7"' }) do
+      c:send(('{"jsonrpc":"2.0","id":%d,"method":"list","params":{"limit":%s}}\n'):format(1 + i, bad))
+      assert.equal(-32602, c:reply(1 + i).error.code)
+    end
+    c:close()
+  end)
+
   it("prints the list in util.inspect notation: bare keys, single quotes, nested objects", function()
     ok(H.pm("start", sleeper(), "--name", "api", "-s"))
     local out = ok(H.pm("prettylist")).out
