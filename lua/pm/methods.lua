@@ -890,7 +890,7 @@ function methods.save(params, _, done)
   if #list == 0 and not params.force then
     return done("no app to save: pm save --force writes an empty list")
   end
-  local ok, err = persist.save(ctx.home, persist.snapshot(list))
+  local ok, err = persist.save(ctx.home, list)
   if not ok then return done("cannot write dump.json: " .. tostring(err)) end
   done(nil, #list)
 end

@@ -133,8 +133,10 @@ local function proc_text(p)
 end
 
 -- The journal's JSON text for procs (read back by read_journal), tail
--- (e.g. "\n") after it.
-function M.journal_text(procs, tail)
+-- (e.g. "\n") after it. inline: each entry carries its environment
+-- (pm_environ) and there is no first entry of environments: dump.json's
+-- text, what snapshot(procs) encodes (9,500 apps' tables took 270 MB).
+function M.journal_text(procs, tail, inline)
   local groups, order = {}, {}
   local environs, env_index = {}, {}
   for _, p in ipairs(procs) do
@@ -160,13 +162,19 @@ function M.journal_text(procs, tail)
     end
     g.procs[#g.procs + 1] = proc_text(p)
   end
-  local parts = { '[{"pm_environs":[', table.concat(environs, ","), "]}" }
-  for _, g in ipairs(order) do
+  local parts = inline and { "[" } or { '[{"pm_environs":[', table.concat(environs, ","), "]}" }
+  for i, g in ipairs(order) do
     local members, rest = decl_text(g.p)
-    parts[#parts + 1] = ",{"
+    parts[#parts + 1] = (inline and i == 1) and "{" or ",{"
     parts[#parts + 1] = members
     parts[#parts + 1] = rest -- ("{...," open)
-    parts[#parts + 1] = g.ref and ('"pm_environ_ref":' .. g.ref .. ",") or ""
+    if not g.ref then
+      parts[#parts + 1] = ""
+    elseif inline then
+      parts[#parts + 1] = '"pm_environ":' .. environs[g.ref] .. ","
+    else
+      parts[#parts + 1] = '"pm_environ_ref":' .. g.ref .. ","
+    end
     parts[#parts + 1] = '"pm_procs":['
     for i, text in ipairs(g.procs) do
       if i > 1 then parts[#parts + 1] = "," end
@@ -201,11 +209,11 @@ local function read_list(path)
   return v
 end
 
--- Writes dump.json (0600) atomically and durably, keeping the previous one
+-- Writes dump.json of procs (0600) atomically and durably, keeping the previous one
 -- as dump.json.bak. On failure the old dump.json stays: nil, err.
-function M.save(home, entries)
+function M.save(home, procs)
   local path = home .. "/dump.json"
-  local ok, err = util.write_atomic(path, M.encode(entries) .. "\n", { mode = 384, backup = path .. ".bak" })
+  local ok, err = util.write_atomic(path, M.journal_text(procs, "\n", true), { mode = 384, backup = path .. ".bak" })
   if ok then M.pm2_names(home) end
   return ok, err
 end
