@@ -163,9 +163,9 @@ function M.journal_text(procs, tail, inline)
     g.procs[#g.procs + 1] = proc_text(p)
   end
   local parts = inline and { "[" } or { '[{"pm_environs":[', table.concat(environs, ","), "]}" }
-  for i, g in ipairs(order) do
+  for n, g in ipairs(order) do
     local members, rest = decl_text(g.p)
-    parts[#parts + 1] = (inline and i == 1) and "{" or ",{"
+    parts[#parts + 1] = (inline and n == 1) and "{" or ",{"
     parts[#parts + 1] = members
     parts[#parts + 1] = rest -- ("{...," open)
     if not g.ref then
