@@ -49,15 +49,27 @@ function V.logs(args)
     if how == "raw" and which == "err" then io.stderr:write(text) else io.stdout:write(text) end
   end
   local n = a.lines or 15
-  local entries, by_time = require("pm.logtail").last(list, n < 0 and -n or n, { out = a.err, err = a.out })
-  local file
-  for _, en in ipairs(entries) do
-    if color and not by_time and en.f ~= file then
-      if file then io.stdout:write("\n") end
-      file = en.f
-      io.stdout:write(view.log_file_header(file, n))
+  local entries, by_time, files = require("pm.logtail").last(list, n < 0 and -n or n, { out = a.err, err = a.out })
+  if color and not by_time then
+    -- PM2's: each file's name, then its last lines; an empty file of an
+    -- app named says so by its name alone (of all apps', those with lines)
+    local of = {}
+    for _, en in ipairs(entries) do
+      local t = of[en.f] or {}
+      of[en.f] = t
+      t[#t + 1] = en
     end
-    show(en.d, en.which, en.line, en.at, en.message)
+    local first = true
+    for _, f in ipairs(files) do
+      if of[f.path] or not all then
+        if not first then io.stdout:write("\n") end
+        first = false
+        io.stdout:write(view.log_file_header(f.path, n))
+        for _, en in ipairs(of[f.path] or {}) do show(en.d, en.which, en.line, en.at, en.message) end
+      end
+    end
+  else
+    for _, en in ipairs(entries) do show(en.d, en.which, en.line, en.at, en.message) end
   end
   io.stdout:flush()
   if a.nostream then return 0 end

@@ -176,7 +176,7 @@ function M.last(list, n, skip)
       return x.order < y.order
     end)
   end
-  return entries, all_stamped
+  return entries, all_stamped and #entries > 0, files
 end
 
 return M

@@ -173,4 +173,23 @@ describe("pm logs (issue 16 item 8)", function()
     local none = H.ok(H.pm("logs", "ca", "--lines", "1", "--nostream", both)).out
     assert.is_nil(none:find("\27", 1, true), none)
   end)
+
+  it("on a terminal names each file of an app asked for, an empty one too (PM2's)", function()
+    H.ok(H.pm("start", "--name", "quiet", "--", "sleep", "1000"))
+    H.ok(H.pm("start", "--name", "talker", "--", "sh", "-c", "echo said; exec sleep 1000"))
+    wait_contains(H.home .. "/logs/talker-out.log", "said\n")
+    local color = { env = { FORCE_COLOR = "1" } }
+    local out = H.ok(H.pm("logs", "quiet", "--nostream", color)).out
+    local heads = {}
+    for path in out:gmatch("\27%[90m(%S+) last 15 lines:\27%[0m\n") do heads[#heads + 1] = path end
+    table.sort(heads)
+    assert.same({ H.home .. "/logs/quiet-error.log", H.home .. "/logs/quiet-out.log" }, heads)
+    assert.equal(#out, #table.concat(heads) + 2 * #"\27[90m last 15 lines:\27[0m\n" + 1, out) -- (and a blank line)
+    -- all apps: the files with lines
+    local all = H.ok(H.pm("logs", "--nostream", color)).out
+    assert.truthy(all:find(H.home .. "/logs/talker-out.log last 15 lines:", 1, true), all)
+    assert.is_nil(all:find("quiet", 1, true), all)
+    -- piped: the lines alone, nothing for an empty file
+    assert.equal("", H.ok(H.pm("logs", "quiet", "--nostream")).out)
+  end)
 end)
