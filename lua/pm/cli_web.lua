@@ -49,12 +49,20 @@ local function serve(a)
         :format(a.user, core.getuid()))
     end
   end
-  local conn, cerr = require("pm.client").connect({ spawn = false })
+  -- the connection may only look and act on apps that exist (methods.lua's
+  -- profile "web"), whoever this process becomes
+  local function connect(timeout)
+    local c, cerr = require("pm.client").connect({ spawn = false, timeout = timeout })
+    if not c then return nil, cerr end
+    local rok, rerr = c:call("restrict", { profile = "web" })
+    if not rok then
+      c:close()
+      return nil, "the daemon refused to restrict the connection: " .. tostring(rerr)
+    end
+    return c
+  end
+  local conn, cerr = connect()
   if not conn then return cli.die(cerr) end
-  -- the connection may from now on only look and act on apps that exist
-  -- (methods.lua's profile "web"), whoever this process becomes
-  local rok, rerr = conn:call("restrict", { profile = "web" })
-  if not rok then return cli.die("the daemon refused to restrict the connection: " .. tostring(rerr)) end
   local web = require "pm.web"
   local lim = {}
   for k in pairs(web.LIMITS) do
@@ -62,6 +70,7 @@ local function serve(a)
     if v then lim[k] = v end
   end
   lim.host, lim.port, lim.conn, lim.token = host, port, conn, token
+  lim.connect = function() return connect(0) end -- (a take-over: the next daemon's socket)
   lim.on_listen = function(p)
     if user then -- the port is bound, the token read, the connection open: root is not needed any more
       local ok, err = core.drop_privileges(user.uid, user.gid)

@@ -19,6 +19,7 @@ local M = {}
 M.LIMITS = { connections = 64, per_ip = 16, timeout = 10, memory = 32768, max_body = 16384,
   stream_pending = 1024 * 1024 }
 M.MAX_SESSIONS = 64
+M.RECONNECT_EVERY_MS, M.RECONNECT_MS = 200, 30000 -- the daemon gone: connecting again
 M.TABLE_ROWS_PER_S, M.TABLE_EVERY_MAX = 2000, 5 -- the live table: every ceil(rows/2000) s, 5 s at most
 M.SESSION_IDLE_MS = 12 * 3600 * 1000 -- a session unused this long is gone
 M.TOKEN_FILE = "web.token"
@@ -73,13 +74,19 @@ local function form_of(body)
   return t
 end
 
---[[ Serves until the daemon goes (-> 1) or SIGTERM (-> 0).
-opts: host, port, home, conn (a client connection), token, and the LIMITS
-fields. ]]
+--[[ Serves until the daemon is gone for good (-> 1) or SIGTERM (-> 0).
+opts: host, port, home, conn (a client connection), connect (-> a new one
+| nil: after the daemon went), token, and the LIMITS fields. ]]
 function M.serve(opts)
   local http, herr = require("pm.httplib").load()
   if not http then return nil, herr end
   local conn, token = opts.conn, opts.token
+  -- a request to the daemon; on_result(nil, err) at once when the
+  -- connection is down (between a daemon and the next: a take-over)
+  local function ask(method, params, on_result)
+    local id, err = conn:send(method, params, on_result)
+    if not id and on_result then on_result(nil, err) end
+  end
   local srv
   local sessions, nsessions = {}, 0 -- sid -> { csrf, at }
   local sse = {}                     -- request id -> true: the open event streams
@@ -147,7 +154,7 @@ function M.serve(opts)
   local function tick(now)
     if nsse == 0 or listing or (not now and core.mono() < next_at) then return end
     listing = true
-    conn:send("list", { fields = ROW_FIELDS }, function(res)
+    ask("list", { fields = ROW_FIELDS }, function(res)
       listing = false
       if not res then return end
       local rows = util.array(res)
@@ -158,9 +165,9 @@ function M.serve(opts)
   local function subscribe(on)
     if on == subscribed then return end
     subscribed = on
-    conn:send(on and "subscribe" or "unsubscribe", { events = { "process:event", "log:out", "log:err" } })
+    ask(on and "subscribe" or "unsubscribe", { events = { "process:event", "log:out", "log:err" } })
   end
-  conn.on_event = function(event, data)
+  local function on_event(event, data)
     if nsse == 0 or type(data) ~= "table" then return end
     local p = type(data.process) == "table" and data.process or {}
     if event == "log:out" or event == "log:err" then
@@ -189,7 +196,7 @@ function M.serve(opts)
     if method == "scale" then
       params = { name = target, instances = tostring(req.instances or "") }
     end
-    conn:send(method, params, function(res, err)
+    ask(method, params, function(res, err)
       if err then return json(id, 409, { error = err }) end
       json(id, 200, { ok = true, count = type(res) == "table" and #res or res })
     end)
@@ -210,7 +217,7 @@ function M.serve(opts)
         return respond(id, 401, "a bearer token is needed from " .. peer .. "\n", nil,
           { ["WWW-Authenticate"] = 'Bearer realm="pm"' })
       end
-      conn:send("metrics", {}, function(res, err)
+      ask("metrics", {}, function(res, err)
         if not res then return refuse(id, 502, "the daemon: " .. tostring(err)) end
         local text, terr = metrics.pieces(res)
         if not text then return refuse(id, 502, "the daemon's numbers: " .. terr) end
@@ -258,14 +265,14 @@ function M.serve(opts)
     end
     if method ~= "GET" or url == "/api/action" then return refuse(id, 405, "method not allowed") end
     if url == "/api/list" then
-      conn:send("list", { fields = ROW_FIELDS }, function(res, err)
+      ask("list", { fields = ROW_FIELDS }, function(res, err)
         if not res then return refuse(id, 502, "the daemon: " .. tostring(err)) end
         json(id, 200, util.array(res))
       end)
       return
     end
     if url == "/api/tail" then -- the last lines of each app's logs (the log pane's start)
-      conn:send("tail", { lines = math.min(tonumber(args.lines) or 20, 200) }, function(res, err)
+      ask("tail", { lines = math.min(tonumber(args.lines) or 20, 200) }, function(res, err)
         if not res then return json(id, 502, { error = err }) end
         json(id, 200, res)
       end)
@@ -275,7 +282,7 @@ function M.serve(opts)
       local span = tonumber(args.span) or 600
       local target = args.id and tonumber(args.id)
       if not target then return refuse(id, 400, "id needed") end
-      conn:send("history", { target = target, span = span }, function(res, err)
+      ask("history", { target = target, span = span }, function(res, err)
         if not res then return json(id, 400, { error = err }) end
         json(id, 200, res)
       end)
@@ -313,15 +320,40 @@ function M.serve(opts)
   local ticker = core.timer(1000, 1000, tick)
   -- history sampled while the web runs (the daemon stops a few minutes
   -- after the last ask)
-  local function keep_history() conn:send("history", { span = 1, target = "all" }) end
-  keep_history()
+  local function keep_history() ask("history", { span = 1, target = "all" }) end
+  -- a new connection (the first, or one to the daemon that took over):
+  -- events, subscription and history asked for again
+  local function attach(c)
+    conn = c
+    c.on_event = on_event
+    subscribed = false
+    if nsse > 0 then subscribe(true) end
+    keep_history()
+  end
+  attach(conn)
   local keeper = core.timer(30000, 30000, keep_history)
   local term = core.signal(core.signals.SIGTERM, function() done = 0 end)
   local int = core.signal(core.signals.SIGINT, function() done = 0 end)
+  -- the daemon gone: another takes over (the keeper's) and this process
+  -- is kept; it connects again, tried every RECONNECT_EVERY_MS for
+  -- RECONNECT_MS, then ends (-> 1: the daemon starts it again, if any)
+  local lost_at, retry
   while not done do
-    if conn.closed then done = 1 break end
+    if conn.closed then
+      lost_at = lost_at or core.mono()
+      if not opts.connect or core.mono() - lost_at > M.RECONNECT_MS then done = 1 break end
+      retry = retry or core.timer(M.RECONNECT_EVERY_MS, 0, function()
+        retry = nil
+        local c = opts.connect()
+        if c then
+          lost_at = nil
+          attach(c)
+        end
+      end)
+    end
     core.run("once")
   end
+  if retry then retry:close() end
   ticker:close(); keeper:close(); term:close(); int:close()
   srv:close()
   return done
