@@ -140,9 +140,12 @@ local function start_waiting(p, done, deadline, delay)
   delay = math.min((delay or M.FD_RETRY_MS / 2) * 2, 1000)
   core.timer(delay, 0, function()
     if p.fd_wait ~= token then return done() end -- (another restart's wait took it over)
-    -- a stop, a delete, a start or a restart delay of its own ended the wait
+    -- a stop, a delete, a start or a restart delay of its own ended the
+    -- wait: a stop or a delete is said (the restart did not happen)
     if p.deleted or p.status ~= "waiting restart" or p.timer then
       p.fd_wait = nil
+      if p.deleted then return done("deleted meanwhile: " .. p.name) end
+      if p.status == "stopped" or p.status == "stopping" then return done("stopped meanwhile: " .. p.name) end
       return done(p.status == "errored" and p.error or nil)
     end
     start_waiting(p, done, deadline, delay)

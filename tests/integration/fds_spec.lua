@@ -161,6 +161,58 @@ describe("the daemon's fds", function()
     end
   end)
 
+  it("a restart waiting for fds that a stop or a delete ends says it did not happen", function()
+    if not low_limit_daemon() then return end
+    H.ok(H.pm("start", "--name", "w", "--", "sleep", "600"))
+    H.ok(H.pm("stop", "w"))
+    -- connections take every fd the daemon has (the one it has none for
+    -- is told so and dropped)
+    local held = {}
+    for i = 1, 300 do
+      local c = H.connect()
+      c:send(('{"jsonrpc":"2.0","id":%d,"method":"ping"}\n'):format(i))
+      local r = c:reply(i, 3000)
+      if not (r and r.result) then
+        c:close()
+        break
+      end
+      held[#held + 1] = c
+    end
+    local c, other = held[#held], held[#held - 1]
+    local id = 1000
+    local function call(method, params)
+      id = id + 1
+      other:send(util.encode({ jsonrpc = "2.0", id = id, method = method, params = params or {} }) .. "\n")
+      return other:reply(id, 5000)
+    end
+    for round, verb in ipairs({ "stop", "delete" }) do
+      c:send(('{"jsonrpc":"2.0","id":%d,"method":"restart","params":{"target":"w"}}\n'):format(round))
+      H.wait_for(function()
+        local r = call("list", { fields = { "pm2_env.status" } })
+        return r and r.result and r.result[1].pm2_env.status == "waiting restart"
+      end, 5000, "the restart waiting for fds (" .. #held .. " connections)")
+      -- (one fd back: the journal's write of the change needs it, a
+      -- process's pipes two)
+      table.remove(held, 1):close()
+      H.wait_for(function() -- (the daemon closed its end: its fds can be counted again)
+        local r = call("ping", { fds = true })
+        return r and r.result and type(r.result.fds) == "table" and r.result.fds.in_use < r.result.fds.limit
+      end, 5000, "the daemon's end of a connection closed")
+      local vr = call(verb, { target = "w" })
+      assert(vr and vr.result, verb .. ": " .. util.encode(vr or {}))
+      local reply = c:reply(round, 5000)
+      assert(reply and reply.error, verb .. ": the restart replied " .. util.encode(reply or {}))
+      assert.equal((verb == "stop" and "stopped" or "deleted") .. " meanwhile: w", reply.error.message)
+      -- (and that fd taken again)
+      local again = H.connect()
+      again:send('{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+      assert.truthy(again:reply(1, 3000).result)
+      held[#held + 1] = again
+    end
+    for _, h in ipairs(held) do h:close() end
+    assert.same({}, H.jlist())
+  end)
+
   it("a low limit (100): as many apps start as ping says fit, not one batch's fds fewer", function()
     -- (review of issue 21: 2 batches of 16 spawns held their pipes at once,
     -- and the keeper's copies until its flush: at 100 fds a 40-app file
