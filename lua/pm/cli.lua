@@ -113,6 +113,42 @@ function M.each_target(targets, fn)
   return failures, done
 end
 
+-- Several targets of one verb: every request sent at once, then their
+-- replies (the daemon acts on them together, and one journal write
+-- acknowledges many: 4,750 names took one write each, minutes) ->
+-- failures, done as each_target. params_of(t) -> the request's params;
+-- check(t, result) raises what a result that is no success says.
+function M.each_target_at_once(targets, method, params_of, check)
+  local c = M.check(M.api()._conn())
+  local replies, n = {}, 0
+  for i, t in ipairs(targets) do
+    local id, err = c:send(method, params_of(t), function(res, rerr)
+      replies[i] = { res, rerr }
+      n = n + 1
+    end)
+    if not id then
+      replies[i] = { nil, err }
+      n = n + 1
+    end
+  end
+  while n < #targets and not c.closed do core.run("once") end
+  local failures, done = {}, 0
+  for i, t in ipairs(targets) do
+    local r = replies[i] or { nil, "the pm daemon closed the connection" }
+    local ok, err = pcall(function()
+      M.check(r[1] ~= util.null and r[1] or nil, r[2])
+      check(t, r[1])
+    end)
+    if ok then
+      done = done + 1
+    else
+      local msg = type(err) == "table" and err.msg or tostring(err)
+      failures[#failures + 1] = (tostring(msg):gsub("\n.*", ""))
+    end
+  end
+  return failures, done
+end
+
 -- The descriptions a target names; naming none is an error.
 function M.described(target, shown)
   local list = M.check(M.api().describe(target))

@@ -101,11 +101,20 @@ local function simple_target(name, method, extra)
       end
     end
     local failures, done
+    -- PM2: `all` with no process is an error exit too
+    local function none_found(t, res)
+      if t == "all" and type(res) == "table" and #res == 0 then error({ msg = "no process found" }, 0) end
+    end
     with_progress(name .. " " .. table.concat(a.target, " "), function()
+      if #a.target > 1 then
+        local pm = api()
+        failures, done = cli.each_target_at_once(a.target, method, function(t)
+          return pm._target_params(target_of(t), opts, method == "restart" or method == "reload")
+        end, none_found)
+        return
+      end
       failures, done = cli.each_target(a.target, function(t)
-        local res = check(api()[method](target_of(t), opts))
-        -- PM2: `all` with no process is an error exit too
-        if t == "all" and type(res) == "table" and #res == 0 then error({ msg = "no process found" }, 0) end
+        none_found(t, check(api()[method](target_of(t), opts)))
       end)
     end)
     for _, msg in ipairs(failures) do io.stderr:write("pm: ", msg, "\n") end

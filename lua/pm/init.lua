@@ -244,31 +244,38 @@ end)
 -- attrs: the options that are app attributes go as params.attrs
 -- (restart, reload: PM2 applies them to the app; a name renames it), an
 -- env that is a string names an ecosystem file's env_<name>.
+local function target_params(target, opts, attrs)
+  local params = { target = target }
+  if type(target) == "string" and util.is_ecosystem(target) then
+    -- a file read again: its apps' default cwd and environment are the caller's
+    params.target = util.absolute(target)
+    params.cwd, params.environ = caller()
+  end
+  if type(opts) == "table" then
+    local appdecl = attrs and require "pm.app"
+    for k, v in pairs(opts) do
+      local a = appdecl and appdecl.attribute(k)
+      if a and not (a == "env" and type(v) ~= "table") then
+        params.attrs = params.attrs or {}
+        params.attrs[k] = v
+      else
+        params[k] = v
+      end
+    end
+    if opts.updateEnv or opts.update_env then params.environ = core.environ() end
+  end
+  return params
+end
+
 local function target_call(method, attrs)
   return api(function(target, opts)
     if target == nil then return nil, method .. ": a target is required" end
-    local params = { target = target }
-    if type(target) == "string" and util.is_ecosystem(target) then
-      -- a file read again: its apps' default cwd and environment are the caller's
-      params.target = util.absolute(target)
-      params.cwd, params.environ = caller()
-    end
-    if type(opts) == "table" then
-      local appdecl = attrs and require "pm.app"
-      for k, v in pairs(opts) do
-        local a = appdecl and appdecl.attribute(k)
-        if a and not (a == "env" and type(v) ~= "table") then
-          params.attrs = params.attrs or {}
-          params.attrs[k] = v
-        else
-          params[k] = v
-        end
-      end
-      if opts.updateEnv or opts.update_env then params.environ = core.environ() end
-    end
-    return call(method, params)
+    return call(method, target_params(target, opts, attrs))
   end)
 end
+-- (the CLI's several targets at once: each request's params as pm.<method>
+-- makes them; attrs for restart and reload)
+pm._target_params = target_params
 
 pm.stop = target_call("stop")
 pm.restart = target_call("restart", true)

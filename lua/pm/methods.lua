@@ -985,18 +985,20 @@ end
 
 -- A reply that acknowledges a change of the declared set or of a desired
 -- state goes once the journal holding the change is on disk (one write
--- per request, whatever the number of apps); when it cannot be written,
--- the reply is an error saying so (the change is made, and the daemon
--- keeps trying to write it).
+-- per request, whatever the number of apps, and one for the requests
+-- done in the same turn of the loop); when it cannot be written, the
+-- reply is an error saying so (the change is made, and the daemon keeps
+-- trying to write it).
 local function durable(method)
   return function(params, conn, done)
     method(params, conn, function(err, result)
-      local ok, serr = persist.sync(ctx.home, sup.all)
-      if not ok and not err then
-        err = ("%s: the change is made but not on disk (a crash of the daemon now would undo it; "
-          .. "it keeps trying)"):format(serr)
-      end
-      done(err, result)
+      persist.sync_soon(ctx.home, sup.all, function(ok, serr)
+        if not ok and not err then
+          err = ("%s: the change is made but not on disk (a crash of the daemon now would undo it; "
+            .. "it keeps trying)"):format(serr)
+        end
+        done(err, result)
+      end)
     end)
   end
 end

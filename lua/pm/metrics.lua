@@ -229,9 +229,9 @@ function M.collect(ctx)
       end
     end
   end
-  b:putf('],"daemon":{"subscribers":%s,"bus_dropped":%s,"rss":%s,"heap":%s,"fds":%s,"requests":[',
-    jnum(ctx.bus.subscribers()), jnum(ctx.bus.dropped_total), jnum(daemon_rss()),
-    jnum(math.floor(collectgarbage("count") * 1024)), jnum(fd_count()))
+  b:putf('],"daemon":{"subscribers":%s,"bus_dropped":%s,"rss":%s,"heap":%s,"fds":%s,"journal_writes":%s,'
+    .. '"requests":[', jnum(ctx.bus.subscribers()), jnum(ctx.bus.dropped_total), jnum(daemon_rss()),
+    jnum(math.floor(collectgarbage("count") * 1024)), jnum(fd_count()), jnum(require("pm.persist").writes))
   local req = ctx.requests
   for i, m in ipairs(sorted_keys(req)) do
     b:put(i > 1 and ",[" or "[", enc(m), ",", jnum(req[m]), "]")
@@ -383,6 +383,8 @@ function M.pieces(data)
   one("pm_daemon_memory_bytes", "The daemon's resident memory", "gauge", d.rss)
   one("pm_daemon_lua_heap_bytes", "The daemon's Lua heap", "gauge", d.heap)
   one("pm_daemon_fds", "The daemon's open file descriptors", "gauge", d.fds)
+  one("pm_daemon_journal_writes_total", "Writes of journal.json (the declared apps and their states)", "counter",
+    d.journal_writes)
   b:put("# HELP pm_daemon_requests_total Requests on rpc.sock, by method\n",
     "# TYPE pm_daemon_requests_total counter\n")
   for _, r in ipairs(type(d.requests) == "table" and d.requests or {}) do

@@ -281,8 +281,10 @@ local runtime_delay = M.RUNTIME_DELAY
 local decl_delay = M.JOURNAL_DELAY
 M.RETRY_DELAY = 1000 -- ms between the tries of a journal that cannot be written
 
+M.writes = 0 -- journal writes since the daemon started (metrics)
 local function write_journal(home, procs_fn)
   if pending then pending:close(); pending = nil end
+  M.writes = M.writes + 1
   local was_dirty = dirty
   dirty = false
   local path = home .. "/journal.json"
@@ -342,6 +344,23 @@ end
 function M.sync(home, procs_fn)
   if not dirty and not M.unsaved then return true end
   return write_journal(home, procs_fn)
+end
+
+-- sync, the replies of one turn of the loop sharing one write (a group
+-- commit: the requests a client sent at once, the exits that came
+-- together) -> cb(true) | cb(nil, err), at once when nothing waits
+local sync_waiting, sync_timer = {}, nil
+function M.sync_soon(home, procs_fn, cb)
+  if not dirty and not M.unsaved then return cb(true) end
+  sync_waiting[#sync_waiting + 1] = cb
+  if sync_timer then return end
+  sync_timer = core.timer(0, 0, function()
+    sync_timer = nil
+    local waiting = sync_waiting
+    sync_waiting = {}
+    local ok, err = M.sync(home, procs_fn)
+    for _, f in ipairs(waiting) do f(ok, err) end
+  end)
 end
 
 local function read_journal_file(path)

@@ -68,6 +68,42 @@ describe("an acknowledged change", function()
     end
   end)
 
+  it("several targets of one command: sent at once, acknowledged together, SIGKILL after keeps every change",
+    function()
+    local apps = {}
+    for i = 1, 40 do apps[i] = { name = "m" .. i, script = "/bin/sleep", args = "1000", interpreter = "none" } end
+    ok(H.pm("start", H.write(H.home .. "/many.json", util.encode({ apps = apps })), "-s"))
+    local names_of = {}
+    for i = 1, 40 do names_of[i] = "m" .. i end
+    local function writes()
+      local c = H.connect()
+      c:send('{"jsonrpc":"2.0","id":1,"method":"metrics"}\n')
+      local r = c:reply(1, 5000)
+      c:close()
+      return r.result.daemon.journal_writes
+    end
+    ok(H.pm("stop", unpack(names_of, 1, 30)))
+    local before = writes()
+    -- the deletes of 20 stopped apps: one write, or a few (not one each)
+    local r = H.pm("delete", "nosuch", unpack(names_of, 11, 30))
+    assert.equal(1, r.code)
+    assert.truthy(r.err:find("process or namespace not found: nosuch", 1, true), r.err)
+    local used = writes() - before
+    assert(used < 10, ("%d journal writes for 20 deletes sent at once"):format(used))
+    kill9_daemon()
+    ok(H.pm("ping"))
+    local a = by_name()
+    for i = 1, 40 do
+      if i > 10 and i <= 30 then
+        assert.is_nil(a["m" .. i], "m" .. i .. " came back")
+      elseif i <= 10 then
+        assert.equal("stopped", a["m" .. i].pm2_env.status)
+      else
+        online(a["m" .. i])
+      end
+    end
+  end)
+
   it("pm start of a new app, then SIGKILL at once: the app is back, once", function()
     for round = 1, 3 do
       local r = ok(H.pm("start", APP, "--name", "fresh" .. round, "-s"))
