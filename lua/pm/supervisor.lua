@@ -66,6 +66,24 @@ local function cancel_timer(p)
   if p.timer then p.timer:close(); p.timer = nil end
 end
 
+-- SIGKILL sent SURVIVE_MS ago and no exit came: a process that is gone
+-- (or a zombie nobody reaps) had its exit lost on the way (a keeper's
+-- report): it is taken as killed; one that is there survived (then the
+-- stop says so, and the next stop signals it again).
+M.SURVIVE_MS = 5000
+local function after_sigkill(p)
+  p.kill_timer = core.timer(M.SURVIVE_MS, 0, function()
+    p.kill_timer = nil
+    if p.status ~= "stopping" then return end
+    if not util.same_process(p.pid, nil, p.uid_marker) then
+      log.warn("app %s (%d): pid %d is gone but no exit of it came: taken as killed", p.name, p.pm_id, p.pid)
+      return M.on_child(p.pid, nil, SIGKILL)
+    end
+    log.error("app %s (%d) pid %d survived SIGKILL", p.name, p.pm_id, p.pid)
+    finish_waiters(p, ("process %d of %s survived SIGKILL"):format(p.pid, p.name))
+  end)
+end
+
 -- Stops p; done(err) once its process is gone. reason: "stop" (a stop
 -- asked for: it stays down) or the rule restarting it ("memory", ...).
 function M.stop(p, done, reason)
@@ -74,9 +92,12 @@ function M.stop(p, done, reason)
   if reason == "stop" then lifecycle.hold(p) end
   cancel_timer(p)
   if p.status == "stopping" then
-    -- (none left after a process survived SIGKILL: the stop goes on)
     p.waiters = p.waiters or {}
     p.waiters[#p.waiters + 1] = done
+    if not p.kill_timer then -- (an earlier stop's process survived SIGKILL: again)
+      exits.signal_tree(p, SIGKILL)
+      after_sigkill(p)
+    end
     return
   end
   if not p.pid or p.pid == 0 then
@@ -101,13 +122,7 @@ function M.stop(p, done, reason)
     log.warn("app %s (%d) still running %d ms after %s: SIGKILL", p.name, p.pm_id,
       p.decl.kill_timeout, p.decl.kill_signal)
     exits.signal_tree(p, SIGKILL)
-    p.kill_timer = core.timer(5000, 0, function()
-      p.kill_timer = nil
-      if p.status == "stopping" then
-        log.error("app %s (%d) pid %d survived SIGKILL", p.name, p.pm_id, p.pid)
-        finish_waiters(p, ("process %d of %s survived SIGKILL"):format(p.pid, p.name))
-      end
-    end)
+    after_sigkill(p)
   end)
   ctx.changed()
 end

@@ -299,6 +299,27 @@ describe("the keeper", function()
     end, 5000, "the keeper's fds let go")
   end)
 
+  it("a kept app's exit that never comes: its stop ends once the process is seen gone (no stop hangs)", function()
+    ok(H.pm("start", "--name", "kept", "--kill-timeout", "200", "-s", "--", "sleep", "1000"))
+    local pid = H.proc("kept").pid
+    kill9() -- (kept: a child of the keeper now, its exit the keeper's to tell)
+    assert.equal(pid, H.proc("kept").pid)
+    local k = H.keeper_pid()
+    core.kill(k, core.signals.SIGSTOP) -- (it reaps and tells nothing: the exit is lost meanwhile)
+    finally(function() core.kill(k, core.signals.SIGCONT) end)
+    local r = H.pm("stop", "kept", "-s")
+    assert.equal(0, r.code, r.err)
+    assert.equal("stopped", H.proc("kept").pm2_env.status)
+    assert.truthy(H.contains(H.home .. "/pm.log", "pid " .. pid .. " is gone but no exit of it came"), H.pm_log())
+    core.kill(k, core.signals.SIGCONT)
+    -- the exit the keeper tells late changes nothing; the app starts again
+    ok(H.pm("start", "kept", "-s"))
+    H.online(H.proc("kept"))
+    assert.are_not.equal(pid, H.proc("kept").pid)
+    ok(H.pm("ping"))
+    assert.equal("online", H.proc("kept").pm2_env.status)
+  end)
+
   it("an app's user cannot pass a process of its own off as another app that exited meanwhile", function()
     -- (review of issue 17) the attacker's app runs as nobody and leaves
     -- behind a process with the victim's PM_APP_UID (read here, guessed
