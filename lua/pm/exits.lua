@@ -126,10 +126,44 @@ function M.kill_escaping(set)
   end
 end
 
+-- The start time (/proc's) of a process taken over, as the take-over
+-- found it: record -> { pid, start } (weak)
+local taken_start = setmetatable({}, { __mode = "k" })
+function M.note_start(p, pid, start) taken_start[p] = start and { pid, start } or nil end
+
+-- p's process's start time, where it is known: the take-over's, or what
+-- the journal noted at its first write after the spawn -> start | nil
+local function start_of(p)
+  local t = taken_start[p]
+  if t and t[1] == p.pid then return t[2] end
+  return require("pm.persist").start_of(p)
+end
+
+-- p's process's /proc stat when the process is still p's: not gone, and
+-- of the start time known (a process the keeper reaped may be gone before
+-- its exit reaches the daemon, thousands of apps stopping, and its pid
+-- another process's already) -> st | nil
+local function still(p)
+  local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
+  if not st then return nil end
+  local start = start_of(p)
+  if start and st.start ~= start then return nil end
+  return st
+end
+
+-- Whether p's process is still there and running (a zombie is not)
+function M.ours(p)
+  local st = still(p)
+  return st ~= nil and st.state ~= "Z"
+end
+
 -- Signals what belongs to p's process (kill_mode above). What outlives
--- the main process is remembered and killed when it exits.
+-- the main process is remembered and killed when it exits. A process
+-- gone (reaped, its exit not come yet) is not signalled: its pid and
+-- group may be another's now (its leftovers go when its exit comes).
 function M.signal_tree(p, sig)
   if not p.pid or p.pid == 0 then return end
+  if not still(p) then return end
   local mode = kill_mode(p)
   if mode == "process" then return core.kill(p.pid, sig) end
   core.killpg(p.pgid, sig)

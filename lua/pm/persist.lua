@@ -132,6 +132,14 @@ local function proc_text(p)
   return text
 end
 
+-- The start time (/proc's, clock ticks after boot) of p's process as the
+-- journal noted it, read when it was written first after the spawn (a
+-- pid that came back since is another process's) -> start | nil
+function M.start_of(p)
+  local c = proc_cache[p]
+  if c and c[C_PID] == p.pid and c[C_STARTED] == p.started and c[C_START] then return c[C_START] end
+end
+
 -- The journal's JSON text for procs (read back by read_journal), tail
 -- (e.g. "\n") after it. inline: each entry carries its environment
 -- (pm_environ) and there is no first entry of environments: dump.json's

@@ -282,7 +282,8 @@ local function adoption(entries, tk)
       end
       local exit = dead and tk.exits[dead]
       if (live or exit) and per.o and per.e then
-        local a = { pid = live and live.pid or dead, started = live and live.started, held = {} }
+        local a = { pid = live and live.pid or dead, started = live and live.started, start = live and live.start,
+          held = {} }
         -- (the journal's process: the group it noted is its group)
         if live and live.journaled and live.pid == tonumber(rec.pid) then a.cgroup = rec.cgroup end
         a.out, a.held.out = take(per.o)

@@ -75,7 +75,7 @@ local function after_sigkill(p)
   p.kill_timer = core.timer(M.SURVIVE_MS, 0, function()
     p.kill_timer = nil
     if p.status ~= "stopping" then return end
-    if not util.same_process(p.pid, nil, p.uid_marker) then
+    if not exits.ours(p) then
       log.warn("app %s (%d): pid %d is gone but no exit of it came: taken as killed", p.name, p.pm_id, p.pid)
       return M.on_child(p.pid, nil, SIGKILL)
     end
