@@ -221,6 +221,44 @@ print(#pm.list())
   end)
 end)
 
+describe("a file of many apps read again", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  it("restarts its apps together, not one after the other (those after one that depends wait for it)", function()
+    -- apps slow to stop (SIGINT ignored, kill_timeout 3 s): one at a time,
+    -- never two would be stopping at once
+    local slow = H.script("slow.sh", "#!/bin/sh\ntrap '' INT\nexec sleep 1000\n")
+    local apps = {}
+    for i = 1, 4 do apps[i] = { name = "slow" .. i, script = slow, kill_timeout = 3000 } end
+    apps[5] = { name = "after", script = "/bin/sleep", args = { "1000" }, depends_on = { "slow1" } }
+    local path = write(H.home .. "/many.json", util.encode({ apps = apps }))
+    ok(H.pm("start", path, "-s"))
+    H.wait_for(function()
+      local n = 0
+      for _, p in ipairs(H.jlist()) do if p.pm2_env.status == "online" then n = n + 1 end end
+      return n == 5
+    end, 10000, "5 apps online")
+    local before = H.proc("after").pid
+    local c = H.connect()
+    c:send(util.encode({ jsonrpc = "2.0", id = 1, method = "restart",
+      params = { target = path, cwd = H.home, environ = {} } }) .. "\n")
+    H.wait_for(function()
+      local n = 0
+      for _, p in ipairs(H.jlist()) do if p.pm2_env.status == "stopping" then n = n + 1 end end
+      return n >= 2
+    end, 5000, "two apps of the file stopping at once")
+    -- the one that depends on slow1 is restarted after it, once slow1 runs again
+    assert.equal(before, H.proc("after").pid)
+    local r = c:reply(1, 20000)
+    c:close()
+    assert(r and r.result, "the restart replied " .. util.encode(r or {}))
+    local a, s1 = H.proc("after"), H.proc("slow1")
+    assert.are_not.equal(before, a.pid)
+    assert.is_true(a.pm2_env.pm_uptime >= s1.pm2_env.pm_uptime)
+  end)
+end)
+
 describe("--env without a file", function()
   before_each(function() H.new_home() end)
   after_each(function() H.cleanup() end)
