@@ -70,7 +70,9 @@ local function serve(a)
     if v then lim[k] = v end
   end
   lim.host, lim.port, lim.conn, lim.token = host, port, conn, token
-  lim.connect = function() return connect(0) end -- (a take-over: the next daemon's socket)
+  -- (a take-over: the next daemon's socket; not for a process that gave
+  -- up root, which may not connect: it ends and the daemon starts it)
+  if not user then lim.connect = function() return connect(0) end end
   lim.on_listen = function(p)
     if user then -- the port is bound, the token read, the connection open: root is not needed any more
       local ok, err = core.drop_privileges(user.uid, user.gid)

@@ -129,13 +129,13 @@ end
 -- The start time (/proc's) of a process taken over, as the take-over
 -- found it: record -> { pid, start } (weak)
 local taken_start = setmetatable({}, { __mode = "k" })
-function M.note_start(p, pid, start) taken_start[p] = start and { pid, start } or nil end
+function M.note_start(p, start) taken_start[p] = start and { p.pid, start, p.started } or nil end
 
 -- p's process's start time, where it is known: the take-over's, or what
 -- the journal noted at its first write after the spawn -> start | nil
 local function start_of(p)
   local t = taken_start[p]
-  if t and t[1] == p.pid then return t[2] end
+  if t and t[1] == p.pid and t[3] == p.started then return t[2] end
   return require("pm.persist").start_of(p)
 end
 
@@ -271,6 +271,7 @@ end
 
 -- The exit of a child of the daemon: an app's process, a helper's, or an
 -- orphan adopted as subreaper.
+local handle_exit
 function M.on_child(pid, code, signum)
   if children.on_exit(pid, code, signum) then return end
   local old = M.retirees[pid]
@@ -281,6 +282,20 @@ function M.on_child(pid, code, signum)
   local p = by_pid[pid]
   if not p then return end -- an orphan adopted as subreaper, or a failed spawn
   by_pid[pid] = nil
+  return handle_exit(p, pid, code, signum)
+end
+
+-- p's process is gone and its exit never came (lost on the way: a
+-- keeper's report): handled as a SIGKILL's, without signalling its pid or
+-- its group, another process's now maybe (what is left of its tree goes
+-- by identity)
+function M.lost_exit(p)
+  local pid = p.pid
+  if by_pid[pid] == p then by_pid[pid] = nil end
+  return handle_exit(p, pid, nil, SIGKILL, true)
+end
+
+handle_exit = function(p, pid, code, signum, lost)
   -- the channel ends with the process (descendants may still hold it),
   -- unless the next process of a crash loop takes it (apply_decision)
   readiness.disarm(p)
@@ -289,7 +304,7 @@ function M.on_child(pid, code, signum)
     -- a reload's replacement died before it was ready: the old one stays
     M.replacing[p] = nil
     launch.release(p)
-    core.killpg(p.pgid, SIGKILL)
+    if not lost then core.killpg(p.pgid, SIGKILL) end
     return back(("exited with %s before it was ready"):format(
       code ~= nil and ("code " .. code) or util.signame(signum)))
   end
@@ -309,7 +324,7 @@ function M.on_child(pid, code, signum)
         if next(escaped) == nil then escaped = nil end
       end
     end
-    core.killpg(p.pgid, SIGKILL)
+    if not lost then core.killpg(p.pgid, SIGKILL) end
   end
   M.kill_leftovers(p)
   local gone = escaped and stop_escapees(p, escaped)

@@ -478,9 +478,9 @@ function M.take(p, a)
   local d = p.decl
   proc.act(p, lifecycle.fire(p, "adopt"))
   p.pid, p.pgid = a.pid, a.pid
-  require("pm.exits").note_start(p, a.pid, a.start)
   p.pm_uptime = a.started or core.now()
   p.started = core.mono() - math.max(0, core.now() - p.pm_uptime)
+  require("pm.exits").note_start(p, a.start)
   p.ready = "start"
   p.error = nil
   by_pid[a.pid] = p

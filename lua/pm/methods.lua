@@ -146,7 +146,11 @@ function methods.list(params, _, done)
     if type(limit) ~= "number" or limit < 0 or limit % 1 ~= 0 then
       return done({ code = rpc.INVALID_PARAMS, message = "params.limit: a whole number of apps, 0 or more" })
     end
-    if limit < #list then list = { unpack(list, 1, limit) } end
+    if limit < #list then
+      local first = {}
+      for i = 1, limit do first[i] = list[i] end
+      list = first
+    end
   end
   done(nil, descriptions(list, params, true))
 end

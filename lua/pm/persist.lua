@@ -367,7 +367,10 @@ function M.sync_soon(home, procs_fn, cb)
     local waiting = sync_waiting
     sync_waiting = {}
     local ok, err = M.sync(home, procs_fn)
-    for _, f in ipairs(waiting) do f(ok, err) end
+    for _, f in ipairs(waiting) do
+      local cok, cerr = pcall(f, ok, err) -- (one reply's error loses no other's)
+      if not cok then log.error("a reply after the journal's write: %s", tostring(cerr)) end
+    end
   end)
 end
 

@@ -77,7 +77,7 @@ local function after_sigkill(p)
     if p.status ~= "stopping" then return end
     if not exits.ours(p) then
       log.warn("app %s (%d): pid %d is gone but no exit of it came: taken as killed", p.name, p.pm_id, p.pid)
-      return M.on_child(p.pid, nil, SIGKILL)
+      return exits.lost_exit(p)
     end
     log.error("app %s (%d) pid %d survived SIGKILL", p.name, p.pm_id, p.pid)
     finish_waiters(p, ("process %d of %s survived SIGKILL"):format(p.pid, p.name))

@@ -14,10 +14,11 @@ local metrics = require "pm.metrics"
 
 local M = {}
 
--- (stream_pending: the bytes an event stream may have waiting unsent; a
--- process table larger than that is still sent whole when nothing waits)
+-- (stream_pending: the bytes an event stream may have waiting unsent, a
+-- process table larger than that beside them; streams: the live streams
+-- (/events) at once)
 M.LIMITS = { connections = 64, per_ip = 16, timeout = 10, memory = 32768, max_body = 16384,
-  stream_pending = 1024 * 1024 }
+  stream_pending = 1024 * 1024, streams = 16 }
 M.MAX_SESSIONS = 64
 M.RECONNECT_EVERY_MS, M.RECONNECT_MS = 200, 30000 -- the daemon gone: connecting again
 M.TABLE_ROWS_PER_S, M.TABLE_EVERY_MAX = 2000, 5 -- the live table: every ceil(rows/2000) s, 5 s at most
@@ -139,8 +140,9 @@ function M.serve(opts)
   local function broadcast(event, data)
     local msg = "event: " .. event .. "\ndata: " .. data .. "\n\n"
     -- a client still reading the last process table misses this one (the
-    -- next is newer); logs and events wait, within the bound
-    local bound = event == "procs" and math.max(pending, #msg) or pending
+    -- next is newer); logs and events wait, within the bound (a stream
+    -- holds at most a table and the bound)
+    local bound = event == "procs" and #msg + pending or pending
     for id in pairs(sse) do
       local ok, err = srv:send(id, msg, bound)
       if not ok and err == "gone" then sse[id] = nil; nsse = nsse - 1 end
@@ -154,11 +156,12 @@ function M.serve(opts)
   local function tick(now)
     if nsse == 0 or listing or (not now and core.mono() < next_at) then return end
     listing = true
+    local asked = core.mono()
     ask("list", { fields = ROW_FIELDS }, function(res)
       listing = false
       if not res then return end
       local rows = util.array(res)
-      next_at = core.mono() + (math.min(M.TABLE_EVERY_MAX, math.ceil(#rows / M.TABLE_ROWS_PER_S)) - 1) * 1000 - 100
+      next_at = asked + math.min(M.TABLE_EVERY_MAX, math.ceil(#rows / M.TABLE_ROWS_PER_S)) * 1000 - 100
       broadcast("procs", util.encode(rows))
     end)
   end
@@ -289,6 +292,9 @@ function M.serve(opts)
       return
     end
     if url == "/events" then
+      if nsse >= (opts.streams or M.LIMITS.streams) then
+        return refuse(id, 503, "too many live streams: close a dashboard")
+      end
       srv:stream(id, 200, headers({ ["X-Accel-Buffering"] = "no" }, "text/event-stream"))
       sse[id] = true
       nsse = nsse + 1

@@ -164,6 +164,7 @@ local JS = [[
     });
     tr.appendChild(acts);
     tr.addEventListener('click', function () { select(r.p); });
+    if (selected && selected.pm_id === p.pm_id) tr.classList.add('selected');
     rows[p.pm_id] = r;
     return r;
   }

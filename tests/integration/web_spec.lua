@@ -240,6 +240,24 @@ describe("pm web", function()
     assert.truthy(l.body:find("event: log\ndata: {", 1, true))
   end)
 
+  it("bounds the live streams: one over the limit is refused, the others stream on", function()
+    start_web({ PM_WEB_STREAMS = "2" })
+    local cookie = login()
+    local held = {}
+    for i = 1, 2 do
+      local fd = assert(core.connect_tcp("127.0.0.1", tostring(port)))
+      held[i] = fd
+      local req = "GET /events HTTP/1.1\r\nHost: x\r\nCookie: " .. cookie .. "\r\n\r\n"
+      H.wait_for(function() return core.write(fd, req) end, 3000, "stream " .. i .. " asked for") -- (connected)
+    end
+    finally(function() for _, fd in ipairs(held) do core.close(fd) end end)
+    H.wait_for(function()
+      local r = http.get(port, "/events", { Cookie = cookie }, { want = "too many", ms = 2000 })
+      return r.status == 503
+    end, 5000, "a third stream refused")
+    assert.equal(200, GET(base .. "/metrics").status)
+  end)
+
   it("streams a process table larger than a stream's bound whole (thousands of apps)", function()
     -- (the bound lowered to 2 KB: 40 apps' rows are over it, as 9,500 apps'
     -- are over the 1 MB default)
