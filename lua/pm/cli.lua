@@ -132,21 +132,13 @@ function M.each_target_at_once(targets, method, params_of, check)
     end
   end
   while n < #targets and not c.closed do core.run("once") end
-  local failures, done = {}, 0
-  for i, t in ipairs(targets) do
-    local r = replies[i] or { nil, "the pm daemon closed the connection" }
-    local ok, err = pcall(function()
-      M.check(r[1] ~= util.null and r[1] or nil, r[2])
-      check(t, r[1])
-    end)
-    if ok then
-      done = done + 1
-    else
-      local msg = type(err) == "table" and err.msg or tostring(err)
-      failures[#failures + 1] = (tostring(msg):gsub("\n.*", ""))
-    end
-  end
-  return failures, done
+  local k = 0
+  return M.each_target(targets, function(t) -- (each reply in turn, as if asked then)
+    k = k + 1
+    local r = replies[k] or { nil, "the pm daemon closed the connection" }
+    M.check(r[1] ~= util.null and r[1] or nil, r[2])
+    check(t, r[1])
+  end)
 end
 
 -- The descriptions a target names; naming none is an error.
