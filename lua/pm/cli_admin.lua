@@ -19,7 +19,7 @@ function V.kill(args)
     return 0
   end
   if c then c:close() end
-  check(require("pm").killDaemon())
+  check(require("pm")._kill_brief())
   io.stdout:write("pm daemon stopped\n")
   return 0
 end

@@ -241,7 +241,7 @@ function V.pid(args)
   local p = cli.parser("pid")
   p:argument("name"):args("?")
   local a = p:parse(args)
-  local list = a.name and described(a.name) or check(api().list())
+  local list = a.name and described(a.name) or check(check(api()._conn()):call("list", { fields = { "pid" } }))
   for _, d in ipairs(list) do io.stdout:write(tostring(d.pid), "\n") end
   return 0
 end
