@@ -511,6 +511,9 @@ describe("pm list, jlist, describe, pid, ping", function()
     assert.equal(p.pid .. "\n", r.out)
     assert.is_true(H.alive(tonumber(r.out)))
     fails(H.pm("pid", "nope"), "nope")
+    -- with no name: every app's, in the list's order
+    local q = start_app("worker")
+    assert.equal(p.pid .. "\n" .. q.pid .. "\n", ok(H.pm("pid")).out)
   end)
 
   it("ping answers pong with the version", function()
