@@ -44,7 +44,9 @@
  * Keeper -> daemon, first, at each start:
  *   K <generation> <young deaths> <last code> <last signal> <held> <exits> <blob bytes> <keeper pid>
  *   H <id> <tag> ...  (fds attached; "h" lines: records)
- *   E <pid> <code> <signal>   (code -1: ended by a signal)
+ *   E <pid> <code> <signal> [<start>]   (code -1: ended by a signal; start:
+ *                     the process's start time, read while it was a zombie,
+ *                     when known: which process of that pid ended)
  *   B <bytes>
  *   W <text>          a warning (the keeper could not become the new build's)
  *   D
@@ -95,6 +97,9 @@ typedef struct {
 static held_t *held;
 static size_t nheld, held_cap;
 static exit_t *exits;
+/* the start time (/proc's, ticks after boot) of each exit's process, 0:
+ * unknown (beside exits, not in the state a next keeper resumes from) */
+static unsigned long long *exit_start;
 static size_t nexits, handed; /* handed: the first ones, in the last hand-over */
 static char *blob;
 static size_t bloblen;
@@ -144,6 +149,7 @@ static void drop_exits(size_t n, int pid)
 		if (n == nexits)
 			return;
 		memmove(exits + n, exits + n + 1, sizeof *exits * (nexits - n - 1));
+		memmove(exit_start + n, exit_start + n + 1, sizeof *exit_start * (nexits - n - 1));
 		nexits--;
 		if (n < handed)
 			handed--;
@@ -152,6 +158,7 @@ static void drop_exits(size_t n, int pid)
 	if (n > nexits)
 		n = nexits;
 	memmove(exits, exits + n, sizeof *exits * (nexits - n));
+	memmove(exit_start, exit_start + n, sizeof *exit_start * (nexits - n));
 	nexits -= n;
 	handed = handed > n ? handed - n : 0;
 }
@@ -241,10 +248,14 @@ static int send_pkt(int sock, const char *data, size_t len, const int *fds, int 
 	}
 }
 
-static int send_exit(int sock, const exit_t *e)
+/* "E <pid> <code> <signal> [<start>]": the start time says which process
+ * of that pid ended (a daemon that hears late may have a new one by then) */
+static int send_exit(int sock, size_t i)
 {
-	char line[64];
-	int len = snprintf(line, sizeof line, "E %d %d %d\n", e->pid, e->code, e->sig);
+	char line[96];
+	const exit_t *e = &exits[i];
+	int len = exit_start[i] ? snprintf(line, sizeof line, "E %d %d %d %llu\n", e->pid, e->code, e->sig, exit_start[i])
+				: snprintf(line, sizeof line, "E %d %d %d\n", e->pid, e->code, e->sig);
 	return send_pkt(sock, line, (size_t)len, NULL, 0);
 }
 
@@ -271,7 +282,7 @@ static int hand_over(int sock)
 	}
 	handed = nexits;
 	for (size_t j = 0; j < nexits; j++)
-		if (send_exit(sock, &exits[j]) < 0)
+		if (send_exit(sock, j) < 0)
 			return -1;
 	for (size_t off = 0; off < bloblen;) {
 		size_t len2 = bloblen - off > PKT_MAX - 2 ? PKT_MAX - 2 : bloblen - off;
@@ -585,14 +596,56 @@ static const char *resume(int fd)
 	return NULL;
 }
 
-static void record_exit(int sock, pid_t pid, int st)
+static void record_exit(int sock, pid_t pid, int st, unsigned long long start)
 {
 	exit_t e = {pid, WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st) ? WTERMSIG(st) : 0};
 	if (nexits >= EXITS_MAX) /* the oldest goes: a daemon that has not read them all for long */
 		drop_exits(1, 0);
+	exit_start[nexits] = start;
 	exits[nexits++] = e;
 	if (sock >= 0)
-		send_exit(sock, &e); /* (kept until it says it has it: A) */
+		send_exit(sock, nexits - 1); /* (kept until it says it has it: A) */
+}
+
+/* The start time of pid (a zombie's still), from /proc/<pid>/stat's 22nd
+ * field, or 0 */
+static unsigned long long proc_start(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *s = strrchr(buf, ')'); /* (the name may hold spaces and parentheses) */
+	if (!s)
+		return 0;
+	s++;
+	for (int field = 3; field < 22 && s; field++) { /* (s: the space before field 3, the state) */
+		s = strchr(s + 1, ' ');
+	}
+	return s ? strtoull(s + 1, NULL, 10) : 0;
+}
+
+/* The next child that ended: its pid (reaped, *st its status, *start its
+ * start time read while it was a zombie), 0 when none, -1 on error */
+static pid_t reap_one(int *st, unsigned long long *start)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+		return -1;
+	if (si.si_pid == 0)
+		return 0;
+	*start = proc_start(si.si_pid);
+	pid_t pid;
+	while ((pid = waitpid(si.si_pid, st, WNOHANG)) < 0 && errno == EINTR)
+		;
+	return pid;
 }
 
 /* A table of its own mapping: its pages count once touched, not before */
@@ -651,9 +704,10 @@ int main(int argc, char **argv)
 		held_cap = 1024;
 	held = table(held_cap * sizeof *held);
 	exits = table(EXITS_MAX * sizeof *exits);
+	exit_start = table(EXITS_MAX * sizeof *exit_start);
 	blob = table(BLOB_MAX);
 	pkt = table(PKT_MAX);
-	if (!held || !exits || !blob || !pkt)
+	if (!held || !exits || !exit_start || !blob || !pkt)
 		return 111;
 	sigset_t mask;
 	sigemptyset(&mask);
@@ -685,7 +739,7 @@ int main(int argc, char **argv)
 	pid_t daemon = 0, pid;
 	if (state_fd >= 0) /* what ended during the exec */
 		while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-			record_exit(-1, pid, st);
+			record_exit(-1, pid, st, 0);
 	for (;;) {
 		if (!daemon && mono_ms() >= restart_at) {
 			if (next_keeper[0])
@@ -757,9 +811,10 @@ int main(int argc, char **argv)
 		}
 		if (!reap)
 			continue;
-		while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		unsigned long long start = 0;
+		while ((pid = reap_one(&st, &start)) > 0) {
 			if (pid != daemon) {
-				record_exit(sock, pid, st);
+				record_exit(sock, pid, st, start);
 				continue;
 			}
 			int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;

@@ -272,7 +272,10 @@ end
 -- The exit of a child of the daemon: an app's process, a helper's, or an
 -- orphan adopted as subreaper.
 local handle_exit
-function M.on_child(pid, code, signum)
+-- start: the ended process's start time, when the keeper says it: an exit
+-- it reports late may be of a pid that is another process of an app's by
+-- now (known by its start time): that one is not taken as ended
+function M.on_child(pid, code, signum, start)
   if children.on_exit(pid, code, signum) then return end
   local old = M.retirees[pid]
   if old then -- replaced by a reload
@@ -281,6 +284,11 @@ function M.on_child(pid, code, signum)
   end
   local p = by_pid[pid]
   if not p then return end -- an orphan adopted as subreaper, or a failed spawn
+  local known = start and start_of(p)
+  if known and known ~= start then
+    log.warn("app %s (%d): an exit of an earlier process %d came late: not its process's", p.name, p.pm_id, pid)
+    return
+  end
   by_pid[pid] = nil
   return handle_exit(p, pid, code, signum)
 end

@@ -239,8 +239,9 @@ function M.takeover()
   end
 end
 
--- Live reports of the keeper: on_exit(pid, code, signum) for each process
--- it reaped (an adopted app's, or an orphan of one)
+-- Live reports of the keeper: on_exit(pid, code, signum, start) for each
+-- process it reaped (an adopted app's, or an orphan of one; start: its
+-- start time, when the keeper said it)
 function M.listen(on_exit)
   if not sock then return end
   M.watch = core.watch_read(sock, function()
@@ -252,12 +253,14 @@ function M.listen(on_exit)
       end
       if not data then return end
       for _, fd in ipairs(got) do core.close(fd) end
-      for pid, code, sig in data:gmatch("E (%d+) (%-?%d+) (%d+)") do
+      for pid, code, sig, start in data:gmatch("E (%d+) (%-?%d+) (%d+) ?(%d*)") do
         -- (the keeper keeps it, for the next daemon, until told it is had)
         queue[#queue + 1] = { line = "A " .. pid }
         later()
         pid, code, sig = tonumber(pid), tonumber(code), tonumber(sig)
-        on_exit(pid, code >= 0 and code or nil, sig > 0 and sig or nil)
+        -- start: which process of that pid ended (a keeper before this
+        -- version does not say)
+        on_exit(pid, code >= 0 and code or nil, sig > 0 and sig or nil, tonumber(start))
       end
     end
   end)

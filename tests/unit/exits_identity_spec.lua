@@ -41,6 +41,22 @@ describe("exits.signal_tree and a process's identity", function()
     assert.is_false(exits.ours(p))
   end)
 
+  it("a late exit the keeper says is of another start time is not taken as the app's process's", function()
+    local pid = sleeper()
+    finally(function() if alive(pid) then core.kill(pid, core.signals.SIGKILL) end end)
+    local start = core.proc_stat(pid).start
+    local p = { pid = pid, pgid = pid, decl = { kill_mode = "process" }, name = "x", pm_id = 1, status = "online" }
+    exits.note_start(p, start)
+    local by_pid = require("pm.proc").by_pid
+    by_pid[pid] = p
+    finally(function() by_pid[pid] = nil end)
+    exits.on_child(pid, 0, nil, start - 1) -- (an earlier process of that pid, reported late)
+    assert.equal(p, by_pid[pid])
+    assert.equal(pid, p.pid)
+    assert.equal("online", p.status)
+    assert.is_true(alive(pid))
+  end)
+
   it("does nothing for a pid that is gone", function()
     local pid = sleeper()
     core.kill(pid, core.signals.SIGKILL)
