@@ -127,10 +127,15 @@ function M.stop(p, done, reason)
   ctx.changed()
 end
 
+-- (a start asked for of a stopped or errored app: a change of its
+-- desired state, which the reply's journal write must hold: a SIGKILL of
+-- the daemon right after the reply left it stopped, its process killed)
 local function start_stopped(p)
   p.unstable_restarts = 0
   p.prev_restart_delay = 0
-  return launch.launch(p)
+  local ok, err = launch.launch(p)
+  ctx.changed()
+  return ok, err
 end
 
 -- A restart that finds the daemon out of fds waits for them, where a first

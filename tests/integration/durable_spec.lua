@@ -104,6 +104,19 @@ describe("an acknowledged change", function()
     end
   end)
 
+  it("pm start and pm restart of a stopped app, then SIGKILL at once: it runs again", function()
+    for round, verb in ipairs({ "start", "restart", "start" }) do
+      start("again" .. round)
+      ok(H.pm("stop", "again" .. round, "-s"))
+      ok(H.pm(verb, "again" .. round, "-s"))
+      stray(online(H.proc("again" .. round)).pid)
+      kill9_daemon()
+      ok(H.pm("ping"))
+      -- (the journal said stopped: the next daemon stopped it for good)
+      online(H.proc("again" .. round), verb .. " (round " .. round .. ")")
+    end
+  end)
+
   it("pm start of a new app, then SIGKILL at once: the app is back, once", function()
     for round = 1, 3 do
       local r = ok(H.pm("start", APP, "--name", "fresh" .. round, "-s"))

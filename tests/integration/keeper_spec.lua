@@ -299,6 +299,17 @@ describe("the keeper", function()
     end, 5000, "the keeper's fds let go")
   end)
 
+  it("a stopped app started again, then SIGKILL at once: its process is kept", function()
+    ok(H.pm("start", "--name", "back", "-s", "--", "sleep", "1000"))
+    ok(H.pm("stop", "back", "-s"))
+    ok(H.pm("start", "back", "-s"))
+    local pid = H.online(H.proc("back")).pid
+    kill9()
+    local p = H.proc("back")
+    assert.equal("online", p.pm2_env.status)
+    assert.equal(pid, p.pid)
+  end)
+
   it("a kept app's exit that never comes: its stop ends once the process is seen gone (no stop hangs)", function()
     ok(H.pm("start", "--name", "kept", "--kill-timeout", "200", "-s", "--", "sleep", "1000"))
     local pid = H.proc("kept").pid
