@@ -100,6 +100,13 @@ local function simple_target(name, method, extra)
         if d and d.watch and d.watch ~= util.null then opts.watch = false end
       end
     end
+    -- (a target named twice is acted on once: a second delete of it would
+    -- find nothing)
+    local seen, targets = {}, {}
+    for _, t in ipairs(a.target) do
+      if not seen[t] then seen[t] = true; targets[#targets + 1] = t end
+    end
+    a.target = targets
     local failures, done
     -- PM2: `all` with no process is an error exit too
     local function none_found(t, res)

@@ -16,9 +16,10 @@ local M = {}
 
 -- (stream_pending: the bytes an event stream may have waiting unsent, a
 -- process table larger than that beside them; streams: the live streams
--- (/events) at once)
+-- (/events) at once, half of per_ip: an address with them all open still
+-- gets its pages and /metrics)
 M.LIMITS = { connections = 64, per_ip = 16, timeout = 10, memory = 32768, max_body = 16384,
-  stream_pending = 1024 * 1024, streams = 16 }
+  stream_pending = 1024 * 1024, streams = 8 }
 M.MAX_SESSIONS = 64
 M.RECONNECT_EVERY_MS, M.RECONNECT_MS = 200, 30000 -- the daemon gone: connecting again
 M.TABLE_ROWS_PER_S, M.TABLE_EVERY_MAX = 2000, 5 -- the live table: every ceil(rows/2000) s, 5 s at most
