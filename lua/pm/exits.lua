@@ -127,7 +127,7 @@ function M.kill_escaping(set)
 end
 
 -- The start time (/proc's) of a process taken over, as the take-over
--- found it: record -> { pid, start } (weak)
+-- found it: record -> { pid, start, started } (weak; of that process only)
 local taken_start = setmetatable({}, { __mode = "k" })
 function M.note_start(p, start) taken_start[p] = start and { p.pid, start, p.started } or nil end
 
@@ -162,7 +162,6 @@ end
 -- gone (reaped, its exit not come yet) is not signalled: its pid and
 -- group may be another's now (its leftovers go when its exit comes).
 function M.signal_tree(p, sig)
-  if not p.pid or p.pid == 0 then return end
   if not still(p) then return end
   local mode = kill_mode(p)
   if mode == "process" then return core.kill(p.pid, sig) end

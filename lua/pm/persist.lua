@@ -11,57 +11,10 @@ local cgroup = require "pm.cgroup"
 
 local M = {}
 
--- The app declarations of the procs, one entry per declaration (its
--- instances under pm_procs), with what is needed to bring them back.
--- shared: the callers' environments are written once each, in a first
--- entry { pm_environs = {...} }, and apps name theirs by pm_environ_ref
--- (the journal, rewritten often); otherwise each app carries its own.
-function M.snapshot(procs, shared)
-  local entries, by_decl = {}, {}
-  local environs, env_index = {}, {}
-  for _, p in ipairs(procs) do
-    local e = by_decl[p.decl]
-    if not e then
-      e = {}
-      for k, v in pairs(p.decl) do
-        if type(v) ~= "function" then e[k] = v end
-      end
-      e.args = util.array(p.decl.args)
-      e.interpreter_args = p.decl.interpreter_args and util.array(p.decl.interpreter_args) -- (nil: unset)
-      e.stop_exit_codes = util.array(p.decl.stop_exit_codes)
-      e.pm_origin_file = p.origin and p.origin.path or nil
-      e.pm_origin_env = p.origin and p.origin.env or nil
-      if shared and p.environ then
-        local ref = env_index[p.environ]
-        if not ref then
-          environs[#environs + 1] = p.environ
-          ref = #environs
-          env_index[p.environ] = ref
-        end
-        e.pm_environ_ref = ref
-      else
-        e.pm_environ = p.environ
-      end
-      e.pm_procs = {}
-      by_decl[p.decl] = e
-      entries[#entries + 1] = e
-    end
-    local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
-    e.pm_procs[#e.pm_procs + 1] = {
-      pm_id = p.pm_id, status = lifecycle.saved_status(p),
-      restart_time = p.restart_time, created_at = p.created_at,
-      pid = p.pid, start = st and st.start or nil, marker = p.uid_marker, cgroup = cgroup.group(p),
-      hook_state = p.hook_state_text, ipc_asked = p.ipc_asked or nil,
-    }
-  end
-  if shared then table.insert(entries, 1, { pm_environs = util.array(environs) }) end
-  return entries
-end
-
-function M.encode(entries) return util.encode(util.array(entries)) end
-
 -- ---- the journal as text, from cached pieces ----
--- What snapshot(procs, true) encodes, without re-encoding what did not
+-- The declared apps as JSON text, one entry per declaration (its
+-- instances under pm_procs), with what is needed to bring them back,
+-- without re-encoding what did not
 -- change: a declaration's part is encoded once (until scale changes its
 -- instances), an environment once, a process's start time read once per
 -- pid. A journal of 2,000 apps took 100-150 ms to build from tables.
@@ -143,7 +96,7 @@ end
 -- The journal's JSON text for procs (read back by read_journal), tail
 -- (e.g. "\n") after it. inline: each entry carries its environment
 -- (pm_environ) and there is no first entry of environments: dump.json's
--- text, what snapshot(procs) encodes (9,500 apps' tables took 270 MB).
+-- text (built as tables, 9,500 apps took 270 MB).
 function M.journal_text(procs, tail, inline)
   local groups, order = {}, {}
   local environs, env_index = {}, {}

@@ -154,8 +154,8 @@ function M.serve(opts)
   -- the table every second, every few seconds for thousands of apps (a
   -- new stream gets it at once)
   local listing, next_at = false, 0
-  local function tick(now)
-    if nsse == 0 or listing or (not now and core.mono() < next_at) then return end
+  local function tick(at_once)
+    if nsse == 0 or listing or (not at_once and core.mono() < next_at) then return end
     listing = true
     local asked = core.mono()
     ask("list", { fields = ROW_FIELDS }, function(res)

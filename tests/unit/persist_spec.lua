@@ -4,9 +4,61 @@
 local persist = require "pm.persist"
 local core = require "pm.core"
 local util = require "pm.util"
+local lifecycle = require "pm.lifecycle"
+local cgroup = require "pm.cgroup"
+
+-- (the tables the journal and dump.json were once encoded from: what
+-- their text must still say) The app declarations of the procs, one entry per declaration (its
+-- instances under pm_procs), with what is needed to bring them back.
+-- shared: the callers' environments are written once each, in a first
+-- entry { pm_environs = {...} }, and apps name theirs by pm_environ_ref
+-- (the journal, rewritten often); otherwise each app carries its own.
+local function snapshot(procs, shared)
+  local entries, by_decl = {}, {}
+  local environs, env_index = {}, {}
+  for _, p in ipairs(procs) do
+    local e = by_decl[p.decl]
+    if not e then
+      e = {}
+      for k, v in pairs(p.decl) do
+        if type(v) ~= "function" then e[k] = v end
+      end
+      e.args = util.array(p.decl.args)
+      e.interpreter_args = p.decl.interpreter_args and util.array(p.decl.interpreter_args) -- (nil: unset)
+      e.stop_exit_codes = util.array(p.decl.stop_exit_codes)
+      e.pm_origin_file = p.origin and p.origin.path or nil
+      e.pm_origin_env = p.origin and p.origin.env or nil
+      if shared and p.environ then
+        local ref = env_index[p.environ]
+        if not ref then
+          environs[#environs + 1] = p.environ
+          ref = #environs
+          env_index[p.environ] = ref
+        end
+        e.pm_environ_ref = ref
+      else
+        e.pm_environ = p.environ
+      end
+      e.pm_procs = {}
+      by_decl[p.decl] = e
+      entries[#entries + 1] = e
+    end
+    local st = p.pid and p.pid > 0 and core.proc_stat(p.pid)
+    e.pm_procs[#e.pm_procs + 1] = {
+      pm_id = p.pm_id, status = lifecycle.saved_status(p),
+      restart_time = p.restart_time, created_at = p.created_at,
+      pid = p.pid, start = st and st.start or nil, marker = p.uid_marker, cgroup = cgroup.group(p),
+      hook_state = p.hook_state_text, ipc_asked = p.ipc_asked or nil,
+    }
+  end
+  if shared then table.insert(entries, 1, { pm_environs = util.array(environs) }) end
+  return entries
+end
+
+local function encode(entries) return util.encode(util.array(entries)) end
 
 local function as_tables(procs)
-  return util.decode(persist.encode(persist.snapshot(procs, true)))
+  return util.decode(encode(snapshot(procs, true)))
 end
 
 local function as_text(procs)
@@ -55,7 +107,7 @@ describe("the journal's text", function()
     local text = persist.journal_text(procs, "\n", true)
     assert.equal("\n", text:sub(-1))
     local t = util.decode(text)
-    assert.same(util.decode(persist.encode(persist.snapshot(procs))), t)
+    assert.same(util.decode(encode(snapshot(procs))), t)
     assert.equal(2, #t) -- (no first entry of environments)
     assert.same(shared, t[1].pm_environ)
     assert.same(other, t[2].pm_environ)
