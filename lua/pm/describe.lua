@@ -217,15 +217,21 @@ function M.node_version(d, recheck)
   return nil
 end
 
--- A record's cached texts, one small array (p.json) instead of ten
--- fields of the record: with 10,000 apps each field costs a hash slot in
--- every record. J_*: their places in it.
-local J_STATE, J_STATIC, J_DECL, J_LEARNED, J_INSTANCES, J_HEAD, J_META, J_FLAT, J_HISTORY, J_WHOLE =
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+-- A record's cached texts and what each was made from, one array (p.json)
+-- instead of fields of the record (with 10,000 apps each field costs a
+-- hash slot in every record) or small tables of its own (64 bytes each
+-- more): J_* are single places in it, H0, M0, F0 and S0 where the head's,
+-- the versions', the environment's and the state's places begin.
+local J_STATE, J_STATIC, J_DECL, J_LEARNED, J_INSTANCES, J_HISTORY, J_WHOLE, J_STATIC_SHARED =
+  1, 2, 3, 4, 5, 6, 7, 8
+local H0, M0, F0, S0 = 8, 14, 19, 25 -- (6, 5, 6 and 19 places)
+local J_SIZE = S0 + 19
+local new_table = require "table.new"
 local function cache_of(p)
   local j = p.json
   if not j then
-    j = { false, false, false, false, false, false, false, false, false, false }
+    j = new_table(J_SIZE, 0)
+    for i = 1, J_SIZE do j[i] = false end
     p.json = j
   end
   return j
@@ -235,26 +241,28 @@ end
 -- process starts (a deploy changed them) -> text
 local function meta_json(p)
   local j = cache_of(p)
-  local m = j[J_META]
   local at, d = p.pm_uptime or p.created_at, p.decl
-  local fresh = not (m and m[1] == at and m[2] == d)
-  if not fresh and m[4] ~= nil then return m[5] end
+  -- (M0 + 1..5: at, d, version or false, node's version, text)
+  local fresh = not (j[M0 + 1] == at and j[M0 + 2] == d)
+  if not fresh and j[M0 + 4] ~= nil then return j[M0 + 5] end
   local version
-  if fresh then version = M.package_version(d) else version = m[3] end
+  if fresh then version = M.package_version(d) else version = j[M0 + 3] end
   local nv = M.node_version(d, fresh)
   local text = (version and (',"version":' .. cjson.encode(version)) or "")
     .. (nv and (',"node_version":' .. cjson.encode(nv)) or "")
-  -- (an array: 10,000 apps' are 10,000 small tables)
-  j[J_META] = { at, d, version or false, nv, text }
+  j[M0 + 1], j[M0 + 2], j[M0 + 3], j[M0 + 4], j[M0 + 5] = at, d, version or false, nv, text
   return text
 end
 
 -- The part of pm2_env that changes only with the declaration, encoded
 -- once per declaration (a list of 2,000 apps is then mostly concatenation):
--- JSON objects' members without the braces, as two texts: the
--- declaration's own members (the journal's encoding of them,
--- app.members_json, kept there: not copied into each description's) and
--- the record's. -> members, own
+-- JSON objects' members without the braces, as four texts: the
+-- declaration's own members and the ones most declarations share (the
+-- journal's encoding of them, app.members_json, kept there: not copied
+-- into each description's), and the record's own and shared ones (its
+-- folder, script, interpreter, file and user: one string for the apps of
+-- one file, as app.members_json's shared text). -> members, shared
+-- members, own, shared own
 local function static_json(p)
   local j = cache_of(p)
   local own = j[J_STATIC]
@@ -263,18 +271,21 @@ local function static_json(p)
   if own and j[J_DECL] == d and j[J_LEARNED] == d.learned_listen and j[J_INSTANCES] == d.instances then
     -- (J_WHOLE: a declaration with a member named as a computed one: its
     -- members are left out of it and were encoded with the record's)
-    if j[J_WHOLE] then return "", own end
-    return appdecl.members_json(d), own
+    if j[J_WHOLE] then return "", "", own, "" end
+    local mo, ms = appdecl.members_json(d)
+    return mo, ms, own, j[J_STATIC_SHARED]
   end
   local t = {
     pm_id = p.pm_id,
-    pm_cwd = d.cwd,
-    pm_exec_path = d.script,
-    exec_interpreter = exec_interpreter(d),
     pm_pid_path = p.pid_path,
     created_at = p.created_at,
     NODE_APP_INSTANCE = p.instance,
     unique_id = p.uid_marker,
+  }
+  local ts = {
+    pm_cwd = d.cwd,
+    pm_exec_path = d.script,
+    exec_interpreter = exec_interpreter(d),
     origin = p.origin and p.origin.path or nil,
     username = username_of(d),
   }
@@ -282,15 +293,20 @@ local function static_json(p)
   for k in pairs(COMPUTED) do
     if d[k] ~= nil then drop = COMPUTED end
   end
-  local members = appdecl.members_json(d, drop)
+  local mo, ms = appdecl.members_json(d, drop)
   own = util.encode(t):sub(2, -2)
+  local owns = util.encode(ts):sub(2, -2)
   if drop then
-    own = (members ~= "" and (members .. ",") or "") .. own
-    members = ""
+    local all = {}
+    for _, text in ipairs({ mo, ms, owns, own }) do
+      if text ~= "" then all[#all + 1] = text end
+    end
+    own, mo, ms, owns = table.concat(all, ","), "", "", ""
   end
   j[J_STATIC], j[J_DECL], j[J_LEARNED], j[J_INSTANCES], j[J_WHOLE] = own, d, d.learned_listen, d.instances,
     drop ~= nil
-  return members, own
+  j[J_STATIC_SHARED] = owns
+  return mo, ms, own, owns
 end
 
 -- JSON members written by hand, as pieces of text (a list of 2,000 apps
@@ -347,8 +363,8 @@ local ENV = {
   namespace = function(p) return p.decl.namespace or "default" end,
   name = function(p) return p.name end,
   username = function(p) return username_of(p.decl) end,
-  version = function(p) meta_json(p); return p.json[J_META][3] or nil end,
-  node_version = function(p) meta_json(p); return p.json[J_META][4] or nil end,
+  version = function(p) meta_json(p); return p.json[M0 + 3] or nil end,
+  node_version = function(p) meta_json(p); return p.json[M0 + 4] or nil end,
 }
 
 -- ---- the app's environment flattened into pm2_env (PM2's shape) ----
@@ -408,18 +424,18 @@ local function shared_of(text)
   return c
 end
 
--- p's environment flattened: { [1] env and [2] decl (what it was made
--- from), [3] the shared part's variables, [4] the shared part's text,
--- [5] its own part's text, vars = its own part's variables (decoded when
--- first asked: a list never asks) }; made again when the environment of
--- its process changes (once per start, not once per description). The
--- shared text and its own stay apart: one copy of the shared text for all
--- the apps started from one environment, not one in each.
+-- p's environment flattened, in p.json from F0: [F0 + 1] env and [F0 +
+-- 2] decl (what it was made from), [F0 + 3] the shared part's variables,
+-- [F0 + 4] the shared part's text, [F0 + 5] its own part's text, [F0 + 6]
+-- its own part's variables (decoded when first asked: a list never asks);
+-- made again when the environment of its process changes (once per start,
+-- not once per description). The shared text and its own stay apart: one
+-- copy of the shared text for all the apps started from one environment,
+-- not one in each. -> p.json
 local function flat_of(p)
   local e, d = p.env_json or false, p.decl
   local j = cache_of(p)
-  local f = j[J_FLAT]
-  if f and f[1] == e and f[2] == d then return f end
+  if j[F0 + 2] == d and j[F0 + 1] == e then return j end
   local shared, vars, text
   if e then
     shared = shared_of(e[1])
@@ -435,10 +451,8 @@ local function flat_of(p)
   for k in pairs(d) do -- (a member of d that is no attribute of the schema: rare)
     if not KEEP[k] and shared.vars[k] ~= nil then stext = flat_text(shared.vars, stext, d); break end
   end
-  f = { e, d, shared.vars, stext, text }
-  f.vars = vars
-  j[J_FLAT] = f
-  return f
+  j[F0 + 1], j[F0 + 2], j[F0 + 3], j[F0 + 4], j[F0 + 5], j[F0 + 6] = e, d, shared.vars, stext, text, vars or false
+  return j
 end
 
 -- A variable of p's environment as pm2_env shows it flattened (nil for
@@ -446,13 +460,13 @@ end
 local function flat_value(p, name)
   if kept(name, p.decl) then return nil end
   local f = flat_of(p)
-  local vars = f.vars
+  local vars = f[F0 + 6]
   if not vars then
-    vars = members_of(f[1][2])
-    f.vars = vars
+    vars = members_of(f[F0 + 1][2])
+    f[F0 + 6] = vars
   end
   local v = vars[name]
-  if v == nil then v = f[3][name] end
+  if v == nil then v = f[F0 + 3][name] end
   return v
 end
 
@@ -590,14 +604,14 @@ local function env_into(parts, n, p)
   local d = p.decl
   if d.env_remove then n = member(parts, n, ',"env_remove":', util.array(d.env_remove)) end
   local f = flat_of(p)
-  if f[4] ~= "" then
+  if f[F0 + 4] ~= "" then
     parts[n + 1] = ","
-    parts[n + 2] = f[4]
+    parts[n + 2] = f[F0 + 4]
     n = n + 2
   end
-  if f[5] ~= "" then
+  if f[F0 + 5] ~= "" then
     parts[n + 1] = ","
-    parts[n + 2] = f[5]
+    parts[n + 2] = f[F0 + 5]
     n = n + 2
   end
   local e = p.env_json
@@ -617,12 +631,11 @@ local function env_into(parts, n, p)
 end
 
 --[[ state_into's text, kept with the values it was made from
-(p.json's J_STATE), made again only when one of those differs. The comparison
+(p.json from S0; J_STATE says it is there), made again only when one of those differs. The comparison
 is of values (a string, a number), so no path that changes an app has to
 say so: a list of 2,000 unchanged apps is 2,000 comparisons of ~17 values.
 A state with a table among them (notify, last_hook_error: they may change
 in place) is made each time. ]]
-local new_table = require "table.new"
 local function state_json(p)
   local j = cache_of(p)
   local hist = p.history
@@ -634,13 +647,14 @@ local function state_json(p)
   local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
   local notify, hook_err = p.notify, p.last_hook_error
   local mon, meta = channel_mod().monitor_json(p), meta_json(p)
-  local c = j[J_STATE]
-  if c and c[1] == p.status and c[2] == p.out_path and c[3] == p.err_path and c[4] == p.log_path
-      and c[5] == (p.pm_uptime or p.created_at) and c[6] == p.restart_time and c[7] == p.unstable_restarts
-      and c[8] == exit_code and c[9] == p.exit_signal and c[10] == p.prev_restart_delay and c[11] == p.error
-      and c[12] == notify and c[13] == p.ready and c[14] == hook_err and c[15] == mon and c[16] == meta
-      and c[17] == hj and c[18] == p.logs_missing then
-    return c[19]
+  local c = j -- (from S0)
+  if j[J_STATE] and c[S0 + 1] == p.status and c[S0 + 2] == p.out_path and c[S0 + 3] == p.err_path
+      and c[S0 + 4] == p.log_path and c[S0 + 5] == (p.pm_uptime or p.created_at)
+      and c[S0 + 6] == p.restart_time and c[S0 + 7] == p.unstable_restarts and c[S0 + 8] == exit_code
+      and c[S0 + 9] == p.exit_signal and c[S0 + 10] == p.prev_restart_delay and c[S0 + 11] == p.error
+      and c[S0 + 12] == notify and c[S0 + 13] == p.ready and c[S0 + 14] == hook_err and c[S0 + 15] == mon
+      and c[S0 + 16] == meta and c[S0 + 17] == hj and c[S0 + 18] == p.logs_missing then
+    return c[S0 + 19]
   end
   local parts = new_table(40, 0)
   local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
@@ -649,14 +663,14 @@ local function state_json(p)
     j[J_STATE] = false -- (made each time: in place changes, or paths worked out each time)
     return text
   end
-  c = c or new_table(19, 0)
-  c[1], c[2], c[3], c[4], c[5], c[6] = p.status, p.out_path, p.err_path, p.log_path,
-    p.pm_uptime or p.created_at, p.restart_time
-  c[7], c[8], c[9], c[10], c[11], c[12] = p.unstable_restarts, exit_code, p.exit_signal, p.prev_restart_delay,
-    p.error, notify
-  c[13], c[14], c[15], c[16], c[17], c[18] = p.ready, hook_err, mon, meta, hj, p.logs_missing
-  c[19] = text -- (in the array: the table needs no hash part)
-  j[J_STATE] = c
+  c[S0 + 1], c[S0 + 2], c[S0 + 3], c[S0 + 4], c[S0 + 5], c[S0 + 6] = p.status, p.out_path, p.err_path,
+    p.log_path, p.pm_uptime or p.created_at, p.restart_time
+  c[S0 + 7], c[S0 + 8], c[S0 + 9], c[S0 + 10], c[S0 + 11], c[S0 + 12] = p.unstable_restarts, exit_code,
+    p.exit_signal, p.prev_restart_delay, p.error, notify
+  c[S0 + 13], c[S0 + 14], c[S0 + 15], c[S0 + 16], c[S0 + 17], c[S0 + 18] = p.ready, hook_err, mon, meta, hj,
+    p.logs_missing
+  c[S0 + 19] = text
+  j[J_STATE] = true
   return text
 end
 
@@ -674,22 +688,30 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
   mem, cpu = mem or 0, cpu or 0
   -- (kept while the sample is the same: a burst of lists makes none)
   local j = cache_of(p)
-  local h = j[J_HEAD]
   local pid = p.pid or 0
-  if not (h and h[1] == p.name and h[2] == pid and h[3] == mem and h[4] == cpu and h[5] == p.pm_id) then
-    h = { p.name, pid, mem, cpu, p.pm_id }
-    h[6] = HEAD:format(jstr(p.name), pid, p.pm_id, mem, tostring(cpu))
-    j[J_HEAD] = h
+  -- (H0 + 1..6: name, pid, memory, cpu, id, text)
+  if not (j[H0 + 1] == p.name and j[H0 + 2] == pid and j[H0 + 3] == mem and j[H0 + 4] == cpu
+      and j[H0 + 5] == p.pm_id) then
+    j[H0 + 1], j[H0 + 2], j[H0 + 3], j[H0 + 4], j[H0 + 5] = p.name, pid, mem, cpu, p.pm_id
+    j[H0 + 6] = HEAD:format(jstr(p.name), pid, p.pm_id, mem, tostring(cpu))
   end
-  parts[n + 1] = h[6]
-  local members, own = static_json(p)
-  if members ~= "" then
-    parts[n + 2] = members
-    parts[n + 3] = ","
+  n = n + 1
+  parts[n] = j[H0 + 6]
+  local mo, ms, own, owns = static_json(p)
+  if mo ~= "" then
+    parts[n + 1], parts[n + 2] = mo, ","
     n = n + 2
   end
-  parts[n + 2] = own
-  n = n + 2
+  if ms ~= "" then
+    parts[n + 1], parts[n + 2] = ms, ","
+    n = n + 2
+  end
+  if owns ~= "" then
+    parts[n + 1], parts[n + 2] = owns, ","
+    n = n + 2
+  end
+  n = n + 1
+  parts[n] = own
   if changes and changes[p] then
     n = state_into(parts, n, p, changes)
   else

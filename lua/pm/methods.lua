@@ -173,7 +173,7 @@ function methods.declarations(params, conn, done)
       local d = p.decl
       if not seen[d] then
         seen[d] = true
-        local e = util.decode("{" .. appdecl.members_json(d) .. "}") or {}
+        local e = util.decode("{" .. appdecl.members_text(d) .. "}") or {}
         e.env, e.env_remove = d.env or {}, d.env_remove
         for k, v in pairs(d) do if type(v) == "function" then e[k] = true end end
         out[#out + 1] = e

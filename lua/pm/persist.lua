@@ -18,32 +18,33 @@ local M = {}
 -- change: a declaration's part is encoded once (until scale changes its
 -- instances), an environment once, a process's start time read once per
 -- pid. A journal of 2,000 apps took 100-150 ms to build from tables.
--- decl -> { members, rest, instances, origin, learned } (arrays: with
--- 10,000 apps a table of five named fields per app is 1.5 MB more)
+-- decl -> { rest, instances, origin, learned } (arrays: with 10,000 apps
+-- a table of named fields per app is 1.5 MB more)
 local decl_cache = setmetatable({}, { __mode = "k" })
 local environ_cache = setmetatable({}, { __mode = "k" }) -- environ -> JSON
 
--- -> "{" .. members .. rest is the entry's opening ("{...,"): members is
--- the text descriptions use too (appdecl.members_json's, not copied: 900
--- bytes an app less), rest the private members'
+-- -> the entry's opening, "{" .. members .. "," .. shared .. rest
+-- ("{...,"), in pieces: members and shared are the texts descriptions
+-- use too (appdecl.members_json's, not copied: 900 bytes an app less),
+-- rest the private members'
 local function decl_text(p)
   local d = p.decl
   local c = decl_cache[d]
-  if c and c[3] == d.instances and c[4] == (p.origin or false) and c[5] == (d.learned_listen or false) then
-    return c[1], c[2]
+  if not (c and c[2] == d.instances and c[3] == (p.origin or false) and c[4] == (d.learned_listen or false)) then
+    -- the members descriptions show are encoded once for both; the rest
+    local e = {}
+    for k in pairs(appdecl.PRIVATE) do
+      if d[k] ~= nil and type(d[k]) ~= "function" then e[k] = d[k] end
+    end
+    if e.env_remove then e.env_remove = util.array(e.env_remove) end
+    e.pm_origin_file = p.origin and p.origin.path or nil
+    e.pm_origin_env = p.origin and p.origin.env or nil
+    local rest = next(e) ~= nil and ("," .. util.encode(e):sub(2, -2) .. ",") or ","
+    c = { rest, d.instances, p.origin or false, d.learned_listen or false }
+    decl_cache[d] = c
   end
-  -- the members descriptions show (encoded once for both), and the rest
-  local e = {}
-  for k in pairs(appdecl.PRIVATE) do
-    if d[k] ~= nil and type(d[k]) ~= "function" then e[k] = d[k] end
-  end
-  if e.env_remove then e.env_remove = util.array(e.env_remove) end
-  e.pm_origin_file = p.origin and p.origin.path or nil
-  e.pm_origin_env = p.origin and p.origin.env or nil
-  local rest = next(e) ~= nil and ("," .. util.encode(e):sub(2, -2) .. ",") or ","
-  local members = appdecl.members_json(d)
-  decl_cache[d] = { members, rest, d.instances, p.origin or false, d.learned_listen or false }
-  return members, rest
+  local members, shared = appdecl.members_json(d)
+  return members, shared, c[1]
 end
 
 local num = util.json_number
@@ -125,9 +126,11 @@ function M.journal_text(procs, tail, inline)
   end
   local parts = inline and { "[" } or { '[{"pm_environs":[', table.concat(environs, ","), "]}" }
   for n, g in ipairs(order) do
-    local members, rest = decl_text(g.p)
+    local members, shared, rest = decl_text(g.p)
     parts[#parts + 1] = (inline and n == 1) and "{" or ",{"
     parts[#parts + 1] = members
+    parts[#parts + 1] = (members ~= "" and shared ~= "") and "," or ""
+    parts[#parts + 1] = shared
     parts[#parts + 1] = rest -- ("{...," open)
     if not g.ref then
       parts[#parts + 1] = ""
