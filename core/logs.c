@@ -1531,12 +1531,17 @@ static int logpipe_pull(logpipe_t *lp)
 		part_set(lp, NULL, 0);
 		__atomic_store_n(&g->state, 0, __ATOMIC_RELEASE);
 		int fn = lp->on_eof;
+		uint64_t id = lp->id;
 		lp->on_eof = LUA_NOREF;
 		logpipe_close(L, lp);
 		if (fn != LUA_NOREF) {
 			lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
 			luaL_unref(L, LUA_REGISTRYINDEX, fn);
-			pm_pcall(L, 0, 0);
+			if (id)
+				lua_pushnumber(L, (lua_Number)id);
+			else
+				lua_pushnil(L);
+			pm_pcall(L, 1, 0);
 		}
 	}
 	lua_pop(L, 1);
@@ -1614,7 +1619,8 @@ static int l_logpipe_cut(lua_State *L)
  * opts.held: the keeper's id of the pipe, which names its unfinished line
  * in the log WAL (one a killed daemon left is taken, and opts.part is
  * then ignored: core.logwal_adopt).
- * on_eof() is called once everything was read and queued.
+ * on_eof(held) is called once everything was read and queued (held:
+ * opts.held, nil when none: one function serves every pipe).
  */
 static int l_logpipe(lua_State *L)
 {

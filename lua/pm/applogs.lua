@@ -105,7 +105,10 @@ function M.paths(p)
 end
 -- Log files are shared by every pipe that writes to the same path (merged
 -- instances, the combined log_file), so one writer rotates each file.
-local files = {} -- path -> { file = logfile, refs = n, rotate_timer = timer }
+-- path -> { [F_FILE] logfile, [F_REFS] n, [F_OWNER] owner or false, [F_P] the
+-- first app's record, [F_ROTATE] timer or false } (an array: two per app)
+local files = {}
+local F_FILE, F_REFS, F_OWNER, F_P, F_ROTATE = 1, 2, 3, 4, 5
 
 -- Whether only root (or the daemon's user) can change what dir names:
 -- every folder on the way, as written and as resolved, is theirs and not
@@ -155,7 +158,7 @@ local function on_dropped(path, lines, bytes, reason)
   end
   log.warn("log %s: %d lines (%d bytes) dropped: %s", path, lines, bytes, reason)
   local f = files[path]
-  bus.publish("log:dropped", { process = f and f.p and proc.ref(f.p) or nil, path = path, lines = lines,
+  bus.publish("log:dropped", { process = f and f[F_P] and proc.ref(f[F_P]) or nil, path = path, lines = lines,
     bytes = bytes, reason = reason, at = core.now() })
 end
 local dropped_set
@@ -164,8 +167,8 @@ local function acquire_file(path, d, p, lazy)
   if not path or path == "/dev/null" then return nil end
   local f = files[path]
   if f then
-    f.refs = f.refs + 1
-    return f.file
+    f[F_REFS] = f[F_REFS] + 1
+    return f[F_FILE]
   end
   if not dropped_set then core.on_log_dropped(on_dropped); dropped_set = true end
   local owner = M.owner(path, d)
@@ -186,7 +189,7 @@ local function acquire_file(path, d, p, lazy)
     log.warn("cannot open log %s of %s: %s", path, d.name, err)
     return nil, ("cannot open log %s: %s"):format(path, tostring(err))
   end
-  files[path] = { file = file, refs = 1, owner = owner, p = p }
+  files[path] = { file, 1, owner or false, p, false }
   if rotate then M.arm_rotation(files[path], rotate) end
   return file
 end
@@ -199,9 +202,9 @@ local w_files, w_ids, w_lines, w_bytes = {}, {}, {}, {}
 function M.written(each)
   local n = 0
   for _, f in pairs(files) do
-    if f.p and f.refs > 0 then
+    if f[F_P] and f[F_REFS] > 0 then
       n = n + 1
-      w_files[n], w_ids[n] = f.file, f.p.pm_id
+      w_files[n], w_ids[n] = f[F_FILE], f[F_P].pm_id
     end
   end
   for i = #w_ids, n + 1, -1 do w_ids[i], w_lines[i], w_bytes[i] = nil, nil, nil end
@@ -219,10 +222,10 @@ function M.arm_rotation(f, expr)
   local now_s = core.now() / 1000
   local at = cron.next(spec, now_s)
   if not at then return end
-  f.rotate_timer = core.timer(math.max(0, (at - now_s) * 1000), 0, function()
-    f.rotate_timer = nil
-    if f.refs <= 0 then return end
-    f.file:rotate()
+  f[F_ROTATE] = core.timer(math.max(0, (at - now_s) * 1000), 0, function()
+    f[F_ROTATE] = false
+    if f[F_REFS] <= 0 then return end
+    f[F_FILE]:rotate()
     M.arm_rotation(f, expr)
   end)
 end
@@ -230,10 +233,10 @@ end
 local function release_file(path)
   local f = path and files[path]
   if not f then return end
-  f.refs = f.refs - 1
-  if f.refs <= 0 then
-    if f.rotate_timer then f.rotate_timer:close(); f.rotate_timer = nil end
-    f.file:close()
+  f[F_REFS] = f[F_REFS] - 1
+  if f[F_REFS] <= 0 then
+    if f[F_ROTATE] then f[F_ROTATE]:close(); f[F_ROTATE] = false end
+    f[F_FILE]:close()
     files[path] = nil
   end
 end
@@ -374,11 +377,13 @@ function M.open_pipes(p, out_r, err_r, held, lazy)
   end
   p.acquired = {}
   p.logs_missing = nil
+  -- (held_out, held_err: fields, not a table of their own; keeper.release
+  -- itself is called with the id at a pipe's end, not a closure each)
   p.pipes = {
-    out = core.logpipe(out_r, opts("out"), function() keeper.release(held.out) end),
-    err = core.logpipe(err_r, opts("err"), function() keeper.release(held.err) end),
+    out = core.logpipe(out_r, opts("out"), keeper.release),
+    err = core.logpipe(err_r, opts("err"), keeper.release),
+    held_out = held.out, held_err = held.err,
   }
-  p.pipes.held = held
   M.release(p)
   -- (acquired: only while they are built; a field less in every record)
   p.log_files, p.acquired = p.acquired, nil
@@ -392,12 +397,12 @@ function M.reload(list)
   local failed = {}
   for path, f in pairs(files) do
     local dir = util.dirname(path)
-    local ok, err = util.mkdir_p(dir, nil, f.owner)
+    local ok, err = util.mkdir_p(dir, nil, f[F_OWNER] or nil)
     local st = core.stat(dir)
     if not ok or not st or st.type ~= "dir" then
       failed[#failed + 1] = ok and (dir .. ": not a directory") or tostring(err)
     end
-    f.file:reopen()
+    f[F_FILE]:reopen()
   end
   for _, p in ipairs(list) do
     if p.logs_missing and p.pipes then
@@ -445,7 +450,7 @@ function M.flush(list)
       if path ~= "/dev/null" then
         local f = files[path]
         if f then
-          f.file:truncate()
+          f[F_FILE]:truncate()
           n = n + 1
         elseif core.truncate(path, M.owner(path, p.decl)) then
           n = n + 1

@@ -10,6 +10,7 @@ local hooks = require "pm.hooks"
 local appdecl = require "pm.app"
 local applogs = require "pm.applogs"
 local children = require "pm.children"
+local proc = require "pm.proc"
 
 local M = {}
 local clk_tck = core.clk_tck()
@@ -223,7 +224,7 @@ end
 -- more): J_* are single places in it, H0, M0, F0 and S0 where the head's,
 -- the versions', the environment's and the state's places begin.
 local J_STATE, J_STATIC, J_DECL, J_LEARNED, J_INSTANCES, J_HISTORY, J_WHOLE, J_STATIC_SHARED =
-  1, 2, 3, 4, 5, 6, 7, 8
+  1, 2, 3, 4, 5, proc.J_HISTORY, 7, 8 -- (proc.event empties J_HISTORY)
 local H0, M0, F0, S0 = 8, 14, 19, 25 -- (6, 5, 6 and 19 places)
 local J_SIZE = S0 + 19
 local new_table = require "table.new"

@@ -995,7 +995,7 @@ function methods.handover(params, conn, done)
       local lp = pipes[which]
       if lp and not lp:closed() then
         local part = lp:detach()
-        local id = pipes.held and pipes.held[which]
+        local id = pipes["held_" .. which]
         if part ~= "" and id then parts[tostring(id)] = part end
       end
     end

@@ -108,7 +108,7 @@ M.FIELDS = {
     log_path = "its combined log_file's path, or nil",
     paths_of = "the declaration those paths are of",
     log_folder = "the folder of its default files under logs/ (\"\" or \"<namespace>/\")",
-    pipes = "{ out, err, held } log pipes reading its process's output (held: the keeper's ids)",
+    pipes = "{ out, err, held_out, held_err } log pipes reading its process's output (held_*: the keeper's ids)",
     acquired = "paths of the shared files its pipes were given (being built)",
     log_files = "paths of the shared files its pipes hold",
     logs_missing = "why a log file could not be opened (pm2_env.log_error; reloadLogs tries again)",
@@ -123,7 +123,7 @@ M.FIELDS = {
     history = "its last 10 events, as JSON texts",
     cpu_sample = "the last /proc sample: { t, pid, ticks, cpu, rss } (an array)",
     json = "its description's texts as last made, and what they were made from (describe.lua's cache_of): "
-      .. "{ state, static, its decl, learned, instances, head, meta, flat, history, whole }",
+      .. "its places J_*, H0, M0, F0, S0 there",
   },
 }
 local known = {}
@@ -164,6 +164,7 @@ local function flat_env(p)
 end
 
 local EVENT_JSON = {} -- event name -> its JSON text
+M.J_HISTORY = 6 -- (the place of p.history's text in p.json: describe.lua's cache_of)
 
 -- Publishes a process event and keeps it in p's last 10 (pm describe).
 function M.event(p, what, extra, manually)
@@ -183,7 +184,7 @@ function M.event(p, what, extra, manually)
   h[#h + 1] = rec .. "}"
   if #h > 10 then table.remove(h, 1) end
   local j = p.json
-  if j then j[9] = false end -- (describe's J_HISTORY: made again from h)
+  if j then j[M.J_HISTORY] = false end -- (describe's cached text of h: made again)
   if not bus.wants("process:event") then return end
   local data = { event = what, process = flat_env(p), at = core.now(), manually = manually or false }
   for k, v in pairs(extra or {}) do data[k] = v end
