@@ -326,6 +326,14 @@ then none at all, as PM2 shows it). Returns the declaration or nil,
 -- file read again runs that many; one that says nothing keeps the count)
 M.instances_given = setmetatable({}, { __mode = "k" })
 
+--[[ An empty list or environment of a declaration: one table for all of
+them, which says so when written to (a declaration's tables are never
+changed after normalize: a change is a new declaration). ]]
+M.NONE = setmetatable({}, { __newindex = function(_, k)
+  error("a declaration's empty list or environment is shared: " .. tostring(k) .. " cannot be set in it", 2)
+end, __metatable = "pm: a declaration's shared empty table" })
+local SHAREABLE = { "env", "args", "interpreter_args", "stop_exit_codes" }
+
 function M.normalize(raw, ctx)
   ctx = ctx or {}
   if type(raw) ~= "table" then return nil, "an app must be a table" end
@@ -632,6 +640,11 @@ function M.normalize(raw, ctx)
   d.numeric_env = #numeric > 0 and numeric or nil
   if d.port then env.PORT = ("%d"):format(d.port) end
   d.env = env
+  -- (the empty ones shared: with 10,000 apps each empty table is 0.8 MB)
+  for _, k in ipairs(SHAREABLE) do
+    local v = d[k]
+    if type(v) == "table" and next(v) == nil and getmetatable(v) == nil then d[k] = M.NONE end
+  end
   if instances_given then M.instances_given[d] = true end
   -- (a Node app in cluster mode shares the ports it listens on through
   -- sockets the daemon holds: declared, or learned at its first listen())

@@ -69,7 +69,11 @@ local function refresh_some()
       n = n + 1
     end
   end
-  if #stale > 0 then refresher = core.timer(0, 0, refresh_some) end
+  if #stale > 0 then
+    refresher = core.timer(0, 0, refresh_some)
+  else -- (emptied: tables that held 10,000 apps keep their size)
+    stale, stale_set = {}, {}
+  end
 end
 
 -- (now: the time of a list's samples, read once for all of them)

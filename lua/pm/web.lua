@@ -229,7 +229,9 @@ function M.serve(opts)
       end)
       return
     end
-    local asset = url:match("^/assets/(.*)$")
+    -- (/favicon.ico: what a browser asks for beside a page that names no
+    -- icon, a refusal's text among them; the dashboard's icon, to anyone)
+    local asset = url == "/favicon.ico" and "icon.svg" or url:match("^/assets/(.*)$")
     if asset and method == "GET" then
       local a = asset:match("^[%w_-]+%.%w+$") and assets.files[asset]
       if not a then return refuse(id, 404, "no such asset") end

@@ -333,6 +333,13 @@ describe("pm web", function()
     end, 5000, "/metrics served after pm resurrect")
   end)
 
+  it("gives a browser its /favicon.ico without a session (a refusal's page names no icon)", function()
+    start_web()
+    local r = GET("/favicon.ico")
+    assert.equal(200, r.status)
+    assert.truthy(r.body:find("<svg", 1, true))
+  end)
+
   it("keeps a connection alive for the next request", function()
     start_web()
     local r = http.request(port, "GET", "/", { raw = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
