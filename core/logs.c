@@ -145,7 +145,16 @@ typedef struct {
 static char *wal;
 static whdr_t *W;
 static uint64_t head_local; /* the loop's next record (published: W->head) */
-static int *sink_free, nsink_free; /* (under mu) */
+/* The sinks' entries in use (under mu): a bit each, taken lowest first,
+ * so that the files that write keep using the first pages; a page above
+ * the first SINK_WARM entries whose entries are all free again (after a
+ * burst: every file reopened, flushed, or writing at once) is given back
+ * (wal_punch), else a burst's pages stayed resident until a take-over */
+#define SINK_WORDS (WAL_NSINKS / 64)
+#define SINK_WARM 64
+static uint64_t sink_busy[SINK_WORDS];
+static uint16_t *sink_page_used; /* entries in use on each page of them */
+static size_t wal_page;          /* the system's page size */
 static int *part_free, npart_free; /* (the loop) small slots */
 static int *big_free, nbig_free;   /* (the loop) big slots */
 static int *claims, nclaims;       /* parts a previous daemon left, by id */
@@ -288,12 +297,31 @@ static size_t wpart_cap(const wpart_t *h) { return (const char *)h < wal + OFF_B
 static char *wpart_data(wpart_t *h) { return (char *)h + 64; }
 static char *gdata(void) { return wal + OFF_G; }
 
+/* The page of the WAL that holds entry i, counted from the sinks' first */
+static size_t sink_page(int i)
+{
+	return (OFF_SINKS + (size_t)i * WAL_SINK) / wal_page - OFF_SINKS / wal_page;
+}
+
+/* The whole pages within [off, off + len) of the WAL given back: they read
+ * as zeros after (a page shared with what lies around is left alone) */
+static void wal_punch(size_t off, size_t len)
+{
+	size_t from = (off + wal_page - 1) / wal_page * wal_page, to = (off + len) / wal_page * wal_page;
+	if (to > from)
+		madvise(wal + from, to - from, MADV_REMOVE);
+}
+
 static void wal_free_lists(void)
 {
-	nsink_free = npart_free = nbig_free = 0;
-	for (int i = WAL_NSINKS - 1; i >= 0; i--)
-		if (i >= (int)W->sinks_hw || !wsink_at(i)->used)
-			sink_free[nsink_free++] = i;
+	npart_free = nbig_free = 0;
+	memset(sink_busy, 0, sizeof sink_busy);
+	memset(sink_page_used, 0, sizeof *sink_page_used * (sink_page(WAL_NSINKS - 1) + 1));
+	for (int i = 0; i < (int)W->sinks_hw && i < WAL_NSINKS; i++)
+		if (wsink_at(i)->used) {
+			sink_busy[i / 64] |= 1ULL << (i % 64);
+			sink_page_used[sink_page(i)]++;
+		}
 	for (int i = WAL_NPARTS - 1; i >= 0; i--)
 		if (i >= (int)W->parts_hw || !wpart_at(i)->used) {
 			if (i < WAL_NSMALL)
@@ -306,13 +334,17 @@ static void wal_free_lists(void)
 /* Maps fd (a memfd; -1: anonymous memory) as the WAL: 0, or -1 and errno */
 static int wal_map(int fd)
 {
-	if (!sink_free)
-		sink_free = malloc(sizeof(int) * WAL_NSINKS);
+	if (!wal_page) {
+		long ps = sysconf(_SC_PAGESIZE);
+		wal_page = ps > 0 ? (size_t)ps : 4096;
+	}
+	if (!sink_page_used)
+		sink_page_used = calloc(sink_page(WAL_NSINKS - 1) + 1, sizeof *sink_page_used);
 	if (!part_free)
 		part_free = malloc(sizeof(int) * WAL_NSMALL);
 	if (!big_free)
 		big_free = malloc(sizeof(int) * WAL_NBIG);
-	if (!sink_free || !part_free || !big_free) {
+	if (!sink_page_used || !part_free || !big_free) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -352,9 +384,18 @@ static int wal_ready(void)
 static int wsink_alloc(const sink_t *s)
 {
 	size_t n = strlen(s->path);
-	if (!W || nsink_free == 0 || n >= sizeof ((wsink_t *)0)->path)
+	if (!W || n >= sizeof ((wsink_t *)0)->path)
 		return -1;
-	int i = sink_free[--nsink_free];
+	int i = -1;
+	for (int w = 0; w < SINK_WORDS; w++)
+		if (~sink_busy[w]) {
+			i = w * 64 + __builtin_ctzll(~sink_busy[w]);
+			break;
+		}
+	if (i < 0)
+		return -1;
+	sink_busy[i / 64] |= 1ULL << (i % 64);
+	sink_page_used[sink_page(i)]++;
 	wsink_t *e = wsink_at(i);
 	e->mode = (uint32_t)s->mode;
 	e->uid = s->owner.uid;
@@ -376,11 +417,19 @@ static void wsink_free(int i)
 	if (i < 0)
 		return;
 	__atomic_store_n(&wsink_at(i)->used, 0, __ATOMIC_RELEASE);
-	sink_free[nsink_free++] = i;
+	sink_busy[i / 64] &= ~(1ULL << (i % 64));
+	size_t pg = sink_page(i);
+	if (--sink_page_used[pg] == 0 && i >= SINK_WARM) {
+		/* (only a page within the entries: pages are counted from
+		 * the one that holds the first, which may begin before it) */
+		size_t at = (OFF_SINKS / wal_page + pg) * wal_page;
+		if (at >= OFF_SINKS && at + wal_page <= OFF_SINKS + (size_t)WAL_NSINKS * WAL_SINK)
+			madvise(wal + at, wal_page, MADV_REMOVE);
+	}
 }
 
 /* (under mu) one record of s less in the ring: its entry let go after
- * the last (the free list is a stack: the same few entries, and pages,
+ * the last (entries are taken lowest first: the same few, and pages,
  * serve the files that are writing) */
 static void wsink_release(sink_t *s)
 {
@@ -835,9 +884,10 @@ static void enqueue(sink_t *s, int op, const char *data, size_t len)
 	c->len = len;
 	c->ring_end = 0;
 	c->out_lines = 0;
-	/* its file's WAL entry, made when it is first needed */
+	/* its file's WAL entry, made when it is first needed (a replay
+	 * reopens and rotates nothing: those records name no file) */
 	int slot = -1;
-	if (W) {
+	if (W && op != OP_REOPEN && op != OP_ROTATE) {
 		pthread_mutex_lock(&mu);
 		if (s->wslot < 0)
 			s->wslot = wsink_alloc(s);
@@ -2256,7 +2306,7 @@ static int l_logwal_adopt(lua_State *L)
 	/* (their memory given back: a daemon before entries were let go
 	 * when idle left one for each file) */
 	if (W->sinks_hw > 0)
-		madvise(wal + OFF_SINKS, (size_t)W->sinks_hw * WAL_SINK, MADV_REMOVE);
+		wal_punch(OFF_SINKS, (size_t)W->sinks_hw * WAL_SINK);
 	__atomic_store_n(&W->sinks_hw, 0, __ATOMIC_RELEASE);
 	wal_free_lists();
 	free(claims);
