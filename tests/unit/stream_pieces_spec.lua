@@ -1,8 +1,9 @@
 -- Issue 21's two halves of a long reply in core/io.c: stream:write_pieces
--- writes a list of strings from where they are (writev) when nothing else
--- waits, in order with what is written before and after it, however the
--- fd takes it; stream:relay copies the next reply's result to an fd
--- (pm jlist), or gives back another reply's line.
+-- writes a list of strings (the caller's list, held until written: its
+-- small strings through a 256 KB buffer, its large ones from where they
+-- are) when nothing else waits, in order with what is written before and
+-- after it, however the fd takes it; stream:relay copies the next
+-- reply's result to an fd (pm jlist), or gives back another reply's line.
 local core = require "pm.core"
 local util = require "pm.util"
 
@@ -35,22 +36,50 @@ describe("stream:write_pieces", function()
     local r, w = core.pipe(4096)
     local st = core.stream(w, function() end, function() end)
     local pieces, want = {}, { "head:" }
-    for i = 1, 3000 do
-      pieces[i] = (i % 3 == 0) and "" or (tostring(i) .. string.rep("x", i % 97))
-      want[#want + 1] = pieces[i]
+    -- (~1.2 MB: the small ones fill the buffer several times over; every
+    -- 500th is a large one, 5,000 bytes or 70,000, written from itself)
+    for i = 1, 20000 do
+      local piece = (i % 3 == 0) and "" or (tostring(i) .. string.rep("x", i % 97))
+      if i % 1000 == 0 then
+        piece = tostring(i) .. string.rep("L", 70000)
+      elseif i % 500 == 0 then
+        piece = tostring(i) .. string.rep("M", 5000)
+      end
+      pieces[i] = piece
+      want[#want + 1] = piece
     end
-    pieces[3001] = 42 -- (a number is its text)
+    pieces[20001] = 42 -- (a number is its text)
     want[#want + 1] = "42"
     want[#want + 1] = ":tail\n"
     local expected = table.concat(want)
     assert.is_true(st:write("head:"))
     assert.is_true(st:write_pieces(pieces))
-    for i = 1, #pieces do pieces[i] = "changed" end -- (what was queued is kept)
     assert.is_true(st:write(":tail\n"))
     assert.is_true(st:pending() > 0)
-    local got = read_n(r, #expected)
+    local got = read_n(r, #expected, 20000)
     assert.equal(#expected, #got)
     assert.equal(expected, got)
+    assert.is_true(pump(function() return st:pending() == 0 end))
+    st:close()
+  end)
+
+  it("counts what is pending from the total the caller gives, and ends at the list's end whatever it said", function()
+    local r, w = core.pipe(4096)
+    local st = core.stream(w, function() end, function() end)
+    local pieces = {}
+    for i = 1, 5000 do pieces[i] = string.rep("p", 100) end
+    assert.is_true(st:write_pieces(pieces, 500000))
+    assert.is_true(st:pending() > 0 and st:pending() <= 500000)
+    local got = read_n(r, 500000, 20000)
+    assert.equal(string.rep("p", 500000), got)
+    assert.is_true(pump(function() return st:pending() == 0 end))
+    st:close()
+    -- a total too small: nothing is cut, nothing goes below 0
+    r, w = core.pipe(4096) -- (read_n closed the last one's reader)
+    st = core.stream(w, function() end, function() end)
+    assert.is_true(st:write_pieces(pieces, 10))
+    got = read_n(r, 500000, 20000)
+    assert.equal(500000, #got)
     assert.is_true(pump(function() return st:pending() == 0 end))
     st:close()
   end)
