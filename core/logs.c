@@ -302,6 +302,7 @@ static size_t sink_page(int i)
 {
 	return (OFF_SINKS + (size_t)i * WAL_SINK) / wal_page - OFF_SINKS / wal_page;
 }
+#define SINK_PAGES (sink_page(WAL_NSINKS - 1) + 1)
 
 /* The whole pages within [off, off + len) of the WAL given back: they read
  * as zeros after (a page shared with what lies around is left alone) */
@@ -316,7 +317,7 @@ static void wal_free_lists(void)
 {
 	npart_free = nbig_free = 0;
 	memset(sink_busy, 0, sizeof sink_busy);
-	memset(sink_page_used, 0, sizeof *sink_page_used * (sink_page(WAL_NSINKS - 1) + 1));
+	memset(sink_page_used, 0, sizeof *sink_page_used * SINK_PAGES);
 	for (int i = 0; i < (int)W->sinks_hw && i < WAL_NSINKS; i++)
 		if (wsink_at(i)->used) {
 			sink_busy[i / 64] |= 1ULL << (i % 64);
@@ -339,7 +340,7 @@ static int wal_map(int fd)
 		wal_page = ps > 0 ? (size_t)ps : 4096;
 	}
 	if (!sink_page_used)
-		sink_page_used = calloc(sink_page(WAL_NSINKS - 1) + 1, sizeof *sink_page_used);
+		sink_page_used = calloc(SINK_PAGES, sizeof *sink_page_used);
 	if (!part_free)
 		part_free = malloc(sizeof(int) * WAL_NSMALL);
 	if (!big_free)
@@ -420,11 +421,11 @@ static void wsink_free(int i)
 	sink_busy[i / 64] &= ~(1ULL << (i % 64));
 	size_t pg = sink_page(i);
 	if (--sink_page_used[pg] == 0 && i >= SINK_WARM) {
-		/* (only a page within the entries: pages are counted from
-		 * the one that holds the first, which may begin before it) */
+		/* (the page's part within the entries: it may begin before the
+		 * first or end after the last, and then it is left alone) */
 		size_t at = (OFF_SINKS / wal_page + pg) * wal_page;
-		if (at >= OFF_SINKS && at + wal_page <= OFF_SINKS + (size_t)WAL_NSINKS * WAL_SINK)
-			madvise(wal + at, wal_page, MADV_REMOVE);
+		size_t from = at > OFF_SINKS ? at : OFF_SINKS, to = at + wal_page < OFF_PARTS ? at + wal_page : OFF_PARTS;
+		wal_punch(from, to - from);
 	}
 }
 

@@ -652,14 +652,13 @@ local function state_json(p)
   local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
   local notify, hook_err = p.notify, p.last_hook_error
   local mon, meta = channel_mod().monitor_json(p), meta_json(p)
-  local c = j -- (from S0)
-  if j[J_STATE] and c[S0 + 1] == p.status and c[S0 + 2] == p.out_path and c[S0 + 3] == p.err_path
-      and c[S0 + 4] == p.log_path and c[S0 + 5] == (p.pm_uptime or p.created_at)
-      and c[S0 + 6] == p.restart_time and c[S0 + 7] == p.unstable_restarts and c[S0 + 8] == exit_code
-      and c[S0 + 9] == p.exit_signal and c[S0 + 10] == p.prev_restart_delay and c[S0 + 11] == p.error
-      and c[S0 + 12] == notify and c[S0 + 13] == p.ready and c[S0 + 14] == hook_err and c[S0 + 15] == mon
-      and c[S0 + 16] == meta and c[S0 + 17] == hj and c[S0 + 18] == p.logs_missing then
-    return c[S0 + 19]
+  if j[J_STATE] and j[S0 + 1] == p.status and j[S0 + 2] == p.out_path and j[S0 + 3] == p.err_path
+      and j[S0 + 4] == p.log_path and j[S0 + 5] == (p.pm_uptime or p.created_at)
+      and j[S0 + 6] == p.restart_time and j[S0 + 7] == p.unstable_restarts and j[S0 + 8] == exit_code
+      and j[S0 + 9] == p.exit_signal and j[S0 + 10] == p.prev_restart_delay and j[S0 + 11] == p.error
+      and j[S0 + 12] == notify and j[S0 + 13] == p.ready and j[S0 + 14] == hook_err and j[S0 + 15] == mon
+      and j[S0 + 16] == meta and j[S0 + 17] == hj and j[S0 + 18] == p.logs_missing then
+    return j[S0 + 19]
   end
   local parts = new_table(40, 0)
   local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
@@ -668,13 +667,13 @@ local function state_json(p)
     j[J_STATE] = false -- (made each time: in place changes, or paths worked out each time)
     return text
   end
-  c[S0 + 1], c[S0 + 2], c[S0 + 3], c[S0 + 4], c[S0 + 5], c[S0 + 6] = p.status, p.out_path, p.err_path,
+  j[S0 + 1], j[S0 + 2], j[S0 + 3], j[S0 + 4], j[S0 + 5], j[S0 + 6] = p.status, p.out_path, p.err_path,
     p.log_path, p.pm_uptime or p.created_at, p.restart_time
-  c[S0 + 7], c[S0 + 8], c[S0 + 9], c[S0 + 10], c[S0 + 11], c[S0 + 12] = p.unstable_restarts, exit_code,
+  j[S0 + 7], j[S0 + 8], j[S0 + 9], j[S0 + 10], j[S0 + 11], j[S0 + 12] = p.unstable_restarts, exit_code,
     p.exit_signal, p.prev_restart_delay, p.error, notify
-  c[S0 + 13], c[S0 + 14], c[S0 + 15], c[S0 + 16], c[S0 + 17], c[S0 + 18] = p.ready, hook_err, mon, meta, hj,
+  j[S0 + 13], j[S0 + 14], j[S0 + 15], j[S0 + 16], j[S0 + 17], j[S0 + 18] = p.ready, hook_err, mon, meta, hj,
     p.logs_missing
-  c[S0 + 19] = text
+  j[S0 + 19] = text
   j[J_STATE] = true
   return text
 end
@@ -683,6 +682,13 @@ end
 -- (DESIGN section 5) -> the new last index. brief: without the
 -- environment (what the process table needs).
 local HEAD = '{"name":%s,"pid":%d,"pm_id":%d,"monit":{"memory":%.0f,"cpu":%s},"pm2_env":{'
+-- text and a comma after it appended to parts after index n, unless it is
+-- "" (members of an object without its braces) -> the new last index
+local function member_text(parts, n, text)
+  if text == "" then return n end
+  parts[n + 1], parts[n + 2] = text, ","
+  return n + 2
+end
 local function describe_into(parts, n, p, brief, cached, changes, now)
   if type(brief) == "table" then -- a selection
     local mem, cpu
@@ -703,18 +709,7 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
   n = n + 1
   parts[n] = j[H0 + 6]
   local mo, ms, own, owns = static_json(p)
-  if mo ~= "" then
-    parts[n + 1], parts[n + 2] = mo, ","
-    n = n + 2
-  end
-  if ms ~= "" then
-    parts[n + 1], parts[n + 2] = ms, ","
-    n = n + 2
-  end
-  if owns ~= "" then
-    parts[n + 1], parts[n + 2] = owns, ","
-    n = n + 2
-  end
+  n = member_text(parts, member_text(parts, member_text(parts, n, mo), ms), owns)
   n = n + 1
   parts[n] = own
   if changes and changes[p] then
