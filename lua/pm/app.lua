@@ -192,9 +192,32 @@ M.cpu_count = cpu_count
 
 local function finite(n) return n == n and n ~= math.huge and n ~= -math.huge end
 
+-- What an "any" attribute holds is saved and shown as JSON: text, finite
+-- numbers, booleans and tables of them, names without a NUL (the empty
+-- list's marker has one) -> the first thing that is not, or nil
+local function not_data(v, depth)
+  local t = type(v)
+  -- (a number at the top is the attribute's own to judge: port says what a port is)
+  if t == "string" or t == "boolean" or (t == "number" and (depth == 0 or finite(v))) or v == util.null then
+    return nil
+  end
+  if t ~= "table" or depth > 32 then return t == "table" and "a table nested too deep" or ("a " .. t) end
+  for key, e in pairs(v) do
+    if type(key) == "string" and key:find("%z") then return "a name with a NUL byte" end
+    if type(key) ~= "string" and type(key) ~= "number" then return "a " .. type(key) .. " as a name" end
+    local bad = not_data(e, depth + 1)
+    if bad then return bad end
+  end
+  return nil
+end
+
 local function check(app, k, v, kind)
   local label = ("app '%s': attribute '%s'"):format(app, k)
-  if kind == "any" then return v end
+  if kind == "any" then
+    local bad = not_data(v, 0)
+    if bad then return nil, ("%s holds %s: only text, numbers, booleans and tables of them"):format(label, bad) end
+    return v
+  end
   if kind == "list" then
     if type(v) == "string" then return v end
     if type(v) == "number" then v = { v } end

@@ -10,6 +10,18 @@ local ecosystem = require "pm.ecosystem"
 local TMP = (os.getenv("PM_SRC") or core.getcwd()) .. "/tests/tmp"
 
 describe("app.normalize", function()
+  it("refuses an attribute of any kind that holds what JSON cannot (a function, a NUL name), in one line", function()
+    for _, bad in ipairs({ { f = function() end }, { ["\0pm:[]\0"] = 1 }, { deep = { io.stdout } } }) do
+      local d, err = appdecl.normalize({ script = "/bin/sleep", name = "odd", options = bad },
+        { base = "/tmp", environ = {} })
+      assert.is_nil(d)
+      assert.matches("^app 'odd': attribute 'options' holds ", err)
+      assert.is_nil(err:find("\n"))
+    end
+    assert(appdecl.normalize({ script = "/bin/sleep", options = { a = { 1, "x", true }, b = util.null } },
+      { base = "/tmp", environ = {} }))
+  end)
+
   it("the default cwd is ctx.cwd (the caller's), else base; never the script's folder", function()
     local d = assert(appdecl.normalize({ script = "/bin/sleep" }, { base = "/usr", cwd = "/tmp", environ = {} }))
     assert.equal("/tmp", d.cwd)
