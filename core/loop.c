@@ -383,22 +383,56 @@ static double thread_cpu(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Reaps at most REAP_BATCH children that have ended, then gives them to
+ * Lua: -> 1 when it stopped at the bound (more may wait). A walk reaps
+ * before it delivers, so that the exit of a process a delivery started (a
+ * crash loop's next process, ended already) is the next walk's: reaping
+ * and delivering in turn, a few apps whose processes end at once kept the
+ * loop in one walk for good, deaf to every client and pipe. *last_cpu:
+ * the CPU time of the last waitpid, when it found none (the whole walk). */
+#define REAP_BATCH 64
+static int reap_batch(double *last_cpu)
+{
+	pid_t pids[REAP_BATCH];
+	int sts[REAP_BATCH];
+	int n = 0;
+	while (n < REAP_BATCH) {
+		double c0 = last_cpu ? thread_cpu() : 0;
+		pid_t pid = waitpid(-1, &sts[n], WNOHANG);
+		if (pid <= 0) {
+			if (last_cpu)
+				*last_cpu = thread_cpu() - c0;
+			break;
+		}
+		pids[n++] = pid;
+	}
+	for (int i = 0; i < n; i++)
+		deliver_child(pids[i], sts[i]);
+	return n == REAP_BATCH;
+}
+
+/* The rest on the next turn of the loop (a timer: an event fed now would
+ * be delivered before the loop polls again) */
+static void scan_soon(void)
+{
+	chld_next_scan = 0;
+	if (!ev_is_active(&chld_scan_w)) {
+		ev_timer_set(&chld_scan_w, 0., 0.);
+		ev_timer_start(pm_loop, &chld_scan_w);
+	}
+}
+
 static void chld_scan(void)
 {
-	int st;
-	pid_t pid;
-	for (;;) {
-		double c0 = thread_cpu();
-		pid = waitpid(-1, &st, WNOHANG);
-		if (pid <= 0) {
-			/* (its CPU time: a walk preempted is not a longer one) */
-			double gap = (thread_cpu() - c0) * SCAN_RATIO;
-			gap = gap < SCAN_GAP_MIN ? SCAN_GAP_MIN : gap > SCAN_GAP_MAX ? SCAN_GAP_MAX : gap;
-			chld_next_scan = ev_time() + gap;
-			return;
-		}
-		deliver_child(pid, st);
+	double walk = 0;
+	if (reap_batch(&walk)) {
+		scan_soon();
+		return;
 	}
+	/* (its CPU time: a walk preempted is not a longer one) */
+	double gap = walk * SCAN_RATIO;
+	gap = gap < SCAN_GAP_MIN ? SCAN_GAP_MIN : gap > SCAN_GAP_MAX ? SCAN_GAP_MAX : gap;
+	chld_next_scan = ev_time() + gap;
 }
 
 static void on_chld_scan(EV_P_ ev_timer *w, int revents)
@@ -494,11 +528,9 @@ static void on_sigchld(EV_P_ ev_signal *w, int revents)
 {
 	(void)w;
 	(void)revents;
-	int st;
-	pid_t pid;
 	(void)loop;
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-		deliver_child(pid, st);
+	if (reap_batch(NULL))
+		scan_soon();
 }
 
 /* core.on_child(fn(pid, code|nil, signum|nil)) -> nothing: fn is called for
@@ -514,6 +546,7 @@ static int l_on_child(lua_State *L)
 		start_reaper(); /* (once: a second call only changes fn) */
 	if (chld_sfd < 0) { /* embedded, or no signalfd: libev's signal watcher */
 		if (!ev_is_active(&chld_w)) {
+			ev_timer_init(&chld_scan_w, on_chld_scan, 0., 0.);
 			ev_signal_init(&chld_w, on_sigchld, SIGCHLD);
 			ev_signal_start(pm_loop, &chld_w);
 			ev_unref(pm_loop); /* as the default loop's: it keeps no loop running */

@@ -250,11 +250,16 @@ function M.adopt(p, decl)
   if k and k.of == p.decl then k.of = decl end
 end
 
--- Whether p's next process can have the pipes of its last one: what that
--- one wrote is then read, its last line ended (logpipe:cut).
+-- Whether p's next process can have the pipes of its last one. What that
+-- one wrote is read now and its last line ended (logpipe:cut), whether
+-- or not its pipes go on: pipes of its own end when the loop reads their
+-- end, and a loop that reaped the next process too before it did wrote
+-- that one's last line first.
 local function reusable(p)
   local k, pipes = p.kept, p.pipes
-  return k and k.of == p.decl and pipes and pipes.out:cut() and pipes.err:cut()
+  if not pipes then return false end
+  local out, err = pipes.out:cut(), pipes.err:cut()
+  return k ~= nil and k.of == p.decl and out and err
 end
 
 -- Closes what a spec opened for nothing (a failed start); a crash loop's

@@ -100,4 +100,54 @@ describe("the reaper", function()
     local chld = 2 ^ (17 - 1) -- SIGCHLD is 17 on Linux
     assert.is_true(math.floor(blk / chld) % 2 == 1 or math.floor(caught / chld) % 2 == 1, dst)
   end)
+  it("answers while apps whose processes end at once loop, and writes each run's last line in order", function()
+    -- a walk that delivered each exit as it reaped it found the next
+    -- process of a loop ended already: with 20 such apps it never ended
+    -- (the daemon answered nothing, not even pm kill), and a crash loop
+    -- beside them had its first run's last line written after later ones
+    local apps = {}
+    for i = 1, 20 do
+      apps[i] = { name = "fast" .. i, script = "/bin/false", interpreter = "none", max_restarts = 100000000 }
+    end
+    local count = H.home .. "/tails.count"
+    apps[#apps + 1] = { name = "tails", script = H.fixtures .. "/lb_tail.sh", args = { count },
+      max_restarts = 30 }
+    local file = H.write(H.home .. "/fast.json", util.encode({ apps = apps }))
+    local dpid, kpid = H.daemon_pid(), H.keeper_pid()
+    finally(function()
+      -- (a daemon that answers no more is not stopped by pm kill)
+      if H.sh("timeout 5 " .. H.command("ping")).code ~= 0 then
+        kpid = H.keeper_pid() or kpid
+        if kpid then core.kill(kpid, 9) end
+        core.kill(H.daemon_pid() or dpid, 9)
+      end
+    end)
+    local r = H.sh("timeout 20 " .. H.command("start", file))
+    assert.equal(0, r.code, r.out .. r.err)
+    local last = -1
+    for _ = 1, 3 do
+      -- each answer within 5 s, and the loops go on meanwhile
+      r = H.sh("timeout 5 " .. H.command("jlist"))
+      assert.equal(0, r.code, "no answer: " .. r.err)
+      local total = 0
+      for _, p in ipairs(util.decode(r.out)) do
+        if p.name:match("^fast") then total = total + p.pm2_env.restart_time end
+      end
+      assert.is_true(total > last, "the loops go on")
+      last = total
+    end
+    H.wait_for(function()
+      local rr = H.sh("timeout 5 " .. H.command("jlist"))
+      for _, p in ipairs(rr.code == 0 and util.decode(rr.out) or {}) do
+        if p.name == "tails" then return p.pm2_env.status == "errored" end
+      end
+    end, 20000, "tails errored")
+    local want = {}
+    for i = 1, 30 do want[i] = "tail-" .. i end
+    local path = H.out_log("tails")
+    pcall(H.wait_for, function() return util.read_file(path) == table.concat(want, "\n") .. "\n" end, 3000)
+    assert.equal(table.concat(want, "\n") .. "\n", util.read_file(path))
+    r = H.sh("timeout 10 " .. H.command("delete", "all"))
+    assert.equal(0, r.code, r.err)
+  end)
 end)
