@@ -1803,9 +1803,10 @@ static int l_logpipe_closed(lua_State *L)
 	return 1;
 }
 
-/* logpipe:detach() -> part: stops reading (the fd stays open) and gives the
- * start of a line read without its end yet (a daemon handing its pipes to
- * the next one, which is given it back: core.logpipe's opts.part) */
+/* logpipe:detach() -> part, id: stops reading (the fd stays open) and gives
+ * the start of a line read without its end yet (a daemon handing its pipes
+ * to the next one, which is given it back: core.logpipe's opts.part) and
+ * the keeper's id of the pipe (opts.held; nil: none) */
 static int l_logpipe_detach(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
@@ -1821,7 +1822,11 @@ static int l_logpipe_detach(lua_State *L)
 	lp->partlen = 0; /* (its WAL slot keeps it until this daemon ends: the
 			  * next one takes it from there, or from part) */
 	part_outside(lp, 0); /* (one outside goes in the hand-over's blob) */
-	return 1;
+	if (lp->id)
+		lua_pushnumber(L, (lua_Number)lp->id);
+	else
+		lua_pushnil(L);
+	return 2;
 }
 
 /* logpipe:close() -> nothing: stops reading; what was read is still written */

@@ -3,6 +3,7 @@
 -- API or an ecosystem file (camelCase accepted as in PM2).
 local core = require "pm.core"
 local util = require "pm.util"
+local new_table = require "table.new"
 
 local M = {}
 
@@ -357,6 +358,18 @@ M.NONE = setmetatable({}, { __newindex = function(_, k)
 end, __metatable = "pm: a declaration's shared empty table" })
 local SHAREABLE = { "env", "args", "interpreter_args", "stop_exit_codes" }
 
+--[[ A member at its default is not in the declaration: its metatable
+gives it (DEFAULTS: the schema's defaults and the shared empty tables).
+With 10,000 apps, 26 of a declaration's 31 members were defaults, 5.5 MB
+of tables. Reads see every member as before; pairs() sees only those that
+differ from the default: M.members (and M.copy) give all of them. ]]
+local DEFAULTS = {}
+M.DEFAULTS = DEFAULTS
+local DECL = { __index = DEFAULTS, __metatable = "pm: a declaration" }
+for k, spec in pairs(schema) do DEFAULTS[k] = spec[2] end
+-- (interpreter_args too, but it may be absent: a restart's --node-args=null)
+for _, k in ipairs({ "args", "env", "stop_exit_codes" }) do DEFAULTS[k] = M.NONE end
+
 function M.normalize(raw, ctx)
   ctx = ctx or {}
   if type(raw) ~= "table" then return nil, "an app must be a table" end
@@ -668,10 +681,48 @@ function M.normalize(raw, ctx)
     local v = d[k]
     if type(v) == "table" and next(v) == nil and getmetatable(v) == nil then d[k] = M.NONE end
   end
-  if instances_given then M.instances_given[d] = true end
   -- (a Node app in cluster mode shares the ports it listens on through
   -- sockets the daemon holds: declared, or learned at its first listen())
-  return d
+  -- the members that differ from their defaults, in a table of their size
+  -- (a table's part for names never shrinks when members are cleared)
+  local n = 0
+  for k, v in next, d do
+    if DEFAULTS[k] ~= v then n = n + 1 end
+  end
+  local out = new_table(0, n)
+  for k, v in next, d do
+    if DEFAULTS[k] ~= v then out[k] = v end
+  end
+  if instances_given then M.instances_given[out] = true end
+  return setmetatable(out, DECL)
+end
+
+-- Every member of d (its own and the defaults it does not hold), as
+-- pairs() gives a table's: for k, v in app.members(d) do ... end
+function M.members(d)
+  if getmetatable(d) ~= DECL.__metatable then return next, d end -- (a table normalize did not make)
+  local own = true
+  local k
+  return function()
+    local v
+    if own then
+      k, v = next(d, k)
+      if k ~= nil then return k, v end
+      own = false
+    end
+    repeat
+      k, v = next(DEFAULTS, k)
+    until k == nil or rawget(d, k) == nil
+    return k, v
+  end
+end
+
+-- A copy of d that may be changed (a declaration itself never is): its
+-- own members, the defaults through the same metatable
+function M.copy(d)
+  local c = {}
+  for k, v in next, d do c[k] = v end
+  return setmetatable(c, DECL)
 end
 
 -- The variables of an environment shown as numbers, as PM2 shows them
@@ -714,7 +765,7 @@ function M.members_json(d, drop)
   local c = not drop and members_cache[d]
   if c and c[2] == d.instances and c[3] == (d.learned_listen or false) then return c[1], c[4] end
   local own, shared = {}, {}
-  for k, v in pairs(d) do
+  for k, v in M.members(d) do
     if not M.PRIVATE[k] and type(v) ~= "function" and not (drop and drop[k]) then
       (OWN[k] and own or shared)[k] = (LISTS[k] and type(v) == "table") and util.array(v) or v
     end

@@ -377,12 +377,11 @@ function M.open_pipes(p, out_r, err_r, held, lazy)
   end
   p.acquired = {}
   p.logs_missing = nil
-  -- (held_out, held_err: fields, not a table of their own; keeper.release
-  -- itself is called with the id at a pipe's end, not a closure each)
+  -- (keeper.release itself is called with the pipe's id at its end, not
+  -- a closure each; the pipe keeps the id: logpipe:detach gives it)
   p.pipes = {
     out = core.logpipe(out_r, opts("out"), keeper.release),
     err = core.logpipe(err_r, opts("err"), keeper.release),
-    held_out = held.out, held_err = held.err,
   }
   M.release(p)
   -- (acquired: only while they are built; a field less in every record)

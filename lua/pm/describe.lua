@@ -559,11 +559,23 @@ local function selected_into(parts, n, p, sel, mem, cpu)
   return n + 1
 end
 
+-- p's events as JSON text, kept (proc.event empties the place)
+local function events_json(p)
+  local j = cache_of(p)
+  local hj = j[J_HISTORY]
+  if not hj then
+    hj = "[" .. table.concat(p.history, ",") .. "]"
+    j[J_HISTORY] = hj
+  end
+  return hj
+end
+
 -- pm2_env's members after static_json's up to its environment (status,
 -- logs, restarts, exit, readiness, metrics, versions, events, changes),
 -- as pieces of JSON text appended to parts after index n -> the new last
--- index.
-local function state_into(parts, n, p, changes)
+-- index. no_events: without the events (state_json's text: they are a
+-- text of their own)
+local function state_into(parts, n, p, changes, no_events)
   n = member(parts, n, ',"status":', p.status)
   n = member(parts, n, ',"pm_out_log_path":', p.out_path or applogs.path(p, "out"))
   n = member(parts, n, ',"pm_err_log_path":', p.err_path or applogs.path(p, "err"))
@@ -586,15 +598,9 @@ local function state_into(parts, n, p, changes)
   parts[n + 2] = channel_mod().monitor_json(p)
   n = n + 3
   parts[n] = meta_json(p)
-  if p.history then
-    local j = cache_of(p)
-    local hj = j[J_HISTORY]
-    if not hj then
-      hj = "[" .. table.concat(p.history, ",") .. "]"
-      j[J_HISTORY] = hj
-    end
+  if p.history and not no_events then
     parts[n + 1] = ',"events":'
-    parts[n + 2] = hj
+    parts[n + 2] = events_json(p)
     n = n + 2
   end
   local ch = changes and changes[p]
@@ -643,12 +649,6 @@ A state with a table among them (notify, last_hook_error: they may change
 in place) is made each time. ]]
 local function state_json(p)
   local j = cache_of(p)
-  local hist = p.history
-  local hj = hist and j[J_HISTORY]
-  if hist and not hj then
-    hj = "[" .. table.concat(hist, ",") .. "]"
-    j[J_HISTORY] = hj
-  end
   local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
   local notify, hook_err = p.notify, p.last_hook_error
   local mon, meta = channel_mod().monitor_json(p), meta_json(p)
@@ -657,11 +657,11 @@ local function state_json(p)
       and j[S0 + 6] == p.restart_time and j[S0 + 7] == p.unstable_restarts and j[S0 + 8] == exit_code
       and j[S0 + 9] == p.exit_signal and j[S0 + 10] == p.prev_restart_delay and j[S0 + 11] == p.error
       and j[S0 + 12] == notify and j[S0 + 13] == p.ready and j[S0 + 14] == hook_err and j[S0 + 15] == mon
-      and j[S0 + 16] == meta and j[S0 + 17] == hj and j[S0 + 18] == p.logs_missing then
+      and j[S0 + 16] == meta and j[S0 + 18] == p.logs_missing then
     return j[S0 + 19]
   end
   local parts = new_table(40, 0)
-  local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
+  local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil, true))
   if type(notify) == "table" or type(hook_err) == "table" or type(p.error) == "table"
       or type(p.ready) == "table" or p.out_path == nil or p.err_path == nil then
     j[J_STATE] = false -- (made each time: in place changes, or paths worked out each time)
@@ -671,8 +671,7 @@ local function state_json(p)
     p.log_path, p.pm_uptime or p.created_at, p.restart_time
   j[S0 + 7], j[S0 + 8], j[S0 + 9], j[S0 + 10], j[S0 + 11], j[S0 + 12] = p.unstable_restarts, exit_code,
     p.exit_signal, p.prev_restart_delay, p.error, notify
-  j[S0 + 13], j[S0 + 14], j[S0 + 15], j[S0 + 16], j[S0 + 17], j[S0 + 18] = p.ready, hook_err, mon, meta, hj,
-    p.logs_missing
+  j[S0 + 13], j[S0 + 14], j[S0 + 15], j[S0 + 16], j[S0 + 18] = p.ready, hook_err, mon, meta, p.logs_missing
   j[S0 + 19] = text
   j[J_STATE] = true
   return text
@@ -717,6 +716,11 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
   else
     n = n + 1
     parts[n] = state_json(p)
+    if p.history then -- (a text of its own: the state's would hold a copy)
+      parts[n + 1] = ',"events":'
+      parts[n + 2] = events_json(p)
+      n = n + 2
+    end
   end
   if not brief then n = env_into(parts, n, p) end
   parts[n + 1] = "}}"

@@ -472,7 +472,7 @@ function M.export(decls, opts)
     -- pm runtime runs an app's instances itself: one unit or replica each
     local copies = {}
     for i, d in ipairs(decls) do
-      copies[i] = util.shallow_copy(d)
+      copies[i] = appdecl.copy(d)
       copies[i].instances = 1
     end
     decls = copies

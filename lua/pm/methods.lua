@@ -606,7 +606,7 @@ methods.stop = ordered_op(function(p, _, cb)
     if d.watch and not p.deleted then
       local copy = unwatched[d]
       if not copy then
-        copy = util.shallow_copy(d)
+        copy = appdecl.copy(d)
         copy.watch = false
         unwatched[d] = copy
       end
@@ -646,7 +646,7 @@ local function redeclared(p, attrs, made)
   if type(attrs) ~= "table" or next(attrs) == nil then return p.decl end
   if made[p.decl] then return made[p.decl] end
   local raw = {}
-  for k, v in pairs(p.decl) do raw[k] = v end
+  for k, v in appdecl.members(p.decl) do raw[k] = v end
   raw.env_remove = nil
   local env = util.shallow_copy(p.decl.env or {})
   for _, k in ipairs(p.decl.env_remove or {}) do env[k] = false end
@@ -994,8 +994,7 @@ function methods.handover(params, conn, done)
     for _, which in ipairs(pipes and { "out", "err" } or {}) do
       local lp = pipes[which]
       if lp and not lp:closed() then
-        local part = lp:detach()
-        local id = pipes["held_" .. which]
+        local part, id = lp:detach()
         if part ~= "" and id then parts[tostring(id)] = part end
       end
     end

@@ -157,7 +157,7 @@ function M.scale(name, spec, done)
   -- stays as it was for whoever holds it; another app of the same name
   -- keeps its own)
   local old = list[1].decl
-  local decl = util.shallow_copy(old)
+  local decl = require("pm.app").copy(old)
   decl.instances = target
   for _, q in ipairs(list) do
     if q.decl == old then sup.adopt(q, decl) end

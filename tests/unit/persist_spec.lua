@@ -6,6 +6,7 @@ local core = require "pm.core"
 local util = require "pm.util"
 local lifecycle = require "pm.lifecycle"
 local cgroup = require "pm.cgroup"
+local appdecl = require "pm.app"
 
 -- (the tables the journal and dump.json were once encoded from: what
 -- their text must still say) The app declarations of the procs, one entry per declaration (its
@@ -20,7 +21,7 @@ local function snapshot(procs, shared)
     local e = by_decl[p.decl]
     if not e then
       e = {}
-      for k, v in pairs(p.decl) do
+      for k, v in appdecl.members(p.decl) do
         if type(v) ~= "function" then e[k] = v end
       end
       e.args = util.array(p.decl.args)
