@@ -42,3 +42,56 @@ describe("recovery.tidy", function()
     assert(ok, err)
   end)
 end)
+
+-- Issue 21: a declaration holds the members that differ from their
+-- defaults; the defaults come through its metatable.
+describe("a declaration's defaults", function()
+  local appdecl = require "pm.app"
+  local function decl(raw)
+    local d = assert(appdecl.normalize(raw, { base = "/tmp" }))
+    return d
+  end
+
+  it("are read as before, not held: every member through app.members", function()
+    local d = decl({ name = "a", script = "/bin/sleep", args = { "5" }, max_restarts = 3 })
+    assert.equal(1600, d.kill_timeout)
+    assert.equal(3, d.max_restarts)
+    assert.is_true(d.autorestart)
+    assert.equal(appdecl.NONE, d.env)
+    assert.is_nil(rawget(d, "kill_timeout"))
+    assert.is_nil(rawget(d, "env"))
+    assert.equal(3, rawget(d, "max_restarts"))
+    local all, n = {}, 0
+    for k, v in appdecl.members(d) do
+      assert.is_nil(all[k], k) -- (each once)
+      all[k], n = v, n + 1
+    end
+    for k, v in pairs(appdecl.DEFAULTS) do
+      if k ~= "max_restarts" and k ~= "args" then assert.equal(v, all[k], k) end
+    end
+    assert.equal(3, all.max_restarts)
+    assert.equal("a", all.name)
+    local own = 0
+    for _ in pairs(d) do own = own + 1 end
+    assert.is_true(own < n and own <= 8, own .. " of " .. n)
+  end)
+
+  it("are kept by app.copy, which may be changed; the declaration is not", function()
+    local d = decl({ name = "b", script = "/bin/sleep", args = { "5" } })
+    local c = appdecl.copy(d)
+    c.instances = 4
+    c.watch = true
+    assert.equal(4, c.instances)
+    assert.equal(1600, c.kill_timeout)
+    assert.equal(1, d.instances)
+    assert.is_false(d.watch)
+    assert.equal(appdecl.NONE, c.env)
+  end)
+
+  it("are not added to a table normalize did not make", function()
+    local t = { name = "c" }
+    local seen = {}
+    for k in appdecl.members(t) do seen[#seen + 1] = k end
+    assert.same({ "name" }, seen)
+  end)
+end)
