@@ -35,13 +35,13 @@ M.CPU_MAX = nil -- (100 % a CPU, counted at the first sample)
 local S_T, S_PID, S_TICKS, S_CPU, S_RSS = 1, 2, 3, 4, 5
 
 local function measure(p, t, prev)
-  local tree = core.proc_tree(p.pid)
+  local rss, ticks = core.proc_usage(p.pid)
   local cpu
   if prev and prev[S_PID] == p.pid then
-    cpu = (tree.ticks - prev[S_TICKS]) / clk_tck / ((t - prev[S_T]) / 1000) * 100
+    cpu = (ticks - prev[S_TICKS]) / clk_tck / ((t - prev[S_T]) / 1000) * 100
   else
     local up = t - (p.started or t)
-    cpu = up >= M.MIN_SPAN_MS and (tree.ticks / clk_tck) / (up / 1000) * 100 or 0
+    cpu = up >= M.MIN_SPAN_MS and (ticks / clk_tck) / (up / 1000) * 100 or 0
   end
   M.CPU_MAX = M.CPU_MAX or appdecl.cpu_count() * 100
   if cpu ~= cpu or cpu < 0 then cpu = 0 end
@@ -49,12 +49,12 @@ local function measure(p, t, prev)
   cpu = math.floor(cpu * 10 + 0.5) / 10
   -- a process caught between fork and exec shows nothing yet: ask again
   -- (the same table each time: 10,000 apps sampled make no garbage)
-  if (tree.rss or 0) > 0 then
+  if rss > 0 then
     local s = prev or { 0, 0, 0, 0, 0 }
-    s[S_T], s[S_PID], s[S_TICKS], s[S_CPU], s[S_RSS] = t, p.pid, tree.ticks, cpu, tree.rss
+    s[S_T], s[S_PID], s[S_TICKS], s[S_CPU], s[S_RSS] = t, p.pid, ticks, cpu, rss
     p.cpu_sample = s
   end
-  return tree.rss, cpu
+  return rss, cpu
 end
 
 local function refresh_some()

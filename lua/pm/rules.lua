@@ -48,9 +48,9 @@ local function check_memory()
       any = true -- (checked once online: it may be slow to say it is ready)
     elseif p.status == "online" and p.pid > 0 then
       any = true
-      local tree = core.proc_tree(p.pid)
-      if tree.rss > limit then
-        log.warn("app %s (%d) uses %d bytes, over max_memory_restart %d", p.name, p.pm_id, tree.rss, limit)
+      local rss = core.proc_usage(p.pid)
+      if rss > limit then
+        log.warn("app %s (%d) uses %d bytes, over max_memory_restart %d", p.name, p.pm_id, rss, limit)
         M.restart(p, "memory")
       end
     end
