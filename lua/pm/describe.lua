@@ -746,7 +746,9 @@ function M.describe(p, brief) return util.decode(describe_json(p, brief)) end
 function M.describe_list(list, brief, cached, changes)
   if brief == "table" then brief = M.selection(M.TABLE_FIELDS) end
   pkg_seen = {}
-  local parts, n = new_table(#list * 16 + 2, 0), 1
+  -- (an app is about 22 pieces: room for 24 each, so that the list of
+  -- 10,000 is made once, not grown by doubling and copied)
+  local parts, n = new_table(#list * 24 + 2, 0), 1
   local now = core.mono()
   parts[1] = "["
   for i, p in ipairs(list) do

@@ -95,3 +95,28 @@ describe("a declaration's defaults", function()
     assert.same({ "name" }, seen)
   end)
 end)
+
+-- Issue 21: a sample of 10,000 apps makes no table each
+describe("core.proc_usage", function()
+  local core = require "pm.core"
+  it("gives proc_tree's sums, as two numbers", function()
+    local pid = core.getpid()
+    local rss, ticks = core.proc_usage(pid)
+    local tree = core.proc_tree(pid)
+    assert.is_true(rss > 0 and ticks >= 0)
+    assert.is_true(math.abs(rss - tree.rss) < 64 * 1024 * 1024, rss .. " " .. tree.rss)
+    assert.is_true(ticks <= tree.ticks + 100)
+    assert.same({ 0, 0 }, { core.proc_usage(2 ^ 22 + 12345) }) -- (no such pid)
+  end)
+
+  it("makes no garbage", function()
+    local pid = core.getpid()
+    core.proc_usage(pid)
+    collectgarbage(); collectgarbage("stop")
+    local before = collectgarbage("count")
+    for _ = 1, 200 do core.proc_usage(pid) end
+    local grew = collectgarbage("count") - before
+    collectgarbage("restart")
+    assert.is_true(grew < 4, grew .. " KB")
+  end)
+end)
