@@ -254,7 +254,9 @@ end
 -- one wrote is read now and its last line ended (logpipe:cut), whether
 -- or not its pipes go on: pipes of its own end when the loop reads their
 -- end, and a loop that reaped the next process too before it did wrote
--- that one's last line first.
+-- that one's last line first. (Not while the log writer is behind: a
+-- paused pipe is left as it is, and the next process gets pipes of its
+-- own.)
 local function reusable(p)
   local k, pipes = p.kept, p.pipes
   if not pipes then return false end
