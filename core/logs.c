@@ -1796,6 +1796,16 @@ static int l_logpipe_set_tap(lua_State *L)
 }
 
 /* logpipe:closed() -> bool: the pipe ended or was closed */
+/* logpipe:paused() -> bool: it waits for the log writer, which is behind
+ * (what it holds is read once the writer caught up) */
+static int l_logpipe_paused(lua_State *L)
+{
+	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
+	lua_pushboolean(L, lp->paused && !lp->closed);
+	return 1;
+}
+
+/* logpipe:closed() -> bool: its end was read (or it was closed) */
 static int l_logpipe_closed(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
@@ -2366,6 +2376,7 @@ void pm_open_logs(lua_State *L)
 		{"close", l_logpipe_close},
 		{"cut", l_logpipe_cut},
 		{"detach", l_logpipe_detach},
+		{"paused", l_logpipe_paused},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, LOGFILE_MT);

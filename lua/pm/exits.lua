@@ -198,6 +198,8 @@ end
 -- once a second until it can (a stop, a delete or a restart of it ends
 -- the wait), as a restart would have; its error says why meanwhile.
 M.SHORT_RETRY_MS = 1000
+-- a restart held back while the log writer is behind looks again this often
+M.HELD_BACK_MS = 50
 local function retry_short(p)
   if ctx.closing or p.deleted or p.status ~= "errored" or not fdcost.is_short(p.error) then return end
   proc.act(p, lifecycle.fire(p, "delay"))
@@ -232,6 +234,13 @@ local function apply_decision(p, decision, exit, gone)
     local delay = decision.delay or 0
     local function go(looping)
       p.timer = nil
+      if p.status == "waiting restart" then
+        if launch.held_back(p) then -- (see below)
+          p.timer = core.timer(M.HELD_BACK_MS, 0, go)
+          return
+        end
+        launch.settle(p)
+      end
       p.restart_time = p.restart_time + 1
       -- (one its on_exit hook decided says so: pm_restarts_total{reason="hook"})
       event(p, "restart", decision.by_hook and { reason = "hook" } or nil, false)
@@ -254,6 +263,12 @@ local function apply_decision(p, decision, exit, gone)
     elseif delay > 0 then
       proc.act(p, lifecycle.fire(p, "delay"))
       p.timer = core.timer(delay, 0, go)
+    elseif launch.held_back(p) then
+      -- the log writer is behind on what the last process wrote: the next
+      -- one waits for it (go), not a pipe more each run beside the paused
+      -- ones (an app's FIFO that no one read made the daemon run out of fds)
+      proc.act(p, lifecycle.fire(p, "delay"))
+      p.timer = core.timer(M.HELD_BACK_MS, 0, go)
     else
       lifecycle.fire(p, "restart")
       -- after a fast exit: a crash loop (see launch.lua), where the

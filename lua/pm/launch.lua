@@ -264,6 +264,25 @@ local function reusable(p)
   return k ~= nil and k.of == p.decl and out and err
 end
 
+-- Whether the log writer is behind on what p's last process wrote (its
+-- pipes wait for it: a FIFO no one reads, a disk that hangs): its next
+-- process waits too (exits.lua), instead of pipes of its own each run,
+-- an fd more each and their lines out of order
+function M.held_back(p)
+  local pipes = p.pipes
+  return pipes ~= nil and (pipes.out:paused() or pipes.err:paused())
+end
+
+-- What p's last process wrote is read and its last line ended, before
+-- its next process starts (a restart that is no crash loop's)
+function M.settle(p)
+  local pipes = p.pipes
+  if pipes then
+    pipes.out:cut()
+    pipes.err:cut()
+  end
+end
+
 -- Closes what a spec opened for nothing (a failed start); a crash loop's
 -- kept pipes and channel go too.
 local function drop_spec(p, spec)

@@ -270,6 +270,55 @@ for raw in open(sys.argv[1], "rb"):
     wait_equal(H.home .. "/logs/tails-out.log", "tail-1\ntail-2\ntail-3\n")
   end)
 
+  it("holds a crash loop's restart while the log writer is behind: no pipe more a run, its lines in order", function()
+    -- four apps flood FIFOs whose readers never read: the writer waits on
+    -- them and every pipe that reads pauses; the crash loop beside them
+    -- got pipes of its own each run (an fd more each, lines out of order)
+    local readers, apps = {}, {}
+    for k = 1, 4 do
+      local fifo = H.home .. "/fifo" .. k
+      assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
+      -- (its pid written by the process that then becomes the reader)
+      H.sh(("sh -c 'echo $$ > %s.pid; exec sleep 600 < %s' >/dev/null 2>&1 &"):format(fifo, fifo))
+      H.wait_for(function() readers[k] = tonumber((read(fifo .. ".pid"))); return readers[k] end, 5000)
+      apps[k] = { name = "flood" .. k, script = "/usr/bin/yes", args = { string.rep("x", 70) },
+        interpreter = "none", out_file = fifo }
+    end
+    finally(function() -- (one finally a test: busted keeps the last)
+      for _, pid in ipairs(readers) do core.kill(pid, 9) end
+      for pid in (read(H.home .. "/drainers") or ""):gmatch("%d+") do core.kill(tonumber(pid), 9) end
+    end)
+    local count = H.home .. "/tails.count"
+    apps[5] = { name = "tails", script = F .. "/lb_tail.sh", args = { count }, max_restarts = 100000000 }
+    H.ok(H.pm("start", H.write(H.home .. "/stall.json", util.encode({ apps = apps }))))
+    local dpid = H.daemon_pid()
+    H.wait_for(function() return H.status("tails") == "waiting restart" end, 20000, "the restart held back")
+    local fds = H.fd_count(dpid)
+    local runs = tonumber((read(count)))
+    -- held: no run more, no fd more, while the writer is behind
+    H.holds(function() return H.fd_count(dpid) <= fds + 4 and tonumber((read(count))) == runs end, 1500,
+      "no run and no fd more while the writer waits")
+    -- the FIFOs read again: the loop goes on, every run's line in order
+    for k = 1, 4 do
+      H.sh(("sh -c 'echo $$ >> %s/drainers; exec cat %s/fifo%d' >/dev/null 2>&1 &"):format(H.home, H.home, k))
+    end
+    H.ok(H.pm("delete", "flood1", "flood2", "flood3", "flood4"))
+    -- (the count file is rewritten by each run: empty a moment)
+    local function runs_now() return tonumber((read(count))) or 0 end
+    H.wait_for(function() return runs_now() >= runs + 20 end, 20000, "the loop going on")
+    local n = runs_now()
+    H.ok(H.pm("stop", "tails"))
+    -- every run's line, in order (the run the stop ended may have had no
+    -- time to write its own, nor its count)
+    local path, got = H.home .. "/logs/tails-out.log", nil
+    pcall(H.wait_for, function()
+      got = lines_of(read(path))
+      return #got >= n - 1
+    end, 5000)
+    assert.is_true(#got >= n - 1, #got .. " lines of " .. n .. " runs at least")
+    for i, line in ipairs(got) do assert.equal("tail-" .. i, line) end
+  end)
+
   it("holds a partial line until its newline: one line, one time prefix", function()
     start(F .. "/lb_partial.sh", "partial", "--time")
     local path = H.home .. "/logs/partial-out.log"
