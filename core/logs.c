@@ -1795,17 +1795,16 @@ static int l_logpipe_set_tap(lua_State *L)
 	return 0;
 }
 
-/* logpipe:closed() -> bool: the pipe ended or was closed */
 /* logpipe:paused() -> bool: it waits for the log writer, which is behind
  * (what it holds is read once the writer caught up) */
 static int l_logpipe_paused(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);
-	lua_pushboolean(L, lp->paused && !lp->closed);
+	lua_pushboolean(L, lp->paused);
 	return 1;
 }
 
-/* logpipe:closed() -> bool: its end was read (or it was closed) */
+/* logpipe:closed() -> bool: the pipe ended or was closed */
 static int l_logpipe_closed(lua_State *L)
 {
 	logpipe_t *lp = luaL_checkudata(L, 1, LOGPIPE_MT);

@@ -3,7 +3,6 @@
 -- API or an ecosystem file (camelCase accepted as in PM2).
 local core = require "pm.core"
 local util = require "pm.util"
-local new_table = require "table.new"
 
 local M = {}
 
@@ -683,13 +682,9 @@ function M.normalize(raw, ctx)
   end
   -- (a Node app in cluster mode shares the ports it listens on through
   -- sockets the daemon holds: declared, or learned at its first listen())
-  -- the members that differ from their defaults, in a table of their size
-  -- (a table's part for names never shrinks when members are cleared)
-  local n = 0
-  for k, v in next, d do
-    if DEFAULTS[k] ~= v then n = n + 1 end
-  end
-  local out = new_table(0, n)
+  -- the members that differ from their defaults, in a new table (a
+  -- table's part for names never shrinks when members are cleared)
+  local out = {}
   for k, v in next, d do
     if DEFAULTS[k] ~= v then out[k] = v end
   end

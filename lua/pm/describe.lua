@@ -229,8 +229,8 @@ end
 -- the versions', the environment's and the state's places begin.
 local J_STATE, J_STATIC, J_DECL, J_LEARNED, J_INSTANCES, J_HISTORY, J_WHOLE, J_STATIC_SHARED =
   1, 2, 3, 4, 5, proc.J_HISTORY, 7, 8 -- (proc.event empties J_HISTORY)
-local H0, M0, F0, S0 = 8, 14, 19, 25 -- (6, 5, 6 and 19 places)
-local J_SIZE = S0 + 19
+local H0, M0, F0, S0 = 8, 14, 19, 25 -- (6, 5, 6 and 18 places)
+local J_SIZE = S0 + 18
 local new_table = require "table.new"
 local function cache_of(p)
   local j = p.json
@@ -573,9 +573,9 @@ end
 -- pm2_env's members after static_json's up to its environment (status,
 -- logs, restarts, exit, readiness, metrics, versions, events, changes),
 -- as pieces of JSON text appended to parts after index n -> the new last
--- index. no_events: without the events (state_json's text: they are a
--- text of their own)
-local function state_into(parts, n, p, changes, no_events)
+-- index. (The events follow it: describe_into, a text of their own that
+-- the state's cached text would hold a copy of.)
+local function state_into(parts, n, p, changes)
   n = member(parts, n, ',"status":', p.status)
   n = member(parts, n, ',"pm_out_log_path":', p.out_path or applogs.path(p, "out"))
   n = member(parts, n, ',"pm_err_log_path":', p.err_path or applogs.path(p, "err"))
@@ -598,11 +598,6 @@ local function state_into(parts, n, p, changes, no_events)
   parts[n + 2] = channel_mod().monitor_json(p)
   n = n + 3
   parts[n] = meta_json(p)
-  if p.history and not no_events then
-    parts[n + 1] = ',"events":'
-    parts[n + 2] = events_json(p)
-    n = n + 2
-  end
   local ch = changes and changes[p]
   if ch then n = member(parts, n, ',"changes":', util.array(ch)) end
   return n
@@ -657,11 +652,11 @@ local function state_json(p)
       and j[S0 + 6] == p.restart_time and j[S0 + 7] == p.unstable_restarts and j[S0 + 8] == exit_code
       and j[S0 + 9] == p.exit_signal and j[S0 + 10] == p.prev_restart_delay and j[S0 + 11] == p.error
       and j[S0 + 12] == notify and j[S0 + 13] == p.ready and j[S0 + 14] == hook_err and j[S0 + 15] == mon
-      and j[S0 + 16] == meta and j[S0 + 18] == p.logs_missing then
-    return j[S0 + 19]
+      and j[S0 + 16] == meta and j[S0 + 17] == p.logs_missing then
+    return j[S0 + 18]
   end
   local parts = new_table(40, 0)
-  local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil, true))
+  local text = table.concat(parts, "", 1, state_into(parts, 0, p, nil))
   if type(notify) == "table" or type(hook_err) == "table" or type(p.error) == "table"
       or type(p.ready) == "table" or p.out_path == nil or p.err_path == nil then
     j[J_STATE] = false -- (made each time: in place changes, or paths worked out each time)
@@ -671,8 +666,8 @@ local function state_json(p)
     p.log_path, p.pm_uptime or p.created_at, p.restart_time
   j[S0 + 7], j[S0 + 8], j[S0 + 9], j[S0 + 10], j[S0 + 11], j[S0 + 12] = p.unstable_restarts, exit_code,
     p.exit_signal, p.prev_restart_delay, p.error, notify
-  j[S0 + 13], j[S0 + 14], j[S0 + 15], j[S0 + 16], j[S0 + 18] = p.ready, hook_err, mon, meta, p.logs_missing
-  j[S0 + 19] = text
+  j[S0 + 13], j[S0 + 14], j[S0 + 15], j[S0 + 16], j[S0 + 17] = p.ready, hook_err, mon, meta, p.logs_missing
+  j[S0 + 18] = text
   j[J_STATE] = true
   return text
 end
@@ -716,11 +711,11 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
   else
     n = n + 1
     parts[n] = state_json(p)
-    if p.history then -- (a text of its own: the state's would hold a copy)
-      parts[n + 1] = ',"events":'
-      parts[n + 2] = events_json(p)
-      n = n + 2
-    end
+  end
+  if p.history then
+    parts[n + 1] = ',"events":'
+    parts[n + 2] = events_json(p)
+    n = n + 2
   end
   if not brief then n = env_into(parts, n, p) end
   parts[n + 1] = "}}"

@@ -258,10 +258,9 @@ end
 -- paused pipe is left as it is, and the next process gets pipes of its
 -- own.)
 local function reusable(p)
-  local k, pipes = p.kept, p.pipes
-  if not pipes then return false end
-  local out, err = pipes.out:cut(), pipes.err:cut()
-  return k ~= nil and k.of == p.decl and out and err
+  local k = p.kept
+  local cut = M.settle(p)
+  return k ~= nil and k.of == p.decl and cut
 end
 
 -- Whether the log writer is behind on what p's last process wrote (its
@@ -274,13 +273,12 @@ function M.held_back(p)
 end
 
 -- What p's last process wrote is read and its last line ended, before
--- its next process starts (a restart that is no crash loop's)
+-- its next process starts -> whether both pipes were cut (and may go on)
 function M.settle(p)
   local pipes = p.pipes
-  if pipes then
-    pipes.out:cut()
-    pipes.err:cut()
-  end
+  if not pipes then return false end
+  local out, err = pipes.out:cut(), pipes.err:cut()
+  return out and err
 end
 
 -- Closes what a spec opened for nothing (a failed start); a crash loop's
