@@ -267,6 +267,8 @@ local function apply_decision(p, decision, exit, gone)
       -- the log writer is behind on what the last process wrote: the next
       -- one waits for it (go), not a pipe more each run beside the paused
       -- ones (an app's FIFO that no one read made the daemon run out of fds)
+      log.warn("app %s (%d): its restart waits for the log writer, which is behind on what its last run "
+        .. "wrote (a log file that does not take it: a FIFO no one reads, a disk that hangs?)", p.name, p.pm_id)
       proc.act(p, lifecycle.fire(p, "delay"))
       p.timer = core.timer(M.HELD_BACK_MS, 0, go)
     else

@@ -293,6 +293,7 @@ for raw in open(sys.argv[1], "rb"):
     H.ok(H.pm("start", H.write(H.home .. "/stall.json", util.encode({ apps = apps }))))
     local dpid = H.daemon_pid()
     H.wait_for(function() return H.status("tails") == "waiting restart" end, 20000, "the restart held back")
+    assert.truthy(H.pm_log():find("app tails (4): its restart waits for the log writer", 1, true), H.pm_log())
     local fds = H.fd_count(dpid)
     local runs = tonumber((read(count)))
     -- held: no run more, no fd more, while the writer is behind
