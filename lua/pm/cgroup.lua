@@ -57,14 +57,24 @@ local function rmdir_tree(dir, depth)
   return os.remove(dir) and true or false
 end
 
-local function rmdir_empty(dir)
-  for name, kind in pairs(core.listdir(dir) or {}) do
-    if kind == "dir" and group_name(name) then rmdir_tree(dir .. "/" .. name, 0) end
-  end
-end
-
 -- p -> the folder of its group, made by this daemon for it
 local dirs = setmetatable({}, { __mode = "k" })
+
+-- The empty app groups in dir go, but for the apps' own (a group is
+-- empty between two processes of a crash loop: removed then, the loop's
+-- held cgroup.procs joined a dead group, ENODEV, and a spawn about to
+-- join one by its path would find none). all: theirs too (the daemon's
+-- exit)
+local function rmdir_empty(dir, all)
+  local mine = {}
+  if not all then
+    for _, d in pairs(dirs) do mine[d] = true end
+  end
+  for name, kind in pairs(core.listdir(dir) or {}) do
+    local path = dir .. "/" .. name
+    if kind == "dir" and group_name(name) and not mine[path] then rmdir_tree(path, 0) end
+  end
+end
 
 -- At the daemon's start: the folder, made (the empty app groups of an
 -- earlier daemon of this home removed a second later). -> the folder | nil
@@ -226,7 +236,7 @@ end
 -- At the daemon's exit: the empty groups and the folder go.
 function M.shutdown(home)
   if not M.base then return end
-  rmdir_empty(M.base)
+  rmdir_empty(M.base, true)
   if os.remove(M.base) then os.remove(home .. "/cgroup") end
 end
 

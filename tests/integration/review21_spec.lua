@@ -262,4 +262,26 @@ exec sleep 601
     assert.equal(2, pong.fds.per_app)
     assert.is_true(pong.fds.in_use > 0 and pong.fds.limit > pong.fds.in_use, util.encode(pong.fds))
   end)
+
+  it("an app's cgroup, empty between its processes, outlives the sweep of empty groups a second after "
+    .. "the daemon's start (a crash loop joined a removed group, or a spawn found none)", function()
+    -- (the first command starts the daemon: the app starts within its first second)
+    ok(H.pm("start", "/bin/sh", "--name", "gap", "--restart-delay", "150", "--", "-c", "exit 3"))
+    local base = (util.read_file(H.home .. "/cgroup") or ""):match("[^\n]+")
+    if not base then return pending("no cgroup for apps here") end
+    local function ino()
+      local f = io.popen("stat -c %i " .. H.shquote(base .. "/0") .. " 2>/dev/null")
+      local s = f:read("*a")
+      f:close()
+      return tonumber(s)
+    end
+    local first = ino()
+    assert.truthy(first, "the app's group is not there")
+    -- 12 restarts 150 ms apart: the sweep (a second after the start) ran
+    -- while the group was empty, as it is most of the time
+    H.wait_for(function() return (H.proc("gap").pm2_env.restart_time or 0) >= 12 end, 15000, "12 restarts")
+    assert.equal(first, ino(), "the app's group was removed and made again")
+    assert.is_nil(H.pm_log():find("cgroups off", 1, true), H.pm_log():match("[^\n]*cgroups off[^\n]*"))
+    ok(H.pm("delete", "gap"))
+  end)
 end)
