@@ -170,7 +170,20 @@ CHILD_CODE static int child_main(void *arg)
 	return child_fail(a, 4);
 }
 
-static const char **string_array(lua_State *L, int idx, const char *field, int extra, int *count)
+/* A scratch array of pointers, kept from one spawn to the next: a single
+ * spawn's argv and environment (l_spawn; the main thread's alone, done
+ * with once the child has exec'd) cost no userdata in the Lua heap (a
+ * crash loop made 500 bytes of garbage a restart with them). */
+struct scratch {
+	const char **v;
+	size_t cap;
+};
+
+/* The strings of opts[field] as a NULL-terminated array with room for
+ * extra more; left on the stack: a userdata, or nil when in the scratch s
+ * (then NULL only when it cannot grow: an error) */
+static const char **string_array(lua_State *L, int idx, const char *field, int extra, int *count,
+				 struct scratch *s)
 {
 	lua_getfield(L, idx, field);
 	if (lua_isnil(L, -1)) {
@@ -180,7 +193,22 @@ static const char **string_array(lua_State *L, int idx, const char *field, int e
 	}
 	luaL_checktype(L, -1, LUA_TTABLE);
 	int n = (int)lua_objlen(L, -1);
-	const char **a = lua_newuserdata(L, sizeof(char *) * (size_t)(n + extra + 1));
+	size_t need = (size_t)(n + extra + 1);
+	const char **a;
+	if (s) {
+		if (s->cap < need) {
+			size_t cap = need < 64 ? 64 : need * 2;
+			const char **v = realloc(s->v, sizeof(char *) * cap);
+			if (!v)
+				luaL_error(L, "spawn: out of memory");
+			s->v = v;
+			s->cap = cap;
+		}
+		a = s->v;
+		lua_pushnil(L);
+	} else {
+		a = lua_newuserdata(L, sizeof(char *) * need);
+	}
 	for (int i = 1; i <= n; i++) {
 		lua_rawgeti(L, -2, i);
 		a[i - 1] = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
@@ -190,16 +218,19 @@ static const char **string_array(lua_State *L, int idx, const char *field, int e
 	}
 	a[n] = NULL;
 	*count = n;
-	lua_replace(L, -2); /* keep the userdata, drop the table ref (still in opts) */
+	lua_replace(L, -2); /* keep the userdata (or nil), drop the table ref (still in opts) */
 	return a;
 }
+
+static struct scratch argv_scratch, env_scratch;
 
 #define CHILD_STACK (64 * 1024)
 
 /* Reads spawn options (the table at idx) into *a. The arrays it builds
  * are userdata left on the stack: the caller keeps them until the spawn is
- * done (the strings stay referenced by the table). */
-static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
+ * done (the strings stay referenced by the table). scratch: in the
+ * scratch arrays instead, nil on the stack (a single spawn's). */
+static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a, int scratch)
 {
 	luaL_checktype(L, idx, LUA_TTABLE);
 	memset(a, 0, sizeof *a);
@@ -225,10 +256,10 @@ static void read_spawn_args(lua_State *L, int idx, struct spawn_args *a)
 	lua_pop(L, 9);
 
 	int argc;
-	a->argv = string_array(L, idx, "args", 0, &argc);
+	a->argv = string_array(L, idx, "args", 0, &argc, scratch ? &argv_scratch : NULL);
 	if (!a->argv)
 		luaL_error(L, "spawn: args expected");
-	a->envp = string_array(L, idx, "env", 1, &a->envc);
+	a->envp = string_array(L, idx, "env", 1, &a->envc, scratch ? &env_scratch : NULL);
 	if (!a->envp)
 		lua_pushnil(L); /* one slot per array either way */
 
@@ -505,7 +536,7 @@ static int push_outcome(lua_State *L, struct spawn_args *a, pid_t pid, int err)
 static int l_spawn(lua_State *L)
 {
 	struct spawn_args a;
-	read_spawn_args(L, 1, &a);
+	read_spawn_args(L, 1, &a, 1);
 	if (!touched_ready)
 		find_touched();
 	int err;
@@ -590,7 +621,7 @@ static struct spawning *spawning_new(lua_State *L)
 	for (int i = 0; i < n; i++) {
 		lua_rawgeti(L, 1, i + 1);
 		int o = lua_gettop(L);
-		read_spawn_args(L, o, &sp->j.args[i]); /* pushes argv, envp (or nil) */
+		read_spawn_args(L, o, &sp->j.args[i], 0); /* pushes argv, envp (or nil) */
 		lua_rawseti(L, anchor, ++na);
 		lua_rawseti(L, anchor, ++na);
 		lua_pop(L, 1);

@@ -221,9 +221,18 @@ local function collect(dir, out, depth, deep, fd)
   return out
 end
 
+-- (what an empty held group has: a crash loop's exits make no table;
+-- read only)
+local NONE = setmetatable({}, { __newindex = function() error("cgroup: the empty list is read only", 2) end })
+
 function M.members(p, deep)
   if not M.base or not dirs[p] then return nil end
-  return collect(dirs[p], {}, 0, deep, held[p])
+  local fd = held[p]
+  if fd and not deep then
+    local text = core.read(fd, 64, 0)
+    if text == "" then return NONE end
+  end
+  return collect(dirs[p], {}, 0, deep, fd)
 end
 
 -- p's group goes (once empty; a group not yet empty stays, for the

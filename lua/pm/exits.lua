@@ -187,7 +187,9 @@ end
 -- Kills what is left of a stopped app's tree (descendants that left its
 -- process group and ignored the stop signal).
 function M.kill_leftovers(p)
-  for pid, start in pairs(p.tree or {}) do
+  local tree = p.tree
+  if not tree then return end
+  for pid, start in pairs(tree) do
     if util.same_process(pid, start) then core.kill(pid, SIGKILL) end
   end
   p.tree = nil
@@ -319,6 +321,9 @@ function M.lost_exit(p)
   return handle_exit(p, pid, nil, SIGKILL, true)
 end
 
+-- (an exit's set of escapees, empty until one has some: a crash loop's
+-- exits make no table)
+local spare = {}
 handle_exit = function(p, pid, code, signum, lost)
   -- the channel ends with the process (descendants may still hold it),
   -- unless the next process of a crash loop takes it (apply_decision)
@@ -344,8 +349,8 @@ handle_exit = function(p, pid, code, signum, lost)
       if stopping then
         p.tree = adopted(p, p.tree or {}, true) -- they had the stop signal: SIGKILL now
       else
-        escaped = adopted(p, {}) -- the stop signal first (below)
-        if next(escaped) == nil then escaped = nil end
+        escaped = adopted(p, spare) -- the stop signal first (below)
+        if next(escaped) == nil then escaped = nil else spare = {} end
       end
     end
     if not lost then core.killpg(p.pgid, SIGKILL) end

@@ -352,8 +352,22 @@ local function prepare(p, looping, tentative)
     end
     spec.out_r, spec.out_w, spec.err_r, spec.err_w = out_r, out_w, err_r, err_w
   end
-  local file, argv = M.command(d)
-  local fds = { -1, spec.out_w, spec.err_w }
+  -- (a crash loop's next process: the kept command and tables of the
+  -- spawn's options, filled again: a restart makes less garbage)
+  local k = spec.reused and p.kept
+  local file, argv
+  if k and k.argv then
+    file, argv = k.file, k.argv
+  else
+    file, argv = M.command(d)
+    if k then k.file, k.argv = file, argv end
+  end
+  local fds = k and k.fds or {}
+  if k then
+    k.fds = fds
+    for i = #fds, 4, -1 do fds[i] = nil end
+  end
+  fds[1], fds[2], fds[3] = -1, spec.out_w, spec.err_w
   if d.input then -- a stdin the daemon writes (pm send, pm attach)
     local in_r, in_w = core.input_pipe()
     if not in_r then
@@ -381,7 +395,7 @@ local function prepare(p, looping, tentative)
     sockets.remember(d)
   end
   if channel.wanted(p) then
-    local k = p.kept
+    k = p.kept
     if spec.reused and k.ipc_child and p.channel and p.channel:cut() then
       -- the loop's channel: what the last process was sent and never read goes
       core.discard(k.ipc_child)
@@ -402,9 +416,18 @@ local function prepare(p, looping, tentative)
   end
   local cg, cg_fd = cgroup.procs_file(p)
   p.cgroup = cg ~= nil or nil
-  spec.opts = { file = file, args = argv, env = M.env_of(p), cwd = d.cwd,
-    fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil, cgroup = cg,
-    cgroup_fd = cg_fd, narrow = fdcost.big_table() }
+  local opts = spec.reused and p.kept.opts
+  if opts then
+    opts.file, opts.args, opts.env, opts.cwd, opts.fds, opts.setsid = file, argv, M.env_of(p), d.cwd, fds, true
+    opts.uid, opts.gid, opts.listen_pid, opts.cgroup, opts.cgroup_fd, opts.narrow = d.uid, d.gid, p.listen ~= nil,
+      cg, cg_fd, fdcost.big_table()
+  else
+    opts = { file = file, args = argv, env = M.env_of(p), cwd = d.cwd,
+      fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil, cgroup = cg,
+      cgroup_fd = cg_fd, narrow = fdcost.big_table() }
+    if spec.reused then p.kept.opts = opts end
+  end
+  spec.opts = opts
   return spec
 end
 

@@ -174,14 +174,16 @@ function M.event(p, what, extra, manually)
   p.history = h
   local name = EVENT_JSON[what]
   if not name then name = cjson.encode(what); EVENT_JSON[what] = name end
-  local rec = ('{"at":%d,"event":%s'):format(core.now(), name)
+  local code, signal, reason = "", "", ""
   if extra then
-    for _, k in ipairs({ "code", "signal", "reason" }) do
-      local v = extra[k]
-      if v ~= nil and v ~= util.null then rec = rec .. ',"' .. k .. '":' .. util.encode(v) end
-    end
+    local v = extra.code
+    if v ~= nil and v ~= util.null then code = ',"code":' .. util.encode(v) end
+    v = extra.signal
+    if v ~= nil and v ~= util.null then signal = ',"signal":' .. util.encode(v) end
+    v = extra.reason
+    if v ~= nil and v ~= util.null then reason = ',"reason":' .. util.encode(v) end
   end
-  h[#h + 1] = rec .. "}"
+  h[#h + 1] = ('{"at":%d,"event":%s%s%s%s}'):format(core.now(), name, code, signal, reason)
   if #h > 10 then table.remove(h, 1) end
   local j = p.json
   if j then j[M.J_HISTORY] = false end -- (describe's cached text of h: made again)
@@ -200,11 +202,18 @@ M.ACTIONS = {}
 
 -- Does a lifecycle cell's actions (lifecycle.fire's result; nothing for a
 -- refused event).
+-- action -> the event it says, or false
+local SAYS = setmetatable({}, { __index = function(t, a)
+  local said = a:match("^say:(.*)$") or false
+  t[a] = said
+  return said
+end })
+
 function M.act(p, cell, extra, manually)
   if not cell then return end
   for i = 2, #cell do
     local a = cell[i]
-    local said = a:match("^say:(.*)$")
+    local said = SAYS[a]
     if said then
       M.event(p, said, extra, manually)
     else

@@ -43,17 +43,25 @@ function M.listen_specs(d)
 end
 
 -- p's process is ready (how: "start", "ipc", "notify", "health", ...)
+-- how -> the event's extra ({ ready = how }: read only, one per how)
+local READY = setmetatable({}, { __index = function(t, how)
+  local e = { ready = how }
+  t[how] = e
+  return e
+end })
+
 function M.mark_ready(p, how)
   p.ready = how
   local cell = lifecycle.fire(p, "ready")
   if cell == lifecycle.IGNORE then return end
   if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
-  proc.act(p, cell, { ready = how })
+  proc.act(p, cell, READY[how])
   describe.hook(p, "on_start")
   proc.ctx.changed("runtime")
   local w = p.ready_waiters
+  if not w then return end
   p.ready_waiters = nil
-  for _, fn in ipairs(w or {}) do fn(true) end
+  for _, fn in ipairs(w) do fn(true) end
 end
 
 -- p's process will not be ready: it exited, or could not start. why: a
@@ -62,9 +70,10 @@ function M.fail_ready(p, why)
   lifecycle.fire(p, "unready")
   if p.ready_timer then p.ready_timer:close(); p.ready_timer = nil end
   local w = p.ready_waiters
+  if not w then return end
   p.ready_waiters = nil
-  if w and type(why) == "function" then why = why(p) end
-  for _, fn in ipairs(w or {}) do fn(false, why) end
+  if type(why) == "function" then why = why(p) end
+  for _, fn in ipairs(w) do fn(false, why) end
 end
 
 function M.exited_early(p) return ("%s exited before it was ready"):format(p.name) end
