@@ -215,6 +215,29 @@ local function retry_short(p)
   end)
 end
 
+-- The restart an exit decided, now (by_hook: its on_exit hook decided
+-- it; looping: in a crash loop)
+local HOOK_REASON = { reason = "hook" } -- (read only)
+local restart
+local function restarter(p, by_hook) return function() return restart(p, by_hook) end end
+restart = function(p, by_hook, looping)
+  p.timer = nil
+  if p.status == "waiting restart" then
+    if launch.held_back(p) then -- (see apply_decision)
+      p.timer = core.timer(M.HELD_BACK_MS, 0, restarter(p, by_hook))
+      return
+    end
+    launch.settle(p)
+  end
+  p.restart_time = p.restart_time + 1
+  -- (one its on_exit hook decided says so: pm_restarts_total{reason="hook"})
+  event(p, "restart", by_hook and HOOK_REASON or nil, false)
+  if not launch.launch(p, looping) then
+    proc.ACTIONS.unpid(p)
+    retry_short(p)
+  end
+end
+
 -- gone: nil, or a function that says whether the escapees of the exited
 -- process are gone (a restart waits for it, at most kill_timeout)
 local function apply_decision(p, decision, exit, gone)
@@ -234,23 +257,7 @@ local function apply_decision(p, decision, exit, gone)
     if ctx.errored then ctx.errored(p) end
   else
     local delay = decision.delay or 0
-    local function go(looping)
-      p.timer = nil
-      if p.status == "waiting restart" then
-        if launch.held_back(p) then -- (see below)
-          p.timer = core.timer(M.HELD_BACK_MS, 0, go)
-          return
-        end
-        launch.settle(p)
-      end
-      p.restart_time = p.restart_time + 1
-      -- (one its on_exit hook decided says so: pm_restarts_total{reason="hook"})
-      event(p, "restart", decision.by_hook and { reason = "hook" } or nil, false)
-      if not launch.launch(p, looping) then
-        proc.ACTIONS.unpid(p)
-        retry_short(p)
-      end
-    end
+    local by_hook = decision.by_hook
     if gone then
       -- what the last process left (escapees) ends first (systemd's
       -- control-group: a restart never runs beside them)
@@ -258,21 +265,21 @@ local function apply_decision(p, decision, exit, gone)
       local t0, last = core.mono(), delay + p.decl.kill_timeout + 20
       local function poll()
         local waited = core.mono() - t0
-        if waited >= delay and (waited >= last or gone()) then return go() end
+        if waited >= delay and (waited >= last or gone()) then return restart(p, by_hook) end
         p.timer = core.timer(20, 0, poll)
       end
       poll()
     elseif delay > 0 then
       proc.act(p, lifecycle.fire(p, "delay"))
-      p.timer = core.timer(delay, 0, go)
+      p.timer = core.timer(delay, 0, restarter(p, by_hook))
     elseif launch.held_back(p) then
       -- the log writer is behind on what the last process wrote: the next
-      -- one waits for it (go), not a pipe more each run beside the paused
+      -- one waits for it (restart), not a pipe more each run beside the paused
       -- ones (an app's FIFO that no one read made the daemon run out of fds)
       log.warn("app %s (%d): its restart waits for the log writer, which is behind on what its last run "
         .. "wrote (a log file that does not take it: a FIFO no one reads, a disk that hangs?)", p.name, p.pm_id)
       proc.act(p, lifecycle.fire(p, "delay"))
-      p.timer = core.timer(M.HELD_BACK_MS, 0, go)
+      p.timer = core.timer(M.HELD_BACK_MS, 0, restarter(p, by_hook))
     else
       lifecycle.fire(p, "restart")
       -- after a fast exit: a crash loop (see launch.lua), where the
@@ -280,7 +287,7 @@ local function apply_decision(p, decision, exit, gone)
       local fast = (decision.unstable_restarts or 0) > 0
       if not (fast and p.kept) then launch.end_channel(p) end
       if not fast then launch.unkeep(p) end
-      go(fast or nil)
+      restart(p, by_hook, fast or nil)
     end
   end
   -- an immediate restart changes only the counters and the pid
@@ -324,6 +331,7 @@ end
 -- (an exit's set of escapees, empty until one has some: a crash loop's
 -- exits make no table)
 local spare = {}
+local EXIT_EXTRA = {}
 handle_exit = function(p, pid, code, signum, lost)
   -- the channel ends with the process (descendants may still hold it),
   -- unless the next process of a crash loop takes it (apply_decision)
@@ -363,8 +371,9 @@ handle_exit = function(p, pid, code, signum, lost)
   p.exit_signal = util.signame(signum)
   local exit = { code = code, signal = p.exit_signal, uptime = uptime,
     reason = stopping and (p.stop_reason == "restart" and "stop" or p.stop_reason) or "exit" }
-  event(p, "exit", { code = code == nil and util.null or code,
-    signal = exit.signal or util.null, reason = exit.reason, pid = pid })
+  local x = EXIT_EXTRA -- (read by event before it returns; a table less an exit)
+  x.code, x.signal, x.reason, x.pid = code == nil and util.null or code, exit.signal or util.null, exit.reason, pid
+  event(p, "exit", x)
   readiness.fail_ready(p, readiness.exited_early)
   if stopping then
     if p.kill_timer then p.kill_timer:close(); p.kill_timer = nil end

@@ -164,6 +164,22 @@ local function flat_env(p)
 end
 
 local EVENT_JSON = {} -- event name -> its JSON text
+
+-- An event's code, signal or reason as JSON: an exit code and a signal's
+-- or a reason's name are a few values, each encoded once (cjson prints a
+-- number through snprintf: 6 % of a crash loop's restart)
+local VALUE_JSON, value_count = {}, 0
+local function json_value(v)
+  if v ~= v then return util.encode(v) end -- (NaN: no key)
+  local s = VALUE_JSON[v]
+  if s then return s end
+  s = util.encode(v)
+  if value_count < 256 then
+    VALUE_JSON[v] = s
+    value_count = value_count + 1
+  end
+  return s
+end
 M.J_HISTORY = 6 -- (the place of p.history's text in p.json: describe.lua's cache_of)
 
 -- Publishes a process event and keeps it in p's last 10 (pm describe).
@@ -177,11 +193,11 @@ function M.event(p, what, extra, manually)
   local code, signal, reason = "", "", ""
   if extra then
     local v = extra.code
-    if v ~= nil and v ~= util.null then code = ',"code":' .. util.encode(v) end
+    if v ~= nil and v ~= util.null then code = ',"code":' .. json_value(v) end
     v = extra.signal
-    if v ~= nil and v ~= util.null then signal = ',"signal":' .. util.encode(v) end
+    if v ~= nil and v ~= util.null then signal = ',"signal":' .. json_value(v) end
     v = extra.reason
-    if v ~= nil and v ~= util.null then reason = ',"reason":' .. util.encode(v) end
+    if v ~= nil and v ~= util.null then reason = ',"reason":' .. json_value(v) end
   end
   h[#h + 1] = ('{"at":%d,"event":%s%s%s%s}'):format(core.now(), name, code, signal, reason)
   if #h > 10 then table.remove(h, 1) end
