@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <poll.h>
 
 #include "core.h"
 
@@ -194,7 +195,18 @@ typedef struct sink {
 				   * were 8 MB of the daemon's memory, and the
 				   * files past the 16,384th had none) */
 	uint64_t dev, ino;        /* of the open file */
+	int nonblock; /* a FIFO or a terminal: written without blocking, its
+		       * reader waited for at most fifo_wait_ms (the writer's) */
+	int stuck;    /* its reader did not read for that long: no wait until
+		       * a write goes through whole (the writer's) */
 } sink_t;
+
+/* How long the writer waits for the reader of a FIFO (or a terminal) that
+ * takes no more, before its lines are dropped, counted, without waiting,
+ * until it reads again: one reader that stopped reading held every app's
+ * log lines (one writer) and, once their pipes were full, the apps.
+ * core.log_fifo_wait sets it. */
+static int fifo_wait_ms = 10000;
 
 typedef struct report { /* a drop that was said in its file, for Lua */
 	struct report *next;
@@ -614,10 +626,12 @@ static int sink_open(sink_t *s)
 			close(fd);
 		fd = pm_open_owned(s->path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_NONBLOCK, s->mode, &s->owner,
 				   &why);
-		int fl;
-		if (fd >= 0 && (fl = fcntl(fd, F_GETFL)) >= 0)
-			fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+		/* (left non-blocking: put_lines waits for its reader, bounded) */
+		s->nonblock = fd >= 0;
+	} else {
+		s->nonblock = 0;
 	}
+	s->stuck = 0;
 	s->fd = fd;
 	s->size = 0;
 	s->need_nl = 0;
@@ -709,6 +723,21 @@ static long long count_lines(const char *p, size_t n)
 	return k;
 }
 
+/* A FIFO's reader stopped reading: said to Lua at once (the file itself
+ * says what was dropped once it reads again) */
+static void say_stuck(sink_t *s)
+{
+	report_t *r = calloc(1, sizeof *r);
+	if (!r || !(r->path = strdup(s->path))) {
+		free(r);
+		return;
+	}
+	snprintf(r->reason, sizeof r->reason, "its reader has read nothing for %d ms",
+		 __atomic_load_n(&fifo_wait_ms, __ATOMIC_RELAXED));
+	r->lines = r->bytes = -1;
+	queue_report(r);
+}
+
 static void drop(sink_t *s, const char *p, size_t n, int e, const char *why)
 {
 	s->drop_lines += count_lines(p, n);
@@ -724,17 +753,37 @@ static void drop(sink_t *s, const char *p, size_t n, int e, const char *why)
 static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 {
 	size_t done = 0;
+	int waited = 0; /* ms, for this write */
+	int wait_ms = __atomic_load_n(&fifo_wait_ms, __ATOMIC_RELAXED);
 	*err = 0;
 	while (done < n) {
 		ssize_t w = write(s->fd, p + done, n - done);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
+			if ((errno == EAGAIN || errno == EWOULDBLOCK) && s->nonblock && !s->stuck &&
+			    waited < wait_ms) {
+				/* its reader is behind: waited for, a while */
+				struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+				int slice = wait_ms - waited < 100 ? wait_ms - waited : 100;
+				if (poll(&pfd, 1, slice) <= 0)
+					waited += slice;
+				continue;
+			}
 			*err = errno;
+			if (*err == EAGAIN || *err == EWOULDBLOCK) {
+				*err = EAGAIN;
+				if (!s->stuck) {
+					s->stuck = 1;
+					say_stuck(s);
+				}
+			}
 			break;
 		}
 		done += (size_t)w;
 	}
+	if (done == n)
+		s->stuck = 0;
 	if (done == n) {
 		s->size += (long long)n;
 		__atomic_add_fetch(&s->wbytes, (long long)n, __ATOMIC_RELAXED);
@@ -830,7 +879,8 @@ static void write_chunk(chunk_t *c)
 	}
 	size_t kept = err ? 0 : put_lines(s, c->data, c->len, &err);
 	if (kept < c->len)
-		drop(s, c->data + kept, c->len - kept, err, NULL);
+		drop(s, c->data + kept, c->len - kept, err,
+		     err == EAGAIN && s->nonblock ? "its reader is not reading" : NULL);
 }
 
 static void *writer(void *arg)
@@ -1880,6 +1930,20 @@ static int l_log_files_max(lua_State *L)
 	return 2;
 }
 
+/* core.log_fifo_wait([ms]) -> ms: how long the writer waits for the reader
+ * of a FIFO (or a terminal) that takes no more, before its lines are
+ * dropped until it reads again (set when given, 0 .. 10 minutes) */
+static int l_log_fifo_wait(lua_State *L)
+{
+	if (!lua_isnoneornil(L, 1)) {
+		lua_Integer ms = luaL_checkinteger(L, 1);
+		ms = ms < 0 ? 0 : ms > 600000 ? 600000 : ms;
+		__atomic_store_n(&fifo_wait_ms, (int)ms, __ATOMIC_RELAXED);
+	}
+	lua_pushinteger(L, __atomic_load_n(&fifo_wait_ms, __ATOMIC_RELAXED));
+	return 1;
+}
+
 /* core.log_drain([timeout_ms]) -> bool: blocks until everything queued is
  * written (true) or timeout_ms (default 5000) passed (false) */
 static int l_log_drain(lua_State *L)
@@ -2397,6 +2461,7 @@ void pm_open_logs(lua_State *L)
 		{"logpipe", l_logpipe},
 		{"log_drain", l_log_drain},
 		{"log_files_max", l_log_files_max},
+		{"log_fifo_wait", l_log_fifo_wait},
 		{"logfile_stats", l_logfile_stats},
 		{"on_log_dropped", l_on_log_dropped},
 		{"logwal_create", l_logwal_create},

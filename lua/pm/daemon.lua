@@ -406,6 +406,10 @@ function M.run(opts)
   M.extra_pid_file = require("pm.pidfile").daemon_copy(os.getenv("PM2_PID_FILE_PATH"))
   require("pm.pidfile").pm2_name(home)
   if not opts.foreground then log.rotate_at(home .. "/pm.log") end -- (daemon_init made it stderr)
+  -- how long the log writer waits for a FIFO's reader that reads nothing
+  -- (its lines are dropped after, until it reads): PM_LOG_FIFO_WAIT_MS
+  local fifo_wait = tonumber(os.getenv("PM_LOG_FIFO_WAIT_MS"))
+  if fifo_wait then core.log_fifo_wait(math.floor(fifo_wait)) end
 
   wire.ctx.home = home
   local cok, cerr = require("pm.appconf").load(home) -- (pm set's app configuration)

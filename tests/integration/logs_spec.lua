@@ -320,6 +320,43 @@ for raw in open(sys.argv[1], "rb"):
     for i, line in ipairs(got) do assert.equal("tail-" .. i, line) end
   end)
 
+  it("a FIFO whose reader reads nothing holds the other apps' lines PM_LOG_FIFO_WAIT_MS at most: its own "
+    .. "are dropped then, said in pm.log and, once it reads again, in the FIFO", function()
+    local fifo = H.home .. "/stuck.fifo"
+    assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
+    -- a reader that never reads (its pid written by the process that then becomes it)
+    H.sh(("sh -c 'echo $$ > %s.pid; exec sleep 600 < %s' >/dev/null 2>&1 &"):format(fifo, fifo))
+    local reader
+    H.wait_for(function() reader = tonumber((read(fifo .. ".pid"))); return reader end, 5000, "the reader")
+    finally(function()
+      core.kill(reader, 9)
+      local g = tonumber((read(fifo .. ".grep")))
+      if g then core.kill(g, 9) end
+    end)
+    local steady = H.script("steady.sh", "#!/bin/sh\ni=0\nwhile :; do i=$((i+1)); echo line-$i; sleep 0.1; done\n")
+    local apps = {
+      { name = "flood", script = "/usr/bin/yes", args = { string.rep("x", 70) }, interpreter = "none", out_file = fifo },
+      { name = "steady", script = steady },
+    }
+    H.ok(H.pm("start", H.write(H.home .. "/stuck.json", util.encode({ apps = apps })),
+      { env = { PM_LOG_FIFO_WAIT_MS = "1000" } }))
+    -- the FIFO is full at once; the steady app's lines go on after a second
+    local path = H.home .. "/logs/steady-out.log"
+    H.wait_for(function() return #lines_of(read(path)) >= 40 end, 20000, "the steady app's lines written")
+    local said = "log " .. fifo .. " cannot be written: its reader has read nothing for 1000 ms"
+    H.wait_for(function() return H.pm_log():find(said, 1, true) end, 5000, "pm.log saying why")
+    -- a reader that reads: the FIFO says what it lost
+    H.sh(("sh -c 'echo $$ > %s.grep; exec grep -a -m1 \"^\\[pm\\] \" %s > %s.notice' >/dev/null 2>&1 &")
+      :format(fifo, fifo, fifo))
+    local notice
+    H.wait_for(function()
+      notice = read(fifo .. ".notice")
+      return notice and notice ~= ""
+    end, 10000, "the drop said in the FIFO")
+    assert.truthy(notice:match("^%[pm%] %d+ lines %(%d+ bytes%) dropped: its reader is not reading\n$"), notice)
+    H.ok(H.pm("delete", "all"))
+  end)
+
   it("holds a partial line until its newline: one line, one time prefix", function()
     start(F .. "/lb_partial.sh", "partial", "--time")
     local path = H.home .. "/logs/partial-out.log"
