@@ -335,7 +335,8 @@ for raw in open(sys.argv[1], "rb"):
     end)
     local steady = H.script("steady.sh", "#!/bin/sh\ni=0\nwhile :; do i=$((i+1)); echo line-$i; sleep 0.1; done\n")
     local apps = {
-      { name = "flood", script = "/usr/bin/yes", args = { string.rep("x", 70) }, interpreter = "none", out_file = fifo },
+      { name = "flood", script = "/usr/bin/yes", args = { string.rep("x", 70) }, interpreter = "none",
+        out_file = fifo },
       { name = "steady", script = steady },
     }
     H.ok(H.pm("start", H.write(H.home .. "/stuck.json", util.encode({ apps = apps })),
