@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,9 +74,27 @@ static int split_path(const char *path, char **dir, char **base, char **ext)
 	return 0;
 }
 
-static int cmp_desc(const void *a, const void *b)
+/* The order of two rotated names of one stem (prefix: the length of
+ * "<base>__"), newest first: by stamp, then by the "_N" a stamp taken
+ * already got, as a number (by text, "_10" came before "_2": past ten
+ * rotations in a second, the newest were the ones removed) */
+static long stamp_seq(const char *s)
 {
-	return strcmp(*(char *const *)b, *(char *const *)a);
+	return *s == '_' ? strtol(s + 1, NULL, 10) : 0;
+}
+
+static int cmp_desc(const void *a, const void *b, void *arg)
+{
+	size_t prefix = *(const size_t *)arg;
+	const char *x = *(char *const *)a + prefix, *y = *(char *const *)b + prefix;
+	size_t stamp = sizeof "YYYY-MM-DD_HH-mm-ss" - 1;
+	int c = memcmp(y, x, stamp);
+	if (c != 0)
+		return c;
+	long nx = stamp_seq(x + stamp), ny = stamp_seq(y + stamp);
+	if (nx != ny)
+		return ny > nx ? 1 : -1;
+	return strcmp(y, x);
 }
 
 /* Whether s (the rest of a name after "<base>__") is a stamp pm writes:
@@ -148,7 +167,8 @@ static void prune(const char *live, int retain)
 		closedir(d);
 	if (retain < 1)
 		retain = 1;
-	qsort(keys, n, sizeof *keys, cmp_desc);
+	size_t prefix = blen + 2;
+	qsort_r(keys, n, sizeof *keys, cmp_desc, &prefix);
 	/* a file and its .gz are one key: side by side once sorted */
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -294,6 +314,27 @@ static int queue_job(job_t *j)
 	return 0;
 }
 
+/* The last dated name of a few paths: a rotation in the same second as
+ * the last one takes the number after it, never a number that is free
+ * again because the oldest of that second were pruned (the newest lines
+ * under the oldest name were pruned at once). A slot a path shares with
+ * another starts from 0 again, as without it. */
+#define LAST_SLOTS 64
+static struct {
+	uint64_t hash;
+	char stamp[32];
+	int seq;
+} last_names[LAST_SLOTS];
+static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t path_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
 int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int retain, int compress)
 {
 	char *dir, *base, *ext;
@@ -305,11 +346,17 @@ int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int 
 	localtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y-%m-%d_%H-%M-%S", &tm);
 	char to[PATH_MAX], gz[PATH_MAX + 4];
-	int rc = -1;
+	int rc = -1, first = 0, used = -1;
+	uint64_t h = path_hash(path);
+	int slot = (int)(h % LAST_SLOTS);
+	pthread_mutex_lock(&last_mu);
+	if (last_names[slot].hash == h && strcmp(last_names[slot].stamp, stamp) == 0)
+		first = last_names[slot].seq + 1;
+	pthread_mutex_unlock(&last_mu);
 	pm_creds_t c;
 	if (pm_as_begin(owner, &c) == 0) {
 		struct stat st;
-		for (int i = 0; i < 1000; i++) {
+		for (int i = first; i < first + 1000 && i < 10000; i++) { /* (stamp_len: 4 digits) */
 			int n = i == 0 ? snprintf(to, sizeof to, "%s/%s__%s%s", dir, base, stamp, ext)
 				       : snprintf(to, sizeof to, "%s/%s__%s_%d%s", dir, base, stamp, i, ext);
 			if (n >= (int)sizeof to)
@@ -317,6 +364,7 @@ int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int 
 			snprintf(gz, sizeof gz, "%s.gz", to);
 			if (lstat(to, &st) < 0 && errno == ENOENT && lstat(gz, &st) < 0 && errno == ENOENT) {
 				rc = rename(path, to);
+				used = i;
 				break;
 			}
 		}
@@ -327,6 +375,11 @@ int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int 
 	free(ext);
 	if (rc < 0)
 		return -1;
+	pthread_mutex_lock(&last_mu);
+	last_names[slot].hash = h;
+	snprintf(last_names[slot].stamp, sizeof last_names[slot].stamp, "%s", stamp);
+	last_names[slot].seq = used;
+	pthread_mutex_unlock(&last_mu);
 	job_t *j = calloc(1, sizeof *j);
 	if (j && (j->live = strdup(path)) && (!compress || (j->rotated = strdup(to)))) {
 		j->owner = *owner;

@@ -92,6 +92,47 @@ describe("time-based log rotation (issue 16 item 15)", function()
     assert.same({}, rotated("rot-error"))
   end)
 
+  it("many size rotations in one second (compress, retain 3): the newest rotated files are kept, "
+    .. "every line after them in the live file", function()
+    -- 100,000 numbered lines, 10 KB a file: about 150 rotations, many in a second
+    local writer = H.script("seq.sh", "#!/bin/sh\nseq -f 'line %08g' 1 100000\nsleep 600\n")
+    H.lua_eco(('{ { name = "many", script = %q, max_log_size = "10K", compress = true, retain = 3 } }')
+      :format(writer))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    local live = H.home .. "/logs/many-out.log"
+    H.wait_for(function() return (util.read_file(live) or ""):find("line 00100000\n", 1, true) end, 20000,
+      "the last line written")
+    local files
+    H.wait_for(function()
+      files = rotated("many-out")
+      if #files > 3 then return false end
+      for _, n in ipairs(files) do if not n:match("%.gz$") then return false end end
+      return true
+    end, 10000, "retain 3 compressed files")
+    -- oldest first: by stamp, then by the number a second's later ones get
+    local function key(n)
+      local stamp, seq = n:match("^many%-out__([%d_%-]+%-%d%d)_?(%d*)%.log")
+      return stamp, tonumber(seq) or 0
+    end
+    table.sort(files, function(a, b)
+      local sa, na = key(a)
+      local sb, nb = key(b)
+      if sa ~= sb then return sa < sb end
+      return na < nb
+    end)
+    local text = {}
+    for _, n in ipairs(files) do text[#text + 1] = gunzip(H.home .. "/logs/" .. n) end
+    text[#text + 1] = util.read_file(live)
+    local all = lines_of(table.concat(text))
+    assert.truthy(#all > 0)
+    local ticks = {}
+    for i, l in ipairs(all) do ticks[i] = l:gsub("^line 0*", "tick ") end
+    -- the newest rotated files and the live one follow each other, line by line, to the last
+    consecutive(ticks, "the kept files")
+    assert.equal("line 00100000", all[#all])
+    H.ok(H.pm("delete", "many"))
+  end)
+
   it("log_rotate without compress keeps plain dated files, at most retain", function()
     H.lua_eco(('{ { name = "plain", script = %q, log_rotate = "* * * * * *", retain = 2 } }')
       :format(F .. "/lb_ticker.sh"))
