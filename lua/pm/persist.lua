@@ -246,6 +246,7 @@ local decl_delay = M.JOURNAL_DELAY
 M.RETRY_DELAY = 1000 -- ms between the tries of a journal that cannot be written
 
 M.writes = 0 -- journal writes since the daemon started (metrics)
+M.on_written = nil -- function called after each write (daemon.lua: a collection once idle)
 local function write_journal(home, procs_fn)
   if pending then pending:close(); pending = nil end
   M.writes = M.writes + 1
@@ -258,6 +259,7 @@ local function write_journal(home, procs_fn)
   local cost = (os.clock() - c0) * 1000
   runtime_delay = math.min(M.RUNTIME_DELAY_MAX, math.max(M.RUNTIME_DELAY, cost / M.RUNTIME_SHARE))
   decl_delay = math.min(M.DECL_DELAY_MAX, math.max(M.JOURNAL_DELAY, cost * M.DECL_SHARE))
+  if M.on_written then M.on_written() end -- (daemon.lua: its garbage collected once idle)
   if ok then
     if M.unsaved then log.info("journal.json is written again") end
     M.unsaved = nil
