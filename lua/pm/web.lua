@@ -216,6 +216,11 @@ function M.serve(opts)
 
   local function on_request(id, method, url, h, body, peer, args)
     stats.requests = stats.requests + 1
+    -- HEAD: a GET's head (libmicrohttpd sends no body), for what a GET
+    -- serves without a side effect: the page, /metrics, the assets
+    if method == "HEAD" and (url == "/" or url == "/metrics" or url == "/favicon.ico" or url:match("^/assets/")) then
+      method = "GET"
+    end
     if url == "/metrics" and method == "GET" then
       if not authorized_metrics(h, peer) then
         return respond(id, 401, "a bearer token is needed from " .. peer .. "\n", nil,

@@ -340,6 +340,17 @@ describe("pm web", function()
     assert.truthy(r.body:find("<svg", 1, true))
   end)
 
+  it("answers HEAD as GET without the body: the icon, /metrics; the page asks for a session", function()
+    start_web()
+    local function HEAD(path) return http.request(port, "HEAD", path, { want = "", ms = 5000 }) end
+    local r = HEAD("/favicon.ico")
+    assert.equal(200, r.status)
+    assert.truthy((r.headers["content-type"] or ""):find("svg", 1, true), r.headers["content-type"])
+    assert.equal("", r.body)
+    assert.equal(200, HEAD("/metrics").status)
+    assert.equal(401, HEAD("/").status)
+  end)
+
   it("keeps a connection alive for the next request", function()
     start_web()
     local r = http.request(port, "GET", "/", { raw = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
