@@ -196,9 +196,14 @@ typedef struct sink {
 				   * files past the 16,384th had none) */
 	uint64_t dev, ino;        /* of the open file */
 	int nonblock; /* a FIFO or a terminal: written without blocking, its
-		       * reader waited for at most fifo_wait_ms (the writer's) */
-	int stuck;    /* its reader did not read for that long: no wait until
-		       * a write goes through whole (the writer's) */
+		       * reader waited for at most fifo_wait_ms a write (the
+		       * writer's) */
+	int stuck;    /* its reader read nothing for that long: nothing is
+		       * written, nor waited for, until it reads (the writer's) */
+	int fifo;     /* a FIFO: what its reader read is seen (FIONREAD: the
+		       * bytes in it fall); a terminal's is taken from a write
+		       * that goes through */
+	int fifo_q;   /* the bytes in the FIFO when it was found stuck */
 } sink_t;
 
 /* How long the writer waits for the reader of a FIFO (or a terminal) that
@@ -628,8 +633,9 @@ static int sink_open(sink_t *s)
 				   &why);
 		/* (left non-blocking: put_lines waits for its reader, bounded) */
 		s->nonblock = fd >= 0;
+		s->fifo = fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
 	} else {
-		s->nonblock = 0;
+		s->nonblock = s->fifo = 0;
 	}
 	s->stuck = 0;
 	s->fd = fd;
@@ -755,7 +761,18 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 	size_t done = 0;
 	int waited = 0; /* ms, for this write */
 	int wait_ms = __atomic_load_n(&fifo_wait_ms, __ATOMIC_RELAXED);
+	int q0 = -1, q; /* the bytes in a FIFO when the wait began */
 	*err = 0;
+	if (s->stuck && s->fifo) {
+		/* nothing is written until its reader read (a line written into
+		 * what is left of its last page went through, and the reader had
+		 * read nothing: it was waited for again, each write) */
+		if (ioctl(s->fd, FIONREAD, &q) == 0 && q >= s->fifo_q) {
+			*err = EAGAIN;
+			return 0;
+		}
+		s->stuck = 0;
+	}
 	while (done < n) {
 		ssize_t w = write(s->fd, p + done, n - done);
 		if (w < 0) {
@@ -764,6 +781,8 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 			if ((errno == EAGAIN || errno == EWOULDBLOCK) && s->nonblock && !s->stuck &&
 			    waited < wait_ms) {
 				/* its reader is behind: waited for, a while */
+				if (q0 < 0 && s->fifo && ioctl(s->fd, FIONREAD, &q) == 0)
+					q0 = q;
 				struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
 				int slice = wait_ms - waited < 100 ? wait_ms - waited : 100;
 				if (poll(&pfd, 1, slice) <= 0)
@@ -772,9 +791,14 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 			}
 			*err = errno;
 			if (*err == EAGAIN || *err == EWOULDBLOCK) {
+				/* waited for as long as a write may: the rest is
+				 * dropped; a reader that read nothing meanwhile is
+				 * taken as stopped (one that read, as slow) */
 				*err = EAGAIN;
-				if (!s->stuck) {
+				if (s->nonblock && !s->stuck &&
+				    (!s->fifo || (ioctl(s->fd, FIONREAD, &q) == 0 && q0 >= 0 && q >= q0))) {
 					s->stuck = 1;
+					s->fifo_q = s->fifo ? q : 0;
 					say_stuck(s);
 				}
 			}
@@ -851,8 +875,8 @@ static void write_chunk(chunk_t *c)
 		sink_reopen(s);
 		return;
 	}
-	if (c->op == OP_ROTATE) { /* (an empty file is left as it is) */
-		if (s->fd >= 0 && s->size > 0)
+	if (c->op == OP_ROTATE) { /* (an empty file is left as it is; a FIFO or a terminal too) */
+		if (s->fd >= 0 && s->size > 0 && s->regular)
 			rotate(s);
 		return;
 	}
@@ -860,8 +884,8 @@ static void write_chunk(chunk_t *c)
 		sink_reopen(s); /* a file that could not be opened (after a rotation,
 			       * or the app's user put something in the way):
 			       * tried again once a second */
-	if (s->fd >= 0 && s->max_size > 0 && s->size > 0 && s->size + (long long)c->len > s->max_size)
-		rotate(s);
+	if (s->fd >= 0 && s->regular && s->max_size > 0 && s->size > 0 && s->size + (long long)c->len > s->max_size)
+		rotate(s); /* (a FIFO is never moved away: its reader would lose it) */
 	if (s->fd < 0) {
 		drop(s, c->data, c->len, s->open_errno, s->open_why);
 		return;

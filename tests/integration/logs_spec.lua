@@ -325,7 +325,9 @@ for raw in open(sys.argv[1], "rb"):
     local fifo = H.home .. "/stuck.fifo"
     assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
     -- a reader that never reads (its pid written by the process that then becomes it)
-    H.sh(("sh -c 'echo $$ > %s.pid; exec sleep 600 < %s' >/dev/null 2>&1 &"):format(fifo, fifo))
+    -- a reader that reads a while, then stops (SIGSTOP)
+    local taken = H.home .. "/stuck.taken"
+    H.sh(("sh -c 'echo $$ > %s.pid; exec cat %s > %s' >/dev/null 2>&1 &"):format(fifo, fifo, taken))
     local reader
     H.wait_for(function() reader = tonumber((read(fifo .. ".pid"))); return reader end, 5000, "the reader")
     finally(function()
@@ -334,18 +336,38 @@ for raw in open(sys.argv[1], "rb"):
       if g then core.kill(g, 9) end
     end)
     local steady = H.script("steady.sh", "#!/bin/sh\ni=0\nwhile :; do i=$((i+1)); echo line-$i; sleep 0.1; done\n")
+    -- (lines of 121 bytes a few ms apart: the FIFO's last page is left
+    -- part full, room for a drop's line)
+    local flood = H.script("flood.sh",
+      "#!/bin/sh\nl=$(printf '%0120d' 0)\nwhile :; do echo \"$l\"; sleep 0.002; done\n")
     local apps = {
-      { name = "flood", script = "/usr/bin/yes", args = { string.rep("x", 70) }, interpreter = "none",
-        out_file = fifo },
+      { name = "flood", script = flood, out_file = fifo },
       { name = "steady", script = steady },
     }
     H.ok(H.pm("start", H.write(H.home .. "/stuck.json", util.encode({ apps = apps })),
       { env = { PM_LOG_FIFO_WAIT_MS = "1000" } }))
+    H.wait_for(function() return size(taken) > 20000 end, 10000, "the reader reading")
+    core.kill(reader, core.signals.SIGSTOP)
     -- the FIFO is full at once; the steady app's lines go on after a second
     local path = H.home .. "/logs/steady-out.log"
-    H.wait_for(function() return #lines_of(read(path)) >= 40 end, 20000, "the steady app's lines written")
+    local before = #lines_of(read(path))
+    H.wait_for(function() return #lines_of(read(path)) >= before + 40 end, 20000, "the steady app's lines written")
     local said = "log " .. fifo .. " cannot be written: its reader has read nothing for 1000 ms"
     H.wait_for(function() return H.pm_log():find(said, 1, true) end, 5000, "pm.log saying why")
+    -- said once while it reads nothing; nothing written to it meanwhile (a
+    -- drop's line written into what was left of its last page counted as
+    -- a write that went through: the next write waited again, and pm.log
+    -- said "1 lines dropped")
+    local function count(text, what)
+      local k = 0
+      for _ in text:gmatch(what) do k = k + 1 end
+      return k
+    end
+    H.holds(function()
+      local log = H.pm_log()
+      return count(log, "cannot be written: its reader has read nothing") == 1
+        and not log:find("dropped: its reader is not reading", 1, true)
+    end, 2500, "one stop said, no drop said before it reads")
     -- a reader that reads: the FIFO says what it lost
     H.sh(("sh -c 'echo $$ > %s.grep; exec grep -a -m1 \"^\\[pm\\] \" %s > %s.notice' >/dev/null 2>&1 &")
       :format(fifo, fifo, fifo))
@@ -354,8 +376,30 @@ for raw in open(sys.argv[1], "rb"):
       notice = read(fifo .. ".notice")
       return notice and notice ~= ""
     end, 10000, "the drop said in the FIFO")
-    assert.truthy(notice:match("^%[pm%] %d+ lines %(%d+ bytes%) dropped: its reader is not reading\n$"), notice)
+    local lost = tonumber(notice:match("^%[pm%] (%d+) lines %(%d+ bytes%) dropped: its reader is not reading\n$"))
+    assert.truthy(lost and lost > 50, notice) -- (every line since it stopped, in one count)
     H.ok(H.pm("delete", "all"))
+  end)
+
+  it("never rotates a FIFO given as a log file (max_log_size): its reader reads on", function()
+    local fifo = H.home .. "/rot.fifo"
+    assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
+    local got = H.home .. "/rot.got"
+    H.sh(("sh -c 'echo $$ > %s.pid; exec cat %s > %s' >/dev/null 2>&1 &"):format(fifo, fifo, got))
+    local reader
+    H.wait_for(function() reader = tonumber((read(fifo .. ".pid"))); return reader end, 5000, "the reader")
+    finally(function() core.kill(reader, 9) end)
+    local writer = H.script("seq200.sh", "#!/bin/sh\nseq -f 'line %08g' 1 20000\nsleep 600\n")
+    H.ok(H.pm("start", H.write(H.home .. "/rot.json", util.encode({ apps = {
+      { name = "rotf", script = writer, out_file = fifo, max_log_size = "10K", retain = 2 } } }))))
+    -- 20,000 lines of 14 bytes: 28 rotations' worth, every one through the FIFO
+    H.wait_for(function() return (read(got) or ""):find("line 00020000\n", 1, true) end, 10000,
+      "the last line read from the FIFO")
+    assert.equal("other", core.stat(fifo).type, "the FIFO was moved away")
+    assert.is_nil(core.stat(fifo .. ".1"), "a rotated copy of the FIFO")
+    assert.equal(20000, #lines_of(read(got)))
+    assert.truthy(H.alive(reader), "the reader saw the FIFO end")
+    H.ok(H.pm("delete", "rotf"))
   end)
 
   it("holds a partial line until its newline: one line, one time prefix", function()
