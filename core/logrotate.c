@@ -314,18 +314,42 @@ static int queue_job(job_t *j)
 	return 0;
 }
 
-/* The last dated name of a few paths: a rotation in the same second as
- * the last one takes the number after it, never a number that is free
- * again because the oldest of that second were pruned (the newest lines
- * under the oldest name were pruned at once). A slot a path shares with
- * another starts from 0 again, as without it. */
-#define LAST_SLOTS 64
+/* The last dated name of the paths rotated this second: a rotation in the
+ * same second as the last one takes the number after it, never a number
+ * that is free again because the oldest of that second were pruned (the
+ * newest lines under the oldest name were pruned at once). An open
+ * addressed table of paths (by a 64-bit hash); an entry of an earlier
+ * second is free. Past LAST_SLOTS paths rotated in one second, a path
+ * finds no entry and starts from 0, as without it. */
+#define LAST_SLOTS 1024
+#define LAST_PROBES 64
 static struct {
 	uint64_t hash;
 	char stamp[32];
 	int seq;
 } last_names[LAST_SLOTS];
 static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The entry of hash for stamp (made when there is none: a free one), or
+ * -1; under last_mu */
+static int last_slot(uint64_t h, const char *stamp)
+{
+	int free_slot = -1;
+	for (int i = 0; i < LAST_PROBES; i++) {
+		int k = (int)((h + (uint64_t)i) % LAST_SLOTS);
+		int stale = strcmp(last_names[k].stamp, stamp) != 0;
+		if (!stale && last_names[k].hash == h)
+			return k;
+		if (stale && free_slot < 0)
+			free_slot = k;
+	}
+	if (free_slot >= 0) {
+		last_names[free_slot].hash = h;
+		snprintf(last_names[free_slot].stamp, sizeof last_names[free_slot].stamp, "%s", stamp);
+		last_names[free_slot].seq = -1;
+	}
+	return free_slot;
+}
 
 static uint64_t path_hash(const char *s)
 {
@@ -348,9 +372,9 @@ int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int 
 	char to[PATH_MAX], gz[PATH_MAX + 4];
 	int rc = -1, first = 0, used = -1;
 	uint64_t h = path_hash(path);
-	int slot = (int)(h % LAST_SLOTS);
 	pthread_mutex_lock(&last_mu);
-	if (last_names[slot].hash == h && strcmp(last_names[slot].stamp, stamp) == 0)
+	int slot = last_slot(h, stamp);
+	if (slot >= 0)
 		first = last_names[slot].seq + 1;
 	pthread_mutex_unlock(&last_mu);
 	pm_creds_t c;
@@ -376,9 +400,9 @@ int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int 
 	if (rc < 0)
 		return -1;
 	pthread_mutex_lock(&last_mu);
-	last_names[slot].hash = h;
-	snprintf(last_names[slot].stamp, sizeof last_names[slot].stamp, "%s", stamp);
-	last_names[slot].seq = used;
+	slot = last_slot(h, stamp); /* (the same entry, unless this second ended meanwhile) */
+	if (slot >= 0)
+		last_names[slot].seq = used;
 	pthread_mutex_unlock(&last_mu);
 	job_t *j = calloc(1, sizeof *j);
 	if (j && (j->live = strdup(path)) && (!compress || (j->rotated = strdup(to)))) {

@@ -92,26 +92,22 @@ describe("time-based log rotation (issue 16 item 15)", function()
     assert.same({}, rotated("rot-error"))
   end)
 
-  it("many size rotations in one second (compress, retain 3): the newest rotated files are kept, "
-    .. "every line after them in the live file", function()
-    -- 100,000 numbered lines, 10 KB a file: about 150 rotations, many in a second
-    local writer = H.script("seq.sh", "#!/bin/sh\nseq -f 'line %08g' 1 100000\nsleep 600\n")
-    H.lua_eco(('{ { name = "many", script = %q, max_log_size = "10K", compress = true, retain = 3 } }')
-      :format(writer))
-    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
-    local live = H.home .. "/logs/many-out.log"
+  -- The rotated files of app name kept (retain 3, compressed) and its live
+  -- file follow each other, line by line, to its last line ("line 00100000")
+  local function kept_to_the_end(name)
+    local live = H.home .. "/logs/" .. name .. "-out.log"
     H.wait_for(function() return (util.read_file(live) or ""):find("line 00100000\n", 1, true) end, 20000,
-      "the last line written")
+      name .. "'s last line written")
     local files
     H.wait_for(function()
-      files = rotated("many-out")
+      files = rotated(name .. "-out")
       if #files > 3 then return false end
       for _, n in ipairs(files) do if not n:match("%.gz$") then return false end end
       return true
     end, 10000, "retain 3 compressed files")
     -- oldest first: by stamp, then by the number a second's later ones get
     local function key(n)
-      local stamp, seq = n:match("^many%-out__([%d_%-]+%-%d%d)_?(%d*)%.log")
+      local stamp, seq = n:match("__([%d_%-]+%-%d%d)_?(%d*)%.log")
       return stamp, tonumber(seq) or 0
     end
     table.sort(files, function(a, b)
@@ -127,10 +123,46 @@ describe("time-based log rotation (issue 16 item 15)", function()
     assert.truthy(#all > 0)
     local ticks = {}
     for i, l in ipairs(all) do ticks[i] = l:gsub("^line 0*", "tick ") end
-    -- the newest rotated files and the live one follow each other, line by line, to the last
-    consecutive(ticks, "the kept files")
+    consecutive(ticks, name .. "'s kept files")
     assert.equal("line 00100000", all[#all])
+  end
+
+  it("many size rotations in one second (compress, retain 3): the newest rotated files are kept, "
+    .. "every line after them in the live file", function()
+    -- 100,000 numbered lines, 10 KB a file: about 150 rotations, many in a second
+    local writer = H.script("seq.sh", "#!/bin/sh\nseq -f 'line %08g' 1 100000\nsleep 600\n")
+    H.lua_eco(('{ { name = "many", script = %q, max_log_size = "10K", compress = true, retain = 3 } }')
+      :format(writer))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    kept_to_the_end("many")
     H.ok(H.pm("delete", "many"))
+  end)
+
+  it("two apps rotating many times in the same second keep their newest files each "
+    .. "(whatever their paths' hashes)", function()
+    -- a second name whose path falls where the first one's does in a table
+    -- of 64 (what pm kept the last name of a second in, by hash)
+    local ffi = require "ffi"
+    local function slot(name)
+      local h = ffi.new("uint64_t", 1469598103934665603ULL)
+      for c in (H.home .. "/logs/" .. name .. "-out.log"):gmatch(".") do
+        h = bit.bxor(h, c:byte()) * 1099511628211ULL
+      end
+      return tonumber(h % 64)
+    end
+    local other
+    for i = 1, 10000 do
+      if slot("twb" .. i) == slot("twa") then other = "twb" .. i; break end
+    end
+    assert.truthy(other)
+    local writer = H.script("seq.sh", "#!/bin/sh\nseq -f 'line %08g' 1 100000\nsleep 600\n")
+    H.lua_eco(('{ { name = "twa", script = %q, max_log_size = "10K", compress = true, retain = 3 }, '
+      .. '{ name = %q, script = %q, max_log_size = "10K", compress = true, retain = 3 } }')
+      :format(writer, other, writer))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    kept_to_the_end("twa")
+    kept_to_the_end(other)
+    H.ok(H.pm("delete", "all"))
   end)
 
   it("log_rotate without compress keeps plain dated files, at most retain", function()
