@@ -25,6 +25,8 @@ local schema = {
   autorestart = { "boolean", true }, min_uptime = { "duration", 1000 },
   max_restarts = { "number", 16 }, restart_delay = { "duration", 0 },
   exp_backoff_restart_delay = { "duration", 0 }, stop_exit_codes = { "list" },
+  -- (its growth, cap and reset, policy.lua's defaults when absent)
+  exp_backoff_factor = { "number" }, exp_backoff_max = { "duration" }, exp_backoff_reset = { "duration" },
   kill_timeout = { "duration", 1600 }, kill_signal = { "string", "SIGINT" },
   max_memory_restart = { "size" }, cron_restart = { "string" },
   watch = { "any", false }, ignore_watch = { "list" }, watch_delay = { "duration" },

@@ -71,6 +71,22 @@ describe("the built-in restart policy", function()
     assert.equal(100, d.delay)
   end)
 
+  it("takes exp_backoff_factor, exp_backoff_max and exp_backoff_reset from a declaration pm accepts", function()
+    local appdecl = require "pm.app"
+    local dd = assert(appdecl.normalize({ name = "b", script = "/bin/false", exp_backoff_restart_delay = 100,
+      exp_backoff_factor = 2, exp_backoff_max = "1s", exp_backoff_reset = 5000, max_restarts = 1000 },
+      { base = "/", environ = {} }))
+    local state, delays = {}, {}
+    for _ = 1, 6 do
+      local d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" })
+      state.prev_restart_delay = d.prev_restart_delay
+      state.unstable_restarts = d.unstable_restarts
+      delays[#delays + 1] = d.delay
+    end
+    assert.same({ 100, 200, 400, 800, 1000, 1000 }, delays)
+    assert.equal(100, policy.decide(dd, state, { code = 1, uptime = 5000, reason = "exit" }).delay)
+  end)
+
   it("stops on a manual stop whatever the rules", function()
     local d = policy.decide(decl(), {}, { code = 0, uptime = 10, reason = "stop" })
     assert.equal("stop", d.action)
