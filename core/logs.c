@@ -643,7 +643,8 @@ static int sink_open(sink_t *s)
 	s->need_nl = 0;
 	if (fd < 0) {
 		s->open_errno = errno;
-		s->open_why = why;
+		/* (ENXIO, "No such device or address", said as what it is) */
+		s->open_why = why ? why : errno == ENXIO ? "a FIFO no process reads" : NULL;
 		s->retry_at = time(NULL) + 1;
 		return -1;
 	}

@@ -381,6 +381,17 @@ for raw in open(sys.argv[1], "rb"):
     H.ok(H.pm("delete", "all"))
   end)
 
+  it("says a FIFO log that no process reads is one (not 'No such device or address')", function()
+    local fifo = H.home .. "/none.fifo"
+    assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
+    local talker = H.script("talk.sh", "#!/bin/sh\nwhile :; do echo hi; sleep 0.1; done\n")
+    H.ok(H.pm("start", talker, "--name", "nofifo", "-o", fifo))
+    H.wait_for(function()
+      return H.pm_log():find("log " .. fifo .. " cannot be written: a FIFO no process reads", 1, true)
+    end, 5000, "pm.log saying so")
+    H.ok(H.pm("delete", "nofifo"))
+  end)
+
   it("never rotates a FIFO given as a log file (max_log_size): its reader reads on", function()
     local fifo = H.home .. "/rot.fifo"
     assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
