@@ -391,7 +391,8 @@ static double thread_cpu(void)
  * loop in one walk for good, deaf to every client and pipe. *last_cpu:
  * the CPU time of the last waitpid, when it found none (the whole walk). */
 #define REAP_BATCH 64
-static int signalled(const pid_t *pids, int n);
+static int signalled(const pid_t *pids, int n, int *read_any);
+static int sigs_read; /* signals a walk's signalled read (chld_scan) */
 static int reap_batch(double *last_cpu, int *merged)
 {
 	pid_t pids[REAP_BATCH];
@@ -408,7 +409,7 @@ static int reap_batch(double *last_cpu, int *merged)
 		pids[n++] = pid;
 	}
 	if (merged)
-		*merged = n - signalled(pids, n);
+		*merged = n - signalled(pids, n, &sigs_read);
 	for (int i = 0; i < n; i++)
 		deliver_child(pids[i], sts[i]);
 	return n;
@@ -438,6 +439,7 @@ static void chld_scan(void)
 {
 	double walk = 0;
 	int merged = 0;
+	sigs_read = 0;
 	int n = reap_batch(&walk, &merged);
 	if (merged > 0)
 		idle_walks = 0;
@@ -445,6 +447,7 @@ static void chld_scan(void)
 		scan_soon();
 		return;
 	}
+	int read_any = sigs_read;
 	/* (its CPU time: a walk preempted is not a longer one) */
 	double gap = walk * SCAN_RATIO;
 	if (walk >= SCAN_LONG) {
@@ -453,6 +456,14 @@ static void chld_scan(void)
 	}
 	gap = gap < SCAN_GAP_MIN ? SCAN_GAP_MIN : gap > SCAN_GAP_MAX ? SCAN_GAP_MAX : gap;
 	chld_next_scan = ev_time() + gap;
+	/* a signal the walk read may have had another merged into it, of a
+	 * child that ended after the walk passed it: the next walk is armed
+	 * (as after the signalfd's own reads), or that exit waited for the
+	 * next child's */
+	if (read_any && !ev_is_active(&chld_scan_w)) {
+		ev_timer_set(&chld_scan_w, gap, 0.);
+		ev_timer_start(pm_loop, &chld_scan_w);
+	}
 }
 
 static void on_chld_scan(EV_P_ ev_timer *w, int revents)
@@ -499,7 +510,7 @@ static ev_io chld_sfd_w;
  * names: their signals are read (the others' children reaped, as
  * on_chld_sfd does). A child seen ended by a walk had its signal sent
  * already, unless it was merged into a pending one. */
-static int signalled(const pid_t *pids, int n)
+static int signalled(const pid_t *pids, int n, int *read_any)
 {
 	if (chld_sfd < 0)
 		return 0;
@@ -511,6 +522,8 @@ static int signalled(const pid_t *pids, int n)
 			break;
 		for (size_t i = 0; i < (size_t)got / sizeof si[0]; i++) {
 			pid_t pid = (pid_t)si[i].ssi_pid;
+			if (read_any)
+				*read_any = 1;
 			int mine = 0;
 			for (int k = 0; k < n && !mine; k++)
 				mine = pids[k] == pid;
@@ -529,7 +542,7 @@ static void on_chld_sfd(EV_P_ ev_io *w, int revents)
 {
 	(void)w;
 	(void)revents;
-	signalled(NULL, 0); /* (each sender reaped) */
+	signalled(NULL, 0, NULL); /* (each sender reaped) */
 	after_reaps(EV_A);
 }
 
