@@ -319,10 +319,12 @@ static int queue_job(job_t *j)
  * that is free again because the oldest of that second were pruned (the
  * newest lines under the oldest name were pruned at once). An open
  * addressed table of paths (by a 64-bit hash); an entry of an earlier
- * second is free. Past LAST_SLOTS paths rotated in one second, a path
- * finds no entry and starts from 0, as without it. */
+ * second is free. Past LAST_SLOTS paths rotated in one second, or in the
+ * daemon's first seconds (a daemon before it may have rotated the same
+ * path this second), the folder is read for that second's highest
+ * number instead. */
 #define LAST_SLOTS 1024
-#define LAST_PROBES 64
+#define LAST_PROBES LAST_SLOTS
 static struct {
 	uint64_t hash;
 	char stamp[32];
@@ -351,6 +353,47 @@ static int last_slot(uint64_t h, const char *stamp)
 	return free_slot;
 }
 
+/* When the process began (a daemon's first rotations read the folder) */
+static time_t born;
+__attribute__((constructor)) static void note_birth(void) { born = time(NULL); }
+
+/* The highest number of <base>__<stamp>[_N]<ext>[.gz] in dir (the plain
+ * name: 0), or -1: none. Read as the daemon's user, as the rename is. */
+static int highest_on_disk(const char *dir, const char *base, const char *stamp, const char *ext)
+{
+	char prefix[PATH_MAX];
+	int pl = snprintf(prefix, sizeof prefix, "%s__%s", base, stamp);
+	if (pl >= (int)sizeof prefix)
+		return -1;
+	size_t el = strlen(ext);
+	int best = -1;
+	long seen = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && seen++ < MAX_ENTRIES && (e = readdir(d))) {
+		const char *nm = e->d_name;
+		if (strncmp(nm, prefix, (size_t)pl) != 0)
+			continue;
+		const char *s = nm + pl;
+		int k = 0;
+		if (*s == '_') {
+			char *end;
+			long v = strtol(s + 1, &end, 10);
+			if (end == s + 1 || v < 0 || v > 9999)
+				continue;
+			k = (int)v;
+			s = end;
+		}
+		if (strncmp(s, ext, el) != 0 || (s[el] != '\0' && strcmp(s + el, ".gz") != 0))
+			continue;
+		if (k > best)
+			best = k;
+	}
+	if (d)
+		closedir(d);
+	return best;
+}
+
 static uint64_t path_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
@@ -374,12 +417,15 @@ int pm_rotate_dated(const char *path, const pm_owner_t *owner, mode_t mode, int 
 	uint64_t h = path_hash(path);
 	pthread_mutex_lock(&last_mu);
 	int slot = last_slot(h, stamp);
+	int known = slot >= 0 && (last_names[slot].seq >= 0 || now - born > 2);
 	if (slot >= 0)
 		first = last_names[slot].seq + 1;
 	pthread_mutex_unlock(&last_mu);
 	pm_creds_t c;
 	if (pm_as_begin(owner, &c) == 0) {
 		struct stat st;
+		if (!known) /* (the table cannot say: the folder does) */
+			first = highest_on_disk(dir, base, stamp, ext) + 1;
 		for (int i = first; i < first + 1000 && i < 10000; i++) { /* (stamp_len: 4 digits) */
 			int n = i == 0 ? snprintf(to, sizeof to, "%s/%s__%s%s", dir, base, stamp, ext)
 				       : snprintf(to, sizeof to, "%s/%s__%s_%d%s", dir, base, stamp, i, ext);
