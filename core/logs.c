@@ -616,6 +616,7 @@ static int sink_open(sink_t *s)
 {
 	const char *why = NULL;
 	struct stat st;
+	int was_stuck = s->stuck && s->fifo; /* (a reopen of it: pm reloadLogs) */
 	/* read and write: the last byte says whether a line was left open
 	 * (never a terminal made the daemon's controlling one). Not a FIFO
 	 * of root's: opened for reading too, it would be its own reader a
@@ -637,7 +638,10 @@ static int sink_open(sink_t *s)
 	} else {
 		s->nonblock = s->fifo = 0;
 	}
-	s->stuck = 0;
+	int q;
+	/* (the same FIFO, read nothing since: still stopped, not waited for
+	 * again) */
+	s->stuck = was_stuck && s->fifo && ioctl(fd, FIONREAD, &q) == 0 && q >= s->fifo_q;
 	s->fd = fd;
 	s->size = 0;
 	s->need_nl = 0;
@@ -730,6 +734,13 @@ static long long count_lines(const char *p, size_t n)
 	return k;
 }
 
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* A FIFO's reader stopped reading: said to Lua at once (the file itself
  * says what was dropped once it reads again) */
 static void say_stuck(sink_t *s)
@@ -760,9 +771,10 @@ static void drop(sink_t *s, const char *p, size_t n, int e, const char *why)
 static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 {
 	size_t done = 0;
-	int waited = 0; /* ms, for this write */
+	double until = -1; /* the end of the wait for its reader (monotonic s) */
 	int wait_ms = __atomic_load_n(&fifo_wait_ms, __ATOMIC_RELAXED);
-	int q0 = -1, q; /* the bytes in a FIFO when the wait began */
+	int q0 = -1, q;      /* the bytes in a FIFO when the wait began */
+	size_t since = 0;    /* and what was written to it since */
 	*err = 0;
 	if (s->stuck && s->fifo) {
 		/* nothing is written until its reader read (a line written into
@@ -777,27 +789,33 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 	while (done < n) {
 		ssize_t w = write(s->fd, p + done, n - done);
 		if (w < 0) {
-			if (errno == EINTR)
+			int e = errno;
+			if (e == EINTR)
 				continue;
-			if ((errno == EAGAIN || errno == EWOULDBLOCK) && s->nonblock && !s->stuck &&
-			    waited < wait_ms) {
-				/* its reader is behind: waited for, a while */
-				if (q0 < 0 && s->fifo && ioctl(s->fd, FIONREAD, &q) == 0)
+			int full = e == EAGAIN || e == EWOULDBLOCK;
+			double now = mono_s();
+			if (full && s->nonblock && !s->stuck && until < 0) {
+				until = now + wait_ms / 1000.0;
+				if (s->fifo && ioctl(s->fd, FIONREAD, &q) == 0)
 					q0 = q;
+			}
+			if (full && s->nonblock && !s->stuck && now < until) {
+				/* its reader is behind: waited for, a while */
 				struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
-				int slice = wait_ms - waited < 100 ? wait_ms - waited : 100;
-				if (poll(&pfd, 1, slice) <= 0)
-					waited += slice;
+				int left = (int)((until - now) * 1000) + 1;
+				poll(&pfd, 1, left < 100 ? left : 100);
 				continue;
 			}
-			*err = errno;
+			*err = e;
 			if (*err == EAGAIN || *err == EWOULDBLOCK) {
 				/* waited for as long as a write may: the rest is
-				 * dropped; a reader that read nothing meanwhile is
-				 * taken as stopped (one that read, as slow) */
+				 * dropped; a reader that read nothing meanwhile (what
+				 * is in the FIFO is what was and what was written
+				 * since) is taken as stopped, one that read as slow */
 				*err = EAGAIN;
 				if (s->nonblock && !s->stuck &&
-				    (!s->fifo || (ioctl(s->fd, FIONREAD, &q) == 0 && q0 >= 0 && q >= q0))) {
+				    (!s->fifo || (ioctl(s->fd, FIONREAD, &q) == 0 && q0 >= 0 &&
+						  (size_t)q >= (size_t)q0 + since))) {
 					s->stuck = 1;
 					s->fifo_q = s->fifo ? q : 0;
 					say_stuck(s);
@@ -806,6 +824,8 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 			break;
 		}
 		done += (size_t)w;
+		if (q0 >= 0)
+			since += (size_t)w;
 	}
 	if (done == n)
 		s->stuck = 0;

@@ -424,7 +424,9 @@ function M.run(opts)
   -- how long the log writer waits for a FIFO's reader that reads nothing
   -- (its lines are dropped after, until it reads): PM_LOG_FIFO_WAIT_MS
   local fifo_wait = tonumber(os.getenv("PM_LOG_FIFO_WAIT_MS"))
-  if fifo_wait then core.log_fifo_wait(math.floor(fifo_wait)) end
+  if fifo_wait and fifo_wait == fifo_wait then -- (not NaN; 0 .. 10 minutes)
+    core.log_fifo_wait(math.floor(math.max(0, math.min(600000, fifo_wait))))
+  end
 
   wire.ctx.home = home
   local cok, cerr = require("pm.appconf").load(home) -- (pm set's app configuration)

@@ -392,6 +392,51 @@ for raw in open(sys.argv[1], "rb"):
     H.ok(H.pm("delete", "nofifo"))
   end)
 
+  it("tells a slow FIFO reader (it reads) from a stopped one (it reads nothing)", function()
+    local slow, dead = H.home .. "/slow.fifo", H.home .. "/dead.fifo"
+    for _, f in ipairs({ slow, dead }) do assert.equal(0, H.sh("mkfifo " .. H.shquote(f)).code) end
+    -- 4 KB every 0.2 s; and one that never reads
+    local reader = H.script("slowread.py", "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+      .. "while True:\n    os.read(fd, 4096)\n    time.sleep(0.2)\n")
+    H.sh(("sh -c 'echo $$ > %s.pid; exec python3 %s %s' >/dev/null 2>&1 &"):format(slow, reader, slow))
+    H.sh(("sh -c 'echo $$ > %s.pid; exec sleep 600 < %s' >/dev/null 2>&1 &"):format(dead, dead))
+    local pids = {}
+    H.wait_for(function()
+      pids[1], pids[2] = tonumber((read(slow .. ".pid"))), tonumber((read(dead .. ".pid")))
+      return pids[1] and pids[2]
+    end, 5000, "the readers")
+    finally(function() for _, pid in ipairs(pids) do core.kill(pid, 9) end end)
+    local apps = {
+      { name = "toslow", script = "/usr/bin/yes", args = { string.rep("y", 100) }, interpreter = "none",
+        out_file = slow },
+      { name = "todead", script = "/usr/bin/yes", args = { string.rep("d", 100) }, interpreter = "none",
+        out_file = dead },
+    }
+    H.ok(H.pm("start", H.write(H.home .. "/slow.json", util.encode({ apps = apps })),
+      { env = { PM_LOG_FIFO_WAIT_MS = "1000" } }))
+    H.wait_for(function()
+      return H.pm_log():find("log " .. dead .. " cannot be written: its reader has read nothing for 1000 ms", 1, true)
+    end, 10000, "the stopped reader said")
+    H.holds(function() return not H.pm_log():find("log " .. slow .. " cannot be written", 1, true) end, 3000,
+      "the slow reader not said stopped")
+    H.ok(H.pm("delete", "all"))
+  end)
+
+  it("PM_LOG_FIFO_WAIT_MS=0: a FIFO whose reader reads nothing is said at once, never waited for", function()
+    local dead = H.home .. "/dead0.fifo"
+    assert.equal(0, H.sh("mkfifo " .. H.shquote(dead)).code)
+    H.sh(("sh -c 'echo $$ > %s.pid; exec sleep 600 < %s' >/dev/null 2>&1 &"):format(dead, dead))
+    local pid
+    H.wait_for(function() pid = tonumber((read(dead .. ".pid"))); return pid end, 5000, "the reader")
+    finally(function() core.kill(pid, 9) end)
+    H.ok(H.pm("start", "/usr/bin/yes", "--name", "todead0", "--interpreter", "none", "-o", dead,
+      { env = { PM_LOG_FIFO_WAIT_MS = "0" } }))
+    H.wait_for(function()
+      return H.pm_log():find("log " .. dead .. " cannot be written: its reader has read nothing for 0 ms", 1, true)
+    end, 5000, "the stopped reader said")
+    H.ok(H.pm("delete", "todead0"))
+  end)
+
   it("never rotates a FIFO given as a log file (max_log_size): its reader reads on", function()
     local fifo = H.home .. "/rot.fifo"
     assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
