@@ -68,6 +68,18 @@ end
 -- A long-lived shell app that writes a line to stdout and one to stderr.
 local TWO_LINES = F .. "/lb_two_lines.sh"
 
+-- A FIFO at H.home/name and a process of cmd (a format of the FIFO's
+-- path) as its reader, its pid written by the shell that then becomes it
+-- -> the FIFO's path, the reader's pid
+local function fifo_with(name, cmd)
+  local fifo = H.home .. "/" .. name
+  assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
+  H.sh(("sh -c 'echo $$ > %s.pid; exec %s' >/dev/null 2>&1 &"):format(fifo, cmd:format(fifo)))
+  local pid
+  H.wait_for(function() pid = tonumber((read(fifo .. ".pid"))); return pid end, 5000, "the FIFO's reader")
+  return fifo, pid
+end
+
 describe("log files", function()
   before_each(function() H.new_home() end)
   after_each(function()
@@ -322,14 +334,9 @@ for raw in open(sys.argv[1], "rb"):
 
   it("a FIFO whose reader reads nothing holds the other apps' lines PM_LOG_FIFO_WAIT_MS at most: its own "
     .. "are dropped then, said in pm.log and, once it reads again, in the FIFO", function()
-    local fifo = H.home .. "/stuck.fifo"
-    assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
-    -- a reader that never reads (its pid written by the process that then becomes it)
     -- a reader that reads a while, then stops (SIGSTOP)
     local taken = H.home .. "/stuck.taken"
-    H.sh(("sh -c 'echo $$ > %s.pid; exec cat %s > %s' >/dev/null 2>&1 &"):format(fifo, fifo, taken))
-    local reader
-    H.wait_for(function() reader = tonumber((read(fifo .. ".pid"))); return reader end, 5000, "the reader")
+    local fifo, reader = fifo_with("stuck.fifo", "cat %s > " .. H.shquote(taken))
     finally(function()
       core.kill(reader, 9)
       local g = tonumber((read(fifo .. ".grep")))
@@ -393,18 +400,13 @@ for raw in open(sys.argv[1], "rb"):
   end)
 
   it("tells a slow FIFO reader (it reads) from a stopped one (it reads nothing)", function()
-    local slow, dead = H.home .. "/slow.fifo", H.home .. "/dead.fifo"
-    for _, f in ipairs({ slow, dead }) do assert.equal(0, H.sh("mkfifo " .. H.shquote(f)).code) end
     -- 4 KB every 0.2 s; and one that never reads
     local reader = H.script("slowread.py", "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
       .. "while True:\n    os.read(fd, 4096)\n    time.sleep(0.2)\n")
-    H.sh(("sh -c 'echo $$ > %s.pid; exec python3 %s %s' >/dev/null 2>&1 &"):format(slow, reader, slow))
-    H.sh(("sh -c 'echo $$ > %s.pid; exec sleep 600 < %s' >/dev/null 2>&1 &"):format(dead, dead))
     local pids = {}
-    H.wait_for(function()
-      pids[1], pids[2] = tonumber((read(slow .. ".pid"))), tonumber((read(dead .. ".pid")))
-      return pids[1] and pids[2]
-    end, 5000, "the readers")
+    local slow, dead
+    slow, pids[1] = fifo_with("slow.fifo", "python3 " .. H.shquote(reader) .. " %s")
+    dead, pids[2] = fifo_with("dead.fifo", "sleep 600 < %s")
     finally(function() for _, pid in ipairs(pids) do core.kill(pid, 9) end end)
     local apps = {
       { name = "toslow", script = "/usr/bin/yes", args = { string.rep("y", 100) }, interpreter = "none",
@@ -423,11 +425,7 @@ for raw in open(sys.argv[1], "rb"):
   end)
 
   it("PM_LOG_FIFO_WAIT_MS=0: a FIFO whose reader reads nothing is said at once, never waited for", function()
-    local dead = H.home .. "/dead0.fifo"
-    assert.equal(0, H.sh("mkfifo " .. H.shquote(dead)).code)
-    H.sh(("sh -c 'echo $$ > %s.pid; exec sleep 600 < %s' >/dev/null 2>&1 &"):format(dead, dead))
-    local pid
-    H.wait_for(function() pid = tonumber((read(dead .. ".pid"))); return pid end, 5000, "the reader")
+    local dead, pid = fifo_with("dead0.fifo", "sleep 600 < %s")
     finally(function() core.kill(pid, 9) end)
     H.ok(H.pm("start", "/usr/bin/yes", "--name", "todead0", "--interpreter", "none", "-o", dead,
       { env = { PM_LOG_FIFO_WAIT_MS = "0" } }))
@@ -438,12 +436,8 @@ for raw in open(sys.argv[1], "rb"):
   end)
 
   it("never rotates a FIFO given as a log file (max_log_size): its reader reads on", function()
-    local fifo = H.home .. "/rot.fifo"
-    assert.equal(0, H.sh("mkfifo " .. H.shquote(fifo)).code)
     local got = H.home .. "/rot.got"
-    H.sh(("sh -c 'echo $$ > %s.pid; exec cat %s > %s' >/dev/null 2>&1 &"):format(fifo, fifo, got))
-    local reader
-    H.wait_for(function() reader = tonumber((read(fifo .. ".pid"))); return reader end, 5000, "the reader")
+    local fifo, reader = fifo_with("rot.fifo", "cat %s > " .. H.shquote(got))
     finally(function() core.kill(reader, 9) end)
     local writer = H.script("seq200.sh", "#!/bin/sh\nseq -f 'line %08g' 1 20000\nsleep 600\n")
     H.ok(H.pm("start", H.write(H.home .. "/rot.json", util.encode({ apps = {

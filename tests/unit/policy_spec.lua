@@ -10,6 +10,18 @@ local function decl(over)
   return d
 end
 
+-- The delays of n fast exits in a row of dd, from state (kept)
+local function delays_of(dd, state, n)
+  local out = {}
+  for _ = 1, n do
+    local d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" })
+    state.prev_restart_delay = d.prev_restart_delay
+    state.unstable_restarts = d.unstable_restarts
+    out[#out + 1] = d.delay
+  end
+  return out
+end
+
 describe("the built-in restart policy", function()
   it("restarts a crash at once by default", function()
     local d = policy.decide(decl(), {}, { code = 1, uptime = 5000, reason = "exit" })
@@ -54,14 +66,7 @@ describe("the built-in restart policy", function()
   it("grows exp_backoff_restart_delay by 1.5 up to 15 s and resets after 30 s", function()
     local dd = decl({ exp_backoff_restart_delay = 100, max_restarts = 1000 })
     local state = {}
-    local delays = {}
-    for _ = 1, 12 do
-      local d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" })
-      state.prev_restart_delay = d.prev_restart_delay
-      state.unstable_restarts = d.unstable_restarts
-      delays[#delays + 1] = d.delay
-    end
-    assert.same({ 100, 150, 225, 337, 505, 757, 1135, 1702, 2553, 3829, 5743, 8614 }, delays)
+    assert.same({ 100, 150, 225, 337, 505, 757, 1135, 1702, 2553, 3829, 5743, 8614 }, delays_of(dd, state, 12))
     for _ = 1, 5 do
       local d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" })
       state.prev_restart_delay = d.prev_restart_delay
@@ -76,14 +81,8 @@ describe("the built-in restart policy", function()
     local dd = assert(appdecl.normalize({ name = "b", script = "/bin/false", exp_backoff_restart_delay = 100,
       exp_backoff_factor = 2, exp_backoff_max = "1s", exp_backoff_reset = 5000, max_restarts = 1000 },
       { base = "/", environ = {} }))
-    local state, delays = {}, {}
-    for _ = 1, 6 do
-      local d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" })
-      state.prev_restart_delay = d.prev_restart_delay
-      state.unstable_restarts = d.unstable_restarts
-      delays[#delays + 1] = d.delay
-    end
-    assert.same({ 100, 200, 400, 800, 1000, 1000 }, delays)
+    local state = {}
+    assert.same({ 100, 200, 400, 800, 1000, 1000 }, delays_of(dd, state, 6))
     assert.equal(100, policy.decide(dd, state, { code = 1, uptime = 5000, reason = "exit" }).delay)
   end)
 
