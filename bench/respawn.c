@@ -4,12 +4,22 @@
  * exec, as pm's core does), then a blocking waitpid, nothing else: no
  * signal handler, no output read, no pid file, no restart policy.
  *
- *   respawn [--ev] N MAX_MS APP ARG
+ *   respawn [--ev|--sup] N MAX_MS APP ARG
  *
  * --ev: the same from an event loop (libev, as pm's core): an ev_child
  * watcher is told of each exit (SIGCHLD, then waitpid in the loop) and
  * posix_spawns the next, nothing else. A supervisor that also answers
  * its clients waits in its loop, not in waitpid: the floor of such a one.
+ *
+ * --sup: --ev, plus the system calls a supervisor makes for each run that
+ * a bare respawn does not, as pm's core makes them in a crash loop: the
+ * child's stdout and stderr on two pipes kept from run to run (each exit:
+ * what is in them counted with FIONREAD and read), its pid written in
+ * place in a pid file kept open, a file kept open read again (pm's held
+ * cgroup.procs: what the run left behind; here /proc/self/stat, a file of
+ * the kernel's made at each read too) and its process group killed.
+ * No restart policy, no log file, no event: the floor of a supervisor
+ * that keeps those promises, against which pm's Lua is measured.
  *
  * runs APP ARG until it has exited N times or MAX_MS have passed, then
  * prints "<restarts> <wall ns> <own CPU ns>" (CPU: the first field of
@@ -17,8 +27,11 @@
  * when it cannot be read). A run still going 5 s after MAX_MS (a child
  * that hangs) kills its child and exits 3, printing nothing.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/time.h>
@@ -66,11 +79,35 @@ static long long ev_t0, ev_max_ns;
 static int ev_failed;
 static ev_child ev_watch;
 
+/* --sup: the pipes (read, write ends), the pid file and the group file */
+static int sup, out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, pid_fd = -1, group_fd = -1;
+static posix_spawn_file_actions_t sup_fa;
+
+static void sup_exit(pid_t pid)
+{
+	char buf[65536];
+	int n;
+	for (int i = 0; i < 2; i++) {
+		int fd = i ? err_p[0] : out_p[0];
+		if (ioctl(fd, FIONREAD, &n) == 0 && n > 0 && read(fd, buf, sizeof buf) < 0)
+			continue;
+	}
+	if (pread(group_fd, buf, sizeof buf, 0) < 0)
+		buf[0] = 0;
+	kill(-pid, SIGKILL); /* (gone already: ESRCH, as pm's) */
+}
+
 static int spawn_one(struct ev_loop *loop)
 {
 	pid_t pid;
-	if (posix_spawn(&pid, spawn_args[0], NULL, NULL, spawn_args, environ) != 0)
+	if (posix_spawn(&pid, spawn_args[0], sup ? &sup_fa : NULL, NULL, spawn_args, environ) != 0)
 		return -1;
+	if (sup) {
+		char text[32];
+		int len = snprintf(text, sizeof text, "%d\n", (int)pid);
+		if (pwrite(pid_fd, text, (size_t)len, 0) != len)
+			return -1;
+	}
 	child = pid;
 	ev_child_set(&ev_watch, pid, 0);
 	ev_child_start(loop, &ev_watch);
@@ -81,6 +118,8 @@ static void on_exit_ev(struct ev_loop *loop, ev_child *w, int revents)
 {
 	(void)revents;
 	ev_child_stop(loop, w);
+	if (sup)
+		sup_exit(w->rpid);
 	ev_done++;
 	if (ev_done >= ev_n || now_ns() - ev_t0 >= ev_max_ns)
 		return;
@@ -90,8 +129,24 @@ static void on_exit_ev(struct ev_loop *loop, ev_child *w, int revents)
 
 int main(int argc, char **argv)
 {
-	if (argc == 6 && argv[1][0] == '-') { /* --ev */
+	if (argc == 6 && argv[1][0] == '-') { /* --ev, --sup */
 		struct ev_loop *loop = ev_default_loop(0);
+		if (strcmp(argv[1], "--sup") == 0) {
+			char path[] = "/tmp/respawn-sup-XXXXXX";
+			sup = 1;
+			if (pipe(out_p) < 0 || pipe(err_p) < 0 || (pid_fd = mkstemp(path)) < 0)
+				return 1;
+			unlink(path);
+			if ((group_fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC)) < 0)
+				return 1;
+			fcntl(out_p[0], F_SETFL, O_NONBLOCK);
+			fcntl(err_p[0], F_SETFL, O_NONBLOCK);
+			posix_spawn_file_actions_init(&sup_fa);
+			posix_spawn_file_actions_adddup2(&sup_fa, out_p[1], 1);
+			posix_spawn_file_actions_adddup2(&sup_fa, err_p[1], 2);
+			posix_spawn_file_actions_addclose(&sup_fa, out_p[0]);
+			posix_spawn_file_actions_addclose(&sup_fa, err_p[0]);
+		}
 		char *args[] = {argv[4], argv[5], NULL};
 		spawn_args = args;
 		ev_n = atol(argv[2]);
