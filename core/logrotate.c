@@ -365,29 +365,19 @@ static int highest_on_disk(const char *dir, const char *base, const char *stamp,
 	int pl = snprintf(prefix, sizeof prefix, "%s__%s", base, stamp);
 	if (pl >= (int)sizeof prefix)
 		return -1;
-	size_t el = strlen(ext);
+	size_t blen = strlen(base);
 	int best = -1;
 	long seen = 0;
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	while (d && seen++ < MAX_ENTRIES && (e = readdir(d))) {
+		/* (a name of that second, of the shape prune counts) */
 		const char *nm = e->d_name;
-		if (strncmp(nm, prefix, (size_t)pl) != 0)
+		if (strncmp(nm, prefix, (size_t)pl) != 0 || stamp_len(nm, blen + 2, ext) == 0)
 			continue;
-		const char *s = nm + pl;
-		int k = 0;
-		if (*s == '_') {
-			char *end;
-			long v = strtol(s + 1, &end, 10);
-			if (end == s + 1 || v < 0 || v > 9999)
-				continue;
-			k = (int)v;
-			s = end;
-		}
-		if (strncmp(s, ext, el) != 0 || (s[el] != '\0' && strcmp(s + el, ".gz") != 0))
-			continue;
+		long k = stamp_seq(nm + pl);
 		if (k > best)
-			best = k;
+			best = (int)k;
 	}
 	if (d)
 		closedir(d);

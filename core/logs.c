@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <limits.h>
 #include <poll.h>
 
 #include "core.h"
@@ -807,7 +808,7 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 				continue;
 			}
 			*err = e;
-			if (*err == EAGAIN || *err == EWOULDBLOCK) {
+			if (full) {
 				/* waited for as long as a write may: the rest is
 				 * dropped; a reader that read nothing meanwhile (what
 				 * is in the FIFO is what was and what was written
@@ -827,9 +828,8 @@ static size_t put_lines(sink_t *s, const char *p, size_t n, int *err)
 		if (q0 >= 0)
 			since += (size_t)w;
 	}
-	if (done == n)
-		s->stuck = 0;
 	if (done == n) {
+		s->stuck = 0;
 		s->size += (long long)n;
 		__atomic_add_fetch(&s->wbytes, (long long)n, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&s->wlines, count_lines(p, n), __ATOMIC_RELAXED);
@@ -1977,12 +1977,13 @@ static int l_log_files_max(lua_State *L)
 
 /* core.log_fifo_wait([ms]) -> ms: how long the writer waits for the reader
  * of a FIFO (or a terminal) that takes no more, before its lines are
- * dropped until it reads again (set when given, 0 .. 10 minutes) */
+ * dropped until it reads again (set when given; its bounds are the
+ * daemon's, daemon.lua) */
 static int l_log_fifo_wait(lua_State *L)
 {
 	if (!lua_isnoneornil(L, 1)) {
 		lua_Integer ms = luaL_checkinteger(L, 1);
-		ms = ms < 0 ? 0 : ms > 600000 ? 600000 : ms;
+		luaL_argcheck(L, ms >= 0 && ms <= INT_MAX, 1, "ms >= 0 expected");
 		__atomic_store_n(&fifo_wait_ms, (int)ms, __ATOMIC_RELAXED);
 	}
 	lua_pushinteger(L, __atomic_load_n(&fifo_wait_ms, __ATOMIC_RELAXED));

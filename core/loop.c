@@ -392,8 +392,9 @@ static double thread_cpu(void)
  * the CPU time of the last waitpid, when it found none (the whole walk). */
 #define REAP_BATCH 64
 static int signalled(const pid_t *pids, int n, int *read_any);
-static int sigs_read; /* signals a walk's signalled read (chld_scan) */
-static int reap_batch(double *last_cpu, int *merged)
+/* merged (a walk's, with the signalfd): how many it reaped that no
+ * signal read after it named; *read_any: whether it read any */
+static int reap_batch(double *last_cpu, int *merged, int *read_any)
 {
 	pid_t pids[REAP_BATCH];
 	int sts[REAP_BATCH];
@@ -409,7 +410,7 @@ static int reap_batch(double *last_cpu, int *merged)
 		pids[n++] = pid;
 	}
 	if (merged)
-		*merged = n - signalled(pids, n, &sigs_read);
+		*merged = n - signalled(pids, n, read_any);
 	for (int i = 0; i < n; i++)
 		deliver_child(pids[i], sts[i]);
 	return n;
@@ -438,16 +439,14 @@ static int idle_walks;
 static void chld_scan(void)
 {
 	double walk = 0;
-	int merged = 0;
-	sigs_read = 0;
-	int n = reap_batch(&walk, &merged);
+	int merged = 0, read_any = 0;
+	int n = reap_batch(&walk, &merged, &read_any);
 	if (merged > 0)
 		idle_walks = 0;
 	if (n == REAP_BATCH) {
 		scan_soon();
 		return;
 	}
-	int read_any = sigs_read;
 	/* (its CPU time: a walk preempted is not a longer one) */
 	double gap = walk * SCAN_RATIO;
 	if (walk >= SCAN_LONG) {
@@ -583,7 +582,7 @@ static void on_sigchld(EV_P_ ev_signal *w, int revents)
 	(void)w;
 	(void)revents;
 	(void)loop;
-	if (reap_batch(NULL, NULL) == REAP_BATCH)
+	if (reap_batch(NULL, NULL, NULL) == REAP_BATCH)
 		scan_soon();
 }
 

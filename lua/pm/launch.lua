@@ -416,17 +416,11 @@ local function prepare(p, looping, tentative)
   end
   local cg, cg_fd = cgroup.procs_file(p)
   p.cgroup = cg ~= nil or nil
-  local opts = spec.reused and p.kept.opts
-  if opts then
-    opts.file, opts.args, opts.env, opts.cwd, opts.fds, opts.setsid = file, argv, M.env_of(p), d.cwd, fds, true
-    opts.uid, opts.gid, opts.listen_pid, opts.cgroup, opts.cgroup_fd, opts.narrow = d.uid, d.gid, p.listen ~= nil,
-      cg, cg_fd, fdcost.big_table()
-  else
-    opts = { file = file, args = argv, env = M.env_of(p), cwd = d.cwd,
-      fds = fds, setsid = true, uid = d.uid, gid = d.gid, listen_pid = p.listen ~= nil, cgroup = cg,
-      cgroup_fd = cg_fd, narrow = fdcost.big_table() }
-    if spec.reused then p.kept.opts = opts end
-  end
+  local opts = spec.reused and p.kept.opts or {}
+  if spec.reused then p.kept.opts = opts end
+  opts.file, opts.args, opts.env, opts.cwd, opts.fds, opts.setsid = file, argv, M.env_of(p), d.cwd, fds, true
+  opts.uid, opts.gid, opts.listen_pid, opts.cgroup, opts.cgroup_fd, opts.narrow = d.uid, d.gid, p.listen ~= nil,
+    cg, cg_fd, fdcost.big_table()
   spec.opts = opts
   return spec
 end
