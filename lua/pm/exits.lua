@@ -243,6 +243,7 @@ end
 local function apply_decision(p, decision, exit, gone)
   p.unstable_restarts = decision.unstable_restarts
   p.prev_restart_delay = decision.prev_restart_delay
+  p.unstable_since = decision.unstable_since
   if decision.action == "stop" then
     proc.act(p, lifecycle.fire(p, "rest"), nil, false)
   elseif decision.action == "errored" then
@@ -385,7 +386,7 @@ handle_exit = function(p, pid, code, signum, lost)
     for _, fn in ipairs(w or {}) do fn() end
     return
   end
-  local decision = policy.decide(p.decl, p, exit)
+  local decision = policy.decide(p.decl, p, exit, core.mono())
   local stopped_by_hook = false
   if p.decl.on_exit then
     local v = describe.hook(p, "on_exit", util.shallow_copy(exit))

@@ -19,15 +19,24 @@ end
 decide(decl, state, exit) -> decision
 decl:  autorestart, min_uptime, max_restarts, restart_delay,
        exp_backoff_restart_delay, stop_exit_codes
-state: unstable_restarts (consecutive fast exits so far), prev_restart_delay
+state: unstable_restarts (consecutive fast exits so far), prev_restart_delay,
+       unstable_since (with exp_backoff_restart_delay: when the first of them
+       started, ms of the clock `now` reads)
 exit:  code (nil when killed), signal (name or nil), uptime (ms), reason
+now:   the clock (ms; only read with exp_backoff_restart_delay)
 decision: action "restart" | "stop" | "errored", delay (ms, for restart),
-          unstable_restarts, prev_restart_delay (the new state)
+          unstable_restarts, prev_restart_delay, unstable_since (the new state)
+
+With exp_backoff_restart_delay, fast exits count toward max_restarts only
+within min_uptime x max_restarts (16 s by default) of the first of them:
+past that the app goes on retrying at the back-off's delay until a run
+lasts min_uptime. Back-off is for a dependency that is down for a while
+(PM2 counts inside the same window, from the app's creation).
 ]]
-function M.decide(decl, state, exit)
+function M.decide(decl, state, exit, now)
   local unstable = state.unstable_restarts or 0
   local prev = state.prev_restart_delay or 0
-  local d = { unstable_restarts = unstable, prev_restart_delay = prev }
+  local d = { unstable_restarts = unstable, prev_restart_delay = prev, unstable_since = state.unstable_since }
   if exit.reason == "stop" then
     d.action = "stop"
     return d
@@ -45,14 +54,23 @@ function M.decide(decl, state, exit)
     d.action = "stop"
     return d
   end
-  local fast = (exit.uptime or 0) < (decl.min_uptime or 1000)
-  unstable = fast and unstable + 1 or 0
+  local min_uptime, max_restarts = decl.min_uptime or 1000, decl.max_restarts or 16
+  local fast = (exit.uptime or 0) < min_uptime
+  local base = decl.exp_backoff_restart_delay or 0
+  if not fast then
+    unstable, d.unstable_since = 0, nil
+  elseif base <= 0 then
+    unstable = unstable + 1
+  else
+    local since = unstable > 0 and d.unstable_since or (now or 0) - (exit.uptime or 0)
+    d.unstable_since = since
+    if (now or 0) - since < min_uptime * max_restarts then unstable = unstable + 1 end
+  end
   d.unstable_restarts = unstable
-  if unstable >= (decl.max_restarts or 16) then
+  if unstable >= max_restarts then
     d.action = "errored"
     return d
   end
-  local base = decl.exp_backoff_restart_delay or 0
   if base > 0 then
     local reset = decl.exp_backoff_reset or M.BACKOFF_RESET
     local cap = decl.exp_backoff_max or M.BACKOFF_MAX

@@ -50,6 +50,7 @@ M.FIELDS = {
     restart_time = "restarts since declared or reset (pm2_env.restart_time)",
     unstable_restarts = "fast exits in a row (policy.lua)",
     prev_restart_delay = "the last restart delay (exp_backoff_restart_delay)",
+    unstable_since = "with exp_backoff_restart_delay: when its fast exits in a row began (core.mono)",
     timer = "a restart delay's timer (status waiting restart)",
     waiters = "callbacks of a stop under way: fn(err) once it is over",
     kill_timer = "SIGKILL after kill_timeout, while stopping",

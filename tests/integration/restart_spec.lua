@@ -85,6 +85,18 @@ describe("restarts", function()
     assert.equal(3, p.pm2_env.unstable_restarts)
   end)
 
+  it("keeps retrying a back-off app whose fast exits outlast min_uptime x max_restarts (PM2's window)", function()
+    local s = H.script("rb_crash_backoff.sh", "exit 1\n")
+    -- the window is 300 ms: the third exit comes after 200 + 300 ms of delays
+    start(s, "backoff", "--exp-backoff-restart-delay", "200", "--max-restarts", "3", "--min-uptime", "100")
+    local p = wait_proc("backoff", function(_, e)
+      assert.are_not.equal("errored", e.status)
+      return e.restart_time >= 4
+    end, 10000, "4 restarts of 'backoff'")
+    assert.equal(2, p.pm2_env.unstable_restarts)
+    assert.is_true(p.pm2_env.prev_restart_delay >= 450, p.pm2_env.prev_restart_delay)
+  end)
+
   it("leaves a stopped app stopped", function()
     local s = H.script("rb_sleeper.sh", SLEEPER)
     local p0 = start(s, "sleeper")
