@@ -10,8 +10,10 @@
  * file when compress is set (zlib: <name>.gz written as <name>.gz.tmp and
  * renamed, the plain file removed after) and keeps the newest `retain`
  * rotated files of the stem, compressed or not (the others are removed).
- * Its queue is bounded: when 64 files wait, a rotation's file is kept
- * plain and the next job prunes (the writer thread never does that work).
+ * Its queue is bounded: when MAX_JOBS files wait, a rotation's file is
+ * kept plain (the writer thread never does that work), and the stem's next
+ * job gzips it: a compress job gzips every plain rotated file it keeps
+ * (one a full queue or a daemon's end left).
  * Only names pm gives count (the stamp's exact shape), only regular files,
  * and at most MAX_KEYS of them: a folder the app's user owns may hold
  * anything. A file of an app of another user is read,
@@ -35,7 +37,7 @@
 
 #include "core.h"
 
-#define MAX_JOBS 64
+#define MAX_JOBS 4096 /* (a job is its two paths: about 1 MB at most) */
 #define MAX_KEYS 4096      /* rotated files of one stem a prune looks at */
 #define MAX_ENTRIES 100000 /* directory entries a prune reads */
 
@@ -126,10 +128,61 @@ static size_t stamp_len(const char *nm, size_t prefix, const char *ext)
 	return 0;
 }
 
-/* Keeps the newest `retain` (at least 1) rotated files of live's stem:
- * <base>__*<ext> and <base>__*<ext>.gz, a file and its .gz counted once. */
-static void prune(const char *live, int retain)
+/* rotated -> rotated.gz (through rotated.gz.tmp), then rotated removed */
+static void gzip_file(const char *rotated, const pm_owner_t *owner, mode_t mode)
 {
+	char tmp[PATH_MAX], gz[PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s.gz.tmp", rotated) >= (int)sizeof tmp)
+		return;
+	snprintf(gz, sizeof gz, "%s.gz", rotated);
+	const char *why;
+	int in = pm_open_owned(rotated, O_RDONLY, 0, owner, &why);
+	if (in < 0)
+		return; /* (pruned meanwhile) */
+	int out = pm_open_owned(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode, owner, &why);
+	gzFile g = out >= 0 ? gzdopen(out, "wb") : NULL;
+	if (!g) {
+		if (out >= 0)
+			close(out);
+		close(in);
+		return;
+	}
+	static char buf[65536]; /* (this thread's alone) */
+	ssize_t r;
+	int ok = 1;
+	while ((r = read(in, buf, sizeof buf)) != 0) {
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			ok = 0;
+			break;
+		}
+		if (gzwrite(g, buf, (unsigned)r) != (int)r) {
+			ok = 0;
+			break;
+		}
+	}
+	close(in);
+	ok = gzclose(g) == Z_OK && ok;
+	pm_creds_t c;
+	if (pm_as_begin(owner, &c) < 0)
+		return;
+	if (ok && rename(tmp, gz) == 0)
+		unlink(rotated);
+	else
+		unlink(tmp);
+	pm_as_end(&c);
+}
+
+/* Keeps the newest `retain` (at least 1) rotated files of live's stem:
+ * <base>__*<ext> and <base>__*<ext>.gz, a file and its .gz counted once.
+ * With j->rotated (compress), the paths of those it keeps plain go in
+ * *plain (malloc'd, *nplain of them: gzipped by the caller, once it is
+ * the daemon again). Run as j's owner (pm_as_begin). */
+static void prune(const job_t *j, char ***plain, size_t *nplain)
+{
+	const char *live = j->live;
+	int retain = j->retain;
 	char *dir, *base, *ext;
 	if (split_path(live, &dir, &base, &ext) < 0)
 		return;
@@ -179,13 +232,20 @@ static void prune(const char *live, int retain)
 	}
 	n = m;
 	char p[PATH_MAX];
+	struct stat st;
 	for (size_t i = 0; i < n; i++) {
 		/* (a path cut short by the buffer names another file: skipped) */
+		int fit = snprintf(p, sizeof p, "%s/%s", dir, keys[i]) < (int)sizeof p;
 		if (i >= (size_t)retain) {
-			if (snprintf(p, sizeof p, "%s/%s", dir, keys[i]) < (int)sizeof p)
+			if (fit)
 				unlink(p);
 			if (snprintf(p, sizeof p, "%s/%s.gz", dir, keys[i]) < (int)sizeof p)
 				unlink(p);
+		} else if (fit && j->rotated && *nplain < (size_t)retain && lstat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (*nplain == 0)
+				*plain = calloc((size_t)retain, sizeof **plain);
+			if (*plain && ((*plain)[*nplain] = strdup(p)))
+				(*nplain)++;
 		}
 		free(keys[i]);
 	}
@@ -195,61 +255,22 @@ static void prune(const char *live, int retain)
 	free(ext);
 }
 
-/* rotated -> rotated.gz (through rotated.gz.tmp), then rotated removed */
-static void gzip_file(job_t *j)
-{
-	char tmp[PATH_MAX], gz[PATH_MAX];
-	if (snprintf(tmp, sizeof tmp, "%s.gz.tmp", j->rotated) >= (int)sizeof tmp)
-		return;
-	snprintf(gz, sizeof gz, "%s.gz", j->rotated);
-	const char *why;
-	int in = pm_open_owned(j->rotated, O_RDONLY, 0, &j->owner, &why);
-	if (in < 0)
-		return; /* (pruned meanwhile) */
-	int out = pm_open_owned(tmp, O_WRONLY | O_CREAT | O_TRUNC, j->mode, &j->owner, &why);
-	gzFile g = out >= 0 ? gzdopen(out, "wb") : NULL;
-	if (!g) {
-		if (out >= 0)
-			close(out);
-		close(in);
-		return;
-	}
-	static char buf[65536]; /* (this thread's alone) */
-	ssize_t r;
-	int ok = 1;
-	while ((r = read(in, buf, sizeof buf)) != 0) {
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			ok = 0;
-			break;
-		}
-		if (gzwrite(g, buf, (unsigned)r) != (int)r) {
-			ok = 0;
-			break;
-		}
-	}
-	close(in);
-	ok = gzclose(g) == Z_OK && ok;
-	pm_creds_t c;
-	if (pm_as_begin(&j->owner, &c) < 0)
-		return;
-	if (ok && rename(tmp, gz) == 0)
-		unlink(j->rotated);
-	else
-		unlink(tmp);
-	pm_as_end(&c);
-}
-
 static void run_job(job_t *j)
 {
 	if (j->rotated)
-		gzip_file(j);
+		gzip_file(j->rotated, &j->owner, j->mode);
 	pm_creds_t c;
+	char **plain = NULL;
+	size_t nplain = 0;
 	if (pm_as_begin(&j->owner, &c) == 0) {
-		prune(j->live, j->retain);
+		prune(j, &plain, &nplain);
 		pm_as_end(&c);
 	}
+	for (size_t i = 0; i < nplain; i++) {
+		gzip_file(plain[i], &j->owner, j->mode); /* (kept plain: see the top) */
+		free(plain[i]);
+	}
+	free(plain);
 }
 
 static void free_job(job_t *j)

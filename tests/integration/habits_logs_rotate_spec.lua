@@ -194,6 +194,38 @@ describe("time-based log rotation (issue 16 item 15)", function()
     H.ok(H.pm("delete", "rr"))
   end)
 
+  it("200 apps rotating together (compress): every app's rotated files are gzipped, at most retain", function()
+    -- (the compressor's queue held 64 jobs: the rest stayed plain for good)
+    H.lua_eco(('(function() local t = {} for i = 1, 200 do t[i] = { name = "r" .. i, script = %q, '
+      .. 'log_rotate = "* * * * * *", compress = true, retain = 2 } end return t end)()')
+      :format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    H.wait_for(function() return #rotated("r200-out") + #rotated("r1-out") >= 4 end, 15000, "a few rotations")
+    H.ok(H.pm("stop", "all"))
+    local left
+    pcall(H.wait_for, function()
+      left = {}
+      for i = 1, 200 do
+        local files = rotated("r" .. i .. "-out")
+        for _, n in ipairs(files) do if not n:match("%.gz$") then left[#left + 1] = n end end
+        if #files > 2 then left[#left + 1] = ("r%d: %d files"):format(i, #files) end
+      end
+      return #left == 0
+    end, 20000)
+    assert.equal("", table.concat(left, " ", 1, math.min(#left, 4)), #left .. " not gzipped or past retain")
+  end)
+
+  it("compress gzips a rotated file left plain (a full queue, a daemon's end) at the stem's next rotation", function()
+    local old = H.home .. "/logs/heal-out__2020-01-01_00-00-00.log"
+    util.mkdir_p(H.home .. "/logs")
+    H.write(old, "an old line\n")
+    H.lua_eco(('{ { name = "heal", script = %q, log_rotate = "* * * * * *", compress = true, retain = 10 } }')
+      :format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    H.wait_for(function() return core.stat(old .. ".gz") and not core.stat(old) end, 10000, "the old file gzipped")
+    assert.equal("an old line\n", gunzip(old .. ".gz"))
+  end)
+
   it("log_rotate without compress keeps plain dated files, at most retain", function()
     H.lua_eco(('{ { name = "plain", script = %q, log_rotate = "* * * * * *", retain = 2 } }')
       :format(F .. "/lb_ticker.sh"))
