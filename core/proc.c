@@ -143,8 +143,6 @@ CHILD_CODE static int child_main(void *arg)
 		for (int fd = first; fd < 1024; fd++)
 			close(fd);
 	}
-	if (a->cwd && chdir(a->cwd) < 0)
-		return child_fail(a, 2);
 	if (pm_nofile_soft >= 0) {
 		struct rlimit rl;
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -156,6 +154,10 @@ CHILD_CODE static int child_main(void *arg)
 		return child_fail(a, 3);
 	if (a->uid >= 0 && setuid((uid_t)a->uid) < 0)
 		return child_fail(a, 3);
+	/* (as the app's user: a folder its user swapped for a link to one
+	 * only root may enter is not entered) */
+	if (a->cwd && chdir(a->cwd) < 0)
+		return child_fail(a, 2);
 	if (a->envp && a->listen_pid) {
 		char *p = fmt_uint(a->pidbuf + sizeof a->pidbuf, (unsigned long)getpid());
 		p -= 11;

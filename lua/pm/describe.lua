@@ -199,7 +199,7 @@ end
 --[[ node_version: the version of a Node app's interpreter (PM2's comes from
 the process itself). Asked once of each interpreter (`node --version`, a
 helper process: the answer shows in the descriptions made after it), and
-again when its file changes. -> the version | false (not a Node app, or
+again when its file changes; as the app's user. -> the version | false (not a Node app, or
 it did not say) | nil (being asked) ]]
 local node_versions = {} -- interpreter path -> { mtime, version }
 function M.node_version(d, recheck)
@@ -215,7 +215,10 @@ function M.node_version(d, recheck)
   if c and c.mtime == st.mtime then return c.version end
   c = { mtime = st.mtime, version = nil }
   node_versions[interp] = c
-  children.run({ interp, "--version" }, { capture = true, timeout = 10000 }, function(code, _, out)
+  -- (as the app's user, in its folder: the interpreter may be the user's
+  -- own, ~/.nvm, and what it runs must not run as the daemon's user)
+  children.run({ interp, "--version" }, { capture = true, timeout = 10000, uid = d.uid, gid = d.gid,
+    cwd = "/" }, function(code, _, out)
     local v = code == 0 and type(out) == "string" and out:match("^v?(%d+%.%d+%.%d+[%w.+-]*)")
     c.version = v or false
   end)

@@ -317,8 +317,15 @@ end
 
 -- ---- health checks and the watchdog ----
 
-local function run_check(argv, timeout, done)
-  children.run(argv, { setsid = true, timeout = timeout }, function(code) done(code) end)
+-- An exec check of p runs as its process does: its user and group, its
+-- folder, its environment (never as the daemon's user: an app's user may
+-- edit the command it names)
+local function check_runner(p)
+  return function(argv, timeout, done)
+    local d = p.decl
+    children.run(argv, { setsid = true, timeout = timeout, uid = d.uid, gid = d.gid, cwd = d.cwd,
+      env = require("pm.launch").env_of(p) }, function(code) done(code) end)
+  end
 end
 
 function M.disarm(p)
@@ -337,7 +344,7 @@ function M.arm_health(p)
     local function tick()
       if busy or p.pid == 0 or p.status == "stopping" then return end
       busy = true
-      health.probe(h, run_check, function(ok, err)
+      health.probe(h, check_runner(p), function(ok, err)
         busy = false
         if p.pid == 0 or p.status == "stopping" then return end
         if ok then

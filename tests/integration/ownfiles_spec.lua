@@ -216,4 +216,61 @@ while (1) { symlink($ARGV[0], "app-pid.tmp"); rename("app-pid.tmp", "app-pid");
     r = H.ok(H.pm("logs", "leak", "--nostream", "--lines", "5"), "pm logs")
     assert.is_falsy(r.out:find("secret", 1, true), r.out)
   end)
+
+  -- What the daemon runs for an app of another user runs as that user.
+  local function nobody_id()
+    local r = H.sh("id -u nobody")
+    return tonumber(r.out:match("%d+"))
+  end
+
+  it("runs an app's health exec check as its user, in its folder, with its environment", function()
+    local ok, why = usable()
+    if not ok then pending(why); return end
+    local check = H.write(dir .. "/check.sh", 'id -u > hc.txt; pwd >> hc.txt; echo "$STAGE" >> hc.txt\n')
+    os.execute("chown nobody:nogroup " .. H.shquote(check))
+    H.write(H.home .. "/eco.config.lua", ([[
+return { apps = { { name = "hc", script = "/bin/sleep", args = "1000", cwd = %q, user = "nobody",
+  env = { STAGE = "checked" }, health = { exec = "/bin/sh ./check.sh", interval = 200 } } } }
+]]):format(dir))
+    H.ok(H.pm("start", H.home .. "/eco.config.lua"), "pm start")
+    local text = H.wait_for(function()
+      local t = util.read_file(dir .. "/hc.txt")
+      return t and t:find("\n.*\n.*\n") and t
+    end, 5000, "the check's output")
+    assert.equal(("%d\n%s\nchecked\n"):format(nobody_id(), dir), text)
+  end)
+
+  it("asks a Node app's interpreter its version as the app's user", function()
+    local ok, why = usable()
+    if not ok then pending(why); return end
+    local node = H.write(dir .. "/node", '#!/bin/sh\nif [ "$1" = --version ]; then id -u > ' .. dir
+      .. '/ver.txt; echo v20.0.0; exit 0; fi\nexec sleep 1000\n')
+    os.execute("chmod 755 " .. H.shquote(node) .. " && chown nobody:nogroup " .. H.shquote(node))
+    H.write(dir .. "/app.js", "\n")
+    H.ok(H.pm("start", eco({ name = "nv", script = dir .. "/app.js", interpreter = node, cwd = dir,
+      user = "nobody" })), "pm start")
+    local uid = H.wait_for(function()
+      H.pm("jlist")
+      return tonumber((util.read_file(dir .. "/ver.txt") or ""):match("%d+"))
+    end, 5000, "the interpreter asked its version")
+    assert.equal(nobody_id(), uid)
+  end)
+
+  it("enters an app's folder as its user: a link to a folder only root may reach fails the start", function()
+    local ok, why = usable()
+    if not ok then pending(why); return end
+    -- a 0755 folder inside a 0700 one of root's, a file in it
+    local secret = base .. "/root-only"
+    core.mkdir(secret, 448)
+    core.mkdir(secret .. "/pub", 493)
+    H.write(secret .. "/pub/data.txt", "TOPSECRET\n")
+    assert.equal(0, as_nobody("ln -s " .. H.shquote(secret .. "/pub") .. " work").code)
+    local script = H.write(base .. "/where.sh", "pwd > " .. dir .. "/where.txt; cat data.txt >> " .. dir
+      .. "/where.txt; exec sleep 1000\n")
+    local r = H.pm("start", eco({ name = "w", script = "/bin/sh", args = { script }, cwd = dir .. "/work",
+      user = "nobody", autorestart = false }))
+    H.holds(function() return not H.exists(dir .. "/where.txt") end, 1000, "the app never ran in root's folder")
+    local p = H.proc("w")
+    assert.are_not.equal("online", p and p.pm2_env.status, r.out .. r.err)
+  end)
 end)
