@@ -54,6 +54,10 @@ void pm_fd_forget(int fd);
 /* Makes *buf hold at least need bytes (doubling); -1 when out of memory. */
 int pm_grow(char **buf, size_t *cap, size_t need);
 
+/* Length of the valid UTF-8 sequence at p, n bytes left; 0: invalid
+ * (logs.c) */
+size_t pm_utf8_len(const unsigned char *p, size_t n);
+
 /* Pushes nil, "<what>: <strerror(errno)>" and returns 2. */
 int pm_fail(lua_State *L, const char *what);
 

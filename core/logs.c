@@ -1305,8 +1305,9 @@ static size_t stamp(logpipe_t *lp, char *out, size_t size)
 	return n;
 }
 
-/* Length of the valid UTF-8 sequence at p (0: invalid) */
-static size_t utf8_len(const unsigned char *p, size_t n)
+/* Length of the valid UTF-8 sequence at p, n bytes left (0: invalid: an
+ * overlong form, a surrogate, past U+10FFFF, cut short) */
+size_t pm_utf8_len(const unsigned char *p, size_t n)
 {
 	size_t len;
 	unsigned int min;
@@ -1332,7 +1333,7 @@ static void put_json_string(buf_t *b, const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x80) {
-			size_t l = utf8_len((const unsigned char *)s + i, n - i);
+			size_t l = pm_utf8_len((const unsigned char *)s + i, n - i);
 			if (l > 0) {
 				i += l - 1;
 				continue;

@@ -483,8 +483,11 @@ function M.normalize(raw, ctx)
   if d.name == "" or d.name == "all" then
     return nil, ("app '%s': a name cannot be empty or 'all'"):format(d.name)
   end
-  if #d.name > 200 or d.name:find("%c") then
-    return nil, ("app %s: a name has at most 200 bytes and no control character"):format(util.encode(d.name:sub(1, 60)))
+  -- (UTF-8: descriptions show its bytes as they are, and its log files
+  -- are named after it)
+  if #d.name > 200 or d.name:find("%c") or util.utf8_clean(d.name) ~= d.name then
+    return nil, ("app %s: a name has at most 200 bytes, no control character and is UTF-8")
+      :format(util.encode_text(d.name:sub(1, 60)))
   end
 
   -- filter_env (PM2's): true leaves the caller's environment out, a prefix
@@ -773,6 +776,13 @@ function M.members_json(d, drop)
   local o, sh = util.encode(own):sub(2, -2), util.encode(shared):sub(2, -2)
   if not drop then members_cache[d] = { o, d.instances, d.learned_listen or false, sh } end
   return o, sh
+end
+
+-- members_json's texts for a description (valid UTF-8; the journal keeps
+-- the bytes)
+function M.members_view(d, drop)
+  local o, sh = M.members_json(d, drop)
+  return util.utf8_clean(o), util.utf8_clean(sh)
 end
 
 -- members_json's two texts as one

@@ -78,7 +78,7 @@ local function send(conn, event, data)
     stream:write(util.encode({ jsonrpc = "2.0", method = "event",
       params = { event = "bus:dropped", data = { count = n } } }) .. "\n")
   end
-  stream:write(util.encode({ jsonrpc = "2.0", method = "event",
+  stream:write(util.encode_text({ jsonrpc = "2.0", method = "event",
     params = { event = event, data = data } }) .. "\n")
 end
 

@@ -101,7 +101,7 @@ function M.monitor_json(p)
       end
       parts[i] = util.encode(name) .. ":{" .. table.concat(fields, ",") .. "}"
     end
-    m.json = "{" .. table.concat(parts, ",") .. "}"
+    m.json = util.utf8_clean("{" .. table.concat(parts, ",") .. "}") -- (the app's words: valid UTF-8)
   end
   return m.json
 end

@@ -102,8 +102,8 @@ function V.logs(args)
     check(bus:on("process:event", function(e)
       local pr = e.process or {}
       if not matches(pr, all, ids) then return end
-      io.stdout:write(require("pm.util").encode({ timestamp = view.iso(tonumber(e.at) or 0), type = "process_event",
-        status = e.event, app_name = pr.name }), "\n")
+      io.stdout:write(require("pm.util").encode_text({ timestamp = view.iso(tonumber(e.at) or 0),
+        type = "process_event", status = e.event, app_name = pr.name }), "\n")
       io.stdout:flush()
     end))
   end

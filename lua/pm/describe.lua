@@ -256,8 +256,8 @@ local function meta_json(p)
   local version
   if fresh then version = M.package_version(d) else version = j[M0 + 3] end
   local nv = M.node_version(d, fresh)
-  local text = (version and (',"version":' .. cjson.encode(version)) or "")
-    .. (nv and (',"node_version":' .. cjson.encode(nv)) or "")
+  local text = (version and (',"version":' .. util.encode_text(version)) or "")
+    .. (nv and (',"node_version":' .. util.encode_text(nv)) or "")
   j[M0 + 1], j[M0 + 2], j[M0 + 3], j[M0 + 4], j[M0 + 5] = at, d, version or false, nv, text
   return text
 end
@@ -280,7 +280,7 @@ local function static_json(p)
     -- (J_WHOLE: a declaration with a member named as a computed one: its
     -- members are left out of it and were encoded with the record's)
     if j[J_WHOLE] then return "", "", own, "" end
-    local mo, ms = appdecl.members_json(d)
+    local mo, ms = appdecl.members_view(d)
     return mo, ms, own, j[J_STATIC_SHARED]
   end
   local t = {
@@ -301,9 +301,9 @@ local function static_json(p)
   for k in pairs(COMPUTED) do
     if d[k] ~= nil then drop = COMPUTED end
   end
-  local mo, ms = appdecl.members_json(d, drop)
-  own = util.encode(t):sub(2, -2)
-  local owns = util.encode(ts):sub(2, -2)
+  local mo, ms = appdecl.members_view(d, drop)
+  own = util.encode_text(t):sub(2, -2)
+  local owns = util.encode_text(ts):sub(2, -2)
   if drop then
     local all = {}
     for _, text in ipairs({ mo, ms, owns, own }) do
@@ -320,7 +320,8 @@ end
 -- JSON members written by hand, as pieces of text (a list of 2,000 apps
 -- makes 30,000 of them; most pieces are strings that exist already, so a
 -- list makes little garbage): nil leaves the member out, as cjson does.
-local jstr = cjson.encode
+local encode_string, utf8_clean = cjson.encode, util.utf8_clean
+local function jstr(s) return utf8_clean(encode_string(s)) end
 local channel_m -- (pm.channel, required when first used: it loads after this module)
 local function channel_mod()
   channel_m = channel_m or require "pm.channel"
@@ -334,7 +335,7 @@ local function member(parts, n, key, v)
   elseif t == "number" then text = util.json_number(v)
   elseif t == "boolean" then text = v and "true" or "false"
   elseif v == util.null then text = "null"
-  else text = util.encode(v) end
+  else text = util.encode_text(v) end
   parts[n + 1] = key
   parts[n + 2] = text
   return n + 2
@@ -389,7 +390,7 @@ for k in pairs(appdecl.schema) do KEEP[k] = true end
 
 local function inner(t)
   if next(t) == nil then return "" end
-  return util.encode(t):sub(2, -2)
+  return util.encode_text(t):sub(2, -2)
 end
 
 -- Whether pm2_env keeps name for itself, or for d's attribute of that name
@@ -633,7 +634,7 @@ local function env_into(parts, n, p)
     n = n + 5
   else
     parts[n + 1] = ',"env":'
-    parts[n + 2] = util.encode(d.env or {})
+    parts[n + 2] = util.encode_text(d.env or {})
     n = n + 2
   end
   return n

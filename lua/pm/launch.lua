@@ -112,9 +112,9 @@ end
 -- the same start that overrides the same names) and its own. 2,000 apps
 -- keep 2,000 small strings and one large one instead of 2,000 large ones.
 local shared_json = setmetatable({}, { __mode = "k" }) -- environ -> names -> text
-local function inner(t)
+local function inner(t) -- (descriptions': valid UTF-8)
   if next(t) == nil then return "" end
-  return util.encode(t):sub(2, -2)
+  return util.encode_text(t):sub(2, -2)
 end
 local function env_json(environ, env, d)
   environ = environ or {}

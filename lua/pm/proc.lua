@@ -174,7 +174,7 @@ local function json_value(v)
   if v ~= v then return util.encode(v) end -- (NaN: no key)
   local s = VALUE_JSON[v]
   if s then return s end
-  s = util.encode(v)
+  s = util.encode_text(v)
   if value_count < 256 then
     VALUE_JSON[v] = s
     value_count = value_count + 1

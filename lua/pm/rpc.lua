@@ -28,33 +28,7 @@ M.SERVER_ERROR = -32000
 
 -- s with every byte that is not part of valid UTF-8 replaced by U+FFFD
 -- (what a peer sent comes back in ids and messages: a reply is valid JSON)
-local function utf8_clean(s)
-  if not s:find("[\128-\255]") then return s end
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local c = s:byte(i)
-    local len, min = 0, 0
-    if c < 0x80 then len = 1
-    elseif c >= 0xc2 and c <= 0xdf then len, min = 2, 0x80
-    elseif c >= 0xe0 and c <= 0xef then len, min = 3, 0x800
-    elseif c >= 0xf0 and c <= 0xf4 then len, min = 4, 0x10000 end
-    local cp = len > 1 and c % (2 ^ (7 - len)) or c
-    for k = 1, len - 1 do
-      local b = s:byte(i + k)
-      if not b or b < 0x80 or b > 0xbf then len = 0; break end
-      cp = cp * 64 + b % 64
-    end
-    if len > 1 and (cp < min or cp > 0x10ffff or (cp >= 0xd800 and cp <= 0xdfff)) then len = 0 end
-    if len == 0 then
-      out[#out + 1] = "\239\191\189"
-      i = i + 1
-    else
-      out[#out + 1] = s:sub(i, i + len - 1)
-      i = i + len
-    end
-  end
-  return table.concat(out)
-end
+local utf8_clean = util.utf8_clean
 M.utf8_clean = utf8_clean
 
 -- Replies are written with the result last, so that a client can take the
@@ -84,7 +58,7 @@ local function reply(conn, id, err, result)
     return
   else
     if result == nil then result = true end
-    local ok, body = pcall(util.encode, result)
+    local ok, body = pcall(util.encode_text, result)
     if ok then
       line = head .. ',"result":' .. body .. "}"
     else

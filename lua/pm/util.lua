@@ -30,6 +30,16 @@ function M.encode(v)
   return s
 end
 
+-- v as JSON text a client reads: valid UTF-8, each byte that is no part of
+-- it replaced by U+FFFD (an environment variable in Latin-1 made the whole
+-- `pm jlist` unreadable to a strict parser; Node's PM2 shows U+FFFD). Not
+-- for what pm reads back itself (the journal keeps the bytes).
+local utf8_clean = core.utf8_clean
+M.utf8_clean = utf8_clean
+function M.encode_text(v)
+  return utf8_clean(M.encode(v))
+end
+
 -- Whether a and b are the same string, in a time that does not say where
 -- they differ (a token, a password compared with what a client sent)
 function M.same_secret(a, b)

@@ -388,8 +388,8 @@ function M.log_line(d, which, line, how, o)
   local message = o.message or line
   if how == "json" then
     return ('{"message":%s,"timestamp":%s,"type":%s,"process_id":%s,"app_name":%s}\n'):format(
-      util.encode(message), o.at and util.encode(M.iso(o.at)) or "null", util.encode(which),
-      tonumber(d.pm_id) and util.json_number(tonumber(d.pm_id)) or "null", util.encode(tostring(d.name)))
+      util.encode_text(message), o.at and util.encode(M.iso(o.at)) or "null", util.encode(which),
+      tonumber(d.pm_id) and util.json_number(tonumber(d.pm_id)) or "null", util.encode_text(tostring(d.name)))
   end
   local color = o.color
   if how == "format" then

@@ -416,3 +416,45 @@ describe("the wire protocol", function()
     assert.is_nil(log:find("stack traceback"), "tracebacks in pm.log")
   end)
 end)
+
+describe("an app's bytes that are not UTF-8", function()
+  before_each(function() H.new_home() end)
+  after_each(function() H.cleanup() end)
+
+  local R = "\239\191\189"
+  local function utf8(s) return core.utf8_clean(s) == s end
+
+  it("show as U+FFFD in jlist and pm logs --json; the process and the journal keep the bytes", function()
+    local script = H.write(H.home .. "/latin1.sh", "printf 'caf\\351 %s\\n' \"$1\"; sleep 1000\n")
+    -- (a name must be UTF-8: its log files are named after it)
+    local bad = H.pm("start", "/bin/sh", "--name", "l\2331", "--", script)
+    assert.are_not.equal(0, bad.code)
+    assert.truthy(bad.err:find("is UTF-8", 1, true), bad.err)
+    H.ok(H.pm("start", "/bin/sh", "--name", "latin", "--", script, "d\233j\224", { env = { LATIN = "caf\233" } }))
+    local r = H.ok(H.pm("jlist"))
+    assert.is_true(utf8(r.out), "jlist is not UTF-8")
+    local p = util.decode(r.out)[1]
+    assert.equal("caf" .. R, p.pm2_env.LATIN)
+    assert.equal("caf" .. R, p.pm2_env.env.LATIN)
+    assert.equal("d" .. R .. "j" .. R, p.pm2_env.args[2])
+    -- the process has the bytes it was given
+    local e = H.wait_for(function() return H.environ(p.pid) end, 3000, "the environment")
+    assert.equal("caf\233", e.LATIN)
+    r = H.wait_for(function()
+      local l = H.pm("logs", "0", "--json", "--nostream", "--lines", "5")
+      return l.out:find("message", 1, true) and l
+    end, 3000, "the app's line")
+    assert.is_true(utf8(r.out), "pm logs --json is not UTF-8")
+    assert.equal("caf" .. R .. " d" .. R .. "j" .. R, util.decode(r.out:match("[^\n]+")).message)
+    -- a restart from the journal (the daemon killed) gives the same bytes again
+    H.crash_daemon(H.daemon_pid())
+    H.ok(H.pm("restart", "all"))
+    local q = util.decode(H.ok(H.pm("jlist")).out)[1]
+    e = H.wait_for(function() local x = H.environ(q.pid); return x and x.LATIN and x end, 3000, "the environment")
+    assert.equal("caf\233", e.LATIN)
+    local f = assert(io.open("/proc/" .. q.pid .. "/cmdline", "rb"))
+    local argv = f:read("*a")
+    f:close()
+    assert.truthy(argv:find("\0d\233j\224\0", 1, true), argv)
+  end)
+end)
