@@ -24,6 +24,7 @@ M.PATTERN_WORK = 1e7           -- (subject length)^(quantifiers) a pattern may c
 M.STATE_LIMIT = 64 * 1024      -- bytes of pm.state (as JSON) an app may keep
 M.TIMER_LIMIT = 64             -- timers (pm.after, pm.every) an app may have at once
 M.EVERY_MIN = 10               -- ms: the shortest period of pm.every
+M.SHARE_MS = 250               -- ms of CPU a file's hooks may use in each second, all calls together
 
 -- The sandboxes' global tables -> their state (limits, path): a frame
 -- whose function has one of them as environment is the user's code.
@@ -418,10 +419,36 @@ function M.loadfile(path, opts)
 end
 
 -- The limits of one call of fn: its file's (hook_limits), else pm's
-local function limits_of(fn)
+local function state_of(fn)
   local ok, env = pcall(getfenv, fn)
-  local st = ok and sandboxes[env]
+  return ok and sandboxes[env] or nil
+end
+local function limits_of(fn)
+  local st = state_of(fn)
   return st and st.limits
+end
+
+-- A file's share of the daemon: its hooks' calls together may use
+-- M.SHARE_MS of CPU in each second (64 timers of pm.every(10) that each
+-- ran 10 ms kept the daemon at 100 %, every `pm ls` seconds long). A call
+-- past it is refused at once (the built-in policy decides); the first
+-- refusal of a second is said, the others counted. -> nil, or the refusal
+-- and whether it is one more of that second
+local function over_share(st)
+  if not st or st.loading then return nil end
+  local now = core.mono()
+  if now - (st.share_at or -1e9) >= 1000 then
+    if (st.share_skipped or 0) > 1 then
+      log.warn("hooks of %s: %d more calls refused in a second (over %d ms of CPU)", tostring(st.path),
+        st.share_skipped - 1, M.SHARE_MS)
+    end
+    st.share_at, st.share_used, st.share_skipped = now, 0, 0
+    return nil
+  end
+  if st.share_used < M.SHARE_MS then return nil end
+  st.share_skipped = st.share_skipped + 1
+  return ("cut off: the hooks of %s used over %d ms of CPU in this second"):format(tostring(st.path),
+    M.SHARE_MS), st.share_skipped > 1
 end
 
 --[[ A file's hook_limits = { cpu_ms = N, memory_mb = N } -> true, or nil,
@@ -455,7 +482,10 @@ what pm's API calls take. Returns true, results... or false, message
 of the file's own frames). ]]
 function M.run_limited(limits, fn, ...)
   if running then return false, "a hook cannot run another hook" end
-  limits = limits or limits_of(fn) or {}
+  local st = state_of(fn)
+  local refused, again = over_share(st)
+  if refused then return false, refused, again end
+  limits = limits or (st and st.limits) or {}
   local cpu_ms = limits.cpu_ms or M.TIME_LIMIT
   local mem_kb = limits.memory_kb or M.MEMORY_LIMIT
   run.deadline = core.thread_cpu() + cpu_ms
@@ -507,6 +537,7 @@ function M.run_limited(limits, fn, ...)
     tripped = false
     return res
   end
+  local t_start = core.thread_cpu()
   local res = finish(xpcall(fn, function(e)
     run.live = false
     if e == CUTOFF or tripped then return CUTOFF end
@@ -514,6 +545,7 @@ function M.run_limited(limits, fn, ...)
     local msg = type(e) == "string" and e or ("error value of type " .. type(e))
     return msg .. user_traceback(2)
   end, ...))
+  if st and st.share_used then st.share_used = st.share_used + (core.thread_cpu() - t_start - run.api) end
   if not res[1] then
     if res[2] == CUTOFF then
       collectgarbage()
@@ -547,6 +579,7 @@ function M.call_app(p, name, fn, ...)
   local res = { M.run(fn, ...) }
   current = before
   if p then M.save_state(p) end
+  if not res[1] and res[3] then return nil, res[2] end -- (refused again this second: said once)
   if not res[1] then
     local msg = res[2] -- (an error of the hook's: as long as it made it)
     if #msg > M.LOG_LIMIT then msg = msg:sub(1, M.LOG_LIMIT) .. " [cut]" end

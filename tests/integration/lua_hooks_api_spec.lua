@@ -53,6 +53,29 @@ return { apps = {
     assert.is_false(log_has("the cancelled timer fired"))
   end)
 
+  it("share a quarter of a core per file: calls past it are refused, said once a second, and the daemon answers",
+    function()
+    -- 64 timers of 10 ms, each cut off at its 10 ms: without a share, the
+    -- daemon's loop did nothing else
+    local path = eco([[
+return { apps = {
+  { name = "hog", script = "sleeper.sh", on_start = function()
+      for _ = 1, 64 do pm.every(10, function() while true do end end) end
+    end },
+  { name = "calm", script = "sleeper.sh" },
+} }
+]])
+    ok(H.pm("start", path, "-s"))
+    wait_log("used over 250 ms of CPU in this second")
+    wait_log("more calls refused in a second")
+    -- (one line a second for the refusals, not one each)
+    assert.is_true(count("used over 250 ms of CPU") <= count("more calls refused") + 2)
+    ok(H.pm("restart", "calm", "-s"))
+    local e = H.wait_for(function() return H.proc("hog").pm2_env.last_hook_error end, 3000, "last_hook_error")
+    assert.truthy(tostring(e.message):find("ran over 10 ms", 1, true) or tostring(e.message):find("250 ms", 1, true),
+      tostring(e.message))
+  end)
+
   it("cannot set a timer nor read logs while the file loads, nor set a timer of a bad period", function()
     local path = eco([[
 pm.after(10, function() end)
