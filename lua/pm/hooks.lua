@@ -423,10 +423,6 @@ local function state_of(fn)
   local ok, env = pcall(getfenv, fn)
   return ok and sandboxes[env] or nil
 end
-local function limits_of(fn)
-  local st = state_of(fn)
-  return st and st.limits
-end
 
 -- A file's share of the daemon: its hooks' calls together may use
 -- M.SHARE_MS of CPU in each second (64 timers of pm.every(10) that each
