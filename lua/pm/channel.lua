@@ -155,13 +155,36 @@ local function on_message(p, line, channel)
   bus.publish(name, { process = proc.ref(p), at = core.now(), data = data, raw = msg })
 end
 
+-- The bytes a second the daemon reads from one process's channel (a burst
+-- of a second's worth at once; a line of up to 16 MB): past them the
+-- channel is not read until it is back under (the app's writes wait; no
+-- message is lost). An app that wrote 15 MB messages without end kept the
+-- daemon decoding them at 85-100 % of a core, every `pm ls` seconds long.
+M.MAX_RATE = 4 * 1024 * 1024
+
 -- held: the keeper's id of it (let go when it ends)
 function M.open(p, fd, held)
   if p.channel then M.close(p) end
-  local channel
+  local channel, resume_timer
+  local allowance, at = M.MAX_RATE, core.mono()
+  local function spend(bytes)
+    local now = core.mono()
+    allowance = math.min(M.MAX_RATE, allowance + (now - at) * M.MAX_RATE / 1000) - bytes
+    at = now
+    if allowance >= 0 or resume_timer or channel:closed() then return end
+    channel:pause()
+    resume_timer = core.timer(math.ceil(-allowance * 1000 / M.MAX_RATE), 0, function()
+      resume_timer = nil
+      if not channel:closed() then channel:resume() end
+    end)
+  end
   channel = core.stream(fd, function(line)
-    if line then on_message(p, line, channel) end
+    if line then
+      on_message(p, line, channel)
+      spend(#line + 1)
+    end
   end, function()
+    if resume_timer then resume_timer:close(); resume_timer = nil end
     if p.channel == channel then
       p.channel = nil
       require("pm.keeper").release(p.channel_held)

@@ -177,6 +177,30 @@ exec sleep 1000
     assert.equal("thrower", got[1].process.name)
   end)
 
+  it("reads an app's channel at most 4 MB a second: a flood waits, and no message is lost", function()
+    -- 12 messages of 1 MB: the first 4 MB at once, the rest at 4 MB/s
+    local s = H.write(H.home .. "/flood.py", [[
+import json, os, socket, sys, time
+s = socket.socket(fileno=int(os.environ["NODE_CHANNEL_FD"]))
+t0 = time.monotonic()
+for i in range(12):
+    s.sendall(json.dumps({"type": "blob", "data": {"seq": i, "pad": "x" * 1048576}}).encode() + b"\n")
+print("sent in %.2f s" % (time.monotonic() - t0), flush=True)
+time.sleep(1000)
+]])
+    local bus = assert(pm.launchBus())
+    local got = {}
+    assert(bus:on("blob", function(packet) got[#got + 1] = packet.data.seq end))
+    api_start({ script = s, name = "flood", interpreter = "python3", ipc = true })
+    pump(function() return #got >= 12 end, 15000, "the 12 messages")
+    for i = 1, 12 do assert.equal(i - 1, got[i]) end
+    local log = H.home .. "/logs/flood-out.log"
+    local secs = H.wait_for(function() return tonumber((util.read_file(log) or ""):match("sent in ([%d.]+) s")) end,
+      5000, "the app's time")
+    -- (8 MB past the first 4 at 4 MB a second: the app's writes waited)
+    assert.is_true(secs >= 1.5, ("12 MB taken in %.2f s"):format(secs))
+  end)
+
   it("never lets an app's message pass for one of the daemon's events: it comes as process:msg", function()
     local go = H.home .. "/go"
     local s = H.script("fake.sh", "#!/bin/sh\n"
