@@ -11,8 +11,13 @@
 -- why not ({cmd: "NODE_PM_LISTEN_ERR", seq, code, message}: the server
 -- emits that error, as a listen() that fails does). Both are Node's
 -- internal messages: the app's own 'message' listeners never see them.
--- A process the app forks with Node's own cluster module keeps Node's
--- behaviour (its primary shares the port).
+-- Each instance is a worker of the cluster, as under PM2 (whose instances
+-- its daemon forks with Node's cluster module): cluster.isWorker is true,
+-- cluster.isPrimary / isMaster false and cluster.worker is { id (pm_id +
+-- 1), process, send, ... }, so that an app's `if (cluster.isPrimary)
+-- fork()` takes the worker's branch (under pm each instance forked workers
+-- of its own). A process the app forks with Node's own cluster module
+-- anyway keeps Node's behaviour (its primary shares the port).
 local M = {}
 
 M.CLUSTER = [[
@@ -29,6 +34,53 @@ let hooked = false;
 const WAIT_MS = 10000;
 // (a worker of the app's own Node cluster: its primary shares the port)
 const worker = process.env.NODE_UNIQUE_ID !== undefined;
+
+// An instance is a worker of the cluster, as PM2's are
+if (!worker) {
+  const cluster = require('cluster');
+  const EventEmitter = require('events');
+  const w = new EventEmitter();
+  const id = Number(process.env.pm_id);
+  w.id = Number.isInteger(id) ? id + 1 : Number(process.env.NODE_APP_INSTANCE || 0) + 1;
+  w.process = process;
+  w.exitedAfterDisconnect = undefined;
+  w.send = (...a) => process.send(...a);
+  w.isConnected = () => process.connected === true;
+  w.isDead = () => false;
+  w.disconnect = () => { if (process.connected) process.disconnect(); return w; };
+  w.kill = (signal) => process.kill(process.pid, signal || 'SIGTERM');
+  // (process's events, listened to once the app listens: a listener of
+  // its own would keep the channel, and so the process, alive)
+  const fwd = {};
+  w.on('newListener', (ev) => {
+    if ((ev !== 'message' && ev !== 'disconnect') || fwd[ev]) return;
+    fwd[ev] = true;
+    process.on(ev, (...a) => w.emit(ev, ...a));
+  });
+  // (Node's own modules read them too: net and dgram listen as a
+  // primary's do, on the sockets pm gives; only the app's code sees a
+  // worker)
+  const fromNode = (getter) => {
+    const prepare = Error.prepareStackTrace;
+    const limit = Error.stackTraceLimit;
+    Error.prepareStackTrace = (_, frames) => frames;
+    Error.stackTraceLimit = 1;
+    const e = {};
+    Error.captureStackTrace(e, getter);
+    const frames = e.stack;
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = limit;
+    const file = Array.isArray(frames) && frames[0] ? frames[0].getFileName() : undefined;
+    return typeof file === 'string' && (file.startsWith('node:') || !file.includes('/'));
+  };
+  const primary = function () { return fromNode(primary); };
+  const master = function () { return fromNode(master); };
+  const isWorker = function () { return !fromNode(isWorker); };
+  Object.defineProperty(cluster, 'isPrimary', { get: primary, configurable: true });
+  Object.defineProperty(cluster, 'isMaster', { get: master, configurable: true });
+  Object.defineProperty(cluster, 'isWorker', { get: isWorker, configurable: true });
+  cluster.worker = w;
+}
 
 function onInternal(m, handle) {
   if (!m || (m.cmd !== 'NODE_PM_LISTEN_OK' && m.cmd !== 'NODE_PM_LISTEN_ERR')) return;

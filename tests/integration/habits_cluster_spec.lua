@@ -170,6 +170,37 @@ describe("pm start <node script> -i N (PM2's cluster mode)", function()
     assert.equal(0, count(procs("srv"), "errored"))
   end)
 
+  it("each instance is a worker of the cluster, as PM2's: an app's `if (cluster.isPrimary) fork()` forks nothing",
+    function()
+    local port = H.free_port()
+    local script = H.script("classic.js", [[
+'use strict';
+const cluster = require('cluster');
+if (cluster.isPrimary || cluster.isMaster) {
+  for (let i = 0; i < 2; i++) cluster.fork();
+  console.log('primary ' + process.pid);
+} else {
+  require('http').createServer((q, r) => r.end('pid ' + process.pid + '\n'))
+    .listen(Number(process.argv[2]), () => console.log('worker ' + cluster.worker.id + ' ' + cluster.isWorker));
+}
+]], "644")
+    ok(H.pm("start", script, "-i", "2", "--", tostring(port)), "pm start classic.js -i 2")
+    local _, pids = all_online("classic", 2)
+    H.wait_for(function()
+      for _, p in ipairs(procs("classic")) do
+        if not H.contains(H.home .. "/logs/classic-out-" .. p.pm_id .. ".log", "worker " .. (p.pm_id + 1) .. " true")
+        then return false end
+      end
+      return true
+    end, 10000, "each instance in the worker's branch, cluster.worker.id its pm_id + 1")
+    answering(port, pids)
+    for _, p in ipairs(procs("classic")) do
+      assert.is_falsy(H.contains(H.home .. "/logs/classic-out-" .. p.pm_id .. ".log", "primary"))
+      local kids = util.read_file(("/proc/%d/task/%d/children"):format(p.pid, p.pid)) or ""
+      assert.equal("", kids:gsub("%s", ""), "instance " .. p.pm_id .. " forked workers")
+    end
+  end)
+
   it("instances that lost a connection to another go on living: none blocks in accept", function()
     -- each instance says it is alive every 100 ms; a socket handed over
     -- blocking would leave the instances that lose a connection's race
