@@ -243,7 +243,6 @@ end
 local function apply_decision(p, decision, exit, gone)
   p.unstable_restarts = decision.unstable_restarts
   p.prev_restart_delay = decision.prev_restart_delay
-  p.unstable_since = decision.unstable_since
   if decision.action == "stop" then
     proc.act(p, lifecycle.fire(p, "rest"), nil, false)
   elseif decision.action == "errored" then

@@ -19,24 +19,31 @@ end
 decide(decl, state, exit) -> decision
 decl:  autorestart, min_uptime, max_restarts, restart_delay,
        exp_backoff_restart_delay, stop_exit_codes
-state: unstable_restarts (consecutive fast exits so far), prev_restart_delay,
-       unstable_since (with exp_backoff_restart_delay: when the first of them
-       started, ms of the clock `now` reads)
+state: unstable_restarts (fast exits so far), prev_restart_delay,
+       unstable_since (a restart that waits: when the app was last started
+       by a command, ms of the clock `now` reads; nil: long ago)
 exit:  code (nil when killed), signal (name or nil), uptime (ms), reason
-now:   the clock (ms; only read with exp_backoff_restart_delay)
+now:   the clock (ms; only read for a restart that waits)
 decision: action "restart" | "stop" | "errored", delay (ms, for restart),
-          unstable_restarts, prev_restart_delay, unstable_since (the new state)
+          unstable_restarts, prev_restart_delay (the new state)
 
-With exp_backoff_restart_delay, fast exits count toward max_restarts only
-within min_uptime x max_restarts (16 s by default) of the first of them:
-past that the app goes on retrying at the back-off's delay until a run
-lasts min_uptime. Back-off is for a dependency that is down for a while
-(PM2 counts inside the same window, from the app's creation).
+A restart at once (no restart_delay, no exp_backoff_restart_delay) counts
+fast exits in a row: a crash loop that lasts is errored. One that waits
+counts them as PM2 does: only within min_uptime x max_restarts (16 s by
+default) of the app's start (a start, restart or reset by a command), so
+that an app waiting for a dependency that is down goes on retrying at its
+delay until a run lasts min_uptime.
 ]]
+-- Whether d's restarts wait (policy.decide's window; supervisor.lua notes
+-- the start it counts from)
+function M.waits(d)
+  return (d.exp_backoff_restart_delay or 0) > 0 or (d.restart_delay or 0) > 0
+end
+
 function M.decide(decl, state, exit, now)
   local unstable = state.unstable_restarts or 0
   local prev = state.prev_restart_delay or 0
-  local d = { unstable_restarts = unstable, prev_restart_delay = prev, unstable_since = state.unstable_since }
+  local d = { unstable_restarts = unstable, prev_restart_delay = prev }
   if exit.reason == "stop" then
     d.action = "stop"
     return d
@@ -58,13 +65,11 @@ function M.decide(decl, state, exit, now)
   local fast = (exit.uptime or 0) < min_uptime
   local base = decl.exp_backoff_restart_delay or 0
   if not fast then
-    unstable, d.unstable_since = 0, nil
-  elseif base <= 0 then
+    unstable = 0
+  elseif not M.waits(decl) then
     unstable = unstable + 1
-  else
-    local since = unstable > 0 and d.unstable_since or (now or 0) - (exit.uptime or 0)
-    d.unstable_since = since
-    if (now or 0) - since < min_uptime * max_restarts then unstable = unstable + 1 end
+  elseif state.unstable_since and (now or 0) - state.unstable_since < min_uptime * max_restarts then
+    unstable = unstable + 1
   end
   d.unstable_restarts = unstable
   if unstable >= max_restarts then

@@ -21,6 +21,7 @@ local rules = require "pm.rules"
 local exits = require "pm.exits"
 local reload = require "pm.reload"
 local describe = require "pm.describe"
+local policy = require "pm.policy"
 
 local M = {}
 
@@ -133,6 +134,7 @@ end
 local function start_stopped(p)
   p.unstable_restarts = 0
   p.prev_restart_delay = 0
+  p.unstable_since = policy.waits(p.decl) and core.mono() or nil
   local ok, err = launch.launch(p)
   ctx.changed()
   return ok, err
@@ -266,6 +268,7 @@ function M.reset(p)
   p.restart_time = 0
   p.unstable_restarts = 0
   p.prev_restart_delay = 0
+  p.unstable_since = policy.waits(p.decl) and core.mono() or nil
   ctx.changed("runtime") -- counters only: batched
 end
 
@@ -308,6 +311,7 @@ function M.new_record(decl, environ, origin, instance, saved)
     environ = environ, origin = origin,
   })
   lifecycle.init(p, saved.status == "stopped", saved.keep_errored)
+  if policy.waits(decl) then p.unstable_since = core.mono() end -- (policy.decide's window)
   if type(saved.hook_state) == "string" then p.hook_state_text = saved.hook_state end -- (pm.state)
   if saved.ipc_asked == true then p.ipc_asked = true end -- (its processes get a channel)
   p.uid_marker = ("%d-%d-%d"):format(core.getpid(), p.pm_id, math.floor(core.now()))

@@ -97,6 +97,22 @@ describe("restarts", function()
     assert.is_true(p.pm2_env.prev_restart_delay >= 450, p.pm2_env.prev_restart_delay)
   end)
 
+  it("keeps retrying an app with --restart-delay whose fast exits outlast the window from its start (PM2's)",
+    function()
+    local s = H.script("rb_crash_slow.sh", "exit 1\n")
+    -- the window is 200 ms from the start: the second exit comes 300 ms later
+    start(s, "slowretry", "--restart-delay", "300", "--max-restarts", "2", "--min-uptime", "100")
+    local p = wait_proc("slowretry", function(_, e)
+      assert.are_not.equal("errored", e.status)
+      return e.restart_time >= 3
+    end, 10000, "3 restarts of 'slowretry'")
+    assert.equal(1, p.pm2_env.unstable_restarts)
+    -- a command's restart opens the window again: 2 fast exits in it now error it
+    local r = H.pm("restart", "slowretry", "--max-restarts", "2", "--min-uptime", "5000")
+    assert.equal(0, r.code, r.err)
+    wait_proc("slowretry", function(_, e) return e.status == "errored" end, 5000, "errored within the window")
+  end)
+
   it("leaves a stopped app stopped", function()
     local s = H.script("rb_sleeper.sh", SLEEPER)
     local p0 = start(s, "sleeper")

@@ -87,43 +87,52 @@ describe("the built-in restart policy", function()
   end)
 
   -- n fast exits of dd in a row (each up 10 ms, then its delay), the clock
-  -- moving as a real crash loop's does: the last decision
-  local function loop_of(dd, n)
-    local state, now, d = {}, 1000000, nil
+  -- moving as a real crash loop's does, from the app's start: the last
+  -- decision
+  local function loop_of(dd, n, up_first)
+    local now = 1000000
+    local state, d = { unstable_since = now }, nil
+    now = now + (up_first or 0)
     for _ = 1, n do
       now = now + 10
       d = policy.decide(dd, state, { code = 1, uptime = 10, reason = "exit" }, now)
       if d.action ~= "restart" then return d end
       state.prev_restart_delay, state.unstable_restarts = d.prev_restart_delay, d.unstable_restarts
-      state.unstable_since = d.unstable_since
       now = now + d.delay
     end
     return d
   end
 
-  it("keeps retrying with exp_backoff_restart_delay once its fast exits outlast the window", function()
-    -- min_uptime x max_restarts = 16 s: exits after it no longer count (PM2's window)
+  it("keeps retrying an app whose restarts wait, once its fast exits outlast PM2's window from its start", function()
+    -- min_uptime x max_restarts = 16 s from the start: exits after it no longer count
     local d = loop_of(decl({ exp_backoff_restart_delay = 100 }), 200)
     assert.equal("restart", d.action)
     assert.equal(15000, d.delay)
     assert.is_true(d.unstable_restarts < 16, d.unstable_restarts)
-    -- a run that lasts min_uptime ends the streak: the next one counts from 0
-    local state = { unstable_restarts = d.unstable_restarts, unstable_since = d.unstable_since,
-      prev_restart_delay = d.prev_restart_delay }
-    local up = policy.decide(decl({ exp_backoff_restart_delay = 100 }), state,
+    d = loop_of(decl({ restart_delay = 2000, max_restarts = 3 }), 50)
+    assert.equal("restart", d.action)
+    -- up longer than the window first (a dependency went down later): never errored
+    d = loop_of(decl({ exp_backoff_restart_delay = 100, max_restarts = 4 }), 100, 6000)
+    assert.equal("restart", d.action)
+    assert.equal(0, d.unstable_restarts)
+    -- a run that lasts min_uptime zeroes the count
+    local up = policy.decide(decl({ exp_backoff_restart_delay = 100 }), { unstable_restarts = 5 },
       { code = 1, uptime = 2000, reason = "exit" }, 1e9)
     assert.equal(0, up.unstable_restarts)
-    assert.is_nil(up.unstable_since)
   end)
 
-  it("errors a back-off app whose fast exits all fall inside the window", function()
+  it("errors an app whose restarts wait when its fast exits all fall inside the window", function()
     local d = loop_of(decl({ exp_backoff_restart_delay = 10, max_restarts = 4 }), 50)
     assert.equal("errored", d.action)
     assert.equal(4, d.unstable_restarts)
   end)
 
-  it("errors an app without back-off after max_restarts fast exits in a row, however long they took", function()
-    local d = loop_of(decl({ restart_delay = 5000 }), 50)
+  it("errors an app restarted at once after max_restarts fast exits in a row, however long they took", function()
+    local state, d = {}, nil
+    for _ = 1, 16 do
+      d = policy.decide(decl(), state, { code = 1, uptime = 900, reason = "exit" }, 1e12)
+      state.unstable_restarts = d.unstable_restarts
+    end
     assert.equal("errored", d.action)
     assert.equal(16, d.unstable_restarts)
   end)
