@@ -55,7 +55,7 @@ describe("pm2_env as PM2 shapes it", function()
     assert.equal(2, count(text, '"instances":'), text)
   end)
 
-  it("a PM2 file's env value false or null is the text, as Node's spawn writes it; a Lua file's false removes", function()
+  it("a PM2 file's env false or null is the text, as Node's spawn writes it; a Lua file's false removes", function()
     H.script("web.sh", SLEEPER)
     H.write(H.home .. "/ecosystem.json", [[{ "apps": [{ "name": "j", "script": "web.sh",
       "env": { "USE_CACHE": false, "NUL": null, "ON": true }, "env_production": { "P": false } }] }]])
