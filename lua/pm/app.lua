@@ -161,20 +161,13 @@ function M.split_args(s)
   return out
 end
 
--- The most characters a moment-style log_date_format gives (its tokens as
--- applogs.time_format knows them); core/logs.c has room for 127 of them.
+-- The most characters a moment-style log_date_format gives (util.MOMENT's
+-- tokens); core/logs.c has room for 127 of them.
 M.MAX_DATE_WIDTH = 100
-local date_tokens = { YYYY = 4, SSS = 3, YY = 2, MM = 2, DD = 2, HH = 2, mm = 2, ss = 2,
-  ZZ = 5, Z = 6, A = 2 }
 function M.date_width(fmt)
-  local width, i = 0, 1
-  while i <= #fmt do
-    local len = 1
-    for _, l in ipairs({ 4, 3, 2, 1 }) do
-      local w = date_tokens[fmt:sub(i, i + l - 1)]
-      if w then width, len = width + w - 1, l; break end
-    end
-    width, i = width + 1, i + len
+  local width = 0
+  for _, piece in ipairs(util.moment_pieces(fmt)) do
+    width = width + (type(piece) == "table" and #piece[1] or util.MOMENT[piece][2])
   end
   return width
 end

@@ -242,25 +242,15 @@ local function release_file(path)
 end
 
 -- PM2's moment-style log_date_format -> strftime, %L for milliseconds
-local moment = { YYYY = "%Y", YY = "%y", MM = "%m", DD = "%d", HH = "%H", mm = "%M",
-  ss = "%S", SSS = "%L", Z = "%%Q", ZZ = "%z", A = "%p" }
+-- (core/logs.c's: strftime's, then %L the milliseconds and %Q the UTC
+-- offset; a "%" meant literally is "%%" after strftime)
 function M.time_format(fmt)
-  local out, i = {}, 1
-  while i <= #fmt do
-    local matched
-    for _, len in ipairs({ 4, 3, 2, 1 }) do
-      local tok = fmt:sub(i, i + len - 1)
-      if moment[tok] then
-        out[#out + 1] = moment[tok]
-        i = i + len
-        matched = true
-        break
-      end
-    end
-    if not matched then
-      local c = fmt:sub(i, i)
-      out[#out + 1] = c == "%" and "%%%%" or c
-      i = i + 1
+  local out = {}
+  for i, piece in ipairs(util.moment_pieces(fmt)) do
+    if type(piece) == "table" then
+      out[i] = piece[1]:gsub("%%", "%%%%%%%%")
+    else
+      out[i] = piece == "SSS" and "%L" or piece == "Z" and "%%Q" or util.MOMENT[piece][1]
     end
   end
   return table.concat(out)

@@ -40,6 +40,49 @@ function M.encode_text(v)
   return utf8_clean(M.encode(v))
 end
 
+-- PM2's log_date_format and `pm logs --timestamp` take dayjs's tokens:
+-- token -> { strftime's spec, the most characters it gives } (SSS, the
+-- milliseconds, and Z, the UTC offset as +HH:MM, are the callers': strftime
+-- has neither). Names are the C locale's, as dayjs's are English.
+M.MOMENT = {
+  YYYY = { "%Y", 4 }, YY = { "%y", 2 }, MMMM = { "%B", 9 }, MMM = { "%b", 3 }, MM = { "%m", 2 },
+  M = { "%-m", 2 }, DD = { "%d", 2 }, D = { "%-d", 2 }, dddd = { "%A", 9 }, ddd = { "%a", 3 },
+  dd = { "%a", 3 }, d = { "%w", 1 }, HH = { "%H", 2 }, H = { "%-H", 2 }, hh = { "%I", 2 }, h = { "%-I", 2 },
+  mm = { "%M", 2 }, m = { "%-M", 2 }, ss = { "%S", 2 }, s = { "%-S", 2 }, SSS = { nil, 3 }, ZZ = { "%z", 5 },
+  Z = { nil, 6 }, A = { "%p", 2 }, a = { "%P", 2 },
+}
+-- fmt -> its pieces in order: a token's name, or { text } (what is
+-- between [ and ] is text, as in dayjs)
+function M.moment_pieces(fmt)
+  local out, text, i = {}, {}, 1
+  local function flush()
+    if #text > 0 then out[#out + 1] = { table.concat(text) }; text = {} end
+  end
+  while i <= #fmt do
+    local close = fmt:sub(i, i) == "[" and fmt:find("]", i + 1, true)
+    if close then
+      text[#text + 1] = fmt:sub(i + 1, close - 1)
+      i = close + 1
+    else
+      local hit
+      for len = 4, 1, -1 do
+        local tok = fmt:sub(i, i + len - 1)
+        if #tok == len and M.MOMENT[tok] then hit = tok; break end
+      end
+      if hit then
+        flush()
+        out[#out + 1] = hit
+        i = i + #hit
+      else
+        text[#text + 1] = fmt:sub(i, i)
+        i = i + 1
+      end
+    end
+  end
+  flush()
+  return out
+end
+
 -- Whether a and b are the same string, in a time that does not say where
 -- they differ (a token, a password compared with what a client sent)
 function M.same_secret(a, b)

@@ -328,29 +328,21 @@ function M.app_color(name)
   return APP_COLORS[h % #APP_COLORS + 1]
 end
 
--- ms since the epoch in a moment-style format (PM2's dayjs tokens:
--- YYYY YY MM DD HH mm ss SSS Z ZZ A), local time
-local moment_tokens = { "YYYY", "SSS", "YY", "MM", "DD", "HH", "mm", "ss", "ZZ", "Z", "A" }
+-- ms since the epoch in a moment-style format (PM2's dayjs tokens,
+-- util.MOMENT), local time
 function M.moment(fmt, ms)
   local s = math.floor(ms / 1000)
-  local t = os.date("*t", s)
-  local z = os.date("%z", s) -- +HHMM
-  local val = { YYYY = ("%04d"):format(t.year), YY = ("%02d"):format(t.year % 100), MM = ("%02d"):format(t.month),
-    DD = ("%02d"):format(t.day), HH = ("%02d"):format(t.hour), mm = ("%02d"):format(t.min),
-    ss = ("%02d"):format(t.sec), SSS = ("%03d"):format(math.floor(ms % 1000)), ZZ = z,
-    Z = z:sub(1, 3) .. ":" .. z:sub(4), A = t.hour < 12 and "AM" or "PM" }
-  local out, i = {}, 1
-  while i <= #fmt do
-    local hit
-    for _, tok in ipairs(moment_tokens) do
-      if fmt:sub(i, i + #tok - 1) == tok then hit = tok; break end
-    end
-    if hit then
-      out[#out + 1] = val[hit]
-      i = i + #hit
+  local out = {}
+  for i, piece in ipairs(util.moment_pieces(fmt)) do
+    if type(piece) == "table" then
+      out[i] = piece[1]
+    elseif piece == "SSS" then
+      out[i] = ("%03d"):format(math.floor(ms % 1000))
+    elseif piece == "Z" then
+      local z = os.date("%z", s) -- +HHMM
+      out[i] = z:sub(1, 3) .. ":" .. z:sub(4)
     else
-      out[#out + 1] = fmt:sub(i, i)
-      i = i + 1
+      out[i] = os.date(util.MOMENT[piece][1], s)
     end
   end
   return table.concat(out)

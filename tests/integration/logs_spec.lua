@@ -232,6 +232,18 @@ describe("log files", function()
     assert.truthy(text:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d [%+%-]%d%d:%d%d: out line\n$"), text)
   end)
 
+  it("log_date_format takes dayjs's other tokens as PM2 does: names, unpadded numbers, am/pm, [text]", function()
+    api_start({ script = TWO_LINES, name = "datenames", log_date_format = "dddd, MMM D [at] h:m:s a" })
+    local text = wait_contains(H.home .. "/logs/datenames-out.log", "\n")
+    local wd, mon, day, h, mi, se, ap = text:match("^(%a+), (%a%a%a) (%d+) at (%d+):(%d+):(%d+) ([ap]m): out line\n$")
+    assert.truthy(wd, text)
+    assert.equal(os.date("%A"), wd)
+    assert.equal(os.date("%b"), mon)
+    assert.equal(tostring(tonumber(os.date("%d"))), day)
+    assert.is_true(tonumber(h) >= 1 and tonumber(h) <= 12 and #mi <= 2 and #se <= 2, text)
+    assert.equal(os.date("%p"):lower(), ap)
+  end)
+
   it("log_type = 'json' writes one JSON object per line", function()
     local p = api_start({ script = F .. "/lb_json.sh", name = "jsonapp", log_type = "json" })
     local out = H.home .. "/logs/jsonapp-out.log"

@@ -57,6 +57,23 @@ describe("log_date_format", function()
     assert.is_nil(d)
     assert.is_truthy(err:find("log_date_format gives 132 characters: at most 100", 1, true), err)
     assert.is_nil(decl({ log_date_format = ("Z "):rep(20) })) -- 20 x "+HH:MM "
+    assert.equal(37, appdecl.date_width("dddd, MMMM D YYYY h:mm a"))
+  end)
+
+  it("takes dayjs's tokens as PM2 does, in log files and in pm logs --timestamp", function()
+    local view, applogs = require "pm.view", require "pm.applogs"
+    local ms = os.time({ year = 2026, month = 12, day = 7, hour = 18, min = 5, sec = 6 }) * 1000 + 45
+    for fmt, want in pairs({
+      ["MMM DD HH:mm:ss"] = "Dec 07 18:05:06",
+      ["D/M/YYYY H:m:s"] = "7/12/2026 18:5:6",
+      ["dddd, MMMM D YYYY h:mm a"] = "Monday, December 7 2026 6:05 pm",
+      ["ddd hh A"] = "Mon 06 PM",
+      ["[Date:] YYYY [at] SSS 100%"] = "Date: 2026 at 045 100%",
+    }) do
+      assert.equal(want, view.moment(fmt, ms))
+    end
+    assert.equal("%A, %B %-d %Y %-I:%M %P", applogs.time_format("dddd, MMMM D YYYY h:mm a"))
+    assert.equal("Date: %Y.%L%%Q 100%%%%", applogs.time_format("[Date:] YYYY.SSSZ 100%"))
   end)
 end)
 
