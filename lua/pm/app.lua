@@ -472,6 +472,10 @@ function M.normalize(raw, ctx)
     end
   end
   d.name = d.name or (command and command:match("^%s*(.-)%s*$")) or util.strip_ext(util.basename(script))
+  -- PM2's append_env_to_name: --env production names the app "<name>-production"
+  if d.append_env_to_name and ctx.env_name and type(d.name) == "string" then
+    d.name = d.name .. "-" .. ctx.env_name
+  end
   -- (a name of digits is PM2's too: a target is a name first, then an id)
   if d.name == "" or d.name == "all" then
     return nil, ("app '%s': a name cannot be empty or 'all'"):format(d.name)

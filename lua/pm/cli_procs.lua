@@ -199,7 +199,7 @@ start_options = {
   { "--namespace", "namespace", "s", "namespace", "<ns>" },
   { "--watch", "watch", "paths", "restart on file change (in these paths: repeat it)", "<path>" },
   { "--ignore-watch", "ignore_watch", "list", "paths or globs the watch ignores (a,b)", "<paths>" },
-  { "--watch-delay", "watch_delay", "n", "ms to gather changes before a restart", "<ms>" },
+  { "--watch-delay", "watch_delay", "secs", "seconds to gather changes before a restart (PM2's; 500ms: ms)", "<s>" },
   { "--max-memory-restart", "max_memory_restart", "s", "restart above this memory (200M)", "<size>" },
   { "--restart-delay", "restart_delay", "n", "ms before a restart", "<ms>" },
   { "--exp-backoff-restart-delay", "exp_backoff_restart_delay", "n", "exponential backoff base (ms)", "<ms>" },
@@ -296,6 +296,14 @@ function app_of(a)
       end
     elseif kind == "n" then
       app[key] = tonumber(v) or error({ msg = o[1]:match("%-%-[%w-]+") .. ": a number expected", code = 2 }, 0)
+    elseif kind == "secs" then -- (PM2's: seconds, or ms with "ms")
+      local n, unit = tostring(v):match("^%s*([%d.]+)%s*(m?s?)%s*$")
+      n = tonumber(n)
+      if not n or (unit ~= "" and unit ~= "s" and unit ~= "ms") then
+        error({ msg = o[1]:match("%-%-[%w-]+") .. ": seconds expected (2, 0.5, or 500ms), got " .. tostring(v),
+          code = 2 }, 0)
+      end
+      app[key] = unit == "ms" and math.floor(n) or math.floor(n * 1000 + 0.5)
     elseif kind == "mode" then
       if not MODES[v] then error({ msg = "--exec-mode: fork or cluster, not " .. v, code = 2 }, 0) end
       app[key] = v

@@ -90,6 +90,16 @@ describe("a .json ecosystem file with comments and trailing commas", function()
 }
 ]]
 
+  it("append_env_to_name: --env production names the app <name>-production (PM2's); without --env, <name>",
+    function()
+    write(H.home .. "/ecosystem.json", [[{ "apps": [{ "name": "job", "script": "/bin/sleep", "args": "1000",
+      "append_env_to_name": true, "env_production": { "X": "1" } }] }]])
+    ok(H.pm("start", "ecosystem.json", "--env", "production", "-s", { cwd = H.home }))
+    H.online(H.proc("job-production"))
+    ok(H.pm("start", "ecosystem.json", "-s", { cwd = H.home }))
+    H.online(H.proc("job"))
+  end)
+
   it("pm start ecosystem.json: read through node, as PM2 does", function()
     if not NODE then pending("node is not installed") return end
     write(H.home .. "/ecosystem.json", TEXT)

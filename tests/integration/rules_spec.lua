@@ -417,7 +417,9 @@ return { apps = { { name = "wapp", script = "app.sh", cwd = "w", watch = true, w
       assert(core.mkdir(H.home .. "/.apps", 493))
       assert(core.mkdir(W, 493))
       local script = H.script(".apps/web/app.sh", SLEEPER)
-      start(script, "--name", "web", "--watch", "--watch-delay", "200")
+      -- (PM2's --watch-delay is in seconds; "ms" says milliseconds)
+      start(script, "--name", "web", "--watch", "--watch-delay", "200ms")
+      assert.equal(200, H.proc("web").pm2_env.watch_delay)
       settle("web")
       write("server.conf")
       H.wait_for(function() return restart_time("web") >= 1 end, 3000,
