@@ -78,6 +78,10 @@ local function simple_target(name, method, extra)
     if extra then extra(p) end
     local with_attrs = name == "restart" or name == "reload"
     local a = p:parse(with_attrs and pm2_words(args) or args)
+    if a.no_color then core.setenv("NO_COLOR", "1") end
+    if a.parallel and not tonumber(a.parallel) then
+      error({ msg = "--parallel: a number expected, got " .. a.parallel, code = 2 }, 0)
+    end
     if #a.target == 1 and a.target[1] == "-" then
       a.target = {}
       for _, app in ipairs(stdin_apps()) do
@@ -151,6 +155,8 @@ end
 -- start, its known apps take what changed (--env NAME: env_NAME merged)
 local function file_flags(p)
   p:flag("-a --update-env", "take the current environment (PM2's -a; a file's apps always do)")
+  p:option("--parallel", "PM2's number of apps restarted at once: pm restarts them together"):argname("<n>")
+  p:flag("--no-color", "no colour (as NO_COLOR=1)"):target("no_color")
   p:option("--only", "apps of the file")
   p:option("--env", "environment of the file (env_<name>)")
   -- (an app's attributes, as start's flags say them; --name renames it,
@@ -359,12 +365,14 @@ function V.start(args)
   p:option("--only", "start only these apps of the file (a,b)"):argname("<apps>")
   p:flag("-a --update-env", "a known app: restart it with the current environment")
   p:flag("--no-daemon", "no daemon runs: run one in the foreground, until Ctrl-C"):target("no_daemon")
-  p:flag("--no-automation --no-vizion --no-pmx --trace --disable-trace",
-    "PM2's (PM2 Plus, git metadata): accepted, nothing to do"):target("pm2_noop")
+  p:flag("--no-automation --no-vizion --no-pmx --trace --disable-trace --v8 --event-loop-inspector --deep-monitoring",
+    "PM2's (PM2 Plus, git metadata, its metrics): accepted, nothing to do"):target("pm2_noop")
+  p:flag("--no-color", "no colour (as NO_COLOR=1)"):target("no_color")
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
   p:flag("--attach", "then follow the started apps' logs (pm logs), until Ctrl-C")
   local a = p:parse(pm2_words(args))
+  if a.no_color then core.setenv("NO_COLOR", "1") end
   -- PM2: words before `--` are more things to start, one after another,
   -- each with the same flags; the script's arguments come after `--`
   local after = 0
