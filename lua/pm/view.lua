@@ -111,10 +111,10 @@ end
 
 -- ---- the process table (pm list, a list in the console) ----
 
-M.COLUMNS = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user",
+M.COLUMNS = { "id", "name", "namespace", "version", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user",
   "watching" }
 -- least useful first: dropped in this order until the table fits
-M.DROP_ORDER = { "watching", "user", "namespace", "mode", "uptime" }
+M.DROP_ORDER = { "watching", "user", "version", "namespace", "mode", "uptime" }
 
 -- How stdout shows a table: its terminal's width and colours, or neither.
 function M.stdout()
@@ -125,7 +125,7 @@ end
 
 -- The fields of a description the table reads (what `pm list` asks the
 -- daemon for: the rest of a description is not sent)
-M.TABLE_FIELDS = { "name", "pid", "pm_id", "monit", "pm2_env.namespace", "pm2_env.exec_mode",
+M.TABLE_FIELDS = { "name", "pid", "pm_id", "monit", "pm2_env.namespace", "pm2_env.version", "pm2_env.exec_mode",
   "pm2_env.instances", "pm2_env.status", "pm2_env.pm_uptime", "pm2_env.restart_time",
   "pm2_env.uid", "pm2_env.watch", "pm2_env.notify" }
 
@@ -144,6 +144,7 @@ local function cells_of(p, now)
   local online = e.status == "online"
   local cells = {
     id = tostring(p.pm_id), name = p.name, namespace = e.namespace or "default",
+    version = type(e.version) == "string" and e.version or "N/A",
     mode = tostring(e.exec_mode or "fork"):gsub("_mode$", "")
       .. ((e.instances or 1) > 1 and (" x" .. e.instances) or ""),
     pid = tostring(p.pid or 0), uptime = online and M.uptime(now - (e.pm_uptime or now)) or "0",

@@ -440,8 +440,8 @@ describe("pm list, describe, help", function()
     hasnt(r.out, "\27", "escape codes in piped list")
     local header = r.out:match("\n(│ id[^\n]*)\n")
     assert.is_not_nil(header, r.out)
-    assert.same({ "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user",
-      "watching" }, cells(header))
+    assert.same({ "id", "name", "namespace", "version", "mode", "pid", "uptime", "↺", "status", "cpu", "mem",
+      "user", "watching" }, cells(header))
     assert.is_truthy(r.out:find("│ piped │ default", 1, true), r.out)
     assert.is_truthy(r.out:match("│ online │"), r.out)
     local rr = ok(H.pm("restart", "all"))

@@ -95,7 +95,7 @@ end)
 
 describe("the process table", function()
   local list = {
-    desc({}),
+    desc({ env = { version = "1.2.0" } }),
     desc({ name = "worker", pm_id = 1, pid = 0, monit = { cpu = 0, memory = 0 },
       env = { status = "stopped", namespace = "jobs", exec_mode = "cluster_mode", instances = 4, restart_time = 0,
         watch = true } }),
@@ -103,12 +103,12 @@ describe("the process table", function()
 
   it("renders a list of descriptions, every column in order, box-drawn", function()
     local expected = table.concat({
-      "┌────┬────────┬───────────┬────────────┬──────┬────────┬───┬─────────┬──────┬────────┬─────────┬──────────┐",
-      "│ id │ name   │ namespace │ mode       │ pid  │ uptime │ ↺ │ status  │ cpu  │ mem    │ user    │ watching │",
-      "├────┼────────┼───────────┼────────────┼──────┼────────┼───┼─────────┼──────┼────────┼─────────┼──────────┤",
-      "│ 0  │ api    │ default   │ fork       │ 1234 │ 1m     │ 2 │ online  │ 1.5% │ 50.0mb │ 4242424 │ disabled │",
-      "│ 1  │ worker │ jobs      │ cluster x4 │ 0    │ 0      │ 0 │ stopped │ 0%   │ 0b     │ 4242424 │ enabled  │",
-      "└────┴────────┴───────────┴────────────┴──────┴────────┴───┴─────────┴──────┴────────┴─────────┴──────────┘",
+      "┌────┬────────┬───────────┬─────────┬────────────┬──────┬────────┬───┬─────────┬──────┬────────┬─────────┬──────────┐",
+      "│ id │ name   │ namespace │ version │ mode       │ pid  │ uptime │ ↺ │ status  │ cpu  │ mem    │ user    │ watching │",
+      "├────┼────────┼───────────┼─────────┼────────────┼──────┼────────┼───┼─────────┼──────┼────────┼─────────┼──────────┤",
+      "│ 0  │ api    │ default   │ 1.2.0   │ fork       │ 1234 │ 1m     │ 2 │ online  │ 1.5% │ 50.0mb │ 4242424 │ disabled │",
+      "│ 1  │ worker │ jobs      │ N/A     │ cluster x4 │ 0    │ 0      │ 0 │ stopped │ 0%   │ 0b     │ 4242424 │ enabled  │",
+      "└────┴────────┴───────────┴─────────┴────────────┴──────┴────────┴───┴─────────┴──────┴────────┴─────────┴──────────┘",
     }, "\n") .. "\n"
     assert.equal(expected, view.table(list, { color = false, now = NOW }))
   end)
@@ -123,8 +123,9 @@ describe("the process table", function()
     local full = lines_of(view.table(list, { color = false, now = NOW }))
     local w = width(full[1])
     assert.same(view.COLUMNS, cells(full[2]))
-    -- a little narrower: watching goes first; then user, namespace, mode, uptime
-    local expected = { "id", "name", "namespace", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "user" }
+    -- a little narrower: watching goes first; then user, version, namespace, mode, uptime
+    local expected = { "id", "name", "namespace", "version", "mode", "pid", "uptime", "↺", "status", "cpu", "mem",
+      "user" }
     local l = lines_of(view.table(list, { color = false, now = NOW, width = w - 1 }))
     assert.same(expected, cells(l[2]))
     l = lines_of(view.table(list, { color = false, now = NOW, width = 40 }))
