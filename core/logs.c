@@ -258,6 +258,7 @@ static int dropped_fn = LUA_NOREF;
 struct stamp {
 	time_t sec;
 	long gmtoff;
+	int utc; /* the format began with "!" (as os.date's): UTC, not local time */
 	char cache[128];
 	char fmt[];
 };
@@ -270,8 +271,9 @@ static struct stamp *stamp_new(const char *fmt)
 		return NULL;
 	st->sec = -1;
 	st->gmtoff = 0;
+	st->utc = fmt[0] == '!';
 	st->cache[0] = '\0';
-	memcpy(st->fmt, fmt, n);
+	memcpy(st->fmt, fmt + st->utc, n - (size_t)st->utc);
 	return st;
 }
 
@@ -1276,7 +1278,10 @@ static size_t stamp(logpipe_t *lp, char *out, size_t size)
 	struct stamp *st = lp->fmt;
 	if (ts.tv_sec != st->sec) {
 		struct tm tm;
-		localtime_r(&ts.tv_sec, &tm);
+		if (st->utc)
+			gmtime_r(&ts.tv_sec, &tm);
+		else
+			localtime_r(&ts.tv_sec, &tm);
 		if (strftime(st->cache, sizeof st->cache, st->fmt, &tm) == 0)
 			st->cache[0] = '\0';
 		st->sec = ts.tv_sec;
@@ -1760,9 +1765,10 @@ static int l_logpipe_cut(lua_State *L)
  * read end of an app's stdout or stderr, and writes what arrives, as whole
  * lines, to opts.files (logfiles). opts.time_format: a strftime format
  * whose output then has %L (milliseconds) and %Q (UTC offset, +HH:MM)
- * expanded (see stamp() and core/README.md), prefixed as "<time>: " to each
- * line; opts.json = {app_name=, process_id=, type=}: one JSON object per
- * line instead; opts.part: the start of a first line (logpipe:detach's);
+ * expanded (see stamp() and core/README.md), in UTC when it begins with "!"
+ * (as os.date's), prefixed as "<time>: " to each line; opts.json =
+ * {app_name=, process_id=, type=}: one JSON object per line instead (its
+ * timestamp in opts.time_format, which it then needs); opts.part: the start of a first line (logpipe:detach's);
  * opts.held: the keeper's id of the pipe, which names its unfinished line
  * in the log WAL (one a killed daemon left is taken, and opts.part is
  * then ignored: core.logwal_adopt).
@@ -1827,8 +1833,6 @@ static int l_logpipe(lua_State *L)
 		lua_getfield(L, -3, "process_id");
 		lp->process_id = (int)luaL_optinteger(L, -1, 0);
 		lua_pop(L, 3);
-		if (!lp->fmt)
-			lp->fmt = stamp_new("%Y-%m-%dT%H:%M:%S.%L%z");
 	}
 	lua_pop(L, 1);
 	lua_pushvalue(L, 3);

@@ -282,6 +282,9 @@ local function pipe_opts(p, which, lazy)
   end
   if d.log_type == "json" then
     opts.json = { app_name = p.name, process_id = p.pm_id, type = which }
+    -- (PM2's timestamp without log_date_format: JavaScript's toISOString,
+    -- UTC: "!" says so to core.logpipe)
+    if not d.log_date_format then opts.time_format = "!%Y-%m-%dT%H:%M:%S.%LZ" end
   end
   return opts
 end
