@@ -245,6 +245,18 @@ function M.actions(p)
   return a and a.pid == p.pid and a.names or {}
 end
 
+-- They as JSON, PM2's pm2_env.axm_actions: [{"action_name": ...}, ...]
+function M.actions_json(p)
+  local a = p.axm_actions
+  if not (a and a.pid == p.pid and #a.names > 0) then return "[]" end
+  if not a.json or a.json_n ~= #a.names then
+    local list = {}
+    for i, name in ipairs(a.names) do list[i] = { action_name = name } end
+    a.json, a.json_n = util.encode_text(list), #a.names
+  end
+  return a.json
+end
+
 -- Sends a value to the app over its channel -> true | nil, err
 -- (internal: the daemon's own "shutdown", sent while it stops)
 function M.send(p, value, internal)

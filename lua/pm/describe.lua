@@ -296,6 +296,7 @@ local function static_json(p)
     exec_interpreter = exec_interpreter(d),
     origin = p.origin and p.origin.path or nil,
     username = username_of(d),
+    node_args = util.array(d.interpreter_args), -- (PM2's name of them)
   }
   local drop
   for k in pairs(COMPUTED) do
@@ -721,6 +722,10 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
     parts[n + 2] = events_json(p)
     n = n + 2
   end
+  -- (@pm2/io's actions the process registered, as PM2's objects)
+  parts[n + 1] = ',"axm_actions":'
+  parts[n + 2] = channel_mod().actions_json(p)
+  n = n + 2
   if not brief then n = env_into(parts, n, p) end
   parts[n + 1] = "}}"
   return n + 1

@@ -115,6 +115,7 @@ describe("pm start with PM2's other flags", function()
     ok(start("app.sh", "--node-args", "-e", "-s"))
     local p = online(H.proc("app"))
     assert.same({ "-e" }, p.pm2_env.interpreter_args)
+    assert.same({ "-e" }, p.pm2_env.node_args) -- (PM2's name of them)
     local cmd = util.read_file("/proc/" .. p.pid .. "/cmdline") or ""
     assert.is_truthy(cmd:find("%z%-e%z"), "bash -e in the process's command line: " .. cmd:gsub("%z", " "))
   end)

@@ -199,6 +199,10 @@ setInterval(() => {}, 1000);
     local lua = ok(H.pm("-e", "local a = assert(pm.trigger('act', 'km', 'lua')); "
       .. "return #a, a[1].process.pm_id, a[1].data.opts, a[2].data.pid"))
     assert.equal(('2, %d, "lua", %d\n'):format(procs[1].pm_id, procs[2].pid), lua.out)
+    -- PM2's pm2_env.axm_actions and node_args
+    local e = H.proc("act").pm2_env
+    assert.same({ { action_name = "km" } }, e.axm_actions)
+    assert.same({}, e.node_args)
     fails(H.pm("trigger", "act", "nope"), "no process of act has the action nope")
     fails(H.pm("trigger", "ghost", "km"), "ghost")
   end)
