@@ -31,7 +31,7 @@ local schema = {
   max_memory_restart = { "size" }, cron_restart = { "string" },
   watch = { "any", false }, ignore_watch = { "list" }, watch_delay = { "duration" },
   wait_ready = { "boolean", false }, listen_timeout = { "duration", 3000 },
-  out_file = { "string" }, error_file = { "string" }, log_file = { "string" },
+  out_file = { "string" }, error_file = { "string" }, log_file = { "any" },
   merge_logs = { "boolean", false }, time = { "boolean", false }, disable_logs = { "boolean" },
   log_date_format = { "string" }, log_type = { "string" }, pid_file = { "string" },
   autostart = { "boolean", true }, filter_env = { "any" }, port = { "any" },
@@ -583,6 +583,11 @@ function M.normalize(raw, ctx)
     if not cron.fires(spec) then
       return nil, ("app '%s': log_rotate '%s' never fires"):format(d.name, d.log_rotate)
     end
+  end
+  -- (PM2's log_file = true: logs/<name>.log; false: none)
+  if d.log_file == false then d.log_file = nil end
+  if d.log_file ~= nil and d.log_file ~= true and type(d.log_file) ~= "string" then
+    return nil, ("app '%s': log_file must be a path, or true (logs/<name>.log)"):format(d.name)
   end
   if d.watch ~= nil and type(d.watch) ~= "boolean" and type(d.watch) ~= "string" and type(d.watch) ~= "table" then
     return nil, ("app '%s': watch must be a boolean, a path or a list of paths"):format(d.name)

@@ -82,11 +82,11 @@ function M.path(p, which)
   elseif which == "err" then given = d.error_file
   else given = d.log_file end
   if given == "NULL" or given == "/dev/null" then return "/dev/null" end
-  if given then return with_id(util.absolute(given, d.cwd), p) end
-  if which == "log" then return nil end
+  if given and given ~= true then return with_id(util.absolute(given, d.cwd), p) end
+  if which == "log" and not given then return nil end
   local folder = p.paths_of == d and p.log_folder or folder_of(p, false)
-  local file = ("%s/logs/%s%s-%s.log"):format(proc.ctx.home, folder, d.name:gsub("/", "_"),
-    which == "out" and "out" or "error")
+  local file = ("%s/logs/%s%s%s.log"):format(proc.ctx.home, folder, d.name:gsub("/", "_"),
+    which == "out" and "-out" or which == "err" and "-error" or "") -- (log_file = true: <name>.log, PM2's)
   return with_id(file, p)
 end
 local log_path = M.path

@@ -146,6 +146,7 @@ local function start_flags(p)
     else
       opt = p:option(o[1], o[4]):argname(o[5])
       if kind == "paths" or kind == "envs" then opt:args("?"):count("*") end
+      if kind == "opt" then opt:args("?") end
     end
     opt:target("o" .. i)
   end
@@ -237,7 +238,7 @@ start_options = {
   { "--disable-logs", "disable_logs", "b", "keep no log file" },
   { "-o --output", "out_file", "s", "stdout log file", "<path>" },
   { "-e --error", "error_file", "s", "stderr log file", "<path>" },
-  { "-l --log", "log_file", "s", "combined log file", "<path>" },
+  { "-l --log", "log_file", "opt", "combined log file (without a path: logs/<name>.log)", "<path>" },
   { "--source-map-support", "source_map_support", "b", "Node's source maps (--enable-source-maps)" },
   { "--disable-source-map-support", "disable_source_map_support", "b",
     "no source maps even when the script has its .map" },
@@ -249,7 +250,7 @@ local MODES = { fork = true, cluster = true, fork_mode = true, cluster_mode = tr
 local VALUED = {}
 for _, o in ipairs(start_options) do
   local k = o[3]
-  if k ~= "b" and k ~= "off" and k ~= "paths" and k ~= "envs" and k ~= "mode" then
+  if k ~= "b" and k ~= "off" and k ~= "opt" and k ~= "paths" and k ~= "envs" and k ~= "mode" then
     for name in o[1]:gmatch("%S+") do VALUED[name] = true end
   end
 end
@@ -310,6 +311,8 @@ function app_of(a)
           code = 2 }, 0)
       end
       app[key] = unit == "ms" and math.floor(n) or math.floor(n * 1000 + 0.5)
+    elseif kind == "opt" then -- (a value, or true when none was given)
+      app[key] = v[1] or true
     elseif kind == "mode" then
       if not MODES[v] then error({ msg = "--exec-mode: fork or cluster, not " .. v, code = 2 }, 0) end
       app[key] = v

@@ -110,6 +110,18 @@ describe("pm start with PM2's other flags", function()
   before_each(function() H.new_home() end)
   after_each(function() H.cleanup() end)
 
+  it("-l without a path (log_file = true) is the combined logs/<name>.log, as in PM2; -l then a flag too", function()
+    H.script("both.sh", "#!/bin/sh\necho out; echo err >&2; exec sleep 1000\n")
+    ok(start("both.sh", "--name", "lg", "-l", "--time", "-s"))
+    local e = env_of("lg")
+    assert.equal(H.home .. "/logs/lg.log", e.pm_log_path)
+    assert.is_true(e.time)
+    H.wait_for(function()
+      local t = util.read_file(H.home .. "/logs/lg.log") or ""
+      return t:find(": out\n", 1, true) and t:find(": err\n", 1, true)
+    end, 5000, "both streams in logs/lg.log")
+  end)
+
   it("--node-args gives the interpreter its arguments (as --interpreter-args)", function()
     H.script("app.sh", "#!/bin/sh\nsleep 1000\n") -- (bash stays: its command line is seen)
     ok(start("app.sh", "--node-args", "-e", "-s"))
