@@ -11,7 +11,7 @@ local V = {}
 
 -- start's flags and what they declare (defined with start below): restart
 -- and reload take them too (PM2 applies them to the app)
-local start_options, app_of, pm2_words
+local start_options, app_of, pm2_words, ext_ignores
 
 -- An ecosystem file the CLI names (it exists) -> its absolute path, or nil
 local function file_of(what)
@@ -324,6 +324,41 @@ function app_of(a)
   return app, given
 end
 
+-- --ext js,json (PM2's): the files under dir whose name has none of those
+-- extensions are ignored by the watch, as PM2 lists them at the start
+-- (node_modules and dot-folders are ignored anyway; at most MAX_EXT_FILES
+-- files are looked at) -> ignore_watch (relative paths, beside base's)
+local MAX_EXT_FILES = 10000
+function ext_ignores(exts, dir, base)
+  local want = {}
+  for e in tostring(exts):gmatch("[^,%s]+") do want[#want + 1] = "." .. e:gsub("^%.", "") end
+  if #want == 0 then error({ msg = "--ext: extensions expected (js,json)", code = 2 }, 0) end
+  local list, seen = {}, 0
+  if type(base) == "table" then for _, g in ipairs(base) do list[#list + 1] = g end
+  elseif type(base) == "string" then list[1] = base
+  else list[1], list[2] = "node_modules", ".*" end
+  local function walk(rel, depth)
+    local names = core.listdir(rel == "" and dir or (dir .. "/" .. rel)) or {}
+    for name, kind in pairs(names) do
+      seen = seen + 1
+      if seen > MAX_EXT_FILES then
+        error({ msg = ("--ext: over %d files under %s: name what the watch ignores (ignore_watch)")
+          :format(MAX_EXT_FILES, dir), code = 2 }, 0)
+      end
+      local path = rel == "" and name or (rel .. "/" .. name)
+      if kind == "dir" then
+        if name ~= "node_modules" and name:sub(1, 1) ~= "." and depth < 32 then walk(path, depth + 1) end
+      elseif name:sub(1, 1) ~= "." then
+        local keep = false
+        for _, e in ipairs(want) do keep = keep or name:sub(-#e) == e end
+        if not keep then list[#list + 1] = path end
+      end
+    end
+  end
+  walk("", 0)
+  return list
+end
+
 -- `pm start ... --no-daemon` when no daemon runs (PM2): this process holds
 -- a daemon of its own and stays in the foreground until SIGINT or SIGTERM
 -- (or the daemon ends); its apps end with it. -> whether it does
@@ -371,6 +406,7 @@ function V.start(args)
   p:flag("--no-automation --no-vizion --no-pmx --trace --disable-trace --v8 --event-loop-inspector --deep-monitoring",
     "PM2's (PM2 Plus, git metadata, its metrics): accepted, nothing to do"):target("pm2_noop")
   p:flag("--no-color", "no colour (as NO_COLOR=1)"):target("no_color")
+  p:option("--ext", "with --watch: watch only files with these extensions (js,json: PM2's)"):argname("<exts>")
   p:flag("-f --force", "start a script that already runs")
   p:flag("-s --silent", "print nothing on success")
   p:flag("--attach", "then follow the started apps' logs (pm logs), until Ctrl-C")
@@ -430,6 +466,9 @@ function start_one(a)
     return foreground and stay_in_foreground() or 0
   end
   local app, given = app_of(a)
+  if a.ext then
+    app.ignore_watch = ext_ignores(a.ext, app.cwd and util.absolute(app.cwd, cwd) or cwd, app.ignore_watch)
+  end
   local started
   app.script, app.args = what, #a.args > 0 and a.args or nil
   if not st and not given and #a.args == 0 then

@@ -69,6 +69,27 @@ describe("pm start --watch [paths]", function()
     H.fails(H.pm("restart", "all", "--parallel", "x"), "--parallel", "a number expected")
   end)
 
+  it("--ext js,json watches only files with those extensions (PM2's: the others are ignored)", function()
+    sleeper()
+    local dir = H.home .. "/proj"
+    core.mkdir(dir, 493)
+    core.mkdir(dir .. "/lib", 493)
+    H.write(dir .. "/a.js", "1")
+    H.write(dir .. "/notes.txt", "1")
+    H.write(dir .. "/lib/b.txt", "1")
+    ok(start(H.home .. "/app.sh", "--name", "app", "--cwd", dir, "--watch", "--ext", "js,json", "-s"))
+    local e = env_of("app")
+    local ignored = {}
+    for _, g in ipairs(e.ignore_watch) do ignored[g] = true end
+    assert.is_true(ignored["notes.txt"] and ignored["lib/b.txt"] and ignored["node_modules"] or false)
+    assert.is_nil(ignored["a.js"])
+    online(H.proc("app"))
+    H.write(dir .. "/notes.txt", "2")
+    H.holds(function() return env_of("app").restart_time == 0 end, 1500, "no restart for notes.txt")
+    H.write(dir .. "/a.js", "2")
+    H.wait_for(function() return env_of("app").restart_time >= 1 end, 5000, "a restart for a.js")
+  end)
+
   it("pm start app.sh --watch (no path) watches the app folder, as before; so does pm start --watch app.sh", function()
     sleeper()
     ok(start("app.sh", "--watch", "-s"))
