@@ -114,6 +114,7 @@ local function reserved(name)
   return name == "process:event" or name == "hook:error" or name:match("^daemon:") ~= nil
     or name:match("^log:") ~= nil or name:match("^bus:") ~= nil
 end
+M.reserved = reserved -- (a hook's pm.publish is refused them too)
 
 local function on_message(p, line, channel)
   local msg, err = util.decode(line)

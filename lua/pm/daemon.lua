@@ -135,6 +135,9 @@ local function hook_api(runtime)
   end
   api.publish = function(event, data)
     if type(event) ~= "string" then return nil, "publish: an event name expected" end
+    if require("pm.channel").reserved(event) then
+      return nil, ("publish: %s is the daemon's own event"):format(event)
+    end
     -- shaped as an app's message: { process, at, data }
     local p = require("pm.hooks").current_app()
     local packet = { process = p and proc.ref(p) or nil, at = core.now(), data = util.deep_copy(data) }

@@ -182,7 +182,8 @@ return { apps = {
       assert(pm.reset("w"))
       assert(pm.send("ch", { topic = "t", data = { hello = "from hook" } }))
       assert(pm.publish("hk:evt", { code = exit.code }))
-      pm.log("bad:", select(2, pm.signal("SIGNOPE", "sig")), select(2, pm.scale("nope", 2)))
+      pm.log("bad:", select(2, pm.signal("SIGNOPE", "sig")), select(2, pm.scale("nope", 2)),
+        select(2, pm.publish("process:event", {})), select(2, pm.publish("daemon:error", {})))
       return "stop"
     end },
 } }
@@ -219,6 +220,8 @@ return { apps = {
     assert.equal("t", seen.msg.data.packet.topic)
     assert.is_true(log_has("hook: bad: "))
     assert.is_true(log_has("process not found: nope"))
+    assert.is_true(log_has("publish: process:event is the daemon's own event"))
+    assert.is_true(log_has("publish: daemon:error is the daemon's own event"))
     bus:close()
   end)
 end)
