@@ -85,27 +85,28 @@ describe("restarts", function()
     assert.equal(3, p.pm2_env.unstable_restarts)
   end)
 
-  it("keeps retrying a back-off app whose fast exits outlast min_uptime x max_restarts (PM2's window)", function()
-    local s = H.script("rb_crash_backoff.sh", "exit 1\n")
-    -- the window is 300 ms: the third exit comes after 200 + 300 ms of delays
-    start(s, "backoff", "--exp-backoff-restart-delay", "200", "--max-restarts", "3", "--min-uptime", "100")
-    local p = wait_proc("backoff", function(_, e)
+  -- An app that exits at once, started with flags, restarted n times and
+  -- never errored meanwhile -> its description
+  local function retrying(name, n, ...)
+    start(H.script("rb_" .. name .. ".sh", "exit 1\n"), name, ...)
+    return wait_proc(name, function(_, e)
       assert.are_not.equal("errored", e.status)
-      return e.restart_time >= 4
-    end, 10000, "4 restarts of 'backoff'")
+      return e.restart_time >= n
+    end, 10000, n .. " restarts of " .. name)
+  end
+
+  it("keeps retrying a back-off app whose fast exits outlast min_uptime x max_restarts (PM2's window)", function()
+    -- the window is 300 ms: the third exit comes after 200 + 300 ms of delays
+    local p = retrying("backoff", 4, "--exp-backoff-restart-delay", "200", "--max-restarts", "3",
+      "--min-uptime", "100")
     assert.equal(2, p.pm2_env.unstable_restarts)
     assert.is_true(p.pm2_env.prev_restart_delay >= 450, p.pm2_env.prev_restart_delay)
   end)
 
   it("keeps retrying an app with --restart-delay whose fast exits outlast the window from its start (PM2's)",
     function()
-    local s = H.script("rb_crash_slow.sh", "exit 1\n")
     -- the window is 200 ms from the start: the second exit comes 300 ms later
-    start(s, "slowretry", "--restart-delay", "300", "--max-restarts", "2", "--min-uptime", "100")
-    local p = wait_proc("slowretry", function(_, e)
-      assert.are_not.equal("errored", e.status)
-      return e.restart_time >= 3
-    end, 10000, "3 restarts of 'slowretry'")
+    local p = retrying("slowretry", 3, "--restart-delay", "300", "--max-restarts", "2", "--min-uptime", "100")
     assert.equal(1, p.pm2_env.unstable_restarts)
     -- a command's restart opens the window again: 2 fast exits in it now error it
     local r = H.pm("restart", "slowretry", "--max-restarts", "2", "--min-uptime", "5000")
