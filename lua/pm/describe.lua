@@ -296,7 +296,7 @@ local function static_json(p)
     exec_interpreter = exec_interpreter(d),
     origin = p.origin and p.origin.path or nil,
     username = username_of(d),
-    node_args = util.array(d.interpreter_args), -- (PM2's name of them)
+    node_args = d.interpreter_args and util.array(d.interpreter_args) or nil, -- (PM2's name of them)
   }
   local drop
   for k in pairs(COMPUTED) do

@@ -516,7 +516,8 @@ function M.shape(path, res)
     -- a variable)
     if pm2_file then
       for k, env in pairs(a) do
-        if type(k) == "string" and (k == "env" or k:match("^env_.")) and k ~= "env_file" and type(env) == "table" then
+        if type(k) == "string" and (k == "env" or k:match("^env_.")) and k ~= "env_file" and k ~= "env_remove"
+            and type(env) == "table" then
           for name, v in pairs(env) do
             if v == false then env[name] = "false" elseif v == util.null then env[name] = "null" end
           end

@@ -1,5 +1,5 @@
--- Issue 23: a saved declaration's env_remove (the variables an ecosystem
--- file removed with null) is pm's own list, not PM2's env_<name> section:
+-- Issue 23: a saved declaration's env_remove (the variables a Lua
+-- ecosystem file removed with false) is pm's own list, not PM2's env_<name> section:
 -- pm resurrect and the journal's recovery bring the app back without the
 -- variable (they used to refuse the app: "'env_remove': 1 is not a
 -- variable name"). An env_remove section of a file ({NAME = value}) is
@@ -19,9 +19,10 @@ end
 
 local function eco()
   local script = H.script("a.sh", APP)
-  local path = H.home .. "/eco.json"
-  H.write(path, ('{"apps":[{"name":"er","script":%q,"env":{"FOO":null,"BAR":"1"},'
-    .. '"env_remove":{"BAZ":"section"}}]}'):format(script))
+  local path = H.home .. "/eco.config.lua"
+  -- (false removes a variable in a Lua file; a PM2 file's null is "null")
+  H.write(path, ('return { apps = { { name = "er", script = %q, env = { FOO = false, BAR = "1" }, '
+    .. 'env_remove = { BAZ = "section" } } } }\n'):format(script))
   return path
 end
 
