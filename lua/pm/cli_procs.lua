@@ -165,7 +165,11 @@ local function file_flags(p)
   start_flags(p)
 end
 
-simple_target("stop", "stop", function(p) p:option("--only", "apps of the file") end)
+local function stop_flags(p)
+  p:option("--only", "apps of the file")
+  p:option("--env", "PM2's: taken, and nothing to do for a stop or a delete"):argname("<name>"):target("stop_env")
+end
+simple_target("stop", "stop", stop_flags)
 simple_target("restart", "restart", file_flags)
 simple_target("reload", "reload", file_flags)
 
@@ -188,7 +192,7 @@ end
 start_or("startOrRestart", "restart")
 start_or("startOrReload", "reload")
 start_or("startOrGracefulReload", "reload")
-simple_target("delete", "delete", function(p) p:option("--only", "apps of the file") end)
+simple_target("delete", "delete", stop_flags)
 simple_target("reset", "reset")
 
 -- PM2's start flags: names, the app attribute, kind, help, argument.

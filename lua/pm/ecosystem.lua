@@ -765,7 +765,9 @@ function M.check_apps(path, res, opts)
     end
     seen[d.name] = true
     if raw.cwd == nil then M.implicit_cwd[d] = true end
-    if not only or only[d.name] then decls[#decls + 1] = d end
+    -- (--only names the file's name, before append_env_to_name's suffix:
+    -- PM2's; the suffixed one too)
+    if not only or only[d.name] or (type(raw.name) == "string" and only[raw.name]) then decls[#decls + 1] = d end
   end
   local ok, err = M.check_depends(path, decls, seen)
   if not ok then return nil, err end

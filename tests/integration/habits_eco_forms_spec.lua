@@ -94,10 +94,14 @@ describe("a .json ecosystem file with comments and trailing commas", function()
     function()
     write(H.home .. "/ecosystem.json", [[{ "apps": [{ "name": "job", "script": "/bin/sleep", "args": "1000",
       "append_env_to_name": true, "env_production": { "X": "1" } }] }]])
-    ok(H.pm("start", "ecosystem.json", "--env", "production", "-s", { cwd = H.home }))
+    -- (--only names the file's name, as PM2's)
+    ok(H.pm("start", "ecosystem.json", "--env", "production", "--only", "job", "-s", { cwd = H.home }))
     H.online(H.proc("job-production"))
     ok(H.pm("start", "ecosystem.json", "-s", { cwd = H.home }))
     H.online(H.proc("job"))
+    -- stop and delete take PM2's --env too
+    ok(H.pm("stop", "ecosystem.json", "--env", "production", "-s", { cwd = H.home }))
+    assert.equal("stopped", H.proc("job").pm2_env.status)
   end)
 
   it("pm start ecosystem.json: read through node, as PM2 does", function()
