@@ -139,6 +139,17 @@ static void gzip_file(const char *rotated, const pm_owner_t *owner, mode_t mode)
 	int in = pm_open_owned(rotated, O_RDONLY, 0, owner, &why);
 	if (in < 0)
 		return; /* (pruned meanwhile) */
+	/* What is read is the file's size now (one its writer keeps growing
+	 * is not read for ever), and a sparse file is left plain: 200 GB of
+	 * holes a folder's user made would keep this thread busy for hours,
+	 * every app's compression behind it. */
+	struct stat st;
+	if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (st.st_size > (1 << 20) && (off_t)st.st_blocks * 512 < st.st_size / 2)) {
+		close(in);
+		return;
+	}
+	off_t left = st.st_size;
 	int out = pm_open_owned(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode, owner, &why);
 	gzFile g = out >= 0 ? gzdopen(out, "wb") : NULL;
 	if (!g) {
@@ -150,7 +161,7 @@ static void gzip_file(const char *rotated, const pm_owner_t *owner, mode_t mode)
 	static char buf[65536]; /* (this thread's alone) */
 	ssize_t r;
 	int ok = 1;
-	while ((r = read(in, buf, sizeof buf)) != 0) {
+	while (left > 0 && (r = read(in, buf, (size_t)left < sizeof buf ? (size_t)left : sizeof buf)) != 0) {
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -161,6 +172,7 @@ static void gzip_file(const char *rotated, const pm_owner_t *owner, mode_t mode)
 			ok = 0;
 			break;
 		}
+		left -= r;
 	}
 	close(in);
 	ok = gzclose(g) == Z_OK && ok;

@@ -18,6 +18,8 @@ local M = {}
 -- now, when the app may have it) goes back over the channel the request
 -- came on, with the fd, as Node passes handles; or why not.
 local function listen_request(p, msg, channel)
+  -- (an app that does not read its channel gets no more: MAX_PENDING)
+  if channel:pending() > M.MAX_PENDING then return end
   local seq = tonumber(msg.seq) or 0
   local d = p.decl
   local s, spec, code
@@ -27,7 +29,11 @@ local function listen_request(p, msg, channel)
     s, spec, code = sockets.learn(p.name, d, msg.address, msg.port)
   end
   if not s then
-    log.warn("app %s (%d) listens on port %q: %s", p.name, p.pm_id, tostring(msg.port):sub(1, 64), spec)
+    -- (said once a process: an app that asks again and again fills no log)
+    if p.listen_warned ~= p.pid then
+      p.listen_warned = p.pid
+      log.warn("app %s (%d) listens on port %q: %s", p.name, p.pm_id, tostring(msg.port):sub(1, 64), spec)
+    end
     return channel:write(util.encode({ cmd = "NODE_PM_LISTEN_ERR", seq = seq, port = tonumber(msg.port),
       code = code, message = spec }) .. "\n")
   end

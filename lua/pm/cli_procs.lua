@@ -331,7 +331,8 @@ end
 -- --ext js,json (PM2's): the files under dir whose name has none of those
 -- extensions are ignored by the watch, as PM2 lists them at the start
 -- (node_modules and dot-folders are ignored anyway; at most MAX_EXT_FILES
--- files are looked at) -> ignore_watch (relative paths, beside base's)
+-- files are looked at; a name with *, ?, [ or ] is not listed: ignore_watch
+-- would take it for a glob) -> ignore_watch (relative paths, beside base's)
 local MAX_EXT_FILES = 10000
 function ext_ignores(exts, dir, base)
   local want = {}
@@ -352,7 +353,9 @@ function ext_ignores(exts, dir, base)
       local path = rel == "" and name or (rel .. "/" .. name)
       if kind == "dir" then
         if name ~= "node_modules" and name:sub(1, 1) ~= "." and depth < 32 then walk(path, depth + 1) end
-      elseif name:sub(1, 1) ~= "." then
+      elseif name:sub(1, 1) ~= "." and not path:find("[%*%?%[%]]") then
+        -- (a name with a glob's characters would be a pattern: one the
+        -- folder's user wrote to cost the daemon's every match)
         local keep = false
         for _, e in ipairs(want) do keep = keep or name:sub(-#e) == e end
         if not keep then list[#list + 1] = path end

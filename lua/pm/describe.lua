@@ -215,10 +215,11 @@ function M.node_version(d, recheck)
   if c and c.mtime == st.mtime then return c.version end
   c = { mtime = st.mtime, version = nil }
   node_versions[interp] = c
-  -- (as the app's user, in its folder: the interpreter may be the user's
-  -- own, ~/.nvm, and what it runs must not run as the daemon's user)
+  -- (as the app's user, in a session of its own, with no more environment
+  -- than a PATH: the interpreter may be the user's own, ~/.nvm, and what
+  -- it runs gets neither the daemon's user nor the daemon's environment)
   children.run({ interp, "--version" }, { capture = true, timeout = 10000, uid = d.uid, gid = d.gid,
-    cwd = "/" }, function(code, _, out)
+    cwd = "/", setsid = true, env = { "PATH=/usr/local/bin:/usr/bin:/bin" } }, function(code, _, out)
     local v = code == 0 and type(out) == "string" and out:match("^v?(%d+%.%d+%.%d+[%w.+-]*)")
     c.version = v or false
   end)

@@ -541,7 +541,8 @@ function M.run_limited(limits, fn, ...)
     local msg = type(e) == "string" and e or ("error value of type " .. type(e))
     return msg .. user_traceback(2)
   end, ...))
-  if st and st.share_used then st.share_used = st.share_used + (core.thread_cpu() - t_start - run.api) end
+  -- (pm's API calls the hook made count too: a share is the daemon's CPU)
+  if st and st.share_used then st.share_used = st.share_used + (core.thread_cpu() - t_start) end
   if not res[1] then
     if res[2] == CUTOFF then
       collectgarbage()

@@ -86,6 +86,7 @@ M.FIELDS = {
     channel = "the IPC stream to its process",
     channel_held = "the keeper's id of the channel's fd, or nil",
     bad_messages = "messages that were not JSON",
+    listen_warned = "the pid whose refused NODE_PM_LISTEN pm.log told (once a process)",
     axm_monitor = "@pm2/io's metrics of its process: { pid, n, by = name -> {value, unit, type, historic}, json }",
     axm_actions = "@pm2/io's actions its process registered (pm trigger): { pid, names }",
   },

@@ -201,6 +201,32 @@ time.sleep(1000)
     assert.is_true(secs >= 1.5, ("12 MB taken in %.2f s"):format(secs))
   end)
 
+  it("keeps no more than 4 MB of replies for an app that asks and never reads, and says it once", function()
+    -- 200,000 listen requests of a fork-mode app (each refused): 26 MB of
+    -- replies and as many pm.log lines before
+    local s = H.write(H.home .. "/asker.py", [[
+import os, time
+fd = int(os.environ["NODE_CHANNEL_FD"])
+os.set_blocking(fd, True)
+for _ in range(50):
+    os.write(fd, b'{"cmd":"NODE_PM_LISTEN","seq":1,"port":8080}\n' * 4000)
+print("asked", flush=True)
+time.sleep(1000)
+]])
+    local function rss_kb()
+      local st = util.read_file("/proc/" .. H.daemon_pid() .. "/status") or ""
+      return tonumber(st:match("VmRSS:%s*(%d+)")) or 0
+    end
+    H.ok(H.pm("ping"))
+    local before = rss_kb()
+    api_start({ script = s, name = "asker", interpreter = "python3", ipc = true })
+    H.wait_for(function() return H.contains(H.home .. "/logs/asker-out.log", "asked") end, 30000,
+      "the app's 200,000 requests taken")
+    assert.equal(1, count(H.pm_log(), "app asker (0) listens on port"))
+    local grown = rss_kb() - before
+    assert.is_true(grown < 32 * 1024, ("the daemon grew by %d KB"):format(grown))
+  end)
+
   it("never lets an app's message pass for one of the daemon's events: it comes as process:msg", function()
     local go = H.home .. "/go"
     local s = H.script("fake.sh", "#!/bin/sh\n"

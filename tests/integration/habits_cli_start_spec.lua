@@ -77,10 +77,15 @@ describe("pm start --watch [paths]", function()
     H.write(dir .. "/a.js", "1")
     H.write(dir .. "/notes.txt", "1")
     H.write(dir .. "/lib/b.txt", "1")
+    -- (a name with a glob's characters is no pattern the folder's user wrote)
+    H.write(dir .. "/" .. ("**a"):rep(12) .. "**b", "1")
     ok(start(H.home .. "/app.sh", "--name", "app", "--cwd", dir, "--watch", "--ext", "js,json", "-s"))
     local e = env_of("app")
     local ignored = {}
-    for _, g in ipairs(e.ignore_watch) do ignored[g] = true end
+    for _, g in ipairs(e.ignore_watch) do
+      ignored[g] = true
+      assert.is_falsy(g:find("**a", 1, true), g)
+    end
     assert.is_true(ignored["notes.txt"] and ignored["lib/b.txt"] and ignored["node_modules"] or false)
     assert.is_nil(ignored["a.js"])
     online(H.proc("app"))

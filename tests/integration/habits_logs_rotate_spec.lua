@@ -226,6 +226,24 @@ describe("time-based log rotation (issue 16 item 15)", function()
     assert.equal("an old line\n", gunzip(old .. ".gz"))
   end)
 
+  it("compress leaves a sparse file named as a rotated one plain: holes a folder's user made cost nothing", function()
+    local holes = H.home .. "/logs/sparse-out__2020-01-01_00-00-00.log"
+    util.mkdir_p(H.home .. "/logs")
+    H.ok(H.sh("truncate -s 4G " .. H.shquote(holes)))
+    H.lua_eco(('{ { name = "sparse", script = %q, log_rotate = "* * * * * *", compress = true, retain = 10 } }')
+      :format(F .. "/lb_ticker.sh"))
+    H.ok(H.pm("start", "ecosystem.config.lua", { cwd = H.home }))
+    -- its own rotated files are gzipped; the sparse one stays as it is
+    H.wait_for(function()
+      for _, n in ipairs(rotated("sparse-out")) do
+        if n:match("%.gz$") then return true end
+      end
+    end, 10000, "a rotated file gzipped")
+    assert.is_truthy(core.stat(holes))
+    assert.is_nil(core.stat(holes .. ".gz"))
+    assert.is_nil(core.stat(holes .. ".gz.tmp"))
+  end)
+
   it("log_rotate without compress keeps plain dated files, at most retain", function()
     H.lua_eco(('{ { name = "plain", script = %q, log_rotate = "* * * * * *", retain = 2 } }')
       :format(F .. "/lb_ticker.sh"))

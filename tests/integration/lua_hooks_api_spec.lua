@@ -71,6 +71,16 @@ return { apps = {
     -- (one line a second for the refusals, not one each)
     assert.is_true(count("used over 250 ms of CPU") <= count("more calls refused") + 2)
     ok(H.pm("restart", "calm", "-s"))
+    -- pm's API calls count too (they are the daemon's CPU as well)
+    local path2 = H.write(H.home .. "/ecosystem.api.lua", [[
+return { apps = {
+  { name = "apihog", script = "sleeper.sh", on_start = function()
+      for _ = 1, 64 do pm.every(10, function() for _ = 1, 1e5 do pm.describe("apihog") end end) end
+    end },
+} }
+]])
+    ok(H.pm("start", path2, "-s"))
+    wait_log("ecosystem.api.lua used over 250 ms of CPU in this second")
     local e = H.wait_for(function() return H.proc("hog").pm2_env.last_hook_error end, 3000, "last_hook_error")
     assert.truthy(tostring(e.message):find("ran over 10 ms", 1, true) or tostring(e.message):find("250 ms", 1, true),
       tostring(e.message))

@@ -244,16 +244,20 @@ return { apps = { { name = "hc", script = "/bin/sleep", args = "1000", cwd = %q,
     local ok, why = usable()
     if not ok then pending(why); return end
     local node = H.write(dir .. "/node", '#!/bin/sh\nif [ "$1" = --version ]; then id -u > ' .. dir
-      .. '/ver.txt; echo v20.0.0; exit 0; fi\nexec sleep 1000\n')
+      .. '/ver.txt; env > ' .. dir .. '/ver.env; echo v20.0.0; exit 0; fi\nexec sleep 1000\n')
     os.execute("chmod 755 " .. H.shquote(node) .. " && chown nobody:nogroup " .. H.shquote(node))
     H.write(dir .. "/app.js", "\n")
     H.ok(H.pm("start", eco({ name = "nv", script = dir .. "/app.js", interpreter = node, cwd = dir,
-      user = "nobody" })), "pm start")
+      user = "nobody" }), { env = { ROOT_SECRET = "topsecret" } }), "pm start")
     local uid = H.wait_for(function()
       H.pm("jlist")
       return tonumber((util.read_file(dir .. "/ver.txt") or ""):match("%d+"))
     end, 5000, "the interpreter asked its version")
     assert.equal(nobody_id(), uid)
+    -- (nor the caller's environment, nor the daemon's)
+    local env = H.wait_for(function() return util.read_file(dir .. "/ver.env") end, 3000, "its environment")
+    assert.is_falsy(env:find("ROOT_SECRET", 1, true), env)
+    assert.is_falsy(env:find("PM_HOME", 1, true), env)
   end)
 
   it("enters an app's folder as its user: a link to a folder only root may reach fails the start", function()
