@@ -170,6 +170,14 @@ function M.adopt(p, pid, name)
   return true
 end
 
+-- The cgroup.procs of the group p's process is in, when it has one (not
+-- made): a helper run for p (its health check) joins it, so that what it
+-- leaves goes with the app -> path | nil
+function M.joined(p)
+  local dir = M.base and p.cgroup and dirs[p]
+  return dir and dir .. "/cgroup.procs" or nil
+end
+
 -- The name of p's group in the folder (journal) | nil
 function M.group(p)
   local dir = M.base and dirs[p]

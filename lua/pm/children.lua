@@ -25,7 +25,7 @@ opts: setsid (its own session, killed as a group at the timeout), timeout
 (ms: SIGKILL then), capture (stdout and stderr collected, as lines joined
 by "\n"), max_output (bytes of stdout and stderr together, 64 MB by
 default: past it, SIGKILL), env (a list of "K=V": its environment; the
-daemon's when nil), cwd, uid and gid. A spawn that fails, a timeout or too much
+daemon's when nil), cwd, uid and gid, cgroup (a cgroup.procs it joins). A spawn that fails, a timeout or too much
 output gives done(nil, nil, nil, err). ]]
 function M.run(argv, opts, done)
   local out_r, out_w, err_r, err_w
@@ -36,7 +36,7 @@ function M.run(argv, opts, done)
     fds = { -1, out_w, err_w }
   end
   local pid, err = core.spawn({ file = argv[1], args = argv, fds = fds, setsid = opts.setsid,
-    env = opts.env, cwd = opts.cwd, uid = opts.uid, gid = opts.gid })
+    env = opts.env, cwd = opts.cwd, uid = opts.uid, gid = opts.gid, cgroup = opts.cgroup })
   if opts.capture then
     core.close(out_w)
     core.close(err_w)

@@ -318,13 +318,14 @@ end
 -- ---- health checks and the watchdog ----
 
 -- An exec check of p runs as its process does: its user and group, its
--- folder, its environment (never as the daemon's user: an app's user may
+-- folder, its environment, its cgroup (never as the daemon's user: an app's user may
 -- edit the command it names)
 local function check_runner(p)
   return function(argv, timeout, done)
     local d = p.decl
+    -- (in the app's cgroup: what it leaves goes with the app)
     children.run(argv, { setsid = true, timeout = timeout, uid = d.uid, gid = d.gid, cwd = d.cwd,
-      env = require("pm.launch").env_of(p) }, function(code) done(code) end)
+      env = require("pm.launch").env_of(p), cgroup = require("pm.cgroup").joined(p) }, function(code) done(code) end)
   end
 end
 

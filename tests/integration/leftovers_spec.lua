@@ -147,6 +147,21 @@ describe("descendants that left the group", function()
     H.wait_for(function() return not H.exists(base) end, 3000, "the daemon's cgroup folder removed")
   end)
 
+  it("of an app's health exec check go with the app: the check runs in its cgroup", function()
+    local a = escapees(1)
+    ok(H.pm("ping"))
+    if not (require("pm.util").read_file(H.home .. "/cgroup") or ""):match("[^\n]+") then
+      return pending("no cgroup for apps here (cgroup2 not writable)")
+    end
+    H.script("hc.sh", "#!/bin/sh\nexec sleep 1000\n")
+    eco(([[{ { name = "hc", script = "hc.sh", health = { exec = "(setsid sleep %s &); exit 0", interval = 200 } } }]])
+      :format(a))
+    ok(H.pm("start", H.home .. "/ecosystem.config.lua", { cwd = H.home }))
+    H.wait_for(function() return #sleeps(a) >= 1 end, 5000, "the check's setsid sleep")
+    ok(H.pm("delete", "hc"))
+    gone(a, "what the check left, after the app's delete")
+  end)
+
   it("live on with kill_mode = 'process' (and a wrong kill_mode is refused)", function()
     local a, b = escapees(2)
     local app = H.script("keeps.sh", ("#!/bin/sh\nsetsid sleep %s &\n( setsid sleep %s & )\nexec sleep 1000\n")
