@@ -223,8 +223,12 @@ time.sleep(1000)
     H.wait_for(function() return H.contains(H.home .. "/logs/asker-out.log", "asked") end, 30000,
       "the app's 200,000 requests taken")
     assert.equal(1, count(H.pm_log(), "app asker (0) listens on port"))
+    -- (bin/pm-asan keeps what it freed in its quarantine: the plain build's figure)
+    if os.getenv("PM_SANITIZED") then return end
     local grown = rss_kb() - before
-    assert.is_true(grown < 32 * 1024, ("the daemon grew by %d KB"):format(grown))
+    -- (4 MB of replies waiting and the rest: about 5 MB here; 26 MB of
+    -- replies before)
+    assert.is_true(grown < 16 * 1024, ("the daemon grew by %d KB"):format(grown))
   end)
 
   it("never lets an app's message pass for one of the daemon's events: it comes as process:msg", function()
