@@ -253,7 +253,7 @@ function M.actions(p)
 end
 
 -- They as JSON, PM2's pm2_env.axm_actions: [{"action_name": ...}, ...]
-function M.actions_json(p)
+local function actions_json(p)
   local a = p.axm_actions
   if not (a and a.pid == p.pid and #a.names > 0) then return "[]" end
   if not a.json or a.json_n ~= #a.names then
@@ -262,6 +262,22 @@ function M.actions_json(p)
     a.json, a.json_n = util.encode_text(list), #a.names
   end
   return a.json
+end
+
+-- pm2_env's ,"axm_monitor":{...},"axm_actions":[...] of p's process, one
+-- text (kept by the table of either; one string for every process with
+-- neither, most of them)
+local NO_AXM = ',"axm_monitor":{},"axm_actions":[]'
+function M.axm_json(p)
+  local mon, act = M.monitor_json(p), actions_json(p)
+  if mon == "{}" and act == "[]" then return NO_AXM end
+  local a = p.axm_actions
+  local holder = a and a.pid == p.pid and a or p.axm_monitor
+  if holder.axm_mon ~= mon or holder.axm_act ~= act then
+    holder.axm_text = ',"axm_monitor":' .. mon .. ',"axm_actions":' .. act
+    holder.axm_mon, holder.axm_act = mon, act
+  end
+  return holder.axm_text
 end
 
 -- Sends a value to the app over its channel -> true | nil, err

@@ -599,10 +599,10 @@ local function state_into(parts, n, p, changes)
   n = member(parts, n, ',"last_hook_error":', p.last_hook_error)
   -- (a log file that could not be opened: what pm start says)
   n = member(parts, n, ',"log_error":', p.logs_missing)
-  -- (@pm2/io's metrics of the process: PM2's axm_monitor, {} when none)
-  parts[n + 1] = ',"axm_monitor":'
-  parts[n + 2] = channel_mod().monitor_json(p)
-  n = n + 3
+  -- (@pm2/io's metrics and actions of the process: PM2's axm_monitor, {}
+  -- when none, and axm_actions)
+  parts[n + 1] = channel_mod().axm_json(p)
+  n = n + 2
   parts[n] = meta_json(p)
   local ch = changes and changes[p]
   if ch then n = member(parts, n, ',"changes":', util.array(ch)) end
@@ -652,7 +652,7 @@ local function state_json(p)
   local j = cache_of(p)
   local exit_code = p.exit_code == nil and p.exit_signal and util.null or p.exit_code
   local notify, hook_err = p.notify, p.last_hook_error
-  local mon, meta = channel_mod().monitor_json(p), meta_json(p)
+  local mon, meta = channel_mod().axm_json(p), meta_json(p)
   if j[J_STATE] and j[S0 + 1] == p.status and j[S0 + 2] == p.out_path and j[S0 + 3] == p.err_path
       and j[S0 + 4] == p.log_path and j[S0 + 5] == (p.pm_uptime or p.created_at)
       and j[S0 + 6] == p.restart_time and j[S0 + 7] == p.unstable_restarts and j[S0 + 8] == exit_code
@@ -704,7 +704,8 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
   if not (j[H0 + 1] == p.name and j[H0 + 2] == pid and j[H0 + 3] == mem and j[H0 + 4] == cpu
       and j[H0 + 5] == p.pm_id) then
     j[H0 + 1], j[H0 + 2], j[H0 + 3], j[H0 + 4], j[H0 + 5] = p.name, pid, mem, cpu, p.pm_id
-    j[H0 + 6] = HEAD:format(jstr(p.name), pid, p.pm_id, mem, tostring(cpu))
+    -- (a name is UTF-8: app.lua refuses one that is not)
+    j[H0 + 6] = HEAD:format(encode_string(p.name), pid, p.pm_id, mem, tostring(cpu))
   end
   n = n + 1
   parts[n] = j[H0 + 6]
@@ -723,10 +724,6 @@ local function describe_into(parts, n, p, brief, cached, changes, now)
     parts[n + 2] = events_json(p)
     n = n + 2
   end
-  -- (@pm2/io's actions the process registered, as PM2's objects)
-  parts[n + 1] = ',"axm_actions":'
-  parts[n + 2] = channel_mod().actions_json(p)
-  n = n + 2
   if not brief then n = env_into(parts, n, p) end
   parts[n + 1] = "}}"
   return n + 1
