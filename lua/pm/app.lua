@@ -750,7 +750,8 @@ end
 -- for every description.
 M.PRIVATE = { on_exit = true, on_start = true, on_stop = true, force = true,
   env = true, env_remove = true, numeric_env = true }
-local members_cache = setmetatable({}, { __mode = "k" }) -- decl -> { own, instances, learned, shared } (an array)
+-- decl -> { own, instances, learned, shared, own view, shared view } (an array)
+local members_cache = setmetatable({}, { __mode = "k" })
 local LISTS = { watch = true } -- attributes whose table is a list: [] when empty
 for k, s in pairs(schema) do if s[1] == "list" then LISTS[k] = true end end
 -- The members that differ from app to app (its name, what it runs, its
@@ -776,15 +777,20 @@ function M.members_json(d, drop)
   shared.interpreter_args = d.interpreter_args and util.array(d.interpreter_args)
   shared.stop_exit_codes = util.array(d.stop_exit_codes)
   local o, sh = util.encode(own):sub(2, -2), util.encode(shared):sub(2, -2)
-  if not drop then members_cache[d] = { o, d.instances, d.learned_listen or false, sh } end
+  if not drop then members_cache[d] = { o, d.instances, d.learned_listen or false, sh, false, false } end
   return o, sh
 end
 
 -- members_json's texts for a description (valid UTF-8; the journal keeps
--- the bytes)
+-- the bytes), kept beside them: a list asks for them for every app
+-- (in members_json's entry: [5] and [6], the same strings when valid)
 function M.members_view(d, drop)
   local o, sh = M.members_json(d, drop)
-  return util.utf8_clean(o), util.utf8_clean(sh)
+  local c = not drop and members_cache[d]
+  if c and c[5] then return c[5], c[6] end
+  local ov, shv = util.utf8_clean(o), util.utf8_clean(sh)
+  if c then c[5], c[6] = ov, shv end
+  return ov, shv
 end
 
 -- members_json's two texts as one

@@ -418,7 +418,7 @@ function M.loadfile(path, opts)
   end, state
 end
 
--- The limits of one call of fn: its file's (hook_limits), else pm's
+-- The state of fn's file (its hook_limits, path, share), or nil
 local function state_of(fn)
   local ok, env = pcall(getfenv, fn)
   return ok and sandboxes[env] or nil

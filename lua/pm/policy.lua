@@ -16,7 +16,7 @@ local function member(list, v)
 end
 
 --[[
-decide(decl, state, exit) -> decision
+decide(decl, state, exit, now) -> decision
 decl:  autorestart, min_uptime, max_restarts, restart_delay,
        exp_backoff_restart_delay, stop_exit_codes
 state: unstable_restarts (fast exits so far), prev_restart_delay,
