@@ -339,9 +339,8 @@ function ext_ignores(exts, dir, base)
   for e in tostring(exts):gmatch("[^,%s]+") do want[#want + 1] = "." .. e:gsub("^%.", "") end
   if #want == 0 then error({ msg = "--ext: extensions expected (js,json)", code = 2 }, 0) end
   local list, seen = {}, 0
-  if type(base) == "table" then for _, g in ipairs(base) do list[#list + 1] = g end
-  elseif type(base) == "string" then list[1] = base
-  else list[1], list[2] = "node_modules", ".*" end
+  if type(base) == "string" then base = { base } end
+  for _, g in ipairs(base or require("pm.watch").IGNORE_DEFAULT) do list[#list + 1] = g end
   local function walk(rel, depth)
     local names = core.listdir(rel == "" and dir or (dir .. "/" .. rel)) or {}
     for name, kind in pairs(names) do

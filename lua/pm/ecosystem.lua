@@ -504,6 +504,19 @@ function M.shape(path, res)
   if next(apps) ~= nil and apps[1] == nil then
     return nil, path .. ": apps must be a list of apps, not an object"
   end
+  -- (a PM2 file's env value false or null is the text "false" or "null":
+  -- Node's spawn writes what it is given; in a Lua file, false removes a
+  -- variable)
+  local function env_texts(a)
+    for k, env in pairs(a) do
+      if type(k) == "string" and (k == "env" or k:match("^env_.")) and k ~= "env_file" and k ~= "env_remove"
+          and type(env) == "table" then
+        for name, v in pairs(env) do
+          if v == false then env[name] = "false" elseif v == util.null then env[name] = "null" end
+        end
+      end
+    end
+  end
   local pm2_file = not path:match("%.lua$")
   for i, a in ipairs(apps) do
     if type(a) ~= "table" then return nil, ("%s: app #%d is not a table"):format(path, i) end
@@ -511,19 +524,7 @@ function M.shape(path, res)
     for _, alias in ipairs({ "cmd", "command" }) do
       if a[alias] ~= nil and a.script == nil then a.script, a[alias] = a[alias], nil end
     end
-    -- a PM2 file's env value false or null is the text "false" or "null"
-    -- (Node's spawn writes what it is given; in a Lua file, false removes
-    -- a variable)
-    if pm2_file then
-      for k, env in pairs(a) do
-        if type(k) == "string" and (k == "env" or k:match("^env_.")) and k ~= "env_file" and k ~= "env_remove"
-            and type(env) == "table" then
-          for name, v in pairs(env) do
-            if v == false then env[name] = "false" elseif v == util.null then env[name] = "null" end
-          end
-        end
-      end
-    end
+    if pm2_file then env_texts(a) end
   end
   if res.hooks ~= nil and type(res.hooks) ~= "table" then
     return nil, path .. ": hooks must be a table of functions"

@@ -73,12 +73,11 @@ if (!worker) {
     const file = Array.isArray(frames) && frames[0] ? frames[0].getFileName() : undefined;
     return typeof file === 'string' && (file.startsWith('node:') || !file.includes('/'));
   };
-  const primary = function () { return fromNode(primary); };
-  const master = function () { return fromNode(master); };
-  const isWorker = function () { return !fromNode(isWorker); };
-  Object.defineProperty(cluster, 'isPrimary', { get: primary, configurable: true });
-  Object.defineProperty(cluster, 'isMaster', { get: master, configurable: true });
-  Object.defineProperty(cluster, 'isWorker', { get: isWorker, configurable: true });
+  // (what Node's own code reads, else what the app's does)
+  const seen = (node, app) => function get() { return fromNode(get) ? node : app; };
+  Object.defineProperty(cluster, 'isPrimary', { get: seen(true, false), configurable: true });
+  Object.defineProperty(cluster, 'isMaster', { get: seen(true, false), configurable: true });
+  Object.defineProperty(cluster, 'isWorker', { get: seen(false, true), configurable: true });
   cluster.worker = w;
 }
 

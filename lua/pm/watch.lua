@@ -177,11 +177,12 @@ default (or the app's ignore_watch: names, relative paths or globs), and
 exact paths (the app's own logs). Only the part of a path below the app's
 cwd (or below the watched root it is in) counts: a cwd inside a
 dot-directory is watched all the same. ]]
+M.IGNORE_DEFAULT = { "node_modules", ".*" } -- (what an app without ignore_watch ignores)
 function M.ignorer(cwd, ignore_watch, exact, roots)
   local names, pats = {}, {}
   local list = ignore_watch
   if type(list) == "string" then list = { list } end
-  if not list then list = { "node_modules", ".*" } end
+  if not list then list = M.IGNORE_DEFAULT end
   for _, g in ipairs(list) do
     if g:find("[%*%?]") then
       pats[#pats + 1] = glob(g)
