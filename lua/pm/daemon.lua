@@ -66,10 +66,14 @@ local function hook_api(runtime)
       if not ok then log.error("hook action failed: %s", err) end
     end)
   end
-  local function act(op)
+  local function act(name, op)
     return function(target)
       local list, err = sup.resolve(target)
-      if not list then return nil, err end
+      if not list then
+        -- (said in pm.log too: a hook seldom checks what an action returns)
+        log.warn("hook pm.%s(%s): %s", name, util.encode_text(target), err)
+        return nil, err
+      end
       later(function()
         for _, p in ipairs(list) do
           op(p, function(e) if e then log.warn("hook action on %s: %s", p.name, e) end end)
@@ -78,11 +82,11 @@ local function hook_api(runtime)
       return true
     end
   end
-  api.restart = act(function(p, cb) sup.restart(p, {}, cb) end)
-  api.stop = act(sup.stop)
-  api.start = act(sup.start)
-  api.reload = act(function(p, cb) sup.reload(p, {}, cb) end)
-  api.reset = act(function(p, cb) sup.reset(p); cb() end)
+  api.restart = act("restart", function(p, cb) sup.restart(p, {}, cb) end)
+  api.stop = act("stop", sup.stop)
+  api.start = act("start", sup.start)
+  api.reload = act("reload", function(p, cb) sup.reload(p, {}, cb) end)
+  api.reset = act("reset", function(p, cb) sup.reset(p); cb() end)
   -- (descriptions without a fresh /proc sample: a hook of 500 apps' list)
   api.list = function() return sup.describe_tables(sup.all(), true) end
   api.describe = function(target)

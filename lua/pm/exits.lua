@@ -365,6 +365,7 @@ handle_exit = function(p, pid, code, signum, lost)
   end
   M.kill_leftovers(p)
   local gone = escaped and stop_escapees(p, escaped)
+  hooks.process_ended(p, pid) -- (the timers its on_start set)
   p.pid = 0
   p.ready = nil
   p.exit_code = code -- (nil when a signal ended it: Node's, and so PM2's)

@@ -233,6 +233,7 @@ M.unbilled = unbilled
 
 -- The app whose hook (or timer) runs: its timers and pm.state
 local current -- the app's record (supervisor's)
+local current_pid -- in its on_start: its process (the timers set then are that process's)
 function M.current_app() return current end
 
 --[[ The pm table of one sandbox: its own copy of the daemon's API, so that
@@ -571,10 +572,11 @@ function M.call(name, fn, ...)
 end
 
 function M.call_app(p, name, fn, ...)
-  local before = current
+  local before, before_pid = current, current_pid
   current = p
+  current_pid = p and name:match("^on_start ") and p.pid ~= 0 and p.pid or nil
   local res = { M.run(fn, ...) }
-  current = before
+  current, current_pid = before, before_pid
   if p then M.save_state(p) end
   if not res[1] and res[3] then return nil, res[2] end -- (refused again this second: said once)
   if not res[1] then
@@ -633,7 +635,9 @@ end
 -- ---- timers: pm.after, pm.every ----
 
 -- p's timer: fn(proc) after ms (every ms, for every); -> a handle with
--- :cancel(), or nil, err
+-- :cancel(), or nil, err. One set by on_start is its process's: it ends
+-- when that process does (M.process_ended: a crash loop's on_start sets
+-- one per process, not one more per restart).
 function M.add_timer(p, kind, ms, fn)
   p.hook_timers = p.hook_timers or {}
   local n = 0
@@ -656,7 +660,26 @@ function M.add_timer(p, kind, ms, fn)
   end)
   p.hook_timers[h] = cancel
   h.cancel = function() return cancel() end
+  h.pid = current_pid
   return h
+end
+
+-- p's process pid ended: the timers its on_start set end with it
+function M.process_ended(p, pid)
+  for h, cancel in pairs(p.hook_timers or {}) do
+    if h.pid == pid then cancel() end
+  end
+end
+
+-- p's hooks are others now (a file applied again with changed hooks): the
+-- timers the ones before set end (they would run the old code). -> how many
+function M.code_changed(p)
+  local n = 0
+  for _, cancel in pairs(p.hook_timers or {}) do
+    cancel()
+    n = n + 1
+  end
+  return n
 end
 
 -- Set by the daemon: a description of p as a table (what a timer's fn gets)

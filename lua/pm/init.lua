@@ -29,9 +29,11 @@ local failed      -- the first callback error (pm.run ends on it)
 -- pm._verbose). With
 -- pm._fatal (pm run, pm -e: Node's uncaught exception) nothing runs after
 -- it and the loops return.
+local errors, last_error = 0, nil -- callback errors so far, the last one's message (pm.wait, pm.step)
 local function report(msg, tb)
   msg = tostring(msg)
   failed = failed or msg
+  errors, last_error = errors + 1, msg
   if pm._on_error then return pm._on_error(msg, tb) end
   io.stderr:write("pm: error in a callback: ", pm._verbose and tostring(tb or msg) or msg, "\n")
 end
@@ -44,10 +46,41 @@ local function arm()
   end)
 end
 
+--[[ Under plain LuaJIT (no `pm run`, console or host loop), what a
+script leaves when its main chunk ends (queued callbacks, replies it
+awaits, a bus with a subscription) runs then, as Node's loop runs after
+the main module; a callback's error then ends the process with status 1.
+luajit's lua_close finalizes the newest userdata first: a sentinel made
+again after each thing the client adds runs before the client's
+connections and timers are finalized. ]]
+local sentinel
+local function at_exit()
+  if pm._fatal or pm._on_error or pm._driven or not pm._alive() then return end
+  pm._fatal = true -- (as `pm run`: the first error ends it)
+  -- (the watchers made now are finalized after this round's, when lua_close
+  -- has unloaded pm.core's core.so already: loaded once more under another
+  -- name, it stays until they are)
+  local so = package.searchpath and package.searchpath("pm.core", package.cpath)
+  if so and not package.preload["pm.core"] then package.loadlib((so:gsub("/([^/]*)$", "/./%1")), "*") end
+  local ok = pm._run()
+  io.stdout:flush()
+  if not ok then os.exit(1) end
+end
+local function keep_alive()
+  local s = newproxy(true)
+  getmetatable(s).__gc = function()
+    if sentinel ~= s then return end -- (one made since stands in)
+    local ok, err = pcall(at_exit)
+    if not ok then io.stderr:write("pm: ", tostring(err), "\n") end
+  end
+  sentinel = s
+end
+
 local function defer(fn, ...)
   tail = tail + 1
   queue[tail] = { fn = fn, n = select("#", ...), ... }
   arm()
+  keep_alive()
 end
 
 -- Runs the queued callbacks (not while a synchronous call runs the loop:
@@ -173,6 +206,7 @@ function pm.connect(...)
     return nil, err
   end
   pending = pending + 1
+  keep_alive()
   local id, serr = c:send("ping", nil, function(pong, perr)
     pending = pending - 1
     if pong then check_version(pong) end
@@ -233,6 +267,14 @@ pm.start = api(function(opts, extra)
   elseif type(opts) == "table" then
     if opts.script == nil and (opts.apps or opts[1]) then
       return nil, "start: pass an ecosystem file's path, or one app"
+    end
+    -- (a function cannot travel to the daemon: hooks live in a file it reads)
+    for k, v in pairs(opts) do
+      if type(v) == "function" then
+        return nil, ("start: app %s: %s is a function; hooks (on_exit, on_start, on_stop) run in the daemon, "
+          .. "from an ecosystem file: put the app in one and pass its path"):format(
+          tostring(opts.name or opts.script), tostring(k))
+      end
     end
     params.app = opts
   else
@@ -426,6 +468,7 @@ function Bus:on(event, fn)
     end
   end
   list[#list + 1] = fn
+  keep_alive()
   return true
 end
 
@@ -496,7 +539,8 @@ function Bus:deliver(event, data)
           if star then
             ok, err = xpcall(function() return fn(event, data) end, debug.traceback)
           else
-            ok, err = xpcall(function() return fn(data) end, debug.traceback)
+            -- (the event's name second: which of "log:*" it is)
+            ok, err = xpcall(function() return fn(data, event) end, debug.traceback)
           end
           if not ok then report("bus handler of " .. event .. ": " .. tostring(err):match("^[^\n]*"), err) end
         end
@@ -728,13 +772,14 @@ function pm.step(ms)
   if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms < 0) then
     return nil, "step: a number of ms >= 0 expected"
   end
-  local saved = sync
+  local saved, errs = sync, errors
   sync = 0
   pm._dispatch()
   util.turn_loop(ms)
   pm._dispatch()
   sync = saved
   if failed and pm._fatal then return nil, failed end
+  if errors > errs then return nil, last_error end -- (a callback's error: reported, and returned)
   return true
 end
 
@@ -749,7 +794,7 @@ function pm.wait(...)
     if cb then defer(cb, err) end
     return nil, err
   end
-  local saved = sync
+  local saved, errs = sync, errors
   sync = 0
   pm._dispatch()
   local function over() return failed ~= nil and pm._fatal end
@@ -761,7 +806,10 @@ function pm.wait(...)
     client.run_until(function() return over() or not pm._alive() end)
   end
   sync = saved
-  if cb then defer(cb, nil, true) end
+  -- (a callback's or a handler's error meanwhile: reported, and returned)
+  local err = errors > errs and last_error or nil
+  if cb then defer(cb, err, not err or nil) end
+  if err then return nil, err end
   return true
 end
 

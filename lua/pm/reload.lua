@@ -70,6 +70,7 @@ function M.reload(p, opts, done)
   local old = { pid = p.pid, pgid = p.pgid, channel = p.channel, name = p.name }
   old.on_exit = function()
     old.gone = true
+    require("pm.hooks").process_ended(p, old.pid) -- (the timers its on_start set)
     core.killpg(old.pgid, SIGKILL)
     exits.kill_leftovers(old)
     if old.channel then old.channel:close() end

@@ -53,6 +53,56 @@ return { apps = {
     assert.is_false(log_has("the cancelled timer fired"))
   end)
 
+  it("end the timers an on_start set with its process, and every timer of hooks a re-applied file changed", function()
+    local function file(tag)
+      return eco(([[
+return { apps = {
+  { name = "tick", script = "sleeper.sh", on_start = function(proc)
+      local mine = proc.pid
+      pm.every(60, function() pm.log("TICK %s of", mine) end)
+      -- (a timer set by a timer belongs to no process)
+      pm.after(10, function() pm.every(60, function() pm.log("FREE %s") end) end)
+    end },
+} }
+]]):format(tag, tag))
+    end
+    local path = file("v1")
+    ok(H.pm("start", path, "-s"))
+    wait_log("hook: TICK v1 of")
+    for _ = 1, 3 do ok(H.pm("restart", "tick", "-s")) end
+    local pid = H.proc("tick").pid
+    wait_log("hook: TICK v1 of " .. pid)
+    -- from now on only the last process's on_start timer ticks
+    local mark = #H.pm_log()
+    H.wait_for(function() return H.count(H.pm_log():sub(mark), "hook: TICK v1 of " .. pid) >= 4 end, 5000,
+      "ticks of the last process")
+    local since = H.pm_log():sub(mark)
+    for other in since:gmatch("hook: TICK v1 of (%d+)") do assert.equal(tostring(pid), other, since) end
+    -- the file again with other hooks: the timers the old code set end
+    file("v2")
+    ok(H.pm("start", path, "-s"))
+    wait_log("hook: FREE v2")
+    mark = #H.pm_log()
+    H.wait_for(function() return H.count(H.pm_log():sub(mark), "hook: FREE v2") >= 3 end, 5000, "v2 ticks")
+    since = H.pm_log():sub(mark)
+    assert.is_nil(since:find("hook: FREE v1", 1, true), since)
+    assert.is_nil(since:find("hook: TICK v1", 1, true), since)
+  end)
+
+  it("say in pm.log when an action names no app (a hook seldom checks what it returns)", function()
+    local path = eco([[
+return { apps = {
+  { name = "acts", script = "sleeper.sh", on_start = function()
+      local okr, err = pm.restart("cache-that-is-not")
+      pm.log("RETURNED", tostring(okr), err)
+    end },
+} }
+]])
+    ok(H.pm("start", path, "-s"))
+    wait_log("hook: RETURNED nil")
+    wait_log('hook pm.restart("cache-that-is-not"): ')
+  end)
+
   it("share a quarter of a core per file: calls past it are refused, said once a second, and the daemon answers",
     function()
     -- 64 timers of 10 ms, each cut off at its 10 ms: without a share, the

@@ -239,7 +239,7 @@ function pm.step(timeout_ms) end
 local Bus = {}
 
 ---@param event string "process:event", "log:out", "*", "log:*", an app's type
----@param fn fun(packet: table)|fun(event: string, packet: table)
+---@param fn fun(packet: table, event: string)|fun(event: string, packet: table) the second for "*"
 ---@return true|nil
 ---@return string? err
 function Bus:on(event, fn) end
@@ -254,7 +254,7 @@ function Bus:close() end
 
 ---The next such event only.
 ---@param event string
----@param fn fun(packet: table)
+---@param fn fun(packet: table, event: string)
 ---@return true|nil ok, string? err
 function Bus:once(event, fn) end
 
