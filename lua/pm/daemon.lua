@@ -59,7 +59,26 @@ end
 
 local function hook_api(runtime)
   load_modules()
-  local api = require("pm.hooks").api
+  local hooks = require "pm.hooks"
+  local api = hooks.api
+  -- the apps a hook may reach: a user's file's hooks, that user's only
+  local function mine(list)
+    local uid = hooks.scope()
+    if not uid or not list then return list end
+    local out = {}
+    for _, p in ipairs(list) do
+      if p.decl.uid == uid then out[#out + 1] = p end
+    end
+    return out
+  end
+  local function resolve(target)
+    local list, err = sup.resolve(target)
+    list = mine(list)
+    if list and #list == 0 and hooks.scope() then
+      return nil, ("process or namespace not found: %s"):format(tostring(target))
+    end
+    return list, err
+  end
   local function later(fn)
     core.timer(0, 0, function()
       local ok, err = pcall(fn)
@@ -68,7 +87,7 @@ local function hook_api(runtime)
   end
   local function act(name, op)
     return function(target)
-      local list, err = sup.resolve(target)
+      local list, err = resolve(target)
       if not list then
         -- (said in pm.log too: a hook seldom checks what an action returns)
         log.warn("hook pm.%s(%s): %s", name, util.encode_text(target), err)
@@ -88,22 +107,22 @@ local function hook_api(runtime)
   api.reload = act("reload", function(p, cb) sup.reload(p, {}, cb) end)
   api.reset = act("reset", function(p, cb) sup.reset(p); cb() end)
   -- (descriptions without a fresh /proc sample: a hook of 500 apps' list)
-  api.list = function() return sup.describe_tables(sup.all(), true) end
+  api.list = function() return sup.describe_tables(mine(sup.all()), true) end
   api.describe = function(target)
-    local list = sup.resolve(target)
+    local list = resolve(target)
     return sup.describe_tables(list or {}, true)
   end
   api.tail = function(target, n)
     n = n == nil and 20 or tonumber(n)
     if not n or n < 0 then return nil, "tail: a number of lines expected" end
-    local list, err = sup.resolve(target)
+    local list, err = resolve(target)
     if not list then return nil, err end
     return applogs.tail(list[1], math.min(math.floor(n), 1000))
   end
   api.signal = function(signal, target)
     local sig, serr = util.signum(signal)
     if not sig then return nil, serr end
-    local list, err = sup.resolve(target)
+    local list, err = resolve(target)
     if not list then return nil, err end
     later(function()
       for _, p in ipairs(list) do
@@ -114,7 +133,7 @@ local function hook_api(runtime)
   end
   api.send = function(target, packet)
     if type(packet) ~= "table" then packet = { data = packet } end
-    local list, err = sup.resolve(target)
+    local list, err = resolve(target)
     if not list then return nil, err end
     local copy = util.deep_copy(packet)
     copy.type = copy.type or "process:msg"
@@ -131,7 +150,7 @@ local function hook_api(runtime)
   api.scale = function(name, n)
     if type(name) ~= "string" then return nil, "scale: an app name expected" end
     if type(n) ~= "number" and type(n) ~= "string" then return nil, "scale: a number (N, \"+N\", \"-N\") expected" end
-    if #sup.by_name(name) == 0 then return nil, "process not found: " .. name end
+    if #(mine(sup.by_name(name))) == 0 then return nil, "process not found: " .. name end
     later(function()
       sup.scale(name, tostring(n), function(e) if e then log.warn("hook pm.scale %s: %s", name, e) end end)
     end)
@@ -148,7 +167,6 @@ local function hook_api(runtime)
     later(function() bus.publish(event, packet) end)
     return true
   end
-  local hooks = require "pm.hooks"
   hooks.describe = function(p) return sup.describe_tables({ p }, true)[1] end
   hooks.on_error = function(p, name, msg)
     p.last_hook_error = { hook = name, message = msg, at = core.now() }

@@ -51,6 +51,15 @@ end
 -- A file's deploy.<env>, checked -> cfg | nil, err
 function M.config(file, env)
   local res, err
+  -- (its commands run as the caller: root runs none of a user's file, as
+  -- the daemon runs no app of it as root)
+  local eco = require "pm.ecosystem"
+  local owner, why = eco.file_owner(util.absolute(file))
+  if owner or why then
+    local pw = owner and util.passwd(owner)
+    return nil, ("%s: refused: root runs no deploy command of a file %s (run pm deploy as that user)"):format(file,
+      owner and ("only " .. (pw and pw.name or ("uid " .. owner)) .. " may change") or ("others may change: " .. why))
+  end
   if file:match("%.c?js$") then -- (PM2's ecosystem.config.js)
     res, err = read_js(file)
   else

@@ -244,6 +244,8 @@ local function load_lua(path, opts)
       end
     end })
   local chunk, state = hooks.loadfile(path, { -- (state: the sandbox's, or the error)
+    -- (a user's file: its hooks' pm.* reach that user's apps only)
+    owner_uid = M.file_owner(path),
     printed = printed,
     ctx = ctx,
     environ = environ,
@@ -732,7 +734,46 @@ function M.check(path, res, opts)
   return decls, err
 end
 
+--[[ Whose word a file is, for a root daemon: nil when only root may change
+it (the file and every folder on the way), else the one user who may (its
+apps run as that user: root runs nothing as root, nor as a third user, on
+a user's word) -> uid | nil | nil, why (more than one user may change it,
+or a folder of root's anyone may). ]]
+function M.file_owner(path)
+  if core.getuid() ~= 0 then return nil end
+  local uid, refused, why = reader_uid(path, { file = path })
+  if refused == false then return nil, why end
+  return uid
+end
+
+-- Whether a user belongs to a group (its primary one, or a member of it)
+local function in_group(pw, gid)
+  if pw.gid == gid then return true end
+  local gr = util.group(gid)
+  for name in tostring(gr and gr.members or ""):gmatch("[^,%s]+") do
+    if name == pw.name then return true end
+  end
+  return false
+end
+
+-- An app of a file that is uid's word: it runs as uid (none named), or the
+-- file is refused -> true | nil, why
+local function owned_app(raw, d, uid)
+  local pw = util.passwd(uid)
+  if not pw then return nil, ("the file is uid %d's, which has no passwd entry"):format(uid) end
+  if d.uid ~= uid then
+    return nil, ("the file is %s's (only %s may change it): its apps run as %s, not as %s"):format(pw.name,
+      pw.name, pw.name, tostring(raw.user or raw.uid or "root"))
+  end
+  if d.gid and not in_group(pw, d.gid) then
+    return nil, ("the file is %s's: its apps run in %s's groups, not in gid %d"):format(pw.name, pw.name, d.gid)
+  end
+  return true
+end
+
 function M.check_apps(path, res, opts)
+  local owner, owner_err = M.file_owner(path)
+  if owner_err then return nil, ("%s: refused: a root daemon runs no app of it (%s)"):format(path, owner_err) end
   local only
   if opts.only and #opts.only > 0 then
     only = {}
@@ -758,9 +799,14 @@ function M.check_apps(path, res, opts)
     end
     local eok, eerr = M.apply_env_file(raw, base, { uid = opts.uid, file = path })
     if not eok then return nil, ("%s: app #%d: %s"):format(path, i, eerr) end
+    if owner and raw.user == nil and raw.uid == nil then raw.uid = owner end -- (a user's file: its user)
     local d, derr = app.normalize(raw, { base = base, cwd = opts.cwd, env_name = opts.env_name,
       environ = opts.environ })
     if not d then return nil, ("%s: app #%d: %s"):format(path, i, derr) end
+    if owner then
+      local ook, oerr = owned_app(raw, d, owner)
+      if not ook then return nil, ("%s: app '%s': %s"):format(path, d.name, oerr) end
+    end
     if seen[d.name] then
       return nil, ("%s: two apps are named '%s'"):format(path, d.name)
     end

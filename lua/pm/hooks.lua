@@ -240,17 +240,28 @@ function M.current_app() return current end
 what a file does to its pm changes no other file's; its actions refused
 while the file's top level runs (a declaration declares: a file refused
 afterwards must have changed nothing). state.loading: that phase. ]]
+local scope -- the uid whose apps the API call under way may reach (a user's file's), or nil: all
+function M.scope() return scope end
+local function scoped(state, fn, ...)
+  local before = scope
+  scope = state.owner_uid
+  local res = { pcall(unbilled, fn, ...) }
+  scope = before
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+
 local function pm_table(state)
   local t = {}
   for k, fn in pairs(M.api) do
     if M.READS[k] then
-      t[k] = function(...) return unbilled(fn, ...) end
+      t[k] = function(...) return scoped(state, fn, ...) end
     else
       t[k] = function(...)
         if state.loading then
           error(("pm.%s cannot be called while an ecosystem file loads (only from a hook)"):format(k), 2)
         end
-        return unbilled(fn, ...)
+        return scoped(state, fn, ...)
       end
     end
   end

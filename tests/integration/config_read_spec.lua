@@ -222,7 +222,7 @@ return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" },
 const fs = require('fs');
 let got;
 try { got = fs.readFileSync(process.env.WHAT, 'utf8'); } catch (e) { got = e.code; }
-module.exports = { apps: [{ name: "js", script: "/bin/sleep", args: ["1000"],
+module.exports = { apps: [{ name: "js", script: "/bin/sleep", args: ["1000"], cwd: "/tmp",
   env: { GOT: got, UID: String(process.getuid()), CWD: process.cwd() } }] };
 ]])
     os.execute(("chown -h %d:%d %s"):format(USER.uid, USER.gid, q(js)))
@@ -235,5 +235,7 @@ module.exports = { apps: [{ name: "js", script: "/bin/sleep", args: ["1000"],
     e = H.proc("js").pm2_env.env
     assert.equal("MINE=1\n", e.GOT)
     assert.equal("/tmp", e.CWD)
+    -- (the file is the user's: its app runs as that user)
+    assert.equal(USER.name, H.proc("js").pm2_env.username)
   end)
 end)

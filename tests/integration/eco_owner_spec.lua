@@ -1,0 +1,109 @@
+-- A root daemon and an ecosystem file a user may change (the file, or a
+-- folder on the way to it, is theirs): the file is that user's word, so
+-- its apps run as that user. One that names root (or another user, or a
+-- group the user is not in) refuses the whole file, running apps
+-- untouched; its hooks reach that user's apps only; `pm deploy` as root
+-- runs none of its commands.
+local H = require "pmtest"
+local core = require "pm.core"
+local util = require "pm.util"
+
+local ok, fails, write = H.ok, H.fails, H.write
+local q = H.shquote
+
+local USER = util.passwd("cloudsdk") or util.passwd("nobody")
+
+local function uid_of(pid)
+  local s = util.read_file("/proc/" .. pid .. "/status") or ""
+  return tonumber(s:match("Uid:%s*(%d+)"))
+end
+
+describe("an ecosystem file of a user's, applied by root", function()
+  local top
+  before_each(function()
+    H.new_home()
+    top = nil
+  end)
+  after_each(function()
+    H.cleanup()
+    if top then os.execute("rm -rf " .. q(top)) end
+  end)
+
+  -- a folder of USER's under a folder of root's (not PM_HOME: 0700)
+  local function user_dir()
+    local p = io.popen("mktemp -d /tmp/pm-eco-owner.XXXXXX")
+    top = p:read("*l")
+    p:close()
+    os.execute("chmod 0711 " .. q(top))
+    local dir = top .. "/app"
+    core.mkdir(dir, 493)
+    return dir
+  end
+  local function give(dir) os.execute(("chown -R %d:%d %s"):format(USER.uid, USER.gid, q(dir))) end
+
+  it("runs its apps as that user, and refuses the whole file when one names root, another user or group", function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local dir = user_dir()
+    local file = write(dir .. "/ecosystem.json",
+      '{ "apps": [ { "name": "mine", "script": "/bin/sleep", "args": ["1000"] } ] }\n')
+    give(dir)
+    ok(H.pm("start", file, "-s"))
+    local p = H.online(H.proc("mine"))
+    assert.equal(USER.uid, uid_of(p.pid))
+    -- the user edits it: an app as root, then one in root's group
+    for _, extra in ipairs({ '"user": "root"', '"uid": 0', '"gid": 0' }) do
+      write(file, ('{ "apps": [ { "name": "mine", "script": "/bin/sleep", "args": ["1000"] },\n'
+        .. '  { "name": "evil", "script": "/bin/sleep", "args": ["1000"], %s } ] }\n'):format(extra))
+      give(dir)
+      for _, verb in ipairs({ "start", "restart", "reload" }) do
+        local r = fails(H.pm(verb, file), "app 'evil'")
+        local line = (r.out .. r.err):gsub("%s+$", "")
+        assert.is_nil(line:find("\n", 1, true), line)
+        assert.truthy(line:find(USER.name .. "'s", 1, true), line)
+      end
+      assert.is_nil(H.proc("evil"))
+      assert.equal(p.pid, H.proc("mine").pid) -- (nothing else changed)
+    end
+  end)
+
+  it("lets its hooks see and act on that user's apps only", function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))
+    local root_pid = H.online(H.proc("rootapp")).pid
+    local dir = user_dir()
+    local file = write(dir .. "/ecosystem.lua", [[
+return { apps = { { name = "hooked", script = "/bin/sleep", args = { "1000" }, on_start = function()
+  local names = {}
+  for _, p in ipairs(pm.list()) do names[#names + 1] = p.name end
+  pm.log("SEES " .. table.concat(names, ","))
+  pm.log("DESCRIBES " .. #pm.describe("rootapp"))
+  pm.log("RESTART " .. tostring(pm.restart("rootapp")) .. " " .. tostring(pm.signal("SIGKILL", "rootapp")))
+end } } }
+]])
+    give(dir)
+    ok(H.pm("start", file, "-s"))
+    H.wait_for(function() return H.pm_log():find("hook: RESTART", 1, true) end, 5000, "the hook ran")
+    local log = H.pm_log()
+    assert.truthy(log:find("hook: SEES hooked\n", 1, true), log)
+    assert.truthy(log:find("hook: DESCRIBES 0", 1, true), log)
+    assert.truthy(log:find("hook: RESTART nil nil", 1, true), log)
+    H.holds(function()
+      local p = H.proc("rootapp")
+      return p.pid == root_pid and p.pm2_env.restart_time == 0
+    end, 500, "the root app untouched")
+  end)
+
+  it("is refused by pm deploy run as root", function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local dir = user_dir()
+    local marker = top .. "/ran"
+    local file = write(dir .. "/ecosystem.json", ([[
+{ "apps": [], "deploy": { "production": { "host": "localhost", "repo": "/nonexistent", "path": %q,
+  "ref": "origin/main", "pre-deploy-local": "touch %s" } } }
+]]):format(top .. "/dest", marker))
+    give(dir)
+    local r = fails(H.pm("deploy", file, "production"), "refused")
+    assert.truthy((r.out .. r.err):find("only " .. USER.name .. " may change", 1, true), r.out .. r.err)
+    assert.is_false(H.exists(marker))
+  end)
+end)
