@@ -43,7 +43,16 @@ function V.logs(args)
   local stamp_fmt = a.timestamp and (a.timestamp[1] or "YYYY-MM-DD-HH:mm:ss") or nil
   if how == "format" then stamp_fmt = stamp_fmt or "YYYY-MM-DD-HH:mm:ssZZ" end
   local mark = a.highlight and a.highlight[1] or nil
+  -- (on a terminal, what an app wrote cannot drive it: util.term_safe)
+  local core = require "pm.core"
+  local tty_out, tty_err = core.isatty(1), core.isatty(2)
+  local term_safe = require("pm.util").term_safe
   local function show(d, which, line, at, message)
+    local to_err = how == "raw" and which == "err"
+    if how ~= "json" and (to_err and tty_err or not to_err and tty_out) then
+      line = term_safe(line)
+      if message then message = term_safe(message) end
+    end
     local text = view.log_line(d, which, line, how,
       { at = at, message = message, timestamp = stamp_fmt, highlight = mark, color = color })
     if how == "raw" and which == "err" then io.stderr:write(text) else io.stdout:write(text) end
