@@ -484,13 +484,7 @@ function M.run(opts)
   local nfd = core.dgram_unix(home .. "/notify.sock")
   if nfd then
     sup.set_notify_path(home .. "/notify.sock")
-    M.notify_watch = core.watch_read(nfd, function()
-      while true do
-        local data, pid = core.recv_cred(nfd)
-        if not data then break end
-        sup.on_notify(pid, data)
-      end
-    end)
+    M.notify_watch = require("pm.readiness").watch_notify(nfd, "the daemon's user's apps")
   end
   -- the preload that lets Node apps in cluster mode listen on held sockets
   local preload = home .. "/cluster-preload.js"

@@ -172,15 +172,53 @@ function M.shared_preload(text)
   return path
 end
 
-local function watch_user_socket(uid, path, fd, held)
-  local s = { path = path, fd = fd, held = held }
-  s.watch = core.watch_read(fd, function()
-    while true do
+--[[ The sd_notify datagrams of one socket (fd), for M.on_notify: at most
+M.NOTIFY_BATCH a turn of the loop and M.NOTIFY_RATE a second. Past that
+the socket is left unread until the second is over: its senders' writes
+wait, or fail with EAGAIN, as a full socket's do (16 processes of a
+user's sending in a tight loop kept the daemon from answering for 14 s).
+what: whose socket, for pm.log. -> a handle with :close() ]]
+M.NOTIFY_BATCH, M.NOTIFY_RATE = 64, 1000
+function M.watch_notify(fd, what)
+  local s = { count = 0, window = -1e9, said = -1e9 }
+  local on_readable
+  local function resume()
+    s.timer = nil
+    if not s.closed then s.watch = core.watch_read(fd, on_readable) end
+  end
+  on_readable = function()
+    local now = core.mono()
+    if now - s.window >= 1000 then s.window, s.count = now, 0 end
+    for _ = 1, M.NOTIFY_BATCH do
+      if s.count >= M.NOTIFY_RATE then
+        s.watch:close()
+        s.watch = nil
+        if now - s.said >= 60000 then -- (once a minute)
+          s.said = now
+          log.warn("sd_notify: %s sent over %d datagrams in a second: the socket is unread until the next",
+            what, M.NOTIFY_RATE)
+        end
+        s.timer = core.timer(math.max(1, 1000 - (now - s.window)), 0, resume)
+        return
+      end
       local data, pid = core.recv_cred(fd)
-      if not data then break end
+      if not data then return end
+      s.count = s.count + 1
       M.on_notify(pid, data)
     end
-  end)
+  end
+  s.watch = core.watch_read(fd, on_readable)
+  function s.close()
+    s.closed = true
+    if s.watch then s.watch:close(); s.watch = nil end
+    if s.timer then s.timer:close(); s.timer = nil end
+  end
+  return s
+end
+
+local function watch_user_socket(uid, path, fd, held)
+  local s = { path = path, fd = fd, held = held }
+  s.watch = M.watch_notify(fd, ("the apps of uid %d"):format(uid))
   user_socks[uid] = s
   return s
 end
