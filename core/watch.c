@@ -108,27 +108,40 @@ static int l_inotify_rm(lua_State *L)
 	return 0;
 }
 
-/* core.listdir(path [, count]) -> { name = "dir"|"file"|"unknown"|"other", ... } | n | nil, err
- * count: how many entries, without a string for each (/proc/self/fd of a
- * daemon of 10,000 apps: 20,000 of them, 775 KB of garbage a count) */
+/* core.listdir(path [, mode [, max]]) -> { name = "dir"|"file"|"unknown"|"other", ... } [, true] | n | nil, err
+ * mode true: how many entries, without a string for each (/proc/self/fd of
+ * a daemon of 10,000 apps: 20,000 of them, 775 KB of garbage a count);
+ * "dirs": only the entries that are (or may be: "unknown") folders; max:
+ * at most that many entries read (true after the table when more were
+ * left: a user's folder of a million files is not read whole on the loop) */
 static int l_listdir(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
-	int count = lua_toboolean(L, 2);
+	int count = lua_type(L, 2) == LUA_TBOOLEAN && lua_toboolean(L, 2);
+	int dirs_only = lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "dirs") == 0;
+	lua_Number max = luaL_optnumber(L, 3, -1);
 	DIR *d = opendir(path);
 	if (!d)
 		return pm_fail(L, path);
-	lua_Number n = 0;
+	lua_Number n = 0, seen = 0;
+	int more = 0;
 	if (!count)
 		lua_newtable(L);
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
+		if (max >= 0 && seen >= max) {
+			more = 1;
+			break;
+		}
+		seen++;
 		if (count) {
 			n++;
 			continue;
 		}
+		if (dirs_only && e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)
+			continue;
 		lua_pushstring(L, e->d_type == DT_DIR ? "dir" : e->d_type == DT_REG ? "file"
 				  : e->d_type == DT_UNKNOWN ? "unknown" : "other");
 		lua_setfield(L, -2, e->d_name);
@@ -136,7 +149,9 @@ static int l_listdir(lua_State *L)
 	closedir(d);
 	if (count)
 		lua_pushnumber(L, n);
-	return 1;
+	if (more)
+		lua_pushboolean(L, 1);
+	return more ? 2 : 1;
 }
 
 void pm_open_watch(lua_State *L)

@@ -300,7 +300,7 @@ end
 -- sockets, after a crash.
 function M.clean_notify()
   for _, run in ipairs({ "/run", "/tmp" }) do
-    for name in pairs(core.listdir(run) or {}) do
+    for name in pairs(core.listdir(run, "dirs") or {}) do -- (/tmp: anyone's files, not read into tables)
       local base = run .. "/" .. name
       local pid = tonumber(name:match("^pm%-notify%.(%d+)%.%d+$"))
       local ps = pid and core.proc_stat(pid)

@@ -20,17 +20,23 @@ local add_tree -- forward
 -- tells, per app, whether they could have been its.
 local function changed_since(w)
   local since = w.since - 1000 -- (a second's margin: clocks and mtimes' rounding)
+  local budget = M.MAX_ENTRIES -- (entries looked at, in all: past it, a change is assumed)
   for wd in pairs(w.wds) do
     local d = dirs[wd]
     local st = d and core.stat(d.path, true)
     if st and st.mtime * 1000 + st.mtime_ns / 1e6 >= since then return true end
-    for name in pairs(d and core.listdir(d.path) or {}) do
+    local list, more = nil, nil
+    if d then list, more = core.listdir(d.path, nil, budget) end
+    if more then return true end
+    for name in pairs(list or {}) do
+      budget = budget - 1
       local full = d.path .. "/" .. name
       if not w.ignore(full) then
         local e = core.stat(full, true)
         if e and e.mtime * 1000 + e.mtime_ns / 1e6 >= since then return true end
       end
     end
+    if budget <= 0 then return true end
   end
   return false
 end
@@ -81,6 +87,11 @@ end
 -- of the daemon's user's processes share (fs.inotify.max_user_watches),
 -- and an app's user may make as many folders as it likes in its own
 M.MAX_DIRS = 2000
+-- Entries of one folder read at most when its subfolders are looked for,
+-- and of all an app's folders when an overflow makes them looked at again:
+-- the reads are on the daemon's loop, and a user may move a folder of a
+-- million files into the one its app watches (3.8 s each move)
+M.MAX_ENTRIES = 20000
 
 local function add_dir(w, path)
   local wd = by_path[path]
@@ -123,7 +134,11 @@ add_tree = function(w, path, depth)
     return add_dir(w, path:match("^(.*)/[^/]*$") or ".")
   end
   if not add_dir(w, path) then return end
-  local list = core.listdir(path)
+  local list, more = core.listdir(path, "dirs", M.MAX_ENTRIES)
+  if more and not w.crowded then
+    log.warn("watch %s: %s has over %d entries: the folders past them are not watched", w.key, path, M.MAX_ENTRIES)
+    w.crowded = true
+  end
   for name, kind in pairs(list or {}) do
     if kind == "dir" or kind == "unknown" then
       local sub = path .. "/" .. name

@@ -412,6 +412,30 @@ return { apps = { { name = "wapp", script = "app.sh", cwd = "w", watch = true, w
           "a restart for a file in a directory made after start")
       end)
 
+    it("reads at most MAX_ENTRIES of a crowded folder moved in (once said), and watches on", function()
+      W = H.home .. "/crowd"
+      assert(core.mkdir(W, 493))
+      local script = H.script("crowd/app.sh", SLEEPER)
+      start(script, "--name", "crowd", "--watch", "--watch-delay", "100ms")
+      settle("crowd")
+      -- 25,000 files and, past them, a folder: made outside, moved in at once
+      local big = H.home .. "/big"
+      assert(core.mkdir(big, 493))
+      assert.equal(0, H.sh(("python3 -c %s %s"):format(H.shquote(
+        "import os, sys\nd = sys.argv[1]\nfor i in range(25000): open(os.path.join(d, 'f%d' % i), 'w').close()"),
+        H.shquote(big))).code)
+      assert(core.mkdir(big .. "/zz_sub", 493))
+      assert(os.rename(big, W .. "/big"))
+      H.wait_for(function() return H.pm_log():find("has over 20000 entries", 1, true) end, 5000,
+        "the crowded folder said in pm.log")
+      H.ok(H.pm("ping"))
+      -- the rest is watched as before
+      H.wait_for(function() return restart_time("crowd") >= 1 end, 3000, "the move's restart")
+      local n = settle("crowd") and restart_time("crowd")
+      write("after.txt")
+      H.wait_for(function() return restart_time("crowd") > n end, 3000, "a restart for a change after it")
+    end)
+
     it("watches an app started with --watch whose cwd is under a dot-directory", function()
       W = H.home .. "/.apps/web"
       assert(core.mkdir(H.home .. "/.apps", 493))
