@@ -71,7 +71,8 @@ function V.export(args)
   if a.out then
     for _, f in ipairs(files) do
       local path = a.out:gsub("/+$", "") .. "/" .. f.name
-      local wok, werr = util.write_atomic(out_real .. "/" .. f.name, f.text, { durable = false, mode = 420 })
+      -- (0600: an app's environment, its secrets, is in them)
+      local wok, werr = util.write_atomic(out_real .. "/" .. f.name, f.text, { durable = false, mode = 384 })
       if not wok then error({ msg = path .. ": " .. tostring(werr) }, 0) end
       io.stdout:write(path, "\n")
     end

@@ -410,6 +410,15 @@ local function walk(path, me)
   return true
 end
 
+-- Whether only root may change dir, as written and resolved (systemd opens
+-- a unit's append: paths as root, through links: in a folder a user may
+-- change, that user chooses the file)
+function M.root_only(dir)
+  if walk(dir, 0) ~= true then return false end
+  local real = core.realpath(dir)
+  return real ~= nil and walk(real, 0) == true
+end
+
 --[[ The folder of --out, made when missing (0755) -> its real path (what
 the files are written into) | nil, err. pm may run as root: a folder, or a
 link on the way to it, that another user can change would let them choose

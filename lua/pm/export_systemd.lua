@@ -217,8 +217,16 @@ local function service(d, opts, head)
     if d.disable_logs then
       add("StandardOutput=null\nStandardError=null\n")
     else
-      if d.out_file then add("StandardOutput=append:" .. raw(d.out_file) .. "\n") end
-      if d.error_file then add("StandardError=append:" .. raw(d.error_file) .. "\n") end
+      -- (systemd opens append: files as root, through links: one in a
+      -- folder a user may change goes to the journal instead)
+      for _, f in ipairs({ { "StandardOutput", d.out_file }, { "StandardError", d.error_file } }) do
+        if f[2] and export.root_only(util.dirname(f[2])) then
+          add(f[1] .. "=append:" .. raw(f[2]) .. "\n")
+        elseif f[2] then
+          add(("# %s: not append:%s, a folder a user may change (systemd opens it as root, "
+            .. "through links)\n%s=journal\n"):format(f[1], raw(f[2]), f[1]))
+        end
+      end
     end
   end
   if d.autostart ~= false then

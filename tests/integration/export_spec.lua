@@ -440,4 +440,30 @@ describe("pm export", function()
     core.chmod(H.home .. "/shared", 511) -- 0777
     H.fails(H.pm("export", file, "--to", "systemd", "--out", H.home .. "/shared"), "only you may write")
   end)
+
+  it("systemd: a log file in a folder a user may change goes to the journal, and every file is 0600", function()
+    local USER = util.passwd("cloudsdk") or util.passwd("nobody")
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local p = io.popen("mktemp -d /tmp/pm-export-logs.XXXXXX")
+    local top = p:read("*l")
+    p:close()
+    finally(function() os.execute("rm -rf " .. H.shquote(top)) end)
+    os.execute("chmod 0711 " .. H.shquote(top))
+    core.mkdir(top .. "/theirs", 493)
+    os.execute(("chown %d %s"):format(USER.uid, H.shquote(top .. "/theirs")))
+    core.mkdir(top .. "/roots", 493)
+    local file = H.write(H.home .. "/logs-eco.lua", ([[
+return { apps = {
+  { name = "svc", script = "/bin/sleep", args = "1000", user = %q, env = { SECRET = "s3cret" },
+    out_file = %q, error_file = %q },
+} }
+]]):format(USER.name, top .. "/theirs/out.log", top .. "/roots/err.log"))
+    local out = H.home .. "/out-logs"
+    H.ok(H.pm("export", file, "--to", "systemd", "--out", out))
+    local S = unit(out .. "/svc.service").Service
+    assert.same({ "journal" }, S.StandardOutput)
+    assert.same({ "append:" .. top .. "/roots/err.log" }, S.StandardError)
+    assert.truthy(read(out .. "/svc.service"):find("# StandardOutput: not append:" .. top .. "/theirs/out.log", 1, true))
+    assert.equal(384, bit.band(core.stat(out .. "/svc.service").mode, 511)) -- 0600: SECRET is in it
+  end)
 end)
