@@ -452,18 +452,19 @@ describe("pm export", function()
     core.mkdir(top .. "/theirs", 493)
     os.execute(("chown %d %s"):format(USER.uid, H.shquote(top .. "/theirs")))
     core.mkdir(top .. "/roots", 493)
-    local file = H.write(H.home .. "/logs-eco.lua", ([[
+    local eco_file = H.write(H.home .. "/logs-eco.lua", ([[
 return { apps = {
   { name = "svc", script = "/bin/sleep", args = "1000", user = %q, env = { SECRET = "s3cret" },
     out_file = %q, error_file = %q },
 } }
 ]]):format(USER.name, top .. "/theirs/out.log", top .. "/roots/err.log"))
     local out = H.home .. "/out-logs"
-    H.ok(H.pm("export", file, "--to", "systemd", "--out", out))
+    H.ok(H.pm("export", eco_file, "--to", "systemd", "--out", out))
     local S = unit(out .. "/svc.service").Service
     assert.same({ "journal" }, S.StandardOutput)
     assert.same({ "append:" .. top .. "/roots/err.log" }, S.StandardError)
-    assert.truthy(read(out .. "/svc.service"):find("# StandardOutput: not append:" .. top .. "/theirs/out.log", 1, true))
+    local text = read(out .. "/svc.service")
+    assert.truthy(text:find("# StandardOutput: not append:" .. top .. "/theirs/out.log", 1, true), text)
     assert.equal(384, bit.band(core.stat(out .. "/svc.service").mode, 511)) -- 0600: SECRET is in it
   end)
 end)
