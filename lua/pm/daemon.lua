@@ -267,10 +267,25 @@ end
 
 local watch_home -- forward
 
+-- pm.pid says this daemon: replaced atomically, else (a full disk has no
+-- room for a new file) written over in place, padded to the old length
+-- (spaces: a reader takes the number). -> whether it says so
+local function write_pid()
+  local path, text = home .. "/pm.pid", core.getpid() .. "\n"
+  if util.write_atomic(path, text, { durable = false }) then return true end
+  local old = util.read_file(path) or ""
+  if #old > #text then text = core.getpid() .. (" "):rep(#old - #text) .. "\n" end
+  local fd = core.open(path, "u", 420)
+  if not fd then return false end
+  local ok = core.write(fd, text)
+  core.close(fd)
+  return ok == true
+end
+
 local function keep_socket()
   if shutting_down then return end
   local lock_path, path = home .. "/pm.lock", home .. "/rpc.sock"
-  if core.file_id(lock_path) == sock.lock_id and core.file_id(path) == sock.id then return end
+  if core.file_id(lock_path) == sock.lock_id and core.file_id(path) == sock.id and M.pid_written then return end
   util.mkdir_p(home, 448) -- (0700: PM_HOME itself may be gone)
   if core.file_id(lock_path) ~= sock.lock_id then
     local fd, lerr = core.lock(lock_path)
@@ -283,9 +298,7 @@ local function keep_socket()
       log.error("%s was removed or replaced and cannot be locked again: %s", lock_path, lerr)
     end
   end
-  if not core.stat(home .. "/pm.pid") then
-    util.write_atomic(home .. "/pm.pid", core.getpid() .. "\n", { durable = false })
-  end
+  if not M.pid_written or not core.stat(home .. "/pm.pid") then M.pid_written = write_pid() end
   if core.file_id(path) ~= sock.id then
     local ok, err = bind_socket()
     if ok then
@@ -437,7 +450,7 @@ function M.run(opts)
   local takeover = keeper.takeover() -- (what a keeper hands this daemon, first)
   require("pm.logwal").start(takeover) -- (the last daemon's unwritten output, before any pipe is read)
   local old_pid = tonumber((util.read_file(home .. "/pm.pid") or ""):match("%d+"))
-  util.write_atomic(home .. "/pm.pid", tostring(core.getpid()) .. "\n", { durable = false })
+  M.pid_written = write_pid() -- (else tried again with the socket's checks)
   if keeper.pid then
     util.write_atomic(home .. "/keeper.pid", tostring(keeper.pid) .. "\n", { durable = false })
   else
