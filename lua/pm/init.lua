@@ -166,10 +166,12 @@ end
 -- The connection itself, for callers that want a reply's raw JSON text.
 function pm._conn() return ensure() end
 
+-- (a result's null members are not there: util.denull)
 local function call(method, params)
   local c, err = ensure()
   if not c then return nil, err end
-  return c:call(method, params)
+  local res, cerr, text = c:call(method, params)
+  return util.denull(res), cerr, text
 end
 
 local function check_version(pong)
@@ -553,6 +555,7 @@ end
 -- to return, in order with the callbacks (bus.live: at once, the CLI's
 -- progress line).
 function Bus:dispatch(event, data)
+  util.denull(data) -- (a packet's null members are not there, as a result's)
   if (sync > 0 or head <= tail) and not self.live then
     return defer(function() if not self.conn.closed then self:deliver(event, data) end end)
   end

@@ -40,6 +40,26 @@ function M.encode_text(v)
   return utf8_clean(M.encode(v))
 end
 
+-- A decoded JSON value with its objects' null members removed (in Lua a
+-- member that is not there is nil; cjson's null is a userdata, true in a
+-- test: `if packet.signal then` was taken for a normal exit). An array's
+-- nulls stay (nil there would end it). -> v
+local null = cjson.null
+local function denull(v)
+  for k, x in pairs(v) do
+    if x == null then
+      if type(k) == "string" then v[k] = nil end
+    elseif type(x) == "table" then
+      denull(x)
+    end
+  end
+  return v
+end
+function M.denull(v)
+  if type(v) == "table" then denull(v) end
+  return v
+end
+
 --[[ A line an app wrote, made safe for a terminal: every control
 character but a tab shown as \xNN (C1 ones, U+0080-U+009F, as \uNNNN),
 and a CR that ends it dropped; colours (SGR: ESC [ digits m) kept. An

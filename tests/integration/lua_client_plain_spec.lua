@@ -96,6 +96,24 @@ assert(pm.start({ script = arg[1], name = "both" }))
     assert.truthy(r.out:find("SEEN log:err=to-err log:out=to-out", 1, true), r.out)
   end)
 
+  it("gives no member for a JSON null: an exit packet's signal, a stopped app's exit_code", function()
+    local bus = assert(pm.launchBus())
+    local exits = {}
+    assert(bus:on("process:event", function(p) if p.event == "exit" then exits[#exits + 1] = p end end))
+    H.write(H.home .. "/ends.sh", "sleep 0.2; exit 0\n")
+    assert(pm.start({ script = H.home .. "/ends.sh", name = "ends", autorestart = false }))
+    H.pump(function() return #exits >= 1 end, 5000, "the exit event")
+    assert.equal(0, exits[1].code)
+    assert.is_nil(exits[1].signal)
+    H.write(H.home .. "/killed.sh", "exec sleep 1000\n")
+    assert(pm.start({ script = H.home .. "/killed.sh", name = "killed" }))
+    assert(pm.stop("killed"))
+    local d = pm.describe("killed")[1]
+    assert.is_nil(d.pm2_env.exit_code) -- (a signal ended it: null in the JSON)
+    assert.equal("SIGINT", d.pm2_env.exit_signal)
+    bus:close()
+  end)
+
   it("refuses a function in pm.start's options with a line that says where hooks go, and starts nothing", function()
     local res, err = pm.start({ name = "hooked", script = "/bin/sleep", args = "1000",
       on_exit = function() return "stop" end })
