@@ -106,12 +106,31 @@ function M.env(print_fn)
     end)
   end
   env.off = function(event, fn) if bus then return bus:off(event, fn) end end
-  -- print, with tables as one-line JSON (bus packets read well that way)
+  -- print, with tables as one-line JSON (bus packets read well that way);
+  -- one with __tostring as that says, one holding NaN or an infinity (JSON
+  -- has neither: null) as the console shows it
+  local function finite(t, seen)
+    seen = seen or {}
+    if seen[t] then return true end
+    seen[t] = true
+    for k, x in pairs(t) do
+      for _, y in ipairs({ k, x }) do
+        if type(y) == "number" and (y ~= y or y == math.huge or y == -math.huge) then return false end
+        if type(y) == "table" and not finite(y, seen) then return false end
+      end
+    end
+    return true
+  end
   env.print = function(...)
     local parts = {}
     for i = 1, select("#", ...) do
       local v = select(i, ...)
-      if type(v) == "table" then
+      local mt = type(v) == "table" and getmetatable(v)
+      if type(mt) == "table" and mt.__tostring then
+        parts[i] = tostring(v)
+      elseif type(v) == "table" and v ~= util.null and not finite(v) then
+        parts[i] = M.pretty(v)
+      elseif type(v) == "table" then
         local ok, s = pcall(util.encode, v)
         parts[i] = ok and s or tostring(v)
       else
@@ -438,7 +457,17 @@ local function completions(env, word, before, names)
     expr = expr and expr:match("^%s*(.-)$")
     local v = expr and expr ~= "" and value_of(env, expr)
     if type(v) == "table" then
-      for k in pairs(v) do if is_ident(k) then add(k) end end
+      -- its fields and what its metatable's __index has (a bus's methods);
+      -- after ":" its methods only
+      local colon, t = head:sub(-1) == ":", v
+      for _ = 1, 8 do
+        for k, x in pairs(t) do
+          if is_ident(k) and (not colon or type(x) == "function") then add(k) end
+        end
+        local mt = getmetatable(t)
+        t = type(mt) == "table" and rawget(mt, "__index") or nil
+        if type(t) ~= "table" then break end
+      end
     elseif type(v) == "string" then
       for k in pairs(string) do add(k) end
     end

@@ -228,6 +228,16 @@ describe("pm console without a terminal", function()
     assert.equal(1, bad.code)
     has(bad.err, "from -e")
   end)
+
+  it("print keeps Lua's meaning: __tostring, NaN and infinities (JSON only for plain tables)", function()
+    local r = ok(H.pm("-e", [[
+print(setmetatable({ x = 1 }, { __tostring = function() return "Obj<1>" end }))
+print({ 0/0, math.huge, -math.huge })
+print({ a = 1 })]]), "pm -e")
+    has(r.out, "Obj<1>\n")
+    assert.truthy(r.out:find("{\n  %-?nan,\n  inf,\n  %-inf\n}\n"), r.out)
+    has(r.out, '{"a":1}\n')
+  end)
 end)
 
 -- ---- the console under a terminal ----
@@ -266,6 +276,17 @@ describe("pm console under a terminal (tmux)", function()
     wait_last("pm> describe(0)[1].monit")
     key("Enter")
     wait_screen("memory =")
+    wait_last("pm>")
+
+    -- a method after a colon (its metatable's): b:cl<Tab> -> b:close
+    send("b = launchBus()")
+    key("Enter")
+    wait_last("pm>")
+    send("b:cl")
+    wait_last("pm> b:cl")
+    key("Tab")
+    wait_last("pm> b:close")
+    key("C-u")
     wait_last("pm>")
 
     -- a process name inside quotes: restart "ti<Tab> -> restart "tiny
