@@ -392,6 +392,8 @@ handle_exit = function(p, pid, code, signum, lost)
     local v = describe.hook(p, "on_exit", util.shallow_copy(exit))
     local hd, herr = hooks.decision(v)
     if herr then
+      local at = hooks.where(p.decl.on_exit) -- (what it returned has no line of its own: the hook's)
+      if at then herr = at .. ": " .. herr end
       log.error("hook on_exit of %s: %s; the built-in policy decides", p.name, herr)
       -- (an answer that means nothing is a failure as an error is: seen
       -- on the bus and in the description too)

@@ -9,6 +9,7 @@
 -- app whose hook made them.
 local core = require "pm.core"
 local log = require "pm.log"
+local util = require "pm.util"
 
 local M = {}
 
@@ -593,7 +594,8 @@ function M.call_app(p, name, fn, ...)
   if not res[1] then
     local msg = res[2] -- (an error of the hook's: as long as it made it)
     if #msg > M.LOG_LIMIT then msg = msg:sub(1, M.LOG_LIMIT) .. " [cut]" end
-    log.error("hook %s failed, the built-in policy decides: %s", name, msg)
+    -- (only on_exit has a policy to fall back on; a timer goes on)
+    log.error("hook %s failed%s: %s", name, name:match("^on_exit ") and ", the built-in policy decides" or "", msg)
     if p then
       local ok, err = pcall(M.on_error, p, name, msg)
       if not ok then log.error("hook:error of %s: %s", name, err) end
@@ -725,11 +727,23 @@ function M.fingerprint(fn)
   return real.concat(parts, "\0")
 end
 
+-- Where fn is defined: "path:line" | nil
+function M.where(fn)
+  local ok, info = pcall(debug.getinfo, fn, "S")
+  if not (ok and info and info.source) then return nil end
+  return info.source:gsub("^@", "") .. ":" .. tostring(info.linedefined)
+end
+
 -- on_exit's answer -> { action, delay } | nil, err
 function M.decision(v)
   if v == nil then return nil end
   if v == "restart" or v == "stop" then return { action = v, delay = 0 } end
-  if type(v) == "number" and v >= 0 and v < math.huge then return { action = "restart", delay = v } end
+  -- (a delay as attributes take one: 1500, "1500", "2s", "250ms")
+  local function ms(x)
+    local n = (type(x) == "number" or type(x) == "string") and util.duration(x)
+    if n and n >= 0 and n == n and n < math.huge then return n end
+  end
+  if ms(v) then return { action = "restart", delay = ms(v) } end
   -- read with rawget: a metamethod of the hook's would run outside its limits
   if type(v) == "table" then
     local action, delay = rawget(v, "action"), rawget(v, "delay")
@@ -739,10 +753,12 @@ function M.decision(v)
       return { action = "errored", reason = why and why:sub(1, 200) or "errored by on_exit" }
     end
     if action == "restart" or action == "stop" then
-      if delay ~= nil and (type(delay) ~= "number" or delay < 0 or delay ~= delay or delay == math.huge) then
-        return nil, "bad delay in the on_exit decision"
+      if delay ~= nil and not ms(delay) then
+        return nil, ("bad delay %s in the on_exit decision (ms, or like \"2s\", \"250ms\")"):format(
+          (type(delay) == "string" or type(delay) == "number") and ("%q"):format(tostring(delay):sub(1, 40))
+          or ("a " .. type(delay)))
       end
-      return { action = action, delay = delay or 0 }
+      return { action = action, delay = delay ~= nil and ms(delay) or 0 }
     end
   end
   local shown = (type(v) == "string" or type(v) == "number") and tostring(v):sub(1, 80) or ("a " .. type(v))

@@ -70,10 +70,34 @@ return { apps = { { name = "odd", script = "trig.sh", autorestart = false,
 ]]), "-s"))
     H.pump(function() return seen end, 5000, "a hook:error event")
     assert.equal("on_exit of odd", seen.data.hook)
-    assert.truthy(seen.data.message:find("on_exit returned bogus", 1, true), seen.data.message)
+    -- (what it returned has no line: the hook's own is said)
+    assert.truthy(seen.data.message:find(H.home .. "/ecosystem.lua:2: on_exit returned bogus", 1, true),
+      seen.data.message)
     local e = H.wait_for(function() return H.proc("odd").pm2_env.last_hook_error end, 3000, "last_hook_error")
     assert.truthy(e.message:find("on_exit returned bogus", 1, true), e.message)
     bus:close()
+  end)
+
+  it("takes a delay as attributes do (\"2s\"), and a timer's failure is no policy's", function()
+    ok(H.pm("start", eco([[
+return { apps = {
+  { name = "later", script = "trig.sh", on_exit = function(proc)
+      if proc.pm2_env.restart_time == 0 then return { action = "restart", delay = "50ms" } end
+      return "stop"
+    end },
+  { name = "ticks", script = "sleeper.sh", on_start = function()
+      pm.every(50, function() error("tick fails") end)
+    end },
+} }
+]]), "-s"))
+    H.wait_for(function()
+      local p = H.proc("later")
+      return p.pm2_env.restart_time == 1 and p.pm2_env.status == "stopped"
+    end, 5000, "a restart after 50ms, then a stop")
+    assert.is_nil(H.proc("later").pm2_env.last_hook_error)
+    H.wait_for(function() return H.pm_log():find("hook pm.every timer of ticks failed: ", 1, true) end, 5000,
+      "the timer's failure in pm.log")
+    assert.is_nil(H.pm_log():find("timer of ticks failed, the built-in policy", 1, true))
   end)
 
   it("is a hook:error when its pm.state cannot be kept (over the size limit)", function()
