@@ -243,9 +243,10 @@ local function load_lua(path, opts)
         return opts.env_name
       end
     end })
+  local owner = M.file_owner(path)
   local chunk, state = hooks.loadfile(path, { -- (state: the sandbox's, or the error)
     -- (a user's file: its hooks' pm.* reach that user's apps only)
-    owner_uid = M.file_owner(path),
+    owner_uid = owner,
     printed = printed,
     ctx = ctx,
     environ = environ,
@@ -256,6 +257,15 @@ local function load_lua(path, opts)
       if opts.trusted_only then
         local ok, why = M.trusted(mpath)
         if not ok then return nil, ("require '%s': %s is not trusted (%s)"):format(name, mpath, why) end
+      end
+      -- (a module's code runs as the file's, hooks and all: one another
+      -- user may change would be that user's code in the file's place)
+      local mowner, mwhy = M.file_owner(mpath)
+      if mwhy then return nil, ("require '%s': %s: refused (%s)"):format(name, mpath, mwhy) end
+      if mowner and mowner ~= owner then
+        local pw = util.passwd(mowner)
+        return nil, ("require '%s': %s: refused (only %s may change it, and the file is %s)"):format(name, mpath,
+          pw and pw.name or ("uid " .. mowner), owner and ("uid " .. owner .. "'s") or "root's")
       end
       return mpath
     end,

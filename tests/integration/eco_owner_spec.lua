@@ -93,6 +93,20 @@ end } } }
     end, 500, "the root app untouched")
   end)
 
+  it("is no module a root's file may require (its code would run as the file's)", function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local dir = user_dir() -- (top: root's; top/app: the user's)
+    write(dir .. "/helpers.lua", "return { n = 1 }\n")
+    give(dir)
+    local file = write(top .. "/ecosystem.lua", [[
+local h = require "app.helpers"
+return { apps = { { name = "uses", script = "/bin/sleep", args = { tostring(1000 * h.n) } } } }
+]])
+    local r = fails(H.pm("start", file), "refused")
+    assert.truthy((r.out .. r.err):find("only " .. USER.name .. " may change it", 1, true), r.out .. r.err)
+    assert.is_nil(H.proc("uses"))
+  end)
+
   it("is refused by pm deploy run as root", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
     local dir = user_dir()
