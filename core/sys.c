@@ -458,6 +458,22 @@ static int l_realpath(lua_State *L)
 	return 1;
 }
 
+/* core.readlink(path) -> what the link says | nil, err */
+static int l_readlink(lua_State *L)
+{
+	char buf[PATH_MAX];
+	const char *path = luaL_checkstring(L, 1);
+	ssize_t n = readlink(path, buf, sizeof buf);
+	if (n < 0)
+		return pm_fail(L, path);
+	if ((size_t)n >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return pm_fail(L, path);
+	}
+	lua_pushlstring(L, buf, (size_t)n);
+	return 1;
+}
+
 /* core.getcwd() -> path | nil, err */
 static int l_getcwd(lua_State *L)
 {
@@ -692,6 +708,7 @@ void pm_open_sys(lua_State *L)
 		{"stat", l_stat},
 		{"access", l_access},
 		{"realpath", l_realpath},
+		{"readlink", l_readlink},
 		{"getcwd", l_getcwd},
 		{"lock", l_lock},
 		{"environ", l_environ},

@@ -18,28 +18,47 @@ local M = {}
 -- file, pm.read/json/dotenv)
 M.READ_LIMIT = 1024 * 1024
 
--- The non-root owners of the folders on the way to path, as written and
--- with its links resolved, and of the file itself, added to into: each
--- could have put a link there, or chosen what it holds -> into | nil, why
+-- The non-root owners of what path's resolution passes, as the kernel
+-- walks it: every folder, every link and the folder each link leads into,
+-- and the file itself, added to into: each could have put a link there,
+-- or chosen what it holds (a root's link into a user's folder is that
+-- user's word, whatever the user's own links there say later). A folder
+-- or the file writable by group or others (a folder that is not sticky,
+-- as /tmp is) is refused. -> into | nil, why
 local function folder_owners(path, into)
-  local real = core.realpath(path)
-  if not real then return into end -- (what does not exist opens as nothing)
-  local fst = core.stat(real)
-  if fst and fst.uid ~= 0 then into[fst.uid] = true end
-  for _, from in ipairs({ util.dirname(util.absolute(path, "/")), util.dirname(real) }) do
-    local d = from
-    while true do
-      local st = core.stat(d)
-      if st then
-        if st.uid ~= 0 then into[st.uid] = true end
-        -- a folder of root's anyone may change (not sticky, as /tmp is)
-        if st.uid == 0 and bit.band(st.mode, 18) ~= 0 and bit.band(st.mode, 512) == 0 then
-          return nil, d .. " is writable by group or others"
+  local comps = {}
+  for c in path:gmatch("[^/]+") do comps[#comps + 1] = c end
+  local function writable(st)
+    return bit.band(st.mode, 18) ~= 0 and not (st.type == "dir" and bit.band(st.mode, 512) ~= 0)
+  end
+  local root = core.stat("/")
+  if root and writable(root) then return nil, "/ is writable by group or others" end
+  local cur, i, links = "", 1, 0
+  while i <= #comps do
+    local c = comps[i]
+    i = i + 1
+    if c == ".." then
+      cur = cur:match("^(.*)/[^/]*$") or ""
+    elseif c ~= "." then
+      local p = cur .. "/" .. c
+      local st = core.stat(p, true)
+      if not st then return into end -- (what does not exist opens as nothing)
+      if st.uid ~= 0 then into[st.uid] = true end
+      if st.type == "link" then
+        links = links + 1
+        local target = links <= 40 and core.readlink(p)
+        if not target then return nil, p .. ": a link that cannot be followed" end
+        local rest = {}
+        for t in target:gmatch("[^/]+") do rest[#rest + 1] = t end
+        for j = i, #comps do rest[#rest + 1] = comps[j] end
+        comps, i = rest, 1
+        if target:sub(1, 1) == "/" then cur = "" end
+      else
+        if (st.type == "dir" or st.type == "file") and writable(st) then
+          return nil, p .. " is writable by group or others"
         end
+        cur = p
       end
-      local up = util.dirname(d)
-      if up == d or d == "/" or d == "" then break end
-      d = up
     end
   end
   return into
@@ -177,16 +196,15 @@ local function module_path(dir, name)
 end
 
 -- Would the daemon run what path holds unasked? Only what no one but root
--- or the daemon's user may change (the file, its folder) -> true | nil, why
+-- or the daemon's user may change (the file, every folder and link its
+-- resolution passes) -> true | nil, why
 function M.trusted(path)
-  local real = core.realpath(path)
-  if not real then return nil, path .. " cannot be resolved" end
+  if not core.realpath(path) then return nil, path .. " cannot be resolved" end
+  local owners, why = folder_owners(path, {})
+  if not owners then return nil, why end
   local me = core.getuid()
-  for _, f in ipairs({ real, util.dirname(real) }) do
-    local st = core.stat(f)
-    if not st then return nil, f .. " is gone" end
-    if st.uid ~= 0 and st.uid ~= me then return nil, ("%s is owned by uid %d"):format(f, st.uid) end
-    if bit.band(st.mode, 18) ~= 0 then return nil, ("%s is writable by group or others"):format(f) end
+  for uid in pairs(owners) do
+    if uid ~= me then return nil, ("%s: a folder, link or file on the way is owned by uid %d"):format(path, uid) end
   end
   return true
 end

@@ -67,6 +67,7 @@ local function at_exit()
   if not ok then os.exit(1) end
 end
 local function keep_alive()
+  if pm._fatal or pm._on_error or pm._driven then return end -- (a loop of pm's or the host's runs it)
   local s = newproxy(true)
   getmetatable(s).__gc = function()
     if sentinel ~= s then return end -- (one made since stands in)

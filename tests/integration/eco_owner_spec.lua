@@ -66,6 +66,31 @@ describe("an ecosystem file of a user's, applied by root", function()
     end
   end)
 
+  it("is the user's when a link on the way is in the user's folder, wherever it leads; refused when writable", function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local dir = user_dir() -- (top: root's, 0711; top/app: the user's)
+    core.mkdir(top .. "/etc", 493)
+    core.mkdir(top .. "/rootonly", 493)
+    -- root's link -> the user's link -> a file only root may change: the
+    -- user may point their link anywhere at any time, so it is their word
+    write(top .. "/rootonly/ecosystem.json",
+      '{ "apps": [ { "name": "via", "script": "/bin/sleep", "args": ["1000"] } ] }\n')
+    os.execute(("ln -s %s %s"):format(q(top .. "/rootonly/ecosystem.json"), q(dir .. "/ecosystem.json")))
+    os.execute(("ln -s %s %s"):format(q(dir .. "/ecosystem.json"), q(top .. "/etc/ecosystem.json")))
+    os.execute(("chown -h %d %s %s"):format(USER.uid, q(dir), q(dir .. "/ecosystem.json")))
+    ok(H.pm("start", top .. "/etc/ecosystem.json", "-s"))
+    assert.equal(USER.uid, uid_of(H.online(H.proc("via")).pid))
+    -- a file of root's anyone (or a group) may write: refused, whoever owns it
+    local open_file = write(top .. "/rootonly/open.json",
+      '{ "apps": [ { "name": "open", "script": "/bin/sleep", "args": ["1000"] } ] }\n')
+    for _, mode in ipairs({ "0666", "0664" }) do
+      os.execute(("chmod %s %s"):format(mode, q(open_file)))
+      local r = fails(H.pm("start", open_file), "writable by group or others")
+      assert.is_nil((r.out .. r.err):find("\n.", 1))
+      assert.is_nil(H.proc("open"))
+    end
+  end)
+
   it("lets its hooks see and act on that user's apps only", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
     ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))
