@@ -519,6 +519,19 @@ local function apply_file(path, params, action, done, conn)
     uid = uid_of(conn) },
     function(decls, err)
       if not decls then return done(err) end
+      -- (a user's file: its apps run as that user, and take no name of an
+      -- app of someone else's: applied, that app would be the user's)
+      local owner = ecosystem.file_owner(path)
+      for _, d in ipairs(owner and decls or {}) do
+        for _, p in ipairs(sup.by_name(d.name)) do
+          if p.decl.uid ~= owner then
+            local pw = util.passwd(owner)
+            return done(("%s: app '%s': the name of an app that runs as %s, and the file is %s's: refused")
+              :format(path, d.name, p.decl.uid and ("uid " .. p.decl.uid) or "the daemon's user",
+              pw and pw.name or ("uid " .. owner)))
+          end
+        end
+      end
       start_decls(decls, params, { path = path, env = env_name }, done, action, decls.printed)
     end)
 end

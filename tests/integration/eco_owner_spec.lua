@@ -91,6 +91,23 @@ describe("an ecosystem file of a user's, applied by root", function()
     end
   end)
 
+  it("may not take the name of an app of root's (applied, it would be the user's)", function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))
+    local root_pid = H.online(H.proc("rootapp")).pid
+    local dir = user_dir()
+    local file = write(dir .. "/ecosystem.json",
+      '{ "apps": [ { "name": "rootapp", "script": "/bin/sh", "args": ["-c", "exec sleep 1000"] } ] }\n')
+    give(dir)
+    for _, verb in ipairs({ "start", "restart", "reload" }) do
+      local r = fails(H.pm(verb, file), "app 'rootapp': the name of an app that runs as")
+      assert.is_nil((r.out .. r.err):gsub("%s+$", ""):find("\n", 1, true))
+    end
+    local p = H.proc("rootapp")
+    assert.equal(root_pid, p.pid)
+    assert.equal(0, uid_of(p.pid))
+  end)
+
   it("lets its hooks see and act on that user's apps only", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
     ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))
