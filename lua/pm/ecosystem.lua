@@ -796,6 +796,14 @@ local function owned_app(raw, d, uid)
   if d.gid and not in_group(pw, d.gid) then
     return nil, ("the file is %s's: its apps run in %s's groups, not in gid %d"):format(pw.name, pw.name, d.gid)
   end
+  -- (a unix socket is made by the daemon, as root, where the path says,
+  -- one there before removed: a user's word may not choose that path)
+  for _, spec in ipairs(type(d.listen) == "table" and d.listen or {}) do
+    if type(spec) == "string" and spec:match("^unix:") then
+      return nil, ("the file is %s's: listen %s: a unix socket is made by the daemon as root; its apps "
+        .. "may listen on TCP (the app itself may bind its own socket)"):format(pw.name, spec)
+    end
+  end
   return true
 end
 

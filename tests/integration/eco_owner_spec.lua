@@ -51,7 +51,7 @@ describe("an ecosystem file of a user's, applied by root", function()
     local p = H.online(H.proc("mine"))
     assert.equal(USER.uid, uid_of(p.pid))
     -- the user edits it: an app as root, then one in root's group
-    for _, extra in ipairs({ '"user": "root"', '"uid": 0', '"gid": 0' }) do
+    for _, extra in ipairs({ '"user": "root"', '"uid": 0', '"gid": 0', '"listen": "unix:' .. top .. '/root.sock"' }) do
       write(file, ('{ "apps": [ { "name": "mine", "script": "/bin/sleep", "args": ["1000"] },\n'
         .. '  { "name": "evil", "script": "/bin/sleep", "args": ["1000"], %s } ] }\n'):format(extra))
       give(dir)
@@ -62,11 +62,12 @@ describe("an ecosystem file of a user's, applied by root", function()
         assert.truthy(line:find(USER.name .. "'s", 1, true), line)
       end
       assert.is_nil(H.proc("evil"))
+      assert.is_false(H.exists(top .. "/root.sock"))
       assert.equal(p.pid, H.proc("mine").pid) -- (nothing else changed)
     end
   end)
 
-  it("is the user's when a link on the way is in the user's folder, wherever it leads; refused when writable", function()
+  it("is the user's when a link on the way is the user's, wherever it leads; refused when writable", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
     local dir = user_dir() -- (top: root's, 0711; top/app: the user's)
     core.mkdir(top .. "/etc", 493)
