@@ -243,10 +243,35 @@ while the file's top level runs (a declaration declares: a file refused
 afterwards must have changed nothing). state.loading: that phase. ]]
 local scope -- the uid whose apps the API call under way may reach (a user's file's), or nil: all
 function M.scope() return scope end
+
+-- A hook's table as pm's code may use it: copied with next and rawget, no
+-- metatable (a metamethod of the hook's would run in pm's code, where no
+-- budget stops it: a __tostring that loops held the daemon for good), at
+-- most M.ARG_ENTRIES entries in all. -> the copy | raises
+M.ARG_ENTRIES = 10000
+local function plain(v, left, seen)
+  if type(v) ~= "table" then return v end
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  local k, x = next(v)
+  while k ~= nil do
+    left[1] = left[1] - 1
+    if left[1] < 0 then error(("a table of over %d entries"):format(M.ARG_ENTRIES), 0) end
+    out[plain(k, left, seen)] = plain(x, left, seen)
+    k, x = next(v, k)
+  end
+  return out
+end
+
 local function scoped(state, fn, ...)
+  local n, args = select("#", ...), { ... }
+  for i = 1, n do
+    if type(args[i]) == "table" then args[i] = plain(args[i], { M.ARG_ENTRIES }, {}) end
+  end
   local before = scope
   scope = state.owner_uid
-  local res = { pcall(unbilled, fn, ...) }
+  local res = { pcall(unbilled, fn, unpack(args, 1, n)) }
   scope = before
   if not res[1] then error(res[2], 0) end
   return unpack(res, 2, table.maxn(res))

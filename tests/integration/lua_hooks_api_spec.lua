@@ -89,6 +89,24 @@ return { apps = {
     assert.is_nil(since:find("hook: TICK v1", 1, true), since)
   end)
 
+  it("give pm's API plain copies of their tables: a metamethod of theirs never runs in pm's code", function()
+    local path = eco([[
+return { apps = {
+  { name = "meta", script = "sleeper.sh", on_start = function()
+      local evil = setmetatable({}, { __tostring = function() while true do end end,
+        __index = function() while true do end end, __eq = function() while true do end end })
+      local r1, e1 = pm.signal(evil, "meta")
+      local r2, e2 = pm.restart(evil)
+      local r3 = #pm.describe(evil)
+      pm.log("AFTER", tostring(r1), tostring(r2), r3, type(e1), type(e2))
+    end },
+} }
+]])
+    ok(H.pm("start", path, "-s"))
+    wait_log("hook: AFTER nil nil 0 string string")
+    ok(H.pm("ping"))
+  end)
+
   it("say in pm.log when an action names no app (a hook seldom checks what it returns)", function()
     local path = eco([[
 return { apps = {
