@@ -326,6 +326,27 @@ local function short(p, err, tentative)
   return failed(p, err)
 end
 
+-- The sockets p's app listens on (declared, or learned in cluster mode),
+-- held by the daemon: p.listen says their names and ports to its process.
+-- -> the sockets ({} for none) | nil, err
+local function hold_listen(p)
+  local d = p.decl
+  p.listen = nil
+  local specs = readiness.listen_specs(d)
+  if not specs then return {} end
+  local socks, serr = sockets.acquire(sockets.key(d), specs, d.cwd)
+  if not socks then return nil, serr end
+  local names, map = {}, {}
+  for i, sk in ipairs(socks) do
+    names[i] = sk.name
+    if sk.port then map[#map + 1] = ('"%d":%d'):format(sk.port, i + 2) end
+  end
+  p.listen = { names = names, map = "{" .. table.concat(map, ",") .. "}" }
+  -- (what the app learned since its declaration was made is saved with it)
+  sockets.remember(d)
+  return socks
+end
+
 -- What a process of p needs before its spawn -> spec | nil, err (p is
 -- then errored): its pipes, sockets, channel and the spawn's options.
 -- looping: in a crash loop (the last process's pipes may be taken over).
@@ -376,24 +397,12 @@ local function prepare(p, looping, tentative)
     end
     spec.in_r, spec.in_w, fds[1] = in_r, in_w, in_r
   end
-  p.listen = nil
-  local specs = readiness.listen_specs(d)
-  if specs then
-    local socks, serr = sockets.acquire(sockets.key(d), specs, d.cwd)
-    if not socks then
-      drop_spec(p, spec)
-      return failed(p, serr)
-    end
-    local names, map = {}, {}
-    for i, sk in ipairs(socks) do
-      fds[#fds + 1] = sk.fd
-      names[i] = sk.name
-      if sk.port then map[#map + 1] = ('"%d":%d'):format(sk.port, i + 2) end
-    end
-    p.listen = { names = names, map = "{" .. table.concat(map, ",") .. "}" }
-    -- (what the app learned since its declaration was made is saved with it)
-    sockets.remember(d)
+  local socks, serr = hold_listen(p)
+  if socks == nil then
+    drop_spec(p, spec)
+    return failed(p, serr)
   end
+  for _, sk in ipairs(socks) do fds[#fds + 1] = sk.fd end
   if channel.wanted(p) then
     k = p.kept
     if spec.reused and k.ipc_child and p.channel and p.channel:cut() then
@@ -540,6 +549,10 @@ function M.take(p, a)
   p.env_cache = nil
   if d.max_memory_restart then rules.arm_memory(p) end
   readiness.arm_health(p)
+  -- its sockets, held again (the last daemon's, handed over by the keeper:
+  -- else a reload's new process could not listen where it does)
+  local socks, serr = hold_listen(p)
+  if not socks then log.warn("app %s (%d): its listen sockets are not held again: %s", p.name, p.pm_id, serr) end
 end
 
 -- Whether p may have a process now: not when a delete or the daemon's

@@ -566,4 +566,28 @@ pm.disconnect()
     assert.is_true(count > 1000)
     assert.equal(0, lost)
   end)
+
+  it("holds a cluster app's sockets again after a take-over: a reload's new processes listen where it did", function()
+    if not core.access("/usr/bin/node", "x") then return pending("needs /usr/bin/node") end
+    local port = H.free_port()
+    local app = H.write(H.home .. "/srv.js", [[
+const http = require('http');
+http.createServer((q, r) => r.end('pid ' + process.pid + '\n')).listen(Number(process.env.PORT));
+]])
+    ok(H.pm("start", app, "-i", "2", "--name", "web", "-s", { env = { PORT = tostring(port) } }))
+    local function answers()
+      local r = H.sh(("curl -s --max-time 2 http://127.0.0.1:%d/"):format(port))
+      return r.code == 0 and r.out:match("^pid (%d+)")
+    end
+    H.wait_for(answers, 8000, "the app answering")
+    kill9()
+    local before = {}
+    for _, p in ipairs(H.jlist()) do before[p.pid] = true end
+    ok(H.pm("reload", "web"))
+    H.wait_for(function()
+      local pid = answers()
+      return pid and not before[tonumber(pid)]
+    end, 8000, "a new process answering")
+    for _, p in ipairs(H.jlist()) do assert.equal("online", p.pm2_env.status) end
+  end)
 end)
