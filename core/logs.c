@@ -221,7 +221,13 @@ typedef struct report { /* a drop that was said in its file, for Lua */
 	char reason[128];
 } report_t;
 
-enum { OP_WRITE, OP_TRUNCATE, OP_REOPEN, OP_ROTATE };
+enum { OP_WRITE, OP_TRUNCATE, OP_REOPEN, OP_ROTATE, OP_CONFIG };
+
+/* OP_CONFIG's data: a file's rotation settings from then on */
+typedef struct {
+	long long max_size;
+	int retain, dated, compress;
+} rconf_t;
 
 typedef struct chunk {
 	struct chunk *next;
@@ -899,8 +905,17 @@ static void write_chunk(chunk_t *c)
 		return;
 	}
 	if (c->op == OP_ROTATE) { /* (an empty file is left as it is; a FIFO or a terminal too) */
-		if (s->fd >= 0 && s->size > 0 && s->regular)
+		if (s->dated && s->fd >= 0 && s->size > 0 && s->regular)
 			rotate(s);
+		return;
+	}
+	if (c->op == OP_CONFIG) { /* (the writer's fields: set in turn, by the writer) */
+		rconf_t k;
+		memcpy(&k, c->data, sizeof k);
+		s->max_size = k.max_size;
+		s->retain = k.retain;
+		s->dated = k.dated;
+		s->compress = k.compress;
 		return;
 	}
 	if (s->fd < 0 && time(NULL) >= s->retry_at)
@@ -985,7 +1000,7 @@ static void enqueue(sink_t *s, int op, const char *data, size_t len)
 	/* its file's WAL entry, made when it is first needed (a replay
 	 * reopens and rotates nothing: those records name no file) */
 	int slot = -1;
-	if (W && op != OP_REOPEN && op != OP_ROTATE) {
+	if (W && op != OP_REOPEN && op != OP_ROTATE && op != OP_CONFIG) {
 		pthread_mutex_lock(&mu);
 		if (s->wslot < 0)
 			s->wslot = wsink_alloc(s);
@@ -1193,11 +1208,32 @@ static int l_logfile_reopen(lua_State *L)
  * rotated now, in order with the lines queued before; others are left */
 static int l_logfile_rotate(lua_State *L)
 {
+	enqueue(check_sink(L, 1), OP_ROTATE, NULL, 0); /* (the writer looks at dated) */
+	commit(NULL, 0);
+	return 0;
+}
+
+/* logfile:configure({max_size=, retain=, dated=, compress=}) -> nothing:
+ * its rotation from then on, as core.logfile's options say it (the writer
+ * takes them in turn, after the lines before) */
+static int l_logfile_configure(lua_State *L)
+{
 	sink_t *s = check_sink(L, 1);
-	if (s->dated) {
-		enqueue(s, OP_ROTATE, NULL, 0);
-		commit(NULL, 0);
-	}
+	luaL_checktype(L, 2, LUA_TTABLE);
+	rconf_t k;
+	lua_getfield(L, 2, "max_size");
+	k.max_size = (long long)luaL_optnumber(L, -1, 0);
+	lua_getfield(L, 2, "retain");
+	k.retain = (int)luaL_optinteger(L, -1, 0);
+	lua_getfield(L, 2, "compress");
+	k.compress = lua_toboolean(L, -1);
+	lua_getfield(L, 2, "dated");
+	k.dated = lua_toboolean(L, -1) || k.compress;
+	lua_pop(L, 4);
+	if ((k.max_size > 0 || k.dated) && k.retain < 1)
+		return luaL_argerror(L, 2, "retain (a number of files) expected with max_size or dated");
+	enqueue(s, OP_CONFIG, (const char *)&k, sizeof k);
+	commit(NULL, 0);
 	return 0;
 }
 
@@ -2480,6 +2516,7 @@ void pm_open_logs(lua_State *L)
 		{"truncate", l_logfile_truncate},
 		{"reopen", l_logfile_reopen},
 		{"rotate", l_logfile_rotate},
+		{"configure", l_logfile_configure},
 		{"close", l_logfile_close},
 		{NULL, NULL},
 	};

@@ -163,6 +163,31 @@ local function on_dropped(path, lines, bytes, reason)
 end
 local dropped_set
 
+-- How d's files rotate: its own settings, else pm set pm2-logrotate:KEY's
+-- (the defaults of apps that set none) -> core.logfile's options, the
+-- log_rotate time (or nil)
+local function rotation_of(d)
+  local ld = require("pm.appconf").log_defaults()
+  local rotate = d.log_rotate or ld.log_rotate
+  local compress = d.compress or (ld.compress and true) or false
+  return { max_size = d.max_log_size or ld.max_log_size, retain = (d.retain == 30 and ld.retain) or d.retain,
+    dated = rotate ~= nil or compress, compress = compress }, rotate
+end
+
+-- pm2-logrotate's settings changed: every open file takes them now (the
+-- ones whose app sets its own keep those), its time rotation armed again
+function M.apply_defaults()
+  for _, f in pairs(files) do
+    local p = f[F_P]
+    if p and f[F_REFS] > 0 then
+      local lopts, rotate = rotation_of(p.decl)
+      f[F_FILE]:configure(lopts)
+      if f[F_ROTATE] then f[F_ROTATE]:close(); f[F_ROTATE] = false end
+      if rotate then M.arm_rotation(f, rotate) end
+    end
+  end
+end
+
 local function acquire_file(path, d, p, lazy)
   if not path or path == "/dev/null" then return nil end
   local f = files[path]
@@ -172,13 +197,8 @@ local function acquire_file(path, d, p, lazy)
   end
   if not dropped_set then core.on_log_dropped(on_dropped); dropped_set = true end
   local owner = M.owner(path, d)
-  -- (pm set pm2-logrotate:KEY: the defaults of apps that set none)
-  local ld = require("pm.appconf").log_defaults()
-  local rotate = d.log_rotate or ld.log_rotate
-  local compress = d.compress or (ld.compress and true) or false
-  local lopts = { max_size = d.max_log_size or ld.max_log_size,
-    retain = (d.retain == 30 and ld.retain) or d.retain, owner = owner,
-    dated = rotate ~= nil or compress, compress = compress, lazy = lazy }
+  local lopts, rotate = rotation_of(d)
+  lopts.owner, lopts.lazy = owner, lazy
   local file, err = core.logfile(path, lopts)
   if not file and not core.stat(util.dirname(path)) then
     -- a directory that is not there yet (opened first: it nearly always is)

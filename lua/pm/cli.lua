@@ -184,7 +184,8 @@ for _, v in ipairs({
   { "unset", "conf", "remove an app's configuration key (APP.KEY), all its keys (APP), or all" },
   { "get", "conf", "an app configuration key's value (APP.KEY), an app's keys, or every key" },
   { "conf", "conf", "get (KEY) or set (KEY VALUE) an app configuration key (PM2's pm2 conf)" },
-  { "install", "conf", "PM2's modules: pm2-logrotate is built in (pm set pm2-logrotate:KEY VALUE); others say so" },
+  { "install", "conf", "PM2's modules: pm2-logrotate is built in (turned on with its defaults); others say so" },
+  { "uninstall", "conf", "PM2's modules: pm2-logrotate's settings removed (its rotation off)" },
   { "save", "admin", "save the app list for pm resurrect" },
   { "resurrect", "admin", "start the saved apps again" },
   { "cleardump", "admin", "empty the saved app list (dump.json)" },
@@ -209,7 +210,9 @@ end
 
 -- Other names of verbs: they work, and are never suggested.
 local ALIASES = { del = "delete", ls = "list", status = "list", l = "list", desc = "describe", show = "describe",
-  info = "describe", dump = "save", ecosystem = "init", updatePM2 = "update", ps = "list" }
+  info = "describe", dump = "save", ecosystem = "init", updatePM2 = "update", ps = "list",
+  -- (PM2's: its dashboard is pm's monit, its config and create pm's conf and init)
+  dashboard = "monit", dash = "monit", config = "conf", create = "init" }
 
 M.VERBS, M.ALIASES = VERBS, ALIASES
 
@@ -321,7 +324,7 @@ end
 -- ---- entry ----
 
 local QUICK = {}
-for _, v in ipairs({ "--version", "-v", "version", "list", "ls", "status", "l", "jlist", "describe", "desc",
+for _, v in ipairs({ "--version", "-v", "-V", "version", "list", "ls", "status", "l", "jlist", "describe", "desc",
   "show", "info", "pid", "ping", "start", "stop", "restart", "reload", "delete", "del", "scale", "reset", "flush",
   "reloadLogs", "sendSignal", "save", "resurrect", "kill", "env", "id", "prettylist" }) do QUICK[v] = true end
 
@@ -342,7 +345,7 @@ function M.main(argv)
     io.stdout:write(usage())
     return 2
   end
-  if verb == "--version" or verb == "-v" or verb == "version" then
+  if verb == "--version" or verb == "-v" or verb == "-V" or verb == "version" then
     io.stdout:write(util.VERSION, "\n")
     M.quick_exit = true
     return 0

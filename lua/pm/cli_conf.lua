@@ -116,6 +116,10 @@ function V.conf(args)
   return get(a.key)
 end
 
+-- PM2's pm2-logrotate module's defaults (the keys pm follows)
+local LOGROTATE_DEFAULTS = { { "max_size", "10M" }, { "retain", "30" }, { "compress", "false" },
+  { "rotateInterval", "0 0 * * *" } }
+
 -- pm install MODULE (PM2's modules are Node packages its daemon runs): pm
 -- has pm2-logrotate built in, and no others
 function V.install(args)
@@ -123,12 +127,40 @@ function V.install(args)
   p:argument("module", "a PM2 module's name (pm2-logrotate)")
   local name = p:parse(args).module
   if name == "pm2-logrotate" or name:match("^pm2%-logrotate@") then
-    io.stdout:write("pm2-logrotate is built into pm: its settings are pm set pm2-logrotate:KEY VALUE "
-      .. "(max_size, retain, compress, rotateInterval), or max_log_size and retain in an app's declaration\n")
+    -- as PM2's module: rotation from now on, with its defaults (the keys
+    -- set before stay as they are)
+    local have = call("conf_get", { key = "pm2-logrotate" })
+    have = type(have) == "table" and have or {}
+    local pairs_ = {}
+    for _, kv in ipairs(LOGROTATE_DEFAULTS) do
+      if have[kv[1]] == nil then pairs_[#pairs_ + 1] = { "pm2-logrotate:" .. kv[1], kv[2] } end
+    end
+    if #pairs_ > 0 then call("conf_set", { pairs = pairs_ }) end
+    local now = call("conf_get", { key = "pm2-logrotate" })
+    local shown = {}
+    for _, kv in ipairs(LOGROTATE_DEFAULTS) do
+      shown[#shown + 1] = ("%s %s"):format(kv[1], tostring(type(now) == "table" and now[kv[1]] or kv[2]))
+    end
+    io.stdout:write("pm2-logrotate is built into pm: every app's logs rotate (", table.concat(shown, ", "),
+      "); pm set pm2-logrotate:KEY VALUE changes it, pm uninstall pm2-logrotate turns it off\n")
     return 0
   end
   error({ msg = ("%s: pm runs no PM2 modules (Node packages in PM2's daemon); pm2-logrotate is built in, "
     .. "a hook (on_exit, pm.every) does in Lua what a module would"):format(name) }, 0)
+end
+
+-- pm uninstall pm2-logrotate: its settings go (the apps' own stay)
+function V.uninstall(args)
+  local p = cli.parser("uninstall")
+  p:argument("module", "a PM2 module's name (pm2-logrotate)")
+  local name = p:parse(args).module
+  if name == "pm2-logrotate" or name:match("^pm2%-logrotate@") then
+    call("conf_unset", { key = "pm2-logrotate" })
+    io.stdout:write("pm2-logrotate's settings are removed: logs rotate only as their apps say (max_log_size, "
+      .. "log_rotate)\n")
+    return 0
+  end
+  error({ msg = ("%s: pm runs no PM2 modules: nothing to uninstall"):format(name) }, 0)
 end
 
 return V

@@ -1078,6 +1078,9 @@ function methods.conf_set(params, _, done)
   end
   local apps, err = appconf.set(list)
   if not apps then return done({ code = rpc.INVALID_PARAMS, message = err }) end
+  for _, app in ipairs(apps) do
+    if app == appconf.LOGROTATE then applogs.apply_defaults() end -- (the open files too, now)
+  end
   local procs, names, conf = {}, {}, {}
   for _, app in ipairs(apps) do
     conf[app] = appconf.get(app)
@@ -1104,6 +1107,10 @@ end
 function methods.conf_unset(params, _, done)
   local ok, err = appconf.unset(params.key)
   if not ok then return done({ code = rpc.INVALID_PARAMS, message = err }) end
+  -- (pm2-logrotate's: the open files go back to their apps' own settings)
+  if type(params.key) == "string" and (params.key == "all" or params.key:match("^pm2%-logrotate")) then
+    applogs.apply_defaults()
+  end
   done(nil, appconf.get())
 end
 

@@ -156,4 +156,32 @@ describe("pm set (PM2's app configuration)", function()
     local st = core.stat(H.out_log("w"))
     assert.truthy(st.size <= 2 * 1400, "size " .. st.size)
   end)
+
+  it("pm install pm2-logrotate turns rotation on with the module's defaults; set and uninstall reach running apps", function()
+    ok(H.pm("start", H.script("r.sh", "#!/bin/sh\nwhile true; do echo line-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; "
+      .. "sleep 0.005; done\n"), "--name", "r", "-s"))
+    H.wait_for(function() return ((core.stat(H.out_log("r")) or {}).size or 0) > 0 end, 5000, "a line")
+    local r = ok(H.pm("install", "pm2-logrotate"))
+    assert.truthy(r.out:find("max_size 10M, retain 30", 1, true), r.out)
+    local got = ok(H.pm("get", "pm2-logrotate:max_size"))
+    assert.equal("10M", got.out:gsub("%s+$", ""))
+    -- a setting reaches the running app's open file: no restart
+    local pid = H.proc("r").pid
+    ok(H.pm("set", "pm2-logrotate:max_size", "2K"))
+    local function rotated()
+      local n = 0
+      for name in pairs(core.listdir(H.home .. "/logs") or {}) do
+        if name:match("^r%-out__") then n = n + 1 end
+      end
+      return n
+    end
+    H.wait_for(function() return rotated() >= 2 end, 5000, "the running app's log rotated at 2K")
+    assert.equal(pid, H.proc("r").pid)
+    -- uninstalled: its rotation is off for the open file too
+    ok(H.pm("uninstall", "pm2-logrotate"))
+    local n = rotated()
+    H.wait_for(function() return ((core.stat(H.out_log("r")) or {}).size or 0) > 6000 end, 5000, "the log grown")
+    assert.is_true(rotated() <= n + 1, "no rotation after uninstall")
+    assert.equal("", ok(H.pm("get", "pm2-logrotate")).out:gsub("%s+$", ""))
+  end)
 end)
