@@ -157,7 +157,7 @@ describe("pm set (PM2's app configuration)", function()
     assert.truthy(st.size <= 2 * 1400, "size " .. st.size)
   end)
 
-  it("pm install pm2-logrotate turns rotation on with the module's defaults; set and uninstall reach running apps", function()
+  it("pm install pm2-logrotate turns it on with its defaults; set and uninstall reach running apps", function()
     ok(H.pm("start", H.script("r.sh", "#!/bin/sh\nwhile true; do echo line-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; "
       .. "sleep 0.005; done\n"), "--name", "r", "-s"))
     H.wait_for(function() return ((core.stat(H.out_log("r")) or {}).size or 0) > 0 end, 5000, "a line")
