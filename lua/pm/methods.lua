@@ -685,10 +685,30 @@ local function redeclared(p, attrs, made)
   return d
 end
 
+-- --update-env: the caller's environment over the app's declared one too,
+-- for the names both have (PM2's: NODE_ENV=staging pm2 restart app
+-- --update-env beats the file's env_production) -> attrs to redeclare with
+local function env_over(p, attrs, environ)
+  local over
+  for k, v in pairs(p.decl.env or {}) do
+    local now = environ[k]
+    if type(now) == "string" and now ~= v then
+      over = over or {}
+      over[k] = now
+    end
+  end
+  if not over then return attrs end
+  local out = util.shallow_copy(type(attrs) == "table" and attrs or {})
+  local env = util.shallow_copy(type(out.env) == "table" and out.env or {})
+  for k, v in pairs(over) do if env[k] == nil then env[k] = v end end
+  out.env = env
+  return out
+end
+
 local function restart(p, params, cb, made)
   local opts = {}
   if params.updateEnv or params.update_env then opts.environ = environ_of(params) end
-  local d, err = redeclared(p, params.attrs, made)
+  local d, err = redeclared(p, opts.environ and env_over(p, params.attrs, opts.environ) or params.attrs, made)
   if not d then return cb(err) end
   if d ~= p.decl then opts.decl = d end
   sup.restart(p, opts, cb)
@@ -733,7 +753,7 @@ function methods.reload(params, conn, done)
     -- processes start from
     local made, decls = {}, {}
     for k, p in ipairs(list) do
-      local d, derr = redeclared(p, params.attrs, made)
+      local d, derr = redeclared(p, opts.environ and env_over(p, params.attrs, opts.environ) or params.attrs, made)
       if not d then
         for _, n in ipairs(names) do reloading[n] = nil end
         return done(derr)

@@ -516,6 +516,25 @@ return { apps = {
     assert.are_not.equal(q.pid, s.pid)
     assert.equal("new", environ(s.pid).EP_U, "--update-env takes the caller's")
   end)
+
+  it("restart and reload --update-env: the caller's value beats the file's env_production (PM2's)", function()
+    local file = H.write(H.home .. "/upd.config.lua", ([[
+return { apps = { { name = "updf", script = %q, env = { EP_MODE = "dev", EP_KEEP = "k" },
+  env_production = { EP_MODE = "production" } } } }
+]]):format(APP))
+    ok(H.pm("start", file, "--env", "production", "-s"))
+    local p = online(H.proc("updf"))
+    assert.equal("production", environ(p.pid).EP_MODE)
+    ok(H.pm("restart", "updf", "--update-env", "-s", { env = { EP_MODE = "staging" } }))
+    local q = online(H.proc("updf"))
+    assert.equal("staging", environ(q.pid).EP_MODE)
+    assert.equal("k", environ(q.pid).EP_KEEP, "what the caller does not have stays")
+    ok(H.pm("reload", "updf", "--update-env", "-s", { env = { EP_MODE = "qa" } }))
+    H.wait_for(function()
+      local r = H.proc("updf")
+      return r.pid ~= q.pid and r.pm2_env.status == "online" and environ(r.pid).EP_MODE == "qa" and r
+    end, 8000, "the reload's process with the caller's EP_MODE")
+  end)
 end)
 
 -- ---- errors ----
