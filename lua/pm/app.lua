@@ -564,6 +564,8 @@ function M.normalize(raw, ctx)
   end
   d.exec_mode = d.exec_mode:gsub("_mode$", "") .. "_mode"
 
+  -- (PM2's `--cron-restart 0`: no cron restart)
+  if d.cron_restart == "0" or d.cron_restart == 0 then d.cron_restart = nil end
   if d.cron_restart then
     local cron = require("pm.cron")
     local spec, err = cron.parse(d.cron_restart)

@@ -209,7 +209,7 @@ start_options = {
   { "--cwd", "cwd", "s", "working directory", "<dir>" },
   { "--namespace", "namespace", "s", "namespace", "<ns>" },
   { "--watch", "watch", "paths", "restart on file change (in these paths: repeat it)", "<path>" },
-  { "--ignore-watch", "ignore_watch", "list", "paths or globs the watch ignores (a,b)", "<paths>" },
+  { "--ignore-watch", "ignore_watch", "words", "paths or globs the watch ignores (\"a b\" or a,b)", "<paths>" },
   { "--watch-delay", "watch_delay", "secs", "seconds to gather changes before a restart (PM2's; 500ms: ms)", "<s>" },
   { "--max-memory-restart", "max_memory_restart", "s", "restart above this memory (200M)", "<size>" },
   { "--restart-delay", "restart_delay", "n", "ms before a restart", "<ms>" },
@@ -299,6 +299,10 @@ function app_of(a)
       v = nil
     elseif kind == "off" then app[key] = false
     elseif kind == "list" then app[key] = names_of(v)
+    elseif kind == "words" then -- (PM2 splits --ignore-watch="logs tmp" at spaces)
+      local list = {}
+      for w in tostring(v):gmatch("[^%s,]+") do list[#list + 1] = w end
+      app[key] = list
     elseif kind == "codes" then
       app[key] = {}
       for c in v:gmatch("[^,%s]+") do

@@ -48,6 +48,21 @@ describe("pm start --watch [paths]", function()
     H.wait_for(function() return env_of("app").restart_time >= 1 end, 5000, "a restart after src/x.js changed")
   end)
 
+  it("--ignore-watch=\"logs tmp\" is two paths (PM2 splits at spaces), and a change in them restarts nothing",
+    function()
+    -- (its own folder: PM_HOME, where pm.log changes, is watched by none)
+    local dir = H.home .. "/w"
+    core.mkdir(dir, 493)
+    core.mkdir(dir .. "/logs", 493)
+    H.script("w/app.sh", "#!/bin/sh\nexec sleep 1000\n")
+    ok(H.pm("start", "app.sh", "--name", "iw", "--watch", "--watch-delay", "100ms", "--ignore-watch=logs tmp", "-s",
+      { cwd = dir }))
+    assert.same({ "logs", "tmp" }, env_of("iw").ignore_watch)
+    online(H.proc("iw"))
+    H.write(dir .. "/logs/a.log", "x")
+    H.holds(function() return env_of("iw").restart_time == 0 end, 600, "no restart for logs/a.log")
+  end)
+
   it("--watch-delay is in seconds as in PM2 (2, 0.5), or in ms with ms; anything else is refused", function()
     sleeper()
     ok(start("app.sh", "--name", "a", "--watch", "--watch-delay", "2", "-s"))

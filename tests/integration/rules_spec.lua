@@ -313,6 +313,16 @@ return { apps = {
       end, 3000, "cr online"))
     end)
 
+    it("is turned off by restart --cron-restart 0 (PM2's)", function()
+      local script = H.script("cr.sh", SLEEPER)
+      start(script, "--name", "cr0", "--cron-restart", "*/1 * * * * *")
+      H.wait_for(function() return restart_time("cr0") >= 1 end, 5000, "a cron restart")
+      H.ok(H.pm("restart", "cr0", "--cron-restart", "0"))
+      assert.is_nil(env("cr0").cron_restart)
+      local n = restart_time("cr0")
+      H.holds(function() return restart_time("cr0") == n end, 2500, "no cron restart after it is off")
+    end)
+
     it("refuses an invalid expression at start with a clear message and starts nothing", function()
       local script = H.script("cr.sh", SLEEPER)
       local r = H.pm("start", script, "--name", "badcron", "--cron-restart", "61 * * * *")
