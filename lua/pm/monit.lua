@@ -168,17 +168,25 @@ function M.main()
     refresh()
   end
 
+  -- an action asks first: "y" does it, any other key leaves it (one key
+  -- pressed by mistake stopped a production app)
+  local asked
+  local ACTS = { r = "restart", s = "stop", S = "start", l = "reload" }
   local function on_key()
     while true do
       local k = tty.scr_key()
       if not k then break end
-      if k == "q" or k == "Q" or k == "\3" then quit = true
+      if asked and k ~= "resize" then
+        local what = asked
+        asked = nil
+        if k == "y" or k == "Y" then act(what) else message = what .. ": left as it is"; dirty = true end
+      elseif k == "q" or k == "Q" or k == "\3" then quit = true
       elseif k == "up" or k == "k" then select(math.max(1, selected - 1))
       elseif k == "down" or k == "j" then select(math.min(#list, selected + 1))
-      elseif k == "r" then act("restart")
-      elseif k == "s" then act("stop")
-      elseif k == "S" then act("start")
-      elseif k == "l" then act("reload")
+      elseif ACTS[k] and list[selected] then
+        asked = ACTS[k]
+        message = ("%s %s? y: yes, any other key: no"):format(asked, list[selected].name)
+        dirty = true
       elseif k == "resize" then dirty = true
       end
     end
