@@ -1170,8 +1170,9 @@ static int l_dgram_unix(lua_State *L)
 	return 1;
 }
 
-/* core.recv_cred(fd) -> data, pid | nil, err ("again" when none waits): one
- * datagram and its sender's pid (0 when it came without credentials) */
+/* core.recv_cred(fd) -> data, pid, uid | nil, err ("again" when none waits):
+ * one datagram, its sender's pid (0 when it came without credentials) and
+ * uid (nil then) */
 static int l_recv_cred(lua_State *L)
 {
 	int fd = (int)luaL_checkinteger(L, 1);
@@ -1193,16 +1194,21 @@ static int l_recv_cred(lua_State *L)
 		lua_pushstring(L, errno == EAGAIN ? "again" : strerror(errno));
 		return 2;
 	}
-	long pid = 0;
+	long pid = 0, uid = -1;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
 			struct ucred cr;
 			memcpy(&cr, CMSG_DATA(c), sizeof cr);
 			pid = cr.pid;
+			uid = (long)cr.uid;
 		}
 	lua_pushlstring(L, buf, (size_t)n);
 	lua_pushinteger(L, pid);
-	return 2;
+	if (uid < 0)
+		lua_pushnil(L);
+	else
+		lua_pushinteger(L, uid);
+	return 3;
 }
 
 /* A peer dropped for want of fds hears why first (a JSON-RPC error of id

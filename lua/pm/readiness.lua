@@ -201,10 +201,10 @@ function M.watch_notify(fd, what)
         s.timer = core.timer(math.max(1, 1000 - (now - s.window)), 0, resume)
         return
       end
-      local data, pid = core.recv_cred(fd)
+      local data, pid, uid = core.recv_cred(fd)
       if not data then return end
       s.count = s.count + 1
-      M.on_notify(pid, data)
+      M.on_notify(pid, data, uid)
     end
   end
   s.watch = core.watch_read(fd, on_readable)
@@ -324,7 +324,7 @@ end
 
 -- sd_notify datagrams on NOTIFY_SOCKET, from an app's process or one of
 -- its descendants.
-function M.on_notify(pid, data)
+function M.on_notify(pid, data, uid)
   local p
   for _ = 1, 16 do
     if not pid or pid <= 1 then break end
@@ -334,6 +334,9 @@ function M.on_notify(pid, data)
     pid = st and st.ppid
   end
   if not p then return end
+  -- (only its own user, or root, speaks for an app: a process of another
+  -- user under it, or a pid that came back as someone else's, does not)
+  if uid and uid ~= 0 and uid ~= (tonumber(p.decl.uid) or core.getuid()) then return end
   p.notify = p.notify or {}
   for line in data:gmatch("[^\n]+") do
     local k, v = line:match("^([%w_]+)=(.*)$")
