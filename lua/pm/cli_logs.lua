@@ -49,12 +49,17 @@ function V.logs(args)
   local term_safe = require("pm.util").term_safe
   local function show(d, which, line, at, message)
     local to_err = how == "raw" and which == "err"
-    if how ~= "json" and (to_err and tty_err or not to_err and tty_out) then
+    local tty = to_err and tty_err or not to_err and tty_out
+    if how ~= "json" and tty then
       line = term_safe(line)
       if message then message = term_safe(message) end
     end
     local text = view.log_line(d, which, line, how,
       { at = at, message = message, timestamp = stamp_fmt, highlight = mark, color = color })
+    -- (JSON leaves U+0080-U+009F as they are: on a terminal, \u escapes)
+    if how == "json" and tty then
+      text = text:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end)
+    end
     if how == "raw" and which == "err" then io.stderr:write(text) else io.stdout:write(text) end
   end
   local n = a.lines or 15
@@ -73,7 +78,7 @@ function V.logs(args)
       if of[f.path] or not all then
         if not first then io.stdout:write("\n") end
         first = false
-        io.stdout:write(view.log_file_header(f.path, n))
+        io.stdout:write(view.log_file_header(tty_out and term_safe(f.path) or f.path, n))
         for _, en in ipairs(of[f.path] or {}) do show(en.d, en.which, en.line, en.at, en.message) end
       end
     end

@@ -66,7 +66,8 @@ and a CR that ends it dropped; colours (SGR: ESC [ digits m) kept. An
 app's user wrote it: OSC 52 writes the reader's clipboard, OSC 0 its
 title, a CR or a cursor move paints over what it shows. ]]
 function M.term_safe(s)
-  if not s:find("[%z\1-\8\11-\31\127\194]") then return s end
+  if not s:find("[%z\1-\8\11-\31\127-\255]") then return s end
+  s = utf8_clean(s) -- (a lone byte 0x9b is an 8-bit CSI to some terminals: U+FFFD)
   s = s:gsub("\r$", "")
   s = s:gsub("()([%z\1-\8\11-\31\127])", function(at, c)
     if c == "\27" and s:find("^%[[%d;:]*m", at + 1) then return nil end -- (a colour)

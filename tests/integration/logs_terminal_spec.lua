@@ -30,4 +30,18 @@ exec sleep 1000
     r = ok(H.pm("logs", "esc", "--nostream", "--out", "--raw", "--lines", "5"))
     assert.truthy(r.out:find("\27]52;c;ZWNobyBwd25lZA==\7", 1, true), r.out)
   end)
+
+  it("shows a log file's path in the header the same way, and a lone C1 byte as U+FFFD", function()
+    local script = H.script("c1.sh", "printf 'eight-bit \\233[2J csi\\n'\nexec sleep 1000\n")
+    local out = H.home .. "/o\27]0;T\7.log"
+    ok(H.pm("start", script, "--name", "c1", "-o", out, "-s"))
+    H.wait_for(function() return H.contains(out, "csi") end, 5000, "the line in the log")
+    local r = H.sh("script -qec " .. H.shquote(H.command("logs", "c1", "--nostream", "--out", "--lines", "5"))
+      .. " /dev/null")
+    ok(r)
+    assert.is_nil(r.out:find("\27]", 1, true), r.out)
+    assert.is_nil(r.out:find("\155", 1, true), r.out)
+    assert.truthy(r.out:find("o\\x1b]0;T\\x07.log", 1, true), r.out)
+    assert.truthy(r.out:find("eight-bit \239\191\189[2J csi", 1, true), r.out)
+  end)
 end)
