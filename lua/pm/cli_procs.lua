@@ -169,7 +169,11 @@ local function stop_flags(p)
   p:option("--only", "apps of the file")
   p:option("--env", "PM2's: taken, and nothing to do for a stop or a delete"):argname("<name>"):target("stop_env")
 end
-simple_target("stop", "stop", stop_flags)
+simple_target("stop", "stop", function(p)
+  stop_flags(p)
+  p:flag("--watch", "PM2's: stop watching (a stop turns the watch off: restart --watch turns it on)")
+    :target("stop_watch")
+end)
 simple_target("restart", "restart", file_flags)
 simple_target("reload", "reload", file_flags)
 

@@ -63,6 +63,18 @@ describe("pm start --watch [paths]", function()
     H.holds(function() return env_of("iw").restart_time == 0 end, 600, "no restart for logs/a.log")
   end)
 
+  it("pm stop APP --watch (PM2's) stops it and its watch", function()
+    local dir = H.home .. "/sw"
+    core.mkdir(dir, 493)
+    H.script("sw/app.sh", "#!/bin/sh\nexec sleep 1000\n")
+    ok(H.pm("start", "app.sh", "--name", "sw", "--watch", "-s", { cwd = dir }))
+    online(H.proc("sw"))
+    ok(H.pm("stop", "sw", "--watch", "-s"))
+    local e = env_of("sw")
+    assert.equal("stopped", e.status)
+    assert.is_false(e.watch)
+  end)
+
   it("--watch-delay is in seconds as in PM2 (2, 0.5), or in ms with ms; anything else is refused", function()
     sleeper()
     ok(start("app.sh", "--name", "a", "--watch", "--watch-delay", "2", "-s"))
