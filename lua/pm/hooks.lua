@@ -704,7 +704,8 @@ end
 
 -- p's process pid ended: the timers its on_start set end with it
 function M.process_ended(p, pid)
-  for h, cancel in pairs(p.hook_timers or {}) do
+  if not p.hook_timers then return end -- (a crash loop's exit makes no table)
+  for h, cancel in pairs(p.hook_timers) do
     if h.pid == pid then cancel() end
   end
 end

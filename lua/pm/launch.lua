@@ -329,11 +329,12 @@ end
 -- The sockets p's app listens on (declared, or learned in cluster mode),
 -- held by the daemon: p.listen says their names and ports to its process.
 -- -> the sockets ({} for none) | nil, err
+local NONE = {} -- (no sockets: a crash loop's restart makes no table)
 local function hold_listen(p)
   local d = p.decl
   p.listen = nil
   local specs = readiness.listen_specs(d)
-  if not specs then return {} end
+  if not specs then return NONE end
   local socks, serr = sockets.acquire(sockets.key(d), specs, d.cwd)
   if not socks then return nil, serr end
   local names, map = {}, {}
