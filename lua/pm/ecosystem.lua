@@ -25,7 +25,7 @@ M.READ_LIMIT = 1024 * 1024
 -- user's word, whatever the user's own links there say later). A folder
 -- or the file writable by group or others (a folder that is not sticky,
 -- as /tmp is) is refused. -> into | nil, why
-local function folder_owners(path, into)
+local function folder_owners(path, into, must_exist)
   local comps = {}
   for c in path:gmatch("[^/]+") do comps[#comps + 1] = c end
   local function writable(st)
@@ -42,7 +42,10 @@ local function folder_owners(path, into)
     elseif c ~= "." then
       local p = cur .. "/" .. c
       local st = core.stat(p, true)
-      if not st then return into end -- (what does not exist opens as nothing)
+      if not st then -- (what does not exist opens as nothing; a file to run must be there)
+        if must_exist then return nil, p .. " is not there" end
+        return into
+      end
       if st.uid ~= 0 then into[st.uid] = true end
       if st.type == "link" then
         links = links + 1
@@ -75,8 +78,8 @@ local function reader_uid(path, who)
   if core.getuid() ~= 0 then return nil end
   local users = {}
   if who and who.uid and who.uid ~= 0 then users[who.uid] = true end
-  local ok, why = folder_owners(path, users)
-  if ok and who and who.file then ok, why = folder_owners(who.file, users) end
+  local ok, why = folder_owners(path, users, who and who.file == path)
+  if ok and who and who.file then ok, why = folder_owners(who.file, users, true) end
   if not ok then return nil, false, why end
   local uid = next(users)
   if uid and next(users, uid) then
@@ -88,13 +91,13 @@ end
 -- Reads a text file on an ecosystem file's behalf (who: reader_uid's) ->
 -- text | nil, err. A regular file only (a FIFO would block the daemon),
 -- at most READ_LIMIT bytes.
-function M.read_text(path, who)
+function M.read_text(path, who, limit)
   local uid, refused, why = reader_uid(path, who)
   if refused == false then return nil, ("%s: refused (%s)"):format(path, why) end
   local st = core.stat(path)
   if not st then return nil, path .. ": no such file" end
   if st.type ~= "file" then return nil, path .. ": not a regular file" end
-  local limit = M.READ_LIMIT
+  limit = limit or M.READ_LIMIT
   local too_big = ("%s: over %d KB: refused"):format(path, math.floor(limit / 1024))
   if uid then
     local pw = util.passwd(uid)
@@ -242,10 +245,23 @@ local function helpers(dir, who)
   }
 end
 
+-- The text of an ecosystem file: as its owner when it is a user's word
+-- (root's rights would read, through the user's link, a file of root's)
+local function file_text(path, owner)
+  if owner then
+    -- (its links resolved first: read_text follows none; the user's rights
+    -- then reach no more than the user could read)
+    local real = core.realpath(path)
+    if not real then return nil, path .. ": cannot be resolved" end
+    return M.read_text(real, { file = path }, M.FILE_LIMIT)
+  end
+  return util.read_file(path)
+end
+
 --[[ Runs an ecosystem.lua. opts: environ (what os.getenv sees: the
 caller's), uid (the caller's: whose rights what it reads is read with),
 trusted_only (resurrect: a module it requires must be trusted too). ]]
-local function load_lua(path, opts)
+local function load_lua(path, opts, owner)
   opts = opts or {}
   local dir = util.dirname(path)
   local who = { uid = opts.uid, file = path }
@@ -261,10 +277,16 @@ local function load_lua(path, opts)
         return opts.env_name
       end
     end })
-  local owner = M.file_owner(path)
+  local text
+  if owner then -- (read as its user: root's rights would read, through the user's link, a file of root's)
+    local terr
+    text, terr = file_text(path, owner)
+    if not text then return nil, terr end
+  end
   local chunk, state = hooks.loadfile(path, { -- (state: the sandbox's, or the error)
     -- (a user's file: its hooks' pm.* reach that user's apps only)
     owner_uid = owner,
+    text = text,
     printed = printed,
     ctx = ctx,
     environ = environ,
@@ -354,8 +376,8 @@ function M.json_error(text, err)
   return ("%d:%d: %s"):format(line, col, err)
 end
 
-local function load_json(path)
-  local s, err = util.read_file(path)
+local function load_json(path, owner)
+  local s, err = file_text(path, owner)
   if not s then return nil, err end
   local v, derr = util.decode(s)
   if v == nil then
@@ -397,12 +419,12 @@ end
 -- (the daemon parses it).
 M.YAML_MAX_NODES, M.YAML_MAX_DEPTH, M.YAML_MAX_BYTES = 100000, 64, 16 * 1024 * 1024
 
-local function load_yaml(path)
+local function load_yaml(path, owner)
   local st = core.stat(path)
   if st and st.size and st.size > M.YAML_MAX_BYTES then
     return nil, ("%s: a YAML file of %d bytes: at most %d"):format(path, st.size, M.YAML_MAX_BYTES)
   end
-  local s, err = util.read_file(path)
+  local s, err = file_text(path, owner)
   if not s then return nil, err end
   local ok, lyaml = pcall(require, "lyaml")
   if not ok then
@@ -447,14 +469,24 @@ function M.read(path, opts)
   if (st.size or 0) > M.FILE_LIMIT then
     return nil, ("%s: over %d MB: refused"):format(path, M.FILE_LIMIT / 1048576)
   end
+  opts = opts or {}
+  -- whose word it is, decided before it is read (a user's folder renamed
+  -- meanwhile made it root's) and read as that user
+  local owner = opts.owner
+  if owner == nil then
+    local oerr
+    owner, oerr = M.file_owner(path)
+    if oerr then return nil, ("%s: refused: a root daemon runs no app of it (%s)"):format(path, oerr) end
+  end
+  owner = owner or nil
   local res, err
   local printed, env_read
   if path:match("%.lua$") then
-    res, err, printed, env_read = load_lua(path, opts)
+    res, err, printed, env_read = load_lua(path, opts, owner)
   elseif path:match("%.json$") then
-    res, err = load_json(path)
+    res, err = load_json(path, owner)
   elseif M.is_yaml(path) then
-    res, err = load_yaml(path)
+    res, err = load_yaml(path, owner)
   elseif path:match("%.c?js$") then
     return nil, path .. ": a .config.js file is read by node: use ecosystem.load with a callback"
   else
@@ -467,7 +499,7 @@ function M.read(path, opts)
   if not res then return nil, err end
   local shaped, serr = M.shape(path, res)
   if shaped and printed and #printed > 0 then shaped.printed = { unpack(printed) } end
-  if shaped then shaped.env_read = env_read end
+  if shaped then shaped.env_read, shaped.owner = env_read, owner or false end
   return shaped, serr
 end
 
@@ -716,10 +748,21 @@ goes to done(decls | nil, err) (the only way for .config.js files, and for
 .json files that are JavaScript rather than JSON, which node reads).
 ]]
 function M.load(path, opts, done)
-  opts = opts or {}
+  opts = util.shallow_copy(opts or {})
+  local owner, oerr = M.file_owner(path)
+  if oerr then
+    local e = ("%s: refused: a root daemon runs no app of it (%s)"):format(path, oerr)
+    if done then return done(nil, e) end
+    return nil, e
+  end
+  opts.owner = owner or false
+  -- (a user's file sees that user's login environment, not the caller's:
+  -- os.getenv, ctx.environ, node's process.env would copy root's secrets)
+  if owner then opts.environ = M.login_environ(owner) end
   if done then
     local function checked(res, err)
       if not res then return done(nil, err) end
+      res.owner = owner or false
       done(M.check(path, res, opts))
     end
     if path:match("%.c?js$") then return M.read_js(path, opts.environ, checked, opts.cwd, opts.uid) end
@@ -758,8 +801,17 @@ M.env_sections = env_sections
 
 function M.check(path, res, opts)
   local decls, err = M.check_apps(path, res, opts)
-  if decls then decls.printed = res.printed end
+  if decls then decls.printed, decls.owner = res.printed, res.owner end
   return decls, err
+end
+
+-- The login environment of uid (HOME, USER, LOGNAME, SHELL, a PATH), what
+-- a file that is that user's word sees of its environment
+function M.login_environ(uid)
+  local pw = util.passwd(uid) or {}
+  local name = pw.name or tostring(uid)
+  return { HOME = pw.dir ~= "" and pw.dir or "/", USER = name, LOGNAME = name,
+    SHELL = pw.shell ~= "" and pw.shell or "/bin/sh", PATH = app.LOGIN_PATH }
 end
 
 --[[ Whose word a file is, for a root daemon: nil when only root may change
@@ -796,6 +848,12 @@ local function owned_app(raw, d, uid)
   if d.gid and not in_group(pw, d.gid) then
     return nil, ("the file is %s's: its apps run in %s's groups, not in gid %d"):format(pw.name, pw.name, d.gid)
   end
+  -- (its processes start from the user's login environment: the caller's,
+  -- root's, would hand the user root's secrets)
+  if d.filter_env ~= nil and d.filter_env ~= true then
+    return nil, ("the file is %s's: filter_env: its apps start from %s's login environment, never the "
+      .. "caller's"):format(pw.name, pw.name)
+  end
   -- (a unix socket is made by the daemon, as root, where the path says,
   -- one there before removed: a user's word may not choose that path)
   for _, spec in ipairs(type(d.listen) == "table" and d.listen or {}) do
@@ -808,8 +866,10 @@ local function owned_app(raw, d, uid)
 end
 
 function M.check_apps(path, res, opts)
-  local owner, owner_err = M.file_owner(path)
+  local owner, owner_err = res.owner, nil -- (decided before the file was read: M.read, M.load)
+  if owner == nil then owner, owner_err = M.file_owner(path) end
   if owner_err then return nil, ("%s: refused: a root daemon runs no app of it (%s)"):format(path, owner_err) end
+  owner = owner or nil
   local only
   if opts.only and #opts.only > 0 then
     only = {}

@@ -249,25 +249,27 @@ function M.scope() return scope end
 -- budget stops it: a __tostring that loops held the daemon for good), at
 -- most M.ARG_ENTRIES entries in all. -> the copy | raises
 M.ARG_ENTRIES = 10000
-local function plain(v, left, seen)
+local function plain(v, left, depth)
   if type(v) ~= "table" then return v end
-  if seen[v] then return seen[v] end
+  -- (a table met twice is copied twice, and counted twice: 26 levels of
+  -- {t, t} are 2^26 entries to JSON, and to the budget here)
+  if depth > 64 then error("a table nested over 64 levels", 0) end
   local out = {}
-  seen[v] = out
   local k, x = next(v)
   while k ~= nil do
     left[1] = left[1] - 1
     if left[1] < 0 then error(("a table of over %d entries"):format(M.ARG_ENTRIES), 0) end
-    out[plain(k, left, seen)] = plain(x, left, seen)
+    out[plain(k, left, depth + 1)] = plain(x, left, depth + 1)
     k, x = next(v, k)
   end
   return out
 end
+M.plain = function(v) return plain(v, { M.ARG_ENTRIES }, 0) end
 
 local function scoped(state, fn, ...)
   local n, args = select("#", ...), { ... }
   for i = 1, n do
-    if type(args[i]) == "table" then args[i] = plain(args[i], { M.ARG_ENTRIES }, {}) end
+    if type(args[i]) == "table" then args[i] = plain(args[i], { M.ARG_ENTRIES }, 0) end
   end
   local before = scope
   scope = state.owner_uid
@@ -444,7 +446,13 @@ function M.loadfile(path, opts)
   local state = { loading = true, path = path }
   for k, v in pairs(opts or {}) do state[k] = v end
   state.loading = true
-  local chunk, err = loadfile(path, "t", M.sandbox(state))
+  local chunk, err
+  if state.text then -- (its text, read as its user)
+    chunk, err = load(state.text, "@" .. path, "t", M.sandbox(state))
+    state.text = nil
+  else
+    chunk, err = loadfile(path, "t", M.sandbox(state))
+  end
   if not chunk then return nil, err end
   jit.off(chunk, true)
   return function(...)
@@ -650,7 +658,9 @@ end
 -- at most M.STATE_LIMIT bytes; else it goes back to what was saved).
 function M.save_state(p)
   if not p.hook_state then return end
-  local ok, text = pcall(require("cjson").encode, p.hook_state)
+  -- (a plain copy first, of at most M.ARG_ENTRIES entries: shared tables
+  -- would make the JSON exponential, built outside the hook's limits)
+  local ok, text = pcall(function() return require("cjson").encode(plain(p.hook_state, { M.ARG_ENTRIES }, 0)) end)
   local err
   if not ok then
     err = "pm.state cannot be kept: " .. tostring(text):gsub("^.-:%d+: ", "")

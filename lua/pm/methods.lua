@@ -521,7 +521,7 @@ local function apply_file(path, params, action, done, conn)
       if not decls then return done(err) end
       -- (a user's file: its apps run as that user, and take no name of an
       -- app of someone else's: applied, that app would be the user's)
-      local owner = ecosystem.file_owner(path)
+      local owner = decls.owner -- (decided before the file was read)
       for _, d in ipairs(owner and decls or {}) do
         for _, p in ipairs(sup.by_name(d.name)) do
           if p.decl.uid ~= owner then
@@ -689,6 +689,9 @@ end
 -- for the names both have (PM2's: NODE_ENV=staging pm2 restart app
 -- --update-env beats the file's env_production) -> attrs to redeclare with
 local function env_over(p, attrs, environ)
+  -- (an app of another user gets no caller's environment unless it takes it)
+  local d = p.decl
+  if d.uid and d.uid ~= core.getuid() and (d.filter_env == nil or d.filter_env == true) then return attrs end
   local over
   for k, v in pairs(p.decl.env or {}) do
     local now = environ[k]

@@ -198,14 +198,19 @@ EOF]]))
     core.mkdir(dir, 493)
     write(dir .. "/mine.env", "MINE=1\n")
     os.execute("ln -s " .. q(secret) .. " " .. q(dir .. "/link.env"))
-    local file = write(dir .. "/ecosystem.lua", [[
-return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" },
-  env = { GOT = pm.read(os.getenv("WHAT")) } } } }
-]])
-    os.execute(("chown -R -h %d:%d %s"):format(USER.uid, USER.gid, q(dir)))
-    local r = fails(H.pm("start", file, "-s", { env = { WHAT = "link.env" } }), "a symbolic link, refused")
+    -- (the file is the user's word: it sees the user's environment, not the
+    -- caller's; what it reads is named in it)
+    local file = dir .. "/ecosystem.lua"
+    local function reads(what)
+      write(file, ('return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" }, '
+        .. 'env = { GOT = pm.read(%q) } } } }\n'):format(what))
+      os.execute(("chown -R -h %d:%d %s"):format(USER.uid, USER.gid, q(dir)))
+    end
+    reads("link.env")
+    local r = fails(H.pm("start", file, "-s"), "a symbolic link, refused")
     assert.is_nil((r.out .. r.err):find("TOP SECRET", 1, true))
-    r = fails(H.pm("start", file, "-s", { env = { WHAT = secret } }), "Permission denied")
+    reads(secret)
+    r = fails(H.pm("start", file, "-s"), "Permission denied")
     assert.is_truthy(r.err:find("read as " .. USER.name, 1, true), r.err)
     -- the same for an env_file
     local eco = 'return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" }, env_file = %q } } }\n'
@@ -218,20 +223,26 @@ return { apps = { { name = "t", script = "/bin/sleep", args = { "1000" },
     -- a .config.js there: node reads as that user, in the caller's cwd
     -- when the user may enter it (PM2's process.cwd()), else the file's folder
     if not (core.access("/usr/bin/node", "x") or core.access("/usr/local/bin/node", "x")) then return end
-    local js = write(dir .. "/app.config.js", [[
+    local js = dir .. "/app.config.js"
+    local function js_reads(what)
+      write(js, ([[
 const fs = require('fs');
 let got;
-try { got = fs.readFileSync(process.env.WHAT, 'utf8'); } catch (e) { got = e.code; }
+try { got = fs.readFileSync(%q, 'utf8'); } catch (e) { got = e.code; }
 module.exports = { apps: [{ name: "js", script: "/bin/sleep", args: ["1000"], cwd: "/tmp",
-  env: { GOT: got, UID: String(process.getuid()), CWD: process.cwd() } }] };
-]])
-    os.execute(("chown -h %d:%d %s"):format(USER.uid, USER.gid, q(js)))
-    ok(H.pm("start", js, "-s", { env = { WHAT = secret }, cwd = H.home }))
+  env: { GOT: got, UID: String(process.getuid()), CWD: process.cwd(), SEEN: process.env.ROOT_ONLY || "none" } }] };
+]]):format(what))
+      os.execute(("chown -h %d:%d %s"):format(USER.uid, USER.gid, q(js)))
+    end
+    js_reads(secret)
+    ok(H.pm("start", js, "-s", { env = { ROOT_ONLY = "caller-secret" }, cwd = H.home }))
     local e = H.proc("js").pm2_env.env
     assert.equal("EACCES", e.GOT)
     assert.equal(tostring(USER.uid), e.UID)
     assert.equal(dir, e.CWD)
-    ok(H.pm("start", js, "-s", { env = { WHAT = dir .. "/mine.env" }, cwd = "/tmp" }))
+    assert.equal("none", e.SEEN) -- (node's process.env is the user's login environment)
+    js_reads(dir .. "/mine.env")
+    ok(H.pm("start", js, "-s", { cwd = "/tmp" }))
     e = H.proc("js").pm2_env.env
     assert.equal("MINE=1\n", e.GOT)
     assert.equal("/tmp", e.CWD)

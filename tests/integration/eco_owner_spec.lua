@@ -109,6 +109,62 @@ describe("an ecosystem file of a user's, applied by root", function()
     assert.equal(0, uid_of(p.pid))
   end)
 
+  it("is decided before it is read, and read as that user: a folder renamed meanwhile, a link to a root's file",
+    function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local dir = user_dir()
+    -- a root's file only root may read, and the user's link to it
+    core.mkdir(top .. "/rootonly", 448)
+    write(top .. "/rootonly/secret.json", '{ "apps": [ { "name": "leak", "script": "/bin/sleep", "args": ["1000"], '
+      .. '"env": { "DB_PASSWORD": "root-only-secret" } } ] }\n')
+    os.execute("chmod 0600 " .. q(top .. "/rootonly/secret.json"))
+    os.execute(("ln -s %s %s"):format(q(top .. "/rootonly/secret.json"), q(dir .. "/ecosystem.json")))
+    give(dir)
+    os.execute(("chown -h %d %s"):format(USER.uid, q(dir .. "/ecosystem.json")))
+    local r = fails(H.pm("start", dir .. "/ecosystem.json"), "Permission denied")
+    assert.is_nil((r.out .. r.err):find("root-only-secret", 1, true))
+    assert.is_nil(H.proc("leak"))
+    -- a .config.js (node runs it as the user) that renames its own folder
+    -- while it is read: the file is still the user's
+    if not core.access("/usr/bin/node", "x") then return end
+    os.remove(dir .. "/ecosystem.json")
+    write(dir .. "/run.sh", "#!/bin/sh\nexec sleep 1000\n")
+    os.execute("chmod 0755 " .. q(dir .. "/run.sh"))
+    write(dir .. "/ecosystem.config.js", [[
+const fs = require('fs'); const gone = __dirname + '.gone';
+fs.renameSync(__dirname, gone);
+module.exports = { apps: [{ name: 'moved', script: gone + '/run.sh' }] };
+]])
+    give(dir)
+    -- (the user may rename in the root's folder top: theirs to make, as /tmp's)
+    os.execute("chmod 1777 " .. q(top))
+    finally(function() os.execute("rm -rf " .. q(dir .. ".gone")) end)
+    ok(H.pm("start", dir .. "/ecosystem.config.js", "-s", { cwd = "/" }))
+    assert.equal(USER.uid, uid_of(H.online(H.proc("moved")).pid))
+  end)
+
+  it("sees that user's login environment, not the caller's, and passes none of it to its apps", function()
+    if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
+    local dir = user_dir()
+    local file = write(dir .. "/ecosystem.lua", [[
+return { apps = { { name = "envs", script = "/bin/sleep", args = { "1000" },
+  env = { GOT = os.getenv("ROOT_SECRET") or "none", GOT_HOME = os.getenv("HOME"), KEEP = "" } } } }
+]])
+    give(dir)
+    ok(H.pm("start", file, "-s", { env = { ROOT_SECRET = "s3cret", KEEP = "root-value" } }))
+    local env = H.proc("envs").pm2_env.env
+    assert.equal("none", env.GOT)
+    assert.equal(USER.dir ~= "" and USER.dir or "/", env.GOT_HOME)
+    ok(H.pm("restart", "envs", "--update-env", "-s", { env = { KEEP = "root-value" } }))
+    assert.equal("", H.proc("envs").pm2_env.env.KEEP)
+    -- filter_env = false would hand it the caller's whole environment
+    write(file, 'return { apps = { { name = "allenv", script = "/bin/sleep", args = { "1000" }, '
+      .. 'filter_env = false } } }\n')
+    give(dir)
+    fails(H.pm("start", file), "filter_env")
+    assert.is_nil(H.proc("allenv"))
+  end)
+
   it("lets its hooks see and act on that user's apps only", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
     ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))

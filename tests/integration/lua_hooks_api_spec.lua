@@ -107,6 +107,26 @@ return { apps = {
     ok(H.pm("ping"))
   end)
 
+  it("keep no pm.state and send nothing that shared tables would make huge (2^26 entries as JSON)", function()
+    local path = eco([[
+return { apps = {
+  { name = "dag", script = "sleeper.sh", on_start = function()
+      local t = { 1 }
+      for _ = 1, 26 do t = { t, t } end
+      pm.state.x = t
+      local ok, err = pcall(pm.send, "dag", { data = t })
+      pm.log("SENT", tostring(ok), tostring(err):match("over %d+ entries") or tostring(err))
+    end },
+} }
+]])
+    ok(H.pm("start", path, "-s"))
+    -- (the copy for pm.send is the hook's own time: it may be cut off
+    -- first, at 10 ms; either way nothing huge is made)
+    wait_log("pm.state cannot be kept: a table of over 10000 entries")
+    ok(H.pm("ping"))
+    assert.is_nil(H.proc("dag").pm2_env.hook_state)
+  end)
+
   it("say in pm.log when an action names no app (a hook seldom checks what it returns)", function()
     local path = eco([[
 return { apps = {
