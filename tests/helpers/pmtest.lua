@@ -19,6 +19,10 @@ local function shquote(s)
 end
 H.shquote = shquote
 
+-- A user other than root for tests of apps of another user (the machine's
+-- cloudsdk, else nobody) -> its passwd entry | nil
+function H.other_user() return util.passwd("cloudsdk") or util.passwd("nobody") end
+
 -- A fresh PM_HOME; also set in this process, so `require "pm"` uses it.
 function H.new_home()
   local base = H.src .. "/tests/tmp"

@@ -11,7 +11,7 @@ local util = require "pm.util"
 local ok, fails, write = H.ok, H.fails, H.write
 local q = H.shquote
 
-local USER = util.passwd("cloudsdk") or util.passwd("nobody")
+local USER = H.other_user()
 
 local function uid_of(pid)
   local s = util.read_file("/proc/" .. pid .. "/status") or ""

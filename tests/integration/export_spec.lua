@@ -442,7 +442,7 @@ describe("pm export", function()
   end)
 
   it("systemd: a log file in a folder a user may change goes to the journal, and every file is 0600", function()
-    local USER = util.passwd("cloudsdk") or util.passwd("nobody")
+    local USER = H.other_user()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
     local p = io.popen("mktemp -d /tmp/pm-export-logs.XXXXXX")
     local top = p:read("*l")

@@ -5,6 +5,15 @@ local H = require "pmtest"
 
 local ok = H.ok
 
+-- `pm logs NAME --nostream --out` under script(1): a terminal; its output
+-- is what the terminal got (checked: nothing that drives it)
+local function on_terminal(name)
+  local r = ok(H.sh("script -qec " .. H.shquote(H.command("logs", name, "--nostream", "--out", "--lines", "5"))
+    .. " /dev/null"))
+  assert.is_nil(r.out:find("\27]", 1, true), r.out)
+  return r
+end
+
 describe("pm logs on a terminal", function()
   before_each(function() H.new_home() end)
   after_each(function() H.cleanup() end)
@@ -17,11 +26,7 @@ exec sleep 1000
 ]])
     ok(H.pm("start", script, "--name", "esc", "-s"))
     H.wait_for(function() return H.contains(H.out_log("esc"), "over") end, 5000, "the lines in the log")
-    -- (script(1) gives it a terminal; its output is what the terminal got)
-    local r = H.sh("script -qec " .. H.shquote(H.command("logs", "esc", "--nostream", "--out", "--lines", "5"))
-      .. " /dev/null")
-    ok(r)
-    assert.is_nil(r.out:find("\27]", 1, true), r.out)
+    local r = on_terminal("esc")
     assert.is_nil(r.out:find("\7", 1, true), r.out)
     assert.truthy(r.out:find("\\x1b]52;c;ZWNobyBwd25lZA==\\x07", 1, true), r.out)
     assert.truthy(r.out:find("paint\\x0dover", 1, true), r.out)
@@ -36,10 +41,7 @@ exec sleep 1000
     local out = H.home .. "/o\27]0;T\7.log"
     ok(H.pm("start", script, "--name", "c1", "-o", out, "-s"))
     H.wait_for(function() return H.contains(out, "csi") end, 5000, "the line in the log")
-    local r = H.sh("script -qec " .. H.shquote(H.command("logs", "c1", "--nostream", "--out", "--lines", "5"))
-      .. " /dev/null")
-    ok(r)
-    assert.is_nil(r.out:find("\27]", 1, true), r.out)
+    local r = on_terminal("c1")
     assert.is_nil(r.out:find("\155", 1, true), r.out)
     assert.truthy(r.out:find("o\\x1b]0;T\\x07.log", 1, true), r.out)
     assert.truthy(r.out:find("eight-bit \239\191\189[2J csi", 1, true), r.out)
