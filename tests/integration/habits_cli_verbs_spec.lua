@@ -63,6 +63,20 @@ describe("help", function()
     assert.is_truthy(r.out:find("\n       %-%-cwd <dir> +working directory\n"), r.out)
   end)
 
+  it("PM2's other names work: -V, config (conf), create (init), dashboard and dash (monit)", function()
+    assert.equal(util.VERSION .. "\n", ok(H.pm("-V")).out)
+    ok(H.pm("set", "api.key", "v"))
+    assert.equal(ok(H.pm("conf", "api.key")).out, ok(H.pm("config", "api.key")).out)
+    local dir = H.home .. "/new"
+    require("pm.core").mkdir(dir, 493)
+    ok(H.pm("create", { cwd = dir }))
+    assert.truthy(H.exists(dir .. "/ecosystem.lua"))
+    for _, alias in ipairs({ "dashboard", "dash" }) do
+      local r = ok(H.pm("help", alias))
+      assert.truthy(r.out:find("pm monit", 1, true), r.out)
+    end
+  end)
+
   it("a mistyped verb is never answered with a hidden alias", function()
     for _, typo in ipairs({ "dumpp", "infoo", "shw", "descr", "dell" }) do
       local r = H.pm(typo)
