@@ -40,6 +40,11 @@ describe("an ecosystem file of a user's, applied by root", function()
     return dir
   end
   local function give(dir) os.execute(("chown -R %d:%d %s"):format(USER.uid, USER.gid, q(dir))) end
+  -- an app of root's, started from the CLI -> its pid
+  local function root_app()
+    ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))
+    return H.online(H.proc("rootapp")).pid
+  end
 
   it("runs its apps as that user, and refuses the whole file when one names root, another user or group", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
@@ -94,8 +99,7 @@ describe("an ecosystem file of a user's, applied by root", function()
 
   it("may not take the name of an app of root's (applied, it would be the user's)", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
-    ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))
-    local root_pid = H.online(H.proc("rootapp")).pid
+    local root_pid = root_app()
     local dir = user_dir()
     local file = write(dir .. "/ecosystem.json",
       '{ "apps": [ { "name": "rootapp", "script": "/bin/sh", "args": ["-c", "exec sleep 1000"] } ] }\n')
@@ -167,8 +171,7 @@ return { apps = { { name = "envs", script = "/bin/sleep", args = { "1000" },
 
   it("lets its hooks see and act on that user's apps only", function()
     if core.getuid() ~= 0 or not USER then return pending("needs root and a user cloudsdk (or nobody)") end
-    ok(H.pm("start", "/bin/sleep", "--name", "rootapp", "-s", "--", "1000"))
-    local root_pid = H.online(H.proc("rootapp")).pid
+    local root_pid = root_app()
     local dir = user_dir()
     local file = write(dir .. "/ecosystem.lua", [[
 return { apps = { { name = "hooked", script = "/bin/sleep", args = { "1000" }, on_start = function()
