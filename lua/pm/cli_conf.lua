@@ -136,11 +136,8 @@ function V.install(args)
       if have[kv[1]] == nil then pairs_[#pairs_ + 1] = { "pm2-logrotate:" .. kv[1], kv[2] } end
     end
     if #pairs_ > 0 then call("conf_set", { pairs = pairs_ }) end
-    local now = call("conf_get", { key = "pm2-logrotate" })
     local shown = {}
-    for _, kv in ipairs(LOGROTATE_DEFAULTS) do
-      shown[#shown + 1] = ("%s %s"):format(kv[1], tostring(type(now) == "table" and now[kv[1]] or kv[2]))
-    end
+    for _, kv in ipairs(LOGROTATE_DEFAULTS) do shown[#shown + 1] = kv[1] .. " " .. tostring(have[kv[1]] or kv[2]) end
     io.stdout:write("pm2-logrotate is built into pm: every app's logs rotate (", table.concat(shown, ", "),
       "); pm set pm2-logrotate:KEY VALUE changes it, pm uninstall pm2-logrotate turns it off\n")
     return 0

@@ -44,10 +44,10 @@ function V.logs(args)
   local stamp_fmt = a.timestamp and (a.timestamp[1] or "YYYY-MM-DD-HH:mm:ss") or nil
   if how == "format" then stamp_fmt = stamp_fmt or "YYYY-MM-DD-HH:mm:ssZZ" end
   local mark = a.highlight and a.highlight[1] or nil
-  -- (on a terminal, what an app wrote cannot drive it: util.term_safe)
+  -- (on a terminal, what an app wrote cannot drive it: view.term_safe)
   local core = require "pm.core"
   local tty_out, tty_err = core.isatty(1), core.isatty(2)
-  local term_safe = require("pm.util").term_safe
+  local term_safe = view.term_safe
   local function show(d, which, line, at, message)
     local to_err = how == "raw" and which == "err"
     local tty = to_err and tty_err or not to_err and tty_out

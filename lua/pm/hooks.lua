@@ -264,7 +264,6 @@ local function plain(v, left, depth)
   end
   return out
 end
-M.plain = function(v) return plain(v, { M.ARG_ENTRIES }, 0) end
 
 local function scoped(state, fn, ...)
   local n, args = select("#", ...), { ... }
@@ -720,25 +719,24 @@ function M.process_ended(p, pid)
   end
 end
 
--- p's hooks are others now (a file applied again with changed hooks): the
--- timers the ones before set end (they would run the old code). -> how many
-function M.code_changed(p)
+-- Set by the daemon: a description of p as a table (what a timer's fn gets)
+M.describe = function(p) return { name = p.name, pm_id = p.pm_id } end
+
+-- p is deleted, or its hooks are other code now (a file applied again:
+-- they would run the code before): its timers end -> how many
+function M.drop_app(p)
   local n = 0
   for _, cancel in pairs(p.hook_timers or {}) do
     cancel()
     n = n + 1
   end
+  p.hook_timers = nil
   return n
 end
 
--- Set by the daemon: a description of p as a table (what a timer's fn gets)
-M.describe = function(p) return { name = p.name, pm_id = p.pm_id } end
-
--- p is deleted: its timers end
-function M.drop_app(p)
-  for _, cancel in pairs(p.hook_timers or {}) do cancel() end
-  p.hook_timers = nil
-end
+-- Whether two hooks are the same code (a file applied again makes new
+-- functions of the same code: those are)
+function M.same_code(a, b) return a == b or M.fingerprint(a) == M.fingerprint(b) end
 
 -- A fingerprint of a hook's code: its bytecode without line numbers and
 -- the values of its plain upvalues (a re-applied file whose hook changed
@@ -779,7 +777,8 @@ function M.decision(v)
     local n = (type(x) == "number" or type(x) == "string") and util.duration(x)
     if n and n >= 0 and n == n and n < math.huge then return n end
   end
-  if ms(v) then return { action = "restart", delay = ms(v) } end
+  local delay_v = ms(v)
+  if delay_v then return { action = "restart", delay = delay_v } end
   -- read with rawget: a metamethod of the hook's would run outside its limits
   if type(v) == "table" then
     local action, delay = rawget(v, "action"), rawget(v, "delay")

@@ -203,7 +203,7 @@ local function changes(old, new)
       if util.encode(a) ~= util.encode(b) then out[#out + 1] = k end
     elseif type(a) == "function" or type(b) == "function" then
       -- a hook: its code (and plain upvalues), not the function's identity
-      if hooks.fingerprint(a) ~= hooks.fingerprint(b) then out[#out + 1] = k end
+      if not hooks.same_code(a, b) then out[#out + 1] = k end
     elseif a ~= b then
       out[#out + 1] = k
     end
@@ -693,7 +693,7 @@ local function env_over(p, attrs, environ)
   local d = p.decl
   if d.uid and d.uid ~= core.getuid() and (d.filter_env == nil or d.filter_env == true) then return attrs end
   local over
-  for k, v in pairs(p.decl.env or {}) do
+  for k, v in pairs(d.env or {}) do
     local now = environ[k]
     if type(now) == "string" and now ~= v then
       over = over or {}

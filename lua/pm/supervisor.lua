@@ -272,22 +272,21 @@ function M.reset(p)
   ctx.changed("runtime") -- counters only: batched
 end
 
--- p takes decl (its own rules and pid file follow)
--- Whether declaration b's hooks are other code than a's (a file applied
--- again makes new functions of the same code: those are the same)
+-- Whether declaration b's hooks are other code than a's
 local HOOK_NAMES = { "on_exit", "on_start", "on_stop" }
 local function hooks_changed(a, b)
-  local hooks = require "pm.hooks"
+  local same = require("pm.hooks").same_code
   for _, k in ipairs(HOOK_NAMES) do
-    if a[k] ~= b[k] and hooks.fingerprint(a[k]) ~= hooks.fingerprint(b[k]) then return true end
+    if not same(a[k], b[k]) then return true end
   end
   return false
 end
 
+-- p takes decl (its own rules and pid file follow; the timers of hooks
+-- that are other code now end)
 function M.redeclare(p, decl)
   if p.decl and p.decl ~= decl and p.hook_timers and hooks_changed(p.decl, decl) then
-    -- (their timers would run the code before: they end)
-    local n = require("pm.hooks").code_changed(p)
+    local n = require("pm.hooks").drop_app(p)
     if n > 0 then log.info("app %s (%d): its hooks changed: the %d timers they set end", p.name, p.pm_id, n) end
   end
   p.decl = decl

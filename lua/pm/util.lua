@@ -60,22 +60,6 @@ function M.denull(v)
   return v
 end
 
---[[ A line an app wrote, made safe for a terminal: every control
-character but a tab shown as \xNN (C1 ones, U+0080-U+009F, as \uNNNN),
-and a CR that ends it dropped; colours (SGR: ESC [ digits m) kept. An
-app's user wrote it: OSC 52 writes the reader's clipboard, OSC 0 its
-title, a CR or a cursor move paints over what it shows. ]]
-function M.term_safe(s)
-  if not s:find("[%z\1-\8\11-\31\127-\255]") then return s end
-  s = utf8_clean(s) -- (a lone byte 0x9b is an 8-bit CSI to some terminals: U+FFFD)
-  s = s:gsub("\r$", "")
-  s = s:gsub("()([%z\1-\8\11-\31\127])", function(at, c)
-    if c == "\27" and s:find("^%[[%d;:]*m", at + 1) then return nil end -- (a colour)
-    return ("\\x%02x"):format(c:byte())
-  end)
-  return (s:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end))
-end
-
 -- PM2's log_date_format and `pm logs --timestamp` take dayjs's tokens:
 -- token -> { strftime's spec, the most characters it gives } (SSS, the
 -- milliseconds, and Z, the UTC offset as +HH:MM, are the callers': strftime

@@ -139,6 +139,24 @@ function M.printable(s)
   return (s:gsub("[%z\1-\31\127]", esc):gsub("\194([\128-\159])", esc))
 end
 
+--[[ A log line made safe for a terminal, as printable is for a field, but
+as a log reads: a tab kept, colours (SGR: ESC [ digits m) kept, a CR that
+ends it dropped, a byte that is no UTF-8 U+FFFD (a lone 0x9b is an 8-bit
+CSI to some terminals), every other control character \xNN (C1 ones,
+U+0080-U+009F, \uNNNN). An app's user wrote it: OSC 52 writes the
+reader's clipboard, OSC 0 its title, a CR or a cursor move paints over
+what it shows. ]]
+function M.term_safe(s)
+  if not s:find("[%z\1-\8\11-\31\127-\255]") then return s end
+  s = util.utf8_clean(s)
+  s = s:gsub("\r$", "")
+  s = s:gsub("()([%z\1-\8\11-\31\127])", function(at, c)
+    if c == "\27" and s:find("^%[[%d;:]*m", at + 1) then return nil end -- (a colour)
+    return ("\\x%02x"):format(c:byte())
+  end)
+  return (s:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end))
+end
+
 local function cells_of(p, now)
   local e = p.pm2_env or {}
   local online = e.status == "online"

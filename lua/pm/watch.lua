@@ -36,7 +36,6 @@ local function changed_since(w)
         if e and e.mtime * 1000 + e.mtime_ns / 1e6 >= since then return true end
       end
     end
-    if budget <= 0 then return true end
   end
   return false
 end
