@@ -576,7 +576,9 @@ http.createServer((q, r) => r.end('pid ' + process.pid + '\n')).listen(Number(pr
 ]])
     ok(H.pm("start", app, "-i", "2", "--name", "web", "-s", { env = { PORT = tostring(port) } }))
     local function answers()
-      local r = H.sh(("curl -s --max-time 2 http://127.0.0.1:%d/"):format(port))
+      -- (python3: the Makefile installs it; curl it does not)
+      local r = H.sh(("python3 -c %s %d"):format(H.shquote("import sys, urllib.request; sys.stdout.write("
+        .. "urllib.request.urlopen('http://127.0.0.1:%s/' % sys.argv[1], timeout=2).read().decode())"), port))
       return r.code == 0 and r.out:match("^pid (%d+)")
     end
     H.wait_for(answers, 8000, "the app answering")
